@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh clone (see README):
+#   make run    the main job: the examples in recordings.d/, end to end
+#   make test   the whole test suite
+# `make check` runs every static check (ruff, mypy --strict) and the tests.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test check lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/orchestrator validate recordings.d
+	$(VENV)/bin/orchestrator show recordings.d
+
+# pytest exits 5 when it collected no test: that is a failure here too,
+# reported with a clear message instead of a silent green run.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(PY) -m ruff check orchestrator tests benchmarks
+	$(PY) -m ruff format --check orchestrator tests benchmarks
+
+typecheck: $(STAMP)
+	$(PY) -m mypy orchestrator
+
+check: lint typecheck test
+
+bench: $(STAMP)
+	$(PY) benchmarks/validate_bench.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

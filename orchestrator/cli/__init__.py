@@ -1,0 +1,27 @@
+"""The command line: one click group, one module per family of commands.
+
+Exit codes are part of the interface (README, "CLI"): 0 success, 1 a failure
+the command was asked to find (invalid manifests, failed actions), 2 usage.
+"""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orchestrator")
+def cli() -> None:
+    """Declarative orchestrator for Agora Cloud Recording."""
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to `cli`.
+    from orchestrator.cli import emulator, manifests, reconcile  # noqa: F401
+
+
+def main() -> None:
+    _register()
+    cli(prog_name="orchestrator")
