@@ -1,0 +1,91 @@
+"""What the store holds, as plain frozen records (no SQL here).
+
+A *session* is one attempt at one recording: one resource ID, at most one sid.
+Its `phase` says where it is; `intent` is the mutating call that was about to be
+made when the row was last written (cleared by the call's outcome), which is
+how a restarted process knows what a killed one was doing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    ACQUIRING = "acquiring"
+    STARTING = "starting"
+    RUNNING = "running"
+    UPDATING = "updating"
+    STOPPING = "stopping"
+    ENDED = "ended"
+    FAILED = "failed"
+    UNMANAGEABLE = "unmanageable"
+
+
+FINAL_PHASES = frozenset({Phase.ENDED, Phase.FAILED})
+"""Phases after which nothing is recording for this session."""
+
+
+class Intent(StrEnum):
+    ACQUIRE = "acquire"
+    START = "start"
+    UPDATE = "update"
+    UPDATE_LAYOUT = "updateLayout"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: int
+    manifest: str
+    app: str
+    app_id: str
+    channel: str
+    uid: int
+    mode: str
+    phase: Phase
+    created_at: datetime
+    updated_at: datetime
+    resource_id: str | None = None
+    sid: str | None = None
+    source_file: str | None = None
+    spec_hash: str | None = None
+    subscription_hash: str | None = None
+    layout_hash: str | None = None
+    restart_hash: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    last_query_at: datetime | None = None
+    last_status: int | None = None
+    end_reason: str | None = None
+    file_list: Any = None
+    uploading_status: str | None = None
+    restart_count: int = 0
+    intent: Intent | None = None
+    intent_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def is_live(self) -> bool:
+        """Something may be recording (or about to) for this session."""
+        return self.phase not in FINAL_PHASES
+
+
+@dataclass(frozen=True)
+class ManifestState:
+    """What the reconciler remembers per manifest name, across sessions."""
+
+    name: str
+    failed_spec_hash: str | None = None
+    failure_reason: str | None = None
+    failed_at: datetime | None = None
+    restart_count: int = 0
+    restart_window_start: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

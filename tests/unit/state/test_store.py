@@ -1,0 +1,144 @@
+"""The SQLite state store on real files.
+
+Covers: migrations and schema version, WAL mode, intent/outcome writes surviving a
+reopen (as after a crash), live vs. history queries, latest ended session per
+manifest, manifest states with failure clearing, URL parsing, a newer schema
+refused, and that no secret-shaped column exists.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.state import Intent, ManifestState, Phase, StoreError, open_store
+from orchestrator.state.store import sqlite_path_from_url
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def _session_fields(name: str = "standup") -> dict[str, object]:
+    return {
+        "manifest": name,
+        "app": "main",
+        "app_id": "app1",
+        "channel": "room",
+        "uid": 527841,
+        "mode": "mix",
+        "spec_hash": "s",
+        "window_start": T0,
+        "window_end": T0 + timedelta(hours=1),
+    }
+
+
+async def test_migrates_and_uses_wal(tmp_path: Path) -> None:
+    async with open_store(f"sqlite:///{tmp_path}/state.db") as store:
+        assert store.schema_version == 1
+    db = sqlite3.connect(tmp_path / "state.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"sessions", "manifest_states", "schema_version"} <= tables
+
+
+async def test_intent_and_outcome_survive_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(url)
+    created = await store.create_session(**_session_fields(), intent=Intent.ACQUIRE)
+    assert created.phase is Phase.ACQUIRING and created.is_live
+    await store.record_outcome(created.id, resource_id="R1", phase=Phase.STARTING)
+    await store.record_intent(created.id, Intent.START)
+    # No close: a killed process does not close its connection.
+    reopened = open_store(url)
+    (live,) = await reopened.live_sessions()
+    assert live.resource_id == "R1"
+    assert live.intent is Intent.START
+    assert live.phase is Phase.STARTING
+    assert live.window_start == T0
+    await reopened.record_outcome(live.id, sid="S1", phase=Phase.RUNNING, started_at=T0)
+    again = (await open_store(url).live_sessions())[0]
+    assert again.intent is None and again.sid == "S1" and again.phase is Phase.RUNNING
+    await store.aclose()
+    await reopened.aclose()
+
+
+async def test_history_and_latest_ended(tmp_path: Path) -> None:
+    async with open_store(str(tmp_path / "s.db")) as store:
+        first = await store.create_session(**_session_fields("a"))
+        await store.record_outcome(
+            first.id, phase=Phase.ENDED, end_reason="idle exit", file_list="a.m3u8"
+        )
+        second = await store.create_session(**_session_fields("a"))
+        await store.record_outcome(second.id, phase=Phase.FAILED, end_reason="code 2")
+        other = await store.create_session(**_session_fields("b"))
+        assert [s.id for s in await store.live_sessions()] == [other.id]
+        history = await store.history()
+        assert [s.id for s in history] == [second.id, first.id]
+        assert history[1].file_list == "a.m3u8"
+        latest = await store.latest_ended()
+        assert set(latest) == {"a"} and latest["a"].id == second.id
+        assert [s.id for s in await store.history(manifest="b")] == []
+
+
+async def test_manifest_states_round_trip_and_clear(tmp_path: Path) -> None:
+    async with open_store(str(tmp_path / "s.db")) as store:
+        state = ManifestState(
+            name="a", failed_spec_hash="h", failure_reason="code 2", failed_at=T0, restart_count=2
+        )
+        await store.set_manifest_state(state)
+        assert (await store.manifest_states())["a"] == state
+        await store.set_manifest_state(ManifestState(name="b", failed_spec_hash="x"))
+        assert await store.clear_failures(["a"]) == 1
+        states = await store.manifest_states()
+        assert states["a"].failed_spec_hash is None and states["a"].restart_count == 2
+        assert states["b"].failed_spec_hash == "x"
+        assert await store.clear_failures() == 1
+
+
+async def test_rejects_unknown_fields_and_naive_datetimes(tmp_path: Path) -> None:
+    async with open_store(str(tmp_path / "s.db")) as store:
+        with pytest.raises(TypeError, match="unknown session fields"):
+            await store.create_session(**_session_fields(), customer_secret="x")
+        with pytest.raises(TypeError, match="timezone-aware"):
+            await store.create_session(
+                **{**_session_fields(), "window_start": datetime(2026, 1, 1)}
+            )
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with open_store(str(path)):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this orchestrator"):
+        open_store(str(path))
+
+
+async def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match="not usable"):
+        open_store(str(path))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///state.db", Path("state.db")),
+        ("sqlite:////var/lib/o/state.db", Path("/var/lib/o/state.db")),
+        ("/tmp/x.db", Path("/tmp/x.db")),
+    ],
+)
+def test_sqlite_urls(url: str, expected: Path) -> None:
+    assert sqlite_path_from_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["postgresql://h/db", "sqlite://host/x", "sqlite:///"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(StoreError):
+        sqlite_path_from_url(url)
