@@ -1,0 +1,457 @@
+"""The async client of the Cloud Recording RESTful API: the only code that speaks HTTP to Agora.
+
+It authenticates (HTTP Basic), sends the exact content type the reference requires,
+keeps every App ID under its request rate (a process-wide `RateLimiter`), retries
+transient failures with the same resource ID and sid (`RetryPolicy`), and maps every
+unsuccessful answer through `errors.error_from_response`. It logs one `api.call`
+event per HTTP attempt.
+
+It must never log or raise with a secret in it: not the Authorization header, the
+customer secret, storage keys, tokens, nor the decryption secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.agora import wire
+from orchestrator.agora.errors import (
+    AgoraError,
+    AlreadyStartedError,
+    AmbiguousStartError,
+    InvalidRequestError,
+    RetryableError,
+    StopAlreadyEndedError,
+    error_from_response,
+    scrub,
+)
+
+DEFAULT_BASE_URL = "https://api.agora.io"
+CONTENT_TYPE = "application/json;charset=utf-8"
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+log = structlog.get_logger("orchestrator.agora")
+
+_M = TypeVar("_M", bound=BaseModel)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class RateLimiter:
+    """At most `per_second` requests per App ID in any sliding window of `window` seconds.
+
+    One instance is meant to be shared by everything in the process that calls the
+    API. Callers for one App ID are served in arrival order (an `asyncio.Lock` is
+    FIFO), and a waiting caller sleeps exactly until the oldest send instant leaves
+    the window: no polling. `window` defaults to one second plus a 50 ms margin, so
+    that network jitter between our send instant and Agora's arrival instant cannot
+    squeeze an 11th request into Agora's one-second window.
+    """
+
+    def __init__(
+        self,
+        per_second: int = 10,
+        *,
+        window: float = 1.05,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if per_second < 1:
+            raise ValueError("per_second must be at least 1")
+        if window <= 0:
+            raise ValueError("window must be positive")
+        self.per_second = per_second
+        self.window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: dict[str, collections.deque[float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def acquire(self, app_id: str) -> None:
+        """Wait for a free slot for `app_id`, then take it (records the send instant)."""
+        lock = self._locks.setdefault(app_id, asyncio.Lock())
+        sent = self._sent.setdefault(app_id, collections.deque())
+        async with lock:
+            while True:
+                now = self._clock()
+                while sent and now - sent[0] >= self.window:
+                    sent.popleft()
+                if len(sent) < self.per_second:
+                    sent.append(now)
+                    return
+                await self._sleep(sent[0] + self.window - now)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter.
+
+    After failed attempt n the client waits uniform(0, min(max_delay, base_delay * 2**(n-1))).
+    `sleep` and `random` are injectable so tests can observe the delays without waiting.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    sleep: Sleep = field(default=asyncio.sleep, compare=False)
+    random: Callable[[], float] = field(default=random.random, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * (2.0 ** (attempt - 1)))
+        return self.random() * ceiling
+
+
+def _check_base_url(base_url: str) -> str:
+    url = httpx.URL(base_url)
+    if url.scheme == "https":
+        return base_url.rstrip("/")
+    if url.scheme != "http":
+        raise ValueError("base_url must be an https:// URL")
+    host = url.host
+    loopback = host == "localhost"
+    if not loopback:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+    if not loopback:
+        raise ValueError("plain http:// is only allowed to a loopback address")
+    return base_url.rstrip("/")
+
+
+def shorten(resource_id: str | None) -> str | None:
+    """A resource ID short enough for a log line, still distinctive."""
+    if resource_id is None or len(resource_id) <= 16:
+        return resource_id
+    return f"{resource_id[:8]}…{resource_id[-6:]}"
+
+
+def _secret_values(body: Any) -> Iterator[str]:
+    """Literal secret values inside a request body (keys, tokens, decryption secret)."""
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key in ("secret", "secretKey", "accessKey", "token") and isinstance(value, str):
+                yield value
+            else:
+                yield from _secret_values(value)
+    elif isinstance(body, list):
+        for item in body:
+            yield from _secret_values(item)
+
+
+@dataclass
+class _Call:
+    endpoint: str
+    method: str
+    app_id: str
+    path: str
+    body: dict[str, Any] | None
+    channel: str | None = None
+    uid: str | None = None
+    resource_id: str | None = None
+    sid: str | None = None
+
+
+class AgoraClient:
+    """Async client of the six endpoints; use as `async with AgoraClient(...) as client:`."""
+
+    def __init__(
+        self,
+        *,
+        customer_id: str,
+        customer_secret: str,
+        base_url: str = DEFAULT_BASE_URL,
+        limiter: RateLimiter | None = None,
+        http: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | None = None,
+        validate: bool = True,
+    ) -> None:
+        self._base_url = _check_base_url(base_url)
+        self._auth = httpx.BasicAuth(customer_id, customer_secret)
+        self._customer_secret = customer_secret
+        self._limiter = limiter if limiter is not None else RateLimiter()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+        self._own_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
+        self._validate = validate
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ endpoints
+
+    async def acquire(self, app_id: str, body: dict[str, Any]) -> str:
+        """Acquire a resource ID (valid 5 minutes, for one start). Returns resourceId."""
+        sent = self._checked("acquire", wire.AcquireRequest, body)
+        call = _Call(
+            "acquire",
+            "POST",
+            app_id,
+            f"/v1/apps/{_seg(app_id)}/cloud_recording/acquire",
+            sent,
+            channel=_str(sent.get("cname")),
+            uid=_str(sent.get("uid")),
+        )
+        data, _ = await self._call(call)
+        return self._parse("acquire", wire.AcquireResponse, data).resourceId
+
+    async def start(self, app_id: str, resource_id: str, mode: str, body: dict[str, Any]) -> str:
+        """Start a recording on `resource_id`; returns the sid.
+
+        Raises AmbiguousStartError when an earlier attempt may have started the
+        recording and the retry was answered code 7.
+        """
+        sent = self._checked("start", wire.StartRequest, body, mode=mode)
+        call = _Call(
+            "start",
+            "POST",
+            app_id,
+            f"/v1/apps/{_seg(app_id)}/cloud_recording/resourceid/{_seg(resource_id)}"
+            f"/mode/{_seg(mode)}/start",
+            sent,
+            channel=_str(sent.get("cname")),
+            uid=_str(sent.get("uid")),
+            resource_id=resource_id,
+        )
+        data, _ = await self._call(call)
+        return self._parse("start", wire.StartResponse, data).sid
+
+    async def update(
+        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any]
+    ) -> None:
+        """Replace the subscription lists (`streamSubscribe`) of a live recording."""
+        sent = self._checked("update", wire.UpdateRequest, body, mode=mode)
+        await self._call(self._sid_call("update", "POST", app_id, resource_id, sid, mode, sent))
+
+    async def update_layout(
+        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any]
+    ) -> None:
+        """Replace the whole mix layout of a live recording."""
+        sent = self._checked("updateLayout", wire.UpdateLayoutRequest, body, mode=mode)
+        await self._call(
+            self._sid_call("updateLayout", "POST", app_id, resource_id, sid, mode, sent)
+        )
+
+    async def query(self, app_id: str, resource_id: str, sid: str, mode: str) -> wire.QueryResponse:
+        """Status and file list of a live recording (404 once it has ended)."""
+        data, _ = await self._call(
+            self._sid_call("query", "GET", app_id, resource_id, sid, mode, None)
+        )
+        return self._parse("query", wire.QueryResponse, data)
+
+    async def stop(
+        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any]
+    ) -> wire.StopResponse:
+        """Stop a recording; returns the final file list and uploadingStatus.
+
+        Raises StopAlreadyEndedError (49) when it was already stopped, NotFoundError
+        when it had already ended, NoFilesError (435) when it stopped with nothing.
+        """
+        sent = self._checked("stop", wire.StopRequest, body, mode=mode)
+        data, _ = await self._call(
+            self._sid_call("stop", "POST", app_id, resource_id, sid, mode, sent)
+        )
+        return self._parse("stop", wire.StopResponse, data)
+
+    # ------------------------------------------------------------ internals
+
+    def _sid_call(
+        self,
+        endpoint: str,
+        method: str,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        body: dict[str, Any] | None,
+    ) -> _Call:
+        path = (
+            f"/v1/apps/{_seg(app_id)}/cloud_recording/resourceid/{_seg(resource_id)}"
+            f"/sid/{_seg(sid)}/mode/{_seg(mode)}/{endpoint}"
+        )
+        return _Call(
+            endpoint,
+            method,
+            app_id,
+            path,
+            body,
+            channel=_str(body.get("cname")) if body else None,
+            uid=_str(body.get("uid")) if body else None,
+            resource_id=resource_id,
+            sid=sid,
+        )
+
+    def _checked(
+        self,
+        endpoint: str,
+        model: type[wire._Request],
+        body: dict[str, Any],
+        *,
+        mode: str | None = None,
+    ) -> dict[str, Any]:
+        """Validate and normalise a request body, or refuse it before sending."""
+        if not self._validate:
+            return body
+        if mode is not None and mode not in wire.MODES:
+            raise InvalidRequestError(endpoint, 0, 2, f"mode must be one of {wire.MODES}")
+        cname = body.get("cname")
+        if isinstance(cname, str):
+            problem = wire.channel_name_problem(cname)
+            if problem:
+                raise InvalidRequestError(endpoint, 0, 1013, problem)
+        try:
+            parsed = model.model_validate(body, context={"mode": mode})
+        except ValidationError as exc:
+            code = 1028 if endpoint == "updateLayout" else 2
+            reason = scrub(wire.validation_reason(exc), _secret_values(body))
+            raise InvalidRequestError(endpoint, 0, code, reason) from None
+        return parsed.to_wire()
+
+    def _parse(self, endpoint: str, model: type[_M], data: Any) -> _M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise RetryableError(
+                endpoint, 200, None, "unexpected response: " + wire.validation_reason(exc)
+            ) from None
+
+    async def _call(self, call: _Call) -> tuple[Any, int]:
+        """Send `call`, retrying transient failures; returns (parsed JSON, status)."""
+        secrets = [self._customer_secret, *_secret_values(call.body)]
+        content = json.dumps(call.body).encode() if call.body is not None else None
+        headers = {"Content-Type": CONTENT_TYPE, "Accept": "application/json"}
+        url = self._base_url + call.path
+        ambiguous = False
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._limiter.acquire(call.app_id)
+            started = time.monotonic()
+            status: int | None = None
+            error: AgoraError
+            try:
+                response = await self._http.request(
+                    call.method,
+                    url,
+                    content=content,
+                    headers=headers,
+                    auth=self._auth,
+                    timeout=self._timeout,
+                )
+            except httpx.TransportError as exc:
+                error = self._transport_error(call.endpoint, exc)
+                error.__cause__ = exc
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        error = RetryableError(call.endpoint, status, None, "response is not JSON")
+                    else:
+                        self._log(call, attempt, started, status, None, "ok")
+                        return data, status
+                else:
+                    error = error_from_response(
+                        call.endpoint, status, response.content, secrets=secrets
+                    )
+            if call.endpoint == "start" and ambiguous and isinstance(error, AlreadyStartedError):
+                final = AmbiguousStartError(
+                    "start", error.status, error.code, resource_id=call.resource_id or ""
+                )
+                final.__cause__ = error
+                self._log(call, attempt, started, status, error.code, "ambiguous_start")
+                raise final
+            retryable = error if isinstance(error, RetryableError) else None
+            retry = retryable is not None and attempt < self._retry.max_attempts
+            if isinstance(error, StopAlreadyEndedError) and ambiguous:
+                outcome = "already_stopped"
+            else:
+                outcome = "retry" if retry else "error"
+            self._log(call, attempt, started, status, error.code, outcome, error)
+            if retryable is None or not retry:
+                raise error
+            ambiguous = ambiguous or retryable.ambiguous
+            await self._retry.sleep(self._retry.delay(attempt))
+
+    @staticmethod
+    def _transport_error(endpoint: str, exc: httpx.TransportError) -> RetryableError:
+        # A request that never left (no connection, pool exhausted) cannot have arrived.
+        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport error"
+        return RetryableError(
+            endpoint, 0, None, f"{kind}: {type(exc).__name__}", ambiguous=not never_sent
+        )
+
+    def _log(
+        self,
+        call: _Call,
+        attempt: int,
+        started: float,
+        status: int | None,
+        code: int | None,
+        outcome: str,
+        error: AgoraError | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "endpoint": call.endpoint,
+            "app_id": call.app_id,
+            "channel": call.channel,
+            "uid": call.uid,
+            "sid": call.sid,
+            "resource_id": shorten(call.resource_id),
+            "status": status,
+            "code": code,
+            "attempt": attempt,
+            "latency_ms": round((time.monotonic() - started) * 1000, 1),
+            "outcome": outcome,
+        }
+        if error is not None:
+            fields["error"] = type(error).__name__
+            fields["reason"] = error.reason
+            log.warning("api.call", **fields)
+        else:
+            log.info("api.call", **fields)
+
+
+def _seg(value: str) -> str:
+    """One URL path segment, percent-encoded."""
+    return quote(value, safe="")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

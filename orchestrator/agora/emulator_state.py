@@ -1,0 +1,566 @@
+"""The emulator's model of Cloud Recording: resources, sessions, channels, and their rules.
+
+Everything here is synchronous and takes `now` (emulator seconds since the epoch) as
+an argument: idle exits, resource expiry and `resourceExpiredHour` are evaluated
+lazily when a request arrives, so behaviour is deterministic and a test can move
+time with the emulator's clock instead of sleeping. Each operation returns an
+`Answer` (HTTP status + JSON body) exactly as Agora would send it; the HTTP layer in
+`emulator.py` only routes, authenticates and injects faults.
+
+It must never log a request body: bodies carry storage keys, tokens and secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.agora import wire
+
+ROLE_BROADCASTER = "broadcaster"
+ROLE_AUDIENCE = "audience"
+UPLOADING_STATUSES = ("uploaded", "backuped", "unknown")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def code(self) -> int | None:
+        code = self.body.get("code")
+        return code if isinstance(code, int) else None
+
+
+def error(code: int, reason: str, status: int = 400) -> Answer:
+    return Answer(status, {"code": code, "reason": reason})
+
+
+NOT_FOUND = Answer(404, {"code": 404, "reason": "failed to find worker"})
+
+
+@dataclass
+class Settings:
+    """Knobs the control API can turn. Defaults follow the reference."""
+
+    resource_ttl: float = 300.0  # a resource ID must be started within 5 minutes
+    ended_linger: float = 5.0  # seconds an exited session still answers query (status 8/20)
+    warmup: float = 1.0  # seconds a new session reports status 4 before 5
+    uploading_status: str = "uploaded"
+    status_as_string: bool = False  # the reference's example sends "status": "5"
+    rate_limit: int = 10  # requests per second per App ID
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key not in self.__dataclass_fields__:
+                raise ValueError(f"unknown setting {key!r}")
+            current = getattr(self, key)
+            if isinstance(current, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key} must be a boolean")
+            elif isinstance(current, int | float) and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise ValueError(f"{key} must be a non-negative number")
+            elif isinstance(current, str) and not isinstance(value, str):
+                raise ValueError(f"{key} must be a string")
+            if key == "uploading_status" and value not in UPLOADING_STATUSES:
+                raise ValueError(f"uploading_status must be one of {UPLOADING_STATUSES}")
+            if key == "rate_limit" and (not isinstance(value, int) or value < 1):
+                raise ValueError("rate_limit must be an integer >= 1")
+            setattr(self, key, type(current)(value) if not isinstance(current, bool) else value)
+
+
+@dataclass
+class Resource:
+    resource_id: str
+    app_id: str
+    cname: str
+    uid: str
+    acquired_at: float
+    expired_hour: int
+    sid: str | None = None
+
+
+@dataclass
+class Session:
+    sid: str
+    resource_id: str
+    app_id: str
+    cname: str
+    uid: str
+    mode: str
+    kind: str  # "recording" | "snapshot" | "vod"
+    started_at: float
+    expires_at: float
+    max_idle: int
+    channel_type: int
+    stream_types: int
+    prefix: str
+    subscription: dict[str, list[str] | None]
+    layout: dict[str, Any] | None
+    idle_since: float | None = None
+    seen: dict[str, float] = field(default_factory=dict)  # publisher uid -> first seen
+    ended_at: float | None = None
+    end_reason: str | None = None  # "stopped" | "idle" | "aborted" | "expired"
+
+    def settle(self, now: float) -> None:
+        """Apply whatever happened on its own up to `now` (idle exit, expiry)."""
+        if self.ended_at is not None:
+            return
+        deadline, reason = self.expires_at, "expired"
+        if self.idle_since is not None and self.idle_since + self.max_idle < deadline:
+            deadline, reason = self.idle_since + self.max_idle, "idle"
+        if now >= deadline:
+            self.ended_at, self.end_reason = deadline, reason
+
+    def describe(self, now: float) -> dict[str, Any]:
+        return {
+            "sid": self.sid,
+            "resource_id": self.resource_id,
+            "app_id": self.app_id,
+            "cname": self.cname,
+            "uid": self.uid,
+            "mode": self.mode,
+            "kind": self.kind,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "end_reason": self.end_reason,
+            "live": self.ended_at is None,
+            "max_idle": self.max_idle,
+            "idle_since": self.idle_since,
+            "seen_uids": sorted(self.seen),
+            "subscription": self.subscription,
+            "layout": self.layout,
+        }
+
+
+def _subscribed(uid: str, sub: list[str] | None, unsub: list[str] | None, other: bool) -> bool:
+    """Whether one kind (audio or video) of `uid` is recorded, per the reference's list rules."""
+    if sub is not None:
+        return uid in sub or wire.ALL_STREAMS in sub
+    if unsub is not None:
+        return uid not in unsub
+    # A list for the other kind only means this kind is not subscribed at all.
+    return not other
+
+
+class EmulatorState:
+    """Resources, sessions and channel occupancy of every App ID."""
+
+    def __init__(self, settings: Settings | None = None, *, key: bytes | None = None) -> None:
+        self.settings = settings or Settings()
+        self._key = key or uuid.uuid4().bytes
+        self._counter = 0
+        self.resources: dict[str, Resource] = {}
+        self.sessions: dict[str, Session] = {}
+        self.channels: dict[tuple[str, str], dict[str, str]] = {}
+
+    # ------------------------------------------------------------ resource IDs
+
+    def _encode_resource(self, payload: dict[str, Any]) -> str:
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        mac = hmac.new(self._key, raw, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(raw + mac).decode().rstrip("=")
+
+    def _decode_resource(self, resource_id: str) -> Resource | None:
+        try:
+            data = base64.urlsafe_b64decode(resource_id + "=" * (-len(resource_id) % 4))
+        except ValueError:
+            return None
+        raw, mac = data[:-16], data[-16:]
+        expected = hmac.new(self._key, raw, hashlib.sha256).digest()[:16]
+        if len(data) <= 16 or not hmac.compare_digest(mac, expected):
+            return None
+        return self.resources.get(resource_id)
+
+    # ------------------------------------------------------------ channels
+
+    def _publishers(self, app_id: str, cname: str, channel_type: int) -> set[str]:
+        users = self.channels.get((app_id, cname), {})
+        if channel_type == 0:  # communication: every user counts, sending or not
+            return set(users)
+        return {uid for uid, role in users.items() if role == ROLE_BROADCASTER}
+
+    def _observe(self, session: Session, now: float) -> None:
+        publishers = self._publishers(session.app_id, session.cname, session.channel_type)
+        publishers.discard(session.uid)
+        if publishers:
+            session.idle_since = None
+            for uid in publishers:
+                session.seen.setdefault(uid, now)
+        elif session.idle_since is None:
+            session.idle_since = now
+
+    def set_users(self, app_id: str, cname: str, users: dict[str, str], now: float) -> None:
+        """Replace the users of a channel (uid -> role); settles sessions first."""
+        self.settle(now)
+        if users:
+            self.channels[(app_id, cname)] = dict(users)
+        else:
+            self.channels.pop((app_id, cname), None)
+        for session in self.sessions.values():
+            if session.ended_at is None and (session.app_id, session.cname) == (app_id, cname):
+                self._observe(session, now)
+
+    def join(self, app_id: str, cname: str, uid: str, role: str, now: float) -> None:
+        users = dict(self.channels.get((app_id, cname), {}))
+        users[uid] = role
+        self.set_users(app_id, cname, users, now)
+
+    def leave(self, app_id: str, cname: str, uid: str, now: float) -> None:
+        users = dict(self.channels.get((app_id, cname), {}))
+        users.pop(uid, None)
+        self.set_users(app_id, cname, users, now)
+
+    def settle(self, now: float) -> None:
+        for session in self.sessions.values():
+            session.settle(now)
+
+    def abort(self, sid: str, now: float) -> bool:
+        """Make a live session exit abnormally (status 20). False if unknown or ended."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return False
+        session.settle(now)
+        if session.ended_at is not None:
+            return False
+        session.ended_at, session.end_reason = now, "aborted"
+        return True
+
+    # ------------------------------------------------------------ endpoints
+
+    def acquire(self, app_id: str, body: dict[str, Any], now: float) -> Answer:
+        cname = body.get("cname")
+        if isinstance(cname, str):
+            problem = wire.channel_name_problem(cname)
+            if problem:
+                return error(1013, problem)
+        try:
+            request = wire.AcquireRequest.model_validate(body)
+        except ValidationError as exc:
+            return error(2, wire.validation_reason(exc))
+        self._counter += 1
+        resource_id = self._encode_resource(
+            {"a": app_id, "c": request.cname, "u": request.uid, "n": self._counter}
+        )
+        self.resources[resource_id] = Resource(
+            resource_id,
+            app_id,
+            request.cname,
+            request.uid,
+            now,
+            request.clientRequest.resourceExpiredHour,
+        )
+        return Answer(200, {"resourceId": resource_id})
+
+    def start(
+        self, app_id: str, resource_id: str, mode: str, body: dict[str, Any], now: float
+    ) -> Answer:
+        if mode not in wire.MODES:
+            return error(2, f"mode must be one of {wire.MODES}")
+        resource = self._decode_resource(resource_id)
+        if resource is None:
+            return error(1001, "failed to decrypt the resource ID")
+        cname = body.get("cname")
+        if isinstance(cname, str):
+            problem = wire.channel_name_problem(cname)
+            if problem:
+                return error(1013, problem)
+        if resource.app_id != app_id or cname != resource.cname or body.get("uid") != resource.uid:
+            return error(432, "appid, cname or uid does not match the resource ID")
+        if resource.sid is not None:
+            return error(7, "the recording has already started with this resource ID")
+        if now - resource.acquired_at > self.settings.resource_ttl:
+            return error(433, "the resource ID has expired")
+        try:
+            request = wire.StartRequest.model_validate(body, context={"mode": mode})
+        except ValidationError as exc:
+            return error(2, wire.validation_reason(exc))
+        self.settle(now)
+        for other in self.sessions.values():
+            if other.ended_at is None and (other.app_id, other.cname, other.uid) == (
+                app_id,
+                resource.cname,
+                resource.uid,
+            ):
+                return error(53, "a recording of this channel and uid is already running")
+        client = request.clientRequest
+        rc = client.recordingConfig
+        kind = "recording"
+        if client.snapshotConfig is not None:
+            kind = "snapshot"
+        elif client.extensionServiceConfig is not None:
+            kind = "vod"
+        prefix = ""
+        if client.storageConfig is not None and client.storageConfig.fileNamePrefix:
+            prefix = "/".join(client.storageConfig.fileNamePrefix) + "/"
+        layout = None
+        if mode == "mix" and rc.transcodingConfig is not None:
+            tc = rc.transcodingConfig
+            layout = wire.UpdateLayoutClientRequest(
+                maxResolutionUid=tc.maxResolutionUid,
+                mixedVideoLayout=tc.mixedVideoLayout,
+                backgroundColor=tc.backgroundColor,
+                layoutConfig=tc.layoutConfig,
+            ).model_dump(mode="json", exclude_none=True)
+        sid = uuid.uuid4().hex
+        session = Session(
+            sid=sid,
+            resource_id=resource_id,
+            app_id=app_id,
+            cname=resource.cname,
+            uid=resource.uid,
+            mode=mode,
+            kind=kind,
+            started_at=now,
+            expires_at=now + resource.expired_hour * 3600.0,
+            max_idle=rc.maxIdleTime,
+            channel_type=rc.channelType,
+            stream_types=rc.streamTypes,
+            prefix=prefix,
+            subscription={
+                "subscribeAudioUids": rc.subscribeAudioUids,
+                "unSubscribeAudioUids": rc.unSubscribeAudioUids,
+                "subscribeVideoUids": rc.subscribeVideoUids,
+                "unSubscribeVideoUids": rc.unSubscribeVideoUids,
+            },
+            layout=layout,
+        )
+        self._observe(session, now)
+        self.sessions[sid] = session
+        resource.sid = sid
+        return Answer(200, {"sid": sid, "resourceId": resource_id})
+
+    def _session_for(
+        self,
+        endpoint: str,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        body: dict[str, Any] | None,
+        now: float,
+    ) -> Session | Answer:
+        """The live session a sid-route call addresses, or the error Agora would answer."""
+        resource = self._decode_resource(resource_id)
+        if resource is None:
+            return error(1001, "failed to decrypt the resource ID")
+        if resource.app_id != app_id or resource.sid is None or resource.sid != sid:
+            return error(1003, "appid or sid does not match the resource ID")
+        if body is not None:
+            cname = body.get("cname")
+            if isinstance(cname, str):
+                problem = wire.channel_name_problem(cname)
+                if problem:
+                    return error(1013, problem)
+            if cname != resource.cname or body.get("uid") != resource.uid:
+                return error(432, "cname or uid does not match the resource ID")
+        session = self.sessions[sid]
+        session.settle(now)
+        if session.ended_at is not None:
+            if endpoint == "stop" and session.end_reason == "stopped":
+                return error(49, "the recording has already been stopped")
+            return NOT_FOUND
+        if mode != session.mode:
+            return error(2, "mode does not match the recording")
+        return session
+
+    def update(
+        self,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        body: dict[str, Any],
+        now: float,
+    ) -> Answer:
+        found = self._session_for("update", app_id, resource_id, sid, mode, body, now)
+        if isinstance(found, Answer):
+            return found
+        try:
+            request = wire.UpdateRequest.model_validate(body, context={"mode": mode})
+        except ValidationError as exc:
+            return error(2, wire.validation_reason(exc))
+        subscribe = request.clientRequest.streamSubscribe
+        if subscribe.audioUidList is not None and found.stream_types == 1:
+            return error(2, "audioUidList is not allowed when streamTypes is 1 (video only)")
+        if subscribe.videoUidList is not None and found.stream_types == 0:
+            return error(2, "videoUidList is not allowed when streamTypes is 0 (audio only)")
+        audio, video = subscribe.audioUidList, subscribe.videoUidList
+        found.subscription = {
+            "subscribeAudioUids": audio.subscribeAudioUids if audio else None,
+            "unSubscribeAudioUids": audio.unSubscribeAudioUids if audio else None,
+            "subscribeVideoUids": video.subscribeVideoUids if video else None,
+            "unSubscribeVideoUids": video.unSubscribeVideoUids if video else None,
+        }
+        return Answer(200, {"sid": sid, "resourceId": resource_id})
+
+    def update_layout(
+        self,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        body: dict[str, Any],
+        now: float,
+    ) -> Answer:
+        found = self._session_for("updateLayout", app_id, resource_id, sid, mode, body, now)
+        if isinstance(found, Answer):
+            return found
+        if found.mode != "mix":
+            return error(1028, "updateLayout supports only mix mode")
+        try:
+            request = wire.UpdateLayoutRequest.model_validate(body)
+        except ValidationError as exc:
+            return error(1028, wire.validation_reason(exc))
+        # The whole layout is replaced: omitted fields fall back to their defaults.
+        found.layout = request.clientRequest.model_dump(mode="json", exclude_none=True)
+        return Answer(200, {"sid": sid, "resourceId": resource_id})
+
+    def query(self, app_id: str, resource_id: str, sid: str, mode: str, now: float) -> Answer:
+        resource = self._decode_resource(resource_id)
+        if resource is None:
+            return error(1001, "failed to decrypt the resource ID")
+        if resource.app_id != app_id or resource.sid != sid:
+            return error(1003, "appid or sid does not match the resource ID")
+        session = self.sessions[sid]
+        session.settle(now)
+        if session.ended_at is not None:
+            lingering = (
+                session.end_reason in ("idle", "aborted")
+                and now - session.ended_at < self.settings.ended_linger
+            )
+            if not lingering:
+                return NOT_FOUND
+        elif mode != session.mode:
+            return error(2, "mode does not match the recording")
+        return Answer(
+            200,
+            {
+                "resourceId": resource_id,
+                "sid": sid,
+                "serverResponse": self._server_response(session, now),
+            },
+        )
+
+    def stop(
+        self,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        body: dict[str, Any],
+        now: float,
+    ) -> Answer:
+        found = self._session_for("stop", app_id, resource_id, sid, mode, body, now)
+        if isinstance(found, Answer):
+            return found
+        try:
+            wire.StopRequest.model_validate(body)
+        except ValidationError as exc:
+            return error(2, wire.validation_reason(exc))
+        found.ended_at, found.end_reason = now, "stopped"
+        if not found.seen:
+            return error(435, "no recorded files: nobody sent streams in the channel")
+        server = self._server_response(found, now, final=True)
+        server.pop("status", None)
+        server.pop("sliceStartTime", None)
+        server.pop("subServiceStatus", None)
+        server["uploadingStatus"] = self.settings.uploading_status
+        return Answer(200, {"resourceId": resource_id, "sid": sid, "serverResponse": server})
+
+    # ------------------------------------------------------------ answers
+
+    def _status(self, session: Session, now: float) -> int:
+        if session.ended_at is not None:
+            return 20 if session.end_reason == "aborted" else 8
+        return 4 if now - session.started_at < self.settings.warmup else 5
+
+    def _server_response(
+        self, session: Session, now: float, *, final: bool = False
+    ) -> dict[str, Any]:
+        status: int | str = self._status(session, now)
+        if self.settings.status_as_string:
+            status = str(status)
+        start_ms = int(min([session.started_at, *session.seen.values()]) * 1000)
+        if session.kind == "vod":
+            state = "inProgress" if session.seen and session.idle_since is None else "idle"
+            name = f"{session.sid}_{session.cname}.m3u8"
+            video_id = hashlib.sha256(session.sid.encode()).hexdigest()[:32]
+            service = "serviceCompleted" if final or session.ended_at else "serviceInProgress"
+            return {
+                "extensionServiceState": [
+                    {
+                        "payload": {
+                            "state": state,
+                            "videoInfo": [{"fileName": name, "videoId": video_id}]
+                            if session.seen
+                            else [],
+                        },
+                        "serviceName": "aliyun_vod_service",
+                    }
+                ],
+                "subServiceStatus": {"recordingService": service},
+            }
+        if session.kind == "snapshot":
+            return {"status": status, "sliceStartTime": start_ms}
+        if session.mode == "mix":
+            file_list = (
+                f"{session.prefix}{session.sid}_{session.cname}.m3u8" if session.seen else ""
+            )
+            return {
+                "status": status,
+                "fileListMode": "string",
+                "fileList": file_list,
+                "sliceStartTime": start_ms,
+            }
+        return {
+            "status": status,
+            "fileListMode": "json",
+            "fileList": self._individual_files(session),
+            "sliceStartTime": start_ms,
+        }
+
+    def _individual_files(self, session: Session) -> list[dict[str, Any]]:
+        sub = session.subscription
+        audio_lists = (
+            sub["subscribeAudioUids"] is not None or sub["unSubscribeAudioUids"] is not None
+        )
+        video_lists = (
+            sub["subscribeVideoUids"] is not None or sub["unSubscribeVideoUids"] is not None
+        )
+        tracks = {0: ("audio",), 1: ("video",), 2: ("audio", "video")}[session.stream_types]
+        files = []
+        for uid, first_seen in sorted(session.seen.items(), key=lambda item: item[1]):
+            for track in tracks:
+                if track == "audio":
+                    wanted = _subscribed(
+                        uid, sub["subscribeAudioUids"], sub["unSubscribeAudioUids"], video_lists
+                    )
+                else:
+                    wanted = _subscribed(
+                        uid, sub["subscribeVideoUids"], sub["unSubscribeVideoUids"], audio_lists
+                    )
+                if not wanted:
+                    continue
+                files.append(
+                    {
+                        "filename": f"{session.prefix}{session.sid}_{session.cname}"
+                        f"__uid_s_{uid}__uid_e_{track}.m3u8",
+                        "trackType": track,
+                        "uid": uid,
+                        "mixedAllUser": False,
+                        "isPlayable": True,
+                        "sliceStartTime": int(first_seen * 1000),
+                    }
+                )
+        return files
