@@ -1,0 +1,1 @@
+"""Reconcile: plan (pure) and execute (through the client, recorded in the store)."""

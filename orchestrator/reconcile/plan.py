@@ -1,0 +1,324 @@
+"""Planning: a pure function from (desired, actual, now) to frozen actions.
+
+No I/O and no clock here: `now` is an argument, so every row of DESIGN.md
+section 4 is a plain table-driven unit test. The executor (execute.py) performs
+the actions; the CLI prints them.
+
+What the planner must never do: start a second session for a recording that may
+still be live (a session in the store that is not ended or failed blocks a new
+start), or treat a manifest whose file failed to load as a deletion.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.schedule import FAR_FUTURE, Schedule, Window
+from orchestrator.state.model import Intent, ManifestState, Phase, SessionRecord
+
+
+class ActionKind(StrEnum):
+    START = "start"  # acquire, then start at once
+    STOP = "stop"
+    UPDATE = "update"  # streamSubscribe
+    UPDATE_LAYOUT = "updateLayout"  # the whole layout
+    RESTART = "restart"  # stop, then acquire + start (a change `update` cannot carry)
+    RESUME = "resume"  # finish a call that a killed process left without an outcome
+
+
+class NoteKind(StrEnum):
+    DEFERRED = "deferred"  # a change waits for the next window (updatePolicy: defer)
+    FAILED = "failed"  # permanent error for this spec; not retried until the spec changes
+    BACKOFF = "backoff"  # a restart or retry waits for its backoff
+    MISSED = "missed"  # the window opened longer ago than startingDeadline
+    UNMANAGEABLE = "unmanageable"  # a recording whose sid is unknown: needs an operator
+    KEPT = "kept"  # its manifest file is invalid: the last known good version stands
+
+
+# Why a session ended, as stored in `SessionRecord.end_reason`'s prefix. Only
+# `stopped` (we stopped it on purpose) is free of restart backoff.
+END_STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class DesiredRecording:
+    """One valid manifest, reduced to what planning needs."""
+
+    name: str
+    app: str
+    app_id: str
+    channel: str
+    uid: int
+    mode: str
+    schedule: Schedule = field(compare=False)
+    spec_hash: str
+    subscription_hash: str
+    layout_hash: str
+    restart_hash: str
+    source_file: str = ""
+    suspend: bool = False
+    update_policy: str = "restart"
+    starting_deadline: timedelta | None = None
+    manifest: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ActualState:
+    """What the store says, refreshed by `query` where the executor could."""
+
+    live: Sequence[SessionRecord] = ()
+    latest_ended: Mapping[str, SessionRecord] = field(default_factory=dict)
+    manifest_states: Mapping[str, ManifestState] = field(default_factory=dict)
+    invalid_files: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PlanPolicy:
+    # 10 s is long enough not to hammer a channel that keeps emptying, short enough
+    # that a recording lost to an idle exit resumes before much is missed.
+    restart_backoff_initial: timedelta = timedelta(seconds=10)
+    restart_backoff_max: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    manifest: str
+    reason: str
+    session_id: int | None = None
+    window: Window | None = None
+    restart_count: int = 0
+
+
+@dataclass(frozen=True)
+class Note:
+    kind: NoteKind
+    manifest: str
+    message: str
+    session_id: int | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+
+_INTERRUPTED = frozenset({Intent.ACQUIRE, Intent.START, Intent.STOP})
+
+
+def restart_backoff(count: int, policy: PlanPolicy) -> timedelta:
+    """Delay before restart number `count` (1-based) within one window: doubling, capped."""
+    if count <= 0:
+        return timedelta(0)
+    factor: int = 2 ** min(count - 1, 30)
+    delay: timedelta = policy.restart_backoff_initial * factor
+    return min(delay, policy.restart_backoff_max)
+
+
+def plan(
+    desired: Iterable[DesiredRecording],
+    actual: ActualState,
+    now: datetime,
+    policy: PlanPolicy | None = None,
+) -> Plan:
+    """The actions a reconcile pass takes at `now`, and notes on what it holds back."""
+    policy = policy or PlanPolicy()
+    actions: list[Action] = []
+    notes: list[Note] = []
+
+    live_by_manifest: dict[str, list[SessionRecord]] = defaultdict(list)
+    for session in actual.live:
+        live_by_manifest[session.manifest].append(session)
+
+    desired_by_name = {d.name: d for d in desired}
+    for name in sorted(desired_by_name):
+        d = desired_by_name[name]
+        sessions = sorted(live_by_manifest.pop(name, []), key=lambda s: s.id)
+        # Normally at most one; extra live sessions (should not happen) are wound down.
+        for extra in sessions[:-1]:
+            actions.append(_wind_down(extra, "a newer session of this manifest exists"))
+        current = sessions[-1] if sessions else None
+        _plan_desired(d, current, actual, now, policy, actions, notes)
+
+    for name in sorted(live_by_manifest):
+        for session in live_by_manifest[name]:
+            if session.source_file and session.source_file in actual.invalid_files:
+                notes.append(
+                    Note(
+                        NoteKind.KEPT,
+                        name,
+                        f"{session.source_file} does not load; keeping the running session "
+                        "as last known good",
+                        session.id,
+                    )
+                )
+            elif session.phase is Phase.UNMANAGEABLE:
+                notes.append(_unmanageable_note(session, "manifest removed; cannot stop"))
+            else:
+                actions.append(_wind_down(session, "manifest removed"))
+
+    return Plan(tuple(actions), tuple(notes))
+
+
+def _wind_down(session: SessionRecord, reason: str) -> Action:
+    if session.intent in _INTERRUPTED:
+        return Action(
+            ActionKind.RESUME, session.manifest, f"finish interrupted {session.intent}", session.id
+        )
+    return Action(ActionKind.STOP, session.manifest, reason, session.id)
+
+
+def _unmanageable_note(session: SessionRecord, message: str) -> Note:
+    return Note(
+        NoteKind.UNMANAGEABLE,
+        session.manifest,
+        f"session {session.id} (resource {_short(session.resource_id)}) is recording with an "
+        f"unknown sid: {message}",
+        session.id,
+    )
+
+
+def _short(value: str | None) -> str:
+    if not value:
+        return "-"
+    return value if len(value) <= 12 else f"{value[:8]}…"
+
+
+def _plan_desired(
+    d: DesiredRecording,
+    current: SessionRecord | None,
+    actual: ActualState,
+    now: datetime,
+    policy: PlanPolicy,
+    actions: list[Action],
+    notes: list[Note],
+) -> None:
+    window = d.schedule.active_at(now)
+    wanted = window is not None and not d.suspend
+    state = actual.manifest_states.get(d.name)
+    failed = state is not None and state.failed_spec_hash == d.spec_hash
+
+    if current is not None:
+        if current.intent in _INTERRUPTED:
+            actions.append(
+                Action(
+                    ActionKind.RESUME,
+                    d.name,
+                    f"finish interrupted {current.intent}",
+                    current.id,
+                    window=window if wanted else None,
+                )
+            )
+            return
+        if current.phase is Phase.UNMANAGEABLE:
+            if window is None or not wanted or current.window_start == window.start:
+                notes.append(_unmanageable_note(current, "an operator must end it"))
+                return
+            # A new window: try a fresh start; Agora answers 53 while the old one lives.
+            _plan_start(d, window, actual, now, policy, actions, notes, failed)
+            return
+        if not wanted:
+            reason = "suspended" if d.suspend else "window over"
+            actions.append(Action(ActionKind.STOP, d.name, reason, current.id))
+            return
+        if failed:
+            assert state is not None
+            notes.append(
+                Note(
+                    NoteKind.FAILED, d.name, f"not changing it: {state.failure_reason}", current.id
+                )
+            )
+            return
+        if current.restart_hash != d.restart_hash:
+            if d.update_policy == "restart":
+                actions.append(
+                    Action(
+                        ActionKind.RESTART,
+                        d.name,
+                        "spec changed in a way update cannot carry",
+                        current.id,
+                        window=window,
+                    )
+                )
+                return
+            notes.append(
+                Note(
+                    NoteKind.DEFERRED,
+                    d.name,
+                    "spec changed; the new version starts with the next window",
+                    current.id,
+                    until=current.window_end,
+                )
+            )
+        if current.subscription_hash != d.subscription_hash:
+            actions.append(Action(ActionKind.UPDATE, d.name, "subscription changed", current.id))
+        if d.mode == "mix" and current.layout_hash != d.layout_hash:
+            actions.append(Action(ActionKind.UPDATE_LAYOUT, d.name, "layout changed", current.id))
+        return
+
+    if wanted:
+        assert window is not None
+        _plan_start(d, window, actual, now, policy, actions, notes, failed)
+
+
+def _plan_start(
+    d: DesiredRecording,
+    window: Window,
+    actual: ActualState,
+    now: datetime,
+    policy: PlanPolicy,
+    actions: list[Action],
+    notes: list[Note],
+    failed: bool,
+) -> None:
+    state = actual.manifest_states.get(d.name)
+    if failed:
+        assert state is not None
+        notes.append(Note(NoteKind.FAILED, d.name, f"not starting: {state.failure_reason}"))
+        return
+    previous = actual.latest_ended.get(d.name)
+    same_window = previous is not None and previous.window_start == window.start
+    restart_count = 0
+    if previous is not None and same_window:
+        unexpected = not (previous.end_reason or "").startswith(END_STOPPED)
+        restart_count = previous.restart_count + 1 if unexpected else 0
+        if unexpected and previous.ended_at is not None:
+            until = previous.ended_at + restart_backoff(restart_count, policy)
+            if now < until:
+                notes.append(
+                    Note(
+                        NoteKind.BACKOFF,
+                        d.name,
+                        f"restart #{restart_count} after {previous.end_reason} waits",
+                        until=until,
+                    )
+                )
+                return
+    joined = same_window and previous is not None and previous.started_at is not None
+    if d.starting_deadline is not None and not joined and now - window.start > d.starting_deadline:
+        notes.append(
+            Note(
+                NoteKind.MISSED,
+                d.name,
+                f"window opened at {window.start.isoformat()}, more than startingDeadline ago",
+            )
+        )
+        return
+    if restart_count:
+        reason = f"restart #{restart_count} after {previous.end_reason if previous else '?'}"
+    else:
+        reason = "always on" if window.end >= FAR_FUTURE else "window open"
+    actions.append(
+        Action(ActionKind.START, d.name, reason, window=window, restart_count=restart_count)
+    )

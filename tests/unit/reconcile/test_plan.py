@@ -1,0 +1,337 @@
+"""`plan`, table-driven: every row of DESIGN.md section 4.
+
+Covers: start in a window (and always-on), nothing outside a window; stop when the
+window is over, when suspended, when the manifest is removed; an invalid manifest
+file is never a deletion; update for subscription changes, updateLayout for
+layout changes (mix only); restart or defer for other changes; permanent failures
+held until the spec changes; restart after an exit with doubling backoff and a
+restart counter; startingDeadline; interrupted calls resumed; unmanageable
+sessions never duplicated; duplicate live sessions wound down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orchestrator.reconcile.plan import (
+    ActionKind,
+    ActualState,
+    DesiredRecording,
+    NoteKind,
+    PlanPolicy,
+    plan,
+    restart_backoff,
+)
+from orchestrator.schedule import always_schedule, windows_schedule
+from orchestrator.state import Intent, ManifestState, Phase, SessionRecord
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+W_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+W_END = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+IN_WINDOW = windows_schedule([(W_START, W_END)])
+PAST_WINDOW = windows_schedule([(W_START - timedelta(days=1), W_END - timedelta(days=1))])
+
+
+def desired(**changes: Any) -> DesiredRecording:
+    base = DesiredRecording(
+        name="standup",
+        app="main",
+        app_id="app1",
+        channel="room",
+        uid=527841,
+        mode="mix",
+        schedule=IN_WINDOW,
+        spec_hash="spec1",
+        subscription_hash="sub1",
+        layout_hash="lay1",
+        restart_hash="rst1",
+        source_file="recordings.d/standup.yaml",
+    )
+    return replace(base, **changes)
+
+
+def session(**changes: Any) -> SessionRecord:
+    base = SessionRecord(
+        id=7,
+        manifest="standup",
+        app="main",
+        app_id="app1",
+        channel="room",
+        uid=527841,
+        mode="mix",
+        phase=Phase.RUNNING,
+        created_at=W_START,
+        updated_at=W_START,
+        resource_id="R",
+        sid="S",
+        source_file="recordings.d/standup.yaml",
+        spec_hash="spec1",
+        subscription_hash="sub1",
+        layout_hash="lay1",
+        restart_hash="rst1",
+        window_start=W_START,
+        window_end=W_END,
+        started_at=W_START,
+    )
+    return replace(base, **changes)
+
+
+def ended(**changes: Any) -> SessionRecord:
+    return session(**{"phase": Phase.ENDED, "ended_at": NOW - timedelta(seconds=5), **changes})
+
+
+def kinds(result: Any) -> list[tuple[str, str]]:
+    return [(a.kind.value, a.reason) for a in result.actions]
+
+
+@pytest.mark.parametrize(
+    ("name", "wanted", "live", "expected"),
+    [
+        ("start in window", desired(), [], [("start", "window open")]),
+        ("always on", desired(schedule=always_schedule()), [], [("start", "always on")]),
+        ("outside window", desired(schedule=PAST_WINDOW), [], []),
+        ("suspended, nothing live", desired(suspend=True), [], []),
+        ("steady state", desired(), [session()], []),
+        ("window over", desired(schedule=PAST_WINDOW), [session()], [("stop", "window over")]),
+        ("suspended", desired(suspend=True), [session()], [("stop", "suspended")]),
+        (
+            "subscription changed",
+            desired(subscription_hash="sub2"),
+            [session()],
+            [("update", "subscription changed")],
+        ),
+        (
+            "layout changed",
+            desired(layout_hash="lay2"),
+            [session()],
+            [("updateLayout", "layout changed")],
+        ),
+        (
+            "layout hash changed in individual mode is no updateLayout",
+            desired(layout_hash="lay2", mode="individual"),
+            [session(mode="individual")],
+            [],
+        ),
+        (
+            "subscription and layout changed",
+            desired(subscription_hash="sub2", layout_hash="lay2"),
+            [session()],
+            [("update", "subscription changed"), ("updateLayout", "layout changed")],
+        ),
+        (
+            "other change, restart policy",
+            desired(restart_hash="rst2"),
+            [session()],
+            [("restart", "spec changed in a way update cannot carry")],
+        ),
+        (
+            "other change, defer policy, with a subscription change",
+            desired(restart_hash="rst2", update_policy="defer", subscription_hash="sub2"),
+            [session()],
+            [("update", "subscription changed")],
+        ),
+        (
+            "interrupted acquire",
+            desired(),
+            [session(phase=Phase.ACQUIRING, intent=Intent.ACQUIRE, resource_id=None, sid=None)],
+            [("resume", "finish interrupted acquire")],
+        ),
+        (
+            "interrupted start",
+            desired(),
+            [session(phase=Phase.STARTING, intent=Intent.START, sid=None)],
+            [("resume", "finish interrupted start")],
+        ),
+        (
+            "interrupted stop",
+            desired(schedule=PAST_WINDOW),
+            [session(phase=Phase.STOPPING, intent=Intent.STOP)],
+            [("resume", "finish interrupted stop")],
+        ),
+        (
+            "interrupted update is replanned, not resumed",
+            desired(subscription_hash="sub2"),
+            [session(phase=Phase.UPDATING, intent=Intent.UPDATE)],
+            [("update", "subscription changed")],
+        ),
+        (
+            "unmanageable in its window",
+            desired(),
+            [session(phase=Phase.UNMANAGEABLE, sid=None)],
+            [],
+        ),
+        (
+            "unmanageable past its window: a new window tries a start",
+            desired(),
+            [
+                session(
+                    phase=Phase.UNMANAGEABLE,
+                    sid=None,
+                    window_start=W_START - timedelta(days=1),
+                    window_end=W_END - timedelta(days=1),
+                )
+            ],
+            [("start", "window open")],
+        ),
+        (
+            "two live sessions: the older is stopped",
+            desired(),
+            [session(id=3), session(id=7)],
+            [("stop", "a newer session of this manifest exists")],
+        ),
+    ],
+)
+def test_plan_rows(
+    name: str, wanted: DesiredRecording, live: list[SessionRecord], expected: list[tuple[str, str]]
+) -> None:
+    result = plan([wanted], ActualState(live=live), NOW)
+    assert kinds(result) == expected, name
+
+
+def test_removed_manifest_is_stopped_unless_its_file_is_invalid() -> None:
+    orphan = session(manifest="gone", source_file="recordings.d/gone.yaml")
+    result = plan([], ActualState(live=[orphan]), NOW)
+    assert kinds(result) == [("stop", "manifest removed")]
+    assert result.actions[0].session_id == orphan.id
+
+    kept = plan(
+        [], ActualState(live=[orphan], invalid_files=frozenset({"recordings.d/gone.yaml"})), NOW
+    )
+    assert kept.actions == ()
+    assert [n.kind for n in kept.notes] == [NoteKind.KEPT]
+
+
+def test_removed_manifest_with_interrupted_start_is_resumed() -> None:
+    orphan = session(manifest="gone", phase=Phase.STARTING, intent=Intent.START, sid=None)
+    assert kinds(plan([], ActualState(live=[orphan]), NOW)) == [
+        ("resume", "finish interrupted start")
+    ]
+
+
+def test_unmanageable_orphan_is_reported_not_acted_on() -> None:
+    orphan = session(manifest="gone", phase=Phase.UNMANAGEABLE, sid=None)
+    result = plan([], ActualState(live=[orphan]), NOW)
+    assert result.actions == ()
+    assert [n.kind for n in result.notes] == [NoteKind.UNMANAGEABLE]
+
+
+def test_deferred_change_is_noted_with_the_window_end() -> None:
+    result = plan(
+        [desired(restart_hash="rst2", update_policy="defer")], ActualState(live=[session()]), NOW
+    )
+    assert result.actions == ()
+    (note,) = result.notes
+    assert note.kind is NoteKind.DEFERRED and note.until == W_END
+
+
+def test_permanent_failure_holds_until_the_spec_changes() -> None:
+    failed = {
+        "standup": ManifestState(name="standup", failed_spec_hash="spec1", failure_reason="code 2")
+    }
+    held = plan([desired()], ActualState(manifest_states=failed), NOW)
+    assert held.actions == () and held.notes[0].kind is NoteKind.FAILED
+    assert "code 2" in held.notes[0].message
+    changed = plan([desired(spec_hash="spec2")], ActualState(manifest_states=failed), NOW)
+    assert kinds(changed) == [("start", "window open")]
+    # A live session of a failed spec is left alone (no update retried).
+    live = plan(
+        [desired(subscription_hash="sub2")],
+        ActualState(live=[session()], manifest_states=failed),
+        NOW,
+    )
+    assert live.actions == () and live.notes[0].kind is NoteKind.FAILED
+
+
+@pytest.mark.parametrize(
+    ("previous", "expected_kind", "expected_count"),
+    [
+        (ended(end_reason="exited: idle exit (status 8)", restart_count=0), "backoff", 1),
+        (
+            ended(end_reason="exited: idle exit (status 8)", ended_at=NOW - timedelta(seconds=11)),
+            "start",
+            1,
+        ),
+        (
+            ended(
+                end_reason="exited: abnormal exit (status 20)",
+                restart_count=2,
+                ended_at=NOW - timedelta(seconds=30),
+            ),
+            "backoff",
+            3,
+        ),
+        (
+            ended(
+                end_reason="exited: abnormal exit (status 20)",
+                restart_count=2,
+                ended_at=NOW - timedelta(seconds=41),
+            ),
+            "start",
+            3,
+        ),
+        (ended(end_reason="failed: conflict (53): x", restart_count=0), "backoff", 1),
+        (ended(end_reason="stopped: restart (spec changed)"), "start", 0),
+        (
+            ended(
+                end_reason="exited: idle exit (status 8)",
+                window_start=W_START - timedelta(days=1),
+            ),
+            "start",
+            0,
+        ),
+    ],
+)
+def test_restart_after_exit_backs_off(
+    previous: SessionRecord, expected_kind: str, expected_count: int
+) -> None:
+    result = plan([desired()], ActualState(latest_ended={"standup": previous}), NOW)
+    if expected_kind == "start":
+        (action,) = result.actions
+        assert action.kind is ActionKind.START
+        assert action.restart_count == expected_count
+    else:
+        assert result.actions == ()
+        (note,) = result.notes
+        assert note.kind is NoteKind.BACKOFF
+        assert f"restart #{expected_count}" in note.message
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy = PlanPolicy(
+        restart_backoff_initial=timedelta(seconds=10), restart_backoff_max=timedelta(minutes=1)
+    )
+    assert [restart_backoff(n, policy).total_seconds() for n in range(6)] == [0, 10, 20, 40, 60, 60]
+
+
+@pytest.mark.parametrize(
+    ("deadline", "previous", "expected"),
+    [
+        (timedelta(minutes=30), None, []),  # window opened an hour ago
+        (timedelta(hours=2), None, [("start", "window open")]),
+        (
+            timedelta(minutes=30),
+            ended(end_reason="exited: idle exit (status 8)", ended_at=NOW - timedelta(minutes=5)),
+            [("start", "restart #1 after exited: idle exit (status 8)")],
+        ),
+    ],
+)
+def test_starting_deadline(
+    deadline: timedelta, previous: SessionRecord | None, expected: list[tuple[str, str]]
+) -> None:
+    latest = {"standup": previous} if previous else {}
+    result = plan([desired(starting_deadline=deadline)], ActualState(latest_ended=latest), NOW)
+    assert kinds(result) == expected
+    if not expected:
+        assert [n.kind for n in result.notes] == [NoteKind.MISSED]
+
+
+def test_start_carries_the_window_and_plan_is_deterministic() -> None:
+    many = [desired(name=f"m{i:02d}", uid=i + 1) for i in range(20)]
+    first = plan(reversed(many), ActualState(), NOW)
+    assert [a.manifest for a in first.actions] == [f"m{i:02d}" for i in range(20)]
+    assert all(a.window is not None and a.window.start == W_START for a in first.actions)
+    assert plan(many, ActualState(), NOW) == first
