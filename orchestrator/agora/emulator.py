@@ -386,7 +386,7 @@ class Emulator:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(CONTROL_PREFIX + "/") or request.path == CONTROL_PREFIX:
-            if not _loopback(request.remote):
+            if not is_loopback(request.remote):
                 return web.json_response({"message": "control API is loopback only"}, status=403)
             if request.match_info.http_exception is not None:
                 return web.json_response({"message": "no such control route"}, status=404)
@@ -564,7 +564,7 @@ def _respond(answer: Answer) -> web.Response:
     return web.json_response(answer.body, status=answer.status)
 
 
-def _loopback(remote: str | None) -> bool:
+def is_loopback(remote: str | None) -> bool:
     if remote is None:
         return False
     try:
