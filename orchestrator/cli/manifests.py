@@ -1,3 +1,228 @@
-"""CLI commands (filled in by their issue)."""
+"""`validate`, `schema` and `show`: offline commands on manifests (no network, no secrets).
 
-from orchestrator.cli import cli  # noqa: F401
+Exit codes: 0 valid, 1 invalid (any error; warnings too under --strict), 2 usage
+(no such path, no manifest file found, bad option). Heavy modules (pydantic,
+ruamel.yaml, the model) are imported inside the commands so that `--help` and the
+other commands stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from orchestrator.cli import cli
+
+if TYPE_CHECKING:
+    from orchestrator.manifest.loader import Diagnostic, LoadedManifest, LoadResult
+
+_PATHS = click.argument(
+    "paths",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+)
+_AT = click.option(
+    "--at",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    default=None,
+    help="Search schedule clashes from this instant (default: now; naive means UTC).",
+)
+
+
+def _now(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResult:
+    from orchestrator.manifest.loader import load_manifests
+
+    result = load_manifests(list(paths), strict=strict, now=_now(at))
+    if not result.files:
+        shown = ", ".join(str(p) for p in paths)
+        raise click.UsageError(f"no manifest files (*.yaml, *.yml) found in {shown}")
+    return result
+
+
+def _text_line(d: Diagnostic) -> str:
+    field = f"{d.field}: " if d.field else ""
+    return f"{d.file}:{d.line}:{d.column}: {d.severity}: {field}{d.message}"
+
+
+def _gh_escape(value: str, *, prop: bool) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        value = value.replace(":", "%3A").replace(",", "%2C")
+    return value
+
+
+def _github_line(d: Diagnostic) -> str:
+    field = f"{d.field}: " if d.field else ""
+    return (
+        f"::{d.severity} file={_gh_escape(d.file, prop=True)},line={d.line},col={d.column}::"
+        f"{_gh_escape(field + d.message, prop=False)}"
+    )
+
+
+def _summary(result: LoadResult) -> str:
+    errors, warnings = len(result.errors), len(result.warnings)
+    verdict = "invalid" if result.failed_files else "valid"
+    return (
+        f"{verdict}: {len(result.files)} file(s), {len(result.manifests)} valid manifest(s), "
+        f"{errors} error(s), {warnings} warning(s)"
+    )
+
+
+@cli.command()
+@_PATHS
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text: file:line:col lines; json: one object; github: Actions annotations.",
+)
+@click.option("--strict", is_flag=True, help="Warnings (literal secrets) are errors.")
+@_AT
+def validate(paths: tuple[Path, ...], fmt: str, strict: bool, at: datetime | None) -> None:
+    """Check manifests offline: files, or directories (recursively *.yaml, *.yml).
+
+    Exit 0 when every manifest is valid, 1 when any is not, 2 on usage errors.
+    """
+    result = _load(paths, strict, at)
+    if fmt == "json":
+        payload = {
+            "valid": not result.failed_files,
+            "files": len(result.files),
+            "manifests": len(result.manifests),
+            "errors": len(result.errors),
+            "warnings": len(result.warnings),
+            "failedFiles": sorted(result.failed_files),
+            "diagnostics": [d.as_dict() for d in result.diagnostics],
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        line = _github_line if fmt == "github" else _text_line
+        for diagnostic in result.diagnostics:
+            click.echo(line(diagnostic))
+        click.echo(_summary(result))
+    sys.exit(1 if result.failed_files else 0)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of a manifest (for yaml-language-server and editors)."""
+    from orchestrator.manifest.schema import manifest_json_schema
+
+    click.echo(json.dumps(manifest_json_schema(), indent=2))
+
+
+def _show_secret(ref: Any) -> str:
+    from orchestrator.secrets import LiteralSecret
+
+    return "***" if isinstance(ref, LiteralSecret) else f"<{ref.describe()}>"
+
+
+def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
+    from orchestrator.manifest import translate
+
+    m = item.manifest
+    upcoming = m.build_schedule().windows_between(now, now + timedelta(days=366))
+    next_window = (
+        {"start": upcoming[0].start.isoformat(), "end": upcoming[0].end.isoformat()}
+        if upcoming
+        else None
+    )
+    bodies: dict[str, Any] = {
+        "acquire": translate.acquire_body(m),
+        "start": translate.start_body(m, _show_secret),
+        "update": translate.update_body(m),
+    }
+    if m.mode == "mix":
+        bodies["updateLayout"] = translate.update_layout_body(m)
+    return {
+        "name": m.name,
+        "file": item.file,
+        "line": item.line,
+        "app": m.app,
+        "channel": m.channel,
+        "uid": m.recording_uid,
+        "uidAuto": m.uid == "auto",
+        "mode": translate.mode_path(m),
+        "schedule": m.schedule.describe(),
+        "nextWindow": next_window,
+        "suspend": m.suspend,
+        "updatePolicy": str(m.update_policy),
+        "startingDeadline": (
+            int(m.starting_deadline.total_seconds()) if m.starting_deadline else None
+        ),
+        "labels": dict(m.labels),
+        "secrets": {path: _show_secret(ref) for path, ref in m.secret_refs()},
+        "bodies": bodies,
+    }
+
+
+def _show_text(info: dict[str, Any]) -> None:
+    uid = f"{info['uid']} (auto)" if info["uidAuto"] else str(info["uid"])
+    click.echo(f"== {info['name']}  ({info['file']}:{info['line']})")
+    click.echo(f"   app {info['app']}, channel '{info['channel']}', uid {uid}, mode {info['mode']}")
+    window = info["nextWindow"]
+    upcoming = f"; next window {window['start']} .. {window['end']}" if window else ""
+    click.echo(f"   schedule: {info['schedule']}{upcoming}")
+    deadline = info["startingDeadline"]
+    click.echo(
+        f"   suspend: {'yes' if info['suspend'] else 'no'}, updatePolicy: {info['updatePolicy']}"
+        f", startingDeadline: {f'{deadline}s' if deadline is not None else 'none'}"
+    )
+    if info["labels"]:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(info["labels"].items()))
+        click.echo(f"   labels: {labels}")
+    for name, body in info["bodies"].items():
+        click.echo(f"   {name} body:")
+        for text in json.dumps(body, indent=2).splitlines():
+            click.echo(f"     {text}")
+    click.echo("")
+
+
+@cli.command()
+@_PATHS
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--strict", is_flag=True, help="Warnings (literal secrets) are errors.")
+@_AT
+def show(paths: tuple[Path, ...], fmt: str, strict: bool, at: datetime | None) -> None:
+    """Show each manifest and the exact API bodies it would send (secrets as references).
+
+    Nothing is resolved or sent: a secret appears as <env:NAME>, <file:PATH>,
+    <credential:NAME>, or *** for a literal. Exit codes as for `validate`.
+    """
+    result = _load(paths, strict, at)
+    for diagnostic in result.diagnostics:
+        click.echo(_text_line(diagnostic), err=True)
+    if result.failed_files:
+        click.echo(_summary(result), err=True)
+        sys.exit(1)
+    now = _now(at)
+    described = [_described(item, now) for item in result.manifests]
+    if fmt == "json":
+        click.echo(json.dumps(described, indent=2))
+    else:
+        for info in described:
+            _show_text(info)
+        click.echo(_summary(result))
+    sys.exit(0)

@@ -1,0 +1,562 @@
+"""Reading manifests from files and directories into models, or into positioned diagnostics.
+
+The fast path parses with ruamel.yaml's C parser (libyaml, `typ="safe"`,
+`pure=False`) and validates with the pydantic model. Only a file that has
+something to report is parsed again with the round-trip loader, whose nodes
+know their line and column, to place each error on its field.
+
+It must never raise on bad input or print a traceback: every problem (broken
+YAML, binary garbage, huge files, wrong types, unknown keys) becomes a
+`Diagnostic`. Messages never contain a secret value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import re
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.manifest.model import Manifest
+
+MAX_FILE_BYTES = 1024 * 1024
+"""Larger files are refused: a manifest is a few hundred bytes; split big sets into files."""
+
+YAML_SUFFIXES = (".yaml", ".yml")
+Severity = Literal["error", "warning"]
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding: where (1-based), which field, what is wrong and what is valid."""
+
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+    severity: Severity = "error"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "field": self.field,
+            "message": self.message,
+            "severity": self.severity,
+        }
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A valid manifest and where its document starts."""
+
+    manifest: Manifest
+    file: str
+    line: int
+    column: int
+    document: int = 0
+    key_positions: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False)
+
+    def position_of(self, key: str) -> tuple[int, int]:
+        """Line and column of a top-level key, or of the document when it is absent."""
+        return self.key_positions.get(key, (self.line, self.column))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    manifests: list[LoadedManifest]  # every valid document of files without errors
+    diagnostics: list[Diagnostic]  # errors and warnings, all files
+    failed_files: frozenset[str]  # files with at least one error
+    files: tuple[str, ...] = ()  # every file that was read
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_files
+
+
+# --- discovery -----------------------------------------------------------------------
+
+
+def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
+    """Files named directly, and `*.yaml`/`*.yml` under directories (recursively, sorted).
+
+    Hidden files and directories (a leading dot) are skipped inside directories.
+    """
+    files: list[str] = []
+    problems: list[Diagnostic] = []
+    seen: set[str] = set()
+
+    def add(path: str) -> None:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for raw in paths:
+        path = str(raw)
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
+                        add(os.path.join(root, name))
+        elif os.path.exists(path):
+            add(path)
+        else:
+            problems.append(Diagnostic(path, 1, 1, "", "no such file or directory"))
+    return files, problems
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+@dataclass
+class _Document:
+    data: Any
+    line: int
+    column: int
+    keys: dict[str, tuple[int, int]]
+
+
+class _ParseFailure(Exception):
+    def __init__(self, line: int, column: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+        self.message = message
+
+
+def _fast_documents(text: str) -> Iterator[_Document]:
+    """Documents via libyaml; the node tree gives document and top-level key positions."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=False)
+    loader, _ = yaml.get_constructor_parser(io.StringIO(text))
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            keys: dict[str, tuple[int, int]] = {}
+            if node is not None and isinstance(node.value, list) and node.tag.endswith(":map"):
+                for pair in node.value:
+                    if isinstance(pair, tuple) and isinstance(pair[0].value, str):
+                        mark = pair[0].start_mark
+                        keys.setdefault(pair[0].value, (mark.line + 1, mark.column + 1))
+            mark = node.start_mark if node is not None else None
+            line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            data = loader.construct_document(node) if node is not None else None
+            yield _Document(data, line, column, keys)
+    finally:
+        dispose = getattr(loader, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+def _yaml_failure(exc: Exception, text: str) -> _ParseFailure:
+    """A parse error as a position and a secret-free message."""
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.reader import ReaderError
+
+    if isinstance(exc, ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return _ParseFailure(
+            line, column, f"not a text file: character {exc.character!r} is not allowed in YAML"
+        )
+    if isinstance(exc, MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        problem = str(exc.problem or "invalid YAML")
+        if problem.startswith("found duplicate key"):
+            key = re.match(r'found duplicate key "(.*?)" with value', problem)
+            first = exc.context_mark
+            where = f" (first at line {first.line + 1})" if first is not None else ""
+            name = f"'{key.group(1)}'" if key else "a key"
+            return _ParseFailure(line, column, f"duplicate key {name}{where}; keep only one")
+        if "could not determine a constructor for the tag" in problem:
+            tag = problem.rsplit(" ", 1)[-1]
+            return _ParseFailure(line, column, f"unsupported YAML tag {tag}; plain values only")
+        context = f" ({exc.context})" if exc.context else ""
+        return _ParseFailure(line, column, f"invalid YAML: {problem}{context}")
+    if isinstance(exc, RecursionError):
+        return _ParseFailure(1, 1, "invalid YAML: nested too deeply")
+    return _ParseFailure(1, 1, f"invalid YAML: a value could not be read ({type(exc).__name__})")
+
+
+def _position_tree(text: str) -> list[Any]:
+    """Round-trip documents (with .lc positions); stops quietly at a syntax error."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    docs: list[Any] = []
+    try:
+        for doc in yaml.load_all(text):
+            docs.append(doc)
+    except Exception:  # noqa: S110 -- positions are best effort; the error is already reported
+        pass
+    return docs
+
+
+# --- pydantic errors to diagnostics --------------------------------------------------
+
+_SECRET_TAGS = frozenset({"EnvSecret", "FileSecret", "CredentialSecret", "LiteralSecret"})
+_SECRET_KEYS = frozenset({"token", "accessKey", "secretKey", "secret"})
+_SECRET_FORMS = "{env: NAME}, {file: PATH} or {credential: NAME}"  # noqa: S105 (a hint)
+
+_PATTERN_HINTS = {
+    "name": "1 to 128 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
+    "app": "an App ID profile name: letters, digits, '.', '_' or '-' (at most 64)",
+    "fileNamePrefix": "letters and digits only (a-z, A-Z, 0-9), one directory per entry",
+    "regionId": "an Aliyun region id like cn-shanghai",
+    "env": "an environment variable name like S3_KEY",
+    "credential": "a credential name: letters, digits, '_', '.', '@' or '-'",
+    "labels": "label keys are letters, digits, '.', '_', '/' or '-' (at most 63)",
+}
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The one pydantic model inside an annotation (Optional, tuple[...], Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    found = {m for arg in typing.get_args(annotation) if (m := _model_in(arg)) is not None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    from orchestrator import secrets
+
+    model: type[BaseModel] | None = Manifest
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        if part in _SECRET_TAGS:
+            model = getattr(secrets, part)
+            continue
+        for name, info in model.model_fields.items():
+            if (info.alias or name) == part:
+                model = _model_in(info.annotation)
+                break
+        else:
+            return None
+    return model
+
+
+def _keys_at(loc: Loc) -> list[str]:
+    model = _model_at(loc)
+    if model is None:
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _input_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return f"a {type(value).__name__}"
+
+
+def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
+    """A pydantic error as 'what is wrong; what would be valid'."""
+    kind = str(error["type"])
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    secret = any(p in _SECRET_TAGS for p in raw_loc) or any(p in _SECRET_KEYS for p in loc)
+    last = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    got = "" if secret else f" (got {_input_text(value)})"
+    if kind == "missing":
+        return f"'{last}' is required" if last else "a required value is missing"
+    if kind == "extra_forbidden":
+        key = str(loc[-1]) if loc else "?"
+        valid = _keys_at(raw_loc[:-1])
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        listing = f" Valid keys here: {', '.join(valid)}." if valid else ""
+        return f"unknown key '{key}'{hint}{listing}"
+    if secret and kind in ("model_type", "model_attributes_type", "dict_type", "string_type"):
+        return f"a secret is a reference: {_SECRET_FORMS} (or, with a warning, a plain string)"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        valid = _keys_at(raw_loc)
+        keys = f" with keys {', '.join(valid)}" if valid else ""
+        return f"must be a mapping{keys}{got}"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list (one '- item' per line, or [a, b]){got}"
+    if kind == "string_type":
+        return f"must be text{got}; quote it if YAML reads it as a number or date"
+    if kind == "string_pattern_mismatch":
+        hint = _PATTERN_HINTS.get(last) or _PATTERN_HINTS.get(str(loc[0]) if loc else "", "")
+        return f"invalid value{got}: use {hint}" if hint else f"invalid value{got}: {error['msg']}"
+    if kind in ("string_too_short", "string_too_long"):
+        return f"{error['msg'].replace('String', 'text')}{got}"
+    if kind in ("too_short", "too_long"):
+        low, high = ctx.get("min_length"), ctx.get("max_length")
+        count = ctx.get("actual_length")
+        bound = f"at least {low}" if kind == "too_short" else f"at most {high}"
+        return f"needs {bound} item(s), found {count}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be a whole number{got}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be true or false{got}"
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number{got}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        words = {
+            "greater_than_equal": "at least",
+            "less_than_equal": "at most",
+            "greater_than": "more than",
+            "less_than": "less than",
+        }
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {words[kind]} {limit}{got}"
+    if kind == "timezone_aware":
+        return "needs a UTC offset: like 2026-03-02T09:00:00+08:00 or 2026-03-02T01:00:00Z"
+    if kind.startswith("datetime") or kind.startswith("date_"):
+        return (
+            f"must be an ISO-8601 date and time with an offset, like 2026-03-02T09:00:00+08:00{got}"
+        )
+    if kind == "literal_error":
+        return f"{error['msg'].replace('Input should be', 'must be')}{got}"
+    if kind == "dict_type" or kind == "dict_attributes_type":
+        return f"must be a mapping{got}"
+    # custom errors of the model already say what is wrong and what is valid
+    return str(error["msg"])
+
+
+def _diagnose(exc: ValidationError) -> Iterator[tuple[Loc, str, bool]]:
+    """(field location, message, points-at-key) for every error, violations unpacked."""
+    for error in exc.errors(include_url=False):
+        raw_loc: Loc = tuple(error["loc"])
+        loc = tuple(p for p in raw_loc if p not in _SECRET_TAGS)
+        if error["type"] == "manifest_rules":
+            for sub_loc, message in (error.get("ctx") or {}).get("violations", []):
+                yield loc + tuple(sub_loc), str(message), True
+        else:
+            yield loc, _explain(error, loc, raw_loc), error["type"] == "extra_forbidden"
+
+
+def _locate(root: Any, loc: Loc, at_key: bool, fallback: tuple[int, int]) -> tuple[int, int]:
+    """Line and column (1-based) of `loc` in a round-trip tree, or its nearest parent."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    line, column = fallback
+    if isinstance(root, CommentedMap | CommentedSeq):
+        line, column = root.lc.line + 1, root.lc.col + 1
+    node = root
+    for index, part in enumerate(loc):
+        is_last = index == len(loc) - 1
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                child = node[part]
+                collection = isinstance(child, CommentedMap | CommentedSeq)
+                if (is_last and at_key) or collection:
+                    key_line, key_col = node.lc.key(part)
+                else:
+                    key_line, key_col = node.lc.value(part)
+                line, column = key_line + 1, key_col + 1
+                node = child
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                item_line, item_col = node.lc.item(part)
+                line, column = item_line + 1, item_col + 1
+                node = node[part]
+            else:
+                break
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    return line, column
+
+
+# --- one file ------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    """A finding waiting for its position (known only after the round-trip parse)."""
+
+    document: int
+    loc: Loc
+    at_key: bool
+    message: str
+    severity: Severity
+    position: tuple[int, int] | None = None
+
+
+def _describe_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str | int | float | bool):
+        return "a single value"
+    return f"a {type(value).__name__}"
+
+
+def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest], list[Diagnostic]]:
+    """The valid manifests of one file and its diagnostics; never raises on the content.
+
+    Valid documents are returned even when another document of the file has an
+    error (so cross-file checks can see them); `load_manifests` drops them.
+    """
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            return [], [
+                Diagnostic(
+                    path,
+                    1,
+                    1,
+                    "",
+                    f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes (1 MiB): "
+                    "split it into several files",
+                )
+            ]
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return [], [Diagnostic(path, 1, 1, "", f"cannot read the file: {exc.strerror}")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        return [], [Diagnostic(path, line, column, "", "not a UTF-8 text file (binary content?)")]
+
+    loaded: list[LoadedManifest] = []
+    pending: list[_Pending] = []
+    documents = 0
+    try:
+        for index, doc in enumerate(_fast_documents(text)):
+            documents += 1
+            position = (doc.line, doc.column)
+            if doc.data is None:
+                pending.append(
+                    _Pending(
+                        index, (), False, "empty document (a stray '---'?)", "warning", position
+                    )
+                )
+                continue
+            if not isinstance(doc.data, dict):
+                pending.append(
+                    _Pending(
+                        index,
+                        (),
+                        False,
+                        f"a manifest is a mapping (name: ..., app: ..., ...), "
+                        f"not {_describe_type(doc.data)}",
+                        "error",
+                        position,
+                    )
+                )
+                continue
+            try:
+                manifest = Manifest.model_validate(doc.data)
+            except ValidationError as exc:
+                for loc, message, at_key in _diagnose(exc):
+                    pending.append(_Pending(index, loc, at_key, message, "error"))
+                continue
+            for secret_path in manifest.literal_secrets():
+                pending.append(
+                    _Pending(
+                        index,
+                        tuple(secret_path.split(".")),
+                        False,
+                        f"a literal secret in the file: use {_SECRET_FORMS}",
+                        "error" if strict else "warning",
+                    )
+                )
+            loaded.append(LoadedManifest(manifest, path, doc.line, doc.column, index, doc.keys))
+    except Exception as exc:  # any parse failure of any kind becomes a diagnostic
+        failure = _yaml_failure(exc, text)
+        pending.append(
+            _Pending(documents, (), False, failure.message, "error", (failure.line, failure.column))
+        )
+    if documents == 0 and not pending:
+        pending.append(
+            _Pending(0, (), False, "no manifest in this file (it is empty)", "error", (1, 1))
+        )
+
+    if strict:
+        for item in pending:
+            item.severity = "error"
+    return loaded, _place(path, text, pending)
+
+
+def _place(path: str, text: str, pending: list[_Pending]) -> list[Diagnostic]:
+    if not pending:
+        return []
+    trees = _position_tree(text) if any(p.position is None for p in pending) else []
+    out: list[Diagnostic] = []
+    for item in pending:
+        if item.position is not None:
+            line, column = item.position
+        else:
+            root = trees[item.document] if item.document < len(trees) else None
+            line, column = _locate(root, item.loc, item.at_key, (1, 1))
+        out.append(Diagnostic(path, line, column, _dotted(item.loc), item.message, item.severity))
+    out.sort(key=lambda d: (d.line, d.column))
+    return out
+
+
+# --- many files ----------------------------------------------------------------------
+
+
+def load_manifests(
+    paths: Sequence[str | Path], *, strict: bool = False, now: datetime | None = None
+) -> LoadResult:
+    """Load every manifest under `paths` and check them together.
+
+    Every file is read even when others fail. Cross-file checks (duplicate names,
+    `auto` uids that collide, and, when `now` is given, two manifests that could
+    record the same app, channel and uid at the same time) mark the files involved
+    as failed.
+    """
+    from orchestrator.manifest.crosscheck import cross_check
+
+    files, diagnostics = discover(paths)
+    failed: set[str] = {d.file for d in diagnostics}
+    manifests: list[LoadedManifest] = []
+    for path in files:
+        loaded, found = load_file(path, strict=strict)
+        manifests.extend(loaded)
+        diagnostics.extend(found)
+        if any(d.severity == "error" for d in found):
+            failed.add(path)
+    cross = cross_check(manifests, now=now)
+    diagnostics.extend(cross)
+    failed.update(d.file for d in cross if d.severity == "error")
+    valid = [m for m in manifests if m.file not in failed]
+    return LoadResult(valid, diagnostics, frozenset(failed), tuple(files))
