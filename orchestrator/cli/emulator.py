@@ -1,3 +1,98 @@
-"""CLI commands (filled in by their issue)."""
+"""`emulator`: serve the local Agora Cloud Recording emulator until SIGTERM or SIGINT.
 
-from orchestrator.cli import cli  # noqa: F401
+Exit codes: 0 after a clean shutdown on SIGTERM/SIGINT, 1 when the address cannot be
+bound, 2 usage. One line on stdout says where it listens, so scripts can wait for
+it; logs go to stderr. The customer secret is never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from orchestrator.cli import cli
+
+if TYPE_CHECKING:
+    from orchestrator.agora.emulator import EmulatorConfig
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0 picks a free one; the line on stdout names it).",
+)
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="APPID",
+    help="An App ID to accept (repeatable). Without any, every 32-hex-digit App ID is accepted.",
+)
+@click.option(
+    "--customer-id",
+    envvar="ORCHESTRATOR_EMULATOR_CUSTOMER_ID",
+    default="emulator",
+    show_default=True,
+    help="Customer ID for HTTP Basic auth (env ORCHESTRATOR_EMULATOR_CUSTOMER_ID).",
+)
+@click.option(
+    "--customer-secret",
+    envvar="ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET",
+    default="emulator-secret",
+    show_default=True,
+    help="Customer secret for HTTP Basic auth (env ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET).",
+)
+@click.option("--seed", type=int, default=None, help="Seed for random fault injection.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def emulator(
+    host: str,
+    port: int,
+    apps: tuple[str, ...],
+    customer_id: str,
+    customer_secret: str,
+    seed: int | None,
+    log_level: str,
+) -> None:
+    """Serve a local Agora Cloud Recording API emulator (control API under /_emulator)."""
+    from orchestrator.agora.emulator import AppConfig, EmulatorConfig
+    from orchestrator.logging import configure_logging
+
+    configure_logging(log_level)
+    config = EmulatorConfig(
+        customer_id=customer_id,
+        customer_secret=customer_secret,
+        apps={app_id: AppConfig() for app_id in apps},
+        seed=seed,
+    )
+    try:
+        asyncio.run(_serve(config, host, port))
+    except OSError as exc:
+        click.echo(f"orchestrator emulator: cannot listen on {host}:{port}: {exc}", err=True)
+        sys.exit(1)
+
+
+async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+    from orchestrator.agora.emulator import running_emulator
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_emulator(config, host=host, port=port) as emu:
+        click.echo(f"orchestrator emulator listening on {emu.base_url} control {emu.control_url}")
+        sys.stdout.flush()
+        await stop.wait()
+    click.echo("orchestrator emulator stopped", err=True)
