@@ -1,0 +1,618 @@
+"""The daemon's configuration: one YAML file, overridable from the environment.
+
+What the orchestrator needs that is not a recording: App ID profiles and their
+credentials (as secret references), where the state store and the manifests
+live, logging, metrics and the reconcile loop's timing. The file's keys are
+camelCase like the manifests'; every key may be overridden by an environment
+variable `ORCHESTRATOR_<SECTION>__<KEY>` in snake case (for example
+`ORCHESTRATOR_STATE__URL`, `ORCHESTRATOR_LOGGING__LEVEL`,
+`ORCHESTRATOR_APPS__MAIN__RATE_LIMIT`), read with pydantic-settings.
+
+Relative paths (`state.dir`, a relative `sqlite:///` URL, `manifests.dir`) are
+resolved against the directory of the config file, so a checkout runs the same
+from any working directory.
+
+Errors name the file, line and column, and the field. Secret values never
+appear in an error, a log line or a `repr`: credentials are references,
+resolved only when a client is built (`resolve_credentials`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, cast, get_args, get_origin
+
+import structlog
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from orchestrator.secrets import (
+    LiteralSecret,
+    SecretError,
+    SecretField,
+    resolve_secret,
+)
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "ENV_PREFIX",
+    "AppProfile",
+    "Backoff",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "load_config",
+    "resolve_credentials",
+]
+
+ENV_PREFIX = "ORCHESTRATOR_"
+CONFIG_PATH_VARIABLE = "ORCHESTRATOR_CONFIG"  # the file to read when no path is given
+DEFAULT_STATE_DIR = Path("/var/lib/orchestrator")
+
+_log = structlog.get_logger(__name__)
+
+
+# ---------------------------------------------------------------------------
+# errors
+
+
+class ConfigProblem(BaseModel):
+    """One problem: where (file:line:column, or the environment variable) and what."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    line: int  # 1-based; 0 when the value came from the environment
+    column: int
+    field: str  # dotted path in the file's spelling, e.g. "reconcile.concurrency"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. Names places and fields, never secret values."""
+
+    def __init__(self, message: str, problems: list[ConfigProblem] | None = None) -> None:
+        self.problems = problems or []
+        super().__init__(message)
+
+    @classmethod
+    def from_problems(cls, problems: list[ConfigProblem]) -> ConfigError:
+        return cls("\n".join(str(p) for p in problems), problems)
+
+
+# ---------------------------------------------------------------------------
+# value types
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    """`90s`, `10m`, `1h30m`, `500ms`, `1d`, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number with a unit, e.g. 30s, 10m, 1h30m")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if text and _DURATION_PART.sub("", text) == "":
+            seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+            return timedelta(seconds=seconds)
+        raise ValueError(
+            f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 10m, 1h30m"
+        )
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_default=True,  # defaults go through the validators: paths get resolved
+    )
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    base = context.get("base_dir")
+    return Path(base) if base is not None else Path.cwd()
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (_base_dir(info) / path).resolve()
+
+
+# ---------------------------------------------------------------------------
+# sections
+
+
+class AppProfile(_Section):
+    """One Agora project: manifests name it with `app:`."""
+
+    app_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S+$")]
+    customer_id: SecretField
+    customer_secret: SecretField
+    # Regional domains, a proxy or the local emulator.
+    base_url: str = "https://api.agora.io"
+    # Agora allows 10 requests per second per App ID; the client stays under it.
+    rate_limit: Annotated[int, Field(ge=1, le=1000)] = 10
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(
+                "must be an http:// or https:// URL without query, e.g. https://api.agora.io"
+            )
+        return value.rstrip("/")
+
+
+class StateSection(_Section):
+    """Where sessions are remembered."""
+
+    # Default: systemd's $STATE_DIRECTORY (StateDirectory=) when set, else /var/lib/orchestrator.
+    dir: Path = DEFAULT_STATE_DIR
+    # Default: an SQLite file `state.db` in `dir`. `postgresql://...` for several replicas.
+    url: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_dir(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and data.get("dir") is None:
+            environ = (info.context or {}).get("environ") or {}
+            systemd_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
+            data = {**data, "dir": systemd_dir or str(DEFAULT_STATE_DIR)}
+        return data
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            state_dir = info.data.get("dir")
+            return f"sqlite:///{state_dir / 'state.db'}" if state_dir is not None else value
+        if value.startswith("sqlite:///"):
+            if value == "sqlite:///" or value.endswith("/"):
+                raise ValueError("the SQLite URL names no file (sqlite:///PATH/state.db)")
+            return f"sqlite:///{_resolve(Path(value[len('sqlite:///') :]), info)}"
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+
+class ManifestsSection(_Section):
+    """Where the desired recordings are declared."""
+
+    dir: Path = Path("recordings.d")
+    # Reload when a file changes (SIGHUP always reloads). Polling every watchInterval
+    # is cheap (one stat per file) and works on every filesystem, unlike inotify on NFS.
+    watch: bool = True
+    watch_interval: Duration = timedelta(seconds=2)
+
+    @field_validator("dir")
+    @classmethod
+    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info)
+
+    @field_validator("watch_interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        return _positive(value)
+
+
+class LoggingSection(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: JSON lines when stderr is not a terminal (journald, files), console otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class MetricsSection(_Section):
+    # Prometheus /metrics and /healthz. Loopback by default: nothing is exposed
+    # unless asked. null turns the endpoint off.
+    address: str | None = "127.0.0.1:9464"
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
+        if not match or int(match.group(2)) > 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
+        return value
+
+    @property
+    def host(self) -> str | None:
+        return None if self.address is None else self.address.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int | None:
+        return None if self.address is None else int(self.address.rsplit(":", 1)[1])
+
+
+class Backoff(_Section):
+    """Exponential backoff: initial, doubling up to max (with jitter in the reconciler)."""
+
+    initial: Duration
+    max: Duration
+
+    @field_validator("initial", "max")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        return _positive(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max < self.initial:
+            raise ValueError("max must not be shorter than initial")
+        return self
+
+
+class RestartBackoff(Backoff):
+    initial: Duration = timedelta(seconds=10)
+    max: Duration = timedelta(minutes=10)
+
+
+class FailureBackoff(Backoff):
+    initial: Duration = timedelta(minutes=1)
+    max: Duration = timedelta(hours=1)
+
+
+class ReconcileSection(_Section):
+    # A pass also runs at every window boundary and on reload; the periodic one
+    # notices what changed behind our back (idle exits, sessions stopped elsewhere)
+    # and costs one `query` per live session: once a minute stays far under the
+    # 10 requests/s per App ID even with hundreds of live sessions.
+    resync_interval: Duration = timedelta(seconds=60)
+    # Manifests acted on at once. The per-App-ID rate limit, not this, bounds the
+    # request rate; 16 keeps a slow answer from holding up the others.
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    # On SIGTERM leave recordings running (the next start adopts them): a restart
+    # or upgrade must not cut recordings. true stops every live session first.
+    stop_on_shutdown: bool = False
+    # After a recording ended abnormally (idle exit, stopped elsewhere): start again
+    # soon, but a recording that keeps dying must not hammer the API.
+    restart_backoff: RestartBackoff = RestartBackoff()
+    # After a permanent error (bad credentials, invalid request): the manifest is
+    # failed until its spec changes, retried rarely in case the cause was outside.
+    failure_backoff: FailureBackoff = FailureBackoff()
+
+    @field_validator("resync_interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+class ShutdownSection(_Section):
+    # SIGTERM waits this long for API calls in flight, so their outcome is stored;
+    # below systemd's TimeoutStopSec (90 s by default).
+    drain_timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("drain_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        return _positive(value)
+
+
+class Config(BaseModel):
+    """The whole configuration. Frozen; build it with `load_config`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Top-level keys are single words: with no aliases here, pydantic-settings only
+    # ever reads prefixed variables (an alias would also match a bare `STATE`).
+    apps: dict[str, AppProfile] = {}
+    state: StateSection = StateSection()
+    manifests: ManifestsSection = ManifestsSection()
+    logging: LoggingSection = LoggingSection()
+    metrics: MetricsSection = MetricsSection()
+    reconcile: ReconcileSection = ReconcileSection()
+    shutdown: ShutdownSection = ShutdownSection()
+
+    _file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def file(self) -> Path | None:
+        """The file this configuration was read from (None: defaults and environment)."""
+        return self._file
+
+    def profile_for(self, app_name: str) -> AppProfile:
+        """The App ID profile a manifest's `app:` names."""
+        try:
+            return self.apps[app_name]
+        except KeyError:
+            known = ", ".join(sorted(self.apps)) or "none configured"
+            where = f" in {self._file}" if self._file else ""
+            raise ConfigError(f"no App ID profile {app_name!r}{where} (known: {known})") from None
+
+    def literal_secrets(self) -> list[str]:
+        """Fields holding a secret written in the file itself (allowed, but a warning)."""
+        return [
+            f"apps.{name}.{key}"
+            for name, profile in self.apps.items()
+            for key, ref in (
+                ("customerId", profile.customer_id),
+                ("customerSecret", profile.customer_secret),
+            )
+            if isinstance(ref, LiteralSecret)
+        ]
+
+
+def resolve_credentials(
+    profile: AppProfile,
+    *,
+    environ: Mapping[str, str] | None = None,
+    credentials_dir: str | None = None,
+) -> tuple[str, str]:
+    """(customer ID, customer secret) of a profile, read now. Raises SecretError naming
+    the field and the reference, never a value."""
+    env = dict(os.environ if environ is None else environ)
+    values = []
+    for key, ref in (
+        ("customerId", profile.customer_id),
+        ("customerSecret", profile.customer_secret),
+    ):
+        try:
+            values.append(resolve_secret(ref, environ=env, credentials_dir=credentials_dir))
+        except SecretError as exc:
+            raise SecretError(f"{key} ({ref.describe()}): {exc}") from None
+    return values[0], values[1]
+
+
+# ---------------------------------------------------------------------------
+# loading
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source, over a given mapping, for Config's fields.
+
+    Config is a plain model on purpose: a BaseSettings model reads os.environ
+    whenever it is validated, so `environ=` and the validation context (which
+    resolves relative paths) would be lost. The source only needs the fields.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(
+            cast("type[BaseSettings]", Config),
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+            env_parse_none_str="null",
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, False, False, "null")
+
+
+def _camel_keys(model: type[BaseModel], data: Any) -> Any:
+    """Environment values arrive under field names; the file uses aliases."""
+    if not isinstance(data, dict):
+        return data
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            result[key] = value
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            value = _camel_keys(annotation, value)
+        elif get_origin(annotation) is dict and isinstance(value, dict):
+            item = get_args(annotation)[1]
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                value = {name: _camel_keys(item, v) for name, v in value.items()}
+        result[field.alias or key] = value
+    return result
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _paths(data: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(data, dict) and data:
+        return [p for k, v in data.items() for p in _paths(v, (*prefix, str(k)))]
+    return [prefix]
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+_SECRET_TAGS = {"EnvSecret", "FileSecret", "CredentialSecret", "LiteralSecret"}
+
+
+def _position(root: Any, loc: tuple[str | int, ...], key_error: bool) -> tuple[int, int]:
+    """1-based line and column of the YAML node at `loc`, or of its nearest parent."""
+    line, column = 0, 0
+    node = root
+    for i, part in enumerate(loc):
+        if isinstance(node, CommentedMap) and part in node:
+            at_key = key_error and i == len(loc) - 1  # an unknown key: point at the key
+            line, column = node.lc.key(part) if at_key else node.lc.value(part)
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line, column = node.lc.item(part)
+            node = node[part]
+        else:
+            break
+    return line + 1, column + 1
+
+
+def _in_file(root: Any, loc: tuple[str | int, ...]) -> bool:
+    node = root
+    for part in loc:
+        if not isinstance(node, CommentedMap) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _variable_for(
+    loc: tuple[str | int, ...], env_paths: list[tuple[str, ...]], root: Any
+) -> str | None:
+    """The environment variable(s) an error at `loc` came from, if it did not come
+    from the file: the value itself, or a section only the environment provides."""
+    for n in range(len(loc), 0, -1):
+        prefix = loc[:n]
+        if prefix in env_paths:
+            return _env_variable(prefix)
+        if not _in_file(root, prefix) and any(p[:n] == prefix for p in env_paths):
+            return _env_variable(prefix) + "__*"
+    return None
+
+
+def _env_variable(path: tuple[str | int, ...]) -> str:
+    return ENV_PREFIX + "__".join(re.sub(r"(?<!^)(?=[A-Z])", "_", str(p)).upper() for p in path)
+
+
+def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge with the environment, validate. Raises ConfigError.
+
+    `path` None reads `$ORCHESTRATOR_CONFIG` when set, otherwise no file (defaults
+    and the environment only; relative paths then resolve against the working
+    directory).
+    """
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_PATH_VARIABLE):
+        path = env[CONFIG_PATH_VARIABLE]
+    file = Path(path) if path is not None else None
+    name = str(file) if file is not None else "<environment>"
+    root: Any = CommentedMap()
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read the config file: {exc.strerror}") from None
+        try:
+            root = YAML(typ="rt").load(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problem = exc.problem or exc.context or "invalid YAML"
+            raise ConfigError.from_problems(
+                [ConfigProblem(file=name, line=line, column=column, field="", message=problem)]
+            ) from None
+        except YAMLError as exc:
+            raise ConfigError(f"{name}: invalid YAML: {exc}") from None
+        if root is None:
+            root = CommentedMap()
+        if not isinstance(root, CommentedMap):
+            raise ConfigError.from_problems(
+                [
+                    ConfigProblem(
+                        file=name, line=1, column=1, field="", message="must be a mapping of keys"
+                    )
+                ]
+            )
+    base_dir = file.resolve().parent if file is not None else Path.cwd()
+
+    try:
+        from_env = _camel_keys(Config, _Environment(env)())
+    except Exception as exc:  # pydantic-settings: a complex value that is not JSON
+        raise ConfigError(f"environment variables {ENV_PREFIX}*: {exc}") from None
+    env_paths = [p for p in _paths(from_env) if p]
+    data = _merge(_plain(root), from_env)
+    for section in ("state", "manifests"):  # their defaults depend on base_dir and environ
+        if data.get(section) is None:
+            data[section] = {}
+
+    try:
+        config = Config.model_validate(data, context={"base_dir": base_dir, "environ": env})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = tuple(part for part in error["loc"] if part not in _SECRET_TAGS)
+            field = ".".join(str(part) for part in loc)
+            message = error["msg"].removeprefix("Value error, ")
+            variable = _variable_for(loc, env_paths, root)
+            if variable is not None:
+                problems.append(
+                    ConfigProblem(
+                        file=f"environment variable {variable}",
+                        line=0,
+                        column=0,
+                        field=field,
+                        message=message,
+                    )
+                )
+                continue
+            line, column = _position(root, loc, key_error=error["type"] == "extra_forbidden")
+            problems.append(
+                ConfigProblem(file=name, line=line, column=column, field=field, message=message)
+            )
+        problems.sort(key=lambda p: (p.line == 0, p.file, p.line, p.column))
+        raise ConfigError.from_problems(problems) from None
+    config._file = file
+    for field in config.literal_secrets():
+        _log.warning(
+            "config.literal_secret",
+            file=name,
+            field=field,
+            hint="use {env: NAME}, {file: PATH} or {credential: NAME}",
+        )
+    return config
