@@ -303,6 +303,8 @@ def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
     got = "" if secret else f" (got {_input_text(value)})"
     if kind == "missing":
         return f"'{last}' is required" if last else "a required value is missing"
+    if kind == "extra_forbidden" and len(raw_loc) > 1 and raw_loc[-2] in _SECRET_TAGS:
+        return f"unknown key '{loc[-1]}': a secret is {_SECRET_FORMS}"
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
         valid = _keys_at(raw_loc[:-1])
@@ -361,8 +363,27 @@ def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
 
 def _diagnose(exc: ValidationError) -> Iterator[tuple[Loc, str, bool]]:
     """(field location, message, points-at-key) for every error, violations unpacked."""
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    # pydantic counts only the items that validated: a bad item also yields a
+    # misleading "too short" on its list, which is dropped.
+    item_parents = {
+        tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)
+    }
+    item_parents |= {
+        tuple(e["loc"][:i]) for e in errors for i, p in enumerate(e["loc"]) if isinstance(p, int)
+    }
+    # `{vault: x}` is one mistake (not a known form), not also "env is missing"
+    unknown_in_secret = {
+        tuple(e["loc"][:-1])
+        for e in errors
+        if e["type"] == "extra_forbidden" and len(e["loc"]) > 1 and e["loc"][-2] in _SECRET_TAGS
+    }
+    for error in errors:
         raw_loc: Loc = tuple(error["loc"])
+        if error["type"] == "too_short" and raw_loc in item_parents:
+            continue
+        if error["type"] == "missing" and raw_loc[:-1] in unknown_in_secret:
+            continue
         loc = tuple(p for p in raw_loc if p not in _SECRET_TAGS)
         if error["type"] == "manifest_rules":
             for sub_loc, message in (error.get("ctx") or {}).get("violations", []):

@@ -1,0 +1,44 @@
+"""Shared builders for manifest tests: a minimal valid document per mode.
+
+Imported by the test modules of this directory (pytest puts it on sys.path).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+MIX: dict[str, Any] = {
+    "name": "standup",
+    "app": "main",
+    "channel": "room-1",
+    "uid": 527841,
+    "mode": "mix",
+    "schedule": {"cron": "0 9 * * MON-FRI", "timezone": "Europe/Berlin", "duration": "30m"},
+}
+INDIVIDUAL: dict[str, Any] = {**MIX, "mode": "individual", "recording": {"subscribeUidGroup": 0}}
+
+
+def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A deep copy of `base` with top-level keys replaced (None removes a key)."""
+    doc = copy.deepcopy(base)
+    for key, value in changes.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return doc
+
+
+def errors_of(doc: Any) -> list[tuple[str, str]]:
+    """(dotted field, message) of every error the model reports, violations unpacked."""
+    from pydantic import ValidationError
+
+    from orchestrator.manifest.loader import _diagnose, _dotted
+    from orchestrator.manifest.model import Manifest
+
+    try:
+        Manifest.model_validate(doc)
+    except ValidationError as exc:
+        return [(_dotted(loc), message) for loc, message, _ in _diagnose(exc)]
+    return []
