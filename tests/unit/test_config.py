@@ -1,0 +1,477 @@
+"""The daemon configuration file.
+
+Covers:
+- the shipped example loads and documents every key the model has;
+- defaults (with and without a file, systemd's STATE_DIRECTORY);
+- relative paths resolve against the config file's directory, not the working one;
+- ORCHESTRATOR_* environment overrides (nested with `__`), and that they win
+  over the file; only prefixed variables are read; `environ=` replaces os.environ;
+- errors name file, line, column and field (or the environment variable);
+- durations, addresses and URLs;
+- secrets: literal ones are logged as warnings (by field, never value), credentials
+  resolve lazily, and no error or repr carries a secret value;
+- the model is frozen.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from structlog.testing import capture_logs
+
+from orchestrator.config import (
+    Config,
+    ConfigError,
+    load_config,
+    resolve_credentials,
+)
+from orchestrator.secrets import CredentialSecret, EnvSecret, SecretError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "config.example.yaml"
+
+MINIMAL_APP = """\
+apps:
+  main:
+    appId: 0123456789abcdef0123456789abcdef
+    customerId: {env: AGORA_CUSTOMER_ID}
+    customerSecret: {file: secret.txt}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_config_loads() -> None:
+    config = load_config(EXAMPLE, environ={})
+    profile = config.profile_for("main")
+    assert profile.app_id == "0123456789abcdef0123456789abcdef"
+    assert profile.customer_secret == CredentialSecret(credential="agora-customer-secret")
+    assert profile.base_url == "https://api.agora.io"
+    assert config.state.url == "sqlite:////var/lib/orchestrator/state.db"
+    assert config.manifests.dir == EXAMPLE.parent / "recordings.d"
+    assert config.file == EXAMPLE
+
+
+def _model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        keys.add(key)
+        annotation: Any = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _model_keys(annotation, key + ".")
+    return keys
+
+
+def _yaml_keys(node: Any, prefix: str = "") -> set[str]:
+    keys = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            keys.add(prefix + str(key))
+            keys |= _yaml_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def test_example_documents_every_key() -> None:
+    from orchestrator.config import AppProfile
+
+    documented = _yaml_keys(YAML(typ="safe").load(EXAMPLE.read_text(encoding="utf-8")))
+    expected = _model_keys(Config) | {"apps.main"} | _model_keys(AppProfile, "apps.main.")
+    # secret references are documented by their form, not as model keys
+    documented = {k for k in documented if not k.endswith((".credential", ".env", ".file"))}
+    assert documented == expected
+
+
+def test_defaults_next_to_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""), environ={})
+    assert config.apps == {}
+    assert config.state.dir == Path("/var/lib/orchestrator")
+    assert config.state.url == "sqlite:////var/lib/orchestrator/state.db"
+    assert config.manifests.dir == tmp_path / "recordings.d"
+    assert config.manifests.watch is True
+    assert config.manifests.watch_interval == timedelta(seconds=2)
+    assert (config.logging.level, config.logging.format) == ("info", "auto")
+    assert config.metrics.address == "127.0.0.1:9464"
+    assert config.reconcile.resync_interval == timedelta(seconds=60)
+    assert config.reconcile.concurrency == 16
+    assert config.reconcile.stop_on_shutdown is False
+    assert config.reconcile.restart_backoff.initial == timedelta(seconds=10)
+    assert config.reconcile.restart_backoff.max == timedelta(minutes=10)
+    assert config.reconcile.failure_backoff.initial == timedelta(minutes=1)
+    assert config.reconcile.failure_backoff.max == timedelta(hours=1)
+    assert config.shutdown.drain_timeout == timedelta(seconds=30)
+
+
+def test_systemd_state_directory_is_the_default(tmp_path: Path) -> None:
+    environ = {"STATE_DIRECTORY": "/var/lib/orchestrator-a:/var/lib/other"}
+    config = load_config(write(tmp_path, ""), environ=environ)
+    assert config.state.dir == Path("/var/lib/orchestrator-a")
+    assert config.state.url == "sqlite:////var/lib/orchestrator-a/state.db"
+
+
+def test_no_file_uses_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, environ={"ORCHESTRATOR_STATE__DIR": "state"})
+    assert config.file is None
+    assert config.state.url == f"sqlite:///{tmp_path}/state/state.db"
+    assert config.manifests.dir == tmp_path / "recordings.d"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "logging: {level: debug}\n")
+    config = load_config(None, environ={"ORCHESTRATOR_CONFIG": str(path)})
+    assert config.file == path
+    assert config.logging.level == "debug"
+
+
+def test_relative_paths_resolve_against_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "etc").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    path = write(
+        tmp_path / "etc",
+        "state: {dir: ../var/state}\nmanifests: {dir: recordings.d}\n",
+    )
+    config = load_config(Path("..") / "etc" / path.name, environ={})
+    assert config.state.dir == tmp_path / "var" / "state"
+    assert config.state.url == f"sqlite:///{tmp_path}/var/state/state.db"
+    assert config.manifests.dir == tmp_path / "etc" / "recordings.d"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///db/state.db", "sqlite:///{base}/db/state.db"),
+        ("sqlite:////srv/state.db", "sqlite:////srv/state.db"),
+        ("postgresql://orchestrator@db/orchestrator", "postgresql://orchestrator@db/orchestrator"),
+        ("postgres://db/x", "postgres://db/x"),
+    ],
+)
+def test_state_url(tmp_path: Path, url: str, expected: str) -> None:
+    config = load_config(write(tmp_path, f"state: {{url: '{url}'}}\n"), environ={})
+    assert config.state.url == expected.format(base=tmp_path)
+
+
+# environment overrides
+
+
+@pytest.mark.parametrize(
+    ("variables", "read", "expected"),
+    [
+        (
+            {"ORCHESTRATOR_STATE__URL": "postgresql://db/o"},
+            lambda c: c.state.url,
+            "postgresql://db/o",
+        ),
+        ({"ORCHESTRATOR_LOGGING__LEVEL": "DEBUG"}, lambda c: c.logging.level, "debug"),
+        ({"orchestrator_logging__format": "json"}, lambda c: c.logging.format, "json"),
+        ({"ORCHESTRATOR_METRICS__ADDRESS": "0.0.0.0:9100"}, lambda c: c.metrics.port, 9100),
+        ({"ORCHESTRATOR_METRICS__ADDRESS": "null"}, lambda c: c.metrics.address, None),
+        (
+            {"ORCHESTRATOR_RECONCILE__RESYNC_INTERVAL": "5m"},
+            lambda c: c.reconcile.resync_interval,
+            timedelta(minutes=5),
+        ),
+        (
+            {"ORCHESTRATOR_RECONCILE__RESTART_BACKOFF__MAX": "1h"},
+            lambda c: (c.reconcile.restart_backoff.initial, c.reconcile.restart_backoff.max),
+            (timedelta(seconds=10), timedelta(hours=1)),
+        ),
+        (
+            {"ORCHESTRATOR_RECONCILE__STOP_ON_SHUTDOWN": "true"},
+            lambda c: c.reconcile.stop_on_shutdown,
+            True,
+        ),
+        (
+            {"ORCHESTRATOR_APPS__MAIN__BASE_URL": "http://127.0.0.1:8080/"},
+            lambda c: c.apps["main"].base_url,
+            "http://127.0.0.1:8080",
+        ),
+        ({"ORCHESTRATOR_APPS__MAIN__RATE_LIMIT": "5"}, lambda c: c.apps["main"].rate_limit, 5),
+        (
+            {
+                "ORCHESTRATOR_APPS__BACKUP__APP_ID": "feedface",
+                "ORCHESTRATOR_APPS__BACKUP__CUSTOMER_ID": '{"env": "B_ID"}',
+                "ORCHESTRATOR_APPS__BACKUP__CUSTOMER_SECRET": '{"env": "B_SECRET"}',
+            },
+            lambda c: (sorted(c.apps), c.apps["backup"].customer_secret),
+            (["backup", "main"], EnvSecret(env="B_SECRET")),
+        ),
+    ],
+)
+def test_environment_overrides(
+    tmp_path: Path, variables: dict[str, str], read: Any, expected: object
+) -> None:
+    text = MINIMAL_APP + "logging: {level: warning}\nreconcile: {resyncInterval: 30s}\n"
+    config = load_config(write(tmp_path, text), environ=variables)
+    assert read(config) == expected
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "logging: {level: warning, format: console}\n")
+    config = load_config(path, environ={"ORCHESTRATOR_LOGGING__LEVEL": "error"})
+    assert (config.logging.level, config.logging.format) == ("error", "console")
+
+
+def test_environ_argument_replaces_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_LOGGING__LEVEL", "debug")
+    path = write(tmp_path, "")
+    assert load_config(path, environ={}).logging.level == "info"
+    assert load_config(path).logging.level == "debug"
+
+
+def test_only_prefixed_variables_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STATE", "LOGGING", "APPS", "METRICS", "LEVEL", "URL"):
+        monkeypatch.setenv(name, "not-for-us")
+    config = load_config(write(tmp_path, ""))
+    assert config.logging.level == "info"
+    assert config.apps == {}
+
+
+# errors
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stateDir: /x\n", "config.yaml:1:1: stateDir: Extra inputs are not permitted"),
+        (
+            "reconcile:\n  concurrency: 0\n",
+            "config.yaml:2:16: reconcile.concurrency: Input should be greater than or equal to 1",
+        ),
+        (
+            "reconcile:\n  resyncInterval: soon\n",
+            "config.yaml:2:19: reconcile.resyncInterval: invalid duration 'soon'",
+        ),
+        (
+            "reconcile:\n  resyncInterval: 500ms\n",
+            "config.yaml:2:19: reconcile.resyncInterval: must be at least 1s",
+        ),
+        (
+            "reconcile:\n  restartBackoff: {initial: 1h, max: 1m}\n",
+            "config.yaml:2:19: reconcile.restartBackoff: max must not be shorter than initial",
+        ),
+        (
+            "reconcile:\n  failureBackoff:\n    initial: 0s\n",
+            "config.yaml:3:14: reconcile.failureBackoff.initial: must be longer than zero",
+        ),
+        (
+            "reconcile:\n  concurency: 4\n",
+            "config.yaml:2:3: reconcile.concurency: Extra inputs are not permitted",
+        ),
+        (
+            "logging: {level: loud}\n",
+            "config.yaml:1:18: logging.level: Input should be 'debug', 'info', 'warning' or",
+        ),
+        (
+            "metrics:\n  address: localhost\n",
+            "config.yaml:2:12: metrics.address: must be HOST:PORT",
+        ),
+        ("state:\n  url: mysql://db/x\n", "config.yaml:2:8: state.url: must be sqlite:///PATH"),
+        (
+            "apps:\n  main:\n    customerId: {env: ID}\n    customerSecret: {env: S}\n",
+            "config.yaml:3:5: apps.main.appId: Field required",
+        ),
+        (
+            MINIMAL_APP.replace("{env: AGORA_CUSTOMER_ID}", "{env: 1BAD}"),
+            "config.yaml:4:23: apps.main.customerId.env: String should match pattern",
+        ),
+        (
+            MINIMAL_APP + "    baseUrl: api.agora.io\n",
+            "config.yaml:6:14: apps.main.baseUrl: must be an http:// or https:// URL",
+        ),
+        (
+            MINIMAL_APP + "    rateLimit: 0\n",
+            "config.yaml:6:16: apps.main.rateLimit: Input should be greater than or equal to 1",
+        ),
+        ("logging:\n  level: info\n  level: debug\n", "config.yaml:3:3: "),
+        ("logging: {level: [info\n", "config.yaml:2:1: "),
+        ("- a\n- b\n", "config.yaml:1:1: must be a mapping of keys"),
+    ],
+)
+def test_positioned_errors(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert expected in str(raised.value).replace(str(tmp_path) + "/", "")
+
+
+def test_every_problem_is_reported_in_file_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "reconcile:\n  concurrency: 0\n  resyncInterval: x\nbogus: 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    problems = raised.value.problems
+    assert [(p.line, p.column, p.field) for p in problems] == [
+        (2, 16, "reconcile.concurrency"),
+        (3, 19, "reconcile.resyncInterval"),
+        (4, 1, "bogus"),
+    ]
+    assert all(p.file == str(path) for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"ORCHESTRATOR_RECONCILE__CONCURRENCY": "-1"},
+            "environment variable ORCHESTRATOR_RECONCILE__CONCURRENCY: reconcile.concurrency:",
+        ),
+        (
+            {"ORCHESTRATOR_APPS__EXTRA__APP_ID": "x"},
+            "environment variable ORCHESTRATOR_APPS__EXTRA__*: apps.extra.customerId: Field",
+        ),
+        (
+            {"ORCHESTRATOR_RECONCILE__RESTART_BACKOFF__INITIAL": "1d"},
+            "environment variable ORCHESTRATOR_RECONCILE__RESTART_BACKOFF__*: "
+            "reconcile.restartBackoff: max must not be shorter",
+        ),
+        ({"ORCHESTRATOR_APPS": "{not json"}, "environment variables ORCHESTRATOR_*"),
+    ],
+)
+def test_errors_name_the_environment_variable(
+    tmp_path: Path, variables: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, ""), environ=variables)
+    assert expected in str(raised.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read the config file"):
+        load_config(tmp_path / "nope.yaml", environ={})
+
+
+# values
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("45s", timedelta(seconds=45)),
+        ("10m", timedelta(minutes=10)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1500ms", timedelta(seconds=1.5)),
+        ("1d", timedelta(days=1)),
+        ("2.5s", timedelta(seconds=2.5)),
+        ("90", timedelta(seconds=90)),
+    ],
+)
+def test_durations(tmp_path: Path, written: str, expected: timedelta) -> None:
+    config = load_config(write(tmp_path, f"shutdown: {{drainTimeout: {written}}}\n"), environ={})
+    assert config.shutdown.drain_timeout == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "host", "port"),
+    [
+        ("127.0.0.1:9464", "127.0.0.1", 9464),
+        ("[::1]:9100", "::1", 9100),
+        ("metrics.local:80", "metrics.local", 80),
+    ],
+)
+def test_metrics_address(tmp_path: Path, address: str, host: str, port: int) -> None:
+    config = load_config(write(tmp_path, f"metrics: {{address: '{address}'}}\n"), environ={})
+    assert (config.metrics.host, config.metrics.port) == (host, port)
+
+
+def test_metrics_off(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "metrics: {address: null}\n"), environ={})
+    assert config.metrics.address is None and config.metrics.port is None
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL_APP), environ={})
+    with pytest.raises(ValidationError):
+        config.logging.level = "debug"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        config.apps["main"].rate_limit = 1  # type: ignore[misc]
+
+
+# profiles and secrets
+
+
+def test_profile_for(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL_APP), environ={})
+    assert config.profile_for("main").app_id == "0123456789abcdef0123456789abcdef"
+    with pytest.raises(
+        ConfigError, match=r"no App ID profile 'other' in .*config\.yaml \(known: main\)"
+    ):
+        config.profile_for("other")
+
+
+def test_resolve_credentials_reads_references_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("s3cr3t-value\n", encoding="utf-8")
+    text = MINIMAL_APP.replace("{file: secret.txt}", f"{{file: {tmp_path}/secret.txt}}")
+    profile = load_config(write(tmp_path, text), environ={}).profile_for("main")
+    # loading did not need the secrets; resolving does
+    assert resolve_credentials(profile, environ={"AGORA_CUSTOMER_ID": "cid"}) == (
+        "cid",
+        "s3cr3t-value",
+    )
+    with pytest.raises(SecretError) as raised:
+        resolve_credentials(profile, environ={})
+    assert str(raised.value) == (
+        "customerId (env:AGORA_CUSTOMER_ID): environment variable AGORA_CUSTOMER_ID is not set"
+    )
+
+
+def test_resolve_systemd_credentials(tmp_path: Path) -> None:
+    (tmp_path / "agora-customer-id").write_text("the-id", encoding="utf-8")
+    (tmp_path / "agora-customer-secret").write_text("the-secret", encoding="utf-8")
+    profile = load_config(EXAMPLE, environ={}).profile_for("main")
+    assert resolve_credentials(profile, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)}) == (
+        "the-id",
+        "the-secret",
+    )
+    with pytest.raises(SecretError, match="customerId \\(credential:agora-customer-id\\)"):
+        resolve_credentials(profile, environ={})
+
+
+def test_literal_secret_is_a_warning_without_the_value(tmp_path: Path) -> None:
+    text = MINIMAL_APP.replace("{file: secret.txt}", "hunter2-literal")
+    with capture_logs() as logs:
+        config = load_config(write(tmp_path, text), environ={})
+    assert config.literal_secrets() == ["apps.main.customerSecret"]
+    assert [(e["event"], e["log_level"], e["field"]) for e in logs] == [
+        ("config.literal_secret", "warning", "apps.main.customerSecret")
+    ]
+    assert "hunter2-literal" not in repr(logs)
+    assert "hunter2-literal" not in repr(config)
+    assert "hunter2-literal" not in str(config)
+    assert resolve_credentials(config.profile_for("main"), environ={"AGORA_CUSTOMER_ID": "c"}) == (
+        "c",
+        "hunter2-literal",
+    )
+
+
+def test_references_are_not_warned_about(tmp_path: Path) -> None:
+    with capture_logs() as logs:
+        config = load_config(write(tmp_path, MINIMAL_APP), environ={})
+    assert config.literal_secrets() == []
+    assert logs == []
+
+
+def test_errors_never_carry_secret_values(tmp_path: Path) -> None:
+    text = (
+        "apps:\n  main:\n    appId: abc\n    customerId: hunter2-id\n"
+        "    customerSecret: [hunter2-secret]\n    rateLimit: hunter2-rate\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ={"ORCHESTRATOR_APPS__MAIN__CUSTOMER_ID": "{x"})
+    assert "hunter2" not in str(raised.value)
+    assert "apps.main.customerSecret" in str(raised.value)
