@@ -1,3 +1,473 @@
-"""CLI commands (filled in by their issue)."""
+"""`plan`, `apply` and `status`: reconcile from the command line.
 
-from orchestrator.cli import cli  # noqa: F401
+- `plan` shows what a pass would do now (or `--at`) and the coming timeline.
+  Exit 0; with `--detailed-exitcode`: 0 nothing to do, 2 changes; 1 on errors
+  (a manifest that does not load, a config or store that cannot be read).
+  `--offline` needs no credentials and sends nothing: the store alone is "actual".
+- `apply` runs one pass (query, plan, execute) and exits: 0 when every action
+  succeeded and every manifest loaded, 1 otherwise.
+- `status` prints live sessions and recent history from the store: 0, or 1 when
+  the store cannot be read.
+
+Output goes to stdout; structured logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from orchestrator.cli import cli
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from orchestrator.agora.client import AgoraClient
+    from orchestrator.config import Config
+    from orchestrator.reconcile.plan import Plan
+    from orchestrator.reconcile.reconciler import Desired, PassResult
+    from orchestrator.state import SessionRecord, Store
+
+_CONFIG = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Daemon config file (default: $ORCHESTRATOR_CONFIG; else defaults and environment).",
+)
+_MANIFESTS = click.option(
+    "--manifests",
+    "manifests_dir",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Manifests directory or file (default: manifests.dir of the config).",
+)
+_STATE = click.option(
+    "--state",
+    "state_url",
+    default=None,
+    help="State store URL, e.g. sqlite:///state.db (default: state.url of the config).",
+)
+
+
+class _Failure(Exception):
+    """A problem that ends the command with exit 1 and a one-line message."""
+
+
+@dataclass
+class _Context:
+    config: Config
+    manifests: Path
+    state_url: str
+
+
+def _load_context(config_path: Path | None, manifests: Path | None, state: str | None) -> _Context:
+    from orchestrator.config import ConfigError, load_config
+    from orchestrator.logging import configure_logging
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _Failure(str(exc)) from None
+    fmt = config.logging.format
+    configure_logging(config.logging.level, json=None if fmt == "auto" else fmt == "json")
+    return _Context(config, manifests or config.manifests.dir, state or config.state.url)
+
+
+def _parse_duration(value: str) -> timedelta:
+    from orchestrator.manifest.model import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _desired(ctx: _Context, now: datetime) -> tuple[Desired, list[str]]:
+    from orchestrator.manifest.loader import load_manifests
+    from orchestrator.reconcile.reconciler import desired_recordings
+
+    loaded = load_manifests([ctx.manifests], now=now)
+    problems = [
+        f"{d.file}:{d.line}:{d.column}: {d.severity}: "
+        f"{d.field + ': ' if d.field else ''}{d.message}"
+        for d in loaded.diagnostics
+    ]
+    app_ids = {name: profile.app_id for name, profile in ctx.config.apps.items()}
+    desired = desired_recordings(loaded.manifests, app_ids, loaded.failed_files)
+    problems.extend(desired.problems)
+    return desired, problems
+
+
+def _policy(config: Config) -> Any:
+    from orchestrator.reconcile.plan import PlanPolicy
+
+    backoff = config.reconcile.restart_backoff
+    return PlanPolicy(restart_backoff_initial=backoff.initial, restart_backoff_max=backoff.max)
+
+
+@asynccontextmanager
+async def _clients(config: Config) -> AsyncIterator[tuple[dict[str, AgoraClient], list[str]]]:
+    """One AgoraClient per app profile whose credentials resolve; one limiter per App ID."""
+    from orchestrator.agora.client import AgoraClient, RateLimiter
+    from orchestrator.config import resolve_credentials
+    from orchestrator.secrets import SecretError
+
+    clients: dict[str, AgoraClient] = {}
+    problems: list[str] = []
+    limiters: dict[str, RateLimiter] = {}
+    for name, profile in sorted(config.apps.items()):
+        try:
+            customer_id, customer_secret = resolve_credentials(profile)
+        except SecretError as exc:
+            problems.append(f"app profile {name}: {exc}")
+            continue
+        limiter = limiters.setdefault(profile.app_id, RateLimiter(profile.rate_limit))
+        clients[name] = AgoraClient(
+            customer_id=customer_id,
+            customer_secret=customer_secret,
+            base_url=profile.base_url,
+            limiter=limiter,
+        )
+    try:
+        yield clients, problems
+    finally:
+        for client in clients.values():
+            await client.aclose()
+
+
+def _executor(store: Store, clients: dict[str, AgoraClient], config: Config) -> Any:
+    from orchestrator.reconcile.execute import Executor
+    from orchestrator.secrets import resolve_secret
+
+    return Executor(
+        store,
+        clients,
+        resolve_secret=resolve_secret,
+        now=lambda: datetime.now(UTC),
+        concurrency=config.reconcile.concurrency,
+    )
+
+
+def _open_store(url: str) -> Store:
+    from orchestrator.state import StoreError, open_store
+
+    try:
+        return open_store(url)
+    except StoreError as exc:
+        raise _Failure(str(exc)) from None
+
+
+def _now(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _fail(exc: _Failure) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+# -- plan ------------------------------------------------------------------------------
+
+
+@cli.command("plan")
+@_CONFIG
+@_MANIFESTS
+@_STATE
+@click.option(
+    "--at",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    default=None,
+    help="Plan as of this instant (default: now; naive means UTC).",
+)
+@click.option("--horizon", default="24h", show_default=True, help="How far the timeline reaches.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when there are actions to take, 0 when none."
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Use the state store alone: no credentials, no API call (for CI).",
+)
+def plan_command(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    at: datetime | None,
+    horizon: str,
+    fmt: str,
+    detailed_exitcode: bool,
+    offline: bool,
+) -> None:
+    """Show what a reconcile would do now, and the coming starts and stops."""
+    span = _parse_duration(horizon)
+    try:
+        code, changes = asyncio.run(
+            _plan(config_path, manifests_dir, state_url, _now(at), span, fmt, offline)
+        )
+    except _Failure as exc:
+        _fail(exc)
+        return
+    if code == 0 and detailed_exitcode and changes:
+        code = 2
+    sys.exit(code)
+
+
+async def _plan(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    now: datetime,
+    horizon: timedelta,
+    fmt: str,
+    offline: bool,
+) -> tuple[int, bool]:
+    """(exit code, whether the plan has actions)."""
+    from orchestrator.reconcile.plan import plan
+    from orchestrator.reconcile.reconciler import observe
+    from orchestrator.reconcile.timeline import lanes
+
+    ctx = _load_context(config_path, manifests_dir, state_url)
+    desired, problems = _desired(ctx, now)
+    async with _open_store(ctx.state_url) as store:
+        if offline:
+            actual = await observe(store, desired.invalid_files)
+        else:
+            async with _clients(ctx.config) as (clients, client_problems):
+                problems.extend(client_problems)
+                actual = await observe(
+                    store, desired.invalid_files, _executor(store, clients, ctx.config)
+                )
+    the_plan = plan(desired.recordings, actual, now, _policy(ctx.config))
+    timeline = lanes(desired.recordings, now, horizon)
+    if fmt == "json":
+        click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
+    else:
+        click.echo(_plan_text(the_plan, timeline, problems, now, horizon))
+    errors = [p for p in problems if ": warning: " not in p]
+    return (1 if errors else 0), not the_plan.empty
+
+
+def _plan_json(the_plan: Plan, timeline: Any, problems: list[str], now: datetime) -> Any:
+    return {
+        "at": now.isoformat(),
+        "actions": [
+            {
+                "action": a.kind.value,
+                "manifest": a.manifest,
+                "reason": a.reason,
+                "session": a.session_id,
+                "window": [a.window.start.isoformat(), a.window.end.isoformat()]
+                if a.window
+                else None,
+            }
+            for a in the_plan.actions
+        ],
+        "notes": [
+            {
+                "kind": n.kind.value,
+                "manifest": n.manifest,
+                "message": n.message,
+                "session": n.session_id,
+                "until": n.until.isoformat() if n.until else None,
+            }
+            for n in the_plan.notes
+        ],
+        "timeline": [
+            {
+                "manifest": lane.manifest,
+                "suspended": lane.suspended,
+                "events": [{"at": t.isoformat(), "event": e} for t, e in lane.events()],
+            }
+            for lane in timeline
+        ],
+        "problems": problems,
+    }
+
+
+def _plan_text(
+    the_plan: Plan, timeline: Any, problems: list[str], now: datetime, horizon: timedelta
+) -> str:
+    from orchestrator.reconcile.timeline import describe_next, render
+
+    out = [f"Plan at {now.isoformat()}"]
+    if problems:
+        out.append("")
+        out.append("Problems (files kept at their last known good state):")
+        out.extend(f"  {p}" for p in problems)
+    out.append("")
+    if the_plan.actions:
+        out.append(f"Actions ({len(the_plan.actions)}):")
+        for a in the_plan.actions:
+            session = f" [session {a.session_id}]" if a.session_id else ""
+            out.append(f"  {a.kind.value:<12} {a.manifest}{session}: {a.reason}")
+    else:
+        out.append("Actions: none, everything is as desired.")
+    if the_plan.notes:
+        out.append("")
+        out.append("Held back:")
+        for n in the_plan.notes:
+            until = f" (until {n.until.isoformat()})" if n.until else ""
+            out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
+    out.append("")
+    out.append("Timeline:")
+    out.append(render(timeline, now, horizon))
+    out.append("")
+    for lane in timeline:
+        out.append(f"  {lane.manifest}: {describe_next(lane, now)}")
+    return "\n".join(out)
+
+
+# -- apply -----------------------------------------------------------------------------
+
+
+@cli.command("apply")
+@_CONFIG
+@_MANIFESTS
+@_STATE
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Forget permanent failures first, so failed manifests are tried again.",
+)
+def apply_command(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    retry_failed: bool,
+) -> None:
+    """Run one reconcile pass, then exit (0 all succeeded, 1 otherwise)."""
+    try:
+        code = asyncio.run(_apply(config_path, manifests_dir, state_url, retry_failed))
+    except _Failure as exc:
+        _fail(exc)
+        return
+    sys.exit(code)
+
+
+async def _apply(
+    config_path: Path | None, manifests_dir: Path | None, state_url: str | None, retry: bool
+) -> int:
+    from orchestrator.reconcile.reconciler import reconcile_once
+
+    ctx = _load_context(config_path, manifests_dir, state_url)
+    now = datetime.now(UTC)
+    desired, problems = _desired(ctx, now)
+    async with _open_store(ctx.state_url) as store, _clients(ctx.config) as (clients, more):
+        problems.extend(more)
+        if retry:
+            await store.clear_failures()
+        result = await reconcile_once(
+            desired, store, _executor(store, clients, ctx.config), now, _policy(ctx.config)
+        )
+    click.echo(_apply_text(result, problems))
+    errors = [p for p in problems if ": warning: " not in p]
+    return 0 if result.ok and not errors else 1
+
+
+def _apply_text(result: PassResult, problems: list[str]) -> str:
+    out = []
+    for p in problems:
+        out.append(f"problem: {p}")
+    for r in result.results:
+        status = "ok    " if r.ok else "FAILED"
+        out.append(f"{status} {r.action.kind.value:<12} {r.action.manifest}: {r.message}")
+    for n in result.plan.notes:
+        out.append(f"held   {n.kind.value:<12} {n.manifest}: {n.message}")
+    failed = sum(1 for r in result.results if not r.ok)
+    out.append(
+        f"{len(result.results)} action(s), {failed} failed, {len(result.plan.notes)} held back"
+    )
+    return "\n".join(out)
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+@cli.command("status")
+@_CONFIG
+@_STATE
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--limit", default=20, show_default=True, help="How many ended sessions to show.")
+def status_command(config_path: Path | None, state_url: str | None, fmt: str, limit: int) -> None:
+    """Live sessions and recent history (end reasons, file lists) from the store."""
+    try:
+        asyncio.run(_status(config_path, state_url, fmt, limit))
+    except _Failure as exc:
+        _fail(exc)
+
+
+async def _status(config_path: Path | None, state_url: str | None, fmt: str, limit: int) -> None:
+    from orchestrator.state import session_summary
+
+    ctx = _load_context(config_path, None, state_url)
+    async with _open_store(ctx.state_url) as store:
+        live = await store.live_sessions()
+        history = await store.history(limit)
+        states = await store.manifest_states()
+    failures = {name: s.failure_reason for name, s in sorted(states.items()) if s.failed_spec_hash}
+    if fmt == "json":
+        data = {
+            "live": [session_summary(s) for s in live],
+            "history": [session_summary(s) for s in history],
+            "failed": failures,
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo("\n".join(_status_text(live, history, failures)))
+
+
+def _status_text(
+    live: list[SessionRecord], history: list[SessionRecord], failures: dict[str, str | None]
+) -> Iterator[str]:
+    yield f"Live sessions ({len(live)}):"
+    if not live:
+        yield "  none"
+    for s in live:
+        since = s.started_at.isoformat() if s.started_at else "-"
+        status = f" status {s.last_status}" if s.last_status is not None else ""
+        intent = f" (interrupted {s.intent})" if s.intent else ""
+        yield (
+            f"  #{s.id} {s.manifest}: {s.phase.value}{intent}{status}, channel {s.channel!r} "
+            f"uid {s.uid}, {s.mode}, sid {s.sid or '-'}, since {since}"
+        )
+        if s.error:
+            yield f"      last error: {s.error}"
+    yield ""
+    yield f"Recent history ({len(history)}):"
+    if not history:
+        yield "  none"
+    for s in history:
+        ended = s.ended_at.isoformat() if s.ended_at else "-"
+        upload = f", upload {s.uploading_status}" if s.uploading_status else ""
+        yield f"  #{s.id} {s.manifest}: {s.phase.value} at {ended}: {s.end_reason or '-'}{upload}"
+        files = _files(s.file_list)
+        if files:
+            yield f"      files: {files}"
+    if failures:
+        yield ""
+        yield "Failed manifests (not retried until their spec changes, or apply --retry-failed):"
+        for name, reason in failures.items():
+            yield f"  {name}: {reason}"
+
+
+def _files(file_list: Any) -> str:
+    if not file_list:
+        return ""
+    if isinstance(file_list, str):
+        return file_list
+    names = [str(f.get("filename", "?")) for f in file_list if isinstance(f, dict)]
+    return ", ".join(names)

@@ -293,8 +293,9 @@ def _plan_start(
     if previous is not None and same_window:
         unexpected = not (previous.end_reason or "").startswith(END_STOPPED)
         restart_count = previous.restart_count + 1 if unexpected else 0
-        if unexpected and previous.ended_at is not None:
-            until = previous.ended_at + restart_backoff(restart_count, policy)
+        delay = restart_backoff(restart_count, policy) if unexpected else timedelta(0)
+        if delay and previous.ended_at is not None:
+            until = previous.ended_at + delay
             if now < until:
                 notes.append(
                     Note(

@@ -1,0 +1,523 @@
+"""Execution: performs planned actions through the API client and records them.
+
+Every mutating call is preceded by an intent written to the store and followed by
+its outcome, so a process killed at any instant leaves a record from which the
+next pass finishes or adopts the work (see `ActionKind.RESUME`). Actions of
+different manifests run concurrently (bounded), actions of one manifest in
+order; stops go first so that a renamed manifest's new session does not meet
+its old one (code 53). A failing manifest never blocks the others.
+
+This module never builds a request body itself: bodies come from
+`orchestrator.manifest.translate`, the one place that knows the wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from orchestrator.agora import wire
+from orchestrator.agora.client import AgoraClient
+from orchestrator.agora.errors import (
+    AgoraError,
+    AlreadyStartedError,
+    AmbiguousStartError,
+    NoFilesError,
+    NotFoundError,
+    PermanentError,
+    RecordingExistsError,
+    ResourceExpiredError,
+)
+from orchestrator.manifest import translate
+from orchestrator.reconcile.plan import END_STOPPED, Action, ActionKind, DesiredRecording, Plan
+from orchestrator.schedule import Window
+from orchestrator.secrets import SecretError, SecretRef
+from orchestrator.state import Intent, ManifestState, Phase, SessionRecord, Store
+
+log = structlog.get_logger("orchestrator.reconcile")
+
+SecretResolver = Callable[[SecretRef], str]
+
+# Query statuses after which the recording is gone (reference: 8 exited, 20 abnormal exit).
+_EXITED_STATUSES = {8: "idle exit or stopped (status 8)", 20: "abnormal exit (status 20)"}
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: Action
+    ok: bool
+    message: str
+    session_id: int | None = None
+
+
+class _ActionFailed(Exception):
+    """An action did not reach its goal; the message says why (already recorded)."""
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        clients: Mapping[str, AgoraClient],
+        *,
+        resolve_secret: SecretResolver,
+        now: Callable[[], datetime],
+        concurrency: int = 16,
+    ) -> None:
+        self._store = store
+        self._clients = clients
+        self._resolve = resolve_secret
+        self._now = now
+        self._limit = asyncio.Semaphore(max(1, concurrency))
+
+    def _client(self, app: str) -> AgoraClient:
+        try:
+            return self._clients[app]
+        except KeyError:
+            raise _ActionFailed(f"no client for app profile {app!r}") from None
+
+    # -- refresh -------------------------------------------------------------------
+
+    async def refresh(self, sessions: Sequence[SessionRecord]) -> None:
+        """Query every running session; record the ones that ended and why."""
+        running = [
+            s
+            for s in sessions
+            if s.phase in (Phase.RUNNING, Phase.UPDATING) and s.sid and s.resource_id
+        ]
+        await asyncio.gather(*(self._bounded(self._refresh_one(s)) for s in running))
+
+    async def _bounded(self, work: Awaitable[Any]) -> Any:
+        async with self._limit:
+            return await work
+
+    async def _refresh_one(self, session: SessionRecord) -> None:
+        assert session.sid is not None and session.resource_id is not None
+        try:
+            client = self._client(session.app)
+            answer = await client.query(
+                session.app_id, session.resource_id, session.sid, session.mode
+            )
+        except NotFoundError:
+            await self._store.record_outcome(
+                session.id,
+                phase=Phase.ENDED,
+                ended_at=self._now(),
+                last_query_at=self._now(),
+                end_reason="exited: query answered 404 (idle exit, expired, or stopped elsewhere)",
+            )
+            log.info("session.exited", manifest=session.manifest, session_id=session.id, status=404)
+            return
+        except (AgoraError, _ActionFailed) as exc:
+            log.warning(
+                "session.query_failed",
+                manifest=session.manifest,
+                session_id=session.id,
+                error=str(exc),
+            )
+            return
+        server = answer.serverResponse
+        status = server.status
+        file_list = _file_list(server.fileList)
+        values: dict[str, Any] = {"last_query_at": self._now(), "last_status": status}
+        if file_list is not None:
+            values["file_list"] = file_list
+        if status in _EXITED_STATUSES:
+            values.update(
+                phase=Phase.ENDED,
+                ended_at=self._now(),
+                end_reason=f"exited: {_EXITED_STATUSES[status]}",
+            )
+            log.info(
+                "session.exited", manifest=session.manifest, session_id=session.id, status=status
+            )
+        await self._store.update_session(session.id, **values)
+
+    # -- execute -------------------------------------------------------------------
+
+    async def execute(
+        self, the_plan: Plan, desired: Mapping[str, DesiredRecording]
+    ) -> list[ActionResult]:
+        """Perform every action; stops first, then the rest; per manifest in order."""
+        by_manifest: dict[str, list[Action]] = defaultdict(list)
+        for action in the_plan.actions:
+            by_manifest[action.manifest].append(action)
+
+        def first_is_stop(actions: list[Action]) -> bool:
+            return actions[0].kind is ActionKind.STOP
+
+        stop_groups = [a for a in by_manifest.values() if first_is_stop(a)]
+        other_groups = [a for a in by_manifest.values() if not first_is_stop(a)]
+        results: list[ActionResult] = []
+        for groups in (stop_groups, other_groups):
+            outcomes = await asyncio.gather(
+                *(self._bounded(self._run_group(group, desired)) for group in groups)
+            )
+            for outcome in outcomes:
+                results.extend(outcome)
+        return results
+
+    async def _run_group(
+        self, actions: list[Action], desired: Mapping[str, DesiredRecording]
+    ) -> list[ActionResult]:
+        results = []
+        for action in actions:
+            result = await self._run(action, desired.get(action.manifest))
+            results.append(result)
+            if not result.ok:
+                break  # later actions of this manifest assumed this one worked
+        return results
+
+    async def _run(self, action: Action, d: DesiredRecording | None) -> ActionResult:
+        bound = log.bind(manifest=action.manifest, action=action.kind.value, reason=action.reason)
+        try:
+            session_id, message = await self._dispatch(action, d)
+        except _ActionFailed as exc:
+            bound.warning("reconcile.action", outcome="failed", error=str(exc))
+            return ActionResult(action, False, str(exc), action.session_id)
+        except Exception as exc:  # a bug must not stop the other manifests
+            bound.exception("reconcile.action", outcome="crashed")
+            return ActionResult(action, False, f"internal error: {type(exc).__name__}", None)
+        bound.info("reconcile.action", outcome="ok", session_id=session_id, detail=message)
+        return ActionResult(action, True, message, session_id)
+
+    async def _dispatch(self, action: Action, d: DesiredRecording | None) -> tuple[int | None, str]:
+        kind = action.kind
+        if kind is ActionKind.START:
+            assert d is not None and action.window is not None
+            session = await self._start(d, action.window, action.restart_count)
+            return session.id, f"started sid {session.sid}"
+        assert action.session_id is not None
+        session = await self._store.get_session(action.session_id)
+        if kind is ActionKind.STOP:
+            return session.id, await self._stop(session, f"{END_STOPPED}: {action.reason}")
+        if kind is ActionKind.RESTART:
+            assert d is not None and action.window is not None
+            await self._stop(session, f"{END_STOPPED}: restart ({action.reason})")
+            new = await self._start(d, action.window, 0)
+            return new.id, f"restarted as session {new.id} (sid {new.sid})"
+        if kind is ActionKind.UPDATE:
+            assert d is not None
+            await self._update(session, d, layout=False)
+            return session.id, "subscription updated"
+        if kind is ActionKind.UPDATE_LAYOUT:
+            assert d is not None
+            await self._update(session, d, layout=True)
+            return session.id, "layout updated"
+        return session.id, await self._resume(session, d, action.window)
+
+    # -- start -----------------------------------------------------------------------
+
+    async def _start(
+        self, d: DesiredRecording, window: Window, restart_count: int
+    ) -> SessionRecord:
+        client = self._client(d.app)
+        try:
+            start_body = translate.start_body(d.manifest, self._resolve)
+        except SecretError as exc:
+            raise _ActionFailed(f"cannot resolve a secret: {exc}") from None
+        session = await self._store.create_session(
+            manifest=d.name,
+            app=d.app,
+            app_id=d.app_id,
+            channel=d.channel,
+            uid=d.uid,
+            mode=d.mode,
+            source_file=d.source_file,
+            spec_hash=d.spec_hash,
+            subscription_hash=d.subscription_hash,
+            layout_hash=d.layout_hash,
+            restart_hash=d.restart_hash,
+            window_start=window.start,
+            window_end=window.end,
+            restart_count=restart_count,
+            phase=Phase.ACQUIRING,
+            intent=Intent.ACQUIRE,
+            intent_at=self._now(),
+        )
+        for _ in range(2):  # a second acquire only if the first resource ID expired (433)
+            resource_id = await self._acquire(session, d, client)
+            session = await self._store.update_session(
+                session.id,
+                resource_id=resource_id,
+                phase=Phase.STARTING,
+                intent=Intent.START,
+                intent_at=self._now(),
+            )
+            try:
+                return await self._send_start(session, d, client, start_body, ambiguous=False)
+            except ResourceExpiredError:
+                await self._store.update_session(
+                    session.id, phase=Phase.ACQUIRING, intent=Intent.ACQUIRE
+                )
+                continue
+        await self._fail(session, d, "failed: resource ID expired twice (433)", permanent=False)
+        raise _ActionFailed("resource ID expired twice (433)")
+
+    async def _acquire(
+        self, session: SessionRecord, d: DesiredRecording, client: AgoraClient
+    ) -> str:
+        try:
+            resource_id: str = await client.acquire(d.app_id, translate.acquire_body(d.manifest))
+        except AgoraError as exc:
+            await self._fail(
+                session, d, f"failed: acquire: {exc}", permanent=isinstance(exc, PermanentError)
+            )
+            raise _ActionFailed(f"acquire failed: {exc}") from None
+        return resource_id
+
+    async def _send_start(
+        self,
+        session: SessionRecord,
+        d: DesiredRecording,
+        client: AgoraClient,
+        body: dict[str, Any],
+        *,
+        ambiguous: bool,
+    ) -> SessionRecord:
+        """Send start with the session's resource ID.
+
+        `ambiguous`: an earlier start with this resource ID may have arrived.
+        """
+        assert session.resource_id is not None
+        try:
+            sid: str = await client.start(
+                d.app_id, session.resource_id, translate.mode_path(d.manifest), body
+            )
+        except ResourceExpiredError:
+            raise
+        except AmbiguousStartError as exc:
+            await self._unmanageable(session, f"start took effect but its sid is unknown ({exc})")
+            raise _ActionFailed("started, sid unknown: marked unmanageable") from None
+        except AlreadyStartedError as exc:
+            if ambiguous:
+                await self._unmanageable(
+                    session, f"an interrupted start took effect; sid unknown ({exc})"
+                )
+                raise _ActionFailed("started, sid unknown: marked unmanageable") from None
+            await self._fail(session, d, f"failed: start: {exc}", permanent=False)
+            raise _ActionFailed(f"start failed: {exc}") from None
+        except RecordingExistsError as exc:
+            ours = await self._unmanageable_for_target(session)
+            detail = (
+                f"our unmanageable session {ours.id} is still recording"
+                if ours
+                else "another recorder holds this channel and uid"
+            )
+            await self._fail(session, d, f"failed: conflict (53): {detail}", permanent=False)
+            raise _ActionFailed(f"start conflict: {detail} ({exc})") from None
+        except PermanentError as exc:
+            await self._fail(session, d, f"failed: start: {exc}", permanent=True)
+            raise _ActionFailed(f"start failed permanently: {exc}") from None
+        except AgoraError as exc:
+            # Retries are exhausted and the start may have arrived: keep the intent,
+            # the next pass resumes it with the same resource ID.
+            await self._store.update_session(session.id, error=f"start: {exc}")
+            raise _ActionFailed(f"start unresolved, will resume: {exc}") from None
+        session = await self._store.record_outcome(
+            session.id, sid=sid, phase=Phase.RUNNING, started_at=self._now()
+        )
+        previous = await self._unmanageable_for_target(session)
+        if previous is not None:
+            await self._store.record_outcome(
+                previous.id,
+                phase=Phase.ENDED,
+                ended_at=self._now(),
+                end_reason=f"exited: superseded by session {session.id} (no longer recording)",
+            )
+        return session
+
+    async def _unmanageable_for_target(self, session: SessionRecord) -> SessionRecord | None:
+        for other in await self._store.live_sessions():
+            if (
+                other.id != session.id
+                and other.phase is Phase.UNMANAGEABLE
+                and (other.app_id, other.channel, other.uid)
+                == (session.app_id, session.channel, session.uid)
+            ):
+                return other
+        return None
+
+    async def _unmanageable(self, session: SessionRecord, why: str) -> None:
+        await self._store.record_outcome(session.id, phase=Phase.UNMANAGEABLE, error=why)
+        log.error(
+            "session.unmanageable",
+            manifest=session.manifest,
+            session_id=session.id,
+            channel=session.channel,
+            uid=session.uid,
+            detail=why,
+        )
+
+    async def _fail(
+        self, session: SessionRecord, d: DesiredRecording | None, reason: str, *, permanent: bool
+    ) -> None:
+        await self._store.record_outcome(
+            session.id, phase=Phase.FAILED, ended_at=self._now(), end_reason=reason
+        )
+        if permanent and d is not None:
+            states = await self._store.manifest_states()
+            old = states.get(d.name, ManifestState(name=d.name))
+            await self._store.set_manifest_state(
+                ManifestState(
+                    name=d.name,
+                    failed_spec_hash=d.spec_hash,
+                    failure_reason=reason,
+                    failed_at=self._now(),
+                    restart_count=old.restart_count,
+                    last_error=reason,
+                )
+            )
+            log.error("manifest.failed", manifest=d.name, reason=reason)
+
+    # -- stop ------------------------------------------------------------------------
+
+    async def _stop(self, session: SessionRecord, reason: str) -> str:
+        if session.phase is Phase.UNMANAGEABLE or not session.sid or not session.resource_id:
+            raise _ActionFailed(f"session {session.id} has no sid: cannot stop it")
+        client = self._client(session.app)
+        await self._store.record_intent(session.id, Intent.STOP, phase=Phase.STOPPING)
+        values: dict[str, Any] = {"phase": Phase.ENDED, "ended_at": self._now()}
+        try:
+            answer = await client.stop(
+                session.app_id,
+                session.resource_id,
+                session.sid,
+                session.mode,
+                translate.stop_body(channel=session.channel, uid=session.uid),
+            )
+        except NoFilesError:
+            values["end_reason"] = f"{reason} (no files: nobody sent streams)"
+        except NotFoundError as exc:  # 404, or 49: already stopped
+            values["end_reason"] = f"{reason} (already ended: {exc.code or exc.status})"
+        except AgoraError as exc:
+            await self._store.update_session(session.id, error=f"stop: {exc}")
+            raise _ActionFailed(f"stop unresolved, will resume: {exc}") from None
+        else:
+            server = answer.serverResponse
+            values["end_reason"] = reason
+            values["uploading_status"] = server.uploadingStatus
+            file_list = _file_list(server.fileList)
+            if file_list is not None:
+                values["file_list"] = file_list
+        await self._store.record_outcome(session.id, **values)
+        return str(values["end_reason"])
+
+    # -- update ----------------------------------------------------------------------
+
+    async def _update(self, session: SessionRecord, d: DesiredRecording, *, layout: bool) -> None:
+        assert session.sid is not None and session.resource_id is not None
+        client = self._client(session.app)
+        intent = Intent.UPDATE_LAYOUT if layout else Intent.UPDATE
+        await self._store.record_intent(session.id, intent, phase=Phase.UPDATING)
+        try:
+            if layout:
+                await client.update_layout(
+                    session.app_id,
+                    session.resource_id,
+                    session.sid,
+                    session.mode,
+                    translate.update_layout_body(d.manifest),
+                )
+            else:
+                await client.update(
+                    session.app_id,
+                    session.resource_id,
+                    session.sid,
+                    session.mode,
+                    translate.update_body(d.manifest),
+                )
+        except NotFoundError as exc:
+            await self._store.record_outcome(
+                session.id,
+                phase=Phase.ENDED,
+                ended_at=self._now(),
+                end_reason=f"exited: {intent} answered {exc.status} (the recording had ended)",
+            )
+            raise _ActionFailed(f"{intent}: the recording had ended") from None
+        except AgoraError as exc:
+            await self._store.record_outcome(
+                session.id, phase=Phase.RUNNING, error=f"{intent}: {exc}"
+            )
+            if isinstance(exc, PermanentError):
+                await self._fail_spec(d, f"{intent} rejected: {exc}")
+            raise _ActionFailed(f"{intent} failed: {exc}") from None
+        changed = (
+            {"layout_hash": d.layout_hash} if layout else {"subscription_hash": d.subscription_hash}
+        )
+        await self._store.record_outcome(session.id, phase=Phase.RUNNING, **changed)
+
+    async def _fail_spec(self, d: DesiredRecording, reason: str) -> None:
+        await self._store.set_manifest_state(
+            ManifestState(
+                name=d.name,
+                failed_spec_hash=d.spec_hash,
+                failure_reason=reason,
+                failed_at=self._now(),
+                last_error=reason,
+            )
+        )
+        log.error("manifest.failed", manifest=d.name, reason=reason)
+
+    # -- resume ----------------------------------------------------------------------
+
+    async def _resume(
+        self, session: SessionRecord, d: DesiredRecording | None, window: Window | None
+    ) -> str:
+        """Finish what a killed process left half done (an intent without an outcome)."""
+        if session.intent is Intent.STOP:
+            return await self._stop(session, session.end_reason or f"{END_STOPPED}: resumed stop")
+        if session.intent is Intent.ACQUIRE or session.resource_id is None:
+            # Nothing can have started without a resource ID we know; an orphan
+            # resource ID expires by itself after five minutes.
+            await self._store.record_outcome(
+                session.id,
+                phase=Phase.FAILED,
+                ended_at=self._now(),
+                end_reason=f"{END_STOPPED}: interrupted during acquire, abandoned",
+            )
+            if d is not None and window is not None:
+                new = await self._start(d, window, 0)
+                return f"abandoned interrupted acquire; started session {new.id}"
+            return "abandoned interrupted acquire"
+        # An interrupted start: it may or may not have arrived. Replaying it with the
+        # same resource ID tells: success (it had not), or 7 (it had: sid unknown).
+        if d is None:
+            await self._unmanageable(
+                session, "start was interrupted and its manifest is gone: cannot replay it"
+            )
+            raise _ActionFailed("interrupted start of a removed manifest: marked unmanageable")
+        client = self._client(d.app)
+        try:
+            body = translate.start_body(d.manifest, self._resolve)
+        except SecretError as exc:
+            raise _ActionFailed(f"cannot resolve a secret: {exc}") from None
+        try:
+            started = await self._send_start(session, d, client, body, ambiguous=True)
+        except ResourceExpiredError:
+            await self._store.record_outcome(
+                session.id,
+                phase=Phase.FAILED,
+                ended_at=self._now(),
+                end_reason=f"{END_STOPPED}: interrupted start never took effect (433)",
+            )
+            if window is None:
+                return "interrupted start had not taken effect"
+            new = await self._start(d, window, 0)
+            return f"interrupted start had not taken effect; started session {new.id}"
+        if window is None:
+            return await self._stop(started, f"{END_STOPPED}: resumed start no longer wanted")
+        return f"resumed start: sid {started.sid}"
+
+
+def _file_list(files: str | list[wire.FileInfo] | None) -> Any:
+    """A query or stop answer's file list as JSON-ready data (None when absent)."""
+    if files is None or isinstance(files, str):
+        return files
+    return [f.model_dump(exclude_none=True) for f in files]

@@ -1,0 +1,280 @@
+"""`apply` passes against the emulator over loopback with a real SQLite store.
+
+Covers: the first pass starts exactly the expected sessions with exactly the
+expected bodies; a second pass does nothing; a layout change gives one
+updateLayout with the whole layout; a subscription change gives one update; a
+restart-only change restarts (or waits, under `defer`); an idle exit is noticed
+and restarted; removing a manifest stops its session; a broken manifest file
+never stops what it had running; a permanent error marks the manifest failed and
+is not retried until the spec changes; a failing manifest does not block others;
+no secret value reaches the store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.state import Phase
+from tests.integration.reconcile.conftest import SECRETS, World, manifest
+
+LAYOUT = """\
+layout:
+  type: custom
+  background: "#102030"
+  regions:
+    - {uid: 11, x: 0.0, y: 0.0, width: 0.5, height: 1.0}
+    - {uid: 22, x: 0.5, y: 0.0, width: 0.5, height: 1.0}
+"""
+
+
+def kinds(result: object) -> list[tuple[str, str, bool]]:
+    return [(r.action.kind.value, r.action.manifest, r.ok) for r in result.results]  # type: ignore[attr-defined]
+
+
+async def test_first_apply_starts_exactly_what_is_desired_and_second_does_nothing(
+    world: World,
+) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101, extra=LAYOUT))
+    world.write("b.yaml", manifest("beta", "room-b", 202))
+    first = await world.apply()
+    assert sorted(kinds(first)) == [("start", "alpha", True), ("start", "beta", True)]
+    assert len(world.requests("acquire")) == 2 and len(world.requests("start")) == 2
+    starts = {r["body"]["cname"]: r["body"] for r in world.requests("start")}
+    alpha = starts["room-a"]
+    assert alpha["uid"] == "101"
+    request = alpha["clientRequest"]
+    assert request["token"] == SECRETS["AGORA_TOKEN"]
+    assert request["storageConfig"] == {
+        "vendor": 1,
+        "region": 0,
+        "bucket": "rec",
+        "accessKey": SECRETS["S3_KEY"],
+        "secretKey": SECRETS["S3_SECRET"],
+    }
+    transcoding = request["recordingConfig"]["transcodingConfig"]
+    assert transcoding["mixedVideoLayout"] == 3
+    assert transcoding["backgroundColor"] == "#102030"
+    assert [r["uid"] for r in transcoding["layoutConfig"]] == ["11", "22"]
+    assert request["recordingConfig"]["channelType"] == 1
+    assert request["recordingConfig"]["maxIdleTime"] == 30
+    assert len(world.recording()) == 2
+
+    live = await world.store.live_sessions()
+    assert {(s.manifest, s.phase) for s in live} == {
+        ("alpha", Phase.RUNNING),
+        ("beta", Phase.RUNNING),
+    }
+    assert all(s.sid and s.resource_id and s.intent is None for s in live)
+
+    before = len(world.requests())
+    second = await world.apply()
+    assert second.results == () and second.plan.actions == ()
+    # The second pass only queried the two live sessions.
+    assert [r["endpoint"] for r in world.requests()[before:]] == ["query", "query"]
+
+
+async def test_layout_change_gives_one_update_layout_with_the_whole_layout(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101, extra=LAYOUT))
+    await world.apply()
+    world.write(
+        "a.yaml", manifest("alpha", "room-a", 101, extra=LAYOUT.replace("#102030", "#FFFFFF"))
+    )
+    result = await world.apply()
+    assert kinds(result) == [("updateLayout", "alpha", True)]
+    (sent,) = world.requests("updateLayout")
+    body = sent["body"]["clientRequest"]
+    assert body["backgroundColor"] == "#FFFFFF"
+    assert body["mixedVideoLayout"] == 3
+    assert len(body["layoutConfig"]) == 2
+    assert len(world.requests("start")) == 1 and not world.requests("stop")
+    assert (await world.apply()).results == ()
+
+
+async def test_subscription_change_gives_one_update(world: World) -> None:
+    subscribed = "  subscribe: {audio: [7, 8], video: [7]}\n"
+    world.write(
+        "a.yaml",
+        manifest("alpha", "room-a", 101).replace(
+            "  maxIdleTime: 30\n", "  maxIdleTime: 30\n" + subscribed
+        ),
+    )
+    await world.apply()
+    world.write(
+        "a.yaml",
+        manifest("alpha", "room-a", 101).replace(
+            "  maxIdleTime: 30\n", "  maxIdleTime: 30\n" + subscribed.replace("[7, 8]", "[7, 8, 9]")
+        ),
+    )
+    result = await world.apply()
+    assert kinds(result) == [("update", "alpha", True)]
+    (sent,) = world.requests("update")
+    assert sent["body"]["clientRequest"]["streamSubscribe"]["audioUidList"] == {
+        "subscribeAudioUids": ["7", "8", "9"]
+    }
+    assert len(world.requests("start")) == 1
+    assert (await world.apply()).results == ()
+
+
+async def test_restart_only_change_restarts_or_defers(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.write("b.yaml", manifest("beta", "room-b", 202, extra="updatePolicy: defer\n"))
+    await world.apply()
+    world.write("a.yaml", manifest("alpha", "room-a", 101).replace("bucket: rec", "bucket: other"))
+    world.write(
+        "b.yaml",
+        manifest("beta", "room-b", 202, extra="updatePolicy: defer\n").replace(
+            "bucket: rec", "bucket: other"
+        ),
+    )
+    result = await world.apply()
+    assert kinds(result) == [("restart", "alpha", True)]
+    assert [n.manifest for n in result.plan.notes] == ["beta"]
+    assert len(world.requests("stop")) == 1
+    assert len(world.requests("start")) == 3
+    assert (
+        world.requests("start")[-1]["body"]["clientRequest"]["storageConfig"]["bucket"] == "other"
+    )
+    assert len(world.recording()) == 2
+    history = await world.store.history()
+    (ended,) = history
+    assert ended.manifest == "alpha"
+    assert ended.end_reason is not None
+    assert ended.end_reason.startswith(
+        "stopped: restart (spec changed in a way update cannot carry)"
+    )
+
+
+async def test_idle_exit_is_noticed_and_restarted(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    world.emulator.emu.advance(31)  # nobody joined: idle for longer than maxIdleTime
+    assert world.recording() == []
+    result = await world.apply()
+    assert kinds(result) == [("start", "alpha", True)]
+    assert result.results[0].action.reason.startswith("restart #1 after exited")
+    (ended,) = await world.store.history()
+    assert ended.end_reason is not None and ended.end_reason.startswith("exited:")
+    (live,) = await world.store.live_sessions()
+    assert live.restart_count == 1 and live.phase is Phase.RUNNING
+    assert len(world.recording()) == 1
+
+
+async def test_abnormal_exit_is_restarted_with_backoff(world: World) -> None:
+    world.policy = world.policy.__class__(restart_backoff_initial=timedelta(hours=1))
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    (session,) = world.recording()
+    assert world.emulator.emu.abort(session["sid"])
+    held = await world.apply()
+    assert held.results == ()
+    assert [n.kind.value for n in held.plan.notes] == ["backoff"]
+    (ended,) = await world.store.history()
+    assert ended.end_reason == "exited: abnormal exit (status 20)"
+    later = await world.apply(now=datetime.now(UTC) + timedelta(hours=2))
+    assert kinds(later) == [("start", "alpha", True)]
+
+
+async def test_removed_manifest_is_stopped_with_files_recorded(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.write("b.yaml", manifest("beta", "room-b", 202))
+    await world.apply()
+    world.emulator.emu.join(world.app_id, "room-a", "555")
+    world.emulator.emu.advance(5)
+    world.remove("a.yaml")
+    result = await world.apply()
+    assert kinds(result) == [("stop", "alpha", True)]
+    (ended,) = await world.store.history()
+    assert ended.manifest == "alpha" and ended.end_reason == "stopped: manifest removed"
+    assert ended.uploading_status == "uploaded"
+    assert ended.file_list
+    assert [s["cname"] for s in world.recording()] == ["room-b"]
+
+
+async def test_stop_of_a_session_nobody_joined_records_no_files(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    world.remove("a.yaml")
+    result = await world.apply()
+    assert kinds(result) == [("stop", "alpha", True)]
+    (ended,) = await world.store.history()
+    assert ended.end_reason is not None and "no files" in ended.end_reason
+
+
+async def test_broken_manifest_file_keeps_its_recording(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    world.write("a.yaml", manifest("alpha", "room-a", 101) + "transcoding: [not, a, mapping\n")
+    result = await world.apply()
+    assert result.results == ()
+    assert [n.kind.value for n in result.plan.notes] == ["kept"]
+    assert not world.requests("stop")
+    assert len(world.recording()) == 1
+
+
+async def test_permanent_error_marks_failed_until_spec_changes_and_others_proceed(
+    world: World,
+) -> None:
+    # App profile "off" is an App ID without cloud recording: acquire answers 62.
+    world.write("a.yaml", manifest("alpha", "room-a", 101).replace("app: main", "app: off"))
+    world.write("b.yaml", manifest("beta", "room-b", 202))
+    result = await world.apply()
+    assert sorted(kinds(result)) == [("start", "alpha", False), ("start", "beta", True)]
+    states = await world.store.manifest_states()
+    assert states["alpha"].failed_spec_hash is not None
+    assert "62" in (states["alpha"].failure_reason or "")
+    acquires = len(world.requests("acquire"))
+
+    again = await world.apply()
+    assert again.results == ()
+    assert [(n.kind.value, n.manifest) for n in again.plan.notes] == [("failed", "alpha")]
+    assert len(world.requests("acquire")) == acquires  # never hammered
+
+    world.write("a.yaml", manifest("alpha", "room-a", 101))  # the spec changes: tried again
+    fixed = await world.apply()
+    assert kinds(fixed) == [("start", "alpha", True)]
+    assert len(world.recording()) == 2
+
+
+async def test_retryable_errors_are_retried_with_the_same_resource_id(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.emulator.emu.fail_next("start", "code65", count=2)
+    result = await world.apply()
+    assert kinds(result) == [("start", "alpha", True)]
+    starts = world.requests("start")
+    assert len(starts) == 3
+    assert len({r["path"] for r in starts}) == 1  # same resource ID every time
+    assert len(world.requests("acquire")) == 1
+
+
+async def test_lost_start_answer_is_unmanageable_never_duplicated(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.emulator.emu.fail_next("start", "lost")
+    result = await world.apply()
+    assert kinds(result) == [("start", "alpha", False)]
+    (live,) = await world.store.live_sessions()
+    assert live.phase is Phase.UNMANAGEABLE
+    assert len(world.recording()) == 1
+    again = await world.apply()
+    assert again.results == ()
+    assert [n.kind.value for n in again.plan.notes] == ["unmanageable"]
+    assert len(world.recording()) == 1
+    assert len(world.requests("acquire")) == 1
+
+
+async def test_no_secret_value_reaches_the_store(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    world.remove("a.yaml")
+    await world.apply()
+    raw = (world.root / "state.db").read_bytes() + (
+        (world.root / "state.db-wal").read_bytes()
+        if (world.root / "state.db-wal").exists()
+        else b""
+    )
+    for value in SECRETS.values():
+        assert value.encode() not in raw
+    db = sqlite3.connect(world.root / "state.db")
+    dump = "\n".join(db.iterdump())
+    for value in SECRETS.values():
+        assert value not in dump
