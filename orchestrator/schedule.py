@@ -58,6 +58,7 @@ from apscheduler.triggers.cron import CronTrigger
 __all__ = [
     "FAR_FUTURE",
     "FAR_PAST",
+    "MAX_CRON_RANGE",
     "MERGE_HORIZON",
     "Schedule",
     "Window",
@@ -79,6 +80,9 @@ no boundary: `next_boundary` answers None instead."""
 MERGE_HORIZON = timedelta(days=31)
 """How far a chain of merged cron windows is followed past the instants asked
 about (see the module docstring). Longer than any sensible `startingDeadline`."""
+
+MAX_CRON_RANGE = timedelta(days=3660)
+"""The longest range `windows_between` accepts for a cron schedule (about ten years)."""
 
 _DAY = timedelta(days=1)
 _CACHE_DAYS = 4096  # per-schedule memo of day lookups; cleared when full
@@ -498,6 +502,9 @@ class _CronSchedule:
         a, b = _utc(a), _utc(b)
         if b <= a:
             return []
+        if b - a > MAX_CRON_RANGE:
+            # The cost is proportional to the range: refuse rather than hang.
+            raise ValueError(f"range longer than {MAX_CRON_RANGE.days} days for a cron schedule")
         result: list[Window] = []
         current: list[datetime] | None = None
         for run_start, run_end in self._runs_from(self._wall_day(a - self._duration) - _DAY):

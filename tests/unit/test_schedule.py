@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from orchestrator.schedule import (
     FAR_FUTURE,
     FAR_PAST,
+    MAX_CRON_RANGE,
     MERGE_HORIZON,
     Schedule,
     Window,
@@ -779,3 +780,12 @@ def test_cron_matches_minute_by_minute_reference(
 
     assert whole(actual) == whole(expected)
     assert len(whole(expected)) >= 1
+
+
+def test_cron_range_is_bounded() -> None:
+    """The cost of windows_between grows with the range: a cron refuses absurd ones."""
+    schedule = cron_schedule("0 9 * * *", "UTC", H)
+    start = at("2025-01-01T00:00+00:00")
+    assert len(schedule.windows_between(start, start + MAX_CRON_RANGE)) == MAX_CRON_RANGE.days
+    with pytest.raises(ValueError, match="range longer than"):
+        schedule.windows_between(FAR_PAST, FAR_FUTURE)
