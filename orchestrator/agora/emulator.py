@@ -44,7 +44,7 @@ from orchestrator.agora.emulator_state import (
 CONTENT_TYPE = "application/json;charset=utf-8"
 CONTROL_PREFIX = "/_emulator"
 ENDPOINTS = ("acquire", "start", "update", "updateLayout", "query", "stop")
-FAULT_KINDS = ("lost", "error", "code65", "delay")
+FAULT_KINDS = ("lost", "error", "code65", "delay", "hold")
 _APP_ID = re.compile(r"[0-9a-f]{32}")
 
 NO_ROUTE = Answer(404, {"message": "no Route matched with those values"})
@@ -139,7 +139,9 @@ class NextFault:
 
     kind "lost": the action happens, the answer is 504; "error": answered `status`
     (default 500) without acting; "code65": answered code 65 without acting;
-    "delay": the action happens after `seconds` (to make a client time out).
+    "delay": the action happens after `seconds` (to make a client time out);
+    "hold": the action happens at once, the answer is held `seconds` (to kill a
+    client between an action taking effect and its answer arriving).
     """
 
     endpoint: str
@@ -323,6 +325,8 @@ class Emulator:
             if fault.kind == "delay":
                 await asyncio.sleep(fault.seconds)
         answer = self._dispatch(endpoint, request, app_id, body)
+        if fault is not None and fault.kind == "hold":
+            await asyncio.sleep(fault.seconds)
         if fault is not None and fault.kind == "lost":
             return LOST, body
         return answer, body
