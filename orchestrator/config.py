@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -608,11 +609,12 @@ def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = 
         problems.sort(key=lambda p: (p.line == 0, p.file, p.line, p.column))
         raise ConfigError.from_problems(problems) from None
     config._file = file
+    hint = "use {env: NAME}, {file: PATH} or {credential: NAME}"
     for field in config.literal_secrets():
-        _log.warning(
-            "config.literal_secret",
-            file=name,
-            field=field,
-            hint="use {env: NAME}, {file: PATH} or {credential: NAME}",
-        )
+        if structlog.is_configured():
+            _log.warning("config.literal_secret", file=name, field=field, hint=hint)
+        else:
+            # Logging is configured from this very config, later: structlog's default
+            # would print to stdout, where `plan --format json` writes its answer.
+            sys.stderr.write(f"warning: {name}: {field} is a literal secret; {hint}\n")
     return config

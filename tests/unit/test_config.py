@@ -475,3 +475,15 @@ def test_errors_never_carry_secret_values(tmp_path: Path) -> None:
         load_config(write(tmp_path, text), environ={"ORCHESTRATOR_APPS__MAIN__CUSTOMER_ID": "{x"})
     assert "hunter2" not in str(raised.value)
     assert "apps.main.customerSecret" in str(raised.value)
+
+
+def test_literal_secret_warning_goes_to_stderr_before_logging_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("structlog.is_configured", lambda: False)
+    text = MINIMAL_APP.replace("{file: secret.txt}", "hunter2-literal")
+    load_config(write(tmp_path, text), environ={})
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "apps.main.customerSecret is a literal secret" in err
+    assert "hunter2" not in err
