@@ -30,6 +30,9 @@ from orchestrator.manifest.model import Manifest
 MAX_FILE_BYTES = 1024 * 1024
 """Larger files are refused: a manifest is a few hundred bytes; split big sets into files."""
 
+MAX_DEPTH = 64
+"""Deeper nesting is refused (a manifest needs about six levels)."""
+
 YAML_SUFFIXES = (".yaml", ".yml")
 Severity = Literal["error", "warning"]
 Loc = tuple[str | int, ...]
@@ -436,6 +439,7 @@ class _Pending:
     message: str
     severity: Severity
     position: tuple[int, int] | None = None
+    fallback: tuple[int, int] = (1, 1)
 
 
 def _describe_type(value: Any) -> str:
@@ -479,6 +483,7 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
     loaded: list[LoadedManifest] = []
     pending: list[_Pending] = []
     documents = 0
+    precise = True
     try:
         for index, doc in enumerate(_fast_documents(text)):
             documents += 1
@@ -506,8 +511,15 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
             try:
                 manifest = Manifest.model_validate(doc.data)
             except ValidationError as exc:
+                if _too_deep(doc.data):
+                    # the round-trip parser is slow on deep nesting: no positions
+                    # for this file beyond the documents' own
+                    precise = False
+                    message = f"nested more than {MAX_DEPTH} levels deep: not a manifest"
+                    pending.append(_Pending(index, (), False, message, "error", position))
+                    continue
                 for loc, message, at_key in _diagnose(exc):
-                    pending.append(_Pending(index, loc, at_key, message, "error"))
+                    pending.append(_Pending(index, loc, at_key, message, "error", None, position))
                 continue
             for secret_path in manifest.literal_secrets():
                 pending.append(
@@ -517,6 +529,8 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
                         False,
                         f"a literal secret in the file: use {_SECRET_FORMS}",
                         "error" if strict else "warning",
+                        None,
+                        position,
                     )
                 )
             loaded.append(LoadedManifest(manifest, path, doc.line, doc.column, index, doc.keys))
@@ -533,20 +547,36 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
     if strict:
         for item in pending:
             item.severity = "error"
-    return loaded, _place(path, text, pending)
+    return loaded, _place(path, text, pending, precise=precise)
 
 
-def _place(path: str, text: str, pending: list[_Pending]) -> list[Diagnostic]:
+def _too_deep(data: Any) -> bool:
+    """Nesting deeper than MAX_DEPTH (each container visited once: aliases stay cheap)."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict | list) and id(node) not in seen:
+            seen.add(id(node))
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _place(path: str, text: str, pending: list[_Pending], *, precise: bool) -> list[Diagnostic]:
     if not pending:
         return []
-    trees = _position_tree(text) if any(p.position is None for p in pending) else []
+    wanted = precise and any(p.position is None for p in pending)
+    trees = _position_tree(text) if wanted else []
     out: list[Diagnostic] = []
     for item in pending:
         if item.position is not None:
             line, column = item.position
         else:
             root = trees[item.document] if item.document < len(trees) else None
-            line, column = _locate(root, item.loc, item.at_key, (1, 1))
+            line, column = _locate(root, item.loc, item.at_key, item.fallback)
         out.append(Diagnostic(path, line, column, _dotted(item.loc), item.message, item.severity))
     out.sort(key=lambda d: (d.line, d.column))
     return out

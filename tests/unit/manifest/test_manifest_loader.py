@@ -1,0 +1,259 @@
+"""Loading manifests from real files: positions, every error, never a traceback.
+
+Covers: discovery (directories recursively, *.yaml/*.yml only, hidden skipped,
+duplicates once, missing paths), 1-based line/column of each error on its field
+(value, key, nearest parent for a missing key, list items), several errors in
+one document and in several documents, unknown keys with "did you mean",
+broken YAML, duplicate keys (never echoing values), tabs, empty files and
+documents, non-mapping documents, binary garbage, non-UTF-8, huge files,
+unsupported tags, literal secrets (warning; error under strict), and that
+valid documents of a failed file are left out of the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.manifest.loader import MAX_FILE_BYTES, discover, load_file, load_manifests
+
+GOOD = """\
+name: standup
+app: main
+channel: room-1
+uid: 527841
+mode: mix
+schedule:
+  cron: "0 9 * * 1-5"
+  timezone: UTC
+  duration: 30m
+"""
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> str:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def positions(path: str) -> list[tuple[int, int, str, str]]:
+    _, diagnostics = load_file(path)
+    return [(d.line, d.column, d.field, d.severity) for d in diagnostics]
+
+
+def test_a_valid_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", "# comment\n" + GOOD)
+    loaded, diagnostics = load_file(path)
+    assert diagnostics == []
+    assert [(m.manifest.name, m.line, m.column) for m in loaded] == [("standup", 2, 1)]
+    assert loaded[0].position_of("schedule") == (7, 1)
+
+
+def test_errors_point_at_their_fields(tmp_path: Path) -> None:
+    text = GOOD.replace("uid: 527841", "uid: 0").replace("duration: 30m", "duration: soon")
+    text += (
+        "layout:\n"
+        "  type: custom\n"
+        "  regions:\n"
+        "    - {x: 0, y: 0, width: 1, height: 1}\n"
+        "    - x: 0\n"
+        "      y: 2\n"
+        "      width: 1\n"
+        "      height: 1\n"
+        "storage:\n"
+        "  vendor: aws-s3\n"
+        "  region: us-east-1\n"
+        "  bucket: b\n"
+        "  accessKey: {env: A}\n"
+        "  secretKey: {env: B}\n"
+        "  fileNamePrefx: [a]\n"
+    )
+    path = write(tmp_path, "a.yaml", text)
+    _, diagnostics = load_file(path)
+    found = [(d.line, d.column, d.field) for d in diagnostics]
+    assert found == [
+        (4, 6, "uid"),
+        (9, 13, "schedule.duration"),
+        (15, 10, "layout.regions[1].y"),
+        (24, 3, "storage.fileNamePrefx"),
+    ]
+    unknown = diagnostics[-1]
+    assert "did you mean 'fileNamePrefix'?" in unknown.message
+    assert "Valid keys here: vendor, region, bucket" in unknown.message
+    assert all(d.file == path and d.severity == "error" for d in diagnostics)
+
+
+def test_a_missing_key_points_at_its_parent(tmp_path: Path) -> None:
+    text = GOOD + "transcoding:\n  width: 640\n  height: 360\n  fps: 15\n"
+    path = write(tmp_path, "a.yaml", text)
+    assert positions(path) == [(10, 1, "transcoding.bitrate", "error")]
+    missing_name = write(tmp_path, "b.yaml", "\n\n" + GOOD.replace("name: standup\n", ""))
+    assert positions(missing_name) == [(3, 1, "name", "error")]
+
+
+def test_cross_field_rules_point_at_the_offending_key(tmp_path: Path) -> None:
+    text = GOOD.replace("mode: mix", "mode: individual") + (
+        "recording:\n  subscribeUidGroup: 0\nsnapshots: {interval: 5}\nrecordingFiles: {}\n"
+    )
+    path = write(tmp_path, "a.yaml", text)
+    _, diagnostics = load_file(path)
+    assert [(d.line, d.column, d.field) for d in diagnostics] == [(12, 1, "snapshots")]
+    assert "either snapshots or recordingFiles" in diagnostics[0].message
+
+
+def test_every_document_is_checked(tmp_path: Path) -> None:
+    second = GOOD.replace("standup", "second").replace("mode: mix", "mode: mixed")
+    third = GOOD.replace("standup", "third")
+    path = write(
+        tmp_path,
+        "multi.yml",
+        GOOD.replace("app: main", "app: ''") + "---\n" + second + "---\n" + third,
+    )
+    loaded, diagnostics = load_file(path)
+    assert [(d.line, d.field) for d in diagnostics] == [(2, "app"), (15, "mode")]
+    # load_file returns the valid document; load_manifests leaves the failed file out
+    assert [m.manifest.name for m in loaded] == ["third"]
+    assert loaded[0].document == 2 and loaded[0].line == 21
+    result = load_manifests([path])
+    assert result.manifests == []
+    assert result.failed_files == frozenset({path})
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "fragment"),
+    [
+        ("name: [a\n", 2, 1, "invalid YAML"),
+        ("name: a\n\tapp: b\n", 2, 1, "invalid YAML"),
+        ("name: a\nname: b\n", 2, 1, "duplicate key 'name' (first at line 1)"),
+        ("a: !!python/object:os.system x\n", 1, 4, "unsupported YAML tag"),
+        ("key: 'unterminated\n", 2, 1, "invalid YAML"),
+        ("- 1\n- 2\n", 1, 1, "not a list"),
+        ("just text\n", 1, 1, "not a single value"),
+        ("", 1, 1, "empty"),
+        ("# only a comment\n", 1, 1, "empty"),
+        ("a: !!int abc\n", 1, 1, "could not be read"),
+    ],
+)
+def test_bad_yaml_is_a_positioned_error(
+    tmp_path: Path, text: str, line: int, column: int, fragment: str
+) -> None:
+    path = write(tmp_path, "bad.yaml", text)
+    loaded, diagnostics = load_file(path)
+    assert loaded == []
+    assert [(d.line, d.column) for d in diagnostics] == [(line, column)]
+    assert fragment in diagnostics[0].message
+    assert "Traceback" not in diagnostics[0].message
+
+
+def test_duplicate_key_never_echoes_values(tmp_path: Path) -> None:
+    text = GOOD + "token: hunter2-first\ntoken: hunter2-second\n"
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    assert len(diagnostics) == 1
+    assert "hunter2" not in diagnostics[0].message
+
+
+def test_a_syntax_error_after_a_good_document_keeps_both_findings(tmp_path: Path) -> None:
+    text = GOOD.replace("uid: 527841", "uid: -1") + "---\nname: [\n"
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    assert [(d.line, d.field) for d in diagnostics] == [(4, "uid"), (12, "")]
+
+
+def test_binary_garbage_and_bad_encoding(tmp_path: Path) -> None:
+    blob = bytes(range(256)) * 4
+    _, diagnostics = load_file(write(tmp_path, "blob.yaml", blob))
+    assert len(diagnostics) == 1 and diagnostics[0].severity == "error"
+    latin = write(tmp_path, "latin.yaml", "name: caf\xe9\n".encode("latin-1"))
+    _, diagnostics = load_file(latin)
+    assert [(d.line, d.column) for d in diagnostics] == [(1, 10)]
+    assert "UTF-8" in diagnostics[0].message
+    nul = write(tmp_path, "nul.yaml", b"name: a\x00b\n")
+    _, diagnostics = load_file(nul)
+    assert [(d.line, d.column) for d in diagnostics] == [(1, 8)]
+
+
+def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    loaded, diagnostics = load_file(write(tmp_path, "bom.yaml", b"\xef\xbb\xbf" + GOOD.encode()))
+    assert diagnostics == [] and len(loaded) == 1
+
+
+def test_huge_files_are_refused_without_reading_them_whole(tmp_path: Path) -> None:
+    path = write(tmp_path, "huge.yaml", b"# " + b"x" * MAX_FILE_BYTES + b"\n")
+    loaded, diagnostics = load_file(path)
+    assert loaded == []
+    assert len(diagnostics) == 1
+    assert "limit is 1048576 bytes (1 MiB)" in diagnostics[0].message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 3000 + "]" * 3000 + "\n",
+        GOOD + "labels: " + "{a: " * 100 + "1" + "}" * 100 + "\n",
+    ],
+)
+def test_deep_nesting_is_one_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    _, diagnostics = load_file(write(tmp_path, "deep.yaml", text))
+    assert [(d.line, d.column, d.severity) for d in diagnostics] == [(1, 1, "error")]
+    assert "nested more than 64 levels" in diagnostics[0].message
+
+
+def test_alias_bombs_stay_cheap(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
+    text = GOOD + "labels:\n" + "\n".join("  " + line for line in lines) + "\n"
+    _, diagnostics = load_file(write(tmp_path, "bomb.yaml", text))
+    assert diagnostics and all(d.field.startswith("labels.") for d in diagnostics)
+
+
+def test_empty_document_between_manifests_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", GOOD + "---\n# nothing here\n")
+    loaded, diagnostics = load_file(path)
+    assert len(loaded) == 1
+    assert [(d.severity, d.line) for d in diagnostics] == [("warning", 12)]
+    assert load_file(path, strict=True)[1][0].severity == "error"
+
+
+def test_literal_secrets_warn_and_fail_under_strict(tmp_path: Path) -> None:
+    text = GOOD + 'token: "007eJxTYmBg"\n'
+    path = write(tmp_path, "a.yaml", text)
+    loaded, diagnostics = load_file(path)
+    assert len(loaded) == 1
+    assert [(d.line, d.column, d.field, d.severity) for d in diagnostics] == [
+        (10, 8, "token", "warning")
+    ]
+    assert "007eJx" not in diagnostics[0].message
+    assert load_manifests([path]).ok
+    strict = load_manifests([path], strict=True)
+    assert not strict.ok
+    assert strict.errors[0].field == "token"
+
+
+def test_discovery(tmp_path: Path) -> None:
+    write(tmp_path, "b.yaml", GOOD)
+    write(tmp_path, "a/c.yml", GOOD)
+    write(tmp_path, "a/notes.txt", "x")
+    write(tmp_path, ".hidden/d.yaml", GOOD)
+    write(tmp_path, "a/.e.yaml", GOOD)
+    explicit = write(tmp_path, "x.conf", GOOD)
+    files, problems = discover([tmp_path, tmp_path / "b.yaml", explicit, tmp_path / "nope"])
+    names = [Path(f).relative_to(tmp_path).as_posix() for f in files]
+    assert names == ["b.yaml", "a/c.yml", "x.conf"]
+    assert [(p.file, p.message) for p in problems] == [
+        (str(tmp_path / "nope"), "no such file or directory")
+    ]
+
+
+def test_every_file_is_checked_even_when_others_fail(tmp_path: Path) -> None:
+    write(tmp_path, "1.yaml", "name: [\n")
+    write(tmp_path, "2.yaml", GOOD.replace("standup", "two"))
+    write(tmp_path, "3.yaml", GOOD.replace("standup", "three").replace("uid: 527841", "uid: x"))
+    result = load_manifests([tmp_path])
+    assert len(result.files) == 3
+    assert [Path(f).name for f in sorted(result.failed_files)] == ["1.yaml", "3.yaml"]
+    assert [m.manifest.name for m in result.manifests] == ["two"]
+    assert len(result.errors) == 2

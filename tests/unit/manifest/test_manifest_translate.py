@@ -1,0 +1,259 @@
+"""Translation into request bodies and the fingerprints the planner compares.
+
+Covers: field spelling and codes beyond the golden examples (decryption,
+audioProfile, videoStreamType, vertical layout, render modes, regions by
+vendor), the layout-only start body filling the reference's transcoding
+defaults, update's `#allstream#` and omitted kinds, updateLayout always sending
+the whole layout, the resolver being the only way secrets enter a body, and the
+fingerprints: each change moves exactly the digests it should (subscription,
+layout, restart, spec), schedule-like fields never force a restart, and secret
+values never influence or appear in a digest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from manifest_docs import INDIVIDUAL, MIX, with_
+
+from orchestrator.manifest import translate
+from orchestrator.manifest.model import Manifest
+from orchestrator.secrets import SecretRef
+
+STORAGE = {
+    "vendor": "tencent-cos",
+    "region": "eu-frankfurt",
+    "bucket": "b",
+    "accessKey": {"env": "AK"},
+    "secretKey": {"credential": "sk"},
+}
+
+
+def build(doc: dict[str, Any]) -> Manifest:
+    return Manifest.model_validate(doc)
+
+
+def placeholder(ref: SecretRef) -> str:
+    return f"resolved({ref.describe()})"
+
+
+def test_start_body_codes_and_spelling() -> None:
+    m = build(
+        with_(
+            MIX,
+            uid="auto",
+            recording={
+                "channelType": "live",
+                "streams": "audio",
+                "decryption": {"mode": "aes-256-xts", "secret": {"env": "KEY"}},
+                "audioProfile": "mono-128kbps",
+                "videoStreamType": "low",
+                "maxIdleTime": "1h",
+                "unsubscribe": {"audio": [7]},
+            },
+            layout={"type": "vertical", "maxResolutionUid": 42},
+            storage=STORAGE,
+            token={"file": "/run/token"},
+        )
+    )
+    body = translate.start_body(m, placeholder)
+    assert body["uid"] == str(m.recording_uid)
+    client = body["clientRequest"]
+    assert client["token"] == "resolved(file:/run/token)"
+    assert client["recordingConfig"] == {
+        "channelType": 1,
+        "streamTypes": 0,
+        "maxIdleTime": 3600,
+        "decryptionMode": 3,
+        "secret": "resolved(env:KEY)",
+        "audioProfile": 1,
+        "videoStreamType": 1,
+        # a layout without transcoding: the reference's defaults fill the required four
+        "transcodingConfig": {
+            "width": 360,
+            "height": 640,
+            "fps": 15,
+            "bitrate": 500,
+            "mixedVideoLayout": 2,
+            "backgroundColor": "#000000",
+            "maxResolutionUid": "42",
+        },
+        "unSubscribeAudioUids": ["7"],
+    }
+    assert client["storageConfig"] == {
+        "vendor": 3,
+        "region": 18,
+        "bucket": "b",
+        "accessKey": "resolved(env:AK)",
+        "secretKey": "resolved(credential:sk)",
+    }
+    assert "recordingFileConfig" not in client
+    assert translate.mode_path(m) == "mix"
+
+
+def test_individual_start_body_derives_the_uid_group() -> None:
+    m = build(
+        with_(
+            INDIVIDUAL,
+            recording={"subscribe": {"audio": [1, 2, 3, 4], "video": [4, 5, 6, 7, 8]}},
+            recordingFiles={},
+        )
+    )
+    config = translate.start_body(m, placeholder)["clientRequest"]["recordingConfig"]
+    assert config["subscribeUidGroup"] == 2  # 8 distinct uids: 8-12
+    assert config["subscribeAudioUids"] == ["1", "2", "3", "4"]
+    assert "transcodingConfig" not in config
+    assert translate.mode_path(m) == "individual"
+
+
+@pytest.mark.parametrize(
+    ("recording", "expected"),
+    [
+        (
+            {},
+            {
+                "audioUidList": {"subscribeAudioUids": ["#allstream#"]},
+                "videoUidList": {"subscribeVideoUids": ["#allstream#"]},
+            },
+        ),
+        ({"streams": "video"}, {"videoUidList": {"subscribeVideoUids": ["#allstream#"]}}),
+        # a list for audio only: video is not subscribed, which update cannot say
+        ({"subscribe": {"audio": [1, 2]}}, {"audioUidList": {"subscribeAudioUids": ["1", "2"]}}),
+        (
+            {"subscribe": {"video": [3]}, "unsubscribe": {"audio": [4]}},
+            {
+                "audioUidList": {"unSubscribeAudioUids": ["4"]},
+                "videoUidList": {"subscribeVideoUids": ["3"]},
+            },
+        ),
+    ],
+)
+def test_update_body(recording: dict[str, Any], expected: dict[str, Any]) -> None:
+    body = translate.update_body(build(with_(MIX, recording=recording)))
+    assert body["clientRequest"] == {"streamSubscribe": expected}
+
+
+def test_update_layout_sends_the_whole_layout_even_the_defaults() -> None:
+    default = translate.update_layout_body(build(MIX))["clientRequest"]
+    assert default == {"mixedVideoLayout": 0, "backgroundColor": "#000000"}
+    custom = build(
+        with_(
+            MIX,
+            layout={
+                "type": "custom",
+                "regions": [{"x": 0, "y": 0, "width": 1, "height": 1, "renderMode": "crop"}],
+            },
+        )
+    )
+    regions = translate.update_layout_body(custom)["clientRequest"]["layoutConfig"]
+    assert regions == [
+        {"x_axis": 0.0, "y_axis": 0.0, "width": 1.0, "height": 1.0, "render_mode": 0}
+    ]
+
+
+def test_vod_body_keeps_optional_video_data_and_policy() -> None:
+    m = build(
+        with_(
+            MIX,
+            aliyunVod={
+                "accessKey": {"env": "A"},
+                "secretKey": {"env": "B"},
+                "regionId": "cn-beijing",
+                "errorHandlePolicy": "error_abort",
+                "videoData": {"title": "T", "cateId": 1000, "workflowId": "w"},
+            },
+        )
+    )
+    service = translate.start_body(m, placeholder)["clientRequest"]["extensionServiceConfig"][
+        "extensionServices"
+    ][0]
+    assert service["serviceName"] == "aliyun_vod_service"
+    assert service["errorHandlePolicy"] == "error_abort"
+    assert service["serviceParam"]["apiData"] == {
+        "videoData": {"title": "T", "cateId": "1000", "workflowId": "w"}
+    }
+
+
+BASE = with_(
+    MIX,
+    recording={"subscribe": {"audio": [1, 2], "video": [1, 2]}},
+    transcoding={"width": 640, "height": 360, "fps": 15, "bitrate": 500},
+    layout={"type": "adaptive", "background": "#000000"},
+    storage=STORAGE,
+    token={"env": "TOKEN"},
+)
+
+
+def _recording(**changes: Any) -> dict[str, Any]:
+    return {**BASE["recording"], **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "moved"),
+    [
+        ({"recording": _recording(subscribe={"audio": [1, 3], "video": [1, 2]})}, {"subscription"}),
+        (
+            {"recording": _recording(subscribe=None, unsubscribe={"audio": [9], "video": [9]})},
+            {"subscription"},
+        ),
+        ({"layout": {"type": "adaptive", "background": "#FFFFFF"}}, {"layout"}),
+        ({"layout": {"type": "vertical", "maxResolutionUid": 2}}, {"layout"}),
+        ({"layout": None}, {"layout"}),
+        ({"transcoding": {"width": 1280, "height": 720, "fps": 15, "bitrate": 500}}, {"restart"}),
+        ({"storage": {**STORAGE, "bucket": "other"}}, {"restart"}),
+        ({"storage": {**STORAGE, "accessKey": {"env": "OTHER"}}}, {"restart"}),
+        ({"token": {"env": "OTHER"}}, {"restart"}),
+        ({"token": None}, {"restart"}),
+        ({"channel": "other"}, {"restart"}),
+        ({"uid": 1}, {"restart"}),
+        ({"app": "backup"}, {"restart"}),
+        ({"resourceExpiredHour": 48}, {"restart"}),
+        ({"recording": _recording(maxIdleTime=60)}, {"restart"}),
+        ({"recording": _recording(channelType="live")}, {"restart"}),
+        ({"recording": _recording(subscribe={"audio": [1, 2]})}, {"subscription", "restart"}),
+        ({"schedule": "always"}, set()),
+        ({"suspend": True}, set()),
+        ({"labels": {"team": "x"}}, set()),
+        ({"updatePolicy": "defer"}, set()),
+        ({"startingDeadline": "5m"}, set()),
+    ],
+)
+def test_each_change_moves_exactly_its_fingerprints(
+    changes: dict[str, Any], moved: set[str]
+) -> None:
+    before = translate.fingerprints(build(BASE))
+    doc = dict(BASE)
+    for key, value in changes.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    after = translate.fingerprints(build(doc))
+    changed = {
+        part
+        for part in ("subscription", "layout", "restart")
+        if getattr(before, part) != getattr(after, part)
+    }
+    assert changed == moved
+    assert before.spec != after.spec
+
+
+def test_fingerprints_are_stable_and_hash_references_not_values() -> None:
+    a = translate.fingerprints(build(BASE))
+    assert a == translate.fingerprints(build(dict(BASE)))
+    literal = with_(BASE, token="secret-one")
+    other = with_(BASE, token="secret-two")
+    fa, fb = translate.fingerprints(build(literal)), translate.fingerprints(build(other))
+    # a literal's value is never hashed: changing it changes no digest
+    assert fa == fb
+    assert all(len(d) == 64 for d in (a.spec, a.subscription, a.layout, a.restart))
+
+
+def test_individual_mode_has_no_layout_fingerprint_to_change() -> None:
+    one = translate.fingerprints(build(INDIVIDUAL))
+    two = translate.fingerprints(build(with_(INDIVIDUAL, name="other-name")))
+    assert one.layout == two.layout
+    # with an explicit uid the name does not reach the API: no restart, a new spec
+    assert one.restart == two.restart
+    assert one.spec != two.spec
