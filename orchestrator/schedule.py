@@ -148,7 +148,9 @@ class _FixedSchedule:
 
     def windows_between(self, a: datetime, b: datetime) -> list[Window]:
         a, b = _utc(a), _utc(b)
-        result = []
+        result: list[Window] = []
+        if b <= a:
+            return result
         for window in self._windows[bisect_right(self._ends, a) :]:
             if window.start >= b:
                 break
