@@ -312,8 +312,8 @@ def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
         key = str(loc[-1]) if loc else "?"
         valid = _keys_at(raw_loc[:-1])
         close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        listing = f" Valid keys here: {', '.join(valid)}." if valid else ""
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        listing = f"; valid keys here: {', '.join(valid)}" if valid else ""
         return f"unknown key '{key}'{hint}{listing}"
     if secret and kind in ("model_type", "model_attributes_type", "dict_type", "string_type"):
         return f"a secret is a reference: {_SECRET_FORMS} (or, with a warning, a plain string)"

@@ -84,7 +84,7 @@ def test_errors_point_at_their_fields(tmp_path: Path) -> None:
     ]
     unknown = diagnostics[-1]
     assert "did you mean 'fileNamePrefix'?" in unknown.message
-    assert "Valid keys here: vendor, region, bucket" in unknown.message
+    assert "valid keys here: vendor, region, bucket" in unknown.message
     assert all(d.file == path and d.severity == "error" for d in diagnostics)
 
 
