@@ -382,7 +382,10 @@ class Executor:
         if session.phase is Phase.UNMANAGEABLE or not session.sid or not session.resource_id:
             raise _ActionFailed(f"session {session.id} has no sid: cannot stop it")
         client = self._client(session.app)
-        await self._store.record_intent(session.id, Intent.STOP, phase=Phase.STOPPING)
+        # The reason is stored with the intent, so that a resumed stop keeps it.
+        await self._store.record_intent(
+            session.id, Intent.STOP, phase=Phase.STOPPING, end_reason=reason
+        )
         values: dict[str, Any] = {"phase": Phase.ENDED, "ended_at": self._now()}
         try:
             answer = await client.stop(

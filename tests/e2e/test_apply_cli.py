@@ -1,0 +1,212 @@
+"""`plan`, `apply` and `status` as processes, including kill -9 at the worst moments.
+
+Covers: apply starts what is desired and exits 0, a second apply does nothing;
+plan shows actions and a timeline, `--detailed-exitcode` 2/0, `--offline` without
+credentials; status text and JSON; apply exits 1 when an action fails; crash
+recovery: SIGKILL right after acquire, right after start (before its outcome is
+stored) and during stop; the next apply ends with exactly one live session per
+desired recording, no 53 from the emulator, and nothing left running that should
+not be. Secrets never appear in any output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+
+import pytest
+
+from orchestrator.state import Intent, Phase, open_store
+from tests.e2e.conftest import SECRET_ENV, CliEnv
+
+pytestmark = pytest.mark.e2e
+
+
+def write_manifest(
+    env: CliEnv, name: str, channel: str, uid: int, filename: str | None = None
+) -> None:
+    text = textwrap.dedent(
+        f"""\
+        name: {name}
+        app: main
+        channel: {channel}
+        uid: {uid}
+        mode: mix
+        schedule: always
+        token: {{env: AGORA_TOKEN}}
+        recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
+        storage:
+          vendor: aws-s3
+          region: us-east-1
+          bucket: rec
+          accessKey: {{env: S3_KEY}}
+          secretKey: {{env: S3_SECRET}}
+        """
+    )
+    (env.manifests / (filename or f"{name}.yaml")).write_text(text, encoding="utf-8")
+
+
+def assert_no_secrets(*texts: str) -> None:
+    for text in texts:
+        for name, value in SECRET_ENV.items():
+            if value:
+                assert value not in text, f"{name} leaked"
+
+
+def live_recordings(env: CliEnv) -> list[dict[str, object]]:
+    return [s for s in env.emulator.emu.sessions() if s["live"]]
+
+
+def codes(env: CliEnv) -> list[object]:
+    return [r.get("code") for r in env.emulator.emu.requests()]
+
+
+async def test_apply_plan_status_round_trip(cli_env: CliEnv) -> None:
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    write_manifest(cli_env, "beta", "room-b", 202)
+
+    planned = await cli_env.run("plan", "--config", str(cli_env.config), "--detailed-exitcode")
+    assert planned.code == 2, planned.stderr
+    assert "start" in planned.stdout and "alpha" in planned.stdout and "Timeline:" in planned.stdout
+    assert not cli_env.emulator.emu.requests("acquire")  # plan changes nothing
+
+    applied = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert "2 action(s), 0 failed" in applied.stdout
+    assert len(live_recordings(cli_env)) == 2
+
+    again = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert again.code == 0 and "0 action(s)" in again.stdout
+
+    steady = await cli_env.run("plan", "--config", str(cli_env.config), "--detailed-exitcode")
+    assert steady.code == 0, steady.stdout + steady.stderr
+    assert "none, everything is as desired" in steady.stdout
+
+    # --offline: no credentials in the environment, no API call.
+    offline_env = {k: v for k, v in cli_env.env.items() if not k.startswith("AGORA_CUSTOMER")}
+    before = len(cli_env.emulator.emu.requests())
+    process = await asyncio.create_subprocess_exec(
+        *cli_env.args("plan", "--config", str(cli_env.config), "--offline", "--format", "json"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=offline_env,
+        cwd=cli_env.root,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    data = json.loads(out)
+    assert data["actions"] == []
+    assert {lane["manifest"] for lane in data["timeline"]} == {"alpha", "beta"}
+    assert len(cli_env.emulator.emu.requests()) == before
+
+    status = await cli_env.run("status", "--config", str(cli_env.config), "--format", "json")
+    assert status.code == 0
+    live = json.loads(status.stdout)["live"]
+    assert sorted(s["manifest"] for s in live) == ["alpha", "beta"]
+    assert all(s["phase"] == "running" and s["sid"] for s in live)
+
+    (cli_env.manifests / "alpha.yaml").unlink()
+    removed = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert removed.code == 0
+    text = await cli_env.run("status", "--config", str(cli_env.config))
+    assert "Live sessions (1)" in text.stdout
+    assert "stopped: manifest removed" in text.stdout
+    assert_no_secrets(
+        planned.stdout, planned.stderr, applied.stdout, applied.stderr, text.stdout, removed.stderr
+    )
+
+
+async def test_apply_exits_1_when_an_action_fails(cli_env: CliEnv) -> None:
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    cli_env.emulator.emu.fail_next("acquire", "error", count=10)
+    result = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert result.code == 1
+    assert "FAILED" in result.stdout
+
+
+async def test_broken_config_is_a_positioned_error(cli_env: CliEnv) -> None:
+    cli_env.config.write_text("apps: {main: {appId: [x]}}\n", encoding="utf-8")
+    result = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert result.code == 1
+    assert "config.yaml:1:" in result.stderr and "Traceback" not in result.stderr
+
+
+async def _kill_when(cli_env: CliEnv, endpoint: str) -> None:
+    """Run apply, and SIGKILL it once `endpoint` took effect but before its answer arrives."""
+    cli_env.emulator.emu.fail_next(endpoint, "hold", seconds=3)
+    process = await cli_env.start("apply", "--config", str(cli_env.config))
+    for _ in range(600):  # bounded: at most 30 s
+        if not cli_env.emulator.emu.next_faults:  # the held request arrived and took effect
+            break
+        await asyncio.sleep(0.05)
+    else:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"apply never called {endpoint}")
+    await asyncio.sleep(0.2)  # the emulator has applied it and holds the answer
+    process.kill()
+    await process.wait()
+    cli_env.emulator.emu.clear_faults()
+
+
+async def _store_sessions(cli_env: CliEnv) -> tuple[list[object], list[object]]:
+    async with open_store(str(cli_env.state_db)) as store:
+        return list(await store.live_sessions()), list(await store.history())
+
+
+async def test_kill_right_after_acquire(cli_env: CliEnv) -> None:
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    await _kill_when(cli_env, "acquire")
+    live, _ = await _store_sessions(cli_env)
+    assert [(s.phase, s.intent) for s in live] == [(Phase.ACQUIRING, Intent.ACQUIRE)]  # type: ignore[attr-defined]
+
+    result = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert result.code == 0, result.stdout + result.stderr
+    live, history = await _store_sessions(cli_env)
+    assert [(s.manifest, s.phase) for s in live] == [("alpha", Phase.RUNNING)]  # type: ignore[attr-defined]
+    assert len(live_recordings(cli_env)) == 1
+    assert 53 not in codes(cli_env)
+    assert "interrupted during acquire" in (history[0].end_reason or "")  # type: ignore[attr-defined]
+
+
+async def test_kill_right_after_start_before_the_outcome_is_stored(cli_env: CliEnv) -> None:
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    await _kill_when(cli_env, "start")
+    live, _ = await _store_sessions(cli_env)
+    assert [(s.phase, s.intent) for s in live] == [(Phase.STARTING, Intent.START)]  # type: ignore[attr-defined]
+    assert len(live_recordings(cli_env)) == 1
+
+    result = await cli_env.run("apply", "--config", str(cli_env.config))
+    # The start had taken effect and its sid is lost: one recording, flagged, never a duplicate.
+    assert len(live_recordings(cli_env)) == 1
+    assert 53 not in codes(cli_env)
+    live, _ = await _store_sessions(cli_env)
+    assert [(s.manifest, s.phase) for s in live] == [("alpha", Phase.UNMANAGEABLE)]  # type: ignore[attr-defined]
+    assert result.code == 1 and "unmanageable" in result.stdout
+
+    again = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert len(live_recordings(cli_env)) == 1 and 53 not in codes(cli_env)
+    assert "unmanageable" in again.stdout
+
+
+async def test_kill_during_stop(cli_env: CliEnv) -> None:
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    write_manifest(cli_env, "beta", "room-b", 202)
+    first = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert first.code == 0, first.stdout + first.stderr
+    cli_env.emulator.emu.join(cli_env.emulator.app_id, "room-a", "9")
+    (cli_env.manifests / "alpha.yaml").unlink()
+    await _kill_when(cli_env, "stop")
+    live, _ = await _store_sessions(cli_env)
+    stopping = [s for s in live if s.manifest == "alpha"]  # type: ignore[attr-defined]
+    assert [(s.phase, s.intent) for s in stopping] == [(Phase.STOPPING, Intent.STOP)]  # type: ignore[attr-defined]
+
+    result = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert result.code == 0, result.stdout + result.stderr
+    live, history = await _store_sessions(cli_env)
+    assert [(s.manifest, s.phase) for s in live] == [("beta", Phase.RUNNING)]  # type: ignore[attr-defined]
+    assert [s["cname"] for s in live_recordings(cli_env)] == ["room-b"]
+    (ended,) = history
+    assert ended.end_reason.startswith("stopped: manifest removed")  # type: ignore[attr-defined]
+    assert 53 not in codes(cli_env)
