@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh clone (see README):
-#   make run    the main job: the examples in recordings.d/, end to end
+#   make run    the main job: the examples in recordings.d/ against the emulator
 #   make test   the whole test suite
 # `make check` runs every static check (ruff, mypy --strict) and the tests.
 
@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The examples end to end: validate, then plan/apply/status against the built-in
+# emulator with the embedded SQLite store (state in .demo/). See scripts/demo.py.
 run: $(STAMP)
-	$(VENV)/bin/orchestrator validate recordings.d
-	$(VENV)/bin/orchestrator show recordings.d
+	$(PY) scripts/demo.py
 
 # pytest exits 5 when it collected no test: that is a failure here too,
 # reported with a clear message instead of a silent green run.

@@ -52,8 +52,8 @@ def render(lanes_: Sequence[Lane], now: datetime, horizon: timedelta, width: int
     name_width = min(max(len(lane.manifest) for lane in lanes_), 32)
     # Tick labels every quarter of the chart.
     ticks = [" "] * (width + 12)
-    for quarter in range(5):
-        column = min(quarter * width // 4, width - 1)
+    for quarter in range(4):
+        column = quarter * width // 4
         label = (now + step * column).strftime("%H:%M")
         for i, ch in enumerate(label):
             if column + i < len(ticks):
