@@ -1,0 +1,66 @@
+"""The plan timeline: lanes clipped to the horizon, events, and the text chart.
+
+Covers: a window inside the horizon fills the right columns, a suspended lane is
+drawn differently, `always` has no stop event, the next-step summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.reconcile.plan import DesiredRecording
+from orchestrator.reconcile.timeline import describe_next, lanes, render
+from orchestrator.schedule import always_schedule, windows_schedule
+
+NOW = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+
+
+def desired(name: str, schedule: object, suspend: bool = False) -> DesiredRecording:
+    base = DesiredRecording(
+        name=name,
+        app="main",
+        app_id="a",
+        channel="c",
+        uid=1,
+        mode="mix",
+        schedule=always_schedule(),
+        spec_hash="s",
+        subscription_hash="s",
+        layout_hash="l",
+        restart_hash="r",
+    )
+    return replace(base, schedule=schedule, suspend=suspend)  # type: ignore[arg-type]
+
+
+def test_chart_columns_and_events() -> None:
+    six_to_twelve = windows_schedule([(NOW + timedelta(hours=6), NOW + timedelta(hours=12))])
+    result = lanes(
+        [
+            desired("b-always", always_schedule()),
+            desired("a-morning", six_to_twelve),
+            desired("c-paused", six_to_twelve, suspend=True),
+        ],
+        NOW,
+        timedelta(hours=24),
+    )
+    assert [lane.manifest for lane in result] == ["a-morning", "b-always", "c-paused"]
+    assert result[0].events() == [
+        (NOW + timedelta(hours=6), "start"),
+        (NOW + timedelta(hours=12), "stop"),
+    ]
+    assert [e for _, e in result[1].events()] == ["start"]
+    chart = render(result, NOW, timedelta(hours=24), width=24).splitlines()
+    assert chart[1] == "a-morning  " + "·" * 6 + "█" * 6 + "·" * 12
+    assert chart[2] == "b-always   " + "█" * 24
+    assert chart[3] == "c-paused   " + "·" * 6 + "░" * 6 + "·" * 12 + "  suspended"
+    assert describe_next(result[0], NOW).startswith("next start 2026-03-02T06:00:00")
+    assert describe_next(result[1], NOW) == "recording (always)"
+    assert describe_next(result[2], NOW) == "suspended"
+
+
+def test_nothing_in_horizon() -> None:
+    later = windows_schedule([(NOW + timedelta(days=3), NOW + timedelta(days=4))])
+    (lane,) = lanes([desired("x", later)], NOW, timedelta(hours=24))
+    assert lane.windows == () and describe_next(lane, NOW) == "no window in the horizon"
+    assert render([], NOW, timedelta(hours=1)) == "(no manifests)"
