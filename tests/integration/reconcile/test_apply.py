@@ -12,6 +12,7 @@ no secret value reaches the store.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -278,3 +279,42 @@ async def test_no_secret_value_reaches_the_store(world: World) -> None:
     dump = "\n".join(db.iterdump())
     for value in SECRETS.values():
         assert value not in dump
+
+
+async def test_expired_resource_id_is_acquired_again(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.emulator.emu.fail_next("acquire", "hold", seconds=0.3)
+    task = asyncio.create_task(world.apply())
+    for _ in range(200):  # bounded: the held acquire arrives within moments
+        if not world.emulator.emu.next_faults:
+            break
+        await asyncio.sleep(0.01)
+    world.emulator.emu.advance(301)  # the resource ID is older than five minutes at start
+    result = await task
+    assert kinds(result) == [("start", "alpha", True)]
+    assert [r["code"] for r in world.requests("start")] == [433, None]
+    assert len(world.requests("acquire")) == 2
+    assert len(world.recording()) == 1
+
+
+async def test_someone_else_recording_the_channel_is_a_conflict_with_backoff(world: World) -> None:
+    client = world.emulator.client()
+    rid = await client.acquire(world.app_id, {"cname": "room-a", "uid": "101", "clientRequest": {}})
+    await client.start(
+        world.app_id,
+        rid,
+        "mix",
+        {"cname": "room-a", "uid": "101", "clientRequest": {"recordingConfig": {"channelType": 1}}},
+    )
+    world.policy = world.policy.__class__(restart_backoff_initial=timedelta(minutes=5))
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    result = await world.apply()
+    assert kinds(result) == [("start", "alpha", False)]
+    assert "conflict" in result.results[0].message
+    (failed,) = await world.store.history()
+    assert failed.phase is Phase.FAILED and (failed.end_reason or "").startswith(
+        "failed: conflict (53)"
+    )
+    again = await world.apply()
+    assert again.results == () and [n.kind.value for n in again.plan.notes] == ["backoff"]
+    assert len(world.recording()) == 1
