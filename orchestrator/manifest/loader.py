@@ -150,7 +150,7 @@ class _ParseFailure(Exception):
 
 
 @functools.cache
-def _cached_resolver() -> type:
+def _cached_resolver() -> Any:
     """ruamel's resolver, with the implicit tag of plain scalars cached by their text.
 
     With the C parser, ruamel never sees a `%YAML` directive: its
@@ -164,7 +164,7 @@ def _cached_resolver() -> type:
 
     cache: dict[str, Any] = {}
 
-    class CachedResolver(VersionedResolver):  # type: ignore[misc]
+    class CachedResolver(VersionedResolver):
         @property
         def processing_version(self) -> Any:
             return self._loader_version or (1, 2)
@@ -194,7 +194,7 @@ def _fast_loader() -> Any:
     from ruamel.yaml.constructor import SafeConstructor
 
     yaml = YAML(typ="safe", pure=False)
-    parser = yaml.Parser
+    parser: Any = yaml.Parser
     resolver = _cached_resolver()
     if parser.__name__ != "CParser":  # no ruamel.yaml.clib: slower, same results
         yaml.Resolver = resolver
