@@ -356,19 +356,25 @@ class Emulator:
 
     def _endpoint_handler(self, endpoint: str) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
+            arrived = self.clock.now()
             answer, body = await self._api(request, endpoint)
-            self._record(request, endpoint, body, answer)
+            self._record(request, endpoint, body, answer, arrived)
             return _respond(answer)
 
         return handle
 
     def _record(
-        self, request: web.Request, endpoint: str | None, body: Any, answer: Answer
+        self,
+        request: web.Request,
+        endpoint: str | None,
+        body: Any,
+        answer: Answer,
+        arrived: float,
     ) -> None:
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         self.received.append(
             {
-                "time": self.clock.now(),
+                "time": arrived,  # emulator clock when the request arrived
                 "endpoint": endpoint,
                 "method": request.method,
                 "path": request.path,
@@ -400,7 +406,7 @@ class Emulator:
                 return web.json_response({"message": str(exc)}, status=400)
         if request.match_info.http_exception is not None:
             await request.read()
-            self._record(request, None, None, NO_ROUTE)
+            self._record(request, None, None, NO_ROUTE, self.clock.now())
             return _respond(NO_ROUTE)
         return await handler(request)
 

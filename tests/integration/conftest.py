@@ -13,6 +13,11 @@ are the control API (`join`, `leave`, `set_users`, `advance`, `abort`, `fail_nex
 `set_faults`, `clear_faults`, `requests`, `sessions`, `settings`), and the same is
 served over HTTP under `emulator.control_url`. Each test gets a fresh emulator on
 127.0.0.1 with a free port.
+
+The emulator enforces 10 requests per second per App ID, and `client()` gives each
+client its own `RateLimiter(10)`, so a test making many calls waits in real time. To
+go faster, raise both: `emulator.emu.settings.update({"rate_limit": 1000})` and
+`emulator.client(limiter=RateLimiter(per_second=1000))`.
 """
 
 from __future__ import annotations
