@@ -28,8 +28,8 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
-	$(PY) -m ruff check orchestrator tests benchmarks
-	$(PY) -m ruff format --check orchestrator tests benchmarks
+	$(PY) -m ruff check orchestrator tests benchmarks scripts
+	$(PY) -m ruff format --check orchestrator tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(PY) -m mypy orchestrator
