@@ -362,19 +362,7 @@ class Executor:
             session.id, phase=Phase.FAILED, ended_at=self._now(), end_reason=reason
         )
         if permanent and d is not None:
-            states = await self._store.manifest_states()
-            old = states.get(d.name, ManifestState(name=d.name))
-            await self._store.set_manifest_state(
-                ManifestState(
-                    name=d.name,
-                    failed_spec_hash=d.spec_hash,
-                    failure_reason=reason,
-                    failed_at=self._now(),
-                    restart_count=old.restart_count,
-                    last_error=reason,
-                )
-            )
-            log.error("manifest.failed", manifest=d.name, reason=reason)
+            await self._fail_spec(d, reason)
 
     # -- stop ------------------------------------------------------------------------
 
@@ -463,7 +451,6 @@ class Executor:
                 failed_spec_hash=d.spec_hash,
                 failure_reason=reason,
                 failed_at=self._now(),
-                last_error=reason,
             )
         )
         log.error("manifest.failed", manifest=d.name, reason=reason)

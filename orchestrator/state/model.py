@@ -8,7 +8,7 @@ how a restarted process knows what a killed one was doing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -81,11 +81,7 @@ class ManifestState:
     """What the reconciler remembers per manifest name, across sessions."""
 
     name: str
+    # A permanent error for this exact spec: not retried until the spec changes.
     failed_spec_hash: str | None = None
     failure_reason: str | None = None
     failed_at: datetime | None = None
-    restart_count: int = 0
-    restart_window_start: datetime | None = None
-    next_attempt_at: datetime | None = None
-    last_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

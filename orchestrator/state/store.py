@@ -76,12 +76,7 @@ _MIGRATIONS: tuple[str, ...] = (
         name                 TEXT PRIMARY KEY,
         failed_spec_hash     TEXT,
         failure_reason       TEXT,
-        failed_at            TEXT,
-        restart_count        INTEGER NOT NULL DEFAULT 0,
-        restart_window_start TEXT,
-        next_attempt_at      TEXT,
-        last_error           TEXT,
-        extra                TEXT NOT NULL DEFAULT '{}'
+        failed_at            TEXT
     );
     """,
 )
@@ -99,8 +94,6 @@ _DATETIME_COLUMNS = frozenset(
         "last_query_at",
         "intent_at",
         "failed_at",
-        "restart_window_start",
-        "next_attempt_at",
     }
 )
 _FORBIDDEN_COLUMN_PARTS = ("secret", "token", "password", "accesskey", "key")
@@ -122,7 +115,7 @@ def _to_db(column: str, value: Any) -> Any:
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise TypeError(f"{column} must be a timezone-aware datetime")
         return value.astimezone(UTC).isoformat()
-    if column in ("file_list", "extra"):
+    if column == "file_list":
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     if isinstance(value, Phase | Intent):
         return value.value
@@ -134,7 +127,7 @@ def _from_db(column: str, value: Any) -> Any:
         return None
     if column in _DATETIME_COLUMNS:
         return datetime.fromisoformat(value)
-    if column in ("file_list", "extra"):
+    if column == "file_list":
         return json.loads(value)
     if column == "phase":
         return Phase(value)

@@ -84,15 +84,13 @@ async def test_history_and_latest_ended(tmp_path: Path) -> None:
 
 async def test_manifest_states_round_trip_and_clear(tmp_path: Path) -> None:
     async with open_store(str(tmp_path / "s.db")) as store:
-        state = ManifestState(
-            name="a", failed_spec_hash="h", failure_reason="code 2", failed_at=T0, restart_count=2
-        )
+        state = ManifestState(name="a", failed_spec_hash="h", failure_reason="code 2", failed_at=T0)
         await store.set_manifest_state(state)
         assert (await store.manifest_states())["a"] == state
         await store.set_manifest_state(ManifestState(name="b", failed_spec_hash="x"))
         assert await store.clear_failures(["a"]) == 1
         states = await store.manifest_states()
-        assert states["a"].failed_spec_hash is None and states["a"].restart_count == 2
+        assert states["a"].failed_spec_hash is None and states["a"].failure_reason is None
         assert states["b"].failed_spec_hash == "x"
         assert await store.clear_failures() == 1
 
