@@ -137,7 +137,10 @@ def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
     from orchestrator.manifest import translate
 
     m = item.manifest
-    upcoming = m.build_schedule().windows_between(now, now + timedelta(days=366))
+    try:
+        upcoming = m.build_schedule().windows_between(now, now + timedelta(days=366))
+    except ValueError:  # shown as "no upcoming window" rather than a traceback
+        upcoming = []
     next_window = (
         {"start": upcoming[0].start.isoformat(), "end": upcoming[0].end.isoformat()}
         if upcoming

@@ -38,6 +38,10 @@ def _error(m: LoadedManifest, key: str, message: str) -> Diagnostic:
     return Diagnostic(m.file, line, column, key, message)
 
 
+def _build(m: LoadedManifest) -> Schedule:
+    return m.manifest.build_schedule()
+
+
 def first_overlap(
     a: Schedule, b: Schedule, start: datetime, horizon: timedelta = HORIZON
 ) -> datetime | None:
@@ -110,9 +114,13 @@ def cross_check(
                     continue
                 if now is None:
                     continue
-                sa = schedules.setdefault(id(a), a.manifest.build_schedule())
-                sb = schedules.setdefault(id(b), b.manifest.build_schedule())
-                clash = first_overlap(sa, sb, now, horizon)
+                try:
+                    sa = schedules.get(id(a)) or schedules.setdefault(id(a), _build(a))
+                    sb = schedules.get(id(b)) or schedules.setdefault(id(b), _build(b))
+                    clash = first_overlap(sa, sb, now, horizon)
+                except ValueError as exc:  # a schedule the model let through but cannot expand
+                    out.append(_error(a, "schedule", f"cannot compute the windows: {exc}"))
+                    continue
                 if clash is None:
                     continue
                 when = clash.strftime("%Y-%m-%dT%H:%M:%SZ")

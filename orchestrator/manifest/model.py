@@ -500,6 +500,8 @@ class _Section(BaseModel):
         frozen=True,
         extra="forbid",
         alias_generator=to_camel,
+        # str(ValidationError) must not carry a mistyped secret into a log line
+        hide_input_in_errors=True,
     )
 
 

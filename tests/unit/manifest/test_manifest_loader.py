@@ -257,3 +257,42 @@ def test_every_file_is_checked_even_when_others_fail(tmp_path: Path) -> None:
     assert [Path(f).name for f in sorted(result.failed_files)] == ["1.yaml", "3.yaml"]
     assert [m.manifest.name for m in result.manifests] == ["two"]
     assert len(result.errors) == 2
+
+
+def test_the_fast_path_is_libyaml() -> None:
+    from orchestrator.manifest.loader import _fast_loader
+
+    assert [c.__name__ for c in _fast_loader().__mro__[1:3]] == ["CParser", "SafeConstructor"]
+
+
+def test_positions_are_only_computed_for_files_with_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.manifest import loader
+
+    calls: list[str] = []
+    real = loader._position_tree
+
+    def spy(text: str) -> list[object]:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(loader, "_position_tree", spy)
+    good = write(tmp_path, "good.yaml", GOOD)
+    bad = write(tmp_path, "bad.yaml", GOOD.replace("uid: 527841", "uid: 0"))
+    assert load_file(good)[1] == []
+    assert calls == []
+    assert load_file(bad)[1][0].line == 4
+    assert len(calls) == 1
+
+
+def test_validation_error_text_hides_inputs() -> None:
+    from pydantic import ValidationError
+
+    from orchestrator.manifest.model import Manifest
+
+    doc = {"name": "a", "app": "b", "channel": "c", "uid": 1, "mode": "mix", "schedule": "always"}
+    with pytest.raises(ValidationError) as caught:
+        Manifest.model_validate({**doc, "token": 987654321, "tokn": "s3cr3t-value"})
+    assert "987654321" not in str(caught.value)
+    assert "s3cr3t-value" not in str(caught.value)
