@@ -258,7 +258,11 @@ def _yaml_failure(exc: Exception, text: str) -> _ParseFailure:
             tag = problem.rsplit(" ", 1)[-1]
             return _ParseFailure(line, column, f"unsupported YAML tag {tag}; plain values only")
         context = f" ({exc.context})" if exc.context else ""
-        return _ParseFailure(line, column, f"invalid YAML: {problem}{context}")
+        hint = ""
+        if "unexpected ':'" in problem:
+            # libyaml refuses `{start: 2026-03-02T09:00:00Z}`: times inside {...} or [...]
+            hint = "; inside {...} or [...], quote values that contain ':' (like times)"
+        return _ParseFailure(line, column, f"invalid YAML: {problem}{context}{hint}")
     if isinstance(exc, RecursionError):
         return _ParseFailure(1, 1, "invalid YAML: nested too deeply")
     return _ParseFailure(1, 1, f"invalid YAML: a value could not be read ({type(exc).__name__})")

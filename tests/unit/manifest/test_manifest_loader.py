@@ -137,6 +137,7 @@ def test_every_document_is_checked(tmp_path: Path) -> None:
         ("", 1, 1, "empty"),
         ("# only a comment\n", 1, 1, "empty"),
         ("a: !!int abc\n", 1, 1, "could not be read"),
+        ("w: {start: 2026-03-02T09:00:00Z}\n", 1, 25, "quote values that contain ':'"),
     ],
 )
 def test_bad_yaml_is_a_positioned_error(
