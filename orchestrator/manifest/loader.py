@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.manifest.model import Manifest
+from orchestrator.manifest.model import Manifest, section_violations
 
 MAX_FILE_BYTES = 1024 * 1024
 """Larger files are refused: a manifest is a few hundred bytes; split big sets into files."""
@@ -582,7 +582,14 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
                     message = f"nested more than {MAX_DEPTH} levels deep: not a manifest"
                     pending.append(_Pending(index, (), False, message, "error", position))
                     continue
-                for loc, message, at_key in _diagnose(exc):
+                found = list(_diagnose(exc))
+                known = {(loc, message) for loc, message, _ in found}
+                found += [
+                    (loc, message, True)
+                    for loc, message in section_violations(doc.data)
+                    if (loc, message) not in known
+                ]
+                for loc, message, at_key in found:
                     pending.append(_Pending(index, loc, at_key, message, "error", None, position))
                 continue
             for secret_path in manifest.literal_secrets():

@@ -932,6 +932,47 @@ def _show_duration(value: timedelta | None) -> str:
 
 # --- the manifest --------------------------------------------------------------------
 
+
+def _section_rules(rules: _Rules, mode: Mode | None, present: Callable[[str], bool]) -> None:
+    """The rules that depend only on the mode and on which sections are written."""
+    if mode is Mode.INDIVIDUAL:
+        for key in ("transcoding", "layout", "aliyunVod"):
+            if present(key):
+                rules.add((key,), "only allowed in mix mode (mode is individual)")
+    if present("snapshots"):
+        if mode is Mode.MIX:
+            rules.add(("snapshots",), "only allowed in individual mode (mode is mix)")
+        if present("recordingFiles"):
+            rules.add(("snapshots",), "use either snapshots or recordingFiles, not both")
+    if present("aliyunVod"):
+        if present("storage"):
+            rules.add(("storage",), "not allowed with aliyunVod (VOD uploads the recording)")
+        if present("snapshots"):
+            rules.add(("aliyunVod",), "not allowed with snapshots")
+
+
+def section_violations(data: Any) -> list[tuple[Loc, str]]:
+    """The section rules applied to a raw document whose fields failed validation.
+
+    The model checks cross-section rules only once every field is valid; the
+    loader adds these so that one run reports a wrong value *and* a wrong section.
+    """
+    if not isinstance(data, dict):
+        return []
+    try:
+        mode: Mode | None = _parse_mode(data.get("mode"))
+    except PydanticCustomError:
+        mode = None
+    enabled_when_empty = ("snapshots", "recordingFiles")  # `snapshots:` alone means on
+    rules = _Rules()
+    _section_rules(
+        rules,
+        mode,
+        lambda key: data.get(key) is not None or (key in enabled_when_empty and key in data),
+    )
+    return rules.items
+
+
 _SECRET_PATHS = (
     "token",
     "recording.decryption.secret",
@@ -975,16 +1016,9 @@ class Manifest(_Section):
     def _reference_rules(self) -> Manifest:
         """Mode restrictions and mutual exclusions of the reference's start table."""
         rules = _Rules()
-        mix = self.mode is Mode.MIX
+        _section_rules(rules, self.mode, lambda key: getattr(self, _snake(key)) is not None)
         rec = self.recording
-        if not mix:
-            for key, present in (
-                ("transcoding", self.transcoding is not None),
-                ("layout", self.layout is not None),
-                ("aliyunVod", self.aliyun_vod is not None),
-            ):
-                if present:
-                    rules.add((key,), "only allowed in mix mode (mode is individual)")
+        if self.mode is Mode.INDIVIDUAL:
             if rec.audio_profile is not None:
                 rules.add(
                     ("recording", "audioProfile"), "only allowed in mix mode (mode is individual)"
@@ -1001,10 +1035,6 @@ class Manifest(_Section):
                     f"uids, one of 1-2, 3-7, 8-12, 13-17 (codes 0-3); {why}",
                 )
         if self.snapshots is not None:
-            if mix:
-                rules.add(("snapshots",), "only allowed in individual mode (mode is mix)")
-            if self.recording_files is not None:
-                rules.add(("snapshots",), "use either snapshots or recordingFiles, not both")
             if rec.streams == "audio":
                 rules.add(
                     ("recording", "streams"),
@@ -1019,11 +1049,6 @@ class Manifest(_Section):
                     ("recording", "subscribe", "video"),
                     "with snapshots, a subscribe audio list needs a subscribe video list too",
                 )
-        if self.aliyun_vod is not None:
-            if self.storage is not None:
-                rules.add(("storage",), "not allowed with aliyunVod (VOD uploads the recording)")
-            if self.snapshots is not None:
-                rules.add(("aliyunVod",), "not allowed with snapshots")
         rules.raise_if_any()
         return self
 

@@ -297,3 +297,24 @@ def test_validation_error_text_hides_inputs() -> None:
         Manifest.model_validate({**doc, "token": 987654321, "tokn": "s3cr3t-value"})
     assert "987654321" not in str(caught.value)
     assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_wrong_values_and_wrong_sections_are_reported_together(tmp_path: Path) -> None:
+    text = GOOD.replace("uid: 527841", "uid: 0") + (
+        "snapshots:\n"
+        "aliyunVod:\n"
+        "  accessKey: {env: A}\n"
+        "  secretKey: {env: B}\n"
+        "  regionId: cn-shanghai\n"
+        "  videoData: {title: t}\n"
+        "storage: {vendor: qiniu, region: 0, bucket: b, accessKey: {env: A}, secretKey: {env: B}}\n"
+    )
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    assert [(d.line, d.field) for d in diagnostics] == [
+        (4, "uid"),
+        (10, "snapshots"),
+        (11, "aliyunVod"),
+        (16, "storage"),
+    ]
+    assert "only allowed in individual mode" in diagnostics[1].message
+    assert "not allowed with snapshots" in diagnostics[2].message
