@@ -299,6 +299,37 @@ _PATTERN_HINTS = {
 }
 
 
+_REQUIRED_HINTS = {
+    ("Manifest", "name"): "a unique name like weekly-standup",
+    ("Manifest", "app"): "an App ID profile of the daemon config, like main",
+    ("Manifest", "channel"): "the Agora channel to record",
+    ("Manifest", "uid"): "the recorder's uid, 1 to 4294967295, or auto",
+    ("Manifest", "mode"): "mix or individual",
+    ("Manifest", "schedule"): "cron + timezone + duration, windows: [{start, end}], or always",
+    ("Transcoding", "width"): "pixels, 1 to 1920",
+    ("Transcoding", "height"): "pixels, 1 to 1920",
+    ("Transcoding", "fps"): "frames per second, like 15",
+    ("Transcoding", "bitrate"): "Kbps, like 500",
+    ("Region", "x"): "the left edge, 0.0 to 1.0",
+    ("Region", "y"): "the top edge, 0.0 to 1.0",
+    ("Region", "width"): "a fraction of the canvas, 0.0 to 1.0",
+    ("Region", "height"): "a fraction of the canvas, 0.0 to 1.0",
+    ("Decryption", "mode"): "none, aes-128-xts, aes-128-ecb or aes-256-xts",
+    ("Storage", "vendor"): "qiniu, aws-s3, aliyun-oss, tencent-cos or kingsoft-ks3",
+    ("Storage", "region"): "a region name of the vendor (or its number)",
+    ("Storage", "bucket"): "the bucket name",
+    ("Storage", "accessKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
+    ("Storage", "secretKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
+    ("AliyunVod", "accessKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
+    ("AliyunVod", "secretKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
+    ("AliyunVod", "regionId"): "an Aliyun region id like cn-shanghai",
+    ("AliyunVod", "videoData"): "at least {title: ...}",
+    ("VideoData", "title"): "the video's title",
+    ("WindowSpec", "start"): "an ISO-8601 date-time with an offset, like 2026-03-02T09:00:00+01:00",
+    ("WindowSpec", "end"): "an ISO-8601 date-time with an offset, like 2026-03-02T10:00:00+01:00",
+}
+
+
 def _dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
@@ -369,7 +400,11 @@ def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
     last = next((p for p in reversed(loc) if isinstance(p, str)), "")
     got = "" if secret else f" (got {_input_text(value)})"
     if kind == "missing":
-        return f"'{last}' is required" if last else "a required value is missing"
+        if not last:
+            return "a required value is missing"
+        owner = _model_at(raw_loc[:-1])
+        hint = _REQUIRED_HINTS.get((owner.__name__ if owner else "", last), "")
+        return f"'{last}' is required: {hint}" if hint else f"'{last}' is required"
     if kind == "extra_forbidden" and len(raw_loc) > 1 and raw_loc[-2] in _SECRET_TAGS:
         return f"unknown key '{loc[-1]}': a secret is {_SECRET_FORMS}"
     if kind == "extra_forbidden":

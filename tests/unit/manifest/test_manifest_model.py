@@ -91,7 +91,9 @@ def test_channel_allows_the_whole_reference_charset() -> None:
 
 @pytest.mark.parametrize("missing", ["name", "app", "channel", "uid", "mode", "schedule"])
 def test_required_top_level_keys(missing: str) -> None:
-    assert errors_of(with_(MIX, **{missing: None})) == [(missing, f"'{missing}' is required")]
+    found = errors_of(with_(MIX, **{missing: None}))
+    assert [f for f, _ in found] == [missing]
+    assert found[0][1].startswith(f"'{missing}' is required: ")
 
 
 def test_uid_forms() -> None:
