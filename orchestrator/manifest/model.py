@@ -1016,7 +1016,7 @@ class Manifest(_Section):
     def _reference_rules(self) -> Manifest:
         """Mode restrictions and mutual exclusions of the reference's start table."""
         rules = _Rules()
-        _section_rules(rules, self.mode, lambda key: getattr(self, _snake(key)) is not None)
+        _section_rules(rules, self.mode, lambda key: getattr(self, _SNAKE[key]) is not None)
         rec = self.recording
         if self.mode is Mode.INDIVIDUAL:
             if rec.audio_profile is not None:
@@ -1071,10 +1071,10 @@ class Manifest(_Section):
 
     def secret_refs(self) -> Iterator[tuple[str, SecretRef]]:
         """Every secret reference with its dotted YAML path."""
-        for path in _SECRET_PATHS:
+        for path, attributes in _SECRET_ATTRIBUTES:
             node: Any = self
-            for part in path.split("."):
-                node = getattr(node, _snake(part), None)
+            for attribute in attributes:
+                node = getattr(node, attribute, None)
                 if node is None:
                     break
             if node is not None:
@@ -1101,3 +1101,13 @@ def _snake(camel: str) -> str:
 
 
 _ZERO = timedelta(0)
+
+
+# YAML key -> attribute, computed once (validation of many manifests calls these)
+_SNAKE = {
+    key: _snake(key)
+    for key in ("transcoding", "layout", "aliyunVod", "snapshots", "recordingFiles", "storage")
+}
+_SECRET_ATTRIBUTES = tuple(
+    (path, tuple(_snake(part) for part in path.split("."))) for path in _SECRET_PATHS
+)
