@@ -40,7 +40,7 @@ ENV_SECRETS = [
     "KS3_AK",
     "KS3_SK",
 ]
-CREDENTIALS = ["s3-secret", "cos-id", "cos-key", "interview-7-key"]
+CREDENTIALS = ["s3-secret", "cos-id", "cos-key"]
 
 
 def banner(text: str) -> None:
