@@ -36,8 +36,12 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# The speed targets (README, "Benchmarks"); results are recorded by hand in
+# benchmarks/results-*.md with the date and machine.
 bench: $(STAMP)
 	$(PY) benchmarks/validate_bench.py
+	$(PY) benchmarks/validate_bench.py --per-file 1
+	$(PY) benchmarks/ratelimit_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

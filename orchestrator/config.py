@@ -305,11 +305,6 @@ class RestartBackoff(Backoff):
     max: Duration = timedelta(minutes=10)
 
 
-class FailureBackoff(Backoff):
-    initial: Duration = timedelta(minutes=1)
-    max: Duration = timedelta(hours=1)
-
-
 class ReconcileSection(_Section):
     # A pass also runs at every window boundary and on reload; the periodic one
     # notices what changed behind our back (idle exits, sessions stopped elsewhere)
@@ -325,9 +320,9 @@ class ReconcileSection(_Section):
     # After a recording ended abnormally (idle exit, stopped elsewhere): start again
     # soon, but a recording that keeps dying must not hammer the API.
     restart_backoff: RestartBackoff = RestartBackoff()
-    # After a permanent error (bad credentials, invalid request): the manifest is
-    # failed until its spec changes, retried rarely in case the cause was outside.
-    failure_backoff: FailureBackoff = FailureBackoff()
+    # There is deliberately no retry interval for permanent errors (code 2, 401,
+    # invalid appid, ...): the manifest is held as failed until its spec changes
+    # (or `apply --retry-failed`), so a bad request is never repeated.
 
     @field_validator("resync_interval")
     @classmethod

@@ -105,8 +105,6 @@ def test_defaults_next_to_the_file(tmp_path: Path) -> None:
     assert config.reconcile.stop_on_shutdown is False
     assert config.reconcile.restart_backoff.initial == timedelta(seconds=10)
     assert config.reconcile.restart_backoff.max == timedelta(minutes=10)
-    assert config.reconcile.failure_backoff.initial == timedelta(minutes=1)
-    assert config.reconcile.failure_backoff.max == timedelta(hours=1)
     assert config.shutdown.drain_timeout == timedelta(seconds=30)
 
 
@@ -267,8 +265,8 @@ def test_only_prefixed_variables_are_read(tmp_path: Path, monkeypatch: pytest.Mo
             "config.yaml:2:19: reconcile.restartBackoff: max must not be shorter than initial",
         ),
         (
-            "reconcile:\n  failureBackoff:\n    initial: 0s\n",
-            "config.yaml:3:14: reconcile.failureBackoff.initial: must be longer than zero",
+            "reconcile:\n  restartBackoff:\n    initial: 0s\n",
+            "config.yaml:3:14: reconcile.restartBackoff.initial: must be longer than zero",
         ),
         (
             "reconcile:\n  concurency: 4\n",
