@@ -92,7 +92,7 @@ def _parse_duration(value: str) -> timedelta:
         raise click.BadParameter(str(exc)) from None
 
 
-def _desired(ctx: _Context, now: datetime) -> tuple[Desired, list[str]]:
+async def _desired(ctx: _Context, now: datetime, store: Store) -> tuple[Desired, list[str]]:
     from orchestrator.manifest.loader import load_manifests
     from orchestrator.reconcile.reconciler import desired_recordings
 
@@ -103,7 +103,9 @@ def _desired(ctx: _Context, now: datetime) -> tuple[Desired, list[str]]:
         for d in loaded.diagnostics
     ]
     app_ids = {name: profile.app_id for name, profile in ctx.config.apps.items()}
-    desired = desired_recordings(loaded.manifests, app_ids, loaded.failed_files)
+    desired = desired_recordings(
+        loaded.manifests, app_ids, loaded.failed_files, await store.known_good()
+    )
     problems.extend(desired.problems)
     return desired, problems
 
@@ -241,8 +243,8 @@ async def _plan(
     from orchestrator.reconcile.timeline import lanes
 
     ctx = _load_context(config_path, manifests_dir, state_url)
-    desired, problems = _desired(ctx, now)
     async with _open_store(ctx.state_url) as store:
+        desired, problems = await _desired(ctx, now, store)
         if offline:
             actual = await observe(store, desired.invalid_files)
         else:
@@ -361,13 +363,14 @@ def apply_command(
 async def _apply(
     config_path: Path | None, manifests_dir: Path | None, state_url: str | None, retry: bool
 ) -> int:
-    from orchestrator.reconcile.reconciler import reconcile_once
+    from orchestrator.reconcile.reconciler import reconcile_once, remember_known_good
 
     ctx = _load_context(config_path, manifests_dir, state_url)
     now = datetime.now(UTC)
-    desired, problems = _desired(ctx, now)
     async with _open_store(ctx.state_url) as store, _clients(ctx.config) as (clients, more):
+        desired, problems = await _desired(ctx, now, store)
         problems.extend(more)
+        await remember_known_good(store, desired)
         if retry:
             await store.clear_failures()
         result = await reconcile_once(

@@ -147,7 +147,10 @@ def plan(
         sessions = sorted(live_by_manifest.pop(name, []), key=lambda s: s.id)
         # Normally at most one; extra live sessions (should not happen) are wound down.
         for extra in sessions[:-1]:
-            actions.append(_wind_down(extra, "a newer session of this manifest exists"))
+            if extra.phase is Phase.UNMANAGEABLE:
+                notes.append(_unmanageable_note(extra, "a newer session of this manifest exists"))
+            else:
+                actions.append(_wind_down(extra, "a newer session of this manifest exists"))
         current = sessions[-1] if sessions else None
         _plan_desired(d, current, actual, now, policy, actions, notes)
 
@@ -261,6 +264,8 @@ def _plan_desired(
                     until=current.window_end,
                 )
             )
+        if current.mode != d.mode:
+            return  # a deferred mode change: the live session keeps its old spec whole
         if current.subscription_hash != d.subscription_hash:
             actions.append(Action(ActionKind.UPDATE, d.name, "subscription changed", current.id))
         if d.mode == "mix" and current.layout_hash != d.layout_hash:

@@ -2,8 +2,10 @@
 
 desired (loaded manifests + app profiles) -> actual (the store, refreshed by
 `query`) -> `plan` -> `Executor.execute`. A manifest whose file does not load,
-or whose app profile is unknown, is never treated as removed: its file goes into
-`invalid_files`, and the planner keeps whatever that file had running.
+or whose app profile is unknown, is never treated as removed: its last known
+good version (kept in the store) stands in for it, and where there is none (it
+had literal secrets, which are never stored) the planner keeps whatever that
+file had running.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from orchestrator.manifest.loader import LoadedManifest
+from orchestrator.manifest.model import Manifest
 from orchestrator.manifest.translate import fingerprints
 from orchestrator.reconcile.execute import ActionResult, Executor
 from orchestrator.reconcile.plan import ActualState, DesiredRecording, Plan, PlanPolicy, plan
-from orchestrator.state import Store
+from orchestrator.state import KnownGood, Store
 
 
 @dataclass(frozen=True)
@@ -24,52 +28,101 @@ class Desired:
     recordings: tuple[DesiredRecording, ...]
     invalid_files: frozenset[str]
     problems: tuple[str, ...] = ()
+    # Versions to store as last known good, and names to forget (removed for real).
+    remember: tuple[KnownGood, ...] = ()
+    forget: tuple[str, ...] = ()
+
+
+def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
+    prints = fingerprints(m)
+    return DesiredRecording(
+        name=m.name,
+        app=m.app,
+        app_id=app_id,
+        channel=m.channel,
+        uid=m.recording_uid,
+        mode=str(m.mode),
+        schedule=m.build_schedule(),
+        spec_hash=prints.spec,
+        subscription_hash=prints.subscription,
+        layout_hash=prints.layout,
+        restart_hash=prints.restart,
+        source_file=source_file,
+        suspend=m.suspend,
+        update_policy=str(m.update_policy),
+        starting_deadline=m.starting_deadline,
+        manifest=m,
+    )
 
 
 def desired_recordings(
     loaded: Sequence[LoadedManifest],
     app_ids: Mapping[str, str],
     failed_files: frozenset[str] = frozenset(),
+    known_good: Mapping[str, KnownGood] | None = None,
 ) -> Desired:
-    """DesiredRecordings for the loaded manifests; `app_ids` maps profile names to App IDs."""
-    recordings = []
+    """DesiredRecordings for the loaded manifests; `app_ids` maps profile names to App IDs.
+
+    A manifest whose file failed to load stands in its last known good version
+    (`known_good`, from the store), so its recordings still start and stop on
+    schedule; a file with any problem contributes nothing else.
+    """
     invalid = set(failed_files)
     problems = []
     for item in loaded:
-        m = item.manifest
-        app_id = app_ids.get(m.app)
-        if app_id is None:
+        if item.manifest.app not in app_ids:
             invalid.add(item.file)
             known = ", ".join(sorted(app_ids)) or "none configured"
             problems.append(
-                f"{item.file}:{item.line}:{item.column}: app: unknown app profile {m.app!r} "
-                f"(known: {known})"
+                f"{item.file}:{item.line}:{item.column}: app: unknown app profile "
+                f"{item.manifest.app!r} (known: {known})"
+            )
+    recordings = [
+        _recording(item.manifest, app_ids[item.manifest.app], item.file)
+        for item in loaded
+        if item.file not in invalid
+    ]
+    names = {d.name for d in recordings}
+    for entry in sorted((known_good or {}).values(), key=lambda e: e.name):
+        if entry.name in names or entry.source_file not in invalid:
+            continue
+        try:
+            m = Manifest.model_validate(entry.document)
+        except ValueError:
+            problems.append(
+                f"{entry.source_file}: the stored version of {entry.name!r} no longer validates"
             )
             continue
-        prints = fingerprints(m)
-        recordings.append(
-            DesiredRecording(
-                name=m.name,
-                app=m.app,
-                app_id=app_id,
-                channel=m.channel,
-                uid=m.recording_uid,
-                mode=str(m.mode),
-                schedule=m.build_schedule(),
-                spec_hash=prints.spec,
-                subscription_hash=prints.subscription,
-                layout_hash=prints.layout,
-                restart_hash=prints.restart,
-                source_file=item.file,
-                suspend=m.suspend,
-                update_policy=str(m.update_policy),
-                starting_deadline=m.starting_deadline,
-                manifest=m,
-            )
+        if m.app not in app_ids:
+            continue
+        recordings.append(_recording(m, app_ids[m.app], entry.source_file))
+        names.add(entry.name)
+        stored = entry.stored_at.isoformat() if entry.stored_at else "earlier"
+        problems.append(
+            f"{entry.source_file}: does not load; {entry.name!r} follows its last known good "
+            f"version (stored {stored})"
         )
-    # A file with any problem is invalid as a whole: none of its manifests act.
-    kept = tuple(d for d in recordings if d.source_file not in invalid)
-    return Desired(kept, frozenset(invalid), tuple(problems))
+    remember = tuple(
+        KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest))
+        for d in recordings
+        if d.source_file not in invalid and not d.manifest.literal_secrets()
+    )
+    forget = tuple(
+        name
+        for name, entry in (known_good or {}).items()
+        if name not in names and entry.source_file not in invalid
+    )
+    return Desired(tuple(recordings), frozenset(invalid), tuple(problems), remember, forget)
+
+
+def _document(m: Manifest) -> dict[str, Any]:
+    document: dict[str, Any] = m.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return document
+
+
+async def remember_known_good(store: Store, desired: Desired) -> None:
+    """Keep the valid versions for the next pass (only `apply` and the daemon write)."""
+    await store.remember_known_good(desired.remember, desired.forget)
 
 
 async def observe(

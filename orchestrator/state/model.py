@@ -77,6 +77,19 @@ class SessionRecord:
 
 
 @dataclass(frozen=True)
+class KnownGood:
+    """The last version of a manifest that loaded, kept so that a broken edit of its
+    file does not change what is recorded. `document` holds secret references only:
+    manifests with literal secrets are never stored."""
+
+    name: str
+    source_file: str
+    spec_hash: str
+    document: dict[str, Any]
+    stored_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ManifestState:
     """What the reconciler remembers per manifest name, across sessions."""
 

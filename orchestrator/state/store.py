@@ -27,7 +27,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from orchestrator.state.model import FINAL_PHASES, Intent, ManifestState, Phase, SessionRecord
+from orchestrator.state.model import (
+    FINAL_PHASES,
+    Intent,
+    KnownGood,
+    ManifestState,
+    Phase,
+    SessionRecord,
+)
 
 
 class StoreError(Exception):
@@ -78,6 +85,13 @@ _MIGRATIONS: tuple[str, ...] = (
         failure_reason       TEXT,
         failed_at            TEXT
     );
+    CREATE TABLE last_known_good (
+        name        TEXT PRIMARY KEY,
+        source_file TEXT NOT NULL,
+        spec_hash   TEXT NOT NULL,
+        document    TEXT NOT NULL,
+        stored_at   TEXT NOT NULL
+    );
     """,
 )
 
@@ -94,13 +108,15 @@ _DATETIME_COLUMNS = frozenset(
         "last_query_at",
         "intent_at",
         "failed_at",
+        "stored_at",
     }
 )
 _FORBIDDEN_COLUMN_PARTS = ("secret", "token", "password", "accesskey", "key")
 
 
 def _check_no_secret_columns() -> None:
-    for name in _SESSION_COLUMNS + tuple(f.name for f in fields(ManifestState)):
+    names = _SESSION_COLUMNS + tuple(f.name for f in fields(ManifestState))
+    for name in names + tuple(f.name for f in fields(KnownGood)):
         if any(part in name.replace("_", "") for part in _FORBIDDEN_COLUMN_PARTS):
             raise AssertionError(f"column {name!r} looks like it could hold a secret")
 
@@ -346,6 +362,55 @@ class Store:
                 [(n,) for n in names],
             )
         return cursor.rowcount
+
+    # -- last known good manifests ------------------------------------------------------
+
+    async def known_good(self) -> dict[str, KnownGood]:
+        rows = self._db.execute("SELECT * FROM last_known_good").fetchall()
+        return {
+            row["name"]: KnownGood(
+                name=row["name"],
+                source_file=row["source_file"],
+                spec_hash=row["spec_hash"],
+                document=json.loads(row["document"]),
+                stored_at=datetime.fromisoformat(row["stored_at"]),
+            )
+            for row in rows
+        }
+
+    async def remember_known_good(
+        self, entries: Sequence[KnownGood], forget: Sequence[str] = ()
+    ) -> None:
+        """Store these versions (rows whose spec and file are unchanged are left alone)
+        and forget the names in `forget`, in one transaction."""
+        now = _to_db("stored_at", self._now()) if entries else None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT INTO last_known_good (name, source_file, spec_hash, document, stored_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "source_file = excluded.source_file, spec_hash = excluded.spec_hash, "
+                "document = excluded.document, stored_at = excluded.stored_at "
+                "WHERE last_known_good.spec_hash != excluded.spec_hash "
+                "OR last_known_good.source_file != excluded.source_file",
+                [
+                    (
+                        e.name,
+                        e.source_file,
+                        e.spec_hash,
+                        json.dumps(e.document, sort_keys=True, separators=(",", ":")),
+                        now,
+                    )
+                    for e in entries
+                ],
+            )
+            self._db.executemany(
+                "DELETE FROM last_known_good WHERE name = ?", [(n,) for n in forget]
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
 
 def open_store(url: str, *, base_dir: Path | None = None) -> Store:

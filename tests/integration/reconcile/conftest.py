@@ -21,7 +21,12 @@ from orchestrator.agora.client import AgoraClient
 from orchestrator.manifest.loader import load_manifests
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
-from orchestrator.reconcile.reconciler import PassResult, desired_recordings, reconcile_once
+from orchestrator.reconcile.reconciler import (
+    PassResult,
+    desired_recordings,
+    reconcile_once,
+    remember_known_good,
+)
 from orchestrator.secrets import SecretRef, resolve_secret
 from orchestrator.state import Store, open_store
 from tests.integration.conftest import EmulatorHandle
@@ -94,7 +99,10 @@ class World:
         now = now or datetime.now(UTC)
         loaded = load_manifests([self.manifests], now=now)
         app_ids = {"main": self.app_id, "off": self.emulator.disabled_app_id}
-        desired = desired_recordings(loaded.manifests, app_ids, loaded.failed_files)
+        desired = desired_recordings(
+            loaded.manifests, app_ids, loaded.failed_files, await self.store.known_good()
+        )
+        await remember_known_good(self.store, desired)
         if self.client is None:
             self.client = self.emulator.client()
         executor = Executor(

@@ -202,15 +202,46 @@ async def test_stop_of_a_session_nobody_joined_records_no_files(world: World) ->
     assert ended.end_reason is not None and "no files" in ended.end_reason
 
 
-async def test_broken_manifest_file_keeps_its_recording(world: World) -> None:
-    world.write("a.yaml", manifest("alpha", "room-a", 101))
-    await world.apply()
+async def test_broken_manifest_file_follows_its_last_known_good_version(world: World) -> None:
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(hours=1)).isoformat(), (now + timedelta(hours=1)).isoformat()
+    window = f"{{windows: [{{start: '{start}', end: '{end}'}}]}}"
+    world.write("a.yaml", manifest("alpha", "room-a", 101, schedule=window))
+    await world.apply(now)
     world.write("a.yaml", manifest("alpha", "room-a", 101) + "transcoding: [not, a, mapping\n")
+    result = await world.apply(now)
+    assert result.results == () and result.plan.notes == ()
+    assert not world.requests("stop")
+    assert len(world.recording()) == 1
+    # The broken edit does not stop the schedule: the stored version ends the window.
+    later = await world.apply(now + timedelta(hours=2))
+    assert kinds(later) == [("stop", "alpha", True)]
+    (ended,) = await world.store.history()
+    assert ended.end_reason is not None and ended.end_reason.startswith("stopped: window over")
+
+
+async def test_broken_file_without_a_stored_version_keeps_its_recording(world: World) -> None:
+    # Literal secrets are never stored, so there is no last known good version.
+    world.write(
+        "a.yaml", manifest("alpha", "room-a", 101).replace("{env: S3_SECRET}", "literal-secret")
+    )
+    await world.apply()
+    assert await world.store.known_good() == {}
+    world.write("a.yaml", "name: [broken\n")
     result = await world.apply()
     assert result.results == ()
     assert [n.kind.value for n in result.plan.notes] == ["kept"]
     assert not world.requests("stop")
     assert len(world.recording()) == 1
+
+
+async def test_removed_manifest_is_forgotten(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    assert set(await world.store.known_good()) == {"alpha"}
+    world.remove("a.yaml")
+    await world.apply()
+    assert await world.store.known_good() == {}
 
 
 async def test_permanent_error_marks_failed_until_spec_changes_and_others_proceed(

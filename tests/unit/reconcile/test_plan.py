@@ -178,6 +178,24 @@ def kinds(result: Any) -> list[tuple[str, str]]:
             [("start", "window open")],
         ),
         (
+            "deferred mode change sends no live update",
+            desired(
+                restart_hash="rst2",
+                update_policy="defer",
+                mode="individual",
+                subscription_hash="sub2",
+                layout_hash="lay2",
+            ),
+            [session()],
+            [],
+        ),
+        (
+            "an older unmanageable session beside a running one is only reported",
+            desired(),
+            [session(id=3, phase=Phase.UNMANAGEABLE, sid=None), session(id=7)],
+            [],
+        ),
+        (
             "two live sessions: the older is stopped",
             desired(),
             [session(id=3), session(id=7)],

@@ -140,3 +140,21 @@ def test_sqlite_urls(url: str, expected: Path) -> None:
 def test_bad_urls(url: str) -> None:
     with pytest.raises(StoreError):
         sqlite_path_from_url(url)
+
+
+async def test_known_good_round_trip_rewrites_only_changes(tmp_path: Path) -> None:
+    from orchestrator.state import KnownGood
+
+    async with open_store(str(tmp_path / "s.db")) as store:
+        first = KnownGood(
+            "a", "x.yaml", "h1", {"name": "a", "storage": {"accessKey": {"env": "K"}}}
+        )
+        await store.remember_known_good([first, KnownGood("b", "y.yaml", "h2", {"name": "b"})])
+        stored = await store.known_good()
+        assert stored["a"].document == first.document and stored["a"].source_file == "x.yaml"
+        stamp = stored["a"].stored_at
+        await store.remember_known_good([first], forget=["b"])
+        again = await store.known_good()
+        assert set(again) == {"a"} and again["a"].stored_at == stamp  # unchanged: not rewritten
+        await store.remember_known_good([KnownGood("a", "x.yaml", "h9", {"name": "a2"})])
+        assert (await store.known_good())["a"].document == {"name": "a2"}
