@@ -44,7 +44,7 @@ from orchestrator.agora.emulator_state import (
 CONTENT_TYPE = "application/json;charset=utf-8"
 CONTROL_PREFIX = "/_emulator"
 ENDPOINTS = ("acquire", "start", "update", "updateLayout", "query", "stop")
-FAULT_KINDS = ("lost", "error", "code65", "delay", "hold")
+FAULT_KINDS = ("lost", "error", "code65", "delay", "hold", "answer")
 _APP_ID = re.compile(r"[0-9a-f]{32}")
 
 NO_ROUTE = Answer(404, {"message": "no Route matched with those values"})
@@ -141,7 +141,10 @@ class NextFault:
     (default 500) without acting; "code65": answered code 65 without acting;
     "delay": the action happens after `seconds` (to make a client time out);
     "hold": the action happens at once, the answer is held `seconds` (to kill a
-    client between an action taking effect and its answer arriving).
+    client between an action taking effect and its answer arriving);
+    "answer": answered `status` with `{"code": code, "reason": ...}` (or, without a
+    code, the gateway's `{"message": ...}`) without acting: any error of the
+    reference, placed exactly.
     """
 
     endpoint: str
@@ -149,6 +152,7 @@ class NextFault:
     count: int = 1
     status: int = 500
     seconds: float = 0.0
+    code: int | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NextFault:
@@ -162,6 +166,8 @@ class NextFault:
             raise ValueError(f"kind must be one of {FAULT_KINDS}")
         if fault.count < 1:
             raise ValueError("count must be at least 1")
+        if fault.kind == "answer" and not 400 <= int(fault.status) <= 599:
+            raise ValueError("an answer fault needs an error status (400-599)")
         return fault
 
 
@@ -224,6 +230,7 @@ class Emulator:
         *,
         status: int = 500,
         seconds: float = 0.0,
+        code: int | None = None,
     ) -> None:
         self.next_faults.append(
             NextFault.from_json(
@@ -233,6 +240,7 @@ class Emulator:
                     "count": count,
                     "status": status,
                     "seconds": seconds,
+                    "code": code,
                 }
             )
         )
@@ -322,6 +330,10 @@ class Emulator:
                 return Answer(fault.status, {"message": "An unexpected error occurred"}), body
             if fault.kind == "code65":
                 return error(65, "request not completed, retry with the same resource ID"), body
+            if fault.kind == "answer":
+                if fault.code is None:
+                    return Answer(fault.status, {"message": "injected gateway error"}), body
+                return error(fault.code, "injected error", fault.status), body
             if fault.kind == "delay":
                 await asyncio.sleep(fault.seconds)
         answer = self._dispatch(endpoint, request, app_id, body)

@@ -1,0 +1,333 @@
+"""The error policy of DESIGN.md section 4, code by code, against the emulator.
+
+Each row injects one answer from the reference's error table at one endpoint
+(the emulator's `answer` fault answers without acting, as Agora does for an
+error) and checks what the pass does, what the store records, and what the next
+pass does: permanent errors mark the manifest failed and are never repeated;
+retryable ones are retried with the same resource ID and sid; 433 acquires again;
+53 and 7 are conflicts held by backoff; 49, 404 and 435 on stop end the session;
+404 on query or update ends it and the next pass starts a new one; a stop or
+start that outlasts the client's retries is resumed by the next pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from orchestrator.reconcile.plan import PlanPolicy
+from orchestrator.state import Intent, Phase
+from tests.integration.conftest import FAST_RETRY
+from tests.integration.reconcile.conftest import World, manifest
+
+LAYOUT = "layout: {type: adaptive, background: '#000000'}\n"
+ATTEMPTS = FAST_RETRY.max_attempts
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    endpoint: str
+    status: int
+    code: int | None
+    count: int = 1
+    ok: bool = False  # did the action reach its goal in this pass
+    phase: Phase | None = None  # phase of alpha's newest session after the pass
+    failed: bool = False  # is the manifest held as failed
+    recording: int = 1  # emulator sessions recording alpha's channel after the pass
+    next_pass: str = "nothing"  # what the following pass does: an action kind, a note kind
+
+
+# Faults at the first pass: acquire and start.
+START_ROWS = [
+    Row(
+        "acquire 2 invalid parameter",
+        "acquire",
+        400,
+        2,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "acquire 401 bad credentials",
+        "acquire",
+        401,
+        None,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "acquire 400 without code",
+        "acquire",
+        400,
+        None,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "acquire 62 recording not enabled",
+        "acquire",
+        400,
+        62,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row("acquire 429 is retried", "acquire", 429, None, ok=True, phase=Phase.RUNNING),
+    Row("acquire 503 is retried", "acquire", 503, None, count=2, ok=True, phase=Phase.RUNNING),
+    Row(
+        "start 2 invalid parameter",
+        "start",
+        400,
+        2,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "start 432 mismatch",
+        "start",
+        400,
+        432,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "start 1001 undecodable resource",
+        "start",
+        400,
+        1001,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "start 1003 id mismatch",
+        "start",
+        400,
+        1003,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "start 1013 bad channel name",
+        "start",
+        400,
+        1013,
+        phase=Phase.FAILED,
+        failed=True,
+        recording=0,
+        next_pass="failed",
+    ),
+    Row(
+        "start 65 is retried with the same resource",
+        "start",
+        400,
+        65,
+        count=2,
+        ok=True,
+        phase=Phase.RUNNING,
+    ),
+    Row("start 433 acquires again", "start", 400, 433, ok=True, phase=Phase.RUNNING),
+    Row(
+        "start 53 is a conflict held by backoff",
+        "start",
+        400,
+        53,
+        phase=Phase.FAILED,
+        recording=0,
+        next_pass="backoff",
+    ),
+    Row(
+        "start 7 without an earlier attempt",
+        "start",
+        400,
+        7,
+        phase=Phase.FAILED,
+        recording=0,
+        next_pass="backoff",
+    ),
+    Row(
+        "start 500 past every retry is resumed",
+        "start",
+        500,
+        None,
+        count=ATTEMPTS,
+        phase=Phase.STARTING,
+        recording=0,
+        next_pass="resume",
+    ),
+]
+
+
+def _newest(sessions: list[object]) -> object:
+    return max(sessions, key=lambda s: s.id)  # type: ignore[attr-defined]
+
+
+async def _alpha_sessions(world: World) -> list[object]:
+    return [*await world.store.live_sessions(), *await world.store.history()]
+
+
+def _next_kinds(result: object) -> list[str]:
+    plan = result.plan  # type: ignore[attr-defined]
+    return [a.kind.value for a in plan.actions] + [n.kind.value for n in plan.notes]
+
+
+@pytest.mark.parametrize("row", START_ROWS, ids=lambda r: r.name)
+async def test_start_errors(world: World, row: Row) -> None:
+    world.policy = PlanPolicy(restart_backoff_initial=timedelta(hours=1))
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.emulator.emu.fail_next(
+        row.endpoint, "answer", row.count, status=row.status, code=row.code
+    )
+    result = await world.apply()
+    (outcome,) = result.results
+    assert outcome.ok is row.ok, outcome.message
+    newest = _newest(await _alpha_sessions(world))
+    assert newest.phase is row.phase  # type: ignore[attr-defined]
+    failed = (await world.store.manifest_states()).get("alpha")
+    assert (failed is not None and failed.failed_spec_hash is not None) is row.failed
+    assert len(world.recording()) == row.recording
+    if row.code == 433:
+        assert len(world.requests("acquire")) == 2
+    if row.code == 65:
+        assert len({r["path"] for r in world.requests("start")}) == 1  # one resource ID
+    requests_before = len(world.requests())
+
+    following = await world.apply()
+    assert _next_kinds(following) == ([row.next_pass] if row.next_pass != "nothing" else [])
+    if row.next_pass == "failed":
+        # Permanent: nothing was sent again for it.
+        assert [r["endpoint"] for r in world.requests()[requests_before:]] == []
+    if row.next_pass == "resume":
+        assert newest.intent is Intent.START  # type: ignore[attr-defined]
+        assert following.results[0].ok
+        assert len(world.recording()) == 1
+        assert len(world.requests("acquire")) == 1  # the same resource ID was started
+
+
+@dataclass(frozen=True)
+class LiveRow:
+    name: str
+    change: str  # "layout", "subscription", "remove", "none"
+    endpoint: str
+    status: int
+    code: int | None
+    count: int = 1
+    ok: bool = False
+    phase: Phase = Phase.RUNNING
+    failed: bool = False
+    recording: int = 1
+    next_pass: str = "nothing"
+
+
+LIVE_ROWS = [
+    LiveRow(
+        "updateLayout 1028 is permanent",
+        "layout",
+        "updateLayout",
+        400,
+        1028,
+        failed=True,
+        next_pass="failed",
+    ),
+    LiveRow(
+        "update 2 is permanent", "subscription", "update", 400, 2, failed=True, next_pass="failed"
+    ),
+    LiveRow("update 65 is retried with the same sid", "subscription", "update", 400, 65, ok=True),
+    LiveRow(
+        "update 404: the recording had ended",
+        "subscription",
+        "update",
+        404,
+        404,
+        phase=Phase.ENDED,
+        next_pass="backoff",
+    ),
+    LiveRow("stop 49: already stopped", "remove", "stop", 400, 49, ok=True, phase=Phase.ENDED),
+    LiveRow("stop 404: already ended", "remove", "stop", 404, 404, ok=True, phase=Phase.ENDED),
+    LiveRow(
+        "stop 435: stopped with no files",
+        "remove",
+        "stop",
+        400,
+        435,
+        ok=True,
+        phase=Phase.ENDED,
+        recording=1,
+    ),
+    LiveRow(
+        "stop 500 past every retry is resumed",
+        "remove",
+        "stop",
+        500,
+        None,
+        count=ATTEMPTS,
+        phase=Phase.STOPPING,
+        next_pass="resume",
+    ),
+    LiveRow(
+        "query 404: ended, restarted after backoff",
+        "none",
+        "query",
+        404,
+        404,
+        phase=Phase.ENDED,
+        next_pass="backoff",
+    ),
+    LiveRow("query 500: nothing is concluded", "none", "query", 500, None, count=ATTEMPTS, ok=True),
+]
+
+
+@pytest.mark.parametrize("row", LIVE_ROWS, ids=lambda r: r.name)
+async def test_live_session_errors(world: World, row: LiveRow) -> None:
+    world.policy = PlanPolicy(restart_backoff_initial=timedelta(hours=1))
+    subscribe = "  subscribe: {audio: [7]}\n"
+    base = manifest("alpha", "room-a", 101, extra=LAYOUT).replace(
+        "  maxIdleTime: 30\n", "  maxIdleTime: 30\n" + subscribe
+    )
+    world.write("a.yaml", base)
+    await world.apply()
+    if row.change == "layout":
+        world.write("a.yaml", base.replace("type: adaptive", "type: floating"))
+    elif row.change == "subscription":
+        world.write("a.yaml", base.replace("[7]", "[7, 8]"))
+    elif row.change == "remove":
+        world.remove("a.yaml")
+    world.emulator.emu.fail_next(
+        row.endpoint, "answer", row.count, status=row.status, code=row.code
+    )
+    result = await world.apply()
+    if row.change == "none":
+        assert result.results == ()
+    else:
+        (outcome,) = result.results
+        assert outcome.ok is row.ok, outcome.message
+    first = min(await _alpha_sessions(world), key=lambda s: s.id)  # type: ignore[attr-defined]
+    assert first.phase is row.phase  # type: ignore[attr-defined]
+    failed = (await world.store.manifest_states()).get("alpha")
+    assert (failed is not None and failed.failed_spec_hash is not None) is row.failed
+    # The emulator never acted on the injected answer: the recording is still there.
+    assert len(world.recording()) == row.recording
+    following = await world.apply()
+    kinds = _next_kinds(following)
+    if row.next_pass == "resume":
+        assert kinds == ["resume"] and following.results[0].ok
+        assert world.recording() == []
+    else:
+        assert kinds == ([row.next_pass] if row.next_pass != "nothing" else [])
