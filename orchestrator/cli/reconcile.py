@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
     from orchestrator.agora.client import AgoraClient
     from orchestrator.config import Config
-    from orchestrator.reconcile.plan import Plan
+    from orchestrator.reconcile.plan import ActualState, Plan
     from orchestrator.reconcile.reconciler import Desired, PassResult
-    from orchestrator.state import SessionRecord, Store
+    from orchestrator.state import KnownGood, SessionRecord, Store
 
 _CONFIG = click.option(
     "--config",
@@ -92,7 +92,9 @@ def _parse_duration(value: str) -> timedelta:
         raise click.BadParameter(str(exc)) from None
 
 
-async def _desired(ctx: _Context, now: datetime, store: Store) -> tuple[Desired, list[str]]:
+def _desired(
+    ctx: _Context, now: datetime, known_good: Mapping[str, KnownGood]
+) -> tuple[Desired, list[str]]:
     from orchestrator.manifest.loader import load_manifests
     from orchestrator.reconcile.reconciler import desired_recordings
 
@@ -103,9 +105,7 @@ async def _desired(ctx: _Context, now: datetime, store: Store) -> tuple[Desired,
         for d in loaded.diagnostics
     ]
     app_ids = {name: profile.app_id for name, profile in ctx.config.apps.items()}
-    desired = desired_recordings(
-        loaded.manifests, app_ids, loaded.failed_files, await store.known_good()
-    )
+    desired = desired_recordings(loaded.manifests, app_ids, loaded.failed_files, known_good)
     problems.extend(desired.problems)
     return desired, problems
 
@@ -238,13 +238,43 @@ async def _plan(
     offline: bool,
 ) -> tuple[int, bool]:
     """(exit code, whether the plan has actions)."""
-    from orchestrator.reconcile.plan import plan
-    from orchestrator.reconcile.reconciler import observe
+    from orchestrator.reconcile.plan import ActualState, plan
     from orchestrator.reconcile.timeline import lanes
 
     ctx = _load_context(config_path, manifests_dir, state_url)
+    if offline and _missing_store(ctx.state_url):
+        # CI has no store: plan from an empty state, and create nothing.
+        desired, problems = _desired(ctx, now, {})
+        problems.append(f"note: no state store at {ctx.state_url}: planned from an empty state")
+        actual = ActualState(invalid_files=desired.invalid_files)
+    else:
+        desired, problems, actual = await _observe_for_plan(ctx, now, offline)
+    the_plan = plan(desired.recordings, actual, now, _policy(ctx.config))
+    timeline = lanes(desired.recordings, now, horizon)
+    if fmt == "json":
+        click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
+    else:
+        click.echo(_plan_text(the_plan, timeline, problems, now, horizon))
+    errors = [p for p in problems if ": warning: " not in p and not p.startswith("note: ")]
+    return (1 if errors else 0), not the_plan.empty
+
+
+def _missing_store(url: str) -> bool:
+    from orchestrator.state.store import StoreError, sqlite_path_from_url
+
+    try:
+        return not sqlite_path_from_url(url).exists()
+    except StoreError:
+        return False  # not a SQLite URL: opening it reports the problem
+
+
+async def _observe_for_plan(
+    ctx: _Context, now: datetime, offline: bool
+) -> tuple[Desired, list[str], ActualState]:
+    from orchestrator.reconcile.reconciler import observe
+
     async with _open_store(ctx.state_url) as store:
-        desired, problems = await _desired(ctx, now, store)
+        desired, problems = _desired(ctx, now, await store.known_good())
         if offline:
             actual = await observe(store, desired.invalid_files)
         else:
@@ -253,14 +283,7 @@ async def _plan(
                 actual = await observe(
                     store, desired.invalid_files, _executor(store, clients, ctx.config)
                 )
-    the_plan = plan(desired.recordings, actual, now, _policy(ctx.config))
-    timeline = lanes(desired.recordings, now, horizon)
-    if fmt == "json":
-        click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
-    else:
-        click.echo(_plan_text(the_plan, timeline, problems, now, horizon))
-    errors = [p for p in problems if ": warning: " not in p]
-    return (1 if errors else 0), not the_plan.empty
+    return desired, problems, actual
 
 
 def _plan_json(the_plan: Plan, timeline: Any, problems: list[str], now: datetime) -> Any:
@@ -368,7 +391,7 @@ async def _apply(
     ctx = _load_context(config_path, manifests_dir, state_url)
     now = datetime.now(UTC)
     async with _open_store(ctx.state_url) as store, _clients(ctx.config) as (clients, more):
-        desired, problems = await _desired(ctx, now, store)
+        desired, problems = _desired(ctx, now, await store.known_good())
         problems.extend(more)
         await remember_known_good(store, desired)
         if retry:

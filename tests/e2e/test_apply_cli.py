@@ -210,3 +210,21 @@ async def test_kill_during_stop(cli_env: CliEnv) -> None:
     (ended,) = history
     assert ended.end_reason.startswith("stopped: manifest removed")  # type: ignore[attr-defined]
     assert 53 not in codes(cli_env)
+
+
+async def test_offline_plan_in_ci_needs_no_store_and_creates_none(cli_env: CliEnv) -> None:
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    env = {k: v for k, v in cli_env.env.items() if not k.startswith("AGORA_CUSTOMER")}
+    process = await asyncio.create_subprocess_exec(
+        *cli_env.args("plan", "--config", str(cli_env.config), "--offline", "--detailed-exitcode"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cli_env.root,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 2, err.decode()
+    assert "start        alpha: always on" in out.decode()
+    assert "planned from an empty state" in out.decode()
+    assert not cli_env.state_db.exists()
+    assert not cli_env.emulator.emu.requests()
