@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
     from orchestrator.agora.client import AgoraClient
     from orchestrator.config import Config
-    from orchestrator.reconcile.plan import ActualState, Plan
+    from orchestrator.reconcile.execute import Executor
+    from orchestrator.reconcile.plan import ActualState, Plan, PlanPolicy
     from orchestrator.reconcile.reconciler import Desired, PassResult
     from orchestrator.state import KnownGood, SessionRecord, Store
 
@@ -110,7 +111,7 @@ def _desired(
     return desired, problems
 
 
-def _policy(config: Config) -> Any:
+def _policy(config: Config) -> PlanPolicy:
     from orchestrator.reconcile.plan import PlanPolicy
 
     backoff = config.reconcile.restart_backoff
@@ -147,7 +148,7 @@ async def _clients(config: Config) -> AsyncIterator[tuple[dict[str, AgoraClient]
             await client.aclose()
 
 
-def _executor(store: Store, clients: dict[str, AgoraClient], config: Config) -> Any:
+def _executor(store: Store, clients: dict[str, AgoraClient], config: Config) -> Executor:
     from orchestrator.reconcile.execute import Executor
     from orchestrator.secrets import resolve_secret
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.manifest.model import Manifest, section_violations
+from orchestrator.manifest.model import Manifest, dotted_path, section_violations
 
 MAX_FILE_BYTES = 1024 * 1024
 """Larger files are refused: a manifest is a few hundred bytes; split big sets into files."""
@@ -392,16 +392,6 @@ _REQUIRED_HINTS = {
 }
 
 
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     """The one pydantic model inside an annotation (Optional, tuple[...], Annotated)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -752,7 +742,9 @@ def _place(path: str, text: str, pending: list[_Pending], *, precise: bool) -> l
         else:
             root = trees[item.document] if item.document < len(trees) else None
             line, column = _locate(root, item.loc, item.at_key, item.fallback)
-        out.append(Diagnostic(path, line, column, _dotted(item.loc), item.message, item.severity))
+        out.append(
+            Diagnostic(path, line, column, dotted_path(item.loc), item.message, item.severity)
+        )
     out.sort(key=lambda d: (d.line, d.column))
     return out
 

@@ -478,14 +478,15 @@ class _Rules:
     def raise_if_any(self) -> None:
         if self.items:
             summary = "; ".join(
-                f"{_dotted(loc) or 'manifest'}: {message}" for loc, message in self.items
+                f"{dotted_path(loc) or 'manifest'}: {message}" for loc, message in self.items
             )
             raise PydanticCustomError(
                 "manifest_rules", summary, {"violations": [list(v) for v in self.items]}
             )
 
 
-def _dotted(loc: Loc) -> str:
+def dotted_path(loc: Loc) -> str:
+    """A field path as users write it: `layout.regions[3].width`."""
     out = ""
     for part in loc:
         if isinstance(part, int):

@@ -218,10 +218,7 @@ class Executor:
         self, d: DesiredRecording, window: Window, restart_count: int
     ) -> SessionRecord:
         client = self._client(d.app)
-        try:
-            start_body = translate.start_body(d.manifest, self._resolve)
-        except SecretError as exc:
-            raise _ActionFailed(f"cannot resolve a secret: {exc}") from None
+        start_body = self._start_body(d)  # secrets first: no resource ID wasted on a missing one
         session = await self._store.create_session(
             manifest=d.name,
             app=d.app,
@@ -253,12 +250,16 @@ class Executor:
             try:
                 return await self._send_start(session, d, client, start_body, ambiguous=False)
             except ResourceExpiredError:
-                await self._store.update_session(
-                    session.id, phase=Phase.ACQUIRING, intent=Intent.ACQUIRE
-                )
+                await self._store.record_intent(session.id, Intent.ACQUIRE, phase=Phase.ACQUIRING)
                 continue
         await self._fail(session, d, "failed: resource ID expired twice (433)", permanent=False)
         raise _ActionFailed("resource ID expired twice (433)")
+
+    def _start_body(self, d: DesiredRecording) -> dict[str, Any]:
+        try:
+            return translate.start_body(d.manifest, self._resolve)
+        except SecretError as exc:
+            raise _ActionFailed(f"cannot resolve a secret: {exc}") from None
 
     async def _acquire(
         self, session: SessionRecord, d: DesiredRecording, client: AgoraClient
@@ -334,15 +335,8 @@ class Executor:
         return session
 
     async def _unmanageable_for_target(self, session: SessionRecord) -> SessionRecord | None:
-        for other in await self._store.live_sessions():
-            if (
-                other.id != session.id
-                and other.phase is Phase.UNMANAGEABLE
-                and (other.app_id, other.channel, other.uid)
-                == (session.app_id, session.channel, session.uid)
-            ):
-                return other
-        return None
+        found = await self._store.unmanageable_on(session.app_id, session.channel, session.uid)
+        return next((other for other in found if other.id != session.id), None)
 
     async def _unmanageable(self, session: SessionRecord, why: str) -> None:
         await self._store.record_outcome(session.id, phase=Phase.UNMANAGEABLE, error=why)
@@ -484,10 +478,7 @@ class Executor:
             )
             raise _ActionFailed("interrupted start of a removed manifest: marked unmanageable")
         client = self._client(d.app)
-        try:
-            body = translate.start_body(d.manifest, self._resolve)
-        except SecretError as exc:
-            raise _ActionFailed(f"cannot resolve a secret: {exc}") from None
+        body = self._start_body(d)
         try:
             started = await self._send_start(session, d, client, body, ambiguous=True)
         except ResourceExpiredError:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,7 +175,7 @@ def sqlite_path_from_url(url: str) -> Path:
 class Store:
     """Sessions and per-manifest state in one SQLite file."""
 
-    def __init__(self, path: Path, *, now: Any = None) -> None:
+    def __init__(self, path: Path, *, now: Callable[[], datetime] | None = None) -> None:
         self.path = path
         self._now = now or (lambda: datetime.now(UTC))
         try:
@@ -295,6 +295,15 @@ class Store:
         ).fetchall()
         return [_session_from_row(r) for r in rows]
 
+    async def unmanageable_on(self, app_id: str, channel: str, uid: int) -> list[SessionRecord]:
+        """Unmanageable sessions recording this (app, channel, uid): one indexed lookup."""
+        rows = self._db.execute(
+            "SELECT * FROM sessions WHERE phase = ? AND app_id = ? AND channel = ? AND uid = ? "
+            "ORDER BY id",
+            (Phase.UNMANAGEABLE.value, app_id, channel, uid),
+        ).fetchall()
+        return [_session_from_row(r) for r in rows]
+
     async def history(self, limit: int = 50, manifest: str | None = None) -> list[SessionRecord]:
         """Ended and failed sessions, newest first."""
         finals = tuple(p.value for p in FINAL_PHASES)
@@ -311,8 +320,8 @@ class Store:
             ).fetchall()
         return [_session_from_row(r) for r in rows]
 
-    async def latest_ended(self, names: Sequence[str] | None = None) -> dict[str, SessionRecord]:
-        """The newest ended or failed session of each manifest (of `names`, or of all)."""
+    async def latest_ended(self) -> dict[str, SessionRecord]:
+        """The newest ended or failed session of each manifest."""
         finals = tuple(p.value for p in FINAL_PHASES)
         rows = self._db.execute(
             "SELECT s.* FROM sessions s JOIN ("
@@ -320,13 +329,7 @@ class Store:
             ") latest ON latest.id = s.id",
             finals,
         ).fetchall()
-        wanted = None if names is None else set(names)
-        result = {}
-        for row in rows:
-            record = _session_from_row(row)
-            if wanted is None or record.manifest in wanted:
-                result[record.manifest] = record
-        return result
+        return {row["manifest"]: _session_from_row(row) for row in rows}
 
     # -- manifest states ------------------------------------------------------------
 
@@ -413,12 +416,9 @@ class Store:
             raise
 
 
-def open_store(url: str, *, base_dir: Path | None = None) -> Store:
+def open_store(url: str) -> Store:
     """Open (creating and migrating as needed) the store at `url`."""
-    path = sqlite_path_from_url(url)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return Store(path)
+    return Store(sqlite_path_from_url(url))
 
 
 def session_summary(record: SessionRecord) -> Mapping[str, Any]:

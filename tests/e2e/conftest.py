@@ -56,17 +56,23 @@ class CliEnv:
     def args(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "orchestrator", *args]
 
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
+    def without_credentials(self) -> dict[str, str]:
+        """The environment minus the API credentials (what CI has for `plan --offline`)."""
+        return {k: v for k, v in self.env.items() if not k.startswith("AGORA_CUSTOMER")}
+
+    async def start(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *self.args(*args),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=self.env,
+            env=self.env if env is None else env,
             cwd=self.root,
         )
 
-    async def run(self, *args: str) -> Completed:
-        process = await self.start(*args)
+    async def run(self, *args: str, env: dict[str, str] | None = None) -> Completed:
+        process = await self.start(*args, env=env)
         # Bounded: no CLI run in these tests takes anywhere near a minute.
         stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode is not None

@@ -84,18 +84,18 @@ async def test_apply_plan_status_round_trip(cli_env: CliEnv) -> None:
     assert "none, everything is as desired" in steady.stdout
 
     # --offline: no credentials in the environment, no API call.
-    offline_env = {k: v for k, v in cli_env.env.items() if not k.startswith("AGORA_CUSTOMER")}
     before = len(cli_env.emulator.emu.requests())
-    process = await asyncio.create_subprocess_exec(
-        *cli_env.args("plan", "--config", str(cli_env.config), "--offline", "--format", "json"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=offline_env,
-        cwd=cli_env.root,
+    offline = await cli_env.run(
+        "plan",
+        "--config",
+        str(cli_env.config),
+        "--offline",
+        "--format",
+        "json",
+        env=cli_env.without_credentials(),
     )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    data = json.loads(out)
+    assert offline.code == 0, offline.stderr
+    data = json.loads(offline.stdout)
     assert data["actions"] == []
     assert {lane["manifest"] for lane in data["timeline"]} == {"alpha", "beta"}
     assert len(cli_env.emulator.emu.requests()) == before
@@ -214,17 +214,16 @@ async def test_kill_during_stop(cli_env: CliEnv) -> None:
 
 async def test_offline_plan_in_ci_needs_no_store_and_creates_none(cli_env: CliEnv) -> None:
     write_manifest(cli_env, "alpha", "room-a", 101)
-    env = {k: v for k, v in cli_env.env.items() if not k.startswith("AGORA_CUSTOMER")}
-    process = await asyncio.create_subprocess_exec(
-        *cli_env.args("plan", "--config", str(cli_env.config), "--offline", "--detailed-exitcode"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cli_env.root,
+    result = await cli_env.run(
+        "plan",
+        "--config",
+        str(cli_env.config),
+        "--offline",
+        "--detailed-exitcode",
+        env=cli_env.without_credentials(),
     )
-    out, err = await process.communicate()
-    assert process.returncode == 2, err.decode()
-    assert "start        alpha: always on" in out.decode()
-    assert "planned from an empty state" in out.decode()
+    assert result.code == 2, result.stderr
+    assert "start        alpha: always on" in result.stdout
+    assert "planned from an empty state" in result.stdout
     assert not cli_env.state_db.exists()
     assert not cli_env.emulator.emu.requests()

@@ -34,11 +34,11 @@ def errors_of(doc: Any) -> list[tuple[str, str]]:
     """(dotted field, message) of every error the model reports, violations unpacked."""
     from pydantic import ValidationError
 
-    from orchestrator.manifest.loader import _diagnose, _dotted
-    from orchestrator.manifest.model import Manifest
+    from orchestrator.manifest.loader import _diagnose
+    from orchestrator.manifest.model import Manifest, dotted_path
 
     try:
         Manifest.model_validate(doc)
     except ValidationError as exc:
-        return [(_dotted(loc), message) for loc, message, _ in _diagnose(exc)]
+        return [(dotted_path(loc), message) for loc, message, _ in _diagnose(exc)]
     return []
