@@ -8,7 +8,13 @@ from orchestrator.state.model import (
     Phase,
     SessionRecord,
 )
-from orchestrator.state.store import Store, StoreError, open_store, session_summary
+from orchestrator.state.store import (
+    Store,
+    StoreBusyError,
+    StoreError,
+    open_store,
+    session_summary,
+)
 
 __all__ = [
     "FINAL_PHASES",
@@ -18,6 +24,7 @@ __all__ = [
     "Phase",
     "SessionRecord",
     "Store",
+    "StoreBusyError",
     "StoreError",
     "open_store",
     "session_summary",

@@ -11,22 +11,36 @@ Rules it keeps:
   `_check_no_secret_columns` keeps the schema free of secret-shaped columns.
 - SQLite runs in WAL mode with `synchronous=FULL`: a committed intent survives a
   crash of the process and of the machine.
+- No SQLite call runs on the event loop: each Store owns one worker thread that
+  owns the connection and runs every operation, one at a time and in the order
+  the calls were made (a read issued after a write sees it).
+- One writer per store: a writer holds an exclusive lock on `<db>.lock` for its
+  whole life (see lock.py); only a writer creates or migrates the database. A
+  reader (`status`, `plan --offline`) takes no lock, creates nothing and never
+  migrates; WAL lets it read while the writer works.
+- The database (and so its WAL and shared-memory files, which SQLite creates
+  with the database's mode) and the lock file are created 0600.
 
-The interface is async so that a networked backend (PostgreSQL) can share it;
-SQLite calls are short and local, so they run inline.
+The interface is async so that a networked backend (PostgreSQL) can share it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
+from orchestrator.state.errors import StoreBusyError, StoreError
+from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import (
     FINAL_PHASES,
     Intent,
@@ -36,10 +50,16 @@ from orchestrator.state.model import (
     SessionRecord,
 )
 
+__all__ = [
+    "Store",
+    "StoreBusyError",
+    "StoreError",
+    "open_store",
+    "session_summary",
+    "sqlite_path_from_url",
+]
 
-class StoreError(Exception):
-    """The store cannot be opened or used (bad URL, unreadable file, newer schema)."""
-
+_T = TypeVar("_T")
 
 # Versioned migrations: index + 1 is the schema version. Never edit a released one;
 # append a new one.
@@ -172,39 +192,134 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(rest)
 
 
+_FINALS = tuple(p.value for p in FINAL_PHASES)
+_DEFAULT_HOLDER = "orchestrator"
+
+
+def _fetch_session(db: sqlite3.Connection, session_id: int) -> SessionRecord:
+    row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if row is None:
+        raise KeyError(session_id)
+    return _session_from_row(row)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 if it does not exist (SQLite gives its WAL
+    and shared-memory files the database's mode, so they are 0600 too)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    os.close(fd)
+
+
+def _stored_version(db: sqlite3.Connection) -> int:
+    has_table = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if has_table is None:
+        return 0
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _too_new(path: Path, version: int) -> StoreError:
+    return StoreError(
+        f"state store {path} has schema version {version}, newer than this "
+        f"orchestrator understands ({len(_MIGRATIONS)}); upgrade the orchestrator"
+    )
+
+
+def _no_store(path: Path) -> StoreError:
+    return StoreError(
+        f"no state store at {path} (it is created by `orchestrator run` or `orchestrator apply`)"
+    )
+
+
 class Store:
-    """Sessions and per-manifest state in one SQLite file."""
+    """Sessions and per-manifest state in one SQLite file.
 
-    def __init__(self, path: Path, *, now: Callable[[], datetime] | None = None) -> None:
+    `writer=True` (the default) takes the store's writer lock for the life of the
+    Store (StoreBusyError if another process, or another Store in this one, holds
+    it), then creates and migrates the database as needed. `holder` names the
+    command in the lock file so that a refused writer can say who holds it.
+    `writer=False` opens an existing, current database for reading only.
+
+    Construction is synchronous (it waits for the worker thread to open the
+    database); everything after it runs on the worker thread. `aclose()` closes
+    the database, releases the lock and ends the thread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        now: Callable[[], datetime] | None = None,
+        writer: bool = True,
+        holder: str = _DEFAULT_HOLDER,
+    ) -> None:
         self.path = path
+        self.writer = writer
         self._now = now or (lambda: datetime.now(UTC))
+        self._closed = False
+        self._lock: WriterLock | None = None
+        if writer:
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot open state store {path}: {exc}") from None
+            self._lock = WriterLock.acquire(path, holder)
+        elif not path.exists():
+            raise _no_store(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+            self._db, self._schema_version = self._executor.submit(self._connect).result()
+        except BaseException:
+            # The worker is idle unless this thread was interrupted while it worked;
+            # then let it finish before the lock goes.
+            self._executor.shutdown(wait=True)
+            if self._lock is not None:
+                self._lock.release()
+            self._closed = True
+            raise
+
+    # -- lifecycle (the worker thread's side) ----------------------------------------
+
+    def _connect(self) -> tuple[sqlite3.Connection, int]:
+        """On the worker thread: open (writers: create and migrate) the database."""
+        path = self.path
+        try:
+            if self.writer:
+                _create_private_file(path)
+                db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+            else:
+                uri = f"file:{quote(str(path.absolute()), safe='/')}?mode=rw"
+                db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
         except (OSError, sqlite3.Error) as exc:
+            if not self.writer and not path.exists():
+                raise _no_store(path) from None
             raise StoreError(f"cannot open state store {path}: {exc}") from None
-        self._db.row_factory = sqlite3.Row
+        db.row_factory = sqlite3.Row
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            if self.writer:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+                version = self._migrate(db)
+            else:
+                db.execute("PRAGMA query_only=ON")
+                version = self._check_version(db)
+        except StoreError:
+            db.close()
+            raise
         except sqlite3.DatabaseError as exc:
-            self._db.close()
+            db.close()
             raise StoreError(f"state store {path} is not usable: {exc}") from None
+        return db, version
 
-    # -- lifecycle -------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        db = self._db
+    def _migrate(self, db: sqlite3.Connection) -> int:
+        """Bring the schema up to date; only ever run by the lock holder."""
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = db.execute("SELECT version FROM schema_version").fetchone()
-        current = row[0] if row else 0
+        current = _stored_version(db)
         if current > len(_MIGRATIONS):
-            raise StoreError(
-                f"state store {self.path} has schema version {current}, newer than this "
-                f"orchestrator understands ({len(_MIGRATIONS)}); upgrade the orchestrator"
-            )
+            raise _too_new(self.path, current)
         for version in range(current + 1, len(_MIGRATIONS) + 1):
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -217,14 +332,61 @@ class Store:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        return len(_MIGRATIONS)
+
+    def _check_version(self, db: sqlite3.Connection) -> int:
+        """A reader's check: the schema must be exactly the one this code knows."""
+        current = _stored_version(db)
+        if current > len(_MIGRATIONS):
+            raise _too_new(self.path, current)
+        if current < len(_MIGRATIONS):
+            raise StoreError(
+                f"state store {self.path} has schema version {current}, older than this "
+                f"orchestrator's ({len(_MIGRATIONS)}); a writer (`orchestrator run` or "
+                "`orchestrator apply`) must upgrade it first"
+            )
+        return current
+
+    def _close_on_worker(self) -> None:
+        try:
+            self._db.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    # -- lifecycle (the caller's side) ----------------------------------------------
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Queue `operation` on the worker thread (after everything queued before) and
+        wait for it. A cancelled caller stops waiting; an operation already running
+        still finishes."""
+        if self._closed:
+            raise StoreError(f"state store {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, operation, self._db)
+
+    def _require_writer(self) -> None:
+        if not self.writer:
+            raise StoreError(f"state store {self.path} is open read-only")
 
     @property
     def schema_version(self) -> int:
-        row = self._db.execute("SELECT version FROM schema_version").fetchone()
-        return int(row[0]) if row else 0
+        """The schema version found (readers) or migrated to (writers) at open."""
+        return self._schema_version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def aclose(self) -> None:
-        self._db.close()
+        """Finish queued operations, close the database, release the writer lock and
+        end the worker thread. Idempotent; completes even if the caller is cancelled."""
+        if self._closed:
+            return
+        self._closed = True
+        done = self._executor.submit(self._close_on_worker)
+        self._executor.shutdown(wait=False)
+        await asyncio.shield(asyncio.wrap_future(done))
 
     async def __aenter__(self) -> Self:
         return self
@@ -241,6 +403,7 @@ class Store:
 
     async def create_session(self, **values: Any) -> SessionRecord:
         """A new session row; `phase` defaults to ACQUIRING. Returns it as stored."""
+        self._require_writer()
         now = self._now()
         values.setdefault("phase", Phase.ACQUIRING)
         values.setdefault("updated_at", now)
@@ -249,32 +412,38 @@ class Store:
         if unknown:
             raise TypeError(f"unknown session fields: {sorted(unknown)}")
         columns = sorted(values)
-        cursor = self._db.execute(
+        sql = (
             f"INSERT INTO sessions ({', '.join(columns)}) "  # noqa: S608 (columns are whitelisted)
-            f"VALUES ({', '.join('?' for _ in columns)})",
-            [_to_db(c, values[c]) for c in columns],
+            f"VALUES ({', '.join('?' for _ in columns)})"
         )
-        assert cursor.lastrowid is not None
-        return await self.get_session(cursor.lastrowid)
+        params = [_to_db(c, values[c]) for c in columns]
+
+        def insert(db: sqlite3.Connection) -> SessionRecord:
+            cursor = db.execute(sql, params)
+            assert cursor.lastrowid is not None
+            return _fetch_session(db, cursor.lastrowid)
+
+        return await self._run(insert)
 
     async def get_session(self, session_id: int) -> SessionRecord:
-        row = self._db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None:
-            raise KeyError(session_id)
-        return _session_from_row(row)
+        return await self._run(lambda db: _fetch_session(db, session_id))
 
     async def update_session(self, session_id: int, **values: Any) -> SessionRecord:
         """Write the given fields (and `updated_at`) in one committed statement."""
+        self._require_writer()
         unknown = set(values) - _WRITABLE_SESSION_COLUMNS
         if unknown:
             raise TypeError(f"unknown session fields: {sorted(unknown)}")
         values["updated_at"] = self._now()
         columns = sorted(values)
-        self._db.execute(
-            f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",  # noqa: S608
-            [*(_to_db(c, values[c]) for c in columns), session_id],
-        )
-        return await self.get_session(session_id)
+        sql = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"  # noqa: S608
+        params = [*(_to_db(c, values[c]) for c in columns), session_id]
+
+        def update(db: sqlite3.Connection) -> SessionRecord:
+            db.execute(sql, params)
+            return _fetch_session(db, session_id)
+
+        return await self._run(update)
 
     async def record_intent(self, session_id: int, intent: Intent, **values: Any) -> SessionRecord:
         """Before a mutating API call: what is about to be done (with any new phase)."""
@@ -287,138 +456,164 @@ class Store:
         values.setdefault("error", None)
         return await self.update_session(session_id, **values)
 
+    async def _select_sessions(self, sql: str, params: Sequence[Any]) -> list[SessionRecord]:
+        def select(db: sqlite3.Connection) -> list[SessionRecord]:
+            return [_session_from_row(r) for r in db.execute(sql, params).fetchall()]
+
+        return await self._run(select)
+
     async def live_sessions(self) -> list[SessionRecord]:
         """Every session that may still be recording, oldest first."""
-        finals = tuple(p.value for p in FINAL_PHASES)
-        rows = self._db.execute(
-            "SELECT * FROM sessions WHERE phase NOT IN (?, ?) ORDER BY id", finals
-        ).fetchall()
-        return [_session_from_row(r) for r in rows]
+        return await self._select_sessions(
+            "SELECT * FROM sessions WHERE phase NOT IN (?, ?) ORDER BY id", _FINALS
+        )
 
     async def unmanageable_on(self, app_id: str, channel: str, uid: int) -> list[SessionRecord]:
         """Unmanageable sessions recording this (app, channel, uid): one indexed lookup."""
-        rows = self._db.execute(
+        return await self._select_sessions(
             "SELECT * FROM sessions WHERE phase = ? AND app_id = ? AND channel = ? AND uid = ? "
             "ORDER BY id",
             (Phase.UNMANAGEABLE.value, app_id, channel, uid),
-        ).fetchall()
-        return [_session_from_row(r) for r in rows]
+        )
 
     async def history(self, limit: int = 50, manifest: str | None = None) -> list[SessionRecord]:
         """Ended and failed sessions, newest first."""
-        finals = tuple(p.value for p in FINAL_PHASES)
         if manifest is None:
-            rows = self._db.execute(
+            return await self._select_sessions(
                 "SELECT * FROM sessions WHERE phase IN (?, ?) ORDER BY id DESC LIMIT ?",
-                (*finals, limit),
-            ).fetchall()
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM sessions WHERE phase IN (?, ?) AND manifest = ? "
-                "ORDER BY id DESC LIMIT ?",
-                (*finals, manifest, limit),
-            ).fetchall()
-        return [_session_from_row(r) for r in rows]
+                (*_FINALS, limit),
+            )
+        return await self._select_sessions(
+            "SELECT * FROM sessions WHERE phase IN (?, ?) AND manifest = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (*_FINALS, manifest, limit),
+        )
 
     async def latest_ended(self) -> dict[str, SessionRecord]:
         """The newest ended or failed session of each manifest."""
-        finals = tuple(p.value for p in FINAL_PHASES)
-        rows = self._db.execute(
+        rows = await self._select_sessions(
             "SELECT s.* FROM sessions s JOIN ("
             "  SELECT manifest, MAX(id) AS id FROM sessions WHERE phase IN (?, ?) GROUP BY manifest"
             ") latest ON latest.id = s.id",
-            finals,
-        ).fetchall()
-        return {row["manifest"]: _session_from_row(row) for row in rows}
+            _FINALS,
+        )
+        return {record.manifest: record for record in rows}
 
     # -- manifest states ------------------------------------------------------------
 
     async def manifest_states(self) -> dict[str, ManifestState]:
-        rows = self._db.execute("SELECT * FROM manifest_states").fetchall()
         names = tuple(f.name for f in fields(ManifestState))
-        return {
-            row["name"]: ManifestState(**{n: _from_db(n, row[n]) for n in names}) for row in rows
-        }
+
+        def select(db: sqlite3.Connection) -> dict[str, ManifestState]:
+            rows = db.execute("SELECT * FROM manifest_states").fetchall()
+            return {
+                row["name"]: ManifestState(**{n: _from_db(n, row[n]) for n in names})
+                for row in rows
+            }
+
+        return await self._run(select)
 
     async def set_manifest_state(self, state: ManifestState) -> None:
+        self._require_writer()
         names = [f.name for f in fields(ManifestState)]
         values = [_to_db(n, getattr(state, n)) for n in names]
-        self._db.execute(
+        sql = (
             f"INSERT INTO manifest_states ({', '.join(names)}) "  # noqa: S608
             f"VALUES ({', '.join('?' for _ in names)}) "
             f"ON CONFLICT (name) DO UPDATE SET "
-            f"{', '.join(f'{n} = excluded.{n}' for n in names if n != 'name')}",
-            values,
+            f"{', '.join(f'{n} = excluded.{n}' for n in names if n != 'name')}"
         )
+
+        def upsert(db: sqlite3.Connection) -> None:
+            db.execute(sql, values)
+
+        await self._run(upsert)
 
     async def clear_failures(self, names: Sequence[str] | None = None) -> int:
         """Forget permanent failures (all, or of `names`) so they are tried again."""
-        if names is None:
-            cursor = self._db.execute(
-                "UPDATE manifest_states SET failed_spec_hash = NULL, failure_reason = NULL, "
-                "failed_at = NULL WHERE failed_spec_hash IS NOT NULL"
-            )
-        else:
-            cursor = self._db.executemany(
-                "UPDATE manifest_states SET failed_spec_hash = NULL, failure_reason = NULL, "
-                "failed_at = NULL WHERE name = ?",
-                [(n,) for n in names],
-            )
-        return cursor.rowcount
+        self._require_writer()
+        clear = (
+            "UPDATE manifest_states SET failed_spec_hash = NULL, failure_reason = NULL, "
+            "failed_at = NULL WHERE "
+        )
+        targets = None if names is None else [(n,) for n in names]
+
+        def update(db: sqlite3.Connection) -> int:
+            if targets is None:
+                return db.execute(clear + "failed_spec_hash IS NOT NULL").rowcount
+            return db.executemany(clear + "name = ?", targets).rowcount
+
+        return await self._run(update)
 
     # -- last known good manifests ------------------------------------------------------
 
     async def known_good(self) -> dict[str, KnownGood]:
-        rows = self._db.execute("SELECT * FROM last_known_good").fetchall()
-        return {
-            row["name"]: KnownGood(
-                name=row["name"],
-                source_file=row["source_file"],
-                spec_hash=row["spec_hash"],
-                document=json.loads(row["document"]),
-                stored_at=datetime.fromisoformat(row["stored_at"]),
-            )
-            for row in rows
-        }
+        def select(db: sqlite3.Connection) -> dict[str, KnownGood]:
+            rows = db.execute("SELECT * FROM last_known_good").fetchall()
+            return {
+                row["name"]: KnownGood(
+                    name=row["name"],
+                    source_file=row["source_file"],
+                    spec_hash=row["spec_hash"],
+                    document=json.loads(row["document"]),
+                    stored_at=datetime.fromisoformat(row["stored_at"]),
+                )
+                for row in rows
+            }
+
+        return await self._run(select)
 
     async def remember_known_good(
         self, entries: Sequence[KnownGood], forget: Sequence[str] = ()
     ) -> None:
         """Store these versions (rows whose spec and file are unchanged are left alone)
         and forget the names in `forget`, in one transaction."""
+        self._require_writer()
         now = _to_db("stored_at", self._now()) if entries else None
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(
-                "INSERT INTO last_known_good (name, source_file, spec_hash, document, stored_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "source_file = excluded.source_file, spec_hash = excluded.spec_hash, "
-                "document = excluded.document, stored_at = excluded.stored_at "
-                "WHERE last_known_good.spec_hash != excluded.spec_hash "
-                "OR last_known_good.source_file != excluded.source_file",
-                [
-                    (
-                        e.name,
-                        e.source_file,
-                        e.spec_hash,
-                        json.dumps(e.document, sort_keys=True, separators=(",", ":")),
-                        now,
-                    )
-                    for e in entries
-                ],
+        rows = [
+            (
+                e.name,
+                e.source_file,
+                e.spec_hash,
+                json.dumps(e.document, sort_keys=True, separators=(",", ":")),
+                now,
             )
-            self._db.executemany(
-                "DELETE FROM last_known_good WHERE name = ?", [(n,) for n in forget]
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            for e in entries
+        ]
+        gone = [(n,) for n in forget]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO last_known_good "
+                    "(name, source_file, spec_hash, document, stored_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "source_file = excluded.source_file, spec_hash = excluded.spec_hash, "
+                    "document = excluded.document, stored_at = excluded.stored_at "
+                    "WHERE last_known_good.spec_hash != excluded.spec_hash "
+                    "OR last_known_good.source_file != excluded.source_file",
+                    rows,
+                )
+                db.executemany("DELETE FROM last_known_good WHERE name = ?", gone)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
 
 
-def open_store(url: str) -> Store:
-    """Open (creating and migrating as needed) the store at `url`."""
-    return Store(sqlite_path_from_url(url))
+def open_store(url: str, *, writer: bool = True, holder: str = _DEFAULT_HOLDER) -> Store:
+    """Open the store at `url`.
+
+    A writer (the default) takes the store's writer lock, naming itself `holder`
+    (e.g. "run", "apply"), and creates and migrates the database as needed; it
+    raises StoreBusyError while another process (or Store) writes to it. A reader
+    (`writer=False`) needs an existing database at the current schema version and
+    never takes the lock, creates a file or migrates.
+    """
+    return Store(sqlite_path_from_url(url), writer=writer, holder=holder)
 
 
 def session_summary(record: SessionRecord) -> Mapping[str, Any]:

@@ -1,9 +1,9 @@
 """The SQLite state store on real files.
 
-Covers: migrations and schema version, WAL mode, intent/outcome writes surviving a
-reopen (as after a crash), live vs. history queries, latest ended session per
-manifest, manifest states with failure clearing, URL parsing, a newer schema
-refused, and that no secret-shaped column exists.
+Covers: migrations and schema version, WAL mode, intent/outcome writes committed
+before the writer closes and surviving a reopen, live vs. history queries, latest
+ended session per manifest, manifest states with failure clearing, URL parsing, a
+newer schema refused, and that no secret-shaped column exists.
 """
 
 from __future__ import annotations
@@ -50,18 +50,22 @@ async def test_intent_and_outcome_survive_reopen(tmp_path: Path) -> None:
     assert created.phase is Phase.ACQUIRING and created.is_live
     await store.record_outcome(created.id, resource_id="R1", phase=Phase.STARTING)
     await store.record_intent(created.id, Intent.START)
-    # No close: a killed process does not close its connection.
-    reopened = open_store(url)
-    (live,) = await reopened.live_sessions()
-    assert live.resource_id == "R1"
-    assert live.intent is Intent.START
-    assert live.phase is Phase.STARTING
-    assert live.window_start == T0
-    await reopened.record_outcome(live.id, sid="S1", phase=Phase.RUNNING, started_at=T0)
-    again = (await open_store(url).live_sessions())[0]
-    assert again.intent is None and again.sid == "S1" and again.phase is Phase.RUNNING
+    # While the writer still has the store open, every write is already committed.
+    # (A writer killed with SIGKILL: see test_store_lock.py.)
+    async with open_store(url, writer=False) as reader:
+        (live,) = await reader.live_sessions()
+        assert live.resource_id == "R1"
+        assert live.intent is Intent.START
+        assert live.phase is Phase.STARTING
+        assert live.window_start == T0
     await store.aclose()
-    await reopened.aclose()
+    async with open_store(url) as reopened:
+        (live,) = await reopened.live_sessions()
+        assert live.intent is Intent.START
+        await reopened.record_outcome(live.id, sid="S1", phase=Phase.RUNNING, started_at=T0)
+    async with open_store(url, writer=False) as reader:
+        again = (await reader.live_sessions())[0]
+    assert again.intent is None and again.sid == "S1" and again.phase is Phase.RUNNING
 
 
 async def test_history_and_latest_ended(tmp_path: Path) -> None:
