@@ -4,7 +4,8 @@ It authenticates (HTTP Basic), sends the exact content type the reference requir
 keeps every App ID under its request rate (a process-wide `RateLimiter`), retries
 transient failures with the same resource ID and sid (`RetryPolicy`), and maps every
 unsuccessful answer through `errors.error_from_response`. It logs one `api.call`
-event per HTTP attempt.
+event per HTTP attempt and hands the same facts to an optional `on_call` observer
+(metrics), which must not import anything here but `ApiCall`.
 
 It must never log or raise with a secret in it: not the Authorization header, the
 customer secret, storage keys, tokens, nor the decryption secret.
@@ -13,12 +14,13 @@ customer secret, storage keys, tokens, nor the decryption secret.
 from __future__ import annotations
 
 import asyncio
-import collections
+import bisect
 import ipaddress
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -51,25 +53,103 @@ _M = TypeVar("_M", bound=BaseModel)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
+#: How far our clock may disagree with the server's over one window: the monotonic
+#: clock's resolution (a stamp may be rounded by one tick) plus 1 ms for rate error
+#: (NTP slews a Linux clock by at most 500 ppm, so two disciplined clocks differ by at
+#: most 1 ms per second). On Linux this is 1.000001 ms: the window costs 0.1 % of the rate.
+CLOCK_MARGIN = time.get_clock_info("monotonic").resolution + 0.001
+DEFAULT_WINDOW = 1.0 + CLOCK_MARGIN
+
+
+class Slot:
+    """One granted request slot of a `RateLimiter`: in flight until `release()`.
+
+    Release it the moment the answer (or the transport error) is received; releasing
+    twice is harmless. `RateLimiter.slot()` does this for an `async with` block.
+    """
+
+    __slots__ = ("_limiter", "_released", "app_id")
+
+    def __init__(self, limiter: RateLimiter, app_id: str) -> None:
+        self._limiter = limiter
+        self._released = False
+        self.app_id = app_id
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter._release(self.app_id)
+
+
+@dataclass
+class _AppWindow:
+    """The slots of one App ID: a FIFO queue of callers, in-flight slots, and, sorted,
+    the instants at which finished ones leave the window (receipt + window)."""
+
+    queue: asyncio.Lock = field(default_factory=asyncio.Lock)
+    in_flight: int = 0
+    finished: list[float] = field(default_factory=list)
+    released: asyncio.Future[None] | None = None
+
+    def expire(self, now: float) -> None:
+        # One comparison against a precomputed instant, so that sleeping until that
+        # instant is always enough (no float rounding between two forms of it).
+        drop = 0
+        while drop < len(self.finished) and now >= self.finished[drop]:
+            drop += 1
+        del self.finished[:drop]
+
+    @property
+    def taken(self) -> int:
+        return self.in_flight + len(self.finished)
+
 
 class RateLimiter:
-    """At most `per_second` requests per App ID in any sliding window of `window` seconds.
+    """At most `per_second` requests per App ID in any window of one second *at the server*.
+
+    The server counts a request when it arrives, an instant we cannot observe; we only
+    know it lies between our send and our receipt of the answer. So a slot is taken
+    when granted (before the send), stays *in flight* while the request is out, and
+    when the answer (or the transport error) is received it is stamped with that
+    receipt instant and stays in the window until `window` seconds later. A request
+    may be sent only while fewer than `per_second` slots are in flight or were
+    released less than `window` ago.
+
+    Why that bounds the server's count: take any requests whose arrivals lie within
+    less than one second of each other, and let k be the one granted last, at s_k.
+    Each other request j was granted before s_k. If j was still in flight at s_k it
+    was counted. Otherwise its receipt r_j <= s_k, and r_j >= arrival_j >
+    arrival_k - 1 >= s_k - 1, so s_k - r_j < 1 <= window: it was still counted. k was
+    granted only because fewer than `per_second` were counted, so the group has at
+    most `per_second` requests. This holds for a sliding window (Agora's and the
+    emulator's) and for fixed calendar seconds alike, whatever the latency or the
+    server's own processing delay, so no latency margin is needed. The window is one
+    second plus `CLOCK_MARGIN`: clock resolution and the rate error between our clock
+    and the server's. The price of the bound is that a slot is busy for one window
+    plus the request's latency: 10 / (1.001 + latency) per second.
+
+    What it cannot bound: a request that the server reads only after we gave up on
+    it (a timeout, a cancelled call). Its slot is stamped when we gave up, so an
+    arrival later than that is not covered.
 
     One instance is meant to be shared by everything in the process that calls the
     API. Callers for one App ID are served in arrival order (an `asyncio.Lock` is
-    FIFO), and a waiting caller sleeps exactly until the oldest send instant leaves
-    the window: no polling. `window` defaults to one second plus a 50 ms margin, so
-    that network jitter between our send instant and Agora's arrival instant cannot
-    squeeze an 11th request into Agora's one-second window.
+    FIFO). The caller at the head of the queue waits without polling: it sleeps until
+    the oldest finished slot leaves the window, or, when every slot is in flight,
+    until one is released (a release alone frees nothing: the slot stays in the
+    window). `clock` and `sleep` are injectable; `on_wait(app_id, seconds)` is called
+    for every slot granted with the time the caller waited, and an exception it
+    raises is logged, never passed on.
     """
 
     def __init__(
         self,
         per_second: int = 10,
         *,
-        window: float = 1.05,
+        window: float = DEFAULT_WINDOW,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         if per_second < 1:
             raise ValueError("per_second must be at least 1")
@@ -79,22 +159,62 @@ class RateLimiter:
         self.window = window
         self._clock = clock
         self._sleep = sleep
-        self._sent: dict[str, collections.deque[float]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._on_wait = on_wait
+        self._apps: dict[str, _AppWindow] = {}
 
-    async def acquire(self, app_id: str) -> None:
-        """Wait for a free slot for `app_id`, then take it (records the send instant)."""
-        lock = self._locks.setdefault(app_id, asyncio.Lock())
-        sent = self._sent.setdefault(app_id, collections.deque())
-        async with lock:
+    def in_use(self, app_id: str) -> int:
+        """Slots of `app_id` that count now: in flight, or released less than `window` ago."""
+        state = self._apps.get(app_id)
+        if state is None:
+            return 0
+        state.expire(self._clock())
+        return state.taken
+
+    async def acquire(self, app_id: str) -> Slot:
+        """Wait for a free slot for `app_id` and take it; `release()` it once answered."""
+        state = self._apps.setdefault(app_id, _AppWindow())
+        asked = self._clock()
+        async with state.queue:
             while True:
                 now = self._clock()
-                while sent and now - sent[0] >= self.window:
-                    sent.popleft()
-                if len(sent) < self.per_second:
-                    sent.append(now)
-                    return
-                await self._sleep(sent[0] + self.window - now)
+                state.expire(now)
+                if state.taken < self.per_second:
+                    state.in_flight += 1
+                    break
+                if state.finished:
+                    await self._sleep(state.finished[0] - now)
+                    continue
+                state.released = asyncio.get_running_loop().create_future()
+                try:
+                    await state.released
+                finally:
+                    state.released = None
+        self._waited(app_id, now - asked)
+        return Slot(self, app_id)
+
+    @asynccontextmanager
+    async def slot(self, app_id: str) -> AsyncIterator[Slot]:
+        """`async with limiter.slot(app_id): <send, read the answer>` (released on exit)."""
+        granted = await self.acquire(app_id)
+        try:
+            yield granted
+        finally:
+            granted.release()
+
+    def _release(self, app_id: str) -> None:
+        state = self._apps[app_id]
+        state.in_flight -= 1
+        bisect.insort(state.finished, self._clock() + self.window)
+        if state.released is not None and not state.released.done():
+            state.released.set_result(None)
+
+    def _waited(self, app_id: str, seconds: float) -> None:
+        if self._on_wait is None:
+            return
+        try:
+            self._on_wait(app_id, seconds)
+        except Exception as exc:  # an observer (metrics) must never break a call
+            log.warning("ratelimit.hook_failed", hook="on_wait", error=type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -155,6 +275,25 @@ def _secret_values(body: Any) -> Iterator[str]:
             yield from _secret_values(item)
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """One HTTP attempt, as handed to an `on_call` observer (no secrets, no body).
+
+    `status` is None when no answer came (a transport error or timeout); `code` is
+    Agora's `code` of an error answer; `latency` is in seconds, from the send to the
+    answer; `outcome` is the `api.call` log event's ("ok", "retry", "error",
+    "ambiguous_start", "already_stopped").
+    """
+
+    endpoint: str
+    app_id: str
+    status: int | None
+    code: int | None
+    attempt: int
+    latency: float
+    outcome: str
+
+
 @dataclass
 class _Call:
     endpoint: str
@@ -182,7 +321,11 @@ class AgoraClient:
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | None = None,
         validate: bool = True,
+        on_call: Callable[[ApiCall], None] | None = None,
     ) -> None:
+        """`http` may be shared by many clients (each authenticates its own requests,
+        and `aclose()` closes only a client it created itself); `on_call` observes
+        every HTTP attempt, and an exception it raises is logged, never passed on."""
         self._base_url = _check_base_url(base_url)
         self._auth = httpx.BasicAuth(customer_id, customer_secret)
         self._customer_secret = customer_secret
@@ -192,6 +335,7 @@ class AgoraClient:
         self._own_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
         self._validate = validate
+        self._on_call = on_call
 
     @property
     def base_url(self) -> str:
@@ -359,42 +503,50 @@ class AgoraClient:
         attempt = 0
         while True:
             attempt += 1
-            await self._limiter.acquire(call.app_id)
-            started = time.monotonic()
             status: int | None = None
             error: AgoraError
-            try:
-                response = await self._http.request(
-                    call.method,
-                    url,
-                    content=content,
-                    headers=headers,
-                    auth=self._auth,
-                    timeout=self._timeout,
-                )
-            except httpx.TransportError as exc:
-                error = self._transport_error(call.endpoint, exc)
-                error.__cause__ = exc
+            answer: httpx.Response | httpx.TransportError
+            # The slot covers exactly the request: it leaves the window one window
+            # after the answer arrived (see RateLimiter).
+            async with self._limiter.slot(call.app_id):
+                started = time.monotonic()
+                try:
+                    answer = await self._http.request(
+                        call.method,
+                        url,
+                        content=content,
+                        headers=headers,
+                        auth=self._auth,
+                        timeout=self._timeout,
+                    )
+                except httpx.TransportError as exc:
+                    answer = exc
+                latency = time.monotonic() - started
+            if isinstance(answer, httpx.TransportError):
+                error = self._transport_error(call.endpoint, answer)
+                error.__cause__ = answer
             else:
-                status = response.status_code
+                status = answer.status_code
                 if 200 <= status < 300:
                     try:
-                        data = response.json()
+                        data = answer.json()
                     except ValueError:
                         error = RetryableError(call.endpoint, status, None, "response is not JSON")
                     else:
-                        self._log(call, attempt, started, status, None, "ok")
+                        if call.sid is None and isinstance(data, dict):
+                            call.sid = _str(data.get("sid"))  # start: log the new sid
+                        self._log(call, attempt, latency, status, None, "ok")
                         return data, status
                 else:
                     error = error_from_response(
-                        call.endpoint, status, response.content, secrets=secrets
+                        call.endpoint, status, answer.content, secrets=secrets
                     )
             if call.endpoint == "start" and ambiguous and isinstance(error, AlreadyStartedError):
                 final = AmbiguousStartError(
                     "start", error.status, error.code, resource_id=call.resource_id or ""
                 )
                 final.__cause__ = error
-                self._log(call, attempt, started, status, error.code, "ambiguous_start")
+                self._log(call, attempt, latency, status, error.code, "ambiguous_start")
                 raise final
             retryable = error if isinstance(error, RetryableError) else None
             retry = retryable is not None and attempt < self._retry.max_attempts
@@ -402,7 +554,7 @@ class AgoraClient:
                 outcome = "already_stopped"
             else:
                 outcome = "retry" if retry else "error"
-            self._log(call, attempt, started, status, error.code, outcome, error)
+            self._log(call, attempt, latency, status, error.code, outcome, error)
             if retryable is None or not retry:
                 raise error
             ambiguous = ambiguous or retryable.ambiguous
@@ -421,7 +573,7 @@ class AgoraClient:
         self,
         call: _Call,
         attempt: int,
-        started: float,
+        latency: float,
         status: int | None,
         code: int | None,
         outcome: str,
@@ -437,7 +589,7 @@ class AgoraClient:
             "status": status,
             "code": code,
             "attempt": attempt,
-            "latency_ms": round((time.monotonic() - started) * 1000, 1),
+            "latency_ms": round(latency * 1000, 1),
             "outcome": outcome,
         }
         if error is not None:
@@ -446,6 +598,13 @@ class AgoraClient:
             log.warning("api.call", **fields)
         else:
             log.info("api.call", **fields)
+        if self._on_call is None:
+            return
+        observed = ApiCall(call.endpoint, call.app_id, status, code, attempt, latency, outcome)
+        try:
+            self._on_call(observed)
+        except Exception as exc:  # an observer (metrics) must never break a call
+            log.warning("api.hook_failed", hook="on_call", error=type(exc).__name__)
 
 
 def _seg(value: str) -> str:

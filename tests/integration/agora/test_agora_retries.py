@@ -152,7 +152,11 @@ async def test_seeded_random_faults_are_reproducible(emulator: EmulatorHandle) -
 
 
 async def test_twenty_concurrent_callers_get_no_429(emulator: EmulatorHandle) -> None:
-    """Through one shared limiter, 20 concurrent callers stay under 10 requests/s."""
+    """Through one shared limiter, 20 concurrent callers stay under 10 requests/s.
+
+    Not a matter of timing: a slot counts from its grant until one window after its
+    answer, and the server's arrival instant lies in between, so however late the
+    request reaches the emulator, no second of arrivals holds more than ten."""
     limiter = RateLimiter(per_second=10)
     client = emulator.client(limiter=limiter, retry=RetryPolicy(max_attempts=1))
     app = emulator.app_id
