@@ -8,15 +8,29 @@ know their line and column, to place each error on its field.
 It must never raise on bad input or print a traceback: every problem (broken
 YAML, binary garbage, huge files, wrong types, unknown keys) becomes a
 `Diagnostic`. Messages never contain a secret value.
+
+`ManifestCache` is the one way many files are loaded: the daemon keeps one for
+its whole life and reloads through it, parsing only the files that changed;
+`load_manifests` is one load of a fresh cache. A cache must never answer
+differently from a fresh load of the same files at the same `now`; to keep a
+reload of 10,000 manifests within about 100 ms it trusts a file's stat key
+(`FileKey`, with the `RACY_NS` guard) and pauses, then freezes, the cyclic
+garbage collector (`_GcControl`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import gc
+import hashlib
 import io
+import operator
 import os
 import re
+import threading
+import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +97,9 @@ class LoadResult:
     diagnostics: list[Diagnostic]  # errors and warnings, all files
     failed_files: frozenset[str]  # files with at least one error
     files: tuple[str, ...] = ()  # every file that was read
+    # added, modified or removed since the cache's previous load (a fresh load: every file);
+    # history, not content, so not compared
+    changed: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -104,30 +121,59 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
     """Files named directly, and `*.yaml`/`*.yml` under directories (recursively, sorted).
 
     Hidden files and directories (a leading dot) are skipped inside directories.
+    Symlinked subdirectories are not followed; symlinked files are read. A file
+    reached twice (through two arguments, or a symlink) is read once, at its first
+    path. An unreadable subdirectory is skipped, as `os.walk` does.
     """
     files: list[str] = []
     problems: list[Diagnostic] = []
     seen: set[str] = set()
 
-    def add(path: str) -> None:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            files.append(path)
+    def walk(directory: str, real: str) -> None:
+        # `os.walk` top-down with sorted names, but the real path of a file that is
+        # not a symlink is its directory's real path and its name: a `realpath` (and
+        # an `os.path.join`) per file was most of a reload that changes nothing.
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=_entry_name)
+        except OSError:
+            return
+        prefix = directory if directory.endswith(os.sep) else directory + os.sep
+        real_prefix = real if real.endswith(os.sep) else real + os.sep
+        subdirs: list[str] = []
+        for entry in entries:
+            name = entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not name.startswith(".") and not entry.is_symlink():
+                    subdirs.append(name)
+            elif name.endswith(YAML_SUFFIXES) and not name.startswith("."):
+                path = prefix + name
+                key = os.path.realpath(path) if entry.is_symlink() else real_prefix + name
+                if key not in seen:
+                    seen.add(key)
+                    files.append(path)
+        for name in subdirs:
+            walk(prefix + name, real_prefix + name)
 
     for raw in paths:
         path = str(raw)
         if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
-                        add(os.path.join(root, name))
+            walk(path, os.path.realpath(path))
         elif os.path.exists(path):
-            add(path)
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                files.append(path)
         else:
             problems.append(Diagnostic(path, 1, 1, "", "no such file or directory"))
     return files, problems
+
+
+_entry_name = operator.attrgetter("name")
 
 
 # --- parsing -------------------------------------------------------------------------
@@ -208,6 +254,14 @@ def _fast_loader() -> Any:
             self.allow_duplicate_keys = False
             resolver.__init__(self, version=None, loadumper=self)
 
+        def dispose(self) -> None:
+            parser.dispose(self)
+            # The loader refers to itself (as its own parser, composer and constructor):
+            # a reference cycle holding the node tree. Breaking it frees all of that at
+            # once, by refcounting, instead of leaving ~100 objects per file to the
+            # cyclic collector (which `ManifestCache` pauses during a load).
+            self.__dict__.clear()
+
     return FastLoader
 
 
@@ -229,45 +283,57 @@ def _construct(loader: Any, root: Any) -> Any:
     tags, merge keys, a map with a duplicate key) is built by SafeConstructor,
     so the data, and the errors, are the same. Aliases share one object, as there.
     """
-    from ruamel.yaml.resolver import BaseResolver
-
-    text_tag = BaseResolver.DEFAULT_SCALAR_TAG
-    map_tag = BaseResolver.DEFAULT_MAPPING_TAG
-    seq_tag = BaseResolver.DEFAULT_SEQUENCE_TAG
-    memo: dict[int, Any] = {}
-
-    def build(node: Any, depth: int) -> Any:
-        tag = node.ctag
-        if tag is text_tag:
-            return node.value
-        if tag is not map_tag and tag is not seq_tag:
-            return loader.construct_object(node, deep=True)
-        if depth > MAX_DEPTH:
-            raise _TooDeep
-        known = memo.get(id(node))
-        if known is not None:
-            return known
-        if tag is seq_tag:
-            items: list[Any] = []
-            memo[id(node)] = items
-            items.extend(build(child, depth + 1) for child in node.value)
-            return items
-        mapping: dict[Any, Any] = {}
-        memo[id(node)] = mapping
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key_node.ctag is not text_tag or key in mapping:
-                del memo[id(node)]  # let ruamel build it (and raise for a duplicate)
-                return loader.construct_object(node, deep=True)
-            mapping[key] = build(value_node, depth + 1)
-        return mapping
-
     try:
-        return build(root, 1)
+        return _Builder(loader).build(root, 1)
     finally:  # what SafeConstructor.construct_document resets after each document
         loader.constructed_objects = {}
         loader.recursive_objects = {}
         loader.deep_construct = False
+
+
+class _Builder:
+    """`_construct`'s recursion. An object rather than a nested function, which would
+    refer to itself through its closure: a cycle per document, left to the cyclic
+    collector (paused during bulk loads)."""
+
+    __slots__ = ("loader", "map_tag", "memo", "seq_tag", "text_tag")
+
+    def __init__(self, loader: Any) -> None:
+        from ruamel.yaml.resolver import BaseResolver
+
+        self.loader = loader
+        self.text_tag = BaseResolver.DEFAULT_SCALAR_TAG
+        self.map_tag = BaseResolver.DEFAULT_MAPPING_TAG
+        self.seq_tag = BaseResolver.DEFAULT_SEQUENCE_TAG
+        self.memo: dict[int, Any] = {}
+
+    def build(self, node: Any, depth: int) -> Any:
+        tag = node.ctag
+        if tag is self.text_tag:
+            return node.value
+        if tag is not self.map_tag and tag is not self.seq_tag:
+            return self.loader.construct_object(node, deep=True)
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        memo = self.memo
+        known = memo.get(id(node))
+        if known is not None:
+            return known
+        if tag is self.seq_tag:
+            items: list[Any] = []
+            memo[id(node)] = items
+            items.extend(self.build(child, depth + 1) for child in node.value)
+            return items
+        mapping: dict[Any, Any] = {}
+        memo[id(node)] = mapping
+        text_tag = self.text_tag
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key_node.ctag is not text_tag or key in mapping:
+                del memo[id(node)]  # let ruamel build it (and raise for a duplicate)
+                return self.loader.construct_object(node, deep=True)
+            mapping[key] = self.build(value_node, depth + 1)
+        return mapping
 
 
 def _fast_documents(text: str) -> Iterator[_Document]:
@@ -609,21 +675,45 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
     """
     try:
         size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            return [], [
-                Diagnostic(
-                    path,
-                    1,
-                    1,
-                    "",
-                    f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes (1 MiB): "
-                    "split it into several files",
-                )
-            ]
+    except OSError as exc:
+        return [], [_unreadable(path, exc)]
+    raw = _read(path, size)
+    if isinstance(raw, Diagnostic):
+        return [], [raw]
+    return _parse(path, raw, strict=strict)
+
+
+def _unreadable(path: str, exc: OSError) -> Diagnostic:
+    return Diagnostic(path, 1, 1, "", f"cannot read the file: {exc.strerror}")
+
+
+def _too_big(path: str, size: int) -> Diagnostic:
+    return Diagnostic(
+        path,
+        1,
+        1,
+        "",
+        f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes (1 MiB): "
+        "split it into several files",
+    )
+
+
+def _read(path: str, size: int) -> bytes | Diagnostic:
+    """The bytes of a file whose `stat` said `size`, or why they cannot be used."""
+    if size > MAX_FILE_BYTES:
+        return _too_big(path, size)
+    try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:  # it grew since it was measured
+                return _too_big(path, os.fstat(handle.fileno()).st_size)
     except OSError as exc:
-        return [], [Diagnostic(path, 1, 1, "", f"cannot read the file: {exc.strerror}")]
+        return _unreadable(path, exc)
+    return raw
+
+
+def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest], list[Diagnostic]]:
+    """`load_file` after reading: the manifests and diagnostics of a file's bytes."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -760,21 +850,320 @@ def load_manifests(
     Every file is read even when others fail. Cross-file checks (duplicate names,
     `auto` uids that collide, and, when `now` is given, two manifests that could
     record the same app, channel and uid at the same time) mark the files involved
-    as failed.
+    as failed. One load of a fresh `ManifestCache`: the same code path as the daemon's.
     """
-    from orchestrator.manifest.crosscheck import cross_check
+    return ManifestCache(paths, strict=strict, freeze=False).load(now=now)
 
-    files, diagnostics = discover(paths)
-    failed: set[str] = {d.file for d in diagnostics}
-    manifests: list[LoadedManifest] = []
-    for path in files:
-        loaded, found = load_file(path, strict=strict)
-        manifests.extend(loaded)
-        diagnostics.extend(found)
-        if any(d.severity == "error" for d in found):
-            failed.add(path)
-    cross = cross_check(manifests, now=now)
-    diagnostics.extend(cross)
-    failed.update(d.file for d in cross if d.severity == "error")
-    valid = [m for m in manifests if m.file not in failed]
-    return LoadResult(valid, diagnostics, frozenset(failed), tuple(files))
+
+FileKey = tuple[int, int, int, int]
+"""(st_mtime_ns, st_size, st_ino, st_ctime_ns): a file whose key is unchanged is unchanged.
+
+ctime is in it because mtime can be set back (`cp -p`, `rsync -t`, `tar x`) while
+ctime cannot; the inode because an editor that saves by renaming makes a new file.
+"""
+
+RACY_NS = 2_000_000_000
+"""A file whose mtime or ctime is this close to the moment it was looked at is read
+again at the next load, whatever its key says.
+
+File times have a granularity (a clock tick locally, a second or two on some
+network and old filesystems): a second write of the same size within the tick of
+the first leaves the key as it was. Git has the same problem ("racily clean"
+index entries) and the same answer. Reading such a file again costs a read, not a
+parse, unless its bytes really differ.
+"""
+
+_BULK_COLLECT_EVERY = 500
+"""While the collector is paused, young objects are collected after this many parses,
+so that the cycles a broken file leaves behind (exceptions, the round-trip parser's
+objects) cannot pile up over a bulk load of thousands of broken files."""
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """What one `ManifestCache.load` did: which files came, went or changed, and the work."""
+
+    files: int
+    added: frozenset[str]
+    modified: frozenset[str]  # bytes (or readability) differ from the version held
+    removed: frozenset[str]
+    read: int  # files whose bytes were read (new, key changed, or racy)
+    parsed: int  # files parsed and validated (new, or bytes changed)
+    seconds: float
+
+    @property
+    def changed(self) -> frozenset[str]:
+        return self.added | self.modified | self.removed
+
+
+Target = tuple[str, str, int]
+"""(app, channel, uid), as `crosscheck.target_of` gives it."""
+_K = typing.TypeVar("_K", str, Target)
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """One file as last loaded."""
+
+    key: FileKey | None  # None: it could not be examined; look again next time
+    racy: bool
+    content: bytes | str  # digest of the bytes parsed, or why they could not be read
+    manifests: list[LoadedManifest]
+    diagnostics: list[Diagnostic]
+    failed: bool
+    names: list[str]  # per manifest, for the cross-file checks
+    targets: list[Target]
+
+
+class _GcControl:
+    """The cyclic garbage collector around loads: one per process, as the collector is.
+
+    Pausing: a load allocates hundreds of thousands of long-lived objects, and the
+    collector, triggered by allocations, traverses the growing heap again and again
+    (about a quarter of a 10,000-manifest load). Parsing a valid file leaves no
+    cycles behind (the loader breaks its own), so little piles up meanwhile, and
+    young objects are collected every `_BULK_COLLECT_EVERY` parses. Nested or
+    concurrent loads pause once; the last one out restores the previous state.
+
+    Freezing: the daemon keeps what it loaded for days. `gc.freeze()` moves every
+    object alive into a permanent generation that collections skip, so the
+    collector stops rescanning 10,000 manifests. Before freezing, what is not
+    frozen yet is collected (cheap: what was made since the last freeze), so fresh
+    garbage is not frozen. Something frozen that later becomes cyclic garbage is
+    not collected while frozen, so everything is unfrozen and collected once (a
+    few hundred ms at 10,000 manifests) after a bulk reload, or when the objects
+    frozen since the last full collection exceed a quarter of those frozen by it:
+    Python's own rule for its oldest generation. This is process-wide: other
+    long-lived objects of the process are frozen too, which spares them the same
+    rescans.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._was_enabled = False
+        self._at_full = -1  # objects frozen by the last full collection; -1: none yet
+        self._since_full = 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._was_enabled:
+                    gc.enable()
+
+    def settle(self, *, bulk: bool) -> None:
+        """Collect what is not frozen, then freeze it; a full collection when one is due."""
+        with self._lock:
+            full = bulk or self._at_full < 0 or self._since_full > self._at_full // 4
+            if full:
+                gc.unfreeze()
+            gc.collect()
+            # after a collection of the oldest generation, every object not frozen is
+            # in it (`gc.get_freeze_count()` would walk all the frozen ones)
+            fresh = len(gc.get_objects(generation=2))
+            gc.freeze()
+            if full:
+                self._at_full, self._since_full = fresh, 0
+            else:
+                self._since_full += fresh
+
+
+_GC = _GcControl()
+
+
+class ManifestCache:
+    """The manifests under `paths`, loaded again cheaply: only changed files are parsed.
+
+    Each `load()` discovers the files again and looks at each one's `FileKey`; a
+    file whose key changed, or that is new, is read, and parsed only if its bytes
+    differ from the version held (a `touch` costs a read). Deleted files drop out.
+    The cross-file checks see every manifest each time, but only groups of two or
+    more (by name, by target) can yield a finding, and only those are checked,
+    with clash searches kept between loads (`OverlapMemo`). The result is what
+    `load_manifests` returns for the same files at the same `now`.
+
+    Thread-safe (one load at a time). The cyclic garbage collector is paused during
+    a load and, with `freeze=True` (for a long-lived process), the loaded objects
+    are frozen afterwards (see `_GcControl`).
+    """
+
+    def __init__(
+        self, paths: Sequence[str | Path], *, strict: bool = False, freeze: bool = True
+    ) -> None:
+        from orchestrator.manifest.crosscheck import OverlapMemo
+
+        self.paths: tuple[str, ...] = tuple(str(p) for p in paths)
+        self.strict = strict
+        self.freeze = freeze
+        self.parsed_files = 0
+        """Files parsed over the cache's life (a file parsed at two loads counts twice)."""
+        self.read_files = 0
+        """Files read over the cache's life."""
+        self.last: LoadStats | None = None
+        """What the last `load()` did."""
+        self._entries: dict[str, _Entry] = {}
+        self._memo = OverlapMemo()
+        self._lock = threading.Lock()
+        # how many manifests have each name and each target; the keys held more than once
+        self._name_count: dict[str, int] = {}
+        self._target_count: dict[Target, int] = {}
+        self._shared_names: set[str] = set()
+        self._shared_targets: set[Target] = set()
+
+    def load(self, *, now: datetime | None = None) -> LoadResult:
+        """Load again; `result.changed` names the files added, modified or removed."""
+        with self._lock:
+            with _GC.paused():
+                result, stats = self._load(now)
+            self.last = stats
+            if self.freeze:
+                _GC.settle(bulk=stats.parsed * 10 > stats.files)
+            return result
+
+    def _load(self, now: datetime | None) -> tuple[LoadResult, LoadStats]:
+        from orchestrator.manifest.crosscheck import cross_check
+
+        started = time.perf_counter()
+        files, diagnostics = discover(self.paths)
+        failed: set[str] = {d.file for d in diagnostics}
+        old = self._entries
+        entries: dict[str, _Entry] = {}
+        valid: list[LoadedManifest] = []
+        added: set[str] = set()
+        modified: set[str] = set()
+        replaced: list[tuple[_Entry | None, _Entry]] = []
+        read = parsed = 0
+        racy_after = time.time_ns() - RACY_NS
+        stat = os.stat
+        for path in files:
+            before = old.get(path)
+            try:
+                st = stat(path)
+            except OSError as exc:
+                problem = _unreadable(path, exc)
+                entry = _Entry(None, False, problem.message, [], [problem], True, [], [])
+            else:
+                key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+                if before is not None and not before.racy and before.key == key:
+                    entry = before  # the common case: nothing to do
+                else:
+                    read += 1
+                    racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_after
+                    raw = _read(path, st.st_size)
+                    if isinstance(raw, Diagnostic):
+                        entry = _Entry(None, False, raw.message, [], [raw], True, [], [])
+                    else:
+                        digest = hashlib.blake2b(raw, digest_size=16).digest()
+                        if before is not None and before.content == digest:
+                            before.key, before.racy = key, racy  # touched, not changed
+                            entry = before
+                        else:
+                            parsed += 1
+                            entry = self._parse(path, raw, key, racy, digest)
+                            if parsed % _BULK_COLLECT_EVERY == 0:
+                                gc.collect(0)
+            entries[path] = entry
+            if entry is not before:
+                replaced.append((before, entry))
+                if before is None:
+                    added.add(path)
+                elif entry.content != before.content:
+                    modified.add(path)
+            if entry.failed:
+                failed.add(path)
+                diagnostics.extend(entry.diagnostics)
+            else:
+                valid += entry.manifests
+                if entry.diagnostics:
+                    diagnostics.extend(entry.diagnostics)
+        removed = old.keys() - entries.keys()
+        # the state changes only once every file has been looked at
+        for before, entry in replaced:
+            if before is not None:
+                self._count(before, -1)
+            self._count(entry, 1)
+        for path in removed:
+            self._count(old[path], -1)
+        self._entries = entries
+        self.read_files += read
+        self.parsed_files += parsed
+
+        cross = cross_check(self._in_groups(files), now=now, memo=self._memo)
+        diagnostics.extend(cross)
+        clashing = {d.file for d in cross if d.severity == "error"} - failed
+        if clashing:
+            failed |= clashing
+            valid = [m for m in valid if m.file not in clashing]
+        changed = frozenset(added | modified | removed)
+        result = LoadResult(valid, diagnostics, frozenset(failed), tuple(files), changed)
+        stats = LoadStats(
+            len(files),
+            frozenset(added),
+            frozenset(modified),
+            frozenset(removed),
+            read,
+            parsed,
+            time.perf_counter() - started,
+        )
+        return result, stats
+
+    def _parse(self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes) -> _Entry:
+        from orchestrator.manifest.crosscheck import target_of
+
+        loaded, found = _parse(path, raw, strict=self.strict)
+        return _Entry(
+            key,
+            racy,
+            digest,
+            loaded,
+            found,
+            any(d.severity == "error" for d in found),
+            [m.manifest.name for m in loaded],
+            [target_of(m) for m in loaded],
+        )
+
+    def _count(self, entry: _Entry, delta: int) -> None:
+        """Add (1) or take away (-1) an entry's names and targets from the counts."""
+        _recount(self._name_count, self._shared_names, entry.names, delta)
+        _recount(self._target_count, self._shared_targets, entry.targets, delta)
+
+    def _in_groups(self, files: list[str]) -> list[LoadedManifest]:
+        """The manifests sharing a name or a target with another, in load order.
+
+        Only those can be part of a cross-file finding (see `cross_check`); the
+        others are most of 10,000 and need not be looked at.
+        """
+        names, targets = self._shared_names, self._shared_targets
+        if not names and not targets:
+            return []
+        out: list[LoadedManifest] = []
+        for path in files:
+            entry = self._entries[path]
+            if names.isdisjoint(entry.names) and targets.isdisjoint(entry.targets):
+                continue
+            for m, name, target in zip(entry.manifests, entry.names, entry.targets, strict=True):
+                if name in names or target in targets:
+                    out.append(m)
+        return out
+
+
+def _recount(counts: dict[_K, int], shared: set[_K], keys: Sequence[_K], delta: int) -> None:
+    for key in keys:
+        count = counts.get(key, 0) + delta
+        if count > 0:
+            counts[key] = count
+        else:
+            del counts[key]
+        if count > 1:
+            shared.add(key)
+        else:
+            shared.discard(key)

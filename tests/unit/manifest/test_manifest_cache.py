@@ -1,0 +1,397 @@
+"""ManifestCache on real files: a reload parses only what changed and answers as a fresh load.
+
+Covers: one edited file is the only one parsed (the others are the very same
+objects), a touch is read but not parsed, a file written just now is read again at
+the next load (timestamps too coarse to trust), a file broken by an edit fails
+alone and comes back when fixed, deleted and renamed files, new subdirectories,
+unreadable files that become readable, cross-file findings appearing and going
+away with edits (counts kept incrementally), the result equal to `load_manifests`
+(the example directory, and random edit sequences on generated trees with
+clashing schedules and a moving `now`), the clash-search memo equal to a fresh
+search, `discover` equal to an `os.walk` reference with symlinks and hidden
+entries, and the garbage collector left enabled, frozen objects not leaking.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+import weakref
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.manifest import loader
+from orchestrator.manifest.crosscheck import OverlapMemo, cross_check, first_overlap
+from orchestrator.manifest.loader import (
+    YAML_SUFFIXES,
+    LoadedManifest,
+    LoadResult,
+    ManifestCache,
+    discover,
+    load_manifests,
+)
+from orchestrator.manifest.model import Manifest
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "recordings.d"
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
+
+SCHEDULES = [
+    '  cron: "0 9 * * MON-FRI"\n  timezone: Europe/Berlin\n  duration: 1h\n',
+    '  cron: "30 9 * * *"\n  timezone: UTC\n  duration: 45m\n',
+    '  cron: "0 12 2 * *"\n  timezone: UTC\n  duration: 2h\n',
+    "  windows:\n    - start: 2026-03-20T10:00:00Z\n      end: 2026-03-20T12:00:00Z\n",
+    "  windows:\n    - start: 2026-05-01T00:00:00+02:00\n      end: 2026-05-03T00:00:00+02:00\n",
+    "  always: true\n",
+]
+
+
+def doc(name: str, *, channel: str | None = None, uid: str = "527841", schedule: int = 0) -> str:
+    return (
+        f"name: {name}\napp: main\nchannel: {channel or name}\nuid: {uid}\nmode: mix\n"
+        f"schedule:\n{SCHEDULES[schedule]}"
+    )
+
+
+def write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def names(result: LoadResult) -> list[str]:
+    return [m.manifest.name for m in result.manifests]
+
+
+@pytest.fixture(autouse=True)
+def _thaw() -> Iterator[None]:
+    """A cache freezes the objects of the process; the rest of the test run gets them back."""
+    yield
+    gc.unfreeze()
+
+
+@pytest.fixture
+def steady(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written by the test count as old enough to trust their timestamps."""
+    monkeypatch.setattr(loader, "RACY_NS", 0)
+
+
+def tree(tmp_path: Path, count: int = 5) -> list[str]:
+    return [write(tmp_path / f"m{i}.yaml", doc(f"rec-{i}")) for i in range(count)]
+
+
+def test_one_edited_file_is_the_only_one_parsed(tmp_path: Path, steady: None) -> None:
+    paths = tree(tmp_path)
+    cache = ManifestCache([tmp_path])
+    first = cache.load(now=NOW)
+    assert cache.parsed_files == 5 and first.changed == frozenset(paths)
+    assert cache.last is not None and cache.last.added == frozenset(paths)
+
+    again = cache.load(now=NOW)
+    assert (cache.last.read, cache.last.parsed, again.changed) == (0, 0, frozenset())
+    assert again == first
+
+    write(tmp_path / "m2.yaml", doc("rec-2", channel="elsewhere"))
+    edited = cache.load(now=NOW)
+    assert (cache.last.read, cache.last.parsed, cache.parsed_files) == (1, 1, 6)
+    assert edited.changed == {paths[2]} and cache.last.modified == {paths[2]}
+    assert [m.manifest.channel for m in edited.manifests][2] == "elsewhere"
+    # the others were not parsed again: they are the objects of the first load
+    assert all(
+        new is old
+        for new, old in zip(edited.manifests, first.manifests, strict=True)
+        if new.file != paths[2]
+    )
+    assert edited == load_manifests([tmp_path], now=NOW)
+
+
+def test_a_touch_is_read_but_not_parsed(tmp_path: Path, steady: None) -> None:
+    paths = tree(tmp_path, 3)
+    cache = ManifestCache([tmp_path])
+    cache.load()
+    os.utime(paths[0], ns=(1_000_000_000, 1_000_000_000))
+    result = cache.load()
+    assert cache.last is not None
+    assert (cache.last.read, cache.last.parsed, result.changed) == (1, 0, frozenset())
+
+
+def test_a_file_written_just_now_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within RACY_NS of its last change a same-size rewrite could keep the key: read again."""
+    monkeypatch.setattr(loader, "RACY_NS", 3600 * 1_000_000_000)  # however slow this machine
+    path = write(tmp_path / "a.yaml", doc("racy"))
+    cache = ManifestCache([tmp_path])
+    cache.load()
+    cache.load()
+    assert cache.last is not None and (cache.last.read, cache.last.parsed) == (1, 0)
+    # the same size, the same key fields a coarse clock could leave: still seen
+    Path(path).write_text(doc("racy").replace("527841", "527842"), encoding="utf-8")
+    result = cache.load()
+    assert cache.last.parsed == 1 and result.manifests[0].manifest.uid == 527842
+
+
+def test_a_broken_edit_fails_that_file_only_and_a_fix_brings_it_back(
+    tmp_path: Path, steady: None
+) -> None:
+    paths = tree(tmp_path, 3)
+    cache = ManifestCache([tmp_path])
+    first = cache.load(now=NOW)
+    write(tmp_path / "m1.yaml", doc("rec-1") + "  bogus: [unclosed\n")
+    broken = cache.load(now=NOW)
+    assert broken.failed_files == {paths[1]}
+    assert names(broken) == ["rec-0", "rec-2"]
+    assert broken.manifests[0] is first.manifests[0] and broken.manifests[1] is first.manifests[2]
+    assert [d.file for d in broken.errors] == [paths[1]]
+    assert cache.last is not None and cache.last.parsed == 1
+    assert broken == load_manifests([tmp_path], now=NOW)
+
+    write(tmp_path / "m1.yaml", doc("rec-1"))
+    fixed = cache.load(now=NOW)
+    assert fixed.ok and names(fixed) == ["rec-0", "rec-1", "rec-2"]
+
+
+def test_deleted_renamed_and_new_directories(tmp_path: Path, steady: None) -> None:
+    paths = tree(tmp_path, 3)
+    cache = ManifestCache([tmp_path])
+    cache.load(now=NOW)
+
+    os.remove(paths[0])
+    gone = cache.load(now=NOW)
+    assert names(gone) == ["rec-1", "rec-2"] and gone.changed == {paths[0]}
+    assert cache.last is not None and cache.last.removed == {paths[0]}
+
+    renamed = str(tmp_path / "z-renamed.yaml")
+    os.rename(paths[1], renamed)
+    moved = cache.load(now=NOW)
+    assert moved.ok and names(moved) == ["rec-2", "rec-1"]
+    assert moved.manifests[1].file == renamed
+    assert moved.changed == {paths[1], renamed}
+    assert (cache.last.added, cache.last.removed) == ({renamed}, {paths[1]})
+
+    nested = write(tmp_path / "team" / "deep" / "n.yaml", doc("nested"))
+    grown = cache.load(now=NOW)
+    assert "nested" in names(grown) and grown.changed == {nested}
+    assert grown == load_manifests([tmp_path], now=NOW)
+
+
+def test_a_file_that_cannot_be_read_is_tried_again(tmp_path: Path) -> None:
+    link = tmp_path / "later.yaml"
+    link.symlink_to(tmp_path / "target.txt")  # dangling: discovered, not readable
+    cache = ManifestCache([tmp_path])
+    missing = cache.load()
+    assert missing.failed_files == {str(link)}
+    assert "cannot read the file" in missing.errors[0].message
+    write(tmp_path / "target.txt", doc("arrived"))
+    arrived = cache.load()
+    assert arrived.ok and names(arrived) == ["arrived"] and arrived.changed == {str(link)}
+
+
+def test_cross_file_findings_follow_edits(tmp_path: Path, steady: None) -> None:
+    tree(tmp_path, 3)
+    cache = ManifestCache([tmp_path])
+    cache.load(now=NOW)
+    twin = write(tmp_path / "twin.yaml", doc("rec-1", channel="other-room", uid="9"))
+    clash = write(tmp_path / "clash.yaml", doc("clash", channel="rec-2", schedule=5))
+    both = cache.load(now=NOW)
+    assert both == load_manifests([tmp_path], now=NOW)
+    assert {(Path(d.file).name, d.field) for d in both.errors} == {
+        ("m1.yaml", "name"),
+        ("twin.yaml", "name"),
+        ("m2.yaml", "schedule"),
+        ("clash.yaml", "schedule"),
+    }
+    assert names(both) == ["rec-0"]
+
+    os.remove(twin)
+    write(tmp_path / "clash.yaml", doc("clash", channel="rec-2", schedule=3, uid="7"))
+    cleared = cache.load(now=NOW)
+    assert cleared.ok and len(cleared.manifests) == 4
+    assert cleared == load_manifests([tmp_path], now=NOW)
+    assert clash in cleared.changed
+
+
+def test_the_examples_load_as_load_manifests_loads_them() -> None:
+    cache = ManifestCache([EXAMPLES])
+    for at in (NOW, NOW + timedelta(days=3), NOW + timedelta(days=400)):
+        assert cache.load(now=at) == load_manifests([EXAMPLES], now=at)
+    assert cache.load() == load_manifests([EXAMPLES])
+
+
+# --- random edit sequences against a fresh load ---------------------------------------
+
+_edit = st.tuples(
+    st.sampled_from(["write", "write", "write", "break", "delete", "rename", "touch"]),
+    st.integers(0, 7),  # which file
+    st.integers(0, 5),  # manifest name (shared names collide)
+    st.integers(0, 2),  # channel (shared channels with one uid clash or not by schedule)
+    st.integers(0, len(SCHEDULES) - 1),
+    st.integers(0, 30),  # hours `now` moves on
+)
+
+
+def _apply(root: Path, edit: tuple[str, int, int, int, int, int], step: int) -> None:
+    kind, index, name, channel, schedule, _ = edit
+    path = root / ("sub" if index % 3 == 0 else "") / f"f{index}.yaml"
+    if kind == "write":
+        extra = "---\n" + doc(f"extra-{index}", channel=f"own-{index}") if index % 4 == 1 else ""
+        write(path, doc(f"n{name}", channel=f"c{channel}", schedule=schedule) + extra)
+    elif kind == "break":
+        write(path, doc(f"n{name}", channel=f"c{channel}") + f"mode: [{step}\n")
+    elif kind == "delete" and path.exists():
+        path.unlink()
+    elif kind == "rename" and path.exists():
+        path.rename(root / f"renamed-{step}.yaml")
+    elif kind == "touch" and path.exists():
+        os.utime(path, ns=(step * 1_000_000_000, step * 1_000_000_000))
+
+
+@settings(max_examples=30, deadline=None)
+@given(edits=st.lists(_edit, min_size=1, max_size=12))
+def test_random_edits_give_the_result_of_a_fresh_load(
+    edits: list[tuple[str, int, int, int, int, int]],
+) -> None:
+    # RACY_NS as it is: edits of one size within a clock tick must not be missed
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        cache = ManifestCache([root], freeze=False)
+        now = NOW
+        before: set[str] = set()
+        for step, edit in enumerate(edits):
+            _apply(root, edit, step)
+            now += timedelta(hours=edit[5])
+            result = cache.load(now=now)
+            fresh = load_manifests([root], now=now)
+            assert result == fresh
+            assert result.changed >= set(result.files) ^ before
+            before = set(result.files)
+            assert cache.last is not None and cache.last.parsed <= 1
+
+
+# --- the clash search memo ------------------------------------------------------------
+
+
+def _manifest(schedule: str, name: str) -> LoadedManifest:
+    from ruamel.yaml import YAML
+
+    text = f"name: {name}\napp: main\nchannel: room\nuid: 1\nmode: mix\nschedule:\n{schedule}"
+    return LoadedManifest(Manifest.model_validate(YAML(typ="safe").load(text)), name, 1, 1)
+
+
+CLASH_SCHEDULES = [
+    '  cron: "0 9 * * *"\n  timezone: UTC\n  duration: 1h\n',
+    '  cron: "30 9 * * MON"\n  timezone: UTC\n  duration: 1h\n',
+    '  cron: "0 12 2 * *"\n  timezone: UTC\n  duration: 2h\n',
+    '  cron: "*/20 * * * *"\n  timezone: UTC\n  duration: 10m\n',
+    '  cron: "10-59/20 * * * *"\n  timezone: UTC\n  duration: 10m\n',
+    "  windows:\n    - start: 2026-03-20T10:00:00Z\n      end: 2026-03-20T12:00:00Z\n",
+    "  windows:\n    - start: 2026-04-25T00:00:00Z\n      end: 2026-05-03T00:00:00Z\n",
+    "  always: true\n",
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=st.integers(0, len(CLASH_SCHEDULES) - 1),
+    b=st.integers(0, len(CLASH_SCHEDULES) - 1),
+    moves=st.lists(st.integers(-48, 24 * 20), min_size=1, max_size=8),
+)
+def test_the_memo_answers_as_a_fresh_search(a: int, b: int, moves: list[int]) -> None:
+    """Searches kept between calls, `now` moving on (and sometimes back): the same findings."""
+    pair = [_manifest(CLASH_SCHEDULES[a], "a"), _manifest(CLASH_SCHEDULES[b], "b")]
+    memo = OverlapMemo()
+    horizon = timedelta(days=45)  # two chunks of the search
+    now = NOW
+    for hours in moves:
+        now += timedelta(hours=hours)
+        kept = cross_check(pair, now=now, horizon=horizon, memo=memo)
+        assert kept == cross_check(pair, now=now, horizon=horizon)
+        fresh = first_overlap(
+            pair[0].manifest.build_schedule(), pair[1].manifest.build_schedule(), now, horizon
+        )
+        assert bool(kept) == (fresh is not None)
+
+
+# --- discovery ------------------------------------------------------------------------
+
+
+def _reference_discover(root: str) -> list[str]:
+    """The `os.walk` discovery that `discover` replaced, for one directory."""
+    files: list[str] = []
+    seen: set[str] = set()
+    for directory, dirs, entries in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(entries):
+            if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
+                path = os.path.join(directory, name)
+                if os.path.realpath(path) not in seen:
+                    seen.add(os.path.realpath(path))
+                    files.append(path)
+    return files
+
+
+def test_discover_matches_os_walk(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for name in ("b.yaml", "a.yml", "z.txt", ".hidden.yaml", "sub/c.yaml", "sub/deeper/d.yaml"):
+        write(root / name, doc("x"))
+    write(root / ".git" / "e.yaml", doc("x"))
+    write(tmp_path / "outside" / "o.yaml", doc("x"))
+    (root / "linked-dir").symlink_to(tmp_path / "outside")  # not followed
+    (root / "alias.yaml").symlink_to(root / "sub" / "c.yaml")  # read once, at its first path
+    (root / "dangling.yaml").symlink_to(root / "nowhere")
+    (root / "dir.yaml").mkdir()  # a directory named like a manifest
+    write(root / "dir.yaml" / "f.yaml", doc("x"))
+    files, problems = discover([str(root)])
+    assert problems == [] and files == _reference_discover(str(root))
+    assert [os.path.relpath(f, root) for f in files] == [
+        "a.yml",
+        "alias.yaml",
+        "b.yaml",
+        "dangling.yaml",
+        "dir.yaml/f.yaml",
+        "sub/deeper/d.yaml",
+    ]
+    both, _ = discover([str(root / "sub"), str(root), str(root) + "/"])
+    assert both[:2] == [str(root / "sub" / "c.yaml"), str(root / "sub" / "deeper" / "d.yaml")]
+    assert len(both) == len(files)
+
+
+# --- the garbage collector ------------------------------------------------------------
+
+
+def test_the_collector_is_left_as_it_was(tmp_path: Path) -> None:
+    tree(tmp_path, 2)
+    assert gc.isenabled()
+    ManifestCache([tmp_path]).load()
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    gc.disable()
+    try:
+        load_manifests([tmp_path])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+class _Cyclic:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_frozen_garbage_is_collected_after_a_bulk_reload(tmp_path: Path) -> None:
+    paths = tree(tmp_path, 4)
+    cache = ManifestCache([tmp_path])
+    alive = _Cyclic()
+    watch = weakref.ref(alive)
+    cache.load()  # freezes `alive` with everything else
+    del alive
+    gc.collect()
+    assert watch() is not None  # frozen: out of the collector's reach (the hazard)
+    for i, path in enumerate(paths):
+        write(Path(path), doc(f"renamed-{i}"))
+    cache.load()  # most files parsed again: unfreeze, collect everything, freeze
+    assert watch() is None
