@@ -231,10 +231,12 @@ class ManifestsSection(_Section):
     """Where the desired recordings are declared."""
 
     dir: Path = Path("recordings.d")
-    # Reload when a file changes (SIGHUP always reloads). Polling every watchInterval
-    # is cheap (one stat per file) and works on every filesystem, unlike inotify on NFS.
+    # Reload when a file changes (SIGHUP always reloads), through inotify.
     watch: bool = True
-    watch_interval: Duration = timedelta(seconds=2)
+    # Debounce: changes are gathered for up to this long, then reloaded as one (a
+    # `git checkout` rewriting many files is one reload). 1 s keeps an edit's effect
+    # within 2 s of the write, including the reload and the pass.
+    watch_interval: Duration = timedelta(seconds=1)
 
     @field_validator("dir")
     @classmethod

@@ -2,8 +2,10 @@
 
 JSON lines on stderr (journald-friendly), a console renderer when stderr is a TTY.
 Event names are stable (`api.call`, `reconcile.action`, ...) and are part of the
-interface. A last-line-of-defence processor masks values of keys that name
-secrets; code must still never pass a secret to a log call.
+interface. Two last-line-of-defence processors: one masks the values of keys
+that name secrets, one removes every secret value this process has resolved
+(`orchestrator.secrets.resolved_values`) from every string of the event, whatever
+key or nesting it arrives under. Code must still never pass a secret to a log call.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from orchestrator.secrets import resolved_values
+
 _SECRET_KEY_PARTS = ("secret", "password", "token", "authorization", "accesskey", "secretkey")
 
 
@@ -25,6 +29,35 @@ def _mask_secret_keys(
         lowered = key.lower().replace("_", "")
         if any(part in lowered for part in _SECRET_KEY_PARTS):
             event_dict[key] = "***"
+    return event_dict
+
+
+_MASK = "***"
+
+
+def _redact(value: Any, secrets: frozenset[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, _MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact(v, secrets) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _redact(str(value), secrets)  # anything else is rendered as text anyway
+
+
+def redact_secret_values(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Remove every resolved secret value from the event, at any depth."""
+    secrets = resolved_values()
+    if secrets:
+        for key in list(event_dict):
+            event_dict[key] = _redact(event_dict[key], secrets)
     return event_dict
 
 
@@ -43,6 +76,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secret_keys,
             structlog.processors.format_exc_info,
+            redact_secret_values,  # after format_exc_info: tracebacks are text by now
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -114,6 +114,24 @@ def parse_secret(value: Any) -> SecretRef:
     return _SECRET_ADAPTER.validate_python(value)
 
 
+# Every value resolved in this process, so that logging can remove them from any
+# line whatever a call site passes (orchestrator.logging). Short values are not
+# kept: masking every "1" or "ab" would garble logs without protecting anything.
+_RESOLVED: set[str] = set()
+_MIN_MASKED_LENGTH = 4
+
+
+def resolved_values() -> frozenset[str]:
+    """The secret values resolved so far in this process (for the log redaction step)."""
+    return frozenset(_RESOLVED)
+
+
+def _remember(value: str) -> str:
+    if len(value) >= _MIN_MASKED_LENGTH:
+        _RESOLVED.add(value)
+    return value
+
+
 def resolve_secret(
     ref: SecretRef,
     *,
@@ -121,6 +139,15 @@ def resolve_secret(
     credentials_dir: str | None = None,
 ) -> str:
     """The secret's value. Raises SecretError naming the reference, never the value."""
+    return _remember(_resolve(ref, environ=environ, credentials_dir=credentials_dir))
+
+
+def _resolve(
+    ref: SecretRef,
+    *,
+    environ: dict[str, str] | None,
+    credentials_dir: str | None,
+) -> str:
     if isinstance(ref, LiteralSecret):
         return ref.value
     if isinstance(ref, EnvSecret):

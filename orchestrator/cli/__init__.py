@@ -1,7 +1,8 @@
 """The command line: one click group, one module per family of commands.
 
 Exit codes are part of the interface (README, "CLI"): 0 success, 1 a failure
-the command was asked to find (invalid manifests, failed actions), 2 usage.
+the command was asked to find (invalid manifests, failed actions), 2 usage (and
+`plan --detailed-exitcode`: changes), 3 another process holds the state store.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `cli`.
-    from orchestrator.cli import emulator, manifests, reconcile  # noqa: F401
+    from orchestrator.cli import emulator, manifests, reconcile, run  # noqa: F401
 
 
 def main() -> None:

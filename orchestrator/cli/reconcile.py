@@ -5,7 +5,8 @@
   (a manifest that does not load, a config or store that cannot be read).
   `--offline` needs no credentials and sends nothing: the store alone is "actual".
 - `apply` runs one pass (query, plan, execute) and exits: 0 when every action
-  succeeded and every manifest loaded, 1 otherwise.
+  succeeded and every manifest loaded, 1 otherwise, 3 when another process (a
+  running daemon, another `apply`) holds the store.
 - `status` prints live sessions and recent history from the store: 0, or 1 when
   the store cannot be read.
 
@@ -31,11 +32,10 @@ from orchestrator.cli import cli
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from orchestrator.agora.client import AgoraClient
     from orchestrator.config import Config
-    from orchestrator.reconcile.execute import Executor
-    from orchestrator.reconcile.plan import ActualState, Plan, PlanPolicy
+    from orchestrator.reconcile.plan import ActualState, Plan
     from orchestrator.reconcile.reconciler import Desired, PassResult
+    from orchestrator.runtime import Runtime
     from orchestrator.state import KnownGood, SessionRecord, Store
 
 _CONFIG = click.option(
@@ -111,61 +111,34 @@ def _desired(
     return desired, problems
 
 
-def _policy(config: Config) -> PlanPolicy:
-    from orchestrator.reconcile.plan import PlanPolicy
+STORE_BUSY = 3
+"""Exit status when another process holds the store (README, "CLI")."""
 
-    backoff = config.reconcile.restart_backoff
-    return PlanPolicy(restart_backoff_initial=backoff.initial, restart_backoff_max=backoff.max)
+
+class _Busy(Exception):
+    """Another writer holds the store: exit 3 with its message."""
 
 
 @asynccontextmanager
-async def _clients(config: Config) -> AsyncIterator[tuple[dict[str, AgoraClient], list[str]]]:
-    """One AgoraClient per app profile whose credentials resolve; one limiter per App ID."""
-    from orchestrator.agora.client import AgoraClient, RateLimiter
-    from orchestrator.config import resolve_credentials
-    from orchestrator.secrets import SecretError
+async def _writer(ctx: _Context, holder: str) -> AsyncIterator[Runtime]:
+    """The composition root's runtime, as the store's single writer for this command."""
+    from orchestrator.runtime import open_runtime
+    from orchestrator.state import StoreBusyError, StoreError
 
-    clients: dict[str, AgoraClient] = {}
-    problems: list[str] = []
-    limiters: dict[str, RateLimiter] = {}
-    for name, profile in sorted(config.apps.items()):
-        try:
-            customer_id, customer_secret = resolve_credentials(profile)
-        except SecretError as exc:
-            problems.append(f"app profile {name}: {exc}")
-            continue
-        limiter = limiters.setdefault(profile.app_id, RateLimiter(profile.rate_limit))
-        clients[name] = AgoraClient(
-            customer_id=customer_id,
-            customer_secret=customer_secret,
-            base_url=profile.base_url,
-            limiter=limiter,
-        )
     try:
-        yield clients, problems
-    finally:
-        for client in clients.values():
-            await client.aclose()
+        async with open_runtime(ctx.config, state_url=ctx.state_url, holder=holder) as runtime:
+            yield runtime
+    except StoreBusyError as exc:
+        raise _Busy(str(exc)) from None
+    except StoreError as exc:
+        raise _Failure(str(exc)) from None
 
 
-def _executor(store: Store, clients: dict[str, AgoraClient], config: Config) -> Executor:
-    from orchestrator.reconcile.execute import Executor
-    from orchestrator.secrets import resolve_secret
-
-    return Executor(
-        store,
-        clients,
-        resolve_secret=resolve_secret,
-        now=lambda: datetime.now(UTC),
-        concurrency=config.reconcile.concurrency,
-    )
-
-
-def _open_store(url: str) -> Store:
+def _open_reader(url: str) -> Store:
     from orchestrator.state import StoreError, open_store
 
     try:
-        return open_store(url)
+        return open_store(url, writer=False)
     except StoreError as exc:
         raise _Failure(str(exc)) from None
 
@@ -176,9 +149,9 @@ def _now(at: datetime | None) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def _fail(exc: _Failure) -> None:
+def _fail(exc: _Failure | _Busy) -> None:
     click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
+    sys.exit(STORE_BUSY if isinstance(exc, _Busy) else 1)
 
 
 # -- plan ------------------------------------------------------------------------------
@@ -221,7 +194,7 @@ def plan_command(
         code, changes = asyncio.run(
             _plan(config_path, manifests_dir, state_url, _now(at), span, fmt, offline)
         )
-    except _Failure as exc:
+    except (_Failure, _Busy) as exc:
         _fail(exc)
         return
     if code == 0 and detailed_exitcode and changes:
@@ -241,6 +214,7 @@ async def _plan(
     """(exit code, whether the plan has actions)."""
     from orchestrator.reconcile.plan import ActualState, plan
     from orchestrator.reconcile.timeline import lanes
+    from orchestrator.runtime import plan_policy
 
     ctx = _load_context(config_path, manifests_dir, state_url)
     if offline and _missing_store(ctx.state_url):
@@ -250,7 +224,7 @@ async def _plan(
         actual = ActualState(invalid_files=desired.invalid_files)
     else:
         desired, problems, actual = await _observe_for_plan(ctx, now, offline)
-    the_plan = plan(desired.recordings, actual, now, _policy(ctx.config))
+    the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
     timeline = lanes(desired.recordings, now, horizon)
     if fmt == "json":
         click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
@@ -274,16 +248,16 @@ async def _observe_for_plan(
 ) -> tuple[Desired, list[str], ActualState]:
     from orchestrator.reconcile.reconciler import observe
 
-    async with _open_store(ctx.state_url) as store:
-        desired, problems = _desired(ctx, now, await store.known_good())
-        if offline:
+    if offline:
+        # A reader: no lock, so it works beside a running daemon; it sends nothing.
+        async with _open_reader(ctx.state_url) as store:
+            desired, problems = _desired(ctx, now, await store.known_good())
             actual = await observe(store, desired.invalid_files)
-        else:
-            async with _clients(ctx.config) as (clients, client_problems):
-                problems.extend(client_problems)
-                actual = await observe(
-                    store, desired.invalid_files, _executor(store, clients, ctx.config)
-                )
+        return desired, problems, actual
+    async with _writer(ctx, "plan") as runtime:
+        desired, problems = _desired(ctx, now, await runtime.store.known_good())
+        problems.extend(runtime.problems)
+        actual = await observe(runtime.store, desired.invalid_files, runtime.executor)
     return desired, problems, actual
 
 
@@ -378,7 +352,7 @@ def apply_command(
     """Run one reconcile pass, then exit (0 all succeeded, 1 otherwise)."""
     try:
         code = asyncio.run(_apply(config_path, manifests_dir, state_url, retry_failed))
-    except _Failure as exc:
+    except (_Failure, _Busy) as exc:
         _fail(exc)
         return
     sys.exit(code)
@@ -391,15 +365,14 @@ async def _apply(
 
     ctx = _load_context(config_path, manifests_dir, state_url)
     now = datetime.now(UTC)
-    async with _open_store(ctx.state_url) as store, _clients(ctx.config) as (clients, more):
+    async with _writer(ctx, "apply") as runtime:
+        store = runtime.store
         desired, problems = _desired(ctx, now, await store.known_good())
-        problems.extend(more)
+        problems.extend(runtime.problems)
         await remember_known_good(store, desired)
         if retry:
             await store.clear_failures()
-        result = await reconcile_once(
-            desired, store, _executor(store, clients, ctx.config), now, _policy(ctx.config)
-        )
+        result = await reconcile_once(desired, store, runtime.executor, now, runtime.policy)
     click.echo(_apply_text(result, problems))
     errors = [p for p in problems if ": warning: " not in p]
     return 0 if result.ok and not errors else 1
@@ -433,7 +406,7 @@ def status_command(config_path: Path | None, state_url: str | None, fmt: str, li
     """Live sessions and recent history (end reasons, file lists) from the store."""
     try:
         asyncio.run(_status(config_path, state_url, fmt, limit))
-    except _Failure as exc:
+    except (_Failure, _Busy) as exc:
         _fail(exc)
 
 
@@ -441,7 +414,7 @@ async def _status(config_path: Path | None, state_url: str | None, fmt: str, lim
     from orchestrator.state import session_summary
 
     ctx = _load_context(config_path, None, state_url)
-    async with _open_store(ctx.state_url) as store:
+    async with _open_reader(ctx.state_url) as store:
         live = await store.live_sessions()
         history = await store.history(limit)
         states = await store.manifest_states()

@@ -75,6 +75,20 @@ class Executor:
         self._resolve = resolve_secret
         self._now = now
         self._limit = asyncio.Semaphore(max(1, concurrency))
+        self._draining = False
+
+    def drain(self) -> None:
+        """Take no new action from now on (shutdown): actions not yet begun are skipped,
+        calls already sent finish and record their outcome."""
+        self._draining = True
+
+    def resume(self) -> None:
+        """Take actions again (the daemon's stop-on-shutdown pass after draining)."""
+        self._draining = False
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     def _client(self, app: str) -> AgoraClient:
         try:
@@ -176,6 +190,9 @@ class Executor:
 
     async def _run(self, action: Action, d: DesiredRecording | None) -> ActionResult:
         bound = log.bind(manifest=action.manifest, action=action.kind.value, reason=action.reason)
+        if self._draining:
+            bound.info("reconcile.action", outcome="skipped", detail="shutting down")
+            return ActionResult(action, False, "skipped: shutting down", action.session_id)
         try:
             session_id, message = await self._dispatch(action, d)
         except _ActionFailed as exc:

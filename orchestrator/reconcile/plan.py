@@ -117,6 +117,28 @@ class Plan:
 _INTERRUPTED = frozenset({Intent.ACQUIRE, Intent.START, Intent.STOP})
 
 
+def _restart_after(previous: SessionRecord, policy: PlanPolicy) -> tuple[int, timedelta]:
+    """(restart number, delay) for a new session after `previous` ended in this window.
+
+    A session we stopped on purpose is followed at once, with the count reset. A
+    recording that ended on its own (idle exit, stopped elsewhere) is restarted at
+    once the first time; when the restarted one ends again "soon" (it recorded for
+    less than `restart_backoff_max`) each further restart waits, doubling. A
+    session that recorded at least that long counts as healthy: the count starts
+    again. A start that never recorded (a conflict, a failed start) always waits.
+    """
+    if (previous.end_reason or "").startswith(END_STOPPED):
+        return 0, timedelta(0)
+    if previous.started_at is None:  # it never recorded: back off from the first failure
+        count = previous.restart_count + 1
+        return count, restart_backoff(count, policy)
+    lasted = (previous.ended_at or previous.started_at) - previous.started_at
+    if previous.restart_count == 0 or lasted >= policy.restart_backoff_max:
+        return 1, timedelta(0)
+    count = previous.restart_count + 1
+    return count, restart_backoff(count - 1, policy)
+
+
 def restart_backoff(count: int, policy: PlanPolicy) -> timedelta:
     """Delay before restart number `count` (1-based) within one window: doubling, capped."""
     if count <= 0:
@@ -171,6 +193,18 @@ def plan(
             else:
                 actions.append(_wind_down(session, "manifest removed"))
 
+    return Plan(tuple(actions), tuple(notes))
+
+
+def plan_shutdown(live: Iterable[SessionRecord]) -> Plan:
+    """Stop every live session: the daemon's shutdown with `reconcile.stopOnShutdown`."""
+    actions: list[Action] = []
+    notes: list[Note] = []
+    for session in sorted(live, key=lambda s: s.id):
+        if session.phase is Phase.UNMANAGEABLE:
+            notes.append(_unmanageable_note(session, "cannot stop it at shutdown"))
+        else:
+            actions.append(_wind_down(session, "daemon shutting down (stopOnShutdown)"))
     return Plan(tuple(actions), tuple(notes))
 
 
@@ -296,9 +330,7 @@ def _plan_start(
     same_window = previous is not None and previous.window_start == window.start
     restart_count = 0
     if previous is not None and same_window:
-        unexpected = not (previous.end_reason or "").startswith(END_STOPPED)
-        restart_count = previous.restart_count + 1 if unexpected else 0
-        delay = restart_backoff(restart_count, policy) if unexpected else timedelta(0)
+        restart_count, delay = _restart_after(previous, policy)
         if delay and previous.ended_at is not None:
             until = previous.ended_at + delay
             if now < until:

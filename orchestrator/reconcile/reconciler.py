@@ -55,11 +55,36 @@ def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
     )
 
 
+class RecordingCache:
+    """DesiredRecordings of manifests already seen, so a reload after one file changed
+    fingerprints only what changed (the daemon keeps one for its life).
+
+    Keyed by the manifest object (a reload re-uses the objects of unchanged files),
+    which the cache holds on to so that its id cannot be reused.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Manifest, str, str, DesiredRecording]] = {}
+        self._seen: dict[int, tuple[Manifest, str, str, DesiredRecording]] = {}
+
+    def recording(self, m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
+        entry = self._entries.get(id(m))
+        if entry is None or entry[1] != app_id or entry[2] != source_file:
+            entry = (m, app_id, source_file, _recording(m, app_id, source_file))
+        self._seen[id(m)] = entry
+        return entry[3]
+
+    def sweep(self) -> None:
+        """Forget every manifest not used since the last sweep."""
+        self._entries, self._seen = self._seen, {}
+
+
 def desired_recordings(
     loaded: Sequence[LoadedManifest],
     app_ids: Mapping[str, str],
     failed_files: frozenset[str] = frozenset(),
     known_good: Mapping[str, KnownGood] | None = None,
+    cache: RecordingCache | None = None,
 ) -> Desired:
     """DesiredRecordings for the loaded manifests; `app_ids` maps profile names to App IDs.
 
@@ -77,11 +102,14 @@ def desired_recordings(
                 f"{item.file}:{item.line}:{item.column}: app: unknown app profile "
                 f"{item.manifest.app!r} (known: {known})"
             )
+    build = cache.recording if cache is not None else _recording
     recordings = [
-        _recording(item.manifest, app_ids[item.manifest.app], item.file)
+        build(item.manifest, app_ids[item.manifest.app], item.file)
         for item in loaded
         if item.file not in invalid
     ]
+    if cache is not None:
+        cache.sweep()
     names = {d.name for d in recordings}
     for entry in sorted((known_good or {}).values(), key=lambda e: e.name):
         if entry.name in names or entry.source_file not in invalid:
@@ -102,10 +130,13 @@ def desired_recordings(
             f"{entry.source_file}: does not load; {entry.name!r} follows its last known good "
             f"version (stored {stored})"
         )
+    kept = known_good or {}
     remember = tuple(
         KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest))
         for d in recordings
-        if d.source_file not in invalid and not d.manifest.literal_secrets()
+        if d.source_file not in invalid
+        and not _unchanged(kept.get(d.name), d)
+        and not d.manifest.literal_secrets()
     )
     forget = tuple(
         name
@@ -113,6 +144,12 @@ def desired_recordings(
         if name not in names and entry.source_file not in invalid
     )
     return Desired(tuple(recordings), frozenset(invalid), tuple(problems), remember, forget)
+
+
+def _unchanged(entry: KnownGood | None, d: DesiredRecording) -> bool:
+    return (
+        entry is not None and entry.spec_hash == d.spec_hash and entry.source_file == d.source_file
+    )
 
 
 def _document(m: Manifest) -> dict[str, Any]:
@@ -128,7 +165,8 @@ async def remember_known_good(store: Store, desired: Desired) -> None:
 async def observe(
     store: Store, invalid_files: frozenset[str], executor: Executor | None = None
 ) -> ActualState:
-    """The actual state from the store; with an executor, running sessions are queried first."""
+    """The actual state from the store; with an executor, running sessions are queried first
+    (`query`, one per running session: the resync that notices idle and abnormal exits)."""
     live = await store.live_sessions()
     if executor is not None and live:
         await executor.refresh(live)
@@ -157,9 +195,16 @@ async def reconcile_once(
     executor: Executor,
     now: datetime,
     policy: PlanPolicy | None = None,
+    *,
+    refresh: bool = True,
 ) -> PassResult:
-    """Observe, plan at `now`, execute. Returns the plan and every action's result."""
-    actual = await observe(store, desired.invalid_files, executor)
+    """Observe (querying live sessions when `refresh`), plan at `now`, execute.
+
+    A recording found ended by the refresh is restarted in this same pass when it
+    is still wanted. Passes at window boundaries skip the refresh, so that their
+    starts and stops are not queued behind one query per live session.
+    """
+    actual = await observe(store, desired.invalid_files, executor if refresh else None)
     the_plan = plan(desired.recordings, actual, now, policy)
     results = await executor.execute(the_plan, {d.name: d for d in desired.recordings})
     return PassResult(the_plan, tuple(results))

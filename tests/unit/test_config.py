@@ -85,6 +85,8 @@ def test_example_documents_every_key() -> None:
 
     documented = _yaml_keys(YAML(typ="safe").load(EXAMPLE.read_text(encoding="utf-8")))
     expected = _model_keys(Config) | {"apps.main"} | _model_keys(AppProfile, "apps.main.")
+    # the second profile (the examples use `app: backup`) documents the same keys
+    expected |= {"apps.backup"} | _model_keys(AppProfile, "apps.backup.")
     # secret references are documented by their form, not as model keys
     documented = {k for k in documented if not k.endswith((".credential", ".env", ".file"))}
     assert documented == expected
@@ -97,7 +99,7 @@ def test_defaults_next_to_the_file(tmp_path: Path) -> None:
     assert config.state.url == "sqlite:////var/lib/orchestrator/state.db"
     assert config.manifests.dir == tmp_path / "recordings.d"
     assert config.manifests.watch is True
-    assert config.manifests.watch_interval == timedelta(seconds=2)
+    assert config.manifests.watch_interval == timedelta(seconds=1)
     assert (config.logging.level, config.logging.format) == ("info", "auto")
     assert config.metrics.address == "127.0.0.1:9464"
     assert config.reconcile.resync_interval == timedelta(seconds=60)

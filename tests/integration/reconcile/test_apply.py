@@ -161,17 +161,21 @@ async def test_idle_exit_is_noticed_and_restarted(world: World) -> None:
     assert len(world.recording()) == 1
 
 
-async def test_abnormal_exit_is_restarted_with_backoff(world: World) -> None:
+async def test_abnormal_exit_is_restarted_at_once_then_with_backoff(world: World) -> None:
     world.policy = world.policy.__class__(restart_backoff_initial=timedelta(hours=1))
     world.write("a.yaml", manifest("alpha", "room-a", 101))
     await world.apply()
     (session,) = world.recording()
     assert world.emulator.emu.abort(session["sid"])
+    restarted = await world.apply()  # the pass that notices the end restarts it
+    assert kinds(restarted) == [("start", "alpha", True)]
+    (ended,) = await world.store.history()
+    assert ended.end_reason == "exited: abnormal exit (status 20)"
+    (session,) = world.recording()
+    assert world.emulator.emu.abort(session["sid"])  # it ends again soon after: back off
     held = await world.apply()
     assert held.results == ()
     assert [n.kind.value for n in held.plan.notes] == ["backoff"]
-    (ended,) = await world.store.history()
-    assert ended.end_reason == "exited: abnormal exit (status 20)"
     later = await world.apply(now=datetime.now(UTC) + timedelta(hours=2))
     assert kinds(later) == [("start", "alpha", True)]
 

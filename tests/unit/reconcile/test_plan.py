@@ -264,34 +264,31 @@ def test_permanent_failure_holds_until_the_spec_changes() -> None:
     assert live.actions == () and live.notes[0].kind is NoteKind.FAILED
 
 
+def _died(restart_count: int, ran: int, ended_ago: int, **changes: Any) -> SessionRecord:
+    """A restarted session that recorded `ran` seconds and ended `ended_ago` seconds ago."""
+    return ended(
+        end_reason="exited: abnormal exit (status 20)",
+        restart_count=restart_count,
+        started_at=NOW - timedelta(seconds=ran + ended_ago),
+        ended_at=NOW - timedelta(seconds=ended_ago),
+        **changes,
+    )
+
+
 @pytest.mark.parametrize(
     ("previous", "expected_kind", "expected_count"),
     [
-        (ended(end_reason="exited: idle exit (status 8)", restart_count=0), "backoff", 1),
-        (
-            ended(end_reason="exited: idle exit (status 8)", ended_at=NOW - timedelta(seconds=11)),
-            "start",
-            1,
-        ),
-        (
-            ended(
-                end_reason="exited: abnormal exit (status 20)",
-                restart_count=2,
-                ended_at=NOW - timedelta(seconds=30),
-            ),
-            "backoff",
-            3,
-        ),
-        (
-            ended(
-                end_reason="exited: abnormal exit (status 20)",
-                restart_count=2,
-                ended_at=NOW - timedelta(seconds=41),
-            ),
-            "start",
-            3,
-        ),
-        (ended(end_reason="failed: conflict (53): x", restart_count=0), "backoff", 1),
+        # The first end of a recording is restarted in the pass that notices it.
+        (ended(end_reason="exited: idle exit (status 8)", restart_count=0), "start", 1),
+        # A restarted recording that ends again soon waits: 10 s, then 20 s, ...
+        (_died(1, ran=60, ended_ago=5), "backoff", 2),
+        (_died(1, ran=60, ended_ago=11), "start", 2),
+        (_died(2, ran=60, ended_ago=15), "backoff", 3),
+        (_died(2, ran=60, ended_ago=21), "start", 3),
+        # One that recorded at least restart_backoff_max (10 min) was healthy: count resets.
+        (_died(5, ran=600, ended_ago=1), "start", 1),
+        # A start that never recorded (conflict) backs off from the first failure.
+        (ended(end_reason="failed: conflict (53): x", started_at=None), "backoff", 1),
         (ended(end_reason="stopped: restart (spec changed)"), "start", 0),
         (
             ended(

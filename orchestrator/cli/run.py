@@ -1,0 +1,77 @@
+"""`run`: the daemon (see orchestrator/daemon/service.py).
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT); 1 when the config, the
+manifests directory or the store cannot be used, or the metrics address cannot
+be bound; 3 when another process (a daemon or an `apply`) holds the store. The
+lock is taken before any port is bound or any request is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.cli import cli
+from orchestrator.cli.reconcile import _CONFIG, _MANIFESTS, _STATE, STORE_BUSY
+
+
+@cli.command("run")
+@_CONFIG
+@_MANIFESTS
+@_STATE
+def run_command(
+    config_path: Path | None, manifests_dir: Path | None, state_url: str | None
+) -> None:
+    """Run the daemon: keep live recordings equal to the manifests until SIGTERM."""
+    code = asyncio.run(_run(config_path, manifests_dir, state_url))
+    sys.exit(code)
+
+
+async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: str | None) -> int:
+    import structlog
+
+    from orchestrator.config import ConfigError, load_config
+    from orchestrator.daemon.metrics import Metrics
+    from orchestrator.daemon.notify import Notifier
+    from orchestrator.daemon.service import Daemon
+    from orchestrator.logging import configure_logging
+    from orchestrator.runtime import Hooks, open_runtime
+    from orchestrator.state import StoreBusyError, StoreError
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    fmt = config.logging.format
+    configure_logging(config.logging.level, json=None if fmt == "auto" else fmt == "json")
+    log = structlog.get_logger("orchestrator.daemon")
+    metrics = Metrics()
+    hooks = Hooks(
+        on_call=lambda call: metrics.observe_api_call(
+            call.endpoint, call.status, call.code, call.latency
+        ),
+        on_wait=metrics.observe_rate_wait,
+    )
+    manifests = manifests_dir or config.manifests.dir
+    try:
+        async with open_runtime(config, state_url=state_url, holder="run", hooks=hooks) as runtime:
+            daemon = Daemon(
+                runtime, manifests=manifests, notifier=Notifier.from_environ(), metrics=metrics
+            )
+            return await daemon.run()
+    except StoreBusyError as exc:
+        log.error("daemon.store_busy", error=str(exc))
+        click.echo(f"error: {exc}", err=True)
+        return STORE_BUSY
+    except StoreError as exc:
+        log.error("daemon.store_error", error=str(exc))
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except OSError as exc:  # the metrics address cannot be bound
+        log.error("daemon.failed", error=str(exc))
+        click.echo(f"error: {exc}", err=True)
+        return 1

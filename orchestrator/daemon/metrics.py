@@ -1,0 +1,402 @@
+"""Prometheus metrics and the local HTTP endpoint serving /metrics, /healthz and /readyz.
+
+The daemon runs unattended; operators learn how it is doing from these series and
+probes. Metric and label names are part of the interface (the README lists them):
+change them only together with the README and the dashboards.
+
+This module must never put a secret in a label: the label names are fixed here
+and their values are phases, triggers, endpoints, actions, outcomes, HTTP and
+Agora codes, App IDs (not secrets) and the version. It must never use the
+process-global default registry (each `Metrics` has its own, so tests and several
+instances never clash), and recording a metric must never raise because of a
+label value it has not seen before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from orchestrator import __version__
+
+log = structlog.get_logger("orchestrator.daemon")
+
+Clock = Callable[[], float]
+Readiness = Callable[[], tuple[bool, str]]
+
+PHASES: Final = ("acquiring", "starting", "running", "updating", "stopping", "unmanageable")
+TRIGGERS: Final = ("start", "boundary", "resync", "reload", "backoff")
+HELD_REASONS: Final = ("failed", "unmanageable", "backoff", "missed", "deferred", "kept")
+OUTCOMES: Final = ("ok", "failed")
+
+# One Agora call: 5 ms (emulator on loopback) .. 30 s (past the default 15 s read timeout).
+API_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Waiting for a token of the per-App-ID limiter: usually none, seconds when saturated.
+RATE_WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A whole pass: one query per session plus the actions; minutes when the API is slow.
+PASS_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+def _outcome(ok: bool) -> str:
+    return "ok" if ok else "failed"
+
+
+def _seconds(value: float) -> float:
+    # A clock step must not make a histogram's sum go backwards.
+    return value if value > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Success:
+    wall: float  # Unix time, for the timestamp gauge
+    monotonic: float  # for the age, immune to wall-clock steps
+
+
+class _LastSuccessCollector(Collector):
+    """Computes the last-success gauges at scrape time; both are NaN before any success."""
+
+    def __init__(self, read: Callable[[], tuple[float, float]]) -> None:
+        self._read = read  # -> (timestamp, age)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(math.nan, math.nan)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(*self._read())
+
+    @staticmethod
+    def _families(timestamp: float, age: float) -> list[Metric]:
+        return [
+            GaugeMetricFamily(
+                "orchestrator_last_successful_pass_timestamp_seconds",
+                "Unix time at which the last successful reconcile pass finished (NaN before one).",
+                value=timestamp,
+            ),
+            GaugeMetricFamily(
+                "orchestrator_seconds_since_last_successful_pass",
+                "Seconds since the last successful reconcile pass finished (NaN before one).",
+                value=age,
+            ),
+        ]
+
+
+class Metrics:
+    """All of the daemon's series, in a registry of their own.
+
+    `wall_clock` stamps the last success (Unix time); `monotonic` measures its
+    age at scrape time.
+    """
+
+    def __init__(
+        self,
+        *,
+        version: str = __version__,
+        wall_clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._wall_clock = wall_clock
+        self._monotonic = monotonic
+        self._last_success: _Success | None = None
+        reg = self.registry
+
+        self._sessions = Gauge(
+            "orchestrator_sessions", "Sessions in the store, by phase.", ["phase"], registry=reg
+        )
+        self._untracked = Gauge(
+            "orchestrator_untracked_sessions",
+            "Recordings found running that no manifest accounts for.",
+            registry=reg,
+        )
+        self._api_requests = Counter(
+            "orchestrator_api_requests_total",
+            "Cloud Recording API calls; status and code are empty when there was none.",
+            ["endpoint", "status", "code"],
+            registry=reg,
+        )
+        self._api_latency = Histogram(
+            "orchestrator_api_latency_seconds",
+            "Latency of one Cloud Recording API call.",
+            ["endpoint"],
+            buckets=API_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._rate_wait = Histogram(
+            "orchestrator_rate_limit_wait_seconds",
+            "Time spent waiting for the per-App-ID rate limiter.",
+            ["app_id"],
+            buckets=RATE_WAIT_BUCKETS,
+            registry=reg,
+        )
+        self._pass_duration = Histogram(
+            "orchestrator_reconcile_pass_duration_seconds",
+            "Duration of one reconcile pass, by what triggered it.",
+            ["trigger"],
+            buckets=PASS_BUCKETS,
+            registry=reg,
+        )
+        self._passes = Counter(
+            "orchestrator_reconcile_passes_total",
+            "Reconcile passes, by trigger and outcome.",
+            ["trigger", "outcome"],
+            registry=reg,
+        )
+        self._actions = Counter(
+            "orchestrator_reconcile_actions_total",
+            "Actions executed by reconcile passes, by action and outcome.",
+            ["action", "outcome"],
+            registry=reg,
+        )
+        self._next_boundary = Gauge(
+            "orchestrator_next_boundary_timestamp_seconds",
+            "Unix time of the next schedule window boundary (NaN when none).",
+            registry=reg,
+        )
+        self._manifests_failing = Gauge(
+            "orchestrator_manifests_failing",
+            "Manifest files or manifests that currently fail to load.",
+            registry=reg,
+        )
+        self._manifests_held = Gauge(
+            "orchestrator_manifests_held",
+            "Manifests not being acted on as declared, by reason.",
+            ["reason"],
+            registry=reg,
+        )
+        self._manifests_loaded = Gauge(
+            "orchestrator_manifests_loaded", "Manifests currently loaded.", registry=reg
+        )
+        self._reloads = Counter(
+            "orchestrator_reloads_total", "Manifest reloads, by outcome.", ["outcome"], registry=reg
+        )
+        build_info = Gauge(
+            "orchestrator_build_info",
+            "Always 1; the version is the label.",
+            ["version"],
+            registry=reg,
+        )
+        build_info.labels(version=version).set(1)
+        reg.register(_LastSuccessCollector(self._read_last_success))
+
+        # Known label values start at zero, so the series exist before the first event.
+        self._seen_phases: set[str] = set(PHASES)
+        self._seen_reasons: set[str] = set(HELD_REASONS)
+        self.set_sessions({})
+        self.set_manifests(0, {})
+        self._next_boundary.set(math.nan)
+        for trigger in TRIGGERS:
+            self._pass_duration.labels(trigger=trigger)
+            for outcome in OUTCOMES:
+                self._passes.labels(trigger=trigger, outcome=outcome)
+        for outcome in OUTCOMES:
+            self._reloads.labels(outcome=outcome)
+
+    # -------------------------------------------------------------- store state
+    def set_sessions(self, counts: Mapping[str, int]) -> None:
+        """Sessions by phase; known (or earlier seen) phases missing from `counts` become 0."""
+        self._seen_phases.update(counts)
+        for phase in self._seen_phases:
+            self._sessions.labels(phase=phase).set(counts.get(phase, 0))
+
+    def set_untracked(self, count: int) -> None:
+        self._untracked.set(count)
+
+    # -------------------------------------------------------------- API client
+    def observe_api_call(
+        self, endpoint: str, status: int | None, code: int | None, latency: float
+    ) -> None:
+        """One API call: HTTP status and Agora code, each None when there was none."""
+        self._api_requests.labels(
+            endpoint=endpoint,
+            status="" if status is None else str(status),
+            code="" if code is None else str(code),
+        ).inc()
+        self._api_latency.labels(endpoint=endpoint).observe(_seconds(latency))
+
+    def observe_rate_wait(self, app_id: str, seconds: float) -> None:
+        self._rate_wait.labels(app_id=app_id).observe(_seconds(seconds))
+
+    # -------------------------------------------------------------- reconciler
+    def observe_pass(self, trigger: str, seconds: float, ok: bool) -> None:
+        """One finished pass; a successful one records now as the last success."""
+        self._pass_duration.labels(trigger=trigger).observe(_seconds(seconds))
+        self._passes.labels(trigger=trigger, outcome=_outcome(ok)).inc()
+        if ok:
+            self._last_success = _Success(wall=self._wall_clock(), monotonic=self._monotonic())
+
+    @property
+    def last_successful_pass(self) -> float | None:
+        """Unix time at which the last successful pass finished; None before one."""
+        return None if self._last_success is None else self._last_success.wall
+
+    def _read_last_success(self) -> tuple[float, float]:
+        success = self._last_success
+        if success is None:
+            return math.nan, math.nan
+        return success.wall, max(0.0, self._monotonic() - success.monotonic)
+
+    def observe_action(self, action: str, ok: bool) -> None:
+        self._actions.labels(action=action, outcome=_outcome(ok)).inc()
+
+    def set_next_boundary(self, at: datetime | None) -> None:
+        """The next window boundary (timezone-aware), or None when there is none."""
+        if at is None:
+            self._next_boundary.set(math.nan)
+            return
+        if at.tzinfo is None:
+            raise ValueError("the next boundary must be a timezone-aware datetime")
+        self._next_boundary.set(at.timestamp())
+
+    # -------------------------------------------------------------- manifests
+    def set_manifests(self, failing: int, held: Mapping[str, int]) -> None:
+        """Failing files/manifests, and held manifests by reason (missing reasons become 0)."""
+        self._manifests_failing.set(failing)
+        self._seen_reasons.update(held)
+        for reason in self._seen_reasons:
+            self._manifests_held.labels(reason=reason).set(held.get(reason, 0))
+
+    def set_manifests_loaded(self, count: int) -> None:
+        self._manifests_loaded.set(count)
+
+    def observe_reload(self, ok: bool) -> None:
+        self._reloads.labels(outcome=_outcome(ok)).inc()
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format (`CONTENT_TYPE_LATEST`)."""
+        return generate_latest(self.registry)
+
+
+class HealthServerBindError(OSError):
+    """The metrics/health address could not be bound; the message names the address."""
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class HealthServer:
+    """Serves /metrics, /healthz and /readyz on a local address.
+
+    /healthz answers 503 when the heartbeat task (one wake-up every
+    `heartbeat_interval` seconds, measuring how late it wakes) has not beaten
+    for `stale_after` seconds or has died. /readyz calls `readiness`, which must
+    be cheap and non-blocking: it runs on the event loop.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        readiness: Readiness,
+        *,
+        heartbeat_interval: float = 1.0,
+        stale_after: float = 10.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if heartbeat_interval <= 0 or stale_after <= 0:
+            raise ValueError("heartbeat_interval and stale_after must be positive")
+        self._metrics = metrics
+        self._readiness = readiness
+        self._interval = heartbeat_interval
+        self._stale_after = stale_after
+        self._clock = clock
+        self._runner: web.AppRunner | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._port: int | None = None
+        self._last_beat = 0.0
+        self._loop_lag = 0.0
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after `start(host, 0)`)."""
+        if self._port is None:
+            raise RuntimeError("the health server is not started")
+        return self._port
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind and serve; raises HealthServerBindError when the address cannot be bound."""
+        if self._runner is not None:
+            raise RuntimeError("the health server is already started")
+        app = web.Application()
+        app.router.add_get("/metrics", self._handle_metrics)
+        app.router.add_get("/healthz", self._handle_healthz)
+        app.router.add_get("/readyz", self._handle_readyz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            address = _hostport(host, port)
+            reason = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                reason = "address already in use"
+            raise HealthServerBindError(
+                exc.errno, f"cannot serve metrics and health checks on {address}: {reason}"
+            ) from exc
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        self._last_beat = self._clock()
+        self._heartbeat = asyncio.create_task(self._beat(), name="health-heartbeat")
+
+    async def stop(self) -> None:
+        """Stop serving; safe to call twice or before `start`."""
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._port = None
+
+    async def _beat(self) -> None:
+        while True:
+            before = self._clock()
+            await asyncio.sleep(self._interval)
+            self._last_beat = self._clock()
+            self._loop_lag = max(0.0, self._last_beat - before - self._interval)
+
+    async def _handle_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def _handle_healthz(self, _request: web.Request) -> web.Response:
+        age = max(0.0, self._clock() - self._last_beat)
+        body: dict[str, object] = {
+            "status": "ok",
+            "loop_lag_seconds": round(self._loop_lag, 6),
+            "heartbeat_age_seconds": round(age, 6),
+        }
+        if self._heartbeat is None or self._heartbeat.done():
+            body["status"] = "heartbeat stopped"
+            return web.json_response(body, status=503)
+        if age > self._stale_after:
+            body["status"] = "heartbeat stale"
+            return web.json_response(body, status=503)
+        return web.json_response(body)
+
+    async def _handle_readyz(self, _request: web.Request) -> web.Response:
+        try:
+            ready, detail = self._readiness()
+        except Exception as exc:
+            # The message (or a traceback's locals) could quote anything: the type is enough.
+            log.warning("health.readiness_failed", error=type(exc).__name__)
+            ready, detail = False, f"readiness check failed: {type(exc).__name__}"
+        return web.json_response({"ready": ready, "detail": detail}, status=200 if ready else 503)

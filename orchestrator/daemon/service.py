@@ -1,0 +1,461 @@
+"""The daemon: `orchestrator run` keeps live recordings equal to the manifests, by itself.
+
+It owns the process's event loop and nothing below it does: it decides *when* a
+reconcile pass runs, the reconcile package decides *what* it does.
+
+- Passes run one at a time (one worker task); requests for a pass that arrive
+  while one runs are merged into the next. Triggers: `start` (the first pass,
+  which queries every live session and so adopts what a previous run left
+  running), `boundary` (APScheduler wakes it at the next window start or end, or
+  when a restart backoff expires), `resync` (every `reconcile.resyncInterval`:
+  queries live sessions to notice idle or abnormal exits, and restarts a wanted
+  recording in the same pass), and `reload`.
+- Manifests are reloaded when the directory changes (`manifests.watch`,
+  debounced) and on SIGHUP; only what changed is parsed again. A file that fails
+  to load keeps its last known good version; its errors are logged with file,
+  line and column.
+- systemd: READY=1 after the first pass, RELOADING=1/READY=1 around a SIGHUP
+  reload, STOPPING=1 on shutdown, WATCHDOG=1 from the event loop, STATUS=.
+- SIGTERM/SIGINT: no new work; calls in flight finish (or are abandoned after
+  `shutdown.drainTimeout`, their intent kept for the next start); recordings
+  keep running unless `reconcile.stopOnShutdown`.
+
+It must never call `datetime.now()` below this module (the clock is passed in),
+block the event loop on disk or CPU-heavy work (manifest loading runs in a
+thread, the store has its own), or let one failed pass end the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from orchestrator.daemon.metrics import HealthServer, Metrics
+from orchestrator.daemon.notify import Notifier
+from orchestrator.daemon.watch import ManifestWatcher
+from orchestrator.manifest.loader import LoadResult, ManifestCache
+from orchestrator.reconcile.plan import DesiredRecording, NoteKind, Plan, plan_shutdown
+from orchestrator.reconcile.reconciler import (
+    Desired,
+    PassResult,
+    RecordingCache,
+    desired_recordings,
+    reconcile_once,
+    remember_known_good,
+)
+from orchestrator.runtime import Runtime
+from orchestrator.state import KnownGood, SessionRecord, StoreError
+
+log = structlog.get_logger("orchestrator.daemon")
+
+# A pass requested for several reasons at once is labelled by the first of these.
+_TRIGGER_ORDER = ("start", "reload", "boundary", "backoff", "resync")
+
+
+def describe_diagnostic(file: str, line: int, column: int, field: str, message: str) -> str:
+    return f"{file}:{line}:{column}: {field + ': ' if field else ''}{message}"
+
+
+class Daemon:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        manifests: Path,
+        notifier: Notifier,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._rt = runtime
+        self._config = runtime.config
+        self._manifests = manifests
+        self._notifier = notifier
+        self._metrics = metrics
+        self._now = clock or runtime.clock
+        self._cache = ManifestCache([manifests])
+        self._recordings = RecordingCache()
+        self._known: dict[str, KnownGood] = {}
+        self._desired = Desired((), frozenset())
+        self._load_problems: tuple[str, ...] = ()
+        self._boundaries: dict[int, tuple[DesiredRecording, datetime | None]] = {}
+        self._backoff_until: datetime | None = None
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._triggers: set[str] = set()
+        self._refresh = False
+        self._reload: str | None = None
+        self._ready = False
+        self._store_ok = True
+        self._last_summary = ""
+        self._watcher: ManifestWatcher | None = None
+        self._health: HealthServer | None = None
+
+    # -- public ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self._ready:
+            return False, "the first reconcile pass has not finished"
+        if not self._store_ok:
+            return False, "the state store is not writable"
+        return True, self._last_summary
+
+    def request_pass(self, trigger: str, *, refresh: bool = False) -> None:
+        self._triggers.add(trigger)
+        self._refresh = self._refresh or refresh
+        self._wake.set()
+
+    def request_reload(self, trigger: str) -> None:
+        self._reload = self._reload or trigger
+        self._wake.set()
+
+    def shutdown(self, reason: str = "signal") -> None:
+        if not self._stop.is_set():
+            log.info("daemon.stopping", reason=reason)
+            self._notifier.stopping()
+            self._rt.executor.drain()
+            self._stop.set()
+            self._wake.set()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (or `shutdown()`); returns the exit status."""
+        loop = asyncio.get_running_loop()
+        signals = {
+            signal.SIGTERM: lambda: self.shutdown("SIGTERM"),
+            signal.SIGINT: lambda: self.shutdown("SIGINT"),
+            signal.SIGHUP: lambda: self.request_reload("SIGHUP"),
+        }
+        for signum, handler in signals.items():
+            loop.add_signal_handler(signum, handler)
+        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        worker: asyncio.Task[None] | None = None
+        try:
+            await self._start_health()
+            log.info(
+                "daemon.started",
+                manifests=str(self._manifests),
+                apps=sorted(self._rt.clients),
+                watch=self._config.manifests.watch,
+            )
+            for problem in self._rt.problems:
+                log.error("config.credentials", problem=problem)
+            self._known = await self._rt.store.known_good()
+            # Watch before the first load: an edit made while loading is not missed
+            # (at worst it costs one more reload).
+            await self._start_watch()
+            await self._do_reload("start")
+            if not self._stop.is_set():
+                await self._do_pass({"start"}, refresh=True)
+            self._ready = True
+            self._notifier.ready(self._last_summary)
+            log.info("daemon.ready", summary=self._last_summary)
+            self._scheduler.start()
+            self._scheduler.add_job(
+                self.request_pass,
+                "interval",
+                seconds=self._config.reconcile.resync_interval.total_seconds(),
+                args=["resync"],
+                kwargs={"refresh": True},
+                id="resync",
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+            self._schedule_boundary()
+            worker = asyncio.create_task(self._work(), name="reconcile")
+            await self._stop.wait()
+        finally:
+            await self._close(worker)
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+        log.info("daemon.stopped")
+        return 0
+
+    # -- the worker ----------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while not self._stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            reload, self._reload = self._reload, None
+            if reload is not None:
+                await self._do_reload(reload)
+                self._triggers.add("reload")
+            if self._triggers:
+                triggers, self._triggers = self._triggers, set()
+                refresh, self._refresh = self._refresh, False
+                await self._do_pass(triggers, refresh=refresh)
+
+    async def _do_pass(self, triggers: set[str], *, refresh: bool) -> None:
+        trigger = next((t for t in _TRIGGER_ORDER if t in triggers), sorted(triggers)[0])
+        started = time.monotonic()
+        now = self._now()
+        try:
+            result = await reconcile_once(
+                self._desired,
+                self._rt.store,
+                self._rt.executor,
+                now,
+                self._rt.policy,
+                refresh=refresh,
+            )
+            live = await self._rt.store.live_sessions()
+        except StoreError as exc:
+            self._store_ok = False
+            self._observe_pass(trigger, started, ok=False)
+            log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
+            return
+        except Exception:
+            self._observe_pass(trigger, started, ok=False)
+            log.exception("reconcile.pass_failed", trigger=trigger)
+            return
+        self._store_ok = True
+        self._observe_pass(trigger, started, ok=result.ok)
+        self._after_pass(result, live, trigger, started)
+
+    def _after_pass(
+        self, result: PassResult, live: list[SessionRecord], trigger: str, started: float
+    ) -> None:
+        held = Counter(n.kind.value for n in result.plan.notes)
+        failed = sum(1 for r in result.results if not r.ok)
+        self._backoff_until = min(
+            (n.until for n in result.plan.notes if n.kind is NoteKind.BACKOFF and n.until),
+            default=None,
+        )
+        phases = Counter(s.phase.value for s in live)
+        recording = phases.get("running", 0) + phases.get("updating", 0)
+        self._last_summary = (
+            f"{recording} recording, {len(live)} live, {sum(held.values())} held, "
+            f"{len(self._desired.invalid_files)} failing to load"
+        )
+        self._notifier.status(self._last_summary)
+        if self._metrics is not None:
+            self._metrics.set_sessions(dict(phases))
+            self._metrics.set_manifests(len(self._desired.invalid_files), dict(held))
+            for r in result.results:
+                self._metrics.observe_action(r.action.kind.value, r.ok)
+        log.info(
+            "reconcile.pass",
+            trigger=trigger,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            actions=len(result.results),
+            failed=failed,
+            held=dict(held),
+            live=len(live),
+        )
+        self._schedule_boundary()
+
+    def _observe_pass(self, trigger: str, started: float, *, ok: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_pass(trigger, time.monotonic() - started, ok)
+
+    # -- manifests -----------------------------------------------------------------
+
+    async def _do_reload(self, trigger: str) -> None:
+        signalled = trigger == "SIGHUP"
+        if signalled:
+            self._notifier.reloading()
+        started = time.monotonic()
+        now = self._now()
+        try:
+            loaded = await asyncio.to_thread(self._cache.load, now=now)
+            before = {d.name: d.spec_hash for d in self._desired.recordings}
+            app_ids = {name: p.app_id for name, p in self._config.apps.items()}
+            desired = desired_recordings(
+                loaded.manifests, app_ids, loaded.failed_files, self._known, self._recordings
+            )
+            await remember_known_good(self._rt.store, desired)
+        except Exception:
+            log.exception("manifests.reload_failed", trigger=trigger)
+            if self._metrics is not None:
+                self._metrics.observe_reload(False)
+            if signalled:
+                self._notifier.ready(self._last_summary)
+            return
+        for entry in desired.remember:
+            self._known[entry.name] = entry
+        for name in desired.forget:
+            self._known.pop(name, None)
+        self._desired = desired
+        self._log_diagnostics(loaded, first=trigger == "start")
+        for problem in desired.problems:
+            log.warning("manifests.problem", problem=problem)
+        after = {d.name: d.spec_hash for d in desired.recordings}
+        added = sorted(after.keys() - before.keys())
+        removed = sorted(before.keys() - after.keys())
+        changed = sorted(n for n in after.keys() & before.keys() if after[n] != before[n])
+        log.info(
+            "manifests.reloaded",
+            trigger=trigger,
+            manifests=len(after),
+            added=added,
+            changed=changed,
+            removed=removed,
+            files_changed=len(loaded.changed),
+            failing=sorted(desired.invalid_files),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        if self._metrics is not None:
+            self._metrics.observe_reload(True)
+            self._metrics.set_manifests_loaded(len(after))
+        self._rebuild_boundaries()
+        if signalled:
+            self._notifier.ready(self._last_summary)
+
+    def _log_diagnostics(self, loaded: LoadResult, *, first: bool) -> None:
+        for d in loaded.diagnostics:
+            if not first and d.file not in loaded.changed:
+                continue  # reported when its file last changed
+            event = "manifest.invalid" if d.severity == "error" else "manifest.warning"
+            emit = log.error if d.severity == "error" else log.warning
+            emit(
+                event,
+                file=d.file,
+                line=d.line,
+                column=d.column,
+                field=d.field,
+                message=d.message,
+                detail=describe_diagnostic(d.file, d.line, d.column, d.field, d.message),
+            )
+
+    async def _start_watch(self) -> None:
+        if not self._config.manifests.watch:
+            return
+
+        async def changed(paths: set[str]) -> None:
+            log.debug("watch.changed", files=len(paths))
+            self.request_reload("watch")
+
+        self._watcher = ManifestWatcher(
+            self._manifests,
+            changed,
+            debounce=self._config.manifests.watch_interval.total_seconds(),
+        )
+        await self._watcher.start()
+
+    # -- timing ----------------------------------------------------------------------
+
+    def _rebuild_boundaries(self) -> None:
+        now = self._now()
+        old = self._boundaries
+        fresh: dict[int, tuple[DesiredRecording, datetime | None]] = {}
+        for d in self._desired.recordings:
+            entry = old.get(id(d))
+            if entry is None or entry[0] is not d or (entry[1] is not None and entry[1] <= now):
+                entry = (d, d.schedule.next_boundary(now))
+            fresh[id(d)] = entry
+        self._boundaries = fresh
+
+    def next_wake(self) -> datetime | None:
+        """The next window boundary of any manifest, or the next backoff expiry."""
+        now = self._now()
+        soonest: datetime | None = None
+        for key, (d, at) in self._boundaries.items():
+            if at is not None and at <= now:
+                at = d.schedule.next_boundary(now)
+                self._boundaries[key] = (d, at)
+            if at is not None and (soonest is None or at < soonest):
+                soonest = at
+        if self._backoff_until is not None and (soonest is None or self._backoff_until < soonest):
+            soonest = self._backoff_until
+        return soonest
+
+    def _schedule_boundary(self) -> None:
+        if not self._scheduler.running or self._stop.is_set():
+            return
+        at = self.next_wake()
+        if self._metrics is not None:
+            self._metrics.set_next_boundary(at)
+        if at is None:
+            with contextlib.suppress(Exception):
+                self._scheduler.remove_job("boundary")
+            return
+        self._scheduler.add_job(
+            self._on_boundary,
+            "date",
+            run_date=at,
+            args=[at],
+            id="boundary",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    async def _on_boundary(self, at: datetime) -> None:
+        # A timer may fire a hair early: never send a window's start before it opens.
+        early = (at - self._now()).total_seconds()
+        if early > 0:
+            await asyncio.sleep(early)
+        self.request_pass("backoff" if at == self._backoff_until else "boundary")
+
+    async def _watchdog(self) -> None:
+        interval = self._notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # -- start and stop ----------------------------------------------------------------
+
+    async def _start_health(self) -> None:
+        metrics_cfg = self._config.metrics
+        if self._metrics is None or metrics_cfg.host is None or metrics_cfg.port is None:
+            return
+        self._health = HealthServer(self._metrics, self.readiness)
+        await self._health.start(metrics_cfg.host, metrics_cfg.port)
+        log.info("metrics.listening", address=f"{metrics_cfg.host}:{self._health.port}")
+
+    async def _close(self, worker: asyncio.Task[None] | None) -> None:
+        self._rt.executor.drain()
+        if self._watcher is not None:
+            await self._watcher.stop()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        drain = self._config.shutdown.drain_timeout.total_seconds()
+        deadline = time.monotonic() + drain
+        if worker is not None:
+            done, _ = await asyncio.wait({worker}, timeout=drain)
+            if not done:
+                log.warning("daemon.drain_timeout", seconds=drain)
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            elif worker.exception() is not None:
+                log.error("daemon.worker_failed", error=repr(worker.exception()))
+        if self._config.reconcile.stop_on_shutdown:
+            await self._stop_all(max(1.0, deadline - time.monotonic()))
+        if self._health is not None:
+            await self._health.stop()
+
+    async def _stop_all(self, budget: float) -> None:
+        """reconcile.stopOnShutdown: stop every live session before exiting."""
+        try:
+            live = await self._rt.store.live_sessions()
+            the_plan: Plan = plan_shutdown(live)
+            self._rt.executor.resume()
+            results = await asyncio.wait_for(self._rt.executor.execute(the_plan, {}), budget)
+        except (TimeoutError, StoreError) as exc:
+            log.error("daemon.stop_on_shutdown_incomplete", error=str(exc) or type(exc).__name__)
+            return
+        log.info(
+            "daemon.stopped_recordings",
+            stopped=sum(1 for r in results if r.ok),
+            failed=sum(1 for r in results if not r.ok),
+        )

@@ -1,0 +1,148 @@
+"""The composition root: the one place that wires the store, the API clients and the executor.
+
+`plan`, `apply`, `run` (the daemon) and the tests all build what they need here,
+so the wiring cannot drift between them:
+
+- one state store, opened as the single writer (an exclusive lock held for the
+  life of the `Runtime`) or as a reader that never creates, migrates or locks;
+- one rate limiter per App ID, alive as long as the `Runtime` (in the daemon:
+  the process), shared by every app profile that names that App ID, so the limit
+  holds across everything the process sends;
+- one `httpx.AsyncClient` (one connection pool, one TLS context loaded once)
+  shared by every `AgoraClient`; each client authenticates its own requests;
+- one `Executor` over those clients.
+
+This module must never plan or decide anything: it only builds and closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from orchestrator.agora.client import DEFAULT_TIMEOUT, AgoraClient, ApiCall, RateLimiter
+from orchestrator.config import Config, resolve_credentials
+from orchestrator.reconcile.execute import Executor
+from orchestrator.reconcile.plan import PlanPolicy
+from orchestrator.secrets import SecretError, resolve_secret
+from orchestrator.state import Store, open_store
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Observers the daemon attaches (metrics); every field optional."""
+
+    on_call: Callable[[ApiCall], None] | None = None
+    on_wait: Callable[[str, float], None] | None = None
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    clients: Mapping[str, AgoraClient]
+    limiters: Mapping[str, RateLimiter]
+    executor: Executor
+    policy: PlanPolicy
+    # App profiles whose credentials did not resolve (their manifests cannot act).
+    problems: tuple[str, ...] = ()
+    clock: Clock = field(default=utc_now)
+
+
+def plan_policy(config: Config) -> PlanPolicy:
+    backoff = config.reconcile.restart_backoff
+    return PlanPolicy(restart_backoff_initial=backoff.initial, restart_backoff_max=backoff.max)
+
+
+def build_limiters(config: Config, hooks: Hooks | None = None) -> dict[str, RateLimiter]:
+    """One limiter per App ID; profiles sharing an App ID share it (the lowest rate wins)."""
+    rates: dict[str, int] = {}
+    for profile in config.apps.values():
+        rates[profile.app_id] = min(
+            rates.get(profile.app_id, profile.rate_limit), profile.rate_limit
+        )
+    on_wait = hooks.on_wait if hooks else None
+    return {app_id: RateLimiter(rate, on_wait=on_wait) for app_id, rate in rates.items()}
+
+
+@asynccontextmanager
+async def api_clients(
+    config: Config,
+    *,
+    hooks: Hooks | None = None,
+    limiters: Mapping[str, RateLimiter] | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> AsyncIterator[tuple[dict[str, AgoraClient], Mapping[str, RateLimiter], list[str]]]:
+    """(clients by profile name, limiters by App ID, problems) for profiles whose
+    credentials resolve; the shared HTTP client is closed on exit unless given."""
+    limiters = limiters if limiters is not None else build_limiters(config, hooks)
+    own_http = http is None
+    shared = http if http is not None else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
+    clients: dict[str, AgoraClient] = {}
+    problems: list[str] = []
+    try:
+        for name, profile in sorted(config.apps.items()):
+            try:
+                customer_id, customer_secret = resolve_credentials(profile)
+            except SecretError as exc:
+                problems.append(f"app profile {name}: {exc}")
+                continue
+            clients[name] = AgoraClient(
+                customer_id=customer_id,
+                customer_secret=customer_secret,
+                base_url=profile.base_url,
+                limiter=limiters[profile.app_id],
+                http=shared,
+                on_call=hooks.on_call if hooks else None,
+            )
+        yield clients, limiters, problems
+    finally:
+        for client in clients.values():
+            await client.aclose()
+        if own_http:
+            await shared.aclose()
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: Config,
+    *,
+    state_url: str | None = None,
+    holder: str = "orchestrator",
+    hooks: Hooks | None = None,
+    clock: Clock = utc_now,
+) -> AsyncIterator[Runtime]:
+    """The writer's runtime: the store locked for this process, clients, executor.
+
+    Raises `StoreBusyError` (before any client exists or any request is sent) when
+    another process holds the store, `StoreError` when it cannot be opened.
+    """
+    store = open_store(state_url or config.state.url, writer=True, holder=holder)
+    async with store, api_clients(config, hooks=hooks) as (clients, limiters, problems):
+        executor = Executor(
+            store,
+            clients,
+            resolve_secret=resolve_secret,
+            now=clock,
+            concurrency=config.reconcile.concurrency,
+        )
+        yield Runtime(
+            config=config,
+            store=store,
+            clients=clients,
+            limiters=limiters,
+            executor=executor,
+            policy=plan_policy(config),
+            problems=tuple(problems),
+            clock=clock,
+        )

@@ -1,0 +1,298 @@
+"""`orchestrator run` as a process against the emulator on loopback.
+
+Covers: a window's start and stop reach the API no earlier than its boundaries and
+within 1 s after them; a live layout edit is one updateLayout (and nothing else for
+5 s), a subscription edit one update, a storage edit a restart; broken YAML over a
+live manifest keeps the recording and logs a positioned error, and the fix causes
+no restart; deleting a manifest stops its recording; an idle exit is restarted
+within one resync; SIGHUP reloads (RELOADING/READY) with the watch off; SIGTERM
+exits 0 quickly and a restarted daemon adopts live sessions without an acquire;
+a second `run` and an `apply` are refused with exit 3 while it runs; the notify
+protocol (READY, RELOADING, STOPPING, WATCHDOG, STATUS); /metrics, /healthz and
+/readyz; no secret value in any log line or metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import SECRET_ENV, DaemonEnv
+from tests.e2e.test_apply_cli import assert_no_secrets, live_recordings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MUTATING = ("acquire", "start", "update", "updateLayout", "stop")
+
+
+def manifest(
+    name: str,
+    channel: str,
+    uid: int,
+    *,
+    schedule: str = "always",
+    layout: str = "adaptive",
+    subscribe: str = "[7]",
+    bucket: str = "rec",
+    max_idle: int = 300,
+) -> str:
+    return textwrap.dedent(
+        f"""\
+        name: {name}
+        app: main
+        channel: {channel}
+        uid: {uid}
+        mode: mix
+        schedule: {schedule}
+        token: {{env: AGORA_TOKEN}}
+        recording:
+          channelType: live
+          streams: audio+video
+          maxIdleTime: {max_idle}
+          subscribe: {{audio: {subscribe}}}
+        transcoding: {{width: 640, height: 360, fps: 15, bitrate: 500}}
+        layout: {{type: {layout}, background: '#000000'}}
+        storage:
+          vendor: aws-s3
+          region: us-east-1
+          bucket: {bucket}
+          accessKey: {{env: S3_KEY}}
+          secretKey: {{env: S3_SECRET}}
+        """
+    )
+
+
+def write(env: DaemonEnv, filename: str, text: str) -> float:
+    """Write a manifest atomically (as git does); returns the wall-clock time."""
+    path = env.cli.manifests / filename
+    tmp = path.with_name(f".{filename}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return time.time()
+
+
+def calls(env: DaemonEnv, *endpoints: str) -> list[dict[str, object]]:
+    seen = env.cli.emulator.emu.requests()
+    return [r for r in seen if not endpoints or r["endpoint"] in endpoints]
+
+
+async def wait_until(predicate: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: not within {within}s")
+
+
+def arrival(request: dict[str, object]) -> float:
+    return float(request["time"])  # type: ignore[arg-type]
+
+
+async def test_window_start_and_stop_reach_the_api_on_time(daemon_env: DaemonEnv) -> None:
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    closes = opens + timedelta(seconds=5)
+    window = f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
+    write(daemon_env, "w.yaml", manifest("win", "room-w", 11, schedule=window))
+    daemon = await daemon_env.start()
+    try:
+        await wait_until(lambda: calls(daemon_env, "stop"), 30, "the window's stop")
+        (start,) = calls(daemon_env, "start")
+        (stop,) = calls(daemon_env, "stop")
+        late_start = arrival(start) - opens.timestamp()
+        late_stop = arrival(stop) - closes.timestamp()
+        assert 0 <= late_start <= 1.0, late_start
+        assert 0 <= late_stop <= 1.0, late_stop
+        assert live_recordings(daemon_env.cli) == []
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_live_edits_update_in_place_or_restart(daemon_env: DaemonEnv) -> None:
+    base = manifest("alpha", "room-a", 101)
+    write(daemon_env, "a.yaml", base)
+    daemon = await daemon_env.start()
+    try:
+        assert len(live_recordings(daemon_env.cli)) == 1
+        # layout: exactly one updateLayout within 2 s, then nothing mutating for 5 s
+        before = len(calls(daemon_env, *MUTATING))
+        edited = write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101, layout="floating"))
+        await wait_until(lambda: calls(daemon_env, "updateLayout"), 2.0 + 1.0, "updateLayout")
+        (update_layout,) = calls(daemon_env, "updateLayout")
+        assert arrival(update_layout) - edited <= 2.0
+        await asyncio.sleep(5)
+        assert [r["endpoint"] for r in calls(daemon_env, *MUTATING)[before:]] == ["updateLayout"]
+        # subscription: exactly one update
+        write(
+            daemon_env,
+            "a.yaml",
+            manifest("alpha", "room-a", 101, layout="floating", subscribe="[7, 8]"),
+        )
+        await wait_until(lambda: calls(daemon_env, "update"), 3, "update")
+        await asyncio.sleep(1)
+        assert len(calls(daemon_env, "update")) == 1
+        # storage: a restart (stop, acquire, start), one recording afterwards
+        write(
+            daemon_env,
+            "a.yaml",
+            manifest("alpha", "room-a", 101, layout="floating", subscribe="[7, 8]", bucket="b2"),
+        )
+        await wait_until(lambda: len(calls(daemon_env, "start")) == 2, 5, "restart")
+        assert len(calls(daemon_env, "stop")) == 1
+        assert len(live_recordings(daemon_env.cli)) == 1
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_broken_yaml_keeps_the_recording_and_the_fix_changes_nothing(
+    daemon_env: DaemonEnv,
+) -> None:
+    good = manifest("alpha", "room-a", 101)
+    write(daemon_env, "a.yaml", good)
+    daemon = await daemon_env.start()
+    try:
+        before = len(calls(daemon_env, *MUTATING))
+        write(daemon_env, "a.yaml", good.replace("mode: mix", "mode: [mix"))
+        invalid = await daemon.wait_event("manifest.invalid", within=10)
+        assert invalid["file"] == str(daemon_env.cli.manifests / "a.yaml")
+        assert isinstance(invalid["line"], int) and invalid["line"] >= 1
+        assert isinstance(invalid["column"], int) and invalid["column"] >= 1
+        write(daemon_env, "a.yaml", good)
+        await daemon.wait_event("manifests.reloaded", within=10, failing=[])
+        await asyncio.sleep(1.5)
+        assert len(calls(daemon_env, *MUTATING)) == before
+        assert len(live_recordings(daemon_env.cli)) == 1
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_deleting_a_manifest_stops_its_recording(daemon_env: DaemonEnv) -> None:
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    write(daemon_env, "b.yaml", manifest("beta", "room-b", 102))
+    daemon = await daemon_env.start()
+    try:
+        assert len(live_recordings(daemon_env.cli)) == 2
+        removed = time.time()
+        (daemon_env.cli.manifests / "b.yaml").unlink()
+        await wait_until(lambda: calls(daemon_env, "stop"), 5, "stop")
+        (stop,) = calls(daemon_env, "stop")
+        assert arrival(stop) - removed <= 2.0
+        (left,) = live_recordings(daemon_env.cli)
+        assert left["cname"] == "room-a"
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_idle_exit_is_restarted_within_one_resync(daemon_env: DaemonEnv) -> None:
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101, max_idle=30))
+    daemon = await daemon_env.start()
+    try:
+        assert len(calls(daemon_env, "start")) == 1
+        # Nobody joined: it exits idle. Arrival times are on the emulator's clock.
+        ended = daemon_env.cli.emulator.emu.advance(31)
+        await wait_until(lambda: len(calls(daemon_env, "start")) == 2, 2 + 3, "restart")
+        assert arrival(calls(daemon_env, "start")[1]) - ended <= 2 + 3
+        assert len(live_recordings(daemon_env.cli)) == 1
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_sighup_reloads_with_watch_off_and_sigterm_leaves_recordings(
+    daemon_env: DaemonEnv,
+) -> None:
+    text = daemon_env.cli.config.read_text(encoding="utf-8")
+    daemon_env.cli.config.write_text(
+        text.replace("watchInterval: 300ms", "watchInterval: 300ms, watch: false"),
+        encoding="utf-8",
+    )
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    daemon = await daemon_env.start()
+    try:
+        write(daemon_env, "b.yaml", manifest("beta", "room-b", 102))
+        await asyncio.sleep(1.5)
+        assert len(calls(daemon_env, "start")) == 1  # watch is off: nothing yet
+        daemon.process.send_signal(signal.SIGHUP)
+        reloading = await daemon.notify.wait_for("RELOADING", "1", within=10)
+        assert int(reloading["MONOTONIC_USEC"]) > 0
+        await wait_until(lambda: len(calls(daemon_env, "start")) == 2, 5, "start after SIGHUP")
+        ready = [m for m in daemon.notify.drain() if m.get("READY") == "1"]
+        assert len(ready) >= 2  # start-up and after the reload
+    finally:
+        stopped_at = time.monotonic()
+        assert await daemon.stop() == 0
+        assert time.monotonic() - stopped_at < 5
+    assert any(m.get("STOPPING") == "1" for m in daemon.notify.messages)
+    assert len(live_recordings(daemon_env.cli)) == 2  # recordings keep running
+    # A new daemon adopts them: queries, and no acquire or start.
+    acquires = len(calls(daemon_env, "acquire"))
+    queries = len(calls(daemon_env, "query"))
+    again = await daemon_env.start()
+    try:
+        assert len(calls(daemon_env, "query")) >= queries + 2
+        assert len(calls(daemon_env, "acquire")) == acquires
+    finally:
+        assert await again.stop() == 0
+
+
+async def test_second_writer_is_refused_while_the_daemon_runs(daemon_env: DaemonEnv) -> None:
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    daemon = await daemon_env.start()
+    try:
+        second = await daemon_env.cli.run("run", "--config", str(daemon_env.cli.config))
+        assert second.code == 3, second.stderr
+        assert f"pid {daemon.process.pid}" in second.stderr
+        apply = await daemon_env.cli.run("apply", "--config", str(daemon_env.cli.config))
+        assert apply.code == 3, apply.stderr
+        assert f"pid {daemon.process.pid}" in apply.stderr
+        # Readers still work beside it.
+        status = await daemon_env.cli.run("status", "--config", str(daemon_env.cli.config))
+        assert status.code == 0 and "alpha" in status.stdout
+        assert len(calls(daemon_env, "start")) == 1
+        assert len(live_recordings(daemon_env.cli)) == 1
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_notify_watchdog_and_status(daemon_env: DaemonEnv) -> None:
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    env = dict(daemon_env.cli.env)
+    env["WATCHDOG_USEC"] = "400000"  # pings every 0.2 s
+    daemon = await daemon_env.start(env=env)
+    try:
+        ready = await daemon.notify.wait_for("READY", "1")
+        assert "recording" in ready.get("STATUS", "") or any(
+            "STATUS" in m for m in daemon.notify.drain()
+        )
+        await asyncio.sleep(1)
+        pings = [m for m in daemon.notify.drain() if m.get("WATCHDOG") == "1"]
+        assert len(pings) >= 2
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_metrics_health_and_no_secrets(daemon_env: DaemonEnv) -> None:
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    daemon = await daemon_env.start()
+    try:
+        async with httpx.AsyncClient(base_url=daemon_env.metrics_url, timeout=5) as http:
+            health = await http.get("/healthz")
+            ready = await http.get("/readyz")
+            metrics = await http.get("/metrics")
+        assert health.status_code == 200
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        text = metrics.text
+        assert 'orchestrator_sessions{phase="running"} 1.0' in text
+        assert 'orchestrator_api_requests_total{code="",endpoint="start",status="200"}' in text
+        assert "orchestrator_reconcile_pass_duration_seconds_bucket" in text
+        assert "orchestrator_next_boundary_timestamp_seconds" in text
+    finally:
+        assert await daemon.stop() == 0
+    assert_no_secrets("\n".join(daemon.lines), text)
+    assert all(value not in "\n".join(daemon.lines) for value in SECRET_ENV.values() if value)
