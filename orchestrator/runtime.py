@@ -24,7 +24,13 @@ from datetime import UTC, datetime
 
 import httpx
 
-from orchestrator.agora.client import DEFAULT_TIMEOUT, AgoraClient, ApiCall, RateLimiter
+from orchestrator.agora.client import (
+    DEFAULT_TIMEOUT,
+    AgoraClient,
+    ApiCall,
+    RateLimiter,
+    RetryPolicy,
+)
 from orchestrator.config import Config, resolve_credentials
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
@@ -44,6 +50,8 @@ class Hooks:
 
     on_call: Callable[[ApiCall], None] | None = None
     on_wait: Callable[[str, float], None] | None = None
+    # Retry timing of every client (tests use one without waits); None: the default.
+    retry: RetryPolicy | None = None
 
 
 @dataclass
@@ -104,6 +112,7 @@ async def api_clients(
                 limiter=limiters[profile.app_id],
                 http=shared,
                 on_call=hooks.on_call if hooks else None,
+                retry=hooks.retry if hooks else None,
             )
         yield clients, limiters, problems
     finally:

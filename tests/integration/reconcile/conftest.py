@@ -1,9 +1,12 @@
 """A reconcile world: the emulator on loopback, manifests in a temp dir, a real SQLite store.
 
 `world.apply()` runs one real pass (load manifests, query, plan, execute) through
-the same functions the CLI uses, with an AgoraClient speaking HTTP to the
-emulator. Tests edit `world.write(...)` manifests between passes and look at the
-emulator's received requests and sessions, and at the store.
+the same functions the CLI uses, on the composition root's runtime
+(`orchestrator.runtime.open_runtime`: the store as its single writer, the rate
+limiters, the clients speaking HTTP to the emulator, the executor), built from a
+real config whose credentials are files in the temp dir. Tests edit manifests
+with `world.write(...)` between passes and look at the emulator's received
+requests and sessions, and at the store.
 """
 
 from __future__ import annotations
@@ -17,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.agora.client import AgoraClient
+from orchestrator.config import Config
 from orchestrator.manifest.loader import load_manifests
-from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
 from orchestrator.reconcile.reconciler import (
     PassResult,
@@ -27,9 +29,9 @@ from orchestrator.reconcile.reconciler import (
     reconcile_once,
     remember_known_good,
 )
-from orchestrator.secrets import SecretRef, resolve_secret
-from orchestrator.state import Store, open_store
-from tests.integration.conftest import EmulatorHandle
+from orchestrator.runtime import Hooks, Runtime, open_runtime
+from orchestrator.state import Store
+from tests.integration.conftest import FAST_RETRY, EmulatorHandle
 
 SECRETS = {
     "S3_KEY": "AKIA-test-access-key",
@@ -70,11 +72,14 @@ def manifest(
 class World:
     emulator: EmulatorHandle
     root: Path
-    store: Store
+    runtime: Runtime
     policy: PlanPolicy = field(
         default_factory=lambda: PlanPolicy(restart_backoff_initial=timedelta(0))
     )
-    client: AgoraClient | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
 
     @property
     def manifests(self) -> Path:
@@ -92,26 +97,15 @@ class World:
     def remove(self, filename: str) -> None:
         (self.manifests / filename).unlink()
 
-    def resolve(self, ref: SecretRef) -> str:
-        return resolve_secret(ref, environ=SECRETS)
-
     async def apply(self, now: datetime | None = None) -> PassResult:
         now = now or datetime.now(UTC)
         loaded = load_manifests([self.manifests], now=now)
-        app_ids = {"main": self.app_id, "off": self.emulator.disabled_app_id}
+        app_ids = {name: p.app_id for name, p in self.runtime.config.apps.items()}
         desired = desired_recordings(
             loaded.manifests, app_ids, loaded.failed_files, await self.store.known_good()
         )
         await remember_known_good(self.store, desired)
-        if self.client is None:
-            self.client = self.emulator.client()
-        executor = Executor(
-            self.store,
-            {"main": self.client, "off": self.client},
-            resolve_secret=self.resolve,
-            now=lambda: datetime.now(UTC),
-        )
-        return await reconcile_once(desired, self.store, executor, now, self.policy)
+        return await reconcile_once(desired, self.store, self.runtime.executor, now, self.policy)
 
     def requests(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         return self.emulator.emu.requests(endpoint)
@@ -122,7 +116,27 @@ class World:
 
 
 @pytest.fixture
-async def world(emulator: EmulatorHandle, tmp_path: Path) -> AsyncIterator[World]:
+async def world(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[World]:
     (tmp_path / "recordings.d").mkdir()
-    async with open_store(f"sqlite:///{tmp_path}/state.db") as store:
-        yield World(emulator, tmp_path, store)
+    for name, value in SECRETS.items():  # what the manifests' {env: NAME} resolve to
+        monkeypatch.setenv(name, value)
+    (tmp_path / "customer-id").write_text(emulator.customer_id, encoding="utf-8")
+    (tmp_path / "customer-secret").write_text(emulator.customer_secret, encoding="utf-8")
+    credentials = {
+        "customerId": {"file": str(tmp_path / "customer-id")},
+        "customerSecret": {"file": str(tmp_path / "customer-secret")},
+        "baseUrl": emulator.base_url,
+    }
+    config = Config.model_validate(
+        {
+            "apps": {
+                "main": {"appId": emulator.app_id, **credentials},
+                "off": {"appId": emulator.disabled_app_id, **credentials},
+            },
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+        }
+    )
+    async with open_runtime(config, holder="test", hooks=Hooks(retry=FAST_RETRY)) as runtime:
+        yield World(emulator, tmp_path, runtime)
