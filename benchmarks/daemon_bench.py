@@ -36,6 +36,7 @@ to turn saved results into the markdown report.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -52,7 +53,7 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -92,34 +93,26 @@ class Processes:
         self.children: list[subprocess.Popen[Any]] = []
 
     def start(self, args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        child = subprocess.Popen(args, **kwargs)  # noqa: S603 (our own CLI)
+        child = subprocess.Popen(args, **kwargs)  # our own CLI
         self.children.append(child)
         return child
 
     def close(self) -> None:
         for child in self.children:
             if child.poll() is None:
-                with _suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGTERM)
         for child in self.children:
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                with _suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGKILL)
                 child.wait(timeout=10)
             for stream in (child.stdout, child.stderr):
                 if stream is not None and not isinstance(stream, int):
-                    with _suppress(OSError):
+                    with contextlib.suppress(OSError):
                         stream.close()
-
-
-@contextmanager
-def _suppress(*errors: type[BaseException]) -> Iterator[None]:
-    try:
-        yield
-    except errors:
-        pass
 
 
 @contextmanager
@@ -274,8 +267,11 @@ class Rig:
         config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return config
 
-    def start_daemon(self, *, ready_within: float = 60) -> dict[str, Any]:
+    def start_daemon(
+        self, *, ready_within: float = 60, log: str = "daemon.log.json"
+    ) -> dict[str, Any]:
         config = self.write_config()
+        self.log = LogFile(self.root / log)
         with self.log.path.open("wb") as err:
             self.daemon = self.procs.start(
                 [PYTHON, "-m", "orchestrator", "run", "--config", str(config)],
@@ -411,7 +407,9 @@ def burst_run(apps: int, per_app: int, *, keep: bool) -> dict[str, Any]:
             app = names[i % apps]
             rig.write_manifest(
                 f"b{i:03d}.yaml",
-                manifest(f"burst-{i:03d}", app, f"burst-{i:03d}", 10_000 + i, windows([(opens, closes)])),
+                manifest(
+                    f"burst-{i:03d}", app, f"burst-{i:03d}", 10_000 + i, windows([(opens, closes)])
+                ),
             )
         loaded = rig.wait_event("manifests.reloaded", within=15, trigger="watch")
         if loaded["manifests"] != total:  # written in more than one batch: wait for the rest
@@ -454,7 +452,8 @@ def burst_run(apps: int, per_app: int, *, keep: bool) -> dict[str, Any]:
         "rate_limited": sum(1 for r in seen if r["status"] == 429),
         "non_2xx": sum(1 for r in seen if not 200 <= int(r["status"]) < 300),
         "early": sum(1 for r in mutating if float(r["time"]) < opens),
-        "first_start_late": min((float(r["time"]) for r in ok_starts), default=float("nan")) - opens,
+        "first_start_late": min((float(r["time"]) for r in ok_starts), default=float("nan"))
+        - opens,
         "first_acquire_late": min(
             (float(r["time"]) for r in seen if r["endpoint"] == "acquire"), default=float("nan")
         )
@@ -469,7 +468,7 @@ def burst_run(apps: int, per_app: int, *, keep: bool) -> dict[str, Any]:
 
 
 def burst_passed(run: dict[str, Any]) -> bool:
-    return (
+    return bool(
         run["starts"] == run["manifests"]
         and run["last_start"] <= run["target"]
         and run["rate_limited"] == 0
@@ -496,7 +495,10 @@ def lateness_run(*, keep: bool) -> dict[str, Any]:
         for i in range(LATE_MANIFESTS):
             channel = f"late-{i:02d}"
             pairs = [
-                (t0 + i * LATE_STEP + j * LATE_PERIOD, t0 + i * LATE_STEP + j * LATE_PERIOD + LATE_LENGTH)
+                (
+                    t0 + i * LATE_STEP + j * LATE_PERIOD,
+                    t0 + i * LATE_STEP + j * LATE_PERIOD + LATE_LENGTH,
+                )
                 for j in range(LATE_WINDOWS)
             ]
             plan[channel] = pairs
@@ -523,13 +525,15 @@ def lateness_run(*, keep: bool) -> dict[str, Any]:
     missing = 0
     failures = 0
     for channel, pairs in plan.items():
-        mine = [r for r in seen if isinstance(r["body"], dict) and r["body"].get("cname") == channel]
+        mine = [
+            r for r in seen if isinstance(r["body"], dict) and r["body"].get("cname") == channel
+        ]
         failures += sum(1 for r in mine if r["endpoint"] in MUTATING and r["status"] != 200)
         starts = sorted(float(r["time"]) for r in mine if r["endpoint"] == "start")
         stops = sorted(float(r["time"]) for r in mine if r["endpoint"] == "stop")
-        for (opens, closes), start in zip(pairs, starts, strict=False):
+        for (opens, _), start in zip(pairs, starts, strict=False):
             late.append(start - opens)
-        for (opens, closes), stop in zip(pairs, stops, strict=False):
+        for (_, closes), stop in zip(pairs, stops, strict=False):
             late.append(stop - closes)
         missing += 2 * len(pairs) - min(len(starts), len(pairs)) - min(len(stops), len(pairs))
     mutating = [float(r["time"]) for r in seen if r["endpoint"] in MUTATING]
@@ -549,7 +553,9 @@ def lateness_run(*, keep: bool) -> dict[str, Any]:
         "over_1s": sum(1 for x in late if x > 1.0),
         "rate_limited": sum(1 for r in seen if r["status"] == 429),
         "max_per_1s": max_in_window(mutating),
-        "boundary_pass_ms_median": statistics.median(e["duration_ms"] for e in passes) if passes else None,
+        "boundary_pass_ms_median": statistics.median(e["duration_ms"] for e in passes)
+        if passes
+        else None,
         "boundary_pass_ms_max": max((e["duration_ms"] for e in passes), default=None),
         "exit_code": code,
         "exit_seconds": exit_seconds,
@@ -558,7 +564,7 @@ def lateness_run(*, keep: bool) -> dict[str, Any]:
 
 
 def lateness_passed(run: dict[str, Any]) -> bool:
-    return run["p99"] <= 1.0 and run["early"] == 0 and run["missing"] == 0
+    return bool(run["p99"] <= 1.0 and run["early"] == 0 and run["missing"] == 0)
 
 
 # -- idle -------------------------------------------------------------------------------
@@ -574,6 +580,7 @@ IDLE_ZONES = (
     "Pacific/Auckland",
 )
 IDLE_SECONDS = 30.0
+DEFAULT_RESYNC_WINDOW = 60.0
 
 
 def idle_manifest(i: int, now: datetime) -> str:
@@ -589,7 +596,9 @@ def idle_run(count: int, *, keep: bool) -> dict[str, Any]:
     with Rig(1, resync="5s", keep=keep) as rig:
         now = datetime.now(UTC)
         for i in range(count):
-            (rig.manifests / f"idle-{i:05d}.yaml").write_text(idle_manifest(i, now), encoding="utf-8")
+            (rig.manifests / f"idle-{i:05d}.yaml").write_text(
+                idle_manifest(i, now), encoding="utf-8"
+            )
         rig.start_emulator()
         started = rig.start_daemon(ready_within=240)
         assert rig.daemon is not None
@@ -639,10 +648,26 @@ def idle_run(count: int, *, keep: bool) -> dict[str, Any]:
                 }
             )
             time.sleep(1.0)
-        reload_passes = [e["duration_ms"] for e in rig.log.named("reconcile.pass", trigger="reload")]
+        reload_passes = [
+            e["duration_ms"] for e in rig.log.named("reconcile.pass", trigger="reload")
+        ]
         mem_end = proc_status(pid)
-        api_calls = len(rig.requests())
         code, exit_seconds = rig.stop_daemon(within=30)
+        # Phase B: the same tree and store, restarted with the default resyncInterval
+        # (60 s); CPU over 60 s, which holds exactly one resync pass.
+        rig.resync = "60s"
+        restarted = rig.start_daemon(ready_within=240, log="daemon-60s.log.json")
+        assert rig.daemon is not None
+        pid = rig.daemon.pid
+        restart_reload = rig.wait_event("manifests.reloaded", within=1, trigger="start")
+        time.sleep(2.0)
+        cpu2, wall2 = cpu_seconds(pid), time.monotonic()
+        time.sleep(DEFAULT_RESYNC_WINDOW)
+        cpu3, wall3 = cpu_seconds(pid), time.monotonic()
+        mem_b = proc_status(pid)
+        resync_b = [e["duration_ms"] for e in rig.log.named("reconcile.pass", trigger="resync")]
+        code_b, exit_b = rig.stop_daemon(within=30)
+        api_calls = len(rig.requests())
     edit_ms = [e["duration_ms"] for e in edits if e["kind"] == "edit" and e["reloaded"]]
     return {
         "manifests": count,
@@ -667,6 +692,14 @@ def idle_run(count: int, *, keep: bool) -> dict[str, Any]:
         "api_calls": api_calls,
         "exit_code": code,
         "exit_seconds": exit_seconds,
+        "b_launch_to_ready_s": event_time(restarted["ready"]) - restarted["launched"],
+        "b_reload_all_ms": restart_reload["duration_ms"],
+        "b_cpu_percent": 100 * (cpu3 - cpu2) / (wall3 - wall2),
+        "b_resync_ms": resync_b,
+        "b_rss_mb": mem_b["VmRSS"] / 1024,
+        "b_hwm_mb": mem_b["VmHWM"] / 1024,
+        "b_exit_code": code_b,
+        "b_exit_seconds": exit_b,
     }
 
 
@@ -675,7 +708,7 @@ def idle_run(count: int, *, keep: bool) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     model = "unknown"
-    with _suppress(OSError):
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
@@ -795,7 +828,8 @@ def _render_burst(result: dict[str, Any]) -> list[str]:
         verdicts.append(
             f"- {variant}: all starts within {runs[0]['target']:.1f} s of T (worst "
             f"{worst:.2f} s): {_verdict(worst <= runs[0]['target'])}; 429s "
-            f"{sum(r['rate_limited'] for r in runs)}: {_verdict(all(r['rate_limited'] == 0 for r in runs))}; "
+            f"{sum(r['rate_limited'] for r in runs)}: "
+            f"{_verdict(all(r['rate_limited'] == 0 for r in runs))}; "
             f"SIGTERM exit 0 in every run: {_verdict(all(r['exit_code'] == 0 for r in runs))}; "
             f"all {runs[0]['manifests']} started in every run: "
             f"{_verdict(all(r['starts'] == r['manifests'] for r in runs))}."
@@ -850,36 +884,99 @@ def _render_idle(result: dict[str, Any]) -> list[str]:
     edits = [e for r in runs for e in r["edits"] if e["kind"] == "edit" and e["reloaded"]]
     touches = [e for r in runs for e in r["edits"] if e["kind"] == "touch"]
     rows = [
-        ("RSS after 30 s idle (VmRSS)", "<= 200 MB",
-         _stats([r["rss_idle_mb"] for r in runs], "{:.0f} MB"), max(r["rss_idle_mb"] for r in runs) <= 200),
-        ("peak RSS (VmHWM, whole run)", "(<= 200 MB)",
-         _stats([r["hwm_mb"] for r in runs], "{:.0f} MB"), max(r["hwm_mb"] for r in runs) <= 200),
-        ("CPU over 30 s idle (resync every 5 s)", "<= 2 % of a core",
-         _stats([r["cpu_percent"] for r in runs], "{:.2f} %"), max(r["cpu_percent"] for r in runs) <= 2),
-        (f"pass with nothing due (`resync`, {len(resync_all)} passes)", "<= 200 ms",
-         _stats(resync_all, "{:.0f} ms"), max(resync_all, default=math.inf) <= 200),
-        ("first pass (`start`, queries nothing)", "-",
-         _stats([r["first_pass_ms"] for r in runs], "{:.0f} ms"), None),
-        ("reload of all (`manifests.reloaded`, trigger start)", "<= 15 s",
-         _stats([r["reload_all_ms"] / 1000 for r in runs], "{:.2f} s"),
-         max(r["reload_all_ms"] for r in runs) <= 15_000),
-        ("launch to `daemon.ready`", "-",
-         _stats([r["launch_to_ready_s"] for r in runs], "{:.2f} s"), None),
-        (f"reload after one file edited (trigger watch, {len(edits)} edits)", "<= 100 ms",
-         _stats([e["duration_ms"] for e in edits], "{:.0f} ms"),
-         bool(edits) and max(e["duration_ms"] for e in edits) <= 100),
-        ("  edit to `manifests.reloaded` logged (incl. 300 ms debounce)", "-",
-         _stats([e["after_write_s"] * 1000 for e in edits], "{:.0f} ms"), None),
-        ("reload after a bare touch (mtime only)", "-",
-         _stats([e["duration_ms"] for e in touches if e["reloaded"]], "{:.0f} ms")
-         + f" ({sum(1 for e in touches if e['reloaded'])}/{len(touches)} reloaded)", None),
-        ("pass after an edit (`reload`)", "-",
-         _stats([v for r in runs for v in r["reload_pass_ms"]], "{:.0f} ms"), None),
-        ("API calls during the run", "0", str(sum(r["api_calls"] for r in runs)),
-         all(r["api_calls"] == 0 for r in runs)),
-        ("SIGTERM: exit code, seconds", "0",
-         f"{sorted({r['exit_code'] for r in runs}, key=str)}, "
-         + _stats([r["exit_seconds"] for r in runs]), all(r["exit_code"] == 0 for r in runs)),
+        (
+            "RSS after 30 s idle (VmRSS)",
+            "<= 200 MB",
+            _stats([r["rss_idle_mb"] for r in runs], "{:.0f} MB"),
+            max(r["rss_idle_mb"] for r in runs) <= 200,
+        ),
+        (
+            "peak RSS (VmHWM, whole run)",
+            "(<= 200 MB)",
+            _stats([r["hwm_mb"] for r in runs], "{:.0f} MB"),
+            max(r["hwm_mb"] for r in runs) <= 200,
+        ),
+        (
+            "CPU over 30 s idle (resync every 5 s)",
+            "<= 2 % of a core",
+            _stats([r["cpu_percent"] for r in runs], "{:.2f} %"),
+            max(r["cpu_percent"] for r in runs) <= 2,
+        ),
+        (
+            "CPU over 60 s idle, default resyncInterval 60s (restart, phase B: "
+            f"{sum(len(r['b_resync_ms']) for r in runs)} resync passes in all)",
+            "(<= 2 %)",
+            _stats([r["b_cpu_percent"] for r in runs], "{:.2f} %"),
+            max(r["b_cpu_percent"] for r in runs) <= 2,
+        ),
+        (
+            f"pass with nothing due (`resync`, {len(resync_all)} passes)",
+            "<= 200 ms",
+            _stats(resync_all, "{:.0f} ms"),
+            max(resync_all, default=math.inf) <= 200,
+        ),
+        (
+            "first pass (`start`, queries nothing)",
+            "-",
+            _stats([r["first_pass_ms"] for r in runs], "{:.0f} ms"),
+            None,
+        ),
+        (
+            "reload of all (`manifests.reloaded`, trigger start)",
+            "<= 15 s",
+            _stats([r["reload_all_ms"] / 1000 for r in runs], "{:.2f} s"),
+            max(r["reload_all_ms"] for r in runs) <= 15_000,
+        ),
+        (
+            "launch to `daemon.ready`",
+            "-",
+            _stats([r["launch_to_ready_s"] for r in runs], "{:.2f} s"),
+            None,
+        ),
+        (
+            "reload of all on a restart (store holds the known-good rows)",
+            "(<= 15 s)",
+            _stats([r["b_reload_all_ms"] / 1000 for r in runs], "{:.2f} s"),
+            max(r["b_reload_all_ms"] for r in runs) <= 15_000,
+        ),
+        (
+            f"reload after one file edited (trigger watch, {len(edits)} edits)",
+            "<= 100 ms",
+            _stats([e["duration_ms"] for e in edits], "{:.0f} ms"),
+            bool(edits) and max(e["duration_ms"] for e in edits) <= 100,
+        ),
+        (
+            "  edit to `manifests.reloaded` logged (incl. 300 ms debounce)",
+            "-",
+            _stats([e["after_write_s"] * 1000 for e in edits], "{:.0f} ms"),
+            None,
+        ),
+        (
+            "reload after a bare touch (mtime only)",
+            "-",
+            _stats([e["duration_ms"] for e in touches if e["reloaded"]], "{:.0f} ms")
+            + f" ({sum(1 for e in touches if e['reloaded'])}/{len(touches)} reloaded)",
+            None,
+        ),
+        (
+            "pass after an edit (`reload`)",
+            "-",
+            _stats([v for r in runs for v in r["reload_pass_ms"]], "{:.0f} ms"),
+            None,
+        ),
+        (
+            "API calls during the run",
+            "0",
+            str(sum(r["api_calls"] for r in runs)),
+            all(r["api_calls"] == 0 for r in runs),
+        ),
+        (
+            "SIGTERM (both phases): exit codes, seconds",
+            "0",
+            f"{sorted({r[k] for r in runs for k in ('exit_code', 'b_exit_code')}, key=str)}, "
+            + _stats([r[k] for r in runs for k in ("exit_seconds", "b_exit_seconds")]),
+            all(r["exit_code"] == 0 and r["b_exit_code"] == 0 for r in runs),
+        ),
     ]
     lines = [
         f"{variant} manifests (one per file; daily cron windows in 8 time zones, all >= 7 h "
@@ -895,8 +992,9 @@ def _render_idle(result: dict[str, Any]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", nargs="?", default="all",
-                        choices=["burst", "lateness", "idle", "all", "report"])
+    parser.add_argument(
+        "scenario", nargs="?", default="all", choices=["burst", "lateness", "idle", "all", "report"]
+    )
     parser.add_argument("files", nargs="*", type=Path, help="report: saved JSON results")
     parser.add_argument("--runs", type=int, default=None, help="runs (default 3)")
     parser.add_argument("--manifests", type=int, default=10_000, help="idle: manifests")

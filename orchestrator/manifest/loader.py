@@ -48,6 +48,17 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 """Deeper nesting is refused (a manifest needs about six levels)."""
 
+RACY_NS = 2_000_000_000
+"""A file (or directory) whose mtime or ctime is this close to the moment it was
+looked at is read (listed) again at the next load, whatever its key says.
+
+File times have a granularity (a clock tick locally, a second or two on some
+network and old filesystems): a second write of the same size within the tick of
+the first leaves the key as it was. Git has the same problem ("racily clean"
+index entries) and the same answer. Reading such a file again costs a read, not a
+parse, unless its bytes really differ.
+"""
+
 YAML_SUFFIXES = (".yaml", ".yml")
 Severity = Literal["error", "warning"]
 Loc = tuple[str | int, ...]
@@ -125,23 +136,109 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
     reached twice (through two arguments, or a symlink) is read once, at its first
     path. An unreadable subdirectory is skipped, as `os.walk` does.
     """
-    files: list[str] = []
-    problems: list[Diagnostic] = []
-    seen: set[str] = set()
+    return _Discovery(remember=False).discover(paths)
 
-    def walk(directory: str, real: str) -> None:
-        # `os.walk` top-down with sorted names, but the real path of a file that is
-        # not a symlink is its directory's real path and its name: a `realpath` (and
-        # an `os.path.join`) per file was most of a reload that changes nothing.
+
+@dataclass(eq=False, slots=True)
+class _Listing:
+    """What `discover` takes from one directory, and the directory's key when listed."""
+
+    key: tuple[int, int, int, int]  # st_mtime_ns, st_ctime_ns, st_ino, st_dev
+    racy: bool  # listed within RACY_NS of its last change: list it again next time
+    prefix: str  # the directory's path and its real path, each with a trailing separator
+    real_prefix: str
+    files: list[str]  # manifest files, sorted
+    reals: list[str | None]  # their real paths; None for a symlink (resolved each time)
+    plain: bool  # no symlink among them
+    subdirs: list[str]  # names of the subdirectories to descend into, sorted
+
+
+class _Discovery:
+    """`discover`, optionally remembering each directory's listing between calls.
+
+    A directory's entries change only with its mtime and ctime (creating, removing
+    or renaming an entry updates both), so a directory whose key is unchanged, and
+    was not listed within `RACY_NS` of a change, is not listed again: a reload that
+    changes nothing costs one `stat` per directory instead of a listing, a sort and
+    a real path per file.
+    """
+
+    def __init__(self, *, remember: bool) -> None:
+        self._remember = remember
+        self._listings: dict[str, _Listing] = {}
+        self.listed = 0
+        """Directories listed by the last call (the others were remembered)."""
+
+    def discover(self, paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
+        files: list[str] = []
+        problems: list[Diagnostic] = []
+        seen: set[str] = set()
+        listings: dict[str, _Listing] = {}
+        racy_after = time.time_ns() - RACY_NS
+        self.listed = 0
+
+        def walk(directory: str, real: str) -> None:
+            listing = self._list(directory, real, racy_after)
+            if listing is None:
+                return
+            listings[directory] = listing
+            if listing.plain and seen.isdisjoint(listing.reals):
+                files.extend(listing.files)  # the common case, without a loop in Python
+                seen.update(typing.cast(list[str], listing.reals))
+            else:
+                for path, known in zip(listing.files, listing.reals, strict=True):
+                    key = os.path.realpath(path) if known is None else known
+                    if key not in seen:
+                        seen.add(key)
+                        files.append(path)
+            for name in listing.subdirs:
+                walk(listing.prefix + name, listing.real_prefix + name)
+
+        for raw in paths:
+            path = str(raw)
+            if os.path.isdir(path):
+                walk(path, os.path.realpath(path))
+            elif os.path.exists(path):
+                key = os.path.realpath(path)
+                if key not in seen:
+                    seen.add(key)
+                    files.append(path)
+            else:
+                problems.append(Diagnostic(path, 1, 1, "", "no such file or directory"))
+        if self._remember:
+            self._listings = listings
+        return files, problems
+
+    def _list(self, directory: str, real: str, racy_after: int) -> _Listing | None:
+        """The directory's listing, as remembered if it cannot have changed; None if
+        it cannot be read (skipped, as `os.walk` does)."""
+        prefix = directory if directory.endswith(os.sep) else directory + os.sep
+        real_prefix = real if real.endswith(os.sep) else real + os.sep
+        try:
+            st = os.stat(directory)  # before listing: a change after it shows next time
+        except OSError:
+            return None
+        key = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        known = self._listings.get(directory)
+        if (
+            known is not None
+            and known.key == key
+            and not known.racy
+            and known.real_prefix == real_prefix
+        ):
+            return known
         try:
             with os.scandir(directory) as listing:
                 entries = sorted(listing, key=_entry_name)
         except OSError:
-            return
-        prefix = directory if directory.endswith(os.sep) else directory + os.sep
-        real_prefix = real if real.endswith(os.sep) else real + os.sep
+            return None
+        self.listed += 1
+        files: list[str] = []
+        reals: list[str | None] = []
         subdirs: list[str] = []
         for entry in entries:
+            # `os.walk`'s rules: what `is_dir()` (following symlinks) says is a directory
+            # is never a file; a symlinked directory is not descended into
             name = entry.name
             try:
                 is_dir = entry.is_dir()
@@ -151,26 +248,11 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
                 if not name.startswith(".") and not entry.is_symlink():
                     subdirs.append(name)
             elif name.endswith(YAML_SUFFIXES) and not name.startswith("."):
-                path = prefix + name
-                key = os.path.realpath(path) if entry.is_symlink() else real_prefix + name
-                if key not in seen:
-                    seen.add(key)
-                    files.append(path)
-        for name in subdirs:
-            walk(prefix + name, real_prefix + name)
-
-    for raw in paths:
-        path = str(raw)
-        if os.path.isdir(path):
-            walk(path, os.path.realpath(path))
-        elif os.path.exists(path):
-            key = os.path.realpath(path)
-            if key not in seen:
-                seen.add(key)
-                files.append(path)
-        else:
-            problems.append(Diagnostic(path, 1, 1, "", "no such file or directory"))
-    return files, problems
+                files.append(prefix + name)
+                reals.append(None if entry.is_symlink() else real_prefix + name)
+        racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_after
+        plain = None not in reals
+        return _Listing(key, racy, prefix, real_prefix, files, reals, plain, subdirs)
 
 
 _entry_name = operator.attrgetter("name")
@@ -862,17 +944,6 @@ ctime is in it because mtime can be set back (`cp -p`, `rsync -t`, `tar x`) whil
 ctime cannot; the inode because an editor that saves by renaming makes a new file.
 """
 
-RACY_NS = 2_000_000_000
-"""A file whose mtime or ctime is this close to the moment it was looked at is read
-again at the next load, whatever its key says.
-
-File times have a granularity (a clock tick locally, a second or two on some
-network and old filesystems): a second write of the same size within the tick of
-the first leaves the key as it was. Git has the same problem ("racily clean"
-index entries) and the same answer. Reading such a file again costs a read, not a
-parse, unless its bytes really differ.
-"""
-
 _BULK_COLLECT_EVERY = 500
 """While the collector is paused, young objects are collected after this many parses,
 so that the cycles a broken file leaves behind (exceptions, the round-trip parser's
@@ -889,6 +960,7 @@ class LoadStats:
     removed: frozenset[str]
     read: int  # files whose bytes were read (new, key changed, or racy)
     parsed: int  # files parsed and validated (new, or bytes changed)
+    listed: int  # directories listed (new, key changed, or racy)
     seconds: float
 
     @property
@@ -1011,6 +1083,7 @@ class ManifestCache:
         self.last: LoadStats | None = None
         """What the last `load()` did."""
         self._entries: dict[str, _Entry] = {}
+        self._discovery = _Discovery(remember=True)
         self._memo = OverlapMemo()
         self._lock = threading.Lock()
         # how many manifests have each name and each target; the keys held more than once
@@ -1033,7 +1106,7 @@ class ManifestCache:
         from orchestrator.manifest.crosscheck import cross_check
 
         started = time.perf_counter()
-        files, diagnostics = discover(self.paths)
+        files, diagnostics = self._discovery.discover(self.paths)
         failed: set[str] = {d.file for d in diagnostics}
         old = self._entries
         entries: dict[str, _Entry] = {}
@@ -1112,6 +1185,7 @@ class ManifestCache:
             frozenset(removed),
             read,
             parsed,
+            self._discovery.listed,
             time.perf_counter() - started,
         )
         return result, stats

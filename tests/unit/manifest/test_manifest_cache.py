@@ -4,12 +4,14 @@ Covers: one edited file is the only one parsed (the others are the very same
 objects), a touch is read but not parsed, a file written just now is read again at
 the next load (timestamps too coarse to trust), a file broken by an edit fails
 alone and comes back when fixed, deleted and renamed files, new subdirectories,
-unreadable files that become readable, cross-file findings appearing and going
-away with edits (counts kept incrementally), the result equal to `load_manifests`
-(the example directory, and random edit sequences on generated trees with
-clashing schedules and a moving `now`), the clash-search memo equal to a fresh
-search, `discover` equal to an `os.walk` reference with symlinks and hidden
-entries, and the garbage collector left enabled, frozen objects not leaking.
+only directories that changed listed again, unreadable files that become
+readable, cross-file findings appearing and going away with edits (counts kept
+incrementally), the result equal to `load_manifests` (the example directory, and
+random edit sequences on generated trees with clashing schedules and a moving
+`now`), the clash-search memo equal to a fresh search (also for a clash found
+ahead of the horizon), `discover` equal to an `os.walk` reference with symlinks
+and hidden entries, the garbage collector left enabled, and frozen garbage
+collected after a bulk reload.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,25 +79,30 @@ def _thaw() -> Iterator[None]:
 
 
 @pytest.fixture
-def steady(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Files written by the test count as old enough to trust their timestamps."""
-    monkeypatch.setattr(loader, "RACY_NS", 0)
+def settle(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """A racy window of 50 ms (still longer than a clock tick) instead of 2 s: after
+    `settle()`, what was written before it is trusted from the next load on."""
+    monkeypatch.setattr(loader, "RACY_NS", 50_000_000)
+    return lambda: time.sleep(0.08)
 
 
 def tree(tmp_path: Path, count: int = 5) -> list[str]:
     return [write(tmp_path / f"m{i}.yaml", doc(f"rec-{i}")) for i in range(count)]
 
 
-def test_one_edited_file_is_the_only_one_parsed(tmp_path: Path, steady: None) -> None:
+def test_one_edited_file_is_the_only_one_parsed(tmp_path: Path, settle: Callable[[], None]) -> None:
     paths = tree(tmp_path)
     cache = ManifestCache([tmp_path])
     first = cache.load(now=NOW)
     assert cache.parsed_files == 5 and first.changed == frozenset(paths)
     assert cache.last is not None and cache.last.added == frozenset(paths)
+    settle()
+    cache.load(now=NOW)  # written just before the first load: read once more
+    assert (cache.last.read, cache.last.parsed) == (5, 0)
 
     again = cache.load(now=NOW)
-    assert (cache.last.read, cache.last.parsed, again.changed) == (0, 0, frozenset())
-    assert again == first
+    assert (cache.last.read, cache.last.parsed, cache.last.listed) == (0, 0, 0)
+    assert again == first and again.changed == frozenset()
 
     write(tmp_path / "m2.yaml", doc("rec-2", channel="elsewhere"))
     edited = cache.load(now=NOW)
@@ -110,9 +118,11 @@ def test_one_edited_file_is_the_only_one_parsed(tmp_path: Path, steady: None) ->
     assert edited == load_manifests([tmp_path], now=NOW)
 
 
-def test_a_touch_is_read_but_not_parsed(tmp_path: Path, steady: None) -> None:
+def test_a_touch_is_read_but_not_parsed(tmp_path: Path, settle: Callable[[], None]) -> None:
     paths = tree(tmp_path, 3)
     cache = ManifestCache([tmp_path])
+    cache.load()
+    settle()
     cache.load()
     os.utime(paths[0], ns=(1_000_000_000, 1_000_000_000))
     result = cache.load()
@@ -136,9 +146,7 @@ def test_a_file_written_just_now_is_read_again(
     assert cache.last.parsed == 1 and result.manifests[0].manifest.uid == 527842
 
 
-def test_a_broken_edit_fails_that_file_only_and_a_fix_brings_it_back(
-    tmp_path: Path, steady: None
-) -> None:
+def test_a_broken_edit_fails_that_file_only_and_a_fix_brings_it_back(tmp_path: Path) -> None:
     paths = tree(tmp_path, 3)
     cache = ManifestCache([tmp_path])
     first = cache.load(now=NOW)
@@ -156,7 +164,7 @@ def test_a_broken_edit_fails_that_file_only_and_a_fix_brings_it_back(
     assert fixed.ok and names(fixed) == ["rec-0", "rec-1", "rec-2"]
 
 
-def test_deleted_renamed_and_new_directories(tmp_path: Path, steady: None) -> None:
+def test_deleted_renamed_and_new_directories(tmp_path: Path) -> None:
     paths = tree(tmp_path, 3)
     cache = ManifestCache([tmp_path])
     cache.load(now=NOW)
@@ -180,6 +188,26 @@ def test_deleted_renamed_and_new_directories(tmp_path: Path, steady: None) -> No
     assert grown == load_manifests([tmp_path], now=NOW)
 
 
+def test_only_changed_directories_are_listed_again(
+    tmp_path: Path, settle: Callable[[], None]
+) -> None:
+    for team in ("a", "b", "c"):
+        write(tmp_path / team / "m.yaml", doc(f"rec-{team}"))
+    cache = ManifestCache([tmp_path])
+    cache.load()
+    assert cache.last is not None and cache.last.listed == 4
+    settle()
+    cache.load()
+    cache.load()
+    assert cache.last.listed == 0
+    added = write(tmp_path / "b" / "n.yaml", doc("rec-n"))
+    result = cache.load()  # at once: a change within the same clock tick would not show
+    assert cache.last.listed == 1 and result.changed == {added}
+    os.remove(added)
+    result = cache.load()
+    assert result.changed == {added} and len(result.manifests) == 3
+
+
 def test_a_file_that_cannot_be_read_is_tried_again(tmp_path: Path) -> None:
     link = tmp_path / "later.yaml"
     link.symlink_to(tmp_path / "target.txt")  # dangling: discovered, not readable
@@ -192,7 +220,7 @@ def test_a_file_that_cannot_be_read_is_tried_again(tmp_path: Path) -> None:
     assert arrived.ok and names(arrived) == ["arrived"] and arrived.changed == {str(link)}
 
 
-def test_cross_file_findings_follow_edits(tmp_path: Path, steady: None) -> None:
+def test_cross_file_findings_follow_edits(tmp_path: Path) -> None:
     tree(tmp_path, 3)
     cache = ManifestCache([tmp_path])
     cache.load(now=NOW)
@@ -256,7 +284,6 @@ def _apply(root: Path, edit: tuple[str, int, int, int, int, int], step: int) -> 
 def test_random_edits_give_the_result_of_a_fresh_load(
     edits: list[tuple[str, int, int, int, int, int]],
 ) -> None:
-    # RACY_NS as it is: edits of one size within a clock tick must not be missed
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cache = ManifestCache([root], freeze=False)
@@ -315,6 +342,20 @@ def test_the_memo_answers_as_a_fresh_search(a: int, b: int, moves: list[int]) ->
             pair[0].manifest.build_schedule(), pair[1].manifest.build_schedule(), now, horizon
         )
         assert bool(kept) == (fresh is not None)
+
+
+def test_a_clash_found_ahead_is_reported_when_the_horizon_reaches_it() -> None:
+    late = "  windows:\n    - start: 2026-04-21T00:00:00Z\n      end: 2026-04-22T00:00:00Z\n"
+    pair = [_manifest(late, "late"), _manifest("  always: true\n", "lobby")]
+    memo = OverlapMemo()
+    horizon = timedelta(days=45)  # the clash is 49.7 days after NOW
+    found = []
+    for hours in (0, 1, 2, 24 * 6, 24 * 6 + 1):
+        at = NOW + timedelta(hours=hours)
+        kept = cross_check(pair, now=at, horizon=horizon, memo=memo)
+        assert kept == cross_check(pair, now=at, horizon=horizon)
+        found.append(len(kept))
+    assert found == [0, 0, 0, 2, 2]
 
 
 # --- discovery ------------------------------------------------------------------------
