@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 HORIZON = timedelta(days=366)
 _CHUNK = timedelta(days=31)
+_AHEAD = _CHUNK
+"""How much further than asked an `OverlapMemo` search looks, so that the reloads of
+the following weeks find the answer already there instead of searching a few minutes."""
 
 
 def _where(m: LoadedManifest, key: str) -> str:
@@ -102,8 +105,10 @@ class OverlapMemo:
     - no clash in [start, end): from a later `now` only [end, now + horizon) is new,
       and the first clash there is the first clash from `now`.
     Anything else (an earlier `now`, or a clash already in the past) searches
-    afresh. `first_overlap` finds the first common instant whatever its chunking,
-    so a search in two parts gives the answer of a search in one.
+    afresh. An extended search looks `_AHEAD` further than asked; a clash found
+    there is kept and not reported until `now + horizon` reaches it. `first_overlap` finds
+    the first common instant whatever its chunking, so a search in two parts
+    gives the answer of a search in one.
     """
 
     def __init__(self) -> None:
@@ -136,12 +141,11 @@ class OverlapMemo:
                 self._used_searches[key] = (a, b, done)
                 return done.clash if done.clash < end else None
             if done.clash is None and now <= done.end:
-                found = None
-                if done.end < end:  # search only the part not searched yet
-                    found = first_overlap(sa, sb, done.end, end - done.end)
-                    done = _Searched(done.start, end, found)
+                if done.end < end:  # search only what was not searched yet, and ahead
+                    found = first_overlap(sa, sb, done.end, end + _AHEAD - done.end)
+                    done = _Searched(done.start, end + _AHEAD, found)
                 self._used_searches[key] = (a, b, done)
-                return found
+                return done.clash if done.clash is not None and done.clash < end else None
         found = first_overlap(sa, sb, now, horizon)
         self._used_searches[key] = (a, b, _Searched(now, end, found))
         return found

@@ -7,8 +7,8 @@ directories created and moved out of the tree trigger; polling mode; a change
 made during a slow callback comes in the next one; `stop()` is prompt, also
 while a callback hangs; a failing callback is logged and watching goes on; a
 missing directory is logged (`watch.unavailable`) without a crash and is watched
-once it appears; a directory replaced behind a symlink (a deploy switching
-releases) is reported and the new one watched.
+once it appears, also after it was removed; a directory replaced behind a symlink
+(a deploy switching releases) is reported and the new one watched.
 
 Waits are bounded (`asyncio.wait_for`, 10 s) and no assertion depends on a tight
 timing: "nothing more" is checked over a quiet period longer than two debounces.
@@ -192,6 +192,29 @@ async def test_a_missing_directory_is_logged_then_watched_when_it_appears(tmp_pa
             assert watcher.watching
             (missing / "a.yaml").write_text("a", encoding="utf-8")
             assert await next_batch(batches) == {real(missing / "a.yaml")}
+
+
+async def test_the_directory_removed_and_created_again(tmp_path: Path) -> None:
+    root = tmp_path / "recordings.d"
+    root.mkdir()
+    (root / "a.yaml").write_text("a", encoding="utf-8")
+    with capture_logs() as logs:
+        async with watching(root, debounce=0.3, recheck=0.3) as (watcher, batches):
+            shutil.rmtree(root)
+            assert await next_batch(batches) == {str(root)}
+            assert not watcher.watching
+            root.mkdir()
+            assert await next_batch(batches) == {str(root)}  # once watched again
+            assert watcher.watching
+            (root / "b.yaml").write_text("b", encoding="utf-8")
+            assert await next_batch(batches) == {real(root / "b.yaml")}
+    events = [e["event"] for e in logs if e["event"].startswith("watch.")]
+    assert events == [
+        "watch.started",
+        "watch.unavailable",
+        "watch.started",
+        "watch.stopped",
+    ]
 
 
 async def test_a_file_instead_of_a_directory_does_not_crash(tmp_path: Path) -> None:
