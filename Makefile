@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The examples end to end: validate, then plan/apply/status against the built-in
-# emulator with the embedded SQLite store (state in .demo/). See scripts/demo.py.
+# The main job: the daemon (`orchestrator run`) on the examples against the built-in
+# emulator with the embedded SQLite store (state in .demo/); it shows a start, a live
+# layout change and a stop, then runs until Ctrl-C. See scripts/demo.py.
 run: $(STAMP)
 	$(PY) scripts/demo.py
 
@@ -42,6 +43,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/validate_bench.py
 	$(PY) benchmarks/validate_bench.py --per-file 1
 	$(PY) benchmarks/ratelimit_bench.py
+	$(PY) benchmarks/daemon_load_bench.py
+	$(PY) benchmarks/daemon_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
