@@ -422,6 +422,11 @@ class _CronSchedule:
         self._day_runs = tuple((start, end) for start, end in runs)
         self._runs_cache: dict[date, tuple[_Run, ...]] = {}
         self._next_day_cache: dict[date, date | None] = {}
+        # The answer of the last `active_at` and the span of instants it holds for:
+        # a window for its whole length, "none" until the next window starts. The
+        # daemon asks about every manifest on every pass; between boundaries the
+        # answer cannot change, so it costs a comparison instead of a cron walk.
+        self._memo: tuple[datetime, datetime, Window | None] | None = None
 
     def __repr__(self) -> str:
         return f"cron_schedule(zone={self._zone.key!r}, duration={self._duration})"
@@ -532,14 +537,31 @@ class _CronSchedule:
 
     def active_at(self, t: datetime) -> Window | None:
         t = _utc(t)
+        memo = self._memo
+        if memo is not None and memo[0] <= t < memo[1]:
+            return memo[2]
         windows = self.windows_between(t, t + timedelta(microseconds=1))
-        return windows[0] if windows else None
+        window = windows[0] if windows else None
+        if window is not None:
+            # A chain longer than MERGE_HORIZON is reported relative to the instant
+            # asked about: remember only windows that are exact wherever asked.
+            if window.end - window.start < MERGE_HORIZON:
+                self._memo = (window.start, window.end, window)
+        else:
+            self._memo = (t, self._next_start(t) or FAR_FUTURE, None)
+        return window
 
     def next_boundary(self, t: datetime) -> datetime | None:
         t = _utc(t)
         window = self.active_at(t)
         if window is not None:
             return window.end if window.end < FAR_FUTURE else None
+        memo = self._memo  # set by active_at: "none" until the next start
+        if memo is not None and memo[2] is None and memo[0] <= t < memo[1]:
+            return memo[1] if memo[1] < FAR_FUTURE else None
+        return self._next_start(t)
+
+    def _next_start(self, t: datetime) -> datetime | None:
         for run_start, _run_end in self._runs_from(self._wall_day(t) - _DAY):
             if run_start > t:
                 return run_start if run_start < FAR_FUTURE else None

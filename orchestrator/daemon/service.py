@@ -49,6 +49,7 @@ from orchestrator.reconcile.reconciler import (
     PassResult,
     RecordingCache,
     desired_recordings,
+    invalid_files,
     reconcile_once,
     remember_known_good,
 )
@@ -94,6 +95,8 @@ class Daemon:
         self._triggers: set[str] = set()
         self._refresh = False
         self._reload: str | None = None
+        # Files the watch reported since the last reload; None: look at everything.
+        self._reload_paths: set[str] | None = set()
         self._ready = False
         self._store_ok = True
         self._last_summary = ""
@@ -118,8 +121,14 @@ class Daemon:
         self._refresh = self._refresh or refresh
         self._wake.set()
 
-    def request_reload(self, trigger: str) -> None:
+    def request_reload(self, trigger: str, paths: set[str] | None = None) -> None:
+        """Reload the manifests; `paths`: only these files changed (the watch's report),
+        None: any may have (SIGHUP), so the tree is looked at again whole."""
         self._reload = self._reload or trigger
+        if paths is None or self._reload_paths is None:
+            self._reload_paths = None
+        else:
+            self._reload_paths |= paths
         self._wake.set()
 
     def shutdown(self, reason: str = "signal") -> None:
@@ -152,7 +161,7 @@ class Daemon:
             )
             for problem in self._rt.problems:
                 log.error("config.credentials", problem=problem)
-            self._known = await self._rt.store.known_good()
+            self._known = await self._rt.store.known_good(documents=False)
             # Watch before the first load: an edit made while loading is not missed
             # (at worst it costs one more reload).
             await self._start_watch()
@@ -196,7 +205,8 @@ class Daemon:
                 return
             reload, self._reload = self._reload, None
             if reload is not None:
-                await self._do_reload(reload)
+                paths, self._reload_paths = self._reload_paths, set()
+                await self._do_reload(reload, paths)
                 self._triggers.add("reload")
             if self._triggers:
                 triggers, self._triggers = self._triggers, set()
@@ -268,18 +278,23 @@ class Daemon:
 
     # -- manifests -----------------------------------------------------------------
 
-    async def _do_reload(self, trigger: str) -> None:
+    async def _do_reload(self, trigger: str, paths: set[str] | None = None) -> None:
         signalled = trigger == "SIGHUP"
         if signalled:
             self._notifier.reloading()
         started = time.monotonic()
         now = self._now()
         try:
-            loaded = await asyncio.to_thread(self._cache.load, now=now)
+            loaded = await asyncio.to_thread(self._cache.load, now=now, hint=paths)
             before = {d.name: d.spec_hash for d in self._desired.recordings}
             app_ids = {name: p.app_id for name, p in self._config.apps.items()}
+            invalid, _ = invalid_files(loaded.manifests, app_ids, loaded.failed_files)
+            known = self._known
+            if invalid:  # the stored documents of what fails to load stand in for it
+                wanted = [n for n, e in known.items() if e.source_file in invalid]
+                known = {**known, **await self._rt.store.known_good(wanted)}
             desired = desired_recordings(
-                loaded.manifests, app_ids, loaded.failed_files, self._known, self._recordings
+                loaded.manifests, app_ids, loaded.failed_files, known, self._recordings
             )
             await remember_known_good(self._rt.store, desired)
         except Exception:
@@ -289,8 +304,8 @@ class Daemon:
             if signalled:
                 self._notifier.ready(self._last_summary)
             return
-        for entry in desired.remember:
-            self._known[entry.name] = entry
+        for entry in desired.remember:  # the index only: documents stay in the store
+            self._known[entry.name] = KnownGood(entry.name, entry.source_file, entry.spec_hash, {})
         for name in desired.forget:
             self._known.pop(name, None)
         self._desired = desired
@@ -341,7 +356,7 @@ class Daemon:
 
         async def changed(paths: set[str]) -> None:
             log.debug("watch.changed", files=len(paths))
-            self.request_reload("watch")
+            self.request_reload("watch", paths)
 
         self._watcher = ManifestWatcher(
             self._manifests,

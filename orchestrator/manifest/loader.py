@@ -32,7 +32,7 @@ import re
 import threading
 import time
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -1084,6 +1084,9 @@ class ManifestCache:
         """What the last `load()` did."""
         self._entries: dict[str, _Entry] = {}
         self._discovery = _Discovery(remember=True)
+        # The last full discovery: a hinted load re-uses it (see `load`).
+        self._files: list[str] | None = None
+        self._discovery_problems: list[Diagnostic] = []
         self._memo = OverlapMemo()
         self._lock = threading.Lock()
         # how many manifests have each name and each target; the keys held more than once
@@ -1092,21 +1095,55 @@ class ManifestCache:
         self._shared_names: set[str] = set()
         self._shared_targets: set[Target] = set()
 
-    def load(self, *, now: datetime | None = None) -> LoadResult:
-        """Load again; `result.changed` names the files added, modified or removed."""
+    def load(
+        self, *, now: datetime | None = None, hint: Collection[str] | None = None
+    ) -> LoadResult:
+        """Load again; `result.changed` names the files added, modified or removed.
+
+        `hint`: the only paths that changed since the last load (what the watch
+        reported). Then the tree is not discovered again and only those files are
+        looked at, so a reload after one edit costs that file, not a `stat` of every
+        file. A hint naming anything but a known manifest file (a new file, a
+        directory) falls back to a full load, as does `hint=None`.
+        """
         with self._lock:
             with _GC.paused():
-                result, stats = self._load(now)
+                result, stats = self._load(now, self._usable(hint))
             self.last = stats
             if self.freeze:
                 _GC.settle(bulk=stats.parsed * 10 > stats.files)
             return result
 
-    def _load(self, now: datetime | None) -> tuple[LoadResult, LoadStats]:
+    def _usable(self, hint: Collection[str] | None) -> frozenset[str] | None:
+        """The hint, when a load may trust it; None: discover everything."""
+        if hint is None or self._files is None:
+            return None
+        known = self._entries
+        for path in hint:
+            if path in known:
+                continue
+            if not path.endswith((".yaml", ".yml")) or os.path.lexists(path):
+                return None  # a new file or a directory: its place in the order is unknown
+        return frozenset(hint)
+
+    def _discover(self, hint: frozenset[str] | None) -> tuple[list[str], list[Diagnostic]]:
+        if hint is None or self._files is None:
+            files, problems = self._discovery.discover(self.paths)
+            self._files, self._discovery_problems = files, list(problems)
+            return files, problems
+        self._discovery.listed = 0
+        gone = {p for p in hint if p in self._entries and not os.path.lexists(p)}
+        if gone:
+            self._files = [f for f in self._files if f not in gone]
+        return self._files, list(self._discovery_problems)
+
+    def _load(
+        self, now: datetime | None, hint: frozenset[str] | None
+    ) -> tuple[LoadResult, LoadStats]:
         from orchestrator.manifest.crosscheck import cross_check
 
         started = time.perf_counter()
-        files, diagnostics = self._discovery.discover(self.paths)
+        files, diagnostics = self._discover(hint)
         failed: set[str] = {d.file for d in diagnostics}
         old = self._entries
         entries: dict[str, _Entry] = {}
@@ -1119,31 +1156,34 @@ class ManifestCache:
         stat = os.stat
         for path in files:
             before = old.get(path)
-            try:
-                st = stat(path)
-            except OSError as exc:
-                problem = _unreadable(path, exc)
-                entry = _Entry(None, False, problem.message, [], [problem], True, [], [])
+            if hint is not None and before is not None and path not in hint:
+                entry = before  # the watch saw no change here
             else:
-                key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
-                if before is not None and not before.racy and before.key == key:
-                    entry = before  # the common case: nothing to do
+                try:
+                    st = stat(path)
+                except OSError as exc:
+                    problem = _unreadable(path, exc)
+                    entry = _Entry(None, False, problem.message, [], [problem], True, [], [])
                 else:
-                    read += 1
-                    racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_after
-                    raw = _read(path, st.st_size)
-                    if isinstance(raw, Diagnostic):
-                        entry = _Entry(None, False, raw.message, [], [raw], True, [], [])
+                    key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+                    if before is not None and not before.racy and before.key == key:
+                        entry = before  # the common case: nothing to do
                     else:
-                        digest = hashlib.blake2b(raw, digest_size=16).digest()
-                        if before is not None and before.content == digest:
-                            before.key, before.racy = key, racy  # touched, not changed
-                            entry = before
+                        read += 1
+                        racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_after
+                        raw = _read(path, st.st_size)
+                        if isinstance(raw, Diagnostic):
+                            entry = _Entry(None, False, raw.message, [], [raw], True, [], [])
                         else:
-                            parsed += 1
-                            entry = self._parse(path, raw, key, racy, digest)
-                            if parsed % _BULK_COLLECT_EVERY == 0:
-                                gc.collect(0)
+                            digest = hashlib.blake2b(raw, digest_size=16).digest()
+                            if before is not None and before.content == digest:
+                                before.key, before.racy = key, racy  # touched, not changed
+                                entry = before
+                            else:
+                                parsed += 1
+                                entry = self._parse(path, raw, key, racy, digest)
+                                if parsed % _BULK_COLLECT_EVERY == 0:
+                                    gc.collect(0)
             entries[path] = entry
             if entry is not before:
                 replaced.append((before, entry))

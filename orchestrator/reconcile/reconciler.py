@@ -79,6 +79,26 @@ class RecordingCache:
         self._entries, self._seen = self._seen, {}
 
 
+def invalid_files(
+    loaded: Sequence[LoadedManifest],
+    app_ids: Mapping[str, str],
+    failed_files: frozenset[str] = frozenset(),
+) -> tuple[frozenset[str], list[str]]:
+    """Files that failed to load or hold a manifest naming an unknown app profile (a
+    file with any problem contributes nothing), and the problems of the latter."""
+    invalid = set(failed_files)
+    problems = []
+    for item in loaded:
+        if item.manifest.app not in app_ids:
+            invalid.add(item.file)
+            known = ", ".join(sorted(app_ids)) or "none configured"
+            problems.append(
+                f"{item.file}:{item.line}:{item.column}: app: unknown app profile "
+                f"{item.manifest.app!r} (known: {known})"
+            )
+    return frozenset(invalid), problems
+
+
 def desired_recordings(
     loaded: Sequence[LoadedManifest],
     app_ids: Mapping[str, str],
@@ -90,29 +110,28 @@ def desired_recordings(
 
     A manifest whose file failed to load stands in its last known good version
     (`known_good`, from the store), so its recordings still start and stop on
-    schedule; a file with any problem contributes nothing else.
+    schedule; a file with any problem contributes nothing else. `known_good` needs
+    documents only for the entries of invalid files (see `invalid_files`): for the
+    others the name, file and spec hash tell whether to store a new version.
     """
-    invalid = set(failed_files)
-    problems = []
-    for item in loaded:
-        if item.manifest.app not in app_ids:
-            invalid.add(item.file)
-            known = ", ".join(sorted(app_ids)) or "none configured"
-            problems.append(
-                f"{item.file}:{item.line}:{item.column}: app: unknown app profile "
-                f"{item.manifest.app!r} (known: {known})"
-            )
+    invalid, problems = invalid_files(loaded, app_ids, failed_files)
+    kept = known_good or {}
     build = cache.recording if cache is not None else _recording
-    recordings = [
-        build(item.manifest, app_ids[item.manifest.app], item.file)
-        for item in loaded
-        if item.file not in invalid
-    ]
+    recordings: list[DesiredRecording] = []
+    remember: list[KnownGood] = []
+    for item in loaded:
+        if item.file in invalid:
+            continue
+        d = build(item.manifest, app_ids[item.manifest.app], item.file)
+        recordings.append(d)
+        if not _unchanged(kept.get(d.name), d) and not d.manifest.literal_secrets():
+            remember.append(KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest)))
     if cache is not None:
         cache.sweep()
     names = {d.name for d in recordings}
-    for entry in sorted((known_good or {}).values(), key=lambda e: e.name):
-        if entry.name in names or entry.source_file not in invalid:
+    standing_in = (e for e in kept.values() if e.source_file in invalid and e.name not in names)
+    for entry in sorted(standing_in, key=lambda e: e.name) if invalid else ():
+        if entry.name in names:
             continue
         try:
             m = Manifest.model_validate(entry.document)
@@ -130,20 +149,12 @@ def desired_recordings(
             f"{entry.source_file}: does not load; {entry.name!r} follows its last known good "
             f"version (stored {stored})"
         )
-    kept = known_good or {}
-    remember = tuple(
-        KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest))
-        for d in recordings
-        if d.source_file not in invalid
-        and not _unchanged(kept.get(d.name), d)
-        and not d.manifest.literal_secrets()
-    )
     forget = tuple(
         name
-        for name, entry in (known_good or {}).items()
+        for name, entry in kept.items()
         if name not in names and entry.source_file not in invalid
     )
-    return Desired(tuple(recordings), frozenset(invalid), tuple(problems), remember, forget)
+    return Desired(tuple(recordings), invalid, tuple(problems), tuple(remember), forget)
 
 
 def _unchanged(entry: KnownGood | None, d: DesiredRecording) -> bool:

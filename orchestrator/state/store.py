@@ -30,7 +30,7 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -547,15 +547,34 @@ class Store:
 
     # -- last known good manifests ------------------------------------------------------
 
-    async def known_good(self) -> dict[str, KnownGood]:
+    async def known_good(
+        self, names: Collection[str] | None = None, *, documents: bool = True
+    ) -> dict[str, KnownGood]:
+        """Last known good versions (all, or of `names`). `documents=False` gives an
+        index without the documents (empty dicts): what the daemon keeps in memory
+        for thousands of manifests, fetching documents only for files that fail."""
+
         def select(db: sqlite3.Connection) -> dict[str, KnownGood]:
-            rows = db.execute("SELECT * FROM last_known_good").fetchall()
+            columns = "name, source_file, spec_hash, stored_at" + (
+                ", document" if documents else ""
+            )
+            query = f"SELECT {columns} FROM last_known_good"  # noqa: S608 (fixed columns)
+            if names is None:
+                rows = db.execute(query).fetchall()
+            else:
+                wanted = sorted(set(names))
+                rows = []
+                for i in range(0, len(wanted), 500):  # under SQLite's variable limit
+                    chunk = wanted[i : i + 500]
+                    rows += db.execute(
+                        f"{query} WHERE name IN ({', '.join('?' for _ in chunk)})", chunk
+                    ).fetchall()
             return {
                 row["name"]: KnownGood(
                     name=row["name"],
                     source_file=row["source_file"],
                     spec_hash=row["spec_hash"],
-                    document=json.loads(row["document"]),
+                    document=json.loads(row["document"]) if documents else {},
                     stored_at=datetime.fromisoformat(row["stored_at"]),
                 )
                 for row in rows

@@ -790,3 +790,27 @@ def test_cron_range_is_bounded() -> None:
     assert len(schedule.windows_between(start, start + MAX_CRON_RANGE)) == MAX_CRON_RANGE.days
     with pytest.raises(ValueError, match="range longer than"):
         schedule.windows_between(FAR_PAST, FAR_FUTURE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cron=st.sampled_from(["*/7 * * * *", "30 9 * * MON-FRI", "0 9,10 * * *", "15 2 * * *"]),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+    minutes=st.integers(min_value=1, max_value=120),
+    offsets=st.lists(st.integers(min_value=0, max_value=3 * 24 * 3600), min_size=2, max_size=25),
+)
+def test_active_at_memo_answers_as_a_fresh_walk(
+    cron: str, zone: str, minutes: int, offsets: list[int]
+) -> None:
+    """The daemon asks `active_at` about every manifest on every pass, and the cron
+    schedule remembers its last answer: asked in any order, it must agree with a
+    walk of the windows that uses no memo."""
+    schedule = cron_schedule(cron, zone, timedelta(minutes=minutes))
+    base = datetime(2026, 3, 27, tzinfo=UTC)  # spans Europe's spring-forward night
+    for offset in offsets:
+        t = base + timedelta(seconds=offset)
+        walked = schedule.windows_between(t, t + timedelta(microseconds=1))
+        assert schedule.active_at(t) == (walked[0] if walked else None)
+        following = [w for w in schedule.windows_between(t, t + timedelta(days=40)) if w.start > t]
+        expected = walked[0].end if walked else (following[0].start if following else None)
+        assert schedule.next_boundary(t) == expected

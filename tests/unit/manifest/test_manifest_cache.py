@@ -436,3 +436,25 @@ def test_frozen_garbage_is_collected_after_a_bulk_reload(tmp_path: Path) -> None
         write(Path(path), doc(f"renamed-{i}"))
     cache.load()  # most files parsed again: unfreeze, collect everything, freeze
     assert watch() is None
+
+
+def test_a_hinted_reload_looks_only_at_the_reported_files(tmp_path: Path) -> None:
+    """The daemon passes what the watch reported: only those files are looked at, and
+    the answer is still that of a full load. A new file falls back to a full load."""
+    paths = [write(tmp_path / f"m{i}.yaml", doc(f"m{i}")) for i in range(20)]
+    cache = ManifestCache([tmp_path], freeze=False)
+    cache.load(now=NOW)
+    write(tmp_path / "m3.yaml", doc("m3", channel="elsewhere"))
+    os.unlink(paths[7])
+    hinted = cache.load(now=NOW, hint={paths[3], paths[7]})
+    assert cache.last is not None and cache.last.read == 1 and cache.last.listed == 0
+    assert hinted.changed == {paths[3], paths[7]}
+    assert hinted == load_manifests([tmp_path], now=NOW)
+    # An unreported change is not seen by a hinted load (the watch reports every write)...
+    write(tmp_path / "m5.yaml", doc("m5", channel="quiet"))
+    assert cache.load(now=NOW, hint={paths[3]}).changed == frozenset()
+    # ... and a new file (its place in the order is unknown) means a full load.
+    new = write(tmp_path / "m99.yaml", doc("m99"))
+    full = cache.load(now=NOW, hint={new})
+    assert full.changed == {new, paths[5]}
+    assert full == load_manifests([tmp_path], now=NOW)
