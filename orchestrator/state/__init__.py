@@ -9,14 +9,20 @@ from orchestrator.state.model import (
     SessionRecord,
 )
 from orchestrator.state.store import (
+    DEFAULT_BUSY_TIMEOUT,
     Store,
+    StoreAccessError,
     StoreBusyError,
+    StoreCorruptError,
     StoreError,
+    StoreLockedError,
+    StoreMissingError,
     open_store,
     session_summary,
 )
 
 __all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
     "FINAL_PHASES",
     "Intent",
     "KnownGood",
@@ -24,8 +30,12 @@ __all__ = [
     "Phase",
     "SessionRecord",
     "Store",
+    "StoreAccessError",
     "StoreBusyError",
+    "StoreCorruptError",
     "StoreError",
+    "StoreLockedError",
+    "StoreMissingError",
     "open_store",
     "session_summary",
 ]

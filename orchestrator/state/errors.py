@@ -1,13 +1,56 @@
-"""What the state store raises (kept apart so that store.py and lock.py share it)."""
+"""What the state store raises (kept apart so that store.py and lock.py share it).
+
+Every failure of the store, at open or in any later operation, is a StoreError
+whose message is one line naming the store's path, what is wrong and what to do;
+no sqlite3 exception leaves the store.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 
+# How to recover from a store that is gone or damaged (shared by several messages).
+RECOVER = (
+    "restore it from a backup, or move it aside and run `orchestrator init` to create "
+    "a new one (a new empty store forgets every live recording)"
+)
+
 
 class StoreError(Exception):
     """The store cannot be opened or used (bad URL, unreadable file, newer schema)."""
+
+
+class StoreMissingError(StoreError):
+    """No store exists at the path and the caller did not ask to create one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"no state store at {path}: create it with `orchestrator init` (the daemon's "
+            "very first start does too); if it existed, restore it from a backup "
+            "— a new empty store forgets every live recording"
+        )
+
+
+class StoreCorruptError(StoreError):
+    """The file at the path is not a usable state store: empty, not an SQLite
+    database, a database without our schema, or damaged (a query found it
+    malformed). `problem` says which, in a few words."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"state store {path} {problem}; {RECOVER}")
+
+
+class StoreAccessError(StoreError):
+    """The file or its directory cannot be read or written by this process
+    (permissions, an immutable attribute, a read-only mount)."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class StoreBusyError(StoreError):
@@ -15,7 +58,8 @@ class StoreBusyError(StoreError):
 
     The holder is whatever that process wrote into the lock file; any part of it
     may be None when the file is empty or half-written (it is then "another
-    process").
+    process"). StoreLockedError, a subclass, is the same situation one level down:
+    some process holds an SQLite lock on the database itself.
     """
 
     def __init__(
@@ -46,3 +90,23 @@ class StoreBusyError(StoreError):
             f"state store {path} is in use by {who}; "
             "only one process may write to a store at a time"
         )
+
+
+class StoreLockedError(StoreBusyError):
+    """A process that does not hold our writer lock (a `sqlite3` shell, a backup
+    tool) holds an SQLite lock on the database longer than the busy timeout."""
+
+    def __init__(self, path: Path, detail: str, busy_timeout: float) -> None:
+        StoreError.__init__(
+            self,
+            f"state store {path} is locked by another process (not an orchestrator holding "
+            f"the writer lock): {detail} after waiting {busy_timeout:g} s; find it with "
+            f"`fuser {path}` and end it (then retry)",
+        )
+        self.path = path
+        self.pid = None
+        self.host = None
+        self.since = None
+        self.command = None
+        self.detail = detail
+        self.busy_timeout = busy_timeout

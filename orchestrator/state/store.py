@@ -15,9 +15,20 @@ Rules it keeps:
   owns the connection and runs every operation, one at a time and in the order
   the calls were made (a read issued after a write sees it).
 - One writer per store: a writer holds an exclusive lock on `<db>.lock` for its
-  whole life (see lock.py); only a writer creates or migrates the database. A
-  reader (`status`, `plan --offline`) takes no lock, creates nothing and never
+  whole life (see lock.py); only a writer migrates the database. A reader
+  (`status`, `plan --offline`) takes no lock, creates nothing and never
   migrates; WAL lets it read while the writer works.
+- Only an explicit creation (`create=True`: `orchestrator init`, the daemon's
+  first start) creates a store, and it never overwrites a file. A missing store
+  is StoreMissingError; an empty file, a file that is not SQLite, a database
+  without our schema, or one a query finds malformed is StoreCorruptError. A
+  store that was lost is never quietly replaced by an empty one, which would
+  forget every live recording. Creation builds the database beside its final
+  name and links it into place, so a crash never leaves a half-made store.
+- No sqlite3 exception leaves the store: every open and every operation turns
+  them into a StoreError subclass with a one-line message naming the path
+  (`_store_error`). A process outside our writer lock that holds an SQLite lock
+  longer than `busy_timeout` is StoreLockedError, after that wait, not a hang.
 - The database (and so its WAL and shared-memory files, which SQLite creates
   with the database's mode) and the lock file are created 0600.
 
@@ -27,10 +38,11 @@ The interface is async so that a networked backend (PostgreSQL) can share it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -39,7 +51,14 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
-from orchestrator.state.errors import StoreBusyError, StoreError
+from orchestrator.state.errors import (
+    StoreAccessError,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreLockedError,
+    StoreMissingError,
+)
 from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import (
     FINAL_PHASES,
@@ -51,15 +70,27 @@ from orchestrator.state.model import (
 )
 
 __all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
     "Store",
+    "StoreAccessError",
     "StoreBusyError",
+    "StoreCorruptError",
     "StoreError",
+    "StoreLockedError",
+    "StoreMissingError",
     "open_store",
     "session_summary",
     "sqlite_path_from_url",
 ]
 
 _T = TypeVar("_T")
+
+# Seconds an operation waits for an SQLite lock held by a process outside our writer
+# lock before it fails with StoreLockedError (SQLite's own default, 30 s, reads as a hang).
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_HEADER_SIZE = 100
 
 # Versioned migrations: index + 1 is the schema version. Never edit a released one;
 # append a new one.
@@ -158,17 +189,24 @@ def _to_db(column: str, value: Any) -> Any:
     return value
 
 
+class _UndecodableError(Exception):
+    """A stored value this code cannot read back (the store maps it to StoreCorruptError)."""
+
+
 def _from_db(column: str, value: Any) -> Any:
     if value is None:
         return None
-    if column in _DATETIME_COLUMNS:
-        return datetime.fromisoformat(value)
-    if column == "file_list":
-        return json.loads(value)
-    if column == "phase":
-        return Phase(value)
-    if column == "intent":
-        return Intent(value)
+    try:
+        if column in _DATETIME_COLUMNS:
+            return datetime.fromisoformat(value)
+        if column in ("file_list", "document"):
+            return json.loads(value)
+        if column == "phase":
+            return Phase(value)
+        if column == "intent":
+            return Intent(value)
+    except (ValueError, TypeError) as exc:
+        raise _UndecodableError(f"column {column} holds {value!r:.60}: {exc}") from None
     return value
 
 
@@ -203,21 +241,89 @@ def _fetch_session(db: sqlite3.Connection, session_id: int) -> SessionRecord:
     return _session_from_row(row)
 
 
-def _create_private_file(path: Path) -> None:
-    """Create `path` empty with mode 0600 if it does not exist (SQLite gives its WAL
-    and shared-memory files the database's mode, so they are 0600 too)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise StoreAccessError(
+            path, f"cannot look for state store {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def _check_file(path: Path) -> None:
+    """What can be told from the file alone: it exists, is not empty and has an
+    SQLite header. Never writes."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(_SQLITE_HEADER_SIZE)
+    except FileNotFoundError:
+        raise StoreMissingError(path) from None
+    except OSError as exc:
+        raise StoreAccessError(
+            path, f"cannot read state store {path}: {exc.strerror or exc}"
+        ) from None
+    if not head:
+        raise StoreCorruptError(
+            path, "is empty (0 bytes), so it holds no record of live recordings"
+        )
+    if len(head) < _SQLITE_HEADER_SIZE or not head.startswith(_SQLITE_HEADER):
+        raise StoreCorruptError(path, "is not an SQLite database (its header is wrong)")
+
+
+def _check_writable(path: Path) -> None:
+    """A writer's check before SQLite opens the file: SQLite would silently open an
+    unwritable file read-only and fail only at the first write."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise StoreMissingError(path) from None
+    except OSError as exc:
+        raise StoreAccessError(
+            path,
+            f"cannot open state store {path} for writing: {exc.strerror or exc}; the writer "
+            f"needs write access to it and to its directory {path.parent} (check the owner, "
+            "the mode, `lsattr` and read-only mounts)",
+        ) from None
     os.close(fd)
 
 
-def _stored_version(db: sqlite3.Connection) -> int:
-    has_table = db.execute(
+def _fsync(path: Path) -> None:
+    """Flush a file (or a directory's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _has_schema_table(db: sqlite3.Connection) -> bool:
+    row = db.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
     ).fetchone()
-    if has_table is None:
+    return row is not None
+
+
+def _stored_version(db: sqlite3.Connection) -> int:
+    if not _has_schema_table(db):
         return 0
     row = db.execute("SELECT version FROM schema_version").fetchone()
     return int(row[0]) if row else 0
+
+
+@contextlib.contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: committed if the block succeeds, rolled back otherwise.
+    A failed ROLLBACK (SQLite may already have rolled back, e.g. after a disk
+    error) never hides the error that caused it."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
 
 
 def _too_new(path: Path, version: int) -> StoreError:
@@ -227,10 +333,41 @@ def _too_new(path: Path, version: int) -> StoreError:
     )
 
 
-def _no_store(path: Path) -> StoreError:
-    return StoreError(
-        f"no state store at {path} (it is created by `orchestrator run` or `orchestrator apply`)"
-    )
+def _store_error(
+    path: Path, exc: sqlite3.Error, *, writer: bool, busy_timeout: float
+) -> StoreError:
+    """The StoreError for an sqlite3 exception, by SQLite's (primary) result code."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    detail = str(exc) or type(exc).__name__
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreLockedError(path, detail, busy_timeout)
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or (
+        primary is None and type(exc) is sqlite3.DatabaseError
+    ):
+        return StoreCorruptError(path, f"is damaged: {detail}")
+    files = f"{path.name}-wal and {path.name}-shm in {path.parent}"
+    checks = "(check the owner, the mode, `lsattr` and read-only mounts)"
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        return StoreAccessError(
+            path,
+            f"state store {path} cannot be written: {detail}; the writer needs write access "
+            f"to it and to {files} {checks}",
+        )
+    if primary == sqlite3.SQLITE_CANTOPEN:
+        if writer:
+            need = f"the writer must be able to write it and to create {files}"
+        else:
+            need = (
+                f"a reader needs {files} to exist (they do while the daemon runs) "
+                "or to be creatable"
+            )
+        return StoreAccessError(path, f"cannot open state store {path}: {detail}; {need} {checks}")
+    if primary == sqlite3.SQLITE_FULL:
+        return StoreError(f"state store {path} cannot grow: {detail}; free space on its disk")
+    if primary == sqlite3.SQLITE_IOERR:
+        return StoreError(f"I/O error on state store {path}: {detail}; check its disk")
+    return StoreError(f"state store {path} failed: {detail}")
 
 
 class Store:
@@ -238,9 +375,16 @@ class Store:
 
     `writer=True` (the default) takes the store's writer lock for the life of the
     Store (StoreBusyError if another process, or another Store in this one, holds
-    it), then creates and migrates the database as needed. `holder` names the
-    command in the lock file so that a refused writer can say who holds it.
-    `writer=False` opens an existing, current database for reading only.
+    it), then migrates the database as needed. `holder` names the command in the
+    lock file so that a refused writer can say who holds it. `writer=False` opens
+    an existing, current database for reading only.
+
+    Only `create=True` (a writer's) creates a missing store; without it a missing
+    store is StoreMissingError. Either way a file that exists must be a valid
+    store: an empty file, a non-SQLite file or a database without our schema is
+    StoreCorruptError, and is never overwritten. `busy_timeout` is how long an
+    operation waits for an SQLite lock held by some other process before
+    StoreLockedError.
 
     Construction is synchronous (it waits for the worker thread to open the
     database); everything after it runs on the worker thread. `aclose()` closes
@@ -254,20 +398,32 @@ class Store:
         now: Callable[[], datetime] | None = None,
         writer: bool = True,
         holder: str = _DEFAULT_HOLDER,
+        create: bool = False,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
+        if create and not writer:
+            raise ValueError("only a writer creates a store (create=True needs writer=True)")
+        if not busy_timeout >= 0:
+            raise ValueError(f"busy_timeout must be >= 0 seconds, not {busy_timeout!r}")
         self.path = path
         self.writer = writer
+        self.busy_timeout = busy_timeout
+        self._create = create
         self._now = now or (lambda: datetime.now(UTC))
         self._closed = False
         self._lock: WriterLock | None = None
-        if writer:
+        if writer and create:
             try:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot open state store {path}: {exc}") from None
+                raise StoreAccessError(
+                    path, f"cannot create state store {path}: {exc.strerror or exc}"
+                ) from None
+        elif not _exists(path):
+            # Checked again under the lock; this early answer leaves no lock file behind.
+            raise StoreMissingError(path)
+        if writer:
             self._lock = WriterLock.acquire(path, holder)
-        elif not path.exists():
-            raise _no_store(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         try:
             self._db, self._schema_version = self._executor.submit(self._connect).result()
@@ -282,56 +438,114 @@ class Store:
 
     # -- lifecycle (the worker thread's side) ----------------------------------------
 
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return _store_error(self.path, exc, writer=self.writer, busy_timeout=self.busy_timeout)
+
+    def _sqlite_connect(self, path: Path, *, reader: bool = False) -> sqlite3.Connection:
+        """A connection whose busy handler gives up after `busy_timeout`. A reader's
+        (mode=rw) never creates the file; `PRAGMA query_only` then stops its writes."""
+        timeout = self.busy_timeout
+        if reader:
+            uri = f"file:{quote(str(path.absolute()), safe='/')}?mode=rw"
+            return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
+        return sqlite3.connect(str(path), isolation_level=None, timeout=timeout)
+
     def _connect(self) -> tuple[sqlite3.Connection, int]:
-        """On the worker thread: open (writers: create and migrate) the database."""
+        """On the worker thread: check the file, open it and (writers) migrate it."""
         path = self.path
+        if self.writer and self._create and not _exists(path):
+            self._create_new()
+        _check_file(path)
+        if self.writer:
+            _check_writable(path)
         try:
-            if self.writer:
-                _create_private_file(path)
-                db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-            else:
-                uri = f"file:{quote(str(path.absolute()), safe='/')}?mode=rw"
-                db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
-        except (OSError, sqlite3.Error) as exc:
-            if not self.writer and not path.exists():
-                raise _no_store(path) from None
-            raise StoreError(f"cannot open state store {path}: {exc}") from None
+            db = self._sqlite_connect(path, reader=not self.writer)
+        except sqlite3.Error as exc:
+            if not _exists(path):
+                raise StoreMissingError(path) from None
+            raise self._error(exc) from None
         db.row_factory = sqlite3.Row
         try:
+            if not self.writer:
+                db.execute("PRAGMA query_only=ON")
+            # Before anything changes the file: a foreign database is left as it is.
+            if not _has_schema_table(db):
+                raise StoreCorruptError(
+                    path,
+                    "is an SQLite database but not an orchestrator state store "
+                    "(it has no schema_version table)",
+                )
             if self.writer:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA foreign_keys=ON")
                 version = self._migrate(db)
             else:
-                db.execute("PRAGMA query_only=ON")
                 version = self._check_version(db)
         except StoreError:
             db.close()
             raise
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             db.close()
-            raise StoreError(f"state store {path} is not usable: {exc}") from None
+            raise self._error(exc) from None
         return db, version
 
-    def _migrate(self, db: sqlite3.Connection) -> int:
-        """Bring the schema up to date; only ever run by the lock holder."""
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        current = _stored_version(db)
-        if current > len(_MIGRATIONS):
-            raise _too_new(self.path, current)
-        for version in range(current + 1, len(_MIGRATIONS) + 1):
-            db.execute("BEGIN IMMEDIATE")
+    def _create_new(self) -> None:
+        """Create the store (under the writer lock): build and migrate it beside its
+        final name, then link it into place, which never replaces a file that
+        appeared meanwhile. A crash before the link leaves only `<db>.new`, which
+        the next creation discards."""
+        path = self.path
+        new = path.with_name(path.name + ".new")
+        try:
+            for leftover in ("", "-journal", "-wal", "-shm"):
+                new.with_name(new.name + leftover).unlink(missing_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+            os.close(os.open(new, flags, 0o600))
             try:
+                db = self._sqlite_connect(new)
+                try:
+                    db.execute("PRAGMA synchronous=FULL")
+                    self._migrate(db)
+                    db.execute("PRAGMA journal_mode=WAL")  # kept in the file's header
+                finally:
+                    db.close()
+            except sqlite3.Error as exc:
+                raise _store_error(new, exc, writer=True, busy_timeout=self.busy_timeout) from None
+            _fsync(new)
+            try:
+                os.link(new, path)
+            except FileExistsError:
+                pass  # someone else's file appeared: it is checked like any existing one
+            except OSError:
+                # No hard links on this filesystem: rename instead (only a process
+                # outside the writer lock could race with it).
+                if not _exists(path):
+                    os.replace(new, path)
+            finally:
+                new.unlink(missing_ok=True)
+            _fsync(path.parent)
+        except OSError as exc:
+            raise StoreAccessError(
+                path, f"cannot create state store {path}: {exc.strerror or exc}"
+            ) from None
+
+    def _migrate(self, db: sqlite3.Connection) -> int:
+        """Bring the schema up to date; only ever run by the lock holder. It always
+        takes SQLite's write lock, so that a store this process cannot write, or one
+        locked by some other process, is found at open rather than at the first
+        write."""
+        with _immediate(db):
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = _stored_version(db)
+            if current > len(_MIGRATIONS):
+                raise _too_new(self.path, current)
+            for version in range(current + 1, len(_MIGRATIONS) + 1):
                 for statement in _MIGRATIONS[version - 1].split(";"):
                     if statement.strip():
                         db.execute(statement)
                 db.execute("DELETE FROM schema_version")
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         return len(_MIGRATIONS)
 
     def _check_version(self, db: sqlite3.Connection) -> int:
@@ -349,21 +563,33 @@ class Store:
 
     def _close_on_worker(self) -> None:
         try:
-            self._db.close()
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
+
+    def _call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """On the worker thread: run `operation`; no sqlite3 exception gets out."""
+        try:
+            return operation(self._db)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        except _UndecodableError as exc:
+            raise StoreCorruptError(
+                self.path, f"holds a value that cannot be read ({exc})"
+            ) from None
 
     # -- lifecycle (the caller's side) ----------------------------------------------
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         """Queue `operation` on the worker thread (after everything queued before) and
         wait for it. A cancelled caller stops waiting; an operation already running
-        still finishes."""
+        still finishes. sqlite3 errors come back as StoreError subclasses."""
         if self._closed:
             raise StoreError(f"state store {self.path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, operation, self._db)
+        return await loop.run_in_executor(self._executor, self._call, operation)
 
     def _require_writer(self) -> None:
         if not self.writer:
@@ -574,8 +800,8 @@ class Store:
                     name=row["name"],
                     source_file=row["source_file"],
                     spec_hash=row["spec_hash"],
-                    document=json.loads(row["document"]) if documents else {},
-                    stored_at=datetime.fromisoformat(row["stored_at"]),
+                    document=_from_db("document", row["document"]) if documents else {},
+                    stored_at=_from_db("stored_at", row["stored_at"]),
                 )
                 for row in rows
             }
@@ -602,8 +828,7 @@ class Store:
         gone = [(n,) for n in forget]
 
         def write(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(db):
                 db.executemany(
                     "INSERT INTO last_known_good "
                     "(name, source_file, spec_hash, document, stored_at) "
@@ -615,24 +840,42 @@ class Store:
                     rows,
                 )
                 db.executemany("DELETE FROM last_known_good WHERE name = ?", gone)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
         await self._run(write)
 
 
-def open_store(url: str, *, writer: bool = True, holder: str = _DEFAULT_HOLDER) -> Store:
+def open_store(
+    url: str,
+    *,
+    writer: bool = True,
+    holder: str = _DEFAULT_HOLDER,
+    create: bool = False,
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+) -> Store:
     """Open the store at `url`.
 
     A writer (the default) takes the store's writer lock, naming itself `holder`
-    (e.g. "run", "apply"), and creates and migrates the database as needed; it
-    raises StoreBusyError while another process (or Store) writes to it. A reader
+    (e.g. "run", "apply"), and migrates the database as needed; it raises
+    StoreBusyError while another process (or Store) writes to it. A reader
     (`writer=False`) needs an existing database at the current schema version and
     never takes the lock, creates a file or migrates.
+
+    Only `create=True` (a writer's: `orchestrator init`, or the daemon's first start
+    when asked to) creates a missing store, with its directory; on an existing
+    store it just opens it. Otherwise a missing store is StoreMissingError. An
+    empty file, a non-SQLite file or a database without our schema is
+    StoreCorruptError, with or without `create` (never overwritten).
+
+    `busy_timeout` (seconds) bounds every wait for an SQLite lock that a process
+    outside our writer lock holds; then StoreLockedError (a StoreBusyError).
     """
-    return Store(sqlite_path_from_url(url), writer=writer, holder=holder)
+    return Store(
+        sqlite_path_from_url(url),
+        writer=writer,
+        holder=holder,
+        create=create,
+        busy_timeout=busy_timeout,
+    )
 
 
 def session_summary(record: SessionRecord) -> Mapping[str, Any]:

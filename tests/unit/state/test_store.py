@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.state import Intent, ManifestState, Phase, StoreError, open_store
+from orchestrator.state import (
+    Intent,
+    ManifestState,
+    Phase,
+    StoreCorruptError,
+    StoreError,
+    open_store,
+)
 from orchestrator.state.store import sqlite_path_from_url
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -35,7 +42,7 @@ def _session_fields(name: str = "standup") -> dict[str, object]:
 
 
 async def test_migrates_and_uses_wal(tmp_path: Path) -> None:
-    async with open_store(f"sqlite:///{tmp_path}/state.db") as store:
+    async with open_store(f"sqlite:///{tmp_path}/state.db", create=True) as store:
         assert store.schema_version == 1
     db = sqlite3.connect(tmp_path / "state.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -45,7 +52,7 @@ async def test_migrates_and_uses_wal(tmp_path: Path) -> None:
 
 async def test_intent_and_outcome_survive_reopen(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/state.db"
-    store = open_store(url)
+    store = open_store(url, create=True)
     created = await store.create_session(**_session_fields(), intent=Intent.ACQUIRE)
     assert created.phase is Phase.ACQUIRING and created.is_live
     await store.record_outcome(created.id, resource_id="R1", phase=Phase.STARTING)
@@ -69,7 +76,7 @@ async def test_intent_and_outcome_survive_reopen(tmp_path: Path) -> None:
 
 
 async def test_history_and_latest_ended(tmp_path: Path) -> None:
-    async with open_store(str(tmp_path / "s.db")) as store:
+    async with open_store(str(tmp_path / "s.db"), create=True) as store:
         first = await store.create_session(**_session_fields("a"))
         await store.record_outcome(
             first.id, phase=Phase.ENDED, end_reason="idle exit", file_list="a.m3u8"
@@ -87,7 +94,7 @@ async def test_history_and_latest_ended(tmp_path: Path) -> None:
 
 
 async def test_manifest_states_round_trip_and_clear(tmp_path: Path) -> None:
-    async with open_store(str(tmp_path / "s.db")) as store:
+    async with open_store(str(tmp_path / "s.db"), create=True) as store:
         state = ManifestState(name="a", failed_spec_hash="h", failure_reason="code 2", failed_at=T0)
         await store.set_manifest_state(state)
         assert (await store.manifest_states())["a"] == state
@@ -100,7 +107,7 @@ async def test_manifest_states_round_trip_and_clear(tmp_path: Path) -> None:
 
 
 async def test_rejects_unknown_fields_and_naive_datetimes(tmp_path: Path) -> None:
-    async with open_store(str(tmp_path / "s.db")) as store:
+    async with open_store(str(tmp_path / "s.db"), create=True) as store:
         with pytest.raises(TypeError, match="unknown session fields"):
             await store.create_session(**_session_fields(), customer_secret="x")
         with pytest.raises(TypeError, match="timezone-aware"):
@@ -111,7 +118,7 @@ async def test_rejects_unknown_fields_and_naive_datetimes(tmp_path: Path) -> Non
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    async with open_store(str(path)):
+    async with open_store(str(path), create=True):
         pass
     db = sqlite3.connect(path)
     db.execute("UPDATE schema_version SET version = 99")
@@ -124,8 +131,8 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
 async def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     path.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="not usable"):
-        open_store(str(path))
+    with pytest.raises(StoreCorruptError, match="is not an SQLite database"):
+        open_store(str(path), create=True)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +156,7 @@ def test_bad_urls(url: str) -> None:
 async def test_known_good_round_trip_rewrites_only_changes(tmp_path: Path) -> None:
     from orchestrator.state import KnownGood
 
-    async with open_store(str(tmp_path / "s.db")) as store:
+    async with open_store(str(tmp_path / "s.db"), create=True) as store:
         first = KnownGood(
             "a", "x.yaml", "h1", {"name": "a", "storage": {"accessKey": {"env": "K"}}}
         )

@@ -32,7 +32,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.state import Intent, Phase, StoreBusyError, StoreError, open_store
+from orchestrator.state import (
+    Intent,
+    Phase,
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreMissingError,
+    open_store,
+)
 from orchestrator.state.lock import lock_path_for
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -53,7 +61,7 @@ CHILD = textwrap.dedent(
 
     async def main(url, mode):
         try:
-            store = open_store(url, holder="child-" + mode)
+            store = open_store(url, holder="child-" + mode, create=True)
         except StoreBusyError as exc:
             since = exc.since.isoformat() if exc.since else None
             report = {"busy": True, "pid": exc.pid, "host": exc.host, "since": since,
@@ -140,7 +148,7 @@ async def test_second_writer_in_the_same_process_is_refused_with_the_holder(
 ) -> None:
     url = str(tmp_path / "s.db")
     before = datetime.now(UTC).replace(microsecond=0)
-    async with open_store(url, holder="run"):
+    async with open_store(url, holder="run", create=True):
         with pytest.raises(StoreBusyError) as refused:
             open_store(url, holder="apply")
     busy = refused.value
@@ -156,7 +164,7 @@ async def test_second_writer_in_the_same_process_is_refused_with_the_holder(
 
 async def test_lock_is_released_by_aclose(tmp_path: Path) -> None:
     url = str(tmp_path / "s.db")
-    first = open_store(url, holder="run")
+    first = open_store(url, holder="run", create=True)
     await first.aclose()
     assert lock_path_for(tmp_path / "s.db").read_bytes() == b""  # holder record cleared
     async with open_store(url, holder="apply") as second:
@@ -168,15 +176,15 @@ async def test_lock_is_released_by_aclose(tmp_path: Path) -> None:
 async def test_a_failed_open_releases_the_lock(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     path.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="not usable"):
+    with pytest.raises(StoreCorruptError, match="is not an SQLite database"):
         open_store(str(path))
-    with pytest.raises(StoreError, match="not usable"):  # not StoreBusyError
+    with pytest.raises(StoreCorruptError, match="is not an SQLite database"):  # not busy
         open_store(str(path))
 
 
 async def test_writer_in_another_process_is_refused_and_names_this_one(tmp_path: Path) -> None:
     url = str(tmp_path / "s.db")
-    async with open_store(url, holder="run"):
+    async with open_store(url, holder="run", create=True):
         report = _run_child(url)
     assert report["busy"] is True
     assert report["pid"] == os.getpid() and report["command"] == "run"
@@ -230,7 +238,7 @@ async def test_an_unreadable_holder_record_is_another_process(
     with lock_file.open("rb") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # a holder that wrote nothing usable
         with pytest.raises(StoreBusyError) as refused:
-            open_store(str(db))
+            open_store(str(db), create=True)
     busy = refused.value
     assert (busy.pid, busy.host, busy.since, busy.command) == (None, None, None, None)
     assert str(busy) == (
@@ -245,7 +253,7 @@ async def test_an_unreadable_holder_record_is_another_process(
 
 async def test_reader_works_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
     url = str(tmp_path / "s.db")
-    async with open_store(url, holder="run") as writer:
+    async with open_store(url, holder="run", create=True) as writer:
         created = await writer.create_session(**_session_fields())
         async with open_store(url, writer=False) as reader:
             assert [s.id for s in await reader.live_sessions()] == [created.id]
@@ -261,7 +269,7 @@ async def test_reader_works_while_a_writer_holds_the_lock(tmp_path: Path) -> Non
 
 async def test_reader_refuses_writes(tmp_path: Path) -> None:
     url = str(tmp_path / "s.db")
-    async with open_store(url):
+    async with open_store(url, create=True):
         pass
     async with open_store(url, writer=False) as reader:
         with pytest.raises(StoreError, match="read-only"):
@@ -273,10 +281,12 @@ async def test_reader_refuses_writes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("where", ["s.db", "missing-dir/s.db"])
 def test_reader_never_creates_a_store(tmp_path: Path, where: str) -> None:
     path = tmp_path / where
-    with pytest.raises(StoreError) as refused:
+    with pytest.raises(StoreMissingError) as refused:
         open_store(f"sqlite:///{path}", writer=False)
     assert str(refused.value) == (
-        f"no state store at {path} (it is created by `orchestrator run` or `orchestrator apply`)"
+        f"no state store at {path}: create it with `orchestrator init` (the daemon's "
+        "very first start does too); if it existed, restore it from a backup "
+        "— a new empty store forgets every live recording"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -303,7 +313,7 @@ async def test_reader_never_migrates_an_older_store(tmp_path: Path) -> None:
 
 async def test_reader_refuses_a_newer_store_and_garbage(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    async with open_store(str(path)):
+    async with open_store(str(path), create=True):
         pass
     db = sqlite3.connect(path)
     db.execute("UPDATE schema_version SET version = 99")
@@ -312,7 +322,7 @@ async def test_reader_refuses_a_newer_store_and_garbage(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="newer than this orchestrator"):
         open_store(str(path), writer=False)
     path.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="not usable"):
+    with pytest.raises(StoreCorruptError, match="is not an SQLite database"):
         open_store(str(path), writer=False)
 
 
@@ -323,7 +333,7 @@ async def test_store_files_are_private_even_with_an_open_umask(tmp_path: Path) -
     path = tmp_path / "state" / "s.db"
     previous = os.umask(0)
     try:
-        store = open_store(str(path))
+        store = open_store(str(path), create=True)
     finally:
         os.umask(previous)
     try:

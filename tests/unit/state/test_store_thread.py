@@ -90,7 +90,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 async def test_every_statement_runs_on_one_worker_thread(tmp_path: Path, probe: Probe) -> None:
     url = str(tmp_path / "s.db")
-    async with open_store(url) as store:
+    async with open_store(url, create=True) as store:
         created = await store.create_session(**_session_fields())
         await store.record_intent(created.id, Intent.START)
         await store.record_outcome(created.id, sid="S1")
@@ -119,7 +119,7 @@ async def test_every_statement_runs_on_one_worker_thread(tmp_path: Path, probe: 
 
 
 async def test_connection_is_unusable_from_the_loop_thread(tmp_path: Path) -> None:
-    async with open_store(str(tmp_path / "s.db")) as store:
+    async with open_store(str(tmp_path / "s.db"), create=True) as store:
         with pytest.raises(sqlite3.ProgrammingError, match="thread"):
             store._db.execute("SELECT 1")
 
@@ -127,7 +127,7 @@ async def test_connection_is_unusable_from_the_loop_thread(tmp_path: Path) -> No
 async def test_the_loop_keeps_running_while_a_commit_is_stalled(
     tmp_path: Path, probe: Probe
 ) -> None:
-    async with open_store(str(tmp_path / "s.db")) as store:
+    async with open_store(str(tmp_path / "s.db"), create=True) as store:
         created = await store.create_session(**_session_fields())
         ticks = 0
 
@@ -162,7 +162,7 @@ async def test_a_write_already_running_completes_when_its_caller_is_cancelled(
     tmp_path: Path, probe: Probe
 ) -> None:
     url = str(tmp_path / "s.db")
-    async with open_store(url) as store:
+    async with open_store(url, create=True) as store:
         created = await store.create_session(**_session_fields())
         probe.gate_on = "UPDATE sessions"
         write = asyncio.create_task(store.record_intent(created.id, Intent.STOP))
@@ -176,7 +176,7 @@ async def test_a_write_already_running_completes_when_its_caller_is_cancelled(
 
 
 async def test_concurrent_calls_run_in_the_order_they_were_made(tmp_path: Path) -> None:
-    async with open_store(str(tmp_path / "s.db")) as store:
+    async with open_store(str(tmp_path / "s.db"), create=True) as store:
         created = await store.create_session(**_session_fields())
         calls = []
         for i in range(1, 31):
@@ -190,7 +190,7 @@ async def test_aclose_finishes_queued_work_then_ends_the_thread(
     tmp_path: Path, probe: Probe
 ) -> None:
     url = str(tmp_path / "s.db")
-    store = open_store(url)
+    store = open_store(url, create=True)
     created = await store.create_session(**_session_fields())
     (worker, _), *_ = probe.threads
     pending = asyncio.ensure_future(store.update_session(created.id, restart_count=7))
