@@ -14,15 +14,26 @@ from any working directory.
 
 Errors name the file, line and column, and the field. Secret values never
 appear in an error, a log line or a `repr`: credentials are references,
-resolved only when a client is built (`resolve_credentials`).
+resolved only when a client is built (`resolve_credentials`), and YAML syntax
+errors are reworded so that they quote nothing of the file's values (a
+duplicate key names the key and the line of the first one, never a value).
+
+Reading is bounded whatever the file holds: only a regular file is read (a FIFO
+or a device would block), at most `MAX_CONFIG_BYTES`, UTF-8; nesting at most
+`MAX_DEPTH` levels; aliases may stand for at most `MAX_ALIAS_NODES` nodes in all
+(a few hundred bytes of nested aliases would otherwise expand to billions), and
+an anchor may be defined only once. Aliases stay allowed because sharing one
+secret reference between profiles is a fair use of them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast, get_args, get_origin
@@ -44,8 +55,18 @@ from pydantic_settings import BaseSettings, EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionEndEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    ScalarEvent,
+)
+from ruamel.yaml.reader import ReaderError
 
+from orchestrator.agora.client import base_url_problem
 from orchestrator.secrets import (
     LiteralSecret,
     SecretError,
@@ -56,6 +77,9 @@ from orchestrator.secrets import (
 __all__ = [
     "DEFAULT_STATE_DIR",
     "ENV_PREFIX",
+    "MAX_ALIAS_NODES",
+    "MAX_CONFIG_BYTES",
+    "MAX_DEPTH",
     "AppProfile",
     "Backoff",
     "Config",
@@ -68,6 +92,16 @@ __all__ = [
 ENV_PREFIX = "ORCHESTRATOR_"
 CONFIG_PATH_VARIABLE = "ORCHESTRATOR_CONFIG"  # the file to read when no path is given
 DEFAULT_STATE_DIR = Path("/var/lib/orchestrator")
+
+# Bounds on what reading the file may cost, whatever is in it. A real config is a
+# few kilobytes, a handful of levels deep, and needs aliases at most to share a
+# secret reference between profiles; these limits are far above that and far
+# below what would take noticeable time or memory.
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB
+MAX_DEPTH = 64  # nesting levels; ruamel builds documents recursively
+# Nodes that aliases may add to the document, counted with every alias expanded.
+# Without a bound, 300 bytes of nested aliases ("billion laughs") expand to 10^9.
+MAX_ALIAS_NODES = 10_000
 
 _log = structlog.get_logger(__name__)
 
@@ -178,10 +212,10 @@ class AppProfile(_Section):
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-            raise ValueError(
-                "must be an http:// or https:// URL without query, e.g. https://api.agora.io"
-            )
+        # The client's own rule, so that a config that loads also builds a client.
+        problem = base_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value.rstrip("/")
 
 
@@ -528,6 +562,220 @@ def _env_variable(path: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + "__".join(re.sub(r"(?<!^)(?=[A-Z])", "_", str(p)).upper() for p in path)
 
 
+def _read(file: Path, name: str) -> bytes:
+    """The bytes of the config file. Only a regular file is read: a directory, a FIFO
+    or a device is refused without waiting for a writer (the open does not block)."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the config file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = _file_kind(info.st_mode)
+            raise ConfigError(
+                f"{name}: cannot read the config file: it is {kind}, not a regular file"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        size = max(size, os.fstat(fd).st_size)
+        raise ConfigError(
+            f"{name}: cannot read the config file: it is {size} bytes; "
+            f"the limit is {MAX_CONFIG_BYTES} (1 MiB)"
+        )
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read the config file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "something else"
+
+
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The position of the first bad byte; the bytes before it are valid UTF-8.
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8")) + 1
+        raise _positioned(name, line, column, "not a UTF-8 text file") from None
+
+
+def _positioned(name: str, line: int, column: int, message: str) -> ConfigError:
+    return ConfigError.from_problems(
+        [ConfigProblem(file=name, line=line, column=column, field="", message=message)]
+    )
+
+
+class _YamlProblem(Exception):
+    """A problem at a place in the text, found by our checks (0-based, as ruamel's marks)."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.line = mark.line
+        self.column = mark.column
+        self.message = message
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    """The document, or a ConfigError at file:line:column that quotes nothing of the
+    file's values (any of them may be a secret): ruamel's messages are rewritten."""
+    try:
+        _check_structure(text)
+        yaml = YAML(typ="rt")
+        yaml.Constructor = _Constructor
+        return yaml.load(text)
+    except _YamlProblem as exc:
+        raise _positioned(name, exc.line + 1, exc.column + 1, exc.message) from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = _without_values(exc.problem or exc.context or "invalid YAML")
+        raise _positioned(name, line, column, problem) from None
+    except ReaderError as exc:
+        # Its message would name the character; the position is enough to find it.
+        position = min(exc.position, len(text))
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        message = "a non-printable character: YAML does not allow it in a file"
+        raise _positioned(name, line, column, message) from None
+    except YAMLError as exc:
+        raise ConfigError(f"{name}: invalid YAML ({type(exc).__name__})") from None
+
+
+@dataclass(slots=True)
+class _Open:
+    """A collection being parsed: its anchor, and its nodes so far (itself included)."""
+
+    anchor: str | None
+    size: int = 1
+
+
+def _check_structure(text: str) -> None:
+    """Refuse, from the parser's events and before anything is built, what would make
+    building the document slow or unbounded: nesting deeper than MAX_DEPTH, aliases
+    that together stand for more than MAX_ALIAS_NODES nodes, an alias inside the node
+    it names (a recursive structure), an alias to no anchor, and an anchor defined
+    twice (legal YAML, but ruamel's warning about it quotes both lines). Linear in
+    the number of events: an alias counts as the size of its node, computed once."""
+    sizes: dict[str, int] = {}  # anchor -> nodes of its node, aliases expanded
+    defined: dict[str, int] = {}  # anchor -> the line it is defined on (0-based)
+    stack: list[_Open] = []  # the collections entered and not yet left
+    added = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, DocumentStartEvent):
+            sizes.clear()
+            defined.clear()
+            continue
+        if isinstance(event, AliasEvent):
+            anchor = event.anchor
+            if anchor not in defined:
+                raise _YamlProblem(event.start_mark, f"alias *{anchor} names no anchor before it")
+            if anchor not in sizes:
+                raise _YamlProblem(
+                    event.start_mark,
+                    f"alias *{anchor} inside the node it names: a recursive structure",
+                )
+            size = sizes[anchor]
+            added += size
+            if added > MAX_ALIAS_NODES:
+                raise _YamlProblem(
+                    event.start_mark,
+                    f"aliases expand to more than {MAX_ALIAS_NODES} nodes "
+                    "(an alias bomb?): write the values out",
+                )
+        elif isinstance(event, ScalarEvent | CollectionStartEvent):
+            anchor = event.anchor
+            if anchor is not None:
+                if anchor in defined:
+                    raise _YamlProblem(
+                        event.start_mark,
+                        f"anchor &{anchor} is defined twice "
+                        f"(first at line {defined[anchor] + 1}): use another name",
+                    )
+                defined[anchor] = event.start_mark.line
+            if isinstance(event, CollectionStartEvent):
+                stack.append(_Open(anchor))
+                if len(stack) > MAX_DEPTH:
+                    raise _YamlProblem(
+                        event.start_mark, f"nested more than {MAX_DEPTH} levels deep"
+                    )
+                continue
+            size = 1
+            if anchor is not None:
+                sizes[anchor] = size
+        elif isinstance(event, CollectionEndEvent):
+            done = stack.pop()
+            size = done.size
+            if done.anchor is not None:
+                sizes[done.anchor] = size
+        else:
+            continue
+        if stack:
+            stack[-1].size += size
+
+
+class _Constructor(RoundTripConstructor):
+    """ruamel's round-trip constructor, with errors that quote no value: its duplicate
+    key error shows both values, and a value the resolver takes for a date or a number
+    but that is not one escapes as a bare ValueError."""
+
+    def check_mapping_key(
+        self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any
+    ) -> bool:
+        if key not in mapping:
+            return True
+        label = f' "{key}"' if isinstance(key, str | int | float | bool) else ""
+        positions = getattr(getattr(mapping, "lc", None), "data", None) or {}
+        first = positions.get(key)
+        where = f" (first at line {first[0] + 1})" if first else ""
+        raise _YamlProblem(key_node.start_mark, f"duplicate key{label}{where}")
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (YAMLError, _YamlProblem):
+            raise
+        except (ValueError, OverflowError, TypeError):
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            raise _YamlProblem(
+                node.start_mark,
+                f"not a valid {kind}: quote it if it is text",
+            ) from None
+
+
+# A quoted fragment of a ruamel message may be text of the file (`but found 'x'`,
+# `from "2024-13-45"`); it stays only when it is syntax: punctuation, an escape such
+# as '\t', a token such as '<block end>'.
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+_SYNTAX = re.compile(r"[^\w\s]{1,3}|\\[a-z]|\\x[0-9a-f]{2}| |<[a-z ]+>")
+
+
+def _without_values(problem: str) -> str:
+    def keep_syntax(match: re.Match[str]) -> str:
+        content = match.group(1) if match.group(1) is not None else match.group(2)
+        return match.group(0) if _SYNTAX.fullmatch(content) else "(not shown)"
+
+    return " ".join(_QUOTED.sub(keep_syntax, problem).split())
+
+
 def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = None) -> Config:
     """Read, merge with the environment, validate. Raises ConfigError.
 
@@ -542,21 +790,7 @@ def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = 
     name = str(file) if file is not None else "<environment>"
     root: Any = CommentedMap()
     if file is not None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{name}: cannot read the config file: {exc.strerror}") from None
-        try:
-            root = YAML(typ="rt").load(text)
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = exc.problem or exc.context or "invalid YAML"
-            raise ConfigError.from_problems(
-                [ConfigProblem(file=name, line=line, column=column, field="", message=problem)]
-            ) from None
-        except YAMLError as exc:
-            raise ConfigError(f"{name}: invalid YAML: {exc}") from None
+        root = _load_yaml(_decode(_read(file, name), name), name)
         if root is None:
             root = CommentedMap()
         if not isinstance(root, CommentedMap):

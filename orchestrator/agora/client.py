@@ -18,6 +18,7 @@ import bisect
 import ipaddress
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -45,6 +46,11 @@ from orchestrator.agora.errors import (
 DEFAULT_BASE_URL = "https://api.agora.io"
 CONTENT_TYPE = "application/json;charset=utf-8"
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+#: The longest one HTTP attempt may take, from the send to the answer's last byte. httpx's
+#: read timeout restarts with every byte received, so a server that trickles its answer
+#: would hold a call for ever without it. Twice the read timeout: an honest slow answer
+#: (the reference's calls answer in well under a second) is never cut.
+DEFAULT_DEADLINE = 30.0
 
 log = structlog.get_logger("orchestrator.agora")
 
@@ -237,13 +243,31 @@ class RetryPolicy:
         return self.random() * ceiling
 
 
-def _check_base_url(base_url: str) -> str:
-    url = httpx.URL(base_url)
-    if url.scheme == "https":
-        return base_url.rstrip("/")
-    if url.scheme != "http":
-        raise ValueError("base_url must be an https:// URL")
-    host = url.host
+_URL_SHAPE = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be the API's base URL, or None when it can.
+
+    An https:// URL with a host and no query, fragment or user info (credentials go
+    in the Authorization header, never in a URL that may be logged); plain http://
+    only to a loopback address (127.0.0.0/8, ::1, localhost), that is to the local
+    emulator: anywhere else it would send the customer secret in clear. The config
+    checks its `baseUrl` with this same function, so a config that loads builds a client.
+    """
+    if not _URL_SHAPE.fullmatch(url):
+        return "must be an http:// or https:// URL without query, e.g. https://api.agora.io"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "must be a valid URL, e.g. https://api.agora.io"
+    if parsed.userinfo:
+        return "must not hold a user or password: the client sends customerId and customerSecret"
+    if not parsed.host:
+        return "must name a host, e.g. https://api.agora.io"
+    if parsed.scheme == "https":
+        return None
+    host = parsed.host
     loopback = host == "localhost"
     if not loopback:
         try:
@@ -251,7 +275,16 @@ def _check_base_url(base_url: str) -> str:
         except ValueError:
             loopback = False
     if not loopback:
-        raise ValueError("plain http:// is only allowed to a loopback address")
+        return (
+            "plain http:// is only allowed to a loopback address (the local emulator): use https://"
+        )
+    return None
+
+
+def _check_base_url(base_url: str) -> str:
+    problem = base_url_problem(base_url)
+    if problem is not None:
+        raise ValueError(f"base_url {problem}")
     return base_url.rstrip("/")
 
 
@@ -308,7 +341,19 @@ class _Call:
 
 
 class AgoraClient:
-    """Async client of the six endpoints; use as `async with AgoraClient(...) as client:`."""
+    """Async client of the six endpoints; use as `async with AgoraClient(...) as client:`.
+
+    Every HTTP attempt is bounded twice: by `timeout`, httpx's per-phase limits (by
+    default 5 s to connect, 15 s for each read or write, restarting with every byte),
+    and by `deadline` (30 s by default), the longest the whole attempt may take from
+    the send to the answer's last byte, whatever the server trickles. An attempt that
+    reaches its deadline is abandoned and reported like a read timeout: a retryable,
+    ambiguous `RetryableError` (the request may have arrived), so it is retried with
+    the same resource ID and sid; its rate-limit slot is stamped when it is abandoned.
+    So one call takes at most `retry.max_attempts` x `deadline` plus the backoff
+    sleeps between attempts (defaults: 5 x 30 s + at most 7.5 s = 157.5 s), plus the
+    time spent waiting for rate-limit slots, which no deadline covers.
+    """
 
     def __init__(
         self,
@@ -320,6 +365,7 @@ class AgoraClient:
         http: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | None = None,
+        deadline: float = DEFAULT_DEADLINE,
         validate: bool = True,
         on_call: Callable[[ApiCall], None] | None = None,
     ) -> None:
@@ -327,6 +373,9 @@ class AgoraClient:
         and `aclose()` closes only a client it created itself); `on_call` observes
         every HTTP attempt, and an exception it raises is logged, never passed on."""
         self._base_url = _check_base_url(base_url)
+        if not deadline > 0:  # also refuses NaN
+            raise ValueError("deadline must be a positive number of seconds")
+        self._deadline = deadline
         self._auth = httpx.BasicAuth(customer_id, customer_secret)
         self._customer_secret = customer_secret
         self._limiter = limiter if limiter is not None else RateLimiter()
@@ -505,24 +554,39 @@ class AgoraClient:
             attempt += 1
             status: int | None = None
             error: AgoraError
-            answer: httpx.Response | httpx.TransportError
+            answer: httpx.Response | httpx.TransportError | TimeoutError
             # The slot covers exactly the request: it leaves the window one window
-            # after the answer arrived (see RateLimiter).
+            # after the answer arrived, or after the attempt was abandoned at its
+            # deadline (see RateLimiter).
             async with self._limiter.slot(call.app_id):
                 started = time.monotonic()
                 try:
-                    answer = await self._http.request(
-                        call.method,
-                        url,
-                        content=content,
-                        headers=headers,
-                        auth=self._auth,
-                        timeout=self._timeout,
-                    )
+                    # `request` reads the whole body before it returns: the deadline
+                    # covers the answer's last byte.
+                    async with asyncio.timeout(self._deadline):
+                        answer = await self._http.request(
+                            call.method,
+                            url,
+                            content=content,
+                            headers=headers,
+                            auth=self._auth,
+                            timeout=self._timeout,
+                        )
                 except httpx.TransportError as exc:
                     answer = exc
+                except TimeoutError as exc:  # raised by asyncio.timeout alone
+                    answer = exc
                 latency = time.monotonic() - started
-            if isinstance(answer, httpx.TransportError):
+            if isinstance(answer, TimeoutError):
+                error = RetryableError(
+                    call.endpoint,
+                    0,
+                    None,
+                    f"timeout: no complete answer within the {self._deadline:g} s deadline",
+                    ambiguous=True,  # like a read timeout: the request may have arrived
+                )
+                error.__cause__ = answer
+            elif isinstance(answer, httpx.TransportError):
                 error = self._transport_error(call.endpoint, answer)
                 error.__cause__ = answer
             else:

@@ -10,11 +10,20 @@ Covers:
 - durations, addresses and URLs;
 - secrets: literal ones are logged as warnings (by field, never value), credentials
   resolve lazily, and no error or repr carries a secret value;
-- the model is frozen.
+- the model is frozen;
+- hostile files end in one positioned line, in bounded time, without a traceback
+  and without quoting a value: an alias bomb, recursive or dangling aliases, a reused
+  anchor, deep nesting, bytes that are not UTF-8, a directory, a FIFO, a huge file,
+  duplicate keys, a bad timestamp, a bad escape, a control character;
+- baseUrl follows the client's rule (plain http:// only to loopback), checked at load.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -487,3 +496,253 @@ def test_literal_secret_warning_goes_to_stderr_before_logging_is_configured(
     assert out == ""
     assert "apps.main.customerSecret is a literal secret" in err
     assert "hunter2" not in err
+
+
+# hostile files: bounded time, one clear line, no traceback, no secret value
+
+
+def _cli(path: Path, *, warnings: bool = False) -> subprocess.CompletedProcess[str]:
+    """`orchestrator plan --offline --config PATH` as a process, bounded in time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    if warnings:
+        env["PYTHONWARNINGS"] = "default"  # a library warning must not leak either
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "plan", "--offline", "--config", str(path)],
+        cwd=path.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _billion_laughs() -> str:
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_in_bounded_time(tmp_path: Path) -> None:
+    path = write(tmp_path, _billion_laughs(), "bomb.yaml")
+    assert path.stat().st_size < 400
+    result = _cli(path)  # before the limit: minutes of CPU, then gigabytes
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(
+        rf"error: {re.escape(str(path))}:5:8: aliases expand to more than 10000 nodes .*",
+        lines[0],
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_billion_laughs(), "config.yaml:5:8: aliases expand to more than 10000 nodes"),
+        ("a: &a [1, *a]\n", "config.yaml:1:11: alias *a inside the node it names"),
+        ("a: &a {b: [*a]}\n", "config.yaml:1:12: alias *a inside the node it names"),
+        ("a: 1\nb: *nowhere\n", "config.yaml:2:4: alias *nowhere names no anchor before it"),
+        ("a: &x 1\nb: &x 2\n", "config.yaml:2:4: anchor &x is defined twice (first at line 1)"),
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1:67: nested more than 64 levels"),
+    ],
+)
+def test_anchors_and_aliases_are_bounded(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ={})
+    assert str(raised.value).replace(str(tmp_path) + "/", "").startswith(expected)
+
+
+def test_plain_aliases_still_work(tmp_path: Path) -> None:
+    text = (
+        "apps:\n"
+        "  main:\n"
+        "    appId: feedface\n"
+        "    customerId: &id {env: AGORA_ID}\n"
+        "    customerSecret: &secret {credential: agora-secret}\n"
+        "  backup:\n"
+        "    appId: beefcafe\n"
+        "    customerId: *id\n"
+        "    customerSecret: *secret\n"
+    )
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.apps["backup"].customer_id == EnvSecret(env="AGORA_ID")
+    assert config.apps["backup"].customer_secret == CredentialSecret(credential="agora-secret")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"logging:\n  level: d\xe9bug\n", "config.yaml:2:11: not a UTF-8 text file"),
+        (b"\xff\xfel\x00o\x00g\x00", "config.yaml:1:1: not a UTF-8 text file"),
+        ("# caf\u00e9\n".encode() + b"x: \x80\n", "config.yaml:2:4: not a UTF-8 text file"),
+        (b"# caf\xc3\xa9 \x80", "config.yaml:1:8: not a UTF-8 text file"),
+        (
+            "# caf\u00e9 \x80".encode(),
+            "config.yaml:1:8: a non-printable character: YAML does not allow it in a file",
+        ),
+    ],
+)
+def test_not_utf8(tmp_path: Path, raw: bytes, expected: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value).replace(str(tmp_path) + "/", "") == expected
+
+
+def test_a_directory_is_not_a_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(tmp_path, environ={})
+    assert str(raised.value) == (
+        f"{tmp_path}: cannot read the config file: it is a directory, not a regular file"
+    )
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    code = "import sys; from orchestrator.config import load_config; load_config(sys.argv[1])"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=30,  # before: blocked in open() for ever
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"orchestrator.config.ConfigError: {fifo}: cannot read the config file: "
+        "it is a FIFO (named pipe), not a regular file"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    path.chmod(0)
+    with pytest.raises(ConfigError, match=r"config\.yaml: cannot read the config file: Permission"):
+        load_config(path, environ={})
+
+
+def test_a_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    with path.open("wb") as handle:
+        handle.truncate(2 << 20)  # sparse: 2 MiB of NUL bytes
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value) == (
+        f"{path}: cannot read the config file: it is 2097152 bytes; the limit is 1048576 (1 MiB)"
+    )
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5", "http://api.agora.io:80/", "http://[::2]:1"])
+def test_plain_http_off_loopback_is_refused_at_load(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, MINIMAL_APP + f"    baseUrl: {url}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value).replace(str(tmp_path) + "/", "") == (
+        "config.yaml:6:14: apps.main.baseUrl: plain http:// is only allowed to a loopback "
+        "address (the local emulator): use https://"
+    )
+
+
+def test_plain_http_off_loopback_from_the_environment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(
+            write(tmp_path, MINIMAL_APP),
+            environ={"ORCHESTRATOR_APPS__MAIN__BASE_URL": "http://10.0.0.5:8080"},
+        )
+    assert str(raised.value).startswith(
+        "environment variable ORCHESTRATOR_APPS__MAIN__BASE_URL: apps.main.baseUrl: plain http://"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.agora.io",
+        "https://api.agora.io/",
+        "https://proxy.example/agora",
+        "http://127.0.0.1:8080",
+        "http://127.8.9.10",
+        "http://localhost:1",
+        "http://[::1]:9",
+        "http://10.0.0.5",
+        "http://api.agora.io",
+        "ftp://127.0.0.1",
+        "api.agora.io",
+        "https://api.agora.io?x=1",
+        "https://user:hunter2@api.agora.io",
+        "https://api agora.io",
+        "https://",
+    ],
+)
+def test_config_and_client_agree_on_base_urls(tmp_path: Path, url: str) -> None:
+    from orchestrator.agora.client import AgoraClient
+
+    try:
+        client = AgoraClient(customer_id="c", customer_secret="s", base_url=url)
+    except ValueError as exc:
+        client_problem: str | None = str(exc)
+    else:
+        client_problem = None
+        assert client.base_url == url.rstrip("/")
+    path = write(tmp_path, MINIMAL_APP + f"    baseUrl: '{url}'\n")
+    try:
+        config = load_config(path, environ={})
+    except ConfigError as exc:
+        assert client_problem is not None, str(exc)
+        assert "hunter2" not in str(exc) and "hunter2" not in client_problem
+    else:
+        assert client_problem is None
+        assert config.apps["main"].base_url == url.rstrip("/")
+
+
+SECRET_APP = """\
+apps:
+  main:
+    appId: 0123456789abcdef0123456789abcdef
+    customerId: {env: AGORA_CUSTOMER_ID}
+"""
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        (
+            "    customerSecret: hunter2-first\n    customerSecret: hunter2-second\n",
+            ':6:5: duplicate key "customerSecret" (first at line 5)',
+        ),
+        (
+            "    customerSecret: {env: hunter2A, env: hunter2B}\n",
+            ':5:37: duplicate key "env" (first at line 5)',
+        ),
+        (
+            "    customerSecret: 2024-13-45\n",
+            ":5:21: not a valid timestamp: quote it if it is text",
+        ),
+        ('    customerSecret: "hunter2\\q"\n', ":5:30: found unknown escape character (not shown)"),
+        ('    customerSecret: "hunter2\x01x"\n', ":5:29: a non-printable character"),
+        ("    customerSecret: &s hunter2-x\n    rateLimit: &s 5\n", ":6:16: anchor &s is defined"),
+        ("    customerSecret: 'hunter2-x\n", ":6:1: found unexpected end of stream"),
+    ],
+)
+def test_no_config_error_quotes_a_secret(tmp_path: Path, tail: str, expected: str) -> None:
+    path = write(tmp_path, SECRET_APP + tail)
+    result = _cli(path, warnings=True)
+    assert result.returncode == 1
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {path}{expected}"), lines[0]
+
+
+def test_duplicate_keys_never_show_values(tmp_path: Path) -> None:
+    path = write(tmp_path, "logging:\n  level: info\n\n  level: debug\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value) == f'{path}:4:3: duplicate key "level" (first at line 2)'
