@@ -35,7 +35,9 @@ from orchestrator.config import Config, resolve_credentials
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
 from orchestrator.secrets import SecretError, resolve_secret
-from orchestrator.state import Store, open_store
+from orchestrator.state import Store, StoreError, open_store
+from orchestrator.state.lock import lock_path_for
+from orchestrator.state.store import sqlite_path_from_url
 
 Clock = Callable[[], datetime]
 
@@ -65,6 +67,17 @@ class Runtime:
     # App profiles whose credentials did not resolve (their manifests cannot act).
     problems: tuple[str, ...] = ()
     clock: Clock = field(default=utc_now)
+
+
+def never_created(url: str) -> bool:
+    """No store and no trace of one at `url`: neither the database nor its lock file
+    (which outlives the database) exists. The daemon's first start creates a store
+    only then; a store that existed and is gone is an error, never silently new."""
+    try:
+        path = sqlite_path_from_url(url)
+    except StoreError:
+        return False
+    return not path.exists() and not lock_path_for(path).exists()
 
 
 def plan_policy(config: Config) -> PlanPolicy:
@@ -130,13 +143,16 @@ async def open_runtime(
     holder: str = "orchestrator",
     hooks: Hooks | None = None,
     clock: Clock = utc_now,
+    create: bool = False,
 ) -> AsyncIterator[Runtime]:
     """The writer's runtime: the store locked for this process, clients, executor.
 
+    `create`: make the store when there is none (`init`, the daemon's first start);
+    otherwise a missing store is an error, never silently a new empty one.
     Raises `StoreBusyError` (before any client exists or any request is sent) when
     another process holds the store, `StoreError` when it cannot be opened.
     """
-    store = open_store(state_url or config.state.url, writer=True, holder=holder)
+    store = open_store(state_url or config.state.url, writer=True, holder=holder, create=create)
     async with store, api_clients(config, hooks=hooks) as (clients, limiters, problems):
         executor = Executor(
             store,

@@ -5,8 +5,9 @@ Every answer that is not a success is turned into exactly one of these classes b
 `code` mean what. Callers decide on the class, never on numbers::
 
     AgoraError                      endpoint, status, code, reason
-    ├── PermanentError              2, 8, 432, 1001, 1003, 1013, 1028, 62, 401,
-    │   │                           "invalid appid", unknown route, 400 without code
+    ├── PermanentError              2, 8, 432, 1001, 1003, 1013, 1028,
+    │   │                           unknown route, 400 without code
+    │   ├── AppError                401, 62, "invalid appid": the app profile is wrong
     │   └── InvalidRequestError     refused by the client before sending (status 0)
     ├── RetryableError              429, 5xx, timeouts, transport errors, 65
     │   └── RateLimitedError        429
@@ -89,6 +90,12 @@ class PermanentError(AgoraError):
     """Retrying the same request cannot succeed: fix the manifest, the app or the code."""
 
 
+class AppError(PermanentError):
+    """The app profile itself is refused (401 credentials, 62 recording not enabled,
+    invalid App ID): no request of this app can succeed until its configuration
+    changes. It belongs to the app, not to the manifest that met it."""
+
+
 class InvalidRequestError(PermanentError):
     """The client refused to send a body that breaks a rule of the reference."""
 
@@ -158,7 +165,8 @@ class AmbiguousStartError(AgoraError):
         super().__init__(endpoint, status, code, "started, sid unknown")
 
 
-_PERMANENT_CODES = frozenset({2, 8, 62, 432, 1001, 1003, 1013, 1028})
+_PERMANENT_CODES = frozenset({2, 8, 432, 1001, 1003, 1013, 1028})
+_APP_CODES = frozenset({62})
 _INVALID_APPID = "invalid appid"
 _NO_ROUTE = "no route matched"
 
@@ -205,6 +213,8 @@ def error_from_response(
     lowered = raw_reason.lower()
 
     if code is not None:
+        if code in _APP_CODES:
+            return AppError(endpoint, status, code, reason)
         if code in _PERMANENT_CODES:
             return PermanentError(endpoint, status, code, reason)
         if code == 65:
@@ -223,8 +233,8 @@ def error_from_response(
             return NoFilesError(endpoint, status, code, reason)
         if code in (404, 501):
             return NotFoundError(endpoint, status, code, reason)
-    if _INVALID_APPID in lowered:
-        return PermanentError(endpoint, status, code, reason)
+    if _INVALID_APPID in lowered or status == 401:
+        return AppError(endpoint, status, code, reason)
     if status == 429:
         return RateLimitedError(endpoint, status, code, reason, ambiguous=False)
     if status >= 500:

@@ -226,6 +226,8 @@ async def _plan(
         desired, problems, actual = await _observe_for_plan(ctx, now, offline)
     the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
     timeline = lanes(desired.recordings, now, horizon)
+    problems.extend(actual.problems)
+    problems.extend(f"{n.manifest}: held ({n.kind.value}): {n.message}" for n in the_plan.blocked)
     if fmt == "json":
         click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
     else:
@@ -314,6 +316,11 @@ def _plan_text(
         for a in the_plan.actions:
             session = f" [session {a.session_id}]" if a.session_id else ""
             out.append(f"  {a.kind.value:<12} {a.manifest}{session}: {a.reason}")
+    elif the_plan.blocked or any(not p.startswith("note: ") for p in problems):
+        out.append(
+            "Actions: none, but not everything is as desired (see the problems above and "
+            "what is held back below)."
+        )
     else:
         out.append("Actions: none, everything is as desired.")
     if the_plan.notes:
@@ -343,15 +350,24 @@ def _plan_text(
     is_flag=True,
     help="Forget permanent failures first, so failed manifests are tried again.",
 )
+@click.option(
+    "--forget-unmanageable",
+    "forget",
+    multiple=True,
+    metavar="NAME",
+    help="Close the unmanageable sessions of manifest NAME first (after ending the "
+    "recording by other means, or once it has idled out). Repeatable.",
+)
 def apply_command(
     config_path: Path | None,
     manifests_dir: Path | None,
     state_url: str | None,
     retry_failed: bool,
+    forget: tuple[str, ...],
 ) -> None:
-    """Run one reconcile pass, then exit (0 all succeeded, 1 otherwise)."""
+    """Run one reconcile pass, then exit (0 all as desired, 1 otherwise, 3 store busy)."""
     try:
-        code = asyncio.run(_apply(config_path, manifests_dir, state_url, retry_failed))
+        code = asyncio.run(_apply(config_path, manifests_dir, state_url, retry_failed, forget))
     except (_Failure, _Busy) as exc:
         _fail(exc)
         return
@@ -359,7 +375,11 @@ def apply_command(
 
 
 async def _apply(
-    config_path: Path | None, manifests_dir: Path | None, state_url: str | None, retry: bool
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    retry: bool,
+    forget: tuple[str, ...] = (),
 ) -> int:
     from orchestrator.reconcile.reconciler import reconcile_once, remember_known_good
 
@@ -372,16 +392,45 @@ async def _apply(
         await remember_known_good(store, desired)
         if retry:
             await store.clear_failures()
+        for name in forget:
+            problems.extend(await _forget_unmanageable(store, name, now))
         result = await reconcile_once(desired, store, runtime.executor, now, runtime.policy)
     click.echo(_apply_text(result, problems))
-    errors = [p for p in problems if ": warning: " not in p]
-    return 0 if result.ok and not errors else 1
+    errors = [p for p in problems if ": warning: " not in p and not p.startswith("note: ")]
+    return 0 if result.ok and not errors and not result.plan.blocked else 1
+
+
+async def _forget_unmanageable(store: Store, name: str, now: datetime) -> list[str]:
+    """Close manifest `name`'s unmanageable sessions: an operator says it has ended."""
+    from orchestrator.reconcile.plan import END_STOPPED
+    from orchestrator.state import Phase
+
+    closed = [s for s in await store.live_sessions() if s.manifest == name]
+    closed = [s for s in closed if s.phase is Phase.UNMANAGEABLE]
+    for s in closed:
+        await store.record_outcome(
+            s.id,
+            phase=Phase.ENDED,
+            ended_at=now,
+            # "stopped": an operator ended it on purpose, so no restart backoff follows.
+            end_reason=f"{END_STOPPED}: closed by an operator (apply --forget-unmanageable)",
+        )
+    if not closed:
+        return [f"note: {name}: no unmanageable session to forget"]
+    return [f"note: {name}: forgot unmanageable session(s) {', '.join(str(s.id) for s in closed)}"]
 
 
 def _apply_text(result: PassResult, problems: list[str]) -> str:
     out = []
     for p in problems:
+        out.append(p if p.startswith("note: ") else f"problem: {p}")
+    for p in result.problems:
         out.append(f"problem: {p}")
+    for s in result.untracked:
+        out.append(
+            f"untracked {s.manifest}: a recording the store does not know holds channel "
+            f"{s.channel!r} uid {s.uid} (start answered 53 at {_when(s.ended_at)})"
+        )
     for r in result.results:
         status = "ok    " if r.ok else "FAILED"
         out.append(f"{status} {r.action.kind.value:<12} {r.action.manifest}: {r.message}")
@@ -390,8 +439,42 @@ def _apply_text(result: PassResult, problems: list[str]) -> str:
     failed = sum(1 for r in result.results if not r.ok)
     out.append(
         f"{len(result.results)} action(s), {failed} failed, {len(result.plan.notes)} held back"
+        + (f", {len(result.problems)} query failure(s)" if result.problems else "")
+        + (f", {len(result.untracked)} untracked" if result.untracked else "")
     )
     return "\n".join(out)
+
+
+def _when(at: datetime | None) -> str:
+    return at.isoformat() if at else "-"
+
+
+# -- init ------------------------------------------------------------------------------
+
+
+@cli.command("init")
+@_CONFIG
+@_STATE
+def init_command(config_path: Path | None, state_url: str | None) -> None:
+    """Create the state store (the daemon's first start does it too); 0 if it exists."""
+    try:
+        asyncio.run(_init(config_path, state_url))
+    except (_Failure, _Busy) as exc:
+        _fail(exc)
+
+
+async def _init(config_path: Path | None, state_url: str | None) -> None:
+    from orchestrator.state import StoreBusyError, StoreError, open_store
+
+    ctx = _load_context(config_path, None, state_url)
+    try:
+        store = open_store(ctx.state_url, writer=True, holder="init", create=True)
+    except StoreBusyError as exc:
+        raise _Busy(str(exc)) from None
+    except StoreError as exc:
+        raise _Failure(str(exc)) from None
+    async with store:
+        click.echo(f"state store ready: {store.path} (schema version {store.schema_version})")
 
 
 # -- status ----------------------------------------------------------------------------
@@ -414,24 +497,31 @@ async def _status(config_path: Path | None, state_url: str | None, fmt: str, lim
     from orchestrator.state import session_summary
 
     ctx = _load_context(config_path, None, state_url)
+    from orchestrator.reconcile.reconciler import untracked
+
     async with _open_reader(ctx.state_url) as store:
         live = await store.live_sessions()
         history = await store.history(limit)
         states = await store.manifest_states()
+        unknown = untracked(await store.latest_ended(), live)
     failures = {name: s.failure_reason for name, s in sorted(states.items()) if s.failed_spec_hash}
     if fmt == "json":
         data = {
             "live": [session_summary(s) for s in live],
             "history": [session_summary(s) for s in history],
             "failed": failures,
+            "untracked": [session_summary(s) for s in unknown],
         }
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo("\n".join(_status_text(live, history, failures)))
+    click.echo("\n".join(_status_text(live, history, failures, unknown)))
 
 
 def _status_text(
-    live: list[SessionRecord], history: list[SessionRecord], failures: dict[str, str | None]
+    live: list[SessionRecord],
+    history: list[SessionRecord],
+    failures: dict[str, str | None],
+    unknown: tuple[SessionRecord, ...] = (),
 ) -> Iterator[str]:
     yield f"Live sessions ({len(live)}):"
     if not live:
@@ -457,6 +547,21 @@ def _status_text(
         files = _files(s.file_list)
         if files:
             yield f"      files: {files}"
+    unmanageable = [s for s in live if s.phase.value == "unmanageable"]
+    if unmanageable:
+        yield ""
+        yield (
+            "Unmanageable (recording with an unknown sid: counted as recording, a fresh start "
+            "is tried with backoff; apply --forget-unmanageable NAME closes the record):"
+        )
+        for s in unmanageable:
+            yield f"  #{s.id} {s.manifest}: channel {s.channel!r} uid {s.uid}: {s.error or '-'}"
+    if unknown:
+        yield ""
+        yield "Untracked (live on Agora, not in the store: a start met 53 on our target):"
+        for s in unknown:
+            at = s.ended_at.isoformat() if s.ended_at else "-"
+            yield f"  {s.manifest}: channel {s.channel!r} uid {s.uid} (seen {at})"
     if failures:
         yield ""
         yield "Failed manifests (not retried until their spec changes, or apply --retry-failed):"

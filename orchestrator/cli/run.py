@@ -4,6 +4,10 @@ Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT); 1 when the config, the
 manifests directory or the store cannot be used, or the metrics address cannot
 be bound; 3 when another process (a daemon or an `apply`) holds the store. The
 lock is taken before any port is bound or any request is sent.
+
+The daemon's first start creates the store (when neither it nor its lock file
+exists); a store that existed and is gone, empty or foreign is an error that says
+how to recover, never silently a new empty one.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
     from orchestrator.daemon.notify import Notifier
     from orchestrator.daemon.service import Daemon
     from orchestrator.logging import configure_logging
-    from orchestrator.runtime import Hooks, open_runtime
+    from orchestrator.runtime import Hooks, never_created, open_runtime
     from orchestrator.state import StoreBusyError, StoreError
 
     try:
@@ -57,8 +61,15 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
         on_wait=metrics.observe_rate_wait,
     )
     manifests = manifests_dir or config.manifests.dir
+    url = state_url or config.state.url
     try:
-        async with open_runtime(config, state_url=state_url, holder="run", hooks=hooks) as runtime:
+        # The first start creates the store; one that existed and is gone is an error.
+        first = never_created(url)
+        async with open_runtime(
+            config, state_url=url, holder="run", hooks=hooks, create=first
+        ) as runtime:
+            if first:
+                log.warning("daemon.store_created", path=url, detail="first start: a new store")
             daemon = Daemon(
                 runtime, manifests=manifests, notifier=Notifier.from_environ(), metrics=metrics
             )

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,11 +46,10 @@ from orchestrator.daemon.watch import ManifestWatcher
 from orchestrator.manifest.loader import LoadResult, ManifestCache
 from orchestrator.reconcile.plan import DesiredRecording, NoteKind, Plan, plan_shutdown
 from orchestrator.reconcile.reconciler import (
+    Delta,
     Desired,
+    DesiredCache,
     PassResult,
-    RecordingCache,
-    desired_recordings,
-    invalid_files,
     reconcile_once,
     remember_known_good,
 )
@@ -60,6 +60,14 @@ log = structlog.get_logger("orchestrator.daemon")
 
 # A pass requested for several reasons at once is labelled by the first of these.
 _TRIGGER_ORDER = ("start", "reload", "boundary", "backoff", "resync")
+
+
+def _few(names: Sequence[str], limit: int = 20) -> list[str]:
+    """A log-sized list: the first `limit` names, then how many more."""
+    shown = list(names[:limit])
+    if len(names) > limit:
+        shown.append(f"... and {len(names) - limit} more")
+    return shown
 
 
 def describe_diagnostic(file: str, line: int, column: int, field: str, message: str) -> str:
@@ -83,11 +91,12 @@ class Daemon:
         self._metrics = metrics
         self._now = clock or runtime.clock
         self._cache = ManifestCache([manifests])
-        self._recordings = RecordingCache()
+        self._desired_cache = DesiredCache()
         self._known: dict[str, KnownGood] = {}
         self._desired = Desired((), frozenset())
         self._load_problems: tuple[str, ...] = ()
-        self._boundaries: dict[int, tuple[DesiredRecording, datetime | None]] = {}
+        # Per manifest name: its recording and its next window boundary after now.
+        self._boundaries: dict[str, tuple[DesiredRecording, datetime | None]] = {}
         self._backoff_until: datetime | None = None
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._wake = asyncio.Event()
@@ -168,6 +177,11 @@ class Daemon:
             await self._do_reload("start")
             if not self._stop.is_set():
                 await self._do_pass({"start"}, refresh=True)
+            # What start-up built (manifests, recordings, indexes) lives as long as
+            # the process: collect once and freeze it, so that the collector never
+            # rescans it and the first reloads do not pay for it.
+            gc.collect()
+            gc.freeze()
             self._ready = True
             self._notifier.ready(self._last_summary)
             log.info("daemon.ready", summary=self._last_summary)
@@ -254,10 +268,13 @@ class Daemon:
         self._last_summary = (
             f"{recording} recording, {len(live)} live, {sum(held.values())} held, "
             f"{len(self._desired.invalid_files)} failing to load"
+            + (f", {len(result.untracked)} untracked" if result.untracked else "")
+            + (f", {len(result.problems)} not queryable" if result.problems else "")
         )
         self._notifier.status(self._last_summary)
         if self._metrics is not None:
             self._metrics.set_sessions(dict(phases))
+            self._metrics.set_untracked(len(result.untracked))
             self._metrics.set_manifests(len(self._desired.invalid_files), dict(held))
             for r in result.results:
                 self._metrics.observe_action(r.action.kind.value, r.ok)
@@ -267,6 +284,8 @@ class Daemon:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
             actions=len(result.results),
             failed=failed,
+            query_failures=len(result.problems),
+            untracked=[s.manifest for s in result.untracked],
             held=dict(held),
             live=len(live),
         )
@@ -286,16 +305,14 @@ class Daemon:
         now = self._now()
         try:
             loaded = await asyncio.to_thread(self._cache.load, now=now, hint=paths)
-            before = {d.name: d.spec_hash for d in self._desired.recordings}
             app_ids = {name: p.app_id for name, p in self._config.apps.items()}
-            invalid, _ = invalid_files(loaded.manifests, app_ids, loaded.failed_files)
-            known = self._known
-            if invalid:  # the stored documents of what fails to load stand in for it
-                wanted = [n for n, e in known.items() if e.source_file in invalid]
-                known = {**known, **await self._rt.store.known_good(wanted)}
-            desired = desired_recordings(
-                loaded.manifests, app_ids, loaded.failed_files, known, self._recordings
-            )
+            # The stored documents of what fails to load stand in for it; the index in
+            # memory has none, so they are read for those files only.
+            known = await self._with_documents(loaded.failed_files)
+            desired, delta = self._desired_cache.build(loaded, app_ids, known)
+            if desired.invalid_files - loaded.failed_files:  # an unknown app profile
+                known = await self._with_documents(desired.invalid_files)
+                desired, delta = self._desired_cache.build(loaded, app_ids, known)
             await remember_known_good(self._rt.store, desired)
         except Exception:
             log.exception("manifests.reload_failed", trigger=trigger)
@@ -312,27 +329,30 @@ class Daemon:
         self._log_diagnostics(loaded, first=trigger == "start")
         for problem in desired.problems:
             log.warning("manifests.problem", problem=problem)
-        after = {d.name: d.spec_hash for d in desired.recordings}
-        added = sorted(after.keys() - before.keys())
-        removed = sorted(before.keys() - after.keys())
-        changed = sorted(n for n in after.keys() & before.keys() if after[n] != before[n])
         log.info(
             "manifests.reloaded",
             trigger=trigger,
-            manifests=len(after),
-            added=added,
-            changed=changed,
-            removed=removed,
+            manifests=len(desired.recordings),
+            added=_few(delta.added),
+            changed=_few(delta.changed),
+            removed=_few(delta.removed),
             files_changed=len(loaded.changed),
-            failing=sorted(desired.invalid_files),
+            failing=_few(sorted(desired.invalid_files)),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
         if self._metrics is not None:
             self._metrics.observe_reload(True)
-            self._metrics.set_manifests_loaded(len(after))
-        self._rebuild_boundaries()
+            self._metrics.set_manifests_loaded(len(desired.recordings))
+        self._update_boundaries(delta)
         if signalled:
             self._notifier.ready(self._last_summary)
+
+    async def _with_documents(self, files: frozenset[str]) -> dict[str, KnownGood]:
+        known = self._known
+        if not files:
+            return known
+        wanted = [name for name, entry in known.items() if entry.source_file in files]
+        return {**known, **await self._rt.store.known_good(wanted)}
 
     def _log_diagnostics(self, loaded: LoadResult, *, first: bool) -> None:
         for d in loaded.diagnostics:
@@ -367,25 +387,32 @@ class Daemon:
 
     # -- timing ----------------------------------------------------------------------
 
-    def _rebuild_boundaries(self) -> None:
+    def _update_boundaries(self, delta: Delta) -> None:
+        """Next boundaries of the recordings a reload changed (all, after a full one)."""
         now = self._now()
         old = self._boundaries
-        fresh: dict[int, tuple[DesiredRecording, datetime | None]] = {}
-        for d in self._desired.recordings:
-            entry = old.get(id(d))
-            if entry is None or entry[0] is not d or (entry[1] is not None and entry[1] <= now):
-                entry = (d, d.schedule.next_boundary(now))
-            fresh[id(d)] = entry
-        self._boundaries = fresh
+        if delta.rebuilt is None:
+            fresh: dict[str, tuple[DesiredRecording, datetime | None]] = {}
+            for d in self._desired.recordings:
+                entry = old.get(d.name)
+                if entry is None or entry[0] is not d:
+                    entry = (d, d.schedule.next_boundary(now))
+                fresh[d.name] = entry
+            self._boundaries = fresh
+            return
+        for name in delta.removed:
+            old.pop(name, None)
+        for d in delta.rebuilt:
+            old[d.name] = (d, d.schedule.next_boundary(now))
 
     def next_wake(self) -> datetime | None:
         """The next window boundary of any manifest, or the next backoff expiry."""
         now = self._now()
         soonest: datetime | None = None
-        for key, (d, at) in self._boundaries.items():
+        for name, (d, at) in self._boundaries.items():
             if at is not None and at <= now:
                 at = d.schedule.next_boundary(now)
-                self._boundaries[key] = (d, at)
+                self._boundaries[name] = (d, at)
             if at is not None and (soonest is None or at < soonest):
                 soonest = at
         if self._backoff_until is not None and (soonest is None or self._backoff_until < soonest):

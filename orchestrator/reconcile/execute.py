@@ -28,6 +28,7 @@ from orchestrator.agora.errors import (
     AgoraError,
     AlreadyStartedError,
     AmbiguousStartError,
+    AppError,
     NoFilesError,
     NotFoundError,
     PermanentError,
@@ -35,7 +36,15 @@ from orchestrator.agora.errors import (
     ResourceExpiredError,
 )
 from orchestrator.manifest import translate
-from orchestrator.reconcile.plan import END_STOPPED, Action, ActionKind, DesiredRecording, Plan
+from orchestrator.reconcile.plan import (
+    END_CONFLICT,
+    END_STOPPED,
+    END_UNTRACKED,
+    Action,
+    ActionKind,
+    DesiredRecording,
+    Plan,
+)
 from orchestrator.schedule import Window
 from orchestrator.secrets import SecretError, SecretRef
 from orchestrator.state import Intent, ManifestState, Phase, SessionRecord, Store
@@ -98,20 +107,25 @@ class Executor:
 
     # -- refresh -------------------------------------------------------------------
 
-    async def refresh(self, sessions: Sequence[SessionRecord]) -> None:
-        """Query every running session; record the ones that ended and why."""
+    async def refresh(self, sessions: Sequence[SessionRecord]) -> list[str]:
+        """Query every running session; record the ones that ended and why.
+
+        Returns what could not be queried (one line per session): nothing is
+        concluded about those, and the caller reports them.
+        """
         running = [
             s
             for s in sessions
             if s.phase in (Phase.RUNNING, Phase.UPDATING) and s.sid and s.resource_id
         ]
-        await asyncio.gather(*(self._bounded(self._refresh_one(s)) for s in running))
+        outcomes = await asyncio.gather(*(self._bounded(self._refresh_one(s)) for s in running))
+        return [problem for problem in outcomes if problem is not None]
 
     async def _bounded(self, work: Awaitable[Any]) -> Any:
         async with self._limit:
             return await work
 
-    async def _refresh_one(self, session: SessionRecord) -> None:
+    async def _refresh_one(self, session: SessionRecord) -> str | None:
         assert session.sid is not None and session.resource_id is not None
         try:
             client = self._client(session.app)
@@ -127,7 +141,7 @@ class Executor:
                 end_reason="exited: query answered 404 (idle exit, expired, or stopped elsewhere)",
             )
             log.info("session.exited", manifest=session.manifest, session_id=session.id, status=404)
-            return
+            return None
         except (AgoraError, _ActionFailed) as exc:
             log.warning(
                 "session.query_failed",
@@ -135,7 +149,7 @@ class Executor:
                 session_id=session.id,
                 error=str(exc),
             )
-            return
+            return f"{session.manifest}: query of session {session.id} failed: {exc}"
         server = answer.serverResponse
         status = server.status
         file_list = _file_list(server.fileList)
@@ -152,6 +166,7 @@ class Executor:
                 "session.exited", manifest=session.manifest, session_id=session.id, status=status
             )
         await self._store.update_session(session.id, **values)
+        return None
 
     # -- execute -------------------------------------------------------------------
 
@@ -284,9 +299,7 @@ class Executor:
         try:
             resource_id: str = await client.acquire(d.app_id, translate.acquire_body(d.manifest))
         except AgoraError as exc:
-            await self._fail(
-                session, d, f"failed: acquire: {exc}", permanent=isinstance(exc, PermanentError)
-            )
+            await self._fail(session, d, f"failed: acquire: {exc}", permanent=_held(exc, d))
             raise _ActionFailed(f"acquire failed: {exc}") from None
         return resource_id
 
@@ -323,16 +336,25 @@ class Executor:
             raise _ActionFailed(f"start failed: {exc}") from None
         except RecordingExistsError as exc:
             ours = await self._unmanageable_for_target(session)
-            detail = (
-                f"our unmanageable session {ours.id} is still recording"
-                if ours
-                else "another recorder holds this channel and uid"
-            )
-            await self._fail(session, d, f"failed: conflict (53): {detail}", permanent=False)
+            if ours is not None:
+                # The old session records this channel: the recording is covered.
+                detail = f"our unmanageable session {ours.id} is still recording"
+                await self._fail(session, d, f"{END_CONFLICT}: {detail}", permanent=False)
+            else:
+                detail = "a recording the store does not know holds this channel and uid"
+                await self._fail(session, d, f"{END_UNTRACKED}: {detail}", permanent=False)
+                log.error(
+                    "session.untracked",
+                    manifest=d.name,
+                    app_id=d.app_id,
+                    channel=d.channel,
+                    uid=d.uid,
+                    detail=detail,
+                )
             raise _ActionFailed(f"start conflict: {detail} ({exc})") from None
         except PermanentError as exc:
-            await self._fail(session, d, f"failed: start: {exc}", permanent=True)
-            raise _ActionFailed(f"start failed permanently: {exc}") from None
+            await self._fail(session, d, f"failed: start: {exc}", permanent=_held(exc, d))
+            raise _ActionFailed(f"start failed: {exc}") from None
         except AgoraError as exc:
             # Retries are exhausted and the start may have arrived: keep the intent,
             # the next pass resumes it with the same resource ID.
@@ -369,6 +391,7 @@ class Executor:
     async def _fail(
         self, session: SessionRecord, d: DesiredRecording | None, reason: str, *, permanent: bool
     ) -> None:
+        """End a session that never recorded; `permanent` also holds the manifest's spec."""
         await self._store.record_outcome(
             session.id, phase=Phase.FAILED, ended_at=self._now(), end_reason=reason
         )
@@ -447,7 +470,7 @@ class Executor:
             await self._store.record_outcome(
                 session.id, phase=Phase.RUNNING, error=f"{intent}: {exc}"
             )
-            if isinstance(exc, PermanentError):
+            if _held(exc, d):
                 await self._fail_spec(d, f"{intent} rejected: {exc}")
             raise _ActionFailed(f"{intent} failed: {exc}") from None
         changed = (
@@ -512,6 +535,18 @@ class Executor:
         if window is None:
             return await self._stop(started, f"{END_STOPPED}: resumed start no longer wanted")
         return f"resumed start: sid {started.sid}"
+
+
+def _held(exc: AgoraError, d: DesiredRecording) -> bool:
+    """Whether an error holds the manifest's spec as failed until it changes.
+
+    An app-level refusal (401, 62, invalid App ID) is not the manifest's fault: it
+    is retried with the restart backoff, so fixing the app's credentials is enough.
+    """
+    if isinstance(exc, AppError):
+        log.error("app.failed", app=d.app, app_id=d.app_id, manifest=d.name, error=str(exc))
+        return False
+    return isinstance(exc, PermanentError)
 
 
 def _file_list(files: str | list[wire.FileInfo] | None) -> Any:

@@ -43,6 +43,11 @@ class NoteKind(StrEnum):
 # Why a session ended, as stored in `SessionRecord.end_reason`'s prefix. Only
 # `stopped` (we stopped it on purpose) is free of restart backoff.
 END_STOPPED = "stopped"
+# A start answered 53 while our own unmanageable session records the target.
+END_CONFLICT = "failed: conflict (53)"
+# A start answered 53 with no session of ours on the target: a live recording the
+# store does not know (reported in `status` and metrics as untracked).
+END_UNTRACKED = "failed: untracked (53)"
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class ActualState:
     latest_ended: Mapping[str, SessionRecord] = field(default_factory=dict)
     manifest_states: Mapping[str, ManifestState] = field(default_factory=dict)
     invalid_files: frozenset[str] = frozenset()
+    # What could not be observed (queries that failed): nothing is concluded from it.
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,15 @@ class Plan:
     def empty(self) -> bool:
         return not self.actions
 
+    @property
+    def blocked(self) -> tuple[Note, ...]:
+        """Notes on recordings that are not as desired and will not become so by
+        waiting: held as failed, or behind an unmanageable session."""
+        return tuple(n for n in self.notes if n.kind in _BLOCKING)
+
 
 _INTERRUPTED = frozenset({Intent.ACQUIRE, Intent.START, Intent.STOP})
+_BLOCKING = frozenset({NoteKind.FAILED, NoteKind.UNMANAGEABLE})
 
 
 def _restart_after(previous: SessionRecord, policy: PlanPolicy) -> tuple[int, timedelta]:
@@ -259,10 +273,17 @@ def _plan_desired(
             )
             return
         if current.phase is Phase.UNMANAGEABLE:
-            if window is None or not wanted or current.window_start == window.start:
-                notes.append(_unmanageable_note(current, "an operator must end it"))
+            if window is None or not wanted:
+                notes.append(_unmanageable_note(current, "it ends by itself (maxIdleTime)"))
                 return
-            # A new window: try a fresh start; Agora answers 53 while the old one lives.
+            # While the recording is wanted, keep trying a fresh start with backoff:
+            # Agora answers 53 while the old session still records (then the
+            # recording is covered), and a success closes the unmanageable record.
+            notes.append(
+                _unmanageable_note(
+                    current, "counted as recording; a fresh start is tried with backoff"
+                )
+            )
             _plan_start(d, window, actual, now, policy, actions, notes, failed)
             return
         if not wanted:
@@ -289,13 +310,17 @@ def _plan_desired(
                     )
                 )
                 return
+            endless = current.window_end is None or current.window_end >= FAR_FUTURE
             notes.append(
                 Note(
                     NoteKind.DEFERRED,
                     d.name,
-                    "spec changed; the new version starts with the next window",
+                    "spec changed, but `always` has no next window: the change is never "
+                    "applied under updatePolicy: defer (use restart)"
+                    if endless
+                    else "spec changed; the new version starts with the next window",
                     current.id,
-                    until=current.window_end,
+                    until=None if endless else current.window_end,
                 )
             )
         if current.mode != d.mode:
@@ -344,7 +369,9 @@ def _plan_start(
                 )
                 return
     joined = same_window and previous is not None and previous.started_at is not None
-    if d.starting_deadline is not None and not joined and now - window.start > d.starting_deadline:
+    late = d.starting_deadline is not None and now - window.start > d.starting_deadline
+    # startingDeadline is about a window's start; `always` has none to be late for.
+    if late and not joined and window.end < FAR_FUTURE:
         notes.append(
             Note(
                 NoteKind.MISSED,

@@ -15,12 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from orchestrator.manifest.loader import LoadedManifest
+from orchestrator.manifest.loader import LoadedManifest, LoadResult
 from orchestrator.manifest.model import Manifest
 from orchestrator.manifest.translate import fingerprints
 from orchestrator.reconcile.execute import ActionResult, Executor
-from orchestrator.reconcile.plan import ActualState, DesiredRecording, Plan, PlanPolicy, plan
-from orchestrator.state import KnownGood, Store
+from orchestrator.reconcile.plan import (
+    END_UNTRACKED,
+    ActualState,
+    DesiredRecording,
+    Plan,
+    PlanPolicy,
+    plan,
+)
+from orchestrator.state import KnownGood, SessionRecord, Store
 
 
 @dataclass(frozen=True)
@@ -55,28 +62,123 @@ def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
     )
 
 
-class RecordingCache:
-    """DesiredRecordings of manifests already seen, so a reload after one file changed
-    fingerprints only what changed (the daemon keeps one for its life).
+@dataclass(frozen=True)
+class Delta:
+    """What a rebuild of the desired recordings changed, by manifest name.
 
-    Keyed by the manifest object (a reload re-uses the objects of unchanged files),
-    which the cache holds on to so that its id cannot be reused.
+    `rebuilt`: the recordings built anew (the others are the very same objects as
+    before); None after a full rebuild, when any may have changed."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    rebuilt: tuple[DesiredRecording, ...] | None = None
+
+
+class DesiredCache:
+    """The desired recordings of a long-lived process, rebuilt only where files changed.
+
+    After a load that changed a few files (`LoadResult.changed`) and left the set
+    of failing files as it was, only those files' manifests are translated and
+    fingerprinted again; the rest are kept as they are. Anything else (the first
+    build, a file that starts or stops failing, an unknown app profile) rebuilds
+    everything with `desired_recordings`, which gives the same answer.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[Manifest, str, str, DesiredRecording]] = {}
-        self._seen: dict[int, tuple[Manifest, str, str, DesiredRecording]] = {}
+        self._by_id: dict[int, tuple[Manifest, str, str, DesiredRecording]] = {}
+        self._desired: Desired | None = None
+        self._app_ids: dict[str, str] = {}
+
+    def build(
+        self,
+        loaded: LoadResult,
+        app_ids: Mapping[str, str],
+        known_good: Mapping[str, KnownGood],
+    ) -> tuple[Desired, Delta]:
+        previous = self._desired
+        if (
+            previous is not None
+            and dict(app_ids) == self._app_ids
+            and loaded.failed_files == previous.invalid_files
+            and not previous.problems
+        ):
+            patched = self._patch(previous, loaded, app_ids, known_good)
+            if patched is not None:
+                self._desired = patched[0]
+                return patched
+        desired = desired_recordings(
+            loaded.manifests, app_ids, loaded.failed_files, known_good, self
+        )
+        before = {d.name: d.spec_hash for d in previous.recordings} if previous else {}
+        after = {d.name: d.spec_hash for d in desired.recordings}
+        delta = Delta(
+            added=tuple(sorted(after.keys() - before.keys())),
+            changed=tuple(sorted(n for n in after.keys() & before.keys() if after[n] != before[n])),
+            removed=tuple(sorted(before.keys() - after.keys())),
+        )
+        self._desired, self._app_ids = desired, dict(app_ids)
+        return desired, delta
+
+    def _patch(
+        self,
+        previous: Desired,
+        loaded: LoadResult,
+        app_ids: Mapping[str, str],
+        known_good: Mapping[str, KnownGood],
+    ) -> tuple[Desired, Delta] | None:
+        changed = loaded.changed
+        items = [item for item in loaded.manifests if item.file in changed] if changed else []
+        if any(item.manifest.app not in app_ids for item in items):
+            return None  # a new problem: the full build reports it
+        kept = [d for d in previous.recordings if d.source_file not in changed]
+        names = {d.name for d in kept}
+        rebuilt = [self.recording(i.manifest, app_ids[i.manifest.app], i.file) for i in items]
+        if any(d.name in names for d in rebuilt):
+            return None  # a manifest moved between files: let the full build sort it out
+        old = {d.name: d for d in previous.recordings if d.source_file in changed}
+        still = {id(d.manifest) for d in rebuilt}
+        for d in old.values():  # the replaced manifests need not be kept alive
+            if id(d.manifest) not in still:
+                self._by_id.pop(id(d.manifest), None)
+        remember = tuple(
+            KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest))
+            for d in rebuilt
+            if not _unchanged(known_good.get(d.name), d) and not d.manifest.literal_secrets()
+        )
+        new_names = {d.name for d in rebuilt}
+        removed = tuple(sorted(old.keys() - new_names))
+        desired = Desired(
+            tuple(kept + rebuilt),
+            previous.invalid_files,
+            (),
+            remember,
+            tuple(n for n in removed if n in known_good),
+        )
+        delta = Delta(
+            added=tuple(sorted(new_names - old.keys())),
+            changed=tuple(
+                sorted(d.name for d in rebuilt if d.name in old and old[d.name] is not d)
+            ),
+            removed=removed,
+            rebuilt=tuple(rebuilt),
+        )
+        return desired, delta
 
     def recording(self, m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
-        entry = self._entries.get(id(m))
+        """The DesiredRecording of a manifest object, built once per object (a reload
+        re-uses the objects of unchanged files; the cache holds on to them so that
+        their ids cannot be reused)."""
+        entry = self._by_id.get(id(m))
         if entry is None or entry[1] != app_id or entry[2] != source_file:
             entry = (m, app_id, source_file, _recording(m, app_id, source_file))
-        self._seen[id(m)] = entry
+            self._by_id[id(m)] = entry
         return entry[3]
 
-    def sweep(self) -> None:
-        """Forget every manifest not used since the last sweep."""
-        self._entries, self._seen = self._seen, {}
+    def sweep(self, recordings: Sequence[DesiredRecording]) -> None:
+        """Forget the manifests of recordings no longer desired."""
+        live = {id(d.manifest) for d in recordings}
+        self._by_id = {k: v for k, v in self._by_id.items() if k in live}
 
 
 def invalid_files(
@@ -104,7 +206,7 @@ def desired_recordings(
     app_ids: Mapping[str, str],
     failed_files: frozenset[str] = frozenset(),
     known_good: Mapping[str, KnownGood] | None = None,
-    cache: RecordingCache | None = None,
+    cache: DesiredCache | None = None,
 ) -> Desired:
     """DesiredRecordings for the loaded manifests; `app_ids` maps profile names to App IDs.
 
@@ -127,7 +229,7 @@ def desired_recordings(
         if not _unchanged(kept.get(d.name), d) and not d.manifest.literal_secrets():
             remember.append(KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest)))
     if cache is not None:
-        cache.sweep()
+        cache.sweep(recordings)
     names = {d.name for d in recordings}
     standing_in = (e for e in kept.values() if e.source_file in invalid and e.name not in names)
     for entry in sorted(standing_in, key=lambda e: e.name) if invalid else ():
@@ -179,14 +281,16 @@ async def observe(
     """The actual state from the store; with an executor, running sessions are queried first
     (`query`, one per running session: the resync that notices idle and abnormal exits)."""
     live = await store.live_sessions()
+    problems: list[str] = []
     if executor is not None and live:
-        await executor.refresh(live)
+        problems = await executor.refresh(live)
         live = await store.live_sessions()
     return ActualState(
         live=tuple(live),
         latest_ended=await store.latest_ended(),
         manifest_states=await store.manifest_states(),
         invalid_files=invalid_files,
+        problems=tuple(problems),
     )
 
 
@@ -194,10 +298,15 @@ async def observe(
 class PassResult:
     plan: Plan
     results: tuple[ActionResult, ...] = field(default=())
+    # Live sessions that could not be queried (nothing was concluded about them).
+    problems: tuple[str, ...] = ()
+    # Recordings found live on Agora that the store does not know (see `untracked`).
+    untracked: tuple[SessionRecord, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        """Every action succeeded and every live session could be queried."""
+        return all(r.ok for r in self.results) and not self.problems
 
 
 async def reconcile_once(
@@ -218,4 +327,20 @@ async def reconcile_once(
     actual = await observe(store, desired.invalid_files, executor if refresh else None)
     the_plan = plan(desired.recordings, actual, now, policy)
     results = await executor.execute(the_plan, {d.name: d for d in desired.recordings})
-    return PassResult(the_plan, tuple(results))
+    # As observed before this pass's actions: what they changed shows in the next pass.
+    found = untracked(actual.latest_ended, actual.live)
+    return PassResult(the_plan, tuple(results), actual.problems, found)
+
+
+def untracked(
+    latest_ended: Mapping[str, SessionRecord], live: Sequence[SessionRecord]
+) -> tuple[SessionRecord, ...]:
+    """Manifests whose last start met 53 with no session of ours on the target: a
+    recording the store does not know is live there (never silently ignored). Each
+    is the failed session that met it; a later successful start clears it."""
+    recording = {s.manifest for s in live}
+    return tuple(
+        s
+        for name, s in sorted(latest_ended.items())
+        if name not in recording and (s.end_reason or "").startswith(END_UNTRACKED)
+    )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.state import open_store
 from tests.integration.conftest import EmulatorHandle, emulator  # noqa: F401 (fixture)
 
 SECRET_ENV = {
@@ -89,7 +90,7 @@ class CliEnv:
 
 
 @pytest.fixture
-def cli_env(emulator: EmulatorHandle, tmp_path: Path) -> CliEnv:  # noqa: F811
+async def cli_env(emulator: EmulatorHandle, tmp_path: Path) -> CliEnv:  # noqa: F811
     (tmp_path / "recordings.d").mkdir()
     (tmp_path / "config.yaml").write_text(
         textwrap.dedent(
@@ -114,7 +115,10 @@ def cli_env(emulator: EmulatorHandle, tmp_path: Path) -> CliEnv:  # noqa: F811
     env.update(SECRET_ENV)
     env["AGORA_CUSTOMER_ID"] = emulator.customer_id
     env["AGORA_CUSTOMER_SECRET"] = emulator.customer_secret
-    return CliEnv(tmp_path, emulator, env)
+    cli = CliEnv(tmp_path, emulator, env)
+    # What `orchestrator init` does: only it and the daemon's first start create a store.
+    await open_store(f"sqlite:///{cli.state_db}", create=True).aclose()
+    return cli
 
 
 # -- the daemon as a process ----------------------------------------------------------

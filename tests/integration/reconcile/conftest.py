@@ -138,5 +138,7 @@ async def world(
             "state": {"url": f"sqlite:///{tmp_path}/state.db"},
         }
     )
-    async with open_runtime(config, holder="test", hooks=Hooks(retry=FAST_RETRY)) as runtime:
+    async with open_runtime(
+        config, holder="test", hooks=Hooks(retry=FAST_RETRY), create=True
+    ) as runtime:
         yield World(emulator, tmp_path, runtime)

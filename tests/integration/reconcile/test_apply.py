@@ -251,25 +251,46 @@ async def test_removed_manifest_is_forgotten(world: World) -> None:
 async def test_permanent_error_marks_failed_until_spec_changes_and_others_proceed(
     world: World,
 ) -> None:
-    # App profile "off" is an App ID without cloud recording: acquire answers 62.
-    world.write("a.yaml", manifest("alpha", "room-a", 101).replace("app: main", "app: off"))
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
     world.write("b.yaml", manifest("beta", "room-b", 202))
+    world.emulator.emu.fail_next("acquire", "answer", 1, status=400, code=2)
     result = await world.apply()
     assert sorted(kinds(result)) == [("start", "alpha", False), ("start", "beta", True)]
     states = await world.store.manifest_states()
-    assert states["alpha"].failed_spec_hash is not None
-    assert "62" in (states["alpha"].failure_reason or "")
+    failed = [name for name, state in states.items() if state.failed_spec_hash is not None]
+    assert len(failed) == 1
     acquires = len(world.requests("acquire"))
 
     again = await world.apply()
     assert again.results == ()
-    assert [(n.kind.value, n.manifest) for n in again.plan.notes] == [("failed", "alpha")]
+    assert [(n.kind.value, n.manifest) for n in again.plan.notes] == [("failed", failed[0])]
     assert len(world.requests("acquire")) == acquires  # never hammered
 
-    world.write("a.yaml", manifest("alpha", "room-a", 101))  # the spec changes: tried again
+    channel, uid = ("room-a", 101) if failed[0] == "alpha" else ("room-b", 202)
+    changed = manifest(failed[0], channel, uid).replace("maxIdleTime: 30", "maxIdleTime: 31")
+    world.write(f"{failed[0][0]}.yaml", changed)  # the spec changes: tried again
     fixed = await world.apply()
-    assert kinds(fixed) == [("start", "alpha", True)]
+    assert kinds(fixed) == [("start", failed[0], True)]
     assert len(world.recording()) == 2
+
+
+async def test_app_level_error_is_retried_with_backoff_not_held(world: World) -> None:
+    """62 (recording not enabled), 401 and invalid App ID belong to the app: the
+    manifest is not held as failed, so fixing the app needs no spec change; retries
+    wait for the restart backoff, so the API is never hammered."""
+    world.policy = world.policy.__class__(restart_backoff_initial=timedelta(minutes=5))
+    # App profile "off" is an App ID without cloud recording: acquire answers 62.
+    world.write("a.yaml", manifest("alpha", "room-a", 101).replace("app: main", "app: off"))
+    result = await world.apply()
+    assert kinds(result) == [("start", "alpha", False)]
+    assert (await world.store.manifest_states()).get("alpha") is None
+    acquires = len(world.requests("acquire"))
+    waiting = await world.apply()
+    assert [n.kind.value for n in waiting.plan.notes] == ["backoff"]
+    assert len(world.requests("acquire")) == acquires
+    later = await world.apply(now=datetime.now(UTC) + timedelta(minutes=6))
+    assert kinds(later) == [("start", "alpha", False)]  # tried again, still refused
+    assert len(world.requests("acquire")) == acquires + 1
 
 
 async def test_retryable_errors_are_retried_with_the_same_resource_id(world: World) -> None:
@@ -291,11 +312,24 @@ async def test_lost_start_answer_is_unmanageable_never_duplicated(world: World) 
     (live,) = await world.store.live_sessions()
     assert live.phase is Phase.UNMANAGEABLE
     assert len(world.recording()) == 1
+    # While wanted, a fresh start is tried: 53, the old session still records it.
     again = await world.apply()
-    assert again.results == ()
+    assert kinds(again) == [("start", "alpha", False)]
     assert [n.kind.value for n in again.plan.notes] == ["unmanageable"]
+    assert "is still recording" in again.results[0].message
+    assert len(world.recording()) == 1  # never duplicated
+    # Once the old session has ended (idle), the next try starts it and closes the record.
+    world.emulator.emu.advance(31)
+    assert world.recording() == []
+    recovered = await world.apply()
+    assert kinds(recovered) == [("start", "alpha", True)]
     assert len(world.recording()) == 1
-    assert len(world.requests("acquire")) == 1
+    (live,) = await world.store.live_sessions()
+    assert live.phase is Phase.RUNNING
+    closed = [
+        s for s in await world.store.history() if s.end_reason and "superseded" in s.end_reason
+    ]
+    assert len(closed) == 1
 
 
 async def test_no_secret_value_reaches_the_store(world: World) -> None:
@@ -332,7 +366,9 @@ async def test_expired_resource_id_is_acquired_again(world: World) -> None:
     assert len(world.recording()) == 1
 
 
-async def test_someone_else_recording_the_channel_is_a_conflict_with_backoff(world: World) -> None:
+async def test_a_recording_the_store_does_not_know_is_untracked_with_backoff(
+    world: World,
+) -> None:
     client = world.emulator.client()
     rid = await client.acquire(world.app_id, {"cname": "room-a", "uid": "101", "clientRequest": {}})
     await client.start(
@@ -348,8 +384,9 @@ async def test_someone_else_recording_the_channel_is_a_conflict_with_backoff(wor
     assert "conflict" in result.results[0].message
     (failed,) = await world.store.history()
     assert failed.phase is Phase.FAILED and (failed.end_reason or "").startswith(
-        "failed: conflict (53)"
+        "failed: untracked (53)"
     )
     again = await world.apply()
     assert again.results == () and [n.kind.value for n in again.plan.notes] == ["backoff"]
+    assert [s.manifest for s in again.untracked] == ["alpha"]  # reported, never ignored
     assert len(world.recording()) == 1

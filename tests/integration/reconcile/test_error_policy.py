@@ -53,14 +53,15 @@ START_ROWS = [
         next_pass="failed",
     ),
     Row(
-        "acquire 401 bad credentials",
+        # An app-level failure belongs to the app: retried with backoff (never held
+        # for the manifest), so fixed credentials take effect without a spec change.
+        "acquire 401 bad credentials is the app's, retried with backoff",
         "acquire",
         401,
         None,
         phase=Phase.FAILED,
-        failed=True,
         recording=0,
-        next_pass="failed",
+        next_pass="backoff",
     ),
     Row(
         "acquire 400 without code",
@@ -73,14 +74,13 @@ START_ROWS = [
         next_pass="failed",
     ),
     Row(
-        "acquire 62 recording not enabled",
+        "acquire 62 recording not enabled is the app's, retried with backoff",
         "acquire",
         400,
         62,
         phase=Phase.FAILED,
-        failed=True,
         recording=0,
-        next_pass="failed",
+        next_pass="backoff",
     ),
     Row("acquire 429 is retried", "acquire", 429, None, ok=True, phase=Phase.RUNNING),
     Row("acquire 503 is retried", "acquire", 503, None, count=2, ok=True, phase=Phase.RUNNING),

@@ -26,7 +26,7 @@ from orchestrator.reconcile.plan import (
     plan,
     restart_backoff,
 )
-from orchestrator.schedule import always_schedule, windows_schedule
+from orchestrator.schedule import FAR_FUTURE, FAR_PAST, always_schedule, windows_schedule
 from orchestrator.state import Intent, ManifestState, Phase, SessionRecord
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -159,10 +159,11 @@ def kinds(result: Any) -> list[tuple[str, str]]:
             [("update", "subscription changed")],
         ),
         (
-            "unmanageable in its window",
+            # While wanted, a fresh start is tried (53 while the old one still records).
+            "unmanageable in its window: a fresh start is tried",
             desired(),
             [session(phase=Phase.UNMANAGEABLE, sid=None)],
-            [],
+            [("start", "window open")],
         ),
         (
             "unmanageable past its window: a new window tries a start",
@@ -228,6 +229,41 @@ def test_removed_manifest_with_interrupted_start_is_resumed() -> None:
     assert kinds(plan([], ActualState(live=[orphan]), NOW)) == [
         ("resume", "finish interrupted start")
     ]
+
+
+def test_unmanageable_always_on_is_retried_with_backoff_then_started() -> None:
+    """An always-on recording whose start's sid was lost is never blocked for good:
+    each fresh start answered 53 (the old session still records) waits longer, and
+    once the old one has ended a start goes through."""
+    always = desired(schedule=always_schedule())
+    lost = session(phase=Phase.UNMANAGEABLE, sid=None, window_start=FAR_PAST)
+    conflict = ended(
+        id=9,
+        end_reason="failed: conflict (53): our unmanageable session 7 is still recording",
+        started_at=None,
+        window_start=FAR_PAST,
+        restart_count=2,
+        ended_at=NOW - timedelta(seconds=30),
+    )
+    held = plan([always], ActualState(live=[lost], latest_ended={"standup": conflict}), NOW)
+    assert held.actions == ()
+    assert [n.kind for n in held.notes] == [NoteKind.UNMANAGEABLE, NoteKind.BACKOFF]
+    assert "counted as recording" in held.notes[0].message
+    later = NOW + timedelta(seconds=11)
+    retried = plan([always], ActualState(live=[lost], latest_ended={"standup": conflict}), later)
+    assert kinds(retried) == [("start", "restart #3 after " + str(conflict.end_reason))]
+
+
+def test_starting_deadline_does_not_apply_to_always() -> None:
+    always = desired(schedule=always_schedule(), starting_deadline=timedelta(minutes=5))
+    assert kinds(plan([always], ActualState(), NOW)) == [("start", "always on")]
+
+
+def test_defer_with_always_says_the_change_is_never_applied() -> None:
+    always = desired(schedule=always_schedule(), update_policy="defer", restart_hash="rst2")
+    live = session(window_start=FAR_PAST, window_end=FAR_FUTURE)
+    (note,) = plan([always], ActualState(live=[live]), NOW).notes
+    assert note.kind is NoteKind.DEFERRED and "never" in note.message and note.until is None
 
 
 def test_unmanageable_orphan_is_reported_not_acted_on() -> None:
