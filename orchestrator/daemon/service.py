@@ -232,6 +232,13 @@ class Daemon:
         started = time.monotonic()
         now = self._now()
         try:
+            if await self._rt.store.restore_if_removed():
+                log.error(
+                    "store.restored",
+                    path=str(self._rt.store.path),
+                    detail="the state store was removed or replaced while the daemon ran; "
+                    "it was written back from the daemon's open copy, nothing was lost",
+                )
             result = await reconcile_once(
                 self._desired,
                 self._rt.store,

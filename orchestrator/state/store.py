@@ -425,8 +425,10 @@ class Store:
         if writer:
             self._lock = WriterLock.acquire(path, holder)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._identity: tuple[int, int] | None = None
         try:
             self._db, self._schema_version = self._executor.submit(self._connect).result()
+            self._identity = _identity(path)
         except BaseException:
             # The worker is idle unless this thread was interrupted while it worked;
             # then let it finish before the lock goes.
@@ -560,6 +562,53 @@ class Store:
                 "`orchestrator apply`) must upgrade it first"
             )
         return current
+
+    async def restore_if_removed(self) -> bool:
+        """A writer's guard against its file being deleted or replaced while in use
+        (an operator's `rm`, a bad deploy): the open connection still holds every
+        record, so it is written back to the path (SQLite's online backup, fsynced,
+        moved into place) and reopened. Returns True when it restored the file."""
+        self._require_writer()
+
+        def restore(_db: sqlite3.Connection) -> bool:
+            try:
+                return self._restore_on_worker()
+            except OSError as exc:
+                raise StoreAccessError(
+                    self.path,
+                    f"state store {self.path} was removed while in use and cannot be "
+                    f"written back: {exc.strerror or exc}",
+                ) from None
+
+        return await self._run(restore)
+
+    def _restore_on_worker(self) -> bool:
+        path = self.path
+        if self._identity is None or _identity(path) == self._identity:
+            return False
+        copy = path.with_name(path.name + ".restore")
+        copy.unlink(missing_ok=True)
+        os.close(os.open(copy, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        db = self._db
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+        target = sqlite3.connect(str(copy), isolation_level=None)
+        try:
+            db.backup(target)
+        finally:
+            target.close()
+        _fsync(copy)
+        db.close()  # drops the old WAL and SHM files, which belong to the removed file
+        for side in ("-wal", "-shm"):
+            path.with_name(path.name + side).unlink(missing_ok=True)
+        os.replace(copy, path)
+        _fsync(path.parent)
+        self._db = self._sqlite_connect(path)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._identity = _identity(path)
+        return True
 
     def _close_on_worker(self) -> None:
         try:
@@ -842,6 +891,15 @@ class Store:
                 db.executemany("DELETE FROM last_known_good WHERE name = ?", gone)
 
         await self._run(write)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def open_store(

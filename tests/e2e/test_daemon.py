@@ -296,3 +296,17 @@ async def test_metrics_health_and_no_secrets(daemon_env: DaemonEnv) -> None:
         assert await daemon.stop() == 0
     assert_no_secrets("\n".join(daemon.lines), text)
     assert all(value not in "\n".join(daemon.lines) for value in SECRET_ENV.values() if value)
+
+
+async def test_a_store_removed_under_the_daemon_is_written_back(daemon_env: DaemonEnv) -> None:
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    daemon = await daemon_env.start()
+    try:
+        daemon_env.cli.state_db.unlink()
+        await daemon.wait_event("store.restored", within=10)  # at the next resync (2 s)
+        assert daemon_env.cli.state_db.exists()
+        status = await daemon_env.cli.run("status", "--config", str(daemon_env.cli.config))
+        assert status.code == 0 and "alpha: running" in status.stdout
+        assert len(live_recordings(daemon_env.cli)) == 1
+    finally:
+        assert await daemon.stop() == 0
