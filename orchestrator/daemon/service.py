@@ -94,7 +94,6 @@ class Daemon:
         self._desired_cache = DesiredCache()
         self._known: dict[str, KnownGood] = {}
         self._desired = Desired((), frozenset())
-        self._load_problems: tuple[str, ...] = ()
         # Per manifest name: its recording and its next window boundary after now.
         self._boundaries: dict[str, tuple[DesiredRecording, datetime | None]] = {}
         self._backoff_until: datetime | None = None
@@ -114,10 +113,6 @@ class Daemon:
 
     # -- public ------------------------------------------------------------------
 
-    @property
-    def ready(self) -> bool:
-        return self._ready
-
     def readiness(self) -> tuple[bool, str]:
         if not self._ready:
             return False, "the first reconcile pass has not finished"
@@ -133,7 +128,8 @@ class Daemon:
     def request_reload(self, trigger: str, paths: set[str] | None = None) -> None:
         """Reload the manifests; `paths`: only these files changed (the watch's report),
         None: any may have (SIGHUP), so the tree is looked at again whole."""
-        self._reload = self._reload or trigger
+        # SIGHUP wins the label: systemd waits for its RELOADING/READY pair.
+        self._reload = trigger if trigger == "SIGHUP" else (self._reload or trigger)
         if paths is None or self._reload_paths is None:
             self._reload_paths = None
         else:
