@@ -106,7 +106,9 @@ def _desired(
         for d in loaded.diagnostics
     ]
     app_ids = {name: profile.app_id for name, profile in ctx.config.apps.items()}
-    desired = desired_recordings(loaded.manifests, app_ids, loaded.failed_files, known_good)
+    desired = desired_recordings(
+        loaded.manifests, app_ids, loaded.failed_files, known_good, unreadable=loaded.unreadable
+    )
     problems.extend(desired.problems)
     return desired, problems
 
@@ -254,12 +256,14 @@ async def _observe_for_plan(
         # A reader: no lock, so it works beside a running daemon; it sends nothing.
         async with _open_reader(ctx.state_url) as store:
             desired, problems = _desired(ctx, now, await store.known_good())
-            actual = await observe(store, desired.invalid_files)
+            actual = await observe(store, desired.invalid_files, None, desired.unreadable)
         return desired, problems, actual
     async with _writer(ctx, "plan") as runtime:
         desired, problems = _desired(ctx, now, await runtime.store.known_good())
         problems.extend(runtime.problems)
-        actual = await observe(runtime.store, desired.invalid_files, runtime.executor)
+        actual = await observe(
+            runtime.store, desired.invalid_files, runtime.executor, desired.unreadable
+        )
     return desired, problems, actual
 
 

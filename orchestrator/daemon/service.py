@@ -49,6 +49,7 @@ from orchestrator.reconcile.reconciler import (
     Delta,
     Desired,
     DesiredCache,
+    under,
     PassResult,
     reconcile_once,
     remember_known_good,
@@ -311,10 +312,10 @@ class Daemon:
             app_ids = {name: p.app_id for name, p in self._config.apps.items()}
             # The stored documents of what fails to load stand in for it; the index in
             # memory has none, so they are read for those files only.
-            known = await self._with_documents(loaded.failed_files)
+            known = await self._with_documents(loaded.failed_files, loaded.unreadable)
             desired, delta = self._desired_cache.build(loaded, app_ids, known)
             if desired.invalid_files - loaded.failed_files:  # an unknown app profile
-                known = await self._with_documents(desired.invalid_files)
+                known = await self._with_documents(desired.invalid_files, loaded.unreadable)
                 desired, delta = self._desired_cache.build(loaded, app_ids, known)
             await remember_known_good(self._rt.store, desired)
         except Exception:
@@ -350,11 +351,17 @@ class Daemon:
         if signalled:
             self._notifier.ready(self._last_summary)
 
-    async def _with_documents(self, files: frozenset[str]) -> dict[str, KnownGood]:
+    async def _with_documents(
+        self, files: frozenset[str], unreadable: frozenset[str]
+    ) -> dict[str, KnownGood]:
         known = self._known
-        if not files:
+        if not files and not unreadable:
             return known
-        wanted = [name for name, entry in known.items() if entry.source_file in files]
+        wanted = [
+            name
+            for name, entry in known.items()
+            if entry.source_file in files or under(entry.source_file, unreadable)
+        ]
         return {**known, **await self._rt.store.known_good(wanted)}
 
     def _log_diagnostics(self, loaded: LoadResult, *, first: bool) -> None:

@@ -38,6 +38,16 @@ class Desired:
     # Versions to store as last known good, and names to forget (removed for real).
     remember: tuple[KnownGood, ...] = ()
     forget: tuple[str, ...] = ()
+    # Paths that could not be read: whatever came from a file at or under one of them
+    # failed to load (its last known good stands, its sessions are kept), never removed.
+    unreadable: frozenset[str] = frozenset()
+
+
+def under(path: str | None, roots: frozenset[str]) -> bool:
+    """Whether `path` is one of `roots` or lies below one of them."""
+    if not path or not roots:
+        return False
+    return path in roots or any(path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
@@ -101,6 +111,7 @@ class DesiredCache:
             previous is not None
             and dict(app_ids) == self._app_ids
             and loaded.failed_files == previous.invalid_files
+            and loaded.unreadable == previous.unreadable
             and not previous.problems
         ):
             patched = self._patch(previous, loaded, app_ids, known_good)
@@ -108,7 +119,7 @@ class DesiredCache:
                 self._desired = patched[0]
                 return patched
         desired = desired_recordings(
-            loaded.manifests, app_ids, loaded.failed_files, known_good, self
+            loaded.manifests, app_ids, loaded.failed_files, known_good, self, loaded.unreadable
         )
         before = {d.name: d.spec_hash for d in previous.recordings} if previous else {}
         after = {d.name: d.spec_hash for d in desired.recordings}
@@ -207,6 +218,7 @@ def desired_recordings(
     failed_files: frozenset[str] = frozenset(),
     known_good: Mapping[str, KnownGood] | None = None,
     cache: DesiredCache | None = None,
+    unreadable: frozenset[str] = frozenset(),
 ) -> Desired:
     """DesiredRecordings for the loaded manifests; `app_ids` maps profile names to App IDs.
 
@@ -218,6 +230,8 @@ def desired_recordings(
     """
     invalid, problems = invalid_files(loaded, app_ids, failed_files)
     kept = known_good or {}
+    if unreadable:  # what was loaded from there before failed to load now
+        invalid |= {e.source_file for e in kept.values() if under(e.source_file, unreadable)}
     build = cache.recording if cache is not None else _recording
     recordings: list[DesiredRecording] = []
     remember: list[KnownGood] = []
@@ -256,7 +270,7 @@ def desired_recordings(
         for name, entry in kept.items()
         if name not in names and entry.source_file not in invalid
     )
-    return Desired(tuple(recordings), invalid, tuple(problems), tuple(remember), forget)
+    return Desired(tuple(recordings), invalid, tuple(problems), tuple(remember), forget, unreadable)
 
 
 def _unchanged(entry: KnownGood | None, d: DesiredRecording) -> bool:
@@ -276,7 +290,10 @@ async def remember_known_good(store: Store, desired: Desired) -> None:
 
 
 async def observe(
-    store: Store, invalid_files: frozenset[str], executor: Executor | None = None
+    store: Store,
+    invalid_files: frozenset[str],
+    executor: Executor | None = None,
+    unreadable: frozenset[str] = frozenset(),
 ) -> ActualState:
     """The actual state from the store; with an executor, running sessions are queried first
     (`query`, one per running session: the resync that notices idle and abnormal exits)."""
@@ -285,6 +302,10 @@ async def observe(
     if executor is not None and live:
         problems = await executor.refresh(live)
         live = await store.live_sessions()
+    if unreadable:  # sessions of files that cannot be read now are kept, not stopped
+        invalid_files = invalid_files | {
+            s.source_file for s in live if s.source_file and under(s.source_file, unreadable)
+        }
     return ActualState(
         live=tuple(live),
         latest_ended=await store.latest_ended(),
@@ -324,7 +345,9 @@ async def reconcile_once(
     is still wanted. Passes at window boundaries skip the refresh, so that their
     starts and stops are not queued behind one query per live session.
     """
-    actual = await observe(store, desired.invalid_files, executor if refresh else None)
+    actual = await observe(
+        store, desired.invalid_files, executor if refresh else None, desired.unreadable
+    )
     the_plan = plan(desired.recordings, actual, now, policy)
     results = await executor.execute(the_plan, {d.name: d for d in desired.recordings})
     # As observed before this pass's actions: what they changed shows in the next pass.

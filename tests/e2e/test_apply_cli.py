@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import textwrap
 
 import pytest
 
 from orchestrator.state import Intent, Phase, open_store
-from tests.e2e.conftest import SECRET_ENV, CliEnv
+from tests.e2e.conftest import SECRET_ENV, CliEnv, Completed
 
 pytestmark = pytest.mark.e2e
 
@@ -269,3 +270,54 @@ async def test_forget_unmanageable_closes_the_record(cli_env: CliEnv) -> None:
     assert len(live_recordings(cli_env)) == 1  # started afresh in the same pass
     status = await cli_env.run("status", "--config", str(cli_env.config))
     assert "Unmanageable" not in status.stdout and "closed by an operator" in status.stdout
+
+
+def _as_unprivileged(args: list[str]) -> list[str]:
+    """Root reads any file whatever its mode: drop that right for the command, so a
+    `chmod 000` means for it what it means for anyone else."""
+    if os.geteuid() != 0:
+        return args
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *args]
+
+
+async def _apply_unprivileged(cli_env: CliEnv) -> Completed:
+    process = await asyncio.create_subprocess_exec(
+        *_as_unprivileged(cli_env.args("apply", "--config", str(cli_env.config))),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env.env,
+        cwd=cli_env.root,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return Completed(process.returncode, stdout.decode(), stderr.decode())
+
+
+@pytest.mark.parametrize("what", ["subdirectory", "whole directory", "missing directory"])
+async def test_what_cannot_be_read_is_never_taken_as_removed(cli_env: CliEnv, what: str) -> None:
+    """Defect: an unreadable or missing manifests directory stopped every recording."""
+    team = cli_env.manifests / "team"
+    team.mkdir()
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    write_manifest(cli_env, "beta", "room-b", 102, filename="team/beta.yaml")
+    first = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert first.code == 0, first.stdout + first.stderr
+    assert len(live_recordings(cli_env)) == 2
+    moved = cli_env.root / "moved-away"
+    if what == "subdirectory":
+        team.chmod(0)
+    elif what == "whole directory":
+        cli_env.manifests.chmod(0)
+    else:
+        cli_env.manifests.rename(moved)
+    try:
+        result = await _apply_unprivileged(cli_env)
+    finally:
+        if moved.exists():
+            moved.rename(cli_env.manifests)
+        cli_env.manifests.chmod(0o755)
+        team.chmod(0o755)
+    assert result.code == 1, result.stdout + result.stderr
+    assert "cannot" in result.stdout.lower() or "not" in result.stdout.lower()
+    assert not cli_env.emulator.emu.requests("stop")
+    assert len(live_recordings(cli_env)) == 2
