@@ -49,10 +49,10 @@ from orchestrator.reconcile.reconciler import (
     Delta,
     Desired,
     DesiredCache,
-    under,
     PassResult,
     reconcile_once,
     remember_known_good,
+    under,
 )
 from orchestrator.runtime import Runtime
 from orchestrator.state import KnownGood, SessionRecord, StoreError
