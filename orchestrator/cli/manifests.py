@@ -1,9 +1,10 @@
 """`validate`, `schema` and `show`: offline commands on manifests (no network, no secrets).
 
 Exit codes: 0 valid, 1 invalid (any error; warnings too under --strict), 2 usage
-(no such path, no manifest file found, bad option). Heavy modules (pydantic,
-ruamel.yaml, the model) are imported inside the commands so that `--help` and the
-other commands stay fast.
+(no such path, no manifest file found, bad option). A path that exists but cannot
+be read is not a usage error: the loader reports it as an error at that path.
+Heavy modules (pydantic, ruamel.yaml, the model) are imported inside the commands so
+that `--help` and the other commands stay fast.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ _PATHS = click.argument(
     "paths",
     nargs=-1,
     required=True,
-    type=click.Path(exists=True, path_type=Path),
+    # readable=False: a path that cannot be read is the loader's positioned error (exit 1)
+    type=click.Path(exists=True, readable=False, path_type=Path),
 )
 _AT = click.option(
     "--at",
@@ -47,7 +49,7 @@ def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResul
     from orchestrator.manifest.loader import load_manifests
 
     result = load_manifests(list(paths), strict=strict, now=_now(at))
-    if not result.files:
+    if not result.files and not result.diagnostics:
         shown = ", ".join(str(p) for p in paths)
         raise click.UsageError(f"no manifest files (*.yaml, *.yml) found in {shown}")
     return result
@@ -108,6 +110,7 @@ def validate(paths: tuple[Path, ...], fmt: str, strict: bool, at: datetime | Non
             "errors": len(result.errors),
             "warnings": len(result.warnings),
             "failedFiles": sorted(result.failed_files),
+            "unreadable": sorted(result.unreadable),
             "diagnostics": [d.as_dict() for d in result.diagnostics],
         }
         click.echo(json.dumps(payload, indent=2))

@@ -9,31 +9,40 @@
   `always` clashes with everything. Suspended manifests count too: they can be
   unsuspended at any time, and a merge should not be able to arm a clash.
 
+The clash search expands each schedule once over the horizon (not once per pair)
+and sweeps the windows of each (app, channel, uid) group in time order: forty
+weekly classes in one classroom cost forty expansions and one sweep, not 780 pairs
+of expansions.
+
 Pure: the caller passes `now` (the CLI passes the current time). A caller that
 checks the same manifests again and again (the daemon, at every reload) passes an
-`OverlapMemo`: schedules are then built once, and a clash search already done is
-only extended by the time that has passed. The answers are the same as without
-it; only the work differs.
+`OverlapMemo`: windows are then kept and only extended by the time that has
+passed, and a group whose manifests did not change is not searched again. The
+answers are the same as without it; only the work differs.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from heapq import heappop, heappush
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from orchestrator.manifest.loader import Diagnostic, LoadedManifest
+from orchestrator.schedule import Window
 
 if TYPE_CHECKING:
     from orchestrator.schedule import Schedule
 
 HORIZON = timedelta(days=366)
-_CHUNK = timedelta(days=31)
-_AHEAD = _CHUNK
-"""How much further than asked an `OverlapMemo` search looks, so that the reloads of
-the following weeks find the answer already there instead of searching a few minutes."""
+_AHEAD = timedelta(days=31)
+"""How much further than asked an `OverlapMemo` expands a schedule and searches a
+group, so that the reloads of the following weeks find the answer already there;
+past it, each schedule is extended by the time passed, not expanded again."""
 
 
 def _where(m: LoadedManifest, key: str) -> str:
@@ -65,97 +74,211 @@ def first_overlap(
 ) -> datetime | None:
     """The first instant in [start, start + horizon) at which both schedules are active."""
     end = start + horizon
-    t = start
-    while t < end:
-        u = min(t + _CHUNK, end)
-        wa, wb = a.windows_between(t, u), b.windows_between(t, u)
-        i = j = 0
-        while i < len(wa) and j < len(wb):
-            low = max(wa[i].start, wb[j].start, t)
-            high = min(wa[i].end, wb[j].end)
-            if low < high and low < u:
-                return low
-            if wa[i].end <= wb[j].end:
-                i += 1
-            else:
-                j += 1
-        t = u
-    return None
+    both = [_spans(a.windows_between(start, end)), _spans(b.windows_between(start, end))]
+    found = first_clashes(both, _micros(start), _micros(end)).get((0, 1))
+    return None if found is None else _instant(found)
 
 
-@dataclass(frozen=True)
-class _Searched:
-    """The first instant in [start, end) at which a pair of schedules is active together."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
+Spans = tuple[list[int], list[int]]
+"""Merged windows as their starts and their ends, in microseconds since the epoch
+(both ascending: merged windows do not overlap)."""
+
+
+def _micros(t: datetime) -> int:
+    """An aware instant as microseconds since the epoch: exact, and cheap to compare."""
+    return (t - _EPOCH) // _MICROSECOND
+
+
+def _instant(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _spans(windows: Sequence[Window]) -> Spans:
+    return [_micros(w.start) for w in windows], [_micros(w.end) for w in windows]
+
+
+def first_clashes(members: Sequence[Spans], start: int, end: int) -> dict[tuple[int, int], int]:
+    """For each pair (i, j), i < j, of members active together somewhere in [start, end),
+    the first such instant (microseconds since the epoch, as `members`).
+
+    One sweep over all the windows in order of their start: a window starting at
+    `s` overlaps exactly the windows still open at `s` (windows that touch do not
+    overlap), and since starts only grow, the first time a pair is met is its
+    first common instant. A sort, then a heap of the open windows by their end:
+    about a microsecond a window when nothing overlaps (a valid group).
+    """
+    events: list[tuple[int, int, int]] = []
+    for owner, (lows, highs) in enumerate(members):
+        first, stop = bisect_right(highs, start), bisect_left(lows, end)
+        if first < stop:
+            part = list(zip(lows[first:stop], highs[first:stop], repeat(owner), strict=False))
+            if part[0][0] < start:
+                part[0] = (start, part[0][1], owner)
+            events += part
+    events.sort()
+    found: dict[tuple[int, int], int] = {}
+    open_windows: list[tuple[int, int]] = []  # a heap of (end, owner)
+    for at, until, owner in events:
+        while open_windows and open_windows[0][0] <= at:
+            heappop(open_windows)
+        for _, other in open_windows:
+            pair = (other, owner) if other < owner else (owner, other)
+            if other != owner and pair not in found:
+                found[pair] = at
+        heappush(open_windows, (until, owner))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Expansion:
+    """A schedule's windows, exact for every instant of [start, end)."""
+
+    schedule: Schedule
     start: datetime
     end: datetime
-    clash: datetime | None
+    windows: list[Window]
+    spans: Spans
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupSearch:
+    """The first clash of every pair of one target's manifests in [start, end)."""
+
+    members: tuple[LoadedManifest, ...]
+    start: datetime
+    end: datetime
+    clashes: dict[tuple[int, int], datetime]
+    broken: dict[int, str]  # member -> why its windows cannot be computed
 
 
 class OverlapMemo:
-    """What `cross_check` learnt about pairs of manifests on one target, for its next call.
+    """Schedules' windows and the clashes of each target group, kept for the next call.
 
-    Kept per manifest object: a manifest whose file changed is a new object and
-    starts afresh, and whatever a call did not ask about is dropped at its end.
+    Within one call, every schedule is expanded once over the search range, however
+    many groups and pairs it is in. A caller that checks the same manifests again and
+    again (the daemon, at every reload) keeps one memo: the windows are then expanded
+    `_AHEAD` further than asked and only extended by the time passed, and a group's
+    search is reused while its members are the same objects (a manifest whose file
+    changed is a new object and starts afresh).
 
-    A search answers "the first instant in [start, end) at which both are active",
-    and that answer stays exact for a later `now`:
+    A group search answers "the first instant in [start, end) at which each pair is
+    active together", and stays exact for a later `now` while [now, now + horizon)
+    lies within [start, end) and no clash found lies before `now`:
     - a clash c found from `start`: no instant of [start, c) clashes, so from any
       `now` in [start, c] the first clash is c again;
-    - no clash in [start, end): from a later `now` only [end, now + horizon) is new,
-      and the first clash there is the first clash from `now`.
-    Anything else (an earlier `now`, or a clash already in the past) searches
-    afresh. An extended search looks `_AHEAD` further than asked; a clash found
-    there is kept and not reported until `now + horizon` reaches it. `first_overlap` finds
-    the first common instant whatever its chunking, so a search in two parts
-    gives the answer of a search in one.
+    - no clash in [start, end): none in [now, now + horizon) either.
+    Otherwise the group is searched again from `now`, with the windows already held.
+    A clash found ahead of the horizon is kept and not reported until
+    `now + horizon` reaches it. Whatever a call did not use is dropped at its end.
     """
 
-    def __init__(self) -> None:
-        self._schedules: dict[int, tuple[LoadedManifest, Schedule]] = {}
-        self._searches: dict[tuple[int, int], tuple[LoadedManifest, LoadedManifest, _Searched]] = {}
-        self._used_schedules: dict[int, tuple[LoadedManifest, Schedule]] = {}
-        self._used_searches: dict[
-            tuple[int, int], tuple[LoadedManifest, LoadedManifest, _Searched]
-        ] = {}
+    def __init__(self, *, ahead: timedelta = _AHEAD) -> None:
+        self._ahead = ahead
+        self._schedules: dict[int, tuple[LoadedManifest, Schedule | ValueError]] = {}
+        self._expansions: dict[int, _Expansion] = {}
+        self._groups: dict[tuple[int, ...], _GroupSearch] = {}
+        self._used_schedules: dict[int, tuple[LoadedManifest, Schedule | ValueError]] = {}
+        self._used_expansions: dict[int, _Expansion] = {}
+        self._used_groups: dict[tuple[int, ...], _GroupSearch] = {}
 
-    def schedule(self, m: LoadedManifest) -> Schedule:
+    def clashes(
+        self, group: Sequence[LoadedManifest], now: datetime, horizon: timedelta
+    ) -> tuple[dict[tuple[int, int], datetime], dict[int, str]]:
+        """The first clash in [now, now + horizon) of every pair (i, j), i < j, of the
+        group that has one, and why a member's windows cannot be computed."""
+        end = now + horizon
+        key = tuple(id(m) for m in group)
+        known = self._used_groups.get(key) or self._groups.get(key)
+        if not (
+            known is not None
+            and all(a is b for a, b in zip(known.members, group, strict=True))
+            and known.start <= now
+            and end <= known.end
+            and all(c >= now for c in known.clashes.values())
+        ):
+            known = self._search(tuple(group), now, end)
+        self._used_groups[key] = known
+        for m in group:  # keep what the group was built from
+            self._keep(m)
+        return {pair: c for pair, c in known.clashes.items() if c < end}, known.broken
+
+    def _search(
+        self, group: tuple[LoadedManifest, ...], now: datetime, end: datetime
+    ) -> _GroupSearch:
+        spans: list[Spans] = []
+        broken: dict[int, str] = {}
+        reach = end + self._ahead
+        for i, m in enumerate(group):
+            try:
+                expansion = self._expand(self._schedule(m), now, end)
+            except ValueError as exc:  # a schedule the model let through but cannot expand
+                broken[i] = str(exc)
+                spans.append(([], []))
+                continue
+            spans.append(expansion.spans)
+            reach = min(reach, expansion.end)
+        found = first_clashes(spans, _micros(now), _micros(reach))
+        clashes = {pair: _instant(at) for pair, at in found.items()}
+        return _GroupSearch(group, now, reach, clashes, broken)
+
+    def _schedule(self, m: LoadedManifest) -> Schedule:
         """The manifest's schedule, built once (ValueError if it cannot be built)."""
         known = self._used_schedules.get(id(m)) or self._schedules.get(id(m))
         if known is None or known[0] is not m:
-            known = (m, _build(m))
+            try:
+                known = (m, _build(m))
+            except ValueError as exc:
+                known = (m, exc)
         self._used_schedules[id(m)] = known
+        if isinstance(known[1], ValueError):
+            raise known[1]
         return known[1]
 
-    def first_clash(
-        self, a: LoadedManifest, b: LoadedManifest, now: datetime, horizon: timedelta
-    ) -> datetime | None:
-        """`first_overlap` of the two schedules from `now`, reusing earlier searches."""
-        key = (id(a), id(b))
-        known = self._searches.get(key)
-        done = known[2] if known is not None and known[0] is a and known[1] is b else None
-        sa, sb = self.schedule(a), self.schedule(b)
-        end = now + horizon
-        if done is not None and done.start <= now:
-            if done.clash is not None and now <= done.clash:
-                self._used_searches[key] = (a, b, done)
-                return done.clash if done.clash < end else None
-            if done.clash is None and now <= done.end:
-                if done.end < end:  # search only what was not searched yet, and ahead
-                    found = first_overlap(sa, sb, done.end, end + _AHEAD - done.end)
-                    done = _Searched(done.start, end + _AHEAD, found)
-                self._used_searches[key] = (a, b, done)
-                return done.clash if done.clash is not None and done.clash < end else None
-        found = first_overlap(sa, sb, now, horizon)
-        self._used_searches[key] = (a, b, _Searched(now, end, found))
-        return found
+    def _keep(self, m: LoadedManifest) -> None:
+        """Carry a member's schedule and windows over to the next call, used or not."""
+        known = self._used_schedules.get(id(m)) or self._schedules.get(id(m))
+        if known is None or known[0] is not m:
+            return
+        self._used_schedules[id(m)] = known
+        if not isinstance(known[1], ValueError):
+            key = id(known[1])
+            expansion = self._used_expansions.get(key) or self._expansions.get(key)
+            if expansion is not None and expansion.schedule is known[1]:
+                self._used_expansions[key] = expansion
+
+    def _expand(self, schedule: Schedule, now: datetime, end: datetime) -> _Expansion:
+        """The schedule's windows, exact over at least [now, end): as held, extended by
+        what is missing, or computed afresh (`_ahead` further than asked)."""
+        key = id(schedule)
+        known = self._used_expansions.get(key) or self._expansions.get(key)
+        if known is None or known.schedule is not schedule or not known.start <= now <= known.end:
+            reach = end + self._ahead
+            windows = schedule.windows_between(now, reach)
+            known = _Expansion(schedule, now, reach, windows, _spans(windows))
+        elif known.end < end:
+            reach = end + self._ahead
+            kept = [w for w in known.windows if w.end > now]
+            more = schedule.windows_between(known.end, reach)
+            if kept and more and more[0].start <= kept[-1].end:
+                # one chain across the old end: both parts are exact on their side of it
+                joined = Window(min(kept[-1].start, more[0].start), max(kept[-1].end, more[0].end))
+                kept[-1:] = [joined]
+                more = more[1:]
+            windows = kept + more
+            known = _Expansion(schedule, now, reach, windows, _spans(windows))
+        self._used_expansions[key] = known
+        return known
 
     def _begin(self) -> None:
-        self._used_schedules, self._used_searches = {}, {}
+        self._used_schedules, self._used_expansions, self._used_groups = {}, {}, {}
 
     def _end(self) -> None:
         self._schedules, self._used_schedules = self._used_schedules, {}
-        self._searches, self._used_searches = self._used_searches, {}
+        self._expansions, self._used_expansions = self._used_expansions, {}
+        self._groups, self._used_groups = self._used_groups, {}
 
 
 def cross_check(
@@ -172,7 +295,7 @@ def cross_check(
     checking just the manifests of such groups, in their order, gives the same list.
     """
     out: list[Diagnostic] = []
-    memo = memo if memo is not None else OverlapMemo()
+    memo = memo if memo is not None else OverlapMemo(ahead=timedelta(0))
 
     by_name: dict[str, list[LoadedManifest]] = defaultdict(list)
     for m in manifests:
@@ -193,42 +316,49 @@ def cross_check(
         for (app, channel, uid), group in by_target.items():
             if len(group) < 2:
                 continue
-            for i, a in enumerate(group):
-                for b in group[i + 1 :]:
-                    autos = [m for m in (a, b) if m.manifest.uid == "auto"]
-                    if autos:
-                        for m in autos:
-                            other = b if m is a else a
-                            out.append(
-                                _error(
-                                    m,
-                                    "uid",
-                                    f"uid auto derives {uid}, which '{other.manifest.name}' "
-                                    f"({_where(other, 'uid')}) also uses on app {app}, channel "
-                                    f"'{channel}'; set an explicit uid",
-                                )
-                            )
-                        continue
-                    if now is None:
-                        continue
-                    try:
-                        clash = memo.first_clash(a, b, now, horizon)
-                    except ValueError as exc:  # a schedule the model let through but cannot expand
-                        out.append(_error(a, "schedule", f"cannot compute the windows: {exc}"))
-                        continue
-                    if clash is None:
-                        continue
-                    when = clash.strftime("%Y-%m-%dT%H:%M:%SZ")
-                    for m, other in ((a, b), (b, a)):
+            clashes, broken = memo.clashes(group, now, horizon) if now is not None else ({}, {})
+            # Only pairs with an `auto` uid, a schedule that cannot be expanded or a clash
+            # can yield anything: those, in the order of all pairs (i < j), not 780 pairs
+            # for a valid group of 40 at every reload.
+            pairs = set(clashes)
+            for k in [k for k, m in enumerate(group) if m.manifest.uid == "auto"] + [*broken]:
+                pairs.update((min(k, o), max(k, o)) for o in range(len(group)) if o != k)
+            for i, j in sorted(pairs):
+                a, b = group[i], group[j]
+                autos = [m for m in (a, b) if m.manifest.uid == "auto"]
+                if autos:
+                    for m in autos:
+                        other = b if m is a else a
                         out.append(
                             _error(
                                 m,
-                                "schedule",
-                                f"records app {app}, channel '{channel}', uid {uid} at the same "
-                                f"time as '{other.manifest.name}' ({_where(other, 'schedule')}), "
-                                f"first at {when}; change a schedule, the channel or the uid",
+                                "uid",
+                                f"uid auto derives {uid}, which '{other.manifest.name}' "
+                                f"({_where(other, 'uid')}) also uses on app {app}, channel "
+                                f"'{channel}'; set an explicit uid",
                             )
                         )
+                    continue
+                if now is None:
+                    continue
+                problem = broken.get(i) or broken.get(j)
+                if problem is not None:  # reported on the pair's first, as ever
+                    out.append(_error(a, "schedule", f"cannot compute the windows: {problem}"))
+                    continue
+                clash = clashes.get((i, j))
+                if clash is None:
+                    continue
+                when = clash.strftime("%Y-%m-%dT%H:%M:%SZ")
+                for m, other in ((a, b), (b, a)):
+                    out.append(
+                        _error(
+                            m,
+                            "schedule",
+                            f"records app {app}, channel '{channel}', uid {uid} at the same "
+                            f"time as '{other.manifest.name}' ({_where(other, 'schedule')}), "
+                            f"first at {when}; change a schedule, the channel or the uid",
+                        )
+                    )
     finally:
         memo._end()
     return out

@@ -7,7 +7,14 @@ know their line and column, to place each error on its field.
 
 It must never raise on bad input or print a traceback: every problem (broken
 YAML, binary garbage, huge files, wrong types, unknown keys) becomes a
-`Diagnostic`. Messages never contain a secret value.
+`Diagnostic`. Messages never contain a secret value. It must never take what it
+cannot read for what is not there: a path, directory or file that cannot be read
+is an error at that path and is listed in `LoadResult.unreadable`, so that
+whatever stood there keeps its last known good version. Nor may hostile input
+crash or hang it: nesting is bounded from the raw text before libyaml composes
+anything (`nesting`), alias expansion is bounded before anything is built from
+the nodes, and a file is opened only when it is a regular file (a FIFO would
+block the read forever).
 
 `ManifestCache` is the one way many files are loaded: the daemon keeps one for
 its whole life and reloads through it, parsing only the files that changed;
@@ -29,24 +36,32 @@ import io
 import operator
 import os
 import re
+import stat
 import threading
 import time
 import typing
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.manifest.model import Manifest, dotted_path, section_violations
+from orchestrator.manifest.nesting import nesting_overflow
 
 MAX_FILE_BYTES = 1024 * 1024
 """Larger files are refused: a manifest is a few hundred bytes; split big sets into files."""
 
 MAX_DEPTH = 64
 """Deeper nesting is refused (a manifest needs about six levels)."""
+
+MAX_EXPANDED_NODES = 100_000
+"""A document whose aliases would expand it to more nodes than this is refused
+(a manifest has about a hundred). Aliases share one object when built, but merge
+keys (`<<: [*a, *a]`) are flattened pair by pair and validation walks shared
+values once per reference: a few hundred bytes of anchors can stand for 10^9 nodes."""
 
 RACY_NS = 2_000_000_000
 """A file (or directory) whose mtime or ctime is this close to the moment it was
@@ -106,11 +121,15 @@ class LoadedManifest:
 class LoadResult:
     manifests: list[LoadedManifest]  # every valid document of files without errors
     diagnostics: list[Diagnostic]  # errors and warnings, all files
-    failed_files: frozenset[str]  # files with at least one error
+    failed_files: frozenset[str]  # files (and paths that cannot be read) with an error
     files: tuple[str, ...] = ()  # every file that was read
-    # added, modified or removed since the cache's previous load (a fresh load: every file);
-    # history, not content, so not compared
+    # added, modified or removed since the cache's previous load (a fresh load: every file),
+    # and paths that became unreadable or readable again; history, not content, so not compared
     changed: frozenset[str] = field(default=frozenset(), compare=False)
+    # Paths (given paths, directories, symlinks, files) that could not be read, each with
+    # an error diagnostic. What they held is unknown, not gone: a manifest last loaded from
+    # a file at or under one of them failed to load, it was not removed.
+    unreadable: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -132,11 +151,28 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
     """Files named directly, and `*.yaml`/`*.yml` under directories (recursively, sorted).
 
     Hidden files and directories (a leading dot) are skipped inside directories.
-    Symlinked subdirectories are not followed; symlinked files are read. A file
-    reached twice (through two arguments, or a symlink) is read once, at its first
-    path. An unreadable subdirectory is skipped, as `os.walk` does.
+    Symlinks are followed, to files and to directories; a directory met again
+    below itself (a symlink loop) is a warning and is not entered again, and one
+    reached a second time elsewhere is not walked twice. A file reached twice
+    (through two arguments, or a symlink) is read once, at its first path.
+
+    What cannot be read is an error at its path, never an empty tree: a given
+    path that does not exist or cannot be examined, a directory that cannot be
+    listed, a symlink that leads nowhere (it may have been a directory of
+    manifests). Files are not opened here; the loader checks each one.
     """
-    return _Discovery(remember=False).discover(paths)
+    found = _Discovery(remember=False).discover(paths)
+    return found.files, found.problems
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    files: list[str]
+    problems: list[Diagnostic]
+    unreadable: frozenset[str]
+
+
+_FILE, _DIR, _LINK = 0, 1, 2  # what a directory entry is, as listed
 
 
 @dataclass(eq=False, slots=True)
@@ -147,10 +183,11 @@ class _Listing:
     racy: bool  # listed within RACY_NS of its last change: list it again next time
     prefix: str  # the directory's path and its real path, each with a trailing separator
     real_prefix: str
-    files: list[str]  # manifest files, sorted
-    reals: list[str | None]  # their real paths; None for a symlink (resolved each time)
-    plain: bool  # no symlink among them
-    subdirs: list[str]  # names of the subdirectories to descend into, sorted
+    entries: list[tuple[str, int]]  # (name, _FILE | _DIR | _LINK), sorted by name
+    files: list[str]  # paths of the _FILE entries
+    reals: list[str]  # their real paths
+    subdirs: list[str]  # names of the _DIR entries
+    linked: bool  # some entry is a symlink (classified at each walk: its target may change)
 
 
 class _Discovery:
@@ -160,7 +197,9 @@ class _Discovery:
     or renaming an entry updates both), so a directory whose key is unchanged, and
     was not listed within `RACY_NS` of a change, is not listed again: a reload that
     changes nothing costs one `stat` per directory instead of a listing, a sort and
-    a real path per file.
+    a real path per file. Symlinks are the exception: what they lead to can change
+    (or become unreachable) without their directory changing, so they are followed
+    again at every walk.
     """
 
     def __init__(self, *, remember: bool) -> None:
@@ -169,55 +208,129 @@ class _Discovery:
         self.listed = 0
         """Directories listed by the last call (the others were remembered)."""
 
-    def discover(self, paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
+    def discover(self, paths: Sequence[str | Path]) -> _Found:
         files: list[str] = []
         problems: list[Diagnostic] = []
-        seen: set[str] = set()
+        unreadable: set[str] = set()
+        seen: set[str] = set()  # real paths of the files taken
+        walked: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the directories walked
+        above: set[tuple[int, int]] = set()  # ... of those being walked: the current path
+        ends: dict[str, tuple[int, int]] = {}  # directory being walked -> its identity
         listings: dict[str, _Listing] = {}
         racy_after = time.time_ns() - RACY_NS
         self.listed = 0
 
-        def walk(directory: str, real: str) -> None:
-            listing = self._list(directory, real, racy_after)
-            if listing is None:
-                return
-            listings[directory] = listing
-            if listing.plain and seen.isdisjoint(listing.reals):
+        def cannot_read(path: str, what: str, exc: OSError) -> None:
+            problems.append(_cannot_read(path, what, exc))
+            unreadable.add(path)
+
+        def take(path: str, real: str) -> None:
+            if real not in seen:
+                seen.add(real)
+                files.append(path)
+
+        def walk(root: str, real_root: str, root_st: os.stat_result) -> None:
+            """Depth first, a directory's files before its subdirectories (each in name
+            order), with a stack rather than recursion: any depth is fine."""
+            # (path, real path, its stat or None to take it now, through a symlink); a
+            # (path, "", None, False) item marks the end of that directory's subtree
+            pending: list[tuple[str, str, os.stat_result | None, bool]] = [
+                (root, real_root, root_st, False)
+            ]
+            while pending:
+                directory, real, st, link = pending.pop()
+                if not real:
+                    above.discard(ends.pop(directory))
+                    continue
+                if st is None:
+                    try:
+                        st = os.stat(directory)
+                    except OSError as exc:
+                        cannot_read(directory, "the directory", exc)
+                        continue
+                ident = (st.st_dev, st.st_ino)
+                if ident in above:
+                    kind = "symlink loop" if link else "directory loop (a bind mount?)"
+                    message = f"{kind}: this is {real}, which contains it; not entered again"
+                    problems.append(Diagnostic(directory, 1, 1, "", message, "warning"))
+                    continue
+                if ident in walked:
+                    continue  # reached before through another path: its files are taken
+                walked.add(ident)
+                listing = self._list(directory, real, st, racy_after)
+                if isinstance(listing, OSError):
+                    cannot_read(directory, "the directory", listing)
+                    continue
+                listings[directory] = listing
+                subdirs = take_files(listing)
+                above.add(ident)
+                ends[directory] = ident
+                pending.append((directory, "", None, False))
+                pending.extend((path, sub, None, via) for path, sub, via in reversed(subdirs))
+
+        def take_files(listing: _Listing) -> list[tuple[str, str, bool]]:
+            """Take a directory's files; its subdirectories: (path, real path, via a link)."""
+            if listing.linked:
+                subdirs: list[tuple[str, str, bool]] = []
+                for name, kind in listing.entries:
+                    path = listing.prefix + name
+                    if kind == _FILE:
+                        take(path, listing.real_prefix + name)
+                    elif kind == _DIR:
+                        subdirs.append((path, listing.real_prefix + name, False))
+                    else:
+                        follow(path, name, subdirs)
+                return subdirs
+            if seen.isdisjoint(listing.reals):
                 files.extend(listing.files)  # the common case, without a loop in Python
-                seen.update(typing.cast(list[str], listing.reals))
+                seen.update(listing.reals)
             else:
                 for path, known in zip(listing.files, listing.reals, strict=True):
-                    key = os.path.realpath(path) if known is None else known
-                    if key not in seen:
-                        seen.add(key)
-                        files.append(path)
-            for name in listing.subdirs:
-                walk(listing.prefix + name, listing.real_prefix + name)
+                    take(path, known)
+            return [
+                (listing.prefix + name, listing.real_prefix + name, False)
+                for name in listing.subdirs
+            ]
+
+        def follow(path: str, name: str, subdirs: list[tuple[str, str, bool]]) -> None:
+            """A symlink found in a directory: to a directory, a file, or nowhere."""
+            manifest = name.endswith(YAML_SUFFIXES)
+            try:
+                target = os.stat(path)
+            except OSError as exc:
+                if manifest:  # the loader reports it as a file that cannot be read
+                    take(path, path)
+                else:
+                    cannot_read(path, "the symlink's target", exc)
+                return
+            if stat.S_ISDIR(target.st_mode):
+                subdirs.append((path, os.path.realpath(path), True))
+            elif manifest:
+                take(path, os.path.realpath(path))
 
         for raw in paths:
             path = str(raw)
-            if os.path.isdir(path):
-                walk(path, os.path.realpath(path))
-            elif os.path.exists(path):
-                key = os.path.realpath(path)
-                if key not in seen:
-                    seen.add(key)
-                    files.append(path)
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                cannot_read(path, "this path", exc)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                walk(path, os.path.realpath(path), st)
             else:
-                problems.append(Diagnostic(path, 1, 1, "", "no such file or directory"))
+                take(path, os.path.realpath(path))
         if self._remember:
             self._listings = listings
-        return files, problems
+        return _Found(files, problems, frozenset(unreadable))
 
-    def _list(self, directory: str, real: str, racy_after: int) -> _Listing | None:
-        """The directory's listing, as remembered if it cannot have changed; None if
-        it cannot be read (skipped, as `os.walk` does)."""
+    def _list(
+        self, directory: str, real: str, st: os.stat_result, racy_after: int
+    ) -> _Listing | OSError:
+        """The directory's listing, as remembered if it cannot have changed, or why it
+        cannot be listed. `st`: its `stat`, taken before listing (a change after it
+        shows next time)."""
         prefix = directory if directory.endswith(os.sep) else directory + os.sep
         real_prefix = real if real.endswith(os.sep) else real + os.sep
-        try:
-            st = os.stat(directory)  # before listing: a change after it shows next time
-        except OSError:
-            return None
         key = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
         known = self._listings.get(directory)
         if (
@@ -229,30 +342,41 @@ class _Discovery:
             return known
         try:
             with os.scandir(directory) as listing:
-                entries = sorted(listing, key=_entry_name)
-        except OSError:
-            return None
+                found = sorted(listing, key=_entry_name)
+        except OSError as exc:
+            return exc
         self.listed += 1
+        entries: list[tuple[str, int]] = []
         files: list[str] = []
-        reals: list[str | None] = []
+        reals: list[str] = []
         subdirs: list[str] = []
-        for entry in entries:
-            # `os.walk`'s rules: what `is_dir()` (following symlinks) says is a directory
-            # is never a file; a symlinked directory is not descended into
+        linked = False
+        for entry in found:
             name = entry.name
+            if name.startswith("."):
+                continue
             try:
-                is_dir = entry.is_dir()
-            except OSError:
+                if entry.is_symlink():
+                    entries.append((name, _LINK))
+                    linked = True
+                    continue
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:  # vanished since the listing, or cannot be examined
                 is_dir = False
             if is_dir:
-                if not name.startswith(".") and not entry.is_symlink():
-                    subdirs.append(name)
-            elif name.endswith(YAML_SUFFIXES) and not name.startswith("."):
+                entries.append((name, _DIR))
+                subdirs.append(name)
+            elif name.endswith(YAML_SUFFIXES):  # not opened here: the loader checks its type
+                entries.append((name, _FILE))
                 files.append(prefix + name)
-                reals.append(None if entry.is_symlink() else real_prefix + name)
+                reals.append(real_prefix + name)
         racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_after
-        plain = None not in reals
-        return _Listing(key, racy, prefix, real_prefix, files, reals, plain, subdirs)
+        return _Listing(key, racy, prefix, real_prefix, entries, files, reals, subdirs, linked)
+
+
+def _cannot_read(path: str, what: str, exc: OSError) -> Diagnostic:
+    reason = exc.strerror or type(exc).__name__
+    return Diagnostic(path, 1, 1, "", f"cannot read {what}: {reason}")
 
 
 _entry_name = operator.attrgetter("name")
@@ -261,20 +385,33 @@ _entry_name = operator.attrgetter("name")
 # --- parsing -------------------------------------------------------------------------
 
 
-@dataclass
-class _Document:
-    data: Any
-    line: int
-    column: int
-    keys: dict[str, tuple[int, int]]
-
-
 class _ParseFailure(Exception):
     def __init__(self, line: int, column: int, message: str) -> None:
         super().__init__(message)
         self.line = line
         self.column = column
         self.message = message
+
+
+@dataclass(frozen=True)
+class _Duplicate:
+    """A key written twice in one mapping (the first one is kept)."""
+
+    loc: Loc  # the key's field path
+    key: str  # as written
+    first: tuple[int, int]  # line and column, 1-based
+    again: tuple[int, int]
+
+
+@dataclass
+class _Document:
+    data: Any
+    line: int
+    column: int
+    keys: dict[str, tuple[int, int]]
+    duplicates: list[_Duplicate] = field(default_factory=list)
+    failure: _ParseFailure | None = None  # the document could not be built: why
+    imprecise: bool = False  # no positions for this file beyond the findings' own
 
 
 @functools.cache
@@ -355,22 +492,40 @@ TOO_DEEP: Any = object()
 """Stands for the data of a document nested deeper than MAX_DEPTH."""
 
 
-def _construct(loader: Any, root: Any) -> Any:
-    """A document's data: untagged maps, lists and text built here, the rest by ruamel.
+def _construct(loader: Any, root: Any) -> tuple[Any, list[_Duplicate]]:
+    """A document's data: untagged maps, lists and text built here, the rest by ruamel,
+    and the keys written twice (the first of them is kept).
 
     ruamel's SafeConstructor sends every node through generic machinery (tag
     strings, generators, merge-key flattening). Manifests are almost only maps,
     lists and strings, which this builds directly: a fifth less time for 10,000
     manifests. Every other node (numbers, booleans, null, timestamps, explicit
-    tags, merge keys, a map with a duplicate key) is built by SafeConstructor,
-    so the data, and the errors, are the same. Aliases share one object, as there.
+    tags, merge keys) is built by SafeConstructor, so the data, and the errors,
+    are the same. Aliases share one object, as there.
+
+    A duplicate key is not an exception here (ruamel raises one, which hid every
+    other finding of the file): it is recorded with both of its positions and
+    the rest of the document is built and validated.
     """
+    builder = _Builder(loader)
     try:
-        return _Builder(loader).build(root, 1)
+        data = builder.build(root, 1)
     finally:  # what SafeConstructor.construct_document resets after each document
         loader.constructed_objects = {}
         loader.recursive_objects = {}
         loader.deep_construct = False
+    if not builder.duplicates:
+        return data, []
+    paths = _node_paths(root)
+    return data, [
+        _Duplicate(
+            (*paths.get(id(mapping), ()), key.value),
+            str(key.value),
+            (first.start_mark.line + 1, first.start_mark.column + 1),
+            (key.start_mark.line + 1, key.start_mark.column + 1),
+        )
+        for mapping, first, key in builder.duplicates
+    ]
 
 
 class _Builder:
@@ -378,7 +533,7 @@ class _Builder:
     refer to itself through its closure: a cycle per document, left to the cyclic
     collector (paused during bulk loads)."""
 
-    __slots__ = ("loader", "map_tag", "memo", "seq_tag", "text_tag")
+    __slots__ = ("duplicates", "loader", "map_tag", "memo", "seq_tag", "text_tag")
 
     def __init__(self, loader: Any) -> None:
         from ruamel.yaml.resolver import BaseResolver
@@ -388,13 +543,14 @@ class _Builder:
         self.map_tag = BaseResolver.DEFAULT_MAPPING_TAG
         self.seq_tag = BaseResolver.DEFAULT_SEQUENCE_TAG
         self.memo: dict[int, Any] = {}
+        self.duplicates: list[tuple[Any, Any, Any]] = []  # (mapping, first key, repeated key)
 
     def build(self, node: Any, depth: int) -> Any:
         tag = node.ctag
         if tag is self.text_tag:
             return node.value
         if tag is not self.map_tag and tag is not self.seq_tag:
-            return self.loader.construct_object(node, deep=True)
+            return self._by_ruamel(node)
         if depth > MAX_DEPTH:
             raise _TooDeep
         memo = self.memo
@@ -409,18 +565,121 @@ class _Builder:
         mapping: dict[Any, Any] = {}
         memo[id(node)] = mapping
         text_tag = self.text_tag
+        repeated: list[Any] = []
         for key_node, value_node in node.value:
             key = key_node.value
-            if key_node.ctag is not text_tag or key in mapping:
-                del memo[id(node)]  # let ruamel build it (and raise for a duplicate)
-                return self.loader.construct_object(node, deep=True)
+            if key_node.ctag is not text_tag:
+                del memo[id(node)]  # let ruamel build it
+                self.duplicates = [d for d in self.duplicates if d[0] is not node]
+                return self._by_ruamel(node)
+            if key in mapping:
+                first = next(k for k, _ in node.value if k.ctag is text_tag and k.value == key)
+                self.duplicates.append((node, first, key_node))
+                repeated.append(key_node)
+                continue
             mapping[key] = self.build(value_node, depth + 1)
+        if repeated:  # as ruamel would see it, should an alias lead there again
+            node.value = [pair for pair in node.value if not any(pair[0] is k for k in repeated)]
         return mapping
+
+    def _by_ruamel(self, node: Any) -> Any:
+        """SafeConstructor's data for a node, once every mapping in it has no key twice."""
+        pending, visited = [node], set()
+        while pending:
+            current = pending.pop()
+            if id(current) in visited or not isinstance(current.value, list):
+                continue
+            visited.add(id(current))
+            if current.id == "mapping":
+                self._drop_duplicates(current)
+                pending.extend(n for pair in current.value for n in pair)
+            else:
+                pending.extend(current.value)
+        return self.loader.construct_object(node, deep=True)
+
+    def _drop_duplicates(self, node: Any) -> None:
+        """Keys are compared as SafeConstructor compares them (by their values)."""
+        seen: dict[Any, Any] = {}
+        kept = []
+        for pair in node.value:
+            key_node = pair[0]
+            if key_node.id == "scalar" and not key_node.tag.endswith(":merge"):
+                try:
+                    key = (
+                        key_node.value
+                        if key_node.ctag is self.text_tag
+                        else self.loader.construct_object(key_node, deep=True)
+                    )
+                    first = seen.get(key)
+                except Exception:  # unbuildable or unhashable: ruamel reports it
+                    kept.append(pair)
+                    continue
+                if first is not None:
+                    self.duplicates.append((node, first, key_node))
+                    continue
+                seen[key] = key_node
+            kept.append(pair)
+        if len(kept) != len(node.value):
+            node.value = kept
+
+
+def _node_paths(root: Any) -> dict[int, Loc]:
+    """The field path of every collection node of a document (the first path found)."""
+    paths: dict[int, Loc] = {}
+    pending: list[tuple[Any, Loc]] = [(root, ())]
+    while pending:
+        node, loc = pending.pop()
+        if id(node) in paths or not isinstance(node.value, list):
+            continue
+        paths[id(node)] = loc
+        if node.id == "mapping":
+            pending.extend((value, (*loc, key.value)) for key, value in node.value)
+        else:
+            pending.extend((item, (*loc, i)) for i, item in enumerate(node.value))
+    return paths
+
+
+_ALIAS = re.compile(r"\*[0-9A-Za-z_-]")
+"""Could the text hold an alias? (Cron's `*` is followed by a blank, `/`, `,` or a quote.)"""
+
+
+def _expansion_overflow(root: Any) -> Any | None:
+    """The first node (in post-order) whose aliases expand it to more than
+    MAX_EXPANDED_NODES nodes, or None. Each node is sized once: linear in the nodes
+    as composed, whatever they expand to. An alias to a node still being built (a
+    recursive anchor) counts as one node."""
+    sizes: dict[int, int] = {}
+    started: set[int] = set()
+    stack: list[Any] = [root]
+    while stack:
+        node = stack[-1]
+        value = node.value
+        if id(node) in sizes or not isinstance(value, list):
+            sizes.setdefault(id(node), 1)
+            stack.pop()
+            continue
+        children = [n for pair in value for n in pair] if node.id == "mapping" else value
+        if id(node) not in started:
+            started.add(id(node))
+            stack.extend(c for c in children if id(c) not in started)
+            continue
+        stack.pop()
+        size = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if size > MAX_EXPANDED_NODES:
+            return node
+        sizes[id(node)] = size
+    return None
 
 
 def _fast_documents(text: str) -> Iterator[_Document]:
-    """Documents via libyaml; the node tree gives document and top-level key positions."""
+    """Documents via libyaml; the node tree gives document and top-level key positions.
+
+    A document that cannot be built (an unsupported tag, a value of the wrong
+    form, aliases that expand too far) is yielded with its `failure`, and the
+    following documents are still read: only a syntax error ends the stream.
+    """
     loader = _fast_loader()(io.StringIO(text))
+    aliases = _ALIAS.search(text) is not None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -430,17 +689,44 @@ def _fast_documents(text: str) -> Iterator[_Document]:
                     if isinstance(pair, tuple) and isinstance(pair[0].value, str):
                         mark = pair[0].start_mark
                         keys.setdefault(pair[0].value, (mark.line + 1, mark.column + 1))
+                        if pair[0].value == "schedule":
+                            _nested_key_position(pair[1], "windows", "schedule.windows", keys)
             mark = node.start_mark if node is not None else None
             line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            if node is None:
+                yield _Document(None, line, column, keys)
+                continue
+            bomb = _expansion_overflow(node) if aliases else None
+            if bomb is not None:
+                at = bomb.start_mark
+                message = (
+                    f"aliases here expand to more than {MAX_EXPANDED_NODES} nodes "
+                    "(an alias bomb?): not a manifest"
+                )
+                failure = _ParseFailure(at.line + 1, at.column + 1, message)
+                yield _Document(None, line, column, keys, failure=failure, imprecise=True)
+                continue
             try:
-                data = _construct(loader, node) if node is not None else None
+                data, duplicates = _construct(loader, node)
             except _TooDeep:
-                data = TOO_DEEP
-            yield _Document(data, line, column, keys)
+                data, duplicates = TOO_DEEP, []
+            except Exception as exc:  # this document cannot be built; the others still can
+                yield _Document(None, line, column, keys, failure=_yaml_failure(exc, text))
+                continue
+            yield _Document(data, line, column, keys, duplicates)
     finally:
         dispose = getattr(loader, "dispose", None)
         if dispose is not None:
             dispose()
+
+
+def _nested_key_position(node: Any, key: str, name: str, keys: dict[str, tuple[int, int]]) -> None:
+    if isinstance(node.value, list) and node.tag.endswith(":map"):
+        for pair in node.value:
+            if isinstance(pair, tuple) and pair[0].value == key:
+                mark = pair[0].start_mark
+                keys.setdefault(name, (mark.line + 1, mark.column + 1))
+                return
 
 
 def _yaml_failure(exc: Exception, text: str) -> _ParseFailure:
@@ -459,9 +745,11 @@ def _yaml_failure(exc: Exception, text: str) -> _ParseFailure:
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = str(exc.problem or "invalid YAML")
         if problem.startswith("found duplicate key"):
+            # a key the loader could not compare before ruamel did; ruamel's context
+            # mark is the mapping's start, not the first occurrence
             key = re.match(r'found duplicate key "(.*?)" with value', problem)
-            first = exc.context_mark
-            where = f" (first at line {first.line + 1})" if first is not None else ""
+            mapping = exc.context_mark
+            where = f" (in the mapping at line {mapping.line + 1})" if mapping is not None else ""
             name = f"'{key.group(1)}'" if key else "a key"
             return _ParseFailure(line, column, f"duplicate key {name}{where}; keep only one")
         if "could not determine a constructor for the tag" in problem:
@@ -483,6 +771,7 @@ def _position_tree(text: str) -> list[Any]:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = True  # the first is kept, as `_construct` keeps it
     docs: list[Any] = []
     try:
         for doc in yaml.load_all(text):
@@ -753,20 +1042,24 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
     """The valid manifests of one file and its diagnostics; never raises on the content.
 
     Valid documents are returned even when another document of the file has an
-    error (so cross-file checks can see them); `load_manifests` drops them.
+    error (so cross-file checks can see them); `load_manifests` drops them. A
+    path that is not a regular file (a FIFO, a socket, a device) is never read:
+    a warning (an error under `strict`).
     """
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
     except OSError as exc:
         return [], [_unreadable(path, exc)]
-    raw = _read(path, size)
-    if isinstance(raw, Diagnostic):
-        return [], [raw]
+    if not stat.S_ISREG(st.st_mode):
+        return [], [_not_regular(path, st.st_mode, strict=strict)]
+    raw = _read(path, st.st_size, strict=strict)
+    if isinstance(raw, _NotRead):
+        return [], [raw.diagnostic]
     return _parse(path, raw, strict=strict)
 
 
 def _unreadable(path: str, exc: OSError) -> Diagnostic:
-    return Diagnostic(path, 1, 1, "", f"cannot read the file: {exc.strerror}")
+    return _cannot_read(path, "the file", exc)
 
 
 def _too_big(path: str, size: int) -> Diagnostic:
@@ -780,17 +1073,66 @@ def _too_big(path: str, size: int) -> Diagnostic:
     )
 
 
-def _read(path: str, size: int) -> bytes | Diagnostic:
-    """The bytes of a file whose `stat` said `size`, or why they cannot be used."""
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _not_regular(path: str, mode: int, *, strict: bool) -> Diagnostic:
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a plain file")
+    return Diagnostic(
+        path,
+        1,
+        1,
+        "",
+        f"not a regular file ({kind}): skipped, not read",
+        "error" if strict else "warning",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _NotRead:
+    """Why a file's bytes were not taken: its diagnostic, and whether the file could
+    not be read (as opposed to being too big, or not a regular file)."""
+
+    diagnostic: Diagnostic
+    unreadable: bool
+
+
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO put in the file's place opens without a writer
+    | getattr(os, "O_NOCTTY", 0)  # ... and a terminal never becomes ours
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def _read(path: str, size: int, *, strict: bool) -> bytes | _NotRead:
+    """The bytes of a regular file whose `stat` said `size`, or why they cannot be used.
+
+    The type is checked again on the open descriptor: the path may have been
+    replaced since it was examined, and a FIFO read would block forever.
+    """
     if size > MAX_FILE_BYTES:
-        return _too_big(path, size)
+        return _NotRead(_too_big(path, size), unreadable=False)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-            if len(raw) > MAX_FILE_BYTES:  # it grew since it was measured
-                return _too_big(path, os.fstat(handle.fileno()).st_size)
+        fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
-        return _unreadable(path, exc)
+        return _NotRead(_unreadable(path, exc), unreadable=True)
+    with open(fd, "rb") as handle:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return _NotRead(_not_regular(path, st.st_mode, strict=strict), unreadable=False)
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            return _NotRead(_unreadable(path, exc), unreadable=True)
+        if len(raw) > MAX_FILE_BYTES:  # it grew since it was measured
+            return _NotRead(_too_big(path, os.fstat(fd).st_size), unreadable=False)
     return raw
 
 
@@ -803,6 +1145,12 @@ def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest]
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return [], [Diagnostic(path, line, column, "", "not a UTF-8 text file (binary content?)")]
 
+    overflow = nesting_overflow(text, MAX_DEPTH)
+    if overflow is not None:  # never handed to libyaml, whose composer would crash on it
+        line, column = overflow
+        message = f"nested more than {MAX_DEPTH} levels deep: not a manifest"
+        return [], [Diagnostic(path, line, column, "", message)]
+
     loaded: list[LoadedManifest] = []
     pending: list[_Pending] = []
     documents = 0
@@ -811,6 +1159,20 @@ def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest]
         for index, doc in enumerate(_fast_documents(text)):
             documents += 1
             position = (doc.line, doc.column)
+            if doc.failure is not None:
+                precise = precise and not doc.imprecise
+                at = (doc.failure.line, doc.failure.column)
+                pending.append(_Pending(index, (), False, doc.failure.message, "error", at))
+                continue
+            for duplicate in doc.duplicates:
+                first, again = duplicate.first[0], duplicate.again[0]
+                message = (
+                    f"duplicate key '{duplicate.key}' (first at line {first}, again at line "
+                    f"{again}); keep only one"
+                )
+                pending.append(
+                    _Pending(index, duplicate.loc, True, message, "error", duplicate.again)
+                )
             if doc.data is TOO_DEEP:
                 # the round-trip parser is slow on deep nesting: no positions
                 # for this file beyond the documents' own
@@ -870,6 +1232,14 @@ def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest]
                         position,
                     )
                 )
+            for loc, message in manifest.ineffective_settings():
+                severity: Severity = "error" if strict else "warning"
+                # a top-level key: placed from the fast path's key positions, so that a
+                # warning does not cost the round-trip parse of the whole file
+                placed = doc.keys.get(str(loc[0])) if len(loc) == 1 else None
+                pending.append(_Pending(index, loc, True, message, severity, placed, position))
+            if doc.duplicates:
+                continue  # valid once a key is dropped, but not as written
             loaded.append(LoadedManifest(manifest, path, doc.line, doc.column, index, doc.keys))
     except Exception as exc:  # any parse failure of any kind becomes a diagnostic
         failure = _yaml_failure(exc, text)
@@ -985,6 +1355,21 @@ class _Entry:
     failed: bool
     names: list[str]  # per manifest, for the cross-file checks
     targets: list[Target]
+    unreadable: bool = False  # it could not be read: what it holds is unknown
+    skipped: bool = False  # not a regular file: not read, not one of `LoadResult.files`
+    # manifests with explicit windows and the end of their last window ("ended" warnings),
+    # and the earliest of those ends (before it, nothing has ended)
+    last_ends: list[tuple[LoadedManifest, datetime]] = field(default_factory=list)
+    earliest_end: datetime | None = None
+
+
+def _unread_entry(key: FileKey | None, problem: _NotRead) -> _Entry:
+    d = problem.diagnostic
+    skipped = d.severity == "warning" or d.message.startswith("not a regular file")
+    key = None if problem.unreadable else key  # try again next time, whatever the key
+    return _Entry(
+        key, False, d.message, [], [d], d.severity == "error", [], [], problem.unreadable, skipped
+    )
 
 
 class _GcControl:
@@ -1087,6 +1472,8 @@ class ManifestCache:
         # The last full discovery: a hinted load re-uses it (see `load`).
         self._files: list[str] | None = None
         self._discovery_problems: list[Diagnostic] = []
+        self._discovery_unreadable: frozenset[str] = frozenset()
+        self._unreadable: frozenset[str] = frozenset()  # as the last load reported it
         self._memo = OverlapMemo()
         self._lock = threading.Lock()
         # how many manifests have each name and each target; the keys held more than once
@@ -1128,9 +1515,13 @@ class ManifestCache:
 
     def _discover(self, hint: frozenset[str] | None) -> tuple[list[str], list[Diagnostic]]:
         if hint is None or self._files is None:
-            files, problems = self._discovery.discover(self.paths)
-            self._files, self._discovery_problems = files, list(problems)
-            return files, problems
+            found = self._discovery.discover(self.paths)
+            problems = found.problems
+            if self.strict:  # warnings (symlink loops) are errors under --strict
+                problems = [replace(d, severity="error") for d in problems]
+            self._files, self._discovery_problems = found.files, problems
+            self._discovery_unreadable = found.unreadable
+            return found.files, list(problems)
         self._discovery.listed = 0
         gone = {p for p in hint if p in self._entries and not os.path.lexists(p)}
         if gone:
@@ -1144,7 +1535,9 @@ class ManifestCache:
 
         started = time.perf_counter()
         files, diagnostics = self._discover(hint)
-        failed: set[str] = {d.file for d in diagnostics}
+        failed: set[str] = {d.file for d in diagnostics if d.severity == "error"}
+        unreadable: set[str] = set(self._discovery_unreadable)
+        skipped: set[str] = set()  # not regular files: not read
         old = self._entries
         entries: dict[str, _Entry] = {}
         valid: list[LoadedManifest] = []
@@ -1153,27 +1546,30 @@ class ManifestCache:
         replaced: list[tuple[_Entry | None, _Entry]] = []
         read = parsed = 0
         racy_after = time.time_ns() - RACY_NS
-        stat = os.stat
+        stat_of = os.stat
         for path in files:
             before = old.get(path)
             if hint is not None and before is not None and path not in hint:
                 entry = before  # the watch saw no change here
             else:
                 try:
-                    st = stat(path)
+                    st = stat_of(path)
                 except OSError as exc:
                     problem = _unreadable(path, exc)
-                    entry = _Entry(None, False, problem.message, [], [problem], True, [], [])
+                    entry = _Entry(None, False, problem.message, [], [problem], True, [], [], True)
                 else:
                     key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
                     if before is not None and not before.racy and before.key == key:
                         entry = before  # the common case: nothing to do
+                    elif not stat.S_ISREG(st.st_mode):  # never opened (a FIFO would block)
+                        problem = _not_regular(path, st.st_mode, strict=self.strict)
+                        entry = _unread_entry(key, _NotRead(problem, unreadable=False))
                     else:
                         read += 1
                         racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_after
-                        raw = _read(path, st.st_size)
-                        if isinstance(raw, Diagnostic):
-                            entry = _Entry(None, False, raw.message, [], [raw], True, [], [])
+                        raw = _read(path, st.st_size, strict=self.strict)
+                        if isinstance(raw, _NotRead):
+                            entry = _unread_entry(key, raw)
                         else:
                             digest = hashlib.blake2b(raw, digest_size=16).digest()
                             if before is not None and before.content == digest:
@@ -1191,13 +1587,24 @@ class ManifestCache:
                     added.add(path)
                 elif entry.content != before.content:
                     modified.add(path)
-            if entry.failed:
+            if entry.skipped or entry.unreadable:
+                if entry.skipped:
+                    skipped.add(path)
+                else:
+                    unreadable.add(path)
+            found = entry.diagnostics
+            if entry.earliest_end is not None and now is not None and now >= entry.earliest_end:
+                found = sorted([*found, *_ended(entry, now, strict=self.strict)], key=_position)
+                ended = True
+            else:
+                ended = False
+            if entry.failed or (self.strict and ended):
                 failed.add(path)
-                diagnostics.extend(entry.diagnostics)
+                diagnostics.extend(found)
             else:
                 valid += entry.manifests
-                if entry.diagnostics:
-                    diagnostics.extend(entry.diagnostics)
+                if found:
+                    diagnostics.extend(found)
         removed = old.keys() - entries.keys()
         # the state changes only once every file has been looked at
         for before, entry in replaced:
@@ -1216,10 +1623,20 @@ class ManifestCache:
         if clashing:
             failed |= clashing
             valid = [m for m in valid if m.file not in clashing]
-        changed = frozenset(added | modified | removed)
-        result = LoadResult(valid, diagnostics, frozenset(failed), tuple(files), changed)
+        now_unreadable = frozenset(unreadable)
+        changed = frozenset(added | modified | removed) | (now_unreadable ^ self._unreadable)
+        self._unreadable = now_unreadable
+        read_files = [p for p in files if p not in skipped] if skipped else files
+        result = LoadResult(
+            valid,
+            diagnostics,
+            frozenset(failed),
+            tuple(read_files),
+            changed,
+            unreadable=now_unreadable,
+        )
         stats = LoadStats(
-            len(files),
+            len(read_files),
             frozenset(added),
             frozenset(modified),
             frozenset(removed),
@@ -1234,6 +1651,7 @@ class ManifestCache:
         from orchestrator.manifest.crosscheck import target_of
 
         loaded, found = _parse(path, raw, strict=self.strict)
+        last_ends = [(m, end) for m in loaded if (end := m.manifest.last_window_end()) is not None]
         return _Entry(
             key,
             racy,
@@ -1243,6 +1661,8 @@ class ManifestCache:
             any(d.severity == "error" for d in found),
             [m.manifest.name for m in loaded],
             [target_of(m) for m in loaded],
+            last_ends=last_ends,
+            earliest_end=min((end for _, end in last_ends), default=None),
         )
 
     def _count(self, entry: _Entry, delta: int) -> None:
@@ -1281,3 +1701,31 @@ def _recount(counts: dict[_K, int], shared: set[_K], keys: Sequence[_K], delta: 
             shared.add(key)
         else:
             shared.discard(key)
+
+
+def _position(d: Diagnostic) -> tuple[int, int]:
+    return d.line, d.column
+
+
+def _ended(entry: _Entry, now: datetime, *, strict: bool) -> list[Diagnostic]:
+    """A finding for each manifest of `entry` whose explicit windows have all ended by `now`.
+
+    Computed at every load (it depends on `now`), from the ends kept with the entry.
+    """
+    out = []
+    for m, end in entry.last_ends:
+        if end <= now:
+            line, column = m.position_of("schedule.windows")
+            when = end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            out.append(
+                Diagnostic(
+                    m.file,
+                    line,
+                    column,
+                    "schedule.windows",
+                    f"every window has ended: this manifest never records again "
+                    f"(the last ended at {when})",
+                    "error" if strict else "warning",
+                )
+            )
+    return out

@@ -1085,6 +1085,39 @@ class Manifest(_Section):
         """Paths of secrets written as literal values (a warning; an error under --strict)."""
         return [path for path, ref in self.secret_refs() if isinstance(ref, LiteralSecret)]
 
+    def ineffective_settings(self) -> list[tuple[Loc, str]]:
+        """Settings that can never do what they say with this schedule (warnings).
+
+        `startingDeadline` is about joining a finite window late; an always-on
+        recording has no window start (the planner ignores it there). `defer` waits
+        for the next window, which `always` never has.
+        """
+        if self.schedule.always is None:
+            return []
+        found: list[tuple[Loc, str]] = []
+        if self.starting_deadline is not None:
+            found.append(
+                (
+                    ("startingDeadline",),
+                    "ignored for `always`: an always-on recording has no window start to be "
+                    "late for",
+                )
+            )
+        if self.update_policy is UpdatePolicy.DEFER:
+            found.append(
+                (
+                    ("updatePolicy",),
+                    "with `always` there is no next window: changes that need a restart are "
+                    "never applied; use `updatePolicy: restart`",
+                )
+            )
+        return found
+
+    def last_window_end(self) -> datetime | None:
+        """The end of the last explicit window (None for cron and always schedules)."""
+        windows = self.schedule.windows
+        return max(w.end for w in windows) if windows else None
+
     def build_schedule(self) -> Schedule:
         from orchestrator import schedule as sched
 

@@ -7,14 +7,24 @@ failure; usage errors (no such path, no manifest file) exit 2; binary garbage
 and broken YAML never print a traceback; the clash check runs from `--at`;
 `schema` prints a JSON Schema; `show` prints the bodies with secrets as
 references and literals as ***, and fails like validate on invalid input.
+Hostile input ends in bounded time with a positioned error and no crash signal:
+100 KB nested 50,000 levels deep (flow and block), alias and merge-key bombs, a
+FIFO named x.yaml (a warning, never opened). What cannot be read (a subdirectory,
+the manifests directory itself) is an error, not an empty tree (modes enforced
+even as root, through `setpriv`). A duplicate key hides none of the file's other
+errors. `always` with `startingDeadline` or `updatePolicy: defer`, and explicit
+windows that have all ended by `--at`, are warnings (exit 0; 1 under --strict).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,19 +53,32 @@ class Run:
     stderr: str
 
 
-def orchestrator(*args: str | Path, cwd: Path = ROOT) -> Run:
+def orchestrator(
+    *args: str | Path, cwd: Path = ROOT, timeout: float = 120, prefix: tuple[str, ...] = ()
+) -> Run:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", *map(str, args)],
+        [*prefix, sys.executable, "-m", "orchestrator", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         cwd=cwd,
         env=env,
         check=False,
     )
     assert "Traceback" not in done.stderr, done.stderr
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def without_file_rights() -> tuple[str, ...]:
+    """A command prefix under which file modes apply to the process, even for root
+    (which otherwise reads anything); empty when not root."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: modes cannot be enforced")
+    return (setpriv, "--bounding-set=-dac_override,-dac_read_search")
 
 
 def test_the_examples_are_valid() -> None:
@@ -183,3 +206,128 @@ def test_show_masks_literals_and_fails_on_invalid(tmp_path: Path) -> None:
     broken = orchestrator("show", tmp_path)
     assert broken.code == 1
     assert "b.yaml:2:1: error: invalid YAML" in broken.stderr
+
+
+# --- hostile input: bounded time, a positioned error, no crash ----------------------
+
+DEEP = 50_000
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("a: " + "[" * DEEP + "]" * DEEP + "\n", ":1:67:"),  # flow
+        ("- " * DEEP + "x\n", ":1:129:"),  # block sequences, one line
+        ("? " * DEEP + "x\n", ":1:129:"),  # block mappings (explicit keys), one line
+        ("a: " + "{a: " * DEEP + "1" + "}" * DEEP + "\n", ":1:256:"),
+    ],
+    ids=["flow", "block-sequences", "block-mappings", "flow-mappings"],
+)
+def test_deep_nesting_is_a_positioned_error_not_a_crash(
+    tmp_path: Path, text: str, position: str
+) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text(text, encoding="utf-8")
+    started = time.monotonic()
+    run = orchestrator("validate", path, timeout=60)
+    assert run.code == 1, (
+        f"exit {run.code} ({signal.Signals(-run.code).name if run.code < 0 else ''})"
+    )
+    assert f"deep.yaml{position} error: nested more than 64 levels deep" in run.stdout
+    assert time.monotonic() - started < 30
+
+
+def test_an_alias_bomb_is_a_positioned_error(tmp_path: Path) -> None:
+    """Merge keys are flattened pair by pair: these 1.2 KB took minutes before."""
+    lines = ["b0: &b0 {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x, k9: x}"]
+    lines += [f"b{i}: &b{i} {{<<: [" + ", ".join([f"*b{i - 1}"] * 10) + "]}" for i in range(1, 10)]
+    (tmp_path / "bomb.yaml").write_text(
+        GOOD + "labels:\n" + "".join(f"  {line}\n" for line in lines), encoding="utf-8"
+    )
+    run = orchestrator("validate", tmp_path, timeout=60)
+    assert run.code == 1
+    # b4's list of aliases is the first node to stand for more than 100,000
+    assert ":15:16: error: aliases here expand to more than 100000 nodes" in run.stdout
+
+
+def test_a_fifo_is_a_warning_and_validate_returns(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD, encoding="utf-8")
+    os.mkfifo(tmp_path / "x.yaml")  # nobody ever writes to it: a read would block forever
+    run = orchestrator("validate", tmp_path, timeout=60)
+    assert run.code == 0
+    assert f"{tmp_path / 'x.yaml'}:1:1: warning: not a regular file (a FIFO)" in run.stdout
+    assert orchestrator("validate", "--strict", tmp_path / "x.yaml", timeout=60).code == 1
+
+
+# --- what cannot be read ---------------------------------------------------------------
+
+
+def test_an_unreadable_subdirectory_fails_validation(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD, encoding="utf-8")
+    team = tmp_path / "team"
+    team.mkdir()
+    (team / "b.yaml").write_text(GOOD.replace("standup", "b"), encoding="utf-8")
+    prefix = without_file_rights()
+    team.chmod(0)
+    try:
+        run = orchestrator("validate", tmp_path, prefix=prefix)
+        root = orchestrator("validate", team, prefix=prefix)
+        report = json.loads(
+            orchestrator("validate", "--format", "json", tmp_path, prefix=prefix).stdout
+        )
+    finally:
+        team.chmod(0o755)
+    assert report["unreadable"] == [str(team)] and report["failedFiles"] == [str(team)]
+    assert run.code == 1
+    assert f"{team}:1:1: error: cannot read the directory: Permission denied" in run.stdout
+    assert root.code == 1  # the manifests directory itself: an error, not "no manifest files"
+    assert f"{team}:1:1: error: cannot read the directory: Permission denied" in root.stdout
+
+
+# --- every error of every document ------------------------------------------------------
+
+
+def test_a_duplicate_key_hides_no_other_error(tmp_path: Path) -> None:
+    first = GOOD.replace("uid: 527841", "uid: 0").replace(
+        "  duration: 30m\n", "  duration: 30m\n  timezone: Mars/Olympus\n"
+    )
+    second = GOOD.replace("standup", "second").replace("mode: mix", "mode: both")
+    path = tmp_path / "a.yaml"
+    path.write_text(first + "---\n" + second + "layout: {type: spiral}\n", encoding="utf-8")
+    run = orchestrator("validate", path)
+    assert run.code == 1
+    lines = run.stdout.splitlines()
+    expected = ["4:6: error: uid:", "10:3: error: schedule.timezone:", "16:7: error: mode:"]
+    expected.append("21:16: error: layout.type:")
+    assert len(lines) == 5
+    assert all(line.startswith(f"{path}:{e}") for line, e in zip(lines, expected, strict=False))
+    assert "duplicate key 'timezone' (first at line 8, again at line 10)" in lines[1]
+    assert lines[-1] == "invalid: 1 file(s), 0 valid manifest(s), 4 error(s), 0 warning(s)"
+
+
+# --- settings that can never do what they say ---------------------------------------------
+
+
+def test_always_with_deadline_or_defer_and_ended_windows_are_warnings(tmp_path: Path) -> None:
+    schedule = 'schedule:\n  cron: "0 9 * * 1-5"\n  timezone: UTC\n  duration: 30m\n'
+    lobby = GOOD.replace(schedule, "schedule: always\n") + "startingDeadline: 5m\n"
+    (tmp_path / "lobby.yaml").write_text(lobby + "updatePolicy: defer\n", encoding="utf-8")
+    once = GOOD.replace("standup", "once").replace("room-1", "room-2")
+    window = "{start: '2026-03-02T09:00:00Z', end: '2026-03-02T10:00:00Z'}"
+    once = once.replace(schedule, f"schedule:\n  windows:\n    - {window}\n")
+    (tmp_path / "once.yaml").write_text(once, encoding="utf-8")
+    run = orchestrator("validate", "--at", "2026-04-01T00:00:00+00:00", tmp_path)
+    assert run.code == 0, run.stdout
+    assert run.stdout.splitlines() == [
+        f"{tmp_path / 'lobby.yaml'}:7:1: warning: startingDeadline: ignored for `always`: an "
+        "always-on recording has no window start to be late for",
+        f"{tmp_path / 'lobby.yaml'}:8:1: warning: updatePolicy: with `always` there is no next "
+        "window: changes that need a restart are never applied; use `updatePolicy: restart`",
+        f"{tmp_path / 'once.yaml'}:7:3: warning: schedule.windows: every window has ended: this "
+        "manifest never records again (the last ended at 2026-03-02T10:00:00Z)",
+        "valid: 2 file(s), 2 valid manifest(s), 0 error(s), 3 warning(s)",
+    ]
+    early = orchestrator("validate", "--at", "2026-03-01T00:00:00+00:00", tmp_path / "once.yaml")
+    assert early.code == 0 and ": warning:" not in early.stdout
+    strict = orchestrator("validate", "--strict", "--at", "2026-04-01T00:00:00+00:00", tmp_path)
+    assert strict.code == 1

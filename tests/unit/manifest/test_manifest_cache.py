@@ -361,19 +361,43 @@ def test_a_clash_found_ahead_is_reported_when_the_horizon_reaches_it() -> None:
 # --- discovery ------------------------------------------------------------------------
 
 
-def _reference_discover(root: str) -> list[str]:
-    """The `os.walk` discovery that `discover` replaced, for one directory."""
+def _reference_discover(root: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """`discover`'s rules for one directory, written plainly on `os.walk`: symlinks
+    followed; a directory above itself (a symlink loop) warned about and not entered;
+    one reached a second time not walked again; a non-manifest symlink leading
+    nowhere reported; each file once, at its first path."""
     files: list[str] = []
+    problems: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for directory, dirs, entries in os.walk(root):
+    walked: set[tuple[int, int]] = set()
+
+    def ident(path: str) -> tuple[int, int]:
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+
+    for directory, dirs, entries in os.walk(root, followlinks=True):
+        here = ident(directory)
+        parents = {ident(str(p)) for p in Path(directory).parents if str(p).startswith(root)}
+        if here in parents:
+            problems.append((directory, "warning"))
+            dirs[:] = []
+            continue
+        if here in walked:
+            dirs[:] = []
+            continue
+        walked.add(here)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(entries):
-            if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
-                path = os.path.join(directory, name)
+            path = os.path.join(directory, name)
+            if name.startswith("."):
+                continue
+            if name.endswith(YAML_SUFFIXES):
                 if os.path.realpath(path) not in seen:
                     seen.add(os.path.realpath(path))
                     files.append(path)
-    return files
+            elif os.path.islink(path) and not os.path.exists(path):
+                problems.append((path, "error"))
+    return files, problems
 
 
 def test_discover_matches_os_walk(tmp_path: Path) -> None:
@@ -382,23 +406,40 @@ def test_discover_matches_os_walk(tmp_path: Path) -> None:
         write(root / name, doc("x"))
     write(root / ".git" / "e.yaml", doc("x"))
     write(tmp_path / "outside" / "o.yaml", doc("x"))
-    (root / "linked-dir").symlink_to(tmp_path / "outside")  # not followed
+    (root / "linked-dir").symlink_to(tmp_path / "outside")  # followed
+    (root / "sub" / "again").symlink_to(tmp_path / "outside")  # reached before: not walked again
+    (root / "sub" / "deeper" / "up").symlink_to(root / "sub")  # a loop: a warning
     (root / "alias.yaml").symlink_to(root / "sub" / "c.yaml")  # read once, at its first path
-    (root / "dangling.yaml").symlink_to(root / "nowhere")
+    (root / "dangling.yaml").symlink_to(root / "nowhere")  # the loader reports it
+    (root / "team").symlink_to(root / "unmounted")  # a directory that is not there: an error
     (root / "dir.yaml").mkdir()  # a directory named like a manifest
     write(root / "dir.yaml" / "f.yaml", doc("x"))
     files, problems = discover([str(root)])
-    assert problems == [] and files == _reference_discover(str(root))
+    expected_files, expected_problems = _reference_discover(str(root))
+    assert files == expected_files
+    assert [(p.file, p.severity) for p in problems] == expected_problems
     assert [os.path.relpath(f, root) for f in files] == [
         "a.yml",
         "alias.yaml",
         "b.yaml",
         "dangling.yaml",
         "dir.yaml/f.yaml",
+        "linked-dir/o.yaml",
         "sub/deeper/d.yaml",
     ]
+    assert [(os.path.relpath(p.file, root), p.message) for p in problems] == [
+        ("team", "cannot read the symlink's target: No such file or directory"),
+        (
+            "sub/deeper/up",
+            f"symlink loop: this is {root / 'sub'}, which contains it; not entered again",
+        ),
+    ]
     both, _ = discover([str(root / "sub"), str(root), str(root) + "/"])
-    assert both[:2] == [str(root / "sub" / "c.yaml"), str(root / "sub" / "deeper" / "d.yaml")]
+    assert [os.path.relpath(f, root) for f in both[:3]] == [
+        "sub/c.yaml",
+        "sub/again/o.yaml",  # first reached from sub: read at that path only
+        "sub/deeper/d.yaml",
+    ]
     assert len(both) == len(files)
 
 
@@ -458,3 +499,17 @@ def test_a_hinted_reload_looks_only_at_the_reported_files(tmp_path: Path) -> Non
     full = cache.load(now=NOW, hint={new})
     assert full.changed == {new, paths[5]}
     assert full == load_manifests([tmp_path], now=NOW)
+
+
+def test_ended_windows_follow_now_without_a_parse(tmp_path: Path) -> None:
+    """Whether every window has ended depends on `now`: a reload tells, parsing nothing."""
+    path = write(tmp_path / "w.yaml", doc("once", schedule=3))  # 2026-03-20, 10:00-12:00Z
+    cache = ManifestCache([tmp_path], freeze=False)
+    assert cache.load(now=NOW).diagnostics == []
+    later = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+    result = cache.load(now=later)
+    assert cache.last is not None and cache.last.parsed == 0
+    assert [(d.file, d.field, d.severity) for d in result.diagnostics] == [
+        (path, "schedule.windows", "warning")
+    ]
+    assert result == load_manifests([tmp_path], now=later)

@@ -6,7 +6,9 @@ Covers: duplicate names reported at both positions (also within one file),
 same (app, channel, uid) searched from `now` (cron vs cron, cron vs windows,
 always vs anything, suspended manifests still count), no clash when schedules,
 channel, app or uid differ or the clash lies beyond the horizon, and no clash
-search without `now`.
+search without `now`. The group sweep gives, pair by pair, the instants the chunked
+pairwise search it replaced gave (hypothesis, cron with DST, explicit windows,
+always), with each schedule expanded once per check.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from orchestrator.manifest.crosscheck import cross_check, first_overlap
-from orchestrator.manifest.loader import load_manifests
-from orchestrator.schedule import always_schedule, windows_schedule
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
+
+from orchestrator.manifest.crosscheck import OverlapMemo, cross_check, first_overlap
+from orchestrator.manifest.loader import LoadedManifest, load_manifests
+from orchestrator.manifest.model import Manifest
+from orchestrator.schedule import Schedule, always_schedule, windows_schedule
 
 NOW = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
 
@@ -160,3 +168,114 @@ def test_first_overlap_directly() -> None:
     assert first_overlap(a, b, NOW + timedelta(hours=4)) is None
     assert first_overlap(always_schedule(), b, NOW, timedelta(hours=1)) is None
     assert cross_check([], now=NOW) == []
+
+
+# --- the group sweep against the pairwise search it replaced ---------------------------
+
+
+def _chunked_first_overlap(
+    a: Schedule, b: Schedule, start: datetime, horizon: timedelta
+) -> datetime | None:
+    """The search `first_overlap` did before: both schedules expanded again, in 31-day
+    chunks, for every pair."""
+    end, t, chunk = start + horizon, start, timedelta(days=31)
+    while t < end:
+        u = min(t + chunk, end)
+        wa, wb = a.windows_between(t, u), b.windows_between(t, u)
+        i = j = 0
+        while i < len(wa) and j < len(wb):
+            low = max(wa[i].start, wb[j].start, t)
+            high = min(wa[i].end, wb[j].end)
+            if low < high and low < u:
+                return low
+            if wa[i].end <= wb[j].end:
+                i += 1
+            else:
+                j += 1
+        t = u
+    return None
+
+
+SCHEDULES = [
+    '  cron: "0 9 * * MON"\n  timezone: Europe/Berlin\n  duration: 45m\n',
+    '  cron: "30 9 * * MON"\n  timezone: Europe/Berlin\n  duration: 45m\n',
+    '  cron: "30 7 * * MON"\n  timezone: UTC\n  duration: 45m\n',  # meets Berlin in summer
+    '  cron: "30 2 * * SUN"\n  timezone: Europe/Berlin\n  duration: 1h\n',  # DST nights
+    '  cron: "0 0 29 2 *"\n  timezone: UTC\n  duration: 1d\n',
+    '  cron: "0 7-9 * * *"\n  timezone: Europe/Berlin\n  duration: 30m\n',
+    '  cron: "15 8 * * *"\n  timezone: UTC\n  duration: 30m\n',
+    "  windows:\n    - start: 2026-03-30T07:00:00Z\n      end: 2026-03-30T07:30:00Z\n",
+    "  windows:\n    - start: 2026-10-25T00:00:00Z\n      end: 2026-11-03T00:00:00Z\n",
+    "  always: true\n",
+]
+
+
+def loaded(index: int, schedule: str) -> LoadedManifest:
+    text = f"name: m{index}\napp: main\nchannel: room\nuid: 1\nmode: mix\nschedule:\n{schedule}"
+    return LoadedManifest(
+        Manifest.model_validate(YAML(typ="safe").load(text)), f"m{index}.yaml", 1, 1
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, len(SCHEDULES) - 1), min_size=2, max_size=6),
+    hours=st.integers(0, 24 * 300),
+    horizon_days=st.sampled_from([1, 45, 366]),
+)
+def test_the_sweep_finds_what_the_pairwise_search_found(
+    picks: list[int], hours: int, horizon_days: int
+) -> None:
+    group = [loaded(i, SCHEDULES[p]) for i, p in enumerate(picks)]
+    now, horizon = NOW + timedelta(hours=hours), timedelta(days=horizon_days)
+    expected = []
+    for i, a in enumerate(group):
+        for b in group[i + 1 :]:
+            sa, sb = a.manifest.build_schedule(), b.manifest.build_schedule()
+            clash = _chunked_first_overlap(sa, sb, now, horizon)
+            assert first_overlap(sa, sb, now, horizon) == clash
+            if clash is not None:
+                when = clash.strftime("%Y-%m-%dT%H:%M:%SZ")
+                expected += [(a.file, b.manifest.name, when), (b.file, a.manifest.name, when)]
+    found = [
+        (d.file, d.message.split("'")[3], d.message.split("first at ")[1].split(";")[0])
+        for d in cross_check(group, now=now, horizon=horizon)
+    ]
+    assert found == expected
+
+
+def test_each_schedule_is_expanded_once_per_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forty weekly classes in one room: forty expansions, not two per pair (1,560)."""
+    group = [
+        loaded(
+            i, f'  cron: "{i % 4 * 15} {8 + i // 4} * * MON"\n  timezone: UTC\n  duration: 10m\n'
+        )
+        for i in range(40)
+    ]
+    calls: list[int] = []
+    for m in group:  # count the expansions of each manifest's own schedule object
+        schedule = m.manifest.build_schedule()
+        real = schedule.windows_between
+
+        def counting(a: datetime, b: datetime, real: object = real) -> object:
+            calls.append(1)
+            return real(a, b)  # type: ignore[operator]
+
+        monkeypatch.setattr(schedule, "windows_between", counting, raising=False)
+    assert cross_check(group, now=NOW) == []
+    assert len(calls) == 40
+
+
+def test_a_kept_memo_extends_windows_by_the_time_passed() -> None:
+    """A month later the daemon's memo expands each schedule by a month, not a year."""
+    group = [
+        loaded(i, f'  cron: "0 {9 + 2 * i} * * MON"\n  timezone: Europe/Berlin\n  duration: 1h\n')
+        for i in (0, 1)
+    ]
+    memo = OverlapMemo()
+    assert cross_check(group, now=NOW, memo=memo) == []
+    later = NOW + timedelta(days=40)  # past what was expanded ahead (31 days)
+    assert cross_check(group, now=later, memo=memo) == cross_check(group, now=later)
+    expansions = list(memo._expansions.values())
+    assert len(expansions) == 2
+    assert all(e.start == later and e.end == later + timedelta(days=366 + 31) for e in expansions)

@@ -1,13 +1,18 @@
 """Loading manifests from real files: positions, every error, never a traceback.
 
 Covers: discovery (directories recursively, *.yaml/*.yml only, hidden skipped,
-duplicates once, missing paths), 1-based line/column of each error on its field
-(value, key, nearest parent for a missing key, list items), several errors in
-one document and in several documents, unknown keys with "did you mean",
-broken YAML, duplicate keys (never echoing values), tabs, empty files and
-documents, non-mapping documents, binary garbage, non-UTF-8, huge files,
-unsupported tags, literal secrets (warning; error under strict), and that
-valid documents of a failed file are left out of the result.
+duplicates once, missing paths, a tree deeper than the recursion limit), 1-based
+line/column of each error on its field (value, key, nearest parent for a missing
+key, list items), several errors in one document and in several documents,
+unknown keys with "did you mean", broken YAML, duplicate keys (both lines, never
+echoing values, hiding no other error of any document, also in mappings ruamel
+builds), a document that cannot be built hiding no other document, tabs, empty
+files and documents, non-mapping documents, binary garbage, non-UTF-8, huge
+files, nesting deeper than 64 levels (where the limit is crossed, flow and
+block), alias and merge-key bombs, unsupported tags, literal secrets (warning;
+error under strict), settings that can never apply with `always` and explicit
+windows that have all ended (warnings; errors under strict), and that valid
+documents of a failed file are left out of the result.
 """
 
 from __future__ import annotations
@@ -129,7 +134,6 @@ def test_every_document_is_checked(tmp_path: Path) -> None:
     [
         ("name: [a\n", 2, 1, "invalid YAML"),
         ("name: a\n\tapp: b\n", 2, 1, "invalid YAML"),
-        ("name: a\nname: b\n", 2, 1, "duplicate key 'name' (first at line 1)"),
         ("a: !!python/object:os.system x\n", 1, 4, "unsupported YAML tag"),
         ("key: 'unterminated\n", 2, 1, "invalid YAML"),
         ("- 1\n- 2\n", 1, 1, "not a list"),
@@ -152,10 +156,50 @@ def test_bad_yaml_is_a_positioned_error(
 
 
 def test_duplicate_key_never_echoes_values(tmp_path: Path) -> None:
-    text = GOOD + "token: hunter2-first\ntoken: hunter2-second\n"
+    text = GOOD + "token: {env: FIRST}\ntoken: hunter2-second\n"
     _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
-    assert len(diagnostics) == 1
+    assert [(d.line, d.column, d.field) for d in diagnostics] == [(11, 1, "token")]
     assert "hunter2" not in diagnostics[0].message
+
+
+def test_a_duplicate_key_hides_no_other_error(tmp_path: Path) -> None:
+    """Both lines of the duplicate, and every other error of every document."""
+    first = GOOD.replace("uid: 527841", "uid: 0").replace(
+        "  duration: 30m\n", "  duration: 30m\n  timezone: Mars/Olympus\n"
+    )
+    second = GOOD.replace("standup", "second").replace("mode: mix", "mode: both")
+    path = write(tmp_path, "a.yaml", first + "---\n" + second + "layout: {type: spiral}\n")
+    loaded, diagnostics = load_file(path)
+    assert loaded == []
+    assert [(d.line, d.column, d.field) for d in diagnostics] == [
+        (4, 6, "uid"),
+        (10, 3, "schedule.timezone"),
+        (16, 7, "mode"),
+        (21, 16, "layout.type"),
+    ]
+    assert diagnostics[1].message == (
+        "duplicate key 'timezone' (first at line 8, again at line 10); keep only one"
+    )
+    # the first value is the one kept and checked
+    assert "Mars" not in diagnostics[1].message
+    assert not load_manifests([path]).ok
+
+
+def test_a_duplicate_key_in_a_mapping_ruamel_builds(tmp_path: Path) -> None:
+    """Keys that are not text (here an integer) send the mapping to ruamel's constructor,
+    which raises on a duplicate; the loader finds it first, with both positions."""
+    text = GOOD + "labels:\n  1: a\n  x: b\n  1: c\n"
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    duplicate = next(d for d in diagnostics if "duplicate" in d.message)
+    assert (duplicate.line, duplicate.column, duplicate.field) == (13, 3, "labels.1")
+    assert "(first at line 11, again at line 13)" in duplicate.message
+
+
+def test_a_document_that_cannot_be_built_hides_no_other_document(tmp_path: Path) -> None:
+    text = "a: !!python/object:os.system x\n---\n" + GOOD.replace("uid: 527841", "uid: 0")
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    assert [(d.line, d.column, d.field) for d in diagnostics] == [(1, 4, ""), (6, 6, "uid")]
+    assert "unsupported YAML tag" in diagnostics[0].message
 
 
 def test_a_syntax_error_after_a_good_document_keeps_both_findings(tmp_path: Path) -> None:
@@ -191,24 +235,51 @@ def test_huge_files_are_refused_without_reading_them_whole(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "line", "column"),
     [
-        "a: " + "[" * 3000 + "]" * 3000 + "\n",
-        GOOD + "labels: " + "{a: " * 100 + "1" + "}" * 100 + "\n",
+        # the mapping is level 1; the 64th '[' (column 3 + 63, 0-based) is level 65
+        ("a: " + "[" * 3000 + "]" * 3000 + "\n", 1, 67),
+        # labels is level 1 under the top mapping; each '{a: ' is four characters
+        (GOOD + "labels: " + "{a: " * 100 + "1" + "}" * 100 + "\n", 10, 9 + 63 * 4),
+        # sequences in block form, on one line or indented one column each
+        ("- " * 3000 + "x\n", 1, 129),
+        ("".join(" " * i + "-\n" for i in range(100)), 65, 65),
     ],
 )
-def test_deep_nesting_is_one_error_not_a_crash(tmp_path: Path, text: str) -> None:
+def test_deep_nesting_is_one_error_where_the_limit_is_crossed(
+    tmp_path: Path, text: str, line: int, column: int
+) -> None:
     _, diagnostics = load_file(write(tmp_path, "deep.yaml", text))
-    assert [(d.line, d.column, d.severity) for d in diagnostics] == [(1, 1, "error")]
-    assert "nested more than 64 levels" in diagnostics[0].message
+    assert [(d.line, d.column, d.severity) for d in diagnostics] == [(line, column, "error")]
+    assert diagnostics[0].message == "nested more than 64 levels deep: not a manifest"
 
 
-def test_alias_bombs_stay_cheap(tmp_path: Path) -> None:
+def test_alias_bombs_are_one_error(tmp_path: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
     text = GOOD + "labels:\n" + "\n".join("  " + line for line in lines) + "\n"
     _, diagnostics = load_file(write(tmp_path, "bomb.yaml", text))
-    assert diagnostics and all(d.field.startswith("labels.") for d in diagnostics)
+    # a4 is the first to stand for more than 100,000 nodes (1 + 10 * 11,111)
+    assert [(d.line, d.column, d.field) for d in diagnostics] == [(15, 7, "")]
+    assert diagnostics[0].message == (
+        "aliases here expand to more than 100000 nodes (an alias bomb?): not a manifest"
+    )
+
+
+def test_merge_key_bombs_are_one_error(tmp_path: Path) -> None:
+    """Merge keys are flattened pair by pair: seven levels of ten took minutes."""
+    lines = ["b0: &b0 {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x, k9: x}"]
+    lines += [f"b{i}: &b{i} {{<<: [" + ", ".join([f"*b{i - 1}"] * 10) + "]}" for i in range(1, 8)]
+    text = GOOD + "x:\n" + "\n".join("  " + line for line in lines) + "\n"
+    _, diagnostics = load_file(write(tmp_path, "bomb.yaml", text))
+    assert [(d.line, d.field) for d in diagnostics] == [(15, "")]
+    assert "alias bomb" in diagnostics[0].message
+
+
+def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    text = GOOD.replace("name: standup", "name: &n standup") + "labels: {a: *n, b: *n}\n"
+    loaded, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    assert diagnostics == [] and loaded[0].manifest.labels == {"a": "standup", "b": "standup"}
 
 
 def test_empty_document_between_manifests_is_a_warning(tmp_path: Path) -> None:
@@ -245,7 +316,7 @@ def test_discovery(tmp_path: Path) -> None:
     names = [Path(f).relative_to(tmp_path).as_posix() for f in files]
     assert names == ["b.yaml", "a/c.yml", "x.conf"]
     assert [(p.file, p.message) for p in problems] == [
-        (str(tmp_path / "nope"), "no such file or directory")
+        (str(tmp_path / "nope"), "cannot read this path: No such file or directory")
     ]
 
 
@@ -318,3 +389,86 @@ def test_wrong_values_and_wrong_sections_are_reported_together(tmp_path: Path) -
     ]
     assert "only allowed in individual mode" in diagnostics[1].message
     assert "not allowed with snapshots" in diagnostics[2].message
+
+
+ALWAYS = GOOD.replace(
+    'schedule:\n  cron: "0 9 * * 1-5"\n  timezone: UTC\n  duration: 30m\n', "schedule: always\n"
+)
+
+
+def test_settings_that_can_never_apply_with_always_are_warnings(tmp_path: Path) -> None:
+    text = ALWAYS + "startingDeadline: 10m\nupdatePolicy: defer\n"
+    path = write(tmp_path, "a.yaml", text)
+    loaded, diagnostics = load_file(path)
+    assert len(loaded) == 1
+    assert [(d.line, d.column, d.field, d.severity, d.message) for d in diagnostics] == [
+        (
+            7,
+            1,
+            "startingDeadline",
+            "warning",
+            "ignored for `always`: an always-on recording has no window start to be late for",
+        ),
+        (
+            8,
+            1,
+            "updatePolicy",
+            "warning",
+            "with `always` there is no next window: changes that need a restart are never "
+            "applied; use `updatePolicy: restart`",
+        ),
+    ]
+    assert load_manifests([path]).ok
+    assert not load_manifests([path], strict=True).ok
+    # with a window to start, both mean what they say
+    fine = GOOD + "startingDeadline: 10m\nupdatePolicy: defer\n"
+    assert load_file(write(tmp_path, "b.yaml", fine))[1] == []
+
+
+WINDOWS = GOOD.replace(
+    'schedule:\n  cron: "0 9 * * 1-5"\n  timezone: UTC\n  duration: 30m\n',
+    "schedule:\n"
+    "  windows:\n"
+    "    - {start: '2026-03-02T09:00:00Z', end: '2026-03-02T10:00:00Z'}\n"
+    "    - {start: '2026-03-09T09:00:00+01:00', end: '2026-03-09T10:00:00+01:00'}\n",
+)
+
+
+def test_windows_that_have_all_ended_are_a_warning(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    path = write(tmp_path, "a.yaml", WINDOWS)
+    before = datetime(2026, 3, 9, 8, 59, tzinfo=UTC)  # inside nothing, one window to come
+    ended = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)  # the last window's end (10:00+01:00)
+    assert load_manifests([path], now=before).diagnostics == []
+    assert load_manifests([path]).diagnostics == []  # without `now` nothing has ended
+    result = load_manifests([path], now=ended)
+    assert result.ok and len(result.manifests) == 1
+    assert [(d.line, d.column, d.field, d.severity, d.message) for d in result.diagnostics] == [
+        (
+            7,
+            3,
+            "schedule.windows",
+            "warning",
+            "every window has ended: this manifest never records again "
+            "(the last ended at 2026-03-09T09:00:00Z)",
+        )
+    ]
+    strict = load_manifests([path], now=ended, strict=True)
+    assert strict.failed_files == {path} and strict.manifests == []
+
+
+def test_discovery_of_a_very_deep_tree(tmp_path: Path) -> None:
+    """Deeper than the recursion limit: the walk keeps its own stack."""
+    import sys
+
+    deepest = tmp_path.joinpath(*["d"] * 300)
+    deepest.mkdir(parents=True)
+    path = write(deepest, "a.yaml", GOOD)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)
+    try:
+        found = discover([tmp_path])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert found == ([path], [])

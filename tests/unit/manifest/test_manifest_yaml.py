@@ -3,7 +3,7 @@
 The loader builds plain maps, lists and strings itself and leaves every other
 node to ruamel's SafeConstructor (see `loader._construct`). Covers: scalars of
 every core type and spelling, explicit tags, anchors and aliases (shared
-objects), merge keys, duplicate keys (the same error), several documents, and
+objects), merge keys, duplicate keys (kept once, reported), several documents, and
 random values dumped in block and flow style (hypothesis).
 """
 
@@ -76,9 +76,17 @@ def test_aliases_share_one_object() -> None:
     assert data["c"] is data["d"]
 
 
-def test_duplicate_keys_raise_ruamels_error() -> None:
+def test_duplicate_keys_keep_the_first_and_are_reported() -> None:
+    """ruamel raises on a duplicate key (hiding every other finding of the file); the
+    fast path keeps the first value and reports both positions."""
+    text = "a: 1\nb:\n  c: 1\n  c: 2\n"
     with pytest.raises(DuplicateKeyError):
-        fast("a: 1\nb:\n  c: 1\n  c: 2\n")
+        reference(text)
+    (doc,) = _fast_documents(text)
+    assert doc.data == {"a": 1, "b": {"c": 1}}
+    assert [(d.loc, d.key, d.first, d.again) for d in doc.duplicates] == [
+        (("b", "c"), "c", (3, 3), (4, 3))
+    ]
 
 
 values = st.recursive(
