@@ -98,6 +98,8 @@ class Daemon:
         # Per manifest name: its recording and its next window boundary after now.
         self._boundaries: dict[str, tuple[DesiredRecording, datetime | None]] = {}
         self._backoff_until: datetime | None = None
+        # The instant the last finished pass planned for: boundaries up to it are done.
+        self._planned_at: datetime | None = None
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -228,6 +230,7 @@ class Daemon:
         trigger = next((t for t in _TRIGGER_ORDER if t in triggers), sorted(triggers)[0])
         started = time.monotonic()
         now = self._now()
+        self._planned_at = now  # also when the pass fails: its retry is the next resync
         try:
             if await self._rt.store.restore_if_removed():
                 log.error(
@@ -416,15 +419,24 @@ class Daemon:
             old[d.name] = (d, d.schedule.next_boundary(now))
 
     def next_wake(self) -> datetime | None:
-        """The next window boundary of any manifest, or the next backoff expiry."""
+        """The next window boundary of any manifest, or the next backoff expiry.
+
+        A boundary that fell after the instant the last pass planned for (while that
+        pass was still running, or a reload was) has not been acted on: the answer is
+        then "now", so it is handled right away instead of at the next boundary."""
         now = self._now()
         soonest: datetime | None = None
+        planned = self._planned_at
+        missed = False
         for name, (d, at) in self._boundaries.items():
             if at is not None and at <= now:
+                missed = missed or planned is None or at > planned
                 at = d.schedule.next_boundary(now)
                 self._boundaries[name] = (d, at)
             if at is not None and (soonest is None or at < soonest):
                 soonest = at
+        if missed:
+            return now
         if self._backoff_until is not None and (soonest is None or self._backoff_until < soonest):
             soonest = self._backoff_until
         return soonest
