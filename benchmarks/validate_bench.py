@@ -74,6 +74,10 @@ def manifest(i: int) -> str:
         f"labels: {{team: t{i % 7}, tier: gold}}\n"
     ) + _schedule(i)
     variant = i % 5
+    # what `always` cannot honour (validate warns about it) only with a window schedule
+    always = i % 4 == 2
+    deadline = "" if always else "startingDeadline: 5m\n"
+    policy = "" if always else "updatePolicy: defer\n"
     if variant == 0:  # mix, custom layout, S3-like storage
         regions = "".join(
             f"    - {{uid: {1000 + r}, x: {r * 0.25}, y: 0.0, width: 0.25, height: 0.5, "
@@ -81,7 +85,7 @@ def manifest(i: int) -> str:
             for r in range(4)
         )
         body = (
-            "mode: mix\nstartingDeadline: 5m\ntoken: {env: AGORA_TOKEN}\n"
+            f"mode: mix\n{deadline}token: {{env: AGORA_TOKEN}}\n"
             "recording:\n  channelType: live\n  streams: audio+video\n  audioProfile: 1\n"
             "  maxIdleTime: 2m\n  subscribe:\n    audio: [1000, 1001, 1002, 1003]\n"
             "    video: [1000, 1001, 1002, 1003]\n"
@@ -91,7 +95,7 @@ def manifest(i: int) -> str:
         )
     elif variant == 1:  # individual with subscribe lists
         body = (
-            "mode: individual\nupdatePolicy: defer\nrecording:\n  streams: audio+video\n"
+            f"mode: individual\n{policy}recording:\n  streams: audio+video\n"
             "  decryption: {mode: aes-128-xts, secret: {file: /etc/keys/channel.key}}\n"
             f"  subscribe:\n    audio: [{i % 50 + 1}, {i % 50 + 2}, {i % 50 + 3}]\n"
             f"    video: [{i % 50 + 1}, {i % 50 + 2}]\n"

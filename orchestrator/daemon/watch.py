@@ -22,8 +22,8 @@ and looked at again every `recheck` seconds, and SIGHUP still reloads. A failing
 callback is logged (`watch.callback_failed`) and watching goes on.
 
 Limits, by design:
-- Symlinked subdirectories: watchfiles follows them, `discover` does not (their
-  manifests are not loaded). A change there costs a reload that finds nothing new.
+- Symlinked subdirectories: watchfiles follows them, and so does `discover` (with
+  loop protection), so their manifests are loaded and their changes reloaded.
 - A symlinked manifest file is loaded, but an edit of its target outside the
   tree is not seen until the next reload.
 - When the watched directory itself is replaced (removed and created again, or a
