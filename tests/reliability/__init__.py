@@ -1,0 +1,1 @@
+"""The reliability suite ("a bad day loses nothing"): see docs/reliability.md."""

@@ -1,0 +1,93 @@
+"""Scenario 1, crashes: SIGKILL the daemon at random moments, restart it at once.
+
+40 recordings (4 always on, 36 with one explicit window of 20-60 s opening over
+the first two minutes, a few already open at start-up) on 4 App IDs, every channel
+holding a broadcaster so nothing idles out. Once the first daemon is READY, 30
+times: wait 1-4 s (seeded), SIGKILL, start a new daemon at once (without waiting
+for READY, so kills also land in start-up passes). Then it runs undisturbed until
+every window has closed, and a SIGTERM must end it with 0. The invariants
+(tests/reliability/invariants.py) must hold, with zero duplicates and zero 53s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from tests.reliability.conftest import Scale
+from tests.reliability.invariants import FOREVER, assert_invariants, check, quantiles, union
+from tests.reliability.rig import LISTENER_UID, Rig, event_time, workload, write_workload
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+SEED = 20261127
+
+
+async def test_sigkill_storm_loses_and_duplicates_nothing(
+    rig: Rig, scale: Scale, figures: dict[str, object]
+) -> None:
+    rng = random.Random(SEED)
+    await rig.start_emulator(apps=4 * scale.manifests, seed=SEED)
+    rig.write_config(resync="5s", backoff=("1s", "5s"))
+    t0 = time.time()
+    planned = workload(
+        rig,
+        rng,
+        40 * scale.manifests,
+        prefix="crash",
+        t0=t0,
+        first_open=(-8.0, 120.0 * scale.duration),
+        length=(20.0, 60.0),
+    )
+    write_workload(rig, planned)
+    desired = [p.desired for p in planned]
+    for d in desired:
+        await rig.set_users(d.app_id, d.channel, [LISTENER_UID])
+
+    first = await rig.start_daemon()
+    assert first.ready_at is not None
+    kills: list[float] = []
+    killed_before_ready = 0
+    for _ in range(30 * scale.kills):
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        if not rig.daemon.log.named("daemon.ready"):
+            killed_before_ready += 1
+        assert rig.daemon.alive, "the daemon died by itself:\n" + rig.tail(rig.daemon)
+        await rig.kill_daemon()
+        kills.append(time.time())
+        await rig.start_daemon(ready=False)
+    await rig.wait_ready(rig.daemon)
+
+    last_end = max(w[1] for d in desired for w in d.windows if w[1] != FOREVER)
+    deadline = max(last_end, time.time()) + 8.0
+    while time.time() < deadline:  # bounded: the last window ends within a few minutes
+        assert rig.daemon.alive, "the daemon died by itself:\n" + rig.tail(rig.daemon)
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.time())))
+    assert await rig.stop_daemon() == 0
+
+    evidence = await rig.evidence(desired, first_ready=first.ready_at, kills=kills)
+    report = check(evidence)
+    figures.update(report.figures())
+    figures.update(
+        kills=len(kills),
+        killed_before_ready=killed_before_ready,
+        incarnations=len(rig.daemons),
+        chaos_seconds=round(kills[-1] - first.ready_at, 1),
+        downtime_seconds=round(sum(b - a for a, b in union(evidence.downtime)), 1),
+        run_seconds=round(evidence.observed_until - t0, 1),
+        pass_failed=len(rig.named("reconcile.pass_failed")),
+        resumed=sum(1 for e in rig.named("reconcile.action") if e.get("action") == "resume"),
+        launch_to_ready_s=quantiles(
+            [
+                event_time(d.log.named("daemon.ready")[0]) - d.launched
+                for d in rig.daemons
+                if d.log.named("daemon.ready")
+            ]
+        ),
+    )
+    assert report.answers.get("code53", 0) == 0, "a start met 53: a duplicate was attempted"
+    assert report.duplicates == 0
+    assert_invariants(report, rig.passes(), figures)
