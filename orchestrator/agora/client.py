@@ -229,11 +229,16 @@ class RetryPolicy:
 
     After failed attempt n the client waits uniform(0, min(max_delay, base_delay * 2**(n-1))).
     `sleep` and `random` are injectable so tests can observe the delays without waiting.
+
+    The defaults retry soon (0.1 s, 0.2 s, ... at most 3.1 s of sleeps over six
+    attempts): a window's start or stop is late by whatever its retries sleep, and
+    the per-App-ID rate limiter, not the backoff, keeps the load within what Agora
+    allows, so an early retry never adds up to hammering.
     """
 
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
+    max_attempts: int = 6
+    base_delay: float = 0.1
+    max_delay: float = 4.0
     sleep: Sleep = field(default=asyncio.sleep, compare=False)
     random: Callable[[], float] = field(default=random.random, compare=False)
 
@@ -351,7 +356,7 @@ class AgoraClient:
     ambiguous `RetryableError` (the request may have arrived), so it is retried with
     the same resource ID and sid; its rate-limit slot is stamped when it is abandoned.
     So one call takes at most `retry.max_attempts` x `deadline` plus the backoff
-    sleeps between attempts (defaults: 5 x 30 s + at most 7.5 s = 157.5 s), plus the
+    sleeps between attempts (defaults: 6 x 30 s + at most 3.1 s = 183.1 s), plus the
     time spent waiting for rate-limit slots, which no deadline covers.
     """
 

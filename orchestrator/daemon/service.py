@@ -3,13 +3,18 @@
 It owns the process's event loop and nothing below it does: it decides *when* a
 reconcile pass runs, the reconcile package decides *what* it does.
 
-- Passes run one at a time (one worker task); requests for a pass that arrive
-  while one runs are merged into the next. Triggers: `start` (the first pass,
-  which queries every live session and so adopts what a previous run left
-  running), `boundary` (APScheduler wakes it at the next window start or end, or
-  when a restart backoff expires), `resync` (every `reconcile.resyncInterval`:
-  queries live sessions to notice idle or abnormal exits, and restarts a wanted
-  recording in the same pass), and `reload`.
+- Passes are planned one at a time (one worker task); requests for a pass that
+  arrive while one plans are merged into the next. A pass plans at now and sets
+  each manifest's actions going as a task of its own, without waiting for them:
+  a manifest whose earlier actions are still out (a call retrying) is left alone
+  and planned again as soon as they finish, so no boundary waits behind another
+  manifest's calls. Triggers: `start` (the first pass, which queries every live
+  session and so adopts what a previous run left running; READY waits for its
+  actions), `boundary` (APScheduler wakes it at the next window start or end),
+  `backoff` (a restart backoff expired, or actions failed and are planned
+  again), `resync` (every `reconcile.resyncInterval`: queries live sessions in
+  the background to notice idle or abnormal exits, then plans with the answers,
+  restarting a wanted recording), and `reload`.
 - Manifests are reloaded when the directory changes (`manifests.watch`,
   debounced) and on SIGHUP; only what changed is parsed again. A file that fails
   to load keeps its last known good version; its errors are logged with file,
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import signal
 import time
@@ -44,15 +50,23 @@ from orchestrator.daemon.metrics import HealthServer, Metrics
 from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.watch import ManifestWatcher
 from orchestrator.manifest.loader import LoadResult, ManifestCache
-from orchestrator.reconcile.plan import DesiredRecording, NoteKind, Plan, plan_shutdown
+from orchestrator.reconcile.execute import ActionResult
+from orchestrator.reconcile.plan import (
+    ActualState,
+    DesiredRecording,
+    NoteKind,
+    Plan,
+    plan_shutdown,
+)
 from orchestrator.reconcile.reconciler import (
     Delta,
     Desired,
     DesiredCache,
     PassResult,
-    reconcile_once,
+    plan_once,
     remember_known_good,
     under,
+    untracked,
 )
 from orchestrator.runtime import Runtime
 from orchestrator.state import KnownGood, SessionRecord, StoreError
@@ -104,7 +118,14 @@ class Daemon:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._triggers: set[str] = set()
-        self._refresh = False
+        # Actions in flight, by manifest; manifests a pass left for when theirs finish
+        # (with that pass's trigger); passes whose actions run; the resync's queries.
+        self._groups: dict[str, asyncio.Task[list[ActionResult]]] = {}
+        self._deferred: dict[str, str] = {}
+        self._passes: set[asyncio.Task[None]] = set()
+        self._refreshing: asyncio.Task[None] | None = None
+        self._query_problems: tuple[str, ...] = ()
+        self._by_name: dict[str, DesiredRecording] = {}
         self._reload: str | None = None
         # Files the watch reported since the last reload; None: look at everything.
         self._reload_paths: set[str] | None = set()
@@ -124,9 +145,13 @@ class Daemon:
         return True, self._last_summary
 
     def request_pass(self, trigger: str, *, refresh: bool = False) -> None:
-        self._triggers.add(trigger)
-        self._refresh = self._refresh or refresh
-        self._wake.set()
+        """Plan again soon; `refresh`: query the live sessions first (in the background:
+        the pass follows their answers)."""
+        if not refresh:
+            self._triggers.add(trigger)
+            self._wake.set()
+        elif not self._stop.is_set() and (self._refreshing is None or self._refreshing.done()):
+            self._refreshing = asyncio.create_task(self._refresh(trigger), name="refresh")
 
     def request_reload(self, trigger: str, paths: set[str] | None = None) -> None:
         """Reload the manifests; `paths`: only these files changed (the watch's report),
@@ -175,7 +200,7 @@ class Daemon:
             await self._start_watch()
             await self._do_reload("start")
             if not self._stop.is_set():
-                await self._do_pass({"start"}, refresh=True)
+                await self._do_pass({"start"}, refresh=True)  # waits for its actions
             # What start-up built (manifests, recordings, indexes) lives as long as
             # the process: collect once and freeze it, so that the collector never
             # rescans it and the first reloads do not pay for it.
@@ -186,11 +211,9 @@ class Daemon:
             log.info("daemon.ready", summary=self._last_summary)
             self._scheduler.start()
             self._scheduler.add_job(
-                self.request_pass,
+                self._on_resync,
                 "interval",
                 seconds=self._config.reconcile.resync_interval.total_seconds(),
-                args=["resync"],
-                kwargs={"refresh": True},
                 id="resync",
                 coalesce=True,
                 misfire_grace_time=None,
@@ -223,14 +246,21 @@ class Daemon:
                 self._triggers.add("reload")
             if self._triggers:
                 triggers, self._triggers = self._triggers, set()
-                refresh, self._refresh = self._refresh, False
-                await self._do_pass(triggers, refresh=refresh)
+                await self._do_pass(triggers)
 
-    async def _do_pass(self, triggers: set[str], *, refresh: bool) -> None:
+    async def _do_pass(self, triggers: set[str], *, refresh: bool = False) -> None:
+        """Plan at now and set each manifest's actions going; returns without waiting for
+        them, except for the first pass (`refresh`: it queries every live session first,
+        and READY waits for its actions).
+
+        A manifest whose actions from an earlier pass are still out (a call retrying) is
+        left alone: it is planned again as soon as they finish, so a boundary never waits
+        behind another manifest's calls."""
         trigger = next((t for t in _TRIGGER_ORDER if t in triggers), sorted(triggers)[0])
         started = time.monotonic()
         now = self._now()
         self._planned_at = now  # also when the pass fails: its retry is the next resync
+        busy = set(self._groups)  # before observing: their rows are mid-change
         try:
             if await self._rt.store.restore_if_removed():
                 log.error(
@@ -239,15 +269,14 @@ class Daemon:
                     detail="the state store was removed or replaced while the daemon ran; "
                     "it was written back from the daemon's open copy, nothing was lost",
                 )
-            result = await reconcile_once(
-                self._desired,
-                self._rt.store,
-                self._rt.executor,
-                now,
-                self._rt.policy,
-                refresh=refresh,
+            if refresh:
+                live = await self._rt.store.live_sessions()
+                self._query_problems = tuple(await self._rt.executor.refresh(live))
+            the_plan, actual = await plan_once(self._desired, self._rt.store, now, self._rt.policy)
+            acting = Plan(
+                tuple(a for a in the_plan.actions if a.manifest not in busy), the_plan.notes
             )
-            live = await self._rt.store.live_sessions()
+            groups = await self._rt.executor.launch(acting, self._by_name)
         except StoreError as exc:
             self._store_ok = False
             self._observe_pass(trigger, started, ok=False)
@@ -258,18 +287,85 @@ class Daemon:
             log.exception("reconcile.pass_failed", trigger=trigger)
             return
         self._store_ok = True
+        for name, task in groups.items():
+            self._groups[name] = task
+            task.add_done_callback(functools.partial(self._group_done, name))
+        for name in {a.manifest for a in the_plan.actions if a.manifest in busy}:
+            if name in self._groups:
+                self._deferred.setdefault(name, trigger)
+            else:  # finished while this pass planned
+                self.request_pass(trigger)
+        self._backoff_until = min(
+            (n.until for n in the_plan.notes if n.kind is NoteKind.BACKOFF and n.until),
+            default=None,
+        )
+        self._schedule_boundary()
+        finish = asyncio.create_task(self._finish_pass(the_plan, actual, groups, trigger, started))
+        self._passes.add(finish)
+        finish.add_done_callback(self._passes.discard)
+        if refresh:
+            await finish
+
+    def _group_done(self, name: str, task: asyncio.Task[list[ActionResult]]) -> None:
+        if self._groups.get(name) is task:
+            del self._groups[name]
+        trigger = self._deferred.pop(name, None)
+        if trigger is not None and not self._stop.is_set():
+            self.request_pass(trigger)
+
+    async def _finish_pass(
+        self,
+        the_plan: Plan,
+        actual: ActualState,
+        groups: dict[str, asyncio.Task[list[ActionResult]]],
+        trigger: str,
+        started: float,
+    ) -> None:
+        """Once a pass's actions have all finished: its log event, metrics and status."""
+        outcomes = await asyncio.gather(*groups.values(), return_exceptions=True)
+        results = tuple(r for o in outcomes if isinstance(o, list) for r in o)
+        result = PassResult(
+            the_plan, results, self._query_problems, untracked(actual.latest_ended, actual.live)
+        )
+        try:
+            live = await self._rt.store.live_sessions()
+        except StoreError as exc:
+            self._store_ok = False
+            self._observe_pass(trigger, started, ok=False)
+            log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
+            return
         self._observe_pass(trigger, started, ok=result.ok)
         self._after_pass(result, live, trigger, started)
+        if not all(r.ok for r in results) and not self._stop.is_set():
+            # Plan again once the initial restart backoff has passed (not at once: an
+            # action that fails without a call would loop), so that what failed gets
+            # its retry or its backoff from the planner without waiting for a resync.
+            again = self._now() + self._rt.policy.restart_backoff_initial
+            if self._backoff_until is None or again < self._backoff_until:
+                self._backoff_until = again
+            self._schedule_boundary()
+
+    async def _refresh(self, trigger: str) -> None:
+        """Query every live session not being acted on (a resync), then plan with what
+        the answers say; runs beside passes, so boundaries never wait for queries."""
+        try:
+            live = await self._rt.store.live_sessions()
+            idle = [s for s in live if s.manifest not in self._groups]
+            self._query_problems = tuple(await self._rt.executor.refresh(idle))
+        except StoreError as exc:
+            self._store_ok = False
+            log.error("reconcile.refresh_failed", trigger=trigger, error=str(exc))
+            return
+        except Exception:
+            log.exception("reconcile.refresh_failed", trigger=trigger)
+            return
+        self.request_pass(trigger)
 
     def _after_pass(
         self, result: PassResult, live: list[SessionRecord], trigger: str, started: float
     ) -> None:
         held = Counter(n.kind.value for n in result.plan.notes)
         failed = sum(1 for r in result.results if not r.ok)
-        self._backoff_until = min(
-            (n.until for n in result.plan.notes if n.kind is NoteKind.BACKOFF and n.until),
-            default=None,
-        )
         phases = Counter(s.phase.value for s in live)
         recording = phases.get("running", 0) + phases.get("updating", 0)
         self._last_summary = (
@@ -333,6 +429,7 @@ class Daemon:
         for name in desired.forget:
             self._known.pop(name, None)
         self._desired = desired
+        self._by_name = {d.name: d for d in desired.recordings}
         self._log_diagnostics(loaded, first=trigger == "start")
         for problem in desired.problems:
             log.warning("manifests.problem", problem=problem)
@@ -461,6 +558,10 @@ class Daemon:
             misfire_grace_time=None,
         )
 
+    async def _on_resync(self) -> None:
+        # A coroutine, so that APScheduler runs it on the event loop, not in a thread.
+        self.request_pass("resync", refresh=True)
+
     async def _on_boundary(self, at: datetime) -> None:
         # A timer may fire a hair early: never send a window's start before it opens.
         early = (at - self._now()).total_seconds()
@@ -494,15 +595,25 @@ class Daemon:
             self._scheduler.shutdown(wait=False)
         drain = self._config.shutdown.drain_timeout.total_seconds()
         deadline = time.monotonic() + drain
+        if self._refreshing is not None:
+            self._refreshing.cancel()  # queries only: nothing to finish
         if worker is not None:
             done, _ = await asyncio.wait({worker}, timeout=drain)
             if not done:
-                log.warning("daemon.drain_timeout", seconds=drain)
                 worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
             elif worker.exception() is not None:
                 log.error("daemon.worker_failed", error=repr(worker.exception()))
+        # Calls already sent finish and record their outcome (the executor drains:
+        # nothing new begins), within the drain timeout.
+        pending = {*self._groups.values(), *self._passes}
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+            if late:
+                log.warning("daemon.drain_timeout", seconds=drain, unfinished=len(late))
+                for task in late:
+                    task.cancel()
+        leftovers = [t for t in (worker, self._refreshing, *pending) if t is not None]
+        await asyncio.gather(*leftovers, return_exceptions=True)
         if self._config.reconcile.stop_on_shutdown:
             await self._stop_all(max(1.0, deadline - time.monotonic()))
         if self._health is not None:

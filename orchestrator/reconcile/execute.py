@@ -4,8 +4,10 @@ Every mutating call is preceded by an intent written to the store and followed b
 its outcome, so a process killed at any instant leaves a record from which the
 next pass finishes or adopts the work (see `ActionKind.RESUME`). Actions of
 different manifests run concurrently (bounded), actions of one manifest in
-order; stops go first so that a renamed manifest's new session does not meet
-its old one (code 53). A failing manifest never blocks the others.
+order. Manifests wait for nothing but each other's stops on the same target
+(app, channel, uid), so that a renamed manifest's new session does not meet its
+old one (code 53): a failing or retrying manifest never delays the others.
+Queries have their own bound, so a resync never holds back an action.
 
 This module never builds a request body itself: bodies come from
 `orchestrator.manifest.translate`, the one place that knows the wire format.
@@ -18,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -51,10 +53,14 @@ from orchestrator.state import Intent, ManifestState, Phase, SessionRecord, Stor
 
 log = structlog.get_logger("orchestrator.reconcile")
 
+_T = TypeVar("_T")
+
 SecretResolver = Callable[[SecretRef], str]
 
 # Query statuses after which the recording is gone (reference: 8 exited, 20 abnormal exit).
 _EXITED_STATUSES = {8: "idle exit or stopped (status 8)", 20: "abnormal exit (status 20)"}
+# The phases a query's answer may be written in (see `Executor.refresh`).
+_QUERIED = (Phase.RUNNING, Phase.UPDATING)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class Executor:
         self._resolve = resolve_secret
         self._now = now
         self._limit = asyncio.Semaphore(max(1, concurrency))
+        self._query_limit = asyncio.Semaphore(max(1, concurrency))
         self._draining = False
 
     def drain(self) -> None:
@@ -113,16 +120,14 @@ class Executor:
         Returns what could not be queried (one line per session): nothing is
         concluded about those, and the caller reports them.
         """
-        running = [
-            s
-            for s in sessions
-            if s.phase in (Phase.RUNNING, Phase.UPDATING) and s.sid and s.resource_id
-        ]
-        outcomes = await asyncio.gather(*(self._bounded(self._refresh_one(s)) for s in running))
+        running = [s for s in sessions if s.phase in _QUERIED and s.sid and s.resource_id]
+        outcomes = await asyncio.gather(
+            *(self._bounded(self._refresh_one(s), self._query_limit) for s in running)
+        )
         return [problem for problem in outcomes if problem is not None]
 
-    async def _bounded(self, work: Awaitable[Any]) -> Any:
-        async with self._limit:
+    async def _bounded(self, work: Awaitable[_T], limit: asyncio.Semaphore | None = None) -> _T:
+        async with limit or self._limit:
             return await work
 
     async def _refresh_one(self, session: SessionRecord) -> str | None:
@@ -133,14 +138,21 @@ class Executor:
                 session.app_id, session.resource_id, session.sid, session.mode
             )
         except NotFoundError:
-            await self._store.record_outcome(
+            ended = await self._store.update_session_if(
                 session.id,
+                _QUERIED,
                 phase=Phase.ENDED,
                 ended_at=self._now(),
                 last_query_at=self._now(),
                 end_reason="exited: query answered 404 (idle exit, expired, or stopped elsewhere)",
+                intent=None,
+                intent_at=None,
+                error=None,
             )
-            log.info("session.exited", manifest=session.manifest, session_id=session.id, status=404)
+            if ended is not None:
+                log.info(
+                    "session.exited", manifest=session.manifest, session_id=session.id, status=404
+                )
             return None
         except (AgoraError, _ActionFailed) as exc:
             log.warning(
@@ -156,16 +168,16 @@ class Executor:
         values: dict[str, Any] = {"last_query_at": self._now(), "last_status": status}
         if file_list is not None:
             values["file_list"] = file_list
-        if status in _EXITED_STATUSES:
-            values.update(
-                phase=Phase.ENDED,
-                ended_at=self._now(),
-                end_reason=f"exited: {_EXITED_STATUSES[status]}",
-            )
+        exited = _EXITED_STATUSES.get(status) if status is not None else None
+        if exited is not None:
+            values.update(phase=Phase.ENDED, ended_at=self._now(), end_reason=f"exited: {exited}")
+        # Only while nothing else moved the session on meanwhile (a stop sent while the
+        # query was out keeps its own outcome).
+        written = await self._store.update_session_if(session.id, _QUERIED, **values)
+        if exited is not None and written is not None:
             log.info(
                 "session.exited", manifest=session.manifest, session_id=session.id, status=status
             )
-        await self._store.update_session(session.id, **values)
         return None
 
     # -- execute -------------------------------------------------------------------
@@ -173,24 +185,57 @@ class Executor:
     async def execute(
         self, the_plan: Plan, desired: Mapping[str, DesiredRecording]
     ) -> list[ActionResult]:
-        """Perform every action; stops first, then the rest; per manifest in order."""
+        """Perform every action; the results of manifests that begin with a stop first."""
+        tasks = await self.launch(the_plan, desired)
+        try:
+            outcomes = await asyncio.gather(*tasks.values())
+        except asyncio.CancelledError:
+            for task in tasks.values():
+                task.cancel()
+            raise
+        return [result for outcome in outcomes for result in outcome]
+
+    async def launch(
+        self, the_plan: Plan, desired: Mapping[str, DesiredRecording]
+    ) -> dict[str, asyncio.Task[list[ActionResult]]]:
+        """Start every manifest's actions as its own task and return the tasks by manifest
+        (those that begin with a stop first), without waiting for any of them.
+
+        A manifest whose first action starts a recording on a target (app, channel,
+        uid) that another manifest of this plan stops waits for that stop; nothing
+        else waits for anything but the concurrency bound."""
         by_manifest: dict[str, list[Action]] = defaultdict(list)
         for action in the_plan.actions:
             by_manifest[action.manifest].append(action)
+        tasks: dict[str, asyncio.Task[list[ActionResult]]] = {}
+        stopping: dict[tuple[str, str, int], list[asyncio.Task[list[ActionResult]]]] = defaultdict(
+            list
+        )
+        for name, group in by_manifest.items():
+            first = group[0]
+            if first.kind is not ActionKind.STOP or first.session_id is None:
+                continue
+            session = await self._store.get_session(first.session_id)
+            task = asyncio.create_task(self._bounded(self._run_group(group, desired)))
+            stopping[(session.app_id, session.channel, session.uid)].append(task)
+            tasks[name] = task
+        for name, group in by_manifest.items():
+            if name in tasks:
+                continue
+            d = desired.get(name)
+            before = stopping.get((d.app_id, d.channel, d.uid), []) if d is not None else []
+            tasks[name] = asyncio.create_task(self._run_after(before, group, desired))
+        return tasks
 
-        def first_is_stop(actions: list[Action]) -> bool:
-            return actions[0].kind is ActionKind.STOP
-
-        stop_groups = [a for a in by_manifest.values() if first_is_stop(a)]
-        other_groups = [a for a in by_manifest.values() if not first_is_stop(a)]
-        results: list[ActionResult] = []
-        for groups in (stop_groups, other_groups):
-            outcomes = await asyncio.gather(
-                *(self._bounded(self._run_group(group, desired)) for group in groups)
-            )
-            for outcome in outcomes:
-                results.extend(outcome)
-        return results
+    async def _run_after(
+        self,
+        before: Sequence[asyncio.Task[list[ActionResult]]],
+        actions: list[Action],
+        desired: Mapping[str, DesiredRecording],
+    ) -> list[ActionResult]:
+        if before:
+            await asyncio.wait(before)
+        return await self._bounded(self._run_group(actions, desired))
 
     async def _run_group(
         self, actions: list[Action], desired: Mapping[str, DesiredRecording]

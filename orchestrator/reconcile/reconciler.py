@@ -345,14 +345,26 @@ async def reconcile_once(
     is still wanted. Passes at window boundaries skip the refresh, so that their
     starts and stops are not queued behind one query per live session.
     """
-    actual = await observe(
-        store, desired.invalid_files, executor if refresh else None, desired.unreadable
+    the_plan, actual = await plan_once(
+        desired, store, now, policy, executor=executor if refresh else None
     )
-    the_plan = plan(desired.recordings, actual, now, policy)
     results = await executor.execute(the_plan, {d.name: d for d in desired.recordings})
     # As observed before this pass's actions: what they changed shows in the next pass.
     found = untracked(actual.latest_ended, actual.live)
     return PassResult(the_plan, tuple(results), actual.problems, found)
+
+
+async def plan_once(
+    desired: Desired,
+    store: Store,
+    now: datetime,
+    policy: PlanPolicy | None = None,
+    *,
+    executor: Executor | None = None,
+) -> tuple[Plan, ActualState]:
+    """Observe (querying live sessions first when given an executor) and plan at `now`."""
+    actual = await observe(store, desired.invalid_files, executor, desired.unreadable)
+    return plan(desired.recordings, actual, now, policy), actual
 
 
 def untracked(

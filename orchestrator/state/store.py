@@ -705,6 +705,20 @@ class Store:
 
     async def update_session(self, session_id: int, **values: Any) -> SessionRecord:
         """Write the given fields (and `updated_at`) in one committed statement."""
+        updated = await self._update_session(session_id, None, values)
+        assert updated is not None
+        return updated
+
+    async def update_session_if(
+        self, session_id: int, phases: Collection[Phase], **values: Any
+    ) -> SessionRecord | None:
+        """Write the given fields only while the session is in one of `phases` (checked
+        in the same statement); None when it was not (another action moved it on)."""
+        return await self._update_session(session_id, phases, values)
+
+    async def _update_session(
+        self, session_id: int, phases: Collection[Phase] | None, values: dict[str, Any]
+    ) -> SessionRecord | None:
         self._require_writer()
         unknown = set(values) - _WRITABLE_SESSION_COLUMNS
         if unknown:
@@ -713,9 +727,13 @@ class Store:
         columns = sorted(values)
         sql = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"  # noqa: S608
         params = [*(_to_db(c, values[c]) for c in columns), session_id]
+        if phases is not None:
+            sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
+            params += [p.value for p in phases]
 
-        def update(db: sqlite3.Connection) -> SessionRecord:
-            db.execute(sql, params)
+        def update(db: sqlite3.Connection) -> SessionRecord | None:
+            if db.execute(sql, params).rowcount == 0 and phases is not None:
+                return None
             return _fetch_session(db, session_id)
 
         return await self._run(update)

@@ -115,6 +115,59 @@ async def test_window_start_and_stop_reach_the_api_on_time(daemon_env: DaemonEnv
         assert await daemon.stop() == 0
 
 
+def start_of(env: DaemonEnv, channel: str) -> list[dict[str, object]]:
+    """The start requests for one channel."""
+    return [r for r in calls(env, "start") if channel == r["body"]["cname"]]  # type: ignore[index]
+
+
+async def test_a_boundary_never_waits_behind_another_manifests_call(
+    daemon_env: DaemonEnv,
+) -> None:
+    """Defect D2 of docs/reliability.md: one manifest's stop answered 8 s late, and a
+    resync's query answered 8 s late, delay no other manifest's start."""
+    emu = daemon_env.cli.emulator.emu
+    a_opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    a_closes = a_opens + timedelta(seconds=3)
+    b_opens = a_closes + timedelta(seconds=2)
+    b_closes = b_opens + timedelta(seconds=30)
+
+    def window(opens: datetime, closes: datetime) -> str:
+        return f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
+
+    write(daemon_env, "a.yaml", manifest("early", "room-a", 11, schedule=window(a_opens, a_closes)))
+    write(daemon_env, "b.yaml", manifest("late", "room-b", 12, schedule=window(b_opens, b_closes)))
+    write(daemon_env, "c.yaml", manifest("always", "room-c", 13))
+    daemon = await daemon_env.start()
+    try:
+        await wait_until(lambda: start_of(daemon_env, "room-a"), 30, "the first window's start")
+        # The API holds the answer to the next stop (the first window's) and to the next
+        # query (a resync's, every 2 s) for 8 s each.
+        emu.fail_next("stop", "hold", seconds=8)
+        emu.fail_next("query", "hold", seconds=8)
+        await wait_until(lambda: start_of(daemon_env, "room-b"), 30, "the second window's start")
+        (start,) = start_of(daemon_env, "room-b")
+        late = arrival(start) - b_opens.timestamp()
+        assert 0 <= late <= 1.5, f"the second window's start was sent {late:.2f}s after it opened"
+        # The held stop's answer still arrives (the emulator lists a request once answered)
+        # and is recorded.
+        await wait_until(
+            lambda: any(
+                e.get("manifest") == "early" and e.get("action") == "stop" and e["outcome"] == "ok"
+                for e in daemon.named("reconcile.action")
+            ),
+            20,
+            "the held stop's outcome",
+        )
+        (stop,) = calls(daemon_env, "stop")
+        assert 0 <= arrival(stop) - a_closes.timestamp() <= 1.5
+        assert sorted(str(r["cname"]) for r in live_recordings(daemon_env.cli)) == [
+            "room-b",
+            "room-c",
+        ]
+    finally:
+        assert await daemon.stop() == 0
+
+
 async def test_live_edits_update_in_place_or_restart(daemon_env: DaemonEnv) -> None:
     base = manifest("alpha", "room-a", 101)
     write(daemon_env, "a.yaml", base)

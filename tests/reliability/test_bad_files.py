@@ -6,16 +6,19 @@
   names the file and has line >= 1 and column >= 1 (and a line inside the file),
   a failed file has an error, the cache agrees with a fresh load, and each case
   takes bounded time.
-- **Live**: 30 mutated versions that fail to load, written one after another over
-  a file holding two live recordings: the daemon stays up, logs positioned
-  `manifest.invalid` events naming the file, and sends nothing at all for those
-  recordings (no stop, start, update) while the file is broken or when it is fixed.
+- **Live**: 30 mutated versions (300 with the long flag) that fail to load,
+  written one after another over a file holding two live recordings: the daemon
+  stays up, logs positioned `manifest.invalid` events naming the file, and sends
+  nothing at all for those recordings (no stop, start, update) while the file is
+  broken or when it is fixed.
 - **Unreadable paths** (root bypasses mode bits, so the daemon then runs under
   `setpriv` without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH): a file and a
   subdirectory made unreadable (chmod 000) must leave their recordings running
   (DESIGN section 4: nothing that cannot be read is taken as removed).
-- **Store removed** under the running daemon: it must not crash and keeps serving;
-  what it logs is recorded in the figures.
+- **Store removed** under the running daemon: it must not crash and keeps serving
+  (what it logs goes to the figures); the next start must adopt every live
+  recording without a new acquire or start, or refuse to start (exit 1), never
+  begin from an empty store.
 """
 
 from __future__ import annotations

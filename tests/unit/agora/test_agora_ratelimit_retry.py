@@ -282,7 +282,7 @@ def test_default_window_is_one_second_plus_the_clock_margin() -> None:
 
 
 @pytest.mark.parametrize(
-    ("attempt", "ceiling"), [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (9, 8.0)]
+    ("attempt", "ceiling"), [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.6), (6, 3.2), (9, 4.0)]
 )
 def test_retry_delay_is_full_jitter_under_a_capped_exponential(
     attempt: int, ceiling: float
