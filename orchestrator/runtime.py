@@ -35,7 +35,7 @@ from orchestrator.config import Config, resolve_credentials
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
 from orchestrator.secrets import SecretError, resolve_secret
-from orchestrator.state import Store, StoreError, open_store
+from orchestrator.state import Store, StoreError, opened_store
 from orchestrator.state.lock import lock_path_for
 from orchestrator.state.store import sqlite_path_from_url
 
@@ -152,8 +152,11 @@ async def open_runtime(
     Raises `StoreBusyError` (before any client exists or any request is sent) when
     another process holds the store, `StoreError` when it cannot be opened.
     """
-    store = open_store(state_url or config.state.url, writer=True, holder=holder, create=create)
-    async with store, api_clients(config, hooks=hooks) as (clients, limiters, problems):
+    url = state_url or config.state.url
+    async with (
+        opened_store(url, writer=True, holder=holder, create=create) as store,
+        api_clients(config, hooks=hooks) as (clients, limiters, problems),
+    ):
         executor = Executor(
             store,
             clients,

@@ -136,13 +136,18 @@ async def _writer(ctx: _Context, holder: str) -> AsyncIterator[Runtime]:
         raise _Failure(str(exc)) from None
 
 
-def _open_reader(url: str) -> Store:
-    from orchestrator.state import StoreError, open_store
+@asynccontextmanager
+async def _open_reader(url: str) -> AsyncIterator[Store]:
+    from orchestrator.state import StoreError, connect_store
 
     try:
-        return open_store(url, writer=False)
+        store = await connect_store(url, writer=False)
     except StoreError as exc:
         raise _Failure(str(exc)) from None
+    try:
+        yield store
+    finally:
+        await store.aclose()
 
 
 def _now(at: datetime | None) -> datetime:
@@ -468,17 +473,19 @@ def init_command(config_path: Path | None, state_url: str | None) -> None:
 
 
 async def _init(config_path: Path | None, state_url: str | None) -> None:
-    from orchestrator.state import StoreBusyError, StoreError, open_store
+    from orchestrator.state import StoreBusyError, StoreError, connect_store
 
     ctx = _load_context(config_path, None, state_url)
     try:
-        store = open_store(ctx.state_url, writer=True, holder="init", create=True)
+        store = await connect_store(ctx.state_url, writer=True, holder="init", create=True)
     except StoreBusyError as exc:
         raise _Busy(str(exc)) from None
     except StoreError as exc:
         raise _Failure(str(exc)) from None
-    async with store:
-        click.echo(f"state store ready: {store.path} (schema version {store.schema_version})")
+    try:
+        click.echo(f"state store ready: {store.location} (schema version {store.schema_version})")
+    finally:
+        await store.aclose()
 
 
 # -- status ----------------------------------------------------------------------------

@@ -265,7 +265,7 @@ class Daemon:
             if await self._rt.store.restore_if_removed():
                 log.error(
                     "store.restored",
-                    path=str(self._rt.store.path),
+                    path=self._rt.store.location,
                     detail="the state store was removed or replaced while the daemon ran; "
                     "it was written back from the daemon's open copy, nothing was lost",
                 )

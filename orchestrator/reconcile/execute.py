@@ -49,7 +49,15 @@ from orchestrator.reconcile.plan import (
 )
 from orchestrator.schedule import Window
 from orchestrator.secrets import SecretError, SecretRef
-from orchestrator.state import Intent, ManifestState, Phase, SessionRecord, Store
+from orchestrator.state import (
+    Intent,
+    ManifestState,
+    Phase,
+    SessionFields,
+    SessionRecord,
+    Store,
+    StoreConflictError,
+)
 
 log = structlog.get_logger("orchestrator.reconcile")
 
@@ -165,12 +173,14 @@ class Executor:
         server = answer.serverResponse
         status = server.status
         file_list = _file_list(server.fileList)
-        values: dict[str, Any] = {"last_query_at": self._now(), "last_status": status}
+        values: SessionFields = {"last_query_at": self._now(), "last_status": status}
         if file_list is not None:
             values["file_list"] = file_list
         exited = _EXITED_STATUSES.get(status) if status is not None else None
         if exited is not None:
-            values.update(phase=Phase.ENDED, ended_at=self._now(), end_reason=f"exited: {exited}")
+            values["phase"] = Phase.ENDED
+            values["ended_at"] = self._now()
+            values["end_reason"] = f"exited: {exited}"
         # Only while nothing else moved the session on meanwhile (a stop sent while the
         # query was out keeps its own outcome).
         written = await self._store.update_session_if(session.id, _QUERIED, **values)
@@ -296,7 +306,31 @@ class Executor:
     ) -> SessionRecord:
         client = self._client(d.app)
         start_body = self._start_body(d)  # secrets first: no resource ID wasted on a missing one
-        session = await self._store.create_session(
+        try:
+            session = await self._new_session(d, window, restart_count)
+        except StoreConflictError as exc:  # another live session holds the target
+            raise _ActionFailed(f"not started: {exc}") from None
+        for _ in range(2):  # a second acquire only if the first resource ID expired (433)
+            resource_id = await self._acquire(session, d, client)
+            session = await self._store.update_session(
+                session.id,
+                resource_id=resource_id,
+                phase=Phase.STARTING,
+                intent=Intent.START,
+                intent_at=self._now(),
+            )
+            try:
+                return await self._send_start(session, d, client, start_body, ambiguous=False)
+            except ResourceExpiredError:
+                await self._store.record_intent(session.id, Intent.ACQUIRE, phase=Phase.ACQUIRING)
+                continue
+        await self._fail(session, d, "failed: resource ID expired twice (433)", permanent=False)
+        raise _ActionFailed("resource ID expired twice (433)")
+
+    async def _new_session(
+        self, d: DesiredRecording, window: Window, restart_count: int
+    ) -> SessionRecord:
+        return await self._store.create_session(
             manifest=d.name,
             app=d.app,
             app_id=d.app_id,
@@ -315,22 +349,6 @@ class Executor:
             intent=Intent.ACQUIRE,
             intent_at=self._now(),
         )
-        for _ in range(2):  # a second acquire only if the first resource ID expired (433)
-            resource_id = await self._acquire(session, d, client)
-            session = await self._store.update_session(
-                session.id,
-                resource_id=resource_id,
-                phase=Phase.STARTING,
-                intent=Intent.START,
-                intent_at=self._now(),
-            )
-            try:
-                return await self._send_start(session, d, client, start_body, ambiguous=False)
-            except ResourceExpiredError:
-                await self._store.record_intent(session.id, Intent.ACQUIRE, phase=Phase.ACQUIRING)
-                continue
-        await self._fail(session, d, "failed: resource ID expired twice (433)", permanent=False)
-        raise _ActionFailed("resource ID expired twice (433)")
 
     def _start_body(self, d: DesiredRecording) -> dict[str, Any]:
         try:
@@ -453,7 +471,7 @@ class Executor:
         await self._store.record_intent(
             session.id, Intent.STOP, phase=Phase.STOPPING, end_reason=reason
         )
-        values: dict[str, Any] = {"phase": Phase.ENDED, "ended_at": self._now()}
+        values: SessionFields = {"phase": Phase.ENDED, "ended_at": self._now()}
         try:
             answer = await client.stop(
                 session.app_id,
@@ -518,10 +536,14 @@ class Executor:
             if _held(exc, d):
                 await self._fail_spec(d, f"{intent} rejected: {exc}")
             raise _ActionFailed(f"{intent} failed: {exc}") from None
-        changed = (
-            {"layout_hash": d.layout_hash} if layout else {"subscription_hash": d.subscription_hash}
-        )
-        await self._store.record_outcome(session.id, phase=Phase.RUNNING, **changed)
+        if layout:
+            await self._store.record_outcome(
+                session.id, phase=Phase.RUNNING, layout_hash=d.layout_hash
+            )
+        else:
+            await self._store.record_outcome(
+                session.id, phase=Phase.RUNNING, subscription_hash=d.subscription_hash
+            )
 
     async def _fail_spec(self, d: DesiredRecording, reason: str) -> None:
         await self._store.set_manifest_state(

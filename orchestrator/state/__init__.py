@@ -1,5 +1,7 @@
 """The actual state we own: sessions and their history (see store.py)."""
 
+from orchestrator.state.connect import connect_store, is_postgres, opened_store
+from orchestrator.state.errors import StoreConflictError, StoreUnavailableError
 from orchestrator.state.model import (
     FINAL_PHASES,
     Intent,
@@ -8,9 +10,10 @@ from orchestrator.state.model import (
     Phase,
     SessionRecord,
 )
+from orchestrator.state.protocol import SessionFields, Store
 from orchestrator.state.store import (
     DEFAULT_BUSY_TIMEOUT,
-    Store,
+    SqliteStore,
     StoreAccessError,
     StoreBusyError,
     StoreCorruptError,
@@ -28,14 +31,21 @@ __all__ = [
     "KnownGood",
     "ManifestState",
     "Phase",
+    "SessionFields",
     "SessionRecord",
+    "SqliteStore",
     "Store",
     "StoreAccessError",
     "StoreBusyError",
+    "StoreConflictError",
     "StoreCorruptError",
     "StoreError",
     "StoreLockedError",
     "StoreMissingError",
+    "StoreUnavailableError",
+    "connect_store",
+    "is_postgres",
     "open_store",
+    "opened_store",
     "session_summary",
 ]

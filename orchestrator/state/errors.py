@@ -1,8 +1,9 @@
 """What the state store raises (kept apart so that store.py and lock.py share it).
 
 Every failure of the store, at open or in any later operation, is a StoreError
-whose message is one line naming the store's path, what is wrong and what to do;
-no sqlite3 exception leaves the store.
+whose message is one line naming the store's path (or, for PostgreSQL, its URL
+without the password), what is wrong and what to do; no sqlite3 or psycopg
+exception leaves the store.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ class StoreError(Exception):
 
 
 class StoreMissingError(StoreError):
-    """No store exists at the path and the caller did not ask to create one."""
+    """No store exists at the path (for PostgreSQL: the database has no orchestrator
+    schema) and the caller did not ask to create one."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
         super().__init__(
             f"no state store at {path}: create it with `orchestrator init` (the daemon's "
@@ -38,7 +40,7 @@ class StoreCorruptError(StoreError):
     database, a database without our schema, or damaged (a query found it
     malformed). `problem` says which, in a few words."""
 
-    def __init__(self, path: Path, problem: str) -> None:
+    def __init__(self, path: Path | str, problem: str) -> None:
         self.path = path
         self.problem = problem
         super().__init__(f"state store {path} {problem}; {RECOVER}")
@@ -46,9 +48,10 @@ class StoreCorruptError(StoreError):
 
 class StoreAccessError(StoreError):
     """The file or its directory cannot be read or written by this process
-    (permissions, an immutable attribute, a read-only mount)."""
+    (permissions, an immutable attribute, a read-only mount); for PostgreSQL, the
+    role lacks a privilege or the server is a read-only standby."""
 
-    def __init__(self, path: Path, message: str) -> None:
+    def __init__(self, path: Path | str, message: str) -> None:
         self.path = path
         super().__init__(message)
 
@@ -110,3 +113,37 @@ class StoreLockedError(StoreBusyError):
         self.command = None
         self.detail = detail
         self.busy_timeout = busy_timeout
+
+
+class StoreUnavailableError(StoreError):
+    """The store's server (PostgreSQL) cannot be reached or refuses the connection:
+    down, unreachable, timing out, or a wrong user, password or database. `location`
+    is the URL without its password; `detail` what the client library said (with any
+    password removed). The same operation may succeed later."""
+
+    def __init__(self, location: str, detail: str) -> None:
+        self.path = location
+        self.detail = detail
+        super().__init__(
+            f"state store {location} is unavailable: {detail}; check that the PostgreSQL "
+            "server is running and reachable from this host and that the URL's host, port, "
+            "user, password and database are right, then retry"
+        )
+
+
+class StoreConflictError(StoreError):
+    """A write would make two live sessions record one target (app ID, channel, uid),
+    which the store's unique index forbids: another process (a replica, or a second
+    daemon) already manages that recording."""
+
+    def __init__(self, path: Path | str, app_id: str, channel: str, uid: int) -> None:
+        self.path = path
+        self.app_id = app_id
+        self.channel = channel
+        self.uid = uid
+        super().__init__(
+            f"state store {path} already has a live session recording app ID {app_id} "
+            f"channel {channel!r} uid {uid}; another orchestrator process may be managing "
+            "it: reload the live sessions (the next reconcile adopts it) instead of starting "
+            "a second recording"
+        )

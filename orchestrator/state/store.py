@@ -48,12 +48,13 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 from urllib.parse import quote
 
 from orchestrator.state.errors import (
     StoreAccessError,
     StoreBusyError,
+    StoreConflictError,
     StoreCorruptError,
     StoreError,
     StoreLockedError,
@@ -68,10 +69,11 @@ from orchestrator.state.model import (
     Phase,
     SessionRecord,
 )
+from orchestrator.state.protocol import SessionFields
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
-    "Store",
+    "SqliteStore",
     "StoreAccessError",
     "StoreBusyError",
     "StoreCorruptError",
@@ -91,6 +93,9 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SQLITE_HEADER_SIZE = 100
+
+# The index that keeps one live session per target (the same name as PostgreSQL's).
+_LIVE_TARGET_INDEX = "sessions_one_live_per_target"
 
 # Versioned migrations: index + 1 is the schema version. Never edit a released one;
 # append a new one.
@@ -143,6 +148,12 @@ _MIGRATIONS: tuple[str, ...] = (
         document    TEXT NOT NULL,
         stored_at   TEXT NOT NULL
     );
+    """,
+    # 2: at most one live session per target (app, channel, uid); an unmanageable
+    # session may coexist with a fresh start attempt on its target by design.
+    f"""
+    CREATE UNIQUE INDEX {_LIVE_TARGET_INDEX} ON sessions (app_id, channel, uid)
+        WHERE phase NOT IN ('ended', 'failed', 'unmanageable');
     """,
 )
 
@@ -370,8 +381,8 @@ def _store_error(
     return StoreError(f"state store {path} failed: {detail}")
 
 
-class Store:
-    """Sessions and per-manifest state in one SQLite file.
+class SqliteStore:
+    """Sessions and per-manifest state in one SQLite file (the `Store` protocol).
 
     `writer=True` (the default) takes the store's writer lock for the life of the
     Store (StoreBusyError if another process, or another Store in this one, holds
@@ -439,6 +450,10 @@ class Store:
             raise
 
     # -- lifecycle (the worker thread's side) ----------------------------------------
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         return _store_error(self.path, exc, writer=self.writer, busy_timeout=self.busy_timeout)
@@ -676,45 +691,63 @@ class Store:
 
     # -- sessions ----------------------------------------------------------------
 
-    async def create_session(self, **values: Any) -> SessionRecord:
-        """A new session row; `phase` defaults to ACQUIRING. Returns it as stored."""
+    async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord:
+        """A new session row; `phase` defaults to ACQUIRING. Returns it as stored.
+        StoreConflictError when its target already has a live session."""
         self._require_writer()
         now = self._now()
-        values.setdefault("phase", Phase.ACQUIRING)
-        values.setdefault("updated_at", now)
-        values["created_at"] = now
-        unknown = set(values) - _WRITABLE_SESSION_COLUMNS - {"created_at"}
+        row: dict[str, Any] = {"phase": Phase.ACQUIRING, "updated_at": now, **values}
+        row["created_at"] = now
+        unknown = set(row) - _WRITABLE_SESSION_COLUMNS - {"created_at"}
         if unknown:
             raise TypeError(f"unknown session fields: {sorted(unknown)}")
-        columns = sorted(values)
+        columns = sorted(row)
         sql = (
             f"INSERT INTO sessions ({', '.join(columns)}) "  # noqa: S608 (columns are whitelisted)
             f"VALUES ({', '.join('?' for _ in columns)})"
         )
-        params = [_to_db(c, values[c]) for c in columns]
+        params = [_to_db(c, row[c]) for c in columns]
 
         def insert(db: sqlite3.Connection) -> SessionRecord:
-            cursor = db.execute(sql, params)
-            assert cursor.lastrowid is not None
+            try:
+                cursor = db.execute(sql, params)
+            except sqlite3.IntegrityError as exc:
+                raise self._conflict(exc, row) from None
+            if cursor.lastrowid is None:
+                raise StoreError(f"state store {self.path}: a new session got no id")
             return _fetch_session(db, cursor.lastrowid)
 
         return await self._run(insert)
 
+    def _conflict(self, exc: sqlite3.IntegrityError, target: Mapping[str, Any]) -> Exception:
+        """The live-target index refused a write: StoreConflictError naming the target."""
+        if "sessions.app_id" not in str(exc):
+            return self._error(exc)
+        return StoreConflictError(
+            self.path, str(target.get("app_id")), str(target.get("channel")), target.get("uid", 0)
+        )
+
     async def get_session(self, session_id: int) -> SessionRecord:
         return await self._run(lambda db: _fetch_session(db, session_id))
 
-    async def update_session(self, session_id: int, **values: Any) -> SessionRecord:
+    async def update_session(
+        self, session_id: int, **values: Unpack[SessionFields]
+    ) -> SessionRecord:
         """Write the given fields (and `updated_at`) in one committed statement."""
+        return await self._update_always(session_id, dict(values))
+
+    async def _update_always(self, session_id: int, values: dict[str, Any]) -> SessionRecord:
         updated = await self._update_session(session_id, None, values)
-        assert updated is not None
+        if updated is None:  # only a conditional update finds nothing to write
+            raise StoreError(f"state store {self.path}: session {session_id} vanished")
         return updated
 
     async def update_session_if(
-        self, session_id: int, phases: Collection[Phase], **values: Any
+        self, session_id: int, phases: Collection[Phase], **values: Unpack[SessionFields]
     ) -> SessionRecord | None:
         """Write the given fields only while the session is in one of `phases` (checked
         in the same statement); None when it was not (another action moved it on)."""
-        return await self._update_session(session_id, phases, values)
+        return await self._update_session(session_id, phases, dict(values))
 
     async def _update_session(
         self, session_id: int, phases: Collection[Phase] | None, values: dict[str, Any]
@@ -732,22 +765,32 @@ class Store:
             params += [p.value for p in phases]
 
         def update(db: sqlite3.Connection) -> SessionRecord | None:
-            if db.execute(sql, params).rowcount == 0 and phases is not None:
+            try:
+                changed = db.execute(sql, params).rowcount
+            except sqlite3.IntegrityError as exc:
+                current = _fetch_session(db, session_id)
+                raise self._conflict(
+                    exc, {"app_id": current.app_id, "channel": current.channel, "uid": current.uid}
+                ) from None
+            if changed == 0 and phases is not None:
                 return None
             return _fetch_session(db, session_id)
 
         return await self._run(update)
 
-    async def record_intent(self, session_id: int, intent: Intent, **values: Any) -> SessionRecord:
+    async def record_intent(
+        self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
+    ) -> SessionRecord:
         """Before a mutating API call: what is about to be done (with any new phase)."""
-        return await self.update_session(session_id, intent=intent, intent_at=self._now(), **values)
+        row: dict[str, Any] = {**values, "intent": intent, "intent_at": self._now()}
+        return await self._update_always(session_id, row)
 
-    async def record_outcome(self, session_id: int, **values: Any) -> SessionRecord:
+    async def record_outcome(
+        self, session_id: int, **values: Unpack[SessionFields]
+    ) -> SessionRecord:
         """After a mutating API call: its outcome; clears the intent."""
-        values.setdefault("intent", None)
-        values.setdefault("intent_at", None)
-        values.setdefault("error", None)
-        return await self.update_session(session_id, **values)
+        row: dict[str, Any] = {"intent": None, "intent_at": None, "error": None, **values}
+        return await self._update_always(session_id, row)
 
     async def _select_sessions(self, sql: str, params: Sequence[Any]) -> list[SessionRecord]:
         def select(db: sqlite3.Connection) -> list[SessionRecord]:
@@ -927,8 +970,8 @@ def open_store(
     holder: str = _DEFAULT_HOLDER,
     create: bool = False,
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-) -> Store:
-    """Open the store at `url`.
+) -> SqliteStore:
+    """Open the SQLite store at `url`.
 
     A writer (the default) takes the store's writer lock, naming itself `holder`
     (e.g. "run", "apply"), and migrates the database as needed; it raises
@@ -945,7 +988,7 @@ def open_store(
     `busy_timeout` (seconds) bounds every wait for an SQLite lock that a process
     outside our writer lock holds; then StoreLockedError (a StoreBusyError).
     """
-    return Store(
+    return SqliteStore(
         sqlite_path_from_url(url),
         writer=writer,
         holder=holder,

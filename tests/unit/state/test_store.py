@@ -18,6 +18,7 @@ from orchestrator.state import (
     Intent,
     ManifestState,
     Phase,
+    StoreConflictError,
     StoreCorruptError,
     StoreError,
     open_store,
@@ -43,7 +44,7 @@ def _session_fields(name: str = "standup") -> dict[str, object]:
 
 async def test_migrates_and_uses_wal(tmp_path: Path) -> None:
     async with open_store(f"sqlite:///{tmp_path}/state.db", create=True) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == 2
     db = sqlite3.connect(tmp_path / "state.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -169,3 +170,24 @@ async def test_known_good_round_trip_rewrites_only_changes(tmp_path: Path) -> No
         assert set(again) == {"a"} and again["a"].stored_at == stamp  # unchanged: not rewritten
         await store.remember_known_good([KnownGood("a", "x.yaml", "h9", {"name": "a2"})])
         assert (await store.known_good())["a"].document == {"name": "a2"}
+
+
+async def test_a_version_1_store_gets_the_one_live_session_per_target_index(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    async with open_store(f"sqlite:///{path}", create=True) as store:
+        await store.create_session(**_session_fields())
+        await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
+    db = sqlite3.connect(path)  # as version 1 left it
+    db.execute("DROP INDEX sessions_one_live_per_target")
+    db.execute("UPDATE schema_version SET version = 1")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="older than this orchestrator"):
+        open_store(f"sqlite:///{path}", writer=False)
+    async with open_store(f"sqlite:///{path}") as store:  # a writer upgrades it
+        assert store.schema_version == 2
+        with pytest.raises(StoreConflictError, match="app ID app1 channel 'room' uid 527841"):
+            await store.create_session(**_session_fields())
+        assert len(await store.live_sessions()) == 1

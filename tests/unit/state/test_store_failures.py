@@ -73,13 +73,13 @@ SQLITE_LOCKER = (
 )
 
 
-def _session_fields() -> dict[str, object]:
+def _session_fields(uid: int = 527841) -> dict[str, object]:
     return {
         "manifest": "standup",
         "app": "main",
         "app_id": "app1",
         "channel": "room",
-        "uid": 527841,
+        "uid": uid,
         "mode": "mix",
         "window_start": T0,
         "window_end": T0 + timedelta(hours=1),
@@ -88,8 +88,8 @@ def _session_fields() -> dict[str, object]:
 
 async def _store_with_a_live_session(path: Path, sessions: int = 1) -> None:
     async with open_store(str(path), create=True, holder="run") as store:
-        for _ in range(sessions):
-            created = await store.create_session(**_session_fields())
+        for i in range(sessions):  # live ones: one target each
+            created = await store.create_session(**_session_fields(527841 + i))
         await store.record_intent(created.id, Intent.START, resource_id="R1")
         await store.set_manifest_state(ManifestState(name="standup"))
 
@@ -223,7 +223,7 @@ async def test_create_makes_a_private_store_and_on_an_existing_one_just_opens_it
     finally:
         os.umask(previous)
     async with store:
-        assert store.schema_version == 1
+        assert store.schema_version == 2
         created = await store.create_session(**_session_fields())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -237,7 +237,7 @@ async def test_create_discards_the_leftover_of_a_crashed_creation(tmp_path: Path
     path.with_name("s.db.new").write_bytes(b"half a database")
     path.with_name("s.db.new-journal").write_bytes(b"x")
     async with open_store(str(path), create=True) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == 2
     assert _names(tmp_path) == ["s.db", "s.db.lock"]
 
 
@@ -330,7 +330,7 @@ async def test_a_damaged_page_makes_each_operation_that_meets_it_a_corrupt_error
             _one_line(refused.value)
             if writer:
                 with pytest.raises(StoreCorruptError, match=re.escape(damaged)):
-                    await store.create_session(**_session_fields())
+                    await store.create_session(**_session_fields(uid=1))
             # What the damage does not touch is still served (the daemon keeps running).
             assert set(await store.manifest_states()) == {"standup"}
             assert await store.history() == []

@@ -168,7 +168,7 @@ async def test_lock_is_released_by_aclose(tmp_path: Path) -> None:
     await first.aclose()
     assert lock_path_for(tmp_path / "s.db").read_bytes() == b""  # holder record cleared
     async with open_store(url, holder="apply") as second:
-        assert second.schema_version == 1
+        assert second.schema_version == 2
         holder = json.loads(lock_path_for(tmp_path / "s.db").read_text())
         assert holder["command"] == "apply" and holder["pid"] == os.getpid()
 
@@ -259,7 +259,7 @@ async def test_reader_works_while_a_writer_holds_the_lock(tmp_path: Path) -> Non
             assert [s.id for s in await reader.live_sessions()] == [created.id]
             await writer.record_outcome(created.id, sid="S1")
             assert (await reader.get_session(created.id)).sid == "S1"
-            assert reader.schema_version == 1
+            assert reader.schema_version == 2
             # The reader took no lock: the holder is still the writer, and it holds.
             assert json.loads(lock_path_for(tmp_path / "s.db").read_text())["command"] == "run"
             with pytest.raises(StoreBusyError):
@@ -308,7 +308,7 @@ async def test_reader_never_migrates_an_older_store(tmp_path: Path) -> None:
     async with open_store(str(path)):
         pass
     async with open_store(str(path), writer=False) as reader:
-        assert reader.schema_version == 1
+        assert reader.schema_version == 2
 
 
 async def test_reader_refuses_a_newer_store_and_garbage(tmp_path: Path) -> None:

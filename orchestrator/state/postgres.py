@@ -1,0 +1,930 @@
+"""The state store on PostgreSQL: what several orchestrator replicas can share.
+
+It keeps the `Store` protocol (protocol.py) exactly as the SQLite store does
+(store.py), and passes the same contract suite (tests/contract). What differs:
+
+- Native types: identity ids, `timestamptz` datetimes (returned tz-aware in UTC,
+  to the microsecond), `jsonb` for a session's `file_list` and a known good
+  `document`, text for phases and intents.
+- A partial unique index keeps one live session per target: two sessions on one
+  (app_id, channel, uid) that are not ended, failed or unmanageable cannot both
+  exist, so two replicas can never both start the same recording. The write that
+  would break it is StoreConflictError, naming the target. (An unmanageable
+  session may coexist with a fresh start attempt on its target by design.)
+- Migrations are versioned scripts (`_MIGRATIONS`: index + 1 is the version; never
+  edit a released one, append a new one), applied by a writer in ONE transaction
+  under `pg_advisory_xact_lock(ADVISORY_LOCK_KEY)`: replicas starting together
+  queue on the lock, and each re-reads the version inside it, so the scripts run
+  once. A reader never migrates and needs the current version; a version newer
+  than this code is a StoreError.
+- Only an explicit creation (`create=True`, a writer's) lays the schema into a
+  database that has none; otherwise such a database is StoreMissingError (run
+  `orchestrator init`). The database itself is never created: that is the DBA's.
+- Connections come from a small pool (1 to 4), opened explicitly. Connecting is
+  bounded by `connect_timeout` (CONNECT_TIMEOUT unless the URL sets it), waiting
+  for a pooled connection by POOL_TIMEOUT, every statement by STATEMENT_TIMEOUT;
+  pooled connections are checked before use, so a restarted server is reconnected
+  to rather than reported. Every statement runs in autocommit (committed before
+  the call returns); the multi-statement writes use one explicit transaction.
+- No psycopg exception leaves the store: each becomes a StoreError subclass with a
+  one-line message naming `location`, the URL without its password, and what to
+  do (a server that cannot be reached is StoreUnavailableError). The password is
+  removed from every message, even from what libpq said.
+- No SQL is built from caller input: column names come from the whitelist of
+  session fields (as identifiers), every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import fields
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import AsyncConnection, errors, sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, TupleRow, dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from orchestrator.state.errors import (
+    StoreAccessError,
+    StoreConflictError,
+    StoreCorruptError,
+    StoreError,
+    StoreMissingError,
+    StoreUnavailableError,
+)
+from orchestrator.state.model import (
+    FINAL_PHASES,
+    Intent,
+    KnownGood,
+    ManifestState,
+    Phase,
+    SessionRecord,
+)
+from orchestrator.state.protocol import SessionFields
+
+if TYPE_CHECKING:
+    from orchestrator.state.protocol import Store
+
+__all__ = [
+    "ADVISORY_LOCK_KEY",
+    "CONNECT_TIMEOUT",
+    "POOL_TIMEOUT",
+    "STATEMENT_TIMEOUT",
+    "PostgresStore",
+    "open_postgres_store",
+]
+
+_T = TypeVar("_T")
+
+#: The key of the transaction-level advisory lock a writer holds while it checks and
+#: migrates the schema: the ASCII bytes "ORCHMIGR" as a big-endian signed 64-bit
+#: integer (0x4F5243484D494752). Never change it: replicas of different versions
+#: must queue on the same lock.
+ADVISORY_LOCK_KEY = 0x4F52_4348_4D49_4752
+
+#: Seconds to establish a connection (libpq's `connect_timeout`), unless the URL sets it.
+CONNECT_TIMEOUT = 5
+#: Seconds an operation waits for a connection from the pool before
+#: StoreUnavailableError (the server is down, or every pooled connection is busy).
+POOL_TIMEOUT = 5.0
+#: The server-side bound on any one statement (a lock wait included), in `_configure`.
+STATEMENT_TIMEOUT = "30s"
+#: Connections in the pool.
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 4
+#: Seconds `aclose()` waits for connections in use to come back.
+CLOSE_TIMEOUT = 5.0
+
+# The name of the index that keeps one live session per target.
+_LIVE_TARGET_INDEX = "sessions_one_live_per_target"
+
+_SCHEMA_VERSION_TABLE = """
+    CREATE TABLE IF NOT EXISTS schema_version (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        version   integer NOT NULL
+    )
+"""
+
+# Versioned migrations: index + 1 is the schema version. Never edit a released one;
+# append a new one. Each runs inside the migration transaction.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sessions (
+        id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        manifest          text NOT NULL,
+        app               text NOT NULL,
+        app_id            text NOT NULL,
+        channel           text NOT NULL,
+        uid               bigint NOT NULL,
+        mode              text NOT NULL,
+        phase             text NOT NULL,
+        created_at        timestamptz NOT NULL,
+        updated_at        timestamptz NOT NULL,
+        resource_id       text,
+        sid               text,
+        source_file       text,
+        spec_hash         text,
+        subscription_hash text,
+        layout_hash       text,
+        restart_hash      text,
+        window_start      timestamptz,
+        window_end        timestamptz,
+        started_at        timestamptz,
+        ended_at          timestamptz,
+        last_query_at     timestamptz,
+        last_status       integer,
+        end_reason        text,
+        file_list         jsonb,
+        uploading_status  text,
+        restart_count     integer NOT NULL DEFAULT 0,
+        intent            text,
+        intent_at         timestamptz,
+        error             text
+    );
+    CREATE INDEX sessions_by_phase ON sessions (phase);
+    CREATE INDEX sessions_by_manifest ON sessions (manifest, id);
+    CREATE UNIQUE INDEX sessions_one_live_per_target ON sessions (app_id, channel, uid)
+        WHERE phase NOT IN ('ended', 'failed', 'unmanageable');
+    CREATE TABLE manifest_states (
+        name                 text PRIMARY KEY,
+        failed_spec_hash     text,
+        failure_reason       text,
+        failed_at            timestamptz
+    );
+    CREATE TABLE last_known_good (
+        name        text PRIMARY KEY,
+        source_file text NOT NULL,
+        spec_hash   text NOT NULL,
+        document    jsonb NOT NULL,
+        stored_at   timestamptz NOT NULL
+    );
+    """,
+)
+
+# Our tables: a database holding one of them but no schema_version table is not
+# taken for an empty one.
+_OUR_TABLES = ("sessions", "manifest_states", "last_known_good")
+
+_SESSION_COLUMNS = tuple(f.name for f in fields(SessionRecord))
+_WRITABLE_SESSION_COLUMNS = frozenset(_SESSION_COLUMNS) - {"id", "created_at"}
+_STATE_COLUMNS = tuple(f.name for f in fields(ManifestState))
+_DATETIME_COLUMNS = frozenset(
+    {
+        "created_at",
+        "updated_at",
+        "window_start",
+        "window_end",
+        "started_at",
+        "ended_at",
+        "last_query_at",
+        "intent_at",
+        "failed_at",
+        "stored_at",
+    }
+)
+_JSON_COLUMNS = frozenset({"file_list", "document"})
+_FINALS = [p.value for p in FINAL_PHASES]
+_FORBIDDEN_COLUMN_PARTS = ("secret", "token", "password", "accesskey", "key")
+_COLUMN_LINE = re.compile(r"^\s*(\w+)\s+(?:bigint|integer|text|timestamptz|jsonb|boolean)\b", re.M)
+
+
+def _check_no_secret_columns() -> None:
+    """No column of the schema (as the migrations declare it) looks like it could hold
+    a secret."""
+    names = set(_COLUMN_LINE.findall(_SCHEMA_VERSION_TABLE + "".join(_MIGRATIONS)))
+    for name in sorted(names):
+        if any(part in name.replace("_", "") for part in _FORBIDDEN_COLUMN_PARTS):
+            raise AssertionError(f"column {name!r} looks like it could hold a secret")
+
+
+_check_no_secret_columns()
+
+_SESSION_SELECT = sql.SQL("SELECT {} FROM sessions").format(
+    sql.SQL(", ").join(map(sql.Identifier, _SESSION_COLUMNS))
+)
+_SESSION_RETURNING = sql.SQL(" RETURNING {}").format(
+    sql.SQL(", ").join(map(sql.Identifier, _SESSION_COLUMNS))
+)
+
+
+_Query = sql.SQL | sql.Composed
+_KNOWN_GOOD_INDEX_SELECT = sql.SQL(
+    "SELECT name, source_file, spec_hash, stored_at FROM last_known_good"
+)
+_KNOWN_GOOD_SELECT = sql.SQL(
+    "SELECT name, source_file, spec_hash, stored_at, document FROM last_known_good"
+)
+
+
+class _UndecodableError(Exception):
+    """A stored value this code cannot read back (the store maps it to StoreCorruptError)."""
+
+
+def _to_db(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _DATETIME_COLUMNS:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise TypeError(f"{column} must be a timezone-aware datetime")
+        return value
+    if column in _JSON_COLUMNS:
+        return Jsonb(value)
+    if isinstance(value, Phase | Intent):
+        return value.value
+    return value
+
+
+def _from_db(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        if column in _DATETIME_COLUMNS:
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise TypeError(f"not a timestamptz: {type(value).__name__}")
+            return value.astimezone(UTC)
+        if column == "phase":
+            return Phase(value)
+        if column == "intent":
+            return Intent(value)
+    except (ValueError, TypeError) as exc:
+        raise _UndecodableError(f"column {column} holds {value!r:.60}: {exc}") from None
+    return value
+
+
+def _session_from_row(row: Mapping[str, Any]) -> SessionRecord:
+    return SessionRecord(**{c: _from_db(c, row[c]) for c in _SESSION_COLUMNS})
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+class _Target:
+    """A PostgreSQL URL: what to connect with, what to show, what to hide."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            # Never echo the URL: it may hold a password.
+            raise StoreError(
+                f"unsupported PostgreSQL URL scheme {parts.scheme!r}: use "
+                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        secrets: set[str] = set()
+        if colon and password:
+            secrets |= {password, unquote(password)}
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        for key, value in query:
+            if key == "password" and value:
+                secrets |= {value, quote(value, safe=""), quote_plus(value)}
+        kept = urlencode([(k, v) for k, v in query if k != "password"])
+        netloc = f"{user}@{hosts}" if at and user else hosts
+        self.url = url
+        self.location = urlunsplit((parts.scheme, netloc, parts.path, kept, ""))
+        # Longest first, so that no part of a password survives a shorter replacement.
+        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"invalid PostgreSQL URL {self.location}: {self.redact(str(exc))}"
+            ) from None
+        self.kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            self.kwargs["connect_timeout"] = CONNECT_TIMEOUT
+        if "application_name" not in params:
+            self.kwargs["application_name"] = "orchestrator"
+
+    def redact(self, text: str) -> str:
+        """`text` on one line, without any form of the password."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _one_line(text)
+
+
+def _too_new(location: str, version: int) -> StoreError:
+    return StoreError(
+        f"state store {location} has schema version {version}, newer than this "
+        f"orchestrator understands ({len(_MIGRATIONS)}); upgrade the orchestrator"
+    )
+
+
+async def _stored_version(conn: AsyncConnection[TupleRow]) -> int | None:
+    """The schema version in the database; None when it has no schema_version table."""
+    cursor = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+    found = await cursor.fetchone()
+    if found is None or not found[0]:
+        return None
+    cursor = await conn.execute("SELECT max(version) FROM schema_version")
+    row = await cursor.fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+async def _has_our_tables(conn: AsyncConnection[TupleRow]) -> bool:
+    cursor = await conn.execute(
+        "SELECT count(*) FROM unnest(%s::text[]) AS t(name) WHERE to_regclass(name) IS NOT NULL",
+        (list(_OUR_TABLES),),
+    )
+    row = await cursor.fetchone()
+    return row is not None and int(row[0]) > 0
+
+
+async def _prepare(
+    conn: AsyncConnection[TupleRow], location: str, *, writer: bool, create: bool
+) -> int:
+    """Check (readers) or bring up to date (writers) the schema; the version.
+
+    A writer reads the version only under the advisory lock, in the transaction that
+    migrates: a replica that waited for the lock sees what the one before it did.
+    (No lookup happens before the lock, which could leave this session a cached
+    "no such table" that outlives another replica's commit.)"""
+    current = len(_MIGRATIONS)
+    if not writer:
+        version = await _stored_version(conn)
+        if version is None:
+            await _check_not_foreign(conn, location)
+            raise StoreMissingError(location)
+        if version > current:
+            raise _too_new(location, version)
+        if version < current:
+            raise StoreError(
+                f"state store {location} has schema version {version}, older than this "
+                f"orchestrator's ({current}); a writer (`orchestrator run` or "
+                "`orchestrator apply`) must upgrade it first"
+            )
+        return version
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        version = await _stored_version(conn)
+        if version is None:
+            await _check_not_foreign(conn, location)
+            if not create:
+                raise StoreMissingError(location)
+            await conn.execute(_SCHEMA_VERSION_TABLE)
+            version = 0
+        if version > current:
+            raise _too_new(location, version)
+        for number in range(version + 1, current + 1):
+            await conn.execute(_MIGRATIONS[number - 1])
+        if version < current:
+            await conn.execute(
+                "INSERT INTO schema_version (singleton, version) VALUES (true, %s) "
+                "ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
+                (current,),
+            )
+    cursor = await conn.execute(
+        "SELECT has_table_privilege('sessions', 'SELECT, INSERT, UPDATE') "
+        "AND has_table_privilege('manifest_states', 'SELECT, INSERT, UPDATE') "
+        "AND has_table_privilege('last_known_good', 'SELECT, INSERT, UPDATE, DELETE')"
+    )
+    allowed = await cursor.fetchone()
+    if allowed is None or not allowed[0]:
+        raise StoreAccessError(
+            location,
+            f"state store {location} cannot be written by this role: it needs SELECT, "
+            "INSERT, UPDATE (and DELETE on last_known_good) on sessions, manifest_states "
+            "and last_known_good; grant them, or use the role that ran `orchestrator init`",
+        )
+    return current
+
+
+async def _check_not_foreign(conn: AsyncConnection[TupleRow], location: str) -> None:
+    if await _has_our_tables(conn):
+        raise StoreCorruptError(
+            location,
+            "has tables named like the orchestrator's (sessions, manifest_states, "
+            "last_known_good) but no schema_version table, so it is not an orchestrator "
+            "state store (or it is a damaged one)",
+        )
+
+
+class PostgresStore:
+    """Sessions and per-manifest state in a PostgreSQL database, through a small
+    connection pool. Built by `open_postgres_store` (construction is async);
+    `aclose()` closes the pool."""
+
+    def __init__(
+        self,
+        target: _Target,
+        pool: AsyncConnectionPool[AsyncConnection[TupleRow]],
+        *,
+        writer: bool,
+        schema_version: int,
+        now: Callable[[], datetime] | None,
+    ) -> None:
+        self._target = target
+        self._pool = pool
+        self.writer = writer
+        self._schema_version = schema_version
+        self._now = now or (lambda: datetime.now(UTC))
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """The URL without its password."""
+        return self._target.location
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version found (readers) or migrated to (writers) at open."""
+        return self._schema_version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close the pool (waiting up to CLOSE_TIMEOUT for connections in use).
+        Idempotent; completes even if the caller is cancelled."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.shield(self._pool.close(timeout=CLOSE_TIMEOUT))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def restore_if_removed(self) -> bool:
+        """Nothing to restore: a server keeps its own files. Always False."""
+        self._require_open()
+        self._require_writer()
+        return False
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"state store {self.location} is closed")
+
+    def _require_writer(self) -> None:
+        if not self.writer:
+            raise StoreError(f"state store {self.location} is open read-only")
+
+    async def _run(self, operation: Callable[[AsyncConnection[TupleRow]], Awaitable[_T]]) -> _T:
+        """Run `operation` on a pooled connection; no psycopg exception gets out."""
+        self._require_open()
+        try:
+            async with self._pool.connection(timeout=POOL_TIMEOUT) as conn:
+                return await operation(conn)
+        except PoolTimeout:
+            raise await _unavailable(self._target, POOL_TIMEOUT) from None
+        except PoolClosed:
+            raise StoreError(f"state store {self.location} is closed") from None
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        except _UndecodableError as exc:
+            raise StoreCorruptError(
+                self.location, f"holds a value that cannot be read ({exc})"
+            ) from None
+
+    def _error(self, exc: psycopg.Error) -> StoreError:
+        """The StoreError for a psycopg exception, by its kind and SQLSTATE."""
+        return _store_error(self._target, exc)
+
+    # -- sessions ----------------------------------------------------------------
+
+    async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord:
+        """A new session row; `phase` defaults to ACQUIRING. Returns it as stored."""
+        self._require_writer()
+        given: dict[str, Any] = dict(values)
+        now = self._now()
+        given.setdefault("phase", Phase.ACQUIRING)
+        given.setdefault("updated_at", now)
+        given["created_at"] = now
+        unknown = set(given) - _WRITABLE_SESSION_COLUMNS - {"created_at"}
+        if unknown:
+            raise TypeError(f"unknown session fields: {sorted(unknown)}")
+        columns = sorted(given)
+        query = (
+            sql.SQL("INSERT INTO sessions ({}) VALUES ({})").format(
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+                sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+            )
+            + _SESSION_RETURNING
+        )
+        params = [_to_db(c, given[c]) for c in columns]
+
+        async def insert(conn: AsyncConnection[TupleRow]) -> SessionRecord:
+            async with conn.cursor(row_factory=dict_row) as cursor:
+                try:
+                    await cursor.execute(query, params)
+                except errors.UniqueViolation as exc:
+                    raise self._conflict(exc, given) from None
+                row = await cursor.fetchone()
+            assert row is not None  # INSERT ... RETURNING gives its row
+            return _session_from_row(row)
+
+        return await self._run(insert)
+
+    def _conflict(self, exc: errors.UniqueViolation, target: Mapping[str, Any]) -> StoreError:
+        if exc.diag.constraint_name != _LIVE_TARGET_INDEX:
+            return self._error(exc)
+        return StoreConflictError(
+            self.location, str(target["app_id"]), str(target["channel"]), int(target["uid"])
+        )
+
+    async def get_session(self, session_id: int) -> SessionRecord:
+        query = _SESSION_SELECT + sql.SQL(" WHERE id = %s")
+
+        async def select(conn: AsyncConnection[TupleRow]) -> SessionRecord:
+            rows = await _fetch_all(conn, query, (session_id,))
+            if not rows:
+                raise KeyError(session_id)
+            return _session_from_row(rows[0])
+
+        return await self._run(select)
+
+    async def update_session(
+        self, session_id: int, **values: Unpack[SessionFields]
+    ) -> SessionRecord:
+        """Write the given fields (and `updated_at`) in one committed statement."""
+        updated = await self._update_session(session_id, None, dict(values))
+        if updated is None:  # pragma: no cover (only a phase condition gives None)
+            raise KeyError(session_id)
+        return updated
+
+    async def update_session_if(
+        self, session_id: int, phases: Collection[Phase], **values: Unpack[SessionFields]
+    ) -> SessionRecord | None:
+        """Write the given fields only while the session is in one of `phases` (checked
+        in the same statement); None when it was not (another action moved it on)."""
+        return await self._update_session(session_id, phases, dict(values))
+
+    async def _update_session(
+        self, session_id: int, phases: Collection[Phase] | None, values: dict[str, Any]
+    ) -> SessionRecord | None:
+        self._require_writer()
+        unknown = set(values) - _WRITABLE_SESSION_COLUMNS
+        if unknown:
+            raise TypeError(f"unknown session fields: {sorted(unknown)}")
+        values["updated_at"] = self._now()
+        columns = sorted(values)
+        query = sql.SQL("UPDATE sessions SET {} WHERE id = %s").format(
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
+        )
+        params = [*(_to_db(c, values[c]) for c in columns), session_id]
+        if phases is not None:
+            query += sql.SQL(" AND phase = ANY(%s::text[])")
+            params.append([Phase(p).value for p in phases])
+        query += _SESSION_RETURNING
+
+        async def update(conn: AsyncConnection[TupleRow]) -> SessionRecord | None:
+            try:
+                rows = await _fetch_all(conn, query, params)
+            except errors.UniqueViolation as exc:
+                raise await self._update_conflict(conn, exc, session_id, values) from None
+            if not rows:
+                if phases is None:
+                    raise KeyError(session_id)
+                return None
+            return _session_from_row(rows[0])
+
+        return await self._run(update)
+
+    async def _update_conflict(
+        self,
+        conn: AsyncConnection[TupleRow],
+        exc: errors.UniqueViolation,
+        session_id: int,
+        values: Mapping[str, Any],
+    ) -> StoreError:
+        """The error for an update that broke a unique index: the session's target is
+        what the update wrote over what the row holds."""
+        cursor = await conn.execute(
+            "SELECT app_id, channel, uid FROM sessions WHERE id = %s", (session_id,)
+        )
+        row = await cursor.fetchone()
+        stored = dict(zip(("app_id", "channel", "uid"), row or ("?", "?", 0), strict=True))
+        return self._conflict(exc, {**stored, **values})
+
+    async def record_intent(
+        self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
+    ) -> SessionRecord:
+        """Before a mutating API call: what is about to be done (with any new phase)."""
+        given: dict[str, Any] = dict(values)
+        for name in ("intent", "intent_at"):
+            if name in given:
+                raise TypeError(f"record_intent() got multiple values for argument {name!r}")
+        given["intent"] = intent
+        given["intent_at"] = self._now()
+        updated = await self._update_session(session_id, None, given)
+        if updated is None:  # pragma: no cover (only a phase condition gives None)
+            raise KeyError(session_id)
+        return updated
+
+    async def record_outcome(
+        self, session_id: int, **values: Unpack[SessionFields]
+    ) -> SessionRecord:
+        """After a mutating API call: its outcome; clears the intent (and the error)
+        unless given."""
+        given: dict[str, Any] = dict(values)
+        given.setdefault("intent", None)
+        given.setdefault("intent_at", None)
+        given.setdefault("error", None)
+        updated = await self._update_session(session_id, None, given)
+        if updated is None:  # pragma: no cover (only a phase condition gives None)
+            raise KeyError(session_id)
+        return updated
+
+    async def _select_sessions(
+        self, condition: _Query, params: Sequence[Any]
+    ) -> list[SessionRecord]:
+        query = _SESSION_SELECT + sql.SQL(" ") + condition
+
+        async def select(conn: AsyncConnection[TupleRow]) -> list[SessionRecord]:
+            return [_session_from_row(r) for r in await _fetch_all(conn, query, params)]
+
+        return await self._run(select)
+
+    async def live_sessions(self) -> list[SessionRecord]:
+        """Every session that may still be recording, oldest first."""
+        return await self._select_sessions(
+            sql.SQL("WHERE phase <> ALL(%s::text[]) ORDER BY id"), (_FINALS,)
+        )
+
+    async def unmanageable_on(self, app_id: str, channel: str, uid: int) -> list[SessionRecord]:
+        """Unmanageable sessions recording this (app, channel, uid)."""
+        return await self._select_sessions(
+            sql.SQL("WHERE phase = %s AND app_id = %s AND channel = %s AND uid = %s ORDER BY id"),
+            (Phase.UNMANAGEABLE.value, app_id, channel, uid),
+        )
+
+    async def history(self, limit: int = 50, manifest: str | None = None) -> list[SessionRecord]:
+        """Ended and failed sessions, newest first (a negative limit: all of them)."""
+        bound = limit if limit >= 0 else None
+        if manifest is None:
+            return await self._select_sessions(
+                sql.SQL("WHERE phase = ANY(%s::text[]) ORDER BY id DESC LIMIT %s"),
+                (_FINALS, bound),
+            )
+        return await self._select_sessions(
+            sql.SQL("WHERE phase = ANY(%s::text[]) AND manifest = %s ORDER BY id DESC LIMIT %s"),
+            (_FINALS, manifest, bound),
+        )
+
+    async def latest_ended(self) -> dict[str, SessionRecord]:
+        """The newest ended or failed session of each manifest."""
+        query = sql.SQL("SELECT DISTINCT ON (manifest) {} FROM sessions").format(
+            sql.SQL(", ").join(map(sql.Identifier, _SESSION_COLUMNS))
+        ) + sql.SQL(" WHERE phase = ANY(%s::text[]) ORDER BY manifest, id DESC")
+
+        async def select(conn: AsyncConnection[TupleRow]) -> dict[str, SessionRecord]:
+            rows = await _fetch_all(conn, query, (_FINALS,))
+            return {r["manifest"]: _session_from_row(r) for r in rows}
+
+        return await self._run(select)
+
+    # -- manifest states ------------------------------------------------------------
+
+    async def manifest_states(self) -> dict[str, ManifestState]:
+        query = sql.SQL("SELECT {} FROM manifest_states").format(
+            sql.SQL(", ").join(map(sql.Identifier, _STATE_COLUMNS))
+        )
+
+        async def select(conn: AsyncConnection[TupleRow]) -> dict[str, ManifestState]:
+            rows = await _fetch_all(conn, query, ())
+            return {
+                row["name"]: ManifestState(**{n: _from_db(n, row[n]) for n in _STATE_COLUMNS})
+                for row in rows
+            }
+
+        return await self._run(select)
+
+    async def set_manifest_state(self, state: ManifestState) -> None:
+        self._require_writer()
+        query = sql.SQL(
+            "INSERT INTO manifest_states ({}) VALUES ({}) ON CONFLICT (name) DO UPDATE SET {}"
+        ).format(
+            sql.SQL(", ").join(map(sql.Identifier, _STATE_COLUMNS)),
+            sql.SQL(", ").join(sql.Placeholder() * len(_STATE_COLUMNS)),
+            sql.SQL(", ").join(
+                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n))
+                for n in _STATE_COLUMNS
+                if n != "name"
+            ),
+        )
+        params = [_to_db(n, getattr(state, n)) for n in _STATE_COLUMNS]
+
+        async def upsert(conn: AsyncConnection[TupleRow]) -> None:
+            await conn.execute(query, params)
+
+        await self._run(upsert)
+
+    async def clear_failures(self, names: Sequence[str] | None = None) -> int:
+        """Forget permanent failures (all, or of `names`) so they are tried again. The
+        count: rows with a failure (all), or rows of `names` that exist (by names)."""
+        self._require_writer()
+        clear = (
+            "UPDATE manifest_states SET failed_spec_hash = NULL, failure_reason = NULL, "
+            "failed_at = NULL WHERE "
+        )
+        wanted = None if names is None else list(names)
+
+        async def update(conn: AsyncConnection[TupleRow]) -> int:
+            if wanted is None:
+                cursor = await conn.execute(clear + "failed_spec_hash IS NOT NULL")
+            else:
+                cursor = await conn.execute(clear + "name = ANY(%s::text[])", (wanted,))
+            return max(cursor.rowcount, 0)
+
+        return await self._run(update)
+
+    # -- last known good manifests ------------------------------------------------------
+
+    async def known_good(
+        self, names: Collection[str] | None = None, *, documents: bool = True
+    ) -> dict[str, KnownGood]:
+        """Last known good versions (all, or of `names`). `documents=False` gives an
+        index without the documents (empty dicts), and does not fetch them."""
+        query: _Query = _KNOWN_GOOD_SELECT if documents else _KNOWN_GOOD_INDEX_SELECT
+        params: tuple[Any, ...] = ()
+        if names is not None:
+            query += sql.SQL(" WHERE name = ANY(%s::text[])")
+            params = (sorted(set(names)),)
+
+        async def select(conn: AsyncConnection[TupleRow]) -> dict[str, KnownGood]:
+            rows = await _fetch_all(conn, query, params)
+            return {
+                row["name"]: KnownGood(
+                    name=row["name"],
+                    source_file=row["source_file"],
+                    spec_hash=row["spec_hash"],
+                    document=row["document"] if documents else {},
+                    stored_at=_from_db("stored_at", row["stored_at"]),
+                )
+                for row in rows
+            }
+
+        return await self._run(select)
+
+    async def remember_known_good(
+        self, entries: Sequence[KnownGood], forget: Sequence[str] = ()
+    ) -> None:
+        """Store these versions (rows whose spec and file are unchanged are left alone,
+        their `stored_at` too) and forget the names in `forget`, in one transaction."""
+        self._require_writer()
+        now = self._now()
+        rows = [(e.name, e.source_file, e.spec_hash, Jsonb(e.document), now) for e in entries]
+        gone = list(forget)
+
+        async def write(conn: AsyncConnection[TupleRow]) -> None:
+            async with conn.transaction(), conn.cursor() as cursor:
+                if rows:
+                    await cursor.executemany(
+                        "INSERT INTO last_known_good "
+                        "(name, source_file, spec_hash, document, stored_at) "
+                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                        "source_file = excluded.source_file, spec_hash = excluded.spec_hash, "
+                        "document = excluded.document, stored_at = excluded.stored_at "
+                        "WHERE last_known_good.spec_hash <> excluded.spec_hash "
+                        "OR last_known_good.source_file <> excluded.source_file",
+                        rows,
+                    )
+                if gone:
+                    await cursor.execute(
+                        "DELETE FROM last_known_good WHERE name = ANY(%s::text[])", (gone,)
+                    )
+
+        await self._run(write)
+
+
+async def _fetch_all(
+    conn: AsyncConnection[TupleRow], query: _Query, params: Sequence[Any]
+) -> list[DictRow]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchall()
+
+
+def _store_error(target: _Target, exc: psycopg.Error) -> StoreError:
+    """The StoreError for a psycopg exception, by its kind and SQLSTATE."""
+    location = target.location
+    detail = target.redact(str(exc) or type(exc).__name__)
+    if isinstance(exc, errors.ReadOnlySqlTransaction):
+        return StoreAccessError(
+            location,
+            f"state store {location} cannot be written: {detail}; point the URL at the "
+            "primary server, not a read-only standby",
+        )
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return StoreAccessError(
+            location,
+            f"state store {location} refuses this role: {detail}; grant it the privileges "
+            "`orchestrator init` gave its own role, or use that role",
+        )
+    if isinstance(exc, errors.UndefinedTable | errors.UndefinedColumn):
+        return StoreCorruptError(location, f"lacks part of the orchestrator schema ({detail})")
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreUnavailableError(location, detail)
+    return StoreError(f"state store {location} failed: {detail}")
+
+
+async def _unavailable(target: _Target, waited: float) -> StoreUnavailableError:
+    """Why the pool gave no connection within `waited` seconds: a direct attempt tells
+    what libpq says (the server is down, refuses us...); if it succeeds, every pooled
+    connection was busy."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT + 1):
+            conn = await AsyncConnection.connect(target.url, **target.kwargs)
+    except (psycopg.Error, TimeoutError) as exc:
+        detail = f"no connection within {waited:g} s: {str(exc) or 'connecting timed out'}"
+    else:
+        await conn.close()
+        detail = (
+            f"no connection within {waited:g} s (all {POOL_MAX_SIZE} connections of this "
+            "process are busy)"
+        )
+    return StoreUnavailableError(target.location, target.redact(detail))
+
+
+async def _configure(conn: AsyncConnection[TupleRow]) -> None:
+    """Every connection: statements bounded, datetimes in UTC."""
+    await conn.execute("SET statement_timeout = '30s'; SET TimeZone = 'UTC'")
+
+
+async def _configure_reader(conn: AsyncConnection[TupleRow]) -> None:
+    """A reader's connection also refuses writes (like SQLite's `query_only`)."""
+    await conn.execute(
+        "SET statement_timeout = '30s'; SET TimeZone = 'UTC'; "
+        "SET default_transaction_read_only = on"
+    )
+
+
+async def open_postgres_store(
+    url: str,
+    *,
+    writer: bool = True,
+    create: bool = False,
+    now: Callable[[], datetime] | None = None,
+) -> PostgresStore:
+    """Open the store in the PostgreSQL database at `url`
+    (`postgresql://USER:PASSWORD@HOST:PORT/DATABASE`).
+
+    A writer (the default) migrates the schema as needed, under the advisory lock.
+    Only `create=True` (a writer's: `orchestrator init`, the daemon's first start)
+    lays the schema into a database without one; otherwise that is
+    StoreMissingError. A reader (`writer=False`) never migrates and needs the
+    current schema version. A server that cannot be reached is
+    StoreUnavailableError within about CONNECT_TIMEOUT seconds.
+    """
+    if create and not writer:
+        raise ValueError("only a writer creates a store (create=True needs writer=True)")
+    target = _Target(url)
+    location = target.location
+    try:
+        conn = await AsyncConnection.connect(url, **target.kwargs)
+    except psycopg.Error as exc:
+        raise StoreUnavailableError(location, target.redact(str(exc))) from None
+    try:
+        try:
+            await _configure(conn)
+            version = await _prepare(conn, location, writer=writer, create=create)
+        finally:
+            await conn.close()
+    except psycopg.Error as exc:
+        raise _store_error(target, exc) from None
+    pool: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
+        url,
+        kwargs=target.kwargs,
+        min_size=POOL_MIN_SIZE,
+        max_size=POOL_MAX_SIZE,
+        open=False,
+        configure=_configure if writer else _configure_reader,
+        check=AsyncConnectionPool.check_connection,
+        timeout=POOL_TIMEOUT,
+        name="orchestrator-store",
+    )
+    try:
+        await pool.open(wait=True, timeout=POOL_TIMEOUT + CONNECT_TIMEOUT)
+    except PoolTimeout:
+        await pool.close()
+        raise await _unavailable(target, POOL_TIMEOUT + CONNECT_TIMEOUT) from None
+    except BaseException:
+        await pool.close()
+        raise
+    return PostgresStore(target, pool, writer=writer, schema_version=version, now=now)
+
+
+if TYPE_CHECKING:
+
+    def _implements_store(store: PostgresStore) -> Store:
+        """mypy checks here that PostgresStore keeps the Store protocol."""
+        return store

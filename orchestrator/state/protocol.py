@@ -1,0 +1,120 @@
+"""The state store as an interface: what reconcile, the daemon and the CLI may ask of it.
+
+Two implementations keep it: `SqliteStore` (store.py: one file, one writer process)
+and `PostgresStore` (postgres.py: several replicas). Both pass the same contract
+test suite (tests/contract). Writes name their fields: `SessionFields` lists every
+column a caller may write, with its type, so that mypy checks every write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypedDict, Unpack
+
+from orchestrator.state.model import Intent, KnownGood, ManifestState, Phase, SessionRecord
+
+
+class SessionFields(TypedDict, total=False):
+    """The writable columns of a session (`SessionRecord` minus `id` and `created_at`)."""
+
+    manifest: str
+    app: str
+    app_id: str
+    channel: str
+    uid: int
+    mode: str
+    phase: Phase
+    updated_at: datetime
+    resource_id: str | None
+    sid: str | None
+    source_file: str | None
+    spec_hash: str | None
+    subscription_hash: str | None
+    layout_hash: str | None
+    restart_hash: str | None
+    window_start: datetime | None
+    window_end: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    last_query_at: datetime | None
+    last_status: int | None
+    end_reason: str | None
+    file_list: Any
+    uploading_status: str | None
+    restart_count: int
+    intent: Intent | None
+    intent_at: datetime | None
+    error: str | None
+
+
+class Store(Protocol):
+    """Sessions, per-manifest state and last known good manifests.
+
+    Every write is committed before the call returns (an intent is durable before
+    the API call it announces). No secret value is ever written.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a path, or a URL without its password)."""
+        ...
+
+    @property
+    def schema_version(self) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+    async def restore_if_removed(self) -> bool:
+        """Write the store back if its file was removed under us (SQLite); False when
+        nothing had to be done."""
+        ...
+
+    # sessions
+    async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord: ...
+
+    async def get_session(self, session_id: int) -> SessionRecord: ...
+
+    async def update_session(
+        self, session_id: int, **values: Unpack[SessionFields]
+    ) -> SessionRecord: ...
+
+    async def update_session_if(
+        self, session_id: int, phases: Collection[Phase], **values: Unpack[SessionFields]
+    ) -> SessionRecord | None:
+        """Write only while the session is in one of `phases` (checked in the same
+        statement); None when it was not."""
+        ...
+
+    async def record_intent(
+        self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
+    ) -> SessionRecord: ...
+
+    async def record_outcome(
+        self, session_id: int, **values: Unpack[SessionFields]
+    ) -> SessionRecord: ...
+
+    async def live_sessions(self) -> list[SessionRecord]: ...
+
+    async def unmanageable_on(self, app_id: str, channel: str, uid: int) -> list[SessionRecord]: ...
+
+    async def history(
+        self, limit: int = 50, manifest: str | None = None
+    ) -> list[SessionRecord]: ...
+
+    async def latest_ended(self) -> dict[str, SessionRecord]: ...
+
+    # per manifest
+    async def manifest_states(self) -> dict[str, ManifestState]: ...
+
+    async def set_manifest_state(self, state: ManifestState) -> None: ...
+
+    async def clear_failures(self, names: Sequence[str] | None = None) -> int: ...
+
+    async def known_good(
+        self, names: Collection[str] | None = None, *, documents: bool = True
+    ) -> dict[str, KnownGood]: ...
+
+    async def remember_known_good(
+        self, entries: Sequence[KnownGood], forget: Sequence[str] = ()
+    ) -> None: ...

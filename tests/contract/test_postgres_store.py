@@ -1,0 +1,401 @@
+"""What only the PostgreSQL store has to get right, on a real throwaway server.
+
+Covers: writers starting together migrate once (under the advisory lock, which a
+test holds to see a writer wait for it); the schema's native types and its partial
+unique index; two replicas cannot both own one target; a database without our
+schema is refused unless creating (and left as it was), as is one with foreign
+tables of our names; an older schema is upgraded by a writer and refused by a
+reader, a newer one refused by both; a server that is down is
+StoreUnavailableError within a bounded time, at open and in an operation, and the
+same store works again once it is back; connections the server cut are replaced;
+the location drops the password (in the user part or the query); no message ever
+holds the password, and each is one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+import pytest
+
+from orchestrator.state import Intent, Phase
+from orchestrator.state import postgres as pg
+from orchestrator.state.errors import (
+    StoreConflictError,
+    StoreCorruptError,
+    StoreError,
+    StoreMissingError,
+    StoreUnavailableError,
+)
+from orchestrator.state.postgres import (
+    ADVISORY_LOCK_KEY,
+    POOL_TIMEOUT,
+    PostgresStore,
+    open_postgres_store,
+)
+from tests.postgres import PostgresCluster, database_name
+
+pytestmark = pytest.mark.postgres
+
+T0 = datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
+WAIT = 30.0  # seconds; a bound for a loaded machine, never reached when it works
+
+_T = TypeVar("_T")
+
+
+def target(uid: int = 527841, manifest: str = "standup") -> dict[str, Any]:
+    return {
+        "manifest": manifest,
+        "app": "main",
+        "app_id": "app1",
+        "channel": "room",
+        "uid": uid,
+        "mode": "mix",
+    }
+
+
+def password_of(url: str) -> str:
+    return unquote(url.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1])
+
+
+def assert_clean(error: BaseException, *secrets: str) -> None:
+    """One line, and no form of any secret."""
+    message = str(error)
+    assert message and "\n" not in message, message
+    for secret in secrets:
+        for form in {secret, quote(secret, safe=""), quote(secret)}:
+            assert form not in message, message
+
+
+async def bounded(awaitable: Awaitable[_T]) -> _T:
+    return await asyncio.wait_for(awaitable, WAIT)
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    opened = await open_postgres_store(postgres_url, create=True)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+def scalar(cluster: PostgresCluster, url: str, query: str) -> Any:
+    with cluster.admin(database_name(url)) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+# -- migrations -------------------------------------------------------------------------
+
+
+async def test_writers_starting_together_migrate_once(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    results = await bounded(
+        asyncio.gather(
+            *(open_postgres_store(postgres_url, create=True) for _ in range(4)),
+            return_exceptions=True,
+        )
+    )
+    stores = [r for r in results if isinstance(r, PostgresStore)]
+    try:
+        assert len(stores) == 4, results
+        assert {s.schema_version for s in stores} == {len(pg._MIGRATIONS)}
+        with postgres_cluster.admin(database_name(postgres_url)) as conn:
+            rows = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert rows == [(len(pg._MIGRATIONS),)]
+        # Every replica writes and sees the others' writes.
+        for uid, replica in enumerate(stores, start=1):
+            await replica.create_session(**target(uid))
+        for replica in stores:
+            assert [s.uid for s in await replica.live_sessions()] == [1, 2, 3, 4]
+        # Two replicas cannot both own one target.
+        with pytest.raises(StoreConflictError):
+            await stores[3].create_session(**target(1))
+    finally:
+        for opened in stores:
+            await opened.aclose()
+
+
+async def test_a_writer_migrates_under_the_advisory_lock(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    opening: asyncio.Task[PostgresStore] | None = None
+    try:
+        with postgres_cluster.admin(database_name(postgres_url)) as holder:
+            holder.execute("BEGIN")
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+            opening = asyncio.create_task(open_postgres_store(postgres_url, create=True))
+            done, _ = await asyncio.wait({opening}, timeout=1.0)
+            assert not done, "the writer did not wait for the migration lock"
+            assert scalar(postgres_cluster, postgres_url, "SELECT to_regclass('sessions')") is None
+            holder.execute("COMMIT")
+        store = await bounded(opening)
+        assert store.schema_version == len(pg._MIGRATIONS)
+        assert scalar(postgres_cluster, postgres_url, "SELECT version FROM schema_version") == 1
+    finally:
+        if opening is not None:
+            opened = await bounded(asyncio.gather(opening, return_exceptions=True))
+            if isinstance(opened[0], PostgresStore):
+                await opened[0].aclose()
+
+
+async def test_native_types_and_indexes(
+    postgres_cluster: PostgresCluster, store: PostgresStore, postgres_url: str
+) -> None:
+    with postgres_cluster.admin(database_name(postgres_url)) as conn:
+        columns = {
+            (str(table), str(name)): (data_type, identity)
+            for table, name, data_type, identity in conn.execute(
+                "SELECT table_name, column_name, data_type, identity_generation "
+                "FROM information_schema.columns WHERE table_schema = 'public'"
+            ).fetchall()
+        }
+        indexes = {
+            str(name): str(definition)
+            for name, definition in conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'sessions'"
+            ).fetchall()
+        }
+    tz = "timestamp with time zone"
+    assert columns["sessions", "id"] == ("bigint", "ALWAYS")
+    for name in ("created_at", "updated_at", "window_start", "ended_at", "intent_at"):
+        assert columns["sessions", name][0] == tz, name
+    assert columns["sessions", "file_list"][0] == "jsonb"
+    assert columns["sessions", "uid"][0] == "bigint"
+    assert columns["sessions", "last_status"][0] == "integer"
+    assert columns["sessions", "restart_count"][0] == "integer"
+    assert columns["sessions", "phase"][0] == "text"
+    assert columns["manifest_states", "failed_at"][0] == tz
+    assert columns["last_known_good", "document"][0] == "jsonb"
+    assert columns["last_known_good", "stored_at"][0] == tz
+    assert {t for t, _ in columns} == {
+        "sessions",
+        "manifest_states",
+        "last_known_good",
+        "schema_version",
+    }
+    for _, name in columns:
+        assert not any(p in name.replace("_", "") for p in ("secret", "token", "password"))
+    live = indexes["sessions_one_live_per_target"]
+    assert "UNIQUE" in live and "(app_id, channel, uid)" in live
+    for phase in ("ended", "failed", "unmanageable"):
+        assert f"'{phase}'" in live
+    assert "sessions_by_phase" in indexes and "sessions_by_manifest" in indexes
+
+
+async def test_no_schema_without_create_is_refused_and_left_alone(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    for writer in (True, False):
+        with pytest.raises(StoreMissingError) as caught:
+            await bounded(open_postgres_store(postgres_url, writer=writer))
+        message = str(caught.value)
+        assert "`orchestrator init`" in message
+        assert database_name(postgres_url) in message
+        assert_clean(caught.value, password_of(postgres_url))
+    tables = scalar(
+        postgres_cluster,
+        postgres_url,
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    )
+    assert tables == 0
+    with pytest.raises(ValueError, match="only a writer creates"):
+        await open_postgres_store(postgres_url, writer=False, create=True)
+
+
+async def test_foreign_tables_of_our_names_are_not_taken_for_a_store(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    with postgres_cluster.admin(database_name(postgres_url)) as conn:
+        conn.execute("CREATE TABLE sessions (theirs integer)")
+    for writer, create in ((True, True), (True, False), (False, False)):
+        with pytest.raises(StoreCorruptError, match="not an orchestrator state store"):
+            await bounded(open_postgres_store(postgres_url, writer=writer, create=create))
+    assert scalar(postgres_cluster, postgres_url, "SELECT to_regclass('schema_version')") is None
+    assert scalar(postgres_cluster, postgres_url, "SELECT count(*) FROM sessions") == 0
+
+
+async def test_an_older_schema_is_upgraded_by_a_writer_only(
+    postgres_cluster: PostgresCluster, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await open_postgres_store(postgres_url, create=True)
+    created = await first.create_session(**target())
+    await first.aclose()
+    newer = (*pg._MIGRATIONS, "CREATE TABLE test_extra (x integer); CREATE INDEX ON test_extra (x)")
+    monkeypatch.setattr(pg, "_MIGRATIONS", newer)
+    with pytest.raises(StoreError, match=r"older than this orchestrator's \(2\)"):
+        await open_postgres_store(postgres_url, writer=False)
+    writer = await open_postgres_store(postgres_url)
+    try:
+        assert writer.schema_version == 2
+        assert await writer.get_session(created.id) == created
+    finally:
+        await writer.aclose()
+    with postgres_cluster.admin(database_name(postgres_url)) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT to_regclass('test_extra') IS NOT NULL").fetchone() == (True,)
+    reader = await open_postgres_store(postgres_url, writer=False)
+    assert reader.schema_version == 2
+    await reader.aclose()
+
+
+async def test_a_newer_schema_is_refused(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    await (await open_postgres_store(postgres_url, create=True)).aclose()
+    with postgres_cluster.admin(database_name(postgres_url)) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    for writer, create in ((True, True), (True, False), (False, False)):
+        with pytest.raises(StoreError, match="schema version 99, newer than this") as caught:
+            await open_postgres_store(postgres_url, writer=writer, create=create)
+        assert_clean(caught.value, password_of(postgres_url))
+    assert scalar(postgres_cluster, postgres_url, "SELECT version FROM schema_version") == 99
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_a_server_that_is_down_is_unavailable_then_back(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    store = await open_postgres_store(postgres_url, create=True)
+    secret = password_of(postgres_url)
+    try:
+        created = await store.create_session(**target())
+        await asyncio.to_thread(postgres_cluster.stop)
+        try:
+            operations: list[Callable[[], Awaitable[object]]] = [
+                store.live_sessions,
+                lambda: store.record_intent(created.id, Intent.START, phase=Phase.STARTING),
+            ]
+            for operation in operations:
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailableError) as caught:
+                    await bounded(operation())
+                assert time.monotonic() - started < POOL_TIMEOUT + pg.CONNECT_TIMEOUT + 5
+                assert store.location in str(caught.value)
+                assert "is unavailable" in str(caught.value)
+                assert_clean(caught.value, secret)
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError) as caught:
+                await bounded(open_postgres_store(postgres_url))
+            assert time.monotonic() - started < pg.CONNECT_TIMEOUT + 5
+            assert_clean(caught.value, secret)
+        finally:
+            await asyncio.to_thread(postgres_cluster.start)
+        # The same store reconnects by itself once the server is back.
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                live = await store.live_sessions()
+                break
+            except StoreUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        assert live == [created]  # the refused intent was never written
+    finally:
+        await store.aclose()
+
+
+async def test_connections_the_server_cut_are_replaced(
+    postgres_cluster: PostgresCluster, store: PostgresStore, postgres_url: str
+) -> None:
+    created = await store.create_session(**target())
+    with postgres_cluster.admin() as conn:
+        cut = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database_name(postgres_url),),
+        ).fetchone()
+    assert cut is not None and int(str(cut[0])) >= 1
+    assert await bounded(store.get_session(created.id)) == created
+    updated = await bounded(store.update_session(created.id, sid="S1"))
+    assert updated.sid == "S1"
+
+
+# -- location and secrets ---------------------------------------------------------------------
+
+
+async def test_location_drops_the_password(
+    postgres_cluster: PostgresCluster, store: PostgresStore, postgres_url: str
+) -> None:
+    name = database_name(postgres_url)
+    port = postgres_cluster.port
+    assert store.location == f"postgresql://{postgres_cluster.role}@127.0.0.1:{port}/{name}"
+    # A password in the query works, and is dropped too (other parameters are kept).
+    secret = quote(postgres_cluster.password, safe="")
+    url = (
+        f"postgres://{postgres_cluster.role}@127.0.0.1:{port}/{name}"
+        f"?password={secret}&application_name=contract"
+    )
+    reader = await open_postgres_store(url, writer=False)
+    try:
+        assert reader.location == (
+            f"postgres://{postgres_cluster.role}@127.0.0.1:{port}/{name}?application_name=contract"
+        )
+        assert await reader.live_sessions() == []
+    finally:
+        await reader.aclose()
+
+
+async def test_no_message_holds_the_password(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    secret = password_of(postgres_url)
+    name = database_name(postgres_url)
+    port = postgres_cluster.port
+    errors: list[BaseException] = []
+
+    async def fails(awaitable: Awaitable[object]) -> None:
+        with pytest.raises(StoreError) as caught:
+            await bounded(awaitable)
+        errors.append(caught.value)
+
+    await fails(open_postgres_store(postgres_url))  # no schema yet
+    wrong = postgres_cluster.url(name, password="Wr0ng:p@ss/w#rd?")
+    await fails(open_postgres_store(wrong))
+    assert "authentication failed" in str(errors[-1])
+    await fails(open_postgres_store(postgres_cluster.url("no_such_database")))
+    assert "no_such_database" in str(errors[-1])
+    await fails(open_postgres_store(postgres_url + "?no_such_option=1"))
+    assert "invalid PostgreSQL URL" in str(errors[-1])
+    await fails(open_postgres_store(f"mysql://{postgres_cluster.role}:{quote(secret)}@h/db"))
+    assert "unsupported PostgreSQL URL scheme 'mysql'" in str(errors[-1])
+    store = await open_postgres_store(postgres_url, create=True)
+    reader = await open_postgres_store(postgres_url, writer=False)
+    try:
+        created = await store.create_session(**target())
+        await fails(store.create_session(**target()))  # conflict
+        assert isinstance(errors[-1], StoreConflictError)
+        await fails(store.create_session(**{**target(2), "mode": None}))  # NOT NULL
+        await fails(reader.update_session(created.id, sid="S"))  # read-only
+    finally:
+        await reader.aclose()
+        await store.aclose()
+    await fails(store.live_sessions())  # closed
+    for error in errors:
+        assert_clean(error, secret, "Wr0ng:p@ss/w#rd?")
+    assert len(errors) == 9
+    for error in errors[:4] + errors[5:]:
+        assert f"127.0.0.1:{port}" in str(error), error
+
+
+async def test_the_clock_given_is_used(postgres_url: str) -> None:
+    store = await open_postgres_store(postgres_url, create=True, now=lambda: T0)
+    try:
+        created = await store.create_session(**target())
+        assert created.created_at == created.updated_at == T0
+        intended = await store.record_intent(created.id, Intent.ACQUIRE)
+        assert intended.intent_at == T0
+    finally:
+        await store.aclose()
