@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 import sys
 from collections.abc import Mapping
@@ -379,6 +380,31 @@ class ShutdownSection(_Section):
         return _positive(value)
 
 
+def _default_replica_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ReplicaSection(_Section):
+    """Several replicas on one PostgreSQL store (ignored with SQLite)."""
+
+    # How this replica is shown in `status` and in the store's owner records.
+    # Default: host name and pid.
+    name: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        default_factory=_default_replica_name
+    )
+    # How often a replica claims App IDs that nobody owns, balances its share and
+    # checks that its locks still stand: a takeover after a replica died takes at
+    # most this long (plus one query per live session of the App ID).
+    claim_interval: Duration = timedelta(seconds=5)
+
+    @field_validator("claim_interval")
+    @classmethod
+    def _sensible_interval(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(seconds=60):
+            raise ValueError("must be between 1s and 60s")
+        return value
+
+
 class Config(BaseModel):
     """The whole configuration. Frozen; build it with `load_config`."""
 
@@ -393,6 +419,7 @@ class Config(BaseModel):
     metrics: MetricsSection = MetricsSection()
     reconcile: ReconcileSection = ReconcileSection()
     shutdown: ShutdownSection = ShutdownSection()
+    replica: ReplicaSection = ReplicaSection()
 
     _file: Path | None = PrivateAttr(default=None)
 

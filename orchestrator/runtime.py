@@ -35,7 +35,7 @@ from orchestrator.config import Config, resolve_credentials
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
 from orchestrator.secrets import SecretError, resolve_secret
-from orchestrator.state import Store, StoreError, opened_store
+from orchestrator.state import Ownership, Store, StoreError, opened_store, ownership_for
 from orchestrator.state.lock import lock_path_for
 from orchestrator.state.store import sqlite_path_from_url
 
@@ -67,6 +67,14 @@ class Runtime:
     # App profiles whose credentials did not resolve (their manifests cannot act).
     problems: tuple[str, ...] = ()
     clock: Clock = field(default=utc_now)
+    # PostgreSQL replicas: which App IDs this process may act on (None: SQLite, whose
+    # single writer acts on all of them).
+    ownership: Ownership | None = None
+
+    @property
+    def app_ids(self) -> frozenset[str]:
+        """Every App ID of the config."""
+        return frozenset(p.app_id for p in self.config.apps.values())
 
 
 def never_created(url: str) -> bool:
@@ -164,13 +172,19 @@ async def open_runtime(
             now=clock,
             concurrency=config.reconcile.concurrency,
         )
-        yield Runtime(
-            config=config,
-            store=store,
-            clients=clients,
-            limiters=limiters,
-            executor=executor,
-            policy=plan_policy(config),
-            problems=tuple(problems),
-            clock=clock,
-        )
+        ownership = ownership_for(store, config.replica.name)
+        try:
+            yield Runtime(
+                config=config,
+                store=store,
+                clients=clients,
+                limiters=limiters,
+                executor=executor,
+                policy=plan_policy(config),
+                problems=tuple(problems),
+                clock=clock,
+                ownership=ownership,
+            )
+        finally:
+            if ownership is not None:
+                await ownership.aclose()

@@ -40,7 +40,7 @@ Clock = Callable[[], float]
 Readiness = Callable[[], tuple[bool, str]]
 
 PHASES: Final = ("acquiring", "starting", "running", "updating", "stopping", "unmanageable")
-TRIGGERS: Final = ("start", "boundary", "resync", "reload", "backoff")
+TRIGGERS: Final = ("start", "boundary", "resync", "reload", "backoff", "takeover")
 HELD_REASONS: Final = ("failed", "unmanageable", "backoff", "missed", "deferred", "kept")
 OUTCOMES: Final = ("ok", "failed")
 
@@ -184,6 +184,17 @@ class Metrics:
         self._reloads = Counter(
             "orchestrator_reloads_total", "Manifest reloads, by outcome.", ["outcome"], registry=reg
         )
+        self._owned_apps = Gauge(
+            "orchestrator_owned_app_ids",
+            "App IDs this replica owns (PostgreSQL replicas; with SQLite, every App ID).",
+            registry=reg,
+        )
+        self._ownership_losses = Counter(
+            "orchestrator_ownership_losses_total",
+            "App IDs this replica lost without releasing them (its lock connection failed, "
+            "or another replica holds them now).",
+            registry=reg,
+        )
         build_info = Gauge(
             "orchestrator_build_info",
             "Always 1; the version is the label.",
@@ -215,6 +226,12 @@ class Metrics:
 
     def set_untracked(self, count: int) -> None:
         self._untracked.set(count)
+
+    def set_owned_app_ids(self, count: int) -> None:
+        self._owned_apps.set(count)
+
+    def observe_ownership_lost(self, count: int) -> None:
+        self._ownership_losses.inc(count)
 
     # -------------------------------------------------------------- API client
     def observe_api_call(

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import hashlib
 import signal
 import time
 from collections import Counter
@@ -74,7 +75,7 @@ from orchestrator.state import KnownGood, SessionRecord, StoreError
 log = structlog.get_logger("orchestrator.daemon")
 
 # A pass requested for several reasons at once is labelled by the first of these.
-_TRIGGER_ORDER = ("start", "reload", "boundary", "backoff", "resync")
+_TRIGGER_ORDER = ("start", "takeover", "reload", "boundary", "backoff", "resync")
 
 
 def _few(names: Sequence[str], limit: int = 20) -> list[str]:
@@ -126,6 +127,13 @@ class Daemon:
         self._refreshing: asyncio.Task[None] | None = None
         self._query_problems: tuple[str, ...] = ()
         self._by_name: dict[str, DesiredRecording] = {}
+        # PostgreSQL replicas: the App IDs this replica acts on (None: all, SQLite).
+        self._own = runtime.ownership
+        self._owned: frozenset[str] | None = None if self._own is None else frozenset()
+        self._releasing: set[str] = set()
+        self._free_rounds: Counter[str] = Counter()
+        self._handed: dict[str, int] = {}  # App IDs we released, rounds left alone
+        self._claims: asyncio.Task[None] | None = None
         self._reload: str | None = None
         # Files the watch reported since the last reload; None: look at everything.
         self._reload_paths: set[str] | None = set()
@@ -199,6 +207,8 @@ class Daemon:
             # (at worst it costs one more reload).
             await self._start_watch()
             await self._do_reload("start")
+            if self._own is not None and not self._stop.is_set():
+                await self._balance()  # the first pass acts on what this replica owns
             if not self._stop.is_set():
                 await self._do_pass({"start"}, refresh=True)  # waits for its actions
             # What start-up built (manifests, recordings, indexes) lives as long as
@@ -219,6 +229,8 @@ class Daemon:
                 misfire_grace_time=None,
             )
             self._schedule_boundary()
+            if self._own is not None:
+                self._claims = asyncio.create_task(self._claim_loop(), name="claims")
             worker = asyncio.create_task(self._work(), name="reconcile")
             await self._stop.wait()
         finally:
@@ -270,9 +282,11 @@ class Daemon:
                     "it was written back from the daemon's open copy, nothing was lost",
                 )
             if refresh:
-                live = await self._rt.store.live_sessions()
+                live = self._mine(await self._rt.store.live_sessions())
                 self._query_problems = tuple(await self._rt.executor.refresh(live))
-            the_plan, actual = await plan_once(self._desired, self._rt.store, now, self._rt.policy)
+            the_plan, actual = await plan_once(
+                self._desired, self._rt.store, now, self._rt.policy, apps=self._owned
+            )
             acting = Plan(
                 tuple(a for a in the_plan.actions if a.manifest not in busy), the_plan.notes
             )
@@ -345,11 +359,19 @@ class Daemon:
                 self._backoff_until = again
             self._schedule_boundary()
 
-    async def _refresh(self, trigger: str) -> None:
-        """Query every live session not being acted on (a resync), then plan with what
-        the answers say; runs beside passes, so boundaries never wait for queries."""
+    def _mine(self, sessions: list[SessionRecord]) -> list[SessionRecord]:
+        """The sessions of the App IDs this replica owns."""
+        owned = self._owned
+        return sessions if owned is None else [s for s in sessions if s.app_id in owned]
+
+    async def _refresh(self, trigger: str, apps: frozenset[str] | None = None) -> None:
+        """Query every live session not being acted on (a resync; `apps`: of these App
+        IDs only), then plan with what the answers say; runs beside passes, so
+        boundaries never wait for queries."""
         try:
-            live = await self._rt.store.live_sessions()
+            live = self._mine(await self._rt.store.live_sessions())
+            if apps is not None:
+                live = [s for s in live if s.app_id in apps]
             idle = [s for s in live if s.manifest not in self._groups]
             self._query_problems = tuple(await self._rt.executor.refresh(idle))
         except StoreError as exc:
@@ -366,10 +388,16 @@ class Daemon:
     ) -> None:
         held = Counter(n.kind.value for n in result.plan.notes)
         failed = sum(1 for r in result.results if not r.ok)
+        live = self._mine(live)
         phases = Counter(s.phase.value for s in live)
         recording = phases.get("running", 0) + phases.get("updating", 0)
+        owns = (
+            ""
+            if self._owned is None
+            else f"owns {len(self._owned)} of {len(self._rt.app_ids)} App IDs, "
+        )
         self._last_summary = (
-            f"{recording} recording, {len(live)} live, {sum(held.values())} held, "
+            f"{owns}{recording} recording, {len(live)} live, {sum(held.values())} held, "
             f"{len(self._desired.invalid_files)} failing to load"
             + (f", {len(result.untracked)} untracked" if result.untracked else "")
             + (f", {len(result.problems)} not queryable" if result.problems else "")
@@ -397,6 +425,106 @@ class Daemon:
     def _observe_pass(self, trigger: str, started: float, *, ok: bool) -> None:
         if self._metrics is not None:
             self._metrics.observe_pass(trigger, time.monotonic() - started, ok)
+
+    # -- ownership (PostgreSQL replicas) ---------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        interval = self._config.replica.claim_interval.total_seconds()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+            if self._stop.is_set():
+                return
+            await self._balance()
+
+    async def _balance(self) -> None:
+        """One ownership round: check that our locks stand, claim App IDs nobody owns
+        (up to our share, or any left unowned for a round), and hand one over when we
+        own more than our share while another replica owns less. A failure of the
+        store's server leaves us owning nothing until it answers again."""
+        own = self._own
+        if own is None:
+            return
+        before = own.owned
+        try:
+            members, holders = await own.survey()
+            apps = sorted(self._rt.app_ids)
+            mine = set(own.owned)
+            low, high = len(apps) // members, -(-len(apps) // members)  # the fair share
+            free = [a for a in apps if holders.get(a) is None and a not in mine]
+            for app_id in list(self._free_rounds):
+                if app_id not in free:
+                    del self._free_rounds[app_id]
+            # Replicas try free App IDs in different orders, so that they spread.
+            free.sort(key=lambda a: hashlib.sha256(f"{own.name}/{a}".encode()).digest())
+            for app_id in free:
+                self._free_rounds[app_id] += 1
+                # Up to our share; beyond it only what nobody took for a round; what we
+                # just handed over is left to the others for two rounds.
+                wanted = len(mine) < high and app_id not in self._handed
+                if (wanted or self._free_rounds[app_id] > 2) and await own.claim(app_id):
+                    mine.add(app_id)
+            for app_id in list(self._handed):
+                self._handed[app_id] -= 1
+                if self._handed[app_id] <= 0:
+                    del self._handed[app_id]
+            others = Counter(h for h in holders.values() if h is not None and h != own.name)
+            short = members - 1 > len(others) or min(others.values(), default=low) < low
+            if len(mine) > max(low, 1) and short and not self._releasing:
+                victim = max(mine, key=lambda a: hashlib.sha256(a.encode()).digest())
+                await self._hand_over(victim)
+                before = before - {victim}  # released, not lost
+        except StoreError as exc:
+            own.lost()
+            log.error("ownership.unavailable", error=str(exc))
+        self._owned_changed(before, own.owned)
+
+    async def _hand_over(self, app_id: str) -> None:
+        """Release `app_id` to another replica: no new action for it, the actions in
+        flight finish (within the drain timeout), then its lock goes. Its recordings
+        keep running; the next owner adopts them."""
+        own = self._own
+        assert own is not None
+        self._releasing.add(app_id)
+        try:
+            self._owned = (self._owned or frozenset()) - {app_id}
+            busy = [t for n, t in self._groups.items() if self._app_of(n) == app_id]
+            if busy:
+                await asyncio.wait(
+                    busy, timeout=self._config.shutdown.drain_timeout.total_seconds()
+                )
+            await own.release(app_id)
+            log.info("ownership.released", app_id=app_id, replica=own.name)
+        finally:
+            self._releasing.discard(app_id)
+
+    def _app_of(self, manifest: str) -> str | None:
+        d = self._by_name.get(manifest)
+        return d.app_id if d is not None else None
+
+    def _owned_changed(self, before: frozenset[str], after: frozenset[str]) -> None:
+        own = self._own
+        assert own is not None
+        gained, lost = after - before, before - after
+        self._owned = after - self._releasing
+        if lost:
+            gone = sorted(lost)
+            # Keep no work in flight for them: the new owner finishes it from the intents.
+            for name, task in list(self._groups.items()):
+                if self._app_of(name) in gone:
+                    task.cancel()
+            log.warning("ownership.lost", app_ids=gone, replica=own.name)
+            if self._metrics is not None:
+                self._metrics.observe_ownership_lost(len(gone))
+        if gained:
+            log.info("ownership.gained", app_ids=sorted(gained), replica=own.name)
+            if self._ready:  # the first pass adopts what start-up claimed
+                # Adopt at once: query the App IDs' live sessions, then plan.
+                self._refreshing = asyncio.create_task(
+                    self._refresh("takeover", frozenset(gained)), name="takeover"
+                )
+        if self._metrics is not None:
+            self._metrics.set_owned_app_ids(len(self._owned))
 
     # -- manifests -----------------------------------------------------------------
 
@@ -597,6 +725,8 @@ class Daemon:
         deadline = time.monotonic() + drain
         if self._refreshing is not None:
             self._refreshing.cancel()  # queries only: nothing to finish
+        if self._claims is not None:
+            self._claims.cancel()
         if worker is not None:
             done, _ = await asyncio.wait({worker}, timeout=drain)
             if not done:
@@ -612,7 +742,7 @@ class Daemon:
                 log.warning("daemon.drain_timeout", seconds=drain, unfinished=len(late))
                 for task in late:
                     task.cancel()
-        leftovers = [t for t in (worker, self._refreshing, *pending) if t is not None]
+        leftovers = [t for t in (worker, self._refreshing, self._claims, *pending) if t is not None]
         await asyncio.gather(*leftovers, return_exceptions=True)
         if self._config.reconcile.stop_on_shutdown:
             await self._stop_all(max(1.0, deadline - time.monotonic()))

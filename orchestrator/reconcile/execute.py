@@ -57,6 +57,8 @@ from orchestrator.state import (
     SessionRecord,
     Store,
     StoreConflictError,
+    StoreError,
+    StoreFencedError,
 )
 
 log = structlog.get_logger("orchestrator.reconcile")
@@ -267,6 +269,12 @@ class Executor:
             session_id, message = await self._dispatch(action, d)
         except _ActionFailed as exc:
             bound.warning("reconcile.action", outcome="failed", error=str(exc))
+            return ActionResult(action, False, str(exc), action.session_id)
+        except StoreFencedError as exc:  # another replica owns the App ID now: nothing sent
+            bound.warning("reconcile.action", outcome="skipped", detail=str(exc))
+            return ActionResult(action, False, f"skipped: {exc}", action.session_id)
+        except StoreError as exc:  # the store failed: no call is made without its intent
+            bound.error("reconcile.action", outcome="failed", error=str(exc))
             return ActionResult(action, False, str(exc), action.session_id)
         except Exception as exc:  # a bug must not stop the other manifests
             bound.exception("reconcile.action", outcome="crashed")

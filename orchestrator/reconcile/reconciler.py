@@ -294,21 +294,30 @@ async def observe(
     invalid_files: frozenset[str],
     executor: Executor | None = None,
     unreadable: frozenset[str] = frozenset(),
+    apps: frozenset[str] | None = None,
 ) -> ActualState:
     """The actual state from the store; with an executor, running sessions are queried first
-    (`query`, one per running session: the resync that notices idle and abnormal exits)."""
-    live = await store.live_sessions()
+    (`query`, one per running session: the resync that notices idle and abnormal exits).
+    `apps`: only the sessions of these App IDs (a replica's own; None: all)."""
+
+    def mine(sessions: list[SessionRecord]) -> list[SessionRecord]:
+        return sessions if apps is None else [s for s in sessions if s.app_id in apps]
+
+    live = mine(await store.live_sessions())
     problems: list[str] = []
     if executor is not None and live:
         problems = await executor.refresh(live)
-        live = await store.live_sessions()
+        live = mine(await store.live_sessions())
     if unreadable:  # sessions of files that cannot be read now are kept, not stopped
         invalid_files = invalid_files | {
             s.source_file for s in live if s.source_file and under(s.source_file, unreadable)
         }
+    latest = await store.latest_ended()
+    if apps is not None:
+        latest = {name: s for name, s in latest.items() if s.app_id in apps}
     return ActualState(
         live=tuple(live),
-        latest_ended=await store.latest_ended(),
+        latest_ended=latest,
         manifest_states=await store.manifest_states(),
         invalid_files=invalid_files,
         problems=tuple(problems),
@@ -361,10 +370,15 @@ async def plan_once(
     policy: PlanPolicy | None = None,
     *,
     executor: Executor | None = None,
+    apps: frozenset[str] | None = None,
 ) -> tuple[Plan, ActualState]:
-    """Observe (querying live sessions first when given an executor) and plan at `now`."""
-    actual = await observe(store, desired.invalid_files, executor, desired.unreadable)
-    return plan(desired.recordings, actual, now, policy), actual
+    """Observe (querying live sessions first when given an executor) and plan at `now`;
+    `apps`: for these App IDs only (a replica plans what it owns; None: everything)."""
+    actual = await observe(store, desired.invalid_files, executor, desired.unreadable, apps)
+    recordings = desired.recordings
+    if apps is not None:
+        recordings = tuple(d for d in recordings if d.app_id in apps)
+    return plan(recordings, actual, now, policy), actual
 
 
 def untracked(

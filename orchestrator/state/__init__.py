@@ -1,16 +1,21 @@
 """The actual state we own: sessions and their history (see store.py)."""
 
-from orchestrator.state.connect import connect_store, is_postgres, opened_store
-from orchestrator.state.errors import StoreConflictError, StoreUnavailableError
+from orchestrator.state.connect import connect_store, is_postgres, opened_store, ownership_for
+from orchestrator.state.errors import (
+    StoreConflictError,
+    StoreFencedError,
+    StoreUnavailableError,
+)
 from orchestrator.state.model import (
     FINAL_PHASES,
+    AppOwner,
     Intent,
     KnownGood,
     ManifestState,
     Phase,
     SessionRecord,
 )
-from orchestrator.state.protocol import SessionFields, Store
+from orchestrator.state.protocol import Ownership, SessionFields, Store
 from orchestrator.state.store import (
     DEFAULT_BUSY_TIMEOUT,
     SqliteStore,
@@ -27,9 +32,11 @@ from orchestrator.state.store import (
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "FINAL_PHASES",
+    "AppOwner",
     "Intent",
     "KnownGood",
     "ManifestState",
+    "Ownership",
     "Phase",
     "SessionFields",
     "SessionRecord",
@@ -40,6 +47,7 @@ __all__ = [
     "StoreConflictError",
     "StoreCorruptError",
     "StoreError",
+    "StoreFencedError",
     "StoreLockedError",
     "StoreMissingError",
     "StoreUnavailableError",
@@ -47,5 +55,6 @@ __all__ = [
     "is_postgres",
     "open_store",
     "opened_store",
+    "ownership_for",
     "session_summary",
 ]

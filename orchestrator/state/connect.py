@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from orchestrator.state.protocol import Store
+from orchestrator.state.protocol import Ownership, Store
 from orchestrator.state.store import DEFAULT_BUSY_TIMEOUT, open_store
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -47,3 +47,13 @@ async def opened_store(
         yield store
     finally:
         await store.aclose()
+
+
+def ownership_for(store: Store, name: str) -> Ownership | None:
+    """Per-App-ID ownership for a store several replicas share (PostgreSQL), as
+    replica `name`; None for SQLite, whose single writer owns everything."""
+    from orchestrator.state.postgres import PostgresOwnership, PostgresStore
+
+    if isinstance(store, PostgresStore):
+        return PostgresOwnership(store, name)
+    return None

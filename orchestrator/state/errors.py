@@ -147,3 +147,16 @@ class StoreConflictError(StoreError):
             "it: reload the live sessions (the next reconcile adopts it) instead of starting "
             "a second recording"
         )
+
+
+class StoreFencedError(StoreError):
+    """A write that would announce an API call was refused: this process no longer
+    owns the App ID (another replica claimed it since). Nothing is sent."""
+
+    def __init__(self, location: str, app_id: str) -> None:
+        self.path = location
+        self.app_id = app_id
+        super().__init__(
+            f"state store {location}: this replica no longer owns app ID {app_id} "
+            "(another replica claimed it); nothing was sent for it"
+        )

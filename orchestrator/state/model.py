@@ -98,3 +98,15 @@ class ManifestState:
     failed_spec_hash: str | None = None
     failure_reason: str | None = None
     failed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AppOwner:
+    """Who owns an App ID (replicas on PostgreSQL): the replica that claimed it last,
+    since when, whether its lock is held now, and the claim's epoch."""
+
+    app_id: str
+    owner: str | None
+    since: datetime | None
+    held: bool
+    epoch: int

@@ -37,6 +37,7 @@ It keeps the `Store` protocol (protocol.py) exactly as the SQLite store does
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import fields
@@ -57,11 +58,13 @@ from orchestrator.state.errors import (
     StoreConflictError,
     StoreCorruptError,
     StoreError,
+    StoreFencedError,
     StoreMissingError,
     StoreUnavailableError,
 )
 from orchestrator.state.model import (
     FINAL_PHASES,
+    AppOwner,
     Intent,
     KnownGood,
     ManifestState,
@@ -71,13 +74,14 @@ from orchestrator.state.model import (
 from orchestrator.state.protocol import SessionFields
 
 if TYPE_CHECKING:
-    from orchestrator.state.protocol import Store
+    from orchestrator.state.protocol import Ownership, Store
 
 __all__ = [
     "ADVISORY_LOCK_KEY",
     "CONNECT_TIMEOUT",
     "POOL_TIMEOUT",
     "STATEMENT_TIMEOUT",
+    "PostgresOwnership",
     "PostgresStore",
     "open_postgres_store",
 ]
@@ -167,6 +171,28 @@ _MIGRATIONS: tuple[str, ...] = (
         stored_at   timestamptz NOT NULL
     );
     """,
+    # 2: who owns which App ID (replicas). `lock_id` is the advisory lock's object id;
+    # `epoch` grows with every claim and fences the writes of an owner that lost it.
+    """
+    CREATE TABLE app_owners (
+        lock_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        app_id  text NOT NULL UNIQUE,
+        owner   text,
+        epoch   bigint NOT NULL DEFAULT 0,
+        since   timestamptz
+    );
+    """,
+)
+
+# A write that records an intent (an API call is about to be made) passes only while
+# the App ID's ownership epoch is the one this process claimed: {} is the App ID, the
+# parameter after it the fence, {"app_id": epoch, ...}. The owner row is share-locked
+# until the write commits, so a claim's epoch bump waits for it and then sees it. An
+# owner that lost its lock (and so its claim, to a replica that bumped the epoch)
+# makes no further call.
+_FENCE_CONDITION = sql.SQL(
+    "EXISTS (SELECT 1 FROM app_owners o WHERE o.app_id = {} "
+    "AND o.epoch = (%s::jsonb ->> o.app_id)::bigint FOR SHARE)"
 )
 
 # Our tables: a database holding one of them but no schema_version table is not
@@ -428,6 +454,10 @@ class PostgresStore:
         self._schema_version = schema_version
         self._now = now or (lambda: datetime.now(UTC))
         self._closed = False
+        # Fencing (see PostgresOwnership): App ID -> the epoch of our claim. None: no
+        # fencing (a single process); otherwise every write that records an intent
+        # checks, in the same statement, that the App ID's epoch is still ours.
+        self._fence: dict[str, int] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -521,9 +551,16 @@ class PostgresStore:
             + _SESSION_RETURNING
         )
         params = [_to_db(c, given[c]) for c in columns]
+        fence = self._fence_for(given)
+        fence_check = sql.SQL("SELECT 1 WHERE ") + _FENCE_CONDITION.format(sql.Placeholder())
 
         async def insert(conn: AsyncConnection[TupleRow]) -> SessionRecord:
-            async with conn.cursor(row_factory=dict_row) as cursor:
+            async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+                if fence is not None:
+                    app_id = str(given["app_id"])
+                    await cursor.execute(fence_check, (app_id, fence))
+                    if await cursor.fetchone() is None:
+                        raise StoreFencedError(self.location, app_id)
                 try:
                     await cursor.execute(query, params)
                 except errors.UniqueViolation as exc:
@@ -533,6 +570,12 @@ class PostgresStore:
             return _session_from_row(row)
 
         return await self._run(insert)
+
+    def _fence_for(self, values: Mapping[str, Any]) -> Jsonb | None:
+        """The fence a write that records an intent must pass (None: no fencing)."""
+        if self._fence is None or values.get("intent") is None:
+            return None
+        return Jsonb(self._fence)
 
     def _conflict(self, exc: errors.UniqueViolation, target: Mapping[str, Any]) -> StoreError:
         if exc.diag.constraint_name != _LIVE_TARGET_INDEX:
@@ -584,6 +627,10 @@ class PostgresStore:
         if phases is not None:
             query += sql.SQL(" AND phase = ANY(%s::text[])")
             params.append([Phase(p).value for p in phases])
+        fenced = values.get("intent") is not None and self._fence is not None
+        if fenced:
+            query += sql.SQL(" AND ") + _FENCE_CONDITION.format(sql.SQL("sessions.app_id"))
+            params.append(Jsonb(self._fence))
         query += _SESSION_RETURNING
 
         async def update(conn: AsyncConnection[TupleRow]) -> SessionRecord | None:
@@ -592,6 +639,12 @@ class PostgresStore:
             except errors.UniqueViolation as exc:
                 raise await self._update_conflict(conn, exc, session_id, values) from None
             if not rows:
+                if fenced:
+                    found = await _fetch_all(
+                        conn, sql.SQL("SELECT app_id FROM sessions WHERE id = %s"), (session_id,)
+                    )
+                    if found:
+                        raise StoreFencedError(self.location, str(found[0]["app_id"]))
                 if phases is None:
                     raise KeyError(session_id)
                 return None
@@ -923,8 +976,215 @@ async def open_postgres_store(
     return PostgresStore(target, pool, writer=writer, schema_version=version, now=now)
 
 
+#: The advisory lock class (first key) of App ID ownership: "ORCH"; the object id
+#: (second key) is the App ID's `app_owners.lock_id`.
+OWNERSHIP_LOCK_CLASS = 0x4F524348
+#: The advisory lock class of replica membership ("MEMB"); the object id is the
+#: backend pid of the replica's lock connection, so each live replica holds one.
+MEMBERSHIP_LOCK_CLASS = 0x4D454D42
+#: TCP keepalive on the lock connection, both ways: the server probes a silent
+#: replica after KEEPALIVE_IDLE s, every KEEPALIVE_INTERVAL s, KEEPALIVE_COUNT times,
+#: and gives up on unacknowledged data after TCP_USER_TIMEOUT_MS: a replica that
+#: vanished (host down, network cut) loses its session, and so its locks, within
+#: about LOCK_LOSS_BOUND seconds.
+KEEPALIVE_IDLE = 5
+KEEPALIVE_INTERVAL = 2
+KEEPALIVE_COUNT = 3
+TCP_USER_TIMEOUT_MS = 10_000
+LOCK_LOSS_BOUND = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT + 4  # 15 s
+#: Seconds any statement on the lock connection may take before the replica takes
+#: the server for unreachable (and stops acting).
+LOCK_STATEMENT_TIMEOUT = 4.0
+
+
+class PostgresOwnership:
+    """This replica's App IDs: session-level advisory locks on a dedicated connection.
+
+    Holding `(OWNERSHIP_LOCK_CLASS, lock_id)` is owning the App ID; claiming it bumps its
+    epoch in `app_owners`, which the store then requires of every intent it writes
+    for that App ID (fencing, see `_FENCE_CONDITION`). Replicas count each other by
+    their membership locks. The connection has TCP keepalive set on both ends, so
+    that a vanished replica's session, and its locks, end within LOCK_LOSS_BOUND s.
+    Any failure of the connection is StoreUnavailableError: the caller then takes
+    itself for owning nothing (`lost()`) and reconnects later.
+    """
+
+    def __init__(self, store: PostgresStore, name: str) -> None:
+        self._store = store
+        self._target = store._target
+        self.name = name
+        self._conn: AsyncConnection[TupleRow] | None = None
+        self._owned: dict[str, int] = {}  # App ID -> epoch of our claim
+        self._lock = asyncio.Lock()
+
+    @property
+    def owned(self) -> frozenset[str]:
+        return frozenset(self._owned)
+
+    async def _connection(self) -> AsyncConnection[TupleRow]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        if self._conn is not None:  # closed under us: its session, and locks, are gone
+            self._conn = None
+            self.lost()
+        kwargs = dict(self._target.kwargs)
+        kwargs.update(
+            keepalives=1,
+            keepalives_idle=KEEPALIVE_IDLE,
+            keepalives_interval=KEEPALIVE_INTERVAL,
+            keepalives_count=KEEPALIVE_COUNT,
+            tcp_user_timeout=TCP_USER_TIMEOUT_MS,
+            application_name=f"orchestrator {self.name}"[:63],
+        )
+        conn = await AsyncConnection.connect(self._target.url, **kwargs)
+        await conn.execute(
+            f"SET TimeZone = 'UTC'; SET statement_timeout = '{int(LOCK_STATEMENT_TIMEOUT)}s'; "
+            f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE}; "
+            f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL}; "
+            f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}; "
+            f"SET tcp_user_timeout = {TCP_USER_TIMEOUT_MS}"
+        )
+        await conn.execute(
+            "SELECT pg_advisory_lock(%s::int, pg_backend_pid())", (MEMBERSHIP_LOCK_CLASS,)
+        )
+        self._conn = conn
+        return conn
+
+    async def _do(self, operation: Callable[[AsyncConnection[TupleRow]], Awaitable[_T]]) -> _T:
+        """Run `operation` on the lock connection, bounded; a failure means every lock
+        may be gone: the connection is dropped and StoreUnavailableError raised."""
+        async with self._lock:
+            try:
+                async with asyncio.timeout(LOCK_STATEMENT_TIMEOUT + CONNECT_TIMEOUT + 1):
+                    conn = await self._connection()
+                    return await operation(conn)
+            except (psycopg.Error, TimeoutError) as exc:
+                await self._drop()
+                detail = str(exc) or "no answer in time"
+                raise StoreUnavailableError(
+                    self._target.location, self._target.redact(detail)
+                ) from None
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self.lost()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 1.0)
+
+    def lost(self) -> None:
+        """Own nothing from now on (the lock connection failed or is closed)."""
+        self._owned.clear()
+        self._store._fence = {}
+
+    async def survey(self) -> tuple[int, dict[str, str | None]]:
+        """(live replicas, App ID -> holder's replica name or None when nobody holds
+        it), for the App IDs in `app_owners`; also checks that our locks still stand."""
+
+        async def look(conn: AsyncConnection[TupleRow]) -> tuple[int, dict[str, str | None]]:
+            cursor = await conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = %s::int::oid AND objsubid = 2",
+                (MEMBERSHIP_LOCK_CLASS,),
+            )
+            members = await cursor.fetchone()
+            cursor = await conn.execute(
+                "SELECT o.app_id, o.owner, l.pid IS NOT NULL, l.pid = pg_backend_pid() "
+                "FROM app_owners o LEFT JOIN pg_locks l ON l.locktype = 'advisory' "
+                "AND l.granted AND l.classid = %s::int::oid AND l.objid = o.lock_id::oid "
+                "AND l.objsubid = 2",
+                (OWNERSHIP_LOCK_CLASS,),
+            )
+            holders: dict[str, str | None] = {}
+            for app_id, owner, held, mine in await cursor.fetchall():
+                holders[app_id] = owner if held else None
+                if app_id in self._owned and not mine:
+                    self._owned.pop(app_id)  # not ours any more: stop acting on it
+            return (int(members[0]) if members else 1), holders
+
+        count, holders = await self._do(look)
+        self._store._fence = dict(self._owned)
+        return max(count, 1), holders
+
+    async def claim(self, app_id: str) -> bool:
+        """Try to own `app_id` (never waits for another replica); True when owned now."""
+
+        async def take(conn: AsyncConnection[TupleRow]) -> int | None:
+            await conn.execute(
+                "INSERT INTO app_owners (app_id) VALUES (%s) ON CONFLICT (app_id) DO NOTHING",
+                (app_id,),
+            )
+            cursor = await conn.execute(
+                "SELECT lock_id FROM app_owners WHERE app_id = %s", (app_id,)
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            cursor = await conn.execute(
+                "SELECT pg_try_advisory_lock(%s::int, %s::int)", (OWNERSHIP_LOCK_CLASS, row[0])
+            )
+            got = await cursor.fetchone()
+            if not got or not got[0]:
+                return None
+            cursor = await conn.execute(
+                "UPDATE app_owners SET owner = %s, epoch = epoch + 1, since = now() "
+                "WHERE app_id = %s RETURNING epoch",
+                (self.name, app_id),
+            )
+            epoch = await cursor.fetchone()
+            assert epoch is not None
+            return int(epoch[0])
+
+        if app_id in self._owned:
+            return True
+        epoch = await self._do(take)
+        if epoch is None:
+            return False
+        self._owned[app_id] = epoch
+        self._store._fence = dict(self._owned)
+        return True
+
+    async def release(self, app_id: str) -> None:
+        """Stop owning `app_id` (a hand-over: its recordings go on; another replica
+        adopts them)."""
+        epoch = self._owned.pop(app_id, None)
+        self._store._fence = dict(self._owned)
+        if epoch is None:
+            return
+
+        async def unlock(conn: AsyncConnection[TupleRow]) -> None:
+            await conn.execute(
+                "SELECT pg_advisory_unlock(%s::int, lock_id) FROM app_owners WHERE app_id = %s",
+                (OWNERSHIP_LOCK_CLASS, app_id),
+            )
+
+        await self._do(unlock)
+
+    async def owners(self) -> list[AppOwner]:
+        """Every App ID's owner as recorded, and whether its lock is held now."""
+
+        async def look(conn: AsyncConnection[TupleRow]) -> list[AppOwner]:
+            cursor = await conn.execute(
+                "SELECT o.app_id, o.owner, o.since, l.pid IS NOT NULL, o.epoch "
+                "FROM app_owners o LEFT JOIN pg_locks l ON l.locktype = 'advisory' "
+                "AND l.granted AND l.classid = %s::int::oid AND l.objid = o.lock_id::oid "
+                "AND l.objsubid = 2 ORDER BY o.app_id",
+                (OWNERSHIP_LOCK_CLASS,),
+            )
+            return [AppOwner(*row) for row in await cursor.fetchall()]
+
+        return await self._do(look)
+
+    async def aclose(self) -> None:
+        """Release everything (closing the connection ends its session and locks)."""
+        async with self._lock:
+            await self._drop()
+
+
 if TYPE_CHECKING:
 
     def _implements_store(store: PostgresStore) -> Store:
         """mypy checks here that PostgresStore keeps the Store protocol."""
         return store
+
+    def _implements_ownership(ownership: PostgresOwnership) -> Ownership:
+        return ownership

@@ -12,7 +12,14 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, Unpack
 
-from orchestrator.state.model import Intent, KnownGood, ManifestState, Phase, SessionRecord
+from orchestrator.state.model import (
+    AppOwner,
+    Intent,
+    KnownGood,
+    ManifestState,
+    Phase,
+    SessionRecord,
+)
 
 
 class SessionFields(TypedDict, total=False):
@@ -118,3 +125,30 @@ class Store(Protocol):
     async def remember_known_good(
         self, entries: Sequence[KnownGood], forget: Sequence[str] = ()
     ) -> None: ...
+
+
+class Ownership(Protocol):
+    """Which App IDs this replica may act on (PostgreSQL replicas; see postgres.py).
+
+    Owning an App ID is holding its lock; every intent the store writes for it is
+    fenced by the claim's epoch. A failure of the connection behind it raises
+    StoreUnavailableError and leaves this replica owning nothing (`owned` empty)."""
+
+    name: str
+
+    @property
+    def owned(self) -> frozenset[str]: ...
+
+    async def survey(self) -> tuple[int, dict[str, str | None]]:
+        """(live replicas, App ID -> the replica holding it, None when nobody does)."""
+        ...
+
+    async def claim(self, app_id: str) -> bool: ...
+
+    async def release(self, app_id: str) -> None: ...
+
+    async def owners(self) -> list[AppOwner]: ...
+
+    def lost(self) -> None: ...
+
+    async def aclose(self) -> None: ...

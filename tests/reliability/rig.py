@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from orchestrator.reconcile.reconciler import untracked
-from orchestrator.state import SessionRecord, open_store
+from orchestrator.state import SessionRecord, connect_store
 from tests.reliability.invariants import FOREVER, Desired, EmuSession, Evidence
 
 PYTHON = sys.executable
@@ -237,6 +237,8 @@ class Rig:
     _children: list[asyncio.subprocess.Process] = field(default_factory=list)
     _http: httpx.AsyncClient | None = None
     metrics_port: int | None = None
+    # A PostgreSQL store shared by replicas (None: SQLite in ./state).
+    state_url: str | None = None
 
     # -- paths ----------------------------------------------------------------------
 
@@ -317,6 +319,7 @@ class Rig:
         metrics: bool = False,
         watch_interval: str = "300ms",
         drain: str = "5s",
+        claim_interval: str = "2s",
     ) -> None:
         lines = ["apps:"]
         for name, app_id in self.apps.items():
@@ -330,8 +333,10 @@ class Rig:
         if metrics and self.metrics_port is None:
             self.metrics_port = free_port()
         address = f"'127.0.0.1:{self.metrics_port}'" if metrics else "null"
+        state = f"{{url: '{self.state_url}'}}" if self.state_url else "{dir: ./state}"
         lines += [
-            "state: {dir: ./state}",
+            f"state: {state}",
+            f"replica: {{claimInterval: {claim_interval}}}",
             f"manifests: {{dir: ./recordings.d, watch: true, watchInterval: {watch_interval}}}",
             "logging: {level: info, format: json}",
             f"metrics: {{address: {address}}}",
@@ -539,7 +544,8 @@ class Rig:
         """Every session row, and the manifests the store reports as untracked (a start
         met 53 with no session of ours on the target); read-only (WAL lets a reader
         in beside a running daemon)."""
-        store = open_store(f"sqlite:///{self.state_db}", writer=False)
+        url = self.state_url or f"sqlite:///{self.state_db}"
+        store = await connect_store(url, writer=False)
         try:
             live = await store.live_sessions()
             ended = await store.history(limit=1_000_000)

@@ -1,0 +1,154 @@
+"""App ID ownership on a real PostgreSQL server: locks, membership, epochs, fencing.
+
+Two `PostgresOwnership`s on one database stand for two replicas. Covers: one owner
+per App ID; membership counts live replicas and drops one the moment its session
+ends; a claim bumps the epoch; a replica whose App ID another claimed since cannot
+write an intent for it (StoreFencedError, nothing written) but may still record an
+outcome; a hand-over (release, claim) keeps the sessions; `owners()` says who holds
+what; a dropped lock connection leaves the replica owning nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from orchestrator.state import Intent, Phase, StoreFencedError, StoreUnavailableError
+from orchestrator.state.postgres import PostgresOwnership, PostgresStore, open_postgres_store
+
+pytestmark = [pytest.mark.postgres]
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def fields(app_id: str, uid: int = 527841) -> dict[str, Any]:
+    return {
+        "manifest": f"rec-{app_id}-{uid}",
+        "app": "main",
+        "app_id": app_id,
+        "channel": "room",
+        "uid": uid,
+        "mode": "mix",
+        "window_start": T0,
+        "intent": Intent.ACQUIRE,
+        "intent_at": T0,
+    }
+
+
+@pytest.fixture
+async def stores(postgres_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    first = await open_postgres_store(postgres_url, create=True)
+    second = await open_postgres_store(postgres_url)
+    try:
+        yield first, second
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_one_owner_per_app_id_and_membership(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = (PostgresOwnership(store, name) for store, name in zip(stores, "AB", strict=True))
+    try:
+        assert await a.claim("app1")
+        assert not await b.claim("app1")
+        assert await b.claim("app2")
+        members, holders = await a.survey()
+        assert members == 2
+        assert holders == {"app1": "A", "app2": "B"}
+        assert a.owned == {"app1"} and b.owned == {"app2"}
+        owners = {o.app_id: o for o in await b.owners()}
+        assert owners["app1"].owner == "A" and owners["app1"].held
+        assert owners["app1"].since is not None and owners["app1"].epoch == 1
+        await a.aclose()  # its session ends: its locks and its membership go at once
+        members, holders = await b.survey()
+        assert members == 1
+        assert holders == {"app1": None, "app2": "B"}
+        assert await b.claim("app1")
+        assert {o.app_id: o.epoch for o in await b.owners()} == {"app1": 2, "app2": 1}
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_replica_that_lost_its_app_id_cannot_write_an_intent_for_it(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    store_a, store_b = stores
+    a, b = PostgresOwnership(store_a, "A"), PostgresOwnership(store_b, "B")
+    try:
+        assert await a.claim("app1")
+        session = await store_a.create_session(**fields("app1"))  # A owns it: written
+        # A's lock connection is cut (a network partition, say) but A has not noticed:
+        # its store still carries the old epoch. B claims the App ID.
+        conn = a._conn
+        assert conn is not None
+        a._conn = None
+        await conn.close()
+        a._store._fence = {"app1": 1}
+        assert await b.claim("app1")
+        with pytest.raises(StoreFencedError, match="no longer owns app ID app1"):
+            await store_a.create_session(**fields("app1", uid=2))
+        with pytest.raises(StoreFencedError):
+            await store_a.record_intent(session.id, Intent.START, phase=Phase.STARTING)
+        # An outcome (the answer to a call already made) is still recorded.
+        done = await store_a.record_outcome(session.id, phase=Phase.FAILED, ended_at=T0)
+        assert done.phase is Phase.FAILED and done.intent is None
+        assert len(await store_b.live_sessions()) == 0
+        # The new owner writes freely.
+        await store_b.create_session(**fields("app1", uid=3))
+        assert [s.uid for s in await store_b.live_sessions()] == [3]
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_hand_over_keeps_the_sessions(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    store_a, store_b = stores
+    a, b = PostgresOwnership(store_a, "A"), PostgresOwnership(store_b, "B")
+    try:
+        assert await a.claim("app1")
+        created = await store_a.create_session(**fields("app1"))
+        await store_a.record_outcome(created.id, phase=Phase.RUNNING, sid="S1", resource_id="R")
+        await a.release("app1")
+        assert a.owned == frozenset()
+        with pytest.raises(StoreFencedError):  # released: A writes no intent for it
+            await store_a.record_intent(created.id, Intent.STOP)
+        assert await b.claim("app1")
+        (live,) = await store_b.live_sessions()
+        assert live.sid == "S1" and live.phase is Phase.RUNNING
+        await store_b.record_intent(live.id, Intent.STOP, phase=Phase.STOPPING)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_failed_lock_connection_leaves_the_replica_owning_nothing(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    store_a, store_b = stores
+    a = PostgresOwnership(store_a, "A")
+    try:
+        assert await a.claim("app1")
+        conn = a._conn
+        assert conn is not None
+        pid = conn.info.backend_pid
+
+        async def terminate(c: Any) -> None:  # the server ends A's lock session
+            await c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        await store_b._run(terminate)
+        with pytest.raises(StoreUnavailableError, match="unavailable"):
+            await a.survey()
+        assert a.owned == frozenset()
+        with pytest.raises(StoreFencedError):
+            await store_a.create_session(**fields("app1"))
+        assert await a.claim("app1")  # it reconnects and claims again
+    finally:
+        await a.aclose()

@@ -1,0 +1,147 @@
+"""Several daemons on one PostgreSQL store, against the emulator on loopback.
+
+Covers: the work splits by App ID and every window is recorded exactly once;
+only the owner of an App ID talks to the API for it (a hand-over is a clean
+handover: the old owner's last call precedes the new owner's first); a third
+replica joining takes its share without a recording being cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from tests.reliability.invariants import assert_invariants, check
+from tests.reliability.rig import (
+    LISTENER_UID,
+    DaemonProcess,
+    Rig,
+    event_time,
+    workload,
+    write_workload,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.slow]
+
+
+def app_of(call: dict[str, Any]) -> str:
+    return str(call.get("app_id"))
+
+
+def calls_by_app(daemon: DaemonProcess) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = defaultdict(list)
+    for e in daemon.log.named("api.call"):
+        out[app_of(e)].append(event_time(e))
+    return out
+
+
+def owned(daemon: DaemonProcess) -> set[str]:
+    """The App IDs a daemon owns now, from its ownership events."""
+    mine: set[str] = set()
+    for e in daemon.log.events():
+        if e.get("event") == "ownership.gained":
+            mine |= set(e["app_ids"])
+        elif e.get("event") == "ownership.lost":
+            mine -= set(e["app_ids"])
+        elif e.get("event") == "ownership.released":
+            mine.discard(e["app_id"])
+    return mine
+
+
+async def wait_for(predicate: Any, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what}: not within {within}s")
+
+
+def speakers(daemons: list[DaemonProcess]) -> dict[str, list[int]]:
+    """Per App ID, the daemons that called the API for it, in turn (consecutive calls
+    of one daemon collapsed)."""
+    points: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for d in daemons:
+        for app_id, times in calls_by_app(d).items():
+            points[app_id] += [(t, d.number) for t in times]
+    out: dict[str, list[int]] = {}
+    for app_id, seen in points.items():
+        turns: list[int] = []
+        for _, number in sorted(seen):
+            if not turns or turns[-1] != number:
+                turns.append(number)
+        out[app_id] = turns
+    return out
+
+
+def first_calls(daemon: DaemonProcess, app_id: str, after: float) -> list[str]:
+    return [
+        str(e["endpoint"])
+        for e in daemon.log.named("api.call")
+        if e.get("app_id") == app_id and event_time(e) >= after
+    ]
+
+
+async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig) -> None:
+    await rig.start_emulator(apps=3, seed=11)
+    rig.write_config(resync="5s", claim_interval="1s")
+    init = await rig.cli("init", "--config", str(rig.config))
+    assert init.code == 0, init.stderr
+    t0 = time.time()
+    planned = workload(
+        rig,
+        random.Random(5),
+        12,
+        prefix="rep",
+        t0=t0,
+        first_open=(6.0, 30.0),
+        length=(15.0, 25.0),
+        always_every=4,
+    )
+    write_workload(rig, planned)
+    desired = [p.desired for p in planned]
+    for d in desired:
+        await rig.set_users(d.app_id, d.channel, [LISTENER_UID])
+    first = await rig.start_daemon(within=60)
+    second = await rig.start_daemon(within=60)
+    await wait_for(lambda: owned(first) and owned(second), 30, "both replicas own an App ID")
+    assert owned(first) | owned(second) == set(rig.apps.values())
+    assert not owned(first) & owned(second)
+    last_end = max(w[1] for d in desired for w in d.windows if w[1] != float("inf"))
+    while time.time() < last_end + 4:
+        assert first.alive and second.alive
+        await asyncio.sleep(0.5)
+    assert await rig.stop_daemon(second) == 0
+    assert await rig.stop_daemon(first) == 0
+    evidence = await rig.evidence(
+        desired, first_ready=min(first.ready_at or 0, second.ready_at or 0)
+    )
+    report = check(evidence)
+    figures: dict[str, Any] = report.figures()
+    assert report.duplicates == 0
+    assert_invariants(report, figures)
+    assert sum(1 for r in evidence.requests if r.get("code") == 53) == 0
+    # Only the owner talks to the API for an App ID: per App ID one daemon, or one
+    # hand-over (the first daemon owned everything until the second joined).
+    turns = speakers([first, second])
+    assert set(turns) == set(rig.apps.values())
+    assert all(t in ([0], [1], [0, 1]) for t in turns.values()), turns
+    handed = [app_id for app_id, t in turns.items() if t == [0, 1]]
+    assert len(handed) == 1, turns
+    # The new owner adopted what was live there: it queried, and sent no acquire or
+    # start for a recording that was running (its always-on one).
+    (gained,) = [e for e in second.log.named("ownership.gained") if handed[0] in e["app_ids"]]
+    calls = first_calls(second, handed[0], event_time(gained))
+    assert calls and calls[0] == "query", calls
+    always = [d for d in desired if d.app_id == handed[0] and d.windows[0][1] == float("inf")]
+    started_there = [
+        e
+        for e in second.log.named("reconcile.action")
+        if e.get("action") == "start" and e.get("manifest") in {d.name for d in always}
+    ]
+    assert always and not started_there
