@@ -16,6 +16,7 @@ Output goes to stdout; structured logs go to stderr.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Mapping
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from orchestrator.reconcile.plan import ActualState, Plan
     from orchestrator.reconcile.reconciler import Desired, PassResult
     from orchestrator.runtime import Runtime
-    from orchestrator.state import KnownGood, SessionRecord, Store
+    from orchestrator.state import AppOwner, KnownGood, SessionRecord, Store
 
 _CONFIG = click.option(
     "--config",
@@ -136,12 +137,23 @@ async def _writer(ctx: _Context, holder: str) -> AsyncIterator[Runtime]:
         raise _Failure(str(exc)) from None
 
 
+class _Unreachable(_Failure):
+    """`plan --offline` found no store it can read (missing, or its server down)."""
+
+
 @asynccontextmanager
-async def _open_reader(url: str) -> AsyncIterator[Store]:
-    from orchestrator.state import StoreError, connect_store
+async def _open_reader(url: str, *, offline: bool = False) -> AsyncIterator[Store]:
+    from orchestrator.state import (
+        StoreError,
+        StoreMissingError,
+        StoreUnavailableError,
+        connect_store,
+    )
 
     try:
         store = await connect_store(url, writer=False)
+    except (StoreMissingError, StoreUnavailableError) as exc:
+        raise (_Unreachable if offline else _Failure)(str(exc)) from None
     except StoreError as exc:
         raise _Failure(str(exc)) from None
     try:
@@ -230,7 +242,12 @@ async def _plan(
         problems.append(f"note: no state store at {ctx.state_url}: planned from an empty state")
         actual = ActualState(invalid_files=desired.invalid_files)
     else:
-        desired, problems, actual = await _observe_for_plan(ctx, now, offline)
+        try:
+            desired, problems, actual = await _observe_for_plan(ctx, now, offline)
+        except _Unreachable as exc:  # offline: no store needed, whatever the URL
+            desired, problems = _desired(ctx, now, {})
+            problems.append(f"note: {exc}: planned from an empty state")
+            actual = ActualState(invalid_files=desired.invalid_files)
     the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
     timeline = lanes(desired.recordings, now, horizon)
     problems.extend(actual.problems)
@@ -259,16 +276,21 @@ async def _observe_for_plan(
 
     if offline:
         # A reader: no lock, so it works beside a running daemon; it sends nothing.
-        async with _open_reader(ctx.state_url) as store:
+        async with _open_reader(ctx.state_url, offline=True) as store:
             desired, problems = _desired(ctx, now, await store.known_good())
             actual = await observe(store, desired.invalid_files, None, desired.unreadable)
         return desired, problems, actual
     async with _writer(ctx, "plan") as runtime:
         desired, problems = _desired(ctx, now, await runtime.store.known_good())
         problems.extend(runtime.problems)
+        apps, notes = await _claim(runtime)  # replicas: query only what we may
+        problems.extend(notes)
         actual = await observe(
-            runtime.store, desired.invalid_files, runtime.executor, desired.unreadable
+            runtime.store, desired.invalid_files, runtime.executor, desired.unreadable, apps
         )
+        if apps is not None:
+            recordings = tuple(d for d in desired.recordings if d.app_id in apps)
+            desired = dataclasses.replace(desired, recordings=recordings)
     return desired, problems, actual
 
 
@@ -403,10 +425,37 @@ async def _apply(
             await store.clear_failures()
         for name in forget:
             problems.extend(await _forget_unmanageable(store, name, now))
-        result = await reconcile_once(desired, store, runtime.executor, now, runtime.policy)
+        apps, notes = await _claim(runtime)
+        problems.extend(notes)
+        result = await reconcile_once(
+            desired, store, runtime.executor, now, runtime.policy, apps=apps
+        )
     click.echo(_apply_text(result, problems))
     errors = [p for p in problems if ": warning: " not in p and not p.startswith("note: ")]
     return 0 if result.ok and not errors and not result.plan.blocked else 1
+
+
+async def _claim(runtime: Runtime) -> tuple[frozenset[str] | None, list[str]]:
+    """With PostgreSQL replicas: take each App ID's lock as a replica would; act only
+    on those we got (None: SQLite, whose writer lock covers everything), and say
+    which App IDs another replica owns. The locks go when the command ends."""
+    from orchestrator.state import StoreError
+
+    own = runtime.ownership
+    if own is None:
+        return None, []
+    try:
+        for app_id in sorted(runtime.app_ids):
+            await own.claim(app_id)
+        _, holders = await own.survey()
+    except StoreError as exc:
+        raise _Failure(str(exc)) from None
+    skipped = sorted(runtime.app_ids - own.owned)
+    notes = [
+        f"note: skipped App ID {app_id}: owned by replica {holders.get(app_id) or '?'}"
+        for app_id in skipped
+    ]
+    return own.owned, notes
 
 
 async def _forget_unmanageable(store: Store, name: str, now: datetime) -> list[str]:
@@ -515,6 +564,7 @@ async def _status(config_path: Path | None, state_url: str | None, fmt: str, lim
         history = await store.history(limit)
         states = await store.manifest_states()
         unknown = untracked(await store.latest_ended(), live)
+        owners = await store.app_owners()
     failures = {name: s.failure_reason for name, s in sorted(states.items()) if s.failed_spec_hash}
     if fmt == "json":
         data = {
@@ -522,10 +572,33 @@ async def _status(config_path: Path | None, state_url: str | None, fmt: str, lim
             "history": [session_summary(s) for s in history],
             "failed": failures,
             "untracked": [session_summary(s) for s in unknown],
+            "owners": [
+                {
+                    "app_id": o.app_id,
+                    "replica": o.owner if o.held else None,
+                    "since": o.since.isoformat() if o.since and o.held else None,
+                    "last_owner": o.owner,
+                }
+                for o in owners
+            ],
         }
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo("\n".join(_status_text(live, history, failures, unknown)))
+    click.echo("\n".join([*_owners_text(owners), *_status_text(live, history, failures, unknown)]))
+
+
+def _owners_text(owners: list[AppOwner]) -> Iterator[str]:
+    """Replicas on PostgreSQL: who owns which App ID, and since when."""
+    if not owners:
+        return
+    yield "App ID owners (replicas):"
+    for o in owners:
+        if o.held:
+            since = o.since.isoformat() if o.since else "-"
+            yield f"  {o.app_id}: {o.owner} since {since}"
+        else:
+            yield f"  {o.app_id}: nobody now (last: {o.owner or '-'}); a replica claims it soon"
+    yield ""
 
 
 def _status_text(

@@ -347,15 +347,17 @@ async def reconcile_once(
     policy: PlanPolicy | None = None,
     *,
     refresh: bool = True,
+    apps: frozenset[str] | None = None,
 ) -> PassResult:
     """Observe (querying live sessions when `refresh`), plan at `now`, execute.
 
     A recording found ended by the refresh is restarted in this same pass when it
     is still wanted. Passes at window boundaries skip the refresh, so that their
-    starts and stops are not queued behind one query per live session.
+    starts and stops are not queued behind one query per live session. `apps`: act
+    on these App IDs only (what a replica owns; None: all).
     """
     the_plan, actual = await plan_once(
-        desired, store, now, policy, executor=executor if refresh else None
+        desired, store, now, policy, executor=executor if refresh else None, apps=apps
     )
     results = await executor.execute(the_plan, {d.name: d for d in desired.recordings})
     # As observed before this pass's actions: what they changed shows in the next pass.

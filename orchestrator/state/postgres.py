@@ -529,6 +529,22 @@ class PostgresStore:
         """The StoreError for a psycopg exception, by its kind and SQLSTATE."""
         return _store_error(self._target, exc)
 
+    async def app_owners(self) -> list[AppOwner]:
+        """Every App ID's owner as recorded (the replica that claimed it last, since
+        when), and whether its lock is held now."""
+
+        async def look(conn: AsyncConnection[TupleRow]) -> list[AppOwner]:
+            cursor = await conn.execute(
+                "SELECT o.app_id, o.owner, o.since, l.pid IS NOT NULL, o.epoch "
+                "FROM app_owners o LEFT JOIN pg_locks l ON l.locktype = 'advisory' "
+                "AND l.granted AND l.classid = %s::int::oid AND l.objid = o.lock_id::oid "
+                "AND l.objsubid = 2 ORDER BY o.app_id",
+                (OWNERSHIP_LOCK_CLASS,),
+            )
+            return [AppOwner(*row) for row in await cursor.fetchall()]
+
+        return await self._run(look)
+
     # -- sessions ----------------------------------------------------------------
 
     async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord:
@@ -1161,18 +1177,7 @@ class PostgresOwnership:
 
     async def owners(self) -> list[AppOwner]:
         """Every App ID's owner as recorded, and whether its lock is held now."""
-
-        async def look(conn: AsyncConnection[TupleRow]) -> list[AppOwner]:
-            cursor = await conn.execute(
-                "SELECT o.app_id, o.owner, o.since, l.pid IS NOT NULL, o.epoch "
-                "FROM app_owners o LEFT JOIN pg_locks l ON l.locktype = 'advisory' "
-                "AND l.granted AND l.classid = %s::int::oid AND l.objid = o.lock_id::oid "
-                "AND l.objsubid = 2 ORDER BY o.app_id",
-                (OWNERSHIP_LOCK_CLASS,),
-            )
-            return [AppOwner(*row) for row in await cursor.fetchall()]
-
-        return await self._do(look)
+        return await self._store.app_owners()
 
     async def aclose(self) -> None:
         """Release everything (closing the connection ends its session and locks)."""

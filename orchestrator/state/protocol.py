@@ -77,6 +77,10 @@ class Store(Protocol):
         nothing had to be done."""
         ...
 
+    async def app_owners(self) -> list[AppOwner]:
+        """Who owns which App ID (replicas on PostgreSQL; empty for SQLite)."""
+        ...
+
     # sessions
     async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord: ...
 

@@ -63,6 +63,7 @@ from orchestrator.state.errors import (
 from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import (
     FINAL_PHASES,
+    AppOwner,
     Intent,
     KnownGood,
     ManifestState,
@@ -688,6 +689,10 @@ class SqliteStore:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    async def app_owners(self) -> list[AppOwner]:
+        """No replicas on SQLite: its single writer owns every App ID."""
+        return []
 
     # -- sessions ----------------------------------------------------------------
 
