@@ -209,6 +209,8 @@ class Daemon:
             await self._do_reload("start")
             if self._own is not None and not self._stop.is_set():
                 await self._balance()  # the first pass acts on what this replica owns
+            elif self._metrics is not None:  # SQLite: the single writer owns every App ID
+                self._metrics.set_owned_app_ids(len(self._rt.app_ids))
             if not self._stop.is_set():
                 await self._do_pass({"start"}, refresh=True)  # waits for its actions
             # What start-up built (manifests, recordings, indexes) lives as long as
