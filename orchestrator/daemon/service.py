@@ -431,13 +431,30 @@ class Daemon:
     # -- ownership (PostgreSQL replicas) ---------------------------------------------
 
     async def _claim_loop(self) -> None:
+        """A balancing round every `replica.claimInterval`; in between, every second,
+        a check that our locks still stand, so that a lost connection stops us acting
+        within about a second (or the check's timeout, when the network is cut)."""
         interval = self._config.replica.claim_interval.total_seconds()
+        next_round = time.monotonic() + interval
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+                await asyncio.wait_for(self._stop.wait(), min(1.0, interval))
             if self._stop.is_set():
                 return
-            await self._balance()
+            if time.monotonic() >= next_round:
+                next_round = time.monotonic() + interval
+                await self._balance()
+                continue
+            own = self._own
+            assert own is not None
+            before = own.owned
+            try:
+                await own.check()
+            except StoreError as exc:
+                own.lost()
+                log.error("ownership.unavailable", error=str(exc))
+            if own.owned != before:
+                self._owned_changed(before, own.owned)
 
     async def _balance(self) -> None:
         """One ownership round: check that our locks stand, claim App IDs nobody owns

@@ -1122,6 +1122,17 @@ class PostgresOwnership:
         self._store._fence = dict(self._owned)
         return max(count, 1), holders
 
+    async def check(self) -> None:
+        """That the lock connection still answers (and so our locks stand); a failure
+        leaves us owning nothing (StoreUnavailableError)."""
+        if not self._owned:
+            return
+
+        async def ping(conn: AsyncConnection[TupleRow]) -> None:
+            await conn.execute("SELECT 1")
+
+        await self._do(ping)
+
     async def claim(self, app_id: str) -> bool:
         """Try to own `app_id` (never waits for another replica); True when owned now."""
 
