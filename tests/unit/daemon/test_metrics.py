@@ -71,7 +71,7 @@ def test_initial_series() -> None:
         assert _value(samples, "orchestrator_sessions", phase=phase) == 0
     for reason in ("failed", "unmanageable", "backoff", "missed", "deferred", "kept"):
         assert _value(samples, "orchestrator_manifests_held", reason=reason) == 0
-    for trigger in ("start", "boundary", "resync", "reload", "backoff"):
+    for trigger in ("start", "boundary", "resync", "reload", "backoff", "takeover"):
         for outcome in ("ok", "failed"):
             name = "orchestrator_reconcile_passes_total"
             assert _value(samples, name, trigger=trigger, outcome=outcome) == 0
@@ -83,6 +83,19 @@ def test_initial_series() -> None:
     assert math.isnan(_value(samples, "orchestrator_next_boundary_timestamp_seconds"))
     assert math.isnan(_value(samples, "orchestrator_last_successful_pass_timestamp_seconds"))
     assert math.isnan(_value(samples, "orchestrator_seconds_since_last_successful_pass"))
+
+
+def test_ownership_series() -> None:
+    metrics = Metrics()
+    samples = _scrape(metrics)
+    assert _value(samples, "orchestrator_owned_app_ids") == 0
+    assert _value(samples, "orchestrator_ownership_losses_total") == 0
+    metrics.set_owned_app_ids(3)
+    metrics.observe_ownership_lost(2)
+    metrics.observe_ownership_lost(1)
+    samples = _scrape(metrics)
+    assert _value(samples, "orchestrator_owned_app_ids") == 3
+    assert _value(samples, "orchestrator_ownership_losses_total") == 3
 
 
 def test_default_version_is_the_package_version() -> None:
