@@ -152,3 +152,34 @@ async def test_a_failed_lock_connection_leaves_the_replica_owning_nothing(
         assert await a.claim("app1")  # it reconnects and claims again
     finally:
         await a.aclose()
+
+
+async def test_the_lock_connection_has_keepalive_on_both_ends(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """So that PostgreSQL ends a vanished replica's session (and its locks) within
+    about 15 s: the server's settings for that session, and libpq's on ours."""
+    store_a, _ = stores
+    a = PostgresOwnership(store_a, "A")
+    try:
+        assert await a.claim("app1")
+        conn = a._conn
+        assert conn is not None
+        shown = {}
+        for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count"):
+            cursor = await conn.execute(f"SHOW {name}")
+            row = await cursor.fetchone()
+            assert row is not None
+            shown[name] = row[0]
+        assert shown == {
+            "tcp_keepalives_idle": "5",
+            "tcp_keepalives_interval": "2",
+            "tcp_keepalives_count": "3",
+        }
+        cursor = await conn.execute("SHOW tcp_user_timeout")
+        row = await cursor.fetchone()
+        assert row is not None and row[0] in ("10s", "10000")
+        params = conn.info.get_parameters()
+        assert params["keepalives"] == "1" and params["keepalives_idle"] == "5"
+    finally:
+        await a.aclose()
