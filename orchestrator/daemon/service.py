@@ -134,6 +134,7 @@ class Daemon:
         self._free_rounds: Counter[str] = Counter()
         self._handed: dict[str, int] = {}  # App IDs we released, rounds left alone
         self._claims: asyncio.Task[None] | None = None
+        self._takeovers: set[asyncio.Task[None]] = set()  # adoption queries running
         self._reload: str | None = None
         # Files the watch reported since the last reload; None: look at everything.
         self._reload_paths: set[str] | None = set()
@@ -539,9 +540,11 @@ class Daemon:
             log.info("ownership.gained", app_ids=sorted(gained), replica=own.name)
             if self._ready:  # the first pass adopts what start-up claimed
                 # Adopt at once: query the App IDs' live sessions, then plan.
-                self._refreshing = asyncio.create_task(
+                adopt = asyncio.create_task(
                     self._refresh("takeover", frozenset(gained)), name="takeover"
                 )
+                self._takeovers.add(adopt)
+                adopt.add_done_callback(self._takeovers.discard)
         if self._metrics is not None:
             self._metrics.set_owned_app_ids(len(self._owned))
 
@@ -746,6 +749,9 @@ class Daemon:
             self._refreshing.cancel()  # queries only: nothing to finish
         if self._claims is not None:
             self._claims.cancel()
+        takeovers = list(self._takeovers)
+        for adopt in takeovers:
+            adopt.cancel()
         if worker is not None:
             done, _ = await asyncio.wait({worker}, timeout=drain)
             if not done:
@@ -761,7 +767,11 @@ class Daemon:
                 log.warning("daemon.drain_timeout", seconds=drain, unfinished=len(late))
                 for task in late:
                     task.cancel()
-        leftovers = [t for t in (worker, self._refreshing, self._claims, *pending) if t is not None]
+        leftovers = [
+            t
+            for t in (worker, self._refreshing, self._claims, *takeovers, *pending)
+            if t is not None
+        ]
         await asyncio.gather(*leftovers, return_exceptions=True)
         if self._config.reconcile.stop_on_shutdown:
             await self._stop_all(max(1.0, deadline - time.monotonic()))
