@@ -19,6 +19,7 @@ import pytest
 from tests.reliability.invariants import assert_invariants, check
 from tests.reliability.rig import (
     LISTENER_UID,
+    MUTATING,
     DaemonProcess,
     Rig,
     event_time,
@@ -62,13 +63,13 @@ async def wait_for(predicate: Any, within: float, what: str) -> None:
     raise AssertionError(f"{what}: not within {within}s")
 
 
-def speakers(daemons: list[DaemonProcess]) -> dict[str, list[int]]:
-    """Per App ID, the daemons that called the API for it, in turn (consecutive calls
-    of one daemon collapsed)."""
+def speakers(daemons: list[DaemonProcess], until: float) -> dict[str, list[int]]:
+    """Per App ID, the daemons that called the API for it before `until`, in turn
+    (consecutive calls of one daemon collapsed)."""
     points: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for d in daemons:
         for app_id, times in calls_by_app(d).items():
-            points[app_id] += [(t, d.number) for t in times]
+            points[app_id] += [(t, d.number) for t in times if t < until]
     out: dict[str, list[int]] = {}
     for app_id, seen in points.items():
         turns: list[int] = []
@@ -116,6 +117,8 @@ async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig
     while time.time() < last_end + 4:
         assert first.alive and second.alive
         await asyncio.sleep(0.5)
+    # A daemon that stops hands its App IDs over: count the calls made before that.
+    stopping = time.time()
     assert await rig.stop_daemon(second) == 0
     assert await rig.stop_daemon(first) == 0
     evidence = await rig.evidence(
@@ -128,7 +131,7 @@ async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig
     assert sum(1 for r in evidence.requests if r.get("code") == 53) == 0
     # Only the owner talks to the API for an App ID: per App ID one daemon, or one
     # hand-over (the first daemon owned everything until the second joined).
-    turns = speakers([first, second])
+    turns = speakers([first, second], until=stopping)
     assert set(turns) == set(rig.apps.values())
     assert all(t in ([0], [1], [0, 1]) for t in turns.values()), turns
     handed = [app_id for app_id, t in turns.items() if t == [0, 1]]
@@ -145,3 +148,80 @@ async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig
         if e.get("action") == "start" and e.get("manifest") in {d.name for d in always}
     ]
     assert always and not started_there
+
+
+async def test_a_third_replica_takes_its_share_without_cutting_a_recording(rig: Rig) -> None:
+    await rig.start_emulator(apps=3, seed=13)
+    rig.write_config(resync="5s", claim_interval="1s")
+    init = await rig.cli("init", "--config", str(rig.config))
+    assert init.code == 0, init.stderr
+    planned = workload(
+        rig,
+        random.Random(7),
+        6,
+        prefix="third",
+        t0=time.time(),
+        first_open=(0.0, 0.0),
+        length=(0.0, 0.0),
+        always_every=1,  # every recording always on: two per App ID
+    )
+    write_workload(rig, planned)
+    desired = [p.desired for p in planned]
+    for d in desired:
+        await rig.set_users(d.app_id, d.channel, [LISTENER_UID])
+    first = await rig.start_daemon(within=60)
+    second = await rig.start_daemon(within=60)
+    await wait_for(lambda: owned(first) and owned(second), 30, "both replicas own an App ID")
+
+    async def live() -> dict[tuple[str, str, str], str]:
+        return {
+            (str(s["app_id"]), str(s["cname"]), str(s["uid"])): str(s["sid"])
+            for s in await rig.sessions()
+            if s["ended_at"] is None
+        }
+
+    deadline = time.monotonic() + 30
+    while {d.target for d in desired} - set(await live()):
+        assert time.monotonic() < deadline, "the always-on recordings did not all start"
+        await asyncio.sleep(0.3)
+    before = await live()
+    before_owned = {d.number: owned(d) for d in (first, second)}
+
+    joined = time.time()
+    third = await rig.start_daemon(within=60)
+    daemons = [first, second, third]
+
+    def one_each() -> bool:
+        mine = [owned(d) for d in daemons]
+        return all(len(m) == 1 for m in mine) and set().union(*mine) == set(rig.apps.values())
+
+    await wait_for(one_each, 30, "every replica owns exactly one App ID")
+    settled = time.time()
+    await asyncio.sleep(3.0)  # a few claim rounds more: the split holds
+    assert one_each(), [owned(d) for d in daemons]
+    assert all(d.alive for d in daemons)
+
+    # No recording cut: the same sessions live, none ended, no mutating call since the
+    # third replica joined.
+    sessions = await rig.sessions()
+    assert len(sessions) == len(desired), sessions
+    assert all(s["ended_at"] is None for s in sessions)
+    assert await live() == before
+    since = [r for r in await rig.requests() if float(r["time"]) >= joined]
+    assert not [r for r in since if r["endpoint"] in MUTATING], since
+    # The App ID the third one took was handed over by its owner, which released it,
+    # and the third adopted its recordings with queries.
+    (mine,) = owned(third)
+    giver = next(d for d in (first, second) if mine in before_owned[d.number])
+    assert giver.log.named("ownership.released", app_id=mine)
+    calls = first_calls(third, mine, joined)
+    assert calls and set(calls) == {"query"}, calls
+    print(f"\nthird replica: split {settled - joined:.2f}s after it was launched")
+
+    for daemon in reversed(daemons):
+        assert await rig.stop_daemon(daemon) == 0
+    evidence = await rig.evidence(desired, first_ready=first.ready_at or 0)
+    report = check(evidence)
+    assert report.duplicates == 0
+    assert sum(1 for r in evidence.requests if r.get("code") == 53) == 0
+    assert_invariants(report, report.figures())
