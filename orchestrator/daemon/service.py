@@ -127,6 +127,8 @@ class Daemon:
         self._refreshing: asyncio.Task[None] | None = None
         self._query_problems: tuple[str, ...] = ()
         self._by_name: dict[str, DesiredRecording] = {}
+        # Reloads whose last known good versions the store has not taken yet.
+        self._unremembered: list[Desired] = []
         # PostgreSQL replicas: the App IDs this replica acts on (None: all, SQLite).
         self._own = runtime.ownership
         self._owned: frozenset[str] | None = None if self._own is None else frozenset()
@@ -284,6 +286,7 @@ class Daemon:
                     detail="the state store was removed or replaced while the daemon ran; "
                     "it was written back from the daemon's open copy, nothing was lost",
                 )
+            await self._remember()
             if refresh:
                 live = self._mine(await self._rt.store.live_sessions())
                 self._query_problems = tuple(await self._rt.executor.refresh(live))
@@ -566,14 +569,16 @@ class Daemon:
             if desired.invalid_files - loaded.failed_files:  # an unknown app profile
                 known = await self._with_documents(desired.invalid_files, loaded.unreadable)
                 desired, delta = self._desired_cache.build(loaded, app_ids, known)
-            await remember_known_good(self._rt.store, desired)
+        except StoreError as exc:
+            log.error("manifests.reload_failed", trigger=trigger, error=str(exc))
+            self._reload_failed(signalled)
+            return
         except Exception:
             log.exception("manifests.reload_failed", trigger=trigger)
-            if self._metrics is not None:
-                self._metrics.observe_reload(False)
-            if signalled:
-                self._notifier.ready(self._last_summary)
+            self._reload_failed(signalled)
             return
+        self._unremembered.append(desired)
+        await self._remember()
         for entry in desired.remember:  # the index only: documents stay in the store
             self._known[entry.name] = KnownGood(entry.name, entry.source_file, entry.spec_hash, {})
         for name in desired.forget:
@@ -600,6 +605,28 @@ class Daemon:
         self._update_boundaries(delta)
         if signalled:
             self._notifier.ready(self._last_summary)
+
+    def _reload_failed(self, signalled: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_reload(False)
+        if signalled:
+            self._notifier.ready(self._last_summary)
+
+    async def _remember(self) -> None:
+        """Store the reloads' new last known good versions, in order; when the store
+        does not answer, they stay in effect and are stored at a later pass."""
+        while self._unremembered:
+            try:
+                await remember_known_good(self._rt.store, self._unremembered[0])
+            except StoreError as exc:
+                log.error(
+                    "manifests.remember_failed",
+                    error=str(exc),
+                    detail="the reloaded manifests are in effect; their last known good "
+                    "versions are stored once the store answers",
+                )
+                return
+            self._unremembered.pop(0)
 
     async def _with_documents(
         self, files: frozenset[str], unreadable: frozenset[str]

@@ -101,6 +101,9 @@ CONNECT_TIMEOUT = 5
 POOL_TIMEOUT = 5.0
 #: The server-side bound on any one statement (a lock wait included), in `_configure`.
 STATEMENT_TIMEOUT = "30s"
+#: Seconds the pool keeps retrying a connection that failed before it gives up (a
+#: later request starts a new attempt at once).
+RECONNECT_TIMEOUT = 2.0
 #: Connections in the pool.
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 4
@@ -979,6 +982,10 @@ async def open_postgres_store(
         configure=_configure if writer else _configure_reader,
         check=AsyncConnectionPool.check_connection,
         timeout=POOL_TIMEOUT,
+        # Give up a failed reconnection soon: the next request then tries afresh at
+        # once, instead of waiting out the pool's growing backoff (1 s, 2 s, 4 s, ...)
+        # after the server comes back from an outage.
+        reconnect_timeout=RECONNECT_TIMEOUT,
         name="orchestrator-store",
     )
     try:
