@@ -806,9 +806,10 @@ class Daemon:
             await self._health.stop()
 
     async def _stop_all(self, budget: float) -> None:
-        """reconcile.stopOnShutdown: stop every live session before exiting."""
+        """reconcile.stopOnShutdown: stop every live session before exiting (replicas:
+        of the App IDs this one owns)."""
         try:
-            live = await self._rt.store.live_sessions()
+            live = self._mine(await self._rt.store.live_sessions())
             the_plan: Plan = plan_shutdown(live)
             self._rt.executor.resume()
             results = await asyncio.wait_for(self._rt.executor.execute(the_plan, {}), budget)
