@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import fields
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
@@ -53,6 +52,17 @@ from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from orchestrator.state.columns import (
+    DATETIME_COLUMNS,
+    FINAL_PHASE_VALUES,
+    SESSION_COLUMNS,
+    STATE_COLUMNS,
+    check_no_secret_columns,
+    intent_row,
+    new_session_row,
+    outcome_row,
+    update_row,
+)
 from orchestrator.state.errors import (
     StoreAccessError,
     StoreConflictError,
@@ -63,7 +73,6 @@ from orchestrator.state.errors import (
     StoreUnavailableError,
 )
 from orchestrator.state.model import (
-    FINAL_PHASES,
     AppOwner,
     Intent,
     KnownGood,
@@ -202,45 +211,19 @@ _FENCE_CONDITION = sql.SQL(
 # taken for an empty one.
 _OUR_TABLES = ("sessions", "manifest_states", "last_known_good")
 
-_SESSION_COLUMNS = tuple(f.name for f in fields(SessionRecord))
-_WRITABLE_SESSION_COLUMNS = frozenset(_SESSION_COLUMNS) - {"id", "created_at"}
-_STATE_COLUMNS = tuple(f.name for f in fields(ManifestState))
-_DATETIME_COLUMNS = frozenset(
-    {
-        "created_at",
-        "updated_at",
-        "window_start",
-        "window_end",
-        "started_at",
-        "ended_at",
-        "last_query_at",
-        "intent_at",
-        "failed_at",
-        "stored_at",
-    }
-)
 _JSON_COLUMNS = frozenset({"file_list", "document"})
-_FINALS = [p.value for p in FINAL_PHASES]
-_FORBIDDEN_COLUMN_PARTS = ("secret", "token", "password", "accesskey", "key")
+_FINALS = list(FINAL_PHASE_VALUES)
 _COLUMN_LINE = re.compile(r"^\s*(\w+)\s+(?:bigint|integer|text|timestamptz|jsonb|boolean)\b", re.M)
 
 
-def _check_no_secret_columns() -> None:
-    """No column of the schema (as the migrations declare it) looks like it could hold
-    a secret."""
-    names = set(_COLUMN_LINE.findall(_SCHEMA_VERSION_TABLE + "".join(_MIGRATIONS)))
-    for name in sorted(names):
-        if any(part in name.replace("_", "") for part in _FORBIDDEN_COLUMN_PARTS):
-            raise AssertionError(f"column {name!r} looks like it could hold a secret")
-
-
-_check_no_secret_columns()
+# No column of the schema, as the migrations declare it, looks like a secret.
+check_no_secret_columns(_COLUMN_LINE.findall(_SCHEMA_VERSION_TABLE + "".join(_MIGRATIONS)))
 
 _SESSION_SELECT = sql.SQL("SELECT {} FROM sessions").format(
-    sql.SQL(", ").join(map(sql.Identifier, _SESSION_COLUMNS))
+    sql.SQL(", ").join(map(sql.Identifier, SESSION_COLUMNS))
 )
 _SESSION_RETURNING = sql.SQL(" RETURNING {}").format(
-    sql.SQL(", ").join(map(sql.Identifier, _SESSION_COLUMNS))
+    sql.SQL(", ").join(map(sql.Identifier, SESSION_COLUMNS))
 )
 
 
@@ -260,7 +243,7 @@ class _UndecodableError(Exception):
 def _to_db(column: str, value: Any) -> Any:
     if value is None:
         return None
-    if column in _DATETIME_COLUMNS:
+    if column in DATETIME_COLUMNS:
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise TypeError(f"{column} must be a timezone-aware datetime")
         return value
@@ -275,7 +258,7 @@ def _from_db(column: str, value: Any) -> Any:
     if value is None:
         return None
     try:
-        if column in _DATETIME_COLUMNS:
+        if column in DATETIME_COLUMNS:
             if not isinstance(value, datetime) or value.tzinfo is None:
                 raise TypeError(f"not a timestamptz: {type(value).__name__}")
             return value.astimezone(UTC)
@@ -289,7 +272,7 @@ def _from_db(column: str, value: Any) -> Any:
 
 
 def _session_from_row(row: Mapping[str, Any]) -> SessionRecord:
-    return SessionRecord(**{c: _from_db(c, row[c]) for c in _SESSION_COLUMNS})
+    return SessionRecord(**{c: _from_db(c, row[c]) for c in SESSION_COLUMNS})
 
 
 def _one_line(text: str) -> str:
@@ -553,14 +536,7 @@ class PostgresStore:
     async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord:
         """A new session row; `phase` defaults to ACQUIRING. Returns it as stored."""
         self._require_writer()
-        given: dict[str, Any] = dict(values)
-        now = self._now()
-        given.setdefault("phase", Phase.ACQUIRING)
-        given.setdefault("updated_at", now)
-        given["created_at"] = now
-        unknown = set(given) - _WRITABLE_SESSION_COLUMNS - {"created_at"}
-        if unknown:
-            raise TypeError(f"unknown session fields: {sorted(unknown)}")
+        given = new_session_row(values, self._now())
         columns = sorted(given)
         query = (
             sql.SQL("INSERT INTO sessions ({}) VALUES ({})").format(
@@ -634,10 +610,7 @@ class PostgresStore:
         self, session_id: int, phases: Collection[Phase] | None, values: dict[str, Any]
     ) -> SessionRecord | None:
         self._require_writer()
-        unknown = set(values) - _WRITABLE_SESSION_COLUMNS
-        if unknown:
-            raise TypeError(f"unknown session fields: {sorted(unknown)}")
-        values["updated_at"] = self._now()
+        values = update_row(values, self._now())
         columns = sorted(values)
         query = sql.SQL("UPDATE sessions SET {} WHERE id = %s").format(
             sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
@@ -691,13 +664,9 @@ class PostgresStore:
         self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
     ) -> SessionRecord:
         """Before a mutating API call: what is about to be done (with any new phase)."""
-        given: dict[str, Any] = dict(values)
-        for name in ("intent", "intent_at"):
-            if name in given:
-                raise TypeError(f"record_intent() got multiple values for argument {name!r}")
-        given["intent"] = intent
-        given["intent_at"] = self._now()
-        updated = await self._update_session(session_id, None, given)
+        updated = await self._update_session(
+            session_id, None, intent_row(values, intent, self._now())
+        )
         if updated is None:  # pragma: no cover (only a phase condition gives None)
             raise KeyError(session_id)
         return updated
@@ -707,11 +676,7 @@ class PostgresStore:
     ) -> SessionRecord:
         """After a mutating API call: its outcome; clears the intent (and the error)
         unless given."""
-        given: dict[str, Any] = dict(values)
-        given.setdefault("intent", None)
-        given.setdefault("intent_at", None)
-        given.setdefault("error", None)
-        updated = await self._update_session(session_id, None, given)
+        updated = await self._update_session(session_id, None, outcome_row(values))
         if updated is None:  # pragma: no cover (only a phase condition gives None)
             raise KeyError(session_id)
         return updated
@@ -755,7 +720,7 @@ class PostgresStore:
     async def latest_ended(self) -> dict[str, SessionRecord]:
         """The newest ended or failed session of each manifest."""
         query = sql.SQL("SELECT DISTINCT ON (manifest) {} FROM sessions").format(
-            sql.SQL(", ").join(map(sql.Identifier, _SESSION_COLUMNS))
+            sql.SQL(", ").join(map(sql.Identifier, SESSION_COLUMNS))
         ) + sql.SQL(" WHERE phase = ANY(%s::text[]) ORDER BY manifest, id DESC")
 
         async def select(conn: AsyncConnection[TupleRow]) -> dict[str, SessionRecord]:
@@ -768,13 +733,13 @@ class PostgresStore:
 
     async def manifest_states(self) -> dict[str, ManifestState]:
         query = sql.SQL("SELECT {} FROM manifest_states").format(
-            sql.SQL(", ").join(map(sql.Identifier, _STATE_COLUMNS))
+            sql.SQL(", ").join(map(sql.Identifier, STATE_COLUMNS))
         )
 
         async def select(conn: AsyncConnection[TupleRow]) -> dict[str, ManifestState]:
             rows = await _fetch_all(conn, query, ())
             return {
-                row["name"]: ManifestState(**{n: _from_db(n, row[n]) for n in _STATE_COLUMNS})
+                row["name"]: ManifestState(**{n: _from_db(n, row[n]) for n in STATE_COLUMNS})
                 for row in rows
             }
 
@@ -785,15 +750,15 @@ class PostgresStore:
         query = sql.SQL(
             "INSERT INTO manifest_states ({}) VALUES ({}) ON CONFLICT (name) DO UPDATE SET {}"
         ).format(
-            sql.SQL(", ").join(map(sql.Identifier, _STATE_COLUMNS)),
-            sql.SQL(", ").join(sql.Placeholder() * len(_STATE_COLUMNS)),
+            sql.SQL(", ").join(map(sql.Identifier, STATE_COLUMNS)),
+            sql.SQL(", ").join(sql.Placeholder() * len(STATE_COLUMNS)),
             sql.SQL(", ").join(
                 sql.SQL("{0} = excluded.{0}").format(sql.Identifier(n))
-                for n in _STATE_COLUMNS
+                for n in STATE_COLUMNS
                 if n != "name"
             ),
         )
-        params = [_to_db(n, getattr(state, n)) for n in _STATE_COLUMNS]
+        params = [_to_db(n, getattr(state, n)) for n in STATE_COLUMNS]
 
         async def upsert(conn: AsyncConnection[TupleRow]) -> None:
             await conn.execute(query, params)

@@ -8,7 +8,7 @@ Rules it keeps:
 - Every write is its own committed transaction before the caller goes on
   (intent before a mutating API call, outcome after it).
 - No secret value is ever written: callers pass hashes and references only, and
-  `_check_no_secret_columns` keeps the schema free of secret-shaped columns.
+  `columns.check_no_secret_columns` keeps the schema free of secret-shaped columns.
 - SQLite runs in WAL mode with `synchronous=FULL`: a committed intent survives a
   crash of the process and of the machine.
 - No SQLite call runs on the event loop: each Store owns one worker thread that
@@ -51,6 +51,17 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 from urllib.parse import quote
 
+from orchestrator.state.columns import (
+    DATETIME_COLUMNS,
+    FINAL_PHASE_VALUES,
+    SESSION_COLUMNS,
+    STATE_COLUMNS,
+    check_no_secret_columns,
+    intent_row,
+    new_session_row,
+    outcome_row,
+    update_row,
+)
 from orchestrator.state.errors import (
     StoreAccessError,
     StoreBusyError,
@@ -62,7 +73,6 @@ from orchestrator.state.errors import (
 )
 from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import (
-    FINAL_PHASES,
     AppOwner,
     Intent,
     KnownGood,
@@ -158,39 +168,13 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_SESSION_COLUMNS = tuple(f.name for f in fields(SessionRecord))
-_WRITABLE_SESSION_COLUMNS = frozenset(_SESSION_COLUMNS) - {"id", "created_at"}
-_DATETIME_COLUMNS = frozenset(
-    {
-        "created_at",
-        "updated_at",
-        "window_start",
-        "window_end",
-        "started_at",
-        "ended_at",
-        "last_query_at",
-        "intent_at",
-        "failed_at",
-        "stored_at",
-    }
-)
-_FORBIDDEN_COLUMN_PARTS = ("secret", "token", "password", "accesskey", "key")
-
-
-def _check_no_secret_columns() -> None:
-    names = _SESSION_COLUMNS + tuple(f.name for f in fields(ManifestState))
-    for name in names + tuple(f.name for f in fields(KnownGood)):
-        if any(part in name.replace("_", "") for part in _FORBIDDEN_COLUMN_PARTS):
-            raise AssertionError(f"column {name!r} looks like it could hold a secret")
-
-
-_check_no_secret_columns()
+check_no_secret_columns(SESSION_COLUMNS + STATE_COLUMNS + tuple(f.name for f in fields(KnownGood)))
 
 
 def _to_db(column: str, value: Any) -> Any:
     if value is None:
         return None
-    if column in _DATETIME_COLUMNS:
+    if column in DATETIME_COLUMNS:
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise TypeError(f"{column} must be a timezone-aware datetime")
         return value.astimezone(UTC).isoformat()
@@ -209,7 +193,7 @@ def _from_db(column: str, value: Any) -> Any:
     if value is None:
         return None
     try:
-        if column in _DATETIME_COLUMNS:
+        if column in DATETIME_COLUMNS:
             return datetime.fromisoformat(value)
         if column in ("file_list", "document"):
             return json.loads(value)
@@ -223,7 +207,7 @@ def _from_db(column: str, value: Any) -> Any:
 
 
 def _session_from_row(row: sqlite3.Row) -> SessionRecord:
-    return SessionRecord(**{c: _from_db(c, row[c]) for c in _SESSION_COLUMNS})
+    return SessionRecord(**{c: _from_db(c, row[c]) for c in SESSION_COLUMNS})
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -242,7 +226,6 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-_FINALS = tuple(p.value for p in FINAL_PHASES)
 _DEFAULT_HOLDER = "orchestrator"
 
 
@@ -700,12 +683,7 @@ class SqliteStore:
         """A new session row; `phase` defaults to ACQUIRING. Returns it as stored.
         StoreConflictError when its target already has a live session."""
         self._require_writer()
-        now = self._now()
-        row: dict[str, Any] = {"phase": Phase.ACQUIRING, "updated_at": now, **values}
-        row["created_at"] = now
-        unknown = set(row) - _WRITABLE_SESSION_COLUMNS - {"created_at"}
-        if unknown:
-            raise TypeError(f"unknown session fields: {sorted(unknown)}")
+        row = new_session_row(values, self._now())
         columns = sorted(row)
         sql = (
             f"INSERT INTO sessions ({', '.join(columns)}) "  # noqa: S608 (columns are whitelisted)
@@ -758,10 +736,7 @@ class SqliteStore:
         self, session_id: int, phases: Collection[Phase] | None, values: dict[str, Any]
     ) -> SessionRecord | None:
         self._require_writer()
-        unknown = set(values) - _WRITABLE_SESSION_COLUMNS
-        if unknown:
-            raise TypeError(f"unknown session fields: {sorted(unknown)}")
-        values["updated_at"] = self._now()
+        values = update_row(values, self._now())
         columns = sorted(values)
         sql = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"  # noqa: S608
         params = [*(_to_db(c, values[c]) for c in columns), session_id]
@@ -787,15 +762,13 @@ class SqliteStore:
         self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
     ) -> SessionRecord:
         """Before a mutating API call: what is about to be done (with any new phase)."""
-        row: dict[str, Any] = {**values, "intent": intent, "intent_at": self._now()}
-        return await self._update_always(session_id, row)
+        return await self._update_always(session_id, intent_row(values, intent, self._now()))
 
     async def record_outcome(
         self, session_id: int, **values: Unpack[SessionFields]
     ) -> SessionRecord:
         """After a mutating API call: its outcome; clears the intent."""
-        row: dict[str, Any] = {"intent": None, "intent_at": None, "error": None, **values}
-        return await self._update_always(session_id, row)
+        return await self._update_always(session_id, outcome_row(values))
 
     async def _select_sessions(self, sql: str, params: Sequence[Any]) -> list[SessionRecord]:
         def select(db: sqlite3.Connection) -> list[SessionRecord]:
@@ -806,7 +779,7 @@ class SqliteStore:
     async def live_sessions(self) -> list[SessionRecord]:
         """Every session that may still be recording, oldest first."""
         return await self._select_sessions(
-            "SELECT * FROM sessions WHERE phase NOT IN (?, ?) ORDER BY id", _FINALS
+            "SELECT * FROM sessions WHERE phase NOT IN (?, ?) ORDER BY id", FINAL_PHASE_VALUES
         )
 
     async def unmanageable_on(self, app_id: str, channel: str, uid: int) -> list[SessionRecord]:
@@ -822,12 +795,12 @@ class SqliteStore:
         if manifest is None:
             return await self._select_sessions(
                 "SELECT * FROM sessions WHERE phase IN (?, ?) ORDER BY id DESC LIMIT ?",
-                (*_FINALS, limit),
+                (*FINAL_PHASE_VALUES, limit),
             )
         return await self._select_sessions(
             "SELECT * FROM sessions WHERE phase IN (?, ?) AND manifest = ? "
             "ORDER BY id DESC LIMIT ?",
-            (*_FINALS, manifest, limit),
+            (*FINAL_PHASE_VALUES, manifest, limit),
         )
 
     async def latest_ended(self) -> dict[str, SessionRecord]:
@@ -836,7 +809,7 @@ class SqliteStore:
             "SELECT s.* FROM sessions s JOIN ("
             "  SELECT manifest, MAX(id) AS id FROM sessions WHERE phase IN (?, ?) GROUP BY manifest"
             ") latest ON latest.id = s.id",
-            _FINALS,
+            FINAL_PHASE_VALUES,
         )
         return {record.manifest: record for record in rows}
 
@@ -1005,7 +978,7 @@ def open_store(
 def session_summary(record: SessionRecord) -> Mapping[str, Any]:
     """A JSON-ready view of a session (for `status --format json`); holds no secret."""
     out: dict[str, Any] = {}
-    for name in _SESSION_COLUMNS:
+    for name in SESSION_COLUMNS:
         value = getattr(record, name)
         if isinstance(value, datetime):
             value = value.isoformat()
