@@ -56,6 +56,7 @@ from tests.reliability.rig import (  # noqa: E402
     DaemonProcess,
     Rig,
     event_time,
+    owned,
     recording_manifest,
     windows_schedule,
 )
@@ -64,19 +65,6 @@ SEED = 20261128
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def owned(daemon: DaemonProcess) -> set[str]:
-    """The App IDs a daemon owns now, from its ownership events."""
-    mine: set[str] = set()
-    for e in daemon.log.events():
-        if e.get("event") == "ownership.gained":
-            mine |= set(e["app_ids"])
-        elif e.get("event") == "ownership.lost":
-            mine -= set(e["app_ids"])
-        elif e.get("event") == "ownership.released":
-            mine.discard(e["app_id"])
-    return mine
 
 
 async def wait_until(predicate: Any, within: float, what: str) -> None:

@@ -225,6 +225,20 @@ class DaemonProcess:
         return self.process.returncode is None
 
 
+def owned(daemon: DaemonProcess) -> set[str]:
+    """The App IDs a daemon (a replica on PostgreSQL) owns now, from its ownership
+    events."""
+    mine: set[str] = set()
+    for e in daemon.log.events():
+        if e.get("event") == "ownership.gained":
+            mine |= set(e["app_ids"])
+        elif e.get("event") == "ownership.lost":
+            mine -= set(e["app_ids"])
+        elif e.get("event") == "ownership.released":
+            mine.discard(e["app_id"])
+    return mine
+
+
 @dataclass
 class Rig:
     """A temp dir, one emulator process, daemon incarnations, CLI runs."""

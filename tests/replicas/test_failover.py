@@ -27,10 +27,11 @@ from tests.reliability.rig import (
     DaemonProcess,
     Rig,
     event_time,
+    owned,
     recording_manifest,
     windows_schedule,
 )
-from tests.replicas.test_replicas import owned, wait_for
+from tests.replicas.test_replicas import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.slow]
 

@@ -23,6 +23,7 @@ from tests.reliability.rig import (
     DaemonProcess,
     Rig,
     event_time,
+    owned,
     workload,
     write_workload,
 )
@@ -39,19 +40,6 @@ def calls_by_app(daemon: DaemonProcess) -> dict[str, list[float]]:
     for e in daemon.log.named("api.call"):
         out[app_of(e)].append(event_time(e))
     return out
-
-
-def owned(daemon: DaemonProcess) -> set[str]:
-    """The App IDs a daemon owns now, from its ownership events."""
-    mine: set[str] = set()
-    for e in daemon.log.events():
-        if e.get("event") == "ownership.gained":
-            mine |= set(e["app_ids"])
-        elif e.get("event") == "ownership.lost":
-            mine -= set(e["app_ids"])
-        elif e.get("event") == "ownership.released":
-            mine.discard(e["app_id"])
-    return mine
 
 
 async def wait_for(predicate: Any, within: float, what: str) -> None:
