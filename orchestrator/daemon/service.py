@@ -493,7 +493,10 @@ class Daemon:
                     del self._handed[app_id]
             others = Counter(h for h in holders.values() if h is not None and h != own.name)
             short = members - 1 > len(others) or min(others.values(), default=low) < low
-            if len(mine) > max(low, 1) and short and not self._releasing:
+            # While an App ID is free (one handed over and not yet claimed, say), the
+            # replica that is short takes that one: handing over more would churn.
+            still_free = any(a not in mine for a in free)
+            if len(mine) > max(low, 1) and short and not still_free and not self._releasing:
                 victim = max(mine, key=lambda a: hashlib.sha256(a.encode()).digest())
                 await self._hand_over(victim)
                 before = before - {victim}  # released, not lost
