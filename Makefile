@@ -1,14 +1,15 @@
 # Two commands do all set-up on a fresh clone (see README):
 #   make run    the main job: the examples in recordings.d/ against the emulator
 #   make test   the whole test suite
-# `make check` runs every static check (ruff, mypy --strict) and the tests.
+# `make test-fast` is the quick local selection (no slow, e2e, postgres or reliability test).
+# `make check` runs every static check (ruff, import-linter, mypy --strict) and the tests.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck bench clean
+.PHONY: run test test-fast check lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,9 +29,18 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# The quick selection for local work: what needs no child process, no PostgreSQL and
+# no long wait (the markers are described in pyproject.toml). CI runs `make test`.
+FAST := not slow and not e2e and not postgres and not reliability
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
 lint: $(STAMP)
 	$(PY) -m ruff check orchestrator tests benchmarks scripts
 	$(PY) -m ruff format --check orchestrator tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(PY) -m mypy orchestrator

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.agora.client import AgoraClient, ApiCall, RateLimiter, RetryPolicy
-from orchestrator.agora.emulator import AppConfig, EmulatorConfig, running_emulator
 from orchestrator.agora.errors import AgoraError
+from orchestrator.emulator import AppConfig, EmulatorConfig, running_emulator
 from orchestrator.logging import configure_logging
 
 APPS = tuple(f"{n:032x}" for n in (0xB1, 0xB2, 0xB3, 0xB4))

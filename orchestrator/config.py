@@ -42,20 +42,19 @@ from typing import Annotated, Any, Literal, Self, cast, get_args, get_origin
 import structlog
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import (
@@ -68,10 +67,16 @@ from ruamel.yaml.events import (
 from ruamel.yaml.reader import ReaderError
 
 from orchestrator.agora.client import base_url_problem
+from orchestrator.manifest.diagnostics import locate
+from orchestrator.manifest.model import Section
+from orchestrator.manifest.scalars import parse_duration
 from orchestrator.secrets import (
+    SECRET_TAGS,
     LiteralSecret,
     SecretError,
     SecretField,
+    SecretRef,
+    is_secret_key,
     resolve_secret,
 )
 
@@ -144,28 +149,9 @@ class ConfigError(Exception):
 # ---------------------------------------------------------------------------
 # value types
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _parse_duration(value: Any) -> Any:
-    """`90s`, `10m`, `1h30m`, `500ms`, `1d`, or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number with a unit, e.g. 30s, 10m, 1h30m")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if text and _DURATION_PART.sub("", text) == "":
-            seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text))
-            return timedelta(seconds=seconds)
-        raise ValueError(
-            f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 10m, 1h30m"
-        )
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+# The manifests' duration grammar (README, "Durations"): `500ms`, `30s`, `1h30m`, `1d`, or
+# a number of seconds. The config keeps the milliseconds the manifests refuse.
+Duration = Annotated[timedelta, PlainValidator(parse_duration)]
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -174,11 +160,8 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
-class _Section(BaseModel):
+class _Section(Section):
     model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        alias_generator=to_camel,
         populate_by_name=True,
         validate_default=True,  # defaults go through the validators: paths get resolved
     )
@@ -218,6 +201,18 @@ class AppProfile(_Section):
         if problem is not None:
             raise ValueError(problem)
         return value.rstrip("/")
+
+    def secret_refs(self) -> list[tuple[str, SecretRef]]:
+        """The profile's secret references by key (the keys `SECRET_KEYS` names), in order."""
+        return [(key, getattr(self, name)) for name, key in _PROFILE_SECRETS]
+
+
+# (attribute, key) of the profile's secrets: customerId and customerSecret
+_PROFILE_SECRETS = tuple(
+    (name, key)
+    for name, info in AppProfile.model_fields.items()
+    if is_secret_key(key := info.alias or name)
+)
 
 
 class StateSection(_Section):
@@ -442,10 +437,7 @@ class Config(BaseModel):
         return [
             f"apps.{name}.{key}"
             for name, profile in self.apps.items()
-            for key, ref in (
-                ("customerId", profile.customer_id),
-                ("customerSecret", profile.customer_secret),
-            )
+            for key, ref in profile.secret_refs()
             if isinstance(ref, LiteralSecret)
         ]
 
@@ -459,16 +451,13 @@ def resolve_credentials(
     """(customer ID, customer secret) of a profile, read now. Raises SecretError naming
     the field and the reference, never a value."""
     env = dict(os.environ if environ is None else environ)
-    values = []
-    for key, ref in (
-        ("customerId", profile.customer_id),
-        ("customerSecret", profile.customer_secret),
-    ):
+    values: dict[str, str] = {}
+    for key, ref in profile.secret_refs():
         try:
-            values.append(resolve_secret(ref, environ=env, credentials_dir=credentials_dir))
+            values[key] = resolve_secret(ref, environ=env, credentials_dir=credentials_dir)
         except SecretError as exc:
             raise SecretError(f"{key} ({ref.describe()}): {exc}") from None
-    return values[0], values[1]
+    return values["customerId"], values["customerSecret"]
 
 
 # ---------------------------------------------------------------------------
@@ -540,26 +529,6 @@ def _plain(node: Any) -> Any:
     if isinstance(node, list):
         return [_plain(v) for v in node]
     return node
-
-
-_SECRET_TAGS = {"EnvSecret", "FileSecret", "CredentialSecret", "LiteralSecret"}
-
-
-def _position(root: Any, loc: tuple[str | int, ...], key_error: bool) -> tuple[int, int]:
-    """1-based line and column of the YAML node at `loc`, or of its nearest parent."""
-    line, column = 0, 0
-    node = root
-    for i, part in enumerate(loc):
-        if isinstance(node, CommentedMap) and part in node:
-            at_key = key_error and i == len(loc) - 1  # an unknown key: point at the key
-            line, column = node.lc.key(part) if at_key else node.lc.value(part)
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            line, column = node.lc.item(part)
-            node = node[part]
-        else:
-            break
-    return line + 1, column + 1
 
 
 def _in_file(root: Any, loc: tuple[str | int, ...]) -> bool:
@@ -845,7 +814,7 @@ def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = 
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False, include_input=False):
-            loc = tuple(part for part in error["loc"] if part not in _SECRET_TAGS)
+            loc = tuple(part for part in error["loc"] if part not in SECRET_TAGS)
             field = ".".join(str(part) for part in loc)
             message = error["msg"].removeprefix("Value error, ")
             variable = _variable_for(loc, env_paths, root)
@@ -860,7 +829,7 @@ def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = 
                     )
                 )
                 continue
-            line, column = _position(root, loc, key_error=error["type"] == "extra_forbidden")
+            line, column = locate(root, loc, at_key=error["type"] == "extra_forbidden")
             problems.append(
                 ConfigProblem(file=name, line=line, column=column, field=field, message=message)
             )

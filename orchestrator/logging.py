@@ -3,9 +3,10 @@
 JSON lines on stderr (journald-friendly), a console renderer when stderr is a TTY.
 Event names are stable (`api.call`, `reconcile.action`, ...) and are part of the
 interface. Two last-line-of-defence processors: one masks the values of keys
-that name secrets, one removes every secret value this process has resolved
-(`orchestrator.secrets.resolved_values`) from every string of the event, whatever
-key or nesting it arrives under. Code must still never pass a secret to a log call.
+that name secrets (`orchestrator.secrets.SECRET_KEYS`), one removes every secret
+value this process has resolved (`orchestrator.secrets.resolved_values`) from
+every string of the event, whatever key or nesting it arrives under. Code must
+still never pass a secret to a log call.
 """
 
 from __future__ import annotations
@@ -17,22 +18,18 @@ from typing import Any
 
 import structlog
 
-from orchestrator.secrets import resolved_values
+from orchestrator.secrets import is_secret_key, resolved_values
 
-_SECRET_KEY_PARTS = ("secret", "password", "token", "authorization", "accesskey", "secretkey")
+_MASK = "***"
 
 
 def _mask_secret_keys(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key in list(event_dict):
-        lowered = key.lower().replace("_", "")
-        if any(part in lowered for part in _SECRET_KEY_PARTS):
-            event_dict[key] = "***"
+        if is_secret_key(key):
+            event_dict[key] = _MASK
     return event_dict
-
-
-_MASK = "***"
 
 
 def _redact(value: Any, secrets: frozenset[str]) -> Any:

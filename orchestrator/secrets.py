@@ -8,15 +8,51 @@ manifest loader warns about it (an error under `--strict`).
 This module must never put a secret *value* into an exception message, a log
 line or a `repr`: errors name the reference (variable name, path), and the
 value's `repr` is masked.
+
+`SECRET_KEYS` is the one list of the key names that carry secrets (in manifests,
+the daemon config, request bodies, log events); `is_secret_key` is how every
+layer matches a key against it. This module is a leaf: it imports nothing of ours.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
+
+SECRET_KEYS: Final = frozenset(
+    {
+        "token",
+        "secret",
+        "secretKey",
+        "accessKey",
+        "customerId",
+        "customerSecret",
+        "password",
+        "authorization",
+    }
+)
+"""The names of keys whose values are secrets, as written in YAML and in JSON bodies.
+
+Code that must recognise a secret by its key (the manifest loader hiding an input,
+the log processor masking a value, the API client scrubbing a request body, the
+store refusing a secret-shaped column) uses this list, through `is_secret_key`."""
+
+
+def _folded(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+_FOLDED_KEYS = tuple(sorted({_folded(key) for key in SECRET_KEYS}))
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a key may carry a secret: it contains one of `SECRET_KEYS`, compared
+    without case, `_` or `-` (`secretKey`, `customer_secret`, `X-Authorization`)."""
+    folded = _folded(name)
+    return any(key in folded for key in _FOLDED_KEYS)
 
 
 class SecretError(Exception):
@@ -72,6 +108,12 @@ class LiteralSecret(_Ref):
 
 
 SecretRef = EnvSecret | FileSecret | CredentialSecret | LiteralSecret
+SECRET_REF_TYPES = (EnvSecret, FileSecret, CredentialSecret, LiteralSecret)
+
+
+def describe_secret(ref: SecretRef) -> str:
+    """A placeholder naming the reference: `<env:S3_KEY>`; a literal is never shown."""
+    return f"<{ref.describe()}>"
 
 
 def _secret_tag(value: Any) -> str:
@@ -102,6 +144,11 @@ Accepts `{env: NAME}`, `{file: PATH}`, `{credential: NAME}` or a plain string (a
 literal). Validation errors carry the variant's tag in their location
 (e.g. `("token", "EnvSecret", "env")`); drop it when showing a field path.
 """
+
+SECRET_TAGS: Final = frozenset(
+    kind.__name__ for kind in (EnvSecret, FileSecret, CredentialSecret, LiteralSecret)
+)
+"""The variant tags `SecretField` puts into validation error locations."""
 
 _SECRET_ADAPTER: TypeAdapter[SecretRef] = TypeAdapter(SecretField)
 

@@ -9,7 +9,9 @@ Fixtures:
   check it never leaks; `create_database()` / `drop_database(name)` manage
   databases owned by that role.
 - `postgres_url` (function): a fresh database per test, dropped afterwards; the
-  value is `postgresql://USER:PASSWORD@127.0.0.1:PORT/DBNAME`.
+  value is `postgresql://USER:PASSWORD@127.0.0.1:PORT/DBNAME`. A test that reaches
+  it without the `postgres` marker fails (tests/conftest.py marks the tests that
+  request a fixture of this module; one reached by `getfixturevalue` is not seen).
 
 The binaries come from `pg_config --bindir`, else the newest
 /usr/lib/postgresql/*/bin. Without them (or, when running as root, without a
@@ -353,7 +355,16 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+def postgres_url(
+    postgres_cluster: PostgresCluster, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    if request.node.get_closest_marker("postgres") is None:
+        # Reached through `getfixturevalue`, which tests/conftest.py cannot see.
+        pytest.fail(
+            f"{request.node.nodeid} uses PostgreSQL but is not marked `postgres`: "
+            "mark it (or the parameter that needs it) with pytest.mark.postgres",
+            pytrace=False,
+        )
     if not postgres_cluster.running:
         postgres_cluster.start()
     name = postgres_cluster.create_database()

@@ -1,7 +1,8 @@
 """The static checks are part of the test suite, so CI fails on them too.
 
 Covers: `ruff check` and `ruff format --check` on the package, tests, benchmarks
-and scripts; `mypy --strict` (configured in pyproject.toml) on the package.
+and scripts; `mypy --strict` (configured in pyproject.toml) on the package; the import-linter
+layer contracts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ def test_ruff_check() -> None:
 
 def test_ruff_format() -> None:
     result = _run("ruff", "format", "--check", *PATHS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_layers() -> None:
+    """The layer contracts in pyproject.toml (`[tool.importlinter]`) hold."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -1,8 +1,8 @@
-"""The remote API: wire models, the async client, its error taxonomy, and a local emulator.
+"""The remote API: wire models, the async client and its error taxonomy.
 
-This package is the only code that speaks HTTP to Agora Cloud Recording. The
-emulator (`orchestrator.agora.emulator`) is imported on demand, so the client does
-not pull in aiohttp.
+This package is the only code that speaks HTTP to Agora Cloud Recording. The local
+emulator of the API is its own package above this one (`orchestrator.emulator`,
+aiohttp in the optional extra `emulator`); nothing here imports it.
 """
 
 from orchestrator.agora.client import AgoraClient, RateLimiter, RetryPolicy

@@ -20,7 +20,7 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -42,6 +42,7 @@ from orchestrator.agora.errors import (
     error_from_response,
     scrub,
 )
+from orchestrator.contract import ErrorCode, Mode, channel_name_problem
 
 DEFAULT_BASE_URL = "https://api.agora.io"
 CONTENT_TYPE = "application/json;charset=utf-8"
@@ -332,13 +333,24 @@ class ApiCall:
     outcome: str
 
 
+RawBody = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Body:
+    """A JSON body ready to send, and the secret values in it (masked in any echo)."""
+
+    body: dict[str, Any]
+    secrets: tuple[str, ...]
+
+
 @dataclass
 class _Call:
     endpoint: str
     method: str
     app_id: str
     path: str
-    body: dict[str, Any] | None
+    sent: _Body | None
     channel: str | None = None
     uid: str | None = None
     resource_id: str | None = None
@@ -412,28 +424,30 @@ class AgoraClient:
 
     # ------------------------------------------------------------ endpoints
 
-    async def acquire(self, app_id: str, body: dict[str, Any]) -> str:
+    async def acquire(self, app_id: str, request: wire.AcquireRequest | RawBody) -> str:
         """Acquire a resource ID (valid 5 minutes, for one start). Returns resourceId."""
-        sent = self._checked("acquire", wire.AcquireRequest, body)
+        sent = self._checked("acquire", wire.AcquireRequest, request)
         call = _Call(
             "acquire",
             "POST",
             app_id,
             f"/v1/apps/{_seg(app_id)}/cloud_recording/acquire",
             sent,
-            channel=_str(sent.get("cname")),
-            uid=_str(sent.get("uid")),
+            channel=_str(sent.body.get("cname")),
+            uid=_str(sent.body.get("uid")),
         )
         data, _ = await self._call(call)
         return self._parse("acquire", wire.AcquireResponse, data).resourceId
 
-    async def start(self, app_id: str, resource_id: str, mode: str, body: dict[str, Any]) -> str:
+    async def start(
+        self, app_id: str, resource_id: str, mode: str, request: wire.StartRequest | RawBody
+    ) -> str:
         """Start a recording on `resource_id`; returns the sid.
 
         Raises AmbiguousStartError when an earlier attempt may have started the
         recording and the retry was answered code 7.
         """
-        sent = self._checked("start", wire.StartRequest, body, mode=mode)
+        sent = self._checked("start", wire.StartRequest, request, mode=mode)
         call = _Call(
             "start",
             "POST",
@@ -441,25 +455,35 @@ class AgoraClient:
             f"/v1/apps/{_seg(app_id)}/cloud_recording/resourceid/{_seg(resource_id)}"
             f"/mode/{_seg(mode)}/start",
             sent,
-            channel=_str(sent.get("cname")),
-            uid=_str(sent.get("uid")),
+            channel=_str(sent.body.get("cname")),
+            uid=_str(sent.body.get("uid")),
             resource_id=resource_id,
         )
         data, _ = await self._call(call)
         return self._parse("start", wire.StartResponse, data).sid
 
     async def update(
-        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any]
+        self,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        request: wire.UpdateRequest | RawBody,
     ) -> None:
         """Replace the subscription lists (`streamSubscribe`) of a live recording."""
-        sent = self._checked("update", wire.UpdateRequest, body, mode=mode)
+        sent = self._checked("update", wire.UpdateRequest, request, mode=mode)
         await self._call(self._sid_call("update", "POST", app_id, resource_id, sid, mode, sent))
 
     async def update_layout(
-        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any]
+        self,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        request: wire.UpdateLayoutRequest | RawBody,
     ) -> None:
         """Replace the whole mix layout of a live recording."""
-        sent = self._checked("updateLayout", wire.UpdateLayoutRequest, body, mode=mode)
+        sent = self._checked("updateLayout", wire.UpdateLayoutRequest, request, mode=mode)
         await self._call(
             self._sid_call("updateLayout", "POST", app_id, resource_id, sid, mode, sent)
         )
@@ -472,14 +496,19 @@ class AgoraClient:
         return self._parse("query", wire.QueryResponse, data)
 
     async def stop(
-        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any]
+        self,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        request: wire.StopRequest | RawBody,
     ) -> wire.StopResponse:
         """Stop a recording; returns the final file list and uploadingStatus.
 
         Raises StopAlreadyEndedError (49) when it was already stopped, NotFoundError
         when it had already ended, NoFilesError (435) when it stopped with nothing.
         """
-        sent = self._checked("stop", wire.StopRequest, body, mode=mode)
+        sent = self._checked("stop", wire.StopRequest, request, mode=mode)
         data, _ = await self._call(
             self._sid_call("stop", "POST", app_id, resource_id, sid, mode, sent)
         )
@@ -495,7 +524,7 @@ class AgoraClient:
         resource_id: str,
         sid: str,
         mode: str,
-        body: dict[str, Any] | None,
+        sent: _Body | None,
     ) -> _Call:
         path = (
             f"/v1/apps/{_seg(app_id)}/cloud_recording/resourceid/{_seg(resource_id)}"
@@ -506,9 +535,9 @@ class AgoraClient:
             method,
             app_id,
             path,
-            body,
-            channel=_str(body.get("cname")) if body else None,
-            uid=_str(body.get("uid")) if body else None,
+            sent,
+            channel=_str(sent.body.get("cname")) if sent else None,
+            uid=_str(sent.body.get("uid")) if sent else None,
             resource_id=resource_id,
             sid=sid,
         )
@@ -516,28 +545,39 @@ class AgoraClient:
     def _checked(
         self,
         endpoint: str,
-        model: type[wire._Request],
-        body: dict[str, Any],
+        model: type[wire.Request],
+        request: wire.Request | RawBody,
         *,
         mode: str | None = None,
-    ) -> dict[str, Any]:
-        """Validate and normalise a request body, or refuse it before sending."""
+    ) -> _Body:
+        """The body to send and the secret values it carries.
+
+        A typed request (what the reconciler sends) was checked when it was built:
+        it is sent as it is. A raw body (scripts, and tests probing the emulator) is
+        checked the way Agora would, and refused before sending; `validate=False`
+        sends it unchecked.
+        """
+        if mode is not None and mode not in tuple(Mode):
+            raise InvalidRequestError(endpoint, 0, 2, f"mode must be one of {tuple(Mode)}")
+        if isinstance(request, wire.Request):
+            return _Body(request.to_wire(), tuple(request.secret_values()))
+        body = dict(request)
         if not self._validate:
-            return body
-        if mode is not None and mode not in wire.MODES:
-            raise InvalidRequestError(endpoint, 0, 2, f"mode must be one of {wire.MODES}")
+            return _Body(body, tuple(_secret_values(body)))
         cname = body.get("cname")
         if isinstance(cname, str):
-            problem = wire.channel_name_problem(cname)
+            problem = channel_name_problem(cname)
             if problem:
-                raise InvalidRequestError(endpoint, 0, 1013, problem)
+                raise InvalidRequestError(endpoint, 0, ErrorCode.INVALID_CHANNEL, problem)
         try:
             parsed = model.model_validate(body, context={"mode": mode})
         except ValidationError as exc:
-            code = 1028 if endpoint == "updateLayout" else 2
+            code = (
+                ErrorCode.INVALID_UID if endpoint == "updateLayout" else ErrorCode.INVALID_PARAMETER
+            )
             reason = scrub(wire.validation_reason(exc), _secret_values(body))
             raise InvalidRequestError(endpoint, 0, code, reason) from None
-        return parsed.to_wire()
+        return _Body(parsed.to_wire(), tuple(parsed.secret_values()))
 
     def _parse(self, endpoint: str, model: type[_M], data: Any) -> _M:
         try:
@@ -549,8 +589,9 @@ class AgoraClient:
 
     async def _call(self, call: _Call) -> tuple[Any, int]:
         """Send `call`, retrying transient failures; returns (parsed JSON, status)."""
-        secrets = [self._customer_secret, *_secret_values(call.body)]
-        content = json.dumps(call.body).encode() if call.body is not None else None
+        body = call.sent
+        secrets = [self._customer_secret, *(body.secrets if body else ())]
+        content = json.dumps(body.body).encode() if body is not None else None
         headers = {"Content-Type": CONTENT_TYPE, "Accept": "application/json"}
         url = self._base_url + call.path
         ambiguous = False

@@ -32,6 +32,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from orchestrator.contract import APP_CODES, PERMANENT_CODES, ErrorCode
+
 REASON_LIMIT = 200
 
 _SECRET_JSON_VALUE = re.compile(
@@ -165,8 +167,6 @@ class AmbiguousStartError(AgoraError):
         super().__init__(endpoint, status, code, "started, sid unknown")
 
 
-_PERMANENT_CODES = frozenset({2, 8, 432, 1001, 1003, 1013, 1028})
-_APP_CODES = frozenset({62})
 _INVALID_APPID = "invalid appid"
 _NO_ROUTE = "no route matched"
 
@@ -213,25 +213,25 @@ def error_from_response(
     lowered = raw_reason.lower()
 
     if code is not None:
-        if code in _APP_CODES:
+        if code in APP_CODES:
             return AppError(endpoint, status, code, reason)
-        if code in _PERMANENT_CODES:
+        if code in PERMANENT_CODES:
             return PermanentError(endpoint, status, code, reason)
-        if code == 65:
+        if code == ErrorCode.NETWORK_JITTER:
             return RetryableError(endpoint, status, code, reason, ambiguous=True)
-        if code == 7:
+        if code == ErrorCode.ALREADY_STARTED:
             return AlreadyStartedError(endpoint, status, code, reason)
-        if code == 53:
+        if code == ErrorCode.RECORDING_EXISTS:
             return RecordingExistsError(endpoint, status, code, reason)
-        if code == 49:
+        if code == ErrorCode.STOP_REPEATED:
             if endpoint == "stop":
                 return StopAlreadyEndedError(endpoint, status, code, reason)
             return NotFoundError(endpoint, status, code, reason)
-        if code == 433:
+        if code == ErrorCode.RESOURCE_EXPIRED:
             return ResourceExpiredError(endpoint, status, code, reason)
-        if code == 435:
+        if code == ErrorCode.NO_FILES:
             return NoFilesError(endpoint, status, code, reason)
-        if code in (404, 501):
+        if code in (ErrorCode.NOT_FOUND, ErrorCode.EXITING):
             return NotFoundError(endpoint, status, code, reason)
     if _INVALID_APPID in lowered or status == 401:
         return AppError(endpoint, status, code, reason)

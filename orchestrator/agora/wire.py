@@ -16,66 +16,25 @@ storage keys, tokens and decryption secrets.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializationInfo,
     ValidationError,
     ValidationInfo,
     model_validator,
 )
 
-UINT32_MAX = 2**32 - 1
-MAX_CHANNEL_BYTES = 64
-MAX_UID_LIST = 32
-MAX_LAYOUT_REGIONS = 17
-MAX_PREFIX_CHARS = 128
-ALL_STREAMS = "#allstream#"
-MODES = ("mix", "individual")
-
-#: The 89 characters a channel name may contain (reference, error 1013).
-CHANNEL_CHARSET = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$%&()+-:;<=.>?@[]^_{}|~,"
-)
-
-#: Valid `region` numbers per storage `vendor` (reference, storageConfig).
-STORAGE_REGIONS: dict[int, frozenset[int]] = {
-    0: frozenset(range(5)),  # Qiniu
-    1: frozenset([*range(16), 17]),  # Amazon S3 (there is no 16)
-    2: frozenset(range(19)),  # Alibaba Cloud
-    3: frozenset(range(20)),  # Tencent Cloud
-    4: frozenset(range(10)),  # Kingsoft Cloud
-}
-
-_PREFIX_PART = re.compile(r"[A-Za-z0-9]+")
-_COLOR = r"^#[0-9A-Fa-f]{6}$"
-_DIGITS = re.compile(r"[0-9]+")
-
-
-def channel_name_problem(cname: str) -> str | None:
-    """Why `cname` is not a valid channel name (error 1013), or None."""
-    if not cname:
-        return "channel name is empty"
-    if len(cname.encode("utf-8")) > MAX_CHANNEL_BYTES:
-        return f"channel name is longer than {MAX_CHANNEL_BYTES} bytes"
-    bad = sorted({c for c in cname if c not in CHANNEL_CHARSET})
-    if bad:
-        return "channel name contains characters outside the allowed set: " + "".join(bad[:5])
-    return None
-
-
-def uid_problem(uid: str, *, allow_zero: bool = False) -> str | None:
-    """Why `uid` is not a decimal UID string in 1..2^32-1, or None."""
-    if not _DIGITS.fullmatch(uid):
-        return "must be a string of decimal digits"
-    low = 0 if allow_zero else 1
-    if not low <= int(uid) <= UINT32_MAX:
-        return f"must be between {low} and {UINT32_MAX}"
-    return None
+from orchestrator import contract as c
+from orchestrator.contract import ALL_STREAMS, uid_problem
+from orchestrator.secrets import SECRET_REF_TYPES, SecretRef, describe_secret
 
 
 def _check_uid(value: str) -> str:
@@ -101,8 +60,8 @@ def _check_subscribe_uid(value: str) -> str:
 Uid = Annotated[str, AfterValidator(_check_uid)]
 LayoutUid = Annotated[str, AfterValidator(_check_layout_uid)]
 SubscribeUid = Annotated[str, AfterValidator(_check_subscribe_uid)]
-UidList = Annotated[list[SubscribeUid], Field(max_length=MAX_UID_LIST)]
-NonEmptyUidList = Annotated[list[SubscribeUid], Field(min_length=1, max_length=MAX_UID_LIST)]
+UidList = Annotated[list[SubscribeUid], Field(max_length=c.MAX_UID_LIST)]
+NonEmptyUidList = Annotated[list[SubscribeUid], Field(min_length=1, max_length=c.MAX_UID_LIST)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -119,14 +78,116 @@ def validation_reason(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts)
 
 
-class _Request(BaseModel):
+class _SecretMarker:
+    """Marks a request field that carries a secret (a key, a token, a decryption secret)."""
+
+
+_SECRET = _SecretMarker()
+SecretResolver = Callable[[SecretRef], str]
+
+
+class UnresolvedSecretError(Exception):
+    """A request still holding a secret reference was about to be sent."""
+
+
+class EmptySecretError(ValueError):
+    """A secret reference resolved to an empty value (Agora refuses it). Names the
+    reference, never a value."""
+
+
+def _check_secret(value: Any) -> str | SecretRef:
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+    if isinstance(value, SECRET_REF_TYPES):
+        return value
+    raise ValueError("must be a string")
+
+
+def _dump_secret(value: str | SecretRef, info: SerializationInfo) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(info.context, dict) and info.context.get("describe_secrets"):
+        return describe_secret(value)
+    raise UnresolvedSecretError(f"{describe_secret(value)} was not resolved before sending")
+
+
+#: A secret: a reference until the executor resolves it just before a call, then the
+#: value. Serialised as `<env:NAME>` in descriptions (fingerprints, `plan`); a request
+#: whose references were not resolved refuses to become a body.
+Secret = Annotated[
+    str | SecretRef,
+    PlainValidator(_check_secret),
+    PlainSerializer(_dump_secret),
+    _SECRET,
+]
+#: An optional secret (the marker on the field itself, where `secret_values` reads it).
+OptionalSecret = Annotated[Secret | None, _SECRET]
+
+
+class Request(BaseModel):
     """Strict: numbers must be numbers and strings strings; unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON body, with only the fields that were given."""
+        """The JSON body, with only the fields that were given (secrets must be resolved)."""
         return self.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+
+    def described(self) -> dict[str, Any]:
+        """The body with each secret shown as its reference (`<env:S3_KEY>`), never a value."""
+        return self.model_dump(
+            mode="json",
+            exclude_unset=True,
+            exclude_none=True,
+            context={"describe_secrets": True},
+        )
+
+    def resolved(self, resolve: SecretResolver) -> Self:
+        """A copy whose secret references are replaced by their values (`resolve`)."""
+        changes = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            new = _resolved(value, resolve)
+            if new is not value:
+                changes[name] = new
+        return self.model_copy(update=changes) if changes else self
+
+    def secret_values(self) -> Iterator[str]:
+        """The literal secret values this request carries (to mask in any echo)."""
+        fields = type(self).model_fields
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if _SECRET in fields[name].metadata and isinstance(value, str):
+                yield value
+            for item in value if isinstance(value, list) else (value,):
+                if isinstance(item, Request):
+                    yield from item.secret_values()
+
+    def secret_refs(self) -> Iterator[SecretRef]:
+        """The secret references still to resolve."""
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            for item in value if isinstance(value, list) else (value,):
+                if isinstance(item, SECRET_REF_TYPES):
+                    yield item
+                elif isinstance(item, Request):
+                    yield from item.secret_refs()
+
+
+def _resolved(value: Any, resolve: SecretResolver) -> Any:
+    if isinstance(value, SECRET_REF_TYPES):
+        resolved = resolve(value)
+        if not resolved:
+            raise EmptySecretError(f"{describe_secret(value)} is empty")
+        return resolved
+    if isinstance(value, Request):
+        return value.resolved(resolve)
+    if isinstance(value, list):
+        items = [_resolved(item, resolve) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    return value
 
 
 class _Response(BaseModel):
@@ -138,11 +199,13 @@ class _Response(BaseModel):
 # ---------------------------------------------------------------- acquire
 
 
-class AcquireClientRequest(_Request):
-    resourceExpiredHour: int = Field(72, ge=1, le=720)
+class AcquireClientRequest(Request):
+    resourceExpiredHour: int = Field(
+        c.DEFAULT_RESOURCE_HOURS, ge=c.MIN_RESOURCE_HOURS, le=c.MAX_RESOURCE_HOURS
+    )
 
 
-class AcquireRequest(_Request):
+class AcquireRequest(Request):
     cname: str
     uid: Uid
     clientRequest: AcquireClientRequest = Field(default_factory=AcquireClientRequest)
@@ -155,31 +218,31 @@ class AcquireResponse(_Response):
 # ---------------------------------------------------------------- start
 
 
-class LayoutRegion(_Request):
+class LayoutRegion(Request):
     uid: LayoutUid | None = None
     x_axis: Unit
     y_axis: Unit
     width: Unit
     height: Unit
     alpha: Unit = 1.0
-    render_mode: int = Field(0, ge=0, le=1)
+    render_mode: int = Field(0, ge=0, le=c.max_code(c.RENDER_MODES))
 
 
-class TranscodingConfig(_Request):
-    width: int = Field(ge=1, le=1920)
-    height: int = Field(ge=1, le=1920)
+class TranscodingConfig(Request):
+    width: int = Field(ge=1, le=c.MAX_SIDE)
+    height: int = Field(ge=1, le=c.MAX_SIDE)
     fps: int = Field(ge=1)
     bitrate: int = Field(ge=1)
     maxResolutionUid: LayoutUid | None = None
-    mixedVideoLayout: int = Field(0, ge=0, le=3)
-    backgroundColor: str = Field("#000000", pattern=_COLOR)
-    layoutConfig: list[LayoutRegion] | None = Field(None, max_length=MAX_LAYOUT_REGIONS)
+    mixedVideoLayout: int = Field(0, ge=0, le=c.max_code(c.LAYOUT_TYPES))
+    backgroundColor: str = Field(c.DEFAULT_BACKGROUND, pattern=c.BACKGROUND_PATTERN)
+    layoutConfig: list[LayoutRegion] | None = Field(None, max_length=c.MAX_LAYOUT_REGIONS)
 
     @model_validator(mode="after")
     def _check(self) -> TranscodingConfig:
-        if self.width * self.height > 1920 * 1080:
-            raise ValueError("width * height must not exceed 1920 * 1080")
-        if self.mixedVideoLayout == 3 and not self.layoutConfig:
+        if self.width * self.height > c.MAX_PIXELS:
+            raise ValueError(f"width * height must not exceed {c.MAX_PIXELS}")
+        if self.mixedVideoLayout == c.CUSTOM_LAYOUT and not self.layoutConfig:
             raise ValueError("mixedVideoLayout 3 (custom) requires layoutConfig")
         return self
 
@@ -189,20 +252,20 @@ def _check_sub_xor_unsub(sub: list[str] | None, unsub: list[str] | None, kind: s
         raise ValueError(f"subscribe{kind}Uids and unSubscribe{kind}Uids are mutually exclusive")
 
 
-class RecordingConfig(_Request):
-    channelType: int = Field(0, ge=0, le=1)
-    streamTypes: int = Field(2, ge=0, le=2)
-    decryptionMode: int = Field(0, ge=0, le=3)
-    secret: str | None = None
-    audioProfile: int = Field(0, ge=0, le=2)
-    videoStreamType: int = Field(0, ge=0, le=1)
-    maxIdleTime: int = Field(30, ge=5, le=UINT32_MAX)
+class RecordingConfig(Request):
+    channelType: int = Field(0, ge=0, le=c.max_code(c.CHANNEL_TYPES))
+    streamTypes: int = Field(2, ge=0, le=c.max_code(c.STREAM_TYPES))
+    decryptionMode: int = Field(0, ge=0, le=c.max_code(c.DECRYPTION_MODES))
+    secret: OptionalSecret = None
+    audioProfile: int = Field(0, ge=0, le=c.max_code(c.AUDIO_PROFILES))
+    videoStreamType: int = Field(0, ge=0, le=c.max_code(c.VIDEO_STREAM_TYPES))
+    maxIdleTime: int = Field(c.DEFAULT_IDLE_TIME, ge=c.MIN_IDLE_TIME, le=c.UINT32_MAX)
     transcodingConfig: TranscodingConfig | None = None
     subscribeAudioUids: UidList | None = None
     unSubscribeAudioUids: UidList | None = None
     subscribeVideoUids: UidList | None = None
     unSubscribeVideoUids: UidList | None = None
-    subscribeUidGroup: int | None = Field(None, ge=0, le=3)
+    subscribeUidGroup: int | None = Field(None, ge=0, le=c.max_code(c.UID_GROUPS))
 
     @model_validator(mode="after")
     def _check(self) -> RecordingConfig:
@@ -215,52 +278,54 @@ class RecordingConfig(_Request):
         return self
 
 
-class RecordingFileConfig(_Request):
-    avFileType: list[str] = Field(default_factory=lambda: ["hls"])
+class RecordingFileConfig(Request):
+    avFileType: list[str] = Field(default_factory=lambda: list[str](c.RECORDING_FILE_TYPES))
 
     @model_validator(mode="after")
     def _check(self) -> RecordingFileConfig:
-        if self.avFileType != ["hls"]:
-            raise ValueError('avFileType supports only ["hls"]')
+        if tuple(self.avFileType) != c.RECORDING_FILE_TYPES:
+            raise ValueError(f"avFileType supports only {list(c.RECORDING_FILE_TYPES)}")
         return self
 
 
-class SnapshotConfig(_Request):
-    captureInterval: int = Field(10, ge=5, le=3600)
+class SnapshotConfig(Request):
+    captureInterval: int = Field(
+        c.DEFAULT_CAPTURE_INTERVAL, ge=c.MIN_CAPTURE_INTERVAL, le=c.MAX_CAPTURE_INTERVAL
+    )
     fileType: list[str]
 
     @model_validator(mode="after")
     def _check(self) -> SnapshotConfig:
-        if self.fileType != ["jpg"]:
-            raise ValueError('fileType supports only ["jpg"]')
+        if tuple(self.fileType) != c.SNAPSHOT_FILE_TYPES:
+            raise ValueError(f"fileType supports only {list(c.SNAPSHOT_FILE_TYPES)}")
         return self
 
 
-class StorageConfig(_Request):
-    vendor: int = Field(ge=0, le=4)
+class StorageConfig(Request):
+    vendor: int = Field(ge=0, le=c.max_code(c.VENDORS))
     region: int = Field(ge=0)
     bucket: str = Field(min_length=1)
-    accessKey: str = Field(min_length=1)
-    secretKey: str = Field(min_length=1)
+    accessKey: Secret
+    secretKey: Secret
     fileNamePrefix: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> StorageConfig:
-        if self.region not in STORAGE_REGIONS[self.vendor]:
+        if self.region not in c.STORAGE_REGIONS[self.vendor]:
             raise ValueError(f"region {self.region} does not exist for vendor {self.vendor}")
         if self.fileNamePrefix is not None:
             for part in self.fileNamePrefix:
-                if not _PREFIX_PART.fullmatch(part):
+                if not c.PREFIX_PART.fullmatch(part):
                     raise ValueError("fileNamePrefix entries may contain only a-z, A-Z and 0-9")
             total = sum(len(p) + 1 for p in self.fileNamePrefix)
-            if total > MAX_PREFIX_CHARS:
+            if total > c.MAX_PREFIX_CHARS:
                 raise ValueError(
-                    f"fileNamePrefix is longer than {MAX_PREFIX_CHARS} characters with slashes"
+                    f"fileNamePrefix is longer than {c.MAX_PREFIX_CHARS} characters with slashes"
                 )
         return self
 
 
-class VideoData(_Request):
+class VideoData(Request):
     title: str
     description: str | None = None
     coverUrl: str | None = None
@@ -272,30 +337,30 @@ class VideoData(_Request):
     workflowId: str | None = None
 
 
-class ApiData(_Request):
+class ApiData(Request):
     videoData: VideoData
 
 
-class AliyunVodParam(_Request):
-    accessKey: str = Field(min_length=1)
-    secretKey: str = Field(min_length=1)
+class AliyunVodParam(Request):
+    accessKey: Secret
+    secretKey: Secret
     regionId: str = Field(min_length=1)
     apiData: ApiData
 
 
-class ExtensionService(_Request):
-    serviceName: Literal["aliyun_vod_service"]
+class ExtensionService(Request):
+    serviceName: Literal["aliyun_vod_service"]  # c.ALIYUN_VOD_SERVICE
     errorHandlePolicy: Literal["error_abort"] = "error_abort"
     serviceParam: AliyunVodParam
 
 
-class ExtensionServiceConfig(_Request):
+class ExtensionServiceConfig(Request):
     errorHandlePolicy: Literal["error_abort"] = "error_abort"
     extensionServices: list[ExtensionService] = Field(min_length=1)
 
 
-class StartClientRequest(_Request):
-    token: str | None = None
+class StartClientRequest(Request):
+    token: OptionalSecret = None
     recordingConfig: RecordingConfig
     recordingFileConfig: RecordingFileConfig | None = None
     snapshotConfig: SnapshotConfig | None = None
@@ -305,35 +370,41 @@ class StartClientRequest(_Request):
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> StartClientRequest:
         context = info.context if isinstance(info.context, dict) else {}
-        mode = context.get("mode")
-        rc = self.recordingConfig
-        if self.recordingFileConfig is not None and self.snapshotConfig is not None:
-            raise ValueError("recordingFileConfig and snapshotConfig are mutually exclusive")
-        if self.extensionServiceConfig is not None:
-            if self.snapshotConfig is not None:
-                raise ValueError("extensionServiceConfig excludes snapshotConfig")
-            if self.storageConfig is not None:
-                raise ValueError("extensionServiceConfig (aliyun VOD) excludes storageConfig")
-            if mode is not None and mode != "mix":
-                raise ValueError("extensionServiceConfig (aliyun VOD) requires mode mix")
-        if self.snapshotConfig is not None:
-            if mode is not None and mode != "individual":
-                raise ValueError("snapshotConfig requires mode individual")
-            if rc.streamTypes not in (1, 2):
-                raise ValueError("snapshotConfig requires streamTypes 1 or 2")
-            if rc.subscribeAudioUids is not None and rc.subscribeVideoUids is None:
-                raise ValueError("with snapshotConfig, subscribeAudioUids needs subscribeVideoUids")
-        if mode == "individual":
-            if "audioProfile" in rc.model_fields_set:
-                raise ValueError("audioProfile is not allowed in individual mode")
-            if rc.transcodingConfig is not None:
-                raise ValueError("transcodingConfig is not allowed in individual mode")
-            if rc.subscribeUidGroup is None:
-                raise ValueError("subscribeUidGroup is required in individual mode")
+        problem = self.problem(context.get("mode"))
+        if problem:
+            raise ValueError(problem)
         return self
 
+    def problem(self, mode: str | None) -> str | None:
+        """The first rule of the start table this request breaks (in `mode`), or None."""
+        rc = self.recordingConfig
+        if self.recordingFileConfig is not None and self.snapshotConfig is not None:
+            return "recordingFileConfig and snapshotConfig are mutually exclusive"
+        if self.extensionServiceConfig is not None:
+            if self.snapshotConfig is not None:
+                return "extensionServiceConfig excludes snapshotConfig"
+            if self.storageConfig is not None:
+                return "extensionServiceConfig (aliyun VOD) excludes storageConfig"
+            if mode is not None and mode != c.Mode.MIX:
+                return "extensionServiceConfig (aliyun VOD) requires mode mix"
+        if self.snapshotConfig is not None:
+            if mode is not None and mode != c.Mode.INDIVIDUAL:
+                return "snapshotConfig requires mode individual"
+            if rc.streamTypes == c.STREAM_TYPES["audio"]:
+                return "snapshotConfig requires streamTypes 1 or 2"
+            if rc.subscribeAudioUids is not None and rc.subscribeVideoUids is None:
+                return "with snapshotConfig, subscribeAudioUids needs subscribeVideoUids"
+        if mode == c.Mode.INDIVIDUAL:
+            if "audioProfile" in rc.model_fields_set:
+                return "audioProfile is not allowed in individual mode"
+            if rc.transcodingConfig is not None:
+                return "transcodingConfig is not allowed in individual mode"
+            if rc.subscribeUidGroup is None:
+                return "subscribeUidGroup is required in individual mode"
+        return None
 
-class StartRequest(_Request):
+
+class StartRequest(Request):
     uid: Uid
     cname: str
     clientRequest: StartClientRequest
@@ -347,7 +418,7 @@ class StartResponse(_Response):
 # ---------------------------------------------------------------- update
 
 
-class AudioUidList(_Request):
+class AudioUidList(Request):
     subscribeAudioUids: NonEmptyUidList | None = None
     unSubscribeAudioUids: NonEmptyUidList | None = None
 
@@ -357,7 +428,7 @@ class AudioUidList(_Request):
         return self
 
 
-class VideoUidList(_Request):
+class VideoUidList(Request):
     subscribeVideoUids: NonEmptyUidList | None = None
     unSubscribeVideoUids: NonEmptyUidList | None = None
 
@@ -367,16 +438,16 @@ class VideoUidList(_Request):
         return self
 
 
-class StreamSubscribe(_Request):
+class StreamSubscribe(Request):
     audioUidList: AudioUidList | None = None
     videoUidList: VideoUidList | None = None
 
 
-class UpdateClientRequest(_Request):
+class UpdateClientRequest(Request):
     streamSubscribe: StreamSubscribe
 
 
-class UpdateRequest(_Request):
+class UpdateRequest(Request):
     uid: Uid
     cname: str
     clientRequest: UpdateClientRequest
@@ -390,20 +461,20 @@ class UpdateResponse(_Response):
 # ---------------------------------------------------------------- updateLayout
 
 
-class UpdateLayoutClientRequest(_Request):
+class UpdateLayoutClientRequest(Request):
     maxResolutionUid: LayoutUid | None = None
-    mixedVideoLayout: int = Field(0, ge=0, le=3)
-    backgroundColor: str = Field("#000000", pattern=_COLOR)
-    layoutConfig: list[LayoutRegion] | None = Field(None, max_length=MAX_LAYOUT_REGIONS)
+    mixedVideoLayout: int = Field(0, ge=0, le=c.max_code(c.LAYOUT_TYPES))
+    backgroundColor: str = Field(c.DEFAULT_BACKGROUND, pattern=c.BACKGROUND_PATTERN)
+    layoutConfig: list[LayoutRegion] | None = Field(None, max_length=c.MAX_LAYOUT_REGIONS)
 
     @model_validator(mode="after")
     def _check(self) -> UpdateLayoutClientRequest:
-        if self.mixedVideoLayout == 3 and not self.layoutConfig:
+        if self.mixedVideoLayout == c.CUSTOM_LAYOUT and not self.layoutConfig:
             raise ValueError("mixedVideoLayout 3 (custom) requires layoutConfig")
         return self
 
 
-class UpdateLayoutRequest(_Request):
+class UpdateLayoutRequest(Request):
     uid: Uid
     cname: str
     clientRequest: UpdateLayoutClientRequest
@@ -455,11 +526,11 @@ class QueryResponse(_Response):
     serverResponse: QueryServerResponse = Field(default_factory=QueryServerResponse)
 
 
-class StopClientRequest(_Request):
+class StopClientRequest(Request):
     async_stop: bool | None = None
 
 
-class StopRequest(_Request):
+class StopRequest(Request):
     uid: Uid
     cname: str
     clientRequest: StopClientRequest = Field(default_factory=StopClientRequest)

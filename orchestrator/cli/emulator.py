@@ -1,8 +1,13 @@
 """`emulator`: serve the local Agora Cloud Recording emulator until SIGTERM or SIGINT.
 
 Exit codes: 0 after a clean shutdown on SIGTERM/SIGINT, 1 when the address cannot be
-bound, 2 usage. One line on stdout says where it listens, so scripts can wait for
-it; logs go to stderr. The customer secret is never printed.
+bound, 2 usage, and also when aiohttp (the extra `orchestrator[emulator]`) is not
+installed: the command is then unavailable, as an unknown command would be, and one
+line on stderr says what to install. One line on stdout says where it listens, so
+scripts can wait for it; logs go to stderr. The customer secret is never printed.
+
+`orchestrator.emulator` is imported only here and only when the command runs, so
+no other command (and not `emulator --help`) needs aiohttp.
 """
 
 from __future__ import annotations
@@ -17,7 +22,16 @@ import click
 from orchestrator.cli import cli
 
 if TYPE_CHECKING:
-    from orchestrator.agora.emulator import EmulatorConfig
+    from orchestrator.emulator import EmulatorConfig
+
+USAGE = 2  # README, "CLI": a command this install cannot run is a usage error
+MISSING_EXTRA = "error: the emulator needs aiohttp: pip install 'orchestrator[emulator]'"
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> bool:
+    """Whether the import failed on a third-party module (aiohttp or one of its own)."""
+    # A missing module of ours is a bug and keeps its traceback.
+    return exc.name is not None and exc.name.partition(".")[0] != "orchestrator"
 
 
 @cli.command()
@@ -67,7 +81,13 @@ def emulator(
     log_level: str,
 ) -> None:
     """Serve a local Agora Cloud Recording API emulator (control API under /_emulator)."""
-    from orchestrator.agora.emulator import AppConfig, EmulatorConfig
+    try:
+        from orchestrator.emulator import AppConfig, EmulatorConfig
+    except ModuleNotFoundError as exc:
+        if not _missing_extra(exc):
+            raise
+        click.echo(MISSING_EXTRA, err=True)
+        sys.exit(USAGE)
     from orchestrator.logging import configure_logging
 
     configure_logging(log_level)
@@ -85,7 +105,7 @@ def emulator(
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
-    from orchestrator.agora.emulator import running_emulator
+    from orchestrator.emulator import running_emulator
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -137,7 +137,7 @@ def _show_secret(ref: Any) -> str:
 
 
 def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
-    from orchestrator.manifest import translate
+    from orchestrator.reconcile.translate import TranslationError, translate
 
     m = item.manifest
     try:
@@ -149,13 +149,17 @@ def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
         if upcoming
         else None
     )
-    bodies: dict[str, Any] = {
-        "acquire": translate.acquire_body(m),
-        "start": translate.start_body(m, _show_secret),
-        "update": translate.update_body(m),
-    }
-    if m.mode == "mix":
-        bodies["updateLayout"] = translate.update_layout_body(m)
+    bodies: dict[str, Any] = {}
+    try:
+        requests = translate(m)
+    except TranslationError as exc:
+        bodies["error"] = str(exc)
+    else:
+        bodies["acquire"] = requests.acquire.to_wire()
+        bodies["start"] = requests.start.resolved(_show_secret).to_wire()
+        bodies["update"] = requests.update.to_wire()
+        if requests.update_layout is not None:
+            bodies["updateLayout"] = requests.update_layout.to_wire()
     return {
         "name": m.name,
         "file": item.file,
@@ -164,7 +168,7 @@ def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
         "channel": m.channel,
         "uid": m.recording_uid,
         "uidAuto": m.uid == "auto",
-        "mode": translate.mode_path(m),
+        "mode": str(m.mode),
         "schedule": m.schedule.describe(),
         "nextWindow": next_window,
         "suspend": m.suspend,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from orchestrator.config import Config
-    from orchestrator.reconcile.plan import ActualState, Plan
+    from orchestrator.reconcile.plan import Action, ActualState, Plan
     from orchestrator.reconcile.reconciler import Desired, PassResult
     from orchestrator.runtime import Runtime
     from orchestrator.state import AppOwner, KnownGood, SessionRecord, Store
@@ -294,21 +294,23 @@ async def _observe_for_plan(
     return desired, problems, actual
 
 
+def _action_json(a: Action) -> dict[str, Any]:
+    from orchestrator.reconcile.plan import action_session, action_window
+
+    window = action_window(a)
+    return {
+        "action": a.kind.value,
+        "manifest": a.manifest,
+        "reason": a.reason,
+        "session": action_session(a),
+        "window": [window.start.isoformat(), window.end.isoformat()] if window else None,
+    }
+
+
 def _plan_json(the_plan: Plan, timeline: Any, problems: list[str], now: datetime) -> Any:
     return {
         "at": now.isoformat(),
-        "actions": [
-            {
-                "action": a.kind.value,
-                "manifest": a.manifest,
-                "reason": a.reason,
-                "session": a.session_id,
-                "window": [a.window.start.isoformat(), a.window.end.isoformat()]
-                if a.window
-                else None,
-            }
-            for a in the_plan.actions
-        ],
+        "actions": [_action_json(a) for a in the_plan.actions],
         "notes": [
             {
                 "kind": n.kind.value,
@@ -334,6 +336,7 @@ def _plan_json(the_plan: Plan, timeline: Any, problems: list[str], now: datetime
 def _plan_text(
     the_plan: Plan, timeline: Any, problems: list[str], now: datetime, horizon: timedelta
 ) -> str:
+    from orchestrator.reconcile.plan import action_session
     from orchestrator.reconcile.timeline import describe_next, render
 
     out = [f"Plan at {now.isoformat()}"]
@@ -345,7 +348,8 @@ def _plan_text(
     if the_plan.actions:
         out.append(f"Actions ({len(the_plan.actions)}):")
         for a in the_plan.actions:
-            session = f" [session {a.session_id}]" if a.session_id else ""
+            session_id = action_session(a)
+            session = f" [session {session_id}]" if session_id else ""
             out.append(f"  {a.kind.value:<12} {a.manifest}{session}: {a.reason}")
     elif the_plan.blocked or any(not p.startswith("note: ") for p in problems):
         out.append(
@@ -461,7 +465,7 @@ async def _claim(runtime: Runtime) -> tuple[frozenset[str] | None, list[str]]:
 async def _forget_unmanageable(store: Store, name: str, now: datetime) -> list[str]:
     """Close manifest `name`'s unmanageable sessions: an operator says it has ended."""
     from orchestrator.reconcile.plan import END_STOPPED
-    from orchestrator.state import Phase
+    from orchestrator.state import EndKind, Phase
 
     closed = [s for s in await store.live_sessions() if s.manifest == name]
     closed = [s for s in closed if s.phase is Phase.UNMANAGEABLE]
@@ -472,6 +476,7 @@ async def _forget_unmanageable(store: Store, name: str, now: datetime) -> list[s
             ended_at=now,
             # "stopped": an operator ended it on purpose, so no restart backoff follows.
             end_reason=f"{END_STOPPED}: closed by an operator (apply --forget-unmanageable)",
+            end_kind=EndKind.STOPPED,
         )
     if not closed:
         return [f"note: {name}: no unmanageable session to forget"]

@@ -61,6 +61,14 @@ def _seconds(value: float) -> float:
     return value if value > 0 else 0.0
 
 
+def _set_counts(gauge: Gauge, label: str, seen: set[str], counts: Mapping[str, int]) -> None:
+    """Set `gauge` by `label` from `counts`; values seen before (`seen`, which gains the
+    new ones) and missing from `counts` become 0."""
+    seen.update(counts)
+    for value in seen:
+        gauge.labels(**{label: value}).set(counts.get(value, 0))
+
+
 @dataclass(frozen=True)
 class _Success:
     wall: float  # Unix time, for the timestamp gauge
@@ -220,9 +228,7 @@ class Metrics:
     # -------------------------------------------------------------- store state
     def set_sessions(self, counts: Mapping[str, int]) -> None:
         """Sessions by phase; known (or earlier seen) phases missing from `counts` become 0."""
-        self._seen_phases.update(counts)
-        for phase in self._seen_phases:
-            self._sessions.labels(phase=phase).set(counts.get(phase, 0))
+        _set_counts(self._sessions, "phase", self._seen_phases, counts)
 
     def set_untracked(self, count: int) -> None:
         self._untracked.set(count)
@@ -283,9 +289,7 @@ class Metrics:
     def set_manifests(self, failing: int, held: Mapping[str, int]) -> None:
         """Failing files/manifests, and held manifests by reason (missing reasons become 0)."""
         self._manifests_failing.set(failing)
-        self._seen_reasons.update(held)
-        for reason in self._seen_reasons:
-            self._manifests_held.labels(reason=reason).set(held.get(reason, 0))
+        _set_counts(self._manifests_held, "reason", self._seen_reasons, held)
 
     def set_manifests_loaded(self, count: int) -> None:
         self._manifests_loaded.set(count)

@@ -1,5 +1,6 @@
 """The manifest language: models, YAML loading with positions, cross-file checks.
 
-Import the submodules directly (`orchestrator.manifest.loader`, `.model`,
-`.translate`): this package keeps its own import cheap for the CLI.
+Import the submodules directly (`orchestrator.manifest.loader`, `.model`):
+this package keeps its own import cheap for the CLI. It knows no API field name:
+`orchestrator.reconcile.translate` turns a manifest into requests.
 """

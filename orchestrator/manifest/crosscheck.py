@@ -32,7 +32,8 @@ from heapq import heappop, heappush
 from itertools import repeat
 from typing import TYPE_CHECKING
 
-from orchestrator.manifest.loader import Diagnostic, LoadedManifest
+from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.manifest.loader import LoadedManifest
 from orchestrator.schedule import Window
 
 if TYPE_CHECKING:
@@ -177,6 +178,8 @@ class OverlapMemo:
 
     def __init__(self, *, ahead: timedelta = _AHEAD) -> None:
         self._ahead = ahead
+        self.expanded = 0
+        """Schedules expanded (their windows computed, or extended) by the last check."""
         self._schedules: dict[int, tuple[LoadedManifest, Schedule | ValueError]] = {}
         self._expansions: dict[int, _Expansion] = {}
         self._groups: dict[tuple[int, ...], _GroupSearch] = {}
@@ -257,11 +260,13 @@ class OverlapMemo:
         if known is None or known.schedule is not schedule or not known.start <= now <= known.end:
             reach = end + self._ahead
             windows = schedule.windows_between(now, reach)
+            self.expanded += 1
             known = _Expansion(schedule, now, reach, windows, _spans(windows))
         elif known.end < end:
             reach = end + self._ahead
             kept = [w for w in known.windows if w.end > now]
             more = schedule.windows_between(known.end, reach)
+            self.expanded += 1
             if kept and more and more[0].start <= kept[-1].end:
                 # one chain across the old end: both parts are exact on their side of it
                 joined = Window(min(kept[-1].start, more[0].start), max(kept[-1].end, more[0].end))
@@ -274,6 +279,7 @@ class OverlapMemo:
 
     def _begin(self) -> None:
         self._used_schedules, self._used_expansions, self._used_groups = {}, {}, {}
+        self.expanded = 0
 
     def _end(self) -> None:
         self._schedules, self._used_schedules = self._used_schedules, {}

@@ -1,9 +1,9 @@
 """Reading manifests from files and directories into models, or into positioned diagnostics.
 
-The fast path parses with ruamel.yaml's C parser (libyaml, `typ="safe"`,
-`pure=False`) and validates with the pydantic model. Only a file that has
-something to report is parsed again with the round-trip loader, whose nodes
-know their line and column, to place each error on its field.
+The fast path (`fastyaml`) parses with ruamel.yaml's C parser (libyaml) and
+this module validates with the pydantic model. Only a file that has something
+to report is parsed again with the round-trip loader, whose nodes know their
+line and column, to place each error on its field (`diagnostics`).
 
 It must never raise on bad input or print a traceback: every problem (broken
 YAML, binary garbage, huge files, wrong types, unknown keys) becomes a
@@ -28,14 +28,10 @@ garbage collector (`_GcControl`).
 from __future__ import annotations
 
 import contextlib
-import difflib
-import functools
 import gc
 import hashlib
-import io
 import operator
 import os
-import re
 import stat
 import threading
 import time
@@ -44,24 +40,54 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from orchestrator.manifest.model import Manifest, dotted_path, section_violations
+from orchestrator.manifest.diagnostics import (
+    SECRET_FORMS,
+    Diagnostic,
+    Finding,
+    Severity,
+    diagnose,
+    place,
+    position_tree,
+)
+from orchestrator.manifest.fastyaml import (
+    MAX_DEPTH,
+    MAX_EXPANDED_NODES,
+    TOO_DEEP,
+    fast_documents,
+    yaml_failure,
+)
+from orchestrator.manifest.model import Manifest, section_violations
 from orchestrator.manifest.nesting import nesting_overflow
+from orchestrator.manifest.rules import Loc
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_EXPANDED_NODES",
+    "MAX_FILE_BYTES",
+    "RACY_NS",
+    "TOO_DEEP",
+    "YAML_SUFFIXES",
+    "Diagnostic",
+    "FileKey",
+    "LoadResult",
+    "LoadStats",
+    "LoadedManifest",
+    "Loc",
+    "ManifestCache",
+    "Severity",
+    "Target",
+    "discover",
+    "load_file",
+    "load_manifests",
+]
 
 MAX_FILE_BYTES = 1024 * 1024
 """Larger files are refused: a manifest is a few hundred bytes; split big sets into files."""
 
-MAX_DEPTH = 64
-"""Deeper nesting is refused (a manifest needs about six levels)."""
-
-MAX_EXPANDED_NODES = 100_000
-"""A document whose aliases would expand it to more nodes than this is refused
-(a manifest has about a hundred). Aliases share one object when built, but merge
-keys (`<<: [*a, *a]`) are flattened pair by pair and validation walks shared
-values once per reference: a few hundred bytes of anchors can stand for 10^9 nodes."""
 
 RACY_NS = 2_000_000_000
 """A file (or directory) whose mtime or ctime is this close to the moment it was
@@ -75,30 +101,6 @@ parse, unless its bytes really differ.
 """
 
 YAML_SUFFIXES = (".yaml", ".yml")
-Severity = Literal["error", "warning"]
-Loc = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class Diagnostic:
-    """One finding: where (1-based), which field, what is wrong and what is valid."""
-
-    file: str
-    line: int
-    column: int
-    field: str
-    message: str
-    severity: Severity = "error"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "field": self.field,
-            "message": self.message,
-            "severity": self.severity,
-        }
 
 
 @dataclass(frozen=True)
@@ -382,652 +384,7 @@ def _cannot_read(path: str, what: str, exc: OSError) -> Diagnostic:
 _entry_name = operator.attrgetter("name")
 
 
-# --- parsing -------------------------------------------------------------------------
-
-
-class _ParseFailure(Exception):
-    def __init__(self, line: int, column: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.column = column
-        self.message = message
-
-
-@dataclass(frozen=True)
-class _Duplicate:
-    """A key written twice in one mapping (the first one is kept)."""
-
-    loc: Loc  # the key's field path
-    key: str  # as written
-    first: tuple[int, int]  # line and column, 1-based
-    again: tuple[int, int]
-
-
-@dataclass
-class _Document:
-    data: Any
-    line: int
-    column: int
-    keys: dict[str, tuple[int, int]]
-    duplicates: list[_Duplicate] = field(default_factory=list)
-    failure: _ParseFailure | None = None  # the document could not be built: why
-    imprecise: bool = False  # no positions for this file beyond the findings' own
-
-
-@functools.cache
-def _cached_resolver() -> Any:
-    """ruamel's resolver, with the implicit tag of plain scalars cached by their text.
-
-    With the C parser, ruamel never sees a `%YAML` directive: its
-    `processing_version` falls back to the default (1.2) after two caught
-    AttributeErrors per scalar, which was half of the parse time. So a plain
-    scalar's tag depends on its text alone. Tags are shared objects already
-    (`DEFAULT_SCALAR_TAG`); sharing cached ones is as safe.
-    """
-    from ruamel.yaml.nodes import ScalarNode
-    from ruamel.yaml.resolver import VersionedResolver
-
-    cache: dict[str, Any] = {}
-
-    class CachedResolver(VersionedResolver):
-        @property
-        def processing_version(self) -> Any:
-            return self._loader_version or (1, 2)
-
-        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-            if kind is ScalarNode and implicit[0]:
-                tag = cache.get(value)
-                if tag is None:
-                    tag = super().resolve(kind, value, implicit)
-                    if len(cache) < 50_000 and len(value) < 200:
-                        cache[value] = tag
-                return tag
-            return super().resolve(kind, value, implicit)
-
-    return CachedResolver
-
-
-@functools.cache
-def _fast_loader() -> Any:
-    """A factory `stream -> loader` built once: libyaml's parser and composer (ruamel's
-    CParser), ruamel's SafeConstructor and the cached resolver, combined exactly as
-    `YAML(typ="safe", pure=False)` combines them, but without building a YAML object
-    and a loader class for every file (that was a third of the time per small file).
-    Without the C extension, ruamel's own (pure) safe loader is used.
-    """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import SafeConstructor
-
-    yaml = YAML(typ="safe", pure=False)
-    parser: Any = yaml.Parser
-    resolver = _cached_resolver()
-    if parser.__name__ != "CParser":  # no ruamel.yaml.clib: slower, same results
-        yaml.Resolver = resolver
-        return lambda stream: yaml.get_constructor_parser(stream)[0]
-
-    class FastLoader(parser, SafeConstructor, resolver):  # type: ignore[misc, valid-type]
-        def __init__(self, stream: Any) -> None:
-            parser.__init__(self, stream)
-            self._parser = self._composer = self
-            SafeConstructor.__init__(self, loader=self)
-            self.allow_duplicate_keys = False
-            resolver.__init__(self, version=None, loadumper=self)
-
-        def dispose(self) -> None:
-            parser.dispose(self)
-            # The loader refers to itself (as its own parser, composer and constructor):
-            # a reference cycle holding the node tree. Breaking it frees all of that at
-            # once, by refcounting, instead of leaving ~100 objects per file to the
-            # cyclic collector (which `ManifestCache` pauses during a load).
-            self.__dict__.clear()
-
-    return FastLoader
-
-
-class _TooDeep(Exception):
-    """A document nested deeper than MAX_DEPTH."""
-
-
-TOO_DEEP: Any = object()
-"""Stands for the data of a document nested deeper than MAX_DEPTH."""
-
-
-def _construct(loader: Any, root: Any) -> tuple[Any, list[_Duplicate]]:
-    """A document's data: untagged maps, lists and text built here, the rest by ruamel,
-    and the keys written twice (the first of them is kept).
-
-    ruamel's SafeConstructor sends every node through generic machinery (tag
-    strings, generators, merge-key flattening). Manifests are almost only maps,
-    lists and strings, which this builds directly: a fifth less time for 10,000
-    manifests. Every other node (numbers, booleans, null, timestamps, explicit
-    tags, merge keys) is built by SafeConstructor, so the data, and the errors,
-    are the same. Aliases share one object, as there.
-
-    A duplicate key is not an exception here (ruamel raises one, which hid every
-    other finding of the file): it is recorded with both of its positions and
-    the rest of the document is built and validated.
-    """
-    builder = _Builder(loader)
-    try:
-        data = builder.build(root, 1)
-    finally:  # what SafeConstructor.construct_document resets after each document
-        loader.constructed_objects = {}
-        loader.recursive_objects = {}
-        loader.deep_construct = False
-    if not builder.duplicates:
-        return data, []
-    paths = _node_paths(root)
-    return data, [
-        _Duplicate(
-            (*paths.get(id(mapping), ()), key.value),
-            str(key.value),
-            (first.start_mark.line + 1, first.start_mark.column + 1),
-            (key.start_mark.line + 1, key.start_mark.column + 1),
-        )
-        for mapping, first, key in builder.duplicates
-    ]
-
-
-class _Builder:
-    """`_construct`'s recursion. An object rather than a nested function, which would
-    refer to itself through its closure: a cycle per document, left to the cyclic
-    collector (paused during bulk loads)."""
-
-    __slots__ = ("duplicates", "loader", "map_tag", "memo", "seq_tag", "text_tag")
-
-    def __init__(self, loader: Any) -> None:
-        from ruamel.yaml.resolver import BaseResolver
-
-        self.loader = loader
-        self.text_tag = BaseResolver.DEFAULT_SCALAR_TAG
-        self.map_tag = BaseResolver.DEFAULT_MAPPING_TAG
-        self.seq_tag = BaseResolver.DEFAULT_SEQUENCE_TAG
-        self.memo: dict[int, Any] = {}
-        self.duplicates: list[tuple[Any, Any, Any]] = []  # (mapping, first key, repeated key)
-
-    def build(self, node: Any, depth: int) -> Any:
-        tag = node.ctag
-        if tag is self.text_tag:
-            return node.value
-        if tag is not self.map_tag and tag is not self.seq_tag:
-            return self._by_ruamel(node)
-        if depth > MAX_DEPTH:
-            raise _TooDeep
-        memo = self.memo
-        known = memo.get(id(node))
-        if known is not None:
-            return known
-        if tag is self.seq_tag:
-            items: list[Any] = []
-            memo[id(node)] = items
-            items.extend(self.build(child, depth + 1) for child in node.value)
-            return items
-        mapping: dict[Any, Any] = {}
-        memo[id(node)] = mapping
-        text_tag = self.text_tag
-        repeated: list[Any] = []
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key_node.ctag is not text_tag:
-                del memo[id(node)]  # let ruamel build it
-                self.duplicates = [d for d in self.duplicates if d[0] is not node]
-                return self._by_ruamel(node)
-            if key in mapping:
-                first = next(k for k, _ in node.value if k.ctag is text_tag and k.value == key)
-                self.duplicates.append((node, first, key_node))
-                repeated.append(key_node)
-                continue
-            mapping[key] = self.build(value_node, depth + 1)
-        if repeated:  # as ruamel would see it, should an alias lead there again
-            node.value = [pair for pair in node.value if not any(pair[0] is k for k in repeated)]
-        return mapping
-
-    def _by_ruamel(self, node: Any) -> Any:
-        """SafeConstructor's data for a node, once every mapping in it has no key twice."""
-        pending, visited = [node], set()
-        while pending:
-            current = pending.pop()
-            if id(current) in visited or not isinstance(current.value, list):
-                continue
-            visited.add(id(current))
-            if current.id == "mapping":
-                self._drop_duplicates(current)
-                pending.extend(n for pair in current.value for n in pair)
-            else:
-                pending.extend(current.value)
-        return self.loader.construct_object(node, deep=True)
-
-    def _drop_duplicates(self, node: Any) -> None:
-        """Keys are compared as SafeConstructor compares them (by their values)."""
-        seen: dict[Any, Any] = {}
-        kept = []
-        for pair in node.value:
-            key_node = pair[0]
-            if key_node.id == "scalar" and not key_node.tag.endswith(":merge"):
-                try:
-                    key = (
-                        key_node.value
-                        if key_node.ctag is self.text_tag
-                        else self.loader.construct_object(key_node, deep=True)
-                    )
-                    first = seen.get(key)
-                except Exception:  # unbuildable or unhashable: ruamel reports it
-                    kept.append(pair)
-                    continue
-                if first is not None:
-                    self.duplicates.append((node, first, key_node))
-                    continue
-                seen[key] = key_node
-            kept.append(pair)
-        if len(kept) != len(node.value):
-            node.value = kept
-
-
-def _node_paths(root: Any) -> dict[int, Loc]:
-    """The field path of every collection node of a document (the first path found)."""
-    paths: dict[int, Loc] = {}
-    pending: list[tuple[Any, Loc]] = [(root, ())]
-    while pending:
-        node, loc = pending.pop()
-        if id(node) in paths or not isinstance(node.value, list):
-            continue
-        paths[id(node)] = loc
-        if node.id == "mapping":
-            pending.extend((value, (*loc, key.value)) for key, value in node.value)
-        else:
-            pending.extend((item, (*loc, i)) for i, item in enumerate(node.value))
-    return paths
-
-
-_ALIAS = re.compile(r"\*[0-9A-Za-z_-]")
-"""Could the text hold an alias? (Cron's `*` is followed by a blank, `/`, `,` or a quote.)"""
-
-
-def _expansion_overflow(root: Any) -> Any | None:
-    """The first node (in post-order) whose aliases expand it to more than
-    MAX_EXPANDED_NODES nodes, or None. Each node is sized once: linear in the nodes
-    as composed, whatever they expand to. An alias to a node still being built (a
-    recursive anchor) counts as one node."""
-    sizes: dict[int, int] = {}
-    started: set[int] = set()
-    stack: list[Any] = [root]
-    while stack:
-        node = stack[-1]
-        value = node.value
-        if id(node) in sizes or not isinstance(value, list):
-            sizes.setdefault(id(node), 1)
-            stack.pop()
-            continue
-        children = [n for pair in value for n in pair] if node.id == "mapping" else value
-        if id(node) not in started:
-            started.add(id(node))
-            stack.extend(c for c in children if id(c) not in started)
-            continue
-        stack.pop()
-        size = 1 + sum(sizes.get(id(c), 1) for c in children)
-        if size > MAX_EXPANDED_NODES:
-            return node
-        sizes[id(node)] = size
-    return None
-
-
-def _fast_documents(text: str) -> Iterator[_Document]:
-    """Documents via libyaml; the node tree gives document and top-level key positions.
-
-    A document that cannot be built (an unsupported tag, a value of the wrong
-    form, aliases that expand too far) is yielded with its `failure`, and the
-    following documents are still read: only a syntax error ends the stream.
-    """
-    loader = _fast_loader()(io.StringIO(text))
-    aliases = _ALIAS.search(text) is not None
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            keys: dict[str, tuple[int, int]] = {}
-            if node is not None and isinstance(node.value, list) and node.tag.endswith(":map"):
-                for pair in node.value:
-                    if isinstance(pair, tuple) and isinstance(pair[0].value, str):
-                        mark = pair[0].start_mark
-                        keys.setdefault(pair[0].value, (mark.line + 1, mark.column + 1))
-                        if pair[0].value == "schedule":
-                            _nested_key_position(pair[1], "windows", "schedule.windows", keys)
-            mark = node.start_mark if node is not None else None
-            line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-            if node is None:
-                yield _Document(None, line, column, keys)
-                continue
-            bomb = _expansion_overflow(node) if aliases else None
-            if bomb is not None:
-                at = bomb.start_mark
-                message = (
-                    f"aliases here expand to more than {MAX_EXPANDED_NODES} nodes "
-                    "(an alias bomb?): not a manifest"
-                )
-                failure = _ParseFailure(at.line + 1, at.column + 1, message)
-                yield _Document(None, line, column, keys, failure=failure, imprecise=True)
-                continue
-            try:
-                data, duplicates = _construct(loader, node)
-            except _TooDeep:
-                data, duplicates = TOO_DEEP, []
-            except Exception as exc:  # this document cannot be built; the others still can
-                yield _Document(None, line, column, keys, failure=_yaml_failure(exc, text))
-                continue
-            yield _Document(data, line, column, keys, duplicates)
-    finally:
-        dispose = getattr(loader, "dispose", None)
-        if dispose is not None:
-            dispose()
-
-
-def _nested_key_position(node: Any, key: str, name: str, keys: dict[str, tuple[int, int]]) -> None:
-    if isinstance(node.value, list) and node.tag.endswith(":map"):
-        for pair in node.value:
-            if isinstance(pair, tuple) and pair[0].value == key:
-                mark = pair[0].start_mark
-                keys.setdefault(name, (mark.line + 1, mark.column + 1))
-                return
-
-
-def _yaml_failure(exc: Exception, text: str) -> _ParseFailure:
-    """A parse error as a position and a secret-free message."""
-    from ruamel.yaml.error import MarkedYAMLError
-    from ruamel.yaml.reader import ReaderError
-
-    if isinstance(exc, ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        return _ParseFailure(
-            line, column, f"not a text file: character {exc.character!r} is not allowed in YAML"
-        )
-    if isinstance(exc, MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = str(exc.problem or "invalid YAML")
-        if problem.startswith("found duplicate key"):
-            # a key the loader could not compare before ruamel did; ruamel's context
-            # mark is the mapping's start, not the first occurrence
-            key = re.match(r'found duplicate key "(.*?)" with value', problem)
-            mapping = exc.context_mark
-            where = f" (in the mapping at line {mapping.line + 1})" if mapping is not None else ""
-            name = f"'{key.group(1)}'" if key else "a key"
-            return _ParseFailure(line, column, f"duplicate key {name}{where}; keep only one")
-        if "could not determine a constructor for the tag" in problem:
-            tag = problem.rsplit(" ", 1)[-1]
-            return _ParseFailure(line, column, f"unsupported YAML tag {tag}; plain values only")
-        context = f" ({exc.context})" if exc.context else ""
-        hint = ""
-        if "unexpected ':'" in problem:
-            # libyaml refuses `{start: 2026-03-02T09:00:00Z}`: times inside {...} or [...]
-            hint = "; inside {...} or [...], quote values that contain ':' (like times)"
-        return _ParseFailure(line, column, f"invalid YAML: {problem}{context}{hint}")
-    if isinstance(exc, RecursionError):
-        return _ParseFailure(1, 1, "invalid YAML: nested too deeply")
-    return _ParseFailure(1, 1, f"invalid YAML: a value could not be read ({type(exc).__name__})")
-
-
-def _position_tree(text: str) -> list[Any]:
-    """Round-trip documents (with .lc positions); stops quietly at a syntax error."""
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = True  # the first is kept, as `_construct` keeps it
-    docs: list[Any] = []
-    try:
-        for doc in yaml.load_all(text):
-            docs.append(doc)
-    except Exception:  # noqa: S110 -- positions are best effort; the error is already reported
-        pass
-    return docs
-
-
-# --- pydantic errors to diagnostics --------------------------------------------------
-
-_SECRET_TAGS = frozenset({"EnvSecret", "FileSecret", "CredentialSecret", "LiteralSecret"})
-_SECRET_KEYS = frozenset({"token", "accessKey", "secretKey", "secret"})
-_SECRET_FORMS = "{env: NAME}, {file: PATH} or {credential: NAME}"  # noqa: S105 (a hint)
-
-_PATTERN_HINTS = {
-    "name": "1 to 128 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
-    "app": "an App ID profile name: letters, digits, '.', '_' or '-' (at most 64)",
-    "fileNamePrefix": "letters and digits only (a-z, A-Z, 0-9), one directory per entry",
-    "regionId": "an Aliyun region id like cn-shanghai",
-    "env": "an environment variable name like S3_KEY",
-    "credential": "a credential name: letters, digits, '_', '.', '@' or '-'",
-    "labels": "label keys are letters, digits, '.', '_', '/' or '-' (at most 63)",
-}
-
-
-_REQUIRED_HINTS = {
-    ("Manifest", "name"): "a unique name like weekly-standup",
-    ("Manifest", "app"): "an App ID profile of the daemon config, like main",
-    ("Manifest", "channel"): "the Agora channel to record",
-    ("Manifest", "uid"): "the recorder's uid, 1 to 4294967295, or auto",
-    ("Manifest", "mode"): "mix or individual",
-    ("Manifest", "schedule"): "cron + timezone + duration, windows: [{start, end}], or always",
-    ("Transcoding", "width"): "pixels, 1 to 1920",
-    ("Transcoding", "height"): "pixels, 1 to 1920",
-    ("Transcoding", "fps"): "frames per second, like 15",
-    ("Transcoding", "bitrate"): "Kbps, like 500",
-    ("Region", "x"): "the left edge, 0.0 to 1.0",
-    ("Region", "y"): "the top edge, 0.0 to 1.0",
-    ("Region", "width"): "a fraction of the canvas, 0.0 to 1.0",
-    ("Region", "height"): "a fraction of the canvas, 0.0 to 1.0",
-    ("Decryption", "mode"): "none, aes-128-xts, aes-128-ecb or aes-256-xts",
-    ("Storage", "vendor"): "qiniu, aws-s3, aliyun-oss, tencent-cos or kingsoft-ks3",
-    ("Storage", "region"): "a region name of the vendor (or its number)",
-    ("Storage", "bucket"): "the bucket name",
-    ("Storage", "accessKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
-    ("Storage", "secretKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
-    ("AliyunVod", "accessKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
-    ("AliyunVod", "secretKey"): "a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
-    ("AliyunVod", "regionId"): "an Aliyun region id like cn-shanghai",
-    ("AliyunVod", "videoData"): "at least {title: ...}",
-    ("VideoData", "title"): "the video's title",
-    ("WindowSpec", "start"): "an ISO-8601 date-time with an offset, like 2026-03-02T09:00:00+01:00",
-    ("WindowSpec", "end"): "an ISO-8601 date-time with an offset, like 2026-03-02T10:00:00+01:00",
-}
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The one pydantic model inside an annotation (Optional, tuple[...], Annotated)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    found = {m for arg in typing.get_args(annotation) if (m := _model_in(arg)) is not None}
-    return found.pop() if len(found) == 1 else None
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    from orchestrator import secrets
-
-    model: type[BaseModel] | None = Manifest
-    for part in loc:
-        if model is None:
-            return None
-        if isinstance(part, int):
-            continue
-        if part in _SECRET_TAGS:
-            model = getattr(secrets, part)
-            continue
-        for name, info in model.model_fields.items():
-            if (info.alias or name) == part:
-                model = _model_in(info.annotation)
-                break
-        else:
-            return None
-    return model
-
-
-def _keys_at(loc: Loc) -> list[str]:
-    model = _model_at(loc)
-    if model is None:
-        return []
-    return [info.alias or name for name, info in model.model_fields.items()]
-
-
-def _input_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "..."
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if value is None:
-        return "nothing (null)"
-    return f"a {type(value).__name__}"
-
-
-def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
-    """A pydantic error as 'what is wrong; what would be valid'."""
-    kind = str(error["type"])
-    ctx = error.get("ctx") or {}
-    value = error.get("input")
-    secret = any(p in _SECRET_TAGS for p in raw_loc) or any(p in _SECRET_KEYS for p in loc)
-    last = next((p for p in reversed(loc) if isinstance(p, str)), "")
-    got = "" if secret else f" (got {_input_text(value)})"
-    if kind == "missing":
-        if not last:
-            return "a required value is missing"
-        owner = _model_at(raw_loc[:-1])
-        hint = _REQUIRED_HINTS.get((owner.__name__ if owner else "", last), "")
-        return f"'{last}' is required: {hint}" if hint else f"'{last}' is required"
-    if kind == "extra_forbidden" and len(raw_loc) > 1 and raw_loc[-2] in _SECRET_TAGS:
-        return f"unknown key '{loc[-1]}': a secret is {_SECRET_FORMS}"
-    if kind == "extra_forbidden":
-        key = str(loc[-1]) if loc else "?"
-        valid = _keys_at(raw_loc[:-1])
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        listing = f"; valid keys here: {', '.join(valid)}" if valid else ""
-        return f"unknown key '{key}'{hint}{listing}"
-    if secret and kind in ("model_type", "model_attributes_type", "dict_type", "string_type"):
-        return f"a secret is a reference: {_SECRET_FORMS} (or, with a warning, a plain string)"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        valid = _keys_at(raw_loc)
-        keys = f" with keys {', '.join(valid)}" if valid else ""
-        return f"must be a mapping{keys}{got}"
-    if kind in ("tuple_type", "list_type"):
-        return f"must be a list (one '- item' per line, or [a, b]){got}"
-    if kind == "string_type":
-        return f"must be text{got}; quote it if YAML reads it as a number or date"
-    if kind == "string_pattern_mismatch":
-        hint = _PATTERN_HINTS.get(last) or _PATTERN_HINTS.get(str(loc[0]) if loc else "", "")
-        return f"invalid value{got}: use {hint}" if hint else f"invalid value{got}: {error['msg']}"
-    if kind in ("string_too_short", "string_too_long"):
-        return f"{error['msg'].replace('String', 'text')}{got}"
-    if kind in ("too_short", "too_long"):
-        low, high = ctx.get("min_length"), ctx.get("max_length")
-        count = ctx.get("actual_length")
-        bound = f"at least {low}" if kind == "too_short" else f"at most {high}"
-        return f"needs {bound} item(s), found {count}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"must be a whole number{got}"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"must be true or false{got}"
-    if kind in ("float_parsing", "float_type"):
-        return f"must be a number{got}"
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        words = {
-            "greater_than_equal": "at least",
-            "less_than_equal": "at most",
-            "greater_than": "more than",
-            "less_than": "less than",
-        }
-        limit = next(iter(ctx.values()), "?")
-        return f"must be {words[kind]} {limit}{got}"
-    if kind == "timezone_aware":
-        return "needs a UTC offset: like 2026-03-02T09:00:00+08:00 or 2026-03-02T01:00:00Z"
-    if kind.startswith("datetime") or kind.startswith("date_"):
-        return (
-            f"must be an ISO-8601 date and time with an offset, like 2026-03-02T09:00:00+08:00{got}"
-        )
-    if kind == "literal_error":
-        return f"{error['msg'].replace('Input should be', 'must be')}{got}"
-    if kind == "dict_type" or kind == "dict_attributes_type":
-        return f"must be a mapping{got}"
-    # custom errors of the model already say what is wrong and what is valid
-    return str(error["msg"])
-
-
-def _diagnose(exc: ValidationError) -> Iterator[tuple[Loc, str, bool]]:
-    """(field location, message, points-at-key) for every error, violations unpacked."""
-    errors = exc.errors(include_url=False)
-    # pydantic counts only the items that validated: a bad item also yields a
-    # misleading "too short" on its list, which is dropped.
-    item_parents = {
-        tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)
-    }
-    item_parents |= {
-        tuple(e["loc"][:i]) for e in errors for i, p in enumerate(e["loc"]) if isinstance(p, int)
-    }
-    # `{vault: x}` is one mistake (not a known form), not also "env is missing"
-    unknown_in_secret = {
-        tuple(e["loc"][:-1])
-        for e in errors
-        if e["type"] == "extra_forbidden" and len(e["loc"]) > 1 and e["loc"][-2] in _SECRET_TAGS
-    }
-    for error in errors:
-        raw_loc: Loc = tuple(error["loc"])
-        if error["type"] == "too_short" and raw_loc in item_parents:
-            continue
-        if error["type"] == "missing" and raw_loc[:-1] in unknown_in_secret:
-            continue
-        loc = tuple(p for p in raw_loc if p not in _SECRET_TAGS)
-        if error["type"] == "manifest_rules":
-            for sub_loc, message in (error.get("ctx") or {}).get("violations", []):
-                yield loc + tuple(sub_loc), str(message), True
-        else:
-            yield loc, _explain(error, loc, raw_loc), error["type"] == "extra_forbidden"
-
-
-def _locate(root: Any, loc: Loc, at_key: bool, fallback: tuple[int, int]) -> tuple[int, int]:
-    """Line and column (1-based) of `loc` in a round-trip tree, or its nearest parent."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-
-    line, column = fallback
-    if isinstance(root, CommentedMap | CommentedSeq):
-        line, column = root.lc.line + 1, root.lc.col + 1
-    node = root
-    for index, part in enumerate(loc):
-        is_last = index == len(loc) - 1
-        try:
-            if isinstance(node, CommentedMap) and part in node:
-                child = node[part]
-                collection = isinstance(child, CommentedMap | CommentedSeq)
-                if (is_last and at_key) or collection:
-                    key_line, key_col = node.lc.key(part)
-                else:
-                    key_line, key_col = node.lc.value(part)
-                line, column = key_line + 1, key_col + 1
-                node = child
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                item_line, item_col = node.lc.item(part)
-                line, column = item_line + 1, item_col + 1
-                node = node[part]
-            else:
-                break
-        except (KeyError, IndexError, TypeError, AttributeError):
-            break
-    return line, column
-
-
 # --- one file ------------------------------------------------------------------------
-
-
-@dataclass
-class _Pending:
-    """A finding waiting for its position (known only after the round-trip parse)."""
-
-    document: int
-    loc: Loc
-    at_key: bool
-    message: str
-    severity: Severity
-    position: tuple[int, int] | None = None
-    fallback: tuple[int, int] = (1, 1)
 
 
 def _describe_type(value: Any) -> str:
@@ -1055,7 +412,8 @@ def load_file(path: str, *, strict: bool = False) -> tuple[list[LoadedManifest],
     raw = _read(path, st.st_size, strict=strict)
     if isinstance(raw, _NotRead):
         return [], [raw.diagnostic]
-    return _parse(path, raw, strict=strict)
+    parsed = _parse(path, raw, strict=strict)
+    return parsed.manifests, parsed.diagnostics
 
 
 def _unreadable(path: str, exc: OSError) -> Diagnostic:
@@ -1136,33 +494,42 @@ def _read(path: str, size: int, *, strict: bool) -> bytes | _NotRead:
     return raw
 
 
-def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest], list[Diagnostic]]:
+class _Parsed(NamedTuple):
+    """What `_parse` found in a file's bytes."""
+
+    manifests: list[LoadedManifest]
+    diagnostics: list[Diagnostic]
+    positioned: bool  # parsed again with the round-trip loader to place findings
+
+
+def _parse(path: str, raw: bytes, *, strict: bool) -> _Parsed:
     """`load_file` after reading: the manifests and diagnostics of a file's bytes."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        return [], [Diagnostic(path, line, column, "", "not a UTF-8 text file (binary content?)")]
+        message = "not a UTF-8 text file (binary content?)"
+        return _Parsed([], [Diagnostic(path, line, column, "", message)], False)
 
     overflow = nesting_overflow(text, MAX_DEPTH)
     if overflow is not None:  # never handed to libyaml, whose composer would crash on it
         line, column = overflow
         message = f"nested more than {MAX_DEPTH} levels deep: not a manifest"
-        return [], [Diagnostic(path, line, column, "", message)]
+        return _Parsed([], [Diagnostic(path, line, column, "", message)], False)
 
     loaded: list[LoadedManifest] = []
-    pending: list[_Pending] = []
+    pending: list[Finding] = []
     documents = 0
     precise = True
     try:
-        for index, doc in enumerate(_fast_documents(text)):
+        for index, doc in enumerate(fast_documents(text)):
             documents += 1
             position = (doc.line, doc.column)
             if doc.failure is not None:
                 precise = precise and not doc.imprecise
                 at = (doc.failure.line, doc.failure.column)
-                pending.append(_Pending(index, (), False, doc.failure.message, "error", at))
+                pending.append(Finding(index, (), False, doc.failure.message, "error", at))
                 continue
             for duplicate in doc.duplicates:
                 first, again = duplicate.first[0], duplicate.again[0]
@@ -1171,25 +538,25 @@ def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest]
                     f"{again}); keep only one"
                 )
                 pending.append(
-                    _Pending(index, duplicate.loc, True, message, "error", duplicate.again)
+                    Finding(index, duplicate.loc, True, message, "error", duplicate.again)
                 )
             if doc.data is TOO_DEEP:
                 # the round-trip parser is slow on deep nesting: no positions
                 # for this file beyond the documents' own
                 precise = False
                 message = f"nested more than {MAX_DEPTH} levels deep: not a manifest"
-                pending.append(_Pending(index, (), False, message, "error", position))
+                pending.append(Finding(index, (), False, message, "error", position))
                 continue
             if doc.data is None:
                 pending.append(
-                    _Pending(
+                    Finding(
                         index, (), False, "empty document (a stray '---'?)", "warning", position
                     )
                 )
                 continue
             if not isinstance(doc.data, dict):
                 pending.append(
-                    _Pending(
+                    Finding(
                         index,
                         (),
                         False,
@@ -1208,9 +575,9 @@ def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest]
                     # for this file beyond the documents' own
                     precise = False
                     message = f"nested more than {MAX_DEPTH} levels deep: not a manifest"
-                    pending.append(_Pending(index, (), False, message, "error", position))
+                    pending.append(Finding(index, (), False, message, "error", position))
                     continue
-                found = list(_diagnose(exc))
+                found = list(diagnose(exc))
                 known = {(loc, message) for loc, message, _ in found}
                 found += [
                     (loc, message, True)
@@ -1218,15 +585,15 @@ def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest]
                     if (loc, message) not in known
                 ]
                 for loc, message, at_key in found:
-                    pending.append(_Pending(index, loc, at_key, message, "error", None, position))
+                    pending.append(Finding(index, loc, at_key, message, "error", None, position))
                 continue
             for secret_path in manifest.literal_secrets():
                 pending.append(
-                    _Pending(
+                    Finding(
                         index,
                         tuple(secret_path.split(".")),
                         False,
-                        f"a literal secret in the file: use {_SECRET_FORMS}",
+                        f"a literal secret in the file: use {SECRET_FORMS}",
                         "error" if strict else "warning",
                         None,
                         position,
@@ -1237,24 +604,26 @@ def _parse(path: str, raw: bytes, *, strict: bool) -> tuple[list[LoadedManifest]
                 # a top-level key: placed from the fast path's key positions, so that a
                 # warning does not cost the round-trip parse of the whole file
                 placed = doc.keys.get(str(loc[0])) if len(loc) == 1 else None
-                pending.append(_Pending(index, loc, True, message, severity, placed, position))
+                pending.append(Finding(index, loc, True, message, severity, placed, position))
             if doc.duplicates:
                 continue  # valid once a key is dropped, but not as written
             loaded.append(LoadedManifest(manifest, path, doc.line, doc.column, index, doc.keys))
     except Exception as exc:  # any parse failure of any kind becomes a diagnostic
-        failure = _yaml_failure(exc, text)
+        failure = yaml_failure(exc, text)
         pending.append(
-            _Pending(documents, (), False, failure.message, "error", (failure.line, failure.column))
+            Finding(documents, (), False, failure.message, "error", (failure.line, failure.column))
         )
     if documents == 0 and not pending:
         pending.append(
-            _Pending(0, (), False, "no manifest in this file (it is empty)", "error", (1, 1))
+            Finding(0, (), False, "no manifest in this file (it is empty)", "error", (1, 1))
         )
 
     if strict:
         for item in pending:
             item.severity = "error"
-    return loaded, _place(path, text, pending, precise=precise)
+    positioned = precise and any(item.position is None for item in pending)
+    trees = position_tree(text) if positioned else []
+    return _Parsed(loaded, place(path, pending, trees), positioned)
 
 
 def _too_deep(data: Any) -> bool:
@@ -1270,25 +639,6 @@ def _too_deep(data: Any) -> bool:
             children = node.values() if isinstance(node, dict) else node
             stack.extend((child, depth + 1) for child in children)
     return False
-
-
-def _place(path: str, text: str, pending: list[_Pending], *, precise: bool) -> list[Diagnostic]:
-    if not pending:
-        return []
-    wanted = precise and any(p.position is None for p in pending)
-    trees = _position_tree(text) if wanted else []
-    out: list[Diagnostic] = []
-    for item in pending:
-        if item.position is not None:
-            line, column = item.position
-        else:
-            root = trees[item.document] if item.document < len(trees) else None
-            line, column = _locate(root, item.loc, item.at_key, item.fallback)
-        out.append(
-            Diagnostic(path, line, column, dotted_path(item.loc), item.message, item.severity)
-        )
-    out.sort(key=lambda d: (d.line, d.column))
-    return out
 
 
 # --- many files ----------------------------------------------------------------------
@@ -1332,6 +682,9 @@ class LoadStats:
     parsed: int  # files parsed and validated (new, or bytes changed)
     listed: int  # directories listed (new, key changed, or racy)
     seconds: float
+    # files of `parsed` parsed a second time, with the round-trip loader, to place their
+    # findings: only files with something to report that the fast path could not place
+    positioned: int = 0
 
     @property
     def changed(self) -> frozenset[str]:
@@ -1544,7 +897,7 @@ class ManifestCache:
         added: set[str] = set()
         modified: set[str] = set()
         replaced: list[tuple[_Entry | None, _Entry]] = []
-        read = parsed = 0
+        read = parsed = positioned = 0
         racy_after = time.time_ns() - RACY_NS
         stat_of = os.stat
         for path in files:
@@ -1577,7 +930,8 @@ class ManifestCache:
                                 entry = before
                             else:
                                 parsed += 1
-                                entry = self._parse(path, raw, key, racy, digest)
+                                entry, placed = self._parse(path, raw, key, racy, digest)
+                                positioned += placed
                                 if parsed % _BULK_COLLECT_EVERY == 0:
                                     gc.collect(0)
             entries[path] = entry
@@ -1644,15 +998,19 @@ class ManifestCache:
             parsed,
             self._discovery.listed,
             time.perf_counter() - started,
+            positioned,
         )
         return result, stats
 
-    def _parse(self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes) -> _Entry:
+    def _parse(
+        self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes
+    ) -> tuple[_Entry, bool]:
+        """The file's new entry, and whether its findings were placed by a second parse."""
         from orchestrator.manifest.crosscheck import target_of
 
-        loaded, found = _parse(path, raw, strict=self.strict)
+        loaded, found, positioned = _parse(path, raw, strict=self.strict)
         last_ends = [(m, end) for m in loaded if (end := m.manifest.last_window_end()) is not None]
-        return _Entry(
+        entry = _Entry(
             key,
             racy,
             digest,
@@ -1664,6 +1022,7 @@ class ManifestCache:
             last_ends=last_ends,
             earliest_end=min((end for _, end in last_ends), default=None),
         )
+        return entry, positioned
 
     def _count(self, entry: _Entry, delta: int) -> None:
         """Add (1) or take away (-1) an entry's names and targets from the counts."""

@@ -9,8 +9,9 @@ order. Manifests wait for nothing but each other's stops on the same target
 old one (code 53): a failing or retrying manifest never delays the others.
 Queries have their own bound, so a resync never holds back an action.
 
-This module never builds a request body itself: bodies come from
-`orchestrator.manifest.translate`, the one place that knows the wire format.
+This module never translates a manifest: a desired recording carries its typed
+requests (`orchestrator.reconcile.translate`), and the executor sends them as
+they are, resolving the start's secrets just before it acquires.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import structlog
 
@@ -37,19 +38,27 @@ from orchestrator.agora.errors import (
     RecordingExistsError,
     ResourceExpiredError,
 )
-from orchestrator.manifest import translate
+from orchestrator.contract import exit_description
 from orchestrator.reconcile.plan import (
     END_CONFLICT,
     END_STOPPED,
     END_UNTRACKED,
     Action,
-    ActionKind,
     DesiredRecording,
     Plan,
+    Restart,
+    Resume,
+    Start,
+    Stop,
+    Update,
+    UpdateLayout,
+    action_session,
 )
+from orchestrator.reconcile.translate import stop_request
 from orchestrator.schedule import Window
 from orchestrator.secrets import SecretError, SecretRef
 from orchestrator.state import (
+    EndKind,
     Intent,
     ManifestState,
     Phase,
@@ -67,8 +76,6 @@ _T = TypeVar("_T")
 
 SecretResolver = Callable[[SecretRef], str]
 
-# Query statuses after which the recording is gone (reference: 8 exited, 20 abnormal exit).
-_EXITED_STATUSES = {8: "idle exit or stopped (status 8)", 20: "abnormal exit (status 20)"}
 # The phases a query's answer may be written in (see `Executor.refresh`).
 _QUERIED = (Phase.RUNNING, Phase.UPDATING)
 
@@ -155,6 +162,7 @@ class Executor:
                 ended_at=self._now(),
                 last_query_at=self._now(),
                 end_reason="exited: query answered 404 (idle exit, expired, or stopped elsewhere)",
+                end_kind=EndKind.EXITED,
                 intent=None,
                 intent_at=None,
                 error=None,
@@ -178,11 +186,12 @@ class Executor:
         values: SessionFields = {"last_query_at": self._now(), "last_status": status}
         if file_list is not None:
             values["file_list"] = file_list
-        exited = _EXITED_STATUSES.get(status) if status is not None else None
+        exited = exit_description(status)
         if exited is not None:
             values["phase"] = Phase.ENDED
             values["ended_at"] = self._now()
             values["end_reason"] = f"exited: {exited}"
+            values["end_kind"] = EndKind.EXITED
         # Only while nothing else moved the session on meanwhile (a stop sent while the
         # query was out keeps its own outcome).
         written = await self._store.update_session_if(session.id, _QUERIED, **values)
@@ -225,10 +234,10 @@ class Executor:
         )
         for name, group in by_manifest.items():
             first = group[0]
-            if first.kind is not ActionKind.STOP or first.session_id is None:
+            if not isinstance(first, Stop):
                 continue
             session = await self._store.get_session(first.session_id)
-            task = asyncio.create_task(self._bounded(self._run_group(group, desired)))
+            task = asyncio.create_task(self._bounded(self._run_group(group)))
             stopping[(session.app_id, session.channel, session.uid)].append(task)
             tasks[name] = task
         for name, group in by_manifest.items():
@@ -236,76 +245,72 @@ class Executor:
                 continue
             d = desired.get(name)
             before = stopping.get((d.app_id, d.channel, d.uid), []) if d is not None else []
-            tasks[name] = asyncio.create_task(self._run_after(before, group, desired))
+            tasks[name] = asyncio.create_task(self._run_after(before, group))
         return tasks
 
     async def _run_after(
         self,
         before: Sequence[asyncio.Task[list[ActionResult]]],
         actions: list[Action],
-        desired: Mapping[str, DesiredRecording],
     ) -> list[ActionResult]:
         if before:
             await asyncio.wait(before)
-        return await self._bounded(self._run_group(actions, desired))
+        return await self._bounded(self._run_group(actions))
 
-    async def _run_group(
-        self, actions: list[Action], desired: Mapping[str, DesiredRecording]
-    ) -> list[ActionResult]:
+    async def _run_group(self, actions: list[Action]) -> list[ActionResult]:
         results = []
         for action in actions:
-            result = await self._run(action, desired.get(action.manifest))
+            result = await self._run(action)
             results.append(result)
             if not result.ok:
                 break  # later actions of this manifest assumed this one worked
         return results
 
-    async def _run(self, action: Action, d: DesiredRecording | None) -> ActionResult:
+    async def _run(self, action: Action) -> ActionResult:
         bound = log.bind(manifest=action.manifest, action=action.kind.value, reason=action.reason)
         if self._draining:
             bound.info("reconcile.action", outcome="skipped", detail="shutting down")
-            return ActionResult(action, False, "skipped: shutting down", action.session_id)
+            return ActionResult(action, False, "skipped: shutting down", action_session(action))
         try:
-            session_id, message = await self._dispatch(action, d)
+            session_id, message = await self._dispatch(action)
         except _ActionFailed as exc:
             bound.warning("reconcile.action", outcome="failed", error=str(exc))
-            return ActionResult(action, False, str(exc), action.session_id)
+            return ActionResult(action, False, str(exc), action_session(action))
         except StoreFencedError as exc:  # another replica owns the App ID now: nothing sent
             bound.warning("reconcile.action", outcome="skipped", detail=str(exc))
-            return ActionResult(action, False, f"skipped: {exc}", action.session_id)
+            return ActionResult(action, False, f"skipped: {exc}", action_session(action))
         except StoreError as exc:  # the store failed: no call is made without its intent
             bound.error("reconcile.action", outcome="failed", error=str(exc))
-            return ActionResult(action, False, str(exc), action.session_id)
+            return ActionResult(action, False, str(exc), action_session(action))
         except Exception as exc:  # a bug must not stop the other manifests
             bound.exception("reconcile.action", outcome="crashed")
             return ActionResult(action, False, f"internal error: {type(exc).__name__}", None)
         bound.info("reconcile.action", outcome="ok", session_id=session_id, detail=message)
         return ActionResult(action, True, message, session_id)
 
-    async def _dispatch(self, action: Action, d: DesiredRecording | None) -> tuple[int | None, str]:
-        kind = action.kind
-        if kind is ActionKind.START:
-            assert d is not None and action.window is not None
-            session = await self._start(d, action.window, action.restart_count)
-            return session.id, f"started sid {session.sid}"
-        assert action.session_id is not None
-        session = await self._store.get_session(action.session_id)
-        if kind is ActionKind.STOP:
-            return session.id, await self._stop(session, f"{END_STOPPED}: {action.reason}")
-        if kind is ActionKind.RESTART:
-            assert d is not None and action.window is not None
-            await self._stop(session, f"{END_STOPPED}: restart ({action.reason})")
-            new = await self._start(d, action.window, 0)
-            return new.id, f"restarted as session {new.id} (sid {new.sid})"
-        if kind is ActionKind.UPDATE:
-            assert d is not None
-            await self._update(session, d, layout=False)
-            return session.id, "subscription updated"
-        if kind is ActionKind.UPDATE_LAYOUT:
-            assert d is not None
-            await self._update(session, d, layout=True)
-            return session.id, "layout updated"
-        return session.id, await self._resume(session, d, action.window)
+    async def _dispatch(self, action: Action) -> tuple[int | None, str]:
+        match action:
+            case Start(recording=d, window=window, restart_count=count):
+                session = await self._start(d, window, count)
+                return session.id, f"started sid {session.sid}"
+            case Stop(session_id=session_id, reason=reason):
+                session = await self._store.get_session(session_id)
+                return session.id, await self._stop(session, f"{END_STOPPED}: {reason}")
+            case Restart(recording=d, session_id=session_id, window=window, reason=reason):
+                session = await self._store.get_session(session_id)
+                await self._stop(session, f"{END_STOPPED}: restart ({reason})")
+                new = await self._start(d, window, 0)
+                return new.id, f"restarted as session {new.id} (sid {new.sid})"
+            case Update(recording=d, session_id=session_id):  # and UpdateLayout
+                layout = isinstance(action, UpdateLayout)
+                session = await self._store.get_session(session_id)
+                await self._update(session, d, layout=layout)
+                return session.id, "layout updated" if layout else "subscription updated"
+            case Resume(recording=d, session_id=session_id, window=window):
+                session = await self._store.get_session(session_id)
+                return session.id, await self._resume(session, d, window)
+            case _:
+                assert_never(action)
 
     # -- start -----------------------------------------------------------------------
 
@@ -313,7 +318,7 @@ class Executor:
         self, d: DesiredRecording, window: Window, restart_count: int
     ) -> SessionRecord:
         client = self._client(d.app)
-        start_body = self._start_body(d)  # secrets first: no resource ID wasted on a missing one
+        start = self._start_request(d)  # secrets first: no resource ID wasted on a missing one
         try:
             session = await self._new_session(d, window, restart_count)
         except StoreConflictError as exc:  # another live session holds the target
@@ -328,7 +333,7 @@ class Executor:
                 intent_at=self._now(),
             )
             try:
-                return await self._send_start(session, d, client, start_body, ambiguous=False)
+                return await self._send_start(session, d, client, start, ambiguous=False)
             except ResourceExpiredError:
                 await self._store.record_intent(session.id, Intent.ACQUIRE, phase=Phase.ACQUIRING)
                 continue
@@ -358,17 +363,17 @@ class Executor:
             intent_at=self._now(),
         )
 
-    def _start_body(self, d: DesiredRecording) -> dict[str, Any]:
+    def _start_request(self, d: DesiredRecording) -> wire.StartRequest:
         try:
-            return translate.start_body(d.manifest, self._resolve)
-        except SecretError as exc:
+            return d.requests.start.resolved(self._resolve)
+        except (SecretError, wire.EmptySecretError) as exc:
             raise _ActionFailed(f"cannot resolve a secret: {exc}") from None
 
     async def _acquire(
         self, session: SessionRecord, d: DesiredRecording, client: AgoraClient
     ) -> str:
         try:
-            resource_id: str = await client.acquire(d.app_id, translate.acquire_body(d.manifest))
+            resource_id: str = await client.acquire(d.app_id, d.requests.acquire)
         except AgoraError as exc:
             await self._fail(session, d, f"failed: acquire: {exc}", permanent=_held(exc, d))
             raise _ActionFailed(f"acquire failed: {exc}") from None
@@ -379,7 +384,7 @@ class Executor:
         session: SessionRecord,
         d: DesiredRecording,
         client: AgoraClient,
-        body: dict[str, Any],
+        start: wire.StartRequest,
         *,
         ambiguous: bool,
     ) -> SessionRecord:
@@ -389,9 +394,7 @@ class Executor:
         """
         assert session.resource_id is not None
         try:
-            sid: str = await client.start(
-                d.app_id, session.resource_id, translate.mode_path(d.manifest), body
-            )
+            sid: str = await client.start(d.app_id, session.resource_id, d.mode, start)
         except ResourceExpiredError:
             raise
         except AmbiguousStartError as exc:
@@ -410,10 +413,18 @@ class Executor:
             if ours is not None:
                 # The old session records this channel: the recording is covered.
                 detail = f"our unmanageable session {ours.id} is still recording"
-                await self._fail(session, d, f"{END_CONFLICT}: {detail}", permanent=False)
+                await self._fail(
+                    session, d, f"{END_CONFLICT}: {detail}", permanent=False, kind=EndKind.CONFLICT
+                )
             else:
                 detail = "a recording the store does not know holds this channel and uid"
-                await self._fail(session, d, f"{END_UNTRACKED}: {detail}", permanent=False)
+                await self._fail(
+                    session,
+                    d,
+                    f"{END_UNTRACKED}: {detail}",
+                    permanent=False,
+                    kind=EndKind.UNTRACKED,
+                )
                 log.error(
                     "session.untracked",
                     manifest=d.name,
@@ -441,6 +452,7 @@ class Executor:
                 phase=Phase.ENDED,
                 ended_at=self._now(),
                 end_reason=f"exited: superseded by session {session.id} (no longer recording)",
+                end_kind=EndKind.EXITED,
             )
         return session
 
@@ -460,11 +472,17 @@ class Executor:
         )
 
     async def _fail(
-        self, session: SessionRecord, d: DesiredRecording | None, reason: str, *, permanent: bool
+        self,
+        session: SessionRecord,
+        d: DesiredRecording | None,
+        reason: str,
+        *,
+        permanent: bool,
+        kind: EndKind = EndKind.FAILED,
     ) -> None:
         """End a session that never recorded; `permanent` also holds the manifest's spec."""
         await self._store.record_outcome(
-            session.id, phase=Phase.FAILED, ended_at=self._now(), end_reason=reason
+            session.id, phase=Phase.FAILED, ended_at=self._now(), end_reason=reason, end_kind=kind
         )
         if permanent and d is not None:
             await self._fail_spec(d, reason)
@@ -479,14 +497,18 @@ class Executor:
         await self._store.record_intent(
             session.id, Intent.STOP, phase=Phase.STOPPING, end_reason=reason
         )
-        values: SessionFields = {"phase": Phase.ENDED, "ended_at": self._now()}
+        values: SessionFields = {
+            "phase": Phase.ENDED,
+            "ended_at": self._now(),
+            "end_kind": EndKind.STOPPED,
+        }
         try:
             answer = await client.stop(
                 session.app_id,
                 session.resource_id,
                 session.sid,
                 session.mode,
-                translate.stop_body(channel=session.channel, uid=session.uid),
+                stop_request(session.channel, session.uid),
             )
         except NoFilesError:
             values["end_reason"] = f"{reason} (no files: nobody sent streams)"
@@ -513,21 +535,21 @@ class Executor:
         intent = Intent.UPDATE_LAYOUT if layout else Intent.UPDATE
         await self._store.record_intent(session.id, intent, phase=Phase.UPDATING)
         try:
-            if layout:
-                await client.update_layout(
-                    session.app_id,
-                    session.resource_id,
-                    session.sid,
-                    session.mode,
-                    translate.update_layout_body(d.manifest),
-                )
-            else:
+            if not layout:
                 await client.update(
                     session.app_id,
                     session.resource_id,
                     session.sid,
                     session.mode,
-                    translate.update_body(d.manifest),
+                    d.requests.update,
+                )
+            elif d.requests.update_layout is not None:
+                await client.update_layout(
+                    session.app_id,
+                    session.resource_id,
+                    session.sid,
+                    session.mode,
+                    d.requests.update_layout,
                 )
         except NotFoundError as exc:
             await self._store.record_outcome(
@@ -535,6 +557,7 @@ class Executor:
                 phase=Phase.ENDED,
                 ended_at=self._now(),
                 end_reason=f"exited: {intent} answered {exc.status} (the recording had ended)",
+                end_kind=EndKind.EXITED,
             )
             raise _ActionFailed(f"{intent}: the recording had ended") from None
         except AgoraError as exc:
@@ -580,6 +603,7 @@ class Executor:
                 phase=Phase.FAILED,
                 ended_at=self._now(),
                 end_reason=f"{END_STOPPED}: interrupted during acquire, abandoned",
+                end_kind=EndKind.STOPPED,
             )
             if d is not None and window is not None:
                 new = await self._start(d, window, 0)
@@ -593,15 +617,16 @@ class Executor:
             )
             raise _ActionFailed("interrupted start of a removed manifest: marked unmanageable")
         client = self._client(d.app)
-        body = self._start_body(d)
+        start = self._start_request(d)
         try:
-            started = await self._send_start(session, d, client, body, ambiguous=True)
+            started = await self._send_start(session, d, client, start, ambiguous=True)
         except ResourceExpiredError:
             await self._store.record_outcome(
                 session.id,
                 phase=Phase.FAILED,
                 ended_at=self._now(),
                 end_reason=f"{END_STOPPED}: interrupted start never took effect (433)",
+                end_kind=EndKind.STOPPED,
             )
             if window is None:
                 return "interrupted start had not taken effect"

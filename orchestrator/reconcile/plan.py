@@ -16,10 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import ClassVar, assert_never
 
+from orchestrator.contract import Mode
+from orchestrator.manifest.model import Manifest, UpdatePolicy
+from orchestrator.reconcile.translate import Requests
 from orchestrator.schedule import FAR_FUTURE, Schedule, Window
-from orchestrator.state.model import Intent, ManifestState, Phase, SessionRecord
+from orchestrator.state.model import EndKind, Intent, ManifestState, Phase, SessionRecord
 
 
 class ActionKind(StrEnum):
@@ -40,8 +43,8 @@ class NoteKind(StrEnum):
     KEPT = "kept"  # its manifest file is invalid: the last known good version stands
 
 
-# Why a session ended, as stored in `SessionRecord.end_reason`'s prefix. Only
-# `stopped` (we stopped it on purpose) is free of restart backoff.
+# How `SessionRecord.end_reason`, the text for people, begins for each kind of end;
+# the planner reads `end_kind` (only `EndKind.STOPPED` is free of restart backoff).
 END_STOPPED = "stopped"
 # A start answered 53 while our own unmanageable session records the target.
 END_CONFLICT = "failed: conflict (53)"
@@ -52,24 +55,42 @@ END_UNTRACKED = "failed: untracked (53)"
 
 @dataclass(frozen=True)
 class DesiredRecording:
-    """One valid manifest, reduced to what planning needs."""
+    """One valid manifest, reduced to what planning needs, with its requests.
+
+    `requests` were translated once, when the manifest was loaded; the executor
+    sends them as they are (only the start's secrets are resolved at the last
+    moment), and the planner compares their fingerprints.
+    """
 
     name: str
     app: str
     app_id: str
     channel: str
     uid: int
-    mode: str
+    mode: Mode
     schedule: Schedule = field(compare=False)
-    spec_hash: str
-    subscription_hash: str
-    layout_hash: str
-    restart_hash: str
+    manifest: Manifest = field(compare=False, repr=False)
+    requests: Requests = field(repr=False)
     source_file: str = ""
     suspend: bool = False
-    update_policy: str = "restart"
+    update_policy: UpdatePolicy = UpdatePolicy.RESTART
     starting_deadline: timedelta | None = None
-    manifest: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def spec_hash(self) -> str:
+        return self.requests.fingerprints.spec
+
+    @property
+    def subscription_hash(self) -> str:
+        return self.requests.fingerprints.subscription
+
+    @property
+    def layout_hash(self) -> str:
+        return self.requests.fingerprints.layout
+
+    @property
+    def restart_hash(self) -> str:
+        return self.requests.fingerprints.restart
 
 
 @dataclass(frozen=True)
@@ -93,13 +114,93 @@ class PlanPolicy:
 
 
 @dataclass(frozen=True)
-class Action:
-    kind: ActionKind
+class Start:
+    """Acquire, then start at once, for `window`."""
+
+    kind: ClassVar[ActionKind] = ActionKind.START
     manifest: str
     reason: str
-    session_id: int | None = None
-    window: Window | None = None
+    recording: DesiredRecording = field(repr=False)
+    window: Window
     restart_count: int = 0
+
+
+@dataclass(frozen=True)
+class Stop:
+    kind: ClassVar[ActionKind] = ActionKind.STOP
+    manifest: str
+    reason: str
+    session_id: int
+
+
+@dataclass(frozen=True)
+class Update:
+    """Send the manifest's whole subscription (`update`)."""
+
+    kind: ClassVar[ActionKind] = ActionKind.UPDATE
+    manifest: str
+    reason: str
+    recording: DesiredRecording = field(repr=False)
+    session_id: int
+
+
+@dataclass(frozen=True)
+class UpdateLayout(Update):
+    """Send the manifest's whole layout (`updateLayout`, mix mode). An `Update` of
+    another endpoint: a `match` names it before `Update`."""
+
+    kind: ClassVar[ActionKind] = ActionKind.UPDATE_LAYOUT
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Stop the session, then start the new spec for `window`."""
+
+    kind: ClassVar[ActionKind] = ActionKind.RESTART
+    manifest: str
+    reason: str
+    recording: DesiredRecording = field(repr=False)
+    session_id: int
+    window: Window
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Finish the call a killed process left without an outcome. `recording` and
+    `window` are what is still wanted (None: the manifest is gone or out of window)."""
+
+    kind: ClassVar[ActionKind] = ActionKind.RESUME
+    manifest: str
+    reason: str
+    session_id: int
+    recording: DesiredRecording | None = field(default=None, repr=False)
+    window: Window | None = None
+
+
+#: What the planner asks for: one frozen record per kind, handled by exhaustive `match`.
+Action = Start | Stop | Update | UpdateLayout | Restart | Resume
+
+
+def action_session(action: Action) -> int | None:
+    """The session an action works on (None for a start: it has none yet)."""
+    match action:
+        case Start():
+            return None
+        case Stop() | Update() | Restart() | Resume():
+            return action.session_id
+        case _:
+            assert_never(action)
+
+
+def action_window(action: Action) -> Window | None:
+    """The window an action records (None when it starts nothing)."""
+    match action:
+        case Start() | Restart() | Resume():
+            return action.window
+        case Stop() | Update():
+            return None
+        case _:
+            assert_never(action)
 
 
 @dataclass(frozen=True)
@@ -141,7 +242,7 @@ def _restart_after(previous: SessionRecord, policy: PlanPolicy) -> tuple[int, ti
     session that recorded at least that long counts as healthy: the count starts
     again. A start that never recorded (a conflict, a failed start) always waits.
     """
-    if (previous.end_reason or "").startswith(END_STOPPED):
+    if previous.end_kind is EndKind.STOPPED:
         return 0, timedelta(0)
     if previous.started_at is None:  # it never recorded: back off from the first failure
         count = previous.restart_count + 1
@@ -224,10 +325,8 @@ def plan_shutdown(live: Iterable[SessionRecord]) -> Plan:
 
 def _wind_down(session: SessionRecord, reason: str) -> Action:
     if session.intent in _INTERRUPTED:
-        return Action(
-            ActionKind.RESUME, session.manifest, f"finish interrupted {session.intent}", session.id
-        )
-    return Action(ActionKind.STOP, session.manifest, reason, session.id)
+        return Resume(session.manifest, f"finish interrupted {session.intent}", session.id)
+    return Stop(session.manifest, reason, session.id)
 
 
 def _unmanageable_note(session: SessionRecord, message: str) -> Note:
@@ -258,16 +357,19 @@ def _plan_desired(
     window = d.schedule.active_at(now)
     wanted = window is not None and not d.suspend
     state = actual.manifest_states.get(d.name)
-    failed = state is not None and state.failed_spec_hash == d.spec_hash
+    # Why this very spec is held as failed (None: it is not).
+    failure = None
+    if state is not None and state.failed_spec_hash == d.spec_hash:
+        failure = state.failure_reason or "held as failed"
 
     if current is not None:
         if current.intent in _INTERRUPTED:
             actions.append(
-                Action(
-                    ActionKind.RESUME,
+                Resume(
                     d.name,
                     f"finish interrupted {current.intent}",
                     current.id,
+                    recording=d,
                     window=window if wanted else None,
                 )
             )
@@ -284,29 +386,20 @@ def _plan_desired(
                     current, "counted as recording; a fresh start is tried with backoff"
                 )
             )
-            _plan_start(d, window, actual, now, policy, actions, notes, failed)
+            _plan_start(d, window, actual, now, policy, actions, notes, failure)
             return
-        if not wanted:
+        if window is None or d.suspend:  # not wanted
             reason = "suspended" if d.suspend else "window over"
-            actions.append(Action(ActionKind.STOP, d.name, reason, current.id))
+            actions.append(Stop(d.name, reason, current.id))
             return
-        if failed:
-            assert state is not None
-            notes.append(
-                Note(
-                    NoteKind.FAILED, d.name, f"not changing it: {state.failure_reason}", current.id
-                )
-            )
+        if failure is not None:
+            notes.append(Note(NoteKind.FAILED, d.name, f"not changing it: {failure}", current.id))
             return
         if current.restart_hash != d.restart_hash:
-            if d.update_policy == "restart":
+            if d.update_policy is UpdatePolicy.RESTART:
                 actions.append(
-                    Action(
-                        ActionKind.RESTART,
-                        d.name,
-                        "spec changed in a way update cannot carry",
-                        current.id,
-                        window=window,
+                    Restart(
+                        d.name, "spec changed in a way update cannot carry", d, current.id, window
                     )
                 )
                 return
@@ -326,14 +419,13 @@ def _plan_desired(
         if current.mode != d.mode:
             return  # a deferred mode change: the live session keeps its old spec whole
         if current.subscription_hash != d.subscription_hash:
-            actions.append(Action(ActionKind.UPDATE, d.name, "subscription changed", current.id))
-        if d.mode == "mix" and current.layout_hash != d.layout_hash:
-            actions.append(Action(ActionKind.UPDATE_LAYOUT, d.name, "layout changed", current.id))
+            actions.append(Update(d.name, "subscription changed", d, current.id))
+        if d.mode is Mode.MIX and current.layout_hash != d.layout_hash:
+            actions.append(UpdateLayout(d.name, "layout changed", d, current.id))
         return
 
-    if wanted:
-        assert window is not None
-        _plan_start(d, window, actual, now, policy, actions, notes, failed)
+    if window is not None and not d.suspend:  # wanted
+        _plan_start(d, window, actual, now, policy, actions, notes, failure)
 
 
 def _plan_start(
@@ -344,12 +436,10 @@ def _plan_start(
     policy: PlanPolicy,
     actions: list[Action],
     notes: list[Note],
-    failed: bool,
+    failure: str | None,
 ) -> None:
-    state = actual.manifest_states.get(d.name)
-    if failed:
-        assert state is not None
-        notes.append(Note(NoteKind.FAILED, d.name, f"not starting: {state.failure_reason}"))
+    if failure is not None:
+        notes.append(Note(NoteKind.FAILED, d.name, f"not starting: {failure}"))
         return
     previous = actual.latest_ended.get(d.name)
     same_window = previous is not None and previous.window_start == window.start
@@ -384,6 +474,4 @@ def _plan_start(
         reason = f"restart #{restart_count} after {previous.end_reason if previous else '?'}"
     else:
         reason = "always on" if window.end >= FAR_FUTURE else "window open"
-    actions.append(
-        Action(ActionKind.START, d.name, reason, window=window, restart_count=restart_count)
-    )
+    actions.append(Start(d.name, reason, d, window, restart_count))

@@ -17,17 +17,16 @@ from typing import Any
 
 from orchestrator.manifest.loader import LoadedManifest, LoadResult
 from orchestrator.manifest.model import Manifest
-from orchestrator.manifest.translate import fingerprints
 from orchestrator.reconcile.execute import ActionResult, Executor
 from orchestrator.reconcile.plan import (
-    END_UNTRACKED,
     ActualState,
     DesiredRecording,
     Plan,
     PlanPolicy,
     plan,
 )
-from orchestrator.state import KnownGood, SessionRecord, Store
+from orchestrator.reconcile.translate import TranslationError, translate
+from orchestrator.state import EndKind, KnownGood, SessionRecord, Store
 
 
 @dataclass(frozen=True)
@@ -51,24 +50,20 @@ def under(path: str | None, roots: frozenset[str]) -> bool:
 
 
 def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
-    prints = fingerprints(m)
     return DesiredRecording(
         name=m.name,
         app=m.app,
         app_id=app_id,
         channel=m.channel,
         uid=m.recording_uid,
-        mode=str(m.mode),
+        mode=m.mode,
         schedule=m.build_schedule(),
-        spec_hash=prints.spec,
-        subscription_hash=prints.subscription,
-        layout_hash=prints.layout,
-        restart_hash=prints.restart,
+        manifest=m,
+        requests=translate(m),
         source_file=source_file,
         suspend=m.suspend,
-        update_policy=str(m.update_policy),
+        update_policy=m.update_policy,
         starting_deadline=m.starting_deadline,
-        manifest=m,
     )
 
 
@@ -144,7 +139,10 @@ class DesiredCache:
             return None  # a new problem: the full build reports it
         kept = [d for d in previous.recordings if d.source_file not in changed]
         names = {d.name for d in kept}
-        rebuilt = [self.recording(i.manifest, app_ids[i.manifest.app], i.file) for i in items]
+        try:
+            rebuilt = [self.recording(i.manifest, app_ids[i.manifest.app], i.file) for i in items]
+        except TranslationError:
+            return None  # the full build reports it
         if any(d.name in names for d in rebuilt):
             return None  # a manifest moved between files: let the full build sort it out
         old = {d.name: d for d in previous.recordings if d.source_file in changed}
@@ -228,7 +226,8 @@ def desired_recordings(
     documents only for the entries of invalid files (see `invalid_files`): for the
     others the name, file and spec hash tell whether to store a new version.
     """
-    invalid, problems = invalid_files(loaded, app_ids, failed_files)
+    failing, problems = invalid_files(loaded, app_ids, failed_files)
+    invalid = set(failing)
     kept = known_good or {}
     if unreadable:  # what was loaded from there before failed to load now
         invalid |= {e.source_file for e in kept.values() if under(e.source_file, unreadable)}
@@ -238,10 +237,16 @@ def desired_recordings(
     for item in loaded:
         if item.file in invalid:
             continue
-        d = build(item.manifest, app_ids[item.manifest.app], item.file)
+        try:
+            d = build(item.manifest, app_ids[item.manifest.app], item.file)
+        except TranslationError as exc:  # a bug the property tests rule out: held, not lost
+            invalid.add(item.file)
+            problems.append(f"{item.file}:{item.line}:{item.column}: cannot translate: {exc}")
+            continue
         recordings.append(d)
         if not _unchanged(kept.get(d.name), d) and not d.manifest.literal_secrets():
             remember.append(KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest)))
+    recordings = [d for d in recordings if d.source_file not in invalid]
     if cache is not None:
         cache.sweep(recordings)
     names = {d.name for d in recordings}
@@ -251,14 +256,14 @@ def desired_recordings(
             continue
         try:
             m = Manifest.model_validate(entry.document)
-        except ValueError:
+            if m.app not in app_ids:
+                continue
+            recordings.append(_recording(m, app_ids[m.app], entry.source_file))
+        except ValueError:  # also a TranslationError
             problems.append(
                 f"{entry.source_file}: the stored version of {entry.name!r} no longer validates"
             )
             continue
-        if m.app not in app_ids:
-            continue
-        recordings.append(_recording(m, app_ids[m.app], entry.source_file))
         names.add(entry.name)
         stored = entry.stored_at.isoformat() if entry.stored_at else "earlier"
         problems.append(
@@ -270,7 +275,9 @@ def desired_recordings(
         for name, entry in kept.items()
         if name not in names and entry.source_file not in invalid
     )
-    return Desired(tuple(recordings), invalid, tuple(problems), tuple(remember), forget, unreadable)
+    return Desired(
+        tuple(recordings), frozenset(invalid), tuple(problems), tuple(remember), forget, unreadable
+    )
 
 
 def _unchanged(entry: KnownGood | None, d: DesiredRecording) -> bool:
@@ -393,5 +400,5 @@ def untracked(
     return tuple(
         s
         for name, s in sorted(latest_ended.items())
-        if name not in recording and (s.end_reason or "").startswith(END_UNTRACKED)
+        if name not in recording and s.end_kind is EndKind.UNTRACKED
     )

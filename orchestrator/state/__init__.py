@@ -9,6 +9,7 @@ from orchestrator.state.errors import (
 from orchestrator.state.model import (
     FINAL_PHASES,
     AppOwner,
+    EndKind,
     Intent,
     KnownGood,
     ManifestState,
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "FINAL_PHASES",
     "AppOwner",
+    "EndKind",
     "Intent",
     "KnownGood",
     "ManifestState",

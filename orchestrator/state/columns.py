@@ -1,15 +1,28 @@
 """What both stores (store.py, postgres.py) share about their rows: the column names,
-which of them hold datetimes, the rule that no column name looks like a secret, and
-how a session write is checked and completed before each store turns it into SQL."""
+which of them hold datetimes and JSON, the rule that no column name looks like a
+secret, how a session write is checked and completed before each store turns it into
+SQL, and how values are written to columns and read back into records (`Codec`,
+which each store completes with its own types for datetimes and JSON)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from orchestrator.state.model import FINAL_PHASES, Intent, ManifestState, Phase, SessionRecord
+from orchestrator.state.errors import StoreCorruptError
+from orchestrator.state.model import (
+    FINAL_PHASES,
+    EndKind,
+    Intent,
+    KnownGood,
+    ManifestState,
+    Phase,
+    SessionRecord,
+)
 
 SESSION_COLUMNS = tuple(f.name for f in fields(SessionRecord))
 WRITABLE_SESSION_COLUMNS = frozenset(SESSION_COLUMNS) - {"id", "created_at"}
@@ -28,6 +41,7 @@ DATETIME_COLUMNS = frozenset(
         "stored_at",
     }
 )
+JSON_COLUMNS = frozenset({"file_list", "document"})
 FINAL_PHASE_VALUES = tuple(p.value for p in FINAL_PHASES)
 _FORBIDDEN_COLUMN_PARTS = ("secret", "token", "password", "accesskey", "key")
 
@@ -70,3 +84,86 @@ def outcome_row(values: Mapping[str, Any]) -> dict[str, Any]:
     """After a mutating API call: the given values; the intent and error cleared unless
     given."""
     return {"intent": None, "intent_at": None, "error": None, **values}
+
+
+class UndecodableError(Exception):
+    """A stored value this code cannot read back (the store raises `corrupt()` for it)."""
+
+    def corrupt(self, path: Path | str) -> StoreCorruptError:
+        """The StoreCorruptError of the store at `path` that holds the value."""
+        return StoreCorruptError(path, f"holds a value that cannot be read ({self})")
+
+
+class Row(Protocol):
+    """A fetched row, by column name (an `sqlite3.Row`, a psycopg dict row)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+class Codec(ABC):
+    """How a store writes values to its columns and reads them back into records.
+
+    Datetimes must be timezone-aware and come back in UTC, JSON columns hold any
+    JSON value, enums are stored as their values; a store says only how its column
+    types hold datetimes (`write_stamp`, `read_stamp`) and JSON (`write_json`,
+    `read_json`). A value that cannot be read back is UndecodableError."""
+
+    @abstractmethod
+    def write_stamp(self, value: datetime) -> Any: ...
+
+    @abstractmethod
+    def read_stamp(self, value: Any) -> datetime: ...
+
+    @abstractmethod
+    def write_json(self, value: Any) -> Any: ...
+
+    @abstractmethod
+    def read_json(self, value: Any) -> Any: ...
+
+    def to_db(self, column: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if column in DATETIME_COLUMNS:
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise TypeError(f"{column} must be a timezone-aware datetime")
+            return self.write_stamp(value)
+        if column in JSON_COLUMNS:
+            return self.write_json(value)
+        if isinstance(value, Phase | Intent | EndKind):
+            return value.value
+        return value
+
+    def from_db(self, column: str, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            if column in DATETIME_COLUMNS:
+                return self.read_stamp(value)
+            if column in JSON_COLUMNS:
+                return self.read_json(value)
+            if column == "phase":
+                return Phase(value)
+            if column == "intent":
+                return Intent(value)
+            if column == "end_kind":
+                return EndKind(value)
+        except (ValueError, TypeError) as exc:
+            raise UndecodableError(f"column {column} holds {value!r:.60}: {exc}") from None
+        return value
+
+    def session(self, row: Row) -> SessionRecord:
+        return SessionRecord(**{c: self.from_db(c, row[c]) for c in SESSION_COLUMNS})
+
+    def manifest_state(self, row: Row) -> ManifestState:
+        return ManifestState(**{n: self.from_db(n, row[n]) for n in STATE_COLUMNS})
+
+    def known_good(self, row: Row, *, documents: bool) -> KnownGood:
+        """A last known good version; without `documents`, from a row that has no
+        document (it is then an empty dict)."""
+        return KnownGood(
+            name=row["name"],
+            source_file=row["source_file"],
+            spec_hash=row["spec_hash"],
+            document=self.from_db("document", row["document"]) if documents else {},
+            stored_at=self.from_db("stored_at", row["stored_at"]),
+        )

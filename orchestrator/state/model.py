@@ -37,6 +37,16 @@ class Intent(StrEnum):
     STOP = "stop"
 
 
+class EndKind(StrEnum):
+    """Why a session ended, as the planner reads it (`end_reason` is the text for people)."""
+
+    STOPPED = "stopped"  # we stopped it on purpose: the only kind free of restart backoff
+    EXITED = "exited"  # it left by itself (idle exit, abnormal exit, 404, superseded)
+    FAILED = "failed"  # it never recorded (acquire or start refused, secrets missing)
+    CONFLICT = "conflict"  # start answered 53 while our own unmanageable session records
+    UNTRACKED = "untracked"  # start answered 53 and no session of ours records the target
+
+
 @dataclass(frozen=True)
 class SessionRecord:
     id: int
@@ -63,6 +73,7 @@ class SessionRecord:
     last_query_at: datetime | None = None
     last_status: int | None = None
     end_reason: str | None = None
+    end_kind: EndKind | None = None
     file_list: Any = None
     uploading_status: str | None = None
     restart_count: int = 0

@@ -41,8 +41,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -52,16 +51,15 @@ from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from orchestrator.state.base import StoreBase, check_readable, too_new
 from orchestrator.state.columns import (
-    DATETIME_COLUMNS,
     FINAL_PHASE_VALUES,
     SESSION_COLUMNS,
     STATE_COLUMNS,
+    Codec,
+    UndecodableError,
     check_no_secret_columns,
-    intent_row,
     new_session_row,
-    outcome_row,
-    update_row,
 )
 from orchestrator.state.errors import (
     StoreAccessError,
@@ -74,7 +72,6 @@ from orchestrator.state.errors import (
 )
 from orchestrator.state.model import (
     AppOwner,
-    Intent,
     KnownGood,
     ManifestState,
     Phase,
@@ -194,6 +191,18 @@ _MIGRATIONS: tuple[str, ...] = (
         since   timestamptz
     );
     """,
+    # 3: why a session ended, as a kind the planner reads (was a prefix of end_reason).
+    """
+    ALTER TABLE sessions ADD COLUMN end_kind text;
+    UPDATE sessions SET end_kind = CASE
+        WHEN end_reason LIKE 'stopped%' THEN 'stopped'
+        WHEN end_reason LIKE 'exited%' THEN 'exited'
+        WHEN end_reason LIKE 'failed: conflict (53)%' THEN 'conflict'
+        WHEN end_reason LIKE 'failed: untracked (53)%' THEN 'untracked'
+        WHEN end_reason LIKE 'failed%' THEN 'failed'
+    END
+    WHERE phase IN ('ended', 'failed');
+    """,
 )
 
 # A write that records an intent (an API call is about to be made) passes only while
@@ -211,7 +220,6 @@ _FENCE_CONDITION = sql.SQL(
 # taken for an empty one.
 _OUR_TABLES = ("sessions", "manifest_states", "last_known_good")
 
-_JSON_COLUMNS = frozenset({"file_list", "document"})
 _FINALS = list(FINAL_PHASE_VALUES)
 _COLUMN_LINE = re.compile(r"^\s*(\w+)\s+(?:bigint|integer|text|timestamptz|jsonb|boolean)\b", re.M)
 
@@ -236,43 +244,28 @@ _KNOWN_GOOD_SELECT = sql.SQL(
 )
 
 
-class _UndecodableError(Exception):
-    """A stored value this code cannot read back (the store maps it to StoreCorruptError)."""
+class _PostgresCodec(Codec):
+    """PostgreSQL's columns: `timestamptz` (psycopg's tz-aware datetimes) and `jsonb`
+    (decoded by psycopg as it reads)."""
 
-
-def _to_db(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in DATETIME_COLUMNS:
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise TypeError(f"{column} must be a timezone-aware datetime")
+    def write_stamp(self, value: datetime) -> datetime:
         return value
-    if column in _JSON_COLUMNS:
+
+    def read_stamp(self, value: Any) -> datetime:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise TypeError(f"not a timestamptz: {type(value).__name__}")
+        return value.astimezone(UTC)
+
+    def write_json(self, value: Any) -> Jsonb:
         return Jsonb(value)
-    if isinstance(value, Phase | Intent):
-        return value.value
-    return value
+
+    def read_json(self, value: Any) -> Any:
+        return value
 
 
-def _from_db(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        if column in DATETIME_COLUMNS:
-            if not isinstance(value, datetime) or value.tzinfo is None:
-                raise TypeError(f"not a timestamptz: {type(value).__name__}")
-            return value.astimezone(UTC)
-        if column == "phase":
-            return Phase(value)
-        if column == "intent":
-            return Intent(value)
-    except (ValueError, TypeError) as exc:
-        raise _UndecodableError(f"column {column} holds {value!r:.60}: {exc}") from None
-    return value
-
-
-def _session_from_row(row: Mapping[str, Any]) -> SessionRecord:
-    return SessionRecord(**{c: _from_db(c, row[c]) for c in SESSION_COLUMNS})
+_CODEC = _PostgresCodec()
+_to_db = _CODEC.to_db
+_session_from_row = _CODEC.session
 
 
 def _one_line(text: str) -> str:
@@ -324,13 +317,6 @@ class _Target:
         return _one_line(text)
 
 
-def _too_new(location: str, version: int) -> StoreError:
-    return StoreError(
-        f"state store {location} has schema version {version}, newer than this "
-        f"orchestrator understands ({len(_MIGRATIONS)}); upgrade the orchestrator"
-    )
-
-
 async def _stored_version(conn: AsyncConnection[TupleRow]) -> int | None:
     """The schema version in the database; None when it has no schema_version table."""
     cursor = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
@@ -366,15 +352,7 @@ async def _prepare(
         if version is None:
             await _check_not_foreign(conn, location)
             raise StoreMissingError(location)
-        if version > current:
-            raise _too_new(location, version)
-        if version < current:
-            raise StoreError(
-                f"state store {location} has schema version {version}, older than this "
-                f"orchestrator's ({current}); a writer (`orchestrator run` or "
-                "`orchestrator apply`) must upgrade it first"
-            )
-        return version
+        return check_readable(location, version, current)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
         version = await _stored_version(conn)
@@ -385,7 +363,7 @@ async def _prepare(
             await conn.execute(_SCHEMA_VERSION_TABLE)
             version = 0
         if version > current:
-            raise _too_new(location, version)
+            raise too_new(location, version, current)
         for number in range(version + 1, current + 1):
             await conn.execute(_MIGRATIONS[number - 1])
         if version < current:
@@ -420,7 +398,7 @@ async def _check_not_foreign(conn: AsyncConnection[TupleRow], location: str) -> 
         )
 
 
-class PostgresStore:
+class PostgresStore(StoreBase):
     """Sessions and per-manifest state in a PostgreSQL database, through a small
     connection pool. Built by `open_postgres_store` (construction is async);
     `aclose()` closes the pool."""
@@ -434,12 +412,10 @@ class PostgresStore:
         schema_version: int,
         now: Callable[[], datetime] | None,
     ) -> None:
+        super().__init__(writer=writer, now=now)
         self._target = target
         self._pool = pool
-        self.writer = writer
         self._schema_version = schema_version
-        self._now = now or (lambda: datetime.now(UTC))
-        self._closed = False
         # Fencing (see PostgresOwnership): App ID -> the epoch of our claim. None: no
         # fencing (a single process); otherwise every write that records an intent
         # checks, in the same statement, that the App ID's epoch is still ours.
@@ -452,15 +428,6 @@ class PostgresStore:
         """The URL without its password."""
         return self._target.location
 
-    @property
-    def schema_version(self) -> int:
-        """The schema version found (readers) or migrated to (writers) at open."""
-        return self._schema_version
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def aclose(self) -> None:
         """Close the pool (waiting up to CLOSE_TIMEOUT for connections in use).
         Idempotent; completes even if the caller is cancelled."""
@@ -469,30 +436,11 @@ class PostgresStore:
         self._closed = True
         await asyncio.shield(self._pool.close(timeout=CLOSE_TIMEOUT))
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def restore_if_removed(self) -> bool:
         """Nothing to restore: a server keeps its own files. Always False."""
         self._require_open()
         self._require_writer()
         return False
-
-    def _require_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"state store {self.location} is closed")
-
-    def _require_writer(self) -> None:
-        if not self.writer:
-            raise StoreError(f"state store {self.location} is open read-only")
 
     async def _run(self, operation: Callable[[AsyncConnection[TupleRow]], Awaitable[_T]]) -> _T:
         """Run `operation` on a pooled connection; no psycopg exception gets out."""
@@ -506,10 +454,8 @@ class PostgresStore:
             raise StoreError(f"state store {self.location} is closed") from None
         except psycopg.Error as exc:
             raise self._error(exc) from None
-        except _UndecodableError as exc:
-            raise StoreCorruptError(
-                self.location, f"holds a value that cannot be read ({exc})"
-            ) from None
+        except UndecodableError as exc:
+            raise exc.corrupt(self.location) from None
 
     def _error(self, exc: psycopg.Error) -> StoreError:
         """The StoreError for a psycopg exception, by its kind and SQLSTATE."""
@@ -590,36 +536,18 @@ class PostgresStore:
 
         return await self._run(select)
 
-    async def update_session(
-        self, session_id: int, **values: Unpack[SessionFields]
-    ) -> SessionRecord:
-        """Write the given fields (and `updated_at`) in one committed statement."""
-        updated = await self._update_session(session_id, None, dict(values))
-        if updated is None:  # pragma: no cover (only a phase condition gives None)
-            raise KeyError(session_id)
-        return updated
-
-    async def update_session_if(
-        self, session_id: int, phases: Collection[Phase], **values: Unpack[SessionFields]
+    async def _write_session(
+        self, session_id: int, phases: Collection[Phase] | None, row: dict[str, Any]
     ) -> SessionRecord | None:
-        """Write the given fields only while the session is in one of `phases` (checked
-        in the same statement); None when it was not (another action moved it on)."""
-        return await self._update_session(session_id, phases, dict(values))
-
-    async def _update_session(
-        self, session_id: int, phases: Collection[Phase] | None, values: dict[str, Any]
-    ) -> SessionRecord | None:
-        self._require_writer()
-        values = update_row(values, self._now())
-        columns = sorted(values)
+        columns = sorted(row)
         query = sql.SQL("UPDATE sessions SET {} WHERE id = %s").format(
             sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)
         )
-        params = [*(_to_db(c, values[c]) for c in columns), session_id]
+        params = [*(_to_db(c, row[c]) for c in columns), session_id]
         if phases is not None:
             query += sql.SQL(" AND phase = ANY(%s::text[])")
             params.append([Phase(p).value for p in phases])
-        fenced = values.get("intent") is not None and self._fence is not None
+        fenced = row.get("intent") is not None and self._fence is not None
         if fenced:
             query += sql.SQL(" AND ") + _FENCE_CONDITION.format(sql.SQL("sessions.app_id"))
             params.append(Jsonb(self._fence))
@@ -629,7 +557,7 @@ class PostgresStore:
             try:
                 rows = await _fetch_all(conn, query, params)
             except errors.UniqueViolation as exc:
-                raise await self._update_conflict(conn, exc, session_id, values) from None
+                raise await self._update_conflict(conn, exc, session_id, row) from None
             if not rows:
                 if fenced:
                     found = await _fetch_all(
@@ -659,27 +587,6 @@ class PostgresStore:
         row = await cursor.fetchone()
         stored = dict(zip(("app_id", "channel", "uid"), row or ("?", "?", 0), strict=True))
         return self._conflict(exc, {**stored, **values})
-
-    async def record_intent(
-        self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
-    ) -> SessionRecord:
-        """Before a mutating API call: what is about to be done (with any new phase)."""
-        updated = await self._update_session(
-            session_id, None, intent_row(values, intent, self._now())
-        )
-        if updated is None:  # pragma: no cover (only a phase condition gives None)
-            raise KeyError(session_id)
-        return updated
-
-    async def record_outcome(
-        self, session_id: int, **values: Unpack[SessionFields]
-    ) -> SessionRecord:
-        """After a mutating API call: its outcome; clears the intent (and the error)
-        unless given."""
-        updated = await self._update_session(session_id, None, outcome_row(values))
-        if updated is None:  # pragma: no cover (only a phase condition gives None)
-            raise KeyError(session_id)
-        return updated
 
     async def _select_sessions(
         self, condition: _Query, params: Sequence[Any]
@@ -738,10 +645,7 @@ class PostgresStore:
 
         async def select(conn: AsyncConnection[TupleRow]) -> dict[str, ManifestState]:
             rows = await _fetch_all(conn, query, ())
-            return {
-                row["name"]: ManifestState(**{n: _from_db(n, row[n]) for n in STATE_COLUMNS})
-                for row in rows
-            }
+            return {row["name"]: _CODEC.manifest_state(row) for row in rows}
 
         return await self._run(select)
 
@@ -799,16 +703,7 @@ class PostgresStore:
 
         async def select(conn: AsyncConnection[TupleRow]) -> dict[str, KnownGood]:
             rows = await _fetch_all(conn, query, params)
-            return {
-                row["name"]: KnownGood(
-                    name=row["name"],
-                    source_file=row["source_file"],
-                    spec_hash=row["spec_hash"],
-                    document=row["document"] if documents else {},
-                    stored_at=_from_db("stored_at", row["stored_at"]),
-                )
-                for row in rows
-            }
+            return {row["name"]: _CODEC.known_good(row, documents=documents) for row in rows}
 
         return await self._run(select)
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypedDict, Unpack
 
 from orchestrator.state.model import (
     AppOwner,
+    EndKind,
     Intent,
     KnownGood,
     ManifestState,
@@ -47,6 +48,7 @@ class SessionFields(TypedDict, total=False):
     last_query_at: datetime | None
     last_status: int | None
     end_reason: str | None
+    end_kind: EndKind | None
     file_list: Any
     uploading_status: str | None
     restart_count: int

@@ -47,20 +47,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 from urllib.parse import quote
 
+from orchestrator.state.base import StoreBase, check_readable, too_new
 from orchestrator.state.columns import (
-    DATETIME_COLUMNS,
     FINAL_PHASE_VALUES,
     SESSION_COLUMNS,
     STATE_COLUMNS,
+    Codec,
+    UndecodableError,
     check_no_secret_columns,
-    intent_row,
     new_session_row,
-    outcome_row,
-    update_row,
 )
 from orchestrator.state.errors import (
     StoreAccessError,
@@ -74,6 +72,7 @@ from orchestrator.state.errors import (
 from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import (
     AppOwner,
+    EndKind,
     Intent,
     KnownGood,
     ManifestState,
@@ -166,48 +165,42 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX {_LIVE_TARGET_INDEX} ON sessions (app_id, channel, uid)
         WHERE phase NOT IN ('ended', 'failed', 'unmanageable');
     """,
+    # 3: why a session ended, as a kind the planner reads (was a prefix of end_reason).
+    """
+    ALTER TABLE sessions ADD COLUMN end_kind TEXT;
+    UPDATE sessions SET end_kind = CASE
+        WHEN end_reason LIKE 'stopped%' THEN 'stopped'
+        WHEN end_reason LIKE 'exited%' THEN 'exited'
+        WHEN end_reason LIKE 'failed: conflict (53)%' THEN 'conflict'
+        WHEN end_reason LIKE 'failed: untracked (53)%' THEN 'untracked'
+        WHEN end_reason LIKE 'failed%' THEN 'failed'
+    END
+    WHERE phase IN ('ended', 'failed');
+    """,
 )
 
 check_no_secret_columns(SESSION_COLUMNS + STATE_COLUMNS + tuple(f.name for f in fields(KnownGood)))
 
 
-def _to_db(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in DATETIME_COLUMNS:
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise TypeError(f"{column} must be a timezone-aware datetime")
+class _SqliteCodec(Codec):
+    """SQLite's columns: datetimes as ISO 8601 text in UTC, JSON as compact text."""
+
+    def write_stamp(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat()
-    if column == "file_list":
+
+    def read_stamp(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value)
+
+    def write_json(self, value: Any) -> str:
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if isinstance(value, Phase | Intent):
-        return value.value
-    return value
+
+    def read_json(self, value: Any) -> Any:
+        return json.loads(value)
 
 
-class _UndecodableError(Exception):
-    """A stored value this code cannot read back (the store maps it to StoreCorruptError)."""
-
-
-def _from_db(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        if column in DATETIME_COLUMNS:
-            return datetime.fromisoformat(value)
-        if column in ("file_list", "document"):
-            return json.loads(value)
-        if column == "phase":
-            return Phase(value)
-        if column == "intent":
-            return Intent(value)
-    except (ValueError, TypeError) as exc:
-        raise _UndecodableError(f"column {column} holds {value!r:.60}: {exc}") from None
-    return value
-
-
-def _session_from_row(row: sqlite3.Row) -> SessionRecord:
-    return SessionRecord(**{c: _from_db(c, row[c]) for c in SESSION_COLUMNS})
+_CODEC = _SqliteCodec()
+_to_db = _CODEC.to_db
+_session_from_row = _CODEC.session
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -321,13 +314,6 @@ def _immediate(db: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _too_new(path: Path, version: int) -> StoreError:
-    return StoreError(
-        f"state store {path} has schema version {version}, newer than this "
-        f"orchestrator understands ({len(_MIGRATIONS)}); upgrade the orchestrator"
-    )
-
-
 def _store_error(
     path: Path, exc: sqlite3.Error, *, writer: bool, busy_timeout: float
 ) -> StoreError:
@@ -365,7 +351,7 @@ def _store_error(
     return StoreError(f"state store {path} failed: {detail}")
 
 
-class SqliteStore:
+class SqliteStore(StoreBase):
     """Sessions and per-manifest state in one SQLite file (the `Store` protocol).
 
     `writer=True` (the default) takes the store's writer lock for the life of the
@@ -400,12 +386,10 @@ class SqliteStore:
             raise ValueError("only a writer creates a store (create=True needs writer=True)")
         if not busy_timeout >= 0:
             raise ValueError(f"busy_timeout must be >= 0 seconds, not {busy_timeout!r}")
+        super().__init__(writer=writer, now=now)
         self.path = path
-        self.writer = writer
         self.busy_timeout = busy_timeout
         self._create = create
-        self._now = now or (lambda: datetime.now(UTC))
-        self._closed = False
         self._lock: WriterLock | None = None
         if writer and create:
             try:
@@ -540,7 +524,7 @@ class SqliteStore:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             current = _stored_version(db)
             if current > len(_MIGRATIONS):
-                raise _too_new(self.path, current)
+                raise too_new(self.path, current, len(_MIGRATIONS))
             for version in range(current + 1, len(_MIGRATIONS) + 1):
                 for statement in _MIGRATIONS[version - 1].split(";"):
                     if statement.strip():
@@ -551,16 +535,7 @@ class SqliteStore:
 
     def _check_version(self, db: sqlite3.Connection) -> int:
         """A reader's check: the schema must be exactly the one this code knows."""
-        current = _stored_version(db)
-        if current > len(_MIGRATIONS):
-            raise _too_new(self.path, current)
-        if current < len(_MIGRATIONS):
-            raise StoreError(
-                f"state store {self.path} has schema version {current}, older than this "
-                f"orchestrator's ({len(_MIGRATIONS)}); a writer (`orchestrator run` or "
-                "`orchestrator apply`) must upgrade it first"
-            )
-        return current
+        return check_readable(self.path, _stored_version(db), len(_MIGRATIONS))
 
     async def restore_if_removed(self) -> bool:
         """A writer's guard against its file being deleted or replaced while in use
@@ -623,10 +598,8 @@ class SqliteStore:
             return operation(self._db)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
-        except _UndecodableError as exc:
-            raise StoreCorruptError(
-                self.path, f"holds a value that cannot be read ({exc})"
-            ) from None
+        except UndecodableError as exc:
+            raise exc.corrupt(self.path) from None
 
     # -- lifecycle (the caller's side) ----------------------------------------------
 
@@ -634,23 +607,9 @@ class SqliteStore:
         """Queue `operation` on the worker thread (after everything queued before) and
         wait for it. A cancelled caller stops waiting; an operation already running
         still finishes. sqlite3 errors come back as StoreError subclasses."""
-        if self._closed:
-            raise StoreError(f"state store {self.path} is closed")
+        self._require_open()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, operation)
-
-    def _require_writer(self) -> None:
-        if not self.writer:
-            raise StoreError(f"state store {self.path} is open read-only")
-
-    @property
-    def schema_version(self) -> int:
-        """The schema version found (readers) or migrated to (writers) at open."""
-        return self._schema_version
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     async def aclose(self) -> None:
         """Finish queued operations, close the database, release the writer lock and
@@ -661,17 +620,6 @@ class SqliteStore:
         done = self._executor.submit(self._close_on_worker)
         self._executor.shutdown(wait=False)
         await asyncio.shield(asyncio.wrap_future(done))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def app_owners(self) -> list[AppOwner]:
         """No replicas on SQLite: its single writer owns every App ID."""
@@ -713,33 +661,12 @@ class SqliteStore:
     async def get_session(self, session_id: int) -> SessionRecord:
         return await self._run(lambda db: _fetch_session(db, session_id))
 
-    async def update_session(
-        self, session_id: int, **values: Unpack[SessionFields]
-    ) -> SessionRecord:
-        """Write the given fields (and `updated_at`) in one committed statement."""
-        return await self._update_always(session_id, dict(values))
-
-    async def _update_always(self, session_id: int, values: dict[str, Any]) -> SessionRecord:
-        updated = await self._update_session(session_id, None, values)
-        if updated is None:  # only a conditional update finds nothing to write
-            raise StoreError(f"state store {self.path}: session {session_id} vanished")
-        return updated
-
-    async def update_session_if(
-        self, session_id: int, phases: Collection[Phase], **values: Unpack[SessionFields]
+    async def _write_session(
+        self, session_id: int, phases: Collection[Phase] | None, row: dict[str, Any]
     ) -> SessionRecord | None:
-        """Write the given fields only while the session is in one of `phases` (checked
-        in the same statement); None when it was not (another action moved it on)."""
-        return await self._update_session(session_id, phases, dict(values))
-
-    async def _update_session(
-        self, session_id: int, phases: Collection[Phase] | None, values: dict[str, Any]
-    ) -> SessionRecord | None:
-        self._require_writer()
-        values = update_row(values, self._now())
-        columns = sorted(values)
+        columns = sorted(row)
         sql = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"  # noqa: S608
-        params = [*(_to_db(c, values[c]) for c in columns), session_id]
+        params = [*(_to_db(c, row[c]) for c in columns), session_id]
         if phases is not None:
             sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
             params += [p.value for p in phases]
@@ -757,18 +684,6 @@ class SqliteStore:
             return _fetch_session(db, session_id)
 
         return await self._run(update)
-
-    async def record_intent(
-        self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
-    ) -> SessionRecord:
-        """Before a mutating API call: what is about to be done (with any new phase)."""
-        return await self._update_always(session_id, intent_row(values, intent, self._now()))
-
-    async def record_outcome(
-        self, session_id: int, **values: Unpack[SessionFields]
-    ) -> SessionRecord:
-        """After a mutating API call: its outcome; clears the intent."""
-        return await self._update_always(session_id, outcome_row(values))
 
     async def _select_sessions(self, sql: str, params: Sequence[Any]) -> list[SessionRecord]:
         def select(db: sqlite3.Connection) -> list[SessionRecord]:
@@ -816,26 +731,20 @@ class SqliteStore:
     # -- manifest states ------------------------------------------------------------
 
     async def manifest_states(self) -> dict[str, ManifestState]:
-        names = tuple(f.name for f in fields(ManifestState))
-
         def select(db: sqlite3.Connection) -> dict[str, ManifestState]:
             rows = db.execute("SELECT * FROM manifest_states").fetchall()
-            return {
-                row["name"]: ManifestState(**{n: _from_db(n, row[n]) for n in names})
-                for row in rows
-            }
+            return {row["name"]: _CODEC.manifest_state(row) for row in rows}
 
         return await self._run(select)
 
     async def set_manifest_state(self, state: ManifestState) -> None:
         self._require_writer()
-        names = [f.name for f in fields(ManifestState)]
-        values = [_to_db(n, getattr(state, n)) for n in names]
+        values = [_to_db(n, getattr(state, n)) for n in STATE_COLUMNS]
         sql = (
-            f"INSERT INTO manifest_states ({', '.join(names)}) "  # noqa: S608
-            f"VALUES ({', '.join('?' for _ in names)}) "
+            f"INSERT INTO manifest_states ({', '.join(STATE_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' for _ in STATE_COLUMNS)}) "
             f"ON CONFLICT (name) DO UPDATE SET "
-            f"{', '.join(f'{n} = excluded.{n}' for n in names if n != 'name')}"
+            f"{', '.join(f'{n} = excluded.{n}' for n in STATE_COLUMNS if n != 'name')}"
         )
 
         def upsert(db: sqlite3.Connection) -> None:
@@ -883,16 +792,7 @@ class SqliteStore:
                     rows += db.execute(
                         f"{query} WHERE name IN ({', '.join('?' for _ in chunk)})", chunk
                     ).fetchall()
-            return {
-                row["name"]: KnownGood(
-                    name=row["name"],
-                    source_file=row["source_file"],
-                    spec_hash=row["spec_hash"],
-                    document=_from_db("document", row["document"]) if documents else {},
-                    stored_at=_from_db("stored_at", row["stored_at"]),
-                )
-                for row in rows
-            }
+            return {row["name"]: _CODEC.known_good(row, documents=documents) for row in rows}
 
         return await self._run(select)
 
@@ -904,13 +804,7 @@ class SqliteStore:
         self._require_writer()
         now = _to_db("stored_at", self._now()) if entries else None
         rows = [
-            (
-                e.name,
-                e.source_file,
-                e.spec_hash,
-                json.dumps(e.document, sort_keys=True, separators=(",", ":")),
-                now,
-            )
+            (e.name, e.source_file, e.spec_hash, _to_db("document", e.document), now)
             for e in entries
         ]
         gone = [(n,) for n in forget]
@@ -982,7 +876,7 @@ def session_summary(record: SessionRecord) -> Mapping[str, Any]:
         value = getattr(record, name)
         if isinstance(value, datetime):
             value = value.isoformat()
-        elif isinstance(value, Phase | Intent):
+        elif isinstance(value, Phase | Intent | EndKind):
             value = value.value
         out[name] = value
     return out

@@ -28,6 +28,7 @@ from typing import Any, cast
 import pytest
 
 from orchestrator.state import (
+    EndKind,
     Intent,
     KnownGood,
     ManifestState,
@@ -145,6 +146,7 @@ EVERY_FIELD: dict[str, Any] = {
     "last_query_at": T1,
     "last_status": 5,
     "end_reason": "idle exit",
+    "end_kind": EndKind.EXITED,
     "file_list": FILE_LIST,
     "uploading_status": "uploaded",
     "restart_count": 3,
@@ -180,6 +182,7 @@ async def test_create_session_defaults(store: Store) -> None:
         "last_query_at",
         "last_status",
         "end_reason",
+        "end_kind",
         "file_list",
         "uploading_status",
         "intent",
@@ -197,6 +200,7 @@ async def test_create_session_stores_every_field(store: Store) -> None:
     for name, value in EVERY_FIELD.items():
         assert getattr(created, name) == value, name
     assert created.phase is Phase.RUNNING and created.intent is Intent.UPDATE_LAYOUT
+    assert created.end_kind is EndKind.EXITED  # an enum again, not text
     assert created.updated_at == T0  # a caller's updated_at is kept on create
     assert await store.get_session(created.id) == created
 

@@ -16,12 +16,18 @@ from typing import Any
 
 import pytest
 
-from orchestrator.manifest import translate
 from orchestrator.manifest.loader import load_file
 from orchestrator.manifest.model import Manifest
+from orchestrator.reconcile.translate import Requests, stop_request, translate
 from orchestrator.secrets import resolve_secret
 
 HERE = Path(__file__).parent
+
+
+def _layout(requests: Requests) -> dict[str, Any]:
+    """The updateLayout body (mix mode only)."""
+    assert requests.update_layout is not None
+    return requests.update_layout.to_wire()
 
 
 def _manifest(name: str) -> Manifest:
@@ -32,17 +38,17 @@ def _manifest(name: str) -> Manifest:
 
 
 def _start(m: Manifest) -> dict[str, Any]:
-    return translate.start_body(m, lambda ref: resolve_secret(ref, environ={}))
+    return translate(m).start.resolved(lambda ref: resolve_secret(ref, environ={})).to_wire()
 
 
 CASES: list[tuple[str, Callable[[Manifest], dict[str, Any]], str]] = [
-    ("recording.yaml", translate.acquire_body, "acquire.json"),
+    ("recording.yaml", lambda m: translate(m).acquire.to_wire(), "acquire.json"),
     ("recording.yaml", _start, "start_recording.json"),
     ("snapshot.yaml", _start, "start_snapshot.json"),
     ("aliyun_vod.yaml", _start, "start_aliyun_vod.json"),
-    ("update.yaml", translate.update_body, "update.json"),
-    ("update_layout.yaml", translate.update_layout_body, "update_layout.json"),
-    ("recording.yaml", lambda m: translate.stop_body(m), "stop.json"),
+    ("update.yaml", lambda m: translate(m).update.to_wire(), "update.json"),
+    ("update_layout.yaml", lambda m: _layout(translate(m)), "update_layout.json"),
+    ("recording.yaml", lambda m: stop_request(m.channel, m.recording_uid).to_wire(), "stop.json"),
 ]
 
 
@@ -56,7 +62,7 @@ def test_body_equals_reference(
 
 def test_bodies_are_json_with_the_same_types() -> None:
     """UIDs are strings and floats stay floats after a JSON round trip."""
-    body = translate.update_layout_body(_manifest("update_layout.yaml"))
+    body = _layout(translate(_manifest("update_layout.yaml")))
     again = json.loads(json.dumps(body))
     region = again["clientRequest"]["layoutConfig"][0]
     assert region["uid"] == "1"
@@ -66,4 +72,4 @@ def test_bodies_are_json_with_the_same_types() -> None:
 
 def test_stop_body_from_a_stored_session() -> None:
     expected = json.loads((HERE / "stop.json").read_text(encoding="utf-8"))
-    assert translate.stop_body(channel="httpClient463224", uid=527841) == expected
+    assert stop_request("httpClient463224", 527841).to_wire() == expected

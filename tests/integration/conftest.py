@@ -8,7 +8,7 @@ Use the `emulator` fixture in any async test::
         emulator.emu.join(emulator.app_id, "room", "123")   # control: users, faults, clock
         emulator.emu.advance(301)                     # move its clock instead of sleeping
 
-`emulator.emu` is the in-process `orchestrator.agora.emulator.Emulator`; its methods
+`emulator.emu` is the in-process `orchestrator.emulator.Emulator`; its methods
 are the control API (`join`, `leave`, `set_users`, `advance`, `abort`, `fail_next`,
 `set_faults`, `clear_faults`, `requests`, `sessions`, `settings`), and the same is
 served over HTTP under `emulator.control_url`. Each test gets a fresh emulator on
@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from orchestrator.agora.client import AgoraClient, RateLimiter, RetryPolicy
-from orchestrator.agora.emulator import AppConfig, Emulator, EmulatorConfig, running_emulator
+from orchestrator.emulator import AppConfig, Emulator, EmulatorConfig, running_emulator
 
 CUSTOMER_ID = "test-customer"
 CUSTOMER_SECRET = "test-customer-secret"

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import agora_bodies as bodies
 import pytest
 
-from orchestrator.agora.emulator import is_loopback
 from orchestrator.agora.errors import RetryableError
+from orchestrator.emulator import is_loopback
 
 if TYPE_CHECKING:
     from conftest import EmulatorHandle

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from orchestrator.manifest import translate
 from orchestrator.manifest.loader import load_manifests
 from orchestrator.manifest.model import Manifest
+from orchestrator.reconcile.translate import stop_request, translate
 
 if TYPE_CHECKING:
     from conftest import EmulatorHandle
@@ -33,15 +33,15 @@ def _manifests() -> list[Manifest]:
 async def test_example_manifest_lifecycle(emulator: EmulatorHandle, m: Manifest) -> None:
     client = emulator.client()
     app = emulator.app_id
-    mode = translate.mode_path(m)
-    acquire = translate.acquire_body(m)
-    rid = await client.acquire(app, acquire)
-    sid = await client.start(app, rid, mode, translate.start_body(m, lambda ref: "resolved-secret"))
-    emulator.emu.join(app, acquire["cname"], "4242")
-    await client.update(app, rid, sid, mode, translate.update_body(m))
-    if mode == "mix":
-        await client.update_layout(app, rid, sid, mode, translate.update_layout_body(m))
+    requests = translate(m)  # typed requests, sent as the executor sends them
+    mode = requests.mode
+    rid = await client.acquire(app, requests.acquire)
+    sid = await client.start(app, rid, mode, requests.start.resolved(lambda ref: "resolved-secret"))
+    emulator.emu.join(app, m.channel, "4242")
+    await client.update(app, rid, sid, mode, requests.update)
+    if requests.update_layout is not None:
+        await client.update_layout(app, rid, sid, mode, requests.update_layout)
     query = await client.query(app, rid, sid, mode)
     assert query.sid == sid
-    stopped = await client.stop(app, rid, sid, mode, translate.stop_body(m))
+    stopped = await client.stop(app, rid, sid, mode, stop_request(m.channel, m.recording_uid))
     assert stopped.serverResponse.uploadingStatus == "uploaded"

@@ -27,7 +27,7 @@ import pytest
 
 from orchestrator.agora.client import AgoraClient, RateLimiter, RetryPolicy
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]  # e2e: the emulator's CLI
 
 APP = f"{0xC1:032x}"
 CUSTOMER_ID = "load-customer"

@@ -21,13 +21,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.agora.client import RateLimiter, RetryPolicy
-from orchestrator.agora.emulator import FaultConfig
 from orchestrator.agora.errors import (
     AlreadyStartedError,
     AmbiguousStartError,
     RetryableError,
     StopAlreadyEndedError,
 )
+from orchestrator.emulator import FaultConfig
 
 if TYPE_CHECKING:
     from conftest import EmulatorHandle
@@ -74,16 +74,28 @@ async def test_failed_start_is_retried_with_the_same_resource(
 
 
 async def test_timed_out_start_is_ambiguous(emulator: EmulatorHandle) -> None:
-    # The retry waits 0.6 s, so it arrives after the slow first attempt took effect.
+    # The backoff (0.6 s asked for) is not slept: the injected sleep records it and
+    # returns once the slow first attempt took effect, so the retry arrives after it.
+    delays: list[float] = []
+
+    async def backoff(seconds: float) -> None:
+        delays.append(seconds)
+        async with asyncio.timeout(10):  # bounded; the emulator acts 0.5 s after arrival
+            while not emulator.emu.sessions():  # noqa: ASYNC110 (its state has no event)
+                await asyncio.sleep(0.01)
+
     client = emulator.client(
         timeout=httpx.Timeout(0.2, connect=1.0),
-        retry=RetryPolicy(max_attempts=3, base_delay=0.6, max_delay=0.6, random=lambda: 1.0),
+        retry=RetryPolicy(
+            max_attempts=3, base_delay=0.6, max_delay=0.6, sleep=backoff, random=lambda: 1.0
+        ),
     )
     app = emulator.app_id
     rid = await client.acquire(app, bodies.acquire())
     emulator.emu.fail_next("start", "delay", seconds=0.5)
     with pytest.raises(AmbiguousStartError):
         await client.start(app, rid, "mix", bodies.start_recording())
+    assert delays == [0.6]
 
 
 async def test_lost_acquire_is_harmless(emulator: EmulatorHandle) -> None:
@@ -151,6 +163,7 @@ async def test_seeded_random_faults_are_reproducible(emulator: EmulatorHandle) -
     assert {status for status, _ in outcomes[0]} == {200, 400, 500}
 
 
+@pytest.mark.slow  # 22 calls at 10 per second, in real time
 async def test_twenty_concurrent_callers_get_no_429(emulator: EmulatorHandle) -> None:
     """Through one shared limiter, 20 concurrent callers stay under 10 requests/s.
 

@@ -12,6 +12,8 @@ once it appears, also after it was removed; a directory replaced behind a symlin
 
 Waits are bounded (`asyncio.wait_for`, 10 s) and no assertion depends on a tight
 timing: "nothing more" is checked over a quiet period longer than two debounces.
+The tests that wait through real debounces and quiet periods (about 2 s or more
+each) are marked `slow`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ async def quiet(batches: Batches, seconds: float) -> None:
     assert batches.empty(), batches.get_nowait()
 
 
+@pytest.mark.slow
 async def test_a_write_is_one_callback(tmp_path: Path) -> None:
     async with watching(tmp_path, debounce=0.3) as (watcher, batches):
         assert watcher.watching
@@ -74,6 +77,7 @@ async def test_a_write_is_one_callback(tmp_path: Path) -> None:
         await quiet(batches, 1.0)
 
 
+@pytest.mark.slow
 async def test_a_burst_of_fifty_files_is_exactly_one_callback(tmp_path: Path) -> None:
     (tmp_path / "team").mkdir()
     async with watching(tmp_path, debounce=1.0) as (_, batches):
@@ -86,6 +90,7 @@ async def test_a_burst_of_fifty_files_is_exactly_one_callback(tmp_path: Path) ->
         await quiet(batches, 2.5)
 
 
+@pytest.mark.slow
 async def test_scratch_and_hidden_files_trigger_nothing(tmp_path: Path) -> None:
     async with watching(tmp_path, debounce=0.3) as (_, batches):
         for name in (".a.yaml.swp", "4913", "a.yaml~", "#a.yaml#", ".#a.yaml", "README.md"):
@@ -98,6 +103,7 @@ async def test_scratch_and_hidden_files_trigger_nothing(tmp_path: Path) -> None:
         assert await next_batch(batches) == {real(tmp_path / "real.yaml")}
 
 
+@pytest.mark.slow
 async def test_directories_created_and_moved_out_trigger(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     (tree / "old").mkdir(parents=True)
@@ -116,6 +122,7 @@ async def test_polling_sees_a_write(tmp_path: Path) -> None:
         assert real(tmp_path / "p.yaml") in await next_batch(batches)
 
 
+@pytest.mark.slow
 async def test_a_change_during_a_slow_callback_comes_in_the_next_one(tmp_path: Path) -> None:
     batches: Batches = asyncio.Queue()
 
@@ -131,6 +138,7 @@ async def test_a_change_during_a_slow_callback_comes_in_the_next_one(tmp_path: P
         assert await next_batch(batches) == {real(tmp_path / "b.yaml")}
 
 
+@pytest.mark.slow
 async def test_stop_is_prompt_even_while_a_callback_hangs(tmp_path: Path) -> None:
     watcher = ManifestWatcher(tmp_path, lambda _: asyncio.sleep(0), debounce=0.3)
     await watcher.start()
@@ -153,6 +161,7 @@ async def test_stop_is_prompt_even_while_a_callback_hangs(tmp_path: Path) -> Non
     assert time.monotonic() - started < 3.0
 
 
+@pytest.mark.slow
 async def test_a_failing_callback_is_logged_and_watching_goes_on(tmp_path: Path) -> None:
     calls: Batches = asyncio.Queue()
     count = 0
@@ -174,6 +183,7 @@ async def test_a_failing_callback_is_logged_and_watching_goes_on(tmp_path: Path)
     assert len(failed) == 1 and failed[0]["log_level"] == "error" and failed[0]["exc_info"]
 
 
+@pytest.mark.slow
 async def test_a_missing_directory_is_logged_then_watched_when_it_appears(tmp_path: Path) -> None:
     missing = tmp_path / "recordings.d"
     with capture_logs() as logs:
@@ -194,6 +204,7 @@ async def test_a_missing_directory_is_logged_then_watched_when_it_appears(tmp_pa
             assert await next_batch(batches) == {real(missing / "a.yaml")}
 
 
+@pytest.mark.slow
 async def test_the_directory_removed_and_created_again(tmp_path: Path) -> None:
     root = tmp_path / "recordings.d"
     root.mkdir()
@@ -226,6 +237,7 @@ async def test_a_file_instead_of_a_directory_does_not_crash(tmp_path: Path) -> N
     assert [e["reason"] for e in logs if e["event"] == "watch.unavailable"] == ["not a directory"]
 
 
+@pytest.mark.slow
 async def test_a_release_switched_behind_a_symlink_is_reported_and_watched(
     tmp_path: Path,
 ) -> None:

@@ -18,6 +18,19 @@ MIX: dict[str, Any] = {
 }
 INDIVIDUAL: dict[str, Any] = {**MIX, "mode": "individual", "recording": {"subscribeUidGroup": 0}}
 
+GOOD_TEXT = """\
+name: {name}
+app: main
+channel: {channel}
+uid: 527841
+mode: mix
+schedule:
+  cron: "0 9 * * 1-5"
+  timezone: UTC
+  duration: 30m
+"""
+"""A valid manifest file (uid on line 4, schedule on line 6); fill in name and channel."""
+
 
 def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """A deep copy of `base` with top-level keys replaced (None removes a key)."""
@@ -34,11 +47,12 @@ def errors_of(doc: Any) -> list[tuple[str, str]]:
     """(dotted field, message) of every error the model reports, violations unpacked."""
     from pydantic import ValidationError
 
-    from orchestrator.manifest.loader import _diagnose
-    from orchestrator.manifest.model import Manifest, dotted_path
+    from orchestrator.manifest.diagnostics import diagnose
+    from orchestrator.manifest.model import Manifest
+    from orchestrator.manifest.rules import dotted_path
 
     try:
         Manifest.model_validate(doc)
     except ValidationError as exc:
-        return [(dotted_path(loc), message) for loc, message, _ in _diagnose(exc)]
+        return [(dotted_path(loc), message) for loc, message, _ in diagnose(exc)]
     return []

@@ -20,20 +20,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from manifest_docs import GOOD_TEXT
 
-from orchestrator.manifest.loader import MAX_FILE_BYTES, discover, load_file, load_manifests
+from orchestrator.manifest.loader import (
+    MAX_FILE_BYTES,
+    ManifestCache,
+    discover,
+    load_file,
+    load_manifests,
+)
 
-GOOD = """\
-name: standup
-app: main
-channel: room-1
-uid: 527841
-mode: mix
-schedule:
-  cron: "0 9 * * 1-5"
-  timezone: UTC
-  duration: 30m
-"""
+GOOD = GOOD_TEXT.format(name="standup", channel="room-1")
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> str:
@@ -332,30 +329,30 @@ def test_every_file_is_checked_even_when_others_fail(tmp_path: Path) -> None:
 
 
 def test_the_fast_path_is_libyaml() -> None:
-    from orchestrator.manifest.loader import _fast_loader
+    from orchestrator.manifest.fastyaml import fast_loader
 
-    assert [c.__name__ for c in _fast_loader().__mro__[1:3]] == ["CParser", "SafeConstructor"]
+    assert [c.__name__ for c in fast_loader().__mro__[1:3]] == ["CParser", "SafeConstructor"]
 
 
-def test_positions_are_only_computed_for_files_with_findings(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from orchestrator.manifest import loader
+def test_positions_are_only_computed_for_files_with_findings(tmp_path: Path) -> None:
+    """The round-trip parse that places findings (`LoadStats.positioned`) is paid only by
+    files with a finding the fast path cannot place: not by valid files, nor by a
+    warning on a top-level key."""
+    cache = ManifestCache([tmp_path], freeze=False)
+    write(tmp_path, "good.yaml", GOOD)
+    assert cache.load().diagnostics == []
+    assert cache.last is not None and (cache.last.parsed, cache.last.positioned) == (1, 0)
 
-    calls: list[str] = []
-    real = loader._position_tree
+    always = GOOD.replace("standup", "late").replace("room-1", "room-2").split("schedule:")[0]
+    write(tmp_path, "late.yaml", always + "schedule: always\nstartingDeadline: 5m\n")
+    (warning,) = cache.load().warnings
+    assert (warning.field, warning.line) == ("startingDeadline", 7)
+    assert (cache.last.parsed, cache.last.positioned) == (1, 0)
 
-    def spy(text: str) -> list[object]:
-        calls.append(text)
-        return real(text)
-
-    monkeypatch.setattr(loader, "_position_tree", spy)
-    good = write(tmp_path, "good.yaml", GOOD)
-    bad = write(tmp_path, "bad.yaml", GOOD.replace("uid: 527841", "uid: 0"))
-    assert load_file(good)[1] == []
-    assert calls == []
-    assert load_file(bad)[1][0].line == 4
-    assert len(calls) == 1
+    write(tmp_path, "bad.yaml", GOOD.replace("standup", "bad").replace("uid: 527841", "uid: 0"))
+    (error,) = cache.load().errors
+    assert (error.field, error.line, error.column) == ("uid", 4, 6)
+    assert (cache.last.parsed, cache.last.positioned) == (1, 1)
 
 
 def test_validation_error_text_hides_inputs() -> None:

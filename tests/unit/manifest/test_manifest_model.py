@@ -2,13 +2,14 @@
 
 Covers: identity fields (name, app, channel charset and length, uid range and
 `auto`), words and codes for every enumerated field (case-insensitive, regions by
-vendor), durations, recording lists (size, `#allstream#`, subscribe xor
-unsubscribe, lists vs streams), subscribeUidGroup (required in individual mode,
-derived when certain, checked when explicit), transcoding limits, layout kinds,
-and the reference's exclusions and mode restrictions (recording files xor
-snapshots, snapshots only individual with video, aliyun VOD only mix without
-storage or snapshots, transcoding/layout/audioProfile only mix), schedule forms,
-resourceExpiredHour, secrets.
+vendor), durations in fields (their grammar: test_manifest_scalars), recording
+lists (size, `#allstream#`, subscribe xor unsubscribe, lists vs streams),
+subscribeUidGroup (required in individual mode, derived when certain, checked
+when explicit), transcoding limits, layout kinds, and the reference's exclusions
+and mode restrictions (recording files xor snapshots, snapshots only individual
+with video, aliyun VOD only mix without storage or snapshots,
+transcoding/layout/audioProfile only mix), schedule forms, resourceExpiredHour,
+secrets.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from manifest_docs import INDIVIDUAL, MIX, errors_of, with_
 from pydantic import ValidationError
 
-from orchestrator.manifest.model import MAX_UID, Manifest, Mode, derive_uid, parse_duration
+from orchestrator.manifest.model import MAX_UID, Manifest, Mode, derive_uid
 from orchestrator.secrets import CredentialSecret, EnvSecret, LiteralSecret
 
 STORAGE = {
@@ -554,14 +555,6 @@ def test_schedule_forms_build() -> None:
     ).build_schedule()
     assert windows.active_at(now + timedelta(hours=1, minutes=30)) is not None
     assert windows.active_at(now) is None
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90s", 90), ("30m", 1800), ("1h30m", 5400), ("2h", 7200), ("1d", 86400), (45, 45), ("0s", 0)],
-)
-def test_durations(text: Any, seconds: int) -> None:
-    assert parse_duration(text) == timedelta(seconds=seconds)
 
 
 def test_secrets_are_references_and_literals_are_found() -> None:

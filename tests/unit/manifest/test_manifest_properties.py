@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.manifest import translate
 from orchestrator.manifest.loader import load_file
+from orchestrator.reconcile.translate import translate
 
 EXAMPLES = sorted((Path(__file__).parents[3] / "recordings.d").glob("*.yaml"))
 SETTINGS = settings(
@@ -85,10 +85,8 @@ def check(path: Path, content: str | bytes) -> None:
         assert d.column >= 1, d
         assert d.message
     for item in loaded if not errors else []:
-        translate.start_body(item.manifest, translate.describe_secret)
-        translate.update_body(item.manifest)
-        translate.update_layout_body(item.manifest)
-        translate.fingerprints(item.manifest)
+        translate(item.manifest).start.described()
+        translate(item.manifest).update.to_wire()
 
 
 def mutate(doc: Any, data: st.DataObject, depth: int = 0) -> Any:

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from manifest_docs import GOOD_TEXT
 from unprivileged import as_unprivileged
 
 from orchestrator.manifest.loader import (
@@ -34,22 +35,10 @@ from orchestrator.manifest.loader import (
     load_manifests,
 )
 
-GOOD = """\
-name: {name}
-app: main
-channel: {name}
-uid: 527841
-mode: mix
-schedule:
-  cron: "0 9 * * 1-5"
-  timezone: UTC
-  duration: 30m
-"""
-
 
 def write(path: Path, name: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(GOOD.format(name=name), encoding="utf-8")
+    path.write_text(GOOD_TEXT.format(name=name, channel=name), encoding="utf-8")
     return str(path)
 
 

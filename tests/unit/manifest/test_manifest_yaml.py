@@ -1,7 +1,7 @@
-"""The loader's fast YAML path gives exactly what ruamel's own safe loader gives.
+"""The fast YAML path gives exactly what ruamel's own safe loader gives.
 
 The loader builds plain maps, lists and strings itself and leaves every other
-node to ruamel's SafeConstructor (see `loader._construct`). Covers: scalars of
+node to ruamel's SafeConstructor (see `fastyaml._construct`). Covers: scalars of
 every core type and spelling, explicit tags, anchors and aliases (shared
 objects), merge keys, duplicate keys (kept once, reported), several documents, and
 random values dumped in block and flow style (hypothesis).
@@ -20,7 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import YAMLError
 
-from orchestrator.manifest.loader import _fast_documents
+from orchestrator.manifest.fastyaml import fast_documents
 
 
 def reference(text: str) -> list[Any]:
@@ -28,7 +28,7 @@ def reference(text: str) -> list[Any]:
 
 
 def fast(text: str) -> list[Any]:
-    return [doc.data for doc in _fast_documents(text)]
+    return [doc.data for doc in fast_documents(text)]
 
 
 def same(a: Any, b: Any) -> bool:
@@ -82,7 +82,7 @@ def test_duplicate_keys_keep_the_first_and_are_reported() -> None:
     text = "a: 1\nb:\n  c: 1\n  c: 2\n"
     with pytest.raises(DuplicateKeyError):
         reference(text)
-    (doc,) = _fast_documents(text)
+    (doc,) = fast_documents(text)
     assert doc.data == {"a": 1, "b": {"c": 1}}
     assert [(d.loc, d.key, d.first, d.again) for d in doc.duplicates] == [
         (("b", "c"), "c", (3, 3), (4, 3))

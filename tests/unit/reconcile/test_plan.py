@@ -27,7 +27,8 @@ from orchestrator.reconcile.plan import (
     restart_backoff,
 )
 from orchestrator.schedule import FAR_FUTURE, FAR_PAST, always_schedule, windows_schedule
-from orchestrator.state import Intent, ManifestState, Phase, SessionRecord
+from orchestrator.state import EndKind, Intent, ManifestState, Phase, SessionRecord
+from tests.unit.reconcile.desired_recordings import desired_recording
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 W_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -37,21 +38,7 @@ PAST_WINDOW = windows_schedule([(W_START - timedelta(days=1), W_END - timedelta(
 
 
 def desired(**changes: Any) -> DesiredRecording:
-    base = DesiredRecording(
-        name="standup",
-        app="main",
-        app_id="app1",
-        channel="room",
-        uid=527841,
-        mode="mix",
-        schedule=IN_WINDOW,
-        spec_hash="spec1",
-        subscription_hash="sub1",
-        layout_hash="lay1",
-        restart_hash="rst1",
-        source_file="recordings.d/standup.yaml",
-    )
-    return replace(base, **changes)
+    return desired_recording(**{"schedule": IN_WINDOW, **changes})
 
 
 def session(**changes: Any) -> SessionRecord:
@@ -325,7 +312,7 @@ def _died(restart_count: int, ran: int, ended_ago: int, **changes: Any) -> Sessi
         (_died(5, ran=600, ended_ago=1), "start", 1),
         # A start that never recorded (conflict) backs off from the first failure.
         (ended(end_reason="failed: conflict (53): x", started_at=None), "backoff", 1),
-        (ended(end_reason="stopped: restart (spec changed)"), "start", 0),
+        (ended(end_reason="stopped: restart (spec changed)", end_kind=EndKind.STOPPED), "start", 0),
         (
             ended(
                 end_reason="exited: idle exit (status 8)",

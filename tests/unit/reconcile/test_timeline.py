@@ -6,31 +6,18 @@ drawn differently, `always` has no stop event, the next-step summary.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from orchestrator.reconcile.plan import DesiredRecording
 from orchestrator.reconcile.timeline import describe_next, lanes, render
 from orchestrator.schedule import always_schedule, windows_schedule
+from tests.unit.reconcile.desired_recordings import desired_recording
 
 NOW = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
 
 
 def desired(name: str, schedule: object, suspend: bool = False) -> DesiredRecording:
-    base = DesiredRecording(
-        name=name,
-        app="main",
-        app_id="a",
-        channel="c",
-        uid=1,
-        mode="mix",
-        schedule=always_schedule(),
-        spec_hash="s",
-        subscription_hash="s",
-        layout_hash="l",
-        restart_hash="r",
-    )
-    return replace(base, schedule=schedule, suspend=suspend)  # type: ignore[arg-type]
+    return desired_recording(name=name, schedule=schedule, suspend=suspend)
 
 
 def test_chart_columns_and_events() -> None:

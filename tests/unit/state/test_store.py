@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.state import (
+    EndKind,
     Intent,
     ManifestState,
     Phase,
@@ -24,6 +25,9 @@ from orchestrator.state import (
     open_store,
 )
 from orchestrator.state.store import sqlite_path_from_url
+
+# The schema version this code writes: 3 since `end_kind` (why a session ended).
+LATEST_SCHEMA = 3
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -44,7 +48,7 @@ def _session_fields(name: str = "standup") -> dict[str, object]:
 
 async def test_migrates_and_uses_wal(tmp_path: Path) -> None:
     async with open_store(f"sqlite:///{tmp_path}/state.db", create=True) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST_SCHEMA
     db = sqlite3.connect(tmp_path / "state.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -181,13 +185,44 @@ async def test_a_version_1_store_gets_the_one_live_session_per_target_index(
         await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
     db = sqlite3.connect(path)  # as version 1 left it
     db.execute("DROP INDEX sessions_one_live_per_target")
+    db.execute("ALTER TABLE sessions DROP COLUMN end_kind")
     db.execute("UPDATE schema_version SET version = 1")
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="older than this orchestrator"):
         open_store(f"sqlite:///{path}", writer=False)
     async with open_store(f"sqlite:///{path}") as store:  # a writer upgrades it
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST_SCHEMA
         with pytest.raises(StoreConflictError, match="app ID app1 channel 'room' uid 527841"):
             await store.create_session(**_session_fields())
         assert len(await store.live_sessions()) == 1
+
+
+@pytest.mark.parametrize(
+    ("end_reason", "kind"),
+    [
+        ("stopped: window over", EndKind.STOPPED),
+        ("exited: idle exit or stopped (status 8)", EndKind.EXITED),
+        ("failed: conflict (53): our unmanageable session 7 is still recording", EndKind.CONFLICT),
+        ("failed: untracked (53): a recording the store does not know", EndKind.UNTRACKED),
+        ("failed: start: code 2", EndKind.FAILED),
+    ],
+)
+async def test_a_version_2_store_gets_end_kind_from_its_end_reasons(
+    tmp_path: Path, end_reason: str, kind: EndKind
+) -> None:
+    """Version 3 adds `end_kind`; the sessions that had ended get theirs from the text."""
+    path = tmp_path / "state.db"
+    async with open_store(f"sqlite:///{path}", create=True) as store:
+        ended = await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
+        live = await store.create_session(**_session_fields())
+    db = sqlite3.connect(path)  # as version 2 left it
+    db.execute("ALTER TABLE sessions DROP COLUMN end_kind")
+    db.execute("UPDATE sessions SET end_reason = ? WHERE id = ?", (end_reason, ended.id))
+    db.execute("UPDATE schema_version SET version = 2")
+    db.commit()
+    db.close()
+    async with open_store(f"sqlite:///{path}") as store:  # a writer upgrades it
+        assert store.schema_version == LATEST_SCHEMA
+        assert (await store.get_session(ended.id)).end_kind is kind
+        assert (await store.get_session(live.id)).end_kind is None

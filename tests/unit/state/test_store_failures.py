@@ -49,6 +49,9 @@ from orchestrator.state import (
     open_store,
 )
 
+# The schema version this code writes: 3 since `end_kind` (why a session ended).
+LATEST_SCHEMA = 3
+
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 WAIT = 60.0  # seconds; a bound for a loaded machine, never reached when it works
 
@@ -223,7 +226,7 @@ async def test_create_makes_a_private_store_and_on_an_existing_one_just_opens_it
     finally:
         os.umask(previous)
     async with store:
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST_SCHEMA
         created = await store.create_session(**_session_fields())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -237,7 +240,7 @@ async def test_create_discards_the_leftover_of_a_crashed_creation(tmp_path: Path
     path.with_name("s.db.new").write_bytes(b"half a database")
     path.with_name("s.db.new-journal").write_bytes(b"x")
     async with open_store(str(path), create=True) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST_SCHEMA
     assert _names(tmp_path) == ["s.db", "s.db.lock"]
 
 

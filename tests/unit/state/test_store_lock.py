@@ -43,6 +43,9 @@ from orchestrator.state import (
 )
 from orchestrator.state.lock import lock_path_for
 
+# The schema version this code writes: 3 since `end_kind` (why a session ended).
+LATEST_SCHEMA = 3
+
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 WAIT = 60.0  # seconds; a bound for a loaded machine, never reached when it works
 
@@ -168,7 +171,7 @@ async def test_lock_is_released_by_aclose(tmp_path: Path) -> None:
     await first.aclose()
     assert lock_path_for(tmp_path / "s.db").read_bytes() == b""  # holder record cleared
     async with open_store(url, holder="apply") as second:
-        assert second.schema_version == 2
+        assert second.schema_version == LATEST_SCHEMA
         holder = json.loads(lock_path_for(tmp_path / "s.db").read_text())
         assert holder["command"] == "apply" and holder["pid"] == os.getpid()
 
@@ -259,7 +262,7 @@ async def test_reader_works_while_a_writer_holds_the_lock(tmp_path: Path) -> Non
             assert [s.id for s in await reader.live_sessions()] == [created.id]
             await writer.record_outcome(created.id, sid="S1")
             assert (await reader.get_session(created.id)).sid == "S1"
-            assert reader.schema_version == 2
+            assert reader.schema_version == LATEST_SCHEMA
             # The reader took no lock: the holder is still the writer, and it holds.
             assert json.loads(lock_path_for(tmp_path / "s.db").read_text())["command"] == "run"
             with pytest.raises(StoreBusyError):
@@ -308,7 +311,7 @@ async def test_reader_never_migrates_an_older_store(tmp_path: Path) -> None:
     async with open_store(str(path)):
         pass
     async with open_store(str(path), writer=False) as reader:
-        assert reader.schema_version == 2
+        assert reader.schema_version == LATEST_SCHEMA
 
 
 async def test_reader_refuses_a_newer_store_and_garbage(tmp_path: Path) -> None:

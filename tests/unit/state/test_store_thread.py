@@ -44,6 +44,7 @@ class Probe:
 
     threads: list[tuple[int, str]] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
+    connections: list[sqlite3.Connection] = field(default_factory=list)
     gate_on: str | None = None
     entered: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
@@ -73,7 +74,9 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
     real_connect = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        return real_connect(*args, factory=RecordingConnection, **kwargs)
+        connection = real_connect(*args, factory=RecordingConnection, **kwargs)
+        seen.connections.append(connection)
+        return connection
 
     monkeypatch.setattr(sqlite3, "connect", connect)
     return seen
@@ -118,10 +121,12 @@ async def test_every_statement_runs_on_one_worker_thread(tmp_path: Path, probe: 
     assert len(probe.threads) > by_writer  # the reader's statements, off the loop too
 
 
-async def test_connection_is_unusable_from_the_loop_thread(tmp_path: Path) -> None:
-    async with open_store(str(tmp_path / "s.db"), create=True) as store:
-        with pytest.raises(sqlite3.ProgrammingError, match="thread"):
-            store._db.execute("SELECT 1")
+async def test_connection_is_unusable_from_the_loop_thread(tmp_path: Path, probe: Probe) -> None:
+    async with open_store(str(tmp_path / "s.db"), create=True):
+        assert probe.connections  # the store's, made on its worker thread
+        for connection in probe.connections:
+            with pytest.raises(sqlite3.ProgrammingError, match="thread"):
+                connection.execute("SELECT 1")
 
 
 async def test_the_loop_keeps_running_while_a_commit_is_stalled(

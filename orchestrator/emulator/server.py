@@ -4,7 +4,7 @@ Tests, the demo, the benchmarks and users without an Agora account run the clien
 against it. It answers like the reference: the six endpoints at their paths, Basic
 auth, the exact content type, error bodies (`{"code": N, "reason": ...}` and the
 gateway's `{"message": ...}`), 10 requests per second per App ID, resource expiry,
-idle exit, status codes and file lists by mode (the rules live in `emulator_state`).
+idle exit, status codes and file lists by mode (the rules live in `state.py`).
 
 A control API under `/_emulator/` (no auth, loopback peers only) puts users in
 channels, injects faults, moves the clock, changes TTLs and shows what the emulator
@@ -27,12 +27,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
-from orchestrator.agora.emulator_state import (
+from orchestrator.contract import ErrorCode
+from orchestrator.emulator.state import (
     ROLE_AUDIENCE,
     ROLE_BROADCASTER,
     Answer,
@@ -40,6 +41,9 @@ from orchestrator.agora.emulator_state import (
     Settings,
     error,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 CONTENT_TYPE = "application/json;charset=utf-8"
 CONTROL_PREFIX = "/_emulator"
@@ -94,6 +98,14 @@ class EmulatorClock:
         return self.now()
 
 
+def _known_fields(cls: type[DataclassInstance], data: dict[str, Any], what: str) -> dict[str, Any]:
+    """`data`, if it names only fields of `cls`; ValueError naming the others."""
+    unknown = set(data) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown {what}: {sorted(unknown)}")
+    return data
+
+
 @dataclass
 class FaultConfig:
     """Random faults, deterministic for a given `seed` and request order.
@@ -114,10 +126,7 @@ class FaultConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        config = cls(**data)
+        config = cls(**_known_fields(cls, data, "fault settings"))
         for rate in (config.error_rate, config.code65_rate, config.lost_rate):
             if not 0.0 <= float(rate) <= 1.0:
                 raise ValueError("rates must be between 0 and 1")
@@ -156,10 +165,7 @@ class NextFault:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NextFault:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
-        fault = cls(**data)
+        fault = cls(**_known_fields(cls, data, "fault fields"))
         if fault.endpoint != "*" and fault.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be '*' or one of {ENDPOINTS}")
         if fault.kind not in FAULT_KINDS:
@@ -317,10 +323,12 @@ class Emulator:
         raw = await request.read()
         if request.method == "POST":
             if request.headers.get("Content-Type") != CONTENT_TYPE:
-                return error(8, f"Content-Type must be {CONTENT_TYPE}"), _parse(raw)
+                return error(ErrorCode.BAD_HEADER, f"Content-Type must be {CONTENT_TYPE}"), _parse(
+                    raw
+                )
             body = _parse(raw)
             if not isinstance(body, dict):
-                return error(8, "the request body is not a JSON object"), body
+                return error(ErrorCode.BAD_HEADER, "the request body is not a JSON object"), body
         low, high = self.faults.latency
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high))
@@ -329,7 +337,10 @@ class Emulator:
             if fault.kind == "error":
                 return Answer(fault.status, {"message": "An unexpected error occurred"}), body
             if fault.kind == "code65":
-                return error(65, "request not completed, retry with the same resource ID"), body
+                return error(
+                    ErrorCode.NETWORK_JITTER,
+                    "request not completed, retry with the same resource ID",
+                ), body
             if fault.kind == "answer":
                 if fault.code is None:
                     return Answer(fault.status, {"message": "injected gateway error"}), body
@@ -352,7 +363,10 @@ class Emulator:
         if endpoint == "acquire":
             app = self.config.apps.get(app_id)
             if app is not None and not app.recording_enabled:
-                return error(62, "cloud recording is not enabled for this App ID")
+                return error(
+                    ErrorCode.NO_RECORDING_PERMISSION,
+                    "cloud recording is not enabled for this App ID",
+                )
             return state.acquire(app_id, body, now)
         resource_id, mode = match["resourceid"], match["mode"]
         if endpoint == "start":

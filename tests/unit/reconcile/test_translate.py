@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from manifest_docs import INDIVIDUAL, MIX, with_
 
-from orchestrator.manifest import translate
 from orchestrator.manifest.model import Manifest
+from orchestrator.reconcile.translate import Requests, translate
 from orchestrator.secrets import SecretRef
+from tests.unit.manifest.manifest_docs import INDIVIDUAL, MIX, with_
 
 STORAGE = {
     "vendor": "tencent-cos",
@@ -28,6 +28,12 @@ STORAGE = {
     "accessKey": {"env": "AK"},
     "secretKey": {"credential": "sk"},
 }
+
+
+def _layout(requests: Requests) -> dict[str, Any]:
+    """The updateLayout body (mix mode only)."""
+    assert requests.update_layout is not None
+    return requests.update_layout.to_wire()
 
 
 def build(doc: dict[str, Any]) -> Manifest:
@@ -57,7 +63,7 @@ def test_start_body_codes_and_spelling() -> None:
             token={"file": "/run/token"},
         )
     )
-    body = translate.start_body(m, placeholder)
+    body = translate(m).start.resolved(placeholder).to_wire()
     assert body["uid"] == str(m.recording_uid)
     client = body["clientRequest"]
     assert client["token"] == "resolved(file:/run/token)"
@@ -89,7 +95,7 @@ def test_start_body_codes_and_spelling() -> None:
         "secretKey": "resolved(credential:sk)",
     }
     assert "recordingFileConfig" not in client
-    assert translate.mode_path(m) == "mix"
+    assert str(translate(m).mode) == "mix"
 
 
 def test_individual_start_body_derives_the_uid_group() -> None:
@@ -100,11 +106,11 @@ def test_individual_start_body_derives_the_uid_group() -> None:
             recordingFiles={},
         )
     )
-    config = translate.start_body(m, placeholder)["clientRequest"]["recordingConfig"]
+    config = translate(m).start.resolved(placeholder).to_wire()["clientRequest"]["recordingConfig"]
     assert config["subscribeUidGroup"] == 2  # 8 distinct uids: 8-12
     assert config["subscribeAudioUids"] == ["1", "2", "3", "4"]
     assert "transcodingConfig" not in config
-    assert translate.mode_path(m) == "individual"
+    assert str(translate(m).mode) == "individual"
 
 
 @pytest.mark.parametrize(
@@ -130,12 +136,12 @@ def test_individual_start_body_derives_the_uid_group() -> None:
     ],
 )
 def test_update_body(recording: dict[str, Any], expected: dict[str, Any]) -> None:
-    body = translate.update_body(build(with_(MIX, recording=recording)))
+    body = translate(build(with_(MIX, recording=recording))).update.to_wire()
     assert body["clientRequest"] == {"streamSubscribe": expected}
 
 
 def test_update_layout_sends_the_whole_layout_even_the_defaults() -> None:
-    default = translate.update_layout_body(build(MIX))["clientRequest"]
+    default = _layout(translate(build(MIX)))["clientRequest"]
     assert default == {"mixedVideoLayout": 0, "backgroundColor": "#000000"}
     custom = build(
         with_(
@@ -146,7 +152,7 @@ def test_update_layout_sends_the_whole_layout_even_the_defaults() -> None:
             },
         )
     )
-    regions = translate.update_layout_body(custom)["clientRequest"]["layoutConfig"]
+    regions = _layout(translate(custom))["clientRequest"]["layoutConfig"]
     assert regions == [
         {"x_axis": 0.0, "y_axis": 0.0, "width": 1.0, "height": 1.0, "render_mode": 0}
     ]
@@ -165,9 +171,11 @@ def test_vod_body_keeps_optional_video_data_and_policy() -> None:
             },
         )
     )
-    service = translate.start_body(m, placeholder)["clientRequest"]["extensionServiceConfig"][
-        "extensionServices"
-    ][0]
+    service = (
+        translate(m)
+        .start.resolved(placeholder)
+        .to_wire()["clientRequest"]["extensionServiceConfig"]["extensionServices"][0]
+    )
     assert service["serviceName"] == "aliyun_vod_service"
     assert service["errorHandlePolicy"] == "error_abort"
     assert service["serviceParam"]["apiData"] == {
@@ -222,14 +230,14 @@ def _recording(**changes: Any) -> dict[str, Any]:
 def test_each_change_moves_exactly_its_fingerprints(
     changes: dict[str, Any], moved: set[str]
 ) -> None:
-    before = translate.fingerprints(build(BASE))
+    before = translate(build(BASE)).fingerprints
     doc = dict(BASE)
     for key, value in changes.items():
         if value is None:
             doc.pop(key, None)
         else:
             doc[key] = value
-    after = translate.fingerprints(build(doc))
+    after = translate(build(doc)).fingerprints
     changed = {
         part
         for part in ("subscription", "layout", "restart")
@@ -240,19 +248,19 @@ def test_each_change_moves_exactly_its_fingerprints(
 
 
 def test_fingerprints_are_stable_and_hash_references_not_values() -> None:
-    a = translate.fingerprints(build(BASE))
-    assert a == translate.fingerprints(build(dict(BASE)))
+    a = translate(build(BASE)).fingerprints
+    assert a == translate(build(dict(BASE))).fingerprints
     literal = with_(BASE, token="secret-one")
     other = with_(BASE, token="secret-two")
-    fa, fb = translate.fingerprints(build(literal)), translate.fingerprints(build(other))
+    fa, fb = translate(build(literal)).fingerprints, translate(build(other)).fingerprints
     # a literal's value is never hashed: changing it changes no digest
     assert fa == fb
     assert all(len(d) == 64 for d in (a.spec, a.subscription, a.layout, a.restart))
 
 
 def test_individual_mode_has_no_layout_fingerprint_to_change() -> None:
-    one = translate.fingerprints(build(INDIVIDUAL))
-    two = translate.fingerprints(build(with_(INDIVIDUAL, name="other-name")))
+    one = translate(build(INDIVIDUAL)).fingerprints
+    two = translate(build(with_(INDIVIDUAL, name="other-name"))).fingerprints
     assert one.layout == two.layout
     # with an explicit uid the name does not reach the API: no restart, a new spec
     assert one.restart == two.restart

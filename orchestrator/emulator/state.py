@@ -5,7 +5,7 @@ an argument: idle exits, resource expiry and `resourceExpiredHour` are evaluated
 lazily when a request arrives, so behaviour is deterministic and a test can move
 time with the emulator's clock instead of sleeping. Each operation returns an
 `Answer` (HTTP status + JSON body) exactly as Agora would send it; the HTTP layer in
-`emulator.py` only routes, authenticates and injects faults.
+`server.py` only routes, authenticates and injects faults.
 
 It must never log a request body: bodies carry storage keys, tokens and secrets.
 """
@@ -13,16 +13,20 @@ It must never log a request body: bodies carry storage keys, tokens and secrets.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
+from orchestrator import contract
 from orchestrator.agora import wire
+from orchestrator.contract import ErrorCode, ServiceStatus
 
 ROLE_BROADCASTER = "broadcaster"
 ROLE_AUDIENCE = "audience"
@@ -44,7 +48,58 @@ def error(code: int, reason: str, status: int = 400) -> Answer:
     return Answer(status, {"code": code, "reason": reason})
 
 
-NOT_FOUND = Answer(404, {"code": 404, "reason": "failed to find worker"})
+NOT_FOUND = Answer(404, {"code": ErrorCode.NOT_FOUND, "reason": "failed to find worker"})
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R", bound=wire.Request)
+
+
+class _Refused(Exception):
+    """The error answer a check found part-way through an endpoint (see `_answers`)."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.status, answer.code)
+        self.answer = answer
+
+
+def _answers(endpoint: Callable[_P, Answer]) -> Callable[_P, Answer]:
+    """An endpoint whose checks refuse a request by raising `_Refused`: it answers with
+    the refusal's error."""
+
+    @functools.wraps(endpoint)
+    def answer(*args: _P.args, **kwargs: _P.kwargs) -> Answer:
+        try:
+            return endpoint(*args, **kwargs)
+        except _Refused as refused:
+            return refused.answer
+
+    return answer
+
+
+def _channel(body: dict[str, Any]) -> Any:
+    """The body's `cname`; refused when it is a string the reference does not accept as
+    a channel name (checked before the rest of the body)."""
+    cname = body.get("cname")
+    if isinstance(cname, str):
+        problem = contract.channel_name_problem(cname)
+        if problem:
+            raise _Refused(error(ErrorCode.INVALID_CHANNEL, problem))
+    return cname
+
+
+def _validated(
+    model: type[_R],
+    body: dict[str, Any],
+    *,
+    mode: str | None = None,
+    code: int = ErrorCode.INVALID_PARAMETER,
+) -> _R:
+    """`body` as a `model` request (validated for `mode` when given); refused with `code`
+    and the broken rules when it is not one."""
+    try:
+        return model.model_validate(body, context=None if mode is None else {"mode": mode})
+    except ValidationError as exc:
+        raise _Refused(error(code, wire.validation_reason(exc))) from None
 
 
 @dataclass
@@ -146,7 +201,7 @@ class Session:
 def _subscribed(uid: str, sub: list[str] | None, unsub: list[str] | None, other: bool) -> bool:
     """Whether one kind (audio or video) of `uid` is recorded, per the reference's list rules."""
     if sub is not None:
-        return uid in sub or wire.ALL_STREAMS in sub
+        return uid in sub or contract.ALL_STREAMS in sub
     if unsub is not None:
         return uid not in unsub
     # A list for the other kind only means this kind is not subscribed at all.
@@ -181,6 +236,24 @@ class EmulatorState:
         if len(data) <= 16 or not hmac.compare_digest(mac, expected):
             return None
         return self.resources.get(resource_id)
+
+    def _resource(self, resource_id: str) -> Resource:
+        """The resource an ID names; refused when this emulator did not issue the ID."""
+        resource = self._decode_resource(resource_id)
+        if resource is None:
+            raise _Refused(
+                error(ErrorCode.RESOURCE_DECRYPT_FAILED, "failed to decrypt the resource ID")
+            )
+        return resource
+
+    def _resource_for(self, app_id: str, resource_id: str, sid: str) -> Resource:
+        """The resource of a sid route; refused unless it is `app_id`'s and started `sid`."""
+        resource = self._resource(resource_id)
+        if resource.app_id != app_id or resource.sid != sid:
+            raise _Refused(
+                error(ErrorCode.MISMATCHED_IDS, "appid or sid does not match the resource ID")
+            )
+        return resource
 
     # ------------------------------------------------------------ channels
 
@@ -238,16 +311,10 @@ class EmulatorState:
 
     # ------------------------------------------------------------ endpoints
 
+    @_answers
     def acquire(self, app_id: str, body: dict[str, Any], now: float) -> Answer:
-        cname = body.get("cname")
-        if isinstance(cname, str):
-            problem = wire.channel_name_problem(cname)
-            if problem:
-                return error(1013, problem)
-        try:
-            request = wire.AcquireRequest.model_validate(body)
-        except ValidationError as exc:
-            return error(2, wire.validation_reason(exc))
+        _channel(body)
+        request = _validated(wire.AcquireRequest, body)
         self._counter += 1
         resource_id = self._encode_resource(
             {"a": app_id, "c": request.cname, "u": request.uid, "n": self._counter}
@@ -262,29 +329,26 @@ class EmulatorState:
         )
         return Answer(200, {"resourceId": resource_id})
 
+    @_answers
     def start(
         self, app_id: str, resource_id: str, mode: str, body: dict[str, Any], now: float
     ) -> Answer:
-        if mode not in wire.MODES:
-            return error(2, f"mode must be one of {wire.MODES}")
-        resource = self._decode_resource(resource_id)
-        if resource is None:
-            return error(1001, "failed to decrypt the resource ID")
-        cname = body.get("cname")
-        if isinstance(cname, str):
-            problem = wire.channel_name_problem(cname)
-            if problem:
-                return error(1013, problem)
+        if mode not in tuple(contract.Mode):
+            return error(ErrorCode.INVALID_PARAMETER, f"mode must be one of {tuple(contract.Mode)}")
+        resource = self._resource(resource_id)
+        cname = _channel(body)
         if resource.app_id != app_id or cname != resource.cname or body.get("uid") != resource.uid:
-            return error(432, "appid, cname or uid does not match the resource ID")
+            return error(
+                ErrorCode.MISMATCHED_PARAMETERS,
+                "appid, cname or uid does not match the resource ID",
+            )
         if resource.sid is not None:
-            return error(7, "the recording has already started with this resource ID")
+            return error(
+                ErrorCode.ALREADY_STARTED, "the recording has already started with this resource ID"
+            )
         if now - resource.acquired_at > self.settings.resource_ttl:
-            return error(433, "the resource ID has expired")
-        try:
-            request = wire.StartRequest.model_validate(body, context={"mode": mode})
-        except ValidationError as exc:
-            return error(2, wire.validation_reason(exc))
+            return error(ErrorCode.RESOURCE_EXPIRED, "the resource ID has expired")
+        request = _validated(wire.StartRequest, body, mode=mode)
         self.settle(now)
         for other in self.sessions.values():
             if other.ended_at is None and (other.app_id, other.cname, other.uid) == (
@@ -292,7 +356,10 @@ class EmulatorState:
                 resource.cname,
                 resource.uid,
             ):
-                return error(53, "a recording of this channel and uid is already running")
+                return error(
+                    ErrorCode.RECORDING_EXISTS,
+                    "a recording of this channel and uid is already running",
+                )
         client = request.clientRequest
         rc = client.recordingConfig
         kind = "recording"
@@ -349,53 +416,46 @@ class EmulatorState:
         mode: str,
         body: dict[str, Any] | None,
         now: float,
-    ) -> Session | Answer:
-        """The live session a sid-route call addresses, or the error Agora would answer."""
-        resource = self._decode_resource(resource_id)
-        if resource is None:
-            return error(1001, "failed to decrypt the resource ID")
-        if resource.app_id != app_id or resource.sid is None or resource.sid != sid:
-            return error(1003, "appid or sid does not match the resource ID")
+    ) -> Session:
+        """The live session a sid-route call addresses; refused as Agora would."""
+        resource = self._resource_for(app_id, resource_id, sid)
         if body is not None:
-            cname = body.get("cname")
-            if isinstance(cname, str):
-                problem = wire.channel_name_problem(cname)
-                if problem:
-                    return error(1013, problem)
+            cname = _channel(body)
             if cname != resource.cname or body.get("uid") != resource.uid:
-                return error(432, "cname or uid does not match the resource ID")
+                raise _Refused(
+                    error(
+                        ErrorCode.MISMATCHED_PARAMETERS,
+                        "cname or uid does not match the resource ID",
+                    )
+                )
         session = self.sessions[sid]
         session.settle(now)
         if session.ended_at is not None:
             if endpoint == "stop" and session.end_reason == "stopped":
-                return error(49, "the recording has already been stopped")
-            return NOT_FOUND
+                raise _Refused(
+                    error(ErrorCode.STOP_REPEATED, "the recording has already been stopped")
+                )
+            raise _Refused(NOT_FOUND)
         if mode != session.mode:
-            return error(2, "mode does not match the recording")
+            raise _Refused(error(ErrorCode.INVALID_PARAMETER, "mode does not match the recording"))
         return session
 
+    @_answers
     def update(
-        self,
-        app_id: str,
-        resource_id: str,
-        sid: str,
-        mode: str,
-        body: dict[str, Any],
-        now: float,
+        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any], now: float
     ) -> Answer:
         found = self._session_for("update", app_id, resource_id, sid, mode, body, now)
-        if isinstance(found, Answer):
-            return found
-        try:
-            request = wire.UpdateRequest.model_validate(body, context={"mode": mode})
-        except ValidationError as exc:
-            return error(2, wire.validation_reason(exc))
+        request = _validated(wire.UpdateRequest, body, mode=mode)
         subscribe = request.clientRequest.streamSubscribe
-        if subscribe.audioUidList is not None and found.stream_types == 1:
-            return error(2, "audioUidList is not allowed when streamTypes is 1 (video only)")
-        if subscribe.videoUidList is not None and found.stream_types == 0:
-            return error(2, "videoUidList is not allowed when streamTypes is 0 (audio only)")
         audio, video = subscribe.audioUidList, subscribe.videoUidList
+        # A list for a kind of stream the recording does not take is refused.
+        for kind, given, only in (("audio", audio, "video"), ("video", video, "audio")):
+            if given is not None and found.stream_types == contract.STREAM_TYPES[only]:
+                return error(
+                    ErrorCode.INVALID_PARAMETER,
+                    f"{kind}UidList is not allowed when streamTypes is "
+                    f"{contract.STREAM_TYPES[only]} ({only} only)",
+                )
         found.subscription = {
             "subscribeAudioUids": audio.subscribeAudioUids if audio else None,
             "unSubscribeAudioUids": audio.unSubscribeAudioUids if audio else None,
@@ -404,34 +464,21 @@ class EmulatorState:
         }
         return Answer(200, {"sid": sid, "resourceId": resource_id})
 
+    @_answers
     def update_layout(
-        self,
-        app_id: str,
-        resource_id: str,
-        sid: str,
-        mode: str,
-        body: dict[str, Any],
-        now: float,
+        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any], now: float
     ) -> Answer:
         found = self._session_for("updateLayout", app_id, resource_id, sid, mode, body, now)
-        if isinstance(found, Answer):
-            return found
         if found.mode != "mix":
-            return error(1028, "updateLayout supports only mix mode")
-        try:
-            request = wire.UpdateLayoutRequest.model_validate(body)
-        except ValidationError as exc:
-            return error(1028, wire.validation_reason(exc))
+            return error(ErrorCode.INVALID_UID, "updateLayout supports only mix mode")
+        request = _validated(wire.UpdateLayoutRequest, body, code=ErrorCode.INVALID_UID)
         # The whole layout is replaced: omitted fields fall back to their defaults.
         found.layout = request.clientRequest.model_dump(mode="json", exclude_none=True)
         return Answer(200, {"sid": sid, "resourceId": resource_id})
 
+    @_answers
     def query(self, app_id: str, resource_id: str, sid: str, mode: str, now: float) -> Answer:
-        resource = self._decode_resource(resource_id)
-        if resource is None:
-            return error(1001, "failed to decrypt the resource ID")
-        if resource.app_id != app_id or resource.sid != sid:
-            return error(1003, "appid or sid does not match the resource ID")
+        self._resource_for(app_id, resource_id, sid)
         session = self.sessions[sid]
         session.settle(now)
         if session.ended_at is not None:
@@ -442,7 +489,7 @@ class EmulatorState:
             if not lingering:
                 return NOT_FOUND
         elif mode != session.mode:
-            return error(2, "mode does not match the recording")
+            return error(ErrorCode.INVALID_PARAMETER, "mode does not match the recording")
         return Answer(
             200,
             {
@@ -452,25 +499,17 @@ class EmulatorState:
             },
         )
 
+    @_answers
     def stop(
-        self,
-        app_id: str,
-        resource_id: str,
-        sid: str,
-        mode: str,
-        body: dict[str, Any],
-        now: float,
+        self, app_id: str, resource_id: str, sid: str, mode: str, body: dict[str, Any], now: float
     ) -> Answer:
         found = self._session_for("stop", app_id, resource_id, sid, mode, body, now)
-        if isinstance(found, Answer):
-            return found
-        try:
-            wire.StopRequest.model_validate(body)
-        except ValidationError as exc:
-            return error(2, wire.validation_reason(exc))
+        _validated(wire.StopRequest, body)
         found.ended_at, found.end_reason = now, "stopped"
         if not found.seen:
-            return error(435, "no recorded files: nobody sent streams in the channel")
+            return error(
+                ErrorCode.NO_FILES, "no recorded files: nobody sent streams in the channel"
+            )
         server = self._server_response(found, now, final=True)
         server.pop("status", None)
         server.pop("sliceStartTime", None)
@@ -482,13 +521,15 @@ class EmulatorState:
 
     def _status(self, session: Session, now: float) -> int:
         if session.ended_at is not None:
-            return 20 if session.end_reason == "aborted" else 8
-        return 4 if now - session.started_at < self.settings.warmup else 5
+            aborted = session.end_reason == "aborted"
+            return ServiceStatus.EXITED_ABNORMALLY if aborted else ServiceStatus.EXITED
+        warming = now - session.started_at < self.settings.warmup
+        return ServiceStatus.STARTED if warming else ServiceStatus.RECORDING
 
     def _server_response(
         self, session: Session, now: float, *, final: bool = False
     ) -> dict[str, Any]:
-        status: int | str = self._status(session, now)
+        status: int | str = int(self._status(session, now))
         if self.settings.status_as_string:
             status = str(status)
         start_ms = int(min([session.started_at, *session.seen.values()]) * 1000)

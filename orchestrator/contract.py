@@ -1,0 +1,306 @@
+"""The Cloud Recording reference, written once: limits, code tables, status codes.
+
+Every rule of the reference that two layers need (the manifest model checks a
+manifest, the wire models check a request body, the emulator answers like Agora)
+reads its numbers, character sets and tables from here, so they cannot drift
+apart. Words are what manifests say; codes are what the API takes.
+
+This module is a leaf: it imports nothing of ours, does no I/O, and spells no
+rule that can be written in terms of the constants below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import IntEnum, StrEnum
+from types import MappingProxyType
+from typing import Final, Literal, get_args
+
+# ------------------------------------------------------------ identity and channel
+
+UINT32_MAX: Final = 2**32 - 1
+#: A recording uid is 1 .. 2^32-1; a layout region's uid may also be 0.
+MIN_UID: Final = 1
+MAX_CHANNEL_BYTES: Final = 64
+#: The 89 characters a channel name may contain (reference, error 1013).
+CHANNEL_CHARSET: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 !#$%&()+-:;<=.>?@[]^_{}|~,"
+)
+#: The same set as a regular expression (JSON schema of the manifest).
+CHANNEL_PATTERN: Final = r"^[A-Za-z0-9 !#$%&()+\-:;<=.>?@\[\]^_{}|~,]+$"
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def channel_name_problem(cname: str) -> str | None:
+    """Why `cname` is not a valid channel name (error 1013), or None."""
+    if not cname:
+        return "channel name is empty"
+    if len(cname.encode("utf-8")) > MAX_CHANNEL_BYTES:
+        return f"channel name is longer than {MAX_CHANNEL_BYTES} bytes"
+    bad = sorted({c for c in cname if c not in CHANNEL_CHARSET})
+    if bad:
+        return "channel name contains characters outside the allowed set: " + "".join(bad[:5])
+    return None
+
+
+def uid_problem(uid: str, *, allow_zero: bool = False) -> str | None:
+    """Why `uid` is not a decimal UID string in 1..2^32-1 (0.. with allow_zero), or None."""
+    if not _DIGITS.fullmatch(uid):
+        return "must be a string of decimal digits"
+    low = 0 if allow_zero else MIN_UID
+    if not low <= int(uid) <= UINT32_MAX:
+        return f"must be between {low} and {UINT32_MAX}"
+    return None
+
+
+# ------------------------------------------------------------ modes and ranges
+
+
+class Mode(StrEnum):
+    """The `<mode>` segment of the start, update, query and stop URLs."""
+
+    MIX = "mix"
+    INDIVIDUAL = "individual"
+
+
+#: "#allstream#": subscribe to every stream of a kind.
+ALL_STREAMS: Final = "#allstream#"
+#: Subscribe and unsubscribe lists: at most 32 uids each.
+MAX_UID_LIST: Final = 32
+#: A custom layout: at most 17 regions; a mix also records at most 17 uids.
+MAX_LAYOUT_REGIONS: Final = 17
+MAX_SUBSCRIBED_UIDS: Final = 17
+#: transcodingConfig: each side at most 1920, the area at most 1920 x 1080.
+MAX_SIDE: Final = 1920
+MAX_PIXELS: Final = 1920 * 1080
+BACKGROUND_PATTERN: Final = r"^#[0-9A-Fa-f]{6}$"
+DEFAULT_BACKGROUND: Final = "#000000"
+#: maxIdleTime: seconds, 5 .. 2^32-1, default 30.
+MIN_IDLE_TIME: Final = 5
+DEFAULT_IDLE_TIME: Final = 30
+#: snapshotConfig.captureInterval: seconds, 5 .. 3600, default 10.
+MIN_CAPTURE_INTERVAL: Final = 5
+MAX_CAPTURE_INTERVAL: Final = 3600
+DEFAULT_CAPTURE_INTERVAL: Final = 10
+#: acquire's resourceExpiredHour: 1 .. 720, default 72.
+MIN_RESOURCE_HOURS: Final = 1
+MAX_RESOURCE_HOURS: Final = 720
+DEFAULT_RESOURCE_HOURS: Final = 72
+#: fileNamePrefix: parts of a-z A-Z 0-9, at most 128 characters with the slashes.
+MAX_PREFIX_CHARS: Final = 128
+PREFIX_PART: Final = re.compile(r"[A-Za-z0-9]+")
+#: The only file types the reference allows.
+RecordingFileType = Literal["hls"]
+SnapshotFileType = Literal["jpg"]
+RECORDING_FILE_TYPES: Final[tuple[RecordingFileType, ...]] = get_args(RecordingFileType)
+SNAPSHOT_FILE_TYPES: Final[tuple[SnapshotFileType, ...]] = get_args(SnapshotFileType)
+ALIYUN_VOD_SERVICE: Final = "aliyun_vod_service"
+ERROR_ABORT: Final = "error_abort"
+#: What the service uses when `transcodingConfig` is absent; the reference also
+#: requires all four once the object is sent, which a layout alone forces.
+DEFAULT_TRANSCODING: Final[Mapping[str, int]] = MappingProxyType(
+    {"width": 360, "height": 640, "fps": 15, "bitrate": 500}
+)
+
+# ------------------------------------------------------------ code tables (word -> code)
+
+
+def _table(entries: dict[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(entries)
+
+
+CHANNEL_TYPES: Final = _table({"communication": 0, "live": 1})
+STREAM_TYPES: Final = _table({"audio": 0, "video": 1, "audio+video": 2})
+DECRYPTION_MODES: Final = _table({"none": 0, "aes-128-xts": 1, "aes-128-ecb": 2, "aes-256-xts": 3})
+AUDIO_PROFILES: Final = _table({"mono-48kbps": 0, "mono-128kbps": 1, "stereo-192kbps": 2})
+VIDEO_STREAM_TYPES: Final = _table({"high": 0, "low": 1})
+#: subscribeUidGroup: the expected peak number of subscribed uids, by range.
+UID_GROUPS: Final = _table({"1-2": 0, "3-7": 1, "8-12": 2, "13-17": 3})
+UID_GROUP_RANGES: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
+    {"1-2": (1, 2), "3-7": (3, 7), "8-12": (8, 12), "13-17": (13, 17)}
+)
+LAYOUT_TYPES: Final = _table({"floating": 0, "adaptive": 1, "vertical": 2, "custom": 3})
+CUSTOM_LAYOUT: Final = LAYOUT_TYPES["custom"]
+RENDER_MODES: Final = _table({"crop": 0, "fit": 1})
+VENDORS: Final = _table(
+    {"qiniu": 0, "aws-s3": 1, "aliyun-oss": 2, "tencent-cos": 3, "kingsoft-ks3": 4}
+)
+# Region names exactly as the reference's tables spell them (manifests match them
+# case-insensitively with `-` and `_` alike, so `us-east-1` is US_EAST_1).
+REGIONS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
+    {
+        "qiniu": _table({"Huadong": 0, "Huabei": 1, "Huanan": 2, "Beimei": 3, "Dongnanya": 4}),
+        "aws-s3": _table(
+            {
+                "US_EAST_1": 0,
+                "US_EAST_2": 1,
+                "US_WEST_1": 2,
+                "US_WEST_2": 3,
+                "EU_WEST_1": 4,
+                "EU_WEST_2": 5,
+                "EU_WEST_3": 6,
+                "EU_CENTRAL_1": 7,
+                "AP_SOUTHEAST_1": 8,
+                "AP_SOUTHEAST_2": 9,
+                "AP_NORTHEAST_1": 10,
+                "AP_NORTHEAST_2": 11,
+                "SA_EAST_1": 12,
+                "CA_CENTRAL_1": 13,
+                "AP_SOUTH_1": 14,
+                "CN_NORTH_1": 15,
+                "US_GOV_WEST_1": 17,  # the reference has no 16
+            }
+        ),
+        "aliyun-oss": _table(
+            {
+                "CN_Hangzhou": 0,
+                "CN_Shanghai": 1,
+                "CN_Qingdao": 2,
+                "CN_Beijin": 3,
+                "CN_Zhangjiakou": 4,
+                "CN_Huhehaote": 5,
+                "CN_Shenzhen": 6,
+                "CN_Hongkong": 7,
+                "US_West_1": 8,
+                "US_East_1": 9,
+                "AP_Southeast_1": 10,
+                "AP_Southeast_2": 11,
+                "AP_Southeast_3": 12,
+                "AP_Southeast_5": 13,
+                "AP_Northeast_1": 14,
+                "AP_South_1": 15,
+                "EU_Central_1": 16,
+                "EU_West_1": 17,
+                "EU_East_1": 18,
+            }
+        ),
+        "tencent-cos": _table(
+            {
+                "AP_Beijing_1": 0,
+                "AP_Beijing": 1,
+                "AP_Shanghai": 2,
+                "AP_Guangzhou": 3,
+                "AP_Chengdu": 4,
+                "AP_Chongqing": 5,
+                "AP_Shenzhen_FSI": 6,
+                "AP_Shanghai_FSI": 7,
+                "AP_Beijing_FSI": 8,
+                "AP_Hongkong": 9,
+                "AP_Singapore": 10,
+                "AP_Mumbai": 11,
+                "AP_Seoul": 12,
+                "AP_Bangkok": 13,
+                "AP_Tokyo": 14,
+                "NA_Siliconvalley": 15,
+                "NA_Ashburn": 16,
+                "NA_Toronto": 17,
+                "EU_Frankfurt": 18,
+                "EU_Moscow": 19,
+            }
+        ),
+        "kingsoft-ks3": _table(
+            {
+                "CN_Hangzhou": 0,
+                "CN_Shanghai": 1,
+                "CN_Qingdao": 2,
+                "CN_Beijing": 3,
+                "CN_Guangzhou": 4,
+                "CN_Hongkong": 5,
+                "JR_Beijing": 6,
+                "JR_Shanghai": 7,
+                "NA_Russia_1": 8,
+                "NA_Singapore_1": 9,
+            }
+        ),
+    }
+)
+#: Valid `region` codes per `vendor` code, derived from the tables above.
+STORAGE_REGIONS: Final[Mapping[int, frozenset[int]]] = MappingProxyType(
+    {VENDORS[vendor]: frozenset(table.values()) for vendor, table in REGIONS.items()}
+)
+
+
+def max_code(table: Mapping[str, int]) -> int:
+    """The highest code of a table (the wire models' upper bound)."""
+    return max(table.values())
+
+
+# ------------------------------------------------------------ query status
+
+
+class ServiceStatus(IntEnum):
+    """`serverResponse.status` of a query: the state of the recording service."""
+
+    NOT_STARTED = 0
+    INITIALIZED = 1
+    STARTING = 2
+    PARTIALLY_STARTED = 3
+    STARTED = 4
+    RECORDING = 5
+    STOP_REQUESTED = 6
+    STOPPED = 7
+    EXITED = 8
+    EXITED_ABNORMALLY = 20
+
+    @property
+    def exit_description(self) -> str | None:
+        """Why the service is gone when this status says it left, else None."""
+        return _EXITS.get(self)
+
+
+_EXITS: Final[Mapping[ServiceStatus, str]] = MappingProxyType(
+    {
+        ServiceStatus.EXITED: "idle exit or stopped (status 8)",
+        ServiceStatus.EXITED_ABNORMALLY: "abnormal exit (status 20)",
+    }
+)
+
+
+def exit_description(status: int | None) -> str | None:
+    """Why the recording left, for a query's status (8, 20), or None if it has not."""
+    try:
+        return None if status is None else ServiceStatus(status).exit_description
+    except ValueError:  # a status the reference does not list: nothing is concluded
+        return None
+
+
+# ------------------------------------------------------------ error codes
+
+
+class ErrorCode(IntEnum):
+    """The `code` of an error body (reference, "常见错误")."""
+
+    INVALID_PARAMETER = 2
+    ALREADY_STARTED = 7  # start sent again with the same resource ID
+    BAD_HEADER = 8
+    STOP_REPEATED = 49  # stop sent again with the same resource ID and sid
+    RECORDING_EXISTS = 53  # another resource ID already records this channel and uid
+    NO_RECORDING_PERMISSION = 62  # the App ID has no cloud recording enabled
+    NETWORK_JITTER = 65  # retry with the same resource ID
+    NOT_FOUND = 404  # the recording has ended or never existed
+    MISMATCHED_PARAMETERS = 432
+    RESOURCE_EXPIRED = 433  # start more than five minutes after acquire
+    NO_FILES = 435  # nobody sent a stream: nothing was recorded
+    EXITING = 501  # the service is leaving (query after stop)
+    RESOURCE_DECRYPT_FAILED = 1001
+    MISMATCHED_IDS = 1003
+    INVALID_CHANNEL = 1013
+    INVALID_UID = 1028
+
+
+#: Codes that mean "this request can never succeed as sent".
+PERMANENT_CODES: Final = frozenset(
+    {
+        ErrorCode.INVALID_PARAMETER,
+        ErrorCode.BAD_HEADER,
+        ErrorCode.MISMATCHED_PARAMETERS,
+        ErrorCode.RESOURCE_DECRYPT_FAILED,
+        ErrorCode.MISMATCHED_IDS,
+        ErrorCode.INVALID_CHANNEL,
+        ErrorCode.INVALID_UID,
+    }
+)
+#: Codes that refuse the whole App ID (not one manifest's fault).
+APP_CODES: Final = frozenset({ErrorCode.NO_RECORDING_PERMISSION})

@@ -1,0 +1,435 @@
+"""The fast path of manifest parsing: libyaml's parser, ruamel's safe constructor.
+
+Every manifest file goes through here, so it is built for 10,000 files a reload:
+ruamel.yaml's C parser (libyaml) with a tag resolver that caches plain scalars,
+and a constructor that builds maps, lists and text itself. The node tree gives
+the position of each document and of its top-level keys; finer positions are
+the round-trip parser's (`diagnostics.position_tree`), only for files with
+findings.
+
+A bad document must never hide the others: one that cannot be built is yielded
+with its `failure` (a position and a message that quotes no value), and a key
+written twice is recorded, not raised, so that every other finding of the file
+is still reported; only a syntax error ends the stream (the caller turns it into
+a finding with `yaml_failure`). Hostile input cannot make it hang or exhaust
+memory: nesting deeper than `MAX_DEPTH` stops the build, and aliases that would
+expand a document beyond `MAX_EXPANDED_NODES` nodes are refused before anything
+is built.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.manifest.rules import Loc
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_EXPANDED_NODES",
+    "TOO_DEEP",
+    "Document",
+    "Duplicate",
+    "ParseFailure",
+    "fast_documents",
+    "fast_loader",
+    "yaml_failure",
+]
+
+MAX_DEPTH = 64
+"""Deeper nesting is refused (a manifest needs about six levels)."""
+
+MAX_EXPANDED_NODES = 100_000
+"""A document whose aliases would expand it to more nodes than this is refused
+(a manifest has about a hundred). Aliases share one object when built, but merge
+keys (`<<: [*a, *a]`) are flattened pair by pair and validation walks shared
+values once per reference: a few hundred bytes of anchors can stand for 10^9 nodes."""
+
+
+class ParseFailure(Exception):
+    """Why YAML could not be read: a 1-based position, and a message that quotes no value."""
+
+    def __init__(self, line: int, column: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A key written twice in one mapping (the first one is kept)."""
+
+    loc: Loc  # the key's field path
+    key: str  # as written
+    first: tuple[int, int]  # line and column, 1-based
+    again: tuple[int, int]
+
+
+@dataclass
+class Document:
+    """One document as built: its data, its position and those of its top-level keys."""
+
+    data: Any
+    line: int
+    column: int
+    keys: dict[str, tuple[int, int]]
+    duplicates: list[Duplicate] = field(default_factory=list)
+    failure: ParseFailure | None = None  # the document could not be built: why
+    imprecise: bool = False  # no positions for this file beyond the findings' own
+
+
+@functools.cache
+def _cached_resolver() -> Any:
+    """ruamel's resolver, with the implicit tag of plain scalars cached by their text.
+
+    With the C parser, ruamel never sees a `%YAML` directive: its
+    `processing_version` falls back to the default (1.2) after two caught
+    AttributeErrors per scalar, which was half of the parse time. So a plain
+    scalar's tag depends on its text alone. Tags are shared objects already
+    (`DEFAULT_SCALAR_TAG`); sharing cached ones is as safe.
+    """
+    from ruamel.yaml.nodes import ScalarNode
+    from ruamel.yaml.resolver import VersionedResolver
+
+    cache: dict[str, Any] = {}
+
+    class CachedResolver(VersionedResolver):
+        @property
+        def processing_version(self) -> Any:
+            return self._loader_version or (1, 2)
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            if kind is ScalarNode and implicit[0]:
+                tag = cache.get(value)
+                if tag is None:
+                    tag = super().resolve(kind, value, implicit)
+                    if len(cache) < 50_000 and len(value) < 200:
+                        cache[value] = tag
+                return tag
+            return super().resolve(kind, value, implicit)
+
+    return CachedResolver
+
+
+@functools.cache
+def fast_loader() -> Any:
+    """A factory `stream -> loader` built once: libyaml's parser and composer (ruamel's
+    CParser), ruamel's SafeConstructor and the cached resolver, combined exactly as
+    `YAML(typ="safe", pure=False)` combines them, but without building a YAML object
+    and a loader class for every file (that was a third of the time per small file).
+    Without the C extension, ruamel's own (pure) safe loader is used.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import SafeConstructor
+
+    yaml = YAML(typ="safe", pure=False)
+    parser: Any = yaml.Parser
+    resolver = _cached_resolver()
+    if parser.__name__ != "CParser":  # no ruamel.yaml.clib: slower, same results
+        yaml.Resolver = resolver
+        return lambda stream: yaml.get_constructor_parser(stream)[0]
+
+    class FastLoader(parser, SafeConstructor, resolver):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: Any) -> None:
+            parser.__init__(self, stream)
+            self._parser = self._composer = self
+            SafeConstructor.__init__(self, loader=self)
+            self.allow_duplicate_keys = False
+            resolver.__init__(self, version=None, loadumper=self)
+
+        def dispose(self) -> None:
+            parser.dispose(self)
+            # The loader refers to itself (as its own parser, composer and constructor):
+            # a reference cycle holding the node tree. Breaking it frees all of that at
+            # once, by refcounting, instead of leaving ~100 objects per file to the
+            # cyclic collector (which `ManifestCache` pauses during a load).
+            self.__dict__.clear()
+
+    return FastLoader
+
+
+class _TooDeep(Exception):
+    """A document nested deeper than MAX_DEPTH."""
+
+
+TOO_DEEP: Any = object()
+"""Stands for the data of a document nested deeper than MAX_DEPTH."""
+
+
+def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
+    """A document's data: untagged maps, lists and text built here, the rest by ruamel,
+    and the keys written twice (the first of them is kept).
+
+    ruamel's SafeConstructor sends every node through generic machinery (tag
+    strings, generators, merge-key flattening). Manifests are almost only maps,
+    lists and strings, which this builds directly: a fifth less time for 10,000
+    manifests. Every other node (numbers, booleans, null, timestamps, explicit
+    tags, merge keys) is built by SafeConstructor, so the data, and the errors,
+    are the same. Aliases share one object, as there.
+
+    A duplicate key is not an exception here (ruamel raises one, which hid every
+    other finding of the file): it is recorded with both of its positions and
+    the rest of the document is built and validated.
+    """
+    builder = _Builder(loader)
+    try:
+        data = builder.build(root, 1)
+    finally:  # what SafeConstructor.construct_document resets after each document
+        loader.constructed_objects = {}
+        loader.recursive_objects = {}
+        loader.deep_construct = False
+    if not builder.duplicates:
+        return data, []
+    paths = _node_paths(root)
+    return data, [
+        Duplicate(
+            (*paths.get(id(mapping), ()), key.value),
+            str(key.value),
+            (first.start_mark.line + 1, first.start_mark.column + 1),
+            (key.start_mark.line + 1, key.start_mark.column + 1),
+        )
+        for mapping, first, key in builder.duplicates
+    ]
+
+
+class _Builder:
+    """`_construct`'s recursion. An object rather than a nested function, which would
+    refer to itself through its closure: a cycle per document, left to the cyclic
+    collector (paused during bulk loads)."""
+
+    __slots__ = ("duplicates", "loader", "map_tag", "memo", "seq_tag", "text_tag")
+
+    def __init__(self, loader: Any) -> None:
+        from ruamel.yaml.resolver import BaseResolver
+
+        self.loader = loader
+        self.text_tag = BaseResolver.DEFAULT_SCALAR_TAG
+        self.map_tag = BaseResolver.DEFAULT_MAPPING_TAG
+        self.seq_tag = BaseResolver.DEFAULT_SEQUENCE_TAG
+        self.memo: dict[int, Any] = {}
+        self.duplicates: list[tuple[Any, Any, Any]] = []  # (mapping, first key, repeated key)
+
+    def build(self, node: Any, depth: int) -> Any:
+        tag = node.ctag
+        if tag is self.text_tag:
+            return node.value
+        if tag is not self.map_tag and tag is not self.seq_tag:
+            return self._by_ruamel(node)
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        memo = self.memo
+        known = memo.get(id(node))
+        if known is not None:
+            return known
+        if tag is self.seq_tag:
+            items: list[Any] = []
+            memo[id(node)] = items
+            items.extend(self.build(child, depth + 1) for child in node.value)
+            return items
+        mapping: dict[Any, Any] = {}
+        memo[id(node)] = mapping
+        text_tag = self.text_tag
+        repeated: list[Any] = []
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key_node.ctag is not text_tag:
+                del memo[id(node)]  # let ruamel build it
+                self.duplicates = [d for d in self.duplicates if d[0] is not node]
+                return self._by_ruamel(node)
+            if key in mapping:
+                first = next(k for k, _ in node.value if k.ctag is text_tag and k.value == key)
+                self.duplicates.append((node, first, key_node))
+                repeated.append(key_node)
+                continue
+            mapping[key] = self.build(value_node, depth + 1)
+        if repeated:  # as ruamel would see it, should an alias lead there again
+            node.value = [pair for pair in node.value if not any(pair[0] is k for k in repeated)]
+        return mapping
+
+    def _by_ruamel(self, node: Any) -> Any:
+        """SafeConstructor's data for a node, once every mapping in it has no key twice."""
+        pending, visited = [node], set()
+        while pending:
+            current = pending.pop()
+            if id(current) in visited or not isinstance(current.value, list):
+                continue
+            visited.add(id(current))
+            if current.id == "mapping":
+                self._drop_duplicates(current)
+                pending.extend(n for pair in current.value for n in pair)
+            else:
+                pending.extend(current.value)
+        return self.loader.construct_object(node, deep=True)
+
+    def _drop_duplicates(self, node: Any) -> None:
+        """Keys are compared as SafeConstructor compares them (by their values)."""
+        seen: dict[Any, Any] = {}
+        kept = []
+        for pair in node.value:
+            key_node = pair[0]
+            if key_node.id == "scalar" and not key_node.tag.endswith(":merge"):
+                try:
+                    key = (
+                        key_node.value
+                        if key_node.ctag is self.text_tag
+                        else self.loader.construct_object(key_node, deep=True)
+                    )
+                    first = seen.get(key)
+                except Exception:  # unbuildable or unhashable: ruamel reports it
+                    kept.append(pair)
+                    continue
+                if first is not None:
+                    self.duplicates.append((node, first, key_node))
+                    continue
+                seen[key] = key_node
+            kept.append(pair)
+        if len(kept) != len(node.value):
+            node.value = kept
+
+
+def _node_paths(root: Any) -> dict[int, Loc]:
+    """The field path of every collection node of a document (the first path found)."""
+    paths: dict[int, Loc] = {}
+    pending: list[tuple[Any, Loc]] = [(root, ())]
+    while pending:
+        node, loc = pending.pop()
+        if id(node) in paths or not isinstance(node.value, list):
+            continue
+        paths[id(node)] = loc
+        if node.id == "mapping":
+            pending.extend((value, (*loc, key.value)) for key, value in node.value)
+        else:
+            pending.extend((item, (*loc, i)) for i, item in enumerate(node.value))
+    return paths
+
+
+_ALIAS = re.compile(r"\*[0-9A-Za-z_-]")
+"""Could the text hold an alias? (Cron's `*` is followed by a blank, `/`, `,` or a quote.)"""
+
+
+def _expansion_overflow(root: Any) -> Any | None:
+    """The first node (in post-order) whose aliases expand it to more than
+    MAX_EXPANDED_NODES nodes, or None. Each node is sized once: linear in the nodes
+    as composed, whatever they expand to. An alias to a node still being built (a
+    recursive anchor) counts as one node."""
+    sizes: dict[int, int] = {}
+    started: set[int] = set()
+    stack: list[Any] = [root]
+    while stack:
+        node = stack[-1]
+        value = node.value
+        if id(node) in sizes or not isinstance(value, list):
+            sizes.setdefault(id(node), 1)
+            stack.pop()
+            continue
+        children = [n for pair in value for n in pair] if node.id == "mapping" else value
+        if id(node) not in started:
+            started.add(id(node))
+            stack.extend(c for c in children if id(c) not in started)
+            continue
+        stack.pop()
+        size = 1 + sum(sizes.get(id(c), 1) for c in children)
+        if size > MAX_EXPANDED_NODES:
+            return node
+        sizes[id(node)] = size
+    return None
+
+
+def fast_documents(text: str) -> Iterator[Document]:
+    """Documents via libyaml; the node tree gives document and top-level key positions.
+
+    A document that cannot be built (an unsupported tag, a value of the wrong
+    form, aliases that expand too far) is yielded with its `failure`, and the
+    following documents are still read: only a syntax error ends the stream.
+    """
+    loader = fast_loader()(io.StringIO(text))
+    aliases = _ALIAS.search(text) is not None
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            keys: dict[str, tuple[int, int]] = {}
+            if node is not None and isinstance(node.value, list) and node.tag.endswith(":map"):
+                for pair in node.value:
+                    if isinstance(pair, tuple) and isinstance(pair[0].value, str):
+                        mark = pair[0].start_mark
+                        keys.setdefault(pair[0].value, (mark.line + 1, mark.column + 1))
+                        if pair[0].value == "schedule":
+                            _nested_key_position(pair[1], "windows", "schedule.windows", keys)
+            mark = node.start_mark if node is not None else None
+            line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            if node is None:
+                yield Document(None, line, column, keys)
+                continue
+            bomb = _expansion_overflow(node) if aliases else None
+            if bomb is not None:
+                at = bomb.start_mark
+                message = (
+                    f"aliases here expand to more than {MAX_EXPANDED_NODES} nodes "
+                    "(an alias bomb?): not a manifest"
+                )
+                failure = ParseFailure(at.line + 1, at.column + 1, message)
+                yield Document(None, line, column, keys, failure=failure, imprecise=True)
+                continue
+            try:
+                data, duplicates = _construct(loader, node)
+            except _TooDeep:
+                data, duplicates = TOO_DEEP, []
+            except Exception as exc:  # this document cannot be built; the others still can
+                yield Document(None, line, column, keys, failure=yaml_failure(exc, text))
+                continue
+            yield Document(data, line, column, keys, duplicates)
+    finally:
+        dispose = getattr(loader, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+def _nested_key_position(node: Any, key: str, name: str, keys: dict[str, tuple[int, int]]) -> None:
+    if isinstance(node.value, list) and node.tag.endswith(":map"):
+        for pair in node.value:
+            if isinstance(pair, tuple) and pair[0].value == key:
+                mark = pair[0].start_mark
+                keys.setdefault(name, (mark.line + 1, mark.column + 1))
+                return
+
+
+def yaml_failure(exc: Exception, text: str) -> ParseFailure:
+    """A parse error as a position and a secret-free message."""
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.reader import ReaderError
+
+    if isinstance(exc, ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return ParseFailure(
+            line, column, f"not a text file: character {exc.character!r} is not allowed in YAML"
+        )
+    if isinstance(exc, MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        problem = str(exc.problem or "invalid YAML")
+        if problem.startswith("found duplicate key"):
+            # a key the loader could not compare before ruamel did; ruamel's context
+            # mark is the mapping's start, not the first occurrence
+            key = re.match(r'found duplicate key "(.*?)" with value', problem)
+            mapping = exc.context_mark
+            where = f" (in the mapping at line {mapping.line + 1})" if mapping is not None else ""
+            name = f"'{key.group(1)}'" if key else "a key"
+            return ParseFailure(line, column, f"duplicate key {name}{where}; keep only one")
+        if "could not determine a constructor for the tag" in problem:
+            tag = problem.rsplit(" ", 1)[-1]
+            return ParseFailure(line, column, f"unsupported YAML tag {tag}; plain values only")
+        context = f" ({exc.context})" if exc.context else ""
+        hint = ""
+        if "unexpected ':'" in problem:
+            # libyaml refuses `{start: 2026-03-02T09:00:00Z}`: times inside {...} or [...]
+            hint = "; inside {...} or [...], quote values that contain ':' (like times)"
+        return ParseFailure(line, column, f"invalid YAML: {problem}{context}{hint}")
+    if isinstance(exc, RecursionError):
+        return ParseFailure(1, 1, "invalid YAML: nested too deeply")
+    return ParseFailure(1, 1, f"invalid YAML: a value could not be read ({type(exc).__name__})")

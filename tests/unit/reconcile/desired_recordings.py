@@ -1,0 +1,51 @@
+"""Desired recordings for the planner's tables: a real translated manifest whose
+fingerprints each test sets by name (`spec_hash="spec2"`), as the planner sees them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from orchestrator.manifest.model import Manifest
+from orchestrator.reconcile.plan import DesiredRecording
+from orchestrator.reconcile.translate import Fingerprints, translate
+from orchestrator.schedule import always_schedule
+
+_MANIFEST = Manifest.model_validate(
+    {
+        "name": "standup",
+        "app": "main",
+        "channel": "room",
+        "uid": 527841,
+        "mode": "mix",
+        "schedule": "always",
+    }
+)
+_REQUESTS = translate(_MANIFEST)
+_HASHES = {
+    "spec_hash": "spec",
+    "subscription_hash": "subscription",
+    "layout_hash": "layout",
+    "restart_hash": "restart",
+}
+
+
+def desired_recording(**changes: Any) -> DesiredRecording:
+    """A DesiredRecording; fingerprints are given as `spec_hash=`, `restart_hash=`, ..."""
+    prints = {"spec": "spec1", "subscription": "sub1", "layout": "lay1", "restart": "rst1"}
+    for key, name in _HASHES.items():
+        if key in changes:
+            prints[name] = changes.pop(key)
+    base = DesiredRecording(
+        name="standup",
+        app="main",
+        app_id="app1",
+        channel="room",
+        uid=527841,
+        mode=_MANIFEST.mode,
+        schedule=always_schedule(),
+        manifest=_MANIFEST,
+        requests=replace(_REQUESTS, fingerprints=Fingerprints(**prints)),
+        source_file="recordings.d/standup.yaml",
+    )
+    return replace(base, **changes)
