@@ -364,6 +364,18 @@ class ReconcileSection(_Section):
         return value
 
 
+class RetrySection(Backoff):
+    """How the API client retries one call after a transient failure (5xx, 429, a
+    timeout, code 65): up to `attempts` tries, waiting a random time up to `initial`,
+    doubling up to `max`, between them. Soon by default: a window's start or stop is
+    late by whatever its retries sleep, and the per-App-ID rate limiter, not the
+    backoff, keeps the load within what Agora allows."""
+
+    attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    initial: Duration = timedelta(milliseconds=100)
+    max: Duration = timedelta(seconds=4)
+
+
 class ShutdownSection(_Section):
     # SIGTERM waits this long for API calls in flight, so their outcome is stored;
     # below systemd's TimeoutStopSec (90 s by default).
@@ -413,6 +425,7 @@ class Config(BaseModel):
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
     reconcile: ReconcileSection = ReconcileSection()
+    retry: RetrySection = RetrySection()
     shutdown: ShutdownSection = ShutdownSection()
     replica: ReplicaSection = ReplicaSection()
 

@@ -52,7 +52,8 @@ class Hooks:
 
     on_call: Callable[[ApiCall], None] | None = None
     on_wait: Callable[[str, float], None] | None = None
-    # Retry timing of every client (tests use one without waits); None: the default.
+    # Retry timing of every client, instead of the config's `retry` (tests inject a
+    # sleep that does not wait); None: the config's.
     retry: RetryPolicy | None = None
 
 
@@ -93,6 +94,16 @@ def plan_policy(config: Config) -> PlanPolicy:
     return PlanPolicy(restart_backoff_initial=backoff.initial, restart_backoff_max=backoff.max)
 
 
+def retry_policy(config: Config) -> RetryPolicy:
+    """The API client's retries of one call (config `retry`)."""
+    retry = config.retry
+    return RetryPolicy(
+        max_attempts=retry.attempts,
+        base_delay=retry.initial.total_seconds(),
+        max_delay=retry.max.total_seconds(),
+    )
+
+
 def build_limiters(config: Config, hooks: Hooks | None = None) -> dict[str, RateLimiter]:
     """One limiter per App ID; profiles sharing an App ID share it (the lowest rate wins)."""
     rates: dict[str, int] = {}
@@ -119,6 +130,7 @@ async def api_clients(
     shared = http if http is not None else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
     clients: dict[str, AgoraClient] = {}
     problems: list[str] = []
+    retry = hooks.retry if hooks is not None and hooks.retry is not None else retry_policy(config)
     try:
         for name, profile in sorted(config.apps.items()):
             try:
@@ -133,7 +145,7 @@ async def api_clients(
                 limiter=limiters[profile.app_id],
                 http=shared,
                 on_call=hooks.on_call if hooks else None,
-                retry=hooks.retry if hooks else None,
+                retry=retry,
             )
         yield clients, limiters, problems
     finally:

@@ -43,6 +43,7 @@ from orchestrator.agora.errors import (
     scrub,
 )
 from orchestrator.contract import ErrorCode, Mode, channel_name_problem
+from orchestrator.secrets import is_secret_key
 
 DEFAULT_BASE_URL = "https://api.agora.io"
 CONTENT_TYPE = "application/json;charset=utf-8"
@@ -305,7 +306,7 @@ def _secret_values(body: Any) -> Iterator[str]:
     """Literal secret values inside a request body (keys, tokens, decryption secret)."""
     if isinstance(body, dict):
         for key, value in body.items():
-            if key in ("secret", "secretKey", "accessKey", "token") and isinstance(value, str):
+            if is_secret_key(key) and isinstance(value, str):
                 yield value
             else:
                 yield from _secret_values(value)

@@ -33,20 +33,22 @@ from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.contract import APP_CODES, PERMANENT_CODES, ErrorCode
+from orchestrator.secrets import is_secret_key
 
 REASON_LIMIT = 200
 
-_SECRET_JSON_VALUE = re.compile(
-    r'("(?:secret|secretKey|accessKey|token|customerSecret|password|authorization)"\s*:\s*)'
-    r'"(?:[^"\\]|\\.)*"',
-    re.IGNORECASE,
-)
+# A JSON `"key": "value"` pair; its value is masked when the key names a secret.
+_JSON_STRING_PAIR = re.compile(r'("((?:[^"\\]|\\.)*)"\s*:\s*)"(?:[^"\\]|\\.)*"')
 _BASIC_AUTH = re.compile(r"(Basic\s+)[A-Za-z0-9+/=]+", re.IGNORECASE)
+
+
+def _masked_pair(match: re.Match[str]) -> str:
+    return f'{match.group(1)}"***"' if is_secret_key(match.group(2)) else match.group(0)
 
 
 def scrub(text: str, secrets: Iterable[str] = (), limit: int = REASON_LIMIT) -> str:
     """Mask secret-looking values and the given literal secrets, then trim."""
-    cleaned = _SECRET_JSON_VALUE.sub(r'\1"***"', text)
+    cleaned = _JSON_STRING_PAIR.sub(_masked_pair, text)
     cleaned = _BASIC_AUTH.sub(r"\1***", cleaned)
     # Longest first, so a secret that contains another is masked whole.
     for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):

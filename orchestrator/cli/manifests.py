@@ -56,8 +56,7 @@ def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResul
 
 
 def _text_line(d: Diagnostic) -> str:
-    field = f"{d.field}: " if d.field else ""
-    return f"{d.file}:{d.line}:{d.column}: {d.severity}: {field}{d.message}"
+    return d.text()
 
 
 def _gh_escape(value: str, *, prop: bool) -> str:
@@ -223,7 +222,7 @@ def show(paths: tuple[Path, ...], fmt: str, strict: bool, at: datetime | None) -
     """
     result = _load(paths, strict, at)
     for diagnostic in result.diagnostics:
-        click.echo(_text_line(diagnostic), err=True)
+        click.echo(diagnostic.text(), err=True)
     if result.failed_files:
         click.echo(_summary(result), err=True)
         sys.exit(1)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from orchestrator.config import Config
+    from orchestrator.manifest.diagnostics import Diagnostic
     from orchestrator.reconcile.plan import Action, ActualState, Plan
     from orchestrator.reconcile.reconciler import Desired, PassResult
     from orchestrator.runtime import Runtime
@@ -96,22 +97,36 @@ def _parse_duration(value: str) -> timedelta:
 
 def _desired(
     ctx: _Context, now: datetime, known_good: Mapping[str, KnownGood]
-) -> tuple[Desired, list[str]]:
+) -> tuple[Desired, list[Diagnostic]]:
     from orchestrator.manifest.loader import load_manifests
     from orchestrator.reconcile.reconciler import desired_recordings
 
     loaded = load_manifests([ctx.manifests], now=now)
-    problems = [
-        f"{d.file}:{d.line}:{d.column}: {d.severity}: "
-        f"{d.field + ': ' if d.field else ''}{d.message}"
-        for d in loaded.diagnostics
-    ]
+    problems = list(loaded.diagnostics)
     app_ids = {name: profile.app_id for name, profile in ctx.config.apps.items()}
     desired = desired_recordings(
         loaded.manifests, app_ids, loaded.failed_files, known_good, unreadable=loaded.unreadable
     )
-    problems.extend(desired.problems)
+    problems.extend(map(_general, desired.problems))
     return desired, problems
+
+
+def _general(message: str) -> Diagnostic:
+    """A problem about no place in a manifest file (the store, a profile, a query)."""
+    from orchestrator.manifest.diagnostics import Diagnostic
+
+    return Diagnostic.general(message)
+
+
+def _note(message: str) -> Diagnostic:
+    from orchestrator.manifest.diagnostics import Diagnostic
+
+    return Diagnostic.general(message, "note")
+
+
+def _errors(problems: list[Diagnostic]) -> list[Diagnostic]:
+    """The problems that fail a command (not warnings, not notes)."""
+    return [p for p in problems if p.severity == "error"]
 
 
 STORE_BUSY = 3
@@ -239,25 +254,26 @@ async def _plan(
     if offline and _missing_store(ctx.state_url):
         # CI has no store: plan from an empty state, and create nothing.
         desired, problems = _desired(ctx, now, {})
-        problems.append(f"note: no state store at {ctx.state_url}: planned from an empty state")
+        problems.append(_note(f"no state store at {ctx.state_url}: planned from an empty state"))
         actual = ActualState(invalid_files=desired.invalid_files)
     else:
         try:
             desired, problems, actual = await _observe_for_plan(ctx, now, offline)
         except _Unreachable as exc:  # offline: no store needed, whatever the URL
             desired, problems = _desired(ctx, now, {})
-            problems.append(f"note: {exc}: planned from an empty state")
+            problems.append(_note(f"{exc}: planned from an empty state"))
             actual = ActualState(invalid_files=desired.invalid_files)
     the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
     timeline = lanes(desired.recordings, now, horizon)
-    problems.extend(actual.problems)
-    problems.extend(f"{n.manifest}: held ({n.kind.value}): {n.message}" for n in the_plan.blocked)
+    problems.extend(map(_general, actual.problems))
+    problems.extend(
+        _general(f"{n.manifest}: held ({n.kind.value}): {n.message}") for n in the_plan.blocked
+    )
     if fmt == "json":
         click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
     else:
         click.echo(_plan_text(the_plan, timeline, problems, now, horizon))
-    errors = [p for p in problems if ": warning: " not in p and not p.startswith("note: ")]
-    return (1 if errors else 0), not the_plan.empty
+    return (1 if _errors(problems) else 0), not the_plan.empty
 
 
 def _missing_store(url: str) -> bool:
@@ -271,7 +287,7 @@ def _missing_store(url: str) -> bool:
 
 async def _observe_for_plan(
     ctx: _Context, now: datetime, offline: bool
-) -> tuple[Desired, list[str], ActualState]:
+) -> tuple[Desired, list[Diagnostic], ActualState]:
     from orchestrator.reconcile.reconciler import observe
 
     if offline:
@@ -282,7 +298,7 @@ async def _observe_for_plan(
         return desired, problems, actual
     async with _writer(ctx, "plan") as runtime:
         desired, problems = _desired(ctx, now, await runtime.store.known_good())
-        problems.extend(runtime.problems)
+        problems.extend(map(_general, runtime.problems))
         apps, notes = await _claim(runtime)  # replicas: query only what we may
         problems.extend(notes)
         actual = await observe(
@@ -307,7 +323,7 @@ def _action_json(a: Action) -> dict[str, Any]:
     }
 
 
-def _plan_json(the_plan: Plan, timeline: Any, problems: list[str], now: datetime) -> Any:
+def _plan_json(the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: datetime) -> Any:
     return {
         "at": now.isoformat(),
         "actions": [_action_json(a) for a in the_plan.actions],
@@ -329,12 +345,12 @@ def _plan_json(the_plan: Plan, timeline: Any, problems: list[str], now: datetime
             }
             for lane in timeline
         ],
-        "problems": problems,
+        "problems": [p.text() for p in problems],
     }
 
 
 def _plan_text(
-    the_plan: Plan, timeline: Any, problems: list[str], now: datetime, horizon: timedelta
+    the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: datetime, horizon: timedelta
 ) -> str:
     from orchestrator.reconcile.plan import action_session
     from orchestrator.reconcile.timeline import describe_next, render
@@ -343,7 +359,7 @@ def _plan_text(
     if problems:
         out.append("")
         out.append("Problems (files kept at their last known good state):")
-        out.extend(f"  {p}" for p in problems)
+        out.extend(f"  {p.text()}" for p in problems)
     out.append("")
     if the_plan.actions:
         out.append(f"Actions ({len(the_plan.actions)}):")
@@ -351,7 +367,7 @@ def _plan_text(
             session_id = action_session(a)
             session = f" [session {session_id}]" if session_id else ""
             out.append(f"  {a.kind.value:<12} {a.manifest}{session}: {a.reason}")
-    elif the_plan.blocked or any(not p.startswith("note: ") for p in problems):
+    elif the_plan.blocked or any(p.severity != "note" for p in problems):
         out.append(
             "Actions: none, but not everything is as desired (see the problems above and "
             "what is held back below)."
@@ -423,7 +439,7 @@ async def _apply(
     async with _writer(ctx, "apply") as runtime:
         store = runtime.store
         desired, problems = _desired(ctx, now, await store.known_good())
-        problems.extend(runtime.problems)
+        problems.extend(map(_general, runtime.problems))
         await remember_known_good(store, desired)
         if retry:
             await store.clear_failures()
@@ -435,11 +451,10 @@ async def _apply(
             desired, store, runtime.executor, now, runtime.policy, apps=apps
         )
     click.echo(_apply_text(result, problems))
-    errors = [p for p in problems if ": warning: " not in p and not p.startswith("note: ")]
-    return 0 if result.ok and not errors and not result.plan.blocked else 1
+    return 0 if result.ok and not _errors(problems) and not result.plan.blocked else 1
 
 
-async def _claim(runtime: Runtime) -> tuple[frozenset[str] | None, list[str]]:
+async def _claim(runtime: Runtime) -> tuple[frozenset[str] | None, list[Diagnostic]]:
     """With PostgreSQL replicas: take each App ID's lock as a replica would; act only
     on those we got (None: SQLite, whose writer lock covers everything), and say
     which App IDs another replica owns. The locks go when the command ends."""
@@ -456,13 +471,13 @@ async def _claim(runtime: Runtime) -> tuple[frozenset[str] | None, list[str]]:
         raise _Failure(str(exc)) from None
     skipped = sorted(runtime.app_ids - own.owned)
     notes = [
-        f"note: skipped App ID {app_id}: owned by replica {holders.get(app_id) or '?'}"
+        _note(f"skipped App ID {app_id}: owned by replica {holders.get(app_id) or '?'}")
         for app_id in skipped
     ]
     return own.owned, notes
 
 
-async def _forget_unmanageable(store: Store, name: str, now: datetime) -> list[str]:
+async def _forget_unmanageable(store: Store, name: str, now: datetime) -> list[Diagnostic]:
     """Close manifest `name`'s unmanageable sessions: an operator says it has ended."""
     from orchestrator.reconcile.plan import END_STOPPED
     from orchestrator.state import EndKind, Phase
@@ -479,16 +494,16 @@ async def _forget_unmanageable(store: Store, name: str, now: datetime) -> list[s
             end_kind=EndKind.STOPPED,
         )
     if not closed:
-        return [f"note: {name}: no unmanageable session to forget"]
-    return [f"note: {name}: forgot unmanageable session(s) {', '.join(str(s.id) for s in closed)}"]
+        return [_note(f"{name}: no unmanageable session to forget")]
+    forgot = ", ".join(str(s.id) for s in closed)
+    return [_note(f"{name}: forgot unmanageable session(s) {forgot}")]
 
 
-def _apply_text(result: PassResult, problems: list[str]) -> str:
+def _apply_text(result: PassResult, problems: list[Diagnostic]) -> str:
     out = []
     for p in problems:
-        out.append(p if p.startswith("note: ") else f"problem: {p}")
-    for p in result.problems:
-        out.append(f"problem: {p}")
+        out.append(p.text() if p.severity == "note" else f"problem: {p.text()}")
+    out.extend(f"problem: {query}" for query in result.problems)
     for s in result.untracked:
         out.append(
             f"untracked {s.manifest}: a recording the store does not know holds channel "

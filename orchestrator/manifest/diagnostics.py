@@ -35,7 +35,9 @@ __all__ = [
     "position_tree",
 ]
 
-Severity = Literal["error", "warning"]
+# "note": information only (the CLI's notes, e.g. an App ID another replica owns);
+# a note never fails a command.
+Severity = Literal["error", "warning", "note"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,19 @@ class Diagnostic:
     field: str
     message: str
     severity: Severity = "error"
+
+    @classmethod
+    def general(cls, message: str, severity: Severity = "error") -> Diagnostic:
+        """A finding about no place in a file (the store, an app profile, a query)."""
+        return cls(file="", line=0, column=0, field="", message=message, severity=severity)
+
+    def text(self) -> str:
+        """One line: `file:line:column: severity: field: message`; without a file,
+        `note: ...` / `warning: ...`, and an error as its bare message."""
+        if not self.file:
+            return self.message if self.severity == "error" else f"{self.severity}: {self.message}"
+        field = f"{self.field}: " if self.field else ""
+        return f"{self.file}:{self.line}:{self.column}: {self.severity}: {field}{self.message}"
 
     def as_dict(self) -> dict[str, Any]:
         return {

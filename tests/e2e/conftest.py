@@ -105,6 +105,7 @@ async def cli_env(emulator: EmulatorHandle, tmp_path: Path) -> CliEnv:  # noqa: 
             manifests: {{dir: ./recordings.d}}
             metrics: {{address: null}}
             logging: {{format: json}}
+            retry: {{initial: 1ms, max: 1ms}}  # retried at once: no test sleeps through backoff
             reconcile:
               restartBackoff: {{initial: 1s, max: 1s}}
             """

@@ -118,6 +118,11 @@ def test_defaults_next_to_the_file(tmp_path: Path) -> None:
     assert config.reconcile.restart_backoff.initial == timedelta(seconds=10)
     assert config.reconcile.restart_backoff.max == timedelta(minutes=10)
     assert config.shutdown.drain_timeout == timedelta(seconds=30)
+    assert (config.retry.attempts, config.retry.initial, config.retry.max) == (
+        6,
+        timedelta(milliseconds=100),
+        timedelta(seconds=4),
+    )
 
 
 def test_systemd_state_directory_is_the_default(tmp_path: Path) -> None:
@@ -730,3 +735,29 @@ def test_duplicate_keys_never_show_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
     assert str(raised.value) == f'{path}:4:3: duplicate key "level" (first at line 2)'
+
+
+def test_retry_timing_reaches_every_client(tmp_path: Path) -> None:
+    """`retry` sets the API client's policy; the defaults are the client's own."""
+    from orchestrator.agora.client import RetryPolicy
+    from orchestrator.runtime import retry_policy
+
+    assert retry_policy(load_config(write(tmp_path, ""), environ={})) == RetryPolicy()
+    text = "retry: {attempts: 3, initial: 5ms, max: 250ms}\n"
+    policy = retry_policy(load_config(write(tmp_path, text), environ={}))
+    assert (policy.max_attempts, policy.base_delay, policy.max_delay) == (3, 0.005, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("retry: {attempts: 0}\n", "retry.attempts"),
+        ("retry: {initial: 2s, max: 1s}\n", "max must not be shorter than initial"),
+        ("retry: {initial: 0s}\n", "retry.initial"),
+    ],
+)
+def test_bad_retry_timing_is_a_positioned_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert message in str(caught.value)
+    assert "config.yaml:1:" in str(caught.value)

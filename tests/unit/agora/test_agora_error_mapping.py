@@ -116,3 +116,13 @@ def test_scrub_masks_secret_values_and_named_secrets() -> None:
     assert '"tok"' not in cleaned and "dXNlcjpwYXNz" not in cleaned
     assert scrub("prefix another-secret suffix", ["another-secret"]) == "prefix *** suffix"
     assert scrub("line\nbreaks\t and   spaces") == "line breaks and spaces"
+
+
+@pytest.mark.parametrize(
+    "key", ["secretKey", "access_key", "customerSecret", "X-Authorization", "TOKEN", "password"]
+)
+def test_scrub_masks_every_key_the_shared_list_names(key: str) -> None:
+    """The keys come from `orchestrator.secrets.SECRET_KEYS`, in any spelling."""
+    cleaned = scrub(f'{{"{key}": "hunter2-xyz", "cname": "room"}}')
+    assert "hunter2" not in cleaned
+    assert f'"{key}": "***"' in cleaned and '"cname": "room"' in cleaned
