@@ -114,32 +114,34 @@ class PlanPolicy:
 
 
 @dataclass(frozen=True)
-class Start:
+class _Action:
+    """What every action names: its manifest and why (shown by `plan` and logged)."""
+
+    manifest: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Start(_Action):
     """Acquire, then start at once, for `window`."""
 
     kind: ClassVar[ActionKind] = ActionKind.START
-    manifest: str
-    reason: str
     recording: DesiredRecording = field(repr=False)
     window: Window
     restart_count: int = 0
 
 
 @dataclass(frozen=True)
-class Stop:
+class Stop(_Action):
     kind: ClassVar[ActionKind] = ActionKind.STOP
-    manifest: str
-    reason: str
     session_id: int
 
 
 @dataclass(frozen=True)
-class Update:
+class Update(_Action):
     """Send the manifest's whole subscription (`update`)."""
 
     kind: ClassVar[ActionKind] = ActionKind.UPDATE
-    manifest: str
-    reason: str
     recording: DesiredRecording = field(repr=False)
     session_id: int
 
@@ -147,31 +149,27 @@ class Update:
 @dataclass(frozen=True)
 class UpdateLayout(Update):
     """Send the manifest's whole layout (`updateLayout`, mix mode). An `Update` of
-    another endpoint: a `match` names it before `Update`."""
+    another endpoint: a `match` on `Update` covers it too."""
 
     kind: ClassVar[ActionKind] = ActionKind.UPDATE_LAYOUT
 
 
 @dataclass(frozen=True)
-class Restart:
+class Restart(_Action):
     """Stop the session, then start the new spec for `window`."""
 
     kind: ClassVar[ActionKind] = ActionKind.RESTART
-    manifest: str
-    reason: str
     recording: DesiredRecording = field(repr=False)
     session_id: int
     window: Window
 
 
 @dataclass(frozen=True)
-class Resume:
+class Resume(_Action):
     """Finish the call a killed process left without an outcome. `recording` and
     `window` are what is still wanted (None: the manifest is gone or out of window)."""
 
     kind: ClassVar[ActionKind] = ActionKind.RESUME
-    manifest: str
-    reason: str
     session_id: int
     recording: DesiredRecording | None = field(default=None, repr=False)
     window: Window | None = None

@@ -30,20 +30,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.manifest.manifest_docs import GOOD_TEXT
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parents[2]
-GOOD = """\
-name: standup
-app: main
-channel: room-1
-uid: 527841
-mode: mix
-schedule:
-  cron: "0 9 * * 1-5"
-  timezone: UTC
-  duration: 30m
-"""
+GOOD = GOOD_TEXT.format(name="standup", channel="room-1")
 
 
 @dataclass
