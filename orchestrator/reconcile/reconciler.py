@@ -59,7 +59,7 @@ def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
         mode=m.mode,
         schedule=m.build_schedule(),
         manifest=m,
-        requests=translate(m),
+        fingerprints=translate(m).fingerprints,  # the requests: at the first action
         source_file=source_file,
         suspend=m.suspend,
         update_policy=m.update_policy,

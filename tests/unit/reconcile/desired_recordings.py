@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.manifest.model import Manifest
 from orchestrator.reconcile.plan import DesiredRecording
-from orchestrator.reconcile.translate import Fingerprints, translate
+from orchestrator.reconcile.translate import Fingerprints
 from orchestrator.schedule import always_schedule
 
 _MANIFEST = Manifest.model_validate(
@@ -21,7 +21,6 @@ _MANIFEST = Manifest.model_validate(
         "schedule": "always",
     }
 )
-_REQUESTS = translate(_MANIFEST)
 _HASHES = {
     "spec_hash": "spec",
     "subscription_hash": "subscription",
@@ -45,7 +44,7 @@ def desired_recording(**changes: Any) -> DesiredRecording:
         mode=_MANIFEST.mode,
         schedule=always_schedule(),
         manifest=_MANIFEST,
-        requests=replace(_REQUESTS, fingerprints=Fingerprints(**prints)),
+        fingerprints=Fingerprints(**prints),
         source_file="recordings.d/standup.yaml",
     )
     return replace(base, **changes)

@@ -67,3 +67,19 @@ def test_a_file_that_starts_failing_rebuilds_everything_with_its_last_good_versi
     assert delta.rebuilt is None  # the failing set changed: a full rebuild
     assert str(path) in second.invalid_files
     assert {d.name for d in second.recordings} == {"alpha", "beta"}  # alpha: last known good
+
+
+def test_typed_requests_are_kept_from_a_recordings_first_action_on(tmp_path: Path) -> None:
+    """Loading keeps only the fingerprints; the first use of `requests` builds the typed
+    requests once (the same as translating the manifest), and they stay with it."""
+    from orchestrator.reconcile.translate import translate
+
+    (tmp_path / "a.yaml").write_text(doc("alpha", "room"), encoding="utf-8")
+    desired, _ = DesiredCache().build(ManifestCache([tmp_path]).load(now=NOW), APPS, {})
+    (d,) = desired.recordings
+    assert "requests" not in vars(d)  # nothing but fingerprints held for an idle manifest
+    requests = d.requests
+    assert requests is d.requests  # built once, then kept
+    assert requests.fingerprints == d.fingerprints == translate(d.manifest).fingerprints
+    assert requests.start.described() == translate(d.manifest).start.described()
+    assert requests.acquire.to_wire() == {"cname": "room", "uid": "7", "clientRequest": {}}
