@@ -96,8 +96,10 @@ RecordingFileType = Literal["hls"]
 SnapshotFileType = Literal["jpg"]
 RECORDING_FILE_TYPES: Final[tuple[RecordingFileType, ...]] = get_args(RecordingFileType)
 SNAPSHOT_FILE_TYPES: Final[tuple[SnapshotFileType, ...]] = get_args(SnapshotFileType)
-ALIYUN_VOD_SERVICE: Final = "aliyun_vod_service"
-ERROR_ABORT: Final = "error_abort"
+AliyunVodService = Literal["aliyun_vod_service"]
+ErrorAbort = Literal["error_abort"]  # the only errorHandlePolicy
+ALIYUN_VOD_SERVICE: Final[AliyunVodService] = get_args(AliyunVodService)[0]
+ERROR_ABORT: Final[ErrorAbort] = get_args(ErrorAbort)[0]
 #: What the service uses when `transcodingConfig` is absent; the reference also
 #: requires all four once the object is sent, which a layout alone forces.
 DEFAULT_TRANSCODING: Final[Mapping[str, int]] = MappingProxyType(

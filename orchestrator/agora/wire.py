@@ -17,7 +17,7 @@ storage keys, tokens and decryption secrets.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -349,13 +349,13 @@ class AliyunVodParam(Request):
 
 
 class ExtensionService(Request):
-    serviceName: Literal["aliyun_vod_service"]  # c.ALIYUN_VOD_SERVICE
-    errorHandlePolicy: Literal["error_abort"] = "error_abort"
+    serviceName: c.AliyunVodService
+    errorHandlePolicy: c.ErrorAbort = c.ERROR_ABORT
     serviceParam: AliyunVodParam
 
 
 class ExtensionServiceConfig(Request):
-    errorHandlePolicy: Literal["error_abort"] = "error_abort"
+    errorHandlePolicy: c.ErrorAbort = c.ERROR_ABORT
     extensionServices: list[ExtensionService] = Field(min_length=1)
 
 

@@ -547,7 +547,7 @@ class EmulatorState:
                             if session.seen
                             else [],
                         },
-                        "serviceName": "aliyun_vod_service",
+                        "serviceName": contract.ALIYUN_VOD_SERVICE,
                     }
                 ],
                 "subServiceStatus": {"recordingService": service},

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.contract import MAX_SIDE, MIN_UID, UINT32_MAX
 from orchestrator.manifest.model import Manifest
 from orchestrator.manifest.rules import Loc, dotted_path
 from orchestrator.secrets import SECRET_TAGS, is_secret_key
@@ -93,11 +94,11 @@ _REQUIRED_HINTS = {
     ("Manifest", "name"): "a unique name like weekly-standup",
     ("Manifest", "app"): "an App ID profile of the daemon config, like main",
     ("Manifest", "channel"): "the Agora channel to record",
-    ("Manifest", "uid"): "the recorder's uid, 1 to 4294967295, or auto",
+    ("Manifest", "uid"): f"the recorder's uid, {MIN_UID} to {UINT32_MAX}, or auto",
     ("Manifest", "mode"): "mix or individual",
     ("Manifest", "schedule"): "cron + timezone + duration, windows: [{start, end}], or always",
-    ("Transcoding", "width"): "pixels, 1 to 1920",
-    ("Transcoding", "height"): "pixels, 1 to 1920",
+    ("Transcoding", "width"): f"pixels, 1 to {MAX_SIDE}",
+    ("Transcoding", "height"): f"pixels, 1 to {MAX_SIDE}",
     ("Transcoding", "fps"): "frames per second, like 15",
     ("Transcoding", "bitrate"): "Kbps, like 500",
     ("Region", "x"): "the left edge, 0.0 to 1.0",

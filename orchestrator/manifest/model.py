@@ -23,7 +23,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AwareDatetime,
@@ -176,7 +176,7 @@ class Subscription(Section):
             if uids is None:
                 continue
             if contract.ALL_STREAMS in uids and len(uids) > 1:
-                rules.add((kind,), "'#allstream#' means every uid: list it alone")
+                rules.add((kind,), f"'{contract.ALL_STREAMS}' means every uid: list it alone")
             seen: set[int | str] = set()
             for index, uid in enumerate(uids):
                 if uid in seen:
@@ -214,7 +214,9 @@ class Recording(Section):
                     f"{kind}: use either a subscribe or an unsubscribe list, not both",
                 )
             if unsub is not None and contract.ALL_STREAMS in unsub:
-                rules.add(("unsubscribe", kind), "'#allstream#' belongs in a subscribe list")
+                rules.add(
+                    ("unsubscribe", kind), f"'{contract.ALL_STREAMS}' belongs in a subscribe list"
+                )
             if (sub is not None or unsub is not None) and kind not in self.recorded_kinds:
                 where = "subscribe" if sub is not None else "unsubscribe"
                 rules.add(
@@ -417,7 +419,7 @@ class AliyunVod(Section):
     secret_key: SecretField
     region_id: Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
     video_data: VideoData
-    error_handle_policy: Literal["error_abort"] | None = None
+    error_handle_policy: contract.ErrorAbort | None = None
 
 
 # --- schedule ------------------------------------------------------------------------
