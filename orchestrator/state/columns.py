@@ -44,6 +44,17 @@ DATETIME_COLUMNS = frozenset(
 )
 JSON_COLUMNS = frozenset({"file_list", "document"})
 FINAL_PHASE_VALUES = tuple(p.value for p in FINAL_PHASES)
+# Schema version 3 of both stores: each ended session's `end_kind` from the text its
+# `end_reason` begins with (the prefixes written before the column existed). Frozen:
+# it is part of a released migration.
+END_KIND_BACKFILL = """UPDATE sessions SET end_kind = CASE
+        WHEN end_reason LIKE 'stopped%' THEN 'stopped'
+        WHEN end_reason LIKE 'exited%' THEN 'exited'
+        WHEN end_reason LIKE 'failed: conflict (53)%' THEN 'conflict'
+        WHEN end_reason LIKE 'failed: untracked (53)%' THEN 'untracked'
+        WHEN end_reason LIKE 'failed%' THEN 'failed'
+    END
+    WHERE phase IN ('ended', 'failed');"""
 
 
 def check_no_secret_columns(names: Iterable[str]) -> None:

@@ -52,6 +52,7 @@ from urllib.parse import quote
 
 from orchestrator.state.base import StoreBase, check_readable, too_new
 from orchestrator.state.columns import (
+    END_KIND_BACKFILL,
     FINAL_PHASE_VALUES,
     SESSION_COLUMNS,
     STATE_COLUMNS,
@@ -166,16 +167,9 @@ _MIGRATIONS: tuple[str, ...] = (
         WHERE phase NOT IN ('ended', 'failed', 'unmanageable');
     """,
     # 3: why a session ended, as a kind the planner reads (was a prefix of end_reason).
-    """
+    f"""
     ALTER TABLE sessions ADD COLUMN end_kind TEXT;
-    UPDATE sessions SET end_kind = CASE
-        WHEN end_reason LIKE 'stopped%' THEN 'stopped'
-        WHEN end_reason LIKE 'exited%' THEN 'exited'
-        WHEN end_reason LIKE 'failed: conflict (53)%' THEN 'conflict'
-        WHEN end_reason LIKE 'failed: untracked (53)%' THEN 'untracked'
-        WHEN end_reason LIKE 'failed%' THEN 'failed'
-    END
-    WHERE phase IN ('ended', 'failed');
+    {END_KIND_BACKFILL}
     """,
 )
 
