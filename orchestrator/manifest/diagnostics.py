@@ -3,8 +3,8 @@
 A `Diagnostic` is the one form every manifest problem takes, from a YAML syntax
 error to a clash between two files. This module turns pydantic's errors into
 messages that say what is wrong and what would be valid (`diagnose`), and finds
-where a field path stands in a file (`position_tree`, `locate`; the daemon
-config uses the same finder).
+where a field path stands in a file (`position_tree`, `locate`). The daemon
+config uses the same finder and the same unknown-key sentence (`unknown_key`).
 
 A message must never contain a secret value: the input is not quoted when the
 field is a secret (`orchestrator.secrets.SECRET_KEYS`, `SECRET_TAGS`).
@@ -34,6 +34,7 @@ __all__ = [
     "locate",
     "place",
     "position_tree",
+    "unknown_key",
 ]
 
 # "note": information only (the CLI's notes, e.g. an App ID another replica owns);
@@ -172,6 +173,15 @@ def _input_text(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def unknown_key(key: str, valid: Sequence[str]) -> str:
+    """The one sentence for a key that is not allowed where it stands, in manifests
+    and in the daemon config: the closest valid key, then all of them."""
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    listing = f"; valid keys here: {', '.join(valid)}" if valid else ""
+    return f"unknown key '{key}'{hint}{listing}"
+
+
 def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
     """A pydantic error as 'what is wrong; what would be valid'."""
     kind = str(error["type"])
@@ -191,12 +201,7 @@ def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
     if kind == "extra_forbidden" and len(raw_loc) > 1 and raw_loc[-2] in SECRET_TAGS:
         return f"unknown key '{loc[-1]}': a secret is {SECRET_FORMS}"
     if kind == "extra_forbidden":
-        key = str(loc[-1]) if loc else "?"
-        valid = _keys_at(raw_loc[:-1])
-        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        listing = f"; valid keys here: {', '.join(valid)}" if valid else ""
-        return f"unknown key '{key}'{hint}{listing}"
+        return unknown_key(str(loc[-1]) if loc else "?", _keys_at(raw_loc[:-1]))
     if secret and kind in ("model_type", "model_attributes_type", "dict_type", "string_type"):
         return f"a secret is a reference: {SECRET_FORMS} (or, with a warning, a plain string)"
     if kind in ("model_type", "model_attributes_type", "dict_type"):

@@ -6,7 +6,11 @@ Covers:
 - relative paths resolve against the config file's directory, not the working one;
 - ORCHESTRATOR_* environment overrides (nested with `__`), and that they win
   over the file; only prefixed variables are read; `environ=` replaces os.environ;
-- errors name file, line, column and field (or the environment variable);
+- errors name file, line, column and field (or the environment variable), and say
+  what is wrong and what would be valid as manifest errors do: an unknown key with
+  the closest valid key and all of them, a wrong choice with the allowed values and
+  a did-you-mean, a number with its range; every problem on its own line; no value
+  of the file or the environment in any message;
 - addresses and URLs (durations: the table shared with manifests,
   tests/unit/manifest/test_manifest_scalars.py);
 - secrets: literal ones are logged as warnings (by field, never value), credentials
@@ -264,15 +268,6 @@ def test_only_prefixed_variables_are_read(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("stateDir: /x\n", "config.yaml:1:1: stateDir: Extra inputs are not permitted"),
-        (
-            "reconcile:\n  concurrency: 0\n",
-            "config.yaml:2:16: reconcile.concurrency: Input should be greater than or equal to 1",
-        ),
-        (
-            "reconcile:\n  resyncInterval: soon\n",
-            "config.yaml:2:19: reconcile.resyncInterval: invalid duration 'soon'",
-        ),
         (
             "reconcile:\n  resyncInterval: 500ms\n",
             "config.yaml:2:19: reconcile.resyncInterval: must be at least 1s",
@@ -286,33 +281,13 @@ def test_only_prefixed_variables_are_read(tmp_path: Path, monkeypatch: pytest.Mo
             "config.yaml:3:14: reconcile.restartBackoff.initial: must be longer than zero",
         ),
         (
-            "reconcile:\n  concurency: 4\n",
-            "config.yaml:2:3: reconcile.concurency: Extra inputs are not permitted",
-        ),
-        (
-            "logging: {level: loud}\n",
-            "config.yaml:1:18: logging.level: Input should be 'debug', 'info', 'warning' or",
-        ),
-        (
             "metrics:\n  address: localhost\n",
             "config.yaml:2:12: metrics.address: must be HOST:PORT",
         ),
         ("state:\n  url: mysql://db/x\n", "config.yaml:2:8: state.url: must be sqlite:///PATH"),
         (
-            "apps:\n  main:\n    customerId: {env: ID}\n    customerSecret: {env: S}\n",
-            "config.yaml:2:3: apps.main.appId: Field required",
-        ),
-        (
-            MINIMAL_APP.replace("{env: AGORA_CUSTOMER_ID}", "{env: 1BAD}"),
-            "config.yaml:4:23: apps.main.customerId.env: String should match pattern",
-        ),
-        (
             MINIMAL_APP + "    baseUrl: api.agora.io\n",
             "config.yaml:6:14: apps.main.baseUrl: must be an http:// or https:// URL",
-        ),
-        (
-            MINIMAL_APP + "    rateLimit: 0\n",
-            "config.yaml:6:16: apps.main.rateLimit: Input should be greater than or equal to 1",
         ),
         ("logging:\n  level: info\n  level: debug\n", "config.yaml:3:3: "),
         ("logging: {level: [info\n", "config.yaml:2:1: "),
@@ -326,17 +301,234 @@ def test_positioned_errors(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in str(raised.value).replace(str(tmp_path) + "/", "")
 
 
+# The keys each place allows, in the file's spelling and the model's order.
+TOP_KEYS = "apps, state, manifests, logging, metrics, reconcile, retry, shutdown, replica"
+RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff"
+PROFILE_KEYS = "appId, customerId, customerSecret, baseUrl, rateLimit"
+SECRET_FORMS = "{env: NAME}, {file: PATH} or {credential: NAME}"
+DURATIONS = (
+    "whole numbers with units, largest first (d, h, m, s, ms), like 500ms, 90s, 30m, "
+    "1h30m or 2d; or a number of seconds"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # unknown keys: the closest valid key, then all of them, as manifests say it
+        (
+            "reconcle:\n  concurrency: 4\n",
+            "config.yaml:1:1: reconcle: unknown key 'reconcle' (did you mean 'reconcile'?); "
+            f"valid keys here: {TOP_KEYS}",
+        ),
+        (
+            "stateDir: /x\n",
+            "config.yaml:1:1: stateDir: unknown key 'stateDir' (did you mean 'state'?); "
+            f"valid keys here: {TOP_KEYS}",
+        ),
+        (
+            "reconcile:\n  concurency: 4\n",
+            "config.yaml:2:3: reconcile.concurency: unknown key 'concurency' "
+            f"(did you mean 'concurrency'?); valid keys here: {RECONCILE_KEYS}",
+        ),
+        (
+            MINIMAL_APP + "    rateLimt: 5\n",
+            "config.yaml:6:5: apps.main.rateLimt: unknown key 'rateLimt' "
+            f"(did you mean 'rateLimit'?); valid keys here: {PROFILE_KEYS}",
+        ),
+        (
+            "logging:\n  colour: true\n",
+            "config.yaml:2:3: logging.colour: unknown key 'colour'; valid keys here: level, format",
+        ),
+        (
+            "reconcile:\n  restartBackoff: {initial: 1s, maximum: 1m}\n",
+            "config.yaml:2:33: reconcile.restartBackoff.maximum: unknown key 'maximum' "
+            "(did you mean 'max'?); valid keys here: initial, max",
+        ),
+        # inside a secret reference the key itself may be the secret: neither shown
+        (
+            MINIMAL_APP.replace("{file: secret.txt}", "{hunter2}"),
+            "config.yaml:5:22: apps.main.customerSecret: unknown key in a secret reference: "
+            f"a secret is {SECRET_FORMS}",
+        ),
+        (
+            MINIMAL_APP.replace("{file: secret.txt}", "{}"),
+            "config.yaml:5:5: apps.main.customerSecret: a secret is a reference: "
+            f"{SECRET_FORMS} (or, with a warning, a plain string)",
+        ),
+        (
+            MINIMAL_APP.replace("{file: secret.txt}", "[hunter2]"),
+            "config.yaml:5:5: apps.main.customerSecret: a secret is a reference: "
+            f"{SECRET_FORMS} (or, with a warning, a plain string)",
+        ),
+        (
+            MINIMAL_APP.replace("{env: AGORA_CUSTOMER_ID}", "{env: 1BAD}"),
+            "config.yaml:4:23: apps.main.customerId.env: "
+            "must be an environment variable name like AGORA_CUSTOMER_ID",
+        ),
+        (
+            MINIMAL_APP.replace("{file: secret.txt}", "{credential: 'a b'}"),
+            "config.yaml:5:34: apps.main.customerSecret.credential: "
+            "must be a credential name: letters, digits, '_', '.', '@' or '-'",
+        ),
+        # choices: the allowed values, and the closest one when there is one
+        (
+            "logging: {level: warnig}\n",
+            "config.yaml:1:18: logging.level: must be one of debug, info, warning, error; "
+            "did you mean 'warning'?",
+        ),
+        (
+            "logging: {level: loud}\n",
+            "config.yaml:1:18: logging.level: must be one of debug, info, warning, error",
+        ),
+        (
+            "logging:\n  format: JSNO\n",
+            "config.yaml:2:11: logging.format: must be one of auto, json, console; "
+            "did you mean 'json'?",
+        ),
+        (
+            "logging:\n  format: 3\n",
+            "config.yaml:2:11: logging.format: must be one of auto, json, console",
+        ),
+        # numbers: the field's own range, whatever was wrong with the value
+        (
+            "reconcile:\n  concurrency: 0\n",
+            "config.yaml:2:16: reconcile.concurrency: must be a whole number from 1 to 1024",
+        ),
+        (
+            "reconcile:\n  concurrency: 5000\n",
+            "config.yaml:2:16: reconcile.concurrency: must be a whole number from 1 to 1024",
+        ),
+        (
+            "reconcile:\n  concurrency: lots\n",
+            "config.yaml:2:16: reconcile.concurrency: must be a whole number from 1 to 1024",
+        ),
+        (
+            "retry:\n  attempts: 2.5\n",
+            "config.yaml:2:13: retry.attempts: must be a whole number from 1 to 20",
+        ),
+        (
+            MINIMAL_APP + "    rateLimit: 0\n",
+            "config.yaml:6:16: apps.main.rateLimit: must be a whole number from 1 to 1000",
+        ),
+        # other types
+        (
+            "reconcile:\n  stopOnShutdown: maybe\n",
+            "config.yaml:2:19: reconcile.stopOnShutdown: must be true or false",
+        ),
+        (
+            "reconcile:\n  resyncInterval: soon\n",
+            f"config.yaml:2:19: reconcile.resyncInterval: invalid duration: use {DURATIONS}",
+        ),
+        (
+            "reconcile:\n  resyncInterval:\n",  # null: pointed at by its key
+            f"config.yaml:2:3: reconcile.resyncInterval: invalid duration: use {DURATIONS}",
+        ),
+        (
+            "state:\n  url: 5\n",
+            "config.yaml:2:8: state.url: "
+            "must be text; quote it if YAML reads it as a number or date",
+        ),
+        ("manifests:\n  dir: 5\n", "config.yaml:2:8: manifests.dir: must be a path (text)"),
+        ("replica:\n  name: ''\n", "config.yaml:2:9: replica.name: must not be empty"),
+        (
+            "replica:\n  name: " + "x" * 201 + "\n",
+            "config.yaml:2:9: replica.name: must be at most 200 characters long",
+        ),
+        (
+            MINIMAL_APP.replace("0123456789abcdef0123456789abcdef", "'0123 4567'"),
+            "config.yaml:3:12: apps.main.appId: must be an App ID without blanks",
+        ),
+        (
+            "apps:\n  main:\n    customerId: {env: ID}\n    customerSecret: {env: S}\n",
+            "config.yaml:2:3: apps.main.appId: "
+            "'appId' is required: the App ID of the Agora project",
+        ),
+        # sections that are not mappings
+        (
+            "apps: [main]\n",
+            "config.yaml:1:1: apps: "
+            f"must be a mapping of names to mappings with keys {PROFILE_KEYS}",
+        ),
+        (
+            "apps:\n  main: 5\n",
+            f"config.yaml:2:9: apps.main: must be a mapping with keys {PROFILE_KEYS}",
+        ),
+        ("logging: loud\n", "config.yaml:1:10: logging: must be a mapping with keys level, format"),
+        (
+            "reconcile:\n  restartBackoff:\n",
+            "config.yaml:2:3: reconcile.restartBackoff: must be a mapping with keys initial, max",
+        ),
+    ],
+)
+def test_error_messages(tmp_path: Path, text: str, expected: str) -> None:
+    """Each mistake is one line: where, which field (as written), what is wrong and
+    what would be valid; never pydantic's own wording, never a value of the file."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value) == f"{path}:{expected.removeprefix('config.yaml:')}"
+
+
 def test_every_problem_is_reported_in_file_order(tmp_path: Path) -> None:
-    path = write(tmp_path, "reconcile:\n  concurrency: 0\n  resyncInterval: x\nbogus: 1\n")
+    path = write(
+        tmp_path,
+        "reconcile:\n  concurrency: 0\n  resyncInterval: x\nlogging: {levle: info}\nbogus: 1\n",
+    )
     with pytest.raises(ConfigError) as raised:
         load_config(path, environ={})
     problems = raised.value.problems
     assert [(p.line, p.column, p.field) for p in problems] == [
         (2, 16, "reconcile.concurrency"),
         (3, 19, "reconcile.resyncInterval"),
-        (4, 1, "bogus"),
+        (4, 11, "logging.levle"),
+        (5, 1, "bogus"),
     ]
     assert all(p.file == str(path) for p in problems)
+    assert str(raised.value).splitlines() == [
+        f"{path}:2:16: reconcile.concurrency: must be a whole number from 1 to 1024",
+        f"{path}:3:19: reconcile.resyncInterval: invalid duration: use {DURATIONS}",
+        f"{path}:4:11: logging.levle: unknown key 'levle' (did you mean 'level'?); "
+        "valid keys here: level, format",
+        f"{path}:5:1: bogus: unknown key 'bogus'; valid keys here: {TOP_KEYS}",
+    ]
+
+
+def test_no_value_of_the_file_is_in_any_message(tmp_path: Path) -> None:
+    """Any value may be a secret: every field below is wrong and carries the marker,
+    and every one is reported without it."""
+    text = (
+        "apps:\n"
+        "  main:\n"
+        "    appId: 'hunter2 id'\n"
+        "    customerId: {hunter2-key: x}\n"
+        "    customerSecret: [hunter2-secret]\n"
+        "    rateLimit: hunter2-rate\n"
+        "logging: {level: hunter2-level, format: hunter2-format}\n"
+        "reconcile: {concurrency: hunter2-c, resyncInterval: hunter2-d, stopOnShutdown: hunter2}\n"
+        "state: {url: 'hunter2://db'}\n"
+        "manifests: {watch: hunter2-w}\n"
+        "metrics: {address: hunter2}\n"
+        "replica: {claimInterval: hunter2-i}\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ={})
+    assert "hunter2" not in str(raised.value)
+    assert [p.field for p in raised.value.problems] == [
+        "apps.main.appId",
+        "apps.main.customerId",
+        "apps.main.customerSecret",
+        "apps.main.rateLimit",
+        "logging.level",
+        "logging.format",
+        "reconcile.concurrency",
+        "reconcile.resyncInterval",
+        "reconcile.stopOnShutdown",
+        "state.url",
+        "manifests.watch",
+        "metrics.address",
+        "replica.claimInterval",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -348,7 +540,8 @@ def test_every_problem_is_reported_in_file_order(tmp_path: Path) -> None:
         ),
         (
             {"ORCHESTRATOR_APPS__EXTRA__APP_ID": "x"},
-            "environment variable ORCHESTRATOR_APPS__EXTRA__*: apps.extra.customerId: Field",
+            "environment variable ORCHESTRATOR_APPS__EXTRA__*: apps.extra.customerId: "
+            "'customerId' is required: a secret: {env: NAME}, {file: PATH} or {credential: NAME}",
         ),
         (
             {"ORCHESTRATOR_RECONCILE__RESTART_BACKOFF__INITIAL": "1d"},
@@ -364,6 +557,35 @@ def test_errors_name_the_environment_variable(
     with pytest.raises(ConfigError) as raised:
         load_config(write(tmp_path, ""), environ=variables)
     assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"ORCHESTRATOR_RECONCILE__CONCURRENCY": "-1"},
+            "environment variable ORCHESTRATOR_RECONCILE__CONCURRENCY: reconcile.concurrency: "
+            "must be a whole number from 1 to 1024",
+        ),
+        (
+            {"ORCHESTRATOR_LOGGING__LEVEL": "warnig"},
+            "environment variable ORCHESTRATOR_LOGGING__LEVEL: logging.level: "
+            "must be one of debug, info, warning, error; did you mean 'warning'?",
+        ),
+        (
+            {"ORCHESTRATOR_RECONCILE__CONCURENCY": "4"},
+            "environment variable ORCHESTRATOR_RECONCILE__CONCURENCY: reconcile.concurency: "
+            "unknown key 'concurency' (did you mean 'concurrency'?); "
+            f"valid keys here: {RECONCILE_KEYS}",
+        ),
+    ],
+)
+def test_environment_errors_read_like_file_errors(
+    tmp_path: Path, variables: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, ""), environ=variables)
+    assert str(raised.value) == expected
 
 
 def test_missing_file(tmp_path: Path) -> None:
