@@ -19,6 +19,7 @@ from orchestrator.agora.errors import (
     RecordingExistsError,
     ResourceExpiredError,
     RetryableError,
+    SessionUnknownError,
     StopAlreadyEndedError,
     error_from_response,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ResourceExpiredError",
     "RetryPolicy",
     "RetryableError",
+    "SessionUnknownError",
     "StopAlreadyEndedError",
     "StopResponse",
     "error_from_response",

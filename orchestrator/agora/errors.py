@@ -5,9 +5,10 @@ Every answer that is not a success is turned into exactly one of these classes b
 `code` mean what. Callers decide on the class, never on numbers::
 
     AgoraError                      endpoint, status, code, reason
-    ├── PermanentError              2, 8, 432, 1001, 1003, 1013, 1028,
+    ├── PermanentError              2, 8, 432, 1013, 1028,
     │   │                           unknown route, 400 without code
     │   ├── AppError                401, 62, "invalid appid": the app profile is wrong
+    │   ├── SessionUnknownError     1001, 1003: the resource ID or sid is not recognised
     │   └── InvalidRequestError     refused by the client before sending (status 0)
     ├── RetryableError              429, 5xx, timeouts, transport errors, 65
     │   └── RateLimitedError        429
@@ -98,6 +99,13 @@ class AppError(PermanentError):
     """The app profile itself is refused (401 credentials, 62 recording not enabled,
     invalid App ID): no request of this app can succeed until its configuration
     changes. It belongs to the app, not to the manifest that met it."""
+
+
+class SessionUnknownError(PermanentError):
+    """Codes 1001 and 1003: the API does not recognise the resource ID (it cannot be
+    decrypted: not issued here, or from a server that forgot it) or the sid does not
+    belong to it. Nothing can be queried, updated or stopped through it: whether the
+    recording still runs is unknown."""
 
 
 class InvalidRequestError(PermanentError):
@@ -217,6 +225,8 @@ def error_from_response(
     if code is not None:
         if code in APP_CODES:
             return AppError(endpoint, status, code, reason)
+        if code in (ErrorCode.RESOURCE_DECRYPT_FAILED, ErrorCode.MISMATCHED_IDS):
+            return SessionUnknownError(endpoint, status, code, reason)
         if code in PERMANENT_CODES:
             return PermanentError(endpoint, status, code, reason)
         if code == ErrorCode.NETWORK_JITTER:
