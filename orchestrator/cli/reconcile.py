@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from orchestrator.config import Config
     from orchestrator.manifest.diagnostics import Diagnostic
+    from orchestrator.reconcile.overview import Overview, RecordingStatus
     from orchestrator.reconcile.plan import Action, ActualState, Plan
     from orchestrator.reconcile.reconciler import Desired, PassResult
     from orchestrator.runtime import Runtime
@@ -264,7 +265,7 @@ async def _plan(
             problems.append(_note(f"{exc}: planned from an empty state"))
             actual = ActualState(invalid_files=desired.invalid_files)
     the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
-    timeline = lanes(desired.recordings, now, horizon)
+    timeline = lanes(desired.recordings, now, horizon, the_plan)
     problems.extend(map(_general, actual.problems))
     problems.extend(
         _general(f"{n.manifest}: held ({n.kind.value}): {n.message}") for n in the_plan.blocked
@@ -273,7 +274,8 @@ async def _plan(
         click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
     else:
         click.echo(_plan_text(the_plan, timeline, problems, now, horizon))
-    return (1 if _errors(problems) else 0), not the_plan.empty
+    # Changes: actions now, or a restart that waits its backoff (it will act by itself).
+    return (1 if _errors(problems) else 0), not the_plan.empty or bool(the_plan.waiting)
 
 
 def _missing_store(url: str) -> bool:
@@ -342,6 +344,9 @@ def _plan_json(the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: d
                 "manifest": lane.manifest,
                 "suspended": lane.suspended,
                 "events": [{"at": t.isoformat(), "event": e} for t, e in lane.events()],
+                # The window open now is wanted but will not be recorded, and why.
+                "skipped": lane.skipped,
+                "waits_until": lane.waits_until.isoformat() if lane.waits_until else None,
             }
             for lane in timeline
         ],
@@ -367,6 +372,11 @@ def _plan_text(
             session_id = action_session(a)
             session = f" [session {session_id}]" if session_id else ""
             out.append(f"  {a.kind.value:<12} {a.manifest}{session}: {a.reason}")
+    elif the_plan.waiting:
+        out.append(
+            "Actions: none now, but not everything is as desired: a restart waits its "
+            "backoff (see what is held back below)."
+        )
     elif the_plan.blocked or any(p.severity != "note" for p in problems):
         out.append(
             "Actions: none, but not everything is as desired (see the problems above and "
@@ -562,32 +572,74 @@ async def _init(config_path: Path | None, state_url: str | None) -> None:
 
 @cli.command("status")
 @_CONFIG
+@_MANIFESTS
 @_STATE
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--limit", default=20, show_default=True, help="How many ended sessions to show.")
-def status_command(config_path: Path | None, state_url: str | None, fmt: str, limit: int) -> None:
-    """Live sessions and recent history (end reasons, file lists) from the store."""
+@click.option(
+    "--at",
+    "at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+    default=None,
+    help="Judge the schedules at this instant (default: now; naive means UTC).",
+)
+def status_command(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    fmt: str,
+    limit: int,
+    at: datetime | None,
+) -> None:
+    """What every recording should be doing and is doing, why not when the two differ,
+    live sessions and recent history (0 all as desired, 1 otherwise)."""
     try:
-        asyncio.run(_status(config_path, state_url, fmt, limit))
+        ok = asyncio.run(_status(config_path, manifests_dir, state_url, fmt, limit, _now(at)))
     except (_Failure, _Busy) as exc:
         _fail(exc)
+        return
+    sys.exit(0 if ok else 1)
 
 
-async def _status(config_path: Path | None, state_url: str | None, fmt: str, limit: int) -> None:
+async def _status(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    fmt: str,
+    limit: int,
+    now: datetime,
+) -> bool:
+    """Print the status; True when everything wanted records and nothing fails."""
+    from orchestrator.reconcile.overview import overview
+    from orchestrator.reconcile.plan import plan
+    from orchestrator.reconcile.reconciler import observe, untracked
+    from orchestrator.runtime import plan_policy
     from orchestrator.state import session_summary
 
-    ctx = _load_context(config_path, None, state_url)
-    from orchestrator.reconcile.reconciler import untracked
-
+    ctx = _load_context(config_path, manifests_dir, state_url)
     async with _open_reader(ctx.state_url) as store:
-        live = await store.live_sessions()
+        desired, problems = _desired(ctx, now, await store.known_good())
+        actual = await observe(store, desired.invalid_files, None, desired.unreadable)
         history = await store.history(limit)
-        states = await store.manifest_states()
-        unknown = untracked(await store.latest_ended(), live)
         owners = await store.app_owners()
+    the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
+    unknown = untracked(actual.latest_ended, actual.live)
+    view = overview(
+        desired.recordings,
+        actual,
+        the_plan,
+        now,
+        files_failing=[p for p in problems if p.file and p.severity == "error"],
+        problems=[p.message for p in problems if not p.file and p.severity == "error"],
+        untracked=unknown,
+    )
+    live = list(actual.live)
+    states = actual.manifest_states
     failures = {name: s.failure_reason for name, s in sorted(states.items()) if s.failed_spec_hash}
     if fmt == "json":
         data = {
+            **view.as_dict(),
+            "recordings": [r.as_dict() for r in view.recordings],
             "live": [session_summary(s) for s in live],
             "history": [session_summary(s) for s in history],
             "failed": failures,
@@ -603,8 +655,100 @@ async def _status(config_path: Path | None, state_url: str | None, fmt: str, lim
             ],
         }
         click.echo(json.dumps(data, indent=2))
-        return
-    click.echo("\n".join([*_owners_text(owners), *_status_text(live, history, failures, unknown)]))
+        return view.ok
+    click.echo(
+        "\n".join(
+            [
+                *_overview_text(view),
+                *_owners_text(owners),
+                *_status_text(live, history, failures, unknown),
+            ]
+        )
+    )
+    return view.ok
+
+
+def _overview_text(view: Overview) -> Iterator[str]:
+    """What should record and does, and why not where the two differ."""
+    from orchestrator.reconcile.overview import FORGET_COMMAND
+
+    recording = sum(1 for r in view.recordings if r.recording)
+    yield (
+        f"Recordings at {view.at.isoformat()}: {len(view.recordings)} manifest(s), "
+        f"{len(view.wanted)} wanted now, {recording} recording, "
+        f"{len(view.not_recording)} not recording, "
+        f"{len(view.failing_files)} file(s) failing to load"
+    )
+    yield ""
+    missing = view.not_recording
+    if missing:
+        yield "Not recording, although wanted now:"
+        for r in missing:
+            yield f"  {r.name}: {r.reason}: {r.message}"
+            if r.last_error:
+                yield f"      last error ({_when(r.last_error_at)}): {r.last_error}"
+            if r.next_attempt:
+                yield f"      next attempt: {r.next_attempt.isoformat()}"
+        yield ""
+    if view.files_failing or view.problems:
+        yield "Failing to load (their last known good versions stay in force):"
+        yield from (f"  {d.text()}" for d in view.files_failing)
+        yield from (f"  {p}" for p in view.problems)
+        yield ""
+    if view.unmanageable:
+        yield (
+            "Unmanageable (cannot be queried or stopped: counted as recording; while wanted, a "
+            "fresh start is tried with backoff and a success replaces it):"
+        )
+        for s in view.unmanageable:
+            yield f"  #{s.id} {s.manifest}: channel {s.channel!r} uid {s.uid}: {s.error or '-'}"
+            yield (
+                "      once it has ended: "
+                + FORGET_COMMAND.format(name=s.manifest)
+                + " (stop the daemon first: apply needs the store's writer lock)"
+            )
+        yield ""
+    yield "Manifests:"
+    if not view.recordings:
+        yield "  none"
+    width = min(max((len(r.name) for r in view.recordings), default=0), 32)
+    for r in view.recordings:
+        yield f"  {r.name:<{width}}  {_should_text(r)}; {_doing_text(r)}"
+    yield ""
+
+
+def _should_text(r: RecordingStatus) -> str:
+    from orchestrator.reconcile.overview import Should
+    from orchestrator.schedule import FAR_FUTURE
+
+    w = r.window
+    if r.should is Should.RECORD and w is not None:
+        return (
+            "should record (always)"
+            if w.end >= FAR_FUTURE
+            else f"should record until {w.end:%Y-%m-%d %H:%M}Z"
+        )
+    if r.should is Should.WAIT and w is not None:
+        return f"next window {w.start:%Y-%m-%d %H:%M}Z"
+    return r.should.value
+
+
+def _doing_text(r: RecordingStatus) -> str:
+    s = r.session
+    doing = r.doing
+    if s is not None:
+        doing += f" (session #{s.id}, sid {_short(s.sid)})"
+    if r.reason is not None:
+        doing += f", {r.reason}"
+    if r.kept:
+        doing += " [its file does not load: last known good]"
+    return doing
+
+
+def _short(value: str | None) -> str:
+    if not value:
+        return "-"
+    return value if len(value) <= 12 else f"{value[:8]}…"
 
 
 def _owners_text(owners: list[AppOwner]) -> Iterator[str]:
@@ -651,15 +795,6 @@ def _status_text(
         files = _files(s.file_list)
         if files:
             yield f"      files: {files}"
-    unmanageable = [s for s in live if s.phase.value == "unmanageable"]
-    if unmanageable:
-        yield ""
-        yield (
-            "Unmanageable (recording with an unknown sid: counted as recording, a fresh start "
-            "is tried with backoff; apply --forget-unmanageable NAME closes the record):"
-        )
-        for s in unmanageable:
-            yield f"  #{s.id} {s.manifest}: channel {s.channel!r} uid {s.uid}: {s.error or '-'}"
     if unknown:
         yield ""
         yield "Untracked (live on Agora, not in the store: a start met 53 on our target):"

@@ -20,7 +20,7 @@ import errno
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -37,11 +37,25 @@ from orchestrator import __version__
 log = structlog.get_logger("orchestrator.daemon")
 
 Clock = Callable[[], float]
-Readiness = Callable[[], tuple[bool, str]]
+
+
+@dataclass(frozen=True)
+class ReadinessReport:
+    """What /readyz answers: ready or not, one line why, and facts for people and
+    probes (what is not recording and why, files failing to load), all secret-free."""
+
+    ready: bool
+    detail: str
+    facts: Mapping[str, object] = field(default_factory=dict)
+
+
+Readiness = Callable[[], ReadinessReport]
 
 PHASES: Final = ("acquiring", "starting", "running", "updating", "stopping", "unmanageable")
 TRIGGERS: Final = ("start", "boundary", "resync", "reload", "backoff", "takeover")
 HELD_REASONS: Final = ("failed", "unmanageable", "backoff", "missed", "deferred", "kept")
+# Why a wanted recording is not recording (orchestrator.reconcile.overview.Reason).
+NOT_RECORDING_REASONS: Final = ("starting", "failing", "backoff", "held", "unmanageable")
 OUTCOMES: Final = ("ok", "failed")
 
 # One Agora call: 5 ms (emulator on loopback) .. 30 s (past the default 15 s read timeout).
@@ -186,6 +200,25 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self._wanted = Gauge(
+            "orchestrator_recordings_wanted",
+            "Recordings whose schedule wants them recording now (not suspended), by App ID.",
+            ["app_id"],
+            registry=reg,
+        )
+        self._live = Gauge(
+            "orchestrator_recordings_live",
+            "Recordings a live session records now (running or updating), by App ID.",
+            ["app_id"],
+            registry=reg,
+        )
+        self._not_recording = Gauge(
+            "orchestrator_recordings_not_recording",
+            "Wanted recordings that are not recording, by App ID and reason (starting, "
+            "failing, backoff, held, unmanageable).",
+            ["app_id", "reason"],
+            registry=reg,
+        )
         self._manifests_loaded = Gauge(
             "orchestrator_manifests_loaded", "Manifests currently loaded.", registry=reg
         )
@@ -215,6 +248,7 @@ class Metrics:
         # Known label values start at zero, so the series exist before the first event.
         self._seen_phases: set[str] = set(PHASES)
         self._seen_reasons: set[str] = set(HELD_REASONS)
+        self._seen_apps: set[str] = set()
         self.set_sessions({})
         self.set_manifests(0, {})
         self._next_boundary.set(math.nan)
@@ -290,6 +324,17 @@ class Metrics:
         """Failing files/manifests, and held manifests by reason (missing reasons become 0)."""
         self._manifests_failing.set(failing)
         _set_counts(self._manifests_held, "reason", self._seen_reasons, held)
+
+    def set_recordings(self, by_app: Mapping[str, tuple[int, int, Mapping[str, int]]]) -> None:
+        """Per App ID: (wanted, live, not recording by reason); App IDs and reasons seen
+        before and missing now become 0."""
+        self._seen_apps.update(by_app)
+        for app_id in self._seen_apps:
+            wanted, live, reasons = by_app.get(app_id, (0, 0, {}))
+            self._wanted.labels(app_id=app_id).set(wanted)
+            self._live.labels(app_id=app_id).set(live)
+            for reason in {*NOT_RECORDING_REASONS, *reasons}:
+                self._not_recording.labels(app_id=app_id, reason=reason).set(reasons.get(reason, 0))
 
     def set_manifests_loaded(self, count: int) -> None:
         self._manifests_loaded.set(count)
@@ -415,9 +460,10 @@ class HealthServer:
 
     async def _handle_readyz(self, _request: web.Request) -> web.Response:
         try:
-            ready, detail = self._readiness()
+            report = self._readiness()
         except Exception as exc:
             # The message (or a traceback's locals) could quote anything: the type is enough.
             log.warning("health.readiness_failed", error=type(exc).__name__)
-            ready, detail = False, f"readiness check failed: {type(exc).__name__}"
-        return web.json_response({"ready": ready, "detail": detail}, status=200 if ready else 503)
+            report = ReadinessReport(False, f"readiness check failed: {type(exc).__name__}")
+        body = {**report.facts, "ready": report.ready, "detail": report.detail}
+        return web.json_response(body, status=200 if report.ready else 503)

@@ -47,11 +47,13 @@ from pathlib import Path
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from orchestrator.daemon.metrics import HealthServer, Metrics
+from orchestrator.daemon.metrics import HealthServer, Metrics, ReadinessReport
 from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.watch import ManifestWatcher
+from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.loader import LoadResult, ManifestCache
 from orchestrator.reconcile.execute import ActionResult
+from orchestrator.reconcile.overview import Overview, counts_by_app, overview
 from orchestrator.reconcile.plan import (
     ActualState,
     DesiredRecording,
@@ -143,17 +145,25 @@ class Daemon:
         self._ready = False
         self._store_ok = True
         self._last_summary = ""
+        # Errors of the files that fail to load (as of the last reload), and what every
+        # recording is doing as of the last pass (for /readyz, metrics and STATUS=).
+        self._file_errors: tuple[Diagnostic, ...] = ()
+        self._overview: Overview | None = None
         self._watcher: ManifestWatcher | None = None
         self._health: HealthServer | None = None
 
     # -- public ------------------------------------------------------------------
 
-    def readiness(self) -> tuple[bool, str]:
+    def readiness(self) -> ReadinessReport:
+        """Ready once the first pass has finished and while the store is writable; the
+        facts say what is not recording and why, whatever the answer."""
+        view = self._overview
+        facts = view.as_dict(limit=50) if view is not None else {}
         if not self._ready:
-            return False, "the first reconcile pass has not finished"
+            return ReadinessReport(False, "the first reconcile pass has not finished", facts)
         if not self._store_ok:
-            return False, "the state store is not writable"
-        return True, self._last_summary
+            return ReadinessReport(False, "the state store is not writable", facts)
+        return ReadinessReport(True, self._last_summary, facts)
 
     def request_pass(self, trigger: str, *, refresh: bool = False) -> None:
         """Plan again soon; `refresh`: query the live sessions first (in the background:
@@ -348,14 +358,14 @@ class Daemon:
             the_plan, results, self._query_problems, untracked(actual.latest_ended, actual.live)
         )
         try:
-            live = await self._rt.store.live_sessions()
+            view = await self._look()
         except StoreError as exc:
             self._store_ok = False
             self._observe_pass(trigger, started, ok=False)
             log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
             return
         self._observe_pass(trigger, started, ok=result.ok)
-        self._after_pass(result, live, trigger, started)
+        self._after_pass(result, view, trigger, started)
         if not all(r.ok for r in results) and not self._stop.is_set():
             # Plan again once the initial restart backoff has passed (not at once: an
             # action that fails without a call would loop), so that what failed gets
@@ -364,6 +374,28 @@ class Daemon:
             if self._backoff_until is None or again < self._backoff_until:
                 self._backoff_until = again
             self._schedule_boundary()
+
+    async def _look(self) -> Overview:
+        """What every recording is doing now, after the pass's actions: the store read
+        again and planned at now (pure), so that what failed shows with its reason."""
+        now = self._now()
+        the_plan, actual = await plan_once(
+            self._desired, self._rt.store, now, self._rt.policy, apps=self._owned
+        )
+        recordings = self._desired.recordings
+        if self._owned is not None:
+            recordings = tuple(d for d in recordings if d.app_id in self._owned)
+        view = overview(
+            recordings,
+            actual,
+            the_plan,
+            now,
+            files_failing=self._file_errors,
+            problems=self._desired.problems,
+            untracked=untracked(actual.latest_ended, actual.live),
+        )
+        self._overview = view
+        return view
 
     def _mine(self, sessions: list[SessionRecord]) -> list[SessionRecord]:
         """The sessions of the App IDs this replica owns."""
@@ -389,30 +421,27 @@ class Daemon:
             return
         self.request_pass(trigger)
 
-    def _after_pass(
-        self, result: PassResult, live: list[SessionRecord], trigger: str, started: float
-    ) -> None:
+    def _after_pass(self, result: PassResult, view: Overview, trigger: str, started: float) -> None:
         held = Counter(n.kind.value for n in result.plan.notes)
         failed = sum(1 for r in result.results if not r.ok)
-        live = self._mine(live)
+        live = [s for r in view.recordings if (s := r.session) is not None]
+        live.extend(view.orphans)
         phases = Counter(s.phase.value for s in live)
-        recording = phases.get("running", 0) + phases.get("updating", 0)
         owns = (
             ""
             if self._owned is None
             else f"owns {len(self._owned)} of {len(self._rt.app_ids)} App IDs, "
         )
-        self._last_summary = (
-            f"{owns}{recording} recording, {len(live)} live, {sum(held.values())} held, "
-            f"{len(self._desired.invalid_files)} failing to load"
-            + (f", {len(result.untracked)} untracked" if result.untracked else "")
-            + (f", {len(result.problems)} not queryable" if result.problems else "")
+        self._last_summary = f"{owns}{view.summary()}" + (
+            f", {len(result.problems)} not queryable" if result.problems else ""
         )
         self._notifier.status(self._last_summary)
         if self._metrics is not None:
             self._metrics.set_sessions(dict(phases))
-            self._metrics.set_untracked(len(result.untracked))
+            self._metrics.set_untracked(len(view.untracked))
             self._metrics.set_manifests(len(self._desired.invalid_files), dict(held))
+            apps = self._rt.app_ids if self._owned is None else self._owned
+            self._metrics.set_recordings(counts_by_app(view, apps))
             for r in result.results:
                 self._metrics.observe_action(r.action.kind.value, r.ok)
         log.info(
@@ -588,6 +617,7 @@ class Daemon:
             self._known.pop(name, None)
         self._desired = desired
         self._by_name = {d.name: d for d in desired.recordings}
+        self._file_errors = tuple(loaded.errors)
         self._log_diagnostics(loaded, first=trigger == "start")
         for problem in desired.problems:
             log.warning("manifests.problem", problem=problem)

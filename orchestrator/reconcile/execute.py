@@ -37,6 +37,7 @@ from orchestrator.agora.errors import (
     PermanentError,
     RecordingExistsError,
     ResourceExpiredError,
+    SessionUnknownError,
 )
 from orchestrator.contract import exit_description
 from orchestrator.reconcile.plan import (
@@ -172,6 +173,9 @@ class Executor:
                     "session.exited", manifest=session.manifest, session_id=session.id, status=404
                 )
             return None
+        except SessionUnknownError as exc:
+            await self._unrecognised(session, exc, _QUERIED)
+            return None
         except (AgoraError, _ActionFailed) as exc:
             log.warning(
                 "session.query_failed",
@@ -199,7 +203,48 @@ class Executor:
             log.info(
                 "session.exited", manifest=session.manifest, session_id=session.id, status=status
             )
+        elif written is not None and status != session.last_status:
+            # A query that changes nothing is quiet (its api.call is a debug line).
+            log.info(
+                "session.status",
+                manifest=session.manifest,
+                session_id=session.id,
+                status=status,
+                previous=session.last_status,
+            )
         return None
+
+    async def _unrecognised(
+        self, session: SessionRecord, exc: SessionUnknownError, phases: Sequence[Phase]
+    ) -> None:
+        """The API no longer recognises the session's resource ID or sid (1001, 1003):
+        nothing can query or stop it, and whether it still records is unknown. It is
+        kept as unmanageable: counted as recording, a fresh start is tried with backoff
+        while it is wanted (53 means it still records; a success supersedes it), and an
+        operator closes the record once it has ended (`apply --forget-unmanageable`)."""
+        why = (
+            f"the API no longer recognises this session ({exc.endpoint} answered code "
+            f"{exc.code}): it cannot be queried or stopped"
+        )
+        written = await self._store.update_session_if(
+            session.id,
+            phases,
+            phase=Phase.UNMANAGEABLE,
+            intent=None,
+            intent_at=None,
+            last_query_at=self._now(),
+            error=why,
+        )
+        if written is not None:
+            log.error(
+                "session.unrecognised",
+                manifest=session.manifest,
+                session_id=session.id,
+                channel=session.channel,
+                uid=session.uid,
+                code=exc.code,
+                detail=why,
+            )
 
     # -- execute -------------------------------------------------------------------
 
@@ -317,8 +362,19 @@ class Executor:
     async def _start(
         self, d: DesiredRecording, window: Window, restart_count: int
     ) -> SessionRecord:
-        client = self._client(d.app)
-        start = self._start_request(d)  # secrets first: no resource ID wasted on a missing one
+        try:
+            client = self._client(d.app)
+            start = self._start_request(d)  # secrets first: no resource ID wasted on one
+        except _ActionFailed as exc:
+            # Nothing was sent. The attempt is recorded like a refused start, so that
+            # the next one waits its backoff and `status` shows why it is not recording.
+            failed = self._session_fields(d, window, restart_count)
+            failed["phase"] = Phase.FAILED
+            failed["ended_at"] = self._now()
+            failed["end_reason"] = f"failed: {exc}"
+            failed["end_kind"] = EndKind.FAILED
+            await self._store.create_session(**failed)
+            raise
         try:
             session = await self._new_session(d, window, restart_count)
         except StoreConflictError as exc:  # another live session holds the target
@@ -343,25 +399,31 @@ class Executor:
     async def _new_session(
         self, d: DesiredRecording, window: Window, restart_count: int
     ) -> SessionRecord:
-        return await self._store.create_session(
-            manifest=d.name,
-            app=d.app,
-            app_id=d.app_id,
-            channel=d.channel,
-            uid=d.uid,
-            mode=d.mode,
-            source_file=d.source_file,
-            spec_hash=d.spec_hash,
-            subscription_hash=d.subscription_hash,
-            layout_hash=d.layout_hash,
-            restart_hash=d.restart_hash,
-            window_start=window.start,
-            window_end=window.end,
-            restart_count=restart_count,
-            phase=Phase.ACQUIRING,
-            intent=Intent.ACQUIRE,
-            intent_at=self._now(),
-        )
+        fields = self._session_fields(d, window, restart_count)
+        fields["phase"] = Phase.ACQUIRING
+        fields["intent"] = Intent.ACQUIRE
+        fields["intent_at"] = self._now()
+        return await self._store.create_session(**fields)
+
+    @staticmethod
+    def _session_fields(d: DesiredRecording, window: Window, restart_count: int) -> SessionFields:
+        """What a new session of `d` for `window` records about itself."""
+        return {
+            "manifest": d.name,
+            "app": d.app,
+            "app_id": d.app_id,
+            "channel": d.channel,
+            "uid": d.uid,
+            "mode": d.mode,
+            "source_file": d.source_file,
+            "spec_hash": d.spec_hash,
+            "subscription_hash": d.subscription_hash,
+            "layout_hash": d.layout_hash,
+            "restart_hash": d.restart_hash,
+            "window_start": window.start,
+            "window_end": window.end,
+            "restart_count": restart_count,
+        }
 
     def _start_request(self, d: DesiredRecording) -> wire.StartRequest:
         try:
@@ -514,6 +576,9 @@ class Executor:
             values["end_reason"] = f"{reason} (no files: nobody sent streams)"
         except NotFoundError as exc:  # 404, or 49: already stopped
             values["end_reason"] = f"{reason} (already ended: {exc.code or exc.status})"
+        except SessionUnknownError as exc:
+            await self._unrecognised(session, exc, (Phase.STOPPING,))
+            raise _ActionFailed(f"stop: {exc}: marked unmanageable") from None
         except AgoraError as exc:
             await self._store.update_session(session.id, error=f"stop: {exc}")
             raise _ActionFailed(f"stop unresolved, will resume: {exc}") from None
@@ -560,6 +625,9 @@ class Executor:
                 end_kind=EndKind.EXITED,
             )
             raise _ActionFailed(f"{intent}: the recording had ended") from None
+        except SessionUnknownError as exc:
+            await self._unrecognised(session, exc, (Phase.UPDATING,))
+            raise _ActionFailed(f"{intent}: {exc}: marked unmanageable") from None
         except AgoraError as exc:
             await self._store.record_outcome(
                 session.id, phase=Phase.RUNNING, error=f"{intent}: {exc}"

@@ -235,6 +235,12 @@ class Plan:
         waiting: held as failed, or behind an unmanageable session."""
         return tuple(n for n in self.notes if n.kind in _BLOCKING)
 
+    @property
+    def waiting(self) -> tuple[Note, ...]:
+        """Notes on recordings that are not as desired yet but will be acted on by
+        themselves: a restart or a retry waiting for its backoff."""
+        return tuple(n for n in self.notes if n.kind is NoteKind.BACKOFF)
+
 
 _INTERRUPTED = frozenset({Intent.ACQUIRE, Intent.START, Intent.STOP})
 _BLOCKING = frozenset({NoteKind.FAILED, NoteKind.UNMANAGEABLE})

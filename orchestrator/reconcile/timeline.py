@@ -1,6 +1,11 @@
 """The coming starts and stops per manifest, as data and as a compact text chart.
 
-Pure: takes `now` and the horizon. Used by `orchestrator plan`.
+Pure: takes `now`, the horizon and the plan made at `now`. Used by `orchestrator
+plan`. A window the schedule wants is not always a window that will be recorded:
+one that opened longer ago than `startingDeadline` is skipped, a manifest held as
+failed or behind an unmanageable session records nothing new, and a restart waits
+its backoff. The chart draws what will happen (`█`), and what is wanted but will
+not be recorded (`x`), apart.
 """
 
 from __future__ import annotations
@@ -9,12 +14,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from orchestrator.reconcile.plan import DesiredRecording
+from orchestrator.reconcile.plan import DesiredRecording, NoteKind, Plan
 from orchestrator.schedule import FAR_FUTURE, Window
 
 _ON = "█"
 _OFF = "·"
 _SUSPENDED = "░"
+_NOT_RECORDED = "x"
+LEGEND = "█ recorded   x wanted, not recorded   ░ suspended   · no window"
+
+# Notes that mean the current window records nothing (until an operator acts, or the
+# window is over), and the words for them.
+_SKIPPING = {
+    NoteKind.MISSED: "missed: it opened longer ago than startingDeadline",
+    NoteKind.FAILED: "held as failed",
+    NoteKind.UNMANAGEABLE: "an unmanageable session holds it",
+}
 
 
 @dataclass(frozen=True)
@@ -22,6 +37,10 @@ class Lane:
     manifest: str
     windows: tuple[Window, ...]  # every window that intersects [now, now + horizon), whole
     suspended: bool
+    # Why the window open now will not be recorded (None: it will be, or none is open).
+    skipped: str | None = None
+    # A restart waits its backoff until then (the open window records from then on).
+    waits_until: datetime | None = None
 
     def events(self) -> list[tuple[datetime, str]]:
         """(instant, "start" | "stop") in order, `always` having no stop."""
@@ -33,14 +52,28 @@ class Lane:
         return out
 
 
-def lanes(desired: Sequence[DesiredRecording], now: datetime, horizon: timedelta) -> list[Lane]:
+def lanes(
+    desired: Sequence[DesiredRecording],
+    now: datetime,
+    horizon: timedelta,
+    the_plan: Plan | None = None,
+) -> list[Lane]:
+    """One lane per manifest; with `the_plan` (made at `now`), the open window says
+    whether it will be recorded."""
     end = now + horizon
+    skipped: dict[str, str] = {}
+    waits: dict[str, datetime] = {}
+    for note in the_plan.notes if the_plan is not None else ():
+        if note.kind in _SKIPPING:
+            skipped.setdefault(note.manifest, _SKIPPING[note.kind])
+        elif note.kind is NoteKind.BACKOFF and note.until is not None:
+            waits[note.manifest] = note.until
     result = []
     for d in sorted(desired, key=lambda d: d.name):
         windows = tuple(
             w for w in d.schedule.windows_between(now, end) if w.end > now and w.start < end
         )
-        result.append(Lane(d.name, windows, d.suspend))
+        result.append(Lane(d.name, windows, d.suspend, skipped.get(d.name), waits.get(d.name)))
     return result
 
 
@@ -64,11 +97,26 @@ def render(lanes_: Sequence[Lane], now: datetime, horizon: timedelta, width: int
         for column in range(width):
             a = now + step * column
             b = a + step
-            covered = any(w.start < b and w.end > a for w in lane.windows)
-            cells.append((_SUSPENDED if lane.suspended else _ON) if covered else _OFF)
+            cells.append(_cell(lane, now, a, b))
         suffix = "  suspended" if lane.suspended else ""
         lines.append(f"{lane.manifest[:name_width]:<{name_width}}  {''.join(cells)}{suffix}")
+    lines.append(f"{'':<{name_width}}  {LEGEND}")
     return "\n".join(lines)
+
+
+def _cell(lane: Lane, now: datetime, a: datetime, b: datetime) -> str:
+    """The glyph for [a, b): the window covering it, and whether it is recorded."""
+    window = next((w for w in lane.windows if w.start < b and w.end > a), None)
+    if window is None:
+        return _OFF
+    if lane.suspended:
+        return _SUSPENDED
+    if window.start <= now:  # the window open now
+        if lane.skipped is not None:
+            return _NOT_RECORDED
+        if lane.waits_until is not None and a < lane.waits_until:
+            return _NOT_RECORDED
+    return _ON
 
 
 def describe_next(lane: Lane, now: datetime) -> str:
@@ -79,9 +127,15 @@ def describe_next(lane: Lane, now: datetime) -> str:
         return "no window in the horizon"
     first = lane.windows[0]
     if first.start <= now:
-        if first.end >= FAR_FUTURE:
-            return "recording (always)"
-        return f"recording until {first.end.isoformat()}"
+        until = "(always)" if first.end >= FAR_FUTURE else f"until {first.end.isoformat()}"
+        if lane.skipped is not None:
+            return f"wanted {until}, not recorded: {lane.skipped}"
+        if lane.waits_until is not None:
+            return (
+                f"wanted {until}; recording again from {lane.waits_until.isoformat()} "
+                "(restart backoff)"
+            )
+        return f"recording {until}"
     return f"next start {first.start.isoformat()}, stop {first.end.isoformat()}"
 
 

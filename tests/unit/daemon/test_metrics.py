@@ -22,7 +22,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import __version__
-from orchestrator.daemon.metrics import HealthServer, HealthServerBindError, Metrics
+from orchestrator.daemon.metrics import (
+    HealthServer,
+    HealthServerBindError,
+    Metrics,
+    ReadinessReport,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -243,10 +248,12 @@ class Readiness:
         self.answer: tuple[bool, str] = (False, "first pass not finished")
         self.error: Exception | None = None
 
-    def __call__(self) -> tuple[bool, str]:
+    def __call__(self) -> ReadinessReport:
         if self.error is not None:
             raise self.error
-        return self.answer
+        ready, detail = self.answer
+        facts = {"not_recording": [{"manifest": "a", "reason": "failing"}]} if ready else {}
+        return ReadinessReport(ready, detail, facts)
 
 
 @pytest.fixture
@@ -338,7 +345,11 @@ async def test_readyz_follows_the_readiness_callable(
     readiness.answer = (True, "first pass finished; store writable")
     response = await http.get(base + "/readyz")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "detail": "first pass finished; store writable"}
+    assert response.json() == {
+        "ready": True,
+        "detail": "first pass finished; store writable",
+        "not_recording": [{"manifest": "a", "reason": "failing"}],
+    }
 
     readiness.error = RuntimeError("s3cret in a message")
     response = await http.get(base + "/readyz")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from orchestrator.reconcile.plan import DesiredRecording
+from orchestrator.reconcile.plan import ActualState, DesiredRecording, Note, NoteKind, Plan, plan
 from orchestrator.reconcile.timeline import describe_next, lanes, render
 from orchestrator.schedule import always_schedule, windows_schedule
 from tests.unit.reconcile.desired_recordings import desired_recording
@@ -51,3 +51,37 @@ def test_nothing_in_horizon() -> None:
     (lane,) = lanes([desired("x", later)], NOW, timedelta(hours=24))
     assert lane.windows == () and describe_next(lane, NOW) == "no window in the horizon"
     assert render([], NOW, timedelta(hours=1)) == "(no manifests)"
+
+
+def test_what_is_wanted_and_what_will_happen_are_drawn_apart() -> None:
+    """A window open now that is missed (startingDeadline) or held is wanted but not
+    recorded; a restart in backoff records from the end of its backoff."""
+    open_now = windows_schedule([(NOW - timedelta(hours=1), NOW + timedelta(hours=2))])
+    missed = desired_recording(
+        name="late", schedule=open_now, starting_deadline=timedelta(minutes=10)
+    )
+    held = desired_recording(name="held", schedule=open_now)
+    fine = desired_recording(name="fine", schedule=open_now)
+    waits = NOW + timedelta(hours=1)
+    the_plan = plan([missed, fine], ActualState(), NOW)
+    the_plan = Plan(
+        the_plan.actions,
+        (
+            *the_plan.notes,
+            Note(NoteKind.FAILED, "held", "not starting: code 2"),
+            Note(NoteKind.BACKOFF, "fine", "restart #2 waits", until=waits),
+        ),
+    )
+    result = {
+        lane.manifest: lane
+        for lane in lanes([missed, held, fine], NOW, timedelta(hours=4), the_plan)
+    }
+    assert result["late"].skipped is not None and "startingDeadline" in result["late"].skipped
+    assert result["held"].skipped == "held as failed"
+    assert result["fine"].waits_until == waits
+    chart = render(list(result.values()), NOW, timedelta(hours=4), width=4).splitlines()
+    assert chart[1:4] == ["fine  x█··", "held  xx··", "late  xx··"]
+    assert "x wanted, not recorded" in chart[-1]
+    assert describe_next(result["late"], NOW).startswith("wanted until 2026-03-02T02:00:00")
+    assert "not recorded: missed" in describe_next(result["late"], NOW)
+    assert "recording again from 2026-03-02T01:00:00+00:00" in describe_next(result["fine"], NOW)

@@ -1,0 +1,456 @@
+"""What every recording should be doing, what it is doing, and why not when the two differ.
+
+One pure function, `overview(desired, actual, plan, now, ...)`, reads the planner's
+answer for `now` and the store's sessions and says, per manifest: should it record now
+(or wait for its next window, or is it suspended or over), is a session recording it,
+and when a wanted recording is not recording, why (its start is due, its last start
+failed and is retried at ..., it waits a restart backoff, it is held as failed, its
+window was missed, an unmanageable session holds it), with the last error and the
+next attempt. Files that fail to load, unmanageable sessions (including those the API
+no longer recognises) and untracked recordings are listed beside them.
+
+`orchestrator status`, the daemon's `/readyz`, its metrics and its systemd STATUS=
+line all show this one answer, so that a failure is never visible in one place and
+hidden in another. This module must never do I/O or read the clock: `now` and
+everything observed are arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.reconcile.plan import (
+    ActualState,
+    DesiredRecording,
+    Note,
+    NoteKind,
+    Plan,
+    Start,
+)
+from orchestrator.schedule import FAR_FUTURE, Window
+from orchestrator.state.model import EndKind, Phase, SessionRecord
+
+FORGET_COMMAND = "orchestrator apply --forget-unmanageable {name}"
+"""How an operator closes the record of an unmanageable session once it has ended
+(with the daemon stopped: `apply` takes the store's writer lock)."""
+
+
+class Should(StrEnum):
+    """What a manifest's schedule asks for at the instant looked at."""
+
+    RECORD = "record"  # inside a window, not suspended
+    WAIT = "wait"  # between windows: the next one is `RecordingStatus.window`
+    SUSPENDED = "suspended"
+    ENDED = "ended"  # no window lies ahead
+
+
+class Reason(StrEnum):
+    """Why what a recording is doing differs from what it should be doing."""
+
+    STARTING = "starting"  # its start is due now or in flight
+    FAILING = "failing"  # its last start failed; retried at `next_attempt`
+    BACKOFF = "backoff"  # it ended by itself; its restart waits until `next_attempt`
+    HELD = "held"  # a permanent error for this spec: not retried until the spec changes
+    MISSED = "missed"  # its window opened longer ago than startingDeadline: not joined
+    UNMANAGEABLE = "unmanageable"  # a session we cannot query or stop holds the target
+    STOPPING = "stopping"  # live although not wanted: its stop is due, or failing
+
+
+# When several notes apply, the one that explains most wins.
+_NOTE_REASONS = {
+    NoteKind.FAILED: Reason.HELD,
+    NoteKind.UNMANAGEABLE: Reason.UNMANAGEABLE,
+    NoteKind.BACKOFF: Reason.BACKOFF,
+    NoteKind.MISSED: Reason.MISSED,
+}
+_PRECEDENCE = (Reason.HELD, Reason.UNMANAGEABLE, Reason.BACKOFF, Reason.MISSED)
+_NEVER_RECORDED = frozenset({EndKind.FAILED, EndKind.CONFLICT, EndKind.UNTRACKED})
+_RECORDING = frozenset({Phase.RUNNING, Phase.UPDATING})
+
+
+@dataclass(frozen=True)
+class RecordingStatus:
+    """One manifest at one instant."""
+
+    name: str
+    app: str
+    app_id: str
+    channel: str
+    uid: int
+    source_file: str
+    should: Should
+    # The current window (RECORD, MISSED), or the next one (WAIT); None otherwise.
+    window: Window | None
+    # The live session recording it or being acted on (None: nothing live).
+    session: SessionRecord | None = None
+    # Set when what it does differs from what it should do; `message` says why.
+    reason: Reason | None = None
+    message: str = ""
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    next_attempt: datetime | None = None
+    # Its manifest file does not load: this is its last known good version.
+    kept: bool = False
+
+    @property
+    def recording(self) -> bool:
+        return self.session is not None and self.session.phase in _RECORDING
+
+    @property
+    def wanted(self) -> bool:
+        return self.should is Should.RECORD
+
+    @property
+    def doing(self) -> str:
+        """What it is doing, in a word: recording, starting, stopping, unmanageable, idle."""
+        s = self.session
+        if s is None:
+            return "idle"
+        if s.phase in _RECORDING:
+            return "recording"
+        if s.phase in (Phase.ACQUIRING, Phase.STARTING):
+            return "starting"
+        return s.phase.value  # stopping, unmanageable
+
+    @property
+    def not_recording(self) -> bool:
+        """Wanted now and not recording (its window was missed on purpose: not a fault)."""
+        return self.wanted and not self.recording and self.reason is not Reason.MISSED
+
+    def as_dict(self) -> dict[str, Any]:
+        window = self.window
+        return {
+            "manifest": self.name,
+            "app": self.app,
+            "app_id": self.app_id,
+            "channel": self.channel,
+            "uid": self.uid,
+            "file": self.source_file,
+            "should": self.should.value,
+            "window": _window_dict(window),
+            "doing": self.doing,
+            "session": _session_dict(self.session) if self.session else None,
+            "reason": self.reason.value if self.reason else None,
+            "message": self.message or None,
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "next_attempt": _iso(self.next_attempt),
+            "kept": self.kept,
+        }
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every manifest's status at `at`, and what needs an operator beside them."""
+
+    at: datetime
+    recordings: tuple[RecordingStatus, ...] = ()
+    # Errors of the manifest files that do not load (their last known good stands).
+    files_failing: tuple[Diagnostic, ...] = ()
+    # Problems that concern no position in a file (an unknown app profile, ...).
+    problems: tuple[str, ...] = ()
+    # Sessions we cannot query or stop: an unknown sid, or the API no longer knows them.
+    unmanageable: tuple[SessionRecord, ...] = ()
+    # Recordings live on Agora that the store does not know (a start met 53).
+    untracked: tuple[SessionRecord, ...] = ()
+    # Live sessions whose manifest is gone (their stop is due) or whose file fails.
+    orphans: tuple[SessionRecord, ...] = ()
+
+    @property
+    def wanted(self) -> tuple[RecordingStatus, ...]:
+        return tuple(r for r in self.recordings if r.wanted)
+
+    @property
+    def not_recording(self) -> tuple[RecordingStatus, ...]:
+        return tuple(r for r in self.recordings if r.not_recording)
+
+    @property
+    def reasons(self) -> Counter[str]:
+        """Wanted recordings that are not recording, by reason."""
+        return Counter(r.reason.value for r in self.not_recording if r.reason)
+
+    @property
+    def failing_files(self) -> tuple[str, ...]:
+        return tuple(sorted({d.file for d in self.files_failing if d.file}))
+
+    @property
+    def ok(self) -> bool:
+        """Everything wanted records (or is starting right now), every file loads, and
+        nothing needs an operator."""
+        trouble = [r for r in self.not_recording if r.reason is not Reason.STARTING]
+        return not (
+            trouble or self.files_failing or self.problems or self.unmanageable or self.untracked
+        )
+
+    def summary(self) -> str:
+        """One line: the systemd STATUS= line and `/readyz`'s detail."""
+        recording = sum(1 for r in self.recordings if r.recording)
+        parts = [f"{len(self.wanted)} wanted, {recording} recording"]
+        missing = self.not_recording
+        if missing:
+            named = ", ".join(f"{r.name} ({r.reason})" for r in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            parts.append(f"{len(missing)} not recording: {named}{more}")
+        else:
+            parts.append("0 not recording")
+        parts.append(f"{len(self.failing_files)} failing to load")
+        if self.unmanageable:
+            parts.append(f"{len(self.unmanageable)} unmanageable")
+        if self.untracked:
+            parts.append(f"{len(self.untracked)} untracked")
+        return ", ".join(parts)
+
+    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
+        """JSON-ready; `limit` bounds each list (a probe's answer stays small)."""
+
+        def few(items: Sequence[Any]) -> Sequence[Any]:
+            return items if limit is None else items[:limit]
+
+        return {
+            "at": self.at.isoformat(),
+            "ok": self.ok,
+            "counts": {
+                "manifests": len(self.recordings),
+                "wanted": len(self.wanted),
+                "recording": sum(1 for r in self.recordings if r.recording),
+                "not_recording": len(self.not_recording),
+                "not_recording_by_reason": dict(sorted(self.reasons.items())),
+                "files_failing": len(self.failing_files),
+                "unmanageable": len(self.unmanageable),
+                "untracked": len(self.untracked),
+            },
+            "not_recording": [r.as_dict() for r in few(self.not_recording)],
+            "files_failing": [d.as_dict() for d in few(self.files_failing)],
+            "problems": list(few(self.problems)),
+            "unmanageable": [
+                {**_session_dict(s), "forget": FORGET_COMMAND.format(name=s.manifest)}
+                for s in few(self.unmanageable)
+            ],
+            "untracked": [_session_dict(s) for s in few(self.untracked)],
+        }
+
+
+def overview(
+    desired: Iterable[DesiredRecording],
+    actual: ActualState,
+    the_plan: Plan,
+    now: datetime,
+    *,
+    files_failing: Sequence[Diagnostic] = (),
+    problems: Sequence[str] = (),
+    untracked: Sequence[SessionRecord] = (),
+) -> Overview:
+    """Each desired recording's status at `now`, from the plan made at `now` with `actual`.
+
+    `files_failing`: the error diagnostics of files that do not load; `problems`:
+    problems at no position; `untracked`: see `reconciler.untracked`."""
+    notes: dict[str, list[Note]] = {}
+    for note in the_plan.notes:
+        notes.setdefault(note.manifest, []).append(note)
+    starts = {a.manifest for a in the_plan.actions if isinstance(a, Start)}
+    acting = {a.manifest: a for a in the_plan.actions}
+    live: dict[str, SessionRecord] = {}
+    for s in sorted(actual.live, key=lambda s: s.id):
+        live[s.manifest] = s  # the newest, as the planner does
+    names = set()
+    statuses = []
+    for d in sorted(desired, key=lambda d: d.name):
+        names.add(d.name)
+        statuses.append(
+            _status(
+                d,
+                live.get(d.name),
+                actual.latest_ended.get(d.name),
+                notes.get(d.name, []),
+                d.name in starts,
+                d.name in acting,
+                d.source_file in actual.invalid_files,
+                now,
+            )
+        )
+    orphans = tuple(s for s in actual.live if s.manifest not in names)
+    return Overview(
+        at=now,
+        recordings=tuple(statuses),
+        files_failing=tuple(d for d in files_failing if d.severity == "error"),
+        problems=tuple(problems),
+        unmanageable=tuple(s for s in actual.live if s.phase is Phase.UNMANAGEABLE),
+        untracked=tuple(untracked),
+        orphans=orphans,
+    )
+
+
+def _status(
+    d: DesiredRecording,
+    session: SessionRecord | None,
+    previous: SessionRecord | None,
+    notes: list[Note],
+    starting: bool,
+    acting: bool,
+    kept: bool,
+    now: datetime,
+) -> RecordingStatus:
+    window = d.schedule.active_at(now)
+    if d.suspend:
+        should, shown = Should.SUSPENDED, None
+    elif window is not None:
+        should, shown = Should.RECORD, window
+    else:
+        nxt = d.schedule.next_boundary(now)
+        upcoming = d.schedule.active_at(nxt) if nxt is not None else None
+        should, shown = (Should.WAIT, upcoming) if upcoming is not None else (Should.ENDED, None)
+    base = RecordingStatus(
+        name=d.name,
+        app=d.app,
+        app_id=d.app_id,
+        channel=d.channel,
+        uid=d.uid,
+        source_file=d.source_file,
+        should=should,
+        window=shown,
+        session=session,
+        kept=kept,
+    )
+    # The last attempt in this window, when it failed or ended by itself.
+    last = previous
+    if last is not None and (window is None or last.window_start != window.start):
+        last = None
+    error = _last_error(session, last)
+    if should is Should.RECORD:
+        if base.recording:
+            return _with(base, error)
+        return _why_not(base, session, last, notes, starting, error)
+    if session is not None and session.phase is not Phase.UNMANAGEABLE:
+        message = "its window is over" if should is not Should.SUSPENDED else "suspended"
+        if acting:
+            message += ": its stop is due"
+        return _with(base, error, Reason.STOPPING, f"live, but {message}")
+    return base
+
+
+def _why_not(
+    base: RecordingStatus,
+    session: SessionRecord | None,
+    last: SessionRecord | None,
+    notes: list[Note],
+    starting: bool,
+    error: tuple[str | None, datetime | None],
+) -> RecordingStatus:
+    by_reason = {_NOTE_REASONS[n.kind]: n for n in notes if n.kind in _NOTE_REASONS}
+    for reason in _PRECEDENCE:
+        note = by_reason.get(reason)
+        if note is None:
+            continue
+        if reason is Reason.BACKOFF and last is not None and last.end_kind in _NEVER_RECORDED:
+            reason = Reason.FAILING
+        if reason is Reason.UNMANAGEABLE:
+            retry = by_reason.get(Reason.BACKOFF)
+            until = retry.until if retry is not None else None
+            return _with(base, error, reason, note.message, until)
+        return _with(base, error, reason, _note_text(reason, note.message), note.until)
+    if session is not None and session.phase in (Phase.ACQUIRING, Phase.STARTING):
+        return _with(base, error, Reason.STARTING, "its start is in flight")
+    if starting:
+        if last is not None and last.end_kind in _NEVER_RECORDED:
+            return _with(base, error, Reason.FAILING, "its last start failed; retried now", None)
+        return _with(base, error, Reason.STARTING, "its start is due now")
+    if session is not None:  # stopping while wanted: a restart under way
+        return _with(base, error, Reason.STARTING, f"its session is {session.phase.value}")
+    return _with(base, error, Reason.STARTING, "its start is due at the next pass")
+
+
+def _note_text(reason: Reason, message: str) -> str:
+    if reason is Reason.FAILING:
+        return "its last start failed; the next attempt waits its backoff"
+    return message
+
+
+def _with(
+    base: RecordingStatus,
+    error: tuple[str | None, datetime | None],
+    reason: Reason | None = None,
+    message: str = "",
+    next_attempt: datetime | None = None,
+) -> RecordingStatus:
+    return dataclasses.replace(
+        base,
+        reason=reason,
+        message=message,
+        last_error=error[0],
+        last_error_at=error[1],
+        next_attempt=next_attempt,
+    )
+
+
+def _last_error(
+    session: SessionRecord | None, last: SessionRecord | None
+) -> tuple[str | None, datetime | None]:
+    """The newest error said about this recording: the live session's, else the failed
+    or exited last attempt's end reason in this window."""
+    if session is not None and session.error:
+        return session.error, session.updated_at
+    if last is not None and last.end_kind is not EndKind.STOPPED and last.end_reason:
+        return last.end_reason, last.ended_at
+    return None, None
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def _window_dict(window: Window | None) -> dict[str, str | None] | None:
+    if window is None:
+        return None
+    end = None if window.end >= FAR_FUTURE else window.end.isoformat()
+    return {"start": window.start.isoformat(), "end": end}
+
+
+def _session_dict(s: SessionRecord) -> dict[str, Any]:
+    """A session as status shows it: no secret (the store holds none)."""
+    return {
+        "id": s.id,
+        "manifest": s.manifest,
+        "app_id": s.app_id,
+        "channel": s.channel,
+        "uid": s.uid,
+        "phase": s.phase.value,
+        "sid": s.sid,
+        "since": _iso(s.started_at or s.created_at),
+        "error": s.error,
+        "ended_at": _iso(s.ended_at),
+    }
+
+
+def counts_by_app(
+    ov: Overview, app_ids: Iterable[str]
+) -> Mapping[str, tuple[int, int, Counter[str]]]:
+    """Per App ID: (wanted, recording, not recording by reason), every App ID present."""
+    out: dict[str, tuple[int, int, Counter[str]]] = {a: (0, 0, Counter()) for a in app_ids}
+    for r in ov.recordings:
+        wanted, recording, reasons = out.get(r.app_id, (0, 0, Counter()))
+        if r.wanted:
+            wanted += 1
+        if r.recording:
+            recording += 1
+        if r.not_recording and r.reason is not None:
+            reasons[r.reason.value] += 1
+        out[r.app_id] = (wanted, recording, reasons)
+    return out
+
+
+__all__ = [
+    "FORGET_COMMAND",
+    "Overview",
+    "Reason",
+    "RecordingStatus",
+    "Should",
+    "counts_by_app",
+    "overview",
+]

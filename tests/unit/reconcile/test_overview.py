@@ -1,0 +1,255 @@
+"""`overview`: what each recording should do, what it does, and why not, table-driven.
+
+Covers: recording as wanted; a start due now; a start in flight; a failed start
+(secret, refusal, conflict) with its last error and next attempt; a restart backoff
+after an exit; held as failed; a missed window (not a fault); unmanageable sessions
+(also those the API no longer recognises) with the command to forget them; a live
+session out of its window (stopping); waiting for the next window; suspended;
+ended; files failing to load; the one-line summary and the JSON form; counts per
+App ID for the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.reconcile.overview import Reason, Should, counts_by_app, overview
+from orchestrator.reconcile.plan import ActualState, DesiredRecording, PlanPolicy, plan
+from orchestrator.schedule import windows_schedule
+from orchestrator.state import EndKind, ManifestState, Phase, SessionRecord
+from tests.unit.reconcile.desired_recordings import desired_recording
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+W_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+W_END = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+IN_WINDOW = windows_schedule([(W_START, W_END)])
+LATER = windows_schedule([(W_END + timedelta(hours=1), W_END + timedelta(hours=2))])
+POLICY = PlanPolicy(restart_backoff_initial=timedelta(seconds=10))
+
+
+def desired(**changes: Any) -> DesiredRecording:
+    return desired_recording(**{"schedule": IN_WINDOW, **changes})
+
+
+def session(**changes: Any) -> SessionRecord:
+    base = SessionRecord(
+        id=7,
+        manifest="standup",
+        app="main",
+        app_id="app1",
+        channel="room",
+        uid=527841,
+        mode="mix",
+        phase=Phase.RUNNING,
+        created_at=W_START,
+        updated_at=W_START,
+        resource_id="R",
+        sid="S",
+        source_file="recordings.d/standup.yaml",
+        spec_hash="spec1",
+        subscription_hash="sub1",
+        layout_hash="lay1",
+        restart_hash="rst1",
+        window_start=W_START,
+        window_end=W_END,
+        started_at=W_START,
+    )
+    return replace(base, **changes)
+
+
+def failed_start(reason: str, *, kind: EndKind = EndKind.FAILED, ago: int = 2) -> SessionRecord:
+    return session(
+        id=8,
+        phase=Phase.FAILED,
+        started_at=None,
+        sid=None,
+        ended_at=NOW - timedelta(seconds=ago),
+        end_reason=reason,
+        end_kind=kind,
+    )
+
+
+def look(d: DesiredRecording, **actual: Any) -> Any:
+    state = ActualState(**actual)
+    return overview([d], state, plan([d], state, NOW, POLICY), NOW)
+
+
+@pytest.mark.parametrize(
+    ("name", "d", "actual", "should", "doing", "reason"),
+    [
+        ("recording as wanted", desired(), {"live": [session()]}, Should.RECORD, "recording", None),
+        ("a start due now", desired(), {}, Should.RECORD, "idle", Reason.STARTING),
+        (
+            "a start in flight",
+            desired(),
+            {"live": [session(phase=Phase.STARTING, sid=None, started_at=None)]},
+            Should.RECORD,
+            "starting",
+            Reason.STARTING,
+        ),
+        (
+            "a failed start waits its backoff",
+            desired(),
+            {"latest_ended": {"standup": failed_start("failed: cannot resolve a secret: X")}},
+            Should.RECORD,
+            "idle",
+            Reason.FAILING,
+        ),
+        (
+            "a conflict (53) is a failing start",
+            desired(),
+            {
+                "latest_ended": {
+                    "standup": failed_start("failed: untracked (53)", kind=EndKind.UNTRACKED)
+                }
+            },
+            Should.RECORD,
+            "idle",
+            Reason.FAILING,
+        ),
+        (
+            "an exit's restart waits its backoff",
+            desired(),
+            {
+                "latest_ended": {
+                    "standup": session(
+                        phase=Phase.ENDED,
+                        restart_count=2,
+                        started_at=NOW - timedelta(seconds=30),
+                        ended_at=NOW - timedelta(seconds=3),
+                        end_reason="exited: idle",
+                        end_kind=EndKind.EXITED,
+                    )
+                }
+            },
+            Should.RECORD,
+            "idle",
+            Reason.BACKOFF,
+        ),
+        (
+            "held as failed",
+            desired(),
+            {
+                "manifest_states": {
+                    "standup": ManifestState("standup", "spec1", "start: code 2", NOW)
+                }
+            },
+            Should.RECORD,
+            "idle",
+            Reason.HELD,
+        ),
+        (
+            "a missed window is not a fault",
+            desired(starting_deadline=timedelta(minutes=10)),
+            {},
+            Should.RECORD,
+            "idle",
+            Reason.MISSED,
+        ),
+        (
+            "an unmanageable session holds the target",
+            desired(),
+            {"live": [session(phase=Phase.UNMANAGEABLE, error="the API no longer recognises")]},
+            Should.RECORD,
+            "unmanageable",
+            Reason.UNMANAGEABLE,
+        ),
+        (
+            "live out of its window: stopping",
+            desired(schedule=LATER),
+            {"live": [session()]},
+            Should.WAIT,
+            "recording",
+            Reason.STOPPING,
+        ),
+        ("waiting for the next window", desired(schedule=LATER), {}, Should.WAIT, "idle", None),
+        ("suspended", desired(suspend=True), {}, Should.SUSPENDED, "idle", None),
+        (
+            "ended: no window ahead",
+            desired(schedule=windows_schedule([(W_START - timedelta(days=2), W_START)])),
+            {},
+            Should.ENDED,
+            "idle",
+            None,
+        ),
+    ],
+)
+def test_status_per_recording(
+    name: str,
+    d: DesiredRecording,
+    actual: dict[str, Any],
+    should: Should,
+    doing: str,
+    reason: Reason | None,
+) -> None:
+    (status,) = look(d, **actual).recordings
+    assert (status.should, status.doing, status.reason) == (should, doing, reason), name
+
+
+def test_a_failed_start_says_its_last_error_and_next_attempt() -> None:
+    previous = failed_start("failed: cannot resolve a secret: environment variable TOKEN unset")
+    view = look(desired(), latest_ended={"standup": previous})
+    (status,) = view.not_recording
+    assert status.reason is Reason.FAILING
+    assert status.last_error == previous.end_reason
+    assert status.last_error_at == previous.ended_at
+    # The first failed start (restart count 0): the next waits the initial backoff.
+    assert status.next_attempt == previous.ended_at + timedelta(seconds=10)
+    assert not view.ok
+    assert view.reasons == {"failing": 1}
+    assert "1 not recording: standup (failing)" in view.summary()
+
+
+def test_a_failed_start_of_an_earlier_window_says_nothing() -> None:
+    old = replace(failed_start("failed: x"), window_start=W_START - timedelta(days=1))
+    (status,) = look(desired(), latest_ended={"standup": old}).recordings
+    assert status.reason is Reason.STARTING and status.last_error is None
+
+
+def test_a_start_due_now_is_ok_and_a_missed_window_too() -> None:
+    assert look(desired()).ok
+    missed = look(desired(starting_deadline=timedelta(minutes=10)))
+    assert missed.ok and missed.not_recording == ()
+
+
+def test_unmanageable_sessions_are_listed_with_the_command_to_forget_them() -> None:
+    stuck = session(phase=Phase.UNMANAGEABLE, error="the API no longer recognises this session")
+    view = look(desired(schedule=LATER), live=[stuck])
+    assert view.unmanageable == (stuck,) and not view.ok
+    data = view.as_dict()
+    assert data["unmanageable"][0]["forget"] == ("orchestrator apply --forget-unmanageable standup")
+    assert "1 unmanageable" in view.summary()
+
+
+def test_files_failing_to_load_are_listed_and_not_ok() -> None:
+    bad = Diagnostic("recordings.d/bad.yaml", 3, 5, "layout.background", "not a colour")
+    warning = Diagnostic("recordings.d/ok.yaml", 1, 1, "schedule", "ended", "warning")
+    d = desired()
+    state = ActualState(live=[session()], invalid_files=frozenset({"recordings.d/standup.yaml"}))
+    view = overview([d], state, plan([d], state, NOW, POLICY), NOW, files_failing=[bad, warning])
+    assert view.files_failing == (bad,) and view.failing_files == ("recordings.d/bad.yaml",)
+    assert view.recordings[0].kept and not view.ok
+    assert "1 failing to load" in view.summary()
+
+
+def test_json_is_serialisable_and_bounded() -> None:
+    others = [replace(desired(), name=f"m{i}") for i in range(5)]
+    state = ActualState()
+    view = overview(others, state, plan(others, state, NOW, POLICY), NOW)
+    data = json.loads(json.dumps(view.as_dict(limit=2)))
+    assert data["counts"]["wanted"] == 5 and data["counts"]["not_recording"] == 5
+    assert len(data["not_recording"]) == 2
+    assert data["not_recording"][0]["reason"] == "starting"
+
+
+def test_counts_by_app_cover_every_app_id() -> None:
+    view = look(desired(), latest_ended={"standup": failed_start("failed: x")})
+    counts = counts_by_app(view, ["app1", "app2"])
+    assert counts["app1"] == (1, 0, {"failing": 1})
+    assert counts["app2"] == (0, 0, {})
