@@ -3,7 +3,9 @@
 Every rule of the reference that two layers need (the manifest model checks a
 manifest, the wire models check a request body, the emulator answers like Agora)
 reads its numbers, character sets and tables from here, so they cannot drift
-apart. Words are what manifests say; codes are what the API takes.
+apart. Words are what manifests say; codes are what the API takes. Where Agora's
+current documentation allows more than the reference, the constant follows it and
+a comment beside it cites the page (docs/contracts.md lists every such widening).
 
 This module is a leaf: it imports nothing of ours, does no I/O, and spells no
 rule that can be written in terms of the constants below.
@@ -91,11 +93,25 @@ DEFAULT_RESOURCE_HOURS: Final = 72
 #: fileNamePrefix: parts of a-z A-Z 0-9, at most 128 characters with the slashes.
 MAX_PREFIX_CHARS: Final = 128
 PREFIX_PART: Final = re.compile(r"[A-Za-z0-9]+")
-#: The only file types the reference allows.
-RecordingFileType = Literal["hls"]
+#: recordingFileConfig.avFileType. The reference allows only ["hls"] (M3U8 and TS
+#: files). Widened (docs/contracts.md, "Where Agora's current documentation widens
+#: the reference"): Agora's current start reference also takes "mp4" (an MP4 file
+#: besides the M3U8/TS files) in composite (mix) recording, and only together with
+#: "hls" (["mp4"] alone is answered with code 2); individual recording keeps the
+#: default. "Start a cloud recording task",
+#: https://docs.agora.io/en/api-reference/api-ref/cloud-recording/start
+#: (Its "mp3" names no mode it is for: not adopted.)
+RecordingFileType = Literal["hls", "mp4"]
 SnapshotFileType = Literal["jpg"]
+#: Every avFileType value, in the order a request lists them.
 RECORDING_FILE_TYPES: Final[tuple[RecordingFileType, ...]] = get_args(RecordingFileType)
 SNAPSHOT_FILE_TYPES: Final[tuple[SnapshotFileType, ...]] = get_args(SnapshotFileType)
+HLS: Final[RecordingFileType] = "hls"
+MP4: Final[RecordingFileType] = "mp4"
+#: What avFileType is when not given; every avFileType must include HLS.
+DEFAULT_RECORDING_FILE_TYPES: Final[tuple[RecordingFileType, ...]] = (HLS,)
+#: File types only a mix-mode start may ask for.
+MIX_ONLY_RECORDING_FILE_TYPES: Final[frozenset[RecordingFileType]] = frozenset({MP4})
 AliyunVodService = Literal["aliyun_vod_service"]
 ErrorAbort = Literal["error_abort"]  # the only errorHandlePolicy
 ALIYUN_VOD_SERVICE: Final[AliyunVodService] = get_args(AliyunVodService)[0]
@@ -126,11 +142,33 @@ UID_GROUP_RANGES: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
 LAYOUT_TYPES: Final = _table({"floating": 0, "adaptive": 1, "vertical": 2, "custom": 3})
 CUSTOM_LAYOUT: Final = LAYOUT_TYPES["custom"]
 RENDER_MODES: Final = _table({"crop": 0, "fit": 1})
+#: storageConfig.vendor. The reference lists 0 .. 4. Widened (docs/contracts.md):
+#: Agora's current start reference adds 5 Microsoft Azure, 6 Google Cloud, 7 Huawei
+#: Cloud (OBS) and 8 Baidu AI Cloud (BOS), same page as avFileType above.
+#: (Its 11, S3-compatible storage, needs `extensionParams.endpoint`, which no manifest
+#: field carries yet: not adopted.)
 VENDORS: Final = _table(
-    {"qiniu": 0, "aws-s3": 1, "aliyun-oss": 2, "tencent-cos": 3, "kingsoft-ks3": 4}
+    {
+        "qiniu": 0,
+        "aws-s3": 1,
+        "aliyun-oss": 2,
+        "tencent-cos": 3,
+        "kingsoft-ks3": 4,
+        "azure-blob": 5,
+        "google-gcs": 6,
+        "huawei-obs": 7,
+        "baidu-bos": 8,
+    }
 )
 # Region names exactly as the reference's tables spell them (manifests match them
 # case-insensitively with `-` and `_` alike, so `us-east-1` is US_EAST_1).
+#
+# Widened (docs/contracts.md): the codes marked "current docs" are in Agora's current
+# table ("Third-party cloud storage regions",
+# https://docs.agora.io/en/realtime-media/cloud-recording/reference/region-vendor)
+# and not in the reference. Nothing of the reference is dropped, even where the
+# current table no longer lists it (aws-s3 17; qiniu and kingsoft-ks3 altogether).
+# Azure and Google Cloud have no regions: Agora ignores `region` for them.
 REGIONS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
     {
         "qiniu": _table({"Huadong": 0, "Huabei": 1, "Huanan": 2, "Beimei": 3, "Dongnanya": 4}),
@@ -152,7 +190,15 @@ REGIONS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
                 "CA_CENTRAL_1": 13,
                 "AP_SOUTH_1": 14,
                 "CN_NORTH_1": 15,
-                "US_GOV_WEST_1": 17,  # the reference has no 16
+                "CN_NORTHWEST_1": 16,  # current docs
+                "US_GOV_WEST_1": 17,  # the reference (no longer in the current table)
+                "AF_SOUTH_1": 18,  # current docs, as are 19 .. 25 (no 23)
+                "AP_EAST_1": 19,
+                "AP_NORTHEAST_3": 20,
+                "EU_NORTH_1": 21,
+                "ME_SOUTH_1": 22,
+                "AP_SOUTHEAST_3": 24,
+                "EU_SOUTH_1": 25,
             }
         ),
         "aliyun-oss": _table(
@@ -160,7 +206,7 @@ REGIONS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
                 "CN_Hangzhou": 0,
                 "CN_Shanghai": 1,
                 "CN_Qingdao": 2,
-                "CN_Beijin": 3,
+                "CN_Beijin": 3,  # the reference's spelling; CN_Beijing is REGION_ALIASES'
                 "CN_Zhangjiakou": 4,
                 "CN_Huhehaote": 5,
                 "CN_Shenzhen": 6,
@@ -176,6 +222,15 @@ REGIONS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
                 "EU_Central_1": 16,
                 "EU_West_1": 17,
                 "EU_East_1": 18,
+                "AP_Southeast_6": 19,  # current docs, as are 20 .. 27
+                "CN_Heyuan": 20,
+                "CN_Guangzhou": 21,
+                "CN_Chengdu": 22,
+                "CN_Nanjing": 23,
+                "CN_Fuzhou": 24,
+                "CN_Wulanchabu": 25,
+                "CN_Northeast_2": 26,
+                "CN_Southeast_7": 27,
             }
         ),
         "tencent-cos": _table(
@@ -216,8 +271,52 @@ REGIONS: Final[Mapping[str, Mapping[str, int]]] = MappingProxyType(
                 "NA_Singapore_1": 9,
             }
         ),
+        "azure-blob": _table({}),  # current docs
+        "google-gcs": _table({}),  # current docs
+        "huawei-obs": _table(  # current docs
+            {
+                "CN_North_1": 0,
+                "CN_North_4": 1,
+                "CN_East_2": 2,
+                "CN_East_3": 3,
+                "CN_South_1": 4,
+                "CN_Southwest_2": 5,
+                "AP_Southeast_1": 6,
+                "AP_Southeast_2": 7,
+                "AP_Southeast_3": 8,
+                "AF_South_1": 9,
+                "SA_Argentina_1": 10,
+                "SA_Peru_1": 11,
+                "NA_Mexico_1": 12,
+                "SA_Brazil_1": 13,
+                "LA_South_2": 14,
+                "SA_Chile_1": 15,
+            }
+        ),
+        # current docs; the table starts at 1 (an older version of Agora's start page
+        # also had 0 Beijing, which the current table does not: not adopted)
+        "baidu-bos": _table(
+            {
+                "Baoding": 1,
+                "Suzhou": 2,
+                "Guangzhou": 3,
+                "Hongkong": 4,
+                "Singapore": 5,
+                "Wuhan": 6,
+                "Shanghai": 7,
+            }
+        ),
     }
 )
+#: Other names of a region, per vendor: alias -> the table's name. Agora's current
+#: table spells aliyun-oss 3 `CN_Beijing`; the reference `CN_Beijin`.
+REGION_ALIASES: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
+    {"aliyun-oss": MappingProxyType({"CN_Beijing": "CN_Beijin"})}
+)
+#: Vendor codes that take no region (Agora ignores `region` for them), and the
+#: `region` sent for them, since the field is required on the wire.
+REGIONLESS_VENDORS: Final = frozenset(VENDORS[vendor] for vendor, t in REGIONS.items() if not t)
+NO_REGION: Final = 0
 #: Valid `region` codes per `vendor` code, derived from the tables above.
 STORAGE_REGIONS: Final[Mapping[int, frozenset[int]]] = MappingProxyType(
     {VENDORS[vendor]: frozenset(table.values()) for vendor, table in REGIONS.items()}

@@ -279,12 +279,18 @@ class RecordingConfig(Request):
 
 
 class RecordingFileConfig(Request):
-    avFileType: list[str] = Field(default_factory=lambda: list[str](c.RECORDING_FILE_TYPES))
+    """avFileType: "hls", and "mp4" beside it in mix mode (`StartClientRequest.problem`)."""
+
+    avFileType: list[str] = Field(default_factory=lambda: list[str](c.DEFAULT_RECORDING_FILE_TYPES))
 
     @model_validator(mode="after")
     def _check(self) -> RecordingFileConfig:
-        if tuple(self.avFileType) != c.RECORDING_FILE_TYPES:
+        if any(kind not in c.RECORDING_FILE_TYPES for kind in self.avFileType):
             raise ValueError(f"avFileType supports only {list(c.RECORDING_FILE_TYPES)}")
+        if len(set(self.avFileType)) != len(self.avFileType):
+            raise ValueError("avFileType lists a file type twice")
+        if c.HLS not in self.avFileType:
+            raise ValueError(f'avFileType must include "{c.HLS}"')
         return self
 
 
@@ -311,7 +317,11 @@ class StorageConfig(Request):
 
     @model_validator(mode="after")
     def _check(self) -> StorageConfig:
-        if self.region not in c.STORAGE_REGIONS[self.vendor]:
+        regions = c.STORAGE_REGIONS.get(self.vendor)
+        if regions is None:
+            raise ValueError(f"vendor {self.vendor} does not exist")
+        # a vendor without regions ignores the field (Agora: "no need to set it")
+        if self.vendor not in c.REGIONLESS_VENDORS and self.region not in regions:
             raise ValueError(f"region {self.region} does not exist for vendor {self.vendor}")
         if self.fileNamePrefix is not None:
             for part in self.fileNamePrefix:
@@ -387,6 +397,11 @@ class StartClientRequest(Request):
                 return "extensionServiceConfig (aliyun VOD) excludes storageConfig"
             if mode is not None and mode != c.Mode.MIX:
                 return "extensionServiceConfig (aliyun VOD) requires mode mix"
+        files = self.recordingFileConfig
+        if files is not None and mode is not None and mode != c.Mode.MIX:
+            mix_only = sorted(c.MIX_ONLY_RECORDING_FILE_TYPES.intersection(files.avFileType))
+            if mix_only:
+                return f"avFileType {', '.join(mix_only)} requires mode mix"
         if self.snapshotConfig is not None:
             if mode is not None and mode != c.Mode.INDIVIDUAL:
                 return "snapshotConfig requires mode individual"

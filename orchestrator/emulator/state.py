@@ -162,6 +162,7 @@ class Session:
     prefix: str
     subscription: dict[str, list[str] | None]
     layout: dict[str, Any] | None
+    file_types: tuple[str, ...] = contract.DEFAULT_RECORDING_FILE_TYPES  # avFileType
     idle_since: float | None = None
     seen: dict[str, float] = field(default_factory=dict)  # publisher uid -> first seen
     ended_at: float | None = None
@@ -195,6 +196,7 @@ class Session:
             "seen_uids": sorted(self.seen),
             "subscription": self.subscription,
             "layout": self.layout,
+            "file_types": list(self.file_types),
         }
 
 
@@ -370,6 +372,10 @@ class EmulatorState:
         prefix = ""
         if client.storageConfig is not None and client.storageConfig.fileNamePrefix:
             prefix = "/".join(client.storageConfig.fileNamePrefix) + "/"
+        files = client.recordingFileConfig
+        file_types = (
+            contract.DEFAULT_RECORDING_FILE_TYPES if files is None else tuple(files.avFileType)
+        )
         layout = None
         if mode == "mix" and rc.transcodingConfig is not None:
             tc = rc.transcodingConfig
@@ -401,6 +407,7 @@ class EmulatorState:
                 "unSubscribeVideoUids": rc.unSubscribeVideoUids,
             },
             layout=layout,
+            file_types=file_types,
         )
         self._observe(session, now)
         self.sessions[sid] = session
@@ -554,6 +561,14 @@ class EmulatorState:
             }
         if session.kind == "snapshot":
             return {"status": status, "sliceStartTime": start_ms}
+        if session.mode == "mix" and contract.MP4 in session.file_types:
+            # with an MP4 beside the M3U8, Agora answers the mix file list as JSON
+            return {
+                "status": status,
+                "fileListMode": "json",
+                "fileList": self._mixed_files(session, start_ms),
+                "sliceStartTime": start_ms,
+            }
         if session.mode == "mix":
             file_list = (
                 f"{session.prefix}{session.sid}_{session.cname}.m3u8" if session.seen else ""
@@ -570,6 +585,24 @@ class EmulatorState:
             "fileList": self._individual_files(session),
             "sliceStartTime": start_ms,
         }
+
+    def _mixed_files(self, session: Session, start_ms: int) -> list[dict[str, Any]]:
+        """A mix recording's M3U8 and its first MP4 (`<sid>_<cname>_0.mp4`): all users."""
+        if not session.seen:
+            return []
+        base = f"{session.prefix}{session.sid}_{session.cname}"
+        track = {0: "audio", 1: "video", 2: "audio_and_video"}[session.stream_types]
+        return [
+            {
+                "filename": name,
+                "trackType": track,
+                "uid": "0",
+                "mixedAllUser": True,
+                "isPlayable": True,
+                "sliceStartTime": start_ms,
+            }
+            for name in (f"{base}.m3u8", f"{base}_0.mp4")
+        ]
 
     def _individual_files(self, session: Session) -> list[dict[str, Any]]:
         sub = session.subscription

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -334,11 +334,30 @@ class Layout(Section):
 
 
 class RecordingFiles(Section):
-    """recordingFileConfig; the reference supports only hls."""
+    """recordingFileConfig: hls (M3U8 and TS files), in mix mode also mp4 beside it."""
 
     file_types: Annotated[tuple[contract.RecordingFileType, ...], Field(min_length=1)] = (
-        contract.RECORDING_FILE_TYPES
+        contract.DEFAULT_RECORDING_FILE_TYPES
     )
+
+    @field_validator("file_types", mode="after")
+    @classmethod
+    def _with_hls_once(
+        cls, value: tuple[contract.RecordingFileType, ...]
+    ) -> tuple[contract.RecordingFileType, ...]:
+        twice = sorted({kind for kind in value if value.count(kind) > 1})
+        if twice:
+            raise fail("fileTypes", f"{', '.join(twice)} is listed more than once")
+        if contract.HLS not in value:
+            others = ", ".join(value)
+            raise fail(
+                "fileTypes",
+                f"{others} needs {contract.HLS} beside it (Agora refuses it alone): "
+                f"write fileTypes: [{contract.HLS}, {others}]",
+            )
+        # mp4 follows Agora's current documentation (contract.RECORDING_FILE_TYPES);
+        # held in the contract's order, the order written changes no fingerprint
+        return tuple(kind for kind in contract.RECORDING_FILE_TYPES if kind in value)
 
 
 class Snapshots(Section):
@@ -354,7 +373,7 @@ class Storage(Section):
     """storageConfig: where recording files and snapshots are uploaded."""
 
     vendor: Vendor
-    region: RegionName
+    region: RegionName | None = None  # required unless the vendor has no regions
     bucket: Annotated[str, Field(min_length=1, max_length=255)]
     access_key: SecretField
     secret_key: SecretField
@@ -362,11 +381,16 @@ class Storage(Section):
 
     @field_validator("region", mode="after")
     @classmethod
-    def _region_of_vendor(cls, value: str | int, info: ValidationInfo) -> str:
+    def _region_of_vendor(cls, value: str | int | None, info: ValidationInfo) -> str | None:
         vendor = info.data.get("vendor")
-        if vendor is None:  # the vendor itself is invalid and already reported
-            return str(value)
+        if vendor is None or value is None:  # an invalid vendor is already reported
+            return None if value is None else str(value)
         table = contract.REGIONS[vendor]
+        if not table:
+            raise fail(
+                "region",
+                f"{vendor} has no regions (Agora ignores region for it): remove region",
+            )
         if isinstance(value, int) or value.strip().isdigit():
             code = int(value)
             for name, number in table.items():
@@ -376,9 +400,26 @@ class Storage(Section):
             found = _region_lookup(vendor).get(norm(value))
             if found is not None:
                 return found
-        listing = ", ".join(f"{name} ({number})" for name, number in table.items())
-        hint = did_you_mean(value, list(table)) if isinstance(value, str) else ""
-        raise fail("region", f"{value!r} is not a region of {vendor}: use one of {listing}{hint}")
+        hint = (
+            did_you_mean(value, list(_region_lookup(vendor).values()))
+            if isinstance(value, str)
+            else ""
+        )
+        raise fail(
+            "region",
+            f"{value!r} is not a region of {vendor}: use one of {_region_listing(vendor)}{hint}",
+        )
+
+    @model_validator(mode="after")
+    def _region_if_the_vendor_has_regions(self) -> Storage:
+        if self.region is None and contract.REGIONS[self.vendor]:
+            rules = Rules()
+            rules.add(
+                ("region",),
+                f"required for {self.vendor}: use one of {_region_listing(self.vendor)}",
+            )
+            rules.raise_if_any()
+        return self
 
     @field_validator("file_name_prefix", mode="after")
     @classmethod
@@ -395,7 +436,16 @@ class Storage(Section):
 
 @functools.cache
 def _region_lookup(vendor: str) -> dict[str, str]:
-    return {norm(name): name for name in contract.REGIONS[vendor]}
+    """Every spelling of `vendor`'s regions (normalised) -> the table's name."""
+    aliases = contract.REGION_ALIASES.get(vendor, {})
+    names = {norm(alias): name for alias, name in aliases.items()}
+    names.update({norm(name): name for name in contract.REGIONS[vendor]})
+    return names
+
+
+@functools.cache
+def _region_listing(vendor: str) -> str:
+    return ", ".join(f"{name} ({number})" for name, number in contract.REGIONS[vendor].items())
 
 
 class VideoData(Section):
@@ -536,7 +586,8 @@ class ScheduleSpec(Section):
 
 
 def section_violations(data: Any) -> list[tuple[Loc, str]]:
-    """The section rules applied to a raw document whose fields failed validation.
+    """The section rules (and the mode's file types) applied to a raw document whose
+    fields failed validation.
 
     The model checks cross-section rules only once every field is valid; the
     loader adds these so that one run reports a wrong value *and* a wrong section.
@@ -554,7 +605,28 @@ def section_violations(data: Any) -> list[tuple[Loc, str]]:
         mode,
         lambda key: data.get(key) is not None or (key in enabled_when_empty and key in data),
     )
+    files = data.get("recordingFiles")
+    if isinstance(files, dict) and isinstance(files.get("fileTypes"), list):
+        _file_type_rules(rules, mode, files["fileTypes"])
     return rules.items
+
+
+def _file_type_rules(rules: Rules, mode: Mode | None, file_types: Iterable[object]) -> None:
+    """The recording file types `mode` does not allow (mp4 is for mix mode only)."""
+    if mode is not Mode.INDIVIDUAL:
+        return
+    written = list(file_types)
+    mix_only = [
+        kind
+        for kind in contract.RECORDING_FILE_TYPES
+        if kind in contract.MIX_ONLY_RECORDING_FILE_TYPES and kind in written
+    ]
+    if mix_only:
+        rules.add(
+            ("recordingFiles", "fileTypes"),
+            f"{', '.join(mix_only)} is only allowed in mix mode (mode is individual): "
+            f"write fileTypes: [{contract.HLS}]",
+        )
 
 
 _SECRET_PATHS = (
@@ -609,6 +681,8 @@ class Manifest(Section):
                 rules.add(
                     ("recording", "audioProfile"), "only allowed in mix mode (mode is individual)"
                 )
+            if self.recording_files is not None:
+                _file_type_rules(rules, self.mode, self.recording_files.file_types)
             if self.subscribe_uid_group is None:
                 why = (
                     f"the subscribe lists name {rec.subscribed_uid_count} uids, more than 17"

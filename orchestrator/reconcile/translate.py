@@ -213,7 +213,8 @@ def _start(m: Manifest) -> wire.StartRequest:
         s = m.storage
         storage: dict[str, Any] = {
             "vendor": c.VENDORS[s.vendor],
-            "region": c.REGIONS[s.vendor][s.region],
+            # a vendor without regions ignores the field, which the wire still requires
+            "region": c.NO_REGION if s.region is None else c.REGIONS[s.vendor][s.region],
             "bucket": s.bucket,
             "accessKey": s.access_key,
             "secretKey": s.secret_key,

@@ -104,12 +104,43 @@ START_CASES: list[tuple[str, str, Callable[[], Body], Callable[[Body], None]]] =
         _set(TC + ".layoutConfig", [{"x_axis": 0, "y_axis": 0, "width": 1, "height": 1}] * 18),
     ),
     ("avFileType-mp4", "mix", MIX, _set("clientRequest.recordingFileConfig.avFileType", ["mp4"])),
-    ("vendor-5", "mix", MIX, _set(SC + ".vendor", 5)),
     (
-        "aws-region-16",
+        "avFileType-hls-twice",
         "mix",
         MIX,
-        _set(SC, {"vendor": 1, "region": 16, "bucket": "b", "accessKey": "a", "secretKey": "s"}),
+        _set("clientRequest.recordingFileConfig.avFileType", ["hls", "mp4", "hls"]),
+    ),
+    (
+        "avFileType-mp3",  # in Agora's newest docs, for no mode we can name: not adopted
+        "mix",
+        MIX,
+        _set("clientRequest.recordingFileConfig.avFileType", ["hls", "mp3"]),
+    ),
+    (
+        "avFileType-mp4-individual",
+        "individual",
+        IND,
+        _set("clientRequest.recordingFileConfig.avFileType", ["hls", "mp4"]),
+    ),
+    ("vendor-9", "mix", MIX, _set(SC + ".vendor", 9)),
+    ("vendor-11", "mix", MIX, _set(SC + ".vendor", 11)),  # S3-compatible: not adopted
+    (
+        "aws-region-23",
+        "mix",
+        MIX,
+        _set(SC, {"vendor": 1, "region": 23, "bucket": "b", "accessKey": "a", "secretKey": "s"}),
+    ),
+    (
+        "huawei-region-16",
+        "mix",
+        MIX,
+        lambda b: b["clientRequest"]["storageConfig"].update(vendor=7, region=16),
+    ),
+    (
+        "baidu-region-0",
+        "mix",
+        MIX,
+        lambda b: b["clientRequest"]["storageConfig"].update(vendor=8, region=0),
     ),
     (
         "qiniu-region-5",

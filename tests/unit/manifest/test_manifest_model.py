@@ -9,7 +9,9 @@ when explicit), transcoding limits, layout kinds, and the reference's exclusions
 and mode restrictions (recording files xor snapshots, snapshots only individual
 with video, aliyun VOD only mix without storage or snapshots,
 transcoding/layout/audioProfile only mix), schedule forms, resourceExpiredHour,
-secrets.
+secrets; and what Agora's current documentation adds (docs/contracts.md): mp4
+beside hls in mix mode only, the vendors 5 .. 8 (Azure and Google Cloud without
+regions) and the regions the current tables add.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from manifest_docs import INDIVIDUAL, MIX, errors_of, with_
 from pydantic import ValidationError
 
+from orchestrator import contract
 from orchestrator.manifest.model import MAX_UID, Manifest, Mode, derive_uid
 from orchestrator.secrets import CredentialSecret, EnvSecret, LiteralSecret
 
@@ -169,6 +172,17 @@ def test_unknown_word_lists_valid_words_and_suggests() -> None:
         ("tencent-cos", 19, "EU_Moscow"),
         ("kingsoft-ks3", "cn_beijing", "CN_Beijing"),
         ("Kingsoft-KS3", "9", "NA_Singapore_1"),
+        # widened by Agora's current documentation (docs/contracts.md)
+        ("aws-s3", 16, "CN_NORTHWEST_1"),
+        ("aws-s3", "eu-south-1", "EU_SOUTH_1"),
+        ("aliyun-oss", "CN_Beijing", "CN_Beijin"),  # the current spelling of 3
+        ("aliyun-oss", "cn-southeast-7", "CN_Southeast_7"),
+        ("aliyun-oss", 27, "CN_Southeast_7"),
+        ("huawei-obs", "cn-north-4", "CN_North_4"),
+        ("HUAWEI_OBS", 15, "SA_Chile_1"),
+        (7, "la_south_2", "LA_South_2"),
+        ("baidu-bos", "wuhan", "Wuhan"),
+        ("Baidu BOS", "7", "Shanghai"),
     ],
 )
 def test_storage_regions_by_name_or_number(vendor: Any, region: Any, canonical: str) -> None:
@@ -180,10 +194,17 @@ def test_storage_regions_by_name_or_number(vendor: Any, region: Any, canonical: 
 @pytest.mark.parametrize(
     ("vendor", "region", "fragment"),
     [
-        ("aws-s3", 16, "not a region of aws-s3"),  # the reference's table skips 16
+        ("aws-s3", 23, "not a region of aws-s3"),  # in neither the reference nor Agora's table
+        ("aws-s3", "us-gov-east-1", "EU_SOUTH_1 (25)"),
         ("qiniu", 5, "Dongnanya (4)"),
-        ("aliyun-oss", "CN_Beijing", "did you mean 'CN_Beijin'?"),
+        ("aliyun-oss", "CN_Bejing", "did you mean 'CN_Beijin'?"),
+        ("aliyun-oss", 28, "CN_Southeast_7 (27)"),
         ("kingsoft-ks3", "us-east-1", "NA_Russia_1 (8)"),
+        ("huawei-obs", 16, "SA_Chile_1 (15)"),
+        ("baidu-bos", 0, "use one of Baoding (1),"),  # the current table starts at 1
+        ("baidu-bos", "beijing", "not a region of baidu-bos"),
+        ("azure-blob", "us-east-1", "azure-blob has no regions (Agora ignores region for it)"),
+        ("google-gcs", 0, "remove region"),
     ],
 )
 def test_storage_region_errors_list_the_vendor_table(
@@ -197,7 +218,31 @@ def test_storage_region_errors_list_the_vendor_table(
 def test_storage_vendor_words() -> None:
     found = errors_of(with_(MIX, storage={**STORAGE, "vendor": "s3"}))
     assert found[0][0] == "storage.vendor"
-    assert "qiniu, aws-s3, aliyun-oss, tencent-cos, kingsoft-ks3" in found[0][1]
+    assert (
+        "qiniu, aws-s3, aliyun-oss, tencent-cos, kingsoft-ks3, "
+        "azure-blob, google-gcs, huawei-obs, baidu-bos (or the code 0, 1, 2, 3, 4, 5, 6, 7, 8)"
+    ) in found[0][1]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "code"),
+    [("azure-blob", 5), ("Azure_Blob", 5), (5, 5), ("google-gcs", 6), ("6", 6)],
+)
+def test_vendors_without_regions_take_none(vendor: Any, code: int) -> None:
+    storage = {key: value for key, value in STORAGE.items() if key != "region"}
+    m = build(with_(MIX, storage={**storage, "vendor": vendor}))
+    assert m.storage is not None
+    assert m.storage.region is None
+    assert contract.VENDORS[m.storage.vendor] == code
+
+
+@pytest.mark.parametrize("vendor", ["aws-s3", "huawei-obs", "baidu-bos", "qiniu"])
+def test_a_vendor_with_regions_needs_one(vendor: str) -> None:
+    storage = {key: value for key, value in STORAGE.items() if key != "region"}
+    found = errors_of(with_(MIX, storage={**storage, "vendor": vendor}))
+    assert [f for f, _ in found] == ["storage.region"]
+    first = next(iter(contract.REGIONS[vendor]))
+    assert found[0][1].startswith(f"required for {vendor}: use one of {first} (")
 
 
 @pytest.mark.parametrize(
@@ -429,11 +474,58 @@ def test_individual_mode_restrictions(
         ({"aliyunVod": {**VOD, "videoData": {}}}, ["aliyunVod.videoData.title"]),
         ({"aliyunVod": {**VOD, "regionId": "CN Shanghai"}}, ["aliyunVod.regionId"]),
         ({"aliyunVod": {**VOD, "errorHandlePolicy": "ignore"}}, ["aliyunVod.errorHandlePolicy"]),
-        ({"recordingFiles": {"fileTypes": ["mp4"]}}, ["recordingFiles.fileTypes[0]"]),
+        ({"recordingFiles": {"fileTypes": ["mp3"]}}, ["recordingFiles.fileTypes[0]"]),
     ],
 )
 def test_mix_mode_exclusions(changes: dict[str, Any], fields: list[str]) -> None:
     assert [f for f, _ in errors_of(with_(MIX, **changes))] == fields
+
+
+@pytest.mark.parametrize(
+    ("file_types", "canonical"),
+    [
+        (["hls"], ("hls",)),
+        (["hls", "mp4"], ("hls", "mp4")),
+        (["mp4", "hls"], ("hls", "mp4")),  # the order written changes nothing
+    ],
+)
+def test_mix_mode_records_mp4_beside_hls(file_types: list[str], canonical: tuple[str]) -> None:
+    m = build(with_(MIX, recordingFiles={"fileTypes": file_types}))
+    assert m.recording_files is not None
+    assert m.recording_files.file_types == canonical
+
+
+@pytest.mark.parametrize(
+    ("base", "file_types", "message"),
+    [
+        (
+            MIX,
+            ["mp4"],
+            "mp4 needs hls beside it (Agora refuses it alone): write fileTypes: [hls, mp4]",
+        ),
+        (MIX, ["hls", "mp4", "hls"], "hls is listed more than once"),
+        (
+            INDIVIDUAL,
+            ["hls", "mp4"],
+            "mp4 is only allowed in mix mode (mode is individual): write fileTypes: [hls]",
+        ),
+        (
+            INDIVIDUAL,
+            ["mp4"],
+            "mp4 needs hls beside it (Agora refuses it alone): write fileTypes: [hls, mp4]",
+        ),
+        (MIX, ["mp3"], "must be 'hls' or 'mp4' (got 'mp3')"),
+        (MIX, [], "needs at least 1 item"),
+    ],
+)
+def test_recording_file_types_errors(
+    base: dict[str, Any], file_types: list[str], message: str
+) -> None:
+    found = errors_of(with_(base, recordingFiles={"fileTypes": file_types}))
+    assert len(found) == 1, found
+    field, text = found[0]
+    assert field.startswith("recordingFiles.fileTypes")
+    assert message in text
 
 
 def test_every_feature_together_is_valid() -> None:

@@ -2,12 +2,13 @@
 
 Covers: field spelling and codes beyond the golden examples (decryption,
 audioProfile, videoStreamType, vertical layout, render modes, regions by
-vendor), the layout-only start body filling the reference's transcoding
-defaults, update's `#allstream#` and omitted kinds, updateLayout always sending
-the whole layout, the resolver being the only way secrets enter a body, and the
-fingerprints: each change moves exactly the digests it should (subscription,
-layout, restart, spec), schedule-like fields never force a restart, and secret
-values never influence or appear in a digest.
+vendor, the vendors, regions and mp4 file type Agora's current documentation
+adds, a vendor without regions sending region 0), the layout-only start body
+filling the reference's transcoding defaults, update's `#allstream#` and omitted
+kinds, updateLayout always sending the whole layout, the resolver being the only
+way secrets enter a body, and the fingerprints: each change moves exactly the
+digests it should (subscription, layout, restart, spec), schedule-like fields
+never force a restart, and secret values never influence or appear in a digest.
 """
 
 from __future__ import annotations
@@ -156,6 +157,44 @@ def test_update_layout_sends_the_whole_layout_even_the_defaults() -> None:
     assert regions == [
         {"x_axis": 0.0, "y_axis": 0.0, "width": 1.0, "height": 1.0, "render_mode": 0}
     ]
+
+
+@pytest.mark.parametrize(
+    ("file_types", "expected"),
+    [(["hls"], ["hls"]), (["hls", "mp4"], ["hls", "mp4"]), (["mp4", "hls"], ["hls", "mp4"])],
+)
+def test_recording_files_become_av_file_type(file_types: list[str], expected: list[str]) -> None:
+    m = build(with_(MIX, recordingFiles={"fileTypes": file_types}))
+    requests = translate(m)
+    client = requests.start.resolved(placeholder).to_wire()["clientRequest"]
+    assert client["recordingFileConfig"] == {"avFileType": expected}
+    plain = translate(build(with_(MIX, recordingFiles={"fileTypes": ["hls"]})))
+    # mp4 changes what a live session records: only a restart applies it
+    assert (requests.fingerprints.restart == plain.fingerprints.restart) == (expected == ["hls"])
+
+
+@pytest.mark.parametrize(
+    ("vendor", "region", "expected"),
+    [
+        ("azure-blob", None, (5, 0)),  # no regions: the wire's required field carries 0
+        ("google-gcs", None, (6, 0)),
+        ("huawei-obs", "sa-chile-1", (7, 15)),
+        ("baidu-bos", "Shanghai", (8, 7)),
+        ("aws-s3", "eu-south-1", (1, 25)),
+        ("aws-s3", "us-gov-west-1", (1, 17)),  # the reference's, kept
+        ("aliyun-oss", "cn-beijing", (2, 3)),  # the current docs' spelling of CN_Beijin
+        ("aliyun-oss", "CN_Wulanchabu", (2, 25)),
+    ],
+)
+def test_storage_vendor_and_region_codes(
+    vendor: str, region: str | None, expected: tuple[int, int]
+) -> None:
+    storage = {**STORAGE, "vendor": vendor, "region": region}
+    if region is None:
+        del storage["region"]
+    body = translate(build(with_(MIX, storage=storage))).start.resolved(placeholder).to_wire()
+    config = body["clientRequest"]["storageConfig"]
+    assert (config["vendor"], config["region"]) == expected
 
 
 def test_vod_body_keeps_optional_video_data_and_policy() -> None:

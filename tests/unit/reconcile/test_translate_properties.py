@@ -7,9 +7,10 @@ Covers:
   in a subscribe list, empty sections), subscribeUidGroup written or derived,
   decryption with a secret, audioProfile (mix), videoStreamType; `transcoding` and
   `layout` in mix (floating, adaptive, vertical with maxResolutionUid, custom with
-  1-17 regions); `recordingFiles` or `snapshots` (individual, with video); `storage`
-  for every vendor with a region of its table (by name, spelled loosely, or by code)
-  and fileNamePrefix up to its limit; `aliyunVod` (mix, without storage); token;
+  1-17 regions); `recordingFiles` (hls, and mp4 beside it in mix, in either order) or
+  `snapshots` (individual, with video); `storage` for every vendor with a region of
+  its table (by name or alias, spelled loosely, or by code; none for the vendors
+  without regions) and fileNamePrefix up to its limit; `aliyunVod` (mix, without storage); token;
   resourceExpiredHour; every schedule form; labels, suspend, updatePolicy,
   startingDeadline; uid numbers and `auto`. Words are also written in capitals or as
   their codes; secrets are env, file and credential references and literals.
@@ -28,7 +29,8 @@ Covers:
   mode, channelType, streams, maxIdleTime, decryption (`none` is no decryption),
   audioProfile, videoStreamType, the effective subscribeUidGroup, the transcoding
   size (the reference's defaults once a layout is written), recordingFiles or
-  snapshots, storage, aliyunVod, the token reference, resourceExpiredHour, and
+  snapshots, mp4 added or dropped (not the order the types are written in),
+  storage, aliyunVod, the token reference, resourceExpiredHour, and
   which recorded kinds the lists leave unsubscribed (a kind without a list while
   another kind has one); never for schedule, suspend, labels, updatePolicy,
   startingDeadline, a change inside a written layout, or a list change that keeps
@@ -289,11 +291,13 @@ PREFIXES = prefixes() | st.sampled_from([["A" * 127], ["x" * 63, "y" * 63]])  # 
 
 @st.composite
 def region_of(draw: st.DrawFn, vendor: str, other_than: str | None = None) -> str | int:
-    """A region of `vendor`'s table: its name, spelled loosely, or its code."""
+    """A region of `vendor`'s table: its name or an alias, spelled loosely, or its code."""
     name = draw(st.sampled_from([n for n in c.REGIONS[vendor] if n != other_than]))
     code = c.REGIONS[vendor][name]
-    loose = name.lower().replace("_", "-")
-    spellings: list[str | int] = [name, name.lower(), loose, code, str(code)]
+    aliases = [a for a, n in c.REGION_ALIASES.get(vendor, {}).items() if n == name]
+    written = draw(st.sampled_from([name, *aliases]))
+    loose = written.lower().replace("_", "-")
+    spellings: list[str | int] = [written, written.lower(), loose, code, str(code)]
     return draw(st.sampled_from(spellings))
 
 
@@ -302,11 +306,12 @@ def storages(draw: st.DrawFn) -> Doc:
     vendor = draw(st.sampled_from(list(c.VENDORS)))
     out: Doc = {
         "vendor": draw(spelled(c.VENDORS, vendor)),
-        "region": draw(region_of(vendor)),
         "bucket": draw(st.text(min_size=1, max_size=255)),
         "accessKey": draw(SECRETS),
         "secretKey": draw(SECRETS),
     }
+    if c.REGIONS[vendor]:  # Azure and Google Cloud take none
+        out["region"] = draw(region_of(vendor))
     if draw(st.booleans()):
         out["fileNamePrefix"] = draw(PREFIXES)
     return out
@@ -342,7 +347,19 @@ def vods(draw: st.DrawFn) -> Doc:
     return out
 
 
-RECORDING_FILES = st.sampled_from([None, {}, {"fileTypes": ["hls"]}])  # None: `recordingFiles:`
+#: recordingFiles sections valid in each mode (None: `recordingFiles:` alone).
+RECORDING_FILES = {
+    c.Mode.INDIVIDUAL: st.sampled_from([None, {}, {"fileTypes": ["hls"]}]),
+    c.Mode.MIX: st.sampled_from(
+        [
+            None,
+            {},
+            {"fileTypes": ["hls"]},
+            {"fileTypes": ["hls", "mp4"]},
+            {"fileTypes": ["mp4", "hls"]},
+        ]
+    ),
+}
 SNAPSHOTS = st.one_of(
     st.sampled_from([None, {}, {"fileTypes": ["jpg"]}]),
     st.builds(
@@ -360,11 +377,13 @@ def manifest_docs(
     layout: bool | None = None,
     storage: bool | None = None,
     literal_token: bool = False,
+    recording_files: bool = False,
 ) -> Doc:
     """A valid manifest document, as the loader hands it to the model.
 
     `layout` and `storage` force the section present (True) or absent (False);
-    `layout=True` needs `mode=MIX`. `literal_token` writes the token as a literal.
+    `layout=True` needs `mode=MIX`. `literal_token` writes the token as a literal;
+    `recording_files` writes a recordingFiles section.
     """
     mode = mode or draw(st.sampled_from(list(c.Mode)))
     doc: Doc = {
@@ -389,7 +408,7 @@ def manifest_docs(
         doc["resourceExpiredHour"] = draw(RESOURCE_HOURS)
 
     outputs = ["none", "recordingFiles"] + (["snapshots"] if mode is c.Mode.INDIVIDUAL else [])
-    output = draw(st.sampled_from(outputs))
+    output = "recordingFiles" if recording_files else draw(st.sampled_from(outputs))
     recording = draw(recordings(mode, snapshots=output == "snapshots"))
     if recording:
         doc["recording"] = recording
@@ -401,7 +420,7 @@ def manifest_docs(
         if layout or (layout is None and draw(st.booleans())):
             doc["layout"] = draw(layouts())
     if output == "recordingFiles":
-        doc["recordingFiles"] = draw(RECORDING_FILES)
+        doc["recordingFiles"] = draw(RECORDING_FILES[mode])
     elif output == "snapshots":
         doc["snapshots"] = draw(SNAPSHOTS)
     if mode is c.Mode.MIX and not storage and draw(st.booleans()):
@@ -691,6 +710,9 @@ def edit_mode(data: st.DataObject, doc: Doc, before: Manifest) -> None:
             doc.pop(key, None)
         recording_of(doc).pop("audioProfile", None)
         fix_group(doc, before.subscribe_uid_group)
+        files = doc.get("recordingFiles")
+        if isinstance(files, dict) and "mp4" in files.get("fileTypes", ()):
+            doc["recordingFiles"] = {"fileTypes": ["hls"]}  # mp4 is for mix mode only
     else:
         doc["mode"] = "mix"
         doc.pop("snapshots", None)
@@ -778,14 +800,26 @@ def edit_outputs(data: st.DataObject, doc: Doc, before: Manifest) -> None:
     current = "recordingFiles" if before.recording_files else "none"
     output = data.draw(st.sampled_from([o for o in outputs if o != current]))
     if output == "recordingFiles":
-        doc["recordingFiles"] = data.draw(RECORDING_FILES)
+        doc["recordingFiles"] = data.draw(RECORDING_FILES[before.mode])
     elif output == "snapshots":
         doc["snapshots"] = data.draw(SNAPSHOTS)
+
+
+def edit_file_types(data: st.DataObject, doc: Doc, before: Manifest) -> None:
+    """Add or drop mp4 (mix mode), or write the same types in another order."""
+    assert before.recording_files is not None
+    types = list(before.recording_files.file_types)
+    how = data.draw(st.sampled_from(["mp4", "reorder"]))
+    if how == "reorder":
+        doc["recordingFiles"] = {"fileTypes": list(reversed(types))}
+    else:
+        doc["recordingFiles"] = {"fileTypes": ["hls"] if "mp4" in types else ["mp4", "hls"]}
 
 
 def edit_region(data: st.DataObject, doc: Doc, before: Manifest) -> None:
     assert before.storage is not None
     storage = before.storage
+    assume(storage.region is not None)  # Azure and Google Cloud have no region to change
     doc["storage"]["region"] = data.draw(region_of(storage.vendor, other_than=storage.region))
 
 
@@ -885,6 +919,13 @@ MUTATIONS = [
         setter(storages(), "storage"),
         top("storage"),
         {"storage": True},
+    ),
+    Mutation(
+        "recordingFiles.fileTypes",
+        "restart",
+        edit_file_types,
+        lambda m: masked(m).get("recordingFiles"),
+        MIX | {"recording_files": True},
     ),
     Mutation("storage.region", "restart", edit_region, top("storage"), {"storage": True}),
     Mutation(
