@@ -1,7 +1,7 @@
 """`emulator`: serve the local Agora Cloud Recording emulator until SIGTERM or SIGINT.
 
 Exit codes: 0 after a clean shutdown on SIGTERM/SIGINT, 1 when the address cannot be
-bound, 2 usage, and also when aiohttp (the extra `orchestrator[emulator]`) is not
+bound, 2 usage, and also when aiohttp (the extra `agora-recording-orchestrator[emulator]`) is not
 installed: the command is then unavailable, as an unknown command would be, and one
 line on stderr says what to install. One line on stdout says where it listens, so
 scripts can wait for it; logs go to stderr. The customer secret is never printed.
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from orchestrator.emulator import EmulatorConfig
 
 USAGE = 2  # README, "CLI": a command this install cannot run is a usage error
-MISSING_EXTRA = "error: the emulator needs aiohttp: pip install 'orchestrator[emulator]'"
+MISSING_EXTRA = (
+    "error: the emulator needs aiohttp: pip install 'agora-recording-orchestrator[emulator]'"
+)
 
 
 def _missing_extra(exc: ModuleNotFoundError) -> bool:

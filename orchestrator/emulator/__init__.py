@@ -6,9 +6,9 @@ above `orchestrator.agora` (it shares the request checks of `agora.wire`) and
 nothing below the CLI imports it. `server.py` is the aiohttp application and the
 control API; `state.py` holds the rules, synchronous and clock-free.
 
-It needs aiohttp, the optional extra `orchestrator[emulator]`: importing this package
-without it raises `ModuleNotFoundError`, which `orchestrator emulator` turns into one
-line. Nothing else in the orchestrator may import it.
+It needs aiohttp, the optional extra `agora-recording-orchestrator[emulator]`:
+importing this package without it raises `ModuleNotFoundError`, which
+`orchestrator emulator` turns into one line. Nothing else in the orchestrator may import it.
 """
 
 from orchestrator.emulator.server import (

@@ -24,7 +24,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "recordings.d"
-MISSING_EXTRA = "error: the emulator needs aiohttp: pip install 'orchestrator[emulator]'"
+MISSING_EXTRA = (
+    "error: the emulator needs aiohttp: pip install 'agora-recording-orchestrator[emulator]'"
+)
 USAGE = 2  # README, "CLI" and "The emulator"
 
 WITHOUT_AIOHTTP = (
