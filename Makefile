@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 
 # The main job: the daemon (`orchestrator run`) on the examples against the built-in
 # emulator with the embedded SQLite store (state in .demo/); it shows a start, a live
-# layout change and a stop, then runs until Ctrl-C. See scripts/demo.py.
+# layout change and a stop, then runs until Ctrl-C, which ends it with status 0 (the
+# script takes the terminal's Ctrl-C from make: see scripts/demo.py). DEMO_ARGS passes
+# options to the script, e.g. `make run DEMO_ARGS="--step 5"`.
 run: $(STAMP)
-	$(PY) scripts/demo.py
+	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # pytest exits 5 when it collected no test: that is a failure here too,
 # reported with a clear message instead of a silent green run.

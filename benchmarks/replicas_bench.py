@@ -166,7 +166,7 @@ async def takeover(
     samples: list[dict[str, Any]] = []
     try:
         await rig.start_emulator(apps=3, seed=SEED)
-        rig.write_config(resync="10s", claim_interval=f"{claim_interval}s")
+        rig.write_config(resync="10s", claim_interval=f"{claim_interval}s", log_level="debug")
         init = await rig.cli("init", "--config", str(rig.config))
         if init.code != 0:
             raise RuntimeError(init.stderr)
@@ -298,7 +298,7 @@ async def pass_run(
     rig = await new_rig(state_url)
     try:
         await rig.start_emulator(apps=3, seed=SEED)
-        rig.write_config(resync="1s", claim_interval="5s")
+        rig.write_config(resync="1s", claim_interval="5s", log_level="debug")
         init = await rig.cli("init", "--config", str(rig.config))
         if init.code != 0:
             raise RuntimeError(init.stderr)

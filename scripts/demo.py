@@ -2,40 +2,59 @@
 
 Validates the example manifests in recordings.d/, starts the built-in Agora
 emulator on a free loopback port and runs the daemon (`orchestrator run`) on the
-examples with the embedded SQLite store (in .demo/). To show a whole life within
-a minute it adds one manifest of its own, `demo-live` (in .demo/, never in
-recordings.d/): a window that opens 10 s after start-up and closes 40 s later.
-The script edits its layout while it records (the daemon sends one
-updateLayout), and the daemon stops it when the window closes. The daemon then
-keeps running until Ctrl-C, which ends it cleanly (recordings are left running,
-as on a service restart; the next `make run` starts from a fresh store).
+examples with the embedded SQLite store (in .demo/). Once the daemon is ready it
+adds one manifest of its own, `demo-live` (in .demo/, never in recordings.d/),
+whose window opens one step (10 s) later and lasts three; one step after the
+daemon started it, the demo edits its layout (the daemon sends one updateLayout),
+and the daemon stops it when the window closes. The daemon then keeps running
+until Ctrl-C, which ends it cleanly (recordings are left running, as on a service
+restart; the next `make run` starts from a fresh store).
+
+The demo reads the daemon's JSON log from a pipe and shows it in the console
+format (`orchestrator.logging.ConsoleRenderer`); every `===` banner is printed when
+the daemon's log shows the thing it announces, or, for the demo's own acts (adding
+the manifest, editing it), at the moment it does them. It never announces ahead.
+
+Ctrl-C: a terminal sends SIGINT to its whole foreground process group. Under
+`make run` that group holds make as well, and make ends by killing itself with
+the signal whatever its recipe does (the shell then reports 130), so the demo
+takes the terminal's foreground for itself and the daemon while it runs (see
+`take_terminal`) and gives it back at the end.
 
 The demo's secrets are placeholder values in .demo/ (never use literal secrets in
-a real deployment: see README, "Configuration"). `--duration SECONDS` ends the
-demo by itself (used by the test of this script).
+a real deployment: see docs/configuration.md). `--duration SECONDS` ends the demo
+by itself, `--step SECONDS` sets its pace and `--workdir` its directory (the tests
+use the last two).
 
-Exit status: 0 when the daemon started, changed and stopped the demo recording
-and exited cleanly; 1 otherwise.
+Exit status: 0 when the daemon exited cleanly and every step the demo waited for
+happened in time (all of them, unless Ctrl-C ended the demo first); 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO, Any
+
+from orchestrator.logging import ConsoleRenderer, wants_color
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
 APPS = {
     "main": "0123456789abcdef0123456789abcdef",
     "backup": "fedcba9876543210fedcba9876543210",
@@ -57,21 +76,46 @@ ENV_SECRETS = [
 ]
 CREDENTIALS = ["s3-secret", "cos-id", "cos-key"]
 ORCHESTRATOR = (sys.executable, "-m", "orchestrator")
-OPENS_AFTER = 10  # seconds after the daemon is ready
-RECORDS_FOR = 40
-EDIT_AFTER = 15  # seconds after the window opened
+LIVE = "demo-live"
+STEP = 10.0  # seconds: window opens one step after ready, edit one step after start
+WINDOW_STEPS = 3  # the window lasts three steps: the stop comes two steps after the edit
+READY_WITHIN = 60.0  # seconds for the daemon to become ready (a cold start on a busy machine)
+LATE = 20.0  # how late an awaited step of the daemon may be before the demo calls it missed
+EXIT_WITHIN = 15.0  # seconds for the daemon to exit after SIGINT (its drain is 5 s)
+CONFIG_HEADER = "# Demo config: both App ID profiles point at the local emulator."
+
+INTRO = """\
+orchestrator demo: the daemon (`orchestrator run`) keeps live recordings equal to
+the manifests: here the examples in recordings.d/, against a local emulator of the
+Agora Cloud Recording API (no Agora account; nothing leaves this machine).
+
+Once the daemon is ready, the demo adds one manifest of its own, demo-live, with a
+short window, and you watch its whole life: the window opens and the daemon starts
+the recording; the demo edits the manifest's layout and the daemon changes the live
+recording; the window closes and the daemon stops it. That takes under a minute.
+Lines that start with === are the demo's; the others are the daemon's log.
+
+The daemon then keeps running. Press Ctrl-C at any time to end the demo (the
+daemon exits cleanly and leaves recordings running, as on a service restart)."""
 
 
 def banner(text: str) -> None:
-    print(f"\n=== {text}", flush=True)
+    line = f"=== {text}"
+    if wants_color(sys.stdout):
+        line = f"\x1b[1;36m{line}\x1b[0m"
+    print(f"\n{line}", flush=True)
 
 
-def demo_manifest(opens: datetime, layout: str) -> str:
-    closes = opens + timedelta(seconds=RECORDS_FOR)
+def clock(instant: datetime) -> str:
+    """Local wall-clock time, as the console log shows it."""
+    return f"{instant.astimezone():%H:%M:%S}"
+
+
+def demo_manifest(opens: datetime, closes: datetime, layout: str) -> str:
     return textwrap.dedent(
         f"""\
         # Written by scripts/demo.py: a short window, so the demo shows a stop.
-        name: demo-live
+        name: {LIVE}
         app: main
         channel: demo-room
         uid: 900001
@@ -92,16 +136,25 @@ def demo_manifest(opens: datetime, layout: str) -> str:
     )
 
 
-def write_demo_files() -> Path:
-    if DEMO.exists():
-        shutil.rmtree(DEMO)
-    credentials = DEMO / "credentials"
+def shown(path: Path) -> Path:
+    """A path as a person at the checkout's root would type it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def write_demo_files(workdir: Path) -> Path:
+    """The demo's directory, made afresh: config, manifests and credentials."""
+    config = workdir / "config.yaml"
+    if workdir.exists():
+        ours = config.is_file() and config.read_text(encoding="utf-8").startswith(CONFIG_HEADER)
+        if any(workdir.iterdir()) and not ours:
+            raise SystemExit(f"{workdir} exists and is not a demo directory: not removing it")
+        shutil.rmtree(workdir)
+    credentials = workdir / "credentials"
     credentials.mkdir(parents=True)
     for name in CREDENTIALS:
         (credentials / name).write_text(f"demo-{name}\n", encoding="utf-8")
-    manifests = DEMO / "recordings.d"
-    shutil.copytree(ROOT / "recordings.d", manifests)
-    lines = ["# Demo config: both App ID profiles point at the local emulator.", "apps:"]
+    shutil.copytree(ROOT / "recordings.d", workdir / "recordings.d")
+    lines = [CONFIG_HEADER, "apps:"]
     for name, app_id in APPS.items():
         lines += [
             f"  {name}:",
@@ -114,17 +167,57 @@ def write_demo_files() -> Path:
         "state: {dir: ./state}",
         "manifests: {dir: ./recordings.d, watchInterval: 500ms}",
         "metrics: {address: '127.0.0.1:0'}",
-        "logging: {level: info, format: console}",
+        "# JSON: the demo reads the daemon's log and shows it in the console format.",
+        "logging: {level: info, format: json}",
         "reconcile: {resyncInterval: 15s}",
         "shutdown: {drainTimeout: 5s}",
     ]
-    config = DEMO / "config.yaml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return config
 
 
-def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    banner("orchestrator emulator --port 0 (in the background)")
+def take_terminal() -> Callable[[], None]:
+    """Become the terminal's foreground process group; returns what gives it back.
+
+    Only when the demo shares its terminal's foreground group with the program that
+    started it (make): Ctrl-C then reaches the demo and the daemon it starts (they
+    share the new group), not make, which sees its recipe exit 0. A shell does the
+    same for each job. Without a terminal, or when the demo already leads its own
+    group (run from a shell), nothing changes. Ctrl-Z is ignored meanwhile: the shell
+    waits on make and could not resume a group it does not know was stopped.
+    """
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        return lambda: None  # no controlling terminal (CI, a test)
+    try:
+        previous = os.tcgetpgrp(tty)
+    except OSError:
+        os.close(tty)
+        return lambda: None
+    if previous != os.getpgrp() or os.getpgrp() == os.getpid():
+        os.close(tty)  # in the background, or already a group of its own
+        return lambda: None
+    # A process outside the foreground group that sets it is sent SIGTTOU.
+    ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    tstp = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
+    os.setpgid(0, 0)
+    os.tcsetpgrp(tty, os.getpgrp())
+
+    def give_back() -> None:
+        # OSError: the group that had it is gone (make was killed); the shell takes over.
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(tty, previous)
+        os.close(tty)
+        signal.signal(signal.SIGTSTP, tstp)
+        signal.signal(signal.SIGTTOU, ttou)
+
+    return give_back
+
+
+def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str | None]:
+    """The emulator and its base URL (None when it did not start)."""
+    banner("orchestrator emulator --port 0   (in the background)")
     emulator_env = dict(env)
     emulator_env["ORCHESTRATOR_EMULATOR_CUSTOMER_ID"] = CUSTOMER_ID
     emulator_env["ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET"] = CUSTOMER_SECRET
@@ -141,15 +234,7 @@ def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     line = emulator.stdout.readline()
     print(line.rstrip(), flush=True)
     match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-    if not match:
-        raise SystemExit("the emulator did not start")
-    return emulator, match.group(1)
-
-
-def emulator_requests(base_url: str) -> list[dict[str, object]]:
-    with urllib.request.urlopen(f"{base_url}/_emulator/requests", timeout=5) as answer:  # noqa: S310 (loopback)
-        data = json.load(answer)
-    return list(data.get("requests", data) if isinstance(data, dict) else data)
+    return emulator, match.group(1) if match else None
 
 
 def join_channel(base_url: str, app_id: str, cname: str, uid: str) -> None:
@@ -165,94 +250,261 @@ def join_channel(base_url: str, app_id: str, cname: str, uid: str) -> None:
         pass
 
 
-def demo_calls(base_url: str) -> list[str]:
-    out = []
-    for r in emulator_requests(base_url):
-        body = r.get("body")
-        if isinstance(body, dict) and body.get("cname") == "demo-room":
-            out.append(str(r.get("endpoint")))
-    return out
+Event = dict[str, Any]
 
 
-def wait_for(predicate: object, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.25)
-    return False
+def live_action(action: str) -> Callable[[Event], bool]:
+    """Whether an event is the daemon's report of `action` done on demo-live."""
+
+    def matches(event: Event) -> bool:
+        return (
+            event.get("event") == "reconcile.action"
+            and event.get("manifest") == LIVE
+            and event.get("action") == action
+            and event.get("outcome") == "ok"
+        )
+
+    return matches
+
+
+@dataclass
+class Wait:
+    """A step the demo waits for: an event of the daemon's log, before a deadline."""
+
+    what: str
+    matches: Callable[[Event], bool]
+    deadline: float  # time.monotonic()
+    then: Callable[[Event], None]
+
+
+class Demo:
+    """The demo's steps, each taken when the daemon's log shows the one before."""
+
+    def __init__(self, workdir: Path, step: float) -> None:
+        self.live = workdir / "recordings.d" / f"{LIVE}.yaml"
+        self.step = step
+        self.opens = self.closes = datetime.now(UTC)
+        self.wait: Wait | None = Wait(
+            "the daemon to be ready",
+            lambda event: event.get("event") == "daemon.ready",
+            time.monotonic() + READY_WITHIN,
+            self._ready,
+        )
+        self.edit_at: float | None = None
+        self.missed = False
+        self.finished = False
+
+    def on_event(self, event: Event) -> None:
+        if self.wait is not None and self.wait.matches(event):
+            then, self.wait = self.wait.then, None
+            then(event)
+
+    def on_tick(self, now: float) -> None:
+        if self.edit_at is not None and now >= self.edit_at:
+            self.edit_at = None
+            self._edit()
+        if self.wait is not None and now > self.wait.deadline:
+            banner(f"demo: waited in vain for {self.wait.what}; see the log above")
+            self.wait = None
+            self.missed = True
+
+    def _ready(self, _event: Event) -> None:
+        self.opens = (datetime.now(UTC) + timedelta(seconds=self.step)).replace(microsecond=0)
+        self.closes = self.opens + timedelta(seconds=WINDOW_STEPS * self.step)
+        self._write("adaptive")
+        banner(
+            f"the daemon is ready. The demo adds {shown(self.live)}: window "
+            f"{clock(self.opens)}-{clock(self.closes)}; the daemon picks it up by itself"
+        )
+        self._expect(f"{LIVE} to start", live_action("start"), self.opens, self._started)
+
+    def _started(self, _event: Event) -> None:
+        banner(f"the window opened: the daemon started {LIVE} (acquire, then start)")
+        self.edit_at = time.monotonic() + self.step
+
+    def _edit(self) -> None:
+        banner(f"the demo edits {LIVE}'s layout now: adaptive -> floating")
+        self._write("floating")
+        self._expect(
+            "the layout change", live_action("updateLayout"), datetime.now(UTC), self._changed
+        )
+
+    def _changed(self, _event: Event) -> None:
+        banner(
+            f"the daemon changed the live recording's layout (updateLayout); "
+            f"the window closes at {clock(self.closes)}"
+        )
+        self._expect(f"{LIVE} to stop", live_action("stop"), self.closes, self._stopped)
+
+    def _stopped(self, _event: Event) -> None:
+        banner(
+            f"the window closed: the daemon stopped {LIVE}. That was its whole life: "
+            "start, live change, stop. The daemon keeps running (its resync polls the "
+            "live recordings quietly); press Ctrl-C to end the demo"
+        )
+        self.finished = True
+
+    def _expect(
+        self,
+        what: str,
+        matches: Callable[[Event], bool],
+        due: datetime,
+        then: Callable[[Event], None],
+    ) -> None:
+        late = (due - datetime.now(UTC)).total_seconds() + LATE
+        self.wait = Wait(what, matches, time.monotonic() + max(late, LATE), then)
+
+    def _write(self, layout: str) -> None:
+        # Whole or not at all: the daemon's watch never reads half a file.
+        tmp = self.live.with_name(f".{LIVE}.yaml.tmp")
+        tmp.write_text(demo_manifest(self.opens, self.closes, layout), encoding="utf-8")
+        tmp.replace(self.live)
+
+
+def pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    """Hand the daemon's log lines to the main loop; None once the daemon closed it."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+class Interrupt:
+    """SIGINT (Ctrl-C) as a flag the main loop reads: nothing is cut in the middle."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        self.seen = True
+
+
+def run_daemon(
+    config: Path, env: dict[str, str], workdir: Path, args: argparse.Namespace, ctrl_c: Interrupt
+) -> int:
+    """Run the daemon, show its log and the demo's steps; returns the exit status."""
+    banner(f"orchestrator run --config {shown(config)}   (the daemon; its log follows)")
+    daemon = subprocess.Popen(  # noqa: S603 (our own CLI)
+        [*ORCHESTRATOR, "run", "--config", str(config)],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    assert daemon.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=pump, args=(daemon.stderr, lines), daemon=True).start()
+    render = ConsoleRenderer(colors=wants_color(sys.stderr))
+    demo = Demo(workdir, args.step)
+    ends_at = None if args.duration is None else time.monotonic() + args.duration
+    signalled_at: float | None = None
+    while True:
+        try:
+            line = lines.get(timeout=0.25)
+        except queue.Empty:
+            line = ""
+        if line is None:
+            break  # the daemon closed its log: it has exited
+        if line:
+            event = show(line, render)
+            if event is not None and signalled_at is None:
+                demo.on_event(event)
+        now = time.monotonic()
+        if signalled_at is None:
+            if ctrl_c.seen or (ends_at is not None and now >= ends_at):
+                # A terminal's Ctrl-C reached the daemon already (one process group), a
+                # SIGINT sent to the demo alone did not: pass it on (twice is harmless).
+                daemon.send_signal(signal.SIGINT)
+                signalled_at = now
+            else:
+                demo.on_tick(now)
+        elif now > signalled_at + EXIT_WITHIN:
+            banner(f"the daemon did not exit within {EXIT_WITHIN:g} s of SIGINT: killed")
+            daemon.kill()
+            break
+    code = daemon.wait()
+    banner(f"done: the daemon exited {code}" + (" on Ctrl-C" if ctrl_c.seen else ""))
+    if code != 0 or demo.missed:
+        return 1
+    return 0 if demo.finished or ctrl_c.seen else 1
+
+
+def show(line: str, render: ConsoleRenderer) -> Event | None:
+    """Print one line of the daemon's log for a person; its event, when it is one."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        sys.stderr.write(line)  # not a log event (a crash's last words): as it came
+        sys.stderr.flush()
+        return None
+    print(render(None, "", event), file=sys.stderr, flush=True)
+    return event
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=None, help="end after this many seconds")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="end this long after the daemon started"
+    )
+    parser.add_argument(
+        "--step", type=float, default=STEP, help=f"seconds between the demo's steps ({STEP:g})"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=ROOT / ".demo", help="the demo's files (.demo)"
+    )
     args = parser.parse_args()
+    if not args.step >= 1:
+        parser.error("--step must be at least 1 second")
 
-    config = write_demo_files()
+    print(INTRO, flush=True)
+    ctrl_c = Interrupt()
+    give_back = take_terminal()
+    try:
+        return run(args, ctrl_c)
+    finally:
+        give_back()
+
+
+def run(args: argparse.Namespace, ctrl_c: Interrupt) -> int:
+    workdir = args.workdir.resolve()
+    config = write_demo_files(workdir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     env.update({name: f"demo-{name.lower()}" for name in ENV_SECRETS})
-    env["CREDENTIALS_DIRECTORY"] = str(DEMO / "credentials")
+    env["CREDENTIALS_DIRECTORY"] = str(workdir / "credentials")
     env["DEMO_CUSTOMER_ID"] = CUSTOMER_ID
     env["DEMO_CUSTOMER_SECRET"] = CUSTOMER_SECRET
 
     banner("orchestrator validate recordings.d")
     validate = subprocess.run([*ORCHESTRATOR, "validate", "recordings.d"], env=env, cwd=ROOT)  # noqa: S603
+    if ctrl_c.seen:
+        return 0
     if validate.returncode != 0:
         return 1
 
     emulator, base_url = start_emulator(env)
-    for name in APPS:
-        env[f"ORCHESTRATOR_APPS__{name.upper()}__BASE_URL"] = base_url
-    join_channel(base_url, APPS["main"], "demo-room", "4242")
-    live = DEMO / "recordings.d" / "demo-live.yaml"
-    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=OPENS_AFTER + 5)
-    live.write_text(demo_manifest(opens, "adaptive"), encoding="utf-8")
-
-    banner(
-        f"orchestrator run --config {config.relative_to(ROOT)}   "
-        f"(demo-live records {opens:%H:%M:%S}-"
-        f"{opens + timedelta(seconds=RECORDS_FOR):%H:%M:%S} UTC; Ctrl-C ends the demo)"
-    )
-    daemon = subprocess.Popen(  # noqa: S603 (our own CLI)
-        [*ORCHESTRATOR, "run", "--config", str(config)], env=env, cwd=ROOT
-    )
-    ok = True
-    interrupted = False
     try:
-        ok &= wait_for(lambda: "start" in demo_calls(base_url), OPENS_AFTER + 30)
-        banner("demo: demo-live is recording; editing its layout (adaptive -> floating)")
-        edit_at = opens + timedelta(seconds=EDIT_AFTER)
-        time.sleep(max(0.0, (edit_at - datetime.now(UTC)).total_seconds()))
-        tmp = live.with_name(".demo-live.yaml.tmp")
-        tmp.write_text(demo_manifest(opens, "floating"), encoding="utf-8")
-        tmp.replace(live)
-        ok &= wait_for(lambda: "updateLayout" in demo_calls(base_url), 10)
-        banner("demo: the daemon changed the live layout; the window closes next")
-        ok &= wait_for(lambda: "stop" in demo_calls(base_url), RECORDS_FOR + 20)
-        banner(
-            "demo: start, live change and stop done "
-            + ("as expected" if ok else "with problems (see above)")
-            + "; the daemon keeps running: press Ctrl-C to end it"
-        )
-        remaining = None if args.duration is None else max(0.0, args.duration)
-        daemon.wait(timeout=remaining)
-    except subprocess.TimeoutExpired:
-        daemon.send_signal(signal.SIGINT)
-    except KeyboardInterrupt:
-        interrupted = True
+        if base_url is None:
+            banner("the emulator did not start")
+            return 1
+        if ctrl_c.seen:
+            return 0
+        for name in APPS:
+            env[f"ORCHESTRATOR_APPS__{name.upper()}__BASE_URL"] = base_url
+        join_channel(base_url, APPS["main"], "demo-room", "4242")
+        return run_daemon(config, env, workdir, args, ctrl_c)
     finally:
-        try:
-            code = daemon.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            code = daemon.wait()
         emulator.terminate()
-        emulator.wait(timeout=10)
+        try:
+            emulator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+            emulator.wait()
         if emulator.stdout is not None:
             emulator.stdout.close()
-    ok &= code == 0
-    banner(f"done: daemon exited {code}" + (" on Ctrl-C" if interrupted else ""))
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":

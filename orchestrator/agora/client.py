@@ -4,8 +4,10 @@ It authenticates (HTTP Basic), sends the exact content type the reference requir
 keeps every App ID under its request rate (a process-wide `RateLimiter`), retries
 transient failures with the same resource ID and sid (`RetryPolicy`), and maps every
 unsuccessful answer through `errors.error_from_response`. It logs one `api.call`
-event per HTTP attempt and hands the same facts to an optional `on_call` observer
-(metrics), which must not import anything here but `ApiCall`.
+event per HTTP attempt, naming the channel and uid wherever it knows them (at debug
+level for a successful `query`: the resync polls every live recording, and the
+executor logs what a query finds changed), and hands the same facts to an optional
+`on_call` observer (metrics), which must not import anything here but `ApiCall`.
 
 It must never log or raise with a secret in it: not the Authorization header, the
 customer secret, storage keys, tokens, nor the decryption secret.
@@ -43,6 +45,7 @@ from orchestrator.agora.errors import (
     scrub,
 )
 from orchestrator.contract import ErrorCode, Mode, channel_name_problem
+from orchestrator.logging import shorten
 from orchestrator.secrets import is_secret_key
 
 DEFAULT_BASE_URL = "https://api.agora.io"
@@ -295,13 +298,6 @@ def _check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def shorten(resource_id: str | None) -> str | None:
-    """A resource ID short enough for a log line, still distinctive."""
-    if resource_id is None or len(resource_id) <= 16:
-        return resource_id
-    return f"{resource_id[:8]}…{resource_id[-6:]}"
-
-
 def _secret_values(body: Any) -> Iterator[str]:
     """Literal secret values inside a request body (keys, tokens, decryption secret)."""
     if isinstance(body, dict):
@@ -489,11 +485,24 @@ class AgoraClient:
             self._sid_call("updateLayout", "POST", app_id, resource_id, sid, mode, sent)
         )
 
-    async def query(self, app_id: str, resource_id: str, sid: str, mode: str) -> wire.QueryResponse:
-        """Status and file list of a live recording (404 once it has ended)."""
-        data, _ = await self._call(
-            self._sid_call("query", "GET", app_id, resource_id, sid, mode, None)
-        )
+    async def query(
+        self,
+        app_id: str,
+        resource_id: str,
+        sid: str,
+        mode: str,
+        *,
+        channel: str | None = None,
+        uid: int | None = None,
+    ) -> wire.QueryResponse:
+        """Status and file list of a live recording (404 once it has ended).
+
+        A query sends no body, so `channel` and `uid` are only for its `api.call`
+        events: the caller that knows the session names it there."""
+        call = self._sid_call("query", "GET", app_id, resource_id, sid, mode, None)
+        call.channel = channel
+        call.uid = None if uid is None else str(uid)  # as the other endpoints log it
+        data, _ = await self._call(call)
         return self._parse("query", wire.QueryResponse, data)
 
     async def stop(
@@ -707,6 +716,8 @@ class AgoraClient:
             fields["error"] = type(error).__name__
             fields["reason"] = error.reason
             log.warning("api.call", **fields)
+        elif call.endpoint == "query":
+            log.debug("api.call", **fields)  # a resync's poll: news only when it failed
         else:
             log.info("api.call", **fields)
         if self._on_call is None:

@@ -153,7 +153,12 @@ class Executor:
         try:
             client = self._client(session.app)
             answer = await client.query(
-                session.app_id, session.resource_id, session.sid, session.mode
+                session.app_id,
+                session.resource_id,
+                session.sid,
+                session.mode,
+                channel=session.channel,
+                uid=session.uid,
             )
         except NotFoundError:
             ended = await self._store.update_session_if(

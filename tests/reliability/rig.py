@@ -334,7 +334,10 @@ class Rig:
         watch_interval: str = "300ms",
         drain: str = "5s",
         claim_interval: str = "2s",
+        log_level: str = "info",
     ) -> None:
+        """`log_level: debug` logs every successful `query` call too (they are debug
+        lines), for tests that count each replica's calls from its log."""
         lines = ["apps:"]
         for name, app_id in self.apps.items():
             lines += [
@@ -352,7 +355,7 @@ class Rig:
             f"state: {state}",
             f"replica: {{claimInterval: {claim_interval}}}",
             f"manifests: {{dir: ./recordings.d, watch: true, watchInterval: {watch_interval}}}",
-            "logging: {level: info, format: json}",
+            f"logging: {{level: {log_level}, format: json}}",
             f"metrics: {{address: {address}}}",
             "reconcile:",
             f"  resyncInterval: {resync}",

@@ -144,7 +144,7 @@ async def settle(rig: Rig, daemons: list[DaemonProcess], until: float) -> None:
 
 async def test_failover(rig: Rig) -> None:
     await rig.start_emulator(apps=3, seed=21)
-    rig.write_config(resync="5s", claim_interval="1s")
+    rig.write_config(resync="5s", claim_interval="1s", log_level="debug")
     init = await rig.cli("init", "--config", str(rig.config))
     assert init.code == 0, init.stderr
     always, texts = always_on(rig, "fo-always", 1)
@@ -230,7 +230,7 @@ async def test_failover(rig: Rig) -> None:
 
 async def test_postgres_down(rig: Rig, postgres_cluster: PostgresCluster) -> None:
     await rig.start_emulator(apps=3, seed=22)
-    rig.write_config(resync="2s", claim_interval="1s")
+    rig.write_config(resync="2s", claim_interval="1s", log_level="debug")
     init = await rig.cli("init", "--config", str(rig.config))
     assert init.code == 0, init.stderr
     always, texts = always_on(rig, "pg-always", 2)

@@ -78,7 +78,7 @@ def first_calls(daemon: DaemonProcess, app_id: str, after: float) -> list[str]:
 
 async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig) -> None:
     await rig.start_emulator(apps=3, seed=11)
-    rig.write_config(resync="5s", claim_interval="1s")
+    rig.write_config(resync="5s", claim_interval="1s", log_level="debug")
     init = await rig.cli("init", "--config", str(rig.config))
     assert init.code == 0, init.stderr
     t0 = time.time()
@@ -140,7 +140,7 @@ async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig
 
 async def test_a_third_replica_takes_its_share_without_cutting_a_recording(rig: Rig) -> None:
     await rig.start_emulator(apps=3, seed=13)
-    rig.write_config(resync="5s", claim_interval="1s")
+    rig.write_config(resync="5s", claim_interval="1s", log_level="debug")
     init = await rig.cli("init", "--config", str(rig.config))
     assert init.code == 0, init.stderr
     planned = workload(
