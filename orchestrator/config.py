@@ -157,8 +157,9 @@ class ConfigError(Exception):
 # ---------------------------------------------------------------------------
 # value types
 
-# The manifests' duration grammar (README, "Durations"): `500ms`, `30s`, `1h30m`, `1d`, or
-# a number of seconds. The config keeps the milliseconds the manifests refuse.
+# The manifests' duration grammar (docs/configuration.md, "Durations"): `500ms`, `30s`,
+# `1h30m`, `1d`, or a number of seconds. The config keeps the milliseconds the
+# manifests refuse.
 Duration = Annotated[timedelta, PlainValidator(parse_duration)]
 
 

@@ -24,7 +24,7 @@ from orchestrator.cli import cli
 if TYPE_CHECKING:
     from orchestrator.emulator import EmulatorConfig
 
-USAGE = 2  # README, "CLI": a command this install cannot run is a usage error
+USAGE = 2  # README and docs/cli.md: a command this install cannot run is a usage error
 MISSING_EXTRA = (
     "error: the emulator needs aiohttp: pip install 'agora-recording-orchestrator[emulator]'"
 )

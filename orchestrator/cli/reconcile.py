@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.cli import cli
+from orchestrator.cli import cli, echo_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -131,7 +131,7 @@ def _errors(problems: list[Diagnostic]) -> list[Diagnostic]:
 
 
 STORE_BUSY = 3
-"""Exit status when another process holds the store (README, "CLI")."""
+"""Exit status when another process holds the store (README and docs/cli.md)."""
 
 
 class _Busy(Exception):
@@ -185,7 +185,7 @@ def _now(at: datetime | None) -> datetime:
 
 
 def _fail(exc: _Failure | _Busy) -> None:
-    click.echo(f"error: {exc}", err=True)
+    echo_error(exc)
     sys.exit(STORE_BUSY if isinstance(exc, _Busy) else 1)
 
 
@@ -361,10 +361,15 @@ def _plan_text(
     from orchestrator.reconcile.timeline import describe_next, render
 
     out = [f"Plan at {now.isoformat()}"]
-    if problems:
+    faults = [p for p in problems if p.severity != "note"]
+    notes = [p for p in problems if p.severity == "note"]
+    if faults:
         out.append("")
-        out.append("Problems (files kept at their last known good state):")
-        out.extend(f"  {p.text()}" for p in problems)
+        out.append("Problems (files that do not load keep their last known good version):")
+        out.extend(f"  {p.text()}" for p in faults)
+    if notes:
+        out.append("")
+        out.extend(p.text() for p in notes)
     out.append("")
     if the_plan.actions:
         out.append(f"Actions ({len(the_plan.actions)}):")

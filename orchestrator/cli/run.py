@@ -16,9 +16,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-import click
-
-from orchestrator.cli import cli
+from orchestrator.cli import cli, echo_error
 from orchestrator.cli.reconcile import _CONFIG, _MANIFESTS, _STATE, STORE_BUSY
 
 
@@ -48,7 +46,7 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo_error(exc)
         return 1
     fmt = config.logging.format
     configure_logging(config.logging.level, json=None if fmt == "auto" else fmt == "json")
@@ -76,13 +74,13 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
             return await daemon.run()
     except StoreBusyError as exc:
         log.error("daemon.store_busy", error=str(exc))
-        click.echo(f"error: {exc}", err=True)
+        echo_error(exc)
         return STORE_BUSY
     except StoreError as exc:
         log.error("daemon.store_error", error=str(exc))
-        click.echo(f"error: {exc}", err=True)
+        echo_error(exc)
         return 1
     except OSError as exc:  # the metrics address cannot be bound
         log.error("daemon.failed", error=str(exc))
-        click.echo(f"error: {exc}", err=True)
+        echo_error(exc)
         return 1

@@ -1,8 +1,8 @@
 """Prometheus metrics and the local HTTP endpoint serving /metrics, /healthz and /readyz.
 
 The daemon runs unattended; operators learn how it is doing from these series and
-probes. Metric and label names are part of the interface (the README lists them):
-change them only together with the README and the dashboards.
+probes. Metric and label names are part of the interface (docs/operations.md lists them):
+change them only together with that table and the dashboards.
 
 This module must never put a secret in a label: the label names are fixed here
 and their values are phases, triggers, endpoints, actions, outcomes, HTTP and

@@ -8,7 +8,7 @@ idle exit, status codes and file lists by mode (the rules live in `state.py`).
 
 A control API under `/_emulator/` (no auth, loopback peers only) puts users in
 channels, injects faults, moves the clock, changes TTLs and shows what the emulator
-received and holds. See README, "The emulator", for its routes.
+received and holds. See docs/emulator.md for its routes.
 
 It must never log request bodies or the Authorization header.
 """

@@ -4,7 +4,7 @@ Uids, durations, fractions, colours, channel names, and the human words for
 Agora's numeric codes (`mix`, `live`, `aws-s3`, ...) are read here, once, and
 each failure says what would be valid. The duration grammar is also the daemon
 config's (`orchestrator.config` reads its durations with `parse_duration`): one
-grammar, documented once in the README ("Durations").
+grammar, documented once in docs/configuration.md ("Durations").
 
 This module must never know a section: a rule between two fields belongs to the
 model. It never resolves a secret and knows no numeric code of its own (the

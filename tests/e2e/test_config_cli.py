@@ -52,10 +52,10 @@ async def test_every_mistake_is_reported_on_its_own_line(cli_env: CliEnv) -> Non
 
     assert result.code == 1
     assert "Traceback" not in result.stderr
-    # The CLI prints `error: {exc}`; the problems follow one per line, in file order.
+    # One `error:` line per problem, in file order.
     assert result.stderr.splitlines() == [
         f"error: {cli_env.config}:{format_line}:{format_column}: logging.format: "
         "must be one of auto, json, console; did you mean 'json'?",
-        f"{cli_env.config}:{key_line}:3: reconcile.concurency: unknown key 'concurency' "
+        f"error: {cli_env.config}:{key_line}:3: reconcile.concurency: unknown key 'concurency' "
         f"(did you mean 'concurrency'?); valid keys here: {RECONCILE_KEYS}",
     ]

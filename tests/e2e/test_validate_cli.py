@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -73,10 +74,22 @@ def without_file_rights() -> tuple[str, ...]:
     return (setpriv, "--bounding-set=-dac_override,-dac_read_search")
 
 
-def test_the_examples_are_valid() -> None:
-    run = orchestrator("validate", "recordings.d")
+@pytest.mark.parametrize(
+    "at",
+    [
+        None,  # today, whenever the suite runs
+        "2031-01-01T00:00:00+00:00",
+        (datetime.now(UTC) + timedelta(days=3653)).isoformat(timespec="seconds"),  # 10 years on
+    ],
+)
+def test_the_examples_are_valid_and_never_go_stale(at: str | None) -> None:
+    """`validate --strict recordings.d` is the README's CI line: the examples must pass
+    it today and years from now (no window of theirs ever ends for good)."""
+    run = orchestrator("validate", "--strict", *(("--at", at) if at else ()), "recordings.d")
     assert run.code == 0, run.stdout
-    assert run.stdout.strip().splitlines()[-1].startswith("valid: 5 file(s), 6 valid manifest(s)")
+    assert run.stdout.strip().splitlines()[-1] == (
+        "valid: 5 file(s), 6 valid manifest(s), 0 error(s), 0 warning(s)"
+    )
 
 
 def test_invalid_files_are_reported_with_positions(tmp_path: Path) -> None:

@@ -426,7 +426,7 @@ async def test_a_store_removed_under_the_daemon(rig: Rig, figures: dict[str, obj
     written = rig.write_manifest(
         "second.yaml", recording_manifest("store-c", app, "store-c-room", 63, "always")
     )
-    # an edit takes effect within 2 s (README, "The daemon"): coverage counts from then
+    # an edit takes effect within 2 s (docs/operations.md, "The daemon"): coverage counts from then
     desired.append(
         Desired("store-c", app_id, "store-c-room", 63, ((written, FOREVER),), written + 2)
     )
