@@ -74,6 +74,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.reader import ReaderError
 
 from orchestrator.agora.client import base_url_problem
+from orchestrator.errors import OrchestratorError
 from orchestrator.manifest.diagnostics import SECRET_FORMS, locate, unknown_key
 from orchestrator.manifest.model import Section
 from orchestrator.manifest.rules import Loc, did_you_mean
@@ -142,7 +143,7 @@ class ConfigProblem(BaseModel):
         )
 
 
-class ConfigError(Exception):
+class ConfigError(OrchestratorError):
     """The configuration cannot be used. Names places and fields, never secret values."""
 
     def __init__(self, message: str, problems: list[ConfigProblem] | None = None) -> None:

@@ -41,7 +41,9 @@ def _mask_secret_keys(
     return event_dict
 
 
-def _redact(value: Any, secrets: frozenset[str]) -> Any:
+def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    """`value` with every secret masked; `secrets` longest first, so that a secret
+    that contains another is masked whole, not left with its tail showing."""
     if isinstance(value, str):
         for secret in secrets:
             if secret in value:
@@ -60,7 +62,7 @@ def redact_secret_values(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """Remove every resolved secret value from the event, at any depth."""
-    secrets = resolved_values()
+    secrets = tuple(sorted(resolved_values(), key=len, reverse=True))
     if secrets:
         for key in list(event_dict):
             event_dict[key] = _redact(event_dict[key], secrets)

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
+from orchestrator.errors import OrchestratorError
+
 SECRET_KEYS: Final = frozenset(
     {
         "token",
@@ -55,7 +57,7 @@ def is_secret_key(name: str) -> bool:
     return any(key in folded for key in _FOLDED_KEYS)
 
 
-class SecretError(Exception):
+class SecretError(OrchestratorError):
     """A secret reference could not be resolved. The message names the reference only."""
 
 

@@ -2,7 +2,8 @@
 
 Every answer that is not a success is turned into exactly one of these classes by
 `error_from_response`, the only place that knows which HTTP status and which Agora
-`code` mean what. Callers decide on the class, never on numbers::
+`code` mean what. Callers decide on the class, never on numbers (`AgoraError` hangs
+under the package's one root, `orchestrator.errors.OrchestratorError`)::
 
     AgoraError                      endpoint, status, code, reason
     ├── PermanentError              2, 8, 432, 1013, 1028,
@@ -34,6 +35,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.contract import APP_CODES, PERMANENT_CODES, ErrorCode
+from orchestrator.errors import OrchestratorError
 from orchestrator.secrets import is_secret_key
 
 REASON_LIMIT = 200
@@ -60,7 +62,7 @@ def scrub(text: str, secrets: Iterable[str] = (), limit: int = REASON_LIMIT) -> 
     return cleaned
 
 
-class AgoraError(Exception):
+class AgoraError(OrchestratorError):
     """A failed Cloud Recording API call; `reason` is trimmed and secret-free."""
 
     def __init__(

@@ -34,6 +34,7 @@ from pydantic import (
 
 from orchestrator import contract as c
 from orchestrator.contract import ALL_STREAMS, uid_problem
+from orchestrator.errors import OrchestratorError
 from orchestrator.secrets import SECRET_REF_TYPES, SecretRef, describe_secret
 
 
@@ -86,11 +87,11 @@ _SECRET = _SecretMarker()
 SecretResolver = Callable[[SecretRef], str]
 
 
-class UnresolvedSecretError(Exception):
+class UnresolvedSecretError(OrchestratorError):
     """A request still holding a secret reference was about to be sent."""
 
 
-class EmptySecretError(ValueError):
+class EmptySecretError(OrchestratorError, ValueError):
     """A secret reference resolved to an empty value (Agora refuses it). Names the
     reference, never a value."""
 

@@ -33,6 +33,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
+from orchestrator.errors import OrchestratorError
 
 log = structlog.get_logger("orchestrator.daemon")
 
@@ -347,7 +348,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class HealthServerBindError(OSError):
+class HealthServerBindError(OrchestratorError, OSError):
     """The metrics/health address could not be bound; the message names the address."""
 
 

@@ -25,11 +25,12 @@ from pydantic import ValidationError
 
 from orchestrator import contract as c
 from orchestrator.agora import wire
+from orchestrator.errors import OrchestratorError
 from orchestrator.manifest.model import Layout, Manifest, Recording, Subscription
 from orchestrator.secrets import describe_secret
 
 
-class TranslationError(ValueError):
+class TranslationError(OrchestratorError, ValueError):
     """A valid manifest gave a request the wire models refuse (a bug: the property
     tests prove it cannot happen). The message names fields, never values."""
 

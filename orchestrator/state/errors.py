@@ -3,13 +3,16 @@
 Every failure of the store, at open or in any later operation, is a StoreError
 whose message is one line naming the store's path (or, for PostgreSQL, its URL
 without the password), what is wrong and what to do; no sqlite3 or psycopg
-exception leaves the store.
+exception leaves the store. `StoreError` hangs under the package's one root,
+`orchestrator.errors.OrchestratorError`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+
+from orchestrator.errors import OrchestratorError
 
 # How to recover from a store that is gone or damaged (shared by several messages).
 RECOVER = (
@@ -18,7 +21,7 @@ RECOVER = (
 )
 
 
-class StoreError(Exception):
+class StoreError(OrchestratorError):
     """The store cannot be opened or used (bad URL, unreadable file, newer schema)."""
 
 

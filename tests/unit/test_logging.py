@@ -243,3 +243,20 @@ def test_json_lines_keep_every_field(capsys: pytest.CaptureFixture[str]) -> None
     line = json.loads(capsys.readouterr().err)
     assert {k: line[k] for k in event} == event
     assert (line["event"], line["level"]) == ("api.call", "info")
+
+
+def test_a_secret_that_contains_another_is_masked_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both are resolved: the longer one must not be masked as the shorter plus its tail."""
+    monkeypatch.setenv("LOGGING_TEST_SHORT", "nested-secret")
+    monkeypatch.setenv("LOGGING_TEST_LONG", "nested-secret-with-a-tail")
+    short = resolve_secret(EnvSecret(env="LOGGING_TEST_SHORT"))
+    long = resolve_secret(EnvSecret(env="LOGGING_TEST_LONG"))
+    configure_logging("info", json=True)
+    try:
+        structlog.get_logger().info("test.event", a=f"x {long} y", b=f"x {short} y")
+    finally:
+        structlog.reset_defaults()
+    line = json.loads(capsys.readouterr().err)
+    assert (line["a"], line["b"]) == ("x *** y", "x *** y")
