@@ -23,11 +23,12 @@ references, resolved only when a client is built (`resolve_credentials`), and YA
 syntax errors are reworded so that they quote nothing of the file's values (a
 duplicate key names the key and the line of the first one, never a value).
 
-Reading is bounded whatever the file holds: only a regular file is read (a FIFO
-or a device would block), at most `MAX_CONFIG_BYTES`, UTF-8; nesting at most
-`MAX_DEPTH` levels; aliases may stand for at most `MAX_ALIAS_NODES` nodes in all
-(a few hundred bytes of nested aliases would otherwise expand to billions), and
-an anchor may be defined only once. Aliases stay allowed because sharing one
+Reading is bounded whatever the file holds, by the reader the manifests use
+(`orchestrator.manifest.reading`, one set of limits): only a regular file is read
+(a FIFO or a device would block), at most `MAX_CONFIG_BYTES`, UTF-8; nesting at
+most `MAX_DEPTH` levels; aliases may stand for at most `MAX_ALIAS_NODES` nodes in
+all (a few hundred bytes of nested aliases would otherwise expand to billions),
+and an anchor may be defined only once. Aliases stay allowed because sharing one
 secret reference between profiles is a fair use of them.
 """
 
@@ -36,10 +37,8 @@ from __future__ import annotations
 import os
 import re
 import socket
-import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast, get_args, get_origin
@@ -56,31 +55,25 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.constructor import RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import (
-    AliasEvent,
-    CollectionEndEvent,
-    CollectionStartEvent,
-    DocumentStartEvent,
-    ScalarEvent,
-)
-from ruamel.yaml.reader import ReaderError
 
 from orchestrator.agora.client import base_url_problem
+from orchestrator.config_messages import explain
 from orchestrator.errors import OrchestratorError
-from orchestrator.manifest.diagnostics import SECRET_FORMS, locate, unknown_key
-from orchestrator.manifest.model import Section
-from orchestrator.manifest.rules import Loc, did_you_mean
-from orchestrator.manifest.scalars import DURATION_RULE, parse_duration
+from orchestrator.manifest.diagnostics import locate
+from orchestrator.manifest.reading import (
+    MAX_ALIAS_NODES,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    ReadError,
+    YamlProblem,
+    read_document,
+)
+from orchestrator.manifest.scalars import parse_duration
+from orchestrator.manifest.section import Section
 from orchestrator.secrets import (
-    SECRET_TAGS,
     LiteralSecret,
     SecretError,
     SecretField,
@@ -108,15 +101,12 @@ ENV_PREFIX = "ORCHESTRATOR_"
 CONFIG_PATH_VARIABLE = "ORCHESTRATOR_CONFIG"  # the file to read when no path is given
 DEFAULT_STATE_DIR = Path("/var/lib/orchestrator")
 
-# Bounds on what reading the file may cost, whatever is in it. A real config is a
-# few kilobytes, a handful of levels deep, and needs aliases at most to share a
-# secret reference between profiles; these limits are far above that and far
-# below what would take noticeable time or memory.
-MAX_CONFIG_BYTES = 1 << 20  # 1 MiB
-MAX_DEPTH = 64  # nesting levels; ruamel builds documents recursively
-# Nodes that aliases may add to the document, counted with every alias expanded.
-# Without a bound, 300 bytes of nested aliases ("billion laughs") expand to 10^9.
-MAX_ALIAS_NODES = 10_000
+# Bounds on what reading the file may cost, whatever is in it: the manifests' own
+# (`orchestrator.manifest.reading`, which reads both). A real config is a few
+# kilobytes, a handful of levels deep, and needs aliases at most to share a secret
+# reference between profiles; these limits are far above that and far below what
+# would take noticeable time or memory.
+MAX_CONFIG_BYTES = MAX_FILE_BYTES
 
 _log = structlog.get_logger(__name__)
 
@@ -581,376 +571,10 @@ def _env_variable(path: tuple[str | int, ...]) -> str:
     return ENV_PREFIX + "__".join(re.sub(r"(?<!^)(?=[A-Z])", "_", str(p)).upper() for p in path)
 
 
-def _read(file: Path, name: str) -> bytes:
-    """The bytes of the config file. Only a regular file is read: a directory, a FIFO
-    or a device is refused without waiting for a writer (the open does not block)."""
-    try:
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read the config file: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = _file_kind(info.st_mode)
-            raise ConfigError(
-                f"{name}: cannot read the config file: it is {kind}, not a regular file"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_CONFIG_BYTES:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-        size = max(size, os.fstat(fd).st_size)
-        raise ConfigError(
-            f"{name}: cannot read the config file: it is {size} bytes; "
-            f"the limit is {MAX_CONFIG_BYTES} (1 MiB)"
-        )
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read the config file: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "something else"
-
-
-def _decode(raw: bytes, name: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # The position of the first bad byte; the bytes before it are valid UTF-8.
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = len(raw[line_start : exc.start].decode("utf-8")) + 1
-        raise _positioned(name, line, column, "not a UTF-8 text file") from None
-
-
 def _positioned(name: str, line: int, column: int, message: str) -> ConfigError:
     return ConfigError.from_problems(
         [ConfigProblem(file=name, line=line, column=column, field="", message=message)]
     )
-
-
-class _YamlProblem(Exception):
-    """A problem at a place in the text, found by our checks (0-based, as ruamel's marks)."""
-
-    def __init__(self, mark: Any, message: str) -> None:
-        super().__init__(message)
-        self.line = mark.line
-        self.column = mark.column
-        self.message = message
-
-
-def _load_yaml(text: str, name: str) -> Any:
-    """The document, or a ConfigError at file:line:column that quotes nothing of the
-    file's values (any of them may be a secret): ruamel's messages are rewritten."""
-    try:
-        _check_structure(text)
-        yaml = YAML(typ="rt")
-        yaml.Constructor = _Constructor
-        return yaml.load(text)
-    except _YamlProblem as exc:
-        raise _positioned(name, exc.line + 1, exc.column + 1, exc.message) from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = _without_values(exc.problem or exc.context or "invalid YAML")
-        raise _positioned(name, line, column, problem) from None
-    except ReaderError as exc:
-        # Its message would name the character; the position is enough to find it.
-        position = min(exc.position, len(text))
-        line = text.count("\n", 0, position) + 1
-        column = position - (text.rfind("\n", 0, position) + 1) + 1
-        message = "a non-printable character: YAML does not allow it in a file"
-        raise _positioned(name, line, column, message) from None
-    except YAMLError as exc:
-        raise ConfigError(f"{name}: invalid YAML ({type(exc).__name__})") from None
-
-
-@dataclass(slots=True)
-class _Open:
-    """A collection being parsed: its anchor, and its nodes so far (itself included)."""
-
-    anchor: str | None
-    size: int = 1
-
-
-def _check_structure(text: str) -> None:
-    """Refuse, from the parser's events and before anything is built, what would make
-    building the document slow or unbounded: nesting deeper than MAX_DEPTH, aliases
-    that together stand for more than MAX_ALIAS_NODES nodes, an alias inside the node
-    it names (a recursive structure), an alias to no anchor, and an anchor defined
-    twice (legal YAML, but ruamel's warning about it quotes both lines). Linear in
-    the number of events: an alias counts as the size of its node, computed once."""
-    sizes: dict[str, int] = {}  # anchor -> nodes of its node, aliases expanded
-    defined: dict[str, int] = {}  # anchor -> the line it is defined on (0-based)
-    stack: list[_Open] = []  # the collections entered and not yet left
-    added = 0
-    for event in YAML(typ="rt").parse(text):
-        if isinstance(event, DocumentStartEvent):
-            sizes.clear()
-            defined.clear()
-            continue
-        if isinstance(event, AliasEvent):
-            anchor = event.anchor
-            if anchor not in defined:
-                raise _YamlProblem(event.start_mark, f"alias *{anchor} names no anchor before it")
-            if anchor not in sizes:
-                raise _YamlProblem(
-                    event.start_mark,
-                    f"alias *{anchor} inside the node it names: a recursive structure",
-                )
-            size = sizes[anchor]
-            added += size
-            if added > MAX_ALIAS_NODES:
-                raise _YamlProblem(
-                    event.start_mark,
-                    f"aliases expand to more than {MAX_ALIAS_NODES} nodes "
-                    "(an alias bomb?): write the values out",
-                )
-        elif isinstance(event, ScalarEvent | CollectionStartEvent):
-            anchor = event.anchor
-            if anchor is not None:
-                if anchor in defined:
-                    raise _YamlProblem(
-                        event.start_mark,
-                        f"anchor &{anchor} is defined twice "
-                        f"(first at line {defined[anchor] + 1}): use another name",
-                    )
-                defined[anchor] = event.start_mark.line
-            if isinstance(event, CollectionStartEvent):
-                stack.append(_Open(anchor))
-                if len(stack) > MAX_DEPTH:
-                    raise _YamlProblem(
-                        event.start_mark, f"nested more than {MAX_DEPTH} levels deep"
-                    )
-                continue
-            size = 1
-            if anchor is not None:
-                sizes[anchor] = size
-        elif isinstance(event, CollectionEndEvent):
-            done = stack.pop()
-            size = done.size
-            if done.anchor is not None:
-                sizes[done.anchor] = size
-        else:
-            continue
-        if stack:
-            stack[-1].size += size
-
-
-class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor, with errors that quote no value: its duplicate
-    key error shows both values, and a value the resolver takes for a date or a number
-    but that is not one escapes as a bare ValueError."""
-
-    def check_mapping_key(
-        self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any
-    ) -> bool:
-        if key not in mapping:
-            return True
-        label = f' "{key}"' if isinstance(key, str | int | float | bool) else ""
-        positions = getattr(getattr(mapping, "lc", None), "data", None) or {}
-        first = positions.get(key)
-        where = f" (first at line {first[0] + 1})" if first else ""
-        raise _YamlProblem(key_node.start_mark, f"duplicate key{label}{where}")
-
-    def construct_object(self, node: Any, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep=deep)
-        except (YAMLError, _YamlProblem):
-            raise
-        except (ValueError, OverflowError, TypeError):
-            kind = str(node.tag).rsplit(":", 1)[-1]
-            raise _YamlProblem(
-                node.start_mark,
-                f"not a valid {kind}: quote it if it is text",
-            ) from None
-
-
-# A quoted fragment of a ruamel message may be text of the file (`but found 'x'`,
-# `from "2024-13-45"`); it stays only when it is syntax: punctuation, an escape such
-# as '\t', a token such as '<block end>'.
-_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
-_SYNTAX = re.compile(r"[^\w\s]{1,3}|\\[a-z]|\\x[0-9a-f]{2}| |<[a-z ]+>")
-
-
-def _without_values(problem: str) -> str:
-    def keep_syntax(match: re.Match[str]) -> str:
-        content = match.group(1) if match.group(1) is not None else match.group(2)
-        return match.group(0) if _SYNTAX.fullmatch(content) else "(not shown)"
-
-    return " ".join(_QUOTED.sub(keep_syntax, problem).split())
-
-
-# ---------------------------------------------------------------------------
-# messages: pydantic's errors as sentences that say what is wrong and what is valid,
-# in the manifests' words; they never quote a value of the file or the environment
-# (any of them may be a secret), only keys and the model's own limits.
-
-
-def _errors(exc: ValidationError) -> list[ErrorDetails]:
-    """The errors worth a line: `{valut: NAME}` is one mistake (an unknown form of
-    secret), not also "env is missing"."""
-    errors = exc.errors(include_url=False)
-    unknown_in_secret = {
-        tuple(e["loc"][:-1])
-        for e in errors
-        if e["type"] == "extra_forbidden" and len(e["loc"]) > 1 and e["loc"][-2] in SECRET_TAGS
-    }
-    return [
-        e
-        for e in errors
-        if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in unknown_in_secret)
-    ]
-
-
-def _in_secret(raw_loc: Loc) -> bool:
-    return any(part in SECRET_TAGS for part in raw_loc)
-
-
-def _shown_path(error: ErrorDetails, loc: Loc, raw_loc: Loc) -> Loc:
-    """The field path to show. For a secret reference of no known form, the secret's
-    own key: a key written inside it may be the secret itself (`customerSecret: {s3cr3t}`)."""
-    if _in_secret(raw_loc) and error["type"] in ("extra_forbidden", "missing"):
-        tag = next(i for i, part in enumerate(raw_loc) if part in SECRET_TAGS)
-        return raw_loc[:tag]
-    return loc
-
-
-def _field(model: type[BaseModel], key: str | int) -> FieldInfo | None:
-    """The field a key of the file names (its camelCase alias, or the name)."""
-    return next(
-        (info for name, info in model.model_fields.items() if (info.alias or name) == key), None
-    )
-
-
-def _node_at(loc: Loc) -> Any:
-    """The annotation at `loc` (file spelling, secret tags removed): Config for `()`,
-    AppProfile for ("apps", "main"), None when `loc` leaves the model."""
-    node: Any = Config
-    for part in loc:
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            info = _field(node, part)
-            if info is None:
-                return None
-            node = info.annotation
-        elif get_origin(node) is dict:  # `apps`: any name, then a profile
-            node = get_args(node)[1]
-        else:
-            return None
-    return node
-
-
-def _keys(node: Any) -> list[str]:
-    if isinstance(node, type) and issubclass(node, BaseModel):
-        return [info.alias or name for name, info in node.model_fields.items()]
-    return []
-
-
-def _field_at(loc: Loc) -> FieldInfo | None:
-    owner = _node_at(loc[:-1]) if loc else None
-    if isinstance(owner, type) and issubclass(owner, BaseModel):
-        return _field(owner, loc[-1])
-    return None
-
-
-_BOUND_WORDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
-
-
-def _bounds(info: FieldInfo | None) -> str:
-    """A number field's range in words: ` from 1 to 1024`, ` of at least 1`, or nothing."""
-    metadata = info.metadata if info is not None else []
-    limits = {name: getattr(m, name) for m in metadata for name in _BOUND_WORDS if hasattr(m, name)}
-    if limits.keys() == {"ge", "le"}:
-        return f" from {limits['ge']} to {limits['le']}"
-    words = [f"{_BOUND_WORDS[name]} {limit}" for name, limit in limits.items()]
-    return f" of {' and '.join(words)}" if words else ""
-
-
-_REQUIRED_HINTS = {
-    "appId": "the App ID of the Agora project",
-    "customerId": f"a secret: {SECRET_FORMS}",
-    "customerSecret": f"a secret: {SECRET_FORMS}",
-}
-
-_PATTERN_HINTS = {
-    "appId": "an App ID without blanks",
-    "env": "an environment variable name like AGORA_CUSTOMER_ID",
-    "credential": "a credential name: letters, digits, '_', '.', '@' or '-'",
-}
-
-
-def _explain(error: ErrorDetails, loc: Loc, raw_loc: Loc) -> str:
-    """One error as "what is wrong; what would be valid". `error["input"]` is read only
-    to pick a did-you-mean among the valid values, never shown."""
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    last = str(loc[-1]) if loc else ""
-    if _in_secret(raw_loc) and kind == "extra_forbidden":
-        return f"unknown key in a secret reference: a secret is {SECRET_FORMS}"
-    if _in_secret(raw_loc) and kind in ("missing", "model_type"):
-        return f"a secret is a reference: {SECRET_FORMS} (or, with a warning, a plain string)"
-    info = _field_at(loc)
-    annotation = info.annotation if info is not None else None
-    match kind:
-        case "extra_forbidden":
-            return unknown_key(last, _keys(_node_at(loc[:-1])))
-        case "missing":
-            hint = _REQUIRED_HINTS.get(last)
-            return f"'{last}' is required: {hint}" if hint else f"'{last}' is required"
-        case "literal_error":
-            allowed = [str(value) for value in get_args(annotation)]
-            value = error.get("input")
-            hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
-            return f"must be one of {', '.join(allowed)}{hint}"
-        case "model_type" | "model_attributes_type" | "dict_type":
-            if get_origin(annotation) is dict:
-                profile = ", ".join(_keys(get_args(annotation)[1]))
-                return f"must be a mapping of names to mappings with keys {profile}"
-            return f"must be a mapping with keys {', '.join(_keys(_node_at(loc)))}"
-        case (
-            "int_parsing"
-            | "int_type"
-            | "int_from_float"
-            | "greater_than_equal"
-            | "less_than_equal"
-            | "greater_than"
-            | "less_than"
-        ):  # the same sentence for a bad number and one out of range: the valid ones
-            return f"must be a whole number{_bounds(info)}"
-        case "bool_parsing" | "bool_type":
-            return "must be true or false"
-        case "string_type":
-            return "must be text; quote it if YAML reads it as a number or date"
-        case "string_too_short" if ctx.get("min_length") == 1:
-            return "must not be empty"
-        case "string_too_short":
-            return f"must be at least {ctx.get('min_length')} characters long"
-        case "string_too_long":
-            return f"must be at most {ctx.get('max_length')} characters long"
-        case "string_pattern_mismatch" if last in _PATTERN_HINTS:
-            return f"must be {_PATTERN_HINTS[last]}"
-        case "path_type":
-            return "must be a path (text)"
-        case "duration":  # parse_duration's own message quotes the value
-            return f"invalid duration: use {DURATION_RULE}"
-        case "value_error":  # our validators' messages already say what is valid
-            return str(error["msg"]).removeprefix("Value error, ")
-        case _:
-            return str(error["msg"]).replace("Input should be", "must be")
 
 
 def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -967,17 +591,16 @@ def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = 
     name = str(file) if file is not None else "<environment>"
     root: Any = CommentedMap()
     if file is not None:
-        root = _load_yaml(_decode(_read(file, name), name), name)
+        try:
+            root = read_document(file)
+        except ReadError as exc:
+            raise ConfigError(f"{name}: cannot read the config file: {exc.reason}") from None
+        except YamlProblem as exc:
+            raise _positioned(name, exc.line, exc.column, exc.message) from None
         if root is None:
             root = CommentedMap()
         if not isinstance(root, CommentedMap):
-            raise ConfigError.from_problems(
-                [
-                    ConfigProblem(
-                        file=name, line=1, column=1, field="", message="must be a mapping of keys"
-                    )
-                ]
-            )
+            raise _positioned(name, 1, 1, "must be a mapping of keys")
     base_dir = file.resolve().parent if file is not None else Path.cwd()
 
     try:
@@ -994,28 +617,22 @@ def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = 
         config = Config.model_validate(data, context={"base_dir": base_dir, "environ": env})
     except ValidationError as exc:
         problems = []
-        for error in _errors(exc):
-            raw_loc: Loc = tuple(error["loc"])
-            loc = tuple(part for part in raw_loc if part not in SECRET_TAGS)
-            message = _explain(error, loc, raw_loc)
-            field = ".".join(str(part) for part in _shown_path(error, loc, raw_loc))
-            variable = _variable_for(loc, env_paths, root)
+        for e in explain(exc, Config):
+            variable = _variable_for(e.loc, env_paths, root)
             if variable is not None:
                 problems.append(
                     ConfigProblem(
                         file=f"environment variable {variable}",
                         line=0,
                         column=0,
-                        field=field,
-                        message=message,
+                        field=e.field,
+                        message=e.message,
                     )
                 )
                 continue
-            # A key without a value (null) is pointed at by its key: the null has no place.
-            at_key = error["type"] == "extra_forbidden" or error.get("input", "") is None
-            line, column = locate(root, loc, at_key=at_key)
+            line, column = locate(root, e.loc, at_key=e.at_key)
             problems.append(
-                ConfigProblem(file=name, line=line, column=column, field=field, message=message)
+                ConfigProblem(file=name, line=line, column=column, field=e.field, message=e.message)
             )
         problems.sort(key=lambda p: (p.line == 0, p.file, p.line, p.column))
         raise ConfigError.from_problems(problems) from None

@@ -21,7 +21,8 @@ import click
 from orchestrator.cli import cli
 
 if TYPE_CHECKING:
-    from orchestrator.manifest.loader import Diagnostic, LoadedManifest, LoadResult
+    from orchestrator.manifest.diagnostics import Diagnostic
+    from orchestrator.manifest.loaded import LoadedManifest, LoadResult
 
 _PATHS = click.argument(
     "paths",
@@ -48,7 +49,9 @@ def _now(at: datetime | None) -> datetime:
 def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResult:
     from orchestrator.manifest.loader import load_manifests
 
-    result = load_manifests(list(paths), strict=strict, now=_now(at))
+    # No config here, so no App IDs: two manifests clash when they name the same profile
+    # (`plan`, `apply` and the daemon key the check on App IDs).
+    result = load_manifests(list(paths), strict=strict, now=_now(at), app_ids=None)
     if not result.files and not result.diagnostics:
         shown = ", ".join(str(p) for p in paths)
         raise click.UsageError(f"no manifest files (*.yaml, *.yml) found in {shown}")

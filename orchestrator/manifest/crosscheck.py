@@ -3,14 +3,20 @@
 - Names are unique (both positions are reported).
 - A uid `auto` that derives the same number as another manifest's uid on the
   same app and channel is an error whatever the schedules: nobody chose it.
-- Two manifests that could record the same (app, channel, uid) at the same time
-  clash: the recorder can only be in a channel once with a given uid. The first
-  clashing instant at or after `now` (searched over `HORIZON`) is reported.
-  `always` clashes with everything. Suspended manifests count too: they can be
-  unsuspended at any time, and a merge should not be able to arm a clash.
+- Two manifests that could record the same target (`Target`: an App ID's
+  channel and uid) at the same time clash: the recorder can only be in a channel
+  once with a given uid. The first clashing instant at or after `now` (searched
+  over `HORIZON`) is reported. `always` clashes with everything. Suspended
+  manifests count too: they can be unsuspended at any time, and a merge should
+  not be able to arm a clash.
+
+"The same app" is the same App ID when the caller knows the profiles' App IDs
+(`app_ids`: the daemon, `plan`, `apply`): two profiles of one App ID are one
+project to Agora, and their manifests clash like those of one profile. Without
+them (`validate` runs without a config) it is the same profile name.
 
 The clash search expands each schedule once over the horizon (not once per pair)
-and sweeps the windows of each (app, channel, uid) group in time order: forty
+and sweeps the windows of each target's group in time order: forty
 weekly classes in one classroom cost forty expansions and one sweep, not 780 pairs
 of expansions.
 
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from heapq import heappop, heappush
@@ -33,7 +39,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 from orchestrator.manifest.diagnostics import Diagnostic
-from orchestrator.manifest.loader import LoadedManifest
+from orchestrator.manifest.loaded import LoadedManifest, Target, target_of
 from orchestrator.schedule import Window
 
 if TYPE_CHECKING:
@@ -56,18 +62,15 @@ def _error(m: LoadedManifest, key: str, message: str) -> Diagnostic:
     return Diagnostic(m.file, line, column, key, message)
 
 
+def _app(m: LoadedManifest, other: LoadedManifest) -> str:
+    """The app of a pair in words: the profile, and the other's when it differs (by
+    name only: an App ID is not shown)."""
+    mine, theirs = m.manifest.app, other.manifest.app
+    return mine if mine == theirs else f"{mine} (the App ID of {theirs} too)"
+
+
 def _build(m: LoadedManifest) -> Schedule:
     return m.manifest.build_schedule()
-
-
-Target = tuple[str, str, int]
-"""(app, channel, uid): what one recorder occupies while it records."""
-
-
-def target_of(m: LoadedManifest) -> Target:
-    """The (app, channel, uid) a manifest records as, with `auto` resolved."""
-    spec = m.manifest
-    return (spec.app, spec.channel, spec.recording_uid)
 
 
 def first_overlap(
@@ -277,6 +280,11 @@ class OverlapMemo:
         self._used_expansions[key] = known
         return known
 
+    def held(self) -> list[tuple[datetime, datetime]]:
+        """The range [start, end) over which each schedule's windows are held, as the
+        last check left them (what the next check may use without expanding)."""
+        return [(e.start, e.end) for e in self._expansions.values()]
+
     def _begin(self) -> None:
         self._used_schedules, self._used_expansions, self._used_groups = {}, {}, {}
         self.expanded = 0
@@ -293,12 +301,16 @@ def cross_check(
     now: datetime | None = None,
     horizon: timedelta = HORIZON,
     memo: OverlapMemo | None = None,
+    app_ids: Mapping[str, str] | None = None,
 ) -> list[Diagnostic]:
     """Diagnostics for duplicate names, colliding `auto` uids and clashing schedules.
 
     Without `now` the schedule clash search is skipped (it needs a starting point).
-    Only groups of two or more manifests (by name, by target) can yield anything:
-    checking just the manifests of such groups, in their order, gives the same list.
+    `app_ids` (profile name -> App ID): manifests of two profiles with one App ID
+    share targets; without it, or for a profile it does not name, the profile name
+    is the app (see `Target`). Only groups of two or more manifests (by name, by
+    target) can yield anything: checking just the manifests of such groups, in
+    their order, gives the same list.
     """
     out: list[Diagnostic] = []
     memo = memo if memo is not None else OverlapMemo(ahead=timedelta(0))
@@ -316,12 +328,13 @@ def cross_check(
 
     by_target: dict[Target, list[LoadedManifest]] = defaultdict(list)
     for m in manifests:
-        by_target[target_of(m)].append(m)
+        by_target[target_of(m, app_ids)].append(m)
     memo._begin()
     try:
-        for (app, channel, uid), group in by_target.items():
+        for target, group in by_target.items():
             if len(group) < 2:
                 continue
+            channel, uid = target.channel, target.uid
             clashes, broken = memo.clashes(group, now, horizon) if now is not None else ({}, {})
             # Only pairs with an `auto` uid, a schedule that cannot be expanded or a clash
             # can yield anything: those, in the order of all pairs (i < j), not 780 pairs
@@ -340,8 +353,8 @@ def cross_check(
                                 m,
                                 "uid",
                                 f"uid auto derives {uid}, which '{other.manifest.name}' "
-                                f"({_where(other, 'uid')}) also uses on app {app}, channel "
-                                f"'{channel}'; set an explicit uid",
+                                f"({_where(other, 'uid')}) also uses on app "
+                                f"{_app(m, other)}, channel '{channel}'; set an explicit uid",
                             )
                         )
                     continue
@@ -360,9 +373,10 @@ def cross_check(
                         _error(
                             m,
                             "schedule",
-                            f"records app {app}, channel '{channel}', uid {uid} at the same "
-                            f"time as '{other.manifest.name}' ({_where(other, 'schedule')}), "
-                            f"first at {when}; change a schedule, the channel or the uid",
+                            f"records app {_app(m, other)}, channel '{channel}', uid {uid} at "
+                            f"the same time as '{other.manifest.name}' "
+                            f"({_where(other, 'schedule')}), first at {when}; change a "
+                            "schedule, the channel or the uid",
                         )
                     )
     finally:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.contract import MAX_SIDE, MIN_UID, UINT32_MAX
 from orchestrator.manifest.model import Manifest
+from orchestrator.manifest.reading import ReadFailure
 from orchestrator.manifest.rules import Loc, dotted_path
 from orchestrator.secrets import SECRET_TAGS, is_secret_key
 
@@ -44,7 +45,13 @@ Severity = Literal["error", "warning", "note"]
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One finding: where (1-based), which field, what is wrong and what is valid."""
+    """One finding: where (1-based), which field, what is wrong and what is valid.
+
+    `kind` is what code decides on, never the message: None for a finding about
+    what a file says (it was read), or why a path was not read (`ReadFailure`):
+    it could not be (what it holds is unknown), it is not a regular file (skipped),
+    or it is too big.
+    """
 
     file: str
     line: int
@@ -52,6 +59,7 @@ class Diagnostic:
     field: str
     message: str
     severity: Severity = "error"
+    kind: ReadFailure | None = None
 
     @classmethod
     def general(cls, message: str, severity: Severity = "error") -> Diagnostic:

@@ -11,10 +11,10 @@ A bad document must never hide the others: one that cannot be built is yielded
 with its `failure` (a position and a message that quotes no value), and a key
 written twice is recorded, not raised, so that every other finding of the file
 is still reported; only a syntax error ends the stream (the caller turns it into
-a finding with `yaml_failure`). Hostile input cannot make it hang or exhaust
-memory: nesting deeper than `MAX_DEPTH` stops the build, and aliases that would
-expand a document beyond `MAX_EXPANDED_NODES` nodes are refused before anything
-is built.
+a finding with `yaml_failure`). It must never be given a text that `reading.check_bounds`
+has not passed (with `fast_events` when `may_anchor`): that is what keeps hostile
+input from crashing libyaml's composer, or from making the build hang or exhaust
+memory.
 """
 
 from __future__ import annotations
@@ -26,38 +26,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.manifest.reading import YamlProblem, duplicate_key, without_values
 from orchestrator.manifest.rules import Loc
 
 __all__ = [
-    "MAX_DEPTH",
-    "MAX_EXPANDED_NODES",
-    "TOO_DEEP",
     "Document",
     "Duplicate",
-    "ParseFailure",
     "fast_documents",
+    "fast_events",
     "fast_loader",
+    "may_anchor",
     "yaml_failure",
 ]
-
-MAX_DEPTH = 64
-"""Deeper nesting is refused (a manifest needs about six levels)."""
-
-MAX_EXPANDED_NODES = 100_000
-"""A document whose aliases would expand it to more nodes than this is refused
-(a manifest has about a hundred). Aliases share one object when built, but merge
-keys (`<<: [*a, *a]`) are flattened pair by pair and validation walks shared
-values once per reference: a few hundred bytes of anchors can stand for 10^9 nodes."""
-
-
-class ParseFailure(Exception):
-    """Why YAML could not be read: a 1-based position, and a message that quotes no value."""
-
-    def __init__(self, line: int, column: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.column = column
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -79,8 +59,7 @@ class Document:
     column: int
     keys: dict[str, tuple[int, int]]
     duplicates: list[Duplicate] = field(default_factory=list)
-    failure: ParseFailure | None = None  # the document could not be built: why
-    imprecise: bool = False  # no positions for this file beyond the findings' own
+    failure: YamlProblem | None = None  # the document could not be built: why
 
 
 @functools.cache
@@ -153,14 +132,6 @@ def fast_loader() -> Any:
     return FastLoader
 
 
-class _TooDeep(Exception):
-    """A document nested deeper than MAX_DEPTH."""
-
-
-TOO_DEEP: Any = object()
-"""Stands for the data of a document nested deeper than MAX_DEPTH."""
-
-
 def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
     """A document's data: untagged maps, lists and text built here, the rest by ruamel,
     and the keys written twice (the first of them is kept).
@@ -178,7 +149,7 @@ def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
     """
     builder = _Builder(loader)
     try:
-        data = builder.build(root, 1)
+        data = builder.build(root)
     finally:  # what SafeConstructor.construct_document resets after each document
         loader.constructed_objects = {}
         loader.recursive_objects = {}
@@ -198,9 +169,9 @@ def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
 
 
 class _Builder:
-    """`_construct`'s recursion. An object rather than a nested function, which would
-    refer to itself through its closure: a cycle per document, left to the cyclic
-    collector (paused during bulk loads)."""
+    """`_construct`'s recursion (as deep as the document, which `check_bounds` bounded).
+    An object rather than a nested function, which would refer to itself through its
+    closure: a cycle per document, left to the cyclic collector."""
 
     __slots__ = ("duplicates", "loader", "map_tag", "memo", "seq_tag", "text_tag")
 
@@ -214,14 +185,12 @@ class _Builder:
         self.memo: dict[int, Any] = {}
         self.duplicates: list[tuple[Any, Any, Any]] = []  # (mapping, first key, repeated key)
 
-    def build(self, node: Any, depth: int) -> Any:
+    def build(self, node: Any) -> Any:
         tag = node.ctag
         if tag is self.text_tag:
             return node.value
         if tag is not self.map_tag and tag is not self.seq_tag:
             return self._by_ruamel(node)
-        if depth > MAX_DEPTH:
-            raise _TooDeep
         memo = self.memo
         known = memo.get(id(node))
         if known is not None:
@@ -229,7 +198,7 @@ class _Builder:
         if tag is self.seq_tag:
             items: list[Any] = []
             memo[id(node)] = items
-            items.extend(self.build(child, depth + 1) for child in node.value)
+            items.extend(self.build(child) for child in node.value)
             return items
         mapping: dict[Any, Any] = {}
         memo[id(node)] = mapping
@@ -246,17 +215,26 @@ class _Builder:
                 self.duplicates.append((node, first, key_node))
                 repeated.append(key_node)
                 continue
-            mapping[key] = self.build(value_node, depth + 1)
+            mapping[key] = self.build(value_node)
         if repeated:  # as ruamel would see it, should an alias lead there again
             node.value = [pair for pair in node.value if not any(pair[0] is k for k in repeated)]
         return mapping
 
     def _by_ruamel(self, node: Any) -> Any:
-        """SafeConstructor's data for a node, once every mapping in it has no key twice."""
+        """SafeConstructor's data for a node, once every mapping in it has no key twice
+        and every tag in it is one SafeConstructor builds (YamlProblem otherwise)."""
+        known = type(self.loader).yaml_constructors
         pending, visited = [node], set()
         while pending:
             current = pending.pop()
-            if id(current) in visited or not isinstance(current.value, list):
+            if id(current) in visited:
+                continue
+            tag = current.tag
+            if tag not in known and not tag.endswith(":merge"):  # merge keys are flattened
+                raise YamlProblem.at(
+                    current.start_mark, f"unsupported YAML tag {tag!r}; plain values only"
+                )
+            if not isinstance(current.value, list):
                 continue
             visited.add(id(current))
             if current.id == "mapping":
@@ -308,47 +286,39 @@ def _node_paths(root: Any) -> dict[int, Loc]:
     return paths
 
 
-_ALIAS = re.compile(r"\*[0-9A-Za-z_-]")
-"""Could the text hold an alias? (Cron's `*` is followed by a blank, `/`, `,` or a quote.)"""
+_ANCHOR = re.compile(r"[&*][0-9A-Za-z_-]")
+"""An anchor or an alias as libyaml scans one: `&` or `*`, then a letter, digit, `_` or
+`-` (cron's `*` is followed by a blank, `/`, `,` or a quote)."""
 
 
-def _expansion_overflow(root: Any) -> Any | None:
-    """The first node (in post-order) whose aliases expand it to more than
-    MAX_EXPANDED_NODES nodes, or None. Each node is sized once: linear in the nodes
-    as composed, whatever they expand to. An alias to a node still being built (a
-    recursive anchor) counts as one node."""
-    sizes: dict[int, int] = {}
-    started: set[int] = set()
-    stack: list[Any] = [root]
-    while stack:
-        node = stack[-1]
-        value = node.value
-        if id(node) in sizes or not isinstance(value, list):
-            sizes.setdefault(id(node), 1)
-            stack.pop()
-            continue
-        children = [n for pair in value for n in pair] if node.id == "mapping" else value
-        if id(node) not in started:
-            started.add(id(node))
-            stack.extend(c for c in children if id(c) not in started)
-            continue
-        stack.pop()
-        size = 1 + sum(sizes.get(id(c), 1) for c in children)
-        if size > MAX_EXPANDED_NODES:
-            return node
-        sizes[id(node)] = size
-    return None
+def may_anchor(text: str) -> bool:
+    """Could libyaml find an anchor or an alias in `text`? If not, `check_bounds` needs
+    no events: without aliases nothing expands, and no anchor can be defined twice."""
+    return _ANCHOR.search(text) is not None
+
+
+def fast_events(text: str) -> Iterator[Any]:
+    """libyaml's parse events of `text`, for `reading.check_bounds`: the parser that
+    builds the documents, so that the bounds see what it will see."""
+    loader = fast_loader()(io.StringIO(text))
+    try:
+        while loader.check_event():
+            yield loader.get_event()
+    finally:
+        dispose = getattr(loader, "dispose", None)
+        if dispose is not None:
+            dispose()
 
 
 def fast_documents(text: str) -> Iterator[Document]:
     """Documents via libyaml; the node tree gives document and top-level key positions.
 
     A document that cannot be built (an unsupported tag, a value of the wrong
-    form, aliases that expand too far) is yielded with its `failure`, and the
-    following documents are still read: only a syntax error ends the stream.
+    form) is yielded with its `failure`, and the following documents are still
+    read: only a syntax error ends the stream. `text` must have passed
+    `reading.check_bounds`.
     """
     loader = fast_loader()(io.StringIO(text))
-    aliases = _ALIAS.search(text) is not None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -365,20 +335,8 @@ def fast_documents(text: str) -> Iterator[Document]:
             if node is None:
                 yield Document(None, line, column, keys)
                 continue
-            bomb = _expansion_overflow(node) if aliases else None
-            if bomb is not None:
-                at = bomb.start_mark
-                message = (
-                    f"aliases here expand to more than {MAX_EXPANDED_NODES} nodes "
-                    "(an alias bomb?): not a manifest"
-                )
-                failure = ParseFailure(at.line + 1, at.column + 1, message)
-                yield Document(None, line, column, keys, failure=failure, imprecise=True)
-                continue
             try:
                 data, duplicates = _construct(loader, node)
-            except _TooDeep:
-                data, duplicates = TOO_DEEP, []
             except Exception as exc:  # this document cannot be built; the others still can
                 yield Document(None, line, column, keys, failure=yaml_failure(exc, text))
                 continue
@@ -398,38 +356,43 @@ def _nested_key_position(node: Any, key: str, name: str, keys: dict[str, tuple[i
                 return
 
 
-def yaml_failure(exc: Exception, text: str) -> ParseFailure:
-    """A parse error as a position and a secret-free message."""
+def yaml_failure(exc: Exception, text: str) -> YamlProblem:
+    """A parse error as a position and a message that quotes no value of the text."""
+    from ruamel.yaml.constructor import DuplicateKeyError
     from ruamel.yaml.error import MarkedYAMLError
     from ruamel.yaml.reader import ReaderError
+    from ruamel.yaml.scanner import ScannerError
 
+    if isinstance(exc, YamlProblem):
+        return exc
     if isinstance(exc, ReaderError):
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        return ParseFailure(
+        return YamlProblem(
             line, column, f"not a text file: character {exc.character!r} is not allowed in YAML"
         )
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = str(exc.problem or "invalid YAML")
-        if problem.startswith("found duplicate key"):
+        if isinstance(exc, DuplicateKeyError):
             # a key the loader could not compare before ruamel did; ruamel's context
             # mark is the mapping's start, not the first occurrence
-            key = re.match(r'found duplicate key "(.*?)" with value', problem)
             mapping = exc.context_mark
-            where = f" (in the mapping at line {mapping.line + 1})" if mapping is not None else ""
-            name = f"'{key.group(1)}'" if key else "a key"
-            return ParseFailure(line, column, f"duplicate key {name}{where}; keep only one")
-        if "could not determine a constructor for the tag" in problem:
-            tag = problem.rsplit(" ", 1)[-1]
-            return ParseFailure(line, column, f"unsupported YAML tag {tag}; plain values only")
-        context = f" ({exc.context})" if exc.context else ""
+            where = f" in the mapping at line {mapping.line + 1}" if mapping is not None else ""
+            return YamlProblem(line, column, duplicate_key(None, None) + where)
+        problem = without_values(str(exc.problem or "invalid YAML"))
+        context = f" ({without_values(str(exc.context))})" if exc.context else ""
         hint = ""
-        if "unexpected ':'" in problem:
+        if isinstance(exc, ScannerError) and _at(text, mark) == ":":
             # libyaml refuses `{start: 2026-03-02T09:00:00Z}`: times inside {...} or [...]
             hint = "; inside {...} or [...], quote values that contain ':' (like times)"
-        return ParseFailure(line, column, f"invalid YAML: {problem}{context}{hint}")
+        return YamlProblem(line, column, f"invalid YAML: {problem}{context}{hint}")
     if isinstance(exc, RecursionError):
-        return ParseFailure(1, 1, "invalid YAML: nested too deeply")
-    return ParseFailure(1, 1, f"invalid YAML: a value could not be read ({type(exc).__name__})")
+        return YamlProblem(1, 1, "invalid YAML: nested too deeply")
+    return YamlProblem(1, 1, f"invalid YAML: a value could not be read ({type(exc).__name__})")
+
+
+def _at(text: str, mark: Any) -> str:
+    """The character a mark points at, or nothing."""
+    index = getattr(mark, "index", None)
+    return text[index] if isinstance(index, int) and 0 <= index < len(text) else ""

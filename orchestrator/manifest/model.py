@@ -5,8 +5,9 @@ charsets, list sizes, required-in-mode, mutual exclusions), so that the loader,
 `validate`, `plan` and the daemon all share one definition of "valid". YAML keys
 are camelCase (the aliases); Python attributes are snake_case. The scalar values
 (uids, durations, words for codes, ...) are `scalars`' types; how a broken rule
-becomes an error is `rules`'; this module holds the sections, the rules between
-their fields, and `Manifest` itself.
+becomes an error is `rules`'; this module holds the sections (the outputs:
+`outputs`; their common base: `section`), the rules between their fields, and
+`Manifest` itself.
 
 Rules that involve several fields are collected per model and raised as one
 `manifest_rules` error whose context lists every violation with its own
@@ -27,25 +28,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from orchestrator import contract
 from orchestrator.contract import Mode
+from orchestrator.manifest.outputs import AliyunVod, RecordingFiles, Snapshots, Storage, VideoData
 from orchestrator.manifest.rules import (
     Loc,
     Rules,
     did_you_mean,
     dotted_path,
     fail,
-    norm,
     section_rules,
 )
 from orchestrator.manifest.scalars import (
@@ -66,25 +64,20 @@ from orchestrator.manifest.scalars import (
     Name,
     PolicyField,
     PositiveDuration,
-    PrefixPart,
-    RegionName,
     RenderMode,
-    SnapshotSeconds,
     Streams,
     SubscribeUid,
-    Text,
-    TextOrNumber,
     Uid,
     UidGroup,
     UidOrAuto,
     UpdatePolicy,
-    Vendor,
     VideoStreamType,
     parse_color,
     parse_duration,
     parse_mode,
     show_duration,
 )
+from orchestrator.manifest.section import Section
 from orchestrator.secrets import LiteralSecret, SecretField, SecretRef
 
 if TYPE_CHECKING:
@@ -125,18 +118,6 @@ def derive_uid(name: str) -> int:
     """
     digest = hashlib.sha256(f"orchestrator-uid:{name}".encode()).digest()
     return 1 + int.from_bytes(digest[:8], "big") % MAX_UID
-
-
-class Section(BaseModel):
-    """A mapping of a YAML file people write: a manifest's sections, the daemon config's.
-
-    Frozen, unknown keys refused, keys camelCase in the file; `str()` of a
-    validation error must not carry a mistyped secret into a log line.
-    """
-
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, hide_input_in_errors=True
-    )
 
 
 # --- recording -----------------------------------------------------------------------
@@ -328,148 +309,6 @@ class Layout(Section):
             rules.add(("maxResolutionUid",), f"only for type vertical (type is {self.type})")
         rules.raise_if_any()
         return self
-
-
-# --- outputs -------------------------------------------------------------------------
-
-
-class RecordingFiles(Section):
-    """recordingFileConfig: hls (M3U8 and TS files), in mix mode also mp4 beside it."""
-
-    file_types: Annotated[tuple[contract.RecordingFileType, ...], Field(min_length=1)] = (
-        contract.DEFAULT_RECORDING_FILE_TYPES
-    )
-
-    @field_validator("file_types", mode="after")
-    @classmethod
-    def _with_hls_once(
-        cls, value: tuple[contract.RecordingFileType, ...]
-    ) -> tuple[contract.RecordingFileType, ...]:
-        twice = sorted({kind for kind in value if value.count(kind) > 1})
-        if twice:
-            raise fail("fileTypes", f"{', '.join(twice)} is listed more than once")
-        if contract.HLS not in value:
-            others = ", ".join(value)
-            raise fail(
-                "fileTypes",
-                f"{others} needs {contract.HLS} beside it (Agora refuses it alone): "
-                f"write fileTypes: [{contract.HLS}, {others}]",
-            )
-        # mp4 follows Agora's current documentation (contract.RECORDING_FILE_TYPES);
-        # held in the contract's order, the order written changes no fingerprint
-        return tuple(kind for kind in contract.RECORDING_FILE_TYPES if kind in value)
-
-
-class Snapshots(Section):
-    """snapshotConfig (individual mode with video): a jpg every `interval` seconds."""
-
-    interval: SnapshotSeconds | None = None
-    file_types: Annotated[tuple[contract.SnapshotFileType, ...], Field(min_length=1)] = (
-        contract.SNAPSHOT_FILE_TYPES
-    )
-
-
-class Storage(Section):
-    """storageConfig: where recording files and snapshots are uploaded."""
-
-    vendor: Vendor
-    region: RegionName | None = None  # required unless the vendor has no regions
-    bucket: Annotated[str, Field(min_length=1, max_length=255)]
-    access_key: SecretField
-    secret_key: SecretField
-    file_name_prefix: Annotated[tuple[PrefixPart, ...], Field(min_length=1)] | None = None
-
-    @field_validator("region", mode="after")
-    @classmethod
-    def _region_of_vendor(cls, value: str | int | None, info: ValidationInfo) -> str | None:
-        vendor = info.data.get("vendor")
-        if vendor is None or value is None:  # an invalid vendor is already reported
-            return None if value is None else str(value)
-        table = contract.REGIONS[vendor]
-        if not table:
-            raise fail(
-                "region",
-                f"{vendor} has no regions (Agora ignores region for it): remove region",
-            )
-        if isinstance(value, int) or value.strip().isdigit():
-            code = int(value)
-            for name, number in table.items():
-                if number == code:
-                    return name
-        else:
-            found = _region_lookup(vendor).get(norm(value))
-            if found is not None:
-                return found
-        hint = (
-            did_you_mean(value, list(_region_lookup(vendor).values()))
-            if isinstance(value, str)
-            else ""
-        )
-        raise fail(
-            "region",
-            f"{value!r} is not a region of {vendor}: use one of {_region_listing(vendor)}{hint}",
-        )
-
-    @model_validator(mode="after")
-    def _region_if_the_vendor_has_regions(self) -> Storage:
-        if self.region is None and contract.REGIONS[self.vendor]:
-            rules = Rules()
-            rules.add(
-                ("region",),
-                f"required for {self.vendor}: use one of {_region_listing(self.vendor)}",
-            )
-            rules.raise_if_any()
-        return self
-
-    @field_validator("file_name_prefix", mode="after")
-    @classmethod
-    def _prefix_length(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None:
-            length = sum(len(part) + 1 for part in value)
-            if length > 128:
-                raise fail(
-                    "prefix",
-                    f"the prefix is {length} characters with its slashes; at most 128 are allowed",
-                )
-        return value
-
-
-@functools.cache
-def _region_lookup(vendor: str) -> dict[str, str]:
-    """Every spelling of `vendor`'s regions (normalised) -> the table's name."""
-    aliases = contract.REGION_ALIASES.get(vendor, {})
-    names = {norm(alias): name for alias, name in aliases.items()}
-    names.update({norm(name): name for name in contract.REGIONS[vendor]})
-    return names
-
-
-@functools.cache
-def _region_listing(vendor: str) -> str:
-    return ", ".join(f"{name} ({number})" for name, number in contract.REGIONS[vendor].items())
-
-
-class VideoData(Section):
-    """apiData.videoData of the Aliyun VOD service."""
-
-    title: Text
-    description: Text | None = None
-    cover_url: Text | None = None
-    cate_id: TextOrNumber | None = None
-    tags: Text | None = None
-    template_group_id: Text | None = None
-    user_data: Text | None = None
-    storage_location: Text | None = None
-    workflow_id: Text | None = None
-
-
-class AliyunVod(Section):
-    """The aliyun_vod_service extension (mix only, without storage or snapshots)."""
-
-    access_key: SecretField
-    secret_key: SecretField
-    region_id: Annotated[str, Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
-    video_data: VideoData
-    error_handle_policy: contract.ErrorAbort | None = None
 
 
 # --- schedule ------------------------------------------------------------------------

@@ -7,13 +7,27 @@ key; several mistakes are all reported, each on its own line, in file order.
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from ruamel.yaml import YAML
 
 from tests.e2e.conftest import CliEnv
 
 pytestmark = pytest.mark.e2e
 
 RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff"
+
+
+def as_yaml(env: CliEnv) -> list[str]:
+    """The fixture's config written again as YAML in block style, as people write it
+    (the fixture writes JSON); its lines."""
+    yaml = YAML()
+    yaml.default_flow_style = False
+    text = io.StringIO()
+    yaml.dump(env.data, text)
+    env.config.write_text(text.getvalue(), encoding="utf-8")
+    return text.getvalue().splitlines()
 
 
 def insert_before(env: CliEnv, anchor: str, line: str) -> int:
@@ -27,6 +41,7 @@ def insert_before(env: CliEnv, anchor: str, line: str) -> int:
 
 
 async def test_a_mistyped_key_is_one_positioned_did_you_mean_line(cli_env: CliEnv) -> None:
+    as_yaml(cli_env)
     line = insert_before(cli_env, "  restartBackoff:", "  concurency: 4")
 
     result = await cli_env.run("plan", "--offline", "--config", str(cli_env.config))
@@ -41,10 +56,10 @@ async def test_a_mistyped_key_is_one_positioned_did_you_mean_line(cli_env: CliEn
 
 
 async def test_every_mistake_is_reported_on_its_own_line(cli_env: CliEnv) -> None:
-    text = cli_env.config.read_text(encoding="utf-8")
-    cli_env.config.write_text(text.replace("{format: json}", "{format: jsno}"), encoding="utf-8")
-    lines = cli_env.config.read_text(encoding="utf-8").splitlines()
-    format_line = next(i for i, t in enumerate(lines) if t.startswith("logging:")) + 1
+    lines = as_yaml(cli_env)
+    format_line = next(i for i, t in enumerate(lines) if t == "  format: json") + 1
+    lines[format_line - 1] = "  format: jsno"
+    cli_env.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     format_column = lines[format_line - 1].index("jsno") + 1
     key_line = insert_before(cli_env, "  restartBackoff:", "  concurency: 4")
 

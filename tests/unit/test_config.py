@@ -19,7 +19,8 @@ Covers:
 - hostile files end in one positioned line, in bounded time, without a traceback
   and without quoting a value: an alias bomb, recursive or dangling aliases, a reused
   anchor, deep nesting, bytes that are not UTF-8, a directory, a FIFO, a huge file,
-  duplicate keys, a bad timestamp, a bad escape, a control character;
+  duplicate keys, a bad timestamp, a bad escape, a control character; the alias
+  bound is the manifests' own, at the same place in the same words;
 - baseUrl follows the client's rule (plain http:// only to loopback), checked at load.
 """
 
@@ -39,11 +40,13 @@ from ruamel.yaml import YAML
 from structlog.testing import capture_logs
 
 from orchestrator.config import (
+    MAX_ALIAS_NODES,
     Config,
     ConfigError,
     load_config,
     resolve_credentials,
 )
+from orchestrator.manifest.loader import load_file
 from orchestrator.secrets import CredentialSecret, EnvSecret, SecretError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "config.example.yaml"
@@ -764,6 +767,31 @@ def test_anchors_and_aliases_are_bounded(tmp_path: Path, text: str, expected: st
     with pytest.raises(ConfigError) as raised:
         load_config(write(tmp_path, text), environ={})
     assert str(raised.value).replace(str(tmp_path) + "/", "").startswith(expected)
+
+
+@pytest.mark.parametrize("aliases", [MAX_ALIAS_NODES // 100, MAX_ALIAS_NODES // 100 + 1])
+def test_the_config_is_bounded_as_the_manifests_are(tmp_path: Path, aliases: int) -> None:
+    """One bounded reader (`orchestrator.manifest.reading`) and one alias bound for both:
+    aliases adding MAX_ALIAS_NODES nodes pass in the config and in a manifest, one more
+    alias is refused by both at that alias, in the same words."""
+    anchor = "a: &a [" + ", ".join(["x"] * 99) + "]\n"  # 100 nodes
+    path = write(tmp_path, anchor + "b: [" + ", ".join(["*a"] * aliases) + "]\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    _, diagnostics = load_file(str(path))
+    if aliases * 100 <= MAX_ALIAS_NODES:  # read, then refused by each model
+        assert "unknown key 'a'" in str(raised.value)
+        assert not any("alias" in d.message for d in diagnostics)
+        return
+    expected = (
+        2,
+        5 + 4 * MAX_ALIAS_NODES // 100,
+        f"aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?): "
+        "write the values out",
+    )
+    (problem,) = raised.value.problems
+    assert (problem.line, problem.column, problem.message) == expected
+    assert [(d.line, d.column, d.message) for d in diagnostics] == [expected]
 
 
 def test_plain_aliases_still_work(tmp_path: Path) -> None:

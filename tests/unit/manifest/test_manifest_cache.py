@@ -10,12 +10,13 @@ incrementally), the result equal to `load_manifests` (the example directory, and
 random edit sequences on generated trees with clashing schedules and a moving
 `now`), the clash-search memo equal to a fresh search (also for a clash found
 ahead of the horizon), `discover` equal to an `os.walk` reference with symlinks
-and hidden entries, the garbage collector left enabled, and frozen garbage
-collected after a bulk reload.
+and hidden entries, the garbage collector left alone without hooks, and with the
+daemon's policy left enabled, and frozen garbage collected after a bulk reload.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import tempfile
@@ -29,12 +30,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.manifest import loader
+from orchestrator.daemon.gcpolicy import GC_POLICY
+from orchestrator.manifest import discovery
 from orchestrator.manifest.crosscheck import OverlapMemo, cross_check, first_overlap
 from orchestrator.manifest.loader import (
     YAML_SUFFIXES,
     LoadedManifest,
     LoadResult,
+    LoadStats,
     ManifestCache,
     discover,
     load_manifests,
@@ -82,7 +85,7 @@ def _thaw() -> Iterator[None]:
 def settle(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     """A racy window of 50 ms (still longer than a clock tick) instead of 2 s: after
     `settle()`, what was written before it is trusted from the next load on."""
-    monkeypatch.setattr(loader, "RACY_NS", 50_000_000)
+    monkeypatch.setattr(discovery, "RACY_NS", 50_000_000)
     return lambda: time.sleep(0.08)
 
 
@@ -134,7 +137,7 @@ def test_a_file_written_just_now_is_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Within RACY_NS of its last change a same-size rewrite could keep the key: read again."""
-    monkeypatch.setattr(loader, "RACY_NS", 3600 * 1_000_000_000)  # however slow this machine
+    monkeypatch.setattr(discovery, "RACY_NS", 3600 * 1_000_000_000)  # however slow this machine
     path = write(tmp_path / "a.yaml", doc("racy"))
     cache = ManifestCache([tmp_path])
     cache.load()
@@ -286,7 +289,7 @@ def test_random_edits_give_the_result_of_a_fresh_load(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        cache = ManifestCache([root], freeze=False)
+        cache = ManifestCache([root])
         now = NOW
         before: set[str] = set()
         for step, edit in enumerate(edits):
@@ -446,17 +449,62 @@ def test_discover_matches_os_walk(tmp_path: Path) -> None:
 # --- the garbage collector ------------------------------------------------------------
 
 
-def test_the_collector_is_left_as_it_was(tmp_path: Path) -> None:
+def test_without_hooks_the_collector_is_left_alone(tmp_path: Path) -> None:
+    """`validate` and `plan` load once and exit: nothing is paused, collected or frozen."""
     tree(tmp_path, 2)
+    gc.unfreeze()
     assert gc.isenabled()
     ManifestCache([tmp_path]).load()
-    assert gc.isenabled() and gc.get_freeze_count() > 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0
     gc.disable()
     try:
         load_manifests([tmp_path])
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
+
+
+def test_the_daemon_policy_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    tree(tmp_path, 2)
+    assert gc.isenabled()
+    ManifestCache([tmp_path], hooks=GC_POLICY).load()
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    gc.disable()
+    try:
+        ManifestCache([tmp_path], hooks=GC_POLICY).load()
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_hooks_run_around_a_load_and_after_each_parse(tmp_path: Path) -> None:
+    """The hooks are called around the load, after each parse and after the load."""
+    tree(tmp_path, 3)
+    calls: list[tuple[str, object]] = []
+
+    class Recorder:
+        @contextlib.contextmanager
+        def loading(self) -> Iterator[None]:
+            with GC_POLICY.loading():
+                calls.append(("loading", gc.isenabled()))
+                yield
+            calls.append(("left", gc.isenabled()))
+
+        def parsed(self, count: int) -> None:
+            calls.append(("parsed", count))
+
+        def loaded(self, stats: LoadStats) -> None:
+            calls.append(("loaded", stats.parsed))
+
+    ManifestCache([tmp_path], hooks=Recorder()).load()
+    assert calls == [
+        ("loading", False),
+        ("parsed", 1),
+        ("parsed", 2),
+        ("parsed", 3),
+        ("left", True),
+        ("loaded", 3),
+    ]
 
 
 class _Cyclic:
@@ -466,7 +514,7 @@ class _Cyclic:
 
 def test_frozen_garbage_is_collected_after_a_bulk_reload(tmp_path: Path) -> None:
     paths = tree(tmp_path, 4)
-    cache = ManifestCache([tmp_path])
+    cache = ManifestCache([tmp_path], hooks=GC_POLICY)
     alive = _Cyclic()
     watch = weakref.ref(alive)
     cache.load()  # freezes `alive` with everything else
@@ -483,7 +531,7 @@ def test_a_hinted_reload_looks_only_at_the_reported_files(tmp_path: Path) -> Non
     """The daemon passes what the watch reported: only those files are looked at, and
     the answer is still that of a full load. A new file falls back to a full load."""
     paths = [write(tmp_path / f"m{i}.yaml", doc(f"m{i}")) for i in range(20)]
-    cache = ManifestCache([tmp_path], freeze=False)
+    cache = ManifestCache([tmp_path])
     cache.load(now=NOW)
     write(tmp_path / "m3.yaml", doc("m3", channel="elsewhere"))
     os.unlink(paths[7])
@@ -504,7 +552,7 @@ def test_a_hinted_reload_looks_only_at_the_reported_files(tmp_path: Path) -> Non
 def test_ended_windows_follow_now_without_a_parse(tmp_path: Path) -> None:
     """Whether every window has ended depends on `now`: a reload tells, parsing nothing."""
     path = write(tmp_path / "w.yaml", doc("once", schedule=3))  # 2026-03-20, 10:00-12:00Z
-    cache = ManifestCache([tmp_path], freeze=False)
+    cache = ManifestCache([tmp_path])
     assert cache.load(now=NOW).diagnostics == []
     later = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
     result = cache.load(now=later)

@@ -6,9 +6,11 @@ Covers: duplicate names reported at both positions (also within one file),
 same (app, channel, uid) searched from `now` (cron vs cron, cron vs windows,
 always vs anything, suspended manifests still count), no clash when schedules,
 channel, app or uid differ or the clash lies beyond the horizon, and no clash
-search without `now`. The group sweep gives, pair by pair, the instants the chunked
-pairwise search it replaced gave (hypothesis, cron with DST, explicit windows,
-always), with each schedule expanded once per check.
+search without `now`; with the profiles' App IDs, two profiles of one App ID share
+targets (a clash, a colliding `auto` uid) and distinct App IDs do not. The group
+sweep gives, pair by pair, the instants the chunked pairwise search it replaced gave
+(hypothesis, cron with DST, explicit windows, always), with each schedule expanded
+once per check.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from orchestrator.manifest.crosscheck import OverlapMemo, cross_check, first_overlap
-from orchestrator.manifest.loader import LoadedManifest, load_manifests
-from orchestrator.manifest.model import Manifest
+from orchestrator.manifest.loader import LoadedManifest, ManifestCache, load_manifests
+from orchestrator.manifest.model import Manifest, derive_uid
 from orchestrator.schedule import Schedule, always_schedule, windows_schedule
 
 NOW = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
@@ -135,6 +137,66 @@ def test_no_clash_beyond_the_horizon_or_in_the_past(tmp_path: Path) -> None:
     assert errors(tmp_path) == []
 
 
+# --- the app is the App ID when the profiles' App IDs are known ---------------------------
+
+
+def test_two_profiles_of_one_app_id_clash(tmp_path: Path) -> None:
+    """Agora knows App IDs, not profile names: `main` and `backup` naming one App ID record
+    in one project, so their manifests on one channel and uid at one time clash, in
+    `load_manifests`, in a cache and in `cross_check` alike."""
+    write(
+        tmp_path,
+        a=doc("nine", DAILY_9),
+        b=doc("nine-thirty", DAILY_930).replace("app: main", "app: backup"),
+    )
+    shared = {"main": "0123456789abcdef", "backup": "0123456789abcdef"}
+    result = load_manifests([tmp_path], now=NOW, app_ids=shared)
+    assert [(Path(d.file).name, d.line, d.field) for d in result.errors] == [
+        ("a.yaml", 6, "schedule"),
+        ("b.yaml", 6, "schedule"),
+    ]
+    assert result.manifests == [] and len(result.failed_files) == 2
+    message = result.errors[0].message
+    assert message.startswith("records app main (the App ID of backup too), channel 'room'")
+    assert "first at 2026-03-02T09:30:00Z" in message
+    assert "0123456789abcdef" not in message  # profiles by name; the App ID is not shown
+    assert ManifestCache([tmp_path], app_ids=shared).load(now=NOW) == result
+
+
+def test_two_profiles_of_distinct_app_ids_do_not_clash(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        a=doc("nine", DAILY_9),
+        b=doc("nine-thirty", DAILY_930).replace("app: main", "app: backup"),
+    )
+    distinct = {"main": "0123456789abcdef", "backup": "fedcba9876543210"}
+    assert load_manifests([tmp_path], now=NOW, app_ids=distinct).errors == []
+    assert errors(tmp_path) == []  # without App IDs (validate): the profile names differ
+
+
+def test_an_auto_uid_collides_across_profiles_of_one_app_id(tmp_path: Path) -> None:
+    auto = derive_uid("a")
+    write(
+        tmp_path,
+        a=doc("a", DAILY_9, uid="auto"),
+        b=doc("b", DAILY_10, uid=str(auto)).replace("app: main", "app: backup"),
+    )
+    shared = {"main": "0123456789abcdef", "backup": "0123456789abcdef"}
+    found = load_manifests([tmp_path], now=None, app_ids=shared).errors
+    assert [(Path(d.file).name, d.field) for d in found] == [("a.yaml", "uid")]
+    assert "on app main (the App ID of backup too), channel 'room'" in found[0].message
+
+
+def test_a_profile_named_like_an_app_id_is_not_that_app_id(tmp_path: Path) -> None:
+    """A profile the mapping does not name keeps its name as its app, apart from App IDs."""
+    write(
+        tmp_path,
+        a=doc("nine", ALWAYS).replace("app: main", "app: feedface"),
+        b=doc("nine-thirty", ALWAYS),
+    )
+    assert load_manifests([tmp_path], now=NOW, app_ids={"main": "feedface"}).errors == []
+
+
 def test_yearly_clash_is_found_across_chunks(tmp_path: Path) -> None:
     write(tmp_path, a=doc("a", MONTHLY_2ND), b=doc("b", ALWAYS))
     assert "first at 2026-04-02T12:00:00Z" in errors(tmp_path)[0][3]
@@ -146,8 +208,6 @@ def test_without_now_there_is_no_clash_search(tmp_path: Path) -> None:
 
 
 def test_auto_uid_collision_is_reported_whatever_the_schedules(tmp_path: Path) -> None:
-    from orchestrator.manifest.model import derive_uid
-
     derived = derive_uid("auto-one")
     write(
         tmp_path,
@@ -268,6 +328,5 @@ def test_a_kept_memo_extends_windows_by_the_time_passed() -> None:
     assert cross_check(group, now=NOW, memo=memo) == []
     later = NOW + timedelta(days=40)  # past what was expanded ahead (31 days)
     assert cross_check(group, now=later, memo=memo) == cross_check(group, now=later)
-    expansions = list(memo._expansions.values())
-    assert len(expansions) == 2
-    assert all(e.start == later and e.end == later + timedelta(days=366 + 31) for e in expansions)
+    held = memo.held()
+    assert held == [(later, later + timedelta(days=366 + 31))] * 2

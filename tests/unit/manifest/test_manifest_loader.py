@@ -9,7 +9,8 @@ echoing values, hiding no other error of any document, also in mappings ruamel
 builds), a document that cannot be built hiding no other document, tabs, empty
 files and documents, non-mapping documents, binary garbage, non-UTF-8, huge
 files, nesting deeper than 64 levels (where the limit is crossed, flow and
-block), alias and merge-key bombs, unsupported tags, literal secrets (warning;
+block, also through aliases), alias and merge-key bombs (at the alias that crosses
+the limit), recursive aliases and anchors defined twice, unsupported tags, literal secrets (warning;
 error under strict), settings that can never apply with `always` and explicit
 windows that have all ended (warnings; errors under strict), and that valid
 documents of a failed file are left out of the result.
@@ -22,13 +23,14 @@ from pathlib import Path
 import pytest
 from manifest_docs import GOOD_TEXT
 
+from orchestrator.config import ConfigError, load_config
 from orchestrator.manifest.loader import (
-    MAX_FILE_BYTES,
     ManifestCache,
     discover,
     load_file,
     load_manifests,
 )
+from orchestrator.manifest.reading import MAX_FILE_BYTES, ReadFailure
 
 GOOD = GOOD_TEXT.format(name="standup", channel="room-1")
 
@@ -174,9 +176,8 @@ def test_a_duplicate_key_hides_no_other_error(tmp_path: Path) -> None:
         (16, 7, "mode"),
         (21, 16, "layout.type"),
     ]
-    assert diagnostics[1].message == (
-        "duplicate key 'timezone' (first at line 8, again at line 10); keep only one"
-    )
+    # the config's sentence: the key and its first line; the position is the second
+    assert diagnostics[1].message == 'duplicate key "timezone" (first at line 8)'
     # the first value is the one kept and checked
     assert "Mars" not in diagnostics[1].message
     assert not load_manifests([path]).ok
@@ -189,7 +190,7 @@ def test_a_duplicate_key_in_a_mapping_ruamel_builds(tmp_path: Path) -> None:
     _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
     duplicate = next(d for d in diagnostics if "duplicate" in d.message)
     assert (duplicate.line, duplicate.column, duplicate.field) == (13, 3, "labels.1")
-    assert "(first at line 11, again at line 13)" in duplicate.message
+    assert duplicate.message == 'duplicate key "1" (first at line 11)'
 
 
 def test_a_document_that_cannot_be_built_hides_no_other_document(tmp_path: Path) -> None:
@@ -228,7 +229,10 @@ def test_huge_files_are_refused_without_reading_them_whole(tmp_path: Path) -> No
     loaded, diagnostics = load_file(path)
     assert loaded == []
     assert len(diagnostics) == 1
-    assert "limit is 1048576 bytes (1 MiB)" in diagnostics[0].message
+    assert diagnostics[0].message == (
+        "it is 1048579 bytes; the limit is 1048576 (1 MiB): split it into several files"
+    )
+    assert diagnostics[0].kind is ReadFailure.TOO_BIG
 
 
 @pytest.mark.parametrize(
@@ -248,7 +252,7 @@ def test_deep_nesting_is_one_error_where_the_limit_is_crossed(
 ) -> None:
     _, diagnostics = load_file(write(tmp_path, "deep.yaml", text))
     assert [(d.line, d.column, d.severity) for d in diagnostics] == [(line, column, "error")]
-    assert diagnostics[0].message == "nested more than 64 levels deep: not a manifest"
+    assert diagnostics[0].message == "nested more than 64 levels deep"
 
 
 def test_alias_bombs_are_one_error(tmp_path: Path) -> None:
@@ -256,10 +260,11 @@ def test_alias_bombs_are_one_error(tmp_path: Path) -> None:
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]
     text = GOOD + "labels:\n" + "\n".join("  " + line for line in lines) + "\n"
     _, diagnostics = load_file(write(tmp_path, "bomb.yaml", text))
-    # a4 is the first to stand for more than 100,000 nodes (1 + 10 * 11,111)
-    assert [(d.line, d.column, d.field) for d in diagnostics] == [(15, 7, "")]
+    # a1's aliases add 10 x 11 nodes, a2's 10 x 111; the 8th *a2 of a3 (column 47)
+    # takes the file past 10,000 (110 + 1,110 + 8 x 1,111)
+    assert [(d.line, d.column, d.field) for d in diagnostics] == [(14, 47, "")]
     assert diagnostics[0].message == (
-        "aliases here expand to more than 100000 nodes (an alias bomb?): not a manifest"
+        "aliases expand to more than 10000 nodes (an alias bomb?): write the values out"
     )
 
 
@@ -269,8 +274,43 @@ def test_merge_key_bombs_are_one_error(tmp_path: Path) -> None:
     lines += [f"b{i}: &b{i} {{<<: [" + ", ".join([f"*b{i - 1}"] * 10) + "]}" for i in range(1, 8)]
     text = GOOD + "x:\n" + "\n".join("  " + line for line in lines) + "\n"
     _, diagnostics = load_file(write(tmp_path, "bomb.yaml", text))
-    assert [(d.line, d.field) for d in diagnostics] == [(15, "")]
+    assert [(d.line, d.field) for d in diagnostics] == [(14, "")]
     assert "alias bomb" in diagnostics[0].message
+
+
+def _config_problem(path: str) -> tuple[int, int, str]:
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    (problem,) = raised.value.problems
+    return problem.line, problem.column, problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # each anchor one level deeper than the last: 64 levels reached through aliases
+            "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 70)).replace("*a0", "x"),
+            (63, 12, "nested more than 64 levels deep"),
+        ),
+        ("a: &a [1, *a]\n", (1, 11, "alias *a inside the node it names: a recursive structure")),
+        ("a: 1\nb: *nowhere\n", (2, 4, "alias *nowhere names no anchor before it")),
+        (
+            "a: &x 1\nb: &x 2\n",
+            (2, 4, "anchor &x is defined twice (first at line 1): use another name"),
+        ),
+    ],
+    ids=["deep-through-aliases", "recursive", "no-anchor", "anchor-twice"],
+)
+def test_manifests_are_bounded_as_the_config_is(
+    tmp_path: Path, text: str, expected: tuple[int, int, str]
+) -> None:
+    """One bounded reader (`reading`) for both: a manifest is refused where the daemon
+    config is, in the same words, before anything is built."""
+    path = write(tmp_path, "a.yaml", text)
+    loaded, diagnostics = load_file(path)
+    assert loaded == []
+    assert [(d.line, d.column, d.message) for d in diagnostics] == [expected]
+    assert _config_problem(path) == expected
 
 
 def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
@@ -338,7 +378,7 @@ def test_positions_are_only_computed_for_files_with_findings(tmp_path: Path) -> 
     """The round-trip parse that places findings (`LoadStats.positioned`) is paid only by
     files with a finding the fast path cannot place: not by valid files, nor by a
     warning on a top-level key."""
-    cache = ManifestCache([tmp_path], freeze=False)
+    cache = ManifestCache([tmp_path])
     write(tmp_path, "good.yaml", GOOD)
     assert cache.load().diagnostics == []
     assert cache.last is not None and (cache.last.parsed, cache.last.positioned) == (1, 0)

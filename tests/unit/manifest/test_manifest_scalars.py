@@ -1,4 +1,6 @@
-"""The duration grammar, one for manifests and the daemon config (docs/configuration.md, "Durations").
+"""The duration grammar, one for manifests and the daemon config.
+
+See docs/configuration.md, "Durations".
 
 Covers, from one table: every form the grammar reads (units d h m s ms, largest
 first, combined, blanks between parts; a whole number of seconds as a number or

@@ -34,6 +34,7 @@ from orchestrator.manifest.loader import (
     load_file,
     load_manifests,
 )
+from orchestrator.manifest.reading import MAX_FILE_BYTES, ReadFailure
 
 
 def write(path: Path, name: str) -> str:
@@ -117,7 +118,7 @@ def test_the_cache_reports_a_directory_that_becomes_unreadable_and_reads_it_agai
     write(tmp_path / "a.yaml", "a")
     inside = write(tmp_path / "team" / "b.yaml", "b")
     team = tmp_path / "team"
-    cache = ManifestCache([tmp_path], freeze=False)
+    cache = ManifestCache([tmp_path])
     assert names(as_unprivileged(cache.load)) == ["a", "b"]
 
     lock(locked, team)
@@ -192,7 +193,15 @@ def test_a_fifo_named_like_a_manifest_is_a_warning_and_never_opened(tmp_path: Pa
     assert result.files == (str(tmp_path / "a.yaml"),)
     assert [
         (Path(d.file).name, d.line, d.column, d.message, d.severity) for d in result.diagnostics
-    ] == [("x.yaml", 1, 1, "not a regular file (a FIFO): skipped, not read", "warning")]
+    ] == [
+        (
+            "x.yaml",
+            1,
+            1,
+            "it is a FIFO (named pipe), not a regular file: skipped, not read",
+            "warning",
+        )
+    ]
     strict = _within(10, lambda: load_manifests([tmp_path], strict=True))
     assert isinstance(strict, LoadResult) and strict.failed_files == {str(tmp_path / "x.yaml")}
     named = _within(10, lambda: load_file(str(tmp_path / "x.yaml")))
@@ -205,8 +214,31 @@ def test_a_socket_named_like_a_manifest_is_a_warning(tmp_path: Path) -> None:
         listener.bind(str(path))
         result = load_manifests([tmp_path])
     assert [(d.message, d.severity) for d in result.diagnostics] == [
-        ("not a regular file (a socket): skipped, not read", "warning")
+        ("it is a socket, not a regular file: skipped, not read", "warning")
     ]
+
+
+def test_what_was_not_read_is_decided_by_its_kind(tmp_path: Path, locked: list[Path]) -> None:
+    """The loader decides from `Diagnostic.kind`, never from the words: under --strict
+    a FIFO is an error whose words start like no other skip, and is still skipped (not
+    among the files read, not unreadable); a file too big was read and failed; a file
+    that cannot be opened is unreadable (what it holds is unknown)."""
+    write(tmp_path / "a.yaml", "a")
+    os.mkfifo(tmp_path / "x.yaml")
+    (tmp_path / "big.yaml").write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    closed = Path(write(tmp_path / "c.yaml", "c"))
+    lock(locked, closed)
+    result = _within(10, lambda: load([tmp_path], strict=True))
+    assert isinstance(result, LoadResult)
+    assert [(Path(d.file).name, d.kind, d.severity) for d in result.diagnostics] == [
+        ("big.yaml", ReadFailure.TOO_BIG, "error"),
+        ("c.yaml", ReadFailure.UNREADABLE, "error"),
+        ("x.yaml", ReadFailure.NOT_REGULAR, "error"),
+    ]
+    assert not result.diagnostics[2].message.startswith("not a regular file")
+    assert [Path(f).name for f in result.files] == ["a.yaml", "big.yaml", "c.yaml"]
+    assert result.unreadable == {str(closed)}
+    assert names(result) == ["a"]
 
 
 def test_a_manifest_replaced_by_a_fifo_between_loads(tmp_path: Path) -> None:
@@ -214,7 +246,7 @@ def test_a_manifest_replaced_by_a_fifo_between_loads(tmp_path: Path) -> None:
     the answer of a fresh load; a hinted load (the watch's) does the same."""
     path = write(tmp_path / "a.yaml", "a")
     write(tmp_path / "b.yaml", "b")
-    cache = ManifestCache([tmp_path], freeze=False)
+    cache = ManifestCache([tmp_path])
     cache.load()
     os.remove(path)
     os.mkfifo(path)

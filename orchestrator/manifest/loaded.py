@@ -1,0 +1,110 @@
+"""What loading manifests gives: the records every part of the loading shares.
+
+A valid manifest with its place (`LoadedManifest`), the answer of one load
+(`LoadResult`) and what it cost (`LoadStats`), and what a manifest occupies while
+it records (`Target`). Defined here once, so that the loader, the cache and the
+cross-file checks share them without importing each other.
+
+Records only: this module must never read a file or decide anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.manifest.model import Manifest
+
+__all__ = ["LoadResult", "LoadStats", "LoadedManifest", "Target", "target_of"]
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A valid manifest and where its document starts."""
+
+    manifest: Manifest
+    file: str
+    line: int
+    column: int
+    document: int = 0
+    key_positions: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False)
+
+    def position_of(self, key: str) -> tuple[int, int]:
+        """Line and column of a top-level key, or of the document when it is absent."""
+        return self.key_positions.get(key, (self.line, self.column))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    manifests: list[LoadedManifest]  # every valid document of files without errors
+    diagnostics: list[Diagnostic]  # errors and warnings, all files
+    failed_files: frozenset[str]  # files (and paths that cannot be read) with an error
+    files: tuple[str, ...] = ()  # every file that was read
+    # added, modified or removed since the cache's previous load (a fresh load: every file),
+    # and paths that became unreadable or readable again; history, not content, so not compared
+    changed: frozenset[str] = field(default=frozenset(), compare=False)
+    # Paths (given paths, directories, symlinks, files) that could not be read, each with
+    # an error diagnostic. What they held is unknown, not gone: a manifest last loaded from
+    # a file at or under one of them failed to load, it was not removed.
+    unreadable: frozenset[str] = frozenset()
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_files
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """What one `ManifestCache.load` did: which files came, went or changed, and the work."""
+
+    files: int
+    added: frozenset[str]
+    modified: frozenset[str]  # bytes (or readability) differ from the version held
+    removed: frozenset[str]
+    read: int  # files whose bytes were read (new, key changed, or racy)
+    parsed: int  # files parsed and validated (new, or bytes changed)
+    listed: int  # directories listed (new, key changed, or racy)
+    seconds: float
+    # files of `parsed` parsed a second time, with the round-trip loader, to place their
+    # findings: only files with something to report that the fast path could not place
+    positioned: int = 0
+
+    @property
+    def changed(self) -> frozenset[str]:
+        return self.added | self.modified | self.removed
+
+
+class Target(NamedTuple):
+    """What one recorder occupies while it records: a channel and a uid of an App ID.
+
+    `app` is the App ID when the caller knows the profiles' App IDs (the daemon,
+    `plan`, `apply`): two profiles of one App ID are one project to Agora. Without
+    them (`validate` runs without a config), or for a profile the mapping does not
+    name, it is the profile name, and `by_profile` keeps the two kinds of names
+    apart (a profile may be called like another's App ID).
+    """
+
+    app: str
+    channel: str
+    uid: int
+    by_profile: bool = False
+
+
+def target_of(m: LoadedManifest, app_ids: Mapping[str, str] | None = None) -> Target:
+    """The target a manifest records as, with `auto` resolved; `app_ids`: profile name ->
+    App ID, when known."""
+    spec = m.manifest
+    app_id = app_ids.get(spec.app) if app_ids is not None else None
+    if app_id is None:
+        return Target(spec.app, spec.channel, spec.recording_uid, by_profile=True)
+    return Target(app_id, spec.channel, spec.recording_uid)

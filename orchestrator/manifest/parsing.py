@@ -1,0 +1,185 @@
+"""One manifest file: read within bounds, parsed, validated, each finding placed.
+
+The fast path (`fastyaml`) parses with ruamel.yaml's C parser (libyaml) and this
+module validates with the pydantic model. Only a file that has something to
+report is parsed again with the round-trip loader, whose nodes know their line
+and column, to place each error on its field (`diagnostics`).
+
+It must never raise on bad input or print a traceback: every problem (broken
+YAML, binary garbage, huge files, wrong types, unknown keys) becomes a
+`Diagnostic`, and messages never contain a secret value. Nor may hostile input
+crash or hang it: the bytes and the text go through the bounded reader
+(`reading`) before libyaml composes anything. A file that could not be read is a
+diagnostic whose `kind` says why, for the cache to decide on.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+
+from orchestrator.manifest.diagnostics import (
+    SECRET_FORMS,
+    Diagnostic,
+    Finding,
+    Severity,
+    diagnose,
+    place,
+    position_tree,
+)
+from orchestrator.manifest.discovery import cannot_read
+from orchestrator.manifest.fastyaml import fast_documents, fast_events, may_anchor, yaml_failure
+from orchestrator.manifest.loaded import LoadedManifest
+from orchestrator.manifest.model import Manifest, section_violations
+from orchestrator.manifest.reading import (
+    ReadError,
+    ReadFailure,
+    YamlProblem,
+    check_bounds,
+    decode,
+    duplicate_key,
+    read_file,
+)
+
+__all__ = ["Parsed", "parse_file", "read_manifest_file"]
+
+
+def read_manifest_file(
+    path: str, st: os.stat_result | None = None, *, strict: bool
+) -> bytes | Diagnostic:
+    """The bytes of a manifest file, or why they were not read, as a diagnostic of the
+    file whose `kind` says it: it cannot be read (an error), it is not a regular file
+    (never opened: a warning, an error under `strict`), or it is too big (an error).
+    `st`: the caller's `stat` of the path, if it has one."""
+    try:
+        return read_file(path, st)
+    except ReadError as exc:
+        match exc.failure:
+            case ReadFailure.UNREADABLE:
+                return cannot_read(path, "the file", exc.reason)
+            case ReadFailure.NOT_REGULAR:
+                message = f"{exc.reason}: skipped, not read"
+                severity: Severity = "error" if strict else "warning"
+                return Diagnostic(path, 1, 1, "", message, severity, exc.failure)
+            case ReadFailure.TOO_BIG:
+                message = f"{exc.reason}: split it into several files"
+                return Diagnostic(path, 1, 1, "", message, "error", exc.failure)
+
+
+class Parsed(NamedTuple):
+    """What `parse_file` found in a file's bytes."""
+
+    manifests: list[LoadedManifest]
+    diagnostics: list[Diagnostic]
+    positioned: bool  # parsed again with the round-trip loader to place findings
+
+
+def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
+    """The valid manifests and the diagnostics of a file's bytes.
+
+    Valid documents are returned even when another document of the file has an
+    error (so cross-file checks can see them); a load leaves them out.
+    """
+    try:
+        text = decode(raw)
+        check_bounds(text, fast_events(text) if may_anchor(text) else None)
+    except YamlProblem as problem:  # never handed to libyaml, nor positioned
+        where = Diagnostic(path, problem.line, problem.column, "", problem.message)
+        return Parsed([], [where], False)
+
+    loaded: list[LoadedManifest] = []
+    pending: list[Finding] = []
+    documents = 0
+    try:
+        for index, doc in enumerate(fast_documents(text)):
+            documents += 1
+            position = (doc.line, doc.column)
+            if doc.failure is not None:
+                at = (doc.failure.line, doc.failure.column)
+                pending.append(Finding(index, (), False, doc.failure.message, "error", at))
+                continue
+            for duplicate in doc.duplicates:
+                message = duplicate_key(duplicate.key, duplicate.first[0])
+                pending.append(
+                    Finding(index, duplicate.loc, True, message, "error", duplicate.again)
+                )
+            if doc.data is None:
+                pending.append(
+                    Finding(
+                        index, (), False, "empty document (a stray '---'?)", "warning", position
+                    )
+                )
+                continue
+            if not isinstance(doc.data, dict):
+                pending.append(
+                    Finding(
+                        index,
+                        (),
+                        False,
+                        f"a manifest is a mapping (name: ..., app: ..., ...), "
+                        f"not {_describe_type(doc.data)}",
+                        "error",
+                        position,
+                    )
+                )
+                continue
+            try:
+                manifest = Manifest.model_validate(doc.data)
+            except ValidationError as exc:
+                found = list(diagnose(exc))
+                known = {(loc, message) for loc, message, _ in found}
+                found += [
+                    (loc, message, True)
+                    for loc, message in section_violations(doc.data)
+                    if (loc, message) not in known
+                ]
+                for loc, message, at_key in found:
+                    pending.append(Finding(index, loc, at_key, message, "error", None, position))
+                continue
+            for secret_path in manifest.literal_secrets():
+                pending.append(
+                    Finding(
+                        index,
+                        tuple(secret_path.split(".")),
+                        False,
+                        f"a literal secret in the file: use {SECRET_FORMS}",
+                        "error" if strict else "warning",
+                        None,
+                        position,
+                    )
+                )
+            for loc, message in manifest.ineffective_settings():
+                severity: Severity = "error" if strict else "warning"
+                # a top-level key: placed from the fast path's key positions, so that a
+                # warning does not cost the round-trip parse of the whole file
+                placed = doc.keys.get(str(loc[0])) if len(loc) == 1 else None
+                pending.append(Finding(index, loc, True, message, severity, placed, position))
+            if doc.duplicates:
+                continue  # valid once a key is dropped, but not as written
+            loaded.append(LoadedManifest(manifest, path, doc.line, doc.column, index, doc.keys))
+    except Exception as exc:  # any parse failure of any kind becomes a diagnostic
+        failure = yaml_failure(exc, text)
+        pending.append(
+            Finding(documents, (), False, failure.message, "error", (failure.line, failure.column))
+        )
+    if documents == 0 and not pending:
+        pending.append(
+            Finding(0, (), False, "no manifest in this file (it is empty)", "error", (1, 1))
+        )
+
+    if strict:
+        for item in pending:
+            item.severity = "error"
+    positioned = any(item.position is None for item in pending)
+    trees = position_tree(text) if positioned else []
+    return Parsed(loaded, place(path, pending, trees), positioned)
+
+
+def _describe_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str | int | float | bool):
+        return "a single value"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,409 @@
+"""The one bounded reader of our YAML files: the manifests and the daemon config.
+
+Whatever a file holds, reading it costs bounded time and memory and ends in text
+to parse or in a problem with a position. The manifest loader (through its fast
+libyaml path) and the daemon config (through ruamel's round-trip loader, whose
+nodes know their positions: `read_document`) both go through here, so they have
+one set of limits and say each problem in the same words:
+
+- only a regular file is opened, without blocking (a FIFO put in a file's place
+  opens without a writer; a terminal never becomes ours), and its type is checked
+  again on the open descriptor (the path may have been replaced meanwhile);
+- at most `MAX_FILE_BYTES` are read;
+- the text is UTF-8 (a byte order mark is dropped), or the first bad byte is
+  named by line and column;
+- `check_bounds` refuses, before anything is built, nesting deeper than
+  `MAX_DEPTH` and aliases that would add more than `MAX_ALIAS_NODES` nodes, an
+  alias inside the node it names, an alias to no anchor, and an anchor defined
+  twice in a document;
+- a key written twice is one sentence (`duplicate_key`), whichever loader finds it.
+
+It must never block, read past the limit, let a parser build what the bounds
+refuse, or quote a value of a file in a message: any value may be a secret, so a
+message names keys, positions and limits only (`without_values` rewords ruamel's).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.manifest.nesting import nesting_overflow
+
+__all__ = [
+    "MAX_ALIAS_NODES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "ReadError",
+    "ReadFailure",
+    "YamlProblem",
+    "check_bounds",
+    "decode",
+    "duplicate_key",
+    "file_kind",
+    "read_document",
+    "read_file",
+    "without_values",
+]
+
+MAX_FILE_BYTES = 1 << 20
+"""Larger files are refused unread (1 MiB): a manifest is a few hundred bytes and the
+config a few kilobytes; a big set of manifests is split into files."""
+
+MAX_DEPTH = 64
+"""Deeper nesting is refused: a manifest needs about six levels, the config four.
+libyaml's composer recurses on the C stack once per level (see `nesting`), ruamel's
+constructors and pydantic on the Python stack. Nesting that aliases make (an alias
+of a deep node, deep inside another) counts as if written out."""
+
+MAX_ALIAS_NODES = 10_000
+"""The nodes aliases may add to one file, every alias counted as the node it names
+written out; the one alias bound of the manifests and the config.
+
+Without a bound, 300 bytes of nested aliases ("billion laughs") stand for 10^9
+nodes; merge keys (`<<: [*a, *a]`) are flattened pair by pair and validation walks
+a shared value once per reference, so each added node costs time even though the
+parser shares one object. Real files use aliases to share a secret reference, a
+storage block or a subscription list: tens of nodes. 10,000 is a hundred times
+that, and keeps the worst a file of a few hundred bytes can cost to what about
+40 KB of plain values cost. (Manifests used to allow 100,000 nodes counted over the
+whole document, the config 10,000 added nodes: the smaller bound, counted the
+config's way, which does not hold a big file of plain values against its aliases.)"""
+
+
+class ReadFailure(enum.Enum):
+    """Why a file's bytes were not taken: what a caller decides on, never the message."""
+
+    UNREADABLE = "unreadable"
+    """It could not be examined, opened or read: what it holds is unknown."""
+    NOT_REGULAR = "not-regular"
+    """A directory, FIFO, socket or device: never read."""
+    TOO_BIG = "too-big"
+    """Larger than MAX_FILE_BYTES: not read."""
+
+
+class ReadError(Exception):
+    """A file that was not read: why (`failure`) and the reason in words, which quote
+    nothing of the file (`it is a FIFO (named pipe), not a regular file`)."""
+
+    def __init__(self, failure: ReadFailure, reason: str) -> None:
+        super().__init__(reason)
+        self.failure = failure
+        self.reason = reason
+
+
+class YamlProblem(Exception):
+    """Why a text cannot be read as YAML: a 1-based position and a message that quotes
+    no value of the text."""
+
+    def __init__(self, line: int, column: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+        self.message = message
+
+    @classmethod
+    def at(cls, mark: Any, message: str) -> YamlProblem:
+        """A problem at a ruamel mark (0-based)."""
+        return cls(mark.line + 1, mark.column + 1, message)
+
+
+# --- the file ---------------------------------------------------------------------------
+
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO put in the file's place opens without a writer
+    | getattr(os, "O_NOCTTY", 0)  # ... and a terminal never becomes ours
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words (`a directory`)."""
+    return next((name for test, name in _KINDS if test(mode)), "something else")
+
+
+def read_file(path: str | os.PathLike[str], st: os.stat_result | None = None) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES, or ReadError.
+
+    `st`: a `stat` of the path just taken by the caller (the manifest cache keys
+    files by it), else it is taken here. Nothing but a regular file is opened, and
+    what was opened is checked again: the path may have been replaced since.
+    """
+    try:
+        st = os.stat(path) if st is None else st
+        _check_regular(st)
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise ReadError(ReadFailure.UNREADABLE, _reason(exc)) from None
+    try:
+        _check_regular(os.fstat(fd))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        raise _too_big(max(size, os.fstat(fd).st_size))  # it grew since it was measured
+    except OSError as exc:
+        raise ReadError(ReadFailure.UNREADABLE, _reason(exc)) from None
+    finally:
+        os.close(fd)
+
+
+def _check_regular(st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = file_kind(st.st_mode)
+        raise ReadError(ReadFailure.NOT_REGULAR, f"it is {kind}, not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise _too_big(st.st_size)
+
+
+def _too_big(size: int) -> ReadError:
+    return ReadError(
+        ReadFailure.TOO_BIG, f"it is {size} bytes; the limit is {MAX_FILE_BYTES} (1 MiB)"
+    )
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+# --- the text ---------------------------------------------------------------------------
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def decode(raw: bytes) -> str:
+    """The text of UTF-8 bytes (without a byte order mark), or a YamlProblem at the first
+    byte that is not UTF-8, its column counted in characters as an editor shows it."""
+    raw = raw.removeprefix(_BOM)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8")) + 1  # valid before it
+        raise YamlProblem(line, column, "not a UTF-8 text file") from None
+
+
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
+
+
+def duplicate_key(key: object, first_line: int | None) -> str:
+    """The one sentence for a key written twice in a mapping: the key (never a value)
+    and the line of its first occurrence; the problem's position is the second."""
+    label = f' "{key}"' if isinstance(key, str | int | float | bool) else ""
+    where = f" (first at line {first_line})" if first_line else ""
+    return f"duplicate key{label}{where}"
+
+
+@dataclass(slots=True)
+class _Open:
+    """A collection being parsed: its anchor, its nodes so far (itself included) and its
+    height (levels, itself included), aliases counted as written out."""
+
+    anchor: str | None
+    size: int = 1
+    height: int = 1
+
+
+def check_bounds(text: str, events: Iterable[Any] | None) -> None:
+    """Raise a YamlProblem where `text` first goes past a bound; before anything is built.
+
+    `events`: the parse events of `text` by the parser that will build it (libyaml
+    for the manifests, ruamel's own for the config), so that both see the same
+    thing; None when the text can hold no anchor or alias (the nesting as
+    written, bounded from the raw text, is then all there is to check).
+
+    Refused: nesting deeper than MAX_DEPTH (from the raw text first: libyaml must
+    never see it, see `nesting`), aliases that together stand for more than
+    MAX_ALIAS_NODES nodes in the file, or that nest a node deeper than MAX_DEPTH,
+    an alias inside the node it names (a recursive structure), an alias to no
+    anchor, and an anchor defined twice in a document (legal YAML, but an alias
+    then means what the reader least expects). Linear in the number of events: an
+    alias counts as the size of its node, computed once. A syntax error ends the
+    check quietly: the parse that builds the document stops at the same place and
+    reports it.
+    """
+    overflow = nesting_overflow(text, MAX_DEPTH)
+    if overflow is not None:
+        raise YamlProblem(*overflow, _TOO_DEEP)
+    if events is None:
+        return
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        _check_events(events)
+    except YAMLError:
+        return
+
+
+def _check_events(events: Iterable[Any]) -> None:
+    from ruamel.yaml.events import (
+        AliasEvent,
+        CollectionEndEvent,
+        CollectionStartEvent,
+        DocumentStartEvent,
+        ScalarEvent,
+    )
+
+    nodes: dict[str, tuple[int, int]] = {}  # anchor -> (size, height) of its node
+    defined: dict[str, int] = {}  # anchor -> the line it is defined on (0-based)
+    stack: list[_Open] = []  # the collections entered and not yet left
+    added = 0
+    for event in events:
+        if isinstance(event, DocumentStartEvent):
+            nodes.clear()
+            defined.clear()
+            continue
+        if isinstance(event, AliasEvent):
+            anchor = event.anchor
+            if anchor not in defined:
+                raise YamlProblem.at(event.start_mark, f"alias *{anchor} names no anchor before it")
+            if anchor not in nodes:
+                raise YamlProblem.at(
+                    event.start_mark,
+                    f"alias *{anchor} inside the node it names: a recursive structure",
+                )
+            size, height = nodes[anchor]
+            added += size
+            if added > MAX_ALIAS_NODES:
+                raise YamlProblem.at(
+                    event.start_mark,
+                    f"aliases expand to more than {MAX_ALIAS_NODES} nodes "
+                    "(an alias bomb?): write the values out",
+                )
+            if len(stack) + height > MAX_DEPTH:
+                raise YamlProblem.at(event.start_mark, _TOO_DEEP)
+        elif isinstance(event, ScalarEvent | CollectionStartEvent):
+            anchor = event.anchor
+            if anchor is not None:
+                if anchor in defined:
+                    raise YamlProblem.at(
+                        event.start_mark,
+                        f"anchor &{anchor} is defined twice "
+                        f"(first at line {defined[anchor] + 1}): use another name",
+                    )
+                defined[anchor] = event.start_mark.line
+            if isinstance(event, CollectionStartEvent):
+                stack.append(_Open(anchor))
+                if len(stack) > MAX_DEPTH:
+                    raise YamlProblem.at(event.start_mark, _TOO_DEEP)
+                continue
+            size, height = 1, 1
+            if anchor is not None:
+                nodes[anchor] = (size, height)
+        elif isinstance(event, CollectionEndEvent):
+            done = stack.pop()
+            size, height = done.size, done.height
+            if done.anchor is not None:
+                nodes[done.anchor] = (size, height)
+        else:
+            continue
+        if stack:
+            stack[-1].size += size
+            stack[-1].height = max(stack[-1].height, height + 1)
+
+
+# A quoted fragment of a ruamel message may be text of the file (`but found 'x'`,
+# `from "2024-13-45"`); it stays only when it is syntax: punctuation, an escape such
+# as '\t', a token such as '<block end>'.
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+_SYNTAX = re.compile(r"[^\w\s]{1,3}|\\[a-z]|\\x[0-9a-f]{2}| |<[a-z ]+>")
+
+
+def without_values(problem: str) -> str:
+    """A ruamel message with every quoted fragment that is not syntax replaced."""
+
+    def keep_syntax(match: re.Match[str]) -> str:
+        content = match.group(1) if match.group(1) is not None else match.group(2)
+        return match.group(0) if _SYNTAX.fullmatch(content) else "(not shown)"
+
+    return " ".join(_QUOTED.sub(keep_syntax, problem).split())
+
+
+# --- one positioned document (the config) -----------------------------------------------
+
+
+def read_document(path: str | os.PathLike[str]) -> Any:
+    """The one document of a YAML file as a round-trip tree (its nodes know their line
+    and column, for `diagnostics.locate`); None for an empty file.
+
+    ReadError when the file cannot be read; YamlProblem, at its line and column,
+    for anything else: bytes that are not UTF-8, a bound of `check_bounds`, a key
+    written twice, a syntax error, a value that is not what its tag says.
+    """
+    text = decode(read_file(path))
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.reader import ReaderError
+
+    check_bounds(text, YAML(typ="rt").parse(text))
+    try:
+        yaml = YAML(typ="rt")
+        yaml.Constructor = _strict_constructor()
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = without_values(exc.problem or exc.context or "invalid YAML")
+        raise YamlProblem(line, column, problem) from None
+    except ReaderError as exc:
+        # Its message would name the character; the position is enough to find it.
+        position = min(exc.position, len(text))
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        message = "a non-printable character: YAML does not allow it in a file"
+        raise YamlProblem(line, column, message) from None
+    except YAMLError as exc:
+        raise YamlProblem(1, 1, f"invalid YAML ({type(exc).__name__})") from None
+
+
+@functools.cache
+def _strict_constructor() -> type[Any]:
+    """ruamel's round-trip constructor, with errors that quote no value: its duplicate
+    key error shows both values, and a value the resolver takes for a date or a number
+    but that is not one escapes as a bare ValueError."""
+    from ruamel.yaml.constructor import RoundTripConstructor
+    from ruamel.yaml.error import YAMLError
+
+    class StrictConstructor(RoundTripConstructor):
+        def check_mapping_key(
+            self, node: Any, key_node: Any, mapping: Any, key: Any, value: Any
+        ) -> bool:
+            if key not in mapping:
+                return True
+            positions = getattr(getattr(mapping, "lc", None), "data", None) or {}
+            first = positions.get(key)
+            message = duplicate_key(key, first[0] + 1 if first else None)
+            raise YamlProblem.at(key_node.start_mark, message)
+
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep=deep)
+            except (YAMLError, YamlProblem):
+                raise
+            except (ValueError, OverflowError, TypeError):
+                kind = str(node.tag).rsplit(":", 1)[-1]
+                raise YamlProblem.at(
+                    node.start_mark, f"not a valid {kind}: quote it if it is text"
+                ) from None
+
+    return StrictConstructor
