@@ -1,7 +1,13 @@
-"""The actual state we own: sessions and their history (see store.py)."""
+"""The actual state we own: sessions and their history.
+
+protocol.py says what a store offers; base.py implements it once over the SQL of
+queries.py; store.py (SQLite) and postgres.py (PostgreSQL) say how each database
+opens, runs a statement and recovers; ownership.py splits App IDs among
+PostgreSQL replicas; errors.py is everything a store raises."""
 
 from orchestrator.state.connect import connect_store, is_postgres, opened_store, ownership_for
 from orchestrator.state.errors import (
+    SessionNotFoundError,
     StoreConflictError,
     StoreFencedError,
     StoreUnavailableError,
@@ -41,6 +47,7 @@ __all__ = [
     "Ownership",
     "Phase",
     "SessionFields",
+    "SessionNotFoundError",
     "SessionRecord",
     "SqliteStore",
     "Store",

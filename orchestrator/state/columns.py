@@ -1,8 +1,10 @@
 """What both stores (store.py, postgres.py) share about their rows: the column names,
 which of them hold datetimes and JSON, the rule that no column name looks like a
-secret, how a session write is checked and completed before each store turns it into
-SQL, and how values are written to columns and read back into records (`Codec`,
-which each store completes with its own types for datetimes and JSON)."""
+secret, how a session write is checked and completed before it becomes SQL, and how
+values are written to columns and read back into records (`Codec`, which each store
+completes with its own types for datetimes, JSON and arrays).
+
+No SQL here (queries.py holds it), and never a secret value in a row."""
 
 from __future__ import annotations
 
@@ -43,18 +45,7 @@ DATETIME_COLUMNS = frozenset(
     }
 )
 JSON_COLUMNS = frozenset({"file_list", "document"})
-FINAL_PHASE_VALUES = tuple(p.value for p in FINAL_PHASES)
-# Schema version 3 of both stores: each ended session's `end_kind` from the text its
-# `end_reason` begins with (the prefixes written before the column existed). Frozen:
-# it is part of a released migration.
-END_KIND_BACKFILL = """UPDATE sessions SET end_kind = CASE
-        WHEN end_reason LIKE 'stopped%' THEN 'stopped'
-        WHEN end_reason LIKE 'exited%' THEN 'exited'
-        WHEN end_reason LIKE 'failed: conflict (53)%' THEN 'conflict'
-        WHEN end_reason LIKE 'failed: untracked (53)%' THEN 'untracked'
-        WHEN end_reason LIKE 'failed%' THEN 'failed'
-    END
-    WHERE phase IN ('ended', 'failed');"""
+FINAL_PHASE_VALUES = tuple(sorted(p.value for p in FINAL_PHASES))
 
 
 def check_no_secret_columns(names: Iterable[str]) -> None:
@@ -118,7 +109,12 @@ class Codec(ABC):
     Datetimes must be timezone-aware and come back in UTC, JSON columns hold any
     JSON value, enums are stored as their values; a store says only how its column
     types hold datetimes (`write_stamp`, `read_stamp`) and JSON (`write_json`,
-    `read_json`). A value that cannot be read back is UndecodableError."""
+    `read_json`), and how it binds a list of texts as one parameter (`write_array`,
+    for the array conditions of queries.py). A value that cannot be read back is
+    UndecodableError."""
+
+    @abstractmethod
+    def write_array(self, values: Iterable[str]) -> Any: ...
 
     @abstractmethod
     def write_stamp(self, value: datetime) -> Any: ...
@@ -179,3 +175,16 @@ class Codec(ABC):
             document=self.from_db("document", row["document"]) if documents else {},
             stored_at=self.from_db("stored_at", row["stored_at"]),
         )
+
+
+def session_summary(record: SessionRecord) -> Mapping[str, Any]:
+    """A JSON-ready view of a session (for `status --format json`); holds no secret."""
+    out: dict[str, Any] = {}
+    for name in SESSION_COLUMNS:
+        value = getattr(record, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Phase | Intent | EndKind):
+            value = value.value
+        out[name] = value
+    return out

@@ -1,10 +1,21 @@
-"""What the state store raises (kept apart so that store.py and lock.py share it).
+"""What the state store raises (kept apart so that every module of the store shares it).
 
 Every failure of the store, at open or in any later operation, is a StoreError
 whose message is one line naming the store's path (or, for PostgreSQL, its URL
 without the password), what is wrong and what to do; no sqlite3 or psycopg
-exception leaves the store. `StoreError` hangs under the package's one root,
-`orchestrator.errors.OrchestratorError`.
+exception, and no bare KeyError, leaves the store. `StoreError` hangs under the
+package's one root, `orchestrator.errors.OrchestratorError`:
+
+    StoreError
+    ├── StoreMissingError        no store where one should be
+    ├── StoreCorruptError        not a usable store (empty, foreign, damaged)
+    ├── StoreAccessError         cannot be read or written by us
+    ├── StoreBusyError           another process holds the writer lock
+    │   └── StoreLockedError     another process holds an SQLite lock
+    ├── StoreUnavailableError    the server (PostgreSQL) cannot be reached
+    ├── StoreConflictError       a second live session for one target
+    ├── StoreFencedError         a session write of an App ID this replica lost
+    └── SessionNotFoundError     no session with that id
 """
 
 from __future__ import annotations
@@ -153,13 +164,25 @@ class StoreConflictError(StoreError):
 
 
 class StoreFencedError(StoreError):
-    """A write that would announce an API call was refused: this process no longer
-    owns the App ID (another replica claimed it since). Nothing is sent."""
+    """A session write was refused: this process no longer owns the session's App ID
+    (another replica claimed it since, or this one lost or released it). Nothing was
+    written: an intent refused so is never followed by its API call, and an outcome
+    refused so is left to the new owner, which finds the intent and settles it."""
 
     def __init__(self, location: str, app_id: str) -> None:
         self.path = location
         self.app_id = app_id
         super().__init__(
             f"state store {location}: this replica no longer owns app ID {app_id} "
-            "(another replica claimed it); nothing was sent for it"
+            "(another replica claimed it); nothing about its sessions was written"
         )
+
+
+class SessionNotFoundError(StoreError):
+    """No session has this id in the store (a read or write of a session that was
+    never created here)."""
+
+    def __init__(self, location: Path | str, session_id: int) -> None:
+        self.path = location
+        self.session_id = session_id
+        super().__init__(f"state store {location} has no session {session_id}")

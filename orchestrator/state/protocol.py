@@ -1,14 +1,18 @@
 """The state store as an interface: what reconcile, the daemon and the CLI may ask of it.
 
-Two implementations keep it: `SqliteStore` (store.py: one file, one writer process)
-and `PostgresStore` (postgres.py: several replicas). Both pass the same contract
-test suite (tests/contract). Writes name their fields: `SessionFields` lists every
+Two stores keep it, with one implementation of its methods (base.py) over their two
+SQL dialects: `SqliteStore` (store.py: one file, one writer process) and
+`PostgresStore` (postgres.py: several replicas). Both pass the same contract test
+suite (tests/contract). Writes name their fields: `SessionFields` lists every
 column a caller may write, with its type, so that mypy checks every write.
+
+Everything a store raises is a StoreError (errors.py): a session id the store does
+not hold is SessionNotFoundError, never a bare KeyError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, Unpack
 
@@ -61,7 +65,11 @@ class Store(Protocol):
     """Sessions, per-manifest state and last known good manifests.
 
     Every write is committed before the call returns (an intent is durable before
-    the API call it announces). No secret value is ever written.
+    the API call it announces). No secret value is ever written. Reading or writing
+    a session by an id the store does not hold is SessionNotFoundError (except
+    `update_session_if`, which then returns None). Once fenced (`fence`), a write
+    that changes a session of an App ID this process no longer owns is
+    StoreFencedError and writes nothing.
     """
 
     @property
@@ -81,6 +89,16 @@ class Store(Protocol):
 
     async def app_owners(self) -> list[AppOwner]:
         """Who owns which App ID (replicas on PostgreSQL; empty for SQLite)."""
+        ...
+
+    def fence(self, epochs: Mapping[str, int]) -> None:
+        """Write sessions only of the App IDs in `epochs` (App ID -> the epoch of this
+        process's claim), and only while each still has that epoch: every write that
+        changes a session (create, update, update_if, intent, outcome) checks it in
+        the same statement, and one that fails is StoreFencedError and writes
+        nothing. Reads are never fenced; nothing is fenced before the first call.
+        Called by `Ownership` as it claims, releases and loses App IDs. A no-op for
+        SQLite, whose writer lock already makes its process the only writer."""
         ...
 
     # sessions
@@ -136,9 +154,10 @@ class Store(Protocol):
 class Ownership(Protocol):
     """Which App IDs this replica may act on (PostgreSQL replicas; see postgres.py).
 
-    Owning an App ID is holding its lock; every intent the store writes for it is
-    fenced by the claim's epoch. A failure of the connection behind it raises
-    StoreUnavailableError and leaves this replica owning nothing (`owned` empty)."""
+    Owning an App ID is holding its lock; every session write of the store for it
+    is fenced by the claim's epoch (it tells the store through `Store.fence`). A
+    failure of the connection behind it raises StoreUnavailableError and leaves this
+    replica owning nothing (`owned` empty), and so writing nothing."""
 
     name: str
 

@@ -1,23 +1,26 @@
-"""The state store: the only module that speaks SQL.
+"""The state store in one SQLite file: what is SQLite's own about keeping the `Store`
+protocol (the protocol's methods and their SQL are written once, in base.py and
+queries.py, for both stores).
 
-It remembers what the orchestrator owns on Agora's side (sessions, their resource
-IDs and sids) and why sessions ended, so that a process killed at any instant
-leaves a record from which the next run finishes or adopts the work.
+The store remembers what the orchestrator owns on Agora's side (sessions, their
+resource IDs and sids) and why sessions ended, so that a process killed at any
+instant leaves a record from which the next run finishes or adopts the work.
 
 Rules it keeps:
 - Every write is its own committed transaction before the caller goes on
   (intent before a mutating API call, outcome after it).
 - No secret value is ever written: callers pass hashes and references only, and
-  `columns.check_no_secret_columns` keeps the schema free of secret-shaped columns.
+  queries.py checks at import that no column of the schema looks like a secret.
 - SQLite runs in WAL mode with `synchronous=FULL`: a committed intent survives a
   crash of the process and of the machine.
 - No SQLite call runs on the event loop: each Store owns one worker thread that
   owns the connection and runs every operation, one at a time and in the order
   the calls were made (a read issued after a write sees it).
 - One writer per store: a writer holds an exclusive lock on `<db>.lock` for its
-  whole life (see lock.py); only a writer migrates the database. A reader
-  (`status`, `plan --offline`) takes no lock, creates nothing and never
-  migrates; WAL lets it read while the writer works.
+  whole life (see lock.py), so it needs no fencing (`fence` is a no-op); only a
+  writer migrates the database (queries.MIGRATIONS, in one transaction). A reader
+  (`status`, `plan --offline`) takes no lock, creates nothing and never migrates;
+  WAL lets it read while the writer works.
 - Only an explicit creation (`create=True`: `orchestrator init`, the daemon's
   first start) creates a store, and it never overwrites a file. A missing store
   is StoreMissingError; an empty file, a file that is not SQLite, a database
@@ -31,8 +34,9 @@ Rules it keeps:
   longer than `busy_timeout` is StoreLockedError, after that wait, not a hang.
 - The database (and so its WAL and shared-memory files, which SQLite creates
   with the database's mode) and the lock file are created 0600.
-
-The interface is async so that a networked backend (PostgreSQL) can share it.
+- It needs the SQLite library 3.35 or newer (RETURNING) with its JSON functions
+  (`json_each`: built in since 3.38, compiled into most builds before); an older
+  one is a StoreError at open, before any file is touched.
 """
 
 from __future__ import annotations
@@ -42,45 +46,29 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from orchestrator.state.base import StoreBase, check_readable, too_new
-from orchestrator.state.columns import (
-    END_KIND_BACKFILL,
-    FINAL_PHASE_VALUES,
-    SESSION_COLUMNS,
-    STATE_COLUMNS,
-    Codec,
-    UndecodableError,
-    check_no_secret_columns,
-    new_session_row,
-)
+from orchestrator.state.base import Batch, LiveTargetTaken, SqlStore, check_readable, upgrade
+from orchestrator.state.columns import Codec, Row, session_summary
 from orchestrator.state.errors import (
     StoreAccessError,
     StoreBusyError,
-    StoreConflictError,
     StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreMissingError,
 )
 from orchestrator.state.lock import WriterLock
-from orchestrator.state.model import (
-    AppOwner,
-    EndKind,
-    Intent,
-    KnownGood,
-    ManifestState,
-    Phase,
-    SessionRecord,
-)
-from orchestrator.state.protocol import SessionFields
+from orchestrator.state.model import AppOwner
+from orchestrator.state.queries import SQLITE, latest_version
+
+if TYPE_CHECKING:
+    from orchestrator.state.protocol import Store
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -102,82 +90,19 @@ _T = TypeVar("_T")
 # lock before it fails with StoreLockedError (SQLite's own default, 30 s, reads as a hang).
 DEFAULT_BUSY_TIMEOUT = 5.0
 
+# RETURNING came with SQLite 3.35 (March 2021).
+_MIN_SQLITE = (3, 35, 0)
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SQLITE_HEADER_SIZE = 100
 
-# The index that keeps one live session per target (the same name as PostgreSQL's).
-_LIVE_TARGET_INDEX = "sessions_one_live_per_target"
-
-# Versioned migrations: index + 1 is the schema version. Never edit a released one;
-# append a new one.
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE sessions (
-        id                INTEGER PRIMARY KEY AUTOINCREMENT,
-        manifest          TEXT NOT NULL,
-        app               TEXT NOT NULL,
-        app_id            TEXT NOT NULL,
-        channel           TEXT NOT NULL,
-        uid               INTEGER NOT NULL,
-        mode              TEXT NOT NULL,
-        phase             TEXT NOT NULL,
-        created_at        TEXT NOT NULL,
-        updated_at        TEXT NOT NULL,
-        resource_id       TEXT,
-        sid               TEXT,
-        source_file       TEXT,
-        spec_hash         TEXT,
-        subscription_hash TEXT,
-        layout_hash       TEXT,
-        restart_hash      TEXT,
-        window_start      TEXT,
-        window_end        TEXT,
-        started_at        TEXT,
-        ended_at          TEXT,
-        last_query_at     TEXT,
-        last_status       INTEGER,
-        end_reason        TEXT,
-        file_list         TEXT,
-        uploading_status  TEXT,
-        restart_count     INTEGER NOT NULL DEFAULT 0,
-        intent            TEXT,
-        intent_at         TEXT,
-        error             TEXT
-    );
-    CREATE INDEX sessions_by_phase ON sessions (phase);
-    CREATE INDEX sessions_by_manifest ON sessions (manifest, id);
-    CREATE TABLE manifest_states (
-        name                 TEXT PRIMARY KEY,
-        failed_spec_hash     TEXT,
-        failure_reason       TEXT,
-        failed_at            TEXT
-    );
-    CREATE TABLE last_known_good (
-        name        TEXT PRIMARY KEY,
-        source_file TEXT NOT NULL,
-        spec_hash   TEXT NOT NULL,
-        document    TEXT NOT NULL,
-        stored_at   TEXT NOT NULL
-    );
-    """,
-    # 2: at most one live session per target (app, channel, uid); an unmanageable
-    # session may coexist with a fresh start attempt on its target by design.
-    f"""
-    CREATE UNIQUE INDEX {_LIVE_TARGET_INDEX} ON sessions (app_id, channel, uid)
-        WHERE phase NOT IN ('ended', 'failed', 'unmanageable');
-    """,
-    # 3: why a session ended, as a kind the planner reads (was a prefix of end_reason).
-    f"""
-    ALTER TABLE sessions ADD COLUMN end_kind TEXT;
-    {END_KIND_BACKFILL}
-    """,
-)
-
-check_no_secret_columns(SESSION_COLUMNS + STATE_COLUMNS + tuple(f.name for f in fields(KnownGood)))
-
 
 class _SqliteCodec(Codec):
-    """SQLite's columns: datetimes as ISO 8601 text in UTC, JSON as compact text."""
+    """SQLite's columns: datetimes as ISO 8601 text in UTC, JSON as compact text, and
+    (having no arrays) a list parameter as a JSON array, which `json_each` unnests."""
+
+    def write_array(self, values: Iterable[str]) -> str:
+        return json.dumps(list(values))
 
     def write_stamp(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat()
@@ -193,8 +118,6 @@ class _SqliteCodec(Codec):
 
 
 _CODEC = _SqliteCodec()
-_to_db = _CODEC.to_db
-_session_from_row = _CODEC.session
 
 
 def sqlite_path_from_url(url: str) -> Path:
@@ -214,13 +137,6 @@ def sqlite_path_from_url(url: str) -> Path:
 
 
 _DEFAULT_HOLDER = "orchestrator"
-
-
-def _fetch_session(db: sqlite3.Connection, session_id: int) -> SessionRecord:
-    row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-    if row is None:
-        raise KeyError(session_id)
-    return _session_from_row(row)
 
 
 def _exists(path: Path) -> bool:
@@ -288,8 +204,8 @@ def _has_schema_table(db: sqlite3.Connection) -> bool:
 def _stored_version(db: sqlite3.Connection) -> int:
     if not _has_schema_table(db):
         return 0
-    row = db.execute("SELECT version FROM schema_version").fetchone()
-    return int(row[0]) if row else 0
+    row = db.execute(SQLITE.stored_version).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 @contextlib.contextmanager
@@ -345,7 +261,7 @@ def _store_error(
     return StoreError(f"state store {path} failed: {detail}")
 
 
-class SqliteStore(StoreBase):
+class SqliteStore(SqlStore):
     """Sessions and per-manifest state in one SQLite file (the `Store` protocol).
 
     `writer=True` (the default) takes the store's writer lock for the life of the
@@ -380,7 +296,13 @@ class SqliteStore(StoreBase):
             raise ValueError("only a writer creates a store (create=True needs writer=True)")
         if not busy_timeout >= 0:
             raise ValueError(f"busy_timeout must be >= 0 seconds, not {busy_timeout!r}")
-        super().__init__(writer=writer, now=now)
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise StoreError(
+                f"the SQLite library this Python uses is {sqlite3.sqlite_version}, older than "
+                "the state store needs (3.35); use a Python built with a newer one, or a "
+                "PostgreSQL store"
+            )
+        super().__init__(writer=writer, now=now, queries=SQLITE, codec=_CODEC)
         self.path = path
         self.busy_timeout = busy_timeout
         self._create = create
@@ -515,21 +437,14 @@ class SqliteStore(StoreBase):
         locked by some other process, is found at open rather than at the first
         write."""
         with _immediate(db):
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            current = _stored_version(db)
-            if current > len(_MIGRATIONS):
-                raise too_new(self.path, current, len(_MIGRATIONS))
-            for version in range(current + 1, len(_MIGRATIONS) + 1):
-                for statement in _MIGRATIONS[version - 1].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("DELETE FROM schema_version")
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-        return len(_MIGRATIONS)
+            db.execute(SQLITE.schema_version_table)
+            for statement, params in upgrade(SQLITE, self.path, _stored_version(db)):
+                db.execute(statement, params or ())
+        return latest_version()
 
     def _check_version(self, db: sqlite3.Connection) -> int:
         """A reader's check: the schema must be exactly the one this code knows."""
-        return check_readable(self.path, _stored_version(db), len(_MIGRATIONS))
+        return check_readable(self.path, _stored_version(db))
 
     async def restore_if_removed(self) -> bool:
         """A writer's guard against its file being deleted or replaced while in use
@@ -592,8 +507,6 @@ class SqliteStore(StoreBase):
             return operation(self._db)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
-        except UndecodableError as exc:
-            raise exc.corrupt(self.path) from None
 
     # -- lifecycle (the caller's side) ----------------------------------------------
 
@@ -619,203 +532,33 @@ class SqliteStore(StoreBase):
         """No replicas on SQLite: its single writer owns every App ID."""
         return []
 
-    # -- sessions ----------------------------------------------------------------
+    def fence(self, epochs: Mapping[str, int]) -> None:
+        """Nothing to fence: the writer lock makes this process the only writer."""
 
-    async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord:
-        """A new session row; `phase` defaults to ACQUIRING. Returns it as stored.
-        StoreConflictError when its target already has a live session."""
-        self._require_writer()
-        row = new_session_row(values, self._now())
-        columns = sorted(row)
-        sql = (
-            f"INSERT INTO sessions ({', '.join(columns)}) "  # noqa: S608 (columns are whitelisted)
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
-        params = [_to_db(c, row[c]) for c in columns]
+    # -- the runner (base.SqlStore's statements, on the worker thread) ------------------
 
-        def insert(db: sqlite3.Connection) -> SessionRecord:
+    async def _fetch(self, query: str, params: Sequence[Any]) -> list[Row]:
+        def fetch(db: sqlite3.Connection) -> list[Row]:
             try:
-                cursor = db.execute(sql, params)
+                return db.execute(query, params).fetchall()
             except sqlite3.IntegrityError as exc:
-                raise self._conflict(exc, row) from None
-            if cursor.lastrowid is None:
-                raise StoreError(f"state store {self.path}: a new session got no id")
-            return _fetch_session(db, cursor.lastrowid)
+                # The live-target index is the schema's only UNIQUE index (a primary
+                # key's violation has a code of its own).
+                if exc.sqlite_errorcode == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+                    raise LiveTargetTaken(self.location) from None
+                raise
 
-        return await self._run(insert)
+        return await self._run(fetch)
 
-    def _conflict(self, exc: sqlite3.IntegrityError, target: Mapping[str, Any]) -> Exception:
-        """The live-target index refused a write: StoreConflictError naming the target."""
-        if "sessions.app_id" not in str(exc):
-            return self._error(exc)
-        return StoreConflictError(
-            self.path, str(target.get("app_id")), str(target.get("channel")), target.get("uid", 0)
-        )
+    async def _execute(self, query: str, params: Sequence[Any]) -> int:
+        return await self._run(lambda db: db.execute(query, params).rowcount)
 
-    async def get_session(self, session_id: int) -> SessionRecord:
-        return await self._run(lambda db: _fetch_session(db, session_id))
-
-    async def _write_session(
-        self, session_id: int, phases: Collection[Phase] | None, row: dict[str, Any]
-    ) -> SessionRecord | None:
-        columns = sorted(row)
-        sql = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"  # noqa: S608
-        params = [*(_to_db(c, row[c]) for c in columns), session_id]
-        if phases is not None:
-            sql += f" AND phase IN ({', '.join('?' for _ in phases)})"
-            params += [p.value for p in phases]
-
-        def update(db: sqlite3.Connection) -> SessionRecord | None:
-            try:
-                changed = db.execute(sql, params).rowcount
-            except sqlite3.IntegrityError as exc:
-                current = _fetch_session(db, session_id)
-                raise self._conflict(
-                    exc, {"app_id": current.app_id, "channel": current.channel, "uid": current.uid}
-                ) from None
-            if changed == 0 and phases is not None:
-                return None
-            return _fetch_session(db, session_id)
-
-        return await self._run(update)
-
-    async def _select_sessions(self, sql: str, params: Sequence[Any]) -> list[SessionRecord]:
-        def select(db: sqlite3.Connection) -> list[SessionRecord]:
-            return [_session_from_row(r) for r in db.execute(sql, params).fetchall()]
-
-        return await self._run(select)
-
-    async def live_sessions(self) -> list[SessionRecord]:
-        """Every session that may still be recording, oldest first."""
-        return await self._select_sessions(
-            "SELECT * FROM sessions WHERE phase NOT IN (?, ?) ORDER BY id", FINAL_PHASE_VALUES
-        )
-
-    async def unmanageable_on(self, app_id: str, channel: str, uid: int) -> list[SessionRecord]:
-        """Unmanageable sessions recording this (app, channel, uid): one indexed lookup."""
-        return await self._select_sessions(
-            "SELECT * FROM sessions WHERE phase = ? AND app_id = ? AND channel = ? AND uid = ? "
-            "ORDER BY id",
-            (Phase.UNMANAGEABLE.value, app_id, channel, uid),
-        )
-
-    async def history(self, limit: int = 50, manifest: str | None = None) -> list[SessionRecord]:
-        """Ended and failed sessions, newest first."""
-        if manifest is None:
-            return await self._select_sessions(
-                "SELECT * FROM sessions WHERE phase IN (?, ?) ORDER BY id DESC LIMIT ?",
-                (*FINAL_PHASE_VALUES, limit),
-            )
-        return await self._select_sessions(
-            "SELECT * FROM sessions WHERE phase IN (?, ?) AND manifest = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (*FINAL_PHASE_VALUES, manifest, limit),
-        )
-
-    async def latest_ended(self) -> dict[str, SessionRecord]:
-        """The newest ended or failed session of each manifest."""
-        rows = await self._select_sessions(
-            "SELECT s.* FROM sessions s JOIN ("
-            "  SELECT manifest, MAX(id) AS id FROM sessions WHERE phase IN (?, ?) GROUP BY manifest"
-            ") latest ON latest.id = s.id",
-            FINAL_PHASE_VALUES,
-        )
-        return {record.manifest: record for record in rows}
-
-    # -- manifest states ------------------------------------------------------------
-
-    async def manifest_states(self) -> dict[str, ManifestState]:
-        def select(db: sqlite3.Connection) -> dict[str, ManifestState]:
-            rows = db.execute("SELECT * FROM manifest_states").fetchall()
-            return {row["name"]: _CODEC.manifest_state(row) for row in rows}
-
-        return await self._run(select)
-
-    async def set_manifest_state(self, state: ManifestState) -> None:
-        self._require_writer()
-        values = [_to_db(n, getattr(state, n)) for n in STATE_COLUMNS]
-        sql = (
-            f"INSERT INTO manifest_states ({', '.join(STATE_COLUMNS)}) "  # noqa: S608
-            f"VALUES ({', '.join('?' for _ in STATE_COLUMNS)}) "
-            f"ON CONFLICT (name) DO UPDATE SET "
-            f"{', '.join(f'{n} = excluded.{n}' for n in STATE_COLUMNS if n != 'name')}"
-        )
-
-        def upsert(db: sqlite3.Connection) -> None:
-            db.execute(sql, values)
-
-        await self._run(upsert)
-
-    async def clear_failures(self, names: Sequence[str] | None = None) -> int:
-        """Forget permanent failures (all, or of `names`) so they are tried again."""
-        self._require_writer()
-        clear = (
-            "UPDATE manifest_states SET failed_spec_hash = NULL, failure_reason = NULL, "
-            "failed_at = NULL WHERE "
-        )
-        targets = None if names is None else [(n,) for n in names]
-
-        def update(db: sqlite3.Connection) -> int:
-            if targets is None:
-                return db.execute(clear + "failed_spec_hash IS NOT NULL").rowcount
-            return db.executemany(clear + "name = ?", targets).rowcount
-
-        return await self._run(update)
-
-    # -- last known good manifests ------------------------------------------------------
-
-    async def known_good(
-        self, names: Collection[str] | None = None, *, documents: bool = True
-    ) -> dict[str, KnownGood]:
-        """Last known good versions (all, or of `names`). `documents=False` gives an
-        index without the documents (empty dicts): what the daemon keeps in memory
-        for thousands of manifests, fetching documents only for files that fail."""
-
-        def select(db: sqlite3.Connection) -> dict[str, KnownGood]:
-            columns = "name, source_file, spec_hash, stored_at" + (
-                ", document" if documents else ""
-            )
-            query = f"SELECT {columns} FROM last_known_good"  # noqa: S608 (fixed columns)
-            if names is None:
-                rows = db.execute(query).fetchall()
-            else:
-                wanted = sorted(set(names))
-                rows = []
-                for i in range(0, len(wanted), 500):  # under SQLite's variable limit
-                    chunk = wanted[i : i + 500]
-                    rows += db.execute(
-                        f"{query} WHERE name IN ({', '.join('?' for _ in chunk)})", chunk
-                    ).fetchall()
-            return {row["name"]: _CODEC.known_good(row, documents=documents) for row in rows}
-
-        return await self._run(select)
-
-    async def remember_known_good(
-        self, entries: Sequence[KnownGood], forget: Sequence[str] = ()
-    ) -> None:
-        """Store these versions (rows whose spec and file are unchanged are left alone)
-        and forget the names in `forget`, in one transaction."""
-        self._require_writer()
-        now = _to_db("stored_at", self._now()) if entries else None
-        rows = [
-            (e.name, e.source_file, e.spec_hash, _to_db("document", e.document), now)
-            for e in entries
-        ]
-        gone = [(n,) for n in forget]
-
+    async def _write_batches(self, batches: Sequence[Batch]) -> None:
         def write(db: sqlite3.Connection) -> None:
             with _immediate(db):
-                db.executemany(
-                    "INSERT INTO last_known_good "
-                    "(name, source_file, spec_hash, document, stored_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "source_file = excluded.source_file, spec_hash = excluded.spec_hash, "
-                    "document = excluded.document, stored_at = excluded.stored_at "
-                    "WHERE last_known_good.spec_hash != excluded.spec_hash "
-                    "OR last_known_good.source_file != excluded.source_file",
-                    rows,
-                )
-                db.executemany("DELETE FROM last_known_good WHERE name = ?", gone)
+                for query, rows in batches:
+                    if rows:
+                        db.executemany(query, rows)
 
         await self._run(write)
 
@@ -863,14 +606,8 @@ def open_store(
     )
 
 
-def session_summary(record: SessionRecord) -> Mapping[str, Any]:
-    """A JSON-ready view of a session (for `status --format json`); holds no secret."""
-    out: dict[str, Any] = {}
-    for name in SESSION_COLUMNS:
-        value = getattr(record, name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, Phase | Intent | EndKind):
-            value = value.value
-        out[name] = value
-    return out
+if TYPE_CHECKING:
+
+    def _implements_store(store: SqliteStore) -> Store:
+        """mypy checks here that SqliteStore keeps the Store protocol."""
+        return store

@@ -2,21 +2,30 @@
 
 Two `PostgresOwnership`s on one database stand for two replicas. Covers: one owner
 per App ID; membership counts live replicas and drops one the moment its session
-ends; a claim bumps the epoch; a replica whose App ID another claimed since cannot
-write an intent for it (StoreFencedError, nothing written) but may still record an
-outcome; a hand-over (release, claim) keeps the sessions; `owners()` says who holds
-what; a dropped lock connection leaves the replica owning nothing.
+ends; a claim bumps the epoch; a replica whose App ID another claimed since can
+write nothing more about its sessions, neither an intent nor an outcome nor any
+other update (StoreFencedError, nothing written), while its reads go on and the
+new owner writes freely; a hand-over (release, claim) keeps the sessions;
+`owners()` says who holds what; a dropped lock connection leaves the replica owning
+nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from orchestrator.state import Intent, Phase, StoreFencedError, StoreUnavailableError
+from orchestrator.state import (
+    Intent,
+    ManifestState,
+    Phase,
+    SessionNotFoundError,
+    StoreFencedError,
+    StoreUnavailableError,
+)
 from orchestrator.state.postgres import PostgresOwnership, PostgresStore, open_postgres_store
 
 pytestmark = [pytest.mark.postgres]
@@ -75,7 +84,7 @@ async def test_one_owner_per_app_id_and_membership(
         await b.aclose()
 
 
-async def test_a_replica_that_lost_its_app_id_cannot_write_an_intent_for_it(
+async def test_a_replica_that_lost_its_app_id_can_write_nothing_about_its_sessions(
     stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
     store_a, store_b = stores
@@ -83,28 +92,86 @@ async def test_a_replica_that_lost_its_app_id_cannot_write_an_intent_for_it(
     try:
         assert await a.claim("app1")
         session = await store_a.create_session(**fields("app1"))  # A owns it: written
+        session = await store_a.record_outcome(session.id, resource_id="R", phase=Phase.STARTING)
+        session = await store_a.record_intent(session.id, Intent.START)
         # A's lock connection is cut (a network partition, say) but A has not noticed:
-        # its store still carries the old epoch. B claims the App ID.
+        # its store still holds the old epoch. B claims the App ID (epoch 2).
         conn = a._conn
         assert conn is not None
         a._conn = None
         await conn.close()
-        a._store._fence = {"app1": 1}
+        assert a.owned == {"app1"}
         assert await b.claim("app1")
-        with pytest.raises(StoreFencedError, match="no longer owns app ID app1"):
-            await store_a.create_session(**fields("app1", uid=2))
-        with pytest.raises(StoreFencedError):
-            await store_a.record_intent(session.id, Intent.START, phase=Phase.STARTING)
-        # An outcome (the answer to a call already made) is still recorded.
-        done = await store_a.record_outcome(session.id, phase=Phase.FAILED, ended_at=T0)
+        writes: list[Callable[[], Awaitable[object]]] = [
+            lambda: store_a.create_session(**fields("app1", uid=2)),
+            lambda: store_a.record_intent(session.id, Intent.STOP, phase=Phase.STOPPING),
+            # The answer to the call A had announced: the new owner settles it instead,
+            # from the intent it finds.
+            lambda: store_a.record_outcome(session.id, sid="S1", phase=Phase.RUNNING),
+            lambda: store_a.update_session(session.id, last_status=5),
+            lambda: store_a.update_session_if(session.id, [Phase.STARTING], sid="S2"),
+        ]
+        for write in writes:
+            with pytest.raises(StoreFencedError, match="no longer owns app ID app1") as caught:
+                await write()
+            assert caught.value.app_id == "app1"
+        # Nothing was written; A still reads, and writes what is not a session's.
+        assert await store_a.get_session(session.id) == session
+        assert await store_b.live_sessions() == [session]
+        await store_a.set_manifest_state(ManifestState(name="rec-app1-527841"))
+        # A session A's store does not hold is still SessionNotFoundError.
+        with pytest.raises(SessionNotFoundError):
+            await store_a.record_outcome(424242, phase=Phase.FAILED)
+        # The new owner writes freely: it settles the intent and starts another.
+        done = await store_b.record_outcome(session.id, phase=Phase.FAILED, ended_at=T0)
         assert done.phase is Phase.FAILED and done.intent is None
-        assert len(await store_b.live_sessions()) == 0
-        # The new owner writes freely.
         await store_b.create_session(**fields("app1", uid=3))
         assert [s.uid for s in await store_b.live_sessions()] == [3]
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_the_fence_is_the_epoch_in_the_database(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """The fence is the epoch in the database, not what a replica believes: a store
+    told an epoch that is no longer the App ID's writes nothing, whichever write it
+    is, and one told the current epoch writes."""
+    store_a, store_b = stores
+    a = PostgresOwnership(store_a, "A")
+    try:
+        assert await a.claim("app1")
+        session = await store_a.create_session(**fields("app1"))
+        store_b.fence({"app1": 0})  # an epoch that was never claimed
+        with pytest.raises(StoreFencedError):
+            await store_b.record_outcome(session.id, phase=Phase.ENDED, ended_at=T0)
+        store_b.fence({"app2": 1})  # another App ID's epoch: none for app1
+        with pytest.raises(StoreFencedError):
+            await store_b.record_outcome(session.id, phase=Phase.ENDED, ended_at=T0)
+        assert await store_a.get_session(session.id) == session
+        store_b.fence({"app1": 1})  # the epoch of A's claim: the fence lets it through
+        ended = await store_b.record_outcome(session.id, phase=Phase.ENDED, ended_at=T0)
+        assert ended.phase is Phase.ENDED
+        # A fenced write stores every kind of value as an unfenced one does.
+        every = {
+            **fields("app1", uid=9),
+            "phase": Phase.RUNNING,
+            "file_list": [{"fileName": "a.m3u8", "uid": "0"}],
+            "ended_at": None,
+            "last_status": 5,
+            "end_kind": None,
+            "restart_count": 2,
+            "error": None,
+        }
+        created = await store_b.create_session(**every)
+        for name, value in every.items():
+            assert getattr(created, name) == value, name
+        assert await store_a.get_session(created.id) == created
+        updated = await store_b.update_session(created.id, file_list=None, window_end=T0)
+        assert updated.file_list is None and updated.window_end == T0
+    finally:
+        await a.aclose()
 
 
 async def test_a_hand_over_keeps_the_sessions(
@@ -120,6 +187,8 @@ async def test_a_hand_over_keeps_the_sessions(
         assert a.owned == frozenset()
         with pytest.raises(StoreFencedError):  # released: A writes no intent for it
             await store_a.record_intent(created.id, Intent.STOP)
+        with pytest.raises(StoreFencedError):  # nor an outcome
+            await store_a.record_outcome(created.id, phase=Phase.ENDED)
         assert await b.claim("app1")
         (live,) = await store_b.live_sessions()
         assert live.sid == "S1" and live.phase is Phase.RUNNING

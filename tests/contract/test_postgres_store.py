@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from orchestrator.state import Intent, Phase
+from orchestrator.state import Intent, Phase, queries
 from orchestrator.state import postgres as pg
 from orchestrator.state.errors import (
     StoreConflictError,
@@ -107,10 +107,10 @@ async def test_writers_starting_together_migrate_once(
     stores = [r for r in results if isinstance(r, PostgresStore)]
     try:
         assert len(stores) == 4, results
-        assert {s.schema_version for s in stores} == {len(pg._MIGRATIONS)}
+        assert {s.schema_version for s in stores} == {queries.latest_version()}
         with postgres_cluster.admin(database_name(postgres_url)) as conn:
             rows = conn.execute("SELECT version FROM schema_version").fetchall()
-        assert rows == [(len(pg._MIGRATIONS),)]
+        assert rows == [(queries.latest_version(),)]
         # Every replica writes and sees the others' writes.
         for uid, replica in enumerate(stores, start=1):
             await replica.create_session(**target(uid))
@@ -138,10 +138,9 @@ async def test_a_writer_migrates_under_the_advisory_lock(
             assert scalar(postgres_cluster, postgres_url, "SELECT to_regclass('sessions')") is None
             holder.execute("COMMIT")
         store = await bounded(opening)
-        assert store.schema_version == len(pg._MIGRATIONS)
-        assert scalar(postgres_cluster, postgres_url, "SELECT version FROM schema_version") == len(
-            pg._MIGRATIONS
-        )
+        assert store.schema_version == queries.latest_version()
+        stored = scalar(postgres_cluster, postgres_url, "SELECT version FROM schema_version")
+        assert stored == queries.latest_version()
     finally:
         if opening is not None:
             opened = await bounded(asyncio.gather(opening, return_exceptions=True))
@@ -188,7 +187,7 @@ async def test_native_types_and_indexes(
     assert columns["app_owners", "epoch"][0] == "bigint"
     for _, name in columns:
         assert not any(p in name.replace("_", "") for p in ("secret", "token", "password"))
-    live = indexes["sessions_one_live_per_target"]
+    live = indexes[queries.LIVE_TARGET_INDEX]
     assert "UNIQUE" in live and "(app_id, channel, uid)" in live
     for phase in ("ended", "failed", "unmanageable"):
         assert f"'{phase}'" in live
@@ -233,9 +232,10 @@ async def test_an_older_schema_is_upgraded_by_a_writer_only(
     first = await open_postgres_store(postgres_url, create=True)
     created = await first.create_session(**target())
     await first.aclose()
-    newer = (*pg._MIGRATIONS, "CREATE TABLE test_extra (x integer); CREATE INDEX ON test_extra (x)")
-    monkeypatch.setattr(pg, "_MIGRATIONS", newer)
-    latest = len(newer)
+    latest = queries.latest_version() + 1
+    extra = ("CREATE TABLE test_extra (x integer)", "CREATE INDEX ON test_extra (x)")
+    newer = queries.Migration(latest, "a test's", sqlite=extra, postgres=extra)
+    monkeypatch.setattr(queries, "MIGRATIONS", (*queries.MIGRATIONS, newer))
     with pytest.raises(StoreError, match=rf"older than this orchestrator's \({latest}\)"):
         await open_postgres_store(postgres_url, writer=False)
     writer = await open_postgres_store(postgres_url)

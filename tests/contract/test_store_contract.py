@@ -6,12 +6,15 @@ Each test runs once per store (`backend` is parametrized) and asserts only what 
 daemon and the CLI may use either one. Covers: creating and reading sessions
 (defaults, timestamps, every field, tz-aware datetimes exact to the microsecond in
 any zone), updating each kind of column (enums, datetimes, None, JSON lists,
-strings, objects), unknown fields and naive datetimes refused, conditional updates
-checked against the phase, intents and outcomes, the live / unmanageable / history
-/ latest-ended queries, manifest states and clearing failures, the last known good
-index and its writes (unchanged rows keep their `stored_at`), one live session per
-target (StoreConflictError), readers that cannot write, closed stores, the schema
-version and the location.
+strings, objects), unknown fields and naive datetimes refused, a session id the
+store does not hold (SessionNotFoundError, a StoreError, never a KeyError),
+conditional updates checked against the phase, intents and outcomes, the live /
+unmanageable / history / latest-ended queries, manifest states and clearing
+failures, the last known good index and its writes (unchanged rows keep their
+`stored_at`), one live session per target (StoreConflictError), what `fence` does
+(nothing on SQLite; on PostgreSQL every session write of an App ID it does not
+hold is StoreFencedError, reads and other writes go on), readers that cannot
+write, closed stores, the schema version and the location.
 
 Stores use the real clock: timestamps are checked against bounds taken around each
 call.
@@ -33,8 +36,10 @@ from orchestrator.state import (
     KnownGood,
     ManifestState,
     Phase,
+    SessionNotFoundError,
     SessionRecord,
     StoreError,
+    StoreFencedError,
     open_store,
 )
 from orchestrator.state.errors import StoreConflictError
@@ -219,9 +224,24 @@ async def test_datetimes_round_trip_exactly_and_come_back_in_utc(store: Store) -
     assert_utc(updated.ended_at)
 
 
-async def test_get_session_of_an_unknown_id_is_a_key_error(store: Store) -> None:
-    with pytest.raises(KeyError):
-        await store.get_session(424242)
+async def test_a_session_the_store_does_not_hold_is_session_not_found(store: Store) -> None:
+    created = await store.create_session(**target())
+    operations: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.get_session(424242),
+        lambda: store.update_session(424242, sid="S"),
+        lambda: store.record_intent(424242, Intent.STOP),
+        lambda: store.record_outcome(424242, phase=Phase.ENDED),
+    ]
+    for operation in operations:
+        with pytest.raises(SessionNotFoundError) as caught:
+            await operation()
+        error = caught.value
+        assert isinstance(error, StoreError) and not isinstance(error, KeyError)
+        assert error.session_id == 424242
+        assert str(error) == f"state store {store.location} has no session 424242"
+    # A conditional update says "not written" instead; nothing else changed.
+    assert await store.update_session_if(424242, [Phase.ACQUIRING], sid="S") is None
+    assert await store.live_sessions() == [created]
 
 
 async def test_unknown_fields_and_naive_datetimes_are_refused(store: Store) -> None:
@@ -286,11 +306,6 @@ async def test_update_session_writes_each_kind_of_column(store: Store) -> None:
         ), column
         assert await store.get_session(created.id) == updated
         previous = updated
-
-
-async def test_update_session_of_an_unknown_id_is_a_key_error(store: Store) -> None:
-    with pytest.raises(KeyError):
-        await store.update_session(424242, sid="S")
 
 
 async def test_update_session_if_checks_the_phase(store: Store) -> None:
@@ -538,6 +553,41 @@ async def test_one_live_session_per_target(
     await store.record_outcome(second.id, phase=Phase.FAILED)
     revived = await store.update_session(first.id, phase=Phase.RUNNING)
     assert revived.phase is Phase.RUNNING
+
+
+# -- fencing -------------------------------------------------------------------------------------
+
+
+async def test_fence(store: Store, backend: Backend) -> None:
+    """SQLite's writer lock makes it the only writer: `fence` changes nothing. On
+    PostgreSQL a store fenced with no App ID (a replica that owns none) writes no
+    session at all; reads, and writes that are not a session's, go on."""
+    created = await store.create_session(**target())
+    intended = await store.record_intent(created.id, Intent.START, phase=Phase.STARTING)
+    store.fence({})
+    writes: list[Callable[[], Awaitable[SessionRecord | None]]] = [
+        lambda: store.create_session(**target(uid=2)),
+        lambda: store.update_session(created.id, sid="S1"),
+        lambda: store.update_session_if(created.id, [Phase.STARTING], sid="S2"),
+        lambda: store.record_intent(created.id, Intent.STOP),
+        lambda: store.record_outcome(created.id, phase=Phase.RUNNING),
+    ]
+    for write in writes:
+        if backend.kind == "sqlite":
+            assert await write() is not None
+        else:
+            with pytest.raises(StoreFencedError) as caught:
+                await write()
+            assert caught.value.app_id == "app1"
+    if backend.kind == "postgres":
+        assert await store.live_sessions() == [intended]
+        # Not in the phase: still refused for the fence, not "not written".
+        with pytest.raises(StoreFencedError):
+            await store.update_session_if(created.id, [Phase.RUNNING], sid="S3")
+    await store.set_manifest_state(ManifestState(name="a"))
+    await store.remember_known_good([KnownGood("a", "/r/a.yaml", "ha", {})])
+    assert await store.clear_failures() == 0
+    assert set(await store.manifest_states()) == {"a"}
 
 
 # -- readers, closing, version, location ----------------------------------------------------------

@@ -3,7 +3,8 @@
 Covers: migrations and schema version, WAL mode, intent/outcome writes committed
 before the writer closes and surviving a reopen, live vs. history queries, latest
 ended session per manifest, manifest states with failure clearing, URL parsing, a
-newer schema refused, and that no secret-shaped column exists.
+newer schema refused, an SQLite library too old refused, and that no secret-shaped
+column exists.
 """
 
 from __future__ import annotations
@@ -226,3 +227,15 @@ async def test_a_version_2_store_gets_end_kind_from_its_end_reasons(
         assert store.schema_version == LATEST_SCHEMA
         assert (await store.get_session(ended.id)).end_kind is kind
         assert (await store.get_session(live.id)).end_kind is None
+
+
+def test_an_sqlite_library_too_old_is_refused_before_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's statements use RETURNING (SQLite 3.35): an older library is a clear
+    StoreError at open, not a syntax error at the first write."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(StoreError, match=r"SQLite library this Python uses is 3\.34\.1, older"):
+        open_store(str(tmp_path / "s.db"), create=True)
+    assert list(tmp_path.iterdir()) == []
