@@ -244,6 +244,11 @@ class RetryPolicy:
     max_attempts: int = 6
     base_delay: float = 0.1
     max_delay: float = 4.0
+    # One call, its attempts and the waits between them, ends within this many
+    # seconds (a wait for a rate-limit slot comes on top): without it a server that
+    # drips its answers could hold one call for attempts x the per-attempt deadline.
+    # 60 s: two attempts that each run into the 30 s deadline, or many quick ones.
+    total: float = 60.0
     sleep: Sleep = field(default=asyncio.sleep, compare=False)
     random: Callable[[], float] = field(default=random.random, compare=False)
 
@@ -606,9 +611,11 @@ class AgoraClient:
         url = self._base_url + call.path
         ambiguous = False
         attempt = 0
+        spent = 0.0  # in attempts and backoff sleeps: bounded by the policy's total
         while True:
             attempt += 1
             status: int | None = None
+            deadline = min(self._deadline, self._retry.total - spent)
             error: AgoraError
             answer: httpx.Response | httpx.TransportError | TimeoutError
             # The slot covers exactly the request: it leaves the window one window
@@ -619,7 +626,7 @@ class AgoraClient:
                 try:
                     # `request` reads the whole body before it returns: the deadline
                     # covers the answer's last byte.
-                    async with asyncio.timeout(self._deadline):
+                    async with asyncio.timeout(deadline):
                         answer = await self._http.request(
                             call.method,
                             url,
@@ -638,7 +645,7 @@ class AgoraClient:
                     call.endpoint,
                     0,
                     None,
-                    f"timeout: no complete answer within the {self._deadline:g} s deadline",
+                    f"timeout: no complete answer within the {deadline:g} s deadline",
                     ambiguous=True,  # like a read timeout: the request may have arrived
                 )
                 error.__cause__ = answer
@@ -669,16 +676,28 @@ class AgoraClient:
                 self._log(call, attempt, latency, status, error.code, "ambiguous_start")
                 raise final
             retryable = error if isinstance(error, RetryableError) else None
-            retry = retryable is not None and attempt < self._retry.max_attempts
+            pause = self._retry.delay(attempt) if retryable is not None else 0.0
+            # Another attempt only if it can begin before the call's total time is up.
+            in_time = spent + latency + pause < self._retry.total
+            retry = retryable is not None and attempt < self._retry.max_attempts and in_time
             if isinstance(error, StopAlreadyEndedError) and ambiguous:
                 outcome = "already_stopped"
             else:
                 outcome = "retry" if retry else "error"
             self._log(call, attempt, latency, status, error.code, outcome, error)
             if retryable is None or not retry:
+                if retryable is not None and not in_time:
+                    log.warning(
+                        "api.call_deadline",
+                        endpoint=call.endpoint,
+                        app_id=call.app_id,
+                        attempts=attempt,
+                        seconds=self._retry.total,
+                    )
                 raise error
             ambiguous = ambiguous or retryable.ambiguous
-            await self._retry.sleep(self._retry.delay(attempt))
+            spent += latency + pause
+            await self._retry.sleep(pause)
 
     @staticmethod
     def _transport_error(endpoint: str, exc: httpx.TransportError) -> RetryableError:

@@ -102,9 +102,9 @@ def _desired(
     from orchestrator.manifest.loader import load_manifests
     from orchestrator.reconcile.reconciler import desired_recordings
 
-    loaded = load_manifests([ctx.manifests], now=now)
-    problems = list(loaded.diagnostics)
     app_ids = {name: profile.app_id for name, profile in ctx.config.apps.items()}
+    loaded = load_manifests([ctx.manifests], now=now, app_ids=app_ids)
+    problems = list(loaded.diagnostics)
     desired = desired_recordings(
         loaded.manifests, app_ids, loaded.failed_files, known_good, unreadable=loaded.unreadable
     )

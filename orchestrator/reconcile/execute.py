@@ -17,6 +17,7 @@ they are, resolving the start's secrets just before it acquires.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,39 @@ class ActionResult:
     session_id: int | None = None
 
 
+@dataclass(frozen=True)
+class ActionGroup:
+    """One manifest's actions of one plan, run in order by `Executor.run`.
+
+    `stops`: the target (app, channel, uid) its first action, a stop, frees;
+    `waits_for`: the manifests whose stops free the target its start records."""
+
+    manifest: str
+    actions: tuple[Action, ...]
+    stops: tuple[str, str, int] | None = None
+    waits_for: tuple[str, ...] = ()
+
+
+_Task = TypeVar("_Task", bound="asyncio.Future[list[ActionResult]]")
+
+
+def schedule(
+    groups: Sequence[ActionGroup],
+    start: Callable[[ActionGroup, Sequence[asyncio.Future[Any]]], _Task],
+) -> dict[str, _Task]:
+    """Start every group through `start(group, after)` (the caller's task owner), the
+    groups that begin with a stop first, each other group after the stops it waits
+    for; the tasks by manifest."""
+    tasks: dict[str, _Task] = {}
+    for group in groups:
+        if group.stops is not None:
+            tasks[group.manifest] = start(group, ())
+    for group in groups:
+        if group.stops is None:
+            tasks[group.manifest] = start(group, [tasks[name] for name in group.waits_for])
+    return tasks
+
+
 class _ActionFailed(Exception):
     """An action did not reach its goal; the message says why (already recorded)."""
 
@@ -140,15 +174,30 @@ class Executor:
         """
         running = [s for s in sessions if s.phase in _QUERIED and s.sid and s.resource_id]
         outcomes = await asyncio.gather(
-            *(self._bounded(self._refresh_one(s), self._query_limit) for s in running)
+            *(
+                self._bounded(functools.partial(self._refresh_one, s), self._query_limit)
+                for s in running
+            )
         )
         return [problem for problem in outcomes if problem is not None]
 
-    async def _bounded(self, work: Awaitable[_T], limit: asyncio.Semaphore | None = None) -> _T:
+    async def _bounded(
+        self, work: Callable[[], Awaitable[_T]], limit: asyncio.Semaphore | None = None
+    ) -> _T:
+        """`work()` under the bound: its coroutine is made once the slot is taken, so a
+        waiter that is cancelled leaves no coroutine behind that never ran."""
         async with limit or self._limit:
-            return await work
+            return await work()
 
     async def _refresh_one(self, session: SessionRecord) -> str | None:
+        try:
+            return await self._query_one(session)
+        except StoreFencedError:
+            # Another replica owns the App ID now: what it learns is its to record.
+            log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
+            return None
+
+    async def _query_one(self, session: SessionRecord) -> str | None:
         assert session.sid is not None and session.resource_id is not None
         try:
             client = self._client(session.app)
@@ -241,71 +290,62 @@ class Executor:
             error=why,
         )
         if written is not None:
-            log.error(
-                "session.unrecognised",
-                manifest=session.manifest,
-                session_id=session.id,
-                channel=session.channel,
-                uid=session.uid,
-                code=exc.code,
-                detail=why,
-            )
+            _report_unmanageable("session.unrecognised", session, why, code=exc.code)
 
     # -- execute -------------------------------------------------------------------
 
     async def execute(
         self, the_plan: Plan, desired: Mapping[str, DesiredRecording]
     ) -> list[ActionResult]:
-        """Perform every action; the results of manifests that begin with a stop first."""
-        tasks = await self.launch(the_plan, desired)
-        try:
-            outcomes = await asyncio.gather(*tasks.values())
-        except asyncio.CancelledError:
-            for task in tasks.values():
-                task.cancel()
-            raise
-        return [result for outcome in outcomes for result in outcome]
+        """Perform every action and wait for all of them (`apply`, stop on shutdown); the
+        results of manifests that begin with a stop first."""
+        groups = await self.prepare(the_plan, desired)
+        async with asyncio.TaskGroup() as tasks:
+            running = schedule(
+                groups, lambda group, after: tasks.create_task(self.run(group, after))
+            )
+        return [result for task in running.values() for result in task.result()]
 
-    async def launch(
+    async def prepare(
         self, the_plan: Plan, desired: Mapping[str, DesiredRecording]
-    ) -> dict[str, asyncio.Task[list[ActionResult]]]:
-        """Start every manifest's actions as its own task and return the tasks by manifest
-        (those that begin with a stop first), without waiting for any of them.
+    ) -> list[ActionGroup]:
+        """The plan's actions as one group per manifest, with what each must wait for.
 
-        A manifest whose first action starts a recording on a target (app, channel,
-        uid) that another manifest of this plan stops waits for that stop; nothing
-        else waits for anything but the concurrency bound."""
+        Everything a group needs from the store is read here, before any task exists:
+        a failure raises with nothing started. A manifest whose first action starts a
+        recording on a target (app, channel, uid) that another manifest of this plan
+        stops waits for that stop; nothing else waits for anything but the bound."""
         by_manifest: dict[str, list[Action]] = defaultdict(list)
         for action in the_plan.actions:
             by_manifest[action.manifest].append(action)
-        tasks: dict[str, asyncio.Task[list[ActionResult]]] = {}
-        stopping: dict[tuple[str, str, int], list[asyncio.Task[list[ActionResult]]]] = defaultdict(
-            list
-        )
-        for name, group in by_manifest.items():
-            first = group[0]
-            if not isinstance(first, Stop):
-                continue
-            session = await self._store.get_session(first.session_id)
-            task = asyncio.create_task(self._bounded(self._run_group(group)))
-            stopping[(session.app_id, session.channel, session.uid)].append(task)
-            tasks[name] = task
-        for name, group in by_manifest.items():
-            if name in tasks:
+        stopped: dict[str, tuple[str, str, int]] = {}
+        for name, actions in by_manifest.items():
+            first = actions[0]
+            if isinstance(first, Stop):
+                session = await self._store.get_session(first.session_id)
+                stopped[name] = (session.app_id, session.channel, session.uid)
+        groups = [
+            ActionGroup(name, tuple(actions), stops=stopped[name])
+            for name, actions in by_manifest.items()
+            if name in stopped
+        ]
+        for name, actions in by_manifest.items():
+            if name in stopped:
                 continue
             d = desired.get(name)
-            before = stopping.get((d.app_id, d.channel, d.uid), []) if d is not None else []
-            tasks[name] = asyncio.create_task(self._run_after(before, group))
-        return tasks
+            target = (d.app_id, d.channel, d.uid) if d is not None else None
+            waits = tuple(other for other, at in stopped.items() if at == target)
+            groups.append(ActionGroup(name, tuple(actions), waits_for=waits))
+        return groups
 
-    async def _run_after(
-        self,
-        before: Sequence[asyncio.Task[list[ActionResult]]],
-        actions: list[Action],
+    async def run(
+        self, group: ActionGroup, after: Sequence[asyncio.Future[Any]] = ()
     ) -> list[ActionResult]:
-        if before:
-            await asyncio.wait(before)
-        return await self._bounded(self._run_group(actions))
+        """Run one manifest's actions in order, once `after` (the stops it waits for)
+        have finished, under the concurrency bound."""
+        if after:
+            await asyncio.wait(after)
+        return await self._bounded(functools.partial(self._run_group, list(group.actions)))
 
     async def _run_group(self, actions: list[Action]) -> list[ActionResult]:
         results = []
@@ -326,7 +366,9 @@ class Executor:
         except _ActionFailed as exc:
             bound.warning("reconcile.action", outcome="failed", error=str(exc))
             return ActionResult(action, False, str(exc), action_session(action))
-        except StoreFencedError as exc:  # another replica owns the App ID now: nothing sent
+        except StoreFencedError as exc:
+            # Another replica owns the App ID now: nothing more is sent or recorded for
+            # it here (a call already sent is settled by the new owner from its intent).
             bound.warning("reconcile.action", outcome="skipped", detail=str(exc))
             return ActionResult(action, False, f"skipped: {exc}", action_session(action))
         except StoreError as exc:  # the store failed: no call is made without its intent
@@ -529,14 +571,7 @@ class Executor:
 
     async def _unmanageable(self, session: SessionRecord, why: str) -> None:
         await self._store.record_outcome(session.id, phase=Phase.UNMANAGEABLE, error=why)
-        log.error(
-            "session.unmanageable",
-            manifest=session.manifest,
-            session_id=session.id,
-            channel=session.channel,
-            uid=session.uid,
-            detail=why,
-        )
+        _report_unmanageable("session.unmanageable", session, why)
 
     async def _fail(
         self,
@@ -708,6 +743,19 @@ class Executor:
         if window is None:
             return await self._stop(started, f"{END_STOPPED}: resumed start no longer wanted")
         return f"resumed start: sid {started.sid}"
+
+
+def _report_unmanageable(event: str, session: SessionRecord, why: str, **extra: Any) -> None:
+    """One error line for a session that cannot be queried or stopped any more."""
+    log.error(
+        event,
+        manifest=session.manifest,
+        session_id=session.id,
+        channel=session.channel,
+        uid=session.uid,
+        detail=why,
+        **extra,
+    )
 
 
 def _held(exc: AgoraError, d: DesiredRecording) -> bool:

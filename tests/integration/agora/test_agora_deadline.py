@@ -166,3 +166,31 @@ async def test_a_slow_answer_within_the_deadline_succeeds() -> None:
 def test_deadline_must_be_positive(deadline: float) -> None:
     with pytest.raises(ValueError, match="deadline must be a positive number of seconds"):
         AgoraClient(customer_id="c", customer_secret="s", deadline=deadline)
+
+
+async def test_one_call_ends_within_its_total_time_across_attempts() -> None:
+    """Six attempts of 0.5 s each would take 3 s: the call's total (1.2 s) ends it after
+    the attempts that fit, the last one cut short to what is left."""
+    limiter = RateLimiter(per_second=10, clock=Clock())
+    async with _serving(Trickler(interval=0.05, endless=True)) as server:
+        client = AgoraClient(
+            customer_id="cid",
+            customer_secret="csecret",
+            base_url=f"http://127.0.0.1:{server.port}",
+            limiter=limiter,
+            retry=RetryPolicy(
+                max_attempts=6, base_delay=0.0, max_delay=0.0, total=1.2, sleep=_no_sleep
+            ),
+            timeout=httpx.Timeout(10.0),
+            deadline=0.5,
+        )
+        with capture_logs() as logs, pytest.raises(RetryableError):
+            await asyncio.wait_for(client.query(APP_ID, "rid", "sid", "mix"), timeout=40)
+        await client.aclose()
+    calls = [e for e in logs if e["event"] == "api.call"]
+    assert server.requests == 3 == len(calls)
+    assert [e["outcome"] for e in calls] == ["retry", "retry", "error"]
+    # The third attempt had only what was left of the 1.2 s: about 0.2 s.
+    assert calls[2]["latency_ms"] < 500
+    (ended,) = [e for e in logs if e["event"] == "api.call_deadline"]
+    assert (ended["attempts"], ended["seconds"]) == (3, 1.2)

@@ -1,0 +1,78 @@
+"""How the daemon is doing, as `/readyz`, systemd's STATUS= and the metrics say it.
+
+The one owner of three facts that several tasks learn: whether the first pass has
+finished, whether the store took the last write (passes, resyncs and the end of a
+pass report it here), and what every recording is doing as of the last pass (the
+overview, with its one-line summary). Readers ask this object; nobody else keeps
+a copy.
+
+This module must never decide anything about recordings, and `readiness()` must
+stay cheap: it runs on the event loop for every probe.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from orchestrator.daemon.metrics import Metrics, ReadinessReport
+from orchestrator.daemon.notify import Notifier
+from orchestrator.reconcile.overview import Overview, counts_by_app
+from orchestrator.reconcile.reconciler import PassResult
+
+
+class Health:
+    def __init__(self, notifier: Notifier, metrics: Metrics | None) -> None:
+        self._notifier = notifier
+        self._metrics = metrics
+        self.ready = False
+        self.store_ok = True
+        self.summary = ""
+        self.overview: Overview | None = None
+
+    def store_failed(self) -> None:
+        self.store_ok = False
+
+    def store_answered(self) -> None:
+        self.store_ok = True
+
+    def became_ready(self) -> None:
+        self.ready = True
+        self._notifier.ready(self.summary)
+
+    def readiness(self) -> ReadinessReport:
+        """Ready once the first pass has finished and while the store is writable; the
+        facts say what is not recording and why, whatever the answer."""
+        view = self.overview
+        facts = view.as_dict(limit=50) if view is not None else {}
+        if not self.ready:
+            return ReadinessReport(False, "the first reconcile pass has not finished", facts)
+        if not self.store_ok:
+            return ReadinessReport(False, "the state store is not writable", facts)
+        return ReadinessReport(True, self.summary, facts)
+
+    def after_pass(
+        self,
+        result: PassResult,
+        view: Overview,
+        *,
+        owns: str,
+        app_ids: frozenset[str],
+        invalid_files: int,
+    ) -> None:
+        """A pass has finished: the summary, STATUS= and the metrics of its outcome."""
+        self.overview = view
+        held = Counter(n.kind.value for n in result.plan.notes)
+        live = [s for r in view.recordings if (s := r.session) is not None]
+        live.extend(view.orphans)
+        phases = Counter(s.phase.value for s in live)
+        self.summary = f"{owns}{view.summary()}" + (
+            f", {len(result.problems)} not queryable" if result.problems else ""
+        )
+        self._notifier.status(self.summary)
+        if self._metrics is not None:
+            self._metrics.set_sessions(dict(phases))
+            self._metrics.set_untracked(len(view.untracked))
+            self._metrics.set_manifests(invalid_files, dict(held))
+            self._metrics.set_recordings(counts_by_app(view, app_ids))
+            for r in result.results:
+                self._metrics.observe_action(r.action.kind.value, r.ok)

@@ -1,0 +1,328 @@
+"""When reconcile passes run, and how their actions are set going.
+
+Passes are planned one at a time by one worker; requests that arrive while one
+plans are merged into the next, and a reload asked for meanwhile runs first. A
+pass plans at now and sets each manifest's actions going as a task of its own
+(kind `actions`, keyed by the manifest), without waiting for them: a manifest
+whose earlier actions are still out (a call retrying) is left alone and planned
+again as soon as they finish, so no boundary waits behind another manifest's
+calls. Triggers: `start` (the first pass, which queries every live session and so
+adopts what a previous run left running; READY waits for its actions),
+`boundary`, `backoff`, `resync` (queries live sessions in the background, then
+plans with the answers), `reload` and `takeover`.
+
+The one owner of the pending triggers and reload, the manifests left for when
+their actions finish, and what the last resync could not query. Every task it
+starts is spawned in the daemon's `TaskRegistry`. It must never read the clock
+but through the runtime's, and never let one failed pass end the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from orchestrator.daemon.health import Health
+from orchestrator.daemon.metrics import Metrics
+from orchestrator.daemon.reload import Reloader
+from orchestrator.daemon.tasks import TaskRegistry
+from orchestrator.daemon.timers import Timers
+from orchestrator.reconcile.execute import ActionGroup, ActionResult, schedule
+from orchestrator.reconcile.overview import Overview, overview
+from orchestrator.reconcile.plan import ActualState, NoteKind, Plan
+from orchestrator.reconcile.reconciler import PassResult, plan_once, untracked
+from orchestrator.runtime import Runtime
+from orchestrator.state import SessionNotFoundError, SessionRecord, StoreError
+
+log = structlog.get_logger("orchestrator.daemon")
+
+# A pass requested for several reasons at once is labelled by the first of these.
+_TRIGGER_ORDER = ("start", "takeover", "reload", "boundary", "backoff", "resync")
+
+ACTIONS = "actions"  # the task kind of one manifest's actions
+
+
+class Passes:
+    def __init__(
+        self,
+        runtime: Runtime,
+        tasks: TaskRegistry,
+        reloader: Reloader,
+        timers: Timers,
+        health: Health,
+        *,
+        owned: Callable[[], frozenset[str] | None],
+        describe_owner: Callable[[], str],
+        metrics: Metrics | None = None,
+        on_reloaded: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self._rt = runtime
+        self._tasks = tasks
+        self._reloader = reloader
+        self._timers = timers
+        self._health = health
+        self._owned = owned
+        self._describe_owner = describe_owner
+        self._metrics = metrics
+        self._on_reloaded = on_reloaded
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._triggers: set[str] = set()
+        self._reload: str | None = None
+        # Files the watch reported since the last reload; None: look at everything.
+        self._reload_paths: set[str] | None = set()
+        # Manifests a pass left for when their actions finish (with its trigger).
+        self._deferred: dict[str, str] = {}
+        self._query_problems: tuple[str, ...] = ()
+
+    # -- requests -----------------------------------------------------------------
+
+    def request(self, trigger: str) -> None:
+        """Plan again soon."""
+        self._triggers.add(trigger)
+        self._wake.set()
+
+    def request_refresh(self, trigger: str, apps: frozenset[str] | None = None) -> None:
+        """Query the live sessions (of `apps`; None: all) in the background, then plan
+        with the answers; a resync already under way is not doubled."""
+        if self._stopping:
+            return
+        if apps is None and self._tasks.running("refresh"):
+            return
+        self._tasks.spawn("refresh", self._refresh(trigger, apps))
+
+    def request_reload(self, trigger: str, paths: set[str] | None = None) -> None:
+        """Reload the manifests; `paths`: only these files changed (the watch's report),
+        None: any may have (SIGHUP), so the tree is looked at again whole."""
+        # SIGHUP wins the label: systemd waits for its RELOADING/READY pair.
+        self._reload = trigger if trigger == "SIGHUP" else (self._reload or trigger)
+        if paths is None or self._reload_paths is None:
+            self._reload_paths = None
+        else:
+            self._reload_paths |= paths
+        self._wake.set()
+
+    def stop(self) -> None:
+        """No new pass from now on; the worker ends at its next wake."""
+        self._stopping = True
+        self._wake.set()
+
+    # -- running --------------------------------------------------------------------
+
+    def busy(self) -> set[str]:
+        """Manifests whose actions are out."""
+        return {task.get_name().partition(":")[2] for task in self._tasks.of(ACTIONS)}
+
+    def actions_of(self, app_id: str) -> list[asyncio.Task[Any]]:
+        """The action tasks of manifests of `app_id`."""
+        return [
+            task
+            for task in self._tasks.of(ACTIONS)
+            if self._reloader.app_of(task.get_name().partition(":")[2]) == app_id
+        ]
+
+    async def reload(self, trigger: str, paths: set[str] | None = None) -> bool:
+        delta = await self._reloader.reload(trigger, paths)
+        if self._metrics is not None:
+            self._metrics.observe_reload(delta is not None)
+        if delta is not None:
+            if self._metrics is not None:
+                self._metrics.set_manifests_loaded(len(self._reloader.desired.recordings))
+            self._timers.recordings_changed(self._reloader.desired.recordings, delta)
+        if self._on_reloaded is not None:
+            self._on_reloaded(trigger, delta is not None)
+        return delta is not None
+
+    async def work(self) -> None:
+        """The worker: reloads and passes, one at a time, until `stop()`."""
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            reload, self._reload = self._reload, None
+            if reload is not None:
+                paths, self._reload_paths = self._reload_paths, set()
+                await self.reload(reload, paths)
+                self._triggers.add("reload")
+            if self._triggers:
+                triggers, self._triggers = self._triggers, set()
+                await self.run_pass(triggers)
+
+    async def run_pass(self, triggers: set[str], *, refresh: bool = False) -> None:
+        """Plan at now and set each manifest's actions going; returns without waiting for
+        them, except for the first pass (`refresh`: it queries every live session first,
+        and READY waits for its actions)."""
+        trigger = next((t for t in _TRIGGER_ORDER if t in triggers), sorted(triggers)[0])
+        started = time.monotonic()
+        now = self._rt.clock()
+        self._timers.planned(now)  # also when the pass fails: its retry is the next resync
+        busy = self.busy()  # before observing: their rows are mid-change
+        owned = self._owned()
+        try:
+            if await self._rt.store.restore_if_removed():
+                log.error(
+                    "store.restored",
+                    path=self._rt.store.location,
+                    detail="the state store was removed or replaced while the daemon ran; "
+                    "it was written back from the daemon's open copy, nothing was lost",
+                )
+            await self._reloader.remember()
+            if refresh:
+                live = self._mine(await self._rt.store.live_sessions(), owned)
+                self._query_problems = tuple(await self._rt.executor.refresh(live))
+            the_plan, actual = await plan_once(
+                self._reloader.desired, self._rt.store, now, self._rt.policy, apps=owned
+            )
+            acting = Plan(
+                tuple(a for a in the_plan.actions if a.manifest not in busy), the_plan.notes
+            )
+            groups = await self._rt.executor.prepare(acting, self._reloader.by_name)
+        except SessionNotFoundError as exc:  # gone since it was planned: plan again soon
+            self._observe(trigger, started, ok=False)
+            log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
+            self._timers.retry_at(self._rt.clock() + self._rt.policy.restart_backoff_initial)
+            return
+        except StoreError as exc:
+            self._health.store_failed()
+            self._observe(trigger, started, ok=False)
+            log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
+            return
+        except Exception:
+            self._observe(trigger, started, ok=False)
+            log.exception("reconcile.pass_failed", trigger=trigger)
+            return
+        self._health.store_answered()
+        running = schedule(groups, self._spawn)
+        for name in {a.manifest for a in the_plan.actions if a.manifest in busy}:
+            if self._tasks.running(ACTIONS, name):
+                self._deferred.setdefault(name, trigger)
+            else:  # finished while this pass planned
+                self.request(trigger)
+        self._timers.backoff(
+            min(
+                (n.until for n in the_plan.notes if n.kind is NoteKind.BACKOFF and n.until),
+                default=None,
+            )
+        )
+        finish = self._tasks.spawn(
+            "finish", self._finish(the_plan, actual, running, trigger, started)
+        )
+        if refresh:
+            await finish
+
+    def _spawn(self, group: ActionGroup, after: Any) -> asyncio.Task[list[ActionResult]]:
+        task = self._tasks.spawn(ACTIONS, self._rt.executor.run(group, after), key=group.manifest)
+        task.add_done_callback(functools.partial(self._group_done, group.manifest))
+        return task
+
+    def _group_done(self, name: str, _task: asyncio.Task[list[ActionResult]]) -> None:
+        trigger = self._deferred.pop(name, None)
+        if trigger is not None and not self._stopping:
+            self.request(trigger)
+
+    async def _finish(
+        self,
+        the_plan: Plan,
+        actual: ActualState,
+        groups: dict[str, asyncio.Task[list[ActionResult]]],
+        trigger: str,
+        started: float,
+    ) -> None:
+        """Once a pass's actions have all finished: its log event, metrics and status."""
+        outcomes = await asyncio.gather(*groups.values(), return_exceptions=True)
+        results = tuple(r for o in outcomes if isinstance(o, list) for r in o)
+        result = PassResult(
+            the_plan, results, self._query_problems, untracked(actual.latest_ended, actual.live)
+        )
+        try:
+            view = await self.look()
+        except StoreError as exc:
+            self._health.store_failed()
+            self._observe(trigger, started, ok=False)
+            log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
+            return
+        self._observe(trigger, started, ok=result.ok)
+        owned = self._owned()
+        self._health.after_pass(
+            result,
+            view,
+            owns=self._describe_owner(),
+            app_ids=self._rt.app_ids if owned is None else owned,
+            invalid_files=len(self._reloader.desired.invalid_files),
+        )
+        log.info(
+            "reconcile.pass",
+            trigger=trigger,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            actions=len(result.results),
+            failed=sum(1 for r in result.results if not r.ok),
+            query_failures=len(result.problems),
+            untracked=[s.manifest for s in result.untracked],
+            held=dict(Counter(n.kind.value for n in the_plan.notes)),
+            live=sum(1 for r in view.recordings if r.session is not None) + len(view.orphans),
+        )
+        if not all(r.ok for r in results) and not self._stopping:
+            # Plan again once the initial restart backoff has passed (not at once: an
+            # action that fails without a call would loop), so that what failed gets
+            # its retry or its backoff from the planner without waiting for a resync.
+            self._timers.retry_at(self._rt.clock() + self._rt.policy.restart_backoff_initial)
+        else:
+            self._timers.reschedule()
+
+    async def look(self) -> Overview:
+        """What every recording is doing now: the store read again and planned at now
+        (pure), so that what failed shows with its reason."""
+        now = self._rt.clock()
+        owned = self._owned()
+        desired = self._reloader.desired
+        the_plan, actual = await plan_once(
+            desired, self._rt.store, now, self._rt.policy, apps=owned
+        )
+        recordings = desired.recordings
+        if owned is not None:
+            recordings = tuple(d for d in recordings if d.app_id in owned)
+        return overview(
+            recordings,
+            actual,
+            the_plan,
+            now,
+            files_failing=self._reloader.file_errors,
+            problems=desired.problems,
+            untracked=untracked(actual.latest_ended, actual.live),
+        )
+
+    async def _refresh(self, trigger: str, apps: frozenset[str] | None) -> None:
+        """Query every live session not being acted on (a resync; `apps`: of these App
+        IDs only), then plan with what the answers say; runs beside passes, so
+        boundaries never wait for queries."""
+        try:
+            live = self._mine(await self._rt.store.live_sessions(), self._owned())
+            if apps is not None:
+                live = [s for s in live if s.app_id in apps]
+            busy = self.busy()
+            idle = [s for s in live if s.manifest not in busy]
+            self._query_problems = tuple(await self._rt.executor.refresh(idle))
+        except StoreError as exc:
+            self._health.store_failed()
+            log.error("reconcile.refresh_failed", trigger=trigger, error=str(exc))
+            return
+        except Exception:
+            log.exception("reconcile.refresh_failed", trigger=trigger)
+            return
+        self.request(trigger)
+
+    @staticmethod
+    def _mine(sessions: list[SessionRecord], owned: frozenset[str] | None) -> list[SessionRecord]:
+        """The sessions of the App IDs this replica owns."""
+        return sessions if owned is None else [s for s in sessions if s.app_id in owned]
+
+    def _observe(self, trigger: str, started: float, *, ok: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_pass(trigger, time.monotonic() - started, ok)

@@ -1,0 +1,162 @@
+"""Every task the daemon starts has one owner, in-process against the emulator.
+
+Covers: a shutdown that lands mid-launch (the first pass's start held by the
+emulator for longer than the drain timeout) returns within the drain timeout, and
+after it no task of the daemon is left (its registry is empty and no coroutine of
+the daemon, the reconciler or APScheduler still runs); the held call's intent stays
+in the store for the next start. A plan whose groups cannot be prepared (a session
+the store does not have) raises before any task exists. The daemon's timers run as
+registry tasks and are gone after shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import Config
+from orchestrator.daemon.notify import Notifier
+from orchestrator.daemon.service import Daemon
+from orchestrator.reconcile.plan import Plan, Stop
+from orchestrator.runtime import Hooks, Runtime, open_runtime
+from orchestrator.state import Intent, Phase, StoreError
+from tests.integration.conftest import FAST_RETRY, EmulatorHandle
+
+MANIFEST = textwrap.dedent(
+    """\
+    name: lobby
+    app: main
+    channel: lobby
+    uid: 101
+    mode: mix
+    schedule: always
+    recording: {channelType: live, streams: audio+video, maxIdleTime: 300}
+    storage: {vendor: aws-s3, region: us-east-1, bucket: rec,
+              accessKey: {env: T_S3_KEY}, secretKey: {env: T_S3_SECRET}}
+    """
+)
+DRAIN = 1.0
+
+
+@pytest.fixture
+async def runtime(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Runtime]:
+    monkeypatch.setenv("T_S3_KEY", "key-value")
+    monkeypatch.setenv("T_S3_SECRET", "secret-value")
+    (tmp_path / "recordings.d").mkdir()
+    (tmp_path / "recordings.d" / "lobby.yaml").write_text(MANIFEST, encoding="utf-8")
+    (tmp_path / "cid").write_text(emulator.customer_id, encoding="utf-8")
+    (tmp_path / "cs").write_text(emulator.customer_secret, encoding="utf-8")
+    config = Config.model_validate(
+        {
+            "apps": {
+                "main": {
+                    "appId": emulator.app_id,
+                    "customerId": {"file": str(tmp_path / "cid")},
+                    "customerSecret": {"file": str(tmp_path / "cs")},
+                    "baseUrl": emulator.base_url,
+                }
+            },
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+            "manifests": {"dir": str(tmp_path / "recordings.d"), "watch": False},
+            "metrics": {"address": None},
+            "shutdown": {"drainTimeout": f"{int(DRAIN * 1000)}ms"},
+        }
+    )
+    async with open_runtime(
+        config, holder="test", hooks=Hooks(retry=FAST_RETRY), create=True
+    ) as rt:
+        yield rt
+
+
+def _ours(task: asyncio.Task[object]) -> bool:
+    """A task running code of the daemon, the reconciler or APScheduler."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    path = code.co_filename if code is not None else ""
+    return any(
+        part in path for part in ("orchestrator/daemon", "orchestrator/reconcile", "apscheduler")
+    )
+
+
+async def _wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def _serving(runtime: Runtime) -> AsyncIterator[tuple[Daemon, asyncio.Task[int]]]:
+    """The daemon running in this loop; always shut down, and awaited, at the end."""
+    daemon = Daemon(runtime, manifests=runtime.config.manifests.dir, notifier=Notifier(None))
+    running = asyncio.create_task(daemon.run())
+    try:
+        yield daemon, running
+    finally:
+        daemon.shutdown("test over")
+        await asyncio.wait_for(asyncio.shield(running), 30)
+
+
+async def test_a_shutdown_mid_launch_leaves_no_task_behind(
+    runtime: Runtime, emulator: EmulatorHandle
+) -> None:
+    # The start takes effect at once and its answer is held far past the drain timeout.
+    emulator.emu.fail_next("start", "hold", seconds=8)
+    before = {t for t in asyncio.all_tasks() if _ours(t)}
+    async with _serving(runtime) as (daemon, running):
+
+        async def sent() -> bool:  # the first pass is mid-launch: its start is out
+            live = await runtime.store.live_sessions()
+            out = [s for s in live if s.phase is Phase.STARTING and s.intent is Intent.START]
+            return bool(out) and daemon.tasks.running("actions", "lobby")
+
+        await _wait_for(sent)
+        began = time.monotonic()
+        daemon.shutdown("test")
+        assert await asyncio.wait_for(asyncio.shield(running), 30) == 0
+        took = time.monotonic() - began
+    assert took < DRAIN + 5  # bounded by the drain timeout, not by the held call
+    assert len(daemon.tasks) == 0
+    left = {t for t in asyncio.all_tasks() if _ours(t) and not t.done()} - before
+    assert left == set()
+    # Nothing wrote an outcome: the intent stays for the next start to resume.
+    (session,) = await runtime.store.live_sessions()
+    assert session.intent is Intent.START and session.phase is Phase.STARTING
+
+
+async def test_a_plan_that_cannot_be_prepared_starts_nothing(runtime: Runtime) -> None:
+    before = set(asyncio.all_tasks())
+    with pytest.raises(StoreError):
+        await runtime.executor.prepare(Plan((Stop("lobby", "window over", 999),)), {})
+    assert set(asyncio.all_tasks()) == before
+
+
+async def test_timers_are_registry_tasks_and_end_with_the_daemon(
+    runtime: Runtime, emulator: EmulatorHandle
+) -> None:
+    async with _serving(runtime) as (daemon, running):
+
+        async def ready() -> bool:
+            return daemon.readiness().ready
+
+        await _wait_for(ready)
+        passes = daemon.tasks.spawned["finish"]
+        # A wake-up 50 ms from now: APScheduler's run of it is a registry task.
+        daemon.request_wake(runtime.clock() + timedelta(milliseconds=50))
+
+        async def woke() -> bool:
+            return daemon.tasks.spawned["finish"] > passes
+
+        await _wait_for(woke)
+        assert daemon.tasks.spawned["timer"] >= 1
+    assert running.result() == 0
+    assert len(daemon.tasks) == 0
+    assert not [t for t in asyncio.all_tasks() if _ours(t) and not t.done()]
