@@ -374,6 +374,15 @@ class RetrySection(Backoff):
     attempts: Annotated[int, Field(ge=1, le=20)] = 6
     initial: Duration = timedelta(milliseconds=100)
     max: Duration = timedelta(seconds=4)
+    # One call, its attempts and the waits between them, ends within this (a wait for
+    # a rate-limit slot comes on top): a server that drips its answers cannot hold a
+    # call for attempts x the 30 s per-attempt deadline.
+    total: Duration = timedelta(seconds=60)
+
+    @field_validator("total")
+    @classmethod
+    def _total_positive(cls, value: timedelta) -> timedelta:
+        return _positive(value)
 
 
 class ShutdownSection(_Section):

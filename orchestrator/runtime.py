@@ -101,6 +101,7 @@ def retry_policy(config: Config) -> RetryPolicy:
         max_attempts=retry.attempts,
         base_delay=retry.initial.total_seconds(),
         max_delay=retry.max.total_seconds(),
+        total=retry.total.total_seconds(),
     )
 
 
