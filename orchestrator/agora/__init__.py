@@ -5,7 +5,7 @@ emulator of the API is its own package above this one (`orchestrator.emulator`,
 aiohttp in the optional extra `emulator`); nothing here imports it.
 """
 
-from orchestrator.agora.client import AgoraClient, RateLimiter, RetryPolicy
+from orchestrator.agora.client import AgoraClient
 from orchestrator.agora.errors import (
     AgoraError,
     AlreadyStartedError,
@@ -23,6 +23,7 @@ from orchestrator.agora.errors import (
     StopAlreadyEndedError,
     error_from_response,
 )
+from orchestrator.agora.pacing import RateLimiter, RetryPolicy
 from orchestrator.agora.wire import QueryResponse, StopResponse
 
 __all__ = [

@@ -26,7 +26,7 @@ def echo_error(problem: object) -> None:
 
 def _register() -> None:
     # Imported for their side effect of adding commands to `cli`.
-    from orchestrator.cli import emulator, manifests, reconcile, run  # noqa: F401
+    from orchestrator.cli import emulator, manifests, plan, reconcile, run, status  # noqa: F401
 
 
 def main() -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator.cli import cli
+from orchestrator.cli.options import as_of, at_option
 
 if TYPE_CHECKING:
     from orchestrator.manifest.diagnostics import Diagnostic
@@ -31,19 +32,7 @@ _PATHS = click.argument(
     # readable=False: a path that cannot be read is the loader's positioned error (exit 1)
     type=click.Path(exists=True, readable=False, path_type=Path),
 )
-_AT = click.option(
-    "--at",
-    "at",
-    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
-    default=None,
-    help="Search schedule clashes from this instant (default: now; naive means UTC).",
-)
-
-
-def _now(at: datetime | None) -> datetime:
-    if at is None:
-        return datetime.now(UTC)
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+_AT = at_option("Search schedule clashes from this instant")
 
 
 def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResult:
@@ -51,7 +40,7 @@ def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResul
 
     # No config here, so no App IDs: two manifests clash when they name the same profile
     # (`plan`, `apply` and the daemon key the check on App IDs).
-    result = load_manifests(list(paths), strict=strict, now=_now(at), app_ids=None)
+    result = load_manifests(list(paths), strict=strict, now=as_of(at), app_ids=None)
     if not result.files and not result.diagnostics:
         shown = ", ".join(str(p) for p in paths)
         raise click.UsageError(f"no manifest files (*.yaml, *.yml) found in {shown}")
@@ -229,7 +218,7 @@ def show(paths: tuple[Path, ...], fmt: str, strict: bool, at: datetime | None) -
     if result.failed_files:
         click.echo(_summary(result), err=True)
         sys.exit(1)
-    now = _now(at)
+    now = as_of(at)
     described = [_described(item, now) for item in result.manifests]
     if fmt == "json":
         click.echo(json.dumps(described, indent=2))

@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 
 from orchestrator.cli import cli, echo_error
-from orchestrator.cli.reconcile import _CONFIG, _MANIFESTS, _STATE, STORE_BUSY
+from orchestrator.cli.context import STORE_BUSY
+from orchestrator.cli.options import sources
 
 
 @cli.command("run")
-@_CONFIG
-@_MANIFESTS
-@_STATE
+@sources
 def run_command(
     config_path: Path | None, manifests_dir: Path | None, state_url: str | None
 ) -> None:

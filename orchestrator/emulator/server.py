@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -502,17 +502,8 @@ class Emulator:
         return web.json_response(self._faults_json())
 
     def _faults_json(self) -> dict[str, Any]:
-        f = self.faults
-        return {
-            "error_rate": f.error_rate,
-            "error_status": f.error_status,
-            "code65_rate": f.code65_rate,
-            "lost_rate": f.lost_rate,
-            "latency": list(f.latency),
-            "seed": f.seed,
-            "endpoints": list(f.endpoints),
-            "next": [vars(n) for n in self.next_faults],
-        }
+        # Every field of the settings, as PUT takes them back (tuples answer as arrays).
+        return {**asdict(self.faults), "next": [vars(n) for n in self.next_faults]}
 
     async def _c_clock(self, request: web.Request) -> web.StreamResponse:
         if request.method == "POST":

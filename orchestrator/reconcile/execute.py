@@ -7,7 +7,8 @@ different manifests run concurrently (bounded), actions of one manifest in
 order. Manifests wait for nothing but each other's stops on the same target
 (app, channel, uid), so that a renamed manifest's new session does not meet its
 old one (code 53): a failing or retrying manifest never delays the others.
-Queries have their own bound, so a resync never holds back an action.
+Queries have their own bound, so a resync never holds back an action (the queries
+themselves are refresh.py's: `Executor.refresh` hands them over).
 
 This module never translates a manifest: a desired recording carries its typed
 requests (`orchestrator.reconcile.translate`), and the executor sends them as
@@ -17,9 +18,8 @@ they are, resolving the start's secrets just before it acquires.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, assert_never
@@ -40,7 +40,6 @@ from orchestrator.agora.errors import (
     ResourceExpiredError,
     SessionUnknownError,
 )
-from orchestrator.contract import exit_description
 from orchestrator.reconcile.plan import (
     END_CONFLICT,
     END_STOPPED,
@@ -55,6 +54,13 @@ from orchestrator.reconcile.plan import (
     Update,
     UpdateLayout,
     action_session,
+)
+from orchestrator.reconcile.refresh import (
+    address,
+    file_list,
+    mark_unrecognised,
+    refresh_sessions,
+    report_unmanageable,
 )
 from orchestrator.reconcile.translate import stop_request
 from orchestrator.schedule import Window
@@ -74,12 +80,7 @@ from orchestrator.state import (
 
 log = structlog.get_logger("orchestrator.reconcile")
 
-_T = TypeVar("_T")
-
 SecretResolver = Callable[[SecretRef], str]
-
-# The phases a query's answer may be written in (see `Executor.refresh`).
-_QUERIED = (Phase.RUNNING, Phase.UPDATING)
 
 
 @dataclass(frozen=True)
@@ -158,139 +159,21 @@ class Executor:
     def draining(self) -> bool:
         return self._draining
 
+    async def refresh(self, sessions: Sequence[SessionRecord]) -> list[str]:
+        """Query every running session; record the ones that ended and why (refresh.py).
+
+        Returns what could not be queried (one line per session): nothing is
+        concluded about those, and the caller reports them.
+        """
+        return await refresh_sessions(
+            self._store, self._clients, sessions, now=self._now, limit=self._query_limit
+        )
+
     def _client(self, app: str) -> AgoraClient:
         try:
             return self._clients[app]
         except KeyError:
             raise _ActionFailed(f"no client for app profile {app!r}") from None
-
-    # -- refresh -------------------------------------------------------------------
-
-    async def refresh(self, sessions: Sequence[SessionRecord]) -> list[str]:
-        """Query every running session; record the ones that ended and why.
-
-        Returns what could not be queried (one line per session): nothing is
-        concluded about those, and the caller reports them.
-        """
-        running = [s for s in sessions if s.phase in _QUERIED and s.sid and s.resource_id]
-        outcomes = await asyncio.gather(
-            *(
-                self._bounded(functools.partial(self._refresh_one, s), self._query_limit)
-                for s in running
-            )
-        )
-        return [problem for problem in outcomes if problem is not None]
-
-    async def _bounded(
-        self, work: Callable[[], Awaitable[_T]], limit: asyncio.Semaphore | None = None
-    ) -> _T:
-        """`work()` under the bound: its coroutine is made once the slot is taken, so a
-        waiter that is cancelled leaves no coroutine behind that never ran."""
-        async with limit or self._limit:
-            return await work()
-
-    async def _refresh_one(self, session: SessionRecord) -> str | None:
-        try:
-            return await self._query_one(session)
-        except StoreFencedError:
-            # Another replica owns the App ID now: what it learns is its to record.
-            log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
-            return None
-
-    async def _query_one(self, session: SessionRecord) -> str | None:
-        assert session.sid is not None and session.resource_id is not None
-        try:
-            client = self._client(session.app)
-            answer = await client.query(
-                session.app_id,
-                session.resource_id,
-                session.sid,
-                session.mode,
-                channel=session.channel,
-                uid=session.uid,
-            )
-        except NotFoundError:
-            ended = await self._store.update_session_if(
-                session.id,
-                _QUERIED,
-                phase=Phase.ENDED,
-                ended_at=self._now(),
-                last_query_at=self._now(),
-                end_reason="exited: query answered 404 (idle exit, expired, or stopped elsewhere)",
-                end_kind=EndKind.EXITED,
-                intent=None,
-                intent_at=None,
-                error=None,
-            )
-            if ended is not None:
-                log.info(
-                    "session.exited", manifest=session.manifest, session_id=session.id, status=404
-                )
-            return None
-        except SessionUnknownError as exc:
-            await self._unrecognised(session, exc, _QUERIED)
-            return None
-        except (AgoraError, _ActionFailed) as exc:
-            log.warning(
-                "session.query_failed",
-                manifest=session.manifest,
-                session_id=session.id,
-                error=str(exc),
-            )
-            return f"{session.manifest}: query of session {session.id} failed: {exc}"
-        server = answer.serverResponse
-        status = server.status
-        file_list = _file_list(server.fileList)
-        values: SessionFields = {"last_query_at": self._now(), "last_status": status}
-        if file_list is not None:
-            values["file_list"] = file_list
-        exited = exit_description(status)
-        if exited is not None:
-            values["phase"] = Phase.ENDED
-            values["ended_at"] = self._now()
-            values["end_reason"] = f"exited: {exited}"
-            values["end_kind"] = EndKind.EXITED
-        # Only while nothing else moved the session on meanwhile (a stop sent while the
-        # query was out keeps its own outcome).
-        written = await self._store.update_session_if(session.id, _QUERIED, **values)
-        if exited is not None and written is not None:
-            log.info(
-                "session.exited", manifest=session.manifest, session_id=session.id, status=status
-            )
-        elif written is not None and status != session.last_status:
-            # A query that changes nothing is quiet (its api.call is a debug line).
-            log.info(
-                "session.status",
-                manifest=session.manifest,
-                session_id=session.id,
-                status=status,
-                previous=session.last_status,
-            )
-        return None
-
-    async def _unrecognised(
-        self, session: SessionRecord, exc: SessionUnknownError, phases: Sequence[Phase]
-    ) -> None:
-        """The API no longer recognises the session's resource ID or sid (1001, 1003):
-        nothing can query or stop it, and whether it still records is unknown. It is
-        kept as unmanageable: counted as recording, a fresh start is tried with backoff
-        while it is wanted (53 means it still records; a success supersedes it), and an
-        operator closes the record once it has ended (`apply --forget-unmanageable`)."""
-        why = (
-            f"the API no longer recognises this session ({exc.endpoint} answered code "
-            f"{exc.code}): it cannot be queried or stopped"
-        )
-        written = await self._store.update_session_if(
-            session.id,
-            phases,
-            phase=Phase.UNMANAGEABLE,
-            intent=None,
-            intent_at=None,
-            last_query_at=self._now(),
-            error=why,
-        )
-        if written is not None:
-            _report_unmanageable("session.unrecognised", session, why, code=exc.code)
 
     # -- execute -------------------------------------------------------------------
 
@@ -345,7 +228,10 @@ class Executor:
         have finished, under the concurrency bound."""
         if after:
             await asyncio.wait(after)
-        return await self._bounded(functools.partial(self._run_group, list(group.actions)))
+        async with self._limit:
+            # Made once the slot is taken: a waiter cancelled here leaves no coroutine
+            # behind that never ran.
+            return await self._run_group(list(group.actions))
 
     async def _run_group(self, actions: list[Action]) -> list[ActionResult]:
         results = []
@@ -556,12 +442,11 @@ class Executor:
         )
         previous = await self._unmanageable_for_target(session)
         if previous is not None:
-            await self._store.record_outcome(
-                previous.id,
-                phase=Phase.ENDED,
-                ended_at=self._now(),
-                end_reason=f"exited: superseded by session {session.id} (no longer recording)",
-                end_kind=EndKind.EXITED,
+            await self._end(
+                previous,
+                Phase.ENDED,
+                EndKind.EXITED,
+                f"exited: superseded by session {session.id} (no longer recording)",
             )
         return session
 
@@ -571,7 +456,7 @@ class Executor:
 
     async def _unmanageable(self, session: SessionRecord, why: str) -> None:
         await self._store.record_outcome(session.id, phase=Phase.UNMANAGEABLE, error=why)
-        _report_unmanageable("session.unmanageable", session, why)
+        report_unmanageable("session.unmanageable", session, why)
 
     async def _fail(
         self,
@@ -583,16 +468,21 @@ class Executor:
         kind: EndKind = EndKind.FAILED,
     ) -> None:
         """End a session that never recorded; `permanent` also holds the manifest's spec."""
-        await self._store.record_outcome(
-            session.id, phase=Phase.FAILED, ended_at=self._now(), end_reason=reason, end_kind=kind
-        )
+        await self._end(session, Phase.FAILED, kind, reason)
         if permanent and d is not None:
             await self._fail_spec(d, reason)
+
+    async def _end(self, session: SessionRecord, phase: Phase, kind: EndKind, reason: str) -> None:
+        """Record that `session` is over (`phase`: ended or failed), how and why, as of now."""
+        await self._store.record_outcome(
+            session.id, phase=phase, ended_at=self._now(), end_reason=reason, end_kind=kind
+        )
 
     # -- stop ------------------------------------------------------------------------
 
     async def _stop(self, session: SessionRecord, reason: str) -> str:
-        if session.phase is Phase.UNMANAGEABLE or not session.sid or not session.resource_id:
+        where = address(session)
+        if session.phase is Phase.UNMANAGEABLE or where is None:
             raise _ActionFailed(f"session {session.id} has no sid: cannot stop it")
         client = self._client(session.app)
         # The reason is stored with the intent, so that a resumed stop keeps it.
@@ -605,19 +495,13 @@ class Executor:
             "end_kind": EndKind.STOPPED,
         }
         try:
-            answer = await client.stop(
-                session.app_id,
-                session.resource_id,
-                session.sid,
-                session.mode,
-                stop_request(session.channel, session.uid),
-            )
+            answer = await client.stop(*where, stop_request(session.channel, session.uid))
         except NoFilesError:
             values["end_reason"] = f"{reason} (no files: nobody sent streams)"
         except NotFoundError as exc:  # 404, or 49: already stopped
             values["end_reason"] = f"{reason} (already ended: {exc.code or exc.status})"
         except SessionUnknownError as exc:
-            await self._unrecognised(session, exc, (Phase.STOPPING,))
+            await mark_unrecognised(self._store, session, exc, (Phase.STOPPING,), now=self._now())
             raise _ActionFailed(f"stop: {exc}: marked unmanageable") from None
         except AgoraError as exc:
             await self._store.update_session(session.id, error=f"stop: {exc}")
@@ -626,47 +510,36 @@ class Executor:
             server = answer.serverResponse
             values["end_reason"] = reason
             values["uploading_status"] = server.uploadingStatus
-            file_list = _file_list(server.fileList)
-            if file_list is not None:
-                values["file_list"] = file_list
+            files = file_list(server.fileList)
+            if files is not None:
+                values["file_list"] = files
         await self._store.record_outcome(session.id, **values)
         return str(values["end_reason"])
 
     # -- update ----------------------------------------------------------------------
 
     async def _update(self, session: SessionRecord, d: DesiredRecording, *, layout: bool) -> None:
-        assert session.sid is not None and session.resource_id is not None
+        where = address(session)
+        if where is None:
+            raise _ActionFailed(f"session {session.id} has no sid: cannot update it")
         client = self._client(session.app)
         intent = Intent.UPDATE_LAYOUT if layout else Intent.UPDATE
         await self._store.record_intent(session.id, intent, phase=Phase.UPDATING)
         try:
             if not layout:
-                await client.update(
-                    session.app_id,
-                    session.resource_id,
-                    session.sid,
-                    session.mode,
-                    d.requests.update,
-                )
+                await client.update(*where, d.requests.update)
             elif d.requests.update_layout is not None:
-                await client.update_layout(
-                    session.app_id,
-                    session.resource_id,
-                    session.sid,
-                    session.mode,
-                    d.requests.update_layout,
-                )
+                await client.update_layout(*where, d.requests.update_layout)
         except NotFoundError as exc:
-            await self._store.record_outcome(
-                session.id,
-                phase=Phase.ENDED,
-                ended_at=self._now(),
-                end_reason=f"exited: {intent} answered {exc.status} (the recording had ended)",
-                end_kind=EndKind.EXITED,
+            await self._end(
+                session,
+                Phase.ENDED,
+                EndKind.EXITED,
+                f"exited: {intent} answered {exc.status} (the recording had ended)",
             )
             raise _ActionFailed(f"{intent}: the recording had ended") from None
         except SessionUnknownError as exc:
-            await self._unrecognised(session, exc, (Phase.UPDATING,))
+            await mark_unrecognised(self._store, session, exc, (Phase.UPDATING,), now=self._now())
             raise _ActionFailed(f"{intent}: {exc}: marked unmanageable") from None
         except AgoraError as exc:
             await self._store.record_outcome(
@@ -706,12 +579,11 @@ class Executor:
         if session.intent is Intent.ACQUIRE or session.resource_id is None:
             # Nothing can have started without a resource ID we know; an orphan
             # resource ID expires by itself after five minutes.
-            await self._store.record_outcome(
-                session.id,
-                phase=Phase.FAILED,
-                ended_at=self._now(),
-                end_reason=f"{END_STOPPED}: interrupted during acquire, abandoned",
-                end_kind=EndKind.STOPPED,
+            await self._end(
+                session,
+                Phase.FAILED,
+                EndKind.STOPPED,
+                f"{END_STOPPED}: interrupted during acquire, abandoned",
             )
             if d is not None and window is not None:
                 new = await self._start(d, window, 0)
@@ -729,12 +601,11 @@ class Executor:
         try:
             started = await self._send_start(session, d, client, start, ambiguous=True)
         except ResourceExpiredError:
-            await self._store.record_outcome(
-                session.id,
-                phase=Phase.FAILED,
-                ended_at=self._now(),
-                end_reason=f"{END_STOPPED}: interrupted start never took effect (433)",
-                end_kind=EndKind.STOPPED,
+            await self._end(
+                session,
+                Phase.FAILED,
+                EndKind.STOPPED,
+                f"{END_STOPPED}: interrupted start never took effect (433)",
             )
             if window is None:
                 return "interrupted start had not taken effect"
@@ -743,19 +614,6 @@ class Executor:
         if window is None:
             return await self._stop(started, f"{END_STOPPED}: resumed start no longer wanted")
         return f"resumed start: sid {started.sid}"
-
-
-def _report_unmanageable(event: str, session: SessionRecord, why: str, **extra: Any) -> None:
-    """One error line for a session that cannot be queried or stopped any more."""
-    log.error(
-        event,
-        manifest=session.manifest,
-        session_id=session.id,
-        channel=session.channel,
-        uid=session.uid,
-        detail=why,
-        **extra,
-    )
 
 
 def _held(exc: AgoraError, d: DesiredRecording) -> bool:
@@ -768,10 +626,3 @@ def _held(exc: AgoraError, d: DesiredRecording) -> bool:
         log.error("app.failed", app=d.app, app_id=d.app_id, manifest=d.name, error=str(exc))
         return False
     return isinstance(exc, PermanentError)
-
-
-def _file_list(files: str | list[wire.FileInfo] | None) -> Any:
-    """A query or stop answer's file list as JSON-ready data (None when absent)."""
-    if files is None or isinstance(files, str):
-        return files
-    return [f.model_dump(exclude_none=True) for f in files]

@@ -5,11 +5,18 @@ queries.py; store.py (SQLite) and postgres.py (PostgreSQL) say how each database
 opens, runs a statement and recovers; ownership.py splits App IDs among
 PostgreSQL replicas; errors.py is everything a store raises."""
 
+from orchestrator.state.columns import session_summary
 from orchestrator.state.connect import connect_store, is_postgres, opened_store, ownership_for
 from orchestrator.state.errors import (
     SessionNotFoundError,
+    StoreAccessError,
+    StoreBusyError,
     StoreConflictError,
+    StoreCorruptError,
+    StoreError,
     StoreFencedError,
+    StoreLockedError,
+    StoreMissingError,
     StoreUnavailableError,
 )
 from orchestrator.state.model import (
@@ -23,18 +30,7 @@ from orchestrator.state.model import (
     SessionRecord,
 )
 from orchestrator.state.protocol import Ownership, SessionFields, Store
-from orchestrator.state.store import (
-    DEFAULT_BUSY_TIMEOUT,
-    SqliteStore,
-    StoreAccessError,
-    StoreBusyError,
-    StoreCorruptError,
-    StoreError,
-    StoreLockedError,
-    StoreMissingError,
-    open_store,
-    session_summary,
-)
+from orchestrator.state.store import DEFAULT_BUSY_TIMEOUT, SqliteStore, open_store
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",

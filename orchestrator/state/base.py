@@ -24,13 +24,13 @@ Must never: run a statement itself (only through the store's runner), build SQL
 from __future__ import annotations
 
 import functools
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
+from orchestrator.aio import AsyncClosing
 from orchestrator.state.columns import (
     STATE_COLUMNS,
     Codec,
@@ -112,7 +112,7 @@ def upgrade(
     return [*steps, (queries.clear_version, None), (queries.set_version, (latest,))]
 
 
-class SqlStore(ABC):
+class SqlStore(AsyncClosing):
     """The `Store` protocol over one SQL dialect.
 
     A store supplies `location`, `aclose()`, `restore_if_removed()`, `app_owners()`,
@@ -156,17 +156,6 @@ class SqlStore(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Close the store. Idempotent; completes even if the caller is cancelled."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _require_open(self) -> None:
         if self._closed:

@@ -93,40 +93,41 @@ class StoreBusyError(StoreError):
         self.host = host
         self.since = since
         self.command = command
-        who = f'"{command}"' if command else "another process"
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        who = f'"{self.command}"' if self.command else "another process"
         details = []
-        if pid is not None:
-            details.append(f"pid {pid}")
-        if host:
-            details.append(f"on {host}")
-        if since is not None:
-            details.append(f"since {since.isoformat()}")
+        if self.pid is not None:
+            details.append(f"pid {self.pid}")
+        if self.host:
+            details.append(f"on {self.host}")
+        if self.since is not None:
+            details.append(f"since {self.since.isoformat()}")
         if details:
             who += f" ({' '.join(details)})"
-        super().__init__(
-            f"state store {path} is in use by {who}; "
+        return (
+            f"state store {self.path} is in use by {who}; "
             "only one process may write to a store at a time"
         )
 
 
 class StoreLockedError(StoreBusyError):
     """A process that does not hold our writer lock (a `sqlite3` shell, a backup
-    tool) holds an SQLite lock on the database longer than the busy timeout."""
+    tool) holds an SQLite lock on the database longer than the busy timeout. Who it
+    is, is unknown (the holder's attributes are None)."""
 
     def __init__(self, path: Path, detail: str, busy_timeout: float) -> None:
-        StoreError.__init__(
-            self,
-            f"state store {path} is locked by another process (not an orchestrator holding "
-            f"the writer lock): {detail} after waiting {busy_timeout:g} s; find it with "
-            f"`fuser {path}` and end it (then retry)",
-        )
-        self.path = path
-        self.pid = None
-        self.host = None
-        self.since = None
-        self.command = None
         self.detail = detail
         self.busy_timeout = busy_timeout
+        super().__init__(path)
+
+    def _message(self) -> str:
+        return (
+            f"state store {self.path} is locked by another process (not an orchestrator "
+            f"holding the writer lock): {self.detail} after waiting {self.busy_timeout:g} s; "
+            f"find it with `fuser {self.path}` and end it (then retry)"
+        )
 
 
 class StoreUnavailableError(StoreError):

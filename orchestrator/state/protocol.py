@@ -4,7 +4,8 @@ Two stores keep it, with one implementation of its methods (base.py) over their 
 SQL dialects: `SqliteStore` (store.py: one file, one writer process) and
 `PostgresStore` (postgres.py: several replicas). Both pass the same contract test
 suite (tests/contract). Writes name their fields: `SessionFields` lists every
-column a caller may write, with its type, so that mypy checks every write.
+column a caller may write, with its type, so that mypy checks every write; at import
+it is checked to be `SessionRecord`'s fields but `id` and `created_at`.
 
 Everything a store raises is a StoreError (errors.py): a session id the store does
 not hold is SessionNotFoundError, never a bare KeyError.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, Protocol, TypedDict, Unpack, get_type_hints
 
 from orchestrator.state.model import (
     AppOwner,
@@ -59,6 +60,20 @@ class SessionFields(TypedDict, total=False):
     intent: Intent | None
     intent_at: datetime | None
     error: str | None
+
+
+def _check_session_fields() -> None:
+    """Python cannot derive a TypedDict from a dataclass, so the two lists are checked
+    against each other at import: `SessionFields` is `SessionRecord` but `id` and
+    `created_at`, field for field and type for type, so that mypy holds every write
+    to what a read returns."""
+    readable = get_type_hints(SessionRecord)
+    writable = {name: hint for name, hint in readable.items() if name not in ("id", "created_at")}
+    if get_type_hints(SessionFields) != writable:
+        raise AssertionError("SessionFields must be SessionRecord's fields but id and created_at")
+
+
+_check_session_fields()
 
 
 class Store(Protocol):

@@ -1,0 +1,260 @@
+"""`plan`: what a pass would do now (or `--at`), what it holds back and why, and the
+coming timeline.
+
+Exit 0; with `--detailed-exitcode`: 0 nothing to do, 2 changes; 1 on errors (a
+manifest that does not load, a config or store that cannot be read), 3 when another
+process holds the store. `--offline` needs no credentials and sends nothing: the
+store alone is "actual", read without a lock.
+
+It must never act: a plan with a store writer queries the live sessions, and
+nothing more is sent. Output goes to stdout; structured logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from orchestrator.cli import cli
+from orchestrator.cli.context import (
+    Busy,
+    Context,
+    Failure,
+    Unreachable,
+    claim,
+    errors,
+    fail,
+    general,
+    load_context,
+    load_desired,
+    note,
+    open_reader,
+    writer,
+    writer_desired,
+)
+from orchestrator.cli.options import FORMAT, as_of, at_option, sources
+
+if TYPE_CHECKING:
+    from orchestrator.manifest.diagnostics import Diagnostic
+    from orchestrator.reconcile.plan import Action, ActualState, Plan
+    from orchestrator.reconcile.reconciler import Desired
+
+
+@cli.command("plan")
+@sources
+@at_option("Plan as of this instant")
+@click.option("--horizon", default="24h", show_default=True, help="How far the timeline reaches.")
+@FORMAT
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when there are actions to take, 0 when none."
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Use the state store alone: no credentials, no API call (for CI).",
+)
+def plan_command(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    at: datetime | None,
+    horizon: str,
+    fmt: str,
+    detailed_exitcode: bool,
+    offline: bool,
+) -> None:
+    """Show what a reconcile would do now, and the coming starts and stops."""
+    span = _parse_duration(horizon)
+    try:
+        code, changes = asyncio.run(
+            _plan(config_path, manifests_dir, state_url, as_of(at), span, fmt, offline)
+        )
+    except (Failure, Busy) as exc:
+        fail(exc)
+        return
+    if code == 0 and detailed_exitcode and changes:
+        code = 2
+    sys.exit(code)
+
+
+def _parse_duration(value: str) -> timedelta:
+    from orchestrator.manifest.model import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+async def _plan(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    now: datetime,
+    horizon: timedelta,
+    fmt: str,
+    offline: bool,
+) -> tuple[int, bool]:
+    """(exit code, whether the plan has actions)."""
+    from orchestrator.reconcile.plan import ActualState, plan
+    from orchestrator.reconcile.timeline import lanes
+    from orchestrator.runtime import plan_policy
+
+    ctx = load_context(config_path, manifests_dir, state_url)
+    if offline and _missing_store(ctx.state_url):
+        # CI has no store: plan from an empty state, and create nothing.
+        desired, problems = load_desired(ctx, now, {})
+        problems.append(note(f"no state store at {ctx.state_url}: planned from an empty state"))
+        actual = ActualState(invalid_files=desired.invalid_files)
+    else:
+        try:
+            desired, problems, actual = await _observe_for_plan(ctx, now, offline)
+        except Unreachable as exc:  # offline: no store needed, whatever the URL
+            desired, problems = load_desired(ctx, now, {})
+            problems.append(note(f"{exc}: planned from an empty state"))
+            actual = ActualState(invalid_files=desired.invalid_files)
+    the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
+    timeline = lanes(desired.recordings, now, horizon, the_plan)
+    problems.extend(map(general, actual.problems))
+    problems.extend(
+        general(f"{n.manifest}: held ({n.kind.value}): {n.message}") for n in the_plan.blocked
+    )
+    if fmt == "json":
+        click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
+    else:
+        click.echo(_plan_text(the_plan, timeline, problems, now, horizon))
+    # Changes: actions now, or a restart that waits its backoff (it will act by itself).
+    return (1 if errors(problems) else 0), not the_plan.empty or bool(the_plan.waiting)
+
+
+def _missing_store(url: str) -> bool:
+    from orchestrator.state import StoreError
+    from orchestrator.state.store import sqlite_path_from_url
+
+    try:
+        return not sqlite_path_from_url(url).exists()
+    except StoreError:
+        return False  # not a SQLite URL: opening it reports the problem
+
+
+async def _observe_for_plan(
+    ctx: Context, now: datetime, offline: bool
+) -> tuple[Desired, list[Diagnostic], ActualState]:
+    from orchestrator.reconcile.reconciler import observe
+
+    if offline:
+        # A reader: no lock, so it works beside a running daemon; it sends nothing.
+        async with open_reader(ctx.state_url, offline=True) as store:
+            desired, problems = load_desired(ctx, now, await store.known_good())
+            actual = await observe(store, desired.invalid_files, None, desired.unreadable)
+        return desired, problems, actual
+    async with writer(ctx, "plan") as runtime:
+        desired, problems = await writer_desired(ctx, runtime, now)
+        apps, notes = await claim(runtime)  # replicas: query only what we may
+        problems.extend(notes)
+        actual = await observe(
+            runtime.store, desired.invalid_files, runtime.executor, desired.unreadable, apps
+        )
+        if apps is not None:
+            recordings = tuple(d for d in desired.recordings if d.app_id in apps)
+            desired = dataclasses.replace(desired, recordings=recordings)
+    return desired, problems, actual
+
+
+def _action_json(a: Action) -> dict[str, Any]:
+    from orchestrator.reconcile.plan import action_session, action_window
+
+    window = action_window(a)
+    return {
+        "action": a.kind.value,
+        "manifest": a.manifest,
+        "reason": a.reason,
+        "session": action_session(a),
+        "window": [window.start.isoformat(), window.end.isoformat()] if window else None,
+    }
+
+
+def _plan_json(the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: datetime) -> Any:
+    return {
+        "at": now.isoformat(),
+        "actions": [_action_json(a) for a in the_plan.actions],
+        "notes": [
+            {
+                "kind": n.kind.value,
+                "manifest": n.manifest,
+                "message": n.message,
+                "session": n.session_id,
+                "until": n.until.isoformat() if n.until else None,
+            }
+            for n in the_plan.notes
+        ],
+        "timeline": [
+            {
+                "manifest": lane.manifest,
+                "suspended": lane.suspended,
+                "events": [{"at": t.isoformat(), "event": e} for t, e in lane.events()],
+                # The window open now is wanted but will not be recorded, and why.
+                "skipped": lane.skipped,
+                "waits_until": lane.waits_until.isoformat() if lane.waits_until else None,
+            }
+            for lane in timeline
+        ],
+        "problems": [p.text() for p in problems],
+    }
+
+
+def _plan_text(
+    the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: datetime, horizon: timedelta
+) -> str:
+    from orchestrator.reconcile.plan import action_session
+    from orchestrator.reconcile.timeline import describe_next, render
+
+    out = [f"Plan at {now.isoformat()}"]
+    faults = [p for p in problems if p.severity != "note"]
+    notes = [p for p in problems if p.severity == "note"]
+    if faults:
+        out.append("")
+        out.append("Problems (files that do not load keep their last known good version):")
+        out.extend(f"  {p.text()}" for p in faults)
+    if notes:
+        out.append("")
+        out.extend(p.text() for p in notes)
+    out.append("")
+    if the_plan.actions:
+        out.append(f"Actions ({len(the_plan.actions)}):")
+        for a in the_plan.actions:
+            session_id = action_session(a)
+            session = f" [session {session_id}]" if session_id else ""
+            out.append(f"  {a.kind.value:<12} {a.manifest}{session}: {a.reason}")
+    elif the_plan.waiting:
+        out.append(
+            "Actions: none now, but not everything is as desired: a restart waits its "
+            "backoff (see what is held back below)."
+        )
+    elif the_plan.blocked or any(p.severity != "note" for p in problems):
+        out.append(
+            "Actions: none, but not everything is as desired (see the problems above and "
+            "what is held back below)."
+        )
+    else:
+        out.append("Actions: none, everything is as desired.")
+    if the_plan.notes:
+        out.append("")
+        out.append("Held back:")
+        for n in the_plan.notes:
+            until = f" (until {n.until.isoformat()})" if n.until else ""
+            out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
+    out.append("")
+    out.append("Timeline:")
+    out.append(render(timeline, now, horizon))
+    out.append("")
+    for lane in timeline:
+        out.append(f"  {lane.manifest}: {describe_next(lane, now)}")
+    return "\n".join(out)

@@ -1,0 +1,224 @@
+"""The resync's queries: what Agora says about each live session, written to the store.
+
+`refresh_sessions` queries every running or updating session, under a bound the
+executor keeps for queries apart from its actions' (so that a resync never holds
+back an action), and records the ones that ended and why. A session whose resource
+ID or sid the API no longer recognises is kept as unmanageable (`mark_unrecognised`,
+which a stop or an update that meets the same answer uses too).
+
+It must never act on a recording (no start, stop or update), never overwrite what
+another writer recorded while a query was out (every write is conditional on the
+phase it read), and never conclude anything from a query that failed: those are
+returned for the caller to report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import structlog
+
+from orchestrator.agora import wire
+from orchestrator.agora.client import AgoraClient
+from orchestrator.agora.errors import AgoraError, NotFoundError, SessionUnknownError
+from orchestrator.contract import exit_description
+from orchestrator.state import (
+    EndKind,
+    Phase,
+    SessionFields,
+    SessionRecord,
+    Store,
+    StoreFencedError,
+)
+
+log = structlog.get_logger("orchestrator.reconcile")
+
+# The phases a query's answer may be written in.
+QUERIED = (Phase.RUNNING, Phase.UPDATING)
+
+
+class Address(NamedTuple):
+    """What names a started session in the API's paths, in the order the client's
+    session calls (query, update, update_layout, stop) take it."""
+
+    app_id: str
+    resource_id: str
+    sid: str
+    mode: str
+
+
+def address(session: SessionRecord) -> Address | None:
+    """The session's address; None until a start has given it a resource ID and a sid."""
+    if not session.resource_id or not session.sid:
+        return None
+    return Address(session.app_id, session.resource_id, session.sid, session.mode)
+
+
+async def refresh_sessions(
+    store: Store,
+    clients: Mapping[str, AgoraClient],
+    sessions: Sequence[SessionRecord],
+    *,
+    now: Callable[[], datetime],
+    limit: asyncio.Semaphore,
+) -> list[str]:
+    """Query every running session (at most `limit` at once) through the client of its
+    app profile; record the ones that ended and why.
+
+    Returns what could not be queried (one line per session): nothing is concluded
+    about those, and the caller reports them.
+    """
+    running = [
+        (s, where) for s in sessions if s.phase in QUERIED and (where := address(s)) is not None
+    ]
+    outcomes = await asyncio.gather(
+        *(_refresh_one(store, clients, s, where, now=now, limit=limit) for s, where in running)
+    )
+    return [problem for problem in outcomes if problem is not None]
+
+
+async def _refresh_one(
+    store: Store,
+    clients: Mapping[str, AgoraClient],
+    session: SessionRecord,
+    where: Address,
+    *,
+    now: Callable[[], datetime],
+    limit: asyncio.Semaphore,
+) -> str | None:
+    try:
+        async with limit:
+            return await _query_one(store, clients.get(session.app), session, where, now)
+    except StoreFencedError:
+        # Another replica owns the App ID now: what it learns is its to record.
+        log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
+        return None
+
+
+async def _query_one(
+    store: Store,
+    client: AgoraClient | None,
+    session: SessionRecord,
+    where: Address,
+    now: Callable[[], datetime],
+) -> str | None:
+    if client is None:
+        return _query_failed(session, f"no client for app profile {session.app!r}")
+    try:
+        answer = await client.query(*where, channel=session.channel, uid=session.uid)
+    except NotFoundError:
+        await _gone(store, session, now())
+        return None
+    except SessionUnknownError as exc:
+        await mark_unrecognised(store, session, exc, QUERIED, now=now())
+        return None
+    except AgoraError as exc:
+        return _query_failed(session, str(exc))
+    server = answer.serverResponse
+    status = server.status
+    values: SessionFields = {"last_query_at": now(), "last_status": status}
+    files = file_list(server.fileList)
+    if files is not None:
+        values["file_list"] = files
+    exited = exit_description(status)
+    if exited is not None:
+        values["phase"] = Phase.ENDED
+        values["ended_at"] = now()
+        values["end_reason"] = f"exited: {exited}"
+        values["end_kind"] = EndKind.EXITED
+    # Only while nothing else moved the session on meanwhile (a stop sent while the
+    # query was out keeps its own outcome).
+    written = await store.update_session_if(session.id, QUERIED, **values)
+    if exited is not None and written is not None:
+        log.info("session.exited", manifest=session.manifest, session_id=session.id, status=status)
+    elif written is not None and status != session.last_status:
+        # A query that changes nothing is quiet (its api.call is a debug line).
+        log.info(
+            "session.status",
+            manifest=session.manifest,
+            session_id=session.id,
+            status=status,
+            previous=session.last_status,
+        )
+    return None
+
+
+async def _gone(store: Store, session: SessionRecord, now: datetime) -> None:
+    """The query answered 404: the recording has ended (unless another writer moved
+    the session on meanwhile)."""
+    ended = await store.update_session_if(
+        session.id,
+        QUERIED,
+        phase=Phase.ENDED,
+        ended_at=now,
+        last_query_at=now,
+        end_reason="exited: query answered 404 (idle exit, expired, or stopped elsewhere)",
+        end_kind=EndKind.EXITED,
+        intent=None,
+        intent_at=None,
+        error=None,
+    )
+    if ended is not None:
+        log.info("session.exited", manifest=session.manifest, session_id=session.id, status=404)
+
+
+def _query_failed(session: SessionRecord, error: str) -> str:
+    """Log a query that failed; the line the caller reports about it."""
+    log.warning(
+        "session.query_failed", manifest=session.manifest, session_id=session.id, error=error
+    )
+    return f"{session.manifest}: query of session {session.id} failed: {error}"
+
+
+async def mark_unrecognised(
+    store: Store,
+    session: SessionRecord,
+    exc: SessionUnknownError,
+    phases: Sequence[Phase],
+    *,
+    now: datetime,
+) -> None:
+    """The API no longer recognises the session's resource ID or sid (1001, 1003):
+    nothing can query or stop it, and whether it still records is unknown. It is
+    kept as unmanageable: counted as recording, a fresh start is tried with backoff
+    while it is wanted (53 means it still records; a success supersedes it), and an
+    operator closes the record once it has ended (`apply --forget-unmanageable`).
+    Written only while the session is still in one of `phases`."""
+    why = (
+        f"the API no longer recognises this session ({exc.endpoint} answered code "
+        f"{exc.code}): it cannot be queried or stopped"
+    )
+    written = await store.update_session_if(
+        session.id,
+        phases,
+        phase=Phase.UNMANAGEABLE,
+        intent=None,
+        intent_at=None,
+        last_query_at=now,
+        error=why,
+    )
+    if written is not None:
+        report_unmanageable("session.unrecognised", session, why, code=exc.code)
+
+
+def report_unmanageable(event: str, session: SessionRecord, why: str, **extra: Any) -> None:
+    """One error line for a session that cannot be queried or stopped any more."""
+    log.error(
+        event,
+        manifest=session.manifest,
+        session_id=session.id,
+        channel=session.channel,
+        uid=session.uid,
+        detail=why,
+        **extra,
+    )
+
+
+def file_list(files: str | list[wire.FileInfo] | None) -> Any:
+    """A query or stop answer's file list as JSON-ready data (None when absent)."""
+    if files is None or isinstance(files, str):
+        return files
+    return [f.model_dump(exclude_none=True) for f in files]
