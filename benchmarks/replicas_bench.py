@@ -50,10 +50,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.harness import wait_until  # noqa: E402
 from tests.postgres import PostgresCluster, _server_os_user, find_bindir  # noqa: E402
 from tests.reliability.rig import (  # noqa: E402
     LISTENER_UID,
-    DaemonProcess,
+    Daemon,
     Rig,
     event_time,
     owned,
@@ -67,16 +68,7 @@ SEED = 20261128
 # -- helpers ----------------------------------------------------------------------------
 
 
-async def wait_until(predicate: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{what}: not within {within}s")
-
-
-def split(rig: Rig, daemons: list[DaemonProcess]) -> bool:
+def split(rig: Rig, daemons: list[Daemon]) -> bool:
     mine = [owned(d) for d in daemons]
     every = set().union(*mine)
     return every == set(rig.apps.values()) and sum(len(m) for m in mine) == len(every) and all(mine)
@@ -181,15 +173,13 @@ async def takeover(
         async def all_live() -> bool:
             return sum(1 for s in await rig.sessions() if s["ended_at"] is None) == 3
 
-        deadline = time.monotonic() + 60
-        while not await all_live():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the recordings did not start")
-            await asyncio.sleep(0.2)
+        await wait_until(all_live, within=60, what="the recordings to start")
         apps = sorted(rig.apps.values())
         for k in range(kills):
             await wait_until(
-                functools.partial(split, rig, daemons), 20 * claim_interval + 30, "split"
+                functools.partial(split, rig, daemons),
+                within=20 * claim_interval + 30,
+                what="split",
             )
             # Land anywhere in the claim rounds' phase.
             await asyncio.sleep(1.0 + rng.uniform(0, claim_interval))
@@ -200,7 +190,7 @@ async def takeover(
             killed = time.time()
             await rig.kill_daemon(victim)
 
-            def calls(d: DaemonProcess, app: str, after: float) -> list[dict[str, Any]]:
+            def calls(d: Daemon, app: str, after: float) -> list[dict[str, Any]]:
                 return [
                     e
                     for e in d.log.named("api.call")
@@ -208,11 +198,11 @@ async def takeover(
                 ]
 
             def done(
-                survivor: DaemonProcess = survivor, after: float = killed, taken: list[str] = taken
+                survivor: Daemon = survivor, after: float = killed, taken: list[str] = taken
             ) -> bool:
                 return all(calls(survivor, a, after) for a in taken)
 
-            await wait_until(done, 60, "the survivor's first calls")
+            await wait_until(done, within=60, what="the survivor's first calls")
             first = calls(survivor, chosen, killed)[0]
             gained = next(
                 e
@@ -236,7 +226,9 @@ async def takeover(
             samples.append(sample)
             print(f"  claimInterval {claim_interval}s kill {k + 1}/{kills}: {sample}", flush=True)
             daemons = [survivor, await rig.start_daemon(within=90)]
-        await wait_until(functools.partial(split, rig, daemons), 20 * claim_interval + 30, "split")
+        await wait_until(
+            functools.partial(split, rig, daemons), within=20 * claim_interval + 30, what="split"
+        )
         requests = await rig.requests()
         sessions = await rig.sessions()
         code53 = sum(1 for r in requests if r.get("code") == 53)
@@ -308,7 +300,9 @@ async def pass_run(
         def resyncs() -> list[dict[str, Any]]:
             return daemon.log.named("reconcile.pass", trigger="resync")
 
-        await wait_until(lambda: len(resyncs()) >= passes + 2, passes * 4 + 60, "resync passes")
+        await wait_until(
+            lambda: len(resyncs()) >= passes + 2, within=passes * 4 + 60, what="resync passes"
+        )
         durations = [float(e["duration_ms"]) for e in resyncs()[2 : passes + 2]]
         first = daemon.log.named("reconcile.pass", trigger="start")
         reloaded = daemon.log.named("manifests.reloaded", trigger="start")

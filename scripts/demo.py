@@ -10,10 +10,13 @@ and the daemon stops it when the window closes. The daemon then keeps running
 until Ctrl-C, which ends it cleanly (recordings are left running, as on a service
 restart; the next `make run` starts from a fresh store).
 
-The demo reads the daemon's JSON log from a pipe and shows it in the console
-format (`orchestrator.logging.ConsoleRenderer`); every `===` banner is printed when
-the daemon's log shows the thing it announces, or, for the demo's own acts (adding
-the manifest, editing it), at the moment it does them. It never announces ahead.
+The demo reads the daemon's JSON log (its stderr, in .demo/daemon-0.log) as it
+grows and shows it in the console format (`orchestrator.logging.ConsoleRenderer`);
+every `===` banner is printed when the daemon's log shows the thing it announces,
+or, for the demo's own acts (adding the manifest, editing it), at the moment it does
+them. It never announces ahead. The emulator, the daemon, the config (built as
+data, checked by the config model) and the log are the test suite's process harness
+(tests/harness), so the demo runs what the tests run.
 
 Ctrl-C: a terminal sends SIGINT to its whole foreground process group. Under
 `make run` that group holds make as well, and make ends by killing itself with
@@ -34,27 +37,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import queue
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
-
-from orchestrator.logging import ConsoleRenderer, wants_color
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the process harness lives in tests/harness
+
+from orchestrator.logging import ConsoleRenderer, wants_color  # noqa: E402
+from tests.harness import (  # noqa: E402
+    EmulatorProcess,
+    Processes,
+    WaitTimeout,
+    config_data,
+    orchestrator,
+    parse_event,
+    write_config,
+)
+
 APPS = {
     "main": "0123456789abcdef0123456789abcdef",
     "backup": "fedcba9876543210fedcba9876543210",
@@ -75,14 +84,15 @@ ENV_SECRETS = [
     "KS3_SK",
 ]
 CREDENTIALS = ["s3-secret", "cos-id", "cos-key"]
-ORCHESTRATOR = (sys.executable, "-m", "orchestrator")
 LIVE = "demo-live"
 STEP = 10.0  # seconds: window opens one step after ready, edit one step after start
 WINDOW_STEPS = 3  # the window lasts three steps: the stop comes two steps after the edit
 READY_WITHIN = 60.0  # seconds for the daemon to become ready (a cold start on a busy machine)
+POLL = 0.1  # seconds between two looks at the daemon's log when nothing came
 LATE = 20.0  # how late an awaited step of the daemon may be before the demo calls it missed
 EXIT_WITHIN = 15.0  # seconds for the daemon to exit after SIGINT (its drain is 5 s)
-CONFIG_HEADER = "# Demo config: both App ID profiles point at the local emulator."
+EMULATOR_WITHIN = 30.0  # seconds for the emulator to listen
+CONFIG_HEADER = "Demo config: both App ID profiles point at the local emulator."
 
 INTRO = """\
 orchestrator demo: the daemon (`orchestrator run`) keeps live recordings equal to
@@ -141,11 +151,12 @@ def shown(path: Path) -> Path:
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
-def write_demo_files(workdir: Path) -> Path:
-    """The demo's directory, made afresh: config, manifests and credentials."""
+def write_demo_files(workdir: Path) -> None:
+    """The demo's directory, made afresh: manifests and credentials."""
     config = workdir / "config.yaml"
     if workdir.exists():
-        ours = config.is_file() and config.read_text(encoding="utf-8").startswith(CONFIG_HEADER)
+        header = f"# {CONFIG_HEADER}"
+        ours = config.is_file() and config.read_text(encoding="utf-8").startswith(header)
         if any(workdir.iterdir()) and not ours:
             raise SystemExit(f"{workdir} exists and is not a demo directory: not removing it")
         shutil.rmtree(workdir)
@@ -154,26 +165,24 @@ def write_demo_files(workdir: Path) -> Path:
     for name in CREDENTIALS:
         (credentials / name).write_text(f"demo-{name}\n", encoding="utf-8")
     shutil.copytree(ROOT / "recordings.d", workdir / "recordings.d")
-    lines = [CONFIG_HEADER, "apps:"]
-    for name, app_id in APPS.items():
-        lines += [
-            f"  {name}:",
-            f"    appId: {app_id}",
-            "    customerId: {env: DEMO_CUSTOMER_ID}",
-            "    customerSecret: {env: DEMO_CUSTOMER_SECRET}",
-            "    baseUrl: http://127.0.0.1:8765  # the demo overrides it with the emulator's port",
-        ]
-    lines += [
-        "state: {dir: ./state}",
-        "manifests: {dir: ./recordings.d, watchInterval: 500ms}",
-        "metrics: {address: '127.0.0.1:0'}",
-        "# JSON: the demo reads the daemon's log and shows it in the console format.",
-        "logging: {level: info, format: json}",
-        "reconcile: {resyncInterval: 15s}",
-        "shutdown: {drainTimeout: 5s}",
-    ]
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return config
+    # Written now, so that the directory is recognised as the demo's; the daemon's
+    # config replaces it once the emulator's address is known (`write_demo_config`).
+    config.write_text(f"# {CONFIG_HEADER}\n", encoding="utf-8")
+
+
+def write_demo_config(workdir: Path, base_url: str) -> Path:
+    """The daemon's config: both profiles at the emulator, JSON logs (the demo reads
+    them and shows them in the console format), metrics on a port of its choosing."""
+    data = config_data(
+        APPS,
+        base_url,
+        resync="15s",
+        watch_interval="500ms",
+        customer=("DEMO_CUSTOMER_ID", "DEMO_CUSTOMER_SECRET"),
+        # The daemon's own default backoff: the demo shows the daemon as deployed.
+        changes={"reconcile": {"restartBackoff": {"initial": "10s", "max": "10m"}}},
+    )
+    return write_config(workdir / "config.yaml", data, comment=CONFIG_HEADER)
 
 
 def take_terminal() -> Callable[[], None]:
@@ -215,39 +224,29 @@ def take_terminal() -> Callable[[], None]:
     return give_back
 
 
-def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str | None]:
-    """The emulator and its base URL (None when it did not start)."""
+def start_emulator(processes: Processes) -> EmulatorProcess | None:
+    """The emulator, once it listens (None when it did not start)."""
     banner("orchestrator emulator --port 0   (in the background)")
-    emulator_env = dict(env)
-    emulator_env["ORCHESTRATOR_EMULATOR_CUSTOMER_ID"] = CUSTOMER_ID
-    emulator_env["ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET"] = CUSTOMER_SECRET
-    app_args = [arg for app_id in APPS.values() for arg in ("--app", app_id)]
-    emulator = subprocess.Popen(  # noqa: S603 (our own CLI)
-        [*ORCHESTRATOR, "emulator", "--port", "0", "--log-level", "warning", *app_args],
-        env=emulator_env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # Ctrl-C is the daemon's; the demo ends the emulator itself
+    emulator = processes.emulator(
+        list(APPS.values()),
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        new_session=True,  # Ctrl-C is the daemon's; the demo ends the emulator itself
     )
-    assert emulator.stdout is not None
-    line = emulator.stdout.readline()
-    print(line.rstrip(), flush=True)
-    match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-    return emulator, match.group(1) if match else None
+    try:
+        emulator.started_blocking(within=EMULATOR_WITHIN)
+    except WaitTimeout as exc:
+        print(exc, flush=True)
+        return None
+    print(emulator.listening_line, flush=True)
+    return emulator
 
 
-def join_channel(base_url: str, app_id: str, cname: str, uid: str) -> None:
+def join_channel(emulator: EmulatorProcess, app_id: str, cname: str, uid: str) -> None:
     """A simulated broadcaster in the demo channel, so the recording has files to list."""
-    body = json.dumps({"app_id": app_id, "cname": cname, "uid": uid}).encode()
-    request = urllib.request.Request(  # noqa: S310 (loopback)
-        f"{base_url}/_emulator/channel/join",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
+    emulator.control_blocking(
+        "POST", "/channel/join", {"app_id": app_id, "cname": cname, "uid": uid}
     )
-    with urllib.request.urlopen(request, timeout=5):  # noqa: S310 (loopback)
-        pass
 
 
 Event = dict[str, Any]
@@ -361,13 +360,6 @@ class Demo:
         tmp.replace(self.live)
 
 
-def pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    """Hand the daemon's log lines to the main loop; None once the daemon closed it."""
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
-
-
 class Interrupt:
     """SIGINT (Ctrl-C) as a flag the main loop reads: nothing is cut in the middle."""
 
@@ -380,51 +372,47 @@ class Interrupt:
 
 
 def run_daemon(
-    config: Path, env: dict[str, str], workdir: Path, args: argparse.Namespace, ctrl_c: Interrupt
+    processes: Processes,
+    config: Path,
+    workdir: Path,
+    args: argparse.Namespace,
+    ctrl_c: Interrupt,
 ) -> int:
     """Run the daemon, show its log and the demo's steps; returns the exit status."""
     banner(f"orchestrator run --config {shown(config)}   (the daemon; its log follows)")
-    daemon = subprocess.Popen(  # noqa: S603 (our own CLI)
-        [*ORCHESTRATOR, "run", "--config", str(config)],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    assert daemon.stderr is not None
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=pump, args=(daemon.stderr, lines), daemon=True).start()
+    # In the demo's process group: a terminal's Ctrl-C reaches it directly.
+    daemon = processes.daemon(config, notify=False)
     render = ConsoleRenderer(colors=wants_color(sys.stderr))
     demo = Demo(workdir, args.step)
     ends_at = None if args.duration is None else time.monotonic() + args.duration
     signalled_at: float | None = None
+    shown_lines = 0
     while True:
-        try:
-            line = lines.get(timeout=0.25)
-        except queue.Empty:
-            line = ""
-        if line is None:
-            break  # the daemon closed its log: it has exited
-        if line:
+        exited = not daemon.alive  # before reading: then the log is read to its end
+        lines = daemon.log.lines(shown_lines)
+        shown_lines += len(lines)
+        for line in lines:
             event = show(line, render)
             if event is not None and signalled_at is None:
                 demo.on_event(event)
+        if exited:
+            break
         now = time.monotonic()
         if signalled_at is None:
             if ctrl_c.seen or (ends_at is not None and now >= ends_at):
                 # A terminal's Ctrl-C reached the daemon already (one process group), a
                 # SIGINT sent to the demo alone did not: pass it on (twice is harmless).
-                daemon.send_signal(signal.SIGINT)
+                daemon.signal(signal.SIGINT)
                 signalled_at = now
             else:
                 demo.on_tick(now)
         elif now > signalled_at + EXIT_WITHIN:
             banner(f"the daemon did not exit within {EXIT_WITHIN:g} s of SIGINT: killed")
-            daemon.kill()
+            daemon.child.kill_blocking()
             break
-    code = daemon.wait()
+        if not lines:
+            time.sleep(POLL)
+    code = daemon.child.exited_blocking(EXIT_WITHIN)
     banner(f"done: the daemon exited {code}" + (" on Ctrl-C" if ctrl_c.seen else ""))
     if code != 0 or demo.missed:
         return 1
@@ -433,13 +421,9 @@ def run_daemon(
 
 def show(line: str, render: ConsoleRenderer) -> Event | None:
     """Print one line of the daemon's log for a person; its event, when it is one."""
-    try:
-        event = json.loads(line)
-    except ValueError:
-        event = None
-    if not isinstance(event, dict):
-        sys.stderr.write(line)  # not a log event (a crash's last words): as it came
-        sys.stderr.flush()
+    event = parse_event(line)
+    if event is None:
+        print(line, file=sys.stderr, flush=True)  # not a log event (a crash's last words)
         return None
     print(render(None, "", event), file=sys.stderr, flush=True)
     return event
@@ -471,40 +455,32 @@ def main() -> int:
 
 def run(args: argparse.Namespace, ctrl_c: Interrupt) -> int:
     workdir = args.workdir.resolve()
-    config = write_demo_files(workdir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
-    env.update({name: f"demo-{name.lower()}" for name in ENV_SECRETS})
-    env["CREDENTIALS_DIRECTORY"] = str(workdir / "credentials")
-    env["DEMO_CUSTOMER_ID"] = CUSTOMER_ID
-    env["DEMO_CUSTOMER_SECRET"] = CUSTOMER_SECRET
+    write_demo_files(workdir)
+    extra = {name: f"demo-{name.lower()}" for name in ENV_SECRETS}
+    extra["CREDENTIALS_DIRECTORY"] = str(workdir / "credentials")
+    extra["DEMO_CUSTOMER_ID"] = CUSTOMER_ID
+    extra["DEMO_CUSTOMER_SECRET"] = CUSTOMER_SECRET
+    processes = Processes(workdir, extra)
 
     banner("orchestrator validate recordings.d")
-    validate = subprocess.run([*ORCHESTRATOR, "validate", "recordings.d"], env=env, cwd=ROOT)  # noqa: S603
+    validate = subprocess.run(orchestrator("validate", "recordings.d"), env=processes.env, cwd=ROOT)  # noqa: S603
     if ctrl_c.seen:
         return 0
     if validate.returncode != 0:
         return 1
 
-    emulator, base_url = start_emulator(env)
     try:
-        if base_url is None:
+        emulator = start_emulator(processes)
+        if emulator is None:
             banner("the emulator did not start")
             return 1
         if ctrl_c.seen:
             return 0
-        for name in APPS:
-            env[f"ORCHESTRATOR_APPS__{name.upper()}__BASE_URL"] = base_url
-        join_channel(base_url, APPS["main"], "demo-room", "4242")
-        return run_daemon(config, env, workdir, args, ctrl_c)
+        config = write_demo_config(workdir, emulator.base_url)
+        join_channel(emulator, APPS["main"], "demo-room", "4242")
+        return run_daemon(processes, config, workdir, args, ctrl_c)
     finally:
-        emulator.terminate()
-        try:
-            emulator.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            emulator.kill()
-            emulator.wait()
-        if emulator.stdout is not None:
-            emulator.stdout.close()
+        processes.close_blocking(within=10)  # the emulator (and anything left), by pid
 
 
 if __name__ == "__main__":

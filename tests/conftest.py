@@ -12,6 +12,14 @@ descriptions in pyproject.toml and "Running the tests" in README.md).
 A fixture reached only through `request.getfixturevalue(...)` is invisible here: such
 a test (or parameter, as in tests/contract/test_store_contract.py) carries its mark
 itself; `postgres_url` fails a test that reaches it without the `postgres` mark.
+
+The order of the run: longest first. `make test` runs the suite on several
+pytest-xdist workers (`--dist loadscope`: a module at a time, in collection order),
+so a long module collected last would run alone at the end. Modules are sorted
+(stably) by the sum of `expected_seconds` of their tests: the measured length of
+the longest tests (`LONGEST`), else a guess from the markers; within a module the
+order stays the file's. The sort is deterministic: every worker must collect the
+same order.
 """
 
 from __future__ import annotations
@@ -62,8 +70,64 @@ def needed_markers(item: pytest.Item) -> set[str]:
     return needed
 
 
+#: Test (node id without parameters, or a whole module) -> seconds it took in a full
+#: `make test` on the 2-core CI machine, busy (rounded): the longest, which start first.
+LONGEST: dict[str, float] = {
+    "tests/reliability/test_crashes.py": 85,
+    "tests/reliability/test_api_faults.py": 85,
+    "tests/replicas/test_failover.py::test_failover": 45,
+    "tests/replicas/test_failover.py::test_postgres_down": 35,
+    "tests/reliability/test_two_writers.py": 45,
+    "tests/replicas/test_replicas.py::"
+    "test_two_replicas_split_the_work_and_record_every_window_once": 40,
+    "tests/replicas/test_replicas.py::"
+    "test_a_third_replica_takes_its_share_without_cutting_a_recording": 25,
+    "tests/e2e/test_apply_cli.py::test_apply_plan_status_round_trip": 35,
+    "tests/unit/manifest/test_manifest_cache.py::test_the_memo_answers_as_a_fresh_search": 25,
+    "tests/e2e/test_readme.py::test_the_first_recording_walkthrough_works_as_written": 25,
+    "tests/reliability/test_exits.py": 25,
+    "tests/reliability/test_boundary_collisions.py": 25,
+    "tests/reliability/test_bad_files.py::"
+    "test_broken_edits_over_a_live_manifest_change_nothing": 25,
+    "tests/reliability/test_bad_files.py::test_a_store_removed_under_the_daemon": 20,
+    "tests/reliability/test_bad_files.py::"
+    "test_mutated_manifests_load_without_crash_and_with_positions": 20,
+    "tests/unit/manifest/test_manifest_properties.py::test_mutated_documents": 20,
+    "tests/unit/manifest/test_manifest_properties.py::test_mutated_text": 20,
+    "tests/e2e/test_demo.py::test_banners_follow_the_daemon_and_sigint_ends_with_0": 20,
+    "tests/e2e/test_wheel_install.py": 5,  # each; the module's one install ~35 s
+}
+
+#: Seconds guessed from a marker, for tests not in `LONGEST` (the first that applies).
+BY_MARKER: tuple[tuple[str, float], ...] = (
+    ("reliability", 12.0),
+    ("postgres", 6.0),
+    ("e2e", 4.0),
+    ("slow", 3.0),
+)
+
+
+def expected_seconds(item: pytest.Item) -> float:
+    """How long `item` is expected to take: `LONGEST`, else by its markers."""
+    nodeid = item.nodeid.split("[", 1)[0]
+    for key, seconds in LONGEST.items():
+        if nodeid == key or nodeid.startswith(f"{key}::"):
+            return seconds
+    for marker, seconds in BY_MARKER:
+        if item.get_closest_marker(marker) is not None:
+            return seconds
+    return 0.0
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for name in sorted(needed_markers(item)):
             if item.get_closest_marker(name) is None:
                 item.add_marker(getattr(pytest.mark, name))
+    # Modules longest first, each kept whole and in its own order (pytest-xdist's
+    # loadscope hands out a module at a time, in the order of its first test).
+    totals: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        totals[module] = totals.get(module, 0.0) + expected_seconds(item)
+    items.sort(key=lambda item: -totals[item.nodeid.split("::", 1)[0]])

@@ -1,20 +1,25 @@
 """`orchestrator run` as a process against the emulator on loopback.
 
-Covers: a window's start and stop reach the API no earlier than its boundaries and
-within 1 s after them; a live layout edit is one updateLayout (and nothing else for
-5 s), a subscription edit one update, a storage edit a restart; broken YAML over a
-live manifest keeps the recording and logs a positioned error, and the fix causes
-no restart; deleting a manifest stops its recording; an idle exit is restarted
-within one resync; SIGHUP reloads (RELOADING/READY) with the watch off; SIGTERM
-exits 0 quickly and a restarted daemon adopts live sessions without an acquire;
+Covers: a window's start and stop reach the API, each once, never before its
+boundary; a boundary's start is not held up by another manifest's call whose answer
+the API holds; a live layout edit is one updateLayout (and nothing else, up to the
+next resync pass), a subscription edit one update, a storage edit a restart; broken
+YAML over a live manifest keeps the recording and logs a positioned error, and the
+fix causes no restart; deleting a manifest stops its recording; an idle exit is
+restarted by the next resync pass; SIGHUP reloads (RELOADING/READY) with the watch
+off; SIGTERM exits 0 and a restarted daemon adopts live sessions without an acquire;
 a second `run` and an `apply` are refused with exit 3 while it runs; the notify
 protocol (READY, RELOADING, STOPPING, WATCHDOG, STATUS); /metrics, /healthz and
 /readyz; no secret value in any log line or metric.
+
+How late a boundary or an edit reaches the API is a figure, measured by
+benchmarks/daemon_bench.py (`lateness`, `idle`), not asserted here: on a shared
+machine a wall-clock bound only tells how busy it was. A proof that nothing more is
+sent waits for the next resync pass (`Daemon.pass_after`), not for a while.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import textwrap
@@ -26,6 +31,7 @@ import pytest
 
 from tests.e2e.conftest import SECRET_ENV, DaemonEnv
 from tests.e2e.test_apply_cli import assert_no_secrets, live_recordings
+from tests.harness import event_time, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -83,33 +89,29 @@ def calls(env: DaemonEnv, *endpoints: str) -> list[dict[str, object]]:
     return [r for r in seen if not endpoints or r["endpoint"] in endpoints]
 
 
-async def wait_until(predicate: object, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what}: not within {within}s")
-
-
 def arrival(request: dict[str, object]) -> float:
     return float(request["time"])  # type: ignore[arg-type]
 
 
-async def test_window_start_and_stop_reach_the_api_on_time(daemon_env: DaemonEnv) -> None:
-    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
-    closes = opens + timedelta(seconds=5)
+async def test_window_start_and_stop_reach_the_api_at_their_boundaries(
+    daemon_env: DaemonEnv,
+) -> None:
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    closes = opens + timedelta(seconds=3)
     window = f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
     write(daemon_env, "w.yaml", manifest("win", "room-w", 11, schedule=window))
     daemon = await daemon_env.start()
     try:
-        await wait_until(lambda: calls(daemon_env, "stop"), 30, "the window's stop")
+        await wait_until(lambda: calls(daemon_env, "stop"), within=30, what="the window's stop")
+        assert [r["endpoint"] for r in calls(daemon_env, *MUTATING)] == [
+            "acquire",
+            "start",
+            "stop",
+        ]
         (start,) = calls(daemon_env, "start")
         (stop,) = calls(daemon_env, "stop")
-        late_start = arrival(start) - opens.timestamp()
-        late_stop = arrival(stop) - closes.timestamp()
-        assert 0 <= late_start <= 1.0, late_start
-        assert 0 <= late_stop <= 1.0, late_stop
+        assert arrival(start) >= opens.timestamp()  # never early
+        assert arrival(stop) >= closes.timestamp()
         assert live_recordings(daemon_env.cli) == []
     finally:
         assert await daemon.stop() == 0
@@ -124,9 +126,10 @@ async def test_a_boundary_never_waits_behind_another_manifests_call(
     daemon_env: DaemonEnv,
 ) -> None:
     """Defect D2 of docs/reliability.md: one manifest's stop answered 8 s late, and a
-    resync's query answered 8 s late, delay no other manifest's start."""
+    resync's query answered 8 s late, delay no other manifest's start: it is sent
+    while the held stop still waits for its answer (before the fix, after it)."""
     emu = daemon_env.cli.emulator.emu
-    a_opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    a_opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
     a_closes = a_opens + timedelta(seconds=3)
     b_opens = a_closes + timedelta(seconds=2)
     b_closes = b_opens + timedelta(seconds=30)
@@ -139,27 +142,26 @@ async def test_a_boundary_never_waits_behind_another_manifests_call(
     write(daemon_env, "c.yaml", manifest("always", "room-c", 13))
     daemon = await daemon_env.start()
     try:
-        await wait_until(lambda: start_of(daemon_env, "room-a"), 30, "the first window's start")
+        await wait_until(
+            lambda: start_of(daemon_env, "room-a"), within=30, what="the first window's start"
+        )
         # The API holds the answer to the next stop (the first window's) and to the next
         # query (a resync's, every 2 s) for 8 s each.
         emu.fail_next("stop", "hold", seconds=8)
         emu.fail_next("query", "hold", seconds=8)
-        await wait_until(lambda: start_of(daemon_env, "room-b"), 30, "the second window's start")
-        (start,) = start_of(daemon_env, "room-b")
-        late = arrival(start) - b_opens.timestamp()
-        assert 0 <= late <= 1.5, f"the second window's start was sent {late:.2f}s after it opened"
-        # The held stop's answer still arrives (the emulator lists a request once answered)
-        # and is recorded.
         await wait_until(
-            lambda: any(
-                e.get("manifest") == "early" and e.get("action") == "stop" and e["outcome"] == "ok"
-                for e in daemon.named("reconcile.action")
-            ),
-            20,
-            "the held stop's outcome",
+            lambda: start_of(daemon_env, "room-b"), within=30, what="the second window's start"
         )
+        (start,) = start_of(daemon_env, "room-b")
+        assert arrival(start) >= b_opens.timestamp()
+        # The held stop's answer still arrives (the emulator lists a request once answered)
+        # and is recorded, after the second window's start was sent.
+        answered = await daemon.wait_event(
+            "reconcile.action", within=30, manifest="early", action="stop", outcome="ok"
+        )
+        assert arrival(start) < event_time(answered), "the start waited behind the held stop"
         (stop,) = calls(daemon_env, "stop")
-        assert 0 <= arrival(stop) - a_closes.timestamp() <= 1.5
+        assert arrival(stop) >= a_closes.timestamp()
         assert sorted(str(r["cname"]) for r in live_recordings(daemon_env.cli)) == [
             "room-b",
             "room-c",
@@ -174,13 +176,11 @@ async def test_live_edits_update_in_place_or_restart(daemon_env: DaemonEnv) -> N
     daemon = await daemon_env.start()
     try:
         assert len(live_recordings(daemon_env.cli)) == 1
-        # layout: exactly one updateLayout within 2 s, then nothing mutating for 5 s
+        # layout: one updateLayout, and nothing else mutating up to the next resync pass
         before = len(calls(daemon_env, *MUTATING))
-        edited = write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101, layout="floating"))
-        await wait_until(lambda: calls(daemon_env, "updateLayout"), 2.0 + 1.0, "updateLayout")
-        (update_layout,) = calls(daemon_env, "updateLayout")
-        assert arrival(update_layout) - edited <= 2.0
-        await asyncio.sleep(5)
+        write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101, layout="floating"))
+        await wait_until(lambda: calls(daemon_env, "updateLayout"), within=30, what="updateLayout")
+        await daemon.pass_after(time.time())
         assert [r["endpoint"] for r in calls(daemon_env, *MUTATING)[before:]] == ["updateLayout"]
         # subscription: exactly one update
         write(
@@ -188,8 +188,8 @@ async def test_live_edits_update_in_place_or_restart(daemon_env: DaemonEnv) -> N
             "a.yaml",
             manifest("alpha", "room-a", 101, layout="floating", subscribe="[7, 8]"),
         )
-        await wait_until(lambda: calls(daemon_env, "update"), 3, "update")
-        await asyncio.sleep(1)
+        await wait_until(lambda: calls(daemon_env, "update"), within=30, what="update")
+        await daemon.pass_after(time.time())
         assert len(calls(daemon_env, "update")) == 1
         # storage: a restart (stop, acquire, start), one recording afterwards
         write(
@@ -197,7 +197,7 @@ async def test_live_edits_update_in_place_or_restart(daemon_env: DaemonEnv) -> N
             "a.yaml",
             manifest("alpha", "room-a", 101, layout="floating", subscribe="[7, 8]", bucket="b2"),
         )
-        await wait_until(lambda: len(calls(daemon_env, "start")) == 2, 5, "restart")
+        await wait_until(lambda: len(calls(daemon_env, "start")) == 2, within=30, what="restart")
         assert len(calls(daemon_env, "stop")) == 1
         assert len(live_recordings(daemon_env.cli)) == 1
     finally:
@@ -218,8 +218,8 @@ async def test_broken_yaml_keeps_the_recording_and_the_fix_changes_nothing(
         assert isinstance(invalid["line"], int) and invalid["line"] >= 1
         assert isinstance(invalid["column"], int) and invalid["column"] >= 1
         write(daemon_env, "a.yaml", good)
-        await daemon.wait_event("manifests.reloaded", within=10, failing=[])
-        await asyncio.sleep(1.5)
+        fixed = await daemon.wait_event("manifests.reloaded", within=10, failing=[])
+        await daemon.pass_after(event_time(fixed))  # what the fix led to has been sent
         assert len(calls(daemon_env, *MUTATING)) == before
         assert len(live_recordings(daemon_env.cli)) == 1
     finally:
@@ -232,26 +232,31 @@ async def test_deleting_a_manifest_stops_its_recording(daemon_env: DaemonEnv) ->
     daemon = await daemon_env.start()
     try:
         assert len(live_recordings(daemon_env.cli)) == 2
-        removed = time.time()
         (daemon_env.cli.manifests / "b.yaml").unlink()
-        await wait_until(lambda: calls(daemon_env, "stop"), 5, "stop")
+        await wait_until(lambda: calls(daemon_env, "stop"), within=30, what="stop")
         (stop,) = calls(daemon_env, "stop")
-        assert arrival(stop) - removed <= 2.0
+        assert stop["body"]["cname"] == "room-b"  # type: ignore[index]
         (left,) = live_recordings(daemon_env.cli)
         assert left["cname"] == "room-a"
     finally:
         assert await daemon.stop() == 0
 
 
-async def test_idle_exit_is_restarted_within_one_resync(daemon_env: DaemonEnv) -> None:
+async def test_idle_exit_is_restarted_by_the_next_resync(daemon_env: DaemonEnv) -> None:
     write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101, max_idle=30))
     daemon = await daemon_env.start()
     try:
         assert len(calls(daemon_env, "start")) == 1
-        # Nobody joined: it exits idle. Arrival times are on the emulator's clock.
-        ended = daemon_env.cli.emulator.emu.advance(31)
-        await wait_until(lambda: len(calls(daemon_env, "start")) == 2, 2 + 3, "restart")
-        assert arrival(calls(daemon_env, "start")[1]) - ended <= 2 + 3
+        # Nobody joined: it exits idle (the emulator's clock moves, not ours).
+        exited = time.time()
+        daemon_env.cli.emulator.emu.advance(31)
+        # A resync's query finds it exited; the restart follows at once (the backoff
+        # does not hold back a first restart).
+        restart = await daemon.wait_event(
+            "reconcile.action", within=30, after=1, manifest="alpha", action="start", outcome="ok"
+        )
+        assert event_time(restart) > exited
+        assert len(calls(daemon_env, "start")) == 2
         assert len(live_recordings(daemon_env.cli)) == 1
     finally:
         assert await daemon.stop() == 0
@@ -260,27 +265,24 @@ async def test_idle_exit_is_restarted_within_one_resync(daemon_env: DaemonEnv) -
 async def test_sighup_reloads_with_watch_off_and_sigterm_leaves_recordings(
     daemon_env: DaemonEnv,
 ) -> None:
-    text = daemon_env.cli.config.read_text(encoding="utf-8")
-    daemon_env.cli.config.write_text(
-        text.replace("watchInterval: 300ms", "watchInterval: 300ms, watch: false"),
-        encoding="utf-8",
-    )
+    daemon_env.reconfigure({"manifests": {"watch": False}})
     write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
     daemon = await daemon_env.start()
+    assert daemon.notify is not None
     try:
-        write(daemon_env, "b.yaml", manifest("beta", "room-b", 102))
-        await asyncio.sleep(1.5)
+        written = write(daemon_env, "b.yaml", manifest("beta", "room-b", 102))
+        await daemon.pass_after(written)
         assert len(calls(daemon_env, "start")) == 1  # watch is off: nothing yet
-        daemon.process.send_signal(signal.SIGHUP)
+        daemon.signal(signal.SIGHUP)
         reloading = await daemon.notify.wait_for("RELOADING", "1", within=10)
         assert int(reloading["MONOTONIC_USEC"]) > 0
-        await wait_until(lambda: len(calls(daemon_env, "start")) == 2, 5, "start after SIGHUP")
+        await wait_until(
+            lambda: len(calls(daemon_env, "start")) == 2, within=30, what="start after SIGHUP"
+        )
         ready = [m for m in daemon.notify.drain() if m.get("READY") == "1"]
         assert len(ready) >= 2  # start-up and after the reload
     finally:
-        stopped_at = time.monotonic()
         assert await daemon.stop() == 0
-        assert time.monotonic() - stopped_at < 5
     assert any(m.get("STOPPING") == "1" for m in daemon.notify.messages)
     assert len(live_recordings(daemon_env.cli)) == 2  # recordings keep running
     # A new daemon adopts them: queries, and no acquire or start.
@@ -300,10 +302,10 @@ async def test_second_writer_is_refused_while_the_daemon_runs(daemon_env: Daemon
     try:
         second = await daemon_env.cli.run("run", "--config", str(daemon_env.cli.config))
         assert second.code == 3, second.stderr
-        assert f"pid {daemon.process.pid}" in second.stderr
+        assert f"pid {daemon.pid}" in second.stderr
         apply = await daemon_env.cli.run("apply", "--config", str(daemon_env.cli.config))
         assert apply.code == 3, apply.stderr
-        assert f"pid {daemon.process.pid}" in apply.stderr
+        assert f"pid {daemon.pid}" in apply.stderr
         # Readers still work beside it.
         status = await daemon_env.cli.run("status", "--config", str(daemon_env.cli.config))
         assert status.code == 0 and "alpha" in status.stdout
@@ -318,14 +320,13 @@ async def test_notify_watchdog_and_status(daemon_env: DaemonEnv) -> None:
     env = dict(daemon_env.cli.env)
     env["WATCHDOG_USEC"] = "400000"  # pings every 0.2 s
     daemon = await daemon_env.start(env=env)
+    assert daemon.notify is not None
     try:
         ready = await daemon.notify.wait_for("READY", "1")
         assert "recording" in ready.get("STATUS", "") or any(
             "STATUS" in m for m in daemon.notify.drain()
         )
-        await asyncio.sleep(1)
-        pings = [m for m in daemon.notify.drain() if m.get("WATCHDOG") == "1"]
-        assert len(pings) >= 2
+        await daemon.notify.wait_for("WATCHDOG", "1", after=1, within=10)  # it keeps pinging
     finally:
         assert await daemon.stop() == 0
 
@@ -334,7 +335,8 @@ async def test_metrics_health_and_no_secrets(daemon_env: DaemonEnv) -> None:
     write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
     daemon = await daemon_env.start()
     try:
-        async with httpx.AsyncClient(base_url=daemon_env.metrics_url, timeout=5) as http:
+        url = await daemon.metrics_url()
+        async with httpx.AsyncClient(base_url=url, timeout=5, trust_env=False) as http:
             health = await http.get("/healthz")
             ready = await http.get("/readyz")
             metrics = await http.get("/metrics")
@@ -347,8 +349,8 @@ async def test_metrics_health_and_no_secrets(daemon_env: DaemonEnv) -> None:
         assert "orchestrator_next_boundary_timestamp_seconds" in text
     finally:
         assert await daemon.stop() == 0
-    assert_no_secrets("\n".join(daemon.lines), text)
-    assert all(value not in "\n".join(daemon.lines) for value in SECRET_ENV.values() if value)
+    assert_no_secrets(daemon.log.text(), text)
+    assert all(value not in daemon.log.text() for value in SECRET_ENV.values() if value)
 
 
 async def test_a_store_removed_under_the_daemon_is_written_back(daemon_env: DaemonEnv) -> None:

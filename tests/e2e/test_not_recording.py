@@ -31,11 +31,7 @@ def failing_manifest(env: CliEnv, name: str, channel: str, uid: int) -> None:
 
 def slow_backoff(env: CliEnv) -> None:
     """A restart backoff no test outlasts: the next attempt stays in the future."""
-    text = env.config.read_text(encoding="utf-8")
-    text = text.replace(
-        "restartBackoff: {initial: 1s, max: 1s}", "restartBackoff: {initial: 1h, max: 2h}"
-    )
-    env.config.write_text(text, encoding="utf-8")
+    env.reconfigure({"reconcile": {"restartBackoff": {"initial": "1h", "max": "2h"}}})
 
 
 async def test_status_and_plan_show_a_failing_start(cli_env: CliEnv) -> None:
@@ -99,12 +95,14 @@ async def test_the_daemon_reports_what_is_not_recording(daemon_env: DaemonEnv) -
     failing_manifest(daemon_env.cli, "alpha", "room-a", 101)
     write_manifest(daemon_env.cli, "beta", "room-b", 102)
     daemon = await daemon_env.start()
+    assert daemon.notify is not None
     try:
         ready_status = await daemon.notify.wait_for("READY", "1")
         assert "2 wanted, 1 recording, 1 not recording: alpha (failing)" in (
             ready_status.get("STATUS", "")
         )
-        async with httpx.AsyncClient(base_url=daemon_env.metrics_url, timeout=5) as http:
+        url = await daemon.metrics_url()
+        async with httpx.AsyncClient(base_url=url, timeout=5, trust_env=False) as http:
             ready = await http.get("/readyz")
             metrics = (await http.get("/metrics")).text
         body = ready.json()
@@ -123,5 +121,5 @@ async def test_the_daemon_reports_what_is_not_recording(daemon_env: DaemonEnv) -
         )
     finally:
         assert await daemon.stop() == 0
-    assert_no_secrets("\n".join(daemon.lines), json.dumps(body), metrics)
+    assert_no_secrets(daemon.log.text(), json.dumps(body), metrics)
     assert all(v not in json.dumps(body) for v in SECRET_ENV.values() if v)

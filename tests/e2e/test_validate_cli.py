@@ -81,6 +81,9 @@ def without_file_rights() -> tuple[str, ...]:
         "2031-01-01T00:00:00+00:00",
         (datetime.now(UTC) + timedelta(days=3653)).isoformat(timespec="seconds"),  # 10 years on
     ],
+    # Fixed ids: the third value changes every second, and the pytest-xdist workers of
+    # `make test` must all collect the same test ids.
+    ids=["today", "2031", "in-10-years"],
 )
 def test_the_examples_are_valid_and_never_go_stale(at: str | None) -> None:
     """`validate --strict recordings.d` is the README's CI line: the examples must pass

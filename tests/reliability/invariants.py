@@ -16,7 +16,9 @@ and what the daemon's store holds once the daemon has stopped, and checks:
    cannot stop them.
 3. **Coverage**: every desired window is covered by live sessions for at least
    `min_coverage` of its length, counted from the daemon's first READY (the
-   initial start latency is allowed) to the window's end or the last observation.
+   initial start latency is allowed) to the window's end or the last observation;
+   or it misses at most `slack` seconds (a window that opens while no daemon serves
+   leaves little time counted, and one start latency would be a large share of it).
 
    Two kinds of time are not held against the daemon, and both are reported:
    `downtime` (from a SIGKILL until the next incarnation is READY: no process
@@ -257,6 +259,7 @@ def check(
     min_coverage: float = 0.95,
     late_stop: float = 5.0,
     min_span: float = 2.0,
+    slack: float = 1.0,
     unmanageable_bound: float | None = None,
     excuse_recovery: float = 0.0,
 ) -> Report:
@@ -408,7 +411,8 @@ def check(
                     report.start_latency.append(max(0.0, first - ws))
             cov = WindowCoverage(d.name, ws, we, span, got / span, net)
             report.windows.append(cov)
-            if net < min_coverage:
+            missed = net_span - (got - got_excused)  # seconds uncovered while served
+            if net < min_coverage and missed > slack:
                 # Lateness for the window's start alone explains it when the coverage
                 # without the initial gap would be enough.
                 gaps = _gap_list(covered, lo, hi)

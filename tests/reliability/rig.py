@@ -2,8 +2,11 @@
 
 One `Rig` per test: a temp directory with a config, a manifests directory, a state
 directory and one log file per process it starts (each daemon incarnation writes
-its own JSON log, `daemon-N.log`). Everything it starts is ended by its pid at
-`close()`, whatever happened; every wait is bounded in time.
+its own JSON log, `daemon-N.log`). The processes, the config and the waits are the
+harness's (tests/harness); this module adds what the bad-day scenarios share: the
+workload, the emulator's and the store's view, and the evidence for the checker.
+Everything it starts is ended by its pid at `close()`, whatever happened; every
+wait is bounded in time.
 
 The emulator's clock is real time (this suite never moves it), so its recorded
 `started_at`/`ended_at` and request times are directly comparable with the
@@ -12,16 +15,12 @@ windows written into the manifests and with `time.time()` here.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
 import os
 import random
 import shutil
-import signal
-import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +31,32 @@ import httpx
 
 from orchestrator.reconcile.reconciler import untracked
 from orchestrator.state import SessionRecord, connect_store
+from tests.harness import (
+    Completed,
+    Daemon,
+    EmulatorProcess,
+    Processes,
+    config_data,
+    event_time,
+    wait_until,
+    write_config,
+)
 from tests.reliability.invariants import FOREVER, Desired, EmuSession, Evidence
 
-PYTHON = sys.executable
+__all__ = [
+    "LISTENER_UID",
+    "MUTATING",
+    "Completed",
+    "Daemon",
+    "Rig",
+    "event_time",
+    "owned",
+    "recording_manifest",
+    "windows_schedule",
+    "workload",
+    "write_workload",
+]
+
 KEEP_FLAG = "ORCHESTRATOR_RELIABILITY_KEEP"  # a directory: each rig's files are copied there
 
 # Placeholder secrets, distinctive enough that finding one anywhere is a real leak.
@@ -61,18 +83,6 @@ _HTTP_TIMEOUT = httpx.Timeout(10.0)
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-
-
-def event_time(event: dict[str, Any]) -> float:
-    stamp = str(event.get("timestamp", "")).replace("Z", "+00:00")
-    return datetime.fromisoformat(stamp).timestamp()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def windows_schedule(pairs: list[tuple[float, float]]) -> str:
@@ -164,68 +174,7 @@ def write_workload(rig: Rig, planned: list[Planned]) -> None:
         rig.write_manifest(filename, "---\n".join(documents))
 
 
-class LogFile:
-    """A JSON-lines log written by a child, read incrementally."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-        self._partial = b""
-        self._events: list[dict[str, Any]] = []
-
-    def events(self) -> list[dict[str, Any]]:
-        if self.path.exists():
-            with self.path.open("rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read()
-                self._offset = handle.tell()
-            lines = (self._partial + data).split(b"\n")
-            self._partial = lines.pop()
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    self._events.append(event)
-        return self._events
-
-    def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.events()
-            if e.get("event") == name and all(e.get(k) == v for k, v in match.items())
-        ]
-
-
-@dataclass
-class Completed:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@dataclass
-class DaemonProcess:
-    """One incarnation of `orchestrator run`."""
-
-    number: int
-    process: asyncio.subprocess.Process
-    log: LogFile
-    stdout: Path
-    launched: float
-    ready_at: float | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process.returncode is None
-
-
-def owned(daemon: DaemonProcess) -> set[str]:
+def owned(daemon: Daemon) -> set[str]:
     """The App IDs a daemon (a replica on PostgreSQL) owns now, from its ownership
     events."""
     mine: set[str] = set()
@@ -241,18 +190,22 @@ def owned(daemon: DaemonProcess) -> set[str]:
 
 @dataclass
 class Rig:
-    """A temp dir, one emulator process, daemon incarnations, CLI runs."""
+    """A temp dir, one emulator process, daemon incarnations, CLI runs: the children
+    are the harness's (tests/harness), which ends each by its pid at `close()`."""
 
     root: Path
     apps: dict[str, str] = field(default_factory=dict)  # profile name -> App ID
-    base_url: str = ""
-    daemons: list[DaemonProcess] = field(default_factory=list)
+    daemons: list[Daemon] = field(default_factory=list)
     outputs: list[tuple[str, str]] = field(default_factory=list)  # CLI outputs kept
-    _children: list[asyncio.subprocess.Process] = field(default_factory=list)
-    _http: httpx.AsyncClient | None = None
-    metrics_port: int | None = None
     # A PostgreSQL store shared by replicas (None: SQLite in ./state).
     state_url: str | None = None
+    processes: Processes = field(init=False)
+    _emulator: EmulatorProcess | None = None
+
+    def __post_init__(self) -> None:
+        # No ORCHESTRATOR_* (the suite's own flags are ORCHESTRATOR_RELIABILITY_*,
+        # which the config loader would take as keys), no systemd variables.
+        self.processes = Processes(self.root, SECRET_ENV)
 
     # -- paths ----------------------------------------------------------------------
 
@@ -269,61 +222,29 @@ class Rig:
         return self.root / "state" / "state.db"
 
     @property
-    def daemon(self) -> DaemonProcess:
+    def daemon(self) -> Daemon:
         return self.daemons[-1]
 
-    def env(self) -> dict[str, str]:
-        """The children's environment: no ORCHESTRATOR_* (the suite's own flags are
-        ORCHESTRATOR_RELIABILITY_*, which the config loader would take as keys), no
-        systemd variables, the placeholder secrets."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("ORCHESTRATOR_", "NOTIFY_", "WATCHDOG_", "LISTEN_"))
-            and k not in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")
-        }
-        env.update(SECRET_ENV)
-        return env
+    @property
+    def emulator(self) -> EmulatorProcess:
+        assert self._emulator is not None, "start_emulator() first"
+        return self._emulator
+
+    @property
+    def base_url(self) -> str:
+        return self.emulator.base_url
 
     # -- processes ------------------------------------------------------------------
 
-    async def _spawn(
-        self, args: list[str], *, stdout: Path, stderr: Path, env: dict[str, str] | None = None
-    ) -> asyncio.subprocess.Process:
-        with stdout.open("ab") as out, stderr.open("ab") as err:
-            process = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=self.env() if env is None else env,
-                cwd=self.root,
-            )
-        self._children.append(process)
-        return process
-
     async def start_emulator(self, apps: int = 1, *, seed: int = 7) -> None:
         self.apps = {f"app{i}": APP_IDS[i] for i in range(apps)}
-        env = self.env()
-        env["ORCHESTRATOR_EMULATOR_CUSTOMER_ID"] = CUSTOMER_ID
-        env["ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET"] = CUSTOMER_SECRET
-        args = [PYTHON, "-m", "orchestrator", "emulator", "--port", "0", "--seed", str(seed)]
-        args += ["--log-level", "warning"]
-        for app_id in self.apps.values():
-            args += ["--app", app_id]
-        out = self.root / "emulator.out"
-        process = await self._spawn(args, stdout=out, stderr=self.root / "emulator.log", env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.returncode is None:
-            text = out.read_text(encoding="utf-8", errors="replace") if out.exists() else ""
-            words = [w for w in text.split() if w.startswith("http://127.0.0.1:")]
-            if words:
-                self.base_url = words[0]
-                break
-            await asyncio.sleep(0.05)
-        if not self.base_url:
-            raise AssertionError("the emulator did not start: " + self.read("emulator.log"))
-        self._http = httpx.AsyncClient(timeout=_HTTP_TIMEOUT, trust_env=False)
+        emulator = self.processes.emulator(
+            list(self.apps.values()),
+            customer_id=CUSTOMER_ID,
+            customer_secret=CUSTOMER_SECRET,
+            seed=seed,
+        )
+        self._emulator = await emulator.started(within=30)
 
     def write_config(
         self,
@@ -331,141 +252,67 @@ class Rig:
         resync: str = "5s",
         backoff: tuple[str, str] = ("1s", "5s"),
         metrics: bool = False,
-        watch_interval: str = "300ms",
+        watch_interval: str = "100ms",
         drain: str = "5s",
         claim_interval: str = "2s",
         log_level: str = "info",
     ) -> None:
-        """`log_level: debug` logs every successful `query` call too (they are debug
-        lines), for tests that count each replica's calls from its log."""
-        lines = ["apps:"]
-        for name, app_id in self.apps.items():
-            lines += [
-                f"  {name}:",
-                f"    appId: {app_id}",
-                "    customerId: {env: REL_CUSTOMER_ID}",
-                "    customerSecret: {env: REL_CUSTOMER_SECRET}",
-                f"    baseUrl: {self.base_url}",
-            ]
-        if metrics and self.metrics_port is None:
-            self.metrics_port = free_port()
-        address = f"'127.0.0.1:{self.metrics_port}'" if metrics else "null"
-        state = f"{{url: '{self.state_url}'}}" if self.state_url else "{dir: ./state}"
-        lines += [
-            f"state: {state}",
-            f"replica: {{claimInterval: {claim_interval}}}",
-            f"manifests: {{dir: ./recordings.d, watch: true, watchInterval: {watch_interval}}}",
-            f"logging: {{level: {log_level}, format: json}}",
-            f"metrics: {{address: {address}}}",
-            "reconcile:",
-            f"  resyncInterval: {resync}",
-            f"  restartBackoff: {{initial: {backoff[0]}, max: {backoff[1]}}}",
-            f"shutdown: {{drainTimeout: {drain}}}",
-        ]
+        """The daemon's config (tests/harness/config.py); `metrics` binds port 0 (each
+        incarnation's address: `Daemon.metrics_url`). `log_level: debug` logs every
+        successful `query` call too (they are debug lines), for tests that count each
+        replica's calls from its log."""
+        state = {"url": self.state_url} if self.state_url else {"dir": "./state"}
+        data = config_data(
+            self.apps,
+            self.base_url,
+            state=state,
+            resync=resync,
+            backoff=backoff,
+            watch_interval=watch_interval,
+            metrics=metrics,
+            log_level=log_level,
+            drain=drain,
+            customer=("REL_CUSTOMER_ID", "REL_CUSTOMER_SECRET"),
+            changes={"replica": {"claimInterval": claim_interval}},
+        )
         self.manifests.mkdir(exist_ok=True)
-        self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_config(self.config, data)
 
     async def start_daemon(
         self, *, ready: bool = True, within: float = 90, wrapper: tuple[str, ...] = ()
-    ) -> DaemonProcess:
-        number = len(self.daemons)
-        log = LogFile(self.root / f"daemon-{number}.log")
-        stdout = self.root / f"daemon-{number}.out"
-        args = [*wrapper, PYTHON, "-m", "orchestrator", "run", "--config", str(self.config)]
-        launched = time.time()
-        process = await self._spawn(args, stdout=stdout, stderr=log.path)
-        daemon = DaemonProcess(number, process, log, stdout, launched)
+    ) -> Daemon:
+        daemon = self.processes.daemon(self.config, wrapper=wrapper)
         self.daemons.append(daemon)
         if ready:
-            await self.wait_ready(daemon, within=within)
+            await daemon.ready(within=within)
         return daemon
 
-    async def wait_ready(self, daemon: DaemonProcess, *, within: float = 90) -> float:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            found = daemon.log.named("daemon.ready")
-            if found:
-                daemon.ready_at = event_time(found[0])
-                return daemon.ready_at
-            if not daemon.alive:
-                break
-            await asyncio.sleep(0.05)
-        raise AssertionError(
-            f"daemon {daemon.number} not ready within {within}s "
-            f"(exit {daemon.process.returncode}):\n" + self.tail(daemon)
-        )
+    def tail(self, daemon: Daemon, lines: int = 30) -> str:
+        return daemon.log.tail(lines)
 
-    def tail(self, daemon: DaemonProcess, lines: int = 30) -> str:
-        text = daemon.log.path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    async def kill_daemon(self, daemon: DaemonProcess | None = None) -> None:
+    async def kill_daemon(self, daemon: Daemon | None = None) -> None:
         """SIGKILL by pid and reap."""
-        daemon = daemon or self.daemon
-        if daemon.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(daemon.pid, signal.SIGKILL)
-        await asyncio.wait_for(daemon.process.wait(), 30)
+        await (daemon or self.daemon).kill()
 
-    async def stop_daemon(self, daemon: DaemonProcess | None = None, within: float = 30) -> int:
+    async def stop_daemon(self, daemon: Daemon | None = None, within: float = 30) -> int:
         """SIGTERM by pid; the exit status (SIGKILL and an AssertionError if it hangs)."""
-        daemon = daemon or self.daemon
-        if daemon.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(daemon.pid, signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(daemon.process.wait(), within)
-        except TimeoutError:
-            await self.kill_daemon(daemon)
-            raise AssertionError(f"daemon {daemon.number} ignored SIGTERM for {within}s") from None
+        return await (daemon or self.daemon).stop(within)
 
     async def cli(self, *args: str, within: float = 60, keep: bool = True) -> Completed:
         """`python -m orchestrator ARGS` to completion (bounded); output kept for the
         secrets check."""
-        process = await asyncio.create_subprocess_exec(
-            PYTHON,
-            "-m",
-            "orchestrator",
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.env(),
-            cwd=self.root,
-        )
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), within)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            await process.wait()
-            raise AssertionError(f"orchestrator {' '.join(args)} ran over {within}s") from None
-        assert process.returncode is not None
-        text, errors = out.decode(errors="replace"), err.decode(errors="replace")
-        done = Completed(process.returncode, text, errors)
+        done = await self.processes.cli(*args, within=within)
         if keep:
             self.outputs.append((f"cli {' '.join(args)}", done.stdout + done.stderr))
         return done
 
     async def close(self) -> None:
         """End every child this rig started, by pid: SIGTERM, then SIGKILL."""
-        for child in self._children:
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGTERM)
-        for child in self._children:
-            try:
-                await asyncio.wait_for(child.wait(), 15)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
-                await asyncio.wait_for(child.wait(), 15)
-        if self._http is not None:
-            await self._http.aclose()
+        await self.processes.close()
         keep = os.environ.get(KEEP_FLAG)
         if keep:
             target = Path(keep) / f"{self.root.name}-{int(time.time())}"
-            shutil.copytree(self.root, target, ignore=shutil.ignore_patterns("*.sock"))
+            shutil.copytree(self.root, target, ignore=shutil.ignore_patterns("*.sock", "notify-*"))
 
     # -- files ----------------------------------------------------------------------
 
@@ -519,27 +366,53 @@ class Rig:
     # -- the emulator's control API -------------------------------------------------------
 
     async def control(self, method: str, path: str, body: Any = None) -> Any:
-        assert self._http is not None
-        answer = await self._http.request(method, f"{self.base_url}/_emulator{path}", json=body)
-        answer.raise_for_status()
-        return answer.json()
+        return await self.emulator.control(method, path, body)
 
     async def set_users(self, app_id: str, cname: str, users: list[str]) -> None:
-        await self.control(
-            "PUT", "/channel/users", {"app_id": app_id, "cname": cname, "users": users}
-        )
+        await self.emulator.set_users(app_id, cname, users)
 
     async def sessions(self) -> list[dict[str, Any]]:
-        return list((await self.control("GET", "/sessions"))["sessions"])
+        return await self.emulator.sessions()
 
     async def requests(self, endpoint: str | None = None) -> list[dict[str, Any]]:
-        query = f"?endpoint={endpoint}" if endpoint else ""
-        return list((await self.control("GET", f"/requests{query}"))["requests"])
+        return await self.emulator.requests(endpoint)
+
+    async def windows_closed(
+        self, desired: list[Desired], *, within: float = 60, alive: Daemon | None = None
+    ) -> None:
+        """Once every window of `desired` has closed and no session is live on a target
+        outside its windows (each stop has reached the API): bounded by `within`
+        seconds after the last window's end. `alive` (the current daemon) must stay up."""
+        ends = [w[1] for d in desired for w in d.windows if w[1] != FOREVER]
+        last = max(ends, default=time.time())
+        windowed = {d.target: d for d in desired if any(w[1] != FOREVER for w in d.windows)}
+
+        async def closed() -> bool:
+            now = time.time()
+            if now < last:
+                return False
+            for s in await self.sessions():
+                d = windowed.get((str(s["app_id"]), str(s["cname"]), str(s["uid"])))
+                if d is not None and s["live"] and not any(a <= now < b for a, b in d.windows):
+                    return False
+            return True
+
+        await wait_until(
+            closed,
+            within=max(0.0, last - time.time()) + within,
+            what="every window closed and its recording stopped",
+            every=0.25,
+            alive=alive or self.daemon,
+        )
+
+    async def _get(self, path: str) -> httpx.Response:
+        url = await self.daemon.metrics_url()
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT, trust_env=False) as http:
+            return await http.get(f"{url}{path}")
 
     async def metrics(self) -> dict[str, float]:
-        """The daemon's /metrics as {'name{labels}': value}."""
-        assert self._http is not None and self.metrics_port is not None
-        answer = await self._http.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        """The current daemon's /metrics as {'name{labels}': value}."""
+        answer = await self._get("/metrics")
         answer.raise_for_status()
         out = {}
         for line in answer.text.splitlines():
@@ -551,9 +424,7 @@ class Rig:
         return out
 
     async def health(self, path: str = "/healthz") -> int:
-        assert self._http is not None and self.metrics_port is not None
-        answer = await self._http.get(f"http://127.0.0.1:{self.metrics_port}{path}")
-        return answer.status_code
+        return (await self._get(path)).status_code
 
     # -- the daemon's store -------------------------------------------------------------
 

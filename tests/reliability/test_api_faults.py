@@ -3,8 +3,8 @@
 The emulator answers (per request, seeded) 20 % with a 5xx, 10 % with code 65 and
 5 % with a 504 after the action took effect (a "lost" answer), each after 0-300 ms
 of latency, on every endpoint. The workload is scenario 1's (40 recordings on 4 App
-IDs, windows of 20-60 s over two minutes); maxIdleTime is 5 s and
-`restartBackoff` 1 s .. 5 s.
+IDs, windows of 20-60 s over two minutes at the `full` scale, 20-40 s over 45 s at
+`ci`); maxIdleTime is 5 s and `restartBackoff` 1 s .. 5 s.
 
 A lost `start` answer makes the retry meet 7: the recording is live with an
 unknown sid and the daemon must mark it unmanageable, never start a duplicate.
@@ -97,7 +97,9 @@ async def _follow_unmanageable(
             )
         await asyncio.sleep(0.25)
     status = await rig.cli("status", "--config", str(rig.config), "--format", "json")
-    if status.code == 0:
+    # 1: a wanted recording is not recording (this one, blocked by the session), as
+    # the status then says; the JSON is the same either way.
+    if status.code in (0, 1) and status.stdout.strip():
         live = json.loads(status.stdout)["live"]
         seen.in_status = any(
             s["manifest"] == name and s["phase"] == "unmanageable" and s["id"] == seen.session_id
@@ -142,7 +144,7 @@ async def test_faulty_api_duplicates_nothing_and_unmanageable_recovers(
         prefix="fault",
         t0=t0,
         first_open=(-8.0, 120.0 * scale.duration),
-        length=(20.0, 60.0),
+        length=scale.lengths,
         max_idle=MAX_IDLE,
     )
     write_workload(rig, planned)

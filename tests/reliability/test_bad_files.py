@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import re
@@ -40,6 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.manifest.loader import LoadResult, ManifestCache, load_file, load_manifests
+from tests.harness import wait_until
 from tests.reliability.conftest import Scale, current_scale
 from tests.reliability.invariants import FOREVER, Desired, check
 from tests.reliability.mutations import mutate
@@ -168,7 +168,8 @@ def test_mutated_manifests_load_without_crash_and_with_positions(
 
 
 def test_mutation_figures(figures: dict[str, object]) -> None:
-    """Reports what the property test saw (runs after it, in file order)."""
+    """Reports what the property test saw (runs after it, in file order: `make test`
+    runs pytest-xdist with --dist loadscope, which keeps a module on one worker)."""
     if not _STATS["cases"]:
         pytest.skip("the property test did not run in this session")
     figures.update(
@@ -218,31 +219,25 @@ async def _live_rig(
     return desired
 
 
-async def _wait_live(rig: Rig, desired: list[Desired], within: float = 20) -> dict[str, str]:
+async def _wait_live(rig: Rig, desired: list[Desired], within: float = 30) -> dict[str, str]:
     """{manifest: sid} once every recording is live at the emulator."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        live = {
+
+    async def live() -> dict[str, str] | None:
+        found = {
             (s["app_id"], s["cname"], s["uid"]): str(s["sid"])
             for s in await rig.sessions()
             if s["live"]
         }
-        if all(d.target in live for d in desired):
-            return {d.name: live[d.target] for d in desired}
-        await asyncio.sleep(0.1)
-    raise AssertionError("not every recording went live")
+        if all(d.target in found for d in desired):
+            return {d.name: found[d.target] for d in desired}
+        return None
+
+    return await wait_until(live, within=within, what="every recording live")
 
 
 async def _reloaded(rig: Rig, after: int, within: float = 15) -> dict[str, Any]:
-    """The first `manifests.reloaded` event past the `after`-th."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = rig.named("manifests.reloaded")
-        if len(found) > after:
-            return found[after]
-        assert rig.daemon.alive, "the daemon died:\n" + rig.tail(rig.daemon)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no reload within {within}s:\n" + rig.tail(rig.daemon))
+    """The first `manifests.reloaded` event of the current daemon past the `after`-th."""
+    return await rig.daemon.wait_event("manifests.reloaded", within=within, after=after)
 
 
 def _touching(requests: list[dict[str, Any]], channels: set[str]) -> list[str]:
@@ -309,7 +304,7 @@ async def test_broken_edits_over_a_live_manifest_change_nothing(
     reloads = len(rig.named("manifests.reloaded"))
     rig.write_manifest("target.yaml", good)
     fixed = await _reloaded(rig, reloads)
-    await asyncio.sleep(3.5)  # past one resync
+    await rig.daemon.pass_after(event_time(fixed))  # what the fix led to has been sent
     touched = _touching((await rig.requests())[before:], {"edit-a-room", "edit-b-room"})
     after = await _wait_live(rig, desired)
     assert rig.daemon.alive and await rig.health() == 200
@@ -349,7 +344,7 @@ async def test_an_unreadable_manifest_file_keeps_its_recordings(
         reloads = len(rig.named("manifests.reloaded"))
         os.kill(rig.daemon.pid, signal.SIGHUP)
         reload = await _reloaded(rig, reloads)
-        await asyncio.sleep(3.5)  # past one resync
+        await rig.daemon.pass_after(event_time(reload))  # acted on what it read
         invalid = [e for e in rig.named("manifest.invalid") if e.get("file") == str(locked)]
         touched = _touching((await rig.requests())[before:], {"unread-b-room"})
         after = await _wait_live(rig, desired)
@@ -383,7 +378,7 @@ async def test_an_unreadable_subdirectory_keeps_its_recordings(
         reloads = len(rig.named("manifests.reloaded"))
         os.kill(rig.daemon.pid, signal.SIGHUP)
         reload = await _reloaded(rig, reloads)
-        await asyncio.sleep(3.5)  # past one resync
+        await rig.daemon.pass_after(event_time(reload))  # acted on what it read
         touched = _touching((await rig.requests())[before:], {"subdir-b-room"})
         live = {
             (s["app_id"], s["cname"], s["uid"]): str(s["sid"])
@@ -430,7 +425,9 @@ async def test_a_store_removed_under_the_daemon(rig: Rig, figures: dict[str, obj
     desired.append(
         Desired("store-c", app_id, "store-c-room", 63, ((written, FOREVER),), written + 2)
     )
-    await asyncio.sleep(8)
+    # Two resyncs after the edit (the first may have begun before the reload).
+    await rig.daemon.pass_after(written, within=60)
+    await rig.daemon.pass_after(time.time(), within=60)
     alive = rig.daemon.alive
     health = await rig.health() if alive else None
     ready = await rig.health("/readyz") if alive else None
@@ -447,17 +444,17 @@ async def test_a_store_removed_under_the_daemon(rig: Rig, figures: dict[str, obj
     # The next start: adopts (no acquire, no start), or refuses.
     before = len(await rig.requests())
     again = await rig.start_daemon(ready=False)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if not again.alive or again.log.named("daemon.ready"):
-            break
-        await asyncio.sleep(0.1)
+    await wait_until(
+        lambda: not again.alive or again.log.named("daemon.ready"),
+        within=60,
+        what="the next start to be ready or to refuse",
+    )
     adopted = bool(again.log.named("daemon.ready"))
     if adopted:
-        await asyncio.sleep(2)
+        await again.pass_after(event_time(again.log.named("daemon.ready")[0]))
         restart_code = await rig.stop_daemon(again)
     else:
-        restart_code = await asyncio.wait_for(again.process.wait(), 30)
+        restart_code = await again.exited(30)
     sent = [r["endpoint"] for r in (await rig.requests())[before:]]
     figures.update(
         store_removed_alive=alive,

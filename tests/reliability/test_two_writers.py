@@ -18,11 +18,11 @@ import time
 
 import pytest
 
+from tests.harness import Daemon, wait_until
 from tests.reliability.conftest import Scale
 from tests.reliability.invariants import FOREVER, Desired, assert_invariants, check
 from tests.reliability.rig import (
     LISTENER_UID,
-    DaemonProcess,
     Rig,
     recording_manifest,
     windows_schedule,
@@ -34,27 +34,25 @@ SEED = 5150
 WRITERS = (("apply",), ("apply", "--retry-failed"), ("plan",), ("run",))
 
 
-async def _race(rig: Rig) -> tuple[DaemonProcess, int]:
+async def _race(rig: Rig) -> tuple[Daemon, int]:
     """Two `run`s at once: (the one that became READY, the other's exit status)."""
     first, second = await asyncio.gather(
         rig.start_daemon(ready=False), rig.start_daemon(ready=False)
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def settled() -> bool:
         ready = [d for d in (first, second) if d.log.named("daemon.ready")]
         exited = [d for d in (first, second) if not d.alive]
-        if ready and exited:
-            break
-        if len(exited) == 2:
-            break
-        await asyncio.sleep(0.05)
+        return bool(ready and exited) or len(exited) == 2
+
+    await wait_until(settled, within=60, what="one racing daemon ready, the other gone")
     winners = [d for d in (first, second) if d.alive and d.log.named("daemon.ready")]
     losers = [d for d in (first, second) if d not in winners]
     assert len(winners) == 1, f"{len(winners)} of two racing daemons became ready"
     (loser,) = losers
-    code = await asyncio.wait_for(loser.process.wait(), 30)
+    code = await loser.exited(30)
     winner = winners[0]
-    await rig.wait_ready(winner)
+    await winner.ready()
     # the winner must be the rig's current daemon
     rig.daemons.remove(winner)
     rig.daemons.append(winner)
@@ -88,7 +86,7 @@ async def test_second_writers_are_refused_and_change_nothing(
     wrong: list[str] = []
     kills: list[float] = []
     race_codes: list[int] = []
-    for _ in range(3 * scale.kills):
+    for _ in range(scale.times(3, least=2)):
         for _ in range(2):
             daemon = rig.daemon
             results = await asyncio.gather(
@@ -110,10 +108,7 @@ async def test_second_writers_are_refused_and_change_nothing(
         _, code = await _race(rig)
         race_codes.append(code)
 
-    last_end = max(w[1] for d in desired for w in d.windows if w[1] != FOREVER)
-    while time.time() < last_end + 6:  # bounded: the last window ends within a minute
-        assert rig.daemon.alive, rig.tail(rig.daemon)
-        await asyncio.sleep(0.5)
+    await rig.windows_closed(desired)
     assert await rig.stop_daemon() == 0
 
     report = check(await rig.evidence(desired, first_ready=first.ready_at, kills=kills))

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from orchestrator.state.postgres import PostgresOwnership, open_postgres_store
-from tests.reliability.rig import LISTENER_UID, Rig, free_port, workload, write_workload
+from tests.reliability.rig import LISTENER_UID, Rig, workload, write_workload
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -75,7 +75,8 @@ async def test_apply_acts_only_on_the_app_ids_it_can_lock(rig: Rig) -> None:
 
 async def test_plan_offline_needs_no_store_whatever_the_url(rig: Rig) -> None:
     await rig.start_emulator(apps=1, seed=3)
-    rig.state_url = f"postgresql://orch:secret-pw@127.0.0.1:{free_port()}/nowhere"
+    # Port 1 (tcpmux): nothing listens there, and nothing may connect anyway.
+    rig.state_url = "postgresql://orch:secret-pw@127.0.0.1:1/nowhere"
     rig.write_config()
     planned = workload(
         rig,

@@ -1,14 +1,17 @@
 """Replicas on one PostgreSQL store when something fails: a replica is SIGKILLed, or
 the PostgreSQL server itself goes away for a while.
 
-- A replica killed: the survivor takes its App IDs over within 10 s (its first API
-  call for each), adopts what was live there (queries, never a new acquire/start),
-  stops windowed recordings at their window end, and ends up owning every App ID.
+- A replica killed: the survivor takes its App IDs over (its first API call for
+  each is a query: it adopts what was live there, never a new acquire/start), stops
+  windowed recordings at their window end, and ends up owning every App ID.
 - The server stopped: both replicas keep running, own nothing, send no mutating call
-  and log `ownership.unavailable`; once it is back every App ID is owned again and
-  the recordings went on throughout (no session ended, none started anew).
+  and log `ownership.unavailable` (and go on to plan without acting); once it is back
+  every App ID is owned again and the recordings went on throughout (no session
+  ended, none started anew).
 
 Both end with the reliability checker (no duplicate, no 53, no late stop, coverage).
+How long a takeover takes is a figure (`takeover_s`, printed), measured by
+benchmarks/replicas_bench.py (`takeover`: goal max <= 10 s), not asserted here.
 """
 
 from __future__ import annotations
@@ -19,26 +22,24 @@ from typing import Any
 
 import pytest
 
+from tests.harness import wait_until
 from tests.postgres import PostgresCluster
 from tests.reliability.invariants import FOREVER, Desired, assert_invariants, check
 from tests.reliability.rig import (
     LISTENER_UID,
     MUTATING,
-    DaemonProcess,
+    Daemon,
     Rig,
     event_time,
     owned,
     recording_manifest,
     windows_schedule,
 )
-from tests.replicas.test_replicas import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.slow]
 
-TAKEOVER_BOUND = 10.0  # s: a kill to the survivor's first API call for the App ID
-STOP_BOUND = 5.0  # s: a window's end to its stop at the emulator
-OUTAGE = 15.0  # s the PostgreSQL server stays down
-RECOVERY_BOUND = 30.0  # s: the server back to every App ID owned again
+HANG = 30.0  # s: a bound on any wait here that only catches a hang
+STOP_BOUND = 5.0  # s: a window's end to its stop at the emulator (the checker's bound)
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -99,16 +100,14 @@ async def live_targets(rig: Rig) -> set[tuple[str, str, str]]:
 
 async def wait_live(rig: Rig, desired: list[Desired], within: float) -> None:
     wanted = {d.target for d in desired}
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if wanted <= await live_targets(rig):
-            return
-        await asyncio.sleep(0.3)
-    missing = wanted - await live_targets(rig)
-    raise AssertionError(f"not live within {within}s: {sorted(missing)}")
+
+    async def live() -> bool:
+        return wanted <= await live_targets(rig)
+
+    await wait_until(live, within=within, what=f"{len(wanted)} recordings live", every=0.2)
 
 
-async def split(rig: Rig, daemons: list[DaemonProcess], within: float) -> None:
+async def split(rig: Rig, daemons: list[Daemon], within: float) -> None:
     """Wait until every App ID is owned by exactly one daemon and each owns one."""
 
     def done() -> bool:
@@ -120,23 +119,15 @@ async def split(rig: Rig, daemons: list[DaemonProcess], within: float) -> None:
             and all(mine)
         )
 
-    await wait_for(done, within, "the App IDs split among the replicas")
+    await wait_until(done, within=within, what="the App IDs split among the replicas")
 
 
-def api_calls(daemon: DaemonProcess, app_id: str, after: float) -> list[dict[str, Any]]:
+def api_calls(daemon: Daemon, app_id: str, after: float) -> list[dict[str, Any]]:
     return [
         e
         for e in daemon.log.named("api.call")
         if e.get("app_id") == app_id and event_time(e) >= after
     ]
-
-
-async def settle(rig: Rig, daemons: list[DaemonProcess], until: float) -> None:
-    """Let the daemons run until `until` (epoch), failing if one dies."""
-    while time.time() < until:
-        for d in daemons:
-            assert d.alive, f"daemon {d.number} died:\n" + rig.tail(d)
-        await asyncio.sleep(min(0.5, max(0.0, until - time.time())))
 
 
 # -- a replica killed -------------------------------------------------------------------
@@ -161,7 +152,7 @@ async def test_failover(rig: Rig) -> None:
     ends = [written + 20.0 + 1.5 * i for i in range(6)]
     win, texts = windowed(rig, "fo-win", 2, written + 2.0, ends, written + 3.0)
     await write_recordings(rig, "windows.yaml", win, texts)
-    await wait_live(rig, win, 15)
+    await wait_live(rig, win, HANG)
 
     # Kill the replica owning more App IDs (each owns live sessions).
     victim = max(daemons, key=lambda d: (len(owned(d)), d.number))
@@ -170,25 +161,23 @@ async def test_failover(rig: Rig) -> None:
     assert taken and not taken & owned(survivor)
     await rig.kill_daemon(victim)
     killed = time.time()
-    assert killed < min(ends) - TAKEOVER_BOUND, "setup ran too long for the windows"
     live_at_kill = {d.name for d in [*always, *win] if d.app_id in taken}
 
-    # The survivor's first API call for each App ID taken over, within the bound.
+    # The survivor's first API call for each App ID taken over (the delay: a figure).
     def took_over() -> bool:
         return all(api_calls(survivor, app_id, killed) for app_id in taken)
 
-    await wait_for(took_over, TAKEOVER_BOUND + 5, "the survivor's first call for each App ID")
+    await wait_until(took_over, within=HANG, what="the survivor's first call for each App ID")
     delays: dict[str, float] = {}
     for app_id in taken:
         calls = api_calls(survivor, app_id, killed)
-        delay = delays[app_id] = round(event_time(calls[0]) - killed, 2)
-        assert delay <= TAKEOVER_BOUND, f"{app_id}: first call {delay:.2f}s after the kill"
+        delays[app_id] = round(event_time(calls[0]) - killed, 2)
         # It adopted: queries first, never an acquire or a start.
         assert calls[0]["endpoint"] == "query", [c["endpoint"] for c in calls]
     gained = [e for e in survivor.log.named("ownership.gained") if event_time(e) >= killed]
     assert taken <= {a for e in gained for a in e["app_ids"]}
 
-    await settle(rig, [survivor], max(ends) + STOP_BOUND + 1.0)
+    await rig.windows_closed([*always, *win], alive=survivor)
     assert owned(survivor) == set(rig.apps.values())
     assert survivor.alive
     after_kill = [r for r in await rig.requests() if float(r["time"]) >= killed]
@@ -207,8 +196,7 @@ async def test_failover(rig: Rig) -> None:
     for d in win:
         s = sessions[d.target]
         assert s["ended_at"] is not None, f"{d.name} still live after its window"
-        late = float(s["ended_at"]) - d.windows[0][1]
-        assert 0 <= late <= STOP_BOUND, f"{d.name}: stopped {late:.2f}s after its window"
+        assert float(s["ended_at"]) >= d.windows[0][1], f"{d.name}: stopped before its end"
     for d in always:
         assert sessions[d.target]["ended_at"] is None, f"{d.name} was cut"
 
@@ -246,21 +234,41 @@ async def test_postgres_down(rig: Rig, postgres_cluster: PostgresCluster) -> Non
     down = time.time()
     try:
         await asyncio.to_thread(postgres_cluster.stop)
-        # Both keep running, own nothing, and say why.
-        await settle(rig, daemons, down + OUTAGE)
+        # Both keep running, own nothing, and say why; then each tries a resync without
+        # the server (it fails, and must send nothing mutating).
         for d in daemons:
-            unavailable = [e for e in d.log.named("ownership.unavailable") if event_time(e) >= down]
-            assert unavailable, f"daemon {d.number} logged no ownership.unavailable"
-            assert not owned(d), f"daemon {d.number} still takes itself for an owner"
+            await d.wait_event("ownership.unavailable", within=HANG)
+            await wait_until(
+                lambda d=d: not owned(d), within=HANG, what=f"daemon {d.number} owning nothing"
+            )
+        lost = time.time()
+        for d in daemons:
+            await wait_until(
+                lambda d=d: [
+                    e
+                    for e in d.log.named("reconcile.refresh_failed", trigger="resync")
+                    if event_time(e) >= lost
+                ],
+                within=HANG,
+                what=f"daemon {d.number} to try a resync without the server",
+                alive=d,
+            )
+        assert all(d.alive for d in daemons)
     finally:
         await asyncio.to_thread(postgres_cluster.start)
     up = time.time()
 
-    # Every App ID owned again, by one replica each, and shared.
-    await split(rig, daemons, RECOVERY_BOUND)
+    # Every App ID owned again, by one replica each, and shared; each adopted again.
+    await split(rig, daemons, HANG)
     recovered = time.time() - up
-    assert recovered <= RECOVERY_BOUND + 1
-    await settle(rig, daemons, time.time() + 3.0)  # adoption queries
+
+    def adopted() -> bool:
+        return all(
+            any(e["endpoint"] == "query" for d in daemons for e in api_calls(d, app_id, up))
+            for app_id in rig.apps.values()
+        )
+
+    await wait_until(adopted, within=HANG, what="a query of every App ID after the outage")
     # Nothing was cut or started anew, before, during or after the outage.
     quiet = [r for r in await rig.requests() if float(r["time"]) >= down]
     mutating = [(r["endpoint"], r["time"]) for r in quiet if r["endpoint"] in MUTATING]
@@ -274,16 +282,14 @@ async def test_postgres_down(rig: Rig, postgres_cluster: PostgresCluster) -> Non
         assert not outage_calls, outage_calls
     now_live = {s["sid"] for s in await rig.sessions() if s["ended_at"] is None}
     assert now_live == sids, "a recording was cut or restarted"
-    for app_id in rig.apps.values():
-        adopted = [e for d in daemons for e in api_calls(d, app_id, up) if e["endpoint"] == "query"]
-        assert adopted, f"nobody queried {app_id}'s sessions after the outage"
 
     # And the replicas act again: a window opening after the outage is recorded.
     written = time.time()
     ends = [written + 8.0 + 0.5 * i for i in range(3)]
     win, texts = windowed(rig, "pg-win", 1, written + 2.0, ends, written + 3.0)
     await write_recordings(rig, "windows.yaml", win, texts)
-    await settle(rig, daemons, max(ends) + STOP_BOUND + 1.0)
+    await rig.windows_closed([*always, *win])
+    assert all(d.alive for d in daemons)
     assert await rig.stop_daemon(second) == 0
     assert await rig.stop_daemon(first) == 0
 

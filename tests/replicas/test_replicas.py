@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from tests.harness import wait_until
 from tests.reliability.invariants import assert_invariants, check
 from tests.reliability.rig import (
     LISTENER_UID,
     MUTATING,
-    DaemonProcess,
+    Daemon,
     Rig,
     event_time,
     owned,
@@ -35,23 +36,14 @@ def app_of(call: dict[str, Any]) -> str:
     return str(call.get("app_id"))
 
 
-def calls_by_app(daemon: DaemonProcess) -> dict[str, list[float]]:
+def calls_by_app(daemon: Daemon) -> dict[str, list[float]]:
     out: dict[str, list[float]] = defaultdict(list)
     for e in daemon.log.named("api.call"):
         out[app_of(e)].append(event_time(e))
     return out
 
 
-async def wait_for(predicate: Any, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what}: not within {within}s")
-
-
-def speakers(daemons: list[DaemonProcess], until: float) -> dict[str, list[int]]:
+def speakers(daemons: list[Daemon], until: float) -> dict[str, list[int]]:
     """Per App ID, the daemons that called the API for it before `until`, in turn
     (consecutive calls of one daemon collapsed)."""
     points: dict[str, list[tuple[float, int]]] = defaultdict(list)
@@ -68,7 +60,7 @@ def speakers(daemons: list[DaemonProcess], until: float) -> dict[str, list[int]]
     return out
 
 
-def first_calls(daemon: DaemonProcess, app_id: str, after: float) -> list[str]:
+def first_calls(daemon: Daemon, app_id: str, after: float) -> list[str]:
     return [
         str(e["endpoint"])
         for e in daemon.log.named("api.call")
@@ -88,8 +80,8 @@ async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig
         12,
         prefix="rep",
         t0=t0,
-        first_open=(6.0, 30.0),
-        length=(15.0, 25.0),
+        first_open=(6.0, 20.0),
+        length=(15.0, 20.0),
         always_every=4,
     )
     write_workload(rig, planned)
@@ -98,13 +90,13 @@ async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig
         await rig.set_users(d.app_id, d.channel, [LISTENER_UID])
     first = await rig.start_daemon(within=60)
     second = await rig.start_daemon(within=60)
-    await wait_for(lambda: owned(first) and owned(second), 30, "both replicas own an App ID")
+    await wait_until(
+        lambda: owned(first) and owned(second), within=30, what="both replicas own an App ID"
+    )
     assert owned(first) | owned(second) == set(rig.apps.values())
     assert not owned(first) & owned(second)
-    last_end = max(w[1] for d in desired for w in d.windows if w[1] != float("inf"))
-    while time.time() < last_end + 4:
-        assert first.alive and second.alive
-        await asyncio.sleep(0.5)
+    await rig.windows_closed(desired)
+    assert first.alive and second.alive
     # A daemon that stops hands its App IDs over: count the calls made before that.
     stopping = time.time()
     assert await rig.stop_daemon(second) == 0
@@ -140,7 +132,7 @@ async def test_two_replicas_split_the_work_and_record_every_window_once(rig: Rig
 
 async def test_a_third_replica_takes_its_share_without_cutting_a_recording(rig: Rig) -> None:
     await rig.start_emulator(apps=3, seed=13)
-    rig.write_config(resync="5s", claim_interval="1s", log_level="debug")
+    rig.write_config(resync="2s", claim_interval="1s", log_level="debug")
     init = await rig.cli("init", "--config", str(rig.config))
     assert init.code == 0, init.stderr
     planned = workload(
@@ -159,7 +151,9 @@ async def test_a_third_replica_takes_its_share_without_cutting_a_recording(rig: 
         await rig.set_users(d.app_id, d.channel, [LISTENER_UID])
     first = await rig.start_daemon(within=60)
     second = await rig.start_daemon(within=60)
-    await wait_for(lambda: owned(first) and owned(second), 30, "both replicas own an App ID")
+    await wait_until(
+        lambda: owned(first) and owned(second), within=30, what="both replicas own an App ID"
+    )
 
     async def live() -> dict[tuple[str, str, str], str]:
         return {
@@ -168,10 +162,10 @@ async def test_a_third_replica_takes_its_share_without_cutting_a_recording(rig: 
             if s["ended_at"] is None
         }
 
-    deadline = time.monotonic() + 30
-    while {d.target for d in desired} - set(await live()):
-        assert time.monotonic() < deadline, "the always-on recordings did not all start"
-        await asyncio.sleep(0.3)
+    async def all_live() -> bool:
+        return not {d.target for d in desired} - set(await live())
+
+    await wait_until(all_live, within=30, what="the always-on recordings all live")
     before = await live()
     before_owned = {d.number: owned(d) for d in (first, second)}
 
@@ -183,9 +177,11 @@ async def test_a_third_replica_takes_its_share_without_cutting_a_recording(rig: 
         mine = [owned(d) for d in daemons]
         return all(len(m) == 1 for m in mine) and set().union(*mine) == set(rig.apps.values())
 
-    await wait_for(one_each, 30, "every replica owns exactly one App ID")
+    await wait_until(one_each, within=30, what="every replica owns exactly one App ID")
     settled = time.time()
-    await asyncio.sleep(3.0)  # a few claim rounds more: the split holds
+    # The split holds: a resync pass of each began after it (claim rounds every 1 s,
+    # resync every 2 s: two rounds or more each).
+    await asyncio.gather(*(d.pass_after(settled) for d in daemons))
     assert one_each(), [owned(d) for d in daemons]
     assert all(d.alive for d in daemons)
 
