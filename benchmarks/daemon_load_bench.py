@@ -41,6 +41,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrator.daemon.gcpolicy import GC_POLICY
 from orchestrator.manifest import loader
 from orchestrator.manifest.loader import LoadResult, ManifestCache
 
@@ -133,7 +134,7 @@ def timed_load(cache: ManifestCache) -> tuple[float, LoadResult]:
 
 def initial_load(root: Path, count: int) -> tuple[float, float]:
     """The time of a fresh cache's first load, and the RSS with it loaded; the cache goes."""
-    cache = ManifestCache([root])
+    cache = ManifestCache([root], hooks=GC_POLICY)  # as the daemon loads
     seconds, result = timed_load(cache)
     check(result, count)
     return seconds, rss_mb()
@@ -190,7 +191,7 @@ def main() -> None:
             rss.append(loaded)
             gc.unfreeze()  # let that cache's frozen objects go before the next run
             gc.collect()
-        cache = ManifestCache([root])  # the last run's cache serves the reloads
+        cache = ManifestCache([root], hooks=GC_POLICY)  # the last run's cache serves the reloads
         seconds, result = timed_load(cache)
         check(result, args.count)
         full.append(seconds)

@@ -134,9 +134,6 @@ class ManifestCache:
     caller has the config) keys the clash check on App IDs (see `cross_check`);
     it is fixed for the cache's life. `hooks` run around each load (see
     `LoadHooks`); without them the cache leaves the garbage collector alone.
-    `freeze` is ignored: it was the garbage collector policy, now `hooks`, and is
-    accepted until its last callers (tests/reliability, tests/unit/reconcile)
-    drop it.
     """
 
     def __init__(
@@ -146,7 +143,6 @@ class ManifestCache:
         strict: bool = False,
         app_ids: Mapping[str, str] | None = None,
         hooks: LoadHooks | None = None,
-        freeze: bool = False,
     ) -> None:
         self.paths: tuple[str, ...] = tuple(str(p) for p in paths)
         self.strict = strict

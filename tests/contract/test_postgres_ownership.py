@@ -12,6 +12,8 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -73,8 +75,14 @@ async def test_one_owner_per_app_id_and_membership(
         owners = {o.app_id: o for o in await b.owners()}
         assert owners["app1"].owner == "A" and owners["app1"].held
         assert owners["app1"].since is not None and owners["app1"].epoch == 1
-        await a.aclose()  # its session ends: its locks and its membership go at once
+        await a.aclose()  # its session ends: its locks and its membership go with it
+        # The server ends a closed connection's session on its own time (the backend
+        # sees the disconnect, then exits): wait for that, bounded.
+        deadline = time.monotonic() + 15
         members, holders = await b.survey()
+        while members != 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            members, holders = await b.survey()
         assert members == 1
         assert holders == {"app1": None, "app2": "B"}
         assert await b.claim("app1")

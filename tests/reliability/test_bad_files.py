@@ -127,7 +127,7 @@ def _summary(result: LoadResult) -> tuple[Any, ...]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ManifestCache]]:
     directory = tmp_path_factory.mktemp("mutations")
-    yield directory, ManifestCache([str(directory)], freeze=False)
+    yield directory, ManifestCache([str(directory)])
 
 
 _STATS: dict[str, Any] = {"cases": 0, "failed": 0, "slowest": 0.0, "diagnostics": 0}

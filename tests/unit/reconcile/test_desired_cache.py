@@ -32,7 +32,7 @@ def test_a_few_changed_files_rebuild_only_themselves(tmp_path: Path) -> None:
     for i in range(30):
         paths[i] = tmp_path / f"m{i}.yaml"
         paths[i].write_text(doc(f"m{i}", f"c{i}"), encoding="utf-8")
-    cache, desired = ManifestCache([tmp_path], freeze=False), DesiredCache()
+    cache, desired = ManifestCache([tmp_path]), DesiredCache()
     first, delta = desired.build(cache.load(now=NOW), APPS, {})
     assert delta.rebuilt is None and len(delta.added) == 30
     known = {k.name: k for k in first.remember}
@@ -59,7 +59,7 @@ def test_a_file_that_starts_failing_rebuilds_everything_with_its_last_good_versi
     path = tmp_path / "a.yaml"
     path.write_text(doc("alpha", "room"), encoding="utf-8")
     (tmp_path / "b.yaml").write_text(doc("beta", "room-b"), encoding="utf-8")
-    cache, desired = ManifestCache([tmp_path], freeze=False), DesiredCache()
+    cache, desired = ManifestCache([tmp_path]), DesiredCache()
     first, _ = desired.build(cache.load(now=NOW), APPS, {})
     known: dict[str, KnownGood] = {k.name: k for k in first.remember}
     path.write_text("name: alpha\nmode: [mix\n", encoding="utf-8")
