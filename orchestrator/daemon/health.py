@@ -1,10 +1,10 @@
 """How the daemon is doing, as `/readyz`, systemd's STATUS= and the metrics say it.
 
 The one owner of three facts that several tasks learn: whether the first pass has
-finished, whether the store took the last write (passes, resyncs and the end of a
-pass report it here), and what every recording is doing as of the last pass (the
-overview, with its one-line summary). Readers ask this object; nobody else keeps
-a copy.
+finished, whether the store answers (passes, resyncs and the end of a pass report
+whether it could be read; whether it takes writes is the executor's outbox's,
+asked here), and what every recording is doing as of the last pass (the overview,
+with its one-line summary). Readers ask this object; nobody else keeps a copy.
 
 This module must never decide anything about recordings, and `readiness()` must
 stay cheap: it runs on the event loop for every probe.
@@ -13,6 +13,7 @@ stay cheap: it runs on the event loop for every probe.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from orchestrator.daemon.metrics import Metrics, ReadinessReport
 from orchestrator.daemon.notify import Notifier
@@ -21,11 +22,17 @@ from orchestrator.reconcile.reconciler import PassResult
 
 
 class Health:
-    def __init__(self, notifier: Notifier, metrics: Metrics | None) -> None:
+    def __init__(
+        self,
+        notifier: Notifier,
+        metrics: Metrics | None,
+        writable: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._notifier = notifier
         self._metrics = metrics
+        self._writable = writable
         self.ready = False
-        self.store_ok = True
+        self.store_ok = True  # the store could be read by the last pass
         self.summary = ""
         self.overview: Overview | None = None
 
@@ -47,7 +54,11 @@ class Health:
         if not self.ready:
             return ReadinessReport(False, "the first reconcile pass has not finished", facts)
         if not self.store_ok:
-            return ReadinessReport(False, "the state store is not writable", facts)
+            return ReadinessReport(False, "the state store cannot be read", facts)
+        if not self._writable():
+            # Not ready until a write goes through again (not at the next read that
+            # works: reads often work while writes fail), so readiness does not flap.
+            return ReadinessReport(False, "the state store does not take writes", facts)
         return ReadinessReport(True, self.summary, facts)
 
     def after_pass(

@@ -163,9 +163,13 @@ class Passes:
         started = time.monotonic()
         now = self._rt.clock()
         self._timers.planned(now)  # also when the pass fails: its retry is the next resync
-        busy = self.busy()  # before observing: their rows are mid-change
+        outbox = self._rt.executor.outbox
         owned = self._owned()
         try:
+            # What the API answered and the store refused so far goes in first.
+            await outbox.flush()
+            # Before observing: their rows are mid-change (actions out) or stale (kept).
+            busy = self.busy() | set(outbox.unsettled.values())
             if await self._rt.store.restore_if_removed():
                 log.error(
                     "store.restored",
@@ -200,7 +204,8 @@ class Passes:
             return
         self._health.store_answered()
         running = schedule(groups, self._spawn)
-        for name in {a.manifest for a in the_plan.actions if a.manifest in busy}:
+        kept = set(outbox.unsettled.values())  # planned again once the store takes them
+        for name in {a.manifest for a in the_plan.actions if a.manifest in busy - kept}:
             if self._tasks.running(ACTIONS, name):
                 self._deferred.setdefault(name, trigger)
             else:  # finished while this pass planned
@@ -268,10 +273,12 @@ class Passes:
             held=dict(Counter(n.kind.value for n in the_plan.notes)),
             live=sum(1 for r in view.recordings if r.session is not None) + len(view.orphans),
         )
-        if not all(r.ok for r in results) and not self._stopping:
+        kept = bool(self._rt.executor.outbox.unsettled)
+        if (kept or not all(r.ok for r in results)) and not self._stopping:
             # Plan again once the initial restart backoff has passed (not at once: an
             # action that fails without a call would loop), so that what failed gets
-            # its retry or its backoff from the planner without waiting for a resync.
+            # its retry or its backoff from the planner without waiting for a resync,
+            # and what the store refused is written as soon as it takes writes.
             self._timers.retry_at(self._rt.clock() + self._rt.policy.restart_backoff_initial)
         else:
             self._timers.reschedule()

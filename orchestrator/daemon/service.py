@@ -73,7 +73,8 @@ class Daemon:
         self._metrics = metrics
         self._stop = asyncio.Event()
         self.tasks = TaskRegistry()
-        self._health = Health(notifier, metrics)
+        outbox = runtime.executor.outbox
+        self._health = Health(notifier, metrics, writable=lambda: outbox.writable)
         self._reloader = Reloader(runtime, manifests)
         self._ownership = Ownership(
             runtime, self.tasks, metrics=metrics, ready=lambda: self._health.ready

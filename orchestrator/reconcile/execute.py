@@ -40,6 +40,7 @@ from orchestrator.agora.errors import (
     ResourceExpiredError,
     SessionUnknownError,
 )
+from orchestrator.reconcile.outbox import Outbox
 from orchestrator.reconcile.plan import (
     END_CONFLICT,
     END_STOPPED,
@@ -145,6 +146,8 @@ class Executor:
         self._limit = asyncio.Semaphore(max(1, concurrency))
         self._query_limit = asyncio.Semaphore(max(1, concurrency))
         self._draining = False
+        # The answers the store did not take yet (and whether it takes writes now).
+        self.outbox = Outbox(store)
 
     def drain(self) -> None:
         """Take no new action from now on (shutdown): actions not yet begun are skipped,
@@ -165,8 +168,13 @@ class Executor:
         Returns what could not be queried (one line per session): nothing is
         concluded about those, and the caller reports them.
         """
+        unsettled = self.outbox.unsettled  # their rows are stale: nothing to query yet
         return await refresh_sessions(
-            self._store, self._clients, sessions, now=self._now, limit=self._query_limit
+            self._store,
+            self._clients,
+            [s for s in sessions if s.id not in unsettled],
+            now=self._now,
+            limit=self._query_limit,
         )
 
     def _client(self, app: str) -> AgoraClient:
@@ -258,11 +266,16 @@ class Executor:
             bound.warning("reconcile.action", outcome="skipped", detail=str(exc))
             return ActionResult(action, False, f"skipped: {exc}", action_session(action))
         except StoreError as exc:  # the store failed: no call is made without its intent
+            self.outbox.refused()
             bound.error("reconcile.action", outcome="failed", error=str(exc))
             return ActionResult(action, False, str(exc), action_session(action))
         except Exception as exc:  # a bug must not stop the other manifests
             bound.exception("reconcile.action", outcome="crashed")
             return ActionResult(action, False, f"internal error: {type(exc).__name__}", None)
+        if session_id is not None and session_id in self.outbox.unsettled:
+            message += " (kept: the store does not take writes now; written when it does)"
+        elif not self.outbox.unsettled:
+            self.outbox.accepted()  # what this action wrote went through
         bound.info("reconcile.action", outcome="ok", session_id=session_id, detail=message)
         return ActionResult(action, True, message, session_id)
 
@@ -435,10 +448,11 @@ class Executor:
         except AgoraError as exc:
             # Retries are exhausted and the start may have arrived: keep the intent,
             # the next pass resumes it with the same resource ID.
-            await self._store.update_session(session.id, error=f"start: {exc}")
+            await self.outbox.update(session, error=f"start: {exc}")
             raise _ActionFailed(f"start unresolved, will resume: {exc}") from None
-        session = await self._store.record_outcome(
-            session.id, sid=sid, phase=Phase.RUNNING, started_at=self._now()
+        # The sid is known now: never lost to a store that refuses the write (outbox.py).
+        session = await self.outbox.outcome(
+            session, sid=sid, phase=Phase.RUNNING, started_at=self._now()
         )
         previous = await self._unmanageable_for_target(session)
         if previous is not None:
@@ -455,7 +469,7 @@ class Executor:
         return next((other for other in found if other.id != session.id), None)
 
     async def _unmanageable(self, session: SessionRecord, why: str) -> None:
-        await self._store.record_outcome(session.id, phase=Phase.UNMANAGEABLE, error=why)
+        await self.outbox.outcome(session, phase=Phase.UNMANAGEABLE, error=why)
         report_unmanageable("session.unmanageable", session, why)
 
     async def _fail(
@@ -474,8 +488,8 @@ class Executor:
 
     async def _end(self, session: SessionRecord, phase: Phase, kind: EndKind, reason: str) -> None:
         """Record that `session` is over (`phase`: ended or failed), how and why, as of now."""
-        await self._store.record_outcome(
-            session.id, phase=phase, ended_at=self._now(), end_reason=reason, end_kind=kind
+        await self.outbox.outcome(
+            session, phase=phase, ended_at=self._now(), end_reason=reason, end_kind=kind
         )
 
     # -- stop ------------------------------------------------------------------------
@@ -485,6 +499,7 @@ class Executor:
         if session.phase is Phase.UNMANAGEABLE or where is None:
             raise _ActionFailed(f"session {session.id} has no sid: cannot stop it")
         client = self._client(session.app)
+        await self.outbox.settle(session.id)  # what is kept about it goes first
         # The reason is stored with the intent, so that a resumed stop keeps it.
         await self._store.record_intent(
             session.id, Intent.STOP, phase=Phase.STOPPING, end_reason=reason
@@ -504,7 +519,7 @@ class Executor:
             await mark_unrecognised(self._store, session, exc, (Phase.STOPPING,), now=self._now())
             raise _ActionFailed(f"stop: {exc}: marked unmanageable") from None
         except AgoraError as exc:
-            await self._store.update_session(session.id, error=f"stop: {exc}")
+            await self.outbox.update(session, error=f"stop: {exc}")
             raise _ActionFailed(f"stop unresolved, will resume: {exc}") from None
         else:
             server = answer.serverResponse
@@ -513,7 +528,7 @@ class Executor:
             files = file_list(server.fileList)
             if files is not None:
                 values["file_list"] = files
-        await self._store.record_outcome(session.id, **values)
+        await self.outbox.outcome(session, **values)
         return str(values["end_reason"])
 
     # -- update ----------------------------------------------------------------------
@@ -524,6 +539,7 @@ class Executor:
             raise _ActionFailed(f"session {session.id} has no sid: cannot update it")
         client = self._client(session.app)
         intent = Intent.UPDATE_LAYOUT if layout else Intent.UPDATE
+        await self.outbox.settle(session.id)  # what is kept about it goes first
         await self._store.record_intent(session.id, intent, phase=Phase.UPDATING)
         try:
             if not layout:
@@ -542,19 +558,15 @@ class Executor:
             await mark_unrecognised(self._store, session, exc, (Phase.UPDATING,), now=self._now())
             raise _ActionFailed(f"{intent}: {exc}: marked unmanageable") from None
         except AgoraError as exc:
-            await self._store.record_outcome(
-                session.id, phase=Phase.RUNNING, error=f"{intent}: {exc}"
-            )
+            await self.outbox.outcome(session, phase=Phase.RUNNING, error=f"{intent}: {exc}")
             if _held(exc, d):
                 await self._fail_spec(d, f"{intent} rejected: {exc}")
             raise _ActionFailed(f"{intent} failed: {exc}") from None
         if layout:
-            await self._store.record_outcome(
-                session.id, phase=Phase.RUNNING, layout_hash=d.layout_hash
-            )
+            await self.outbox.outcome(session, phase=Phase.RUNNING, layout_hash=d.layout_hash)
         else:
-            await self._store.record_outcome(
-                session.id, phase=Phase.RUNNING, subscription_hash=d.subscription_hash
+            await self.outbox.outcome(
+                session, phase=Phase.RUNNING, subscription_hash=d.subscription_hash
             )
 
     async def _fail_spec(self, d: DesiredRecording, reason: str) -> None:
