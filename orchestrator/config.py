@@ -174,8 +174,11 @@ def _base_dir(info: ValidationInfo) -> Path:
 
 
 def _resolve(path: Path, info: ValidationInfo) -> Path:
+    """An absolute path, made lexically (`..` folded): symlinks are not resolved here,
+    so a path through a symlink (`./current -> releases/v1`, a deploy tool's switch)
+    keeps following the link, as it is looked at again at every reload."""
     path = path.expanduser()
-    return path if path.is_absolute() else (_base_dir(info) / path).resolve()
+    return path if path.is_absolute() else Path(os.path.abspath(_base_dir(info) / path))
 
 
 # ---------------------------------------------------------------------------
@@ -610,7 +613,8 @@ def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = 
             root = CommentedMap()
         if not isinstance(root, CommentedMap):
             raise _positioned(name, 1, 1, "must be a mapping of keys")
-    base_dir = file.resolve().parent if file is not None else Path.cwd()
+    # The directory the file is named in (a symlinked config keeps its links).
+    base_dir = Path(os.path.abspath(file)).parent if file is not None else Path.cwd()
 
     try:
         from_env = _camel_keys(Config, _Environment(env)())

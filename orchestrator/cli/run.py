@@ -68,7 +68,12 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
             if first:
                 log.warning("daemon.store_created", path=url, detail="first start: a new store")
             daemon = Daemon(
-                runtime, manifests=manifests, notifier=Notifier.from_environ(), metrics=metrics
+                runtime,
+                manifests=manifests,
+                notifier=Notifier.from_environ(),
+                metrics=metrics,
+                config_path=config_path,  # None: $ORCHESTRATOR_CONFIG, as at start
+                manifests_fixed=manifests_dir is not None,
             )
             return await daemon.run()
     except StoreBusyError as exc:

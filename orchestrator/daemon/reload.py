@@ -62,6 +62,11 @@ class Reloader:
         self.by_name: dict[str, DesiredRecording] = {}
         self.file_errors: tuple[Diagnostic, ...] = ()
 
+    def move(self, manifests: Path) -> None:
+        """Load from another manifests directory from now on (`manifests.dir` changed by a
+        SIGHUP): the next reload reads it whole; what it no longer holds is removed."""
+        self._cache = ManifestCache([manifests], app_ids=self._app_ids, hooks=GC_POLICY)
+
     def app_of(self, manifest: str) -> str | None:
         d = self.by_name.get(manifest)
         return d.app_id if d is not None else None

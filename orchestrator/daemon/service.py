@@ -35,18 +35,21 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.config import ConfigError, load_config
 from orchestrator.daemon.gcpolicy import GC_POLICY
 from orchestrator.daemon.health import Health
 from orchestrator.daemon.metrics import HealthServer, Metrics, ReadinessReport
 from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.ownership import Ownership
 from orchestrator.daemon.passes import Passes
+from orchestrator.daemon.reconfigure import Reconfiguration, reconfigure
 from orchestrator.daemon.reload import Reloader
 from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
 from orchestrator.daemon.watch import ManifestWatcher
+from orchestrator.logging import configure_logging
 from orchestrator.reconcile.plan import Plan, plan_shutdown
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import Runtime, plan_policy
 from orchestrator.state import StoreError
 
 log = structlog.get_logger("orchestrator.daemon")
@@ -65,9 +68,15 @@ class Daemon:
         manifests: Path,
         notifier: Notifier,
         metrics: Metrics | None = None,
+        config_path: Path | None = None,
+        manifests_fixed: bool = False,
     ) -> None:
+        """`config_path`: the file a SIGHUP reads again (None: only the environment);
+        `manifests_fixed`: `manifests` came from the command line, so a reload of the
+        config does not move it."""
         self._rt = runtime
-        self._config = runtime.config
+        self._config_path = config_path
+        self._manifests_fixed = manifests_fixed
         self._manifests = manifests
         self._notifier = notifier
         self._metrics = metrics
@@ -82,7 +91,7 @@ class Daemon:
         self._timers = Timers(
             self.tasks,
             runtime.clock,
-            resync_seconds=self._config.reconcile.resync_interval.total_seconds(),
+            resync_seconds=runtime.config.reconcile.resync_interval.total_seconds(),
             on_boundary=self._on_boundary,
             on_resync=lambda: self._passes.request_refresh("resync"),
             on_next=metrics.set_next_boundary if metrics is not None else None,
@@ -115,9 +124,50 @@ class Daemon:
         self._timers.retry_at(at)
 
     def request_reload(self, trigger: str, paths: set[str] | None = None) -> None:
-        if trigger == "SIGHUP":
+        """Reload the manifests (`paths`: only these changed); a SIGHUP reads the config
+        file again first."""
+        if trigger != "SIGHUP":
+            self._passes.request_reload(trigger, paths)
+        elif not self._stop.is_set():
             self._notifier.reloading()
-        self._passes.request_reload(trigger, paths)
+            self.tasks.spawn("config", self._reread_config())
+
+    async def _reread_config(self) -> None:
+        """SIGHUP: the config file again; what can change live does, the rest waits for
+        a restart (named in a warning), and a config that does not load changes nothing.
+        Then the manifests are reloaded, whatever the config did."""
+        try:
+            loaded = await asyncio.to_thread(load_config, self._config_path)
+        except ConfigError as exc:
+            log.error("config.reload_failed", error=str(exc), detail="the running config is kept")
+        else:
+            await self._apply_config(reconfigure(self._rt.config, loaded))
+        self._passes.request_reload("SIGHUP")
+
+    async def _apply_config(self, change: Reconfiguration) -> None:
+        before, after = self._rt.config, change.config
+        self._rt.config = after
+        self._rt.policy = plan_policy(after)
+        if after.logging != before.logging:
+            fmt = after.logging.format
+            configure_logging(after.logging.level, json=None if fmt == "auto" else fmt == "json")
+        if after.reconcile.resync_interval != before.reconcile.resync_interval:
+            self._timers.set_resync(after.reconcile.resync_interval.total_seconds())
+        if after.manifests != before.manifests:
+            if not self._manifests_fixed and after.manifests.dir != self._manifests:
+                self._manifests = after.manifests.dir
+                self._reloader.move(after.manifests.dir)
+            if self._watcher is not None:
+                await self._watcher.stop()
+                self._watcher = None
+            await self._start_watch()
+        if change.restart_needed:
+            log.warning(
+                "config.restart_needed",
+                keys=list(change.restart_needed),
+                detail="these keys keep their running values until the daemon restarts",
+            )
+        log.info("config.reloaded", changed=list(change.changed))
 
     def shutdown(self, reason: str = "signal") -> None:
         if not self._stop.is_set():
@@ -145,7 +195,7 @@ class Daemon:
                 "daemon.started",
                 manifests=str(self._manifests),
                 apps=sorted(self._rt.clients),
-                watch=self._config.manifests.watch,
+                watch=self._rt.config.manifests.watch,
             )
             for problem in self._rt.problems:
                 log.error("config.credentials", problem=problem)
@@ -210,7 +260,7 @@ class Daemon:
     # -- start and stop ----------------------------------------------------------------
 
     async def _start_watch(self) -> None:
-        if not self._config.manifests.watch:
+        if not self._rt.config.manifests.watch:
             return
 
         async def changed(paths: set[str]) -> None:
@@ -220,12 +270,12 @@ class Daemon:
         self._watcher = ManifestWatcher(
             self._manifests,
             changed,
-            debounce=self._config.manifests.watch_interval.total_seconds(),
+            debounce=self._rt.config.manifests.watch_interval.total_seconds(),
         )
         await self._watcher.start()
 
     async def _start_health(self) -> None:
-        metrics_cfg = self._config.metrics
+        metrics_cfg = self._rt.config.metrics
         if self._metrics is None or metrics_cfg.host is None or metrics_cfg.port is None:
             return
         self._health_server = HealthServer(self._metrics, self.readiness)
@@ -239,13 +289,13 @@ class Daemon:
         if self._watcher is not None:
             await self._watcher.stop()
         await self._timers.stop()
-        drain = self._config.shutdown.drain_timeout.total_seconds()
+        drain = self._rt.config.shutdown.drain_timeout.total_seconds()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain
         late = await self.tasks.drain(drain, cancel_at_once=_READERS, keep=(_WATCHDOG,))
         if late:
             log.warning("daemon.drain_timeout", seconds=drain, unfinished=len(late))
-        if self._config.reconcile.stop_on_shutdown:
+        if self._rt.config.reconcile.stop_on_shutdown:
             await self._stop_all(max(1.0, deadline - loop.time()))
         if self._health_server is not None:
             await self._health_server.stop()

@@ -171,6 +171,12 @@ class Timers:
             misfire_grace_time=None,
         )
 
+    def set_resync(self, seconds: float) -> None:
+        """A new `reconcile.resyncInterval` (a SIGHUP): the resync job takes it now."""
+        self._resync_seconds = seconds
+        if self._scheduler.running:
+            self._scheduler.reschedule_job("resync", trigger="interval", seconds=seconds)
+
     async def stop(self) -> None:
         """No more wake-ups: the jobs go, and their runs in flight are cancelled."""
         if self._scheduler.running:

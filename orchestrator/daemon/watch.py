@@ -27,9 +27,11 @@ Limits, by design:
 - A symlinked manifest file is loaded, but an edit of its target outside the
   tree is not seen until the next reload.
 - When the watched directory itself is replaced (removed and created again, or a
-  symlink switched to another release directory, as deploy tools do), the watch
-  notices within `recheck` seconds, watches the new one and then reports the
-  directory's own path (within another `recheck` seconds at most).
+  symlink on its path switched to another release directory, as deploy tools do:
+  `ln -sfn releases/v2 current`, or a new link renamed over the old one), the watch
+  notices within `IDENTITY_EVERY` seconds (it looks at what the path names that
+  often), watches the new one and reports the directory's own path at once, so a
+  swap is reloaded within about a second.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ log = structlog.get_logger("orchestrator.daemon")
 MAX_BATCH_SECONDS = 10.0
 """A burst of changes longer than this is reported in parts (at least one callback
 every this many seconds while the tree keeps changing)."""
+
+IDENTITY_EVERY = 0.5
+"""Seconds between looks at what the watched path names (a stat: cheap), so that a
+switched symlink or a replaced directory is seen within about this long."""
 
 START_TIMEOUT = 10.0
 """`start()` returns after this long even if the watch is not set up yet (it goes on)."""
@@ -241,7 +247,7 @@ class ManifestWatcher:
             debounce=self._max_batch_ms,
             step=self._step_ms,
             stop_event=stop,
-            rust_timeout=max(1, round(self._recheck * 1000)),
+            rust_timeout=max(1, round(min(self._recheck, IDENTITY_EVERY) * 1000)),
             yield_on_timeout=True,
             force_polling=self._poll,
             poll_delay_ms=self._poll_ms,
@@ -249,11 +255,11 @@ class ManifestWatcher:
             ignore_permission_denied=True,
         )
         async with contextlib.aclosing(changes_seen) as batches:
-            async for batch in batches:
+            async for batch in batches:  # a batch, or nothing after IDENTITY_EVERY
                 if await _look(self.path) != identity:
                     return  # `_run` reports it and watches what is there now
                 paths = {path for _, path in batch}
-                if self._pending:
+                if self._pending and self.watching:
                     paths |= self._take_pending()
                 if paths:
                     await self._deliver(paths)

@@ -1,0 +1,124 @@
+"""Round three, defect 3: symlink deploys are followed, and SIGHUP re-reads the config.
+
+Covers, with the daemon as a process against the emulator: `manifests.dir` named
+through a relative symlink (`current -> releases/v1`) is followed when the link is
+switched to `releases/v2` (by `ln -sfn`, or a new link renamed over the old one):
+with the watch, v2's recording starts, and a manifest added afterwards to the
+retired v1 is never started; with the watch off, a SIGHUP sees the switch at once.
+SIGHUP re-reads the config: a changed `logging.level` takes effect (debug lines
+appear), a key that needs a restart is named in a warning and keeps its running
+value, and a config that does not load is one error while the daemon goes on with
+the running config.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import DaemonEnv
+from tests.e2e.test_daemon import calls, manifest
+from tests.harness import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _releases(env: DaemonEnv) -> tuple[Path, Path, Path]:
+    root = env.cli.root
+    v1, v2 = root / "releases" / "v1", root / "releases" / "v2"
+    v1.mkdir(parents=True)
+    v2.mkdir(parents=True)
+    (v1 / "a.yaml").write_text(manifest("alpha", "room-a", 101), encoding="utf-8")
+    (v2 / "a.yaml").write_text(manifest("alpha", "room-a", 101), encoding="utf-8")
+    (v2 / "b.yaml").write_text(manifest("beta", "room-b", 102), encoding="utf-8")
+    current = root / "current"
+    current.symlink_to("releases/v1")  # relative, as deploy tools write it
+    return v1, v2, current
+
+
+def _switch(current: Path, target: str) -> None:
+    """A new link renamed over the old one: the switch is atomic."""
+    fresh = current.with_name("current.new")
+    fresh.symlink_to(target)
+    os.replace(fresh, current)
+
+
+def _started(env: DaemonEnv) -> set[str]:
+    """The channels the emulator saw an acquire for."""
+    return {str(r["body"]["cname"]) for r in calls(env, "acquire")}  # type: ignore[index]
+
+
+async def test_a_switched_symlink_is_followed_by_the_watch(daemon_env: DaemonEnv) -> None:
+    v1, _, current = _releases(daemon_env)
+    daemon_env.reconfigure({"manifests": {"dir": "./current", "watchInterval": "300ms"}})
+    daemon = await daemon_env.start()
+    try:
+        assert _started(daemon_env) == {"room-a"}
+        _switch(current, "releases/v2")
+        await wait_until(
+            lambda: _started(daemon_env) == {"room-a", "room-b"},
+            within=30,
+            what="v2's recording started after the switch",
+        )
+        # A manifest added to the retired release is not the daemon's any more: after a
+        # SIGHUP (a full look) and the pass that follows it, nothing of it was sent.
+        (v1 / "c.yaml").write_text(manifest("gamma", "room-c", 103), encoding="utf-8")
+        written = (v1 / "c.yaml").stat().st_mtime
+        daemon.signal(signal.SIGHUP)
+        await daemon.wait_event("manifests.reloaded", trigger="SIGHUP", within=30)
+        await daemon.pass_after(written, trigger=None)
+        assert "room-c" not in _started(daemon_env)
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_a_sighup_sees_a_switch_at_once_with_the_watch_off(daemon_env: DaemonEnv) -> None:
+    _, _, current = _releases(daemon_env)
+    daemon_env.reconfigure({"manifests": {"dir": "./current", "watch": False}})
+    daemon = await daemon_env.start()
+    try:
+        # What `ln -sfn releases/v2 current` does: the old link goes, a new one comes
+        current.unlink()
+        current.symlink_to("releases/v2")
+        daemon.signal(signal.SIGHUP)
+        await wait_until(
+            lambda: "room-b" in _started(daemon_env), within=30, what="started after SIGHUP"
+        )
+    finally:
+        assert await daemon.stop() == 0
+
+
+async def test_sighup_reads_the_config_again(daemon_env: DaemonEnv) -> None:
+    (daemon_env.cli.root / "recordings.d" / "a.yaml").write_text(
+        manifest("alpha", "room-a", 101), encoding="utf-8"
+    )
+    daemon = await daemon_env.start()
+    try:
+        assert not daemon.log.named("watch.changed")  # a debug line: not logged at info
+        daemon_env.reconfigure({"logging": {"level": "debug"}, "apps": {"main": {"rateLimit": 5}}})
+        daemon.signal(signal.SIGHUP)
+        reloaded = await daemon.wait_event("config.reloaded", within=30)
+        assert "logging.level" in reloaded["changed"]
+        (waiting,) = daemon.log.named("config.restart_needed")
+        assert waiting["keys"] == ["apps.main.rateLimit"]
+        # debug lines now appear (a successful query's api.call is one)
+        daemon.signal(signal.SIGHUP)
+        await wait_until(
+            lambda: any(e.get("level") == "debug" for e in daemon.log.events()),
+            within=30,
+            what="debug lines after the reload",
+        )
+        # A config that does not load: one error, and the daemon goes on as it was.
+        daemon_env.cli.config.write_text("reconcile: {concurency: 3}\n", encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        failed = await daemon.wait_event("config.reload_failed", within=30)
+        assert failed["level"] == "error" and "concurency" in str(failed["error"])
+        assert len(daemon.log.named("config.reload_failed")) == 1
+        # The manifests are reloaded all the same, and the daemon goes on.
+        await daemon.wait_event("manifests.reloaded", trigger="SIGHUP", within=30, after=2)
+        assert daemon.alive
+    finally:
+        assert await daemon.stop() == 0
