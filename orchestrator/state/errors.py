@@ -38,15 +38,26 @@ class StoreError(OrchestratorError):
 
 class StoreMissingError(StoreError):
     """No store exists at the path (for PostgreSQL: the database has no orchestrator
-    schema) and the caller did not ask to create one."""
+    schema) and the caller did not ask to create one. `backup`: the copy a daemon
+    wrote when the store was removed under it and could not put back (SQLite's
+    `<db>.restore`), when there is one: the message then says to move it into place."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, backup: Path | None = None) -> None:
         self.path = path
-        super().__init__(
-            f"no state store at {path}: create it with `orchestrator init` (the daemon's "
-            "very first start does too); if it existed, restore it from a backup "
-            "— a new empty store forgets every live recording"
-        )
+        self.backup = backup
+        if backup is not None:
+            message = (
+                f"no state store at {path}, but {backup} is the copy of it that the daemon "
+                f"wrote when it was removed: with no orchestrator running on it, move {backup} "
+                f"to {path}, check it with `orchestrator status`, then start the daemon"
+            )
+        else:
+            message = (
+                f"no state store at {path}: create it with `orchestrator init` (the daemon's "
+                "very first start does too); if it existed, restore it from a backup "
+                "— a new empty store forgets every live recording"
+            )
+        super().__init__(message)
 
 
 class StoreCorruptError(StoreError):

@@ -16,11 +16,19 @@ Rules it keeps:
 - No SQLite call runs on the event loop: each Store owns one worker thread that
   owns the connection and runs every operation, one at a time and in the order
   the calls were made (a read issued after a write sees it).
-- One writer per store: a writer holds an exclusive lock on `<db>.lock` for its
-  whole life (see lock.py), so it needs no fencing (`fence` is a no-op); only a
-  writer migrates the database (queries.MIGRATIONS, in one transaction). A reader
-  (`status`, `plan --offline`) takes no lock, creates nothing and never migrates;
-  WAL lets it read while the writer works.
+- One writer per store: a writer holds the writer lock for its whole life, on
+  `<db>.lock` beside the real file and on the database file itself, so that no
+  other name of the file (a symlink, a hard link) lets a second writer in (see
+  lock.py); it needs no fencing (`fence` is a no-op). Only a writer migrates the
+  database (queries.MIGRATIONS, in one transaction). A reader (`status`, `plan
+  --offline`) takes no lock, creates nothing and never migrates; WAL lets it read
+  while the writer works.
+- A file removed or replaced under a writer is written back from its open
+  connection (`restore_if_removed`) through a complete backup, `<db>.restore`. A
+  backup is never truncated or removed (only a newer complete one replaces it),
+  the removed file's connection is used until the backup is in place, and while
+  the path cannot take it (a directory) every attempt is a StoreAccessError naming
+  the backup and what to do; `aclose` writes one last backup.
 - Only an explicit creation (`create=True`: `orchestrator init`, the daemon's
   first start) creates a store, and it never overwrites a file. A missing store
   is StoreMissingError; an empty file, a file that is not SQLite, a database
@@ -46,6 +54,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -304,33 +313,42 @@ class SqliteStore(SqlStore):
             )
         super().__init__(writer=writer, now=now, queries=SQLITE, codec=_CODEC)
         self.path = path
+        # The file itself, symlinks resolved: where a new store is made, a removed one
+        # written back, and SQLite keeps its -wal and -shm files.
+        self._file = Path(os.path.realpath(path))
+        self._backup = self._file.with_name(self._file.name + ".restore")
         self.busy_timeout = busy_timeout
         self._create = create
         self._lock: WriterLock | None = None
+        # (device, inode) of the file a writer opened; another one at the path means
+        # the store was removed or replaced under it.
+        self._identity: tuple[int, int] | None = None
+        # (changes, the backup's identity) when `_write_backup` last wrote it.
+        self._backup_state: tuple[int, tuple[int, int] | None] | None = None
         if writer and create:
             try:
-                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreAccessError(
                     path, f"cannot create state store {path}: {exc.strerror or exc}"
                 ) from None
         elif not _exists(path):
             # Checked again under the lock; this early answer leaves no lock file behind.
-            raise StoreMissingError(path)
+            raise self._missing() from None
         if writer:
             self._lock = WriterLock.acquire(path, holder)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._identity: tuple[int, int] | None = None
         try:
             self._db, self._schema_version = self._executor.submit(self._connect).result()
-            self._identity = _identity(path)
-        except BaseException:
+        except BaseException as exc:
             # The worker is idle unless this thread was interrupted while it worked;
             # then let it finish before the lock goes.
             self._executor.shutdown(wait=True)
             if self._lock is not None:
                 self._lock.release()
             self._closed = True
+            if isinstance(exc, StoreMissingError):
+                raise self._missing() from None
             raise
 
     # -- lifecycle (the worker thread's side) ----------------------------------------
@@ -354,13 +372,17 @@ class SqliteStore(SqlStore):
     def _connect(self) -> tuple[sqlite3.Connection, int]:
         """On the worker thread: check the file, open it and (writers) migrate it."""
         path = self.path
-        if self.writer and self._create and not _exists(path):
+        if self.writer and self._create and not _exists(self._file):
             self._create_new()
+        if self._lock is not None:
+            # Before SQLite opens it: a second name of a file another writer holds is
+            # refused before anything is read or written through it.
+            self._identity = self._lock.hold(self._file)
         _check_file(path)
         if self.writer:
             _check_writable(path)
         try:
-            db = self._sqlite_connect(path, reader=not self.writer)
+            db = self._sqlite_connect(self._file, reader=not self.writer)
         except sqlite3.Error as exc:
             if not _exists(path):
                 raise StoreMissingError(path) from None
@@ -396,7 +418,7 @@ class SqliteStore(SqlStore):
         final name, then link it into place, which never replaces a file that
         appeared meanwhile. A crash before the link leaves only `<db>.new`, which
         the next creation discards."""
-        path = self.path
+        path = self._file
         new = path.with_name(path.name + ".new")
         try:
             for leftover in ("", "-journal", "-wal", "-shm"):
@@ -449,52 +471,111 @@ class SqliteStore(SqlStore):
     async def restore_if_removed(self) -> bool:
         """A writer's guard against its file being deleted or replaced while in use
         (an operator's `rm`, a bad deploy): the open connection still holds every
-        record, so it is written back to the path (SQLite's online backup, fsynced,
-        moved into place) and reopened. Returns True when it restored the file."""
+        record, so it is written back to the path and reopened. Returns True when it
+        restored the file. When the path cannot take it (a directory is in the way),
+        a StoreAccessError says where the backup is and what to do; the next call
+        tries again (the daemon calls this at every pass)."""
         self._require_writer()
+        return await self._run(lambda _db: self._restore_on_worker())
 
-        def restore(_db: sqlite3.Connection) -> bool:
-            try:
-                return self._restore_on_worker()
-            except OSError as exc:
-                raise StoreAccessError(
-                    self.path,
-                    f"state store {self.path} was removed while in use and cannot be "
-                    f"written back: {exc.strerror or exc}",
-                ) from None
-
-        return await self._run(restore)
+    def _missing(self) -> StoreMissingError:
+        """No store at the path; the error names the backup a daemon left, if any."""
+        return StoreMissingError(
+            self.path, backup=self._backup if os.path.isfile(self._backup) else None
+        )
 
     def _restore_on_worker(self) -> bool:
-        path = self.path
-        if self._identity is None or _identity(path) == self._identity:
+        """Write the store back in two steps: a complete backup (`_write_backup`), then
+        that backup renamed onto the path (`_put_back`). Until the second succeeds, the
+        connection to the removed file stays open and in use: it and the backup are
+        the store."""
+        file, backup = self._file, self._backup
+        if self._lock is None or self._identity is None or _identity(file) == self._identity:
             return False
-        copy = path.with_name(path.name + ".restore")
-        copy.unlink(missing_ok=True)
-        os.close(os.open(copy, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-        db = self._db
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
-        target = sqlite3.connect(str(copy), isolation_level=None)
         try:
-            db.backup(target)
+            self._write_backup()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreAccessError(
+                self.path,
+                f"state store {file} was removed while in use and its backup {backup} cannot "
+                f"be written: {_detail(exc)}; every record is still in the open store, which "
+                "the daemon tries to write back at each pass: fix that (free space, the "
+                f"owner and mode of {file.parent}) and keep the daemon running until then",
+            ) from None
+        try:
+            self._put_back(self._lock)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreAccessError(
+                self.path,
+                f"state store {file} was removed while in use and cannot be written back: "
+                f"{_detail(exc)}; every record is in its backup {backup} (kept, and rewritten "
+                f"after every change) and in the open store; remove what is at {file} (the "
+                f"daemon writes the store back at its next pass), or stop the daemon, move "
+                f"{backup} to {file}, check it with `orchestrator status` and start the daemon",
+            ) from None
+        return True
+
+    def _write_backup(self) -> None:
+        """A complete copy of the open store at `<db>.restore`: SQLite's online backup
+        into a new file beside it, fsynced, then renamed over the previous backup (a
+        crash leaves at worst a `.<db>.restore.*.tmp` file, never a half-written
+        backup). Skipped while the backup there is current (no change since)."""
+        db, backup = self._db, self._backup
+        if self._backup_state == (db.total_changes, _identity(backup)):
+            return
+        fd, name = tempfile.mkstemp(prefix=f".{backup.name}.", suffix=".tmp", dir=backup.parent)
+        os.close(fd)
+        new = Path(name)
+        try:
+            target = sqlite3.connect(str(new), isolation_level=None)
+            try:
+                db.backup(target)
+            finally:
+                target.close()
+            _fsync(new)
+            os.replace(new, backup)
         finally:
-            target.close()
-        _fsync(copy)
-        db.close()  # drops the old WAL and SHM files, which belong to the removed file
+            for side in ("", "-journal", "-wal", "-shm"):
+                new.with_name(new.name + side).unlink(missing_ok=True)
+        _fsync(backup.parent)
+        self._backup_state = (db.total_changes, _identity(backup))
+
+    def _put_back(self, lock: WriterLock) -> None:
+        """Rename the backup onto the path (a rename fails on a directory, and never
+        leaves a half-written file there), then let go of the removed file: close its
+        connection and its lock, open the file now in place, and hold it. The backup
+        is locked before the rename, so no other writer can take the new file in
+        between."""
+        file, backup = self._file, self._backup
+        # The WAL emptied into the removed file: a reader that opens the new file
+        # before the old connection is closed finds nothing of the old one's to replay.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        moved = lock.hold(backup)
+        try:
+            os.replace(backup, file)
+        except OSError:
+            lock.keep_only(self._identity)
+            raise
+        self._backup_state = None
+        _fsync(file.parent)
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()  # the removed file's: it deletes its WAL and SHM files
         for side in ("-wal", "-shm"):
-            path.with_name(path.name + side).unlink(missing_ok=True)
-        os.replace(copy, path)
-        _fsync(path.parent)
-        self._db = self._sqlite_connect(path)
+            file.with_name(file.name + side).unlink(missing_ok=True)
+        self._identity = moved
+        lock.keep_only(moved)
+        self._db = self._sqlite_connect(file)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._identity = _identity(path)
-        return True
 
     def _close_on_worker(self) -> None:
         try:
+            # A store still removed: written back if the path is free now, else one
+            # last backup, with what was written since the last pass.
+            with contextlib.suppress(StoreError):
+                self._restore_on_worker()
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
         finally:
@@ -561,6 +642,10 @@ class SqliteStore(SqlStore):
                         db.executemany(query, rows)
 
         await self._run(write)
+
+
+def _detail(exc: OSError | sqlite3.Error) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or repr(exc)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -3,15 +3,25 @@ open connection, so nothing the writer knew is lost.
 
 Covers: `rm state.db` while open, a restore, every row still there for a reader and
 after a reopen, writes after the restore land in the new file; an untouched file is
-not rewritten.
+not rewritten. A directory put where the store was: the store says so (naming its
+backup and what to do) at every attempt and keeps working; its backup is a complete
+store, rewritten (by rename, never truncated) after every change and left alone
+when nothing changed; the store is written back the moment the path is free; or,
+after aclose (which writes one last backup), an operator moves the backup into
+place by hand and nothing written before the close is lost; a later open names the
+backup it finds where the store is missing.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.state import Phase, open_store
+import pytest
+
+from orchestrator.state import Phase, StoreAccessError, StoreMissingError, open_store
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -48,3 +58,104 @@ async def test_a_removed_store_is_written_back_with_everything(tmp_path: Path) -
         await store.aclose()
     async with open_store(url) as again:
         assert sorted(s.manifest for s in await again.live_sessions()) == ["alpha", "beta"]
+
+
+def _sids(path: Path) -> list[str]:
+    """The sids in the store file at `path`, read without changing it or creating a
+    file beside it (immutable: no WAL, no locks)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        return sorted(row[0] for row in db.execute("SELECT sid FROM sessions"))
+    finally:
+        db.close()
+
+
+def _blocked_message(path: Path) -> str:
+    backup = path.with_name("state.db.restore")
+    return (
+        f"state store {path} was removed while in use and cannot be written back: "
+        f"Is a directory; every record is in its backup {backup} (kept, and rewritten "
+        f"after every change) and in the open store; remove what is at {path} (the "
+        f"daemon writes the store back at its next pass), or stop the daemon, move "
+        f"{backup} to {path}, check it with `orchestrator status` and start the daemon"
+    )
+
+
+async def test_a_directory_in_the_way_keeps_the_backup_until_the_path_is_free(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    backup = tmp_path / "state.db.restore"
+    store = open_store(f"sqlite:///{path}", create=True)
+    try:
+        for name in ("alpha", "beta"):
+            await _session(store, name)
+        path.unlink()
+        path.mkdir()  # a bad deploy: a directory where the store was
+        for attempt in range(2):  # every pass tries again, and says so again
+            with pytest.raises(StoreAccessError) as refused:
+                await store.restore_if_removed()
+            assert str(refused.value) == _blocked_message(path), attempt
+            assert _sids(backup) == ["sid-alpha", "sid-beta"]
+        kept = backup.stat()
+        await _session(store, "gamma")  # the open store still takes writes
+        with pytest.raises(StoreAccessError):
+            await store.restore_if_removed()
+        # A newer complete backup, renamed over the old one (a new file, not truncated).
+        assert _sids(backup) == ["sid-alpha", "sid-beta", "sid-gamma"]
+        assert backup.stat().st_ino != kept.st_ino
+        assert (backup.stat().st_mode & 0o777) == 0o600
+        kept = backup.stat()
+        with pytest.raises(StoreAccessError):
+            await store.restore_if_removed()
+        assert backup.stat().st_ino == kept.st_ino  # nothing changed: left alone
+        path.rmdir()
+        assert await store.restore_if_removed() is True  # the path is free: back at once
+        assert not backup.exists()
+        assert [name for name in os.listdir(tmp_path) if "tmp" in name] == []
+        await _session(store, "delta")
+    finally:
+        await store.aclose()
+    async with open_store(f"sqlite:///{path}", writer=False) as reader:
+        assert sorted(s.sid or "" for s in await reader.live_sessions()) == [
+            "sid-alpha",
+            "sid-beta",
+            "sid-delta",
+            "sid-gamma",
+        ]
+
+
+async def test_an_operator_brings_the_store_back_from_the_backup(tmp_path: Path) -> None:
+    """What docs/operations.md tells an operator to do: stop the daemon, move the
+    backup into place, check it with `status` (a reader), start the daemon."""
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    store = open_store(url, create=True)
+    try:
+        await _session(store, "alpha")
+        path.unlink()
+        path.mkdir()
+        for _ in range(2):  # two passes meet the directory
+            with pytest.raises(StoreAccessError):
+                await store.restore_if_removed()
+        await _session(store, "beta")  # written after the last pass
+    finally:
+        await store.aclose()  # the daemon stops: one last backup
+    path.rmdir()
+    with pytest.raises(StoreMissingError) as missing:  # what a start says now
+        open_store(url)
+    backup = tmp_path / "state.db.restore"
+    assert missing.value.backup == backup
+    assert str(missing.value) == (
+        f"no state store at {path}, but {backup} is the copy of it that the daemon "
+        f"wrote when it was removed: with no orchestrator running on it, move {backup} "
+        f"to {path}, check it with `orchestrator status`, then start the daemon"
+    )
+    os.replace(backup, path)  # `mv state.db.restore state.db`
+    async with open_store(url, writer=False) as status:
+        assert sorted(s.manifest for s in await status.live_sessions()) == ["alpha", "beta"]
+    async with open_store(url) as daemon:
+        assert sorted(s.sid or "" for s in await daemon.live_sessions()) == [
+            "sid-alpha",
+            "sid-beta",
+        ]
