@@ -9,27 +9,31 @@ for that event (`CONSOLE_FIELDS`), aligned, coloured on a TTY only and never whe
 
 Two last-line-of-defence processors run before either renderer: one masks the values
 of keys that name secrets (`orchestrator.secrets.SECRET_KEYS`), one removes every
-secret value this process has resolved (`orchestrator.secrets.resolved_values`) from
-every string of the event, whatever key or nesting it arrives under. Code must still
-never pass a secret to a log call, and a renderer must never run before them.
+secret value this process has resolved, in every form a server may echo it (JSON- or
+URL-escaped, the base64 of the customer's credential pair: `orchestrator.secrets.
+mask_secrets`, which the API error scrubber uses too), from every string of the
+event, whatever key or nesting it arrives under. Code must still never pass a secret
+to a log call, and a renderer must never run before them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json as _json
 import logging
 import os
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any, Final, TextIO
 
 import structlog
 
-from orchestrator.secrets import is_secret_key, resolved_values
-
-_MASK = "***"
+from orchestrator.secrets import MASK, is_secret_key, mask_secrets, masked_forms
 
 
 def _mask_secret_keys(
@@ -37,35 +41,30 @@ def _mask_secret_keys(
 ) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         if is_secret_key(key):
-            event_dict[key] = _MASK
+            event_dict[key] = MASK
     return event_dict
 
 
-def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
-    """`value` with every secret masked; `secrets` longest first, so that a secret
-    that contains another is masked whole, not left with its tail showing."""
+def _redact(value: Any) -> Any:
+    """`value` with every remembered secret masked, in every form (`mask_secrets`)."""
     if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, _MASK)
-        return value
+        return mask_secrets(value)
     if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
+        return {k: _redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_redact(v, secrets) for v in value]
+        return [_redact(v) for v in value]
     if value is None or isinstance(value, bool | int | float):
         return value
-    return _redact(str(value), secrets)  # anything else is rendered as text anyway
+    return _redact(str(value))  # anything else is rendered as text anyway
 
 
 def redact_secret_values(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Remove every resolved secret value from the event, at any depth."""
-    secrets = tuple(sorted(resolved_values(), key=len, reverse=True))
-    if secrets:
+    """Remove every resolved secret value, in each of its forms, from the event, at any depth."""
+    if masked_forms():
         for key in list(event_dict):
-            event_dict[key] = _redact(event_dict[key], secrets)
+            event_dict[key] = _redact(event_dict[key])
     return event_dict
 
 
@@ -226,3 +225,161 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    route_stdlib_logging(level)
+
+
+# ---------------------------------------------------------------- other libraries
+#
+# aiohttp, asyncio, APScheduler, httpx and Python itself log through the standard
+# `logging` module or print to stderr. Left alone, that is plain text (a traceback
+# over several lines) in the middle of the JSON lines. Below, each becomes one event
+# of the same stream, through the same processors (so the same redaction) and the
+# same renderer.
+
+#: A record of another library is logged from this level up, whatever the configured
+#: level: below it they are chatter (httpx logs every request at info) and may carry
+#: what our own events deliberately leave out.
+LIBRARY_LEVEL: Final = logging.WARNING
+_FIELD_LIMIT: Final = 300  # characters of a repr kept in an event (an object, a task)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each formatted record as one line to the current `sys.stderr`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # logging's own report is a plain-text traceback: one JSON line instead.
+        error = sys.exc_info()[1]
+        failed = {
+            "event": "library.log_failed",
+            "level": "error",
+            "logger": record.name,
+            "error": type(error).__name__ if error is not None else None,
+        }
+        with contextlib.suppress(Exception):  # stderr itself is gone: nowhere to say it
+            sys.stderr.write(_json.dumps(failed) + "\n")
+
+
+def _library_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A foreign record as an event of ours: a stable name, the library's logger and
+    message as fields, its exception (if any) for `format_exc_info`."""
+    record: logging.LogRecord = event_dict["_record"]
+    event: dict[str, Any] = {
+        "event": "library.log",
+        "logger": record.name,
+        "message": event_dict.get("event", ""),
+    }
+    if "exc_info" in event_dict:
+        event["exc_info"] = event_dict["exc_info"]
+    return event
+
+
+def route_stdlib_logging(level: str = "info") -> None:
+    """Send records of the standard `logging` module (from `LIBRARY_LEVEL`, or `level`
+    when higher) through structlog's processors and renderer as configured now
+    (`configure_logging` calls it): one `library.log` event per record, with
+    `logger`, `message` and the traceback as `exception`. Replaces the handler an
+    earlier call installed."""
+    chain = list(structlog.get_config()["processors"])
+    formatter = structlog.stdlib.ProcessorFormatter(processors=[_library_event, *chain])
+    handler = _StderrHandler(
+        max(LIBRARY_LEVEL, logging.getLevelNamesMapping().get(level.upper(), logging.INFO))
+    )
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _FIELD_LIMIT else text[: _FIELD_LIMIT - 1] + "…"
+
+
+class _LoopExceptionLog:
+    """The event loop's exception handler: one `loop.exception` event per error, but
+    at most one a second for one message, the others folded into the next one's
+    `repeated` count. An error in a loop callback can repeat thousands of times a
+    second: asyncio (3.11) retries an accept that failed for want of descriptors
+    once per slot of the listen backlog, and logs each failure."""
+
+    _KEPT: Final = 100  # messages remembered (they name code, not data: few)
+
+    def __init__(self, every: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (logged at, folded since)
+
+    def __call__(self, _loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        now = self._clock()
+        last = self._last.get(message)
+        if last is not None and now - last[0] < self._every:
+            self._last[message] = (last[0], last[1] + 1)
+            return
+        if len(self._last) >= self._KEPT:
+            self._last.clear()
+        self._last[message] = (now, 0)
+        exc = context.get("exception")
+        extra: dict[str, object] = {
+            k: _short(v) for k, v in context.items() if k not in ("message", "exception")
+        }
+        if last is not None and last[1]:
+            extra["repeated"] = last[1]
+        structlog.get_logger("orchestrator").error(
+            "loop.exception",
+            message=message,
+            error=type(exc).__name__ if exc is not None else None,
+            exc_info=exc if isinstance(exc, BaseException) else None,
+            **extra,
+        )
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return  # what threading's own hook does
+    structlog.get_logger("orchestrator").error(
+        "thread.exception",
+        thread=args.thread.name if args.thread is not None else None,
+        error=args.exc_type.__name__,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        if args.exc_value is not None
+        else None,
+    )
+
+
+def _log_unraisable(args: Any) -> None:  # sys.UnraisableHookArgs
+    structlog.get_logger("orchestrator").warning(
+        "unraisable.exception",
+        message=args.err_msg or "Exception ignored in",
+        object=_short(args.object),
+        error=args.exc_type.__name__,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        if args.exc_value is not None
+        else None,
+    )
+
+
+def log_process_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """For a long-running process (the daemon), once logging is configured: what
+    Python would print to stderr by itself is logged as one event instead. The event
+    loop's errors ("Task exception was never retrieved", a failed accept) as
+    `loop.exception` (at most one a second for one message, with `repeated`); an
+    exception that ends a thread as `thread.exception`; one that cannot be raised
+    (in `__del__`) as `unraisable.exception`; warnings as `library.log` (logger
+    `py.warnings`). Each carries `error` (the exception's type) and its traceback as
+    `exception`."""
+    loop.set_exception_handler(_LoopExceptionLog())
+    threading.excepthook = _log_thread_exception
+    sys.unraisablehook = _log_unraisable
+    logging.captureWarnings(True)

@@ -12,13 +12,27 @@ value's `repr` is masked.
 `SECRET_KEYS` is the one list of the key names that carry secrets (in manifests,
 the daemon config, request bodies, log events); `is_secret_key` is how every
 layer matches a key against it. This module is a leaf: it imports nothing of ours.
+
+It is also the one place that knows how a secret may come back in another form:
+`secret_forms` (JSON-escaped, URL-encoded, HTML-escaped) and `basic_credential_forms`
+(the base64 of `customerId:customerSecret` an Authorization header carries). Every
+value resolved here is remembered with all its forms, and `mask_secrets` removes
+them, longest first, from any text: the log processor (`orchestrator.logging`) and
+the API error scrubber (`orchestrator.agora.errors.scrub`) both call it.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import os
+import re
+import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NamedTuple
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
@@ -170,15 +184,129 @@ _RESOLVED: set[str] = set()
 _MIN_MASKED_LENGTH = 4
 
 
+class _Masking(NamedTuple):
+    """Every form of every remembered value, longest first (see `mask_secrets`), and
+    one pattern finding any of them: a log line is searched once, in C, and only one
+    that holds a secret is replaced form by form. The pattern is compiled when it is
+    first needed after a change (a burst of new values costs one compilation, about
+    0.1 ms per form)."""
+
+    forms: tuple[str, ...] = ()
+    any_form: re.Pattern[str] | None = None
+
+
+# Replaced whole, never mutated: a reader on another thread sees one version or the other.
+_MASKING = _Masking()
+_REGISTERING = threading.Lock()
+MASK: Final = "***"
+
+_JSON_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-f]{4})")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def secret_forms(value: str) -> frozenset[str]:
+    """`value` and the forms a server or a serializer may write it back in.
+
+    As it is; JSON-escaped inside a string, as `json.dumps` writes it with and without
+    `ensure_ascii` (and with upper-case `\\uXXXX` digits, and `/` escaped as `\\/`, as
+    other serializers do); URL-encoded by `quote` (with and without `/` kept) and
+    `quote_plus`, in upper- or lower-case hex; HTML-escaped (a proxy's error page).
+    """
+    forms = {value, html.escape(value)}
+    for ascii_only in (True, False):
+        escaped = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        upper = _JSON_UNICODE_ESCAPE.sub(lambda m: "\\u" + m.group(1).upper(), escaped)
+        forms |= {escaped, upper, escaped.replace("/", "\\/"), upper.replace("/", "\\/")}
+    for encoded in (quote(value, safe=""), quote(value), quote_plus(value)):
+        forms |= {encoded, _PERCENT_ESCAPE.sub(lambda m: m.group(0).lower(), encoded)}
+    return frozenset(form for form in forms if form)
+
+
+def basic_credential_forms(customer_id: str, customer_secret: str) -> frozenset[str]:
+    """The base64 of `customerId:customerSecret` (HTTP Basic), in every form a server
+    may echo it: standard or URL-safe alphabet, padded or not, each in `secret_forms`.
+
+    The customer ID alone is not a secret, but this pair is the whole credential:
+    whoever reads it can call the API."""
+    pair = f"{customer_id}:{customer_secret}".encode()
+    encoded = {base64.b64encode(pair).decode(), base64.urlsafe_b64encode(pair).decode()}
+    encoded |= {text.rstrip("=") for text in encoded}
+    return frozenset(form for text in encoded for form in secret_forms(text))
+
+
+def _longest_first(forms: Iterable[str]) -> tuple[str, ...]:
+    # Longest first, so that a secret that contains another is masked whole, not left
+    # with its tail showing; equal lengths in a fixed order, so the result is stable.
+    return tuple(sorted(set(forms), key=lambda form: (-len(form), form)))
+
+
+def _register(forms: Iterable[str]) -> None:
+    global _MASKING
+    with _REGISTERING:  # two writers must not lose each other's forms
+        known = _MASKING.forms
+        new = set(forms) - set(known)
+        if new:
+            _MASKING = _Masking(_longest_first((*known, *new)))
+
+
+def _compiled(masking: _Masking) -> _Masking:
+    global _MASKING
+    compiled = masking._replace(any_form=re.compile("|".join(map(re.escape, masking.forms))))
+    with _REGISTERING:
+        if _MASKING is masking:  # unless a value was remembered meanwhile
+            _MASKING = compiled
+    return compiled
+
+
 def resolved_values() -> frozenset[str]:
-    """The secret values resolved so far in this process (for the log redaction step)."""
+    """The secret values resolved so far in this process (their forms: `masked_forms`)."""
     return frozenset(_RESOLVED)
 
 
+def masked_forms() -> tuple[str, ...]:
+    """Every form of every secret remembered so far, longest first: what `mask_secrets`
+    removes from any text."""
+    return _MASKING.forms
+
+
 def _remember(value: str) -> str:
-    if len(value) >= _MIN_MASKED_LENGTH:
-        _RESOLVED.add(value)
+    if len(value) >= _MIN_MASKED_LENGTH and value not in _RESOLVED:
+        _register(secret_forms(value))
+        _RESOLVED.add(value)  # after its forms: `mask_secrets` skips the values it holds
     return value
+
+
+def remember_credentials(customer_id: str, customer_secret: str) -> None:
+    """Remember an API credential pair: the secret, and the base64 of the pair that an
+    Authorization header carries (`basic_credential_forms`), so that no log line or
+    error reason shows either, whoever echoes it. The API client calls this for the
+    credentials it is given."""
+    _remember(customer_secret)
+    _register(basic_credential_forms(customer_id, customer_secret))
+
+
+def mask_secrets(text: str, extra: Iterable[str] = ()) -> str:
+    """`text` with every form of every remembered secret, and of each value of `extra`
+    (literal secrets a caller knows, such as those of the request it sent), replaced
+    by `***`, longest first."""
+    masking = _MASKING
+    if masking.any_form is None and masking.forms:
+        masking = _compiled(masking)
+    forms = masking.forms
+    added = {
+        form
+        for value in extra
+        if len(value) >= _MIN_MASKED_LENGTH and value not in _RESOLVED
+        for form in secret_forms(value)
+    }
+    if added:
+        forms = _longest_first((*forms, *added))
+    elif masking.any_form is None or masking.any_form.search(text) is None:
+        return text  # the common case: nothing to mask
+    for form in forms:
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
 
 
 def resolve_secret(

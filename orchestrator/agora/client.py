@@ -11,7 +11,11 @@ executor logs what a query finds changed), and hands the same facts to an option
 `on_call` observer (metrics), which must not import anything here but `ApiCall`.
 
 It must never log or raise with a secret in it: not the Authorization header, the
-customer secret, storage keys, tokens, nor the decryption secret.
+customer secret, storage keys, tokens, nor the decryption secret, in any form a
+server may echo them (the client remembers its credential pair with
+`orchestrator.secrets.remember_credentials`, so that the base64 of
+`customerId:customerSecret` is masked wherever it shows up). It must never take an
+answer that is not Agora's for Agora's (`errors.ForeignAnswerError`).
 """
 
 from __future__ import annotations
@@ -39,13 +43,14 @@ from orchestrator.agora.errors import (
     RetryableError,
     StopAlreadyEndedError,
     error_from_response,
+    foreign_answer,
     scrub,
 )
 from orchestrator.agora.pacing import CLOCK_MARGIN, DEFAULT_WINDOW, RateLimiter, RetryPolicy
 from orchestrator.aio import AsyncClosing
 from orchestrator.contract import ErrorCode, Mode, channel_name_problem
 from orchestrator.logging import shorten
-from orchestrator.secrets import is_secret_key
+from orchestrator.secrets import is_secret_key, remember_credentials
 
 __all__ = [
     "CLOCK_MARGIN",
@@ -214,6 +219,7 @@ class AgoraClient(AsyncClosing):
         self._deadline = deadline
         self._auth = httpx.BasicAuth(customer_id, customer_secret)
         self._customer_secret = customer_secret
+        remember_credentials(customer_id, customer_secret)  # masked wherever it is echoed
         self._limiter = limiter if limiter is not None else RateLimiter()
         self._retry = retry if retry is not None else RetryPolicy()
         self._timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
@@ -404,9 +410,8 @@ class AgoraClient(AsyncClosing):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise RetryableError(
-                endpoint, 200, None, "unexpected response: " + wire.validation_reason(exc)
-            ) from None
+            reason = scrub("unexpected response: " + wire.validation_reason(exc))
+            raise RetryableError(endpoint, 200, None, reason) from None
 
     async def _call(self, call: _Call) -> tuple[Any, int]:
         """Send `call`, retrying transient failures; returns (parsed JSON, status)."""
@@ -463,8 +468,14 @@ class AgoraClient(AsyncClosing):
                 if 200 <= status < 300:
                     try:
                         data = answer.json()
-                    except ValueError:
-                        error = RetryableError(call.endpoint, status, None, "response is not JSON")
+                    except ValueError:  # a success that is not JSON is not Agora's
+                        error = foreign_answer(
+                            call.endpoint,
+                            status,
+                            answer.content,
+                            content_type=answer.headers.get("content-type"),
+                            secrets=secrets,
+                        )
                     else:
                         if call.sid is None and isinstance(data, dict):
                             call.sid = _str(data.get("sid"))  # start: log the new sid
@@ -472,7 +483,11 @@ class AgoraClient(AsyncClosing):
                         return data, status
                 else:
                     error = error_from_response(
-                        call.endpoint, status, answer.content, secrets=secrets
+                        call.endpoint,
+                        status,
+                        answer.content,
+                        content_type=answer.headers.get("content-type"),
+                        secrets=secrets,
                     )
             if call.endpoint == "start" and ambiguous and isinstance(error, AlreadyStartedError):
                 final = AmbiguousStartError(

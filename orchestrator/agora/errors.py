@@ -7,13 +7,14 @@ under the package's one root, `orchestrator.errors.OrchestratorError`)::
 
     AgoraError                      endpoint, status, code, reason
     ├── PermanentError              2, 8, 432, 1013, 1028,
-    │   │                           unknown route, 400 without code
+    │   │                           unknown route, 4xx gateway message without code
     │   ├── AppError                401, 62, "invalid appid": the app profile is wrong
     │   ├── SessionUnknownError     1001, 1003: the resource ID or sid is not recognised
     │   └── InvalidRequestError     refused by the client before sending (status 0)
     ├── RetryableError              429, 5xx, timeouts, transport errors, 65
-    │   └── RateLimitedError        429
-    ├── NotFoundError               404 (the session has ended), 501
+    │   ├── RateLimitedError        429
+    │   └── ForeignAnswerError      an answer that is not Agora's (see below)
+    ├── NotFoundError               code 404 (the session has ended), 501
     │   └── StopAlreadyEndedError   49 on stop: an earlier stop took effect
     ├── ResourceExpiredError        433: acquire a new resource ID
     ├── ConflictError
@@ -22,9 +23,19 @@ under the package's one root, `orchestrator.errors.OrchestratorError`)::
     ├── NoFilesError                435: stopped, nothing was recorded
     └── AmbiguousStartError         a start may have taken effect; its sid is unknown
 
+Whose answer it is. Every class that changes what the executor believes about a
+session (ended, already stopped, no files, conflict, expired, unrecognised, held as
+failed) is chosen by Agora's JSON error body: a JSON object with Agora's `code`, or
+the `{"message": ...}` of Agora's gateway. A bare HTTP status decides only what
+cannot change a session: 401 (the app's credentials), 429 and 5xx (retry). Anything
+else, a proxy's `404 <html>nginx</html>`, an empty 404, a text or a JSON list, a 404
+without Agora's code 404, a success whose body is not JSON, is a `ForeignAnswerError`:
+a failed call, retried like a 5xx, never "the session has ended".
+
 This module must never let response text reach an exception unscrubbed: reasons are
-stripped of secret-looking JSON values and of any literal secret the caller names,
-then trimmed to `REASON_LIMIT` characters.
+stripped of every form of every known secret (`orchestrator.secrets.mask_secrets`:
+JSON- and URL-escaped, the base64 of the credential pair), of secret-looking JSON
+values and `Basic` credentials, then trimmed to `REASON_LIMIT` characters.
 """
 
 from __future__ import annotations
@@ -32,30 +43,47 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.contract import APP_CODES, PERMANENT_CODES, ErrorCode
 from orchestrator.errors import OrchestratorError
-from orchestrator.secrets import is_secret_key
+from orchestrator.secrets import is_secret_key, mask_secrets
 
 REASON_LIMIT = 200
+#: How much of an answer's text is read at most to make a reason of it: far more than
+#: a reason shows, so that a secret is masked whole before the text is trimmed.
+SCRUB_WINDOW = 64 * 1024
+#: What is dropped from the end of a text cut at the window after masking: a secret
+#: cut in two there cannot be matched, and its first part must not show (every form
+#: of a secret is taken to be shorter than this).
+_CUT_MARGIN = 4 * 1024
 
 # A JSON `"key": "value"` pair; its value is masked when the key names a secret.
 _JSON_STRING_PAIR = re.compile(r'("((?:[^"\\]|\\.)*)"\s*:\s*)"(?:[^"\\]|\\.)*"')
-_BASIC_AUTH = re.compile(r"(Basic\s+)[A-Za-z0-9+/=]+", re.IGNORECASE)
+# Standard and URL-safe base64 alike.
+_BASIC_AUTH = re.compile(r"(Basic\s+)[A-Za-z0-9+/=_-]+", re.IGNORECASE)
 
 
 def _masked_pair(match: re.Match[str]) -> str:
     return f'{match.group(1)}"***"' if is_secret_key(match.group(2)) else match.group(0)
 
 
+def _masked_head(text: str, secrets: Iterable[str]) -> str:
+    """`text` up to `SCRUB_WINDOW` characters, every secret masked; when it was cut,
+    without its last `_CUT_MARGIN` characters (where a secret may have been cut in two)."""
+    if len(text) <= SCRUB_WINDOW:
+        return mask_secrets(text, secrets)
+    return mask_secrets(text[:SCRUB_WINDOW], secrets)[:-_CUT_MARGIN]
+
+
 def scrub(text: str, secrets: Iterable[str] = (), limit: int = REASON_LIMIT) -> str:
-    """Mask secret-looking values and the given literal secrets, then trim."""
-    cleaned = _JSON_STRING_PAIR.sub(_masked_pair, text)
+    """`text` as a reason: every known secret masked in every form, and `secrets` (the
+    literal values of the request), secret-looking JSON values and `Basic`
+    credentials masked, on one line, trimmed to `limit` characters."""
+    cleaned = _masked_head(text, secrets)  # first: the patterns below only mask more
+    cleaned = _JSON_STRING_PAIR.sub(_masked_pair, cleaned)
     cleaned = _BASIC_AUTH.sub(r"\1***", cleaned)
-    # Longest first, so a secret that contains another is masked whole.
-    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
-        cleaned = cleaned.replace(secret, "***")
     cleaned = " ".join(cleaned.split())
     if len(cleaned) > limit:
         cleaned = cleaned[: limit - 1] + "…"
@@ -138,6 +166,23 @@ class RateLimitedError(RetryableError):
     """HTTP 429: more than the App ID's requests per second reached Agora."""
 
 
+class ForeignAnswerError(RetryableError):
+    """An answer that is not Agora's: its body is not Agora's JSON error body (a proxy's
+    or a load balancer's page, an empty body, text, a JSON list), or it is a 404
+    without Agora's code 404, or a success that is not JSON.
+
+    It says nothing about the session: the call failed, whatever the status. It is
+    retried like a 5xx (the request may have reached Agora: `ambiguous`), counted and
+    logged like every call, its reason the first bytes of its body (scrubbed, trimmed),
+    and never taken as "ended" or "refused". `content_type` is the answer's own
+    (scrubbed and trimmed; empty when it had none).
+    """
+
+    def __init__(self, endpoint: str, status: int, reason: str, *, content_type: str) -> None:
+        self.content_type = content_type
+        super().__init__(endpoint, status, None, reason, ambiguous=True)
+
+
 class NotFoundError(AgoraError):
     """The session is gone (ended, exited on its own, or past resourceExpiredHour)."""
 
@@ -181,19 +226,31 @@ class AmbiguousStartError(AgoraError):
 
 _INVALID_APPID = "invalid appid"
 _NO_ROUTE = "no route matched"
+_CONTENT_TYPE_LIMIT = 60
 
 
-def _parse_body(body: bytes | str | None) -> tuple[int | None, str]:
-    """Return (code, raw reason text) from an error body, tolerating anything."""
+@dataclass(frozen=True)
+class _Body:
+    """What an answer's body says: its text, and whether it is Agora's JSON error body
+    (an object carrying a `code`, or the gateway's `message`/`reason`)."""
+
+    text: str
+    agora: bool = False
+    code: int | None = None
+    reason: str = ""
+
+
+def _read_body(body: bytes | str | None) -> _Body:
+    """Read an error body, tolerating anything."""
     if body is None:
-        return None, ""
+        return _Body("")
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         parsed: Any = json.loads(text)
     except ValueError:
-        return None, text
+        return _Body(text)
     if not isinstance(parsed, dict):
-        return None, text
+        return _Body(text)
     code: int | None = None
     raw_code = parsed.get("code")
     if isinstance(raw_code, bool):
@@ -205,7 +262,28 @@ def _parse_body(body: bytes | str | None) -> tuple[int | None, str]:
     reason = parsed.get("reason") or parsed.get("message") or ""
     if not isinstance(reason, str):
         reason = json.dumps(reason)
-    return code, reason
+    return _Body(text, agora=code is not None or bool(reason), code=code, reason=reason)
+
+
+def foreign_answer(
+    endpoint: str,
+    status: int,
+    body: bytes | str | None,
+    *,
+    content_type: str | None = None,
+    secrets: Iterable[str] = (),
+) -> ForeignAnswerError:
+    """The error for an answer that is not Agora's; its reason says so and quotes the
+    first bytes of the body, scrubbed and trimmed."""
+    shown = scrub(content_type or "", secrets, _CONTENT_TYPE_LIMIT)
+    kind = shown or "no content type"
+    raw = body if isinstance(body, bytes) else (body or "").encode()
+    if not raw:
+        reason = f"not Agora's answer ({kind}, empty body)"
+    else:
+        text = raw.decode("utf-8", "replace")
+        reason = scrub(f"not Agora's answer ({kind}, {len(raw)} bytes): {text}", secrets)
+    return ForeignAnswerError(endpoint, status, reason, content_type=shown)
 
 
 def error_from_response(
@@ -213,16 +291,21 @@ def error_from_response(
     status: int,
     body: bytes | str | None,
     *,
+    content_type: str | None = None,
     secrets: Iterable[str] = (),
 ) -> AgoraError:
     """Map an unsuccessful answer (HTTP status + Agora `code`) to its exception.
 
-    `secrets` are literal values (keys, tokens) the request carried; they are masked
-    if the server echoed them. The reason is trimmed before it is stored.
+    Only Agora's JSON error body chooses a class that changes what is believed about a
+    session; any other answer is a `ForeignAnswerError` (see the module's docstring).
+    `content_type` is the answer's header, quoted in a foreign answer's reason;
+    `secrets` are literal values (keys, tokens) the request carried: they are masked,
+    in every form, if the server echoed them. The reason is trimmed before it is stored.
     """
-    code, raw_reason = _parse_body(body)
-    reason = scrub(raw_reason, secrets)
-    lowered = raw_reason.lower()
+    answer = _read_body(body)
+    reason = scrub(answer.reason if answer.agora else answer.text, secrets)
+    lowered = answer.reason.lower()
+    code = answer.code
 
     if code is not None:
         if code in APP_CODES:
@@ -247,15 +330,20 @@ def error_from_response(
             return NoFilesError(endpoint, status, code, reason)
         if code in (ErrorCode.NOT_FOUND, ErrorCode.EXITING):
             return NotFoundError(endpoint, status, code, reason)
+    # The status alone decides only what cannot change a session.
     if _INVALID_APPID in lowered or status == 401:
         return AppError(endpoint, status, code, reason)
     if status == 429:
         return RateLimitedError(endpoint, status, code, reason, ambiguous=False)
+    if not answer.agora:
+        return foreign_answer(endpoint, status, body, content_type=content_type, secrets=secrets)
     if status >= 500:
         return RetryableError(endpoint, status, code, reason, ambiguous=True)
     if status == 404:
         # The gateway's 404 for a wrong path or method is our bug, not an ended session.
         if _NO_ROUTE in lowered:
             return PermanentError(endpoint, status, code, reason)
-        return NotFoundError(endpoint, status, code, reason)
+        # Agora's answer for an ended session carries its code 404: without it, this
+        # is someone else's 404 (a proxy's JSON page), not an end.
+        return foreign_answer(endpoint, status, body, content_type=content_type, secrets=secrets)
     return PermanentError(endpoint, status, code, reason)

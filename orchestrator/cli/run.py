@@ -8,11 +8,18 @@ lock is taken before any port is bound or any request is sent.
 The daemon's first start creates the store (when neither it nor its lock file
 exists); a store that existed and is gone, empty or foreign is an error that says
 how to recover, never silently a new empty one.
+
+At start-up, once logging is configured and before anything is opened, the daemon
+raises its soft descriptor limit to the hard one (`daemon.open_files`, logged once)
+and routes what Python or a library would print to stderr (the event loop's errors,
+a thread's, warnings) into the log as events, so that every line of a JSON log is
+JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import sys
 from pathlib import Path
 
@@ -38,7 +45,7 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
     from orchestrator.daemon.metrics import Metrics
     from orchestrator.daemon.notify import Notifier
     from orchestrator.daemon.service import Daemon
-    from orchestrator.logging import configure_logging
+    from orchestrator.logging import configure_logging, log_process_errors
     from orchestrator.runtime import Hooks, never_created, open_runtime
     from orchestrator.state import StoreBusyError, StoreError
 
@@ -49,7 +56,10 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
         return 1
     fmt = config.logging.format
     configure_logging(config.logging.level, json=None if fmt == "auto" else fmt == "json")
+    log_process_errors(asyncio.get_running_loop())
     log = structlog.get_logger("orchestrator.daemon")
+    open_files = raise_open_files_limit()
+    (log.warning if "error" in open_files else log.info)("daemon.open_files", **open_files)
     metrics = Metrics()
     hooks = Hooks(
         on_call=lambda call: metrics.observe_api_call(
@@ -88,3 +98,26 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
         log.error("daemon.failed", error=str(exc))
         echo_error(exc)
         return 1
+
+
+def raise_open_files_limit() -> dict[str, object]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; what it was and is now.
+
+    systemd starts a service with a soft limit of 1,024 (unless the unit sets
+    `LimitNOFILE=`) because a program that uses select() breaks above it; the hard
+    limit is what the service may use. The daemon waits with epoll (asyncio's
+    selector on Linux), never select(), so it takes the hard limit, as systemd
+    recommends for such programs. The unit sets both anyway (packaging/
+    orchestrator.service); this covers a daemon started any other way. An infinite
+    hard limit is left alone (the kernel would refuse it as a soft one).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    facts: dict[str, object] = {"soft_before": soft, "soft": soft, "hard": hard}
+    if soft == hard or hard == resource.RLIM_INFINITY:
+        return facts
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        facts["error"] = str(exc)
+    facts["soft"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return facts

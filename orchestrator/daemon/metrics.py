@@ -2,7 +2,9 @@
 
 The daemon runs unattended; operators learn how it is doing from these series and
 probes. Metric and label names are part of the interface (docs/operations.md lists them):
-change them only together with that table and the dashboards.
+change them only together with that table and the dashboards. The endpoint's HTTP,
+and the bounds that keep a flood of connections to it from taking the descriptors
+the API calls need, are orchestrator.daemon.listener's.
 
 This module must never put a secret in a label: the label names are fixed here
 and their values are phases, triggers, endpoints, actions, outcomes, HTTP and
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +28,6 @@ from datetime import datetime
 from typing import Final
 
 import structlog
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -33,6 +35,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
+from orchestrator.daemon.listener import Bounds, Listener, Page
 from orchestrator.errors import OrchestratorError
 
 log = structlog.get_logger("orchestrator.daemon")
@@ -58,6 +61,8 @@ HELD_REASONS: Final = ("failed", "unmanageable", "backoff", "missed", "deferred"
 # Why a wanted recording is not recording (orchestrator.reconcile.overview.Reason).
 NOT_RECORDING_REASONS: Final = ("starting", "failing", "backoff", "held", "unmanageable")
 OUTCOMES: Final = ("ok", "failed")
+# Why the metrics listener closed a connection itself (orchestrator.daemon.listener).
+LISTENER_DROPS: Final = ("limit", "timeout")
 
 # One Agora call: 5 ms (emulator on loopback) .. 30 s (past the default 15 s read timeout).
 API_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -237,6 +242,18 @@ class Metrics:
             "or another replica holds them now).",
             registry=reg,
         )
+        self._listener_connections = Gauge(
+            "orchestrator_listener_connections",
+            "Connections open to this metrics and health address (at scrape time).",
+            registry=reg,
+        )
+        self._listener_drops = Counter(
+            "orchestrator_listener_connections_dropped_total",
+            "Connections to this address closed by its bounds: limit (a newer one needed "
+            "the room), timeout (no whole request within the time allowed).",
+            ["reason"],
+            registry=reg,
+        )
         build_info = Gauge(
             "orchestrator_build_info",
             "Always 1; the version is the label.",
@@ -259,6 +276,8 @@ class Metrics:
                 self._passes.labels(trigger=trigger, outcome=outcome)
         for outcome in OUTCOMES:
             self._reloads.labels(outcome=outcome)
+        for reason in LISTENER_DROPS:
+            self._listener_drops.labels(reason=reason)
 
     # -------------------------------------------------------------- store state
     def set_sessions(self, counts: Mapping[str, int]) -> None:
@@ -343,6 +362,14 @@ class Metrics:
     def observe_reload(self, ok: bool) -> None:
         self._reloads.labels(outcome=_outcome(ok)).inc()
 
+    # -------------------------------------------------------------- the listener
+    def set_listener_connections(self, count: int) -> None:
+        self._listener_connections.set(count)
+
+    def observe_listener_drop(self, reason: str) -> None:
+        """A connection the metrics listener closed itself: `limit` or `timeout`."""
+        self._listener_drops.labels(reason=reason).inc()
+
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (`CONTENT_TYPE_LATEST`)."""
         return generate_latest(self.registry)
@@ -357,12 +384,16 @@ def _hostport(host: str, port: int) -> str:
 
 
 class HealthServer:
-    """Serves /metrics, /healthz and /readyz on a local address.
+    """Serves /metrics, /healthz and /readyz on a local address (orchestrator.daemon.
+    listener: GET and HEAD only, connections and their idle time bounded by the
+    process's descriptor limit, so a flood of connections here takes no descriptor
+    the API calls need).
 
     /healthz answers 503 when the heartbeat task (one wake-up every
     `heartbeat_interval` seconds, measuring how late it wakes) has not beaten
     for `stale_after` seconds or has died. /readyz calls `readiness`, which must
-    be cheap and non-blocking: it runs on the event loop.
+    be cheap and non-blocking: it runs on the event loop. `bounds` replaces the
+    listener's (default: `bounds_for` the descriptor limit at `start`).
     """
 
     def __init__(
@@ -373,6 +404,7 @@ class HealthServer:
         heartbeat_interval: float = 1.0,
         stale_after: float = 10.0,
         clock: Clock = time.monotonic,
+        bounds: Bounds | None = None,
     ) -> None:
         if heartbeat_interval <= 0 or stale_after <= 0:
             raise ValueError("heartbeat_interval and stale_after must be positive")
@@ -381,7 +413,8 @@ class HealthServer:
         self._interval = heartbeat_interval
         self._stale_after = stale_after
         self._clock = clock
-        self._runner: web.AppRunner | None = None
+        self._bounds = bounds
+        self._listener: Listener | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._port: int | None = None
         self._last_beat = 0.0
@@ -396,18 +429,20 @@ class HealthServer:
 
     async def start(self, host: str, port: int) -> None:
         """Bind and serve; raises HealthServerBindError when the address cannot be bound."""
-        if self._runner is not None:
+        if self._listener is not None:
             raise RuntimeError("the health server is already started")
-        app = web.Application()
-        app.router.add_get("/metrics", self._handle_metrics)
-        app.router.add_get("/healthz", self._handle_healthz)
-        app.router.add_get("/readyz", self._handle_readyz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
+        routes = {
+            "/metrics": self._metrics_page,
+            "/healthz": self._healthz_page,
+            "/readyz": self._readyz_page,
+        }
+        # The bounds follow the descriptor limit at start (the daemon has raised it by then).
+        listener = Listener(
+            routes, bounds=self._bounds, on_drop=self._metrics.observe_listener_drop
+        )
         try:
-            await web.TCPSite(runner, host, port).start()
+            self._port = await listener.start(host, port)
         except OSError as exc:
-            await runner.cleanup()
             address = _hostport(host, port)
             reason = exc.strerror or str(exc)
             if exc.errno == errno.EADDRINUSE:
@@ -415,8 +450,7 @@ class HealthServer:
             raise HealthServerBindError(
                 exc.errno, f"cannot serve metrics and health checks on {address}: {reason}"
             ) from exc
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._listener = listener
         self._last_beat = self._clock()
         self._heartbeat = asyncio.create_task(self._beat(), name="health-heartbeat")
 
@@ -427,9 +461,9 @@ class HealthServer:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.stop()
         self._port = None
 
     async def _beat(self) -> None:
@@ -439,12 +473,12 @@ class HealthServer:
             self._last_beat = self._clock()
             self._loop_lag = max(0.0, self._last_beat - before - self._interval)
 
-    async def _handle_metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=self._metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+    def _metrics_page(self) -> Page:
+        if self._listener is not None:
+            self._metrics.set_listener_connections(self._listener.connections)
+        return Page(200, CONTENT_TYPE_LATEST, self._metrics.exposition())
 
-    async def _handle_healthz(self, _request: web.Request) -> web.Response:
+    def _healthz_page(self) -> Page:
         age = max(0.0, self._clock() - self._last_beat)
         body: dict[str, object] = {
             "status": "ok",
@@ -453,13 +487,13 @@ class HealthServer:
         }
         if self._heartbeat is None or self._heartbeat.done():
             body["status"] = "heartbeat stopped"
-            return web.json_response(body, status=503)
+            return _json_page(body, 503)
         if age > self._stale_after:
             body["status"] = "heartbeat stale"
-            return web.json_response(body, status=503)
-        return web.json_response(body)
+            return _json_page(body, 503)
+        return _json_page(body, 200)
 
-    async def _handle_readyz(self, _request: web.Request) -> web.Response:
+    def _readyz_page(self) -> Page:
         try:
             report = self._readiness()
         except Exception as exc:
@@ -467,4 +501,8 @@ class HealthServer:
             log.warning("health.readiness_failed", error=type(exc).__name__)
             report = ReadinessReport(False, f"readiness check failed: {type(exc).__name__}")
         body = {**report.facts, "ready": report.ready, "detail": report.detail}
-        return web.json_response(body, status=200 if report.ready else 503)
+        return _json_page(body, 200 if report.ready else 503)
+
+
+def _json_page(body: Mapping[str, object], status: int) -> Page:
+    return Page(status, "application/json; charset=utf-8", json.dumps(body).encode())

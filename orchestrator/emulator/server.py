@@ -153,7 +153,9 @@ class NextFault:
     client between an action taking effect and its answer arriving);
     "answer": answered `status` with `{"code": code, "reason": ...}` (or, without a
     code, the gateway's `{"message": ...}`) without acting: any error of the
-    reference, placed exactly.
+    reference, placed exactly; or, with `body`, answered `status` (200-599) with
+    exactly that text and `content_type` (none if not given): an answer that is not
+    Agora's, such as a proxy's `404 <html>nginx</html>` or an empty 404.
     """
 
     endpoint: str
@@ -162,6 +164,8 @@ class NextFault:
     status: int = 500
     seconds: float = 0.0
     code: int | None = None
+    body: str | None = None
+    content_type: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NextFault:
@@ -172,7 +176,20 @@ class NextFault:
             raise ValueError(f"kind must be one of {FAULT_KINDS}")
         if fault.count < 1:
             raise ValueError("count must be at least 1")
-        if fault.kind == "answer" and not 400 <= int(fault.status) <= 599:
+        if fault.body is not None or fault.content_type is not None:
+            if fault.kind != "answer":
+                raise ValueError("body and content_type belong to an answer fault")
+            if fault.code is not None:
+                raise ValueError("an answer with a body carries no code: the body is sent as is")
+            if not isinstance(fault.body, str):
+                raise ValueError("body must be a string (the answer's exact text)")
+            if fault.content_type is not None and (
+                not isinstance(fault.content_type, str) or not fault.content_type.isprintable()
+            ):
+                raise ValueError("content_type must be a printable string")
+            if not 200 <= int(fault.status) <= 599:
+                raise ValueError("an answer with a body needs a status of 200-599")
+        elif fault.kind == "answer" and not 400 <= int(fault.status) <= 599:
             raise ValueError("an answer fault needs an error status (400-599)")
         return fault
 
@@ -237,6 +254,8 @@ class Emulator:
         status: int = 500,
         seconds: float = 0.0,
         code: int | None = None,
+        body: str | None = None,
+        content_type: str | None = None,
     ) -> None:
         self.next_faults.append(
             NextFault.from_json(
@@ -247,6 +266,8 @@ class Emulator:
                     "status": status,
                     "seconds": seconds,
                     "code": code,
+                    "body": body,
+                    "content_type": content_type,
                 }
             )
         )
@@ -342,6 +363,9 @@ class Emulator:
                     "request not completed, retry with the same resource ID",
                 ), body
             if fault.kind == "answer":
+                if fault.body is not None:
+                    raw = fault.body.encode()
+                    return Answer(fault.status, {}, raw, fault.content_type), body
                 if fault.code is None:
                     return Answer(fault.status, {"message": "injected gateway error"}), body
                 return error(fault.code, "injected error", fault.status), body
@@ -588,6 +612,13 @@ async def _control_body(request: web.Request) -> dict[str, Any]:
 
 
 def _respond(answer: Answer) -> web.Response:
+    if answer.raw is not None:
+        response = web.Response(body=answer.raw, status=answer.status)
+        # Exactly the injected type, or none at all (aiohttp would add its default).
+        response.headers.popall("Content-Type", None)
+        if answer.content_type is not None:
+            response.headers["Content-Type"] = answer.content_type
+        return response
     return web.json_response(answer.body, status=answer.status)
 
 

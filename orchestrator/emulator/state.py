@@ -35,8 +35,13 @@ UPLOADING_STATUSES = ("uploaded", "backuped", "unknown")
 
 @dataclass(frozen=True)
 class Answer:
+    """An answer to send: `body` as JSON, or `raw` bytes as they are (with `content_type`,
+    if any): what a proxy in front of Agora may answer instead of Agora."""
+
     status: int
     body: dict[str, Any]
+    raw: bytes | None = None
+    content_type: str | None = None
 
     @property
     def code(self) -> int | None:

@@ -5,22 +5,25 @@ Covers: the fields `ConsoleRenderer` shows for the chatty events (`api.call`,
 leaves out (None, empty, a first attempt) and how it shortens (sids, `_ms` keys);
 event names padded so fields start in one column; a traceback on its own lines;
 colour only on a TTY and never under NO_COLOR; `configure_logging` picking the
-renderer; secrets (by key and by resolved value) redacted in console lines as in
-JSON ones; JSON lines keeping every field, None included.
+renderer; secrets (by key and by resolved value, in every form a server may echo it:
+JSON- or URL-escaped, the base64 of the credential pair) redacted in console lines as
+in JSON ones; JSON lines keeping every field, None included.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 import structlog
 
 from orchestrator.logging import EVENT_WIDTH, ConsoleRenderer, configure_logging, wants_color
-from orchestrator.secrets import EnvSecret, resolve_secret
+from orchestrator.secrets import EnvSecret, remember_credentials, resolve_secret
 
 STAMP = "2026-03-01T14:03:07.123456Z"
 SID = "8840cd6a90794f02b3b029be35eaa8b3"
@@ -260,3 +263,38 @@ def test_a_secret_that_contains_another_is_masked_whole(
         structlog.reset_defaults()
     line = json.loads(capsys.readouterr().err)
     assert (line["a"], line["b"]) == ("x *** y", "x *** y")
+
+
+def test_every_echoed_form_of_a_secret_is_redacted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a server may echo into a reason that a log line carries: a storage secret
+    JSON-escaped (with and without `ensure_ascii`) or URL-encoded, and the base64 of
+    `customerId:customerSecret`, bare or after `Basic `, standard or URL-safe."""
+    monkeypatch.setenv("LOGGING_TEST_ECHOED", 'echo/"Secrét+value 2')
+    secret = resolve_secret(EnvSecret(env="LOGGING_TEST_ECHOED"))
+    remember_credentials("logging-customer", "lg>>?>secret??")  # base64 with `+` and `/`
+    pair = b"logging-customer:lg>>?>secret??"
+    echoes = {
+        "json": json.dumps(secret)[1:-1],
+        "json_unicode": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "quoted": quote(secret, safe=""),
+        "quoted_plus": quote_plus(secret),
+        "basic": "Basic " + base64.b64encode(pair).decode(),
+        "bare": base64.b64encode(pair).decode().rstrip("="),
+        "urlsafe": base64.urlsafe_b64encode(pair).decode(),
+    }
+    assert len(set(echoes.values()) | {secret}) == len(echoes) + 1  # all different
+    configure_logging("info", json=True)
+    try:
+        structlog.get_logger().warning(
+            "api.call", reason="; ".join(echoes.values()), nested={"echo": list(echoes.values())}
+        )
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    line = json.loads(err)
+    assert line["reason"] == "***; ***; ***; ***; Basic ***; ***; ***"
+    for echo in [*echoes.values(), base64.b64encode(pair).decode()]:
+        assert echo not in err and json.dumps(echo)[1:-1] not in err
+    assert "Secr" not in err and "logging-customer" not in line["reason"]

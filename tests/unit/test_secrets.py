@@ -3,18 +3,34 @@
 Covers: `is_secret_key` on the spellings each layer meets (YAML camelCase, log
 keys in snake_case, headers with dashes, any case) and on keys that are not
 secrets; the log processor masking the value of every such key on a real JSON
-log line, whatever spelling the call site used.
+log line, whatever spelling the call site used. The forms a server may echo a
+secret in (`secret_forms`: JSON-escaped with and without `ensure_ascii`, URL-encoded
+by `quote` and `quote_plus`; `basic_credential_forms`: the base64 of the credential
+pair, standard or URL-safe, padded or not), remembered once a value is resolved and
+masked by `mask_secrets`, longest first, the customer ID alone left as it is.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+from urllib.parse import quote, quote_plus
 
 import pytest
 import structlog
 
 from orchestrator.logging import configure_logging
-from orchestrator.secrets import SECRET_KEYS, is_secret_key
+from orchestrator.secrets import (
+    SECRET_KEYS,
+    EnvSecret,
+    basic_credential_forms,
+    is_secret_key,
+    mask_secrets,
+    masked_forms,
+    remember_credentials,
+    resolve_secret,
+    secret_forms,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,3 +71,62 @@ def test_log_lines_mask_the_value_of_every_secret_key(capsys: pytest.CaptureFixt
     masked = ("customer_secret", "secretKey", "access_key", "authorization")
     assert {key: line[key] for key in masked} == dict.fromkeys(masked, "***")
     assert line["channel"] == "room-1"
+
+
+AWKWARD = 'a/b"c\\d é+f g'  # every character a serializer or a URL escapes
+
+
+def test_secret_forms_are_how_serializers_and_urls_write_a_value() -> None:
+    forms = secret_forms(AWKWARD)
+    for expected in (
+        AWKWARD,
+        json.dumps(AWKWARD)[1:-1],
+        json.dumps(AWKWARD, ensure_ascii=False)[1:-1],
+        json.dumps(AWKWARD)[1:-1].replace("/", "\\/"),
+        quote(AWKWARD),
+        quote(AWKWARD, safe=""),
+        quote_plus(AWKWARD),
+    ):
+        assert expected in forms, expected
+    assert secret_forms("plain-value-1") == {"plain-value-1"}
+
+
+def test_basic_credential_forms_are_the_pair_not_the_id() -> None:
+    pair = b"cust-id:cust?secret>>x"  # its base64 has a `+` and padding
+    forms = basic_credential_forms("cust-id", "cust?secret>>x")
+    standard, urlsafe = base64.b64encode(pair).decode(), base64.urlsafe_b64encode(pair).decode()
+    assert standard != urlsafe and standard.endswith("=")
+    assert {standard, standard.rstrip("="), urlsafe, urlsafe.rstrip("=")} <= forms
+    assert quote(standard, safe="") in forms
+    assert "cust-id" not in forms and "cust?secret>>x" not in forms
+
+
+def test_a_resolved_value_is_masked_in_every_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    value = 'resolved/"Välue+1'
+    monkeypatch.setenv("SECRETS_TEST_FORMS", value)
+    assert resolve_secret(EnvSecret(env="SECRETS_TEST_FORMS")) == value
+    assert secret_forms(value) <= set(masked_forms())
+    for form in sorted(secret_forms(value)):
+        assert mask_secrets(f"<{form}>") == "<***>", form
+
+
+def test_the_credential_pair_is_masked_and_the_customer_id_is_not() -> None:
+    remember_credentials("pair-Kq7-id", "pair-Kq7-secret")  # names no other test uses
+    token = base64.b64encode(b"pair-Kq7-id:pair-Kq7-secret").decode()
+    assert mask_secrets(f"Authorization: Basic {token}") == "Authorization: Basic ***"
+    assert mask_secrets(token.rstrip("=")) == "***"
+    assert mask_secrets("customer pair-Kq7-id") == "customer pair-Kq7-id"
+    assert mask_secrets("secret pair-Kq7-secret") == "secret ***"
+
+
+def test_a_secret_containing_another_is_masked_whole_in_every_form() -> None:
+    short, long = "inner/one", "inner/one/outer"
+    for encode in (lambda v: v, lambda v: quote(v, safe=""), lambda v: json.dumps(v)[1:-1]):
+        assert mask_secrets(f"x {encode(long)} y {encode(short)}", [short, long]) == "x *** y ***"
+
+
+def test_extra_values_are_masked_in_every_form_without_being_remembered() -> None:
+    extra = "request/only+secret"
+    assert mask_secrets(quote_plus(extra), [extra]) == "***"
+    assert extra not in masked_forms()
+    assert mask_secrets("abc", ["abc"]) == "abc"  # too short to be worth masking

@@ -8,6 +8,12 @@ retryable ones are retried with the same resource ID and sid; 433 acquires again
 53 and 7 are conflicts held by backoff; 49, 404 and 435 on stop end the session;
 404 on query or update ends it and the next pass starts a new one; a stop or
 start that outlasts the client's retries is resumed by the next pass.
+
+Only Agora's own answer decides (the 404 rule): a proxy's `404 <html>nginx</html>`
+or an empty 404 on stop, query, update or updateLayout (the `answer` fault with a raw
+`body`) is a failed call, retried, after which the session is still live in the
+store and still recording in the emulator; a proxy's 400 page on acquire or start
+holds nothing and ends nothing the way Agora's code would.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from tests.integration.reconcile.conftest import World, manifest
 
 LAYOUT = "layout: {type: adaptive, background: '#000000'}\n"
 ATTEMPTS = FAST_RETRY.max_attempts
+NGINX_404 = "<html><head><title>404 Not Found</title></head><center>nginx</center></html>"
+NGINX_400 = "<html><head><title>400 Bad Request</title></head><center>nginx</center></html>"
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Row:
     failed: bool = False  # is the manifest held as failed
     recording: int = 1  # emulator sessions recording alpha's channel after the pass
     next_pass: str = "nothing"  # what the following pass does: an action kind, a note kind
+    body: str | None = None  # a raw answer that is not Agora's (a proxy's), instead of a code
 
 
 # Faults at the first pass: acquire and start.
@@ -172,6 +181,29 @@ START_ROWS = [
         recording=0,
         next_pass="resume",
     ),
+    Row(
+        # Not Agora's: no manifest is held for a proxy's page, the app backs off.
+        "acquire: a proxy's 400 page past every retry holds nothing",
+        "acquire",
+        400,
+        None,
+        count=ATTEMPTS,
+        phase=Phase.FAILED,
+        recording=0,
+        next_pass="backoff",
+        body=NGINX_400,
+    ),
+    Row(
+        "start: a proxy's 404 past every retry is resumed",
+        "start",
+        404,
+        None,
+        count=ATTEMPTS,
+        phase=Phase.STARTING,
+        recording=0,
+        next_pass="resume",
+        body=NGINX_404,
+    ),
 ]
 
 
@@ -193,7 +225,7 @@ async def test_start_errors(world: World, row: Row) -> None:
     world.policy = PlanPolicy(restart_backoff_initial=timedelta(hours=1))
     world.write("a.yaml", manifest("alpha", "room-a", 101))
     world.emulator.emu.fail_next(
-        row.endpoint, "answer", row.count, status=row.status, code=row.code
+        row.endpoint, "answer", row.count, status=row.status, code=row.code, body=row.body
     )
     result = await world.apply()
     (outcome,) = result.results
@@ -235,6 +267,7 @@ class LiveRow:
     recording: int = 1
     next_pass: str = "nothing"
     same_pass: tuple[str, ...] = ()  # actions of the pass that met the error ("none" rows)
+    body: str | None = None  # a raw answer that is not Agora's (a proxy's), instead of a code
 
 
 LIVE_ROWS = [
@@ -295,6 +328,63 @@ LIVE_ROWS = [
         same_pass=("start",),
     ),
     LiveRow("query 500: nothing is concluded", "none", "query", 500, None, count=ATTEMPTS, ok=True),
+    LiveRow(
+        "updateLayout 404: the recording had ended, restarted at once",
+        "layout",
+        "updateLayout",
+        404,
+        404,
+        phase=Phase.ENDED,
+        next_pass="start",
+    ),
+    # The 404 rule: a 404 that is not Agora's (no JSON body with code 404) is a failed
+    # call, retried; once the retries are spent the session is still live.
+    *(
+        row
+        for body, what in ((NGINX_404, "a proxy's 404 page"), ("", "an empty 404"))
+        for row in (
+            LiveRow(
+                f"stop: {what} past every retry is resumed, never an end",
+                "remove",
+                "stop",
+                404,
+                None,
+                count=ATTEMPTS,
+                phase=Phase.STOPPING,
+                next_pass="resume",
+                body=body,
+            ),
+            LiveRow(
+                f"query: {what} past every retry concludes nothing",
+                "none",
+                "query",
+                404,
+                None,
+                count=ATTEMPTS,
+                body=body,
+            ),
+            LiveRow(
+                f"updateLayout: {what} past every retry is tried again",
+                "layout",
+                "updateLayout",
+                404,
+                None,
+                count=ATTEMPTS,
+                next_pass="updateLayout",
+                body=body,
+            ),
+            LiveRow(
+                f"update: {what} past every retry is tried again",
+                "subscription",
+                "update",
+                404,
+                None,
+                count=ATTEMPTS,
+                next_pass="update",
+                body=body,
+            ),
+        )
+    ),
 ]
 
 
@@ -314,9 +404,11 @@ async def test_live_session_errors(world: World, row: LiveRow) -> None:
     elif row.change == "remove":
         world.remove("a.yaml")
     world.emulator.emu.fail_next(
-        row.endpoint, "answer", row.count, status=row.status, code=row.code
+        row.endpoint, "answer", row.count, status=row.status, code=row.code, body=row.body
     )
     result = await world.apply()
+    if row.body is not None:  # every attempt was made, and met the proxy
+        assert [r["status"] for r in world.requests(row.endpoint)] == [row.status] * ATTEMPTS
     if row.change == "none":
         assert tuple(r.action.kind.value for r in result.results) == row.same_pass
     else:
@@ -328,6 +420,13 @@ async def test_live_session_errors(world: World, row: LiveRow) -> None:
     assert (failed is not None and failed.failed_spec_hash is not None) is row.failed
     # The emulator never acted on the injected answer: the recording is still there.
     assert len(world.recording()) == row.recording
+    if row.body is not None:  # still live in the store, its sid kept, and why it is said
+        live = await world.store.live_sessions()
+        assert first.id in {s.id for s in live}  # type: ignore[attr-defined]
+        assert first.ended_at is None and first.end_kind is None  # type: ignore[attr-defined]
+        assert first.sid == world.recording()[0]["sid"]  # type: ignore[attr-defined]
+        if row.endpoint != "query":
+            assert "not Agora's answer" in first.error  # type: ignore[attr-defined]
     following = await world.apply()
     kinds = _next_kinds(following)
     if row.next_pass == "resume":

@@ -1,0 +1,374 @@
+"""The HTTP server of the metrics address: a few GET routes, with bounded connections
+and idle time, so that nothing arriving there can take what the API calls need.
+
+The listener shares the daemon's process, and so its file descriptors, with the API
+client and the store. Issue 17 found 1,100 idle connections to it (aiohttp then)
+holding the daemon at its 1,024-descriptor limit: aiohttp accepts every connection
+and keeps one that sends nothing for its keep-alive time, and it has no public hook
+to count or close connections, so every API call failed to connect until the
+connections went away. The routes are a few read-only GETs answered from memory, so
+the HTTP needed is small and is written here: request heads only (a request that
+announces a body is refused), HTTP/1.0 and 1.1, keep-alive, HEAD.
+
+Bounds (`Bounds`, derived from the process's descriptor limit by `bounds_for`):
+
+- At most `limit` connections at once. A connection past it closes the least
+  recently active one (opened or last answered longest ago), so a flood of idle
+  connections never locks a new prober or scraper out. The descriptors held stay
+  under `limit` plus a few accept batches (`backlog` each: an accepted connection is
+  counted, and the one it displaces closed, a few loop turns after the accept):
+  about half of a 1,024 limit at the peak of a 2,000-connection flood
+  (benchmarks/results-flood.md), the rest free for the API calls and the store.
+- A connection must send a whole request head within `timeout` seconds of opening
+  or of its previous answer, whatever it sends meanwhile (a client sending a byte at
+  a time gains nothing); otherwise it is closed.
+- A head is at most `MAX_HEAD` bytes.
+
+Must never: block the event loop (a route is a cheap synchronous function, answered
+in the callback that read its request), hold more than `limit` connections once a
+callback has run, keep a connection past its deadline, read a request body, or let a
+route's exception escape (a 500, logged with the exception's type only, since its
+message could quote anything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import resource
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Final, cast
+from urllib.parse import urlsplit
+
+import structlog
+
+log = structlog.get_logger("orchestrator.daemon")
+
+#: Connections served at once, at most. A scraper and a few probes need a handful;
+#: a few hundred keep a burst of scrapers served while staying far below any
+#: descriptor limit the daemon runs with (systemd's default soft limit is 1,024).
+MAX_CONNECTIONS: Final = 256
+#: Never fewer, however low the descriptor limit: a probe and a scraper must fit.
+MIN_CONNECTIONS: Final = 8
+#: Seconds a connection has to send a whole request head, from its opening or its
+#: previous answer. Every client of this address sends its request at once; 5 s is
+#: generous for them and frees an idle connection's descriptor quickly. Prometheus
+#: (scraping every 15 s or more) opens a new connection per scrape.
+REQUEST_TIMEOUT: Final = 5.0
+#: Accepted connections per wake-up of the listening socket (asyncio uses the listen
+#: backlog for both): each holds a descriptor until its protocol has seen it.
+BACKLOG: Final = 128
+#: The largest request head: a request line and a few headers.
+MAX_HEAD: Final = 8192
+#: A warning that the limit closed connections is logged at most this often.
+WARN_EVERY: Final = 60.0
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_VERSIONS: Final = (b"HTTP/1.1", b"HTTP/1.0")
+_METHODS: Final = ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a route answers."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+Route = Callable[[], Page]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    limit: int  # connections at once
+    timeout: float  # seconds for a whole request head
+    backlog: int  # accepted per wake-up
+
+
+def bounds_for(open_files: int | None = None) -> Bounds:
+    """The bounds for a process allowed `open_files` descriptors (default: its soft
+    RLIMIT_NOFILE now): a quarter of them as connections, between `MIN_CONNECTIONS`
+    and `MAX_CONNECTIONS`, and accept batches of half that (at most `BACKLOG`), so
+    that with the batches in flight the listener stays well under the limit."""
+    if open_files is None:
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if open_files == resource.RLIM_INFINITY or open_files < 0:
+        limit = MAX_CONNECTIONS
+    else:
+        limit = max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, open_files // 4))
+    return Bounds(limit=limit, timeout=REQUEST_TIMEOUT, backlog=max(1, min(BACKLOG, limit // 2)))
+
+
+class _Refused(Exception):
+    def __init__(self, status: HTTPStatus) -> None:
+        super().__init__(status.phrase)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    keep_alive: bool
+
+
+def _parse(head: bytes) -> _Request:
+    """A request head (without its blank line); `_Refused` when it is not one we serve."""
+    line, *fields = head.split(b"\n")
+    parts = line.rstrip(b"\r").split(b" ")
+    if len(parts) != 3:
+        raise _Refused(HTTPStatus.BAD_REQUEST)
+    method, target, version = parts
+    if version not in _VERSIONS:
+        raise _Refused(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
+    headers: dict[bytes, bytes] = {}
+    for field in fields:
+        name, colon, value = field.rstrip(b"\r").partition(b":")
+        if not colon or not name or name != name.strip():
+            raise _Refused(HTTPStatus.BAD_REQUEST)
+        key = name.lower()
+        value = value.strip()
+        headers[key] = headers[key] + b"," + value if key in headers else value
+    if b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0":
+        raise _Refused(HTTPStatus.BAD_REQUEST)  # no route takes a body: never read one
+    tokens = {token.strip() for token in headers.get(b"connection", b"").lower().split(b",")}
+    # HTTP/1.1 keeps the connection unless told not to; HTTP/1.0 only when asked.
+    keep_alive = b"close" not in tokens if version == b"HTTP/1.1" else b"keep-alive" in tokens
+    path = urlsplit(target.decode("latin-1")).path
+    return _Request(method.decode("latin-1"), path, keep_alive)
+
+
+def _plain(status: HTTPStatus) -> Page:
+    return Page(int(status), "text/plain; charset=utf-8", f"{status.phrase}\n".encode())
+
+
+def _encode(page: Page, *, keep_alive: bool, head_only: bool, allow: bool = False) -> bytes:
+    lines = [
+        f"HTTP/1.1 {page.status} {HTTPStatus(page.status).phrase}",
+        f"Date: {formatdate(usegmt=True)}",
+        f"Content-Type: {page.content_type}",
+        f"Content-Length: {len(page.body)}",
+        f"Connection: {'keep-alive' if keep_alive else 'close'}",
+    ]
+    if allow:
+        lines.append(f"Allow: {', '.join(_METHODS)}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + page.body
+
+
+class _Connection(asyncio.Protocol):
+    """One accepted connection: reads request heads, answers each at once."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._deadline: asyncio.TimerHandle | None = None
+        self._answered = 0
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._arm()
+        self._listener._opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._transport = None
+        self._listener._closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        answered = False
+        while self._open:
+            self._buffer = self._buffer.lstrip(b"\r\n")  # CRLFs between requests are allowed
+            end = _HEAD_END.search(self._buffer, 0, MAX_HEAD + 4)
+            if end is None:
+                if len(self._buffer) > MAX_HEAD:
+                    self._reply(_plain(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE), keep=False)
+                break
+            head, self._buffer = self._buffer[: end.start()], self._buffer[end.end() :]
+            self._serve(head)
+            answered = True
+        if answered and self._open:
+            self._arm()
+            self._listener._active(self)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: close once what we wrote is sent
+
+    def pause_writing(self) -> None:
+        # A client that does not read its answers is not given more of them.
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    # -- requests --------------------------------------------------------------------
+
+    @property
+    def _open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    def _serve(self, head: bytes) -> None:
+        try:
+            request = _parse(head)
+        except _Refused as refused:
+            self._reply(_plain(refused.status), keep=False)
+            return
+        self._answered += 1
+        head_only = request.method == "HEAD"
+        if request.method not in _METHODS:
+            page = _plain(HTTPStatus.METHOD_NOT_ALLOWED)
+            self._reply(page, keep=request.keep_alive, head_only=head_only, allow=True)
+            return
+        self._reply(
+            self._listener._page(request.path), keep=request.keep_alive, head_only=head_only
+        )
+
+    def _reply(
+        self, page: Page, *, keep: bool, head_only: bool = False, allow: bool = False
+    ) -> None:
+        assert self._transport is not None
+        self._transport.write(_encode(page, keep_alive=keep, head_only=head_only, allow=allow))
+        if not keep:
+            self._transport.close()  # after what was written is sent
+
+    # -- the bounds ------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """A new deadline for the next whole request head."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self._listener.bounds.timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._deadline = None
+        # An idle keep-alive connection that was answered is a normal end; one that
+        # never sent a whole request (or stopped halfway) is what the timeout is for.
+        waited = self._answered == 0 or bool(self._buffer)
+        self.drop("timeout" if waited else None)
+
+    def drop(self, reason: str | None) -> None:
+        """Close it now: gently when nothing it was sent is still queued, else abort."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._listener._dropped(self, reason)
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+
+class Listener:
+    """Serves `routes` (path -> route) on one address within `bounds`.
+
+    `on_drop(reason)` is called for every connection the bounds close: `limit` (to
+    make room for a newer one) or `timeout` (no whole request in time).
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        *,
+        bounds: Bounds | None = None,
+        on_drop: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._routes = dict(routes)
+        self.bounds = bounds or bounds_for()
+        self._on_drop = on_drop
+        self._clock = clock
+        # Insertion order is activity order: the first is the least recently active.
+        self._connections: dict[_Connection, None] = {}
+        self._server: asyncio.Server | None = None
+        self._stopping = False
+        self._limited = 0  # closed by the limit since the last warning
+        self._warned_at: float | None = None
+
+    @property
+    def connections(self) -> int:
+        """Connections open now."""
+        return len(self._connections)
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and serve; the bound port. OSError when the address cannot be bound."""
+        if self._server is not None:
+            raise RuntimeError("the listener is already started")
+        loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, backlog=self.bounds.backlog
+        )
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection; safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping = True  # a connection accepted before the close is closed on sight
+        server.close()
+        for connection in list(self._connections):
+            connection.drop(None)
+        await server.wait_closed()
+
+    # -- called by the connections ----------------------------------------------------
+
+    def _page(self, path: str) -> Page:
+        route = self._routes.get(path)
+        if route is None:
+            return _plain(HTTPStatus.NOT_FOUND)
+        try:
+            return route()
+        except Exception as exc:
+            log.warning("metrics.route_failed", path=path, error=type(exc).__name__)
+            return _plain(HTTPStatus.INTERNAL_SERVER_ERROR)
+
+    def _opened(self, connection: _Connection) -> None:
+        self._connections[connection] = None
+        if self._stopping:
+            connection.drop(None)
+        elif len(self._connections) > self.bounds.limit:
+            next(iter(self._connections)).drop("limit")
+
+    def _active(self, connection: _Connection) -> None:
+        if connection in self._connections:
+            del self._connections[connection]
+            self._connections[connection] = None
+
+    def _closed(self, connection: _Connection) -> None:
+        self._connections.pop(connection, None)
+
+    def _dropped(self, connection: _Connection, reason: str | None) -> None:
+        # Out of the count at once: the next connection of this same callback batch
+        # must not pick it again.
+        self._connections.pop(connection, None)
+        if reason is None:
+            return
+        if self._on_drop is not None:
+            self._on_drop(reason)
+        if reason == "limit":
+            self._limited += 1
+            now = self._clock()
+            if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
+                log.warning(
+                    "metrics.connections_limited",
+                    limit=self.bounds.limit,
+                    closed=self._limited,
+                    detail="more connections than the limit: the least recently active closed",
+                )
+                self._warned_at, self._limited = now, 0
