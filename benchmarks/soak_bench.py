@@ -13,8 +13,9 @@ calls a second, and a backlog behind Agora's 10 would grow without bound and be
 measured instead of the daemon.
 
 Run: `.venv/bin/python benchmarks/soak_bench.py [--minutes 60] [--resync 60s]
-[--json FILE]`; the report goes to stdout (benchmarks/results-soak.md holds the
-recorded one).
+[--source DIR] [--json FILE]`; the report goes to stdout (benchmarks/results-soak.md
+holds the recorded one). `--source DIR` runs the children (daemon and emulator) from
+another checkout of the package (PYTHONPATH), for a baseline in the same session.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_bench import (  # the daemon benchmark's rig and helpers
+    PLACEHOLDER_ENV,
     Failed,
     Rig,
     budget,
@@ -149,7 +151,10 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--resync", default="60s")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--source", type=Path, help="run the children from this checkout")
     args = parser.parse_args()
+    if args.source is not None:
+        PLACEHOLDER_ENV["PYTHONPATH"] = str(args.source.resolve())
     with budget(args.minutes * 60 + 600, "soak"):
         result = soak(args.minutes, args.resync)
     info = machine()

@@ -14,6 +14,11 @@ URL-escaped, the base64 of the customer's credential pair: `orchestrator.secrets
 mask_secrets`, which the API error scrubber uses too), from every string of the
 event, whatever key or nesting it arrives under. Code must still never pass a secret
 to a log call, and a renderer must never run before them.
+
+Records of other libraries (standard `logging`), and what Python would print itself
+(an event loop's, a thread's or a `__del__`'s exception, a warning), go through the
+same processors and renderer as `library.log` and `*.exception` events: a JSON log
+holds nothing but JSON lines.
 """
 
 from __future__ import annotations

@@ -96,6 +96,11 @@ LONGEST: dict[str, float] = {
     "tests/unit/manifest/test_manifest_properties.py::test_mutated_text": 20,
     "tests/e2e/test_demo.py::test_banners_follow_the_daemon_and_sigint_ends_with_0": 20,
     "tests/e2e/test_wheel_install.py": 5,  # each; the module's one install ~35 s
+    "tests/replicas/test_handover.py": 32,
+    "tests/reliability/test_store_refuses_writes.py": 25,
+    "tests/reliability/test_descriptor_flood.py": 7,  # each
+    "tests/reliability/test_store_backup.py": 12,
+    "tests/e2e/test_deploys.py": 8,  # each
 }
 
 #: Seconds guessed from a marker, for tests not in `LONGEST` (the first that applies).
