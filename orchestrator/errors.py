@@ -12,6 +12,8 @@ docstring::
     ├── SecretError                orchestrator.secrets: a secret reference
     ├── TranslationError           orchestrator.reconcile.translate: a manifest
     │                              that cannot become a request (a bug)
+    ├── TokenError                 orchestrator.agora.token: a token that cannot be
+    │                              built or read
     └── UnresolvedSecretError,     orchestrator.agora.wire: a request sent before
         EmptySecretError           its secrets were resolved, or with an empty one
 
