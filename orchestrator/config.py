@@ -18,8 +18,9 @@ an unknown key with the closest valid one and all of them (`unknown_key`, shared
 with the manifests), a wrong choice with the allowed values and a did-you-mean, a
 number with its range; every problem is reported, one per line. They never quote
 a value of the file or the environment (only keys and the model's own limits).
-Secret values never appear in an error, a log line or a `repr`: credentials are
-references, resolved only when a client is built (`resolve_credentials`), and YAML
+Secret values never appear in an error, a log line or a `repr`: credentials (and an
+App Certificate) are references, resolved only when a client is built
+(`resolve_credentials`, `resolve_app_certificate`), and YAML
 syntax errors are reworded so that they quote nothing of the file's values (a
 duplicate key names the key and the line of the first one, never a value).
 
@@ -71,14 +72,15 @@ from orchestrator.manifest.reading import (
     YamlProblem,
     read_document,
 )
-from orchestrator.manifest.scalars import parse_duration
+from orchestrator.manifest.rules import Rules
+from orchestrator.manifest.scalars import MAX_TOKEN_LIFETIME, parse_duration, show_duration
 from orchestrator.manifest.section import Section
 from orchestrator.secrets import (
+    SECRET_REF_TYPES,
     LiteralSecret,
     SecretError,
     SecretField,
     SecretRef,
-    is_secret_key,
     resolve_secret,
 )
 
@@ -94,6 +96,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "load_config",
+    "resolve_app_certificate",
     "resolve_credentials",
 ]
 
@@ -185,12 +188,25 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 # sections
 
 
+# A token is valid for at most 24 hours (`MAX_TOKEN_LIFETIME`, the manifests' too);
+# shorter lifetimes exist so that a rollover can be tested and shown in minutes.
+MIN_TOKEN_LIFETIME = timedelta(minutes=1)
+
+
 class AppProfile(_Section):
     """One Agora project: manifests name it with `app:`."""
 
     app_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S+$")]
     customer_id: SecretField
     customer_secret: SecretField
+    # The project's App Certificate: with it, every start carries a token minted for
+    # that start. Without it the project has none, and a start carries the manifest's
+    # fixed `token` (or none).
+    app_certificate: SecretField | None = None
+    # How long a minted token is valid. Cloud Recording cannot renew a token and
+    # removes the recorder when it expires: a recording that lasts longer rolls
+    # over to a successor session `reconcile.rolloverLead` before that.
+    token_lifetime: Duration = MAX_TOKEN_LIFETIME
     # Regional domains, a proxy or the local emulator.
     base_url: str = "https://api.agora.io"
     # Agora allows 10 requests per second per App ID; the client stays under it.
@@ -205,17 +221,21 @@ class AppProfile(_Section):
             raise ValueError(problem)
         return value.rstrip("/")
 
+    @field_validator("token_lifetime")
+    @classmethod
+    def _token_lifetime(cls, value: timedelta) -> timedelta:
+        if not MIN_TOKEN_LIFETIME <= value <= MAX_TOKEN_LIFETIME:
+            raise ValueError("must be between 1m and 24h")
+        return value
+
     def secret_refs(self) -> list[tuple[str, SecretRef]]:
-        """The profile's secret references by key (the keys `SECRET_KEYS` names), in order."""
-        return [(key, getattr(self, name)) for name, key in _PROFILE_SECRETS]
-
-
-# (attribute, key) of the profile's secrets: customerId and customerSecret
-_PROFILE_SECRETS = tuple(
-    (name, key)
-    for name, info in AppProfile.model_fields.items()
-    if is_secret_key(key := info.alias or name)
-)
+        """The profile's secret references by key, in order: customerId, customerSecret,
+        and appCertificate when there is one."""
+        return [
+            (info.alias or name, value)
+            for name, info in type(self).model_fields.items()
+            if isinstance(value := getattr(self, name), SECRET_REF_TYPES)
+        ]
 
 
 class StateSection(_Section):
@@ -355,13 +375,19 @@ class ReconcileSection(_Section):
     # After a recording ended abnormally (idle exit, stopped elsewhere): start again
     # soon, but a recording that keeps dying must not hammer the API.
     restart_backoff: RestartBackoff = RestartBackoff()
+    # A session whose token or resource ID expires before its window ends is rolled
+    # over: its successor starts this long before the expiry, on the manifest's second
+    # uid, and the predecessor stops once the successor records. 10 minutes leave room
+    # for a few retried starts and a confirming query; less than half of every token
+    # lifetime, so that a successor's own token is not already due.
+    rollover_lead: Duration = timedelta(minutes=10)
     # There is deliberately no retry interval for permanent errors (code 2, 401,
     # invalid appid, ...): the manifest is held as failed until its spec changes
     # (or `apply --retry-failed`), so a bad request is never repeated.
 
-    @field_validator("resync_interval")
+    @field_validator("resync_interval", "rollover_lead")
     @classmethod
-    def _positive_interval(cls, value: timedelta) -> timedelta:
+    def _at_least_a_second(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=1):
             raise ValueError("must be at least 1s")
         return value
@@ -443,6 +469,28 @@ class Config(BaseModel):
 
     _file: Path | None = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _lead_fits_token_lifetimes(self) -> Self:
+        """A successor must start before its predecessor's token expires, with its own
+        token not due yet: the lead is less than half of every minted token's lifetime.
+
+        The error is placed at `reconcile.rolloverLead` when it was given (the file or
+        the environment), otherwise at the profile's `tokenLifetime`."""
+        rules = Rules()
+        lead = self.reconcile.rollover_lead
+        lead_given = "rollover_lead" in self.reconcile.model_fields_set
+        for name, profile in self.apps.items():
+            if profile.app_certificate is None or lead * 2 < profile.token_lifetime:
+                continue
+            loc = ("reconcile", "rolloverLead") if lead_given else ("apps", name, "tokenLifetime")
+            rules.add(
+                loc,
+                f"reconcile.rolloverLead ({show_duration(lead)}) must be less than half of "
+                f"apps.{name}.tokenLifetime ({show_duration(profile.token_lifetime)})",
+            )
+        rules.raise_if_any()
+        return self
+
     @property
     def file(self) -> Path | None:
         """The file this configuration was read from (None: defaults and environment)."""
@@ -467,6 +515,16 @@ class Config(BaseModel):
         ]
 
 
+def _resolve_profile_secret(
+    key: str, ref: SecretRef, environ: Mapping[str, str] | None, credentials_dir: str | None
+) -> str:
+    env = dict(os.environ if environ is None else environ)
+    try:
+        return resolve_secret(ref, environ=env, credentials_dir=credentials_dir)
+    except SecretError as exc:
+        raise SecretError(f"{key} ({ref.describe()}): {exc}") from None
+
+
 def resolve_credentials(
     profile: AppProfile,
     *,
@@ -475,14 +533,33 @@ def resolve_credentials(
 ) -> tuple[str, str]:
     """(customer ID, customer secret) of a profile, read now. Raises SecretError naming
     the field and the reference, never a value."""
-    env = dict(os.environ if environ is None else environ)
-    values: dict[str, str] = {}
-    for key, ref in profile.secret_refs():
-        try:
-            values[key] = resolve_secret(ref, environ=env, credentials_dir=credentials_dir)
-        except SecretError as exc:
-            raise SecretError(f"{key} ({ref.describe()}): {exc}") from None
-    return values["customerId"], values["customerSecret"]
+    return (
+        _resolve_profile_secret("customerId", profile.customer_id, environ, credentials_dir),
+        _resolve_profile_secret(
+            "customerSecret", profile.customer_secret, environ, credentials_dir
+        ),
+    )
+
+
+def resolve_app_certificate(
+    profile: AppProfile,
+    *,
+    environ: Mapping[str, str] | None = None,
+    credentials_dir: str | None = None,
+) -> str | None:
+    """The profile's App Certificate, read now; None when the profile has none. Raises
+    SecretError naming the field and the reference, never a value; an empty value is
+    refused (every token minted from it would be refused by Agora, one start at a time).
+
+    Like the credentials, the value is remembered for masking (`mask_secrets`): no log
+    line or error shows it, whoever echoes it."""
+    ref = profile.app_certificate
+    if ref is None:
+        return None
+    value = _resolve_profile_secret("appCertificate", ref, environ, credentials_dir)
+    if not value:
+        raise SecretError(f"appCertificate ({ref.describe()}): is empty")
+    return value
 
 
 # ---------------------------------------------------------------------------

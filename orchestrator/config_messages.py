@@ -3,8 +3,9 @@
 pydantic's errors are turned into the manifests' words: an unknown key with the
 closest valid one and all of them (`unknown_key`, shared with the manifests), a
 wrong choice with the allowed values and a did-you-mean, a number with its range,
-the field path as the file spells it. Kept apart from the models (`config`), which
-pass their root model in.
+the field path as the file spells it; a rule between fields (`Rules`, as in the
+manifests) becomes one line per violation, at its own field. Kept apart from the
+models (`config`), which pass their root model in.
 
 A message must never quote a value of the file or the environment (any of them
 may be a secret): only keys and the model's own limits. `error["input"]` is read
@@ -44,6 +45,13 @@ def explain(exc: ValidationError, root: type[BaseModel]) -> list[Explained]:
     for error in _errors(exc):
         raw_loc: Loc = tuple(error["loc"])
         loc = tuple(part for part in raw_loc if part not in SECRET_TAGS)
+        if error["type"] == "manifest_rules":
+            # a rule between fields (`Rules`, shared with the manifests): each violation
+            # at its own field, pointed at by its key
+            for sub_loc, text in (error.get("ctx") or {}).get("violations", []):
+                place = loc + tuple(sub_loc)
+                out.append(Explained(place, ".".join(map(str, place)), str(text), True))
+            continue
         message = _explain(root, error, loc, raw_loc)
         field = ".".join(str(part) for part in _shown_path(error, loc, raw_loc))
         # A key without a value (null) is pointed at by its key: the null has no place.

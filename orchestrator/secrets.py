@@ -46,6 +46,7 @@ SECRET_KEYS: Final = frozenset(
         "accessKey",
         "customerId",
         "customerSecret",
+        "certificate",
         "password",
         "authorization",
     }

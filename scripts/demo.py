@@ -72,7 +72,6 @@ CUSTOMER_ID = "demo-customer"
 CUSTOMER_SECRET = "demo-customer-secret"  # noqa: S105 (the emulator's demo credential)
 # Placeholder values for every secret reference the examples use.
 ENV_SECRETS = [
-    "AGORA_STANDUP_TOKEN",
     "S3_KEY",
     "QINIU_AK",
     "QINIU_SK",

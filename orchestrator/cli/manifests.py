@@ -159,6 +159,8 @@ def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
         "channel": m.channel,
         "uid": m.recording_uid,
         "uidAuto": m.uid == "auto",
+        "rolloverUid": m.rollover_uid,
+        "rolloverUidAuto": m.rollover_uid_setting is None,
         "mode": str(m.mode),
         "schedule": m.schedule.describe(),
         "nextWindow": next_window,
@@ -175,8 +177,12 @@ def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
 
 def _show_text(info: dict[str, Any]) -> None:
     uid = f"{info['uid']} (auto)" if info["uidAuto"] else str(info["uid"])
+    rollover = f"{info['rolloverUid']}{' (auto)' if info['rolloverUidAuto'] else ''}"
     click.echo(f"== {info['name']}  ({info['file']}:{info['line']})")
-    click.echo(f"   app {info['app']}, channel '{info['channel']}', uid {uid}, mode {info['mode']}")
+    click.echo(
+        f"   app {info['app']}, channel '{info['channel']}', uid {uid}, rolloverUid {rollover}, "
+        f"mode {info['mode']}"
+    )
     window = info["nextWindow"]
     upcoming = f"; next window {window['start']} .. {window['end']}" if window else ""
     click.echo(f"   schedule: {info['schedule']}{upcoming}")

@@ -32,7 +32,7 @@ from typing import Protocol
 from orchestrator.manifest.crosscheck import OverlapMemo, cross_check
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.discovery import YAML_SUFFIXES, Discovery, cannot_read, racy_after
-from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, target_of
+from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
 
@@ -101,7 +101,7 @@ class _Entry:
     diagnostics: list[Diagnostic]
     failed: bool
     names: list[str]  # per manifest, for the cross-file checks
-    targets: list[Target]
+    targets: list[tuple[Target, ...]]  # per manifest: its uid's and its rolloverUid's
     unreadable: bool = False  # it could not be read: what it holds is unknown
     skipped: bool = False  # not a regular file: not read, not one of `LoadResult.files`
     # manifests with explicit windows and the end of their last window ("ended" warnings),
@@ -347,7 +347,7 @@ class ManifestCache:
             found,
             any(d.severity == "error" for d in found),
             [m.manifest.name for m in loaded],
-            [target_of(m, self.app_ids) for m in loaded],
+            [targets_of(m, self.app_ids) for m in loaded],
             last_ends=last_ends,
             earliest_end=min((end for _, end in last_ends), default=None),
         )
@@ -356,7 +356,8 @@ class ManifestCache:
     def _count(self, entry: _Entry, delta: int) -> None:
         """Add (1) or take away (-1) an entry's names and targets from the counts."""
         _recount(self._name_count, self._shared_names, entry.names, delta)
-        _recount(self._target_count, self._shared_targets, entry.targets, delta)
+        targets = [target for occupied in entry.targets for target in occupied]
+        _recount(self._target_count, self._shared_targets, targets, delta)
 
     def _in_groups(self, files: list[str]) -> list[LoadedManifest]:
         """The manifests sharing a name or a target with another, in load order.
@@ -370,10 +371,10 @@ class ManifestCache:
         out: list[LoadedManifest] = []
         for path in files:
             entry = self._entries[path]
-            if names.isdisjoint(entry.names) and targets.isdisjoint(entry.targets):
+            if names.isdisjoint(entry.names) and all(map(targets.isdisjoint, entry.targets)):
                 continue
-            for m, name, target in zip(entry.manifests, entry.names, entry.targets, strict=True):
-                if name in names or target in targets:
+            for m, name, occupied in zip(entry.manifests, entry.names, entry.targets, strict=True):
+                if name in names or not targets.isdisjoint(occupied):
                     out.append(m)
         return out
 

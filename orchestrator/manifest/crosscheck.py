@@ -1,14 +1,20 @@
 """Checks across manifests: what no single file can know about itself.
 
 - Names are unique (both positions are reported).
-- A uid `auto` that derives the same number as another manifest's uid on the
-  same app and channel is an error whatever the schedules: nobody chose it.
+- A manifest occupies two uids: its `uid` and its `rolloverUid` (a rollover's
+  successor session records beside its predecessor, and sessions alternate
+  between the two). Each is checked against every uid of the other manifests of
+  the same app and channel alike.
+- A uid or rolloverUid `auto` that derives the same number as another manifest's
+  uid or rolloverUid on the same app and channel is an error whatever the
+  schedules: nobody chose it. (Two manifests of one name derive the same numbers:
+  that is the duplicate name's error, not one more.)
 - Two manifests that could record the same target (`Target`: an App ID's
   channel and uid) at the same time clash: the recorder can only be in a channel
   once with a given uid. The first clashing instant at or after `now` (searched
-  over `HORIZON`) is reported. `always` clashes with everything. Suspended
-  manifests count too: they can be unsuspended at any time, and a merge should
-  not be able to arm a clash.
+  over `HORIZON`) is reported, once for a pair that shares both of its uids.
+  `always` clashes with everything. Suspended manifests count too: they can be
+  unsuspended at any time, and a merge should not be able to arm a clash.
 
 "The same app" is the same App ID when the caller knows the profiles' App IDs
 (`app_ids`: the daemon, `plan`, `apply`): two profiles of one App ID are one
@@ -39,7 +45,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 from orchestrator.manifest.diagnostics import Diagnostic
-from orchestrator.manifest.loaded import LoadedManifest, Target, target_of
+from orchestrator.manifest.loaded import LoadedManifest, Target, targets_of
 from orchestrator.schedule import Window
 
 if TYPE_CHECKING:
@@ -67,6 +73,18 @@ def _app(m: LoadedManifest, other: LoadedManifest) -> str:
     name only: an App ID is not shown)."""
     mine, theirs = m.manifest.app, other.manifest.app
     return mine if mine == theirs else f"{mine} (the App ID of {theirs} too)"
+
+
+def _as(key: str) -> str:
+    """How another manifest uses a uid, in words: as its uid goes without saying."""
+    return "" if key == "uid" else f" as its {key}"
+
+
+def _roles(key: str, other: LoadedManifest, other_key: str) -> str:
+    """Which uid of each manifest a clash is on, unless both are their `uid`."""
+    if key == other_key == "uid":
+        return ""
+    return f" (as its {key}; '{other.manifest.name}' as its {other_key})"
 
 
 def _build(m: LoadedManifest) -> Schedule:
@@ -326,57 +344,77 @@ def cross_check(
                     _error(m, "name", f"name '{name}' is used again at {others}; names are unique")
                 )
 
-    by_target: dict[Target, list[LoadedManifest]] = defaultdict(list)
+    # Each manifest occupies two targets, its uid's and its rolloverUid's; a member of a
+    # target's group comes with the key that names the uid there.
+    by_target: dict[Target, list[tuple[LoadedManifest, str, bool]]] = defaultdict(list)
     for m in manifests:
-        by_target[target_of(m, app_ids)].append(m)
+        for target, (key, _, derived) in zip(
+            targets_of(m, app_ids), m.manifest.uids(), strict=True
+        ):
+            by_target[target].append((m, key, derived))
+    # Two manifests may share both of their uids: their schedules are reported once.
+    reported: set[tuple[int, int]] = set()
     memo._begin()
     try:
-        for target, group in by_target.items():
-            if len(group) < 2:
+        for target, members in by_target.items():
+            if len(members) < 2:
                 continue
+            group = [m for m, _, _ in members]
             channel, uid = target.channel, target.uid
             clashes, broken = memo.clashes(group, now, horizon) if now is not None else ({}, {})
             # Only pairs with an `auto` uid, a schedule that cannot be expanded or a clash
             # can yield anything: those, in the order of all pairs (i < j), not 780 pairs
             # for a valid group of 40 at every reload.
             pairs = set(clashes)
-            for k in [k for k, m in enumerate(group) if m.manifest.uid == "auto"] + [*broken]:
+            for k in [k for k, (_, _, derived) in enumerate(members) if derived] + [*broken]:
                 pairs.update((min(k, o), max(k, o)) for o in range(len(group)) if o != k)
             for i, j in sorted(pairs):
-                a, b = group[i], group[j]
-                autos = [m for m in (a, b) if m.manifest.uid == "auto"]
+                (a, key_a, derived_a), (b, key_b, derived_b) = members[i], members[j]
+                sides = ((a, key_a, b, key_b), (b, key_b, a, key_a))
+                autos = [
+                    side
+                    for side, derived in zip(sides, (derived_a, derived_b), strict=True)
+                    if derived
+                ]
+                if len(autos) == 2 and key_a == key_b and a.manifest.name == b.manifest.name:
+                    autos = []  # one name derives one number: the duplicate name says it
                 if autos:
-                    for m in autos:
-                        other = b if m is a else a
+                    for m, key, other, other_key in autos:
                         out.append(
                             _error(
                                 m,
-                                "uid",
-                                f"uid auto derives {uid}, which '{other.manifest.name}' "
-                                f"({_where(other, 'uid')}) also uses on app "
-                                f"{_app(m, other)}, channel '{channel}'; set an explicit uid",
+                                key,
+                                f"{key} auto derives {uid}, which '{other.manifest.name}' "
+                                f"({_where(other, other_key)}) also uses{_as(other_key)} on app "
+                                f"{_app(m, other)}, channel '{channel}'; set an explicit {key}",
                             )
                         )
                     continue
                 if now is None:
                     continue
+                pair = (id(a), id(b)) if id(a) < id(b) else (id(b), id(a))
+                if pair in reported:
+                    continue
                 problem = broken.get(i) or broken.get(j)
                 if problem is not None:  # reported on the pair's first, as ever
+                    reported.add(pair)
                     out.append(_error(a, "schedule", f"cannot compute the windows: {problem}"))
                     continue
                 clash = clashes.get((i, j))
                 if clash is None:
                     continue
+                reported.add(pair)
                 when = clash.strftime("%Y-%m-%dT%H:%M:%SZ")
-                for m, other in ((a, b), (b, a)):
+                for m, key, other, other_key in sides:
                     out.append(
                         _error(
                             m,
                             "schedule",
-                            f"records app {_app(m, other)}, channel '{channel}', uid {uid} at "
-                            f"the same time as '{other.manifest.name}' "
-                            f"({_where(other, 'schedule')}), first at {when}; change a "
-                            "schedule, the channel or the uid",
+                            f"records app {_app(m, other)}, channel '{channel}', uid {uid}"
+                            f"{_roles(key, other, other_key)} at the same time as "
+                            f"'{other.manifest.name}' ({_where(other, 'schedule')}), first at "
+                            f"{when}; change a schedule, the channel or the "
+                            f"{'uid' if key == other_key == 'uid' else 'uids'}",
                         )
                     )
     finally:

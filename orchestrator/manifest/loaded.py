@@ -2,8 +2,8 @@
 
 A valid manifest with its place (`LoadedManifest`), the answer of one load
 (`LoadResult`) and what it cost (`LoadStats`), and what a manifest occupies while
-it records (`Target`). Defined here once, so that the loader, the cache and the
-cross-file checks share them without importing each other.
+it records (`Target`: one per uid, `targets_of`). Defined here once, so that the
+loader, the cache and the cross-file checks share them without importing each other.
 
 Records only: this module must never read a file or decide anything.
 """
@@ -17,7 +17,7 @@ from typing import NamedTuple
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.model import Manifest
 
-__all__ = ["LoadResult", "LoadStats", "LoadedManifest", "Target", "target_of"]
+__all__ = ["LoadResult", "LoadStats", "LoadedManifest", "Target", "target_of", "targets_of"]
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,19 @@ class Target(NamedTuple):
 
 
 def target_of(m: LoadedManifest, app_ids: Mapping[str, str] | None = None) -> Target:
-    """The target a manifest records as, with `auto` resolved; `app_ids`: profile name ->
-    App ID, when known."""
+    """The target a manifest records as (its `uid`), with `auto` resolved; `app_ids`:
+    profile name -> App ID, when known."""
+    return targets_of(m, app_ids)[0]
+
+
+def targets_of(m: LoadedManifest, app_ids: Mapping[str, str] | None = None) -> tuple[Target, ...]:
+    """Every target a manifest occupies while it records, in the order of
+    `Manifest.uids()`: its uid's and its rolloverUid's (a rollover's successor is a
+    second recorder in the channel, and sessions alternate between the two uids)."""
     spec = m.manifest
     app_id = app_ids.get(spec.app) if app_ids is not None else None
     if app_id is None:
-        return Target(spec.app, spec.channel, spec.recording_uid, by_profile=True)
-    return Target(app_id, spec.channel, spec.recording_uid)
+        return tuple(
+            Target(spec.app, spec.channel, uid, by_profile=True) for _, uid, _ in spec.uids()
+        )
+    return tuple(Target(app_id, spec.channel, uid) for _, uid, _ in spec.uids())

@@ -47,6 +47,7 @@ from orchestrator.manifest.rules import (
     section_rules,
 )
 from orchestrator.manifest.scalars import (
+    MAX_TOKEN_LIFETIME,
     MAX_UID,
     Always,
     AppName,
@@ -65,6 +66,7 @@ from orchestrator.manifest.scalars import (
     PolicyField,
     PositiveDuration,
     RenderMode,
+    RolloverUid,
     Streams,
     SubscribeUid,
     Uid,
@@ -104,6 +106,7 @@ __all__ = [
     "UpdatePolicy",
     "VideoData",
     "WindowSpec",
+    "derive_rollover_uid",
     "derive_uid",
     "dotted_path",
     "parse_duration",
@@ -116,7 +119,22 @@ def derive_uid(name: str) -> int:
 
     `1 + (first 8 bytes of sha256("orchestrator-uid:" + name), big-endian) mod (2^32 - 1)`.
     """
-    digest = hashlib.sha256(f"orchestrator-uid:{name}".encode()).digest()
+    return _derived("orchestrator-uid:", name)
+
+
+def derive_rollover_uid(name: str, uid: int) -> int:
+    """The uid `rolloverUid: auto` stands for: stable, in 1 .. 2^32-1, never `uid`.
+
+    As `derive_uid` with another prefix, `"orchestrator-rollover-uid:"`; when that is
+    the manifest's own `uid` (one name in about four billion), the next number
+    (2^32-1 wraps to 1).
+    """
+    derived = _derived("orchestrator-rollover-uid:", name)
+    return derived if derived != uid else derived % MAX_UID + 1
+
+
+def _derived(prefix: str, name: str) -> int:
+    digest = hashlib.sha256(f"{prefix}{name}".encode()).digest()
     return 1 + int.from_bytes(digest[:8], "big") % MAX_UID
 
 
@@ -502,6 +520,13 @@ class Manifest(Section):
     resource_expired_hour: (
         Annotated[int, Field(ge=contract.MIN_RESOURCE_HOURS, le=contract.MAX_RESOURCE_HOURS)] | None
     ) = None
+    # As written: a uid, or None for `auto` (the default). The number: `rollover_uid`.
+    # Used only when a session rolls over: no digest a live session is compared by
+    # holds it, so changing it restarts nothing (the spec digest holds a written
+    # number, so that the version kept as last known good keeps it too).
+    rollover_uid_setting: RolloverUid = Field(
+        default=None, alias="rolloverUid", json_schema_extra={"default": "auto"}
+    )
 
     @field_validator("recording_files", "snapshots", mode="before")
     @classmethod
@@ -511,7 +536,8 @@ class Manifest(Section):
 
     @model_validator(mode="after")
     def _reference_rules(self) -> Manifest:
-        """Mode restrictions and mutual exclusions of the reference's start table."""
+        """Mode restrictions and mutual exclusions of the reference's start table, and
+        the rollover uid's own rule (all reported at once)."""
         rules = Rules()
         section_rules(rules, self.mode, lambda key: getattr(self, _SNAKE[key]) is not None)
         rec = self.recording
@@ -548,8 +574,21 @@ class Manifest(Section):
                     ("recording", "subscribe", "video"),
                     "with snapshots, a subscribe audio list needs a subscribe video list too",
                 )
+        self._rollover_uid_rules(rules)
         rules.raise_if_any()
         return self
+
+    def _rollover_uid_rules(self, rules: Rules) -> None:
+        """A successor session records beside its predecessor: it needs a uid of its own."""
+        written = self.rollover_uid_setting
+        if written is not None and written == self.recording_uid:
+            uid = f"auto, which derives {written}" if self.uid == "auto" else str(written)
+            rules.add(
+                ("rolloverUid",),
+                f"{written} is also this manifest's uid ({uid}): the successor session of a "
+                "rollover records beside its predecessor and needs a uid of its own; "
+                "write another uid, or auto",
+            )
 
     # derived facts, shared by translate, plan and show
 
@@ -557,6 +596,23 @@ class Manifest(Section):
     def recording_uid(self) -> int:
         """The uid the recorder joins with; `auto` resolved by `derive_uid(name)`."""
         return derive_uid(self.name) if self.uid == "auto" else self.uid
+
+    @property
+    def rollover_uid(self) -> int:
+        """The uid a successor session joins with when a session rolls over (its token or
+        resource ID expires before the window ends); never `recording_uid`. `auto`
+        resolved by `derive_rollover_uid(name, recording_uid)`."""
+        written = self.rollover_uid_setting
+        return derive_rollover_uid(self.name, self.recording_uid) if written is None else written
+
+    def uids(self) -> tuple[tuple[str, int, bool], ...]:
+        """Each uid a session of this manifest may join with: (the key that names it,
+        the uid, whether it is derived from the name by `auto`). Sessions alternate
+        between the two at each rollover, so both count as in use while it records."""
+        return (
+            ("uid", self.recording_uid, self.uid == "auto"),
+            ("rolloverUid", self.rollover_uid, self.rollover_uid_setting is None),
+        )
 
     @property
     def subscribe_uid_group(self) -> str | None:
@@ -586,13 +642,24 @@ class Manifest(Section):
     def ineffective_settings(self) -> list[tuple[Loc, str]]:
         """Settings that can never do what they say with this schedule (warnings).
 
-        `startingDeadline` is about joining a finite window late; an always-on
-        recording has no window start (the planner ignores it there). `defer` waits
-        for the next window, which `always` never has.
+        A fixed `token` is valid for 24 hours at most and Cloud Recording cannot renew
+        it: it cannot serve a schedule that repeats or never ends (a cron, several
+        windows, `always`) or one window longer than that. `startingDeadline` is about
+        joining a finite window late; an always-on recording has no window start (the
+        planner ignores it there). `defer` waits for the next window, which `always`
+        never has.
         """
-        if self.schedule.always is None:
-            return []
         found: list[tuple[Loc, str]] = []
+        if self.token is not None and self._outlives_a_token():
+            found.append(
+                (
+                    ("token",),
+                    "a fixed token expires (24 h at most) and cannot be renewed: give the app "
+                    "profile an appCertificate so that each start gets a fresh token",
+                )
+            )
+        if self.schedule.always is None:
+            return found
         if self.starting_deadline is not None:
             found.append(
                 (
@@ -610,6 +677,14 @@ class Manifest(Section):
                 )
             )
         return found
+
+    def _outlives_a_token(self) -> bool:
+        """Whether the schedule needs a session after 24 h of the first: it repeats,
+        never ends, or is one window longer than a token can live."""
+        windows = self.schedule.windows
+        if windows is None:  # cron or always
+            return True
+        return len(windows) > 1 or windows[0].end - windows[0].start > MAX_TOKEN_LIFETIME
 
     def last_window_end(self) -> datetime | None:
         """The end of the last explicit window (None for cron and always schedules)."""

@@ -36,6 +36,9 @@ from orchestrator.contract import Mode
 from orchestrator.manifest.rules import did_you_mean, fail, norm
 
 MAX_UID = contract.UINT32_MAX
+# An AccessToken2 token for Cloud Recording is valid for 24 hours at most, and a
+# recorder cannot renew its token: the longest a session with a token can live.
+MAX_TOKEN_LIFETIME = timedelta(hours=24)
 
 
 class UpdatePolicy(StrEnum):
@@ -208,6 +211,30 @@ Uid = Annotated[int, Scalar(_uid_parser(None, ""), _UID_SCHEMA)]
 UidOrAuto = Annotated[
     int | Literal["auto"],
     Scalar(_uid_parser("auto", "auto"), {"anyOf": [_UID_SCHEMA, {"const": "auto"}]}),
+]
+
+
+def _parse_rollover_uid(value: Any) -> int | None:
+    """A uid, or None for `auto` (and for a key written without a value): the derived one."""
+    if value is None:
+        return None
+    number = _ROLLOVER_UID(value)
+    return None if number == "auto" else int(number)
+
+
+_ROLLOVER_UID = _uid_parser("auto", "auto")
+# `auto` is kept as None, the default, so that a manifest written before rolloverUid
+# existed and one that writes `rolloverUid: auto` dump (and fingerprint) the same.
+RolloverUid = Annotated[
+    int | None,
+    Scalar(
+        _parse_rollover_uid,
+        {
+            "anyOf": [_UID_SCHEMA, {"const": "auto"}],
+            "description": "The uid of a successor session during a rollover: another uid "
+            "than `uid`, or auto (derived from the name).",
+        },
+    ),
 ]
 SubscribeUid = Annotated[
     int | str,

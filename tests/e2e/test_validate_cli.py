@@ -13,7 +13,10 @@ FIFO named x.yaml (a warning, never opened). What cannot be read (a subdirectory
 the manifests directory itself) is an error, not an empty tree (modes enforced
 even as root, through `setpriv`). A duplicate key hides none of the file's other
 errors. `always` with `startingDeadline` or `updatePolicy: defer`, and explicit
-windows that have all ended by `--at`, are warnings (exit 0; 1 under --strict).
+windows that have all ended by `--at`, are warnings (exit 0; 1 under --strict), and
+so is a fixed `token` with a schedule that outlives a token (not one short window).
+`rolloverUid`: the manifest's own uid is a positioned error, a clash with another
+manifest's uid is found from `--at`; `schema` has the key and `show` prints the number.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.manifest.model import derive_rollover_uid
 from tests.unit.manifest.manifest_docs import GOOD_TEXT
 
 pytestmark = pytest.mark.e2e
@@ -186,7 +190,9 @@ def test_schema() -> None:
     schema = json.loads(run.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["required"]) == {"name", "app", "channel", "uid", "mode", "schedule"}
-    assert {"recording", "layout", "aliyunVod", "startingDeadline"} <= set(schema["properties"])
+    assert {"recording", "layout", "aliyunVod", "startingDeadline", "rolloverUid"} <= set(
+        schema["properties"]
+    )
     assert schema["additionalProperties"] is False
 
 
@@ -197,8 +203,12 @@ def test_show_prints_bodies_with_secret_references() -> None:
     assert '"accessKey": "<env:S3_KEY>"' in run.stdout
     assert '"secretKey": "<credential:s3-secret>"' in run.stdout
     assert '"unSubscribeVideoUids"' in run.stdout
+    standup = derive_rollover_uid("weekly-standup", 527841)
+    assert f"uid 527841, rolloverUid {standup} (auto), mode mix" in run.stdout
     report = json.loads(orchestrator("show", "--format", "json", "recordings.d").stdout)
     assert {r["name"] for r in report} >= {"support-lobby", "board-meeting", "monthly-webinar"}
+    weekly = next(r for r in report if r["name"] == "weekly-standup")
+    assert (weekly["rolloverUid"], weekly["rolloverUidAuto"]) == (standup, True)
     vod = next(r for r in report if r["name"] == "monthly-webinar")
     assert "updateLayout" in vod["bodies"]
     assert vod["bodies"]["start"]["clientRequest"]["extensionServiceConfig"]
@@ -343,3 +353,50 @@ def test_always_with_deadline_or_defer_and_ended_windows_are_warnings(tmp_path: 
     assert early.code == 0 and ": warning:" not in early.stdout
     strict = orchestrator("validate", "--strict", "--at", "2026-04-01T00:00:00+00:00", tmp_path)
     assert strict.code == 1
+
+
+def test_a_fixed_token_that_cannot_last_is_a_warning_and_fails_strict(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD + "token: {env: STANDUP_TOKEN}\n", encoding="utf-8")
+    relaxed = orchestrator("validate", tmp_path)
+    assert relaxed.code == 0, relaxed.stdout
+    assert relaxed.stdout.splitlines() == [
+        f"{tmp_path / 'a.yaml'}:10:1: warning: token: a fixed token expires (24 h at most) and "
+        "cannot be renewed: give the app profile an appCertificate so that each start gets a "
+        "fresh token",
+        "valid: 1 file(s), 1 valid manifest(s), 0 error(s), 1 warning(s)",
+    ]
+    strict = orchestrator("validate", "--strict", tmp_path)
+    assert strict.code == 1
+    assert f"{tmp_path / 'a.yaml'}:10:1: error: token: a fixed token expires" in strict.stdout
+    # one window shorter than a token's life: the token can serve it
+    schedule = 'schedule:\n  cron: "0 9 * * 1-5"\n  timezone: UTC\n  duration: 30m\n'
+    window = "{start: '2030-03-02T09:00:00Z', end: '2030-03-02T10:00:00Z'}"
+    once = GOOD.replace(schedule, f"schedule:\n  windows:\n    - {window}\n")
+    (tmp_path / "a.yaml").write_text(once + "token: {env: STANDUP_TOKEN}\n", encoding="utf-8")
+    assert orchestrator("validate", "--strict", tmp_path).code == 0
+
+
+def test_rollover_uid_errors_and_clashes(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD + "rolloverUid: 527841\n", encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(
+        GOOD.replace("standup", "b").replace("527841", "1") + "rolloverUid: 2\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "c.yaml").write_text(
+        GOOD.replace("standup", "c").replace("527841", "2"), encoding="utf-8"
+    )
+    run = orchestrator("validate", "--at", "2026-03-07T00:00:00+00:00", tmp_path)
+    assert run.code == 1
+    lines = run.stdout.splitlines()
+    assert lines[0] == (
+        f"{tmp_path / 'a.yaml'}:10:1: error: rolloverUid: 527841 is also this manifest's uid "
+        "(527841): the successor session of a rollover records beside its predecessor and "
+        "needs a uid of its own; write another uid, or auto"
+    )
+    assert lines[1].startswith(
+        f"{tmp_path / 'b.yaml'}:6:1: error: schedule: records app main, channel 'room-1', uid 2 "
+        "(as its rolloverUid; 'c' as its uid) at the same time as 'c'"
+    )
+    assert "first at 2026-03-09T09:00:00Z" in lines[1]
+    assert lines[2].startswith(f"{tmp_path / 'c.yaml'}:6:1: error: schedule: records app main")
+    assert lines[-1] == "invalid: 3 file(s), 0 valid manifest(s), 3 error(s), 0 warning(s)"

@@ -44,10 +44,11 @@ from orchestrator.config import (
     Config,
     ConfigError,
     load_config,
+    resolve_app_certificate,
     resolve_credentials,
 )
 from orchestrator.manifest.loader import load_file
-from orchestrator.secrets import CredentialSecret, EnvSecret, SecretError
+from orchestrator.secrets import CredentialSecret, EnvSecret, SecretError, mask_secrets
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "config.example.yaml"
 
@@ -306,8 +307,10 @@ def test_positioned_errors(tmp_path: Path, text: str, expected: str) -> None:
 
 # The keys each place allows, in the file's spelling and the model's order.
 TOP_KEYS = "apps, state, manifests, logging, metrics, reconcile, retry, shutdown, replica"
-RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff"
-PROFILE_KEYS = "appId, customerId, customerSecret, baseUrl, rateLimit"
+RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff, rolloverLead"
+PROFILE_KEYS = (
+    "appId, customerId, customerSecret, appCertificate, tokenLifetime, baseUrl, rateLimit"
+)
 SECRET_FORMS = "{env: NAME}, {file: PATH} or {credential: NAME}"
 DURATIONS = (
     "whole numbers with units, largest first (d, h, m, s, ms), like 500ms, 90s, 30m, "
@@ -1011,3 +1014,242 @@ def test_bad_retry_timing_is_a_positioned_error(tmp_path: Path, text: str, messa
         load_config(write(tmp_path, text), environ={})
     assert message in str(caught.value)
     assert "config.yaml:1:" in str(caught.value)
+
+
+# the App Certificate, token lifetimes and the rollover lead
+
+
+def _profile(name: str, tail: str = "") -> str:
+    """A profile with references for its credentials, and `tail` (8-space-indented keys)."""
+    return (
+        f"  {name}:\n    appId: {name}-app-id\n"
+        "    customerId: {env: AGORA_CUSTOMER_ID}\n    customerSecret: {env: AGORA_SECRET}\n"
+        f"{tail}"
+    )
+
+
+def test_app_certificate_and_token_lifetime_default_to_none_and_24h(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL_APP), environ={})
+    profile = config.profile_for("main")
+    assert profile.app_certificate is None
+    assert profile.token_lifetime == timedelta(hours=24)
+    assert config.reconcile.rollover_lead == timedelta(minutes=10)
+    assert resolve_app_certificate(profile, environ={}) is None
+
+
+def test_example_config_has_a_certificate_per_profile() -> None:
+    config = load_config(EXAMPLE, environ={})
+    assert config.profile_for("main").app_certificate == CredentialSecret(
+        credential="agora-app-certificate"
+    )
+    assert config.profile_for("backup").token_lifetime == timedelta(hours=24)
+    assert config.reconcile.rollover_lead == timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("reference", "environ", "files"),
+    [
+        ("{env: AGORA_CERT}", {"AGORA_CERT": "5cfd2fd1755d40ecb72977518be15d3c"}, {}),
+        ("{file: FILE}", {}, {"cert.txt": "5cfd2fd1755d40ecb72977518be15d3c\n"}),
+        ("{credential: agora-cert}", {}, {"agora-cert": "5cfd2fd1755d40ecb72977518be15d3c"}),
+    ],
+    ids=["env", "file", "credential"],
+)
+def test_app_certificate_resolves_only_when_asked(
+    tmp_path: Path, reference: str, environ: dict[str, str], files: dict[str, str]
+) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+    reference = reference.replace("FILE", str(tmp_path / "cert.txt"))
+    text = "apps:\n" + _profile("main", f"    appCertificate: {reference}\n")
+    profile = load_config(write(tmp_path, text), environ={}).profile_for("main")
+    environ = {**environ, "CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert resolve_app_certificate(profile, environ=environ) == "5cfd2fd1755d40ecb72977518be15d3c"
+    # the credentials are resolved without it, and it without them
+    credentials = {"AGORA_CUSTOMER_ID": "cid", "AGORA_SECRET": "csecret"}
+    assert resolve_credentials(profile, environ=credentials) == ("cid", "csecret")
+    assert [key for key, _ in profile.secret_refs()] == [
+        "customerId",
+        "customerSecret",
+        "appCertificate",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reference", "environ", "expected"),
+    [
+        (
+            "{env: AGORA_CERT}",
+            {},
+            "appCertificate (env:AGORA_CERT): environment variable AGORA_CERT is not set",
+        ),
+        ("{env: AGORA_CERT}", {"AGORA_CERT": ""}, "appCertificate (env:AGORA_CERT): is empty"),
+        (
+            "{credential: agora-cert}",
+            {},
+            "appCertificate (credential:agora-cert): credential agora-cert: "
+            "CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)",
+        ),
+    ],
+)
+def test_an_unresolvable_certificate_names_the_reference(
+    tmp_path: Path, reference: str, environ: dict[str, str], expected: str
+) -> None:
+    text = "apps:\n" + _profile("main", f"    appCertificate: {reference}\n")
+    profile = load_config(write(tmp_path, text), environ={}).profile_for("main")
+    with pytest.raises(SecretError) as raised:
+        resolve_app_certificate(profile, environ=environ)
+    assert str(raised.value) == expected
+
+
+def test_a_literal_certificate_is_a_warning_and_never_shown(tmp_path: Path) -> None:
+    text = "apps:\n" + _profile("main", "    appCertificate: hunter2-certificate\n")
+    with capture_logs() as logs:
+        config = load_config(write(tmp_path, text), environ={})
+    assert config.literal_secrets() == ["apps.main.appCertificate"]
+    assert [(e["event"], e["field"]) for e in logs] == [
+        ("config.literal_secret", "apps.main.appCertificate")
+    ]
+    for shown in (repr(logs), repr(config), str(config), repr(config.profile_for("main"))):
+        assert "hunter2" not in shown
+    profile = config.profile_for("main")
+    assert resolve_app_certificate(profile, environ={}) == "hunter2-certificate"
+    # once read, it is masked wherever it would be written (log lines, echoed errors)
+    assert mask_secrets("signed with hunter2-certificate") == "signed with ***"
+
+
+def test_a_certificate_from_the_environment(tmp_path: Path) -> None:
+    variables = {"ORCHESTRATOR_APPS__MAIN__APP_CERTIFICATE": '{"credential": "agora-cert"}'}
+    config = load_config(write(tmp_path, MINIMAL_APP), environ=variables)
+    assert config.profile_for("main").app_certificate == CredentialSecret(credential="agora-cert")
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        (
+            "    appCertificate: {hunter2}\n",
+            "config.yaml:6:22: apps.main.appCertificate: unknown key in a secret reference: "
+            f"a secret is {SECRET_FORMS}",
+        ),
+        (
+            "    appCertificate: [hunter2]\n",
+            "config.yaml:6:5: apps.main.appCertificate: a secret is a reference: "
+            f"{SECRET_FORMS} (or, with a warning, a plain string)",
+        ),
+        (
+            "    appCertificate: hunter2-cert\n    tokenLifetime: 30s\n",
+            "config.yaml:7:20: apps.main.tokenLifetime: must be between 1m and 24h",
+        ),
+        (
+            "    appCertificate: hunter2-cert\n    tokenLifetime: 24h1s\n",
+            "config.yaml:7:20: apps.main.tokenLifetime: must be between 1m and 24h",
+        ),
+        (
+            "    appCertificate: hunter2-cert\n    tokenLifetime: soon\n",
+            f"config.yaml:7:20: apps.main.tokenLifetime: invalid duration: use {DURATIONS}",
+        ),
+    ],
+)
+def test_certificate_and_lifetime_errors(tmp_path: Path, tail: str, expected: str) -> None:
+    path = write(tmp_path, "apps:\n" + _profile("main", tail))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    shown = str(raised.value).replace(str(tmp_path) + "/", "")
+    assert shown == expected
+    assert "hunter2" not in shown
+
+
+def test_token_lifetimes_at_the_bounds(tmp_path: Path) -> None:
+    text = "apps:\n" + _profile("short", "    tokenLifetime: 1m\n")
+    text += _profile("long", "    appCertificate: {env: C}\n    tokenLifetime: 24h\n")
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.apps["short"].token_lifetime == timedelta(minutes=1)
+    assert config.apps["long"].token_lifetime == timedelta(hours=24)
+
+
+# Three profiles: two with a certificate whose lifetimes a 10-minute lead does not fit,
+# one without a certificate (its tokenLifetime is never used: no rule).
+PROFILES = (
+    "apps:\n"
+    + _profile("main", "    appCertificate: {env: MAIN_CERT}\n    tokenLifetime: 15m\n")
+    + _profile("backup", "    appCertificate: hunter2-cert\n    tokenLifetime: 20m\n")
+    + _profile("plain", "    tokenLifetime: 1m\n")
+    + _profile("long", "    appCertificate: {env: LONG_CERT}\n")
+)
+
+
+def test_the_lead_must_be_less_than_half_of_each_certificate_lifetime(tmp_path: Path) -> None:
+    path = write(tmp_path, PROFILES + "reconcile:\n  concurrency: 4\n  rolloverLead: 10m\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert str(raised.value).replace(str(tmp_path) + "/", "") == (
+        "config.yaml:26:3: reconcile.rolloverLead: reconcile.rolloverLead (10m) must be less "
+        "than half of apps.main.tokenLifetime (15m)\n"
+        "config.yaml:26:3: reconcile.rolloverLead: reconcile.rolloverLead (10m) must be less "
+        "than half of apps.backup.tokenLifetime (20m)"
+    )
+    assert [(p.line, p.column, p.field) for p in raised.value.problems] == [
+        (26, 3, "reconcile.rolloverLead")
+    ] * 2
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_lead_under_half_of_every_lifetime_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, PROFILES + "reconcile:\n  rolloverLead: 7m29s\n")
+    config = load_config(path, environ={})
+    assert config.reconcile.rollover_lead == timedelta(minutes=7, seconds=29)
+
+
+def test_the_default_lead_is_placed_at_the_lifetime(tmp_path: Path) -> None:
+    """Without rolloverLead in the file, the default is checked too, and the error is
+    placed at the tokenLifetime that does not fit it."""
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, PROFILES), environ={})
+    assert str(raised.value).replace(str(tmp_path) + "/", "") == (
+        "config.yaml:7:5: apps.main.tokenLifetime: reconcile.rolloverLead (10m) must be less "
+        "than half of apps.main.tokenLifetime (15m)\n"
+        "config.yaml:13:5: apps.backup.tokenLifetime: reconcile.rolloverLead (10m) must be "
+        "less than half of apps.backup.tokenLifetime (20m)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        (
+            {"ORCHESTRATOR_RECONCILE__ROLLOVER_LEAD": "8m"},
+            "environment variable ORCHESTRATOR_RECONCILE__ROLLOVER_LEAD: reconcile.rolloverLead: "
+            "reconcile.rolloverLead (8m) must be less than half of apps.main.tokenLifetime (15m)",
+        ),
+        (
+            {"ORCHESTRATOR_APPS__MAIN__TOKEN_LIFETIME": "20m"},
+            "environment variable ORCHESTRATOR_APPS__MAIN__TOKEN_LIFETIME: "
+            "apps.main.tokenLifetime: reconcile.rolloverLead (10m) must be less than half of "
+            "apps.main.tokenLifetime (20m)",
+        ),
+        (
+            {"ORCHESTRATOR_RECONCILE__ROLLOVER_LEAD": "500ms"},
+            "environment variable ORCHESTRATOR_RECONCILE__ROLLOVER_LEAD: reconcile.rolloverLead: "
+            "must be at least 1s",
+        ),
+    ],
+)
+def test_lead_and_lifetime_from_the_environment(
+    tmp_path: Path, variables: dict[str, str], expected: str
+) -> None:
+    text = "apps:\n" + _profile("main", "    appCertificate: {env: C}\n    tokenLifetime: 15m\n")
+    if "ORCHESTRATOR_APPS__MAIN__TOKEN_LIFETIME" in variables:
+        text = text.replace("15m", "1h")
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ=variables)
+    assert str(raised.value) == expected
+
+
+def test_no_certificate_no_rule(tmp_path: Path) -> None:
+    """Tokens are minted only from a certificate: without one, a lifetime is never used."""
+    text = (
+        "apps:\n" + _profile("main", "    tokenLifetime: 1m\n") + "reconcile: {rolloverLead: 2h}\n"
+    )
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.reconcile.rollover_lead == timedelta(hours=2)

@@ -157,8 +157,12 @@ def test_bad_yaml_is_a_positioned_error(
 def test_duplicate_key_never_echoes_values(tmp_path: Path) -> None:
     text = GOOD + "token: {env: FIRST}\ntoken: hunter2-second\n"
     _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
-    assert [(d.line, d.column, d.field) for d in diagnostics] == [(11, 1, "token")]
-    assert "hunter2" not in diagnostics[0].message
+    # the duplicate, and (a warning) that a fixed token cannot serve a cron schedule
+    assert [(d.line, d.column, d.field) for d in diagnostics] == [
+        (10, 1, "token"),
+        (11, 1, "token"),
+    ]
+    assert all("hunter2" not in d.message for d in diagnostics)
 
 
 def test_a_duplicate_key_hides_no_other_error(tmp_path: Path) -> None:
@@ -332,10 +336,13 @@ def test_literal_secrets_warn_and_fail_under_strict(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", text)
     loaded, diagnostics = load_file(path)
     assert len(loaded) == 1
+    # the literal, and (at the key) that a fixed token cannot serve a cron schedule
     assert [(d.line, d.column, d.field, d.severity) for d in diagnostics] == [
-        (10, 8, "token", "warning")
+        (10, 1, "token", "warning"),
+        (10, 8, "token", "warning"),
     ]
-    assert "007eJx" not in diagnostics[0].message
+    assert diagnostics[0].message.startswith("a fixed token expires")
+    assert all("007eJx" not in d.message for d in diagnostics)
     assert load_manifests([path]).ok
     strict = load_manifests([path], strict=True)
     assert not strict.ok

@@ -8,14 +8,19 @@ filling the reference's transcoding defaults, update's `#allstream#` and omitted
 kinds, updateLayout always sending the whole layout, the resolver being the only
 way secrets enter a body, and the fingerprints: each change moves exactly the
 digests it should (subscription, layout, restart, spec), schedule-like fields
-never force a restart, and secret values never influence or appear in a digest.
+never force a restart, and secret values never influence or appear in a digest;
+the digests of a manifest are those earlier versions computed (an upgrade restarts
+nothing), and `rolloverUid` moves no digest a live session is compared by (`auto`,
+written or not, moves none at all), for the examples in recordings.d too.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from orchestrator.manifest.model import Manifest
 from orchestrator.reconcile.translate import Requests, translate
@@ -304,3 +309,77 @@ def test_individual_mode_has_no_layout_fingerprint_to_change() -> None:
     # with an explicit uid the name does not reach the API: no restart, a new spec
     assert one.restart == two.restart
     assert one.spec != two.spec
+
+
+# The digests of BASE and INDIVIDUAL as the versions before `rolloverUid` computed them.
+# A live session's digests are stored with it and compared with the manifest's at every
+# pass: a new digest for an unchanged manifest would restart every live recording at
+# an upgrade. Change these only with a migration of the stored digests.
+EARLIER = {
+    "BASE": (
+        "174f1d7f14149cbc6170f4aeac2e3cea9e5e9afdfd66a5b42a6ae8264650c5fe",
+        "c79ebf8f0edcf597af1765a591f546d7cc804cf67dd1c2ce850ae9e27500c60d",
+        "b816b0bb6a965cfa1b909f3fa1fd7f6b821f0e98c9e6c14a0024d50ef990cb04",
+        "ac65ba269c6de82f35a95a049f4c8f388992d8bd0f3028ccdffc675fadc1bf46",
+    ),
+    "INDIVIDUAL": (
+        "d8421229204873d1d19475db0d360462695ab4eed53b9da373632159e192b694",
+        "ac0a72e4bd4833c233f033c114c61f28668dbefd55ccb0321b59391c2ff092fb",
+        "74234e98afe7498fb5daf1f36ac2d78acc339464f950703b8c019892f982b90b",
+        "efe0065db4200d98760633f15eb1bd1fc7df43028acc1366f921efa86a1c21ec",
+    ),
+}
+
+
+@pytest.mark.parametrize("label", sorted(EARLIER))
+@pytest.mark.parametrize("rollover", [None, "auto", "AUTO"])
+def test_fingerprints_are_those_earlier_versions_computed(label: str, rollover: str | None) -> None:
+    doc = with_({"BASE": BASE, "INDIVIDUAL": INDIVIDUAL}[label], rolloverUid=rollover)
+    f = translate(build(doc)).fingerprints
+    assert (f.spec, f.subscription, f.layout, f.restart) == EARLIER[label]
+
+
+def test_an_explicit_rollover_uid_restarts_nothing() -> None:
+    """The successor's uid matters at the next rollover only. The spec digest follows
+    it (the version kept as last known good must keep it), no session digest does."""
+    before = translate(build(BASE)).fingerprints
+    for rollover in (42, "42", 4294967295):
+        after = translate(build(with_(BASE, rolloverUid=rollover))).fingerprints
+        assert (after.restart, after.subscription, after.layout) == (
+            before.restart,
+            before.subscription,
+            before.layout,
+        )
+        assert after.spec != before.spec
+    one = translate(build(with_(BASE, rolloverUid=42))).fingerprints
+    two = translate(build(with_(BASE, rolloverUid=43))).fingerprints
+    assert (one.restart, one.subscription, one.layout) == (
+        two.restart,
+        two.subscription,
+        two.layout,
+    )
+
+
+EXAMPLES = sorted((Path(__file__).parents[3] / "recordings.d").glob("*.yaml"))
+
+
+def _example_documents() -> list[dict[str, Any]]:
+    yaml = YAML(typ="safe", pure=True)
+    return [d for path in EXAMPLES for d in yaml.load_all(path.read_text("utf-8")) if d]
+
+
+@pytest.mark.parametrize("doc", _example_documents(), ids=lambda d: str(d["name"]))
+def test_the_examples_keep_their_fingerprints_whatever_their_rollover_uid(
+    doc: dict[str, Any],
+) -> None:
+    """Written as `auto` (the default) the key changes no digest at all; a number
+    changes none a live session is compared by."""
+    plain = translate(build(doc)).fingerprints
+    assert translate(build(with_(doc, rolloverUid="auto"))).fingerprints == plain
+    other = 1 if build(doc).recording_uid != 1 else 2
+    numbered = translate(build(with_(doc, rolloverUid=other))).fingerprints
+    assert (numbered.restart, numbered.subscription, numbered.layout) == (
+        plain.restart,
+        plain.subscription,
+        plain.layout,
+    )

@@ -33,8 +33,9 @@ Covers:
   storage, aliyunVod, the token reference, resourceExpiredHour, and
   which recorded kinds the lists leave unsubscribed (a kind without a list while
   another kind has one); never for schedule, suspend, labels, updatePolicy,
-  startingDeadline, a change inside a written layout, or a list change that keeps
-  the same kinds reachable and the same group. `subscription` changes exactly when
+  startingDeadline, rolloverUid (`auto` written or left out is no change at all),
+  a change inside a written layout, or a list change that keeps the same kinds
+  reachable and the same group. `subscription` changes exactly when
   what `update` would send changes (no list for any kind means `#allstream#` for
   each), never for a layout change; `layout` exactly when what `updateLayout` would
   send changes (floating on `#000000` by default), never for a list change. `spec`
@@ -942,6 +943,8 @@ MUTATIONS = [
         setter(RESOURCE_HOURS, "resourceExpiredHour"),
         top("resourceExpiredHour"),
     ),
+    # the successor's uid matters only at the next rollover: a live session keeps going
+    Mutation("rolloverUid", "schedule", setter(UID_OR_AUTO, "rolloverUid"), never),
     # a literal secret's value: no fingerprint sees it, not even `spec`
     Mutation("a literal's value", "restart", edit_literal, never, {"literal_token": True}),
 ]
