@@ -4,7 +4,8 @@ Exit codes: 0 after a clean shutdown on SIGTERM/SIGINT, 1 when the address canno
 bound, 2 usage, and also when aiohttp (the extra `agora-recording-orchestrator[emulator]`) is not
 installed: the command is then unavailable, as an unknown command would be, and one
 line on stderr says what to install. One line on stdout says where it listens, so
-scripts can wait for it; logs go to stderr. The customer secret is never printed.
+scripts can wait for it; logs go to stderr. The customer secret and the App
+Certificates are never printed, not even in an error about them.
 
 `orchestrator.emulator` is imported only here and only when the command runs, so
 no other command (and not `emulator --help`) needs aiohttp.
@@ -66,6 +67,17 @@ def _missing_extra(exc: ModuleNotFoundError) -> bool:
     show_default=True,
     help="Customer secret for HTTP Basic auth (env ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET).",
 )
+@click.option(
+    "--app-certificate",
+    "app_certificates",
+    multiple=True,
+    envvar="ORCHESTRATOR_EMULATOR_APP_CERTIFICATE",
+    metavar="[APPID=]CERT",
+    help="An App Certificate (32 hex digits) that start tokens must be minted from: for "
+    "every App ID, or as APPID=CERT for one (repeatable; APPID=CERT wins for its App ID). "
+    "Without any, tokens are not read (env ORCHESTRATOR_EMULATOR_APP_CERTIFICATE, "
+    "several separated by spaces).",
+)
 @click.option("--seed", type=int, default=None, help="Seed for random fault injection.")
 @click.option(
     "--log-level",
@@ -79,12 +91,14 @@ def emulator(
     apps: tuple[str, ...],
     customer_id: str,
     customer_secret: str,
+    app_certificates: tuple[str, ...],
     seed: int | None,
     log_level: str,
 ) -> None:
     """Serve a local Agora Cloud Recording API emulator (control API under /_emulator)."""
+    default, by_app = _split_certificates(app_certificates)
     try:
-        from orchestrator.emulator import AppConfig, EmulatorConfig
+        from orchestrator.emulator import AppCertificates, AppConfig, EmulatorConfig
     except ModuleNotFoundError as exc:
         if not _missing_extra(exc):
             raise
@@ -93,17 +107,51 @@ def emulator(
     from orchestrator.logging import configure_logging
 
     configure_logging(log_level)
-    config = EmulatorConfig(
-        customer_id=customer_id,
-        customer_secret=customer_secret,
-        apps={app_id: AppConfig() for app_id in apps},
-        seed=seed,
-    )
+    try:
+        config = EmulatorConfig(
+            customer_id=customer_id,
+            customer_secret=customer_secret,
+            apps={app_id: AppConfig() for app_id in apps},
+            seed=seed,
+            certificates=AppCertificates(default, by_app),
+        )
+    except ValueError as exc:  # only the certificates are checked; never names a value
+        raise click.BadParameter(str(exc), param_hint=CERTIFICATE_OPTION) from None
     try:
         asyncio.run(_serve(config, host, port))
     except OSError as exc:
         click.echo(f"orchestrator emulator: cannot listen on {host}:{port}: {exc}", err=True)
         sys.exit(1)
+
+
+CERTIFICATE_OPTION = "'--app-certificate'"
+
+
+def _split_certificates(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
+    """The certificate for every App ID (a bare CERT) and those for one (APPID=CERT);
+    a usage error for one given twice. `EmulatorConfig` checks the rest. No message
+    names a value: a certificate typed where an App ID goes must not be printed."""
+    default: str | None = None
+    by_app: dict[str, str] = {}
+    for value in values:
+        app_id, named, certificate = value.partition("=")
+        if not named:
+            if default is not None:
+                raise click.BadParameter(
+                    "a certificate for every App ID is given twice", param_hint=CERTIFICATE_OPTION
+                )
+            default = value
+            continue
+        if not app_id:
+            raise click.BadParameter(
+                "APPID=CERT needs an App ID before '='", param_hint=CERTIFICATE_OPTION
+            )
+        if app_id in by_app:
+            raise click.BadParameter(
+                "an App ID is given a certificate twice", param_hint=CERTIFICATE_OPTION
+            )
+        by_app[app_id] = certificate
+    return default, by_app
 
 
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:

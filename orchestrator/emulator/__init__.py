@@ -22,10 +22,11 @@ from orchestrator.emulator.server import (
     is_loopback,
     running_emulator,
 )
-from orchestrator.emulator.state import Settings
+from orchestrator.emulator.state import AppCertificates, Settings
 
 __all__ = [
     "CONTROL_PREFIX",
+    "AppCertificates",
     "AppConfig",
     "Emulator",
     "EmulatorClock",

@@ -7,10 +7,11 @@ gateway's `{"message": ...}`), 10 requests per second per App ID, resource expir
 idle exit, status codes and file lists by mode (the rules live in `state.py`).
 
 A control API under `/_emulator/` (no auth, loopback peers only) puts users in
-channels, injects faults, moves the clock, changes TTLs and shows what the emulator
-received and holds. See docs/emulator.md for its routes.
+channels, injects faults, moves the clock, changes TTLs, sets App Certificates and
+shows what the emulator received and holds. See docs/emulator.md for its routes.
 
-It must never log request bodies or the Authorization header.
+It must never log request bodies or the Authorization header, and never answer,
+log or repr an App Certificate (its routes say only where one is set).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -37,13 +38,11 @@ from orchestrator.emulator.state import (
     ROLE_AUDIENCE,
     ROLE_BROADCASTER,
     Answer,
+    AppCertificates,
     EmulatorState,
     Settings,
     error,
 )
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 CONTENT_TYPE = "application/json;charset=utf-8"
 CONTROL_PREFIX = "/_emulator"
@@ -56,6 +55,8 @@ BAD_CREDENTIALS = Answer(401, {"message": "Invalid authentication credentials"})
 INVALID_APPID = Answer(400, {"message": "invalid appid"})
 RATE_LIMITED = Answer(429, {"message": "API rate limit exceeded"})
 LOST = Answer(504, {"message": "The upstream server is timing out"})
+#: Never names the App ID: it may be a certificate typed in the wrong place.
+_NOT_SERVED = "a certificate is given for an App ID this emulator does not serve"
 
 log = structlog.get_logger("orchestrator.emulator")
 
@@ -71,13 +72,26 @@ class AppConfig:
 
 @dataclass
 class EmulatorConfig:
-    """Who may call the emulator. With no `apps`, any 32-hex-digit App ID is accepted."""
+    """Who may call the emulator. With no `apps`, any 32-hex-digit App ID is accepted.
+    `certificates`: the App Certificates `start` tokens are verified with (none: tokens
+    are not read); ValueError if one is for an App ID it does not serve."""
 
     customer_id: str = "emulator"
     customer_secret: str = "emulator-secret"  # noqa: S105  # a local test credential, not a secret
     apps: dict[str, AppConfig] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     seed: int | None = None
+    certificates: AppCertificates = field(default_factory=AppCertificates)
+
+    def __post_init__(self) -> None:
+        if not all(self.serves(app_id) for app_id in self.certificates.by_app):
+            raise ValueError(_NOT_SERVED)
+
+    def serves(self, app_id: str) -> bool:
+        """Whether requests for `app_id` reach the endpoints (else: invalid appid)."""
+        if self.apps:
+            return app_id in self.apps
+        return bool(_APP_ID.fullmatch(app_id))
 
 
 class EmulatorClock:
@@ -98,9 +112,9 @@ class EmulatorClock:
         return self.now()
 
 
-def _known_fields(cls: type[DataclassInstance], data: dict[str, Any], what: str) -> dict[str, Any]:
-    """`data`, if it names only fields of `cls`; ValueError naming the others."""
-    unknown = set(data) - set(cls.__dataclass_fields__)
+def _known_fields(fields: Iterable[str], data: dict[str, Any], what: str) -> dict[str, Any]:
+    """`data`, if it names only `fields`; ValueError naming the others (never a value)."""
+    unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"unknown {what}: {sorted(unknown)}")
     return data
@@ -126,7 +140,7 @@ class FaultConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultConfig:
-        config = cls(**_known_fields(cls, data, "fault settings"))
+        config = cls(**_known_fields(cls.__dataclass_fields__, data, "fault settings"))
         for rate in (config.error_rate, config.code65_rate, config.lost_rate):
             if not 0.0 <= float(rate) <= 1.0:
                 raise ValueError("rates must be between 0 and 1")
@@ -169,7 +183,7 @@ class NextFault:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NextFault:
-        fault = cls(**_known_fields(cls, data, "fault fields"))
+        fault = cls(**_known_fields(cls.__dataclass_fields__, data, "fault fields"))
         if fault.endpoint != "*" and fault.endpoint not in ENDPOINTS:
             raise ValueError(f"endpoint must be '*' or one of {ENDPOINTS}")
         if fault.kind not in FAULT_KINDS:
@@ -204,7 +218,7 @@ class Emulator:
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.clock = EmulatorClock()
-        self.state = EmulatorState(self.config.settings)
+        self.state = self._new_state()
         self.faults = FaultConfig()
         self._rng = random.Random(self.config.seed)
         self.next_faults: list[NextFault] = []
@@ -220,6 +234,10 @@ class Emulator:
     @property
     def control_url(self) -> str:
         return self.base_url + CONTROL_PREFIX
+
+    def _new_state(self) -> EmulatorState:
+        # Settings and certificates belong to the configuration: a reset keeps them.
+        return EmulatorState(self.config.settings, certificates=self.config.certificates)
 
     # ------------------------------------------------------------ control (in process)
 
@@ -276,6 +294,21 @@ class Emulator:
         self.faults = FaultConfig()
         self.next_faults.clear()
 
+    def set_app_certificate(self, certificate: str | None, app_id: str | None = None) -> None:
+        """Verify the tokens of later starts with `certificate` (32 hex digits): for
+        `app_id`, or for every App ID without one of its own; None removes it. Sessions
+        already started keep what their start's token gave them."""
+        if app_id is not None and not self.config.serves(app_id):
+            raise ValueError(_NOT_SERVED)
+        self.config.certificates.set(certificate, app_id)
+
+    def clear_app_certificates(self) -> None:
+        self.config.certificates.clear()
+
+    def app_certificates(self) -> dict[str, Any]:
+        """Where a certificate is set (`default`, `app_ids`), never what it is."""
+        return self.config.certificates.describe()
+
     def sessions(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         self.state.settle(now)
@@ -285,11 +318,6 @@ class Emulator:
         return [r for r in self.received if endpoint is None or r["endpoint"] == endpoint]
 
     # ------------------------------------------------------------ gateway
-
-    def _app_known(self, app_id: str) -> bool:
-        if self.config.apps:
-            return app_id in self.config.apps
-        return bool(_APP_ID.fullmatch(app_id))
 
     def _authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Basic "):
@@ -336,7 +364,7 @@ class Emulator:
         app_id = request.match_info["appid"]
         if not self._authorized(request.headers.get("Authorization")):
             return BAD_CREDENTIALS, None
-        if not self._app_known(app_id):
+        if not self.config.serves(app_id):
             return INVALID_APPID, None
         if not self._admit(app_id, self.clock.now()):
             return RATE_LIMITED, None
@@ -543,8 +571,23 @@ class Emulator:
             self.settings.update(await _control_body(request))
         return web.json_response(vars(self.settings))
 
+    async def _c_certificates(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "DELETE":
+            self.clear_app_certificates()
+        elif request.method == "PUT":
+            data = _known_fields(
+                ("certificate", "app_id"), await _control_body(request), "certificate fields"
+            )
+            certificate, app_id = data["certificate"], data.get("app_id")
+            if certificate is not None and not isinstance(certificate, str):
+                raise ValueError("certificate must be a string or null")
+            if app_id is not None and not isinstance(app_id, str):
+                raise ValueError("app_id must be a string or left out")
+            self.set_app_certificate(certificate, app_id)
+        return web.json_response(self.app_certificates())
+
     async def _c_reset(self, request: web.Request) -> web.StreamResponse:
-        self.state = EmulatorState(self.config.settings)
+        self.state = self._new_state()
         self.received.clear()
         self.clear_faults()
         self._windows.clear()
@@ -586,6 +629,9 @@ class Emulator:
             web.post(c + "/clock/advance", self._c_clock),
             web.get(c + "/settings", self._c_settings, allow_head=False),
             web.put(c + "/settings", self._c_settings),
+            web.get(c + "/certificates", self._c_certificates, allow_head=False),
+            web.put(c + "/certificates", self._c_certificates),
+            web.delete(c + "/certificates", self._c_certificates),
             web.post(c + "/reset", self._c_reset),
         ]
         app.add_routes(routes)

@@ -1,13 +1,14 @@
 """The emulator's model of Cloud Recording: resources, sessions, channels, and their rules.
 
 Everything here is synchronous and takes `now` (emulator seconds since the epoch) as
-an argument: idle exits, resource expiry and `resourceExpiredHour` are evaluated
-lazily when a request arrives, so behaviour is deterministic and a test can move
+an argument: idle exits, resource expiry, `resourceExpiredHour` and token expiry are
+evaluated lazily when a request arrives, so behaviour is deterministic and a test can move
 time with the emulator's clock instead of sleeping. Each operation returns an
 `Answer` (HTTP status + JSON body) exactly as Agora would send it; the HTTP layer in
 `server.py` only routes, authenticates and injects faults.
 
-It must never log a request body: bodies carry storage keys, tokens and secrets.
+It must never log a request body (bodies carry storage keys, tokens and secrets), nor
+put an App Certificate or a token in a session's description, a repr or an answer.
 """
 
 from __future__ import annotations
@@ -26,11 +27,26 @@ from pydantic import ValidationError
 
 from orchestrator import contract
 from orchestrator.agora import wire
+from orchestrator.agora.token import (
+    RtcPrivilege,
+    TokenError,
+    TokenFailure,
+    parse_token,
+    verify_rtc_token,
+)
 from orchestrator.contract import ErrorCode, ServiceStatus
 
 ROLE_BROADCASTER = "broadcaster"
 ROLE_AUDIENCE = "audience"
 UPLOADING_STATUSES = ("uploaded", "backuped", "unknown")
+#: `Session.end_reason` of a recorder the channel removed when its token expired.
+END_TOKEN_EXPIRED = "token expired"  # noqa: S105  # an end reason, not a password
+#: Ends after which `query` still answers the exit status for `ended_linger` seconds
+#: (8, or 20 when aborted); after any other end it answers 404 at once.
+_LINGERING_ENDS = ("idle", "aborted", END_TOKEN_EXPIRED)
+#: What `TokenVerdict.refused` says of a start that carried no token.
+TOKEN_MISSING = "missing"  # noqa: S105  # a verdict, not a password
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,9 @@ class Settings:
     uploading_status: str = "uploaded"
     status_as_string: bool = False  # the reference's example sends "status": "5"
     rate_limit: int = 10  # requests per second per App ID
+    # A recorder whose token the channel refuses keeps trying to join this many seconds
+    # after the warmup, then gives up: Agora's session ends "within seconds".
+    token_refused_exit: float = 2.0
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -137,6 +156,105 @@ class Settings:
             if key == "rate_limit" and (not isinstance(value, int) or value < 1):
                 raise ValueError("rate_limit must be an integer >= 1")
             setattr(self, key, type(current)(value) if not isinstance(current, bool) else value)
+
+
+def _check_certificate(certificate: object) -> str:
+    """`certificate` if it is an App Certificate's form (32 hex digits, as Agora issues
+    them and `agora.token` requires); ValueError, without the value, if not."""
+    if not isinstance(certificate, str) or len(certificate) != 32 or set(certificate) - _HEX_DIGITS:
+        raise ValueError("an App Certificate must be a string of 32 hexadecimal digits")
+    return certificate
+
+
+@dataclass
+class AppCertificates:
+    """The App Certificates that `start` tokens are verified with: `default` for every
+    App ID, `by_app` for one App ID (it wins over `default`). An App ID with neither
+    has no certificate: its tokens are not read, as for an Agora project without one.
+
+    The values are secrets: they stay out of every repr, answer and log line;
+    `describe` says only where one is set.
+    """
+
+    default: str | None = field(default=None, repr=False)
+    by_app: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.default is not None:
+            _check_certificate(self.default)
+        for certificate in self.by_app.values():
+            _check_certificate(certificate)
+
+    def set(self, certificate: str | None, app_id: str | None = None) -> None:
+        """Set (or, with None, remove) the certificate of `app_id`, or the default."""
+        if certificate is not None:
+            _check_certificate(certificate)
+        if app_id is None:
+            self.default = certificate
+        elif certificate is None:
+            self.by_app.pop(app_id, None)
+        else:
+            self.by_app[app_id] = certificate
+
+    def clear(self) -> None:
+        self.default = None
+        self.by_app.clear()
+
+    def for_app(self, app_id: str) -> str | None:
+        return self.by_app.get(app_id, self.default)
+
+    def describe(self) -> dict[str, Any]:
+        """Where a certificate is set, never what it is."""
+        return {"default": self.default is not None, "app_ids": sorted(self.by_app)}
+
+
+@dataclass(frozen=True)
+class TokenVerdict:
+    """What the channel made of a start's token, under an App Certificate.
+
+    `refused` is the check the token failed (a `TokenFailure` value, or
+    `TOKEN_MISSING`), None when it admits the recorder. `until` is when the recorder
+    leaves the channel: for an admitted token, when the token or its join privilege
+    expires; for a refused one, when the recorder gives up trying to join.
+    """
+
+    refused: str | None
+    until: float
+
+
+def check_token(
+    token: object,
+    *,
+    certificate: str,
+    app_id: str,
+    cname: str,
+    uid: str,
+    now: float,
+    gives_up_at: float,
+) -> TokenVerdict:
+    """What the channel makes of a start's `token` (None: the start carried none) at
+    `now`; a refused recorder gives up at `gives_up_at`."""
+    if not isinstance(token, str):
+        return TokenVerdict(TOKEN_MISSING, gives_up_at)
+    try:
+        check = verify_rtc_token(
+            token, app_id=app_id, certificate=certificate, channel=cname, uid=int(uid), now=now
+        )
+    except TokenError:
+        # The certificate was checked when set and the uid by the request's model, so
+        # only an App ID that is not 32 hex digits is left: no token admits to it.
+        return TokenVerdict(TokenFailure.APP_ID.value, gives_up_at)
+    if check.failure is not None:
+        return TokenVerdict(check.failure.value, gives_up_at)
+    parsed = parse_token(token)  # it verified, so it reads
+    until = float(parsed.expires_at)
+    rtc = parsed.rtc
+    join = None if rtc is None else rtc.privilege_expire(RtcPrivilege.JOIN_CHANNEL)
+    # A join privilege that expires before the token removes the recorder then (0: it
+    # lasts as long as the token, as `verify_rtc_token` reads it).
+    if join:
+        until = min(until, float(parsed.issued_at + join))
+    return TokenVerdict(None, until)
 
 
 @dataclass
@@ -171,13 +289,25 @@ class Session:
     idle_since: float | None = None
     seen: dict[str, float] = field(default_factory=dict)  # publisher uid -> first seen
     ended_at: float | None = None
-    end_reason: str | None = None  # "stopped" | "idle" | "aborted" | "expired"
+    # "stopped" | "idle" | "aborted" | "expired" | "token expired" | "token refused: <check>"
+    end_reason: str | None = None
+    token: TokenVerdict | None = None  # None: no App Certificate, the token was not read
+
+    @property
+    def joined(self) -> bool:
+        """Whether the recorder is in the channel: not when its token was refused."""
+        return self.token is None or self.token.refused is None
 
     def settle(self, now: float) -> None:
-        """Apply whatever happened on its own up to `now` (idle exit, expiry)."""
+        """Apply whatever happened on its own up to `now` (idle exit, expiry, the
+        token's expiry or refusal)."""
         if self.ended_at is not None:
             return
         deadline, reason = self.expires_at, "expired"
+        if self.token is not None and self.token.until < deadline:
+            deadline = self.token.until
+            refused = self.token.refused
+            reason = END_TOKEN_EXPIRED if refused is None else f"token refused: {refused}"
         if self.idle_since is not None and self.idle_since + self.max_idle < deadline:
             deadline, reason = self.idle_since + self.max_idle, "idle"
         if now >= deadline:
@@ -202,6 +332,11 @@ class Session:
             "subscription": self.subscription,
             "layout": self.layout,
             "file_types": list(self.file_types),
+            # What the channel made of the token (never the token itself).
+            "token_refused": None if self.token is None else self.token.refused,
+            "token_expires_at": (
+                self.token.until if self.token is not None and self.joined else None
+            ),
         }
 
 
@@ -218,8 +353,15 @@ def _subscribed(uid: str, sub: list[str] | None, unsub: list[str] | None, other:
 class EmulatorState:
     """Resources, sessions and channel occupancy of every App ID."""
 
-    def __init__(self, settings: Settings | None = None, *, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        certificates: AppCertificates | None = None,
+        key: bytes | None = None,
+    ) -> None:
         self.settings = settings or Settings()
+        self.certificates = certificates or AppCertificates()
         self._key = key or uuid.uuid4().bytes
         self._counter = 0
         self.resources: dict[str, Resource] = {}
@@ -271,6 +413,8 @@ class EmulatorState:
         return {uid for uid, role in users.items() if role == ROLE_BROADCASTER}
 
     def _observe(self, session: Session, now: float) -> None:
+        if not session.joined:  # a recorder outside the channel sees nobody
+            return
         publishers = self._publishers(session.app_id, session.cname, session.channel_type)
         publishers.discard(session.uid)
         if publishers:
@@ -413,11 +557,32 @@ class EmulatorState:
             },
             layout=layout,
             file_types=file_types,
+            token=self._token_verdict(app_id, resource, client.token, now),
         )
         self._observe(session, now)
         self.sessions[sid] = session
         resource.sid = sid
         return Answer(200, {"sid": sid, "resourceId": resource_id})
+
+    def _token_verdict(
+        self, app_id: str, resource: Resource, token: object, now: float
+    ) -> TokenVerdict | None:
+        """What the channel makes of a start's token: None when `app_id` has no App
+        Certificate (the token is not read). A refused token is still answered 200 with
+        a sid, as Agora does; the recorder just never joins, and gives up after the
+        warmup and `token_refused_exit` seconds."""
+        certificate = self.certificates.for_app(app_id)
+        if certificate is None:
+            return None
+        return check_token(
+            token,
+            certificate=certificate,
+            app_id=app_id,
+            cname=resource.cname,
+            uid=resource.uid,
+            now=now,
+            gives_up_at=now + self.settings.warmup + self.settings.token_refused_exit,
+        )
 
     def _session_for(
         self,
@@ -495,7 +660,7 @@ class EmulatorState:
         session.settle(now)
         if session.ended_at is not None:
             lingering = (
-                session.end_reason in ("idle", "aborted")
+                session.end_reason in _LINGERING_ENDS
                 and now - session.ended_at < self.settings.ended_linger
             )
             if not lingering:
@@ -536,7 +701,9 @@ class EmulatorState:
             aborted = session.end_reason == "aborted"
             return ServiceStatus.EXITED_ABNORMALLY if aborted else ServiceStatus.EXITED
         warming = now - session.started_at < self.settings.warmup
-        return ServiceStatus.STARTED if warming else ServiceStatus.RECORDING
+        if warming or not session.joined:  # a refused recorder never starts recording
+            return ServiceStatus.STARTED
+        return ServiceStatus.RECORDING
 
     def _server_response(
         self, session: Session, now: float, *, final: bool = False

@@ -10,8 +10,11 @@ Use the `emulator` fixture in any async test::
 
 `emulator.emu` is the in-process `orchestrator.emulator.Emulator`; its methods
 are the control API (`join`, `leave`, `set_users`, `advance`, `abort`, `fail_next`,
-`set_faults`, `clear_faults`, `requests`, `sessions`, `settings`), and the same is
-served over HTTP under `emulator.control_url`. Each test gets a fresh emulator on
+`set_faults`, `clear_faults`, `requests`, `sessions`, `settings`,
+`set_app_certificate`), and the same is served over HTTP under `emulator.control_url`.
+The emulator starts without an App Certificate (tokens are not read); a test that
+needs one sets it: `emulator.emu.set_app_certificate(CERT)` (every App ID) or
+`emulator.emu.set_app_certificate(CERT, app_id)`. Each test gets a fresh emulator on
 127.0.0.1 with a free port.
 
 The emulator enforces 10 requests per second per App ID, and `client()` gives each
