@@ -10,7 +10,8 @@ so the wiring cannot drift between them:
   holds across everything the process sends;
 - one `httpx.AsyncClient` (one connection pool, one TLS context loaded once)
   shared by every `AgoraClient`; each client authenticates its own requests;
-- one `Executor` over those clients.
+- one token minter per app profile with an App Certificate (read once, here);
+- one `Executor` over those clients and minters.
 
 This module must never plan or decide anything: it only builds and closes.
 """
@@ -31,7 +32,8 @@ from orchestrator.agora.client import (
     RateLimiter,
     RetryPolicy,
 )
-from orchestrator.config import Config, resolve_credentials
+from orchestrator.agora.minter import TokenMinter
+from orchestrator.config import Config, resolve_app_certificate, resolve_credentials
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
 from orchestrator.secrets import SecretError, resolve_secret
@@ -52,6 +54,8 @@ class Hooks:
 
     on_call: Callable[[ApiCall], None] | None = None
     on_wait: Callable[[str, float], None] | None = None
+    # A completed rollover: the two sessions' overlap in seconds (None: unknown).
+    on_rollover: Callable[[float | None], None] | None = None
     # Retry timing of every client, instead of the config's `retry` (tests inject a
     # sleep that does not wait); None: the config's.
     retry: RetryPolicy | None = None
@@ -91,7 +95,11 @@ def never_created(url: str) -> bool:
 
 def plan_policy(config: Config) -> PlanPolicy:
     backoff = config.reconcile.restart_backoff
-    return PlanPolicy(restart_backoff_initial=backoff.initial, restart_backoff_max=backoff.max)
+    return PlanPolicy(
+        restart_backoff_initial=backoff.initial,
+        restart_backoff_max=backoff.max,
+        rollover_lead=config.reconcile.rollover_lead,
+    )
 
 
 def retry_policy(config: Config) -> RetryPolicy:
@@ -116,6 +124,17 @@ def build_limiters(config: Config, hooks: Hooks | None = None) -> dict[str, Rate
     return {app_id: RateLimiter(rate, on_wait=on_wait) for app_id, rate in rates.items()}
 
 
+@dataclass(frozen=True)
+class Clients:
+    """What `api_clients` builds: API clients and token minters by profile name, rate
+    limiters by App ID, and the profiles left out (one line each)."""
+
+    clients: dict[str, AgoraClient]
+    limiters: Mapping[str, RateLimiter]
+    minters: dict[str, TokenMinter]
+    problems: list[str]
+
+
 @asynccontextmanager
 async def api_clients(
     config: Config,
@@ -123,22 +142,33 @@ async def api_clients(
     hooks: Hooks | None = None,
     limiters: Mapping[str, RateLimiter] | None = None,
     http: httpx.AsyncClient | None = None,
-) -> AsyncIterator[tuple[dict[str, AgoraClient], Mapping[str, RateLimiter], list[str]]]:
-    """(clients by profile name, limiters by App ID, problems) for profiles whose
-    credentials resolve; the shared HTTP client is closed on exit unless given."""
+) -> AsyncIterator[Clients]:
+    """The clients (and token minters) of the profiles whose credentials (and App
+    Certificate) resolve; the shared HTTP client is closed on exit unless given."""
     limiters = limiters if limiters is not None else build_limiters(config, hooks)
     own_http = http is None
     shared = http if http is not None else httpx.AsyncClient(timeout=DEFAULT_TIMEOUT)
     clients: dict[str, AgoraClient] = {}
+    minters: dict[str, TokenMinter] = {}
     problems: list[str] = []
     retry = hooks.retry if hooks is not None and hooks.retry is not None else retry_policy(config)
     try:
         for name, profile in sorted(config.apps.items()):
             try:
                 customer_id, customer_secret = resolve_credentials(profile)
+                certificate = resolve_app_certificate(profile)
             except SecretError as exc:
+                # A profile without its certificate would send starts Agora refuses.
                 problems.append(f"app profile {name}: {exc}")
                 continue
+            if certificate is not None and profile.app_certificate is not None:
+                minters[name] = TokenMinter(
+                    app=name,
+                    app_id=profile.app_id,
+                    certificate=certificate,
+                    lifetime=profile.token_lifetime,
+                    reference=profile.app_certificate.describe(),
+                )
             clients[name] = AgoraClient(
                 customer_id=customer_id,
                 customer_secret=customer_secret,
@@ -148,7 +178,7 @@ async def api_clients(
                 on_call=hooks.on_call if hooks else None,
                 retry=retry,
             )
-        yield clients, limiters, problems
+        yield Clients(clients, limiters, minters, problems)
     finally:
         for client in clients.values():
             await client.aclose()
@@ -176,25 +206,27 @@ async def open_runtime(
     url = state_url or config.state.url
     async with (
         opened_store(url, writer=True, holder=holder, create=create) as store,
-        api_clients(config, hooks=hooks) as (clients, limiters, problems),
+        api_clients(config, hooks=hooks) as built,
     ):
         executor = Executor(
             store,
-            clients,
+            built.clients,
             resolve_secret=resolve_secret,
             now=clock,
             concurrency=config.reconcile.concurrency,
+            minters=built.minters,
+            on_rollover=None if hooks is None else hooks.on_rollover,
         )
         ownership = ownership_for(store, config.replica.name)
         try:
             yield Runtime(
                 config=config,
                 store=store,
-                clients=clients,
-                limiters=limiters,
+                clients=built.clients,
+                limiters=built.limiters,
                 executor=executor,
                 policy=plan_policy(config),
-                problems=tuple(problems),
+                problems=tuple(built.problems),
                 clock=clock,
                 ownership=ownership,
             )

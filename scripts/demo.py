@@ -6,7 +6,11 @@ examples with the embedded SQLite store (in .demo/). Once the daemon is ready it
 adds one manifest of its own, `demo-live` (in .demo/, never in recordings.d/),
 whose window opens one step (10 s) later and lasts three; one step after the
 daemon started it, the demo edits its layout (the daemon sends one updateLayout),
-and the daemon stops it when the window closes. The daemon then keeps running
+and the daemon stops it when the window closes. The `backup` profile has an App
+Certificate (the emulator verifies every start's token with it) and 1-minute
+tokens, so its always-on example, support-lobby, rolls over to a successor session
+about 40 s after it started (`rolloverLead` 20 s), and every 40 s after; the demo
+says so at the first. The daemon then keeps running
 until Ctrl-C, which ends it cleanly (recordings are left running, as on a service
 restart; the next `make run` starts from a fresh store).
 
@@ -83,6 +87,13 @@ ENV_SECRETS = [
     "KS3_SK",
 ]
 CREDENTIALS = ["s3-secret", "cos-id", "cos-key"]
+# The `backup` profile's App Certificate (a placeholder: 32 hex digits, as Agora's),
+# read from a credential file like the others; the emulator verifies tokens with it.
+CERTIFICATE_CREDENTIAL = "backup-app-certificate"
+DEMO_CERTIFICATE = "0d3e4f5a6b7c8d9e0f1a2b3c4d5e6f70"
+TOKEN_LIFETIME = "1m"  # noqa: S105 (a duration; short, so that a rollover shows early)
+ROLLOVER_LEAD = "20s"
+ROLLING = "support-lobby"  # recordings.d/ops.yaml: always on, app backup
 LIVE = "demo-live"
 STEP = 10.0  # seconds: window opens one step after ready, edit one step after start
 WINDOW_STEPS = 3  # the window lasts three steps: the stop comes two steps after the edit
@@ -102,6 +113,8 @@ Once the daemon is ready, the demo adds one manifest of its own, demo-live, with
 short window, and you watch its whole life: the window opens and the daemon starts
 the recording; the demo edits the manifest's layout and the daemon changes the live
 recording; the window closes and the daemon stops it. That takes under a minute.
+The `backup` profile mints 1-minute tokens (Agora's are valid 24 hours at most), so
+its always-on lobby rolls over to a new session about every 40 s, without a gap.
 Lines that start with === are the demo's; the others are the daemon's log.
 
 The daemon then keeps running. Press Ctrl-C at any time to end the demo (the
@@ -163,6 +176,7 @@ def write_demo_files(workdir: Path) -> None:
     credentials.mkdir(parents=True)
     for name in CREDENTIALS:
         (credentials / name).write_text(f"demo-{name}\n", encoding="utf-8")
+    (credentials / CERTIFICATE_CREDENTIAL).write_text(f"{DEMO_CERTIFICATE}\n", encoding="utf-8")
     shutil.copytree(ROOT / "recordings.d", workdir / "recordings.d")
     # Written now, so that the directory is recognised as the demo's; the daemon's
     # config replaces it once the emulator's address is known (`write_demo_config`).
@@ -178,8 +192,19 @@ def write_demo_config(workdir: Path, base_url: str) -> Path:
         resync="15s",
         watch_interval="500ms",
         customer=("DEMO_CUSTOMER_ID", "DEMO_CUSTOMER_SECRET"),
-        # The daemon's own default backoff: the demo shows the daemon as deployed.
-        changes={"reconcile": {"restartBackoff": {"initial": "10s", "max": "10m"}}},
+        changes={
+            "apps": {
+                "backup": {
+                    "appCertificate": {"credential": CERTIFICATE_CREDENTIAL},
+                    "tokenLifetime": TOKEN_LIFETIME,
+                }
+            },
+            "reconcile": {
+                # The daemon's own default backoff: the demo shows the daemon as deployed.
+                "restartBackoff": {"initial": "10s", "max": "10m"},
+                "rolloverLead": ROLLOVER_LEAD,
+            },
+        },
     )
     return write_config(workdir / "config.yaml", data, comment=CONFIG_HEADER)
 
@@ -241,6 +266,13 @@ def start_emulator(processes: Processes) -> EmulatorProcess | None:
     return emulator
 
 
+def certify(emulator: EmulatorProcess, app_id: str) -> None:
+    """The emulator verifies the tokens of `app_id`'s starts with the demo certificate."""
+    emulator.control_blocking(
+        "PUT", "/certificates", {"certificate": DEMO_CERTIFICATE, "app_id": app_id}
+    )
+
+
 def join_channel(emulator: EmulatorProcess, app_id: str, cname: str, uid: str) -> None:
     """A simulated broadcaster in the demo channel, so the recording has files to list."""
     emulator.control_blocking(
@@ -291,11 +323,25 @@ class Demo:
         self.edit_at: float | None = None
         self.missed = False
         self.finished = False
+        self.rolled_over = False
 
     def on_event(self, event: Event) -> None:
         if self.wait is not None and self.wait.matches(event):
             then, self.wait = self.wait.then, None
             then(event)
+        if (
+            not self.rolled_over
+            and event.get("event") == "session.rolled_over"
+            and event.get("manifest") == ROLLING
+        ):
+            self.rolled_over = True
+            banner(
+                f"{ROLLING} rolled over: its token (1 minute here) would expire, so the "
+                f"daemon started session #{event.get('session_id')} on the manifest's "
+                f"rolloverUid, saw it recording, then stopped #{event.get('predecessor_id')} "
+                f"(both recorded for {event.get('overlap_s')} s: no gap). It does so "
+                "before every expiry"
+            )
 
     def on_tick(self, now: float) -> None:
         if self.edit_at is not None and now >= self.edit_at:
@@ -476,6 +522,7 @@ def run(args: argparse.Namespace, ctrl_c: Interrupt) -> int:
         if ctrl_c.seen:
             return 0
         config = write_demo_config(workdir, emulator.base_url)
+        certify(emulator, APPS["backup"])
         join_channel(emulator, APPS["main"], "demo-room", "4242")
         return run_daemon(processes, config, workdir, args, ctrl_c)
     finally:

@@ -73,6 +73,8 @@ def needed_markers(item: pytest.Item) -> set[str]:
 #: Test (node id without parameters, or a whole module) -> seconds it took in a full
 #: `make test` on the 2-core CI machine, busy (rounded): the longest, which start first.
 LONGEST: dict[str, float] = {
+    "tests/e2e/test_rollover.py": 190,  # three rollovers of 60 s tokens, then windows
+    "tests/e2e/test_rollover_kills.py": 180,  # four rollovers, a kill at each
     "tests/reliability/test_crashes.py": 85,
     "tests/reliability/test_api_faults.py": 85,
     "tests/replicas/test_failover.py::test_failover": 45,
@@ -94,7 +96,7 @@ LONGEST: dict[str, float] = {
     "test_mutated_manifests_load_without_crash_and_with_positions": 20,
     "tests/unit/manifest/test_manifest_properties.py::test_mutated_documents": 20,
     "tests/unit/manifest/test_manifest_properties.py::test_mutated_text": 20,
-    "tests/e2e/test_demo.py::test_banners_follow_the_daemon_and_sigint_ends_with_0": 20,
+    "tests/e2e/test_demo.py::test_banners_follow_the_daemon_and_sigint_ends_with_0": 50,
     "tests/e2e/test_wheel_install.py": 5,  # each; the module's one install ~35 s
     "tests/replicas/test_handover.py": 32,
     "tests/reliability/test_store_refuses_writes.py": 25,

@@ -191,6 +191,15 @@ def _resolved(value: Any, resolve: SecretResolver) -> Any:
     return value
 
 
+class _Addressed:
+    """A request addressed to one recording uid: the same body for another uid (a
+    rollover's successor records on the manifest's second uid)."""
+
+    def for_uid(self, uid: int) -> Self:
+        assert isinstance(self, BaseModel)
+        return self.model_copy(update={"uid": str(uid)})
+
+
 class _Response(BaseModel):
     """Lenient: unknown fields are kept and numeric strings are coerced."""
 
@@ -206,7 +215,7 @@ class AcquireClientRequest(Request):
     )
 
 
-class AcquireRequest(Request):
+class AcquireRequest(Request, _Addressed):
     cname: str
     uid: Uid
     clientRequest: AcquireClientRequest = Field(default_factory=AcquireClientRequest)
@@ -420,10 +429,15 @@ class StartClientRequest(Request):
         return None
 
 
-class StartRequest(Request):
+class StartRequest(Request, _Addressed):
     uid: Uid
     cname: str
     clientRequest: StartClientRequest
+
+    def with_token(self, token: str) -> StartRequest:
+        """The same start carrying `token` (minted for this start: a secret)."""
+        client = self.clientRequest.model_copy(update={"token": token})
+        return self.model_copy(update={"clientRequest": client})
 
 
 class StartResponse(_Response):
@@ -463,7 +477,7 @@ class UpdateClientRequest(Request):
     streamSubscribe: StreamSubscribe
 
 
-class UpdateRequest(Request):
+class UpdateRequest(Request, _Addressed):
     uid: Uid
     cname: str
     clientRequest: UpdateClientRequest
@@ -490,7 +504,7 @@ class UpdateLayoutClientRequest(Request):
         return self
 
 
-class UpdateLayoutRequest(Request):
+class UpdateLayoutRequest(Request, _Addressed):
     uid: Uid
     cname: str
     clientRequest: UpdateLayoutClientRequest
@@ -546,7 +560,7 @@ class StopClientRequest(Request):
     async_stop: bool | None = None
 
 
-class StopRequest(Request):
+class StopRequest(Request, _Addressed):
     uid: Uid
     cname: str
     clientRequest: StopClientRequest = Field(default_factory=StopClientRequest)

@@ -43,7 +43,7 @@ from orchestrator.cli.options import FORMAT, as_of, at_option, sources
 
 if TYPE_CHECKING:
     from orchestrator.manifest.diagnostics import Diagnostic
-    from orchestrator.reconcile.plan import Action, ActualState, Plan
+    from orchestrator.reconcile.plan import Action, ActualState, Note, Plan
     from orchestrator.reconcile.reconciler import Desired
 
 
@@ -181,20 +181,22 @@ def _action_json(a: Action) -> dict[str, Any]:
     }
 
 
+def _note_json(n: Note) -> dict[str, Any]:
+    return {
+        "kind": n.kind.value,
+        "manifest": n.manifest,
+        "message": n.message,
+        "session": n.session_id,
+        "until": n.until.isoformat() if n.until else None,
+    }
+
+
 def _plan_json(the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: datetime) -> Any:
     return {
         "at": now.isoformat(),
         "actions": [_action_json(a) for a in the_plan.actions],
-        "notes": [
-            {
-                "kind": n.kind.value,
-                "manifest": n.manifest,
-                "message": n.message,
-                "session": n.session_id,
-                "until": n.until.isoformat() if n.until else None,
-            }
-            for n in the_plan.notes
-        ],
+        "notes": [_note_json(n) for n in the_plan.notes],
+        "upcoming": [_note_json(n) for n in the_plan.upcoming],
         "timeline": [
             {
                 "manifest": lane.manifest,
@@ -217,12 +219,17 @@ def _plan_text(
     from orchestrator.reconcile.timeline import describe_next, render
 
     out = [f"Plan at {now.isoformat()}"]
-    faults = [p for p in problems if p.severity != "note"]
+    faults = [p for p in problems if p.severity == "error"]
+    warnings = [p for p in problems if p.severity == "warning"]
     notes = [p for p in problems if p.severity == "note"]
     if faults:
         out.append("")
         out.append("Problems (files that do not load keep their last known good version):")
         out.extend(f"  {p.text()}" for p in faults)
+    if warnings:
+        out.append("")
+        out.append("Warnings (settings that load but will not do what they say):")
+        out.extend(f"  {p.text()}" for p in warnings)
     if notes:
         out.append("")
         out.extend(p.text() for p in notes)
@@ -238,7 +245,7 @@ def _plan_text(
             "Actions: none now, but not everything is as desired: a restart waits its "
             "backoff (see what is held back below)."
         )
-    elif the_plan.blocked or any(p.severity != "note" for p in problems):
+    elif the_plan.blocked or faults:
         out.append(
             "Actions: none, but not everything is as desired (see the problems above and "
             "what is held back below)."
@@ -250,6 +257,12 @@ def _plan_text(
         out.append("Held back:")
         for n in the_plan.notes:
             until = f" (until {n.until.isoformat()})" if n.until else ""
+            out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
+    if the_plan.upcoming:
+        out.append("")
+        out.append("Upcoming (due by themselves):")
+        for n in the_plan.upcoming:
+            until = f" at {n.until.isoformat()}" if n.until else ""
             out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
     out.append("")
     out.append("Timeline:")

@@ -66,6 +66,7 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
             call.endpoint, call.status, call.code, call.latency
         ),
         on_wait=metrics.observe_rate_wait,
+        on_rollover=metrics.observe_rollover,
     )
     manifests = manifests_dir or config.manifests.dir
     url = state_url or config.state.url

@@ -238,8 +238,11 @@ def _status_text(
         intent = f" (interrupted {s.intent})" if s.intent else ""
         yield (
             f"  #{s.id} {s.manifest}: {s.phase.value}{intent}{status}, channel {s.channel!r} "
-            f"uid {s.uid}, {s.mode}, sid {s.sid or '-'}, since {since}"
+            f"uid {s.uid}, {s.mode}, sid {s.sid or '-'}, since {since}{_succeeds(s)}"
         )
+        expiries = _expiries(s)
+        if expiries:
+            yield f"      {expiries}"
         if s.error:
             yield f"      last error: {s.error}"
     yield ""
@@ -249,7 +252,10 @@ def _status_text(
     for s in history:
         ended = s.ended_at.isoformat() if s.ended_at else "-"
         upload = f", upload {s.uploading_status}" if s.uploading_status else ""
-        yield f"  #{s.id} {s.manifest}: {s.phase.value} at {ended}: {s.end_reason or '-'}{upload}"
+        yield (
+            f"  #{s.id} {s.manifest}: {s.phase.value} at {ended}: {s.end_reason or '-'}{upload}"
+            f"{_succeeds(s)}"
+        )
         files = _files(s.file_list)
         if files:
             yield f"      files: {files}"
@@ -264,6 +270,21 @@ def _status_text(
         yield "Failed manifests (not retried until their spec changes, or apply --retry-failed):"
         for name, reason in failures.items():
             yield f"  {name}: {reason}"
+
+
+def _succeeds(s: SessionRecord) -> str:
+    """A rollover's chain: the session this one replaced."""
+    return f" (succeeds #{s.predecessor_id})" if s.predecessor_id is not None else ""
+
+
+def _expiries(s: SessionRecord) -> str:
+    """When the session must have been rolled over by (its start's token, its resource ID)."""
+    parts = [
+        f"{what} expires {at.isoformat()}"
+        for what, at in (("token", s.join_expires_at), ("resource", s.resource_expires_at))
+        if at is not None
+    ]
+    return ", ".join(parts)
 
 
 def _files(file_list: Any) -> str:

@@ -68,6 +68,9 @@ LISTENER_DROPS: Final = ("limit", "timeout")
 API_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Waiting for a token of the per-App-ID limiter: usually none, seconds when saturated.
 RATE_WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A rollover's overlap (both sessions recording): the successor's start and confirmation
+# (seconds) plus whatever delayed the predecessor's stop; at most rolloverLead.
+OVERLAP_BUCKETS: Final = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # A whole pass: one query per session plus the actions; minutes when the API is slow.
 PASS_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -254,6 +257,18 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self._rollovers = Counter(
+            "orchestrator_rollovers",
+            "Rollovers completed: a successor recorded and its predecessor was stopped.",
+            registry=reg,
+        )
+        self._rollover_overlap = Histogram(
+            "orchestrator_rollover_overlap_seconds",
+            "How long a rollover's two sessions both recorded (successor's start to the "
+            "predecessor's end).",
+            buckets=OVERLAP_BUCKETS,
+            registry=reg,
+        )
         build_info = Gauge(
             "orchestrator_build_info",
             "Always 1; the version is the label.",
@@ -329,6 +344,12 @@ class Metrics:
 
     def observe_action(self, action: str, ok: bool) -> None:
         self._actions.labels(action=action, outcome=_outcome(ok)).inc()
+
+    def observe_rollover(self, overlap: float | None) -> None:
+        """A completed rollover and its overlap in seconds (None: not known)."""
+        self._rollovers.inc()
+        if overlap is not None:
+            self._rollover_overlap.observe(_seconds(overlap))
 
     def set_next_boundary(self, at: datetime | None) -> None:
         """The next window boundary (timezone-aware), or None when there is none."""

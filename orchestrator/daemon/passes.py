@@ -35,7 +35,7 @@ from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
 from orchestrator.reconcile.execute import ActionGroup, ActionResult, schedule
 from orchestrator.reconcile.overview import Overview, overview
-from orchestrator.reconcile.plan import ActualState, NoteKind, Plan
+from orchestrator.reconcile.plan import ActualState, Plan
 from orchestrator.reconcile.reconciler import PassResult, plan_once, untracked
 from orchestrator.runtime import Runtime
 from orchestrator.state import SessionNotFoundError, SessionRecord, StoreError
@@ -210,12 +210,7 @@ class Passes:
                 self._deferred.setdefault(name, trigger)
             else:  # finished while this pass planned
                 self.request(trigger)
-        self._timers.backoff(
-            min(
-                (n.until for n in the_plan.notes if n.kind is NoteKind.BACKOFF and n.until),
-                default=None,
-            )
-        )
+        self._timers.backoff(the_plan.wake_at)
         finish = self._tasks.spawn(
             "finish", self._finish(the_plan, actual, running, trigger, started)
         )

@@ -1,8 +1,9 @@
 """Planning: a pure function from (desired, actual, now) to frozen actions.
 
 No I/O and no clock here: `now` is an argument, so every row of DESIGN.md
-section 4 is a plain table-driven unit test. The executor (execute.py) performs
-the actions; the CLI prints them.
+section 4 is a plain table-driven unit test. What it reads and says (desired,
+actual, actions, notes) is model.py's; the executor (execute.py, calls.py)
+performs the actions; the CLI prints them.
 
 What the planner must never do: start a second session for a recording that may
 still be live (a session in the store that is not ended or failed blocks a new
@@ -11,239 +12,66 @@ start), or treat a manifest whose file failed to load as a deletion.
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import ClassVar, assert_never
 
-from orchestrator.contract import Mode
-from orchestrator.manifest.model import Manifest, UpdatePolicy
-from orchestrator.reconcile.translate import Fingerprints, Requests, translate
-from orchestrator.schedule import FAR_FUTURE, Schedule, Window
-from orchestrator.state.model import EndKind, Intent, ManifestState, Phase, SessionRecord
+from orchestrator.contract import Mode, ServiceStatus
+from orchestrator.manifest.model import UpdatePolicy
+from orchestrator.reconcile.model import (
+    END_CONFLICT,
+    END_STOPPED,
+    END_UNTRACKED,
+    Action,
+    ActionKind,
+    ActualState,
+    DesiredRecording,
+    Note,
+    NoteKind,
+    Plan,
+    PlanPolicy,
+    Restart,
+    Resume,
+    Rollover,
+    Start,
+    Stop,
+    Update,
+    UpdateLayout,
+    action_session,
+    action_window,
+)
+from orchestrator.schedule import FAR_FUTURE, Window
+from orchestrator.state.model import EndKind, Intent, Phase, SessionRecord
 
-
-class ActionKind(StrEnum):
-    START = "start"  # acquire, then start at once
-    STOP = "stop"
-    UPDATE = "update"  # streamSubscribe
-    UPDATE_LAYOUT = "updateLayout"  # the whole layout
-    RESTART = "restart"  # stop, then acquire + start (a change `update` cannot carry)
-    RESUME = "resume"  # finish a call that a killed process left without an outcome
-
-
-class NoteKind(StrEnum):
-    DEFERRED = "deferred"  # a change waits for the next window (updatePolicy: defer)
-    FAILED = "failed"  # permanent error for this spec; not retried until the spec changes
-    BACKOFF = "backoff"  # a restart or retry waits for its backoff
-    MISSED = "missed"  # the window opened longer ago than startingDeadline
-    UNMANAGEABLE = "unmanageable"  # a recording whose sid is unknown: needs an operator
-    KEPT = "kept"  # its manifest file is invalid: the last known good version stands
-
-
-# How `SessionRecord.end_reason`, the text for people, begins for each kind of end;
-# the planner reads `end_kind` (only `EndKind.STOPPED` is free of restart backoff).
-END_STOPPED = "stopped"
-# A start answered 53 while our own unmanageable session records the target.
-END_CONFLICT = "failed: conflict (53)"
-# A start answered 53 with no session of ours on the target: a live recording the
-# store does not know (reported in `status` and metrics as untracked).
-END_UNTRACKED = "failed: untracked (53)"
-
-
-@dataclass(frozen=True)
-class DesiredRecording:
-    """One valid manifest, reduced to what planning needs, with its requests.
-
-    The manifest was translated when it was loaded: the planner compares the
-    fingerprints of its requests. The typed requests themselves (`requests`) are
-    kept only once a recording acts: the first action builds them from the same
-    manifest and they stay with this version; the executor sends them as they are
-    (only the start's secrets are resolved at the last moment). Keeping every
-    manifest's requests would cost some 8 KiB each (82 MB for 10,000 manifests,
-    over the daemon's memory target) for the few that act at any time.
-    """
-
-    name: str
-    app: str
-    app_id: str
-    channel: str
-    uid: int
-    mode: Mode
-    schedule: Schedule = field(compare=False)
-    manifest: Manifest = field(compare=False, repr=False)
-    fingerprints: Fingerprints = field(repr=False)
-    source_file: str = ""
-    suspend: bool = False
-    update_policy: UpdatePolicy = UpdatePolicy.RESTART
-    starting_deadline: timedelta | None = None
-
-    @functools.cached_property
-    def requests(self) -> Requests:
-        """The typed requests of this manifest version, built at the first action."""
-        return translate(self.manifest)
-
-    @property
-    def spec_hash(self) -> str:
-        return self.fingerprints.spec
-
-    @property
-    def subscription_hash(self) -> str:
-        return self.fingerprints.subscription
-
-    @property
-    def layout_hash(self) -> str:
-        return self.fingerprints.layout
-
-    @property
-    def restart_hash(self) -> str:
-        return self.fingerprints.restart
-
-
-@dataclass(frozen=True)
-class ActualState:
-    """What the store says, refreshed by `query` where the executor could."""
-
-    live: Sequence[SessionRecord] = ()
-    latest_ended: Mapping[str, SessionRecord] = field(default_factory=dict)
-    manifest_states: Mapping[str, ManifestState] = field(default_factory=dict)
-    invalid_files: frozenset[str] = frozenset()
-    # What could not be observed (queries that failed): nothing is concluded from it.
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PlanPolicy:
-    # 10 s is long enough not to hammer a channel that keeps emptying, short enough
-    # that a recording lost to an idle exit resumes before much is missed.
-    restart_backoff_initial: timedelta = timedelta(seconds=10)
-    restart_backoff_max: timedelta = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class _Action:
-    """What every action names: its manifest and why (shown by `plan` and logged)."""
-
-    manifest: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Start(_Action):
-    """Acquire, then start at once, for `window`."""
-
-    kind: ClassVar[ActionKind] = ActionKind.START
-    recording: DesiredRecording = field(repr=False)
-    window: Window
-    restart_count: int = 0
-
-
-@dataclass(frozen=True)
-class Stop(_Action):
-    kind: ClassVar[ActionKind] = ActionKind.STOP
-    session_id: int
-
-
-@dataclass(frozen=True)
-class Update(_Action):
-    """Send the manifest's whole subscription (`update`)."""
-
-    kind: ClassVar[ActionKind] = ActionKind.UPDATE
-    recording: DesiredRecording = field(repr=False)
-    session_id: int
-
-
-@dataclass(frozen=True)
-class UpdateLayout(Update):
-    """Send the manifest's whole layout (`updateLayout`, mix mode). An `Update` of
-    another endpoint: a `match` on `Update` covers it too."""
-
-    kind: ClassVar[ActionKind] = ActionKind.UPDATE_LAYOUT
-
-
-@dataclass(frozen=True)
-class Restart(_Action):
-    """Stop the session, then start the new spec for `window`."""
-
-    kind: ClassVar[ActionKind] = ActionKind.RESTART
-    recording: DesiredRecording = field(repr=False)
-    session_id: int
-    window: Window
-
-
-@dataclass(frozen=True)
-class Resume(_Action):
-    """Finish the call a killed process left without an outcome. `recording` and
-    `window` are what is still wanted (None: the manifest is gone or out of window)."""
-
-    kind: ClassVar[ActionKind] = ActionKind.RESUME
-    session_id: int
-    recording: DesiredRecording | None = field(default=None, repr=False)
-    window: Window | None = None
-
-
-#: What the planner asks for: one frozen record per kind, handled by exhaustive `match`.
-Action = Start | Stop | Update | UpdateLayout | Restart | Resume
-
-
-def action_session(action: Action) -> int | None:
-    """The session an action works on (None for a start: it has none yet)."""
-    match action:
-        case Start():
-            return None
-        case Stop() | Update() | Restart() | Resume():
-            return action.session_id
-        case _:
-            assert_never(action)
-
-
-def action_window(action: Action) -> Window | None:
-    """The window an action records (None when it starts nothing)."""
-    match action:
-        case Start() | Restart() | Resume():
-            return action.window
-        case Stop() | Update():
-            return None
-        case _:
-            assert_never(action)
-
-
-@dataclass(frozen=True)
-class Note:
-    kind: NoteKind
-    manifest: str
-    message: str
-    session_id: int | None = None
-    until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...] = ()
-    notes: tuple[Note, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not self.actions
-
-    @property
-    def blocked(self) -> tuple[Note, ...]:
-        """Notes on recordings that are not as desired and will not become so by
-        waiting: held as failed, or behind an unmanageable session."""
-        return tuple(n for n in self.notes if n.kind in _BLOCKING)
-
-    @property
-    def waiting(self) -> tuple[Note, ...]:
-        """Notes on recordings that are not as desired yet but will be acted on by
-        themselves: a restart or a retry waiting for its backoff."""
-        return tuple(n for n in self.notes if n.kind is NoteKind.BACKOFF)
+# The vocabulary (model.py) is imported from here too: the planner's one address.
+__all__ = [
+    "END_CONFLICT",
+    "END_STOPPED",
+    "END_UNTRACKED",
+    "Action",
+    "ActionKind",
+    "ActualState",
+    "DesiredRecording",
+    "Note",
+    "NoteKind",
+    "Plan",
+    "PlanPolicy",
+    "Restart",
+    "Resume",
+    "Rollover",
+    "Start",
+    "Stop",
+    "Update",
+    "UpdateLayout",
+    "action_session",
+    "action_window",
+    "plan",
+    "plan_shutdown",
+    "restart_backoff",
+]
 
 
 _INTERRUPTED = frozenset({Intent.ACQUIRE, Intent.START, Intent.STOP})
-_BLOCKING = frozenset({NoteKind.FAILED, NoteKind.UNMANAGEABLE})
 
 
 def _restart_after(previous: SessionRecord, policy: PlanPolicy) -> tuple[int, timedelta]:
@@ -296,6 +124,13 @@ def plan(
     for name in sorted(desired_by_name):
         d = desired_by_name[name]
         sessions = sorted(live_by_manifest.pop(name, []), key=lambda s: s.id)
+        chain = _chain(sessions)
+        if chain is not None:  # a rollover under way: its two sessions belong together
+            sessions = [s for s in sessions if s not in chain]
+            for extra in sessions:
+                actions.append(_wind_down(extra, "a newer session of this manifest exists"))
+            _plan_chain(d, *chain, actual, now, policy, actions, notes)
+            continue
         # Normally at most one; extra live sessions (should not happen) are wound down.
         for extra in sessions[:-1]:
             if extra.phase is Phase.UNMANAGEABLE:
@@ -322,7 +157,11 @@ def plan(
             else:
                 actions.append(_wind_down(session, "manifest removed"))
 
-    return Plan(tuple(actions), tuple(notes))
+    return Plan(
+        tuple(actions),
+        tuple(n for n in notes if n.kind is not NoteKind.ROLLOVER_DUE),
+        tuple(n for n in notes if n.kind is NoteKind.ROLLOVER_DUE),
+    )
 
 
 def plan_shutdown(live: Iterable[SessionRecord]) -> Plan:
@@ -392,6 +231,12 @@ def _plan_desired(
             if window is None or not wanted:
                 notes.append(_unmanageable_note(current, "it ends by itself (maxIdleTime)"))
                 return
+            if _records_until_token_expiry(d, current):
+                # Its start took effect with a token minted for it: it records until
+                # that expires, and is rolled over before then like any session.
+                notes.append(_unmanageable_note(current, "it records until its token expires"))
+                _plan_rollover(d, current, window, actual, now, policy, actions, notes)
+                return
             # While the recording is wanted, keep trying a fresh start with backoff:
             # Agora answers 53 while the old session still records (then the
             # recording is covered), and a success closes the unmanageable record.
@@ -436,10 +281,168 @@ def _plan_desired(
             actions.append(Update(d.name, "subscription changed", d, current.id))
         if d.mode is Mode.MIX and current.layout_hash != d.layout_hash:
             actions.append(UpdateLayout(d.name, "layout changed", d, current.id))
+        _plan_rollover(d, current, window, actual, now, policy, actions, notes)
         return
 
     if window is not None and not d.suspend:  # wanted
         _plan_start(d, window, actual, now, policy, actions, notes, failure)
+
+
+_RECORDING_PHASES = frozenset({Phase.RUNNING, Phase.UPDATING})
+
+
+def _records_until_token_expiry(d: DesiredRecording, session: SessionRecord) -> bool:
+    """An unmanageable session of `d` that records until its minted token expires (then
+    Agora removes it, and the resync closes its record): on one of `d`'s two uids, so
+    that a successor can take over on the other."""
+    return (
+        session.phase is Phase.UNMANAGEABLE
+        and session.join_expires_at is not None
+        and d.rollover_uid is not None
+        and session.uid in (d.uid, d.rollover_uid)
+    )
+
+
+def _chain(sessions: Sequence[SessionRecord]) -> tuple[SessionRecord, SessionRecord] | None:
+    """(predecessor, successor) when the newest live session succeeds another live one."""
+    if len(sessions) < 2:
+        return None
+    newest = sessions[-1]
+    older = {s.id: s for s in sessions[:-1]}
+    if newest.predecessor_id is not None and newest.predecessor_id in older:
+        return older[newest.predecessor_id], newest
+    return None
+
+
+def _plan_rollover(
+    d: DesiredRecording,
+    current: SessionRecord,
+    window: Window,
+    actual: ActualState,
+    now: datetime,
+    policy: PlanPolicy,
+    actions: list[Action],
+    notes: list[Note],
+) -> None:
+    """A recording session whose token or resource ID expires before its window ends
+    gets a successor `rollover_lead` before then (make before break)."""
+    expires = current.expires_at
+    if (
+        expires is None
+        or expires >= window.end
+        or (current.phase not in _RECORDING_PHASES and not _records_until_token_expiry(d, current))
+        or d.rollover_uid is None
+        or any(a.manifest == d.name for a in actions)  # a change comes first
+    ):
+        return
+    due = expires - policy.rollover_lead
+    if now < due:
+        notes.append(
+            Note(
+                NoteKind.ROLLOVER_DUE,
+                d.name,
+                f"rolls over at {due.isoformat()} (its token or resource ID expires at "
+                f"{expires.isoformat()})",
+                current.id,
+                until=due,
+            )
+        )
+        return
+    # A successor that failed is tried again with the restart backoff, the predecessor
+    # recording meanwhile (until it actually expires).
+    attempt = 0
+    previous = actual.latest_ended.get(d.name)
+    if previous is not None and previous.predecessor_id == current.id:
+        attempt = previous.restart_count + 1
+        until = (previous.ended_at or now) + restart_backoff(attempt, policy)
+        if now < until:
+            notes.append(
+                Note(
+                    NoteKind.ROLLOVER,
+                    d.name,
+                    f"rollover attempt #{attempt + 1} waits (the last one: "
+                    f"{previous.end_reason}); session {current.id} records meanwhile",
+                    current.id,
+                    until=until,
+                )
+            )
+            return
+    reason = f"its token or resource ID expires at {expires.isoformat()}"
+    actions.append(Rollover(d.name, reason, d, current.id, window, attempt=attempt))
+
+
+def _plan_chain(
+    d: DesiredRecording,
+    predecessor: SessionRecord,
+    successor: SessionRecord,
+    actual: ActualState,
+    now: datetime,
+    policy: PlanPolicy,
+    actions: list[Action],
+    notes: list[Note],
+) -> None:
+    """A rollover under way (two live sessions): finish what a killed process left half
+    done, stop the predecessor once the successor records, and wind both down when the
+    recording is no longer wanted. Changes of the manifest wait until it is over."""
+    window = d.schedule.active_at(now)
+    if window is None or d.suspend:
+        why = "suspended" if d.suspend else "window over"
+        for session in (successor, predecessor):
+            if session.phase is Phase.UNMANAGEABLE:
+                notes.append(_unmanageable_note(session, "it ends by itself (maxIdleTime)"))
+            else:
+                actions.append(_wind_down(session, why))
+        return
+    for session, role in ((successor, "successor"), (predecessor, "predecessor")):
+        if session.intent in _INTERRUPTED:
+            actions.append(
+                Resume(
+                    d.name,
+                    f"finish interrupted {session.intent} of a rollover's {role}",
+                    session.id,
+                    recording=d,
+                    window=window,
+                )
+            )
+            return
+    if predecessor.phase is Phase.UNMANAGEABLE:  # the successor is the recording now
+        notes.append(_unmanageable_note(predecessor, "a rollover's predecessor"))
+        _plan_desired(d, successor, actual, now, policy, actions, notes)
+        return
+    if successor.phase is Phase.UNMANAGEABLE:
+        if successor.sid is None and _records_until_token_expiry(d, successor):
+            # Its start took effect (code 7 on the replay), with a token minted for it:
+            # it records, and takes over; only its sid is unknown. (One the API stopped
+            # recognising, sid known, may have ended: the predecessor stays and tries
+            # again when due.)
+            notes.append(_unmanageable_note(successor, "it records until its token expires"))
+            actions.append(
+                Stop(
+                    d.name,
+                    f"rolled over to session {successor.id} (its sid is unknown)",
+                    predecessor.id,
+                    successor.id,
+                )
+            )
+            return
+        notes.append(_unmanageable_note(successor, "a rollover's successor"))  # try again
+        _plan_desired(d, predecessor, actual, now, policy, actions, notes)
+        return
+    if successor.phase in _RECORDING_PHASES and successor.last_status == ServiceStatus.RECORDING:
+        reason = f"rolled over to session {successor.id}"
+        actions.append(Stop(d.name, reason, predecessor.id, successor.id))
+        return
+    # Started, not yet seen recording: confirm it (queries), then stop the predecessor.
+    actions.append(
+        Rollover(
+            d.name,
+            f"confirm session {successor.id} records, then stop session {predecessor.id}",
+            d,
+            predecessor.id,
+            window,
+            successor_id=successor.id,
+        )
+    )
 
 
 def _plan_start(

@@ -65,6 +65,7 @@ def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
         suspend=m.suspend,
         update_policy=m.update_policy,
         starting_deadline=m.starting_deadline,
+        rollover_uid=m.rollover_uid,
     )
 
 

@@ -39,6 +39,9 @@ log = structlog.get_logger("orchestrator.reconcile")
 # The phases a query's answer may be written in.
 QUERIED = (Phase.RUNNING, Phase.UPDATING)
 
+#: Told of each session a query found ended by itself, as written.
+OnExit = Callable[[SessionRecord], None]
+
 
 class Address(NamedTuple):
     """What names a started session in the API's paths, in the order the client's
@@ -64,18 +67,23 @@ async def refresh_sessions(
     *,
     now: Callable[[], datetime],
     limit: asyncio.Semaphore,
+    on_exit: OnExit | None = None,
 ) -> list[str]:
     """Query every running session (at most `limit` at once) through the client of its
-    app profile; record the ones that ended and why.
+    app profile; record the ones that ended and why (and tell `on_exit` of each).
 
     Returns what could not be queried (one line per session): nothing is concluded
     about those, and the caller reports them.
     """
+    await _close_expired_unmanageable(store, sessions, now())
     running = [
         (s, where) for s in sessions if s.phase in QUERIED and (where := address(s)) is not None
     ]
     outcomes = await asyncio.gather(
-        *(_refresh_one(store, clients, s, where, now=now, limit=limit) for s, where in running)
+        *(
+            _refresh_one(store, clients, s, where, now=now, limit=limit, on_exit=on_exit)
+            for s, where in running
+        )
     )
     return [problem for problem in outcomes if problem is not None]
 
@@ -88,10 +96,11 @@ async def _refresh_one(
     *,
     now: Callable[[], datetime],
     limit: asyncio.Semaphore,
+    on_exit: OnExit | None,
 ) -> str | None:
     try:
         async with limit:
-            return await _query_one(store, clients.get(session.app), session, where, now)
+            return await _query_one(store, clients.get(session.app), session, where, now, on_exit)
     except StoreFencedError:
         # Another replica owns the App ID now: what it learns is its to record.
         log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
@@ -104,13 +113,16 @@ async def _query_one(
     session: SessionRecord,
     where: Address,
     now: Callable[[], datetime],
+    on_exit: OnExit | None,
 ) -> str | None:
     if client is None:
         return _query_failed(session, f"no client for app profile {session.app!r}")
     try:
         answer = await client.query(*where, channel=session.channel, uid=session.uid)
     except NotFoundError:
-        await _gone(store, session, now())
+        gone = await _gone(store, session, now())
+        if gone is not None and on_exit is not None:
+            on_exit(gone)
         return None
     except SessionUnknownError as exc:
         await mark_unrecognised(store, session, exc, QUERIED, now=now())
@@ -134,6 +146,8 @@ async def _query_one(
     written = await store.update_session_if(session.id, QUERIED, **values)
     if exited is not None and written is not None:
         log.info("session.exited", manifest=session.manifest, session_id=session.id, status=status)
+        if on_exit is not None:
+            on_exit(written)
     elif written is not None and status != session.last_status:
         # A query that changes nothing is quiet (its api.call is a debug line).
         log.info(
@@ -146,7 +160,7 @@ async def _query_one(
     return None
 
 
-async def _gone(store: Store, session: SessionRecord, now: datetime) -> None:
+async def _gone(store: Store, session: SessionRecord, now: datetime) -> SessionRecord | None:
     """The query answered 404: the recording has ended (unless another writer moved
     the session on meanwhile)."""
     ended = await store.update_session_if(
@@ -163,6 +177,35 @@ async def _gone(store: Store, session: SessionRecord, now: datetime) -> None:
     )
     if ended is not None:
         log.info("session.exited", manifest=session.manifest, session_id=session.id, status=404)
+    return ended
+
+
+async def _close_expired_unmanageable(
+    store: Store, sessions: Sequence[SessionRecord], now: datetime
+) -> None:
+    """An unmanageable session (its sid unknown, so no query reaches it) whose start's
+    token has expired records no longer: Agora removes a recorder from the channel when
+    its token expires. Its record is closed then, as of that instant."""
+    for session in sessions:
+        expired = session.join_expires_at
+        if session.phase is not Phase.UNMANAGEABLE or expired is None or expired > now:
+            continue
+        try:
+            closed = await store.update_session_if(
+                session.id,
+                (Phase.UNMANAGEABLE,),
+                phase=Phase.ENDED,
+                ended_at=expired,
+                end_reason=(
+                    f"exited: its token expired at {expired.isoformat()} (Agora removes the "
+                    "recorder from the channel then)"
+                ),
+                end_kind=EndKind.EXITED,
+            )
+        except StoreFencedError:  # another replica owns the App ID now: its to record
+            continue
+        if closed is not None:
+            log.info("session.exited", manifest=session.manifest, session_id=session.id)
 
 
 def _query_failed(session: SessionRecord, error: str) -> str:

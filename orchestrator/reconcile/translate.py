@@ -15,6 +15,7 @@ fingerprints hash references (`<env:S3_KEY>`), never values.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -55,6 +56,19 @@ class Requests:
     update: wire.UpdateRequest
     update_layout: wire.UpdateLayoutRequest | None  # mix mode only
     fingerprints: Fingerprints
+
+    def for_uid(self, uid: int) -> Requests:
+        """The same requests for another recording uid (a rollover's successor); the
+        fingerprints are the manifest's, which no uid changes."""
+        if uid == int(self.acquire.uid):
+            return self
+        return dataclasses.replace(
+            self,
+            acquire=self.acquire.for_uid(uid),
+            start=self.start.for_uid(uid),
+            update=self.update.for_uid(uid),
+            update_layout=self.update_layout.for_uid(uid) if self.update_layout else None,
+        )
 
 
 def translate(m: Manifest) -> Requests:

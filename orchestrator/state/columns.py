@@ -40,6 +40,8 @@ DATETIME_COLUMNS = frozenset(
         "ended_at",
         "last_query_at",
         "intent_at",
+        "join_expires_at",
+        "resource_expires_at",
         "failed_at",
         "stored_at",
     }

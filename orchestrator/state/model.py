@@ -80,6 +80,19 @@ class SessionRecord:
     intent: Intent | None = None
     intent_at: datetime | None = None
     error: str | None = None
+    # When its start's token stops admitting the recorder (Agora then removes it from
+    # the channel: it records no longer), when its resource ID expires (no call reaches
+    # it after), and the session it replaced (a rollover's chain). None: unknown/never.
+    join_expires_at: datetime | None = None
+    resource_expires_at: datetime | None = None
+    predecessor_id: int | None = None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the session must have been replaced by: its token or its resource ID
+        expires, whichever comes first (None: neither is known to)."""
+        known = [t for t in (self.join_expires_at, self.resource_expires_at) if t is not None]
+        return min(known, default=None)
 
     @property
     def is_live(self) -> bool:

@@ -60,6 +60,9 @@ class SessionFields(TypedDict, total=False):
     intent: Intent | None
     intent_at: datetime | None
     error: str | None
+    join_expires_at: datetime | None
+    resource_expires_at: datetime | None
+    predecessor_id: int | None
 
 
 def _check_session_fields() -> None:

@@ -183,6 +183,14 @@ def _add_column(table: str, column: str, kind: str, dialect: Dialect) -> str:
 #: same in both stores. Never edit a released entry; append a new one. (Version 2 was
 #: SQLite's live-target index and PostgreSQL's app_owners before the lists were one;
 #: a store made by either list, at any version, upgrades to the same schema.)
+# Version 4's columns (a rollover's): when a session's token and resource ID expire,
+# and the session it replaced.
+_ROLLOVER_COLUMNS = (
+    ("join_expires_at", "stamp"),
+    ("resource_expires_at", "stamp"),
+    ("predecessor_id", "bigint"),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -201,6 +209,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "why a session ended, as a kind the planner reads (was a prefix of end_reason)",
         sqlite=(_add_column("sessions", "end_kind", "text", "sqlite"), _END_KIND_BACKFILL),
         postgres=(_add_column("sessions", "end_kind", "text", "postgres"), _END_KIND_BACKFILL),
+    ),
+    Migration(
+        4,
+        "rollover: when a session's token and resource ID expire, and the session it replaced",
+        sqlite=tuple(
+            _add_column("sessions", column, kind, "sqlite") for column, kind in _ROLLOVER_COLUMNS
+        ),
+        postgres=tuple(
+            _add_column("sessions", column, kind, "postgres") for column, kind in _ROLLOVER_COLUMNS
+        ),
     ),
 )
 

@@ -299,8 +299,9 @@ def test_one_list_of_versions_for_both_stores() -> None:
     for migration in queries.MIGRATIONS:
         assert migration.about
         assert migration.statements("sqlite") and migration.statements("postgres")
-    # Earlier releases' lists had as many versions as this one.
-    assert {len(scripts) for scripts in RELEASED.values()} == {queries.latest_version()}
+    # Earlier releases' lists had as many versions in both stores, none past this one.
+    assert len({len(scripts) for scripts in RELEASED.values()}) == 1
+    assert len(RELEASED["sqlite"]) <= queries.latest_version()
 
 
 async def test_a_new_store_stands_at_the_latest_version(place: Place, opened: list[Store]) -> None:

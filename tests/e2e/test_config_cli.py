@@ -16,7 +16,7 @@ from tests.e2e.conftest import CliEnv
 
 pytestmark = pytest.mark.e2e
 
-RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff"
+RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff, rolloverLead"
 
 
 def as_yaml(env: CliEnv) -> list[str]:

@@ -1,6 +1,7 @@
 """`make run` (scripts/demo.py) as a person runs it.
 
-Covers: the demo's banners come in step with the daemon's log: each one that
+Covers: the demo's banners come in step with the daemon's log (the rollover of the
+lobby, whose profile mints 1-minute tokens, among them): each one that
 reports the daemon's work right after the log line of that work, and the layout
 edit announced when it is made (after the start, before the reload that reads it);
 the daemon's log is shown in the console format, without colour off a terminal,
@@ -138,6 +139,8 @@ def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> Non
     output = Output(lambda: os.read(stdout, 65536))
     with proc.stdout, reaped(proc):
         output.wait_for("=== the window closed", 90)
+        # The lobby's first 1-minute token is due 40 s after its start.
+        output.wait_for("=== support-lobby rolled over", 90)
         running = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=30)
@@ -168,6 +171,7 @@ def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> Non
         (r"^=== the window opened", r"action=start outcome=ok"),
         (r"^=== the daemon changed the live", r"action=updateLayout outcome=ok"),
         (r"^=== the window closed", r"action=stop outcome=ok"),
+        (r"^=== support-lobby rolled over", r" session\.rolled_over +manifest=support-lobby "),
     ]:
         assert re.search(event, previous_line(lines, first(lines, banner))), (banner, text)
     assert re.search(r"^\d\d:\d\d:\d\d info +api\.call +endpoint=start ", text, re.MULTILINE)

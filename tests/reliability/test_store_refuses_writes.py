@@ -30,16 +30,18 @@ async def test_a_start_answered_while_the_store_is_locked_keeps_its_sid(rig: Rig
     await rig.start_emulator(apps=1, seed=31)
     rig.write_config(resync="10m", backoff=("1s", "5s"), metrics=True)
     app = next(iter(rig.apps))
-    opens, closes = time.time() + 4.0, time.time() + 22.0
-    rig.write_manifest(
-        "a.yaml",
-        recording_manifest("held", app, "held-room", 601, windows_schedule([(opens, closes)])),
-    )
     await rig.set_users(rig.apps[app], "held-room", [LISTENER_UID])
     daemon = await rig.start_daemon(within=60)
     assert await rig.health("/readyz") == 200
     # The start takes effect at once; its answer comes 2 s later.
     await rig.control("POST", "/faults/next", {"endpoint": "start", "kind": "hold", "seconds": 2})
+    # The window opens once the daemon is up and the fault is set, however slow the
+    # machine was to start it (a window open at start-up is started before the fault).
+    opens, closes = time.time() + 3.0, time.time() + 21.0
+    rig.write_manifest(
+        "a.yaml",
+        recording_manifest("held", app, "held-room", 601, windows_schedule([(opens, closes)])),
+    )
 
     def start_out() -> bool:  # the store says the start is out (WAL: readers see it)
         with sqlite3.connect(f"file:{rig.state_db}?mode=ro", uri=True, timeout=5) as db:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,10 +70,21 @@ def manifest(
 
 
 @dataclass
+class ShiftedClock:
+    """The runtime's clock: the real time moved forward by `offset` (`World.advance`)."""
+
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
 class World:
     emulator: EmulatorHandle
     root: Path
     runtime: Runtime
+    clock: ShiftedClock = field(default_factory=ShiftedClock)
     policy: PlanPolicy = field(
         default_factory=lambda: PlanPolicy(restart_backoff_initial=timedelta(0))
     )
@@ -97,8 +109,14 @@ class World:
     def remove(self, filename: str) -> None:
         (self.manifests / filename).unlink()
 
+    def advance(self, delta: timedelta) -> None:
+        """Move time forward for the runtime (its plans, its executor) and the emulator
+        alike, so that tokens minted by one are verified at the same time by the other."""
+        self.clock.offset += delta
+        self.emulator.emu.advance(delta.total_seconds())
+
     async def apply(self, now: datetime | None = None) -> PassResult:
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         loaded = load_manifests([self.manifests], now=now)
         app_ids = {name: p.app_id for name, p in self.runtime.config.apps.items()}
         desired = desired_recordings(
@@ -115,10 +133,22 @@ class World:
         return [s for s in self.emulator.emu.sessions() if s["live"]]
 
 
-@pytest.fixture
-async def world(
-    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+#: The App Certificate of `certified_world`'s profile (and of the emulator's App ID).
+CERTIFICATE = "5cfd2fd1755d40ecb72977518be15d3b"
+
+
+@asynccontextmanager
+async def opened_world(
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    certificate: str | None = None,
+    token_lifetime: str = "24h",  # noqa: S107  # a duration, not a password
+    policy: PlanPolicy | None = None,
 ) -> AsyncIterator[World]:
+    """A world whose profile `main` has `certificate` as its App Certificate (a file),
+    when given, minting tokens valid for `token_lifetime`."""
     (tmp_path / "recordings.d").mkdir()
     for name, value in SECRETS.items():  # what the manifests' {env: NAME} resolve to
         monkeypatch.setenv(name, value)
@@ -129,16 +159,34 @@ async def world(
         "customerSecret": {"file": str(tmp_path / "customer-secret")},
         "baseUrl": emulator.base_url,
     }
+    main: dict[str, Any] = {"appId": emulator.app_id, **credentials}
+    if certificate is not None:
+        (tmp_path / "app-certificate").write_text(certificate, encoding="utf-8")
+        main["appCertificate"] = {"file": str(tmp_path / "app-certificate")}
+        main["tokenLifetime"] = token_lifetime
     config = Config.model_validate(
         {
             "apps": {
-                "main": {"appId": emulator.app_id, **credentials},
+                "main": main,
                 "off": {"appId": emulator.disabled_app_id, **credentials},
             },
             "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+            "reconcile": {"rolloverLead": "10s"},
         }
     )
+    clock = ShiftedClock()
     async with open_runtime(
-        config, holder="test", hooks=Hooks(retry=FAST_RETRY), create=True
+        config, holder="test", hooks=Hooks(retry=FAST_RETRY), create=True, clock=clock
     ) as runtime:
-        yield World(emulator, tmp_path, runtime)
+        world = World(emulator, tmp_path, runtime, clock)
+        if policy is not None:
+            world.policy = policy
+        yield world
+
+
+@pytest.fixture
+async def world(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[World]:
+    async with opened_world(emulator, tmp_path, monkeypatch) as world:
+        yield world

@@ -24,11 +24,15 @@ from orchestrator.state import (
     StoreCorruptError,
     StoreError,
     open_store,
+    queries,
 )
 from orchestrator.state.store import sqlite_path_from_url
 
 # The schema version this code writes: 3 since `end_kind` (why a session ended).
-LATEST_SCHEMA = 3
+LATEST_SCHEMA = queries.latest_version()
+# The columns later versions added (3: end_kind; 4: a rollover's), dropped to make an
+# older store.
+OLDER_COLUMNS = ("end_kind", "join_expires_at", "resource_expires_at", "predecessor_id")
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -186,7 +190,8 @@ async def test_a_version_1_store_gets_the_one_live_session_per_target_index(
         await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
     db = sqlite3.connect(path)  # as version 1 left it
     db.execute("DROP INDEX sessions_one_live_per_target")
-    db.execute("ALTER TABLE sessions DROP COLUMN end_kind")
+    for column in OLDER_COLUMNS:
+        db.execute(f"ALTER TABLE sessions DROP COLUMN {column}")
     db.execute("UPDATE schema_version SET version = 1")
     db.commit()
     db.close()
@@ -218,7 +223,8 @@ async def test_a_version_2_store_gets_end_kind_from_its_end_reasons(
         ended = await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
         live = await store.create_session(**_session_fields())
     db = sqlite3.connect(path)  # as version 2 left it
-    db.execute("ALTER TABLE sessions DROP COLUMN end_kind")
+    for column in OLDER_COLUMNS:
+        db.execute(f"ALTER TABLE sessions DROP COLUMN {column}")
     db.execute("UPDATE sessions SET end_reason = ? WHERE id = ?", (end_reason, ended.id))
     db.execute("UPDATE schema_version SET version = 2")
     db.commit()

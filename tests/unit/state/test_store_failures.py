@@ -47,10 +47,11 @@ from orchestrator.state import (
     StoreLockedError,
     StoreMissingError,
     open_store,
+    queries,
 )
 
 # The schema version this code writes: 3 since `end_kind` (why a session ended).
-LATEST_SCHEMA = 3
+LATEST_SCHEMA = queries.latest_version()
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 WAIT = 60.0  # seconds; a bound for a loaded machine, never reached when it works
