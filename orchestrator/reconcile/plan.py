@@ -336,6 +336,11 @@ def _plan_rollover(
     ):
         return
     due = expires - policy.rollover_lead
+    if current.started_at is not None:
+        # Never before half its life: a lead as long as a short-lived resource ID
+        # (rolloverLead 2h, resourceExpiredHour 1) would otherwise replace every
+        # session as soon as it started, in a loop.
+        due = max(due, current.started_at + (expires - current.started_at) / 2)
     if now < due:
         notes.append(
             Note(

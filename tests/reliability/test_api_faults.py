@@ -192,7 +192,17 @@ async def test_faulty_api_duplicates_nothing_and_unmanageable_recovers(
     evidence = await rig.evidence(
         list(desired.values()), first_ready=daemon.ready_at, excused=excused
     )
-    report = check(evidence, unmanageable_bound=RECOVERY_BOUND, excuse_recovery=RECOVERY_BOUND)
+    # A window's start needs an acquire and a start, each answered up to 0.3 s late by
+    # the faults, a lost answer's retry, and the App ID's rate limit when several
+    # windows open at once: up to 2 s even on an idle machine (the full-size run's
+    # start latency, docs/reliability.md). Less than that uncovered is not a
+    # violation, even of a 20 s window; the latency itself is a reported figure.
+    report = check(
+        evidence,
+        unmanageable_bound=RECOVERY_BOUND,
+        excuse_recovery=RECOVERY_BOUND,
+        slack=2.0,
+    )
     figures.update(report.figures())
     figures.update(
         requests=len(requests),

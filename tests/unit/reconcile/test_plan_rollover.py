@@ -104,6 +104,19 @@ def test_at_the_lead_a_successor_is_started_on_the_other_uid() -> None:
     assert "expires at" in action.reason
 
 
+def test_a_session_is_never_rolled_over_before_half_its_life() -> None:
+    # A lead longer than the session lives (a resource ID of 1 hour, a lead of 2):
+    # replaced at half its life, not as soon as it started.
+    started = NOW - timedelta(minutes=5)
+    young = session(started_at=started, join_expires_at=started + timedelta(hours=1))
+    lead = PlanPolicy(rollover_lead=timedelta(hours=2))
+    result = plan([desired()], ActualState(live=[young]), NOW, lead)
+    assert result.actions == ()
+    assert [n.until for n in result.upcoming] == [started + timedelta(minutes=30)]
+    at_half = plan([desired()], ActualState(live=[young]), started + timedelta(minutes=30), lead)
+    assert kinds(at_half) == [("rollover", 7)]
+
+
 def test_no_rollover_when_the_expiry_is_past_the_window_or_there_is_no_second_uid() -> None:
     late = NOW + timedelta(minutes=25)
     window = windows_schedule([(NOW - timedelta(hours=1), NOW + timedelta(minutes=30))])
