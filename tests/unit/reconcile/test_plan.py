@@ -11,7 +11,6 @@ sessions never duplicated; duplicate live sessions wound down.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,7 @@ from orchestrator.reconcile.plan import (
 )
 from orchestrator.schedule import FAR_FUTURE, FAR_PAST, always_schedule, windows_schedule
 from orchestrator.state import EndKind, Intent, ManifestState, Phase, SessionRecord
-from tests.unit.reconcile.desired_recordings import desired_recording
+from tests.unit.reconcile.desired_recordings import desired_recording, session_record
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 W_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -42,29 +41,7 @@ def desired(**changes: Any) -> DesiredRecording:
 
 
 def session(**changes: Any) -> SessionRecord:
-    base = SessionRecord(
-        id=7,
-        manifest="standup",
-        app="main",
-        app_id="app1",
-        channel="room",
-        uid=527841,
-        mode="mix",
-        phase=Phase.RUNNING,
-        created_at=W_START,
-        updated_at=W_START,
-        resource_id="R",
-        sid="S",
-        source_file="recordings.d/standup.yaml",
-        spec_hash="spec1",
-        subscription_hash="sub1",
-        layout_hash="lay1",
-        restart_hash="rst1",
-        window_start=W_START,
-        window_end=W_END,
-        started_at=W_START,
-    )
-    return replace(base, **changes)
+    return session_record(W_START, **{"window_start": W_START, "window_end": W_END, **changes})
 
 
 def ended(**changes: Any) -> SessionRecord:

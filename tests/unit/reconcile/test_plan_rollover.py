@@ -28,7 +28,7 @@ from orchestrator.reconcile.plan import (
 )
 from orchestrator.schedule import always_schedule, windows_schedule
 from orchestrator.state import EndKind, Intent, Phase, SessionRecord
-from tests.unit.reconcile.desired_recordings import desired_recording
+from tests.unit.reconcile.desired_recordings import desired_recording, session_record
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 UID, OTHER = 527841, 900001
@@ -43,28 +43,15 @@ def desired(**changes: Any) -> DesiredRecording:
 
 
 def session(**changes: Any) -> SessionRecord:
-    base = SessionRecord(
-        id=7,
-        manifest="standup",
-        app="main",
-        app_id="app1",
-        channel="room",
-        uid=UID,
-        mode="mix",
-        phase=Phase.RUNNING,
-        created_at=NOW - timedelta(hours=23),
-        updated_at=NOW - timedelta(hours=23),
-        resource_id="R",
-        sid="S",
-        spec_hash="spec1",
-        subscription_hash="sub1",
-        layout_hash="lay1",
-        restart_hash="rst1",
-        started_at=NOW - timedelta(hours=23),
-        last_status=ServiceStatus.RECORDING,
-        join_expires_at=NOW + timedelta(minutes=30),
+    """Recording for 23 hours; its token expires in 30 minutes."""
+    return session_record(
+        NOW - timedelta(hours=23),
+        **{
+            "last_status": ServiceStatus.RECORDING,
+            "join_expires_at": NOW + timedelta(minutes=30),
+            **changes,
+        },
     )
-    return replace(base, **changes)
 
 
 def successor(**changes: Any) -> SessionRecord:
