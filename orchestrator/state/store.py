@@ -98,6 +98,12 @@ _T = TypeVar("_T")
 # Seconds an operation waits for an SQLite lock held by a process outside our writer
 # lock before it fails with StoreLockedError (SQLite's own default, 30 s, reads as a hang).
 DEFAULT_BUSY_TIMEOUT = 5.0
+# The most memory (KiB) one connection keeps of the database's pages. Each pass reads
+# the sessions of every manifest, so the pages it touches grow with the store's
+# history, and SQLite caches them up to this bound: the daemon's memory grows by that
+# much over its first minutes, then stays flat (benchmarks/results-soak.md). Set here,
+# not left to the build's default (SQLITE_DEFAULT_CACHE_SIZE), so the bound is ours.
+CACHE_KIB = 2048
 
 # RETURNING came with SQLite 3.35 (March 2021).
 _MIN_SQLITE = (3, 35, 0)
@@ -361,13 +367,17 @@ class SqliteStore(SqlStore):
         return _store_error(self.path, exc, writer=self.writer, busy_timeout=self.busy_timeout)
 
     def _sqlite_connect(self, path: Path, *, reader: bool = False) -> sqlite3.Connection:
-        """A connection whose busy handler gives up after `busy_timeout`. A reader's
-        (mode=rw) never creates the file; `PRAGMA query_only` then stops its writes."""
+        """A connection whose busy handler gives up after `busy_timeout` and whose page
+        cache is bounded (`CACHE_KIB`). A reader's (mode=rw) never creates the file;
+        `PRAGMA query_only` then stops its writes."""
         timeout = self.busy_timeout
         if reader:
             uri = f"file:{quote(str(path.absolute()), safe='/')}?mode=rw"
-            return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
-        return sqlite3.connect(str(path), isolation_level=None, timeout=timeout)
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
+        else:
+            db = sqlite3.connect(str(path), isolation_level=None, timeout=timeout)
+        db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # negative: KiB, not pages
+        return db
 
     def _connect(self) -> tuple[sqlite3.Connection, int]:
         """On the worker thread: check the file, open it and (writers) migrate it."""

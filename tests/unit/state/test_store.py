@@ -26,7 +26,7 @@ from orchestrator.state import (
     open_store,
     queries,
 )
-from orchestrator.state.store import sqlite_path_from_url
+from orchestrator.state.store import CACHE_KIB, sqlite_path_from_url
 
 # The schema version this code writes: 3 since `end_kind` (why a session ended).
 LATEST_SCHEMA = queries.latest_version()
@@ -58,6 +58,15 @@ async def test_migrates_and_uses_wal(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"sessions", "manifest_states", "schema_version"} <= tables
+
+
+async def test_each_connection_bounds_its_page_cache(tmp_path: Path) -> None:
+    # The daemon's memory for the store's pages is ours to bound, not the build's.
+    url = f"sqlite:///{tmp_path}/state.db"
+    async with open_store(url, create=True) as writer, open_store(url, writer=False) as reader:
+        for store in (writer, reader):
+            size = await store._run(lambda db: db.execute("PRAGMA cache_size").fetchone()[0])  # type: ignore[attr-defined]
+            assert size == -CACHE_KIB
 
 
 async def test_intent_and_outcome_survive_reopen(tmp_path: Path) -> None:
