@@ -90,6 +90,11 @@ DEFAULT_CAPTURE_INTERVAL: Final = 10
 MIN_RESOURCE_HOURS: Final = 1
 MAX_RESOURCE_HOURS: Final = 720
 DEFAULT_RESOURCE_HOURS: Final = 72
+#: clientRequest.token: an AccessToken2 token is valid for 24 hours at most, and the
+#: recorder cannot renew its token (Agora's start reference: the token's validity must
+#: exceed the recording's duration; its token FAQ: Cloud Recording leaves the channel
+#: when its token expires). The longest a session with a token records.
+MAX_TOKEN_HOURS: Final = 24
 #: fileNamePrefix: parts of a-z A-Z 0-9, at most 128 characters with the slashes.
 MAX_PREFIX_CHARS: Final = 128
 PREFIX_PART: Final = re.compile(r"[A-Za-z0-9]+")

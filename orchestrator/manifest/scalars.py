@@ -36,9 +36,8 @@ from orchestrator.contract import Mode
 from orchestrator.manifest.rules import did_you_mean, fail, norm
 
 MAX_UID = contract.UINT32_MAX
-# An AccessToken2 token for Cloud Recording is valid for 24 hours at most, and a
-# recorder cannot renew its token: the longest a session with a token can live.
-MAX_TOKEN_LIFETIME = timedelta(hours=24)
+# The longest a session with a token can live (the contract's MAX_TOKEN_HOURS).
+MAX_TOKEN_LIFETIME = timedelta(hours=contract.MAX_TOKEN_HOURS)
 
 
 class UpdatePolicy(StrEnum):
