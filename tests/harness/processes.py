@@ -389,12 +389,17 @@ class Processes:
         seed: int | None = None,
         log_level: str = "warning",
         new_session: bool = False,
+        certificate: str | None = None,
     ) -> EmulatorProcess:
         """`orchestrator emulator --port 0` knowing `app_ids` (started; await
-        `.started()` for its address)."""
+        `.started()` for its address); `certificate`: the App Certificate of every App
+        ID, with which it verifies each start's token (given in its environment,
+        never on its command line)."""
         env = dict(self.env)
         env["ORCHESTRATOR_EMULATOR_CUSTOMER_ID"] = customer_id
         env["ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET"] = customer_secret
+        if certificate is not None:
+            env["ORCHESTRATOR_EMULATOR_APP_CERTIFICATE"] = certificate
         args = orchestrator("emulator", "--port", "0", "--log-level", log_level)
         if seed is not None:
             args += ["--seed", str(seed)]

@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.harness import (
     Processes,
     config_data,
     event_time,
+    merged,
     wait_until,
     write_config,
 )
@@ -236,13 +238,18 @@ class Rig:
 
     # -- processes ------------------------------------------------------------------
 
-    async def start_emulator(self, apps: int = 1, *, seed: int = 7) -> None:
+    async def start_emulator(
+        self, apps: int = 1, *, seed: int = 7, certificate: str | None = None
+    ) -> None:
+        """The emulator serving `apps` App IDs; with `certificate`, it verifies every
+        start's token with it (then `write_config(certificate=...)` for the daemon)."""
         self.apps = {f"app{i}": APP_IDS[i] for i in range(apps)}
         emulator = self.processes.emulator(
             list(self.apps.values()),
             customer_id=CUSTOMER_ID,
             customer_secret=CUSTOMER_SECRET,
             seed=seed,
+            certificate=certificate,
         )
         self._emulator = await emulator.started(within=30)
 
@@ -256,11 +263,12 @@ class Rig:
         drain: str = "5s",
         claim_interval: str = "2s",
         log_level: str = "info",
+        changes: Mapping[str, Any] | None = None,
     ) -> None:
         """The daemon's config (tests/harness/config.py); `metrics` binds port 0 (each
         incarnation's address: `Daemon.metrics_url`). `log_level: debug` logs every
         successful `query` call too (they are debug lines), for tests that count each
-        replica's calls from its log."""
+        replica's calls from its log. `changes` are merged into the document last."""
         state = {"url": self.state_url} if self.state_url else {"dir": "./state"}
         data = config_data(
             self.apps,
@@ -273,7 +281,7 @@ class Rig:
             log_level=log_level,
             drain=drain,
             customer=("REL_CUSTOMER_ID", "REL_CUSTOMER_SECRET"),
-            changes={"replica": {"claimInterval": claim_interval}},
+            changes=merged({"replica": {"claimInterval": claim_interval}}, changes or {}),
         )
         self.manifests.mkdir(exist_ok=True)
         write_config(self.config, data)
