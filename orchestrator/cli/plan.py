@@ -252,18 +252,15 @@ def _plan_text(
         )
     else:
         out.append("Actions: none, everything is as desired.")
-    if the_plan.notes:
-        out.append("")
-        out.append("Held back:")
-        for n in the_plan.notes:
-            until = f" (until {n.until.isoformat()})" if n.until else ""
-            out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
-    if the_plan.upcoming:
-        out.append("")
-        out.append("Upcoming (due by themselves):")
-        for n in the_plan.upcoming:
-            until = f" at {n.until.isoformat()}" if n.until else ""
-            out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
+    for title, listed, when in (
+        ("Held back:", the_plan.notes, " (until {})"),
+        ("Upcoming (due by themselves):", the_plan.upcoming, " at {}"),
+    ):
+        if listed:
+            out.extend(("", title))
+            for n in listed:
+                until = when.format(n.until.isoformat()) if n.until else ""
+                out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
     out.append("")
     out.append("Timeline:")
     out.append(render(timeline, now, horizon))

@@ -22,7 +22,7 @@ from orchestrator.agora.token import build_rtc_token, parse_token, verify_rtc_to
 from orchestrator.contract import ErrorCode
 from orchestrator.reconcile.plan import NoteKind, PlanPolicy
 from orchestrator.reconcile.translate import stop_request
-from orchestrator.state import EndKind, Phase
+from orchestrator.state import EndKind, Phase, SessionRecord
 from tests.integration.conftest import EmulatorHandle
 from tests.integration.reconcile.conftest import CERTIFICATE, World, manifest, opened_world
 
@@ -87,6 +87,20 @@ def intruder_start(app_id: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def to_rollover(world: World, session: SessionRecord) -> None:
+    """Move the world's time just past `session`'s rollover (its expiry - the lead)."""
+    assert session.expires_at is not None
+    world.advance(session.expires_at - LEAD - world.clock() + timedelta(seconds=1))
+
+
+async def recording_alpha(world: World) -> SessionRecord:
+    """Write the always-on `alpha` (minted tokens), apply: its one live session."""
+    world.write("a.yaml", minted("alpha", "room-a"))
+    await world.apply()
+    (first,) = await world.store.live_sessions()
+    return first
 
 
 def answered(world: World, code: int) -> list[dict[str, object]]:
@@ -163,12 +177,9 @@ async def test_a_rollover_starts_a_successor_confirms_it_then_stops_the_predeces
     certified: World,
 ) -> None:
     world = certified
-    world.write("a.yaml", minted("alpha", "room-a"))
-    await world.apply()
-    (first,) = await world.store.live_sessions()
-    assert first.expires_at is not None
+    first = await recording_alpha(world)
     # Just past the due time (expiry - lead): one pass does the whole rollover.
-    world.advance(first.expires_at - LEAD - world.clock() + timedelta(seconds=1))
+    to_rollover(world, first)
     result = await world.apply()
     assert [(r.action.kind.value, r.ok) for r in result.results] == [("rollover", True)]
     (second,) = await world.store.live_sessions()
@@ -194,8 +205,7 @@ async def test_a_rollover_starts_a_successor_confirms_it_then_stops_the_predeces
         uid=OTHER,
         now=world.clock().timestamp(),
     ).ok
-    assert second.expires_at is not None
-    world.advance(second.expires_at - LEAD - world.clock() + timedelta(seconds=1))
+    to_rollover(world, second)
     await world.apply()
     (third,) = await world.store.live_sessions()
     assert (third.uid, third.predecessor_id) == (UID, second.id)
@@ -205,11 +215,8 @@ async def test_a_successor_that_cannot_start_leaves_the_predecessor_and_backs_of
     certified: World,
 ) -> None:
     world = certified
-    world.write("a.yaml", minted("alpha", "room-a"))
-    await world.apply()
-    (first,) = await world.store.live_sessions()
-    assert first.expires_at is not None
-    world.advance(first.expires_at - LEAD - world.clock() + timedelta(seconds=1))
+    first = await recording_alpha(world)
+    to_rollover(world, first)
     # Someone else records the channel with the rollover uid: its start answers 53.
     intruder = world.emulator.client()
     resource = await intruder.acquire(
