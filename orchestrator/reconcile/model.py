@@ -289,5 +289,11 @@ class Plan:
         return tuple(n for n in self.notes if n.kind is NoteKind.BACKOFF)
 
 
+#: How long a recorder takes to join its channel and record, at most: a rollover's
+#: successor whose start took effect but whose sid is unknown (no query can confirm
+#: it) is given this long, from when it was last written, before its predecessor
+#: stops. Agora's recorder joins within seconds.
+SID_UNKNOWN_JOIN = timedelta(seconds=15)
+
 _BLOCKING = frozenset({NoteKind.FAILED, NoteKind.UNMANAGEABLE})
 _WAKES = frozenset({NoteKind.BACKOFF, NoteKind.ROLLOVER, NoteKind.ROLLOVER_DUE})

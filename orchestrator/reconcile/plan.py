@@ -22,6 +22,7 @@ from orchestrator.reconcile.model import (
     END_CONFLICT,
     END_STOPPED,
     END_UNTRACKED,
+    SID_UNKNOWN_JOIN,
     Action,
     ActionKind,
     ActualState,
@@ -420,7 +421,22 @@ def _plan_chain(
             # it records, and takes over; only its sid is unknown. (One the API stopped
             # recognising, sid known, may have ended: the predecessor stays and tries
             # again when due.)
+            # No query can see it record, so the predecessor stops only once the
+            # successor has had the time a recorder takes to join (make before break).
             notes.append(_unmanageable_note(successor, "it records until its token expires"))
+            joined = successor.updated_at + SID_UNKNOWN_JOIN
+            if now < joined:
+                notes.append(
+                    Note(
+                        NoteKind.ROLLOVER,
+                        d.name,
+                        f"session {successor.id} started (its sid is unknown); session "
+                        f"{predecessor.id} stops once it has had time to join",
+                        predecessor.id,
+                        until=joined,
+                    )
+                )
+                return
             actions.append(
                 Stop(
                     d.name,

@@ -169,6 +169,18 @@ def test_a_successor_started_with_its_sid_unknown_takes_over() -> None:
     assert [n.kind for n in result.notes] == [NoteKind.UNMANAGEABLE]
 
 
+def test_a_successor_whose_sid_is_unknown_is_given_time_to_join_first() -> None:
+    # Marked unmanageable just now: no query can see it record, so the predecessor
+    # records on until a recorder has had time to join.
+    started = successor(phase=Phase.UNMANAGEABLE, sid=None, updated_at=NOW)
+    result = plan([desired()], ActualState(live=[session(), started]), NOW, POLICY)
+    assert result.actions == ()
+    (waits,) = [n for n in result.notes if n.kind is NoteKind.ROLLOVER]
+    assert waits.until == NOW + timedelta(seconds=15) == result.wake_at
+    later = plan([desired()], ActualState(live=[session(), started]), waits.until, POLICY)
+    assert kinds(later) == [("stop", 7)]
+
+
 def test_an_unmanageable_member_leaves_the_other_as_the_recording() -> None:
     lost = successor(phase=Phase.UNMANAGEABLE)  # 1001 on a query: may have ended
     result = plan([desired()], ActualState(live=[session(), lost]), NOW, POLICY)
