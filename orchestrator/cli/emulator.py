@@ -4,8 +4,9 @@ Exit codes: 0 after a clean shutdown on SIGTERM/SIGINT, 1 when the address canno
 bound, 2 usage, and also when aiohttp (the extra `agora-recording-orchestrator[emulator]`) is not
 installed: the command is then unavailable, as an unknown command would be, and one
 line on stderr says what to install. One line on stdout says where it listens, so
-scripts can wait for it; logs go to stderr. The customer secret and the App
-Certificates are never printed, not even in an error about them.
+scripts can wait for it; logs go to stderr. The customer secret, the App
+Certificates and the NCS secret (`--notify-secret`) are never printed, not even in an
+error about them.
 
 `orchestrator.emulator` is imported only here and only when the command runs, so
 no other command (and not `emulator --help`) needs aiohttp.
@@ -78,6 +79,23 @@ def _missing_extra(exc: ModuleNotFoundError) -> bool:
     "Without any, tokens are not read (env ORCHESTRATOR_EMULATOR_APP_CERTIFICATE, "
     "several separated by spaces).",
 )
+@click.option(
+    "--notify",
+    "notify_url",
+    envvar="ORCHESTRATOR_EMULATOR_NOTIFY",
+    metavar="URL",
+    default=None,
+    help="POST Agora NCS notifications (recorder started, failover, exits, file lists) "
+    "to URL, signed with --notify-secret (env ORCHESTRATOR_EMULATOR_NOTIFY).",
+)
+@click.option(
+    "--notify-secret",
+    envvar="ORCHESTRATOR_EMULATOR_NOTIFY_SECRET",
+    metavar="SECRET",
+    default=None,
+    help="The NCS secret notifications are signed with; needed with --notify, never "
+    "printed (env ORCHESTRATOR_EMULATOR_NOTIFY_SECRET: keeps it off the command line).",
+)
 @click.option("--seed", type=int, default=None, help="Seed for random fault injection.")
 @click.option(
     "--log-level",
@@ -92,13 +110,17 @@ def emulator(
     customer_id: str,
     customer_secret: str,
     app_certificates: tuple[str, ...],
+    notify_url: str | None,
+    notify_secret: str | None,
     seed: int | None,
     log_level: str,
 ) -> None:
     """Serve a local Agora Cloud Recording API emulator (control API under /_emulator)."""
     default, by_app = _split_certificates(app_certificates)
+    if (notify_url is None) != (notify_secret is None):
+        raise click.UsageError("--notify and --notify-secret go together: give both or neither")
     try:
-        from orchestrator.emulator import AppCertificates, AppConfig, EmulatorConfig
+        from orchestrator.emulator import AppCertificates, AppConfig, EmulatorConfig, NotifyTarget
     except ModuleNotFoundError as exc:
         if not _missing_extra(exc):
             raise
@@ -107,6 +129,14 @@ def emulator(
     from orchestrator.logging import configure_logging
 
     configure_logging(log_level)
+    notify = None
+    if notify_url is not None and notify_secret is not None:
+        try:
+            notify = NotifyTarget(notify_url, notify_secret)
+        except ValueError as exc:  # names neither the URL nor the secret
+            raise click.BadParameter(
+                str(exc), param_hint="'--notify' / '--notify-secret'"
+            ) from None
     try:
         config = EmulatorConfig(
             customer_id=customer_id,
@@ -114,6 +144,7 @@ def emulator(
             apps={app_id: AppConfig() for app_id in apps},
             seed=seed,
             certificates=AppCertificates(default, by_app),
+            notify=notify,
         )
     except ValueError as exc:  # only the certificates are checked; never names a value
         raise click.BadParameter(str(exc), param_hint=CERTIFICATE_OPTION) from None

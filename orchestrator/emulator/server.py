@@ -4,14 +4,17 @@ Tests, the demo, the benchmarks and users without an Agora account run the clien
 against it. It answers like the reference: the six endpoints at their paths, Basic
 auth, the exact content type, error bodies (`{"code": N, "reason": ...}` and the
 gateway's `{"message": ...}`), 10 requests per second per App ID, resource expiry,
-idle exit, status codes and file lists by mode (the rules live in `state.py`).
+idle exit, status codes and file lists by mode (the rules live in `state.py`). With
+a notification target it sends Agora's NCS notifications of what happens to sessions
+(`notices.py` says which, `notify.py` delivers them after the answer).
 
 A control API under `/_emulator/` (no auth, loopback peers only) puts users in
-channels, injects faults, moves the clock, changes TTLs, sets App Certificates and
-shows what the emulator received and holds. See docs/emulator.md for its routes.
+channels, injects faults (`faults.py`) and failovers, moves the clock, changes TTLs,
+sets App Certificates and the notification target, and shows what the emulator
+received, holds and notified. See docs/emulator.md for its routes.
 
 It must never log request bodies or the Authorization header, and never answer,
-log or repr an App Certificate (its routes say only where one is set).
+log or repr an App Certificate or the NCS secret (routes say only where one is set).
 """
 
 from __future__ import annotations
@@ -23,22 +26,23 @@ import collections
 import ipaddress
 import json
 import random
-import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import asdict
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from orchestrator.contract import ErrorCode
+from orchestrator.emulator.config import NOT_SERVED, EmulatorClock, EmulatorConfig
+from orchestrator.emulator.faults import FaultConfig, NextFault, known_fields, pick_fault
+from orchestrator.emulator.notices import Announcer
+from orchestrator.emulator.notify import DeliveryControls, NotificationSender, NotifyTarget
 from orchestrator.emulator.state import (
     ROLE_AUDIENCE,
     ROLE_BROADCASTER,
     Answer,
-    AppCertificates,
     EmulatorState,
     Settings,
     error,
@@ -46,170 +50,24 @@ from orchestrator.emulator.state import (
 
 CONTENT_TYPE = "application/json;charset=utf-8"
 CONTROL_PREFIX = "/_emulator"
-ENDPOINTS = ("acquire", "start", "update", "updateLayout", "query", "stop")
-FAULT_KINDS = ("lost", "error", "code65", "delay", "hold", "answer")
-_APP_ID = re.compile(r"[0-9a-f]{32}")
+#: Seconds a failover makes a session's sid routes answer 404 unless told otherwise
+#: (an emulator choice: Agora documents no number).
+FAILOVER_SECONDS = 45.0
 
 NO_ROUTE = Answer(404, {"message": "no Route matched with those values"})
 BAD_CREDENTIALS = Answer(401, {"message": "Invalid authentication credentials"})
 INVALID_APPID = Answer(400, {"message": "invalid appid"})
 RATE_LIMITED = Answer(429, {"message": "API rate limit exceeded"})
 LOST = Answer(504, {"message": "The upstream server is timing out"})
-#: Never names the App ID: it may be a certificate typed in the wrong place.
-_NOT_SERVED = "a certificate is given for an App ID this emulator does not serve"
 
 log = structlog.get_logger("orchestrator.emulator")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass(frozen=True)
-class AppConfig:
-    """One App ID the emulator knows. `recording_enabled=False` answers acquire with 62."""
-
-    recording_enabled: bool = True
-
-
-@dataclass
-class EmulatorConfig:
-    """Who may call the emulator. With no `apps`, any 32-hex-digit App ID is accepted.
-    `certificates`: the App Certificates `start` tokens are verified with (none: tokens
-    are not read); ValueError if one is for an App ID it does not serve."""
-
-    customer_id: str = "emulator"
-    customer_secret: str = "emulator-secret"  # noqa: S105  # a local test credential, not a secret
-    apps: dict[str, AppConfig] = field(default_factory=dict)
-    settings: Settings = field(default_factory=Settings)
-    seed: int | None = None
-    certificates: AppCertificates = field(default_factory=AppCertificates)
-
-    def __post_init__(self) -> None:
-        if not all(self.serves(app_id) for app_id in self.certificates.by_app):
-            raise ValueError(_NOT_SERVED)
-
-    def serves(self, app_id: str) -> bool:
-        """Whether requests for `app_id` reach the endpoints (else: invalid appid)."""
-        if self.apps:
-            return app_id in self.apps
-        return bool(_APP_ID.fullmatch(app_id))
-
-
-class EmulatorClock:
-    """Real time plus an offset the control API can move forward (never backward)."""
-
-    def __init__(self) -> None:
-        self._wall0 = time.time()
-        self._mono0 = time.monotonic()
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return self._wall0 + (time.monotonic() - self._mono0) + self.offset
-
-    def advance(self, seconds: float) -> float:
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
-        self.offset += seconds
-        return self.now()
-
-
-def _known_fields(fields: Iterable[str], data: dict[str, Any], what: str) -> dict[str, Any]:
-    """`data`, if it names only `fields`; ValueError naming the others (never a value)."""
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown {what}: {sorted(unknown)}")
-    return data
-
-
-@dataclass
-class FaultConfig:
-    """Random faults, deterministic for a given `seed` and request order.
-
-    error_rate: fraction answered `error_status` (the action does not happen);
-    code65_rate: fraction answered code 65 (the action does not happen);
-    lost_rate: fraction whose action happens but whose answer is a 504;
-    latency: (min, max) seconds added before every answer.
-    """
-
-    error_rate: float = 0.0
-    error_status: int = 500
-    code65_rate: float = 0.0
-    lost_rate: float = 0.0
-    latency: tuple[float, float] = (0.0, 0.0)
-    seed: int | None = None
-    endpoints: tuple[str, ...] = ENDPOINTS
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FaultConfig:
-        config = cls(**_known_fields(cls.__dataclass_fields__, data, "fault settings"))
-        for rate in (config.error_rate, config.code65_rate, config.lost_rate):
-            if not 0.0 <= float(rate) <= 1.0:
-                raise ValueError("rates must be between 0 and 1")
-        low, high = config.latency
-        if not 0 <= low <= high:
-            raise ValueError("latency must be [min, max] with 0 <= min <= max")
-        if not 500 <= int(config.error_status) <= 599:
-            raise ValueError("error_status must be a 5xx status")
-        config.latency = (float(low), float(high))
-        config.endpoints = tuple(config.endpoints)
-        if not set(config.endpoints) <= set(ENDPOINTS):
-            raise ValueError(f"endpoints must be among {ENDPOINTS}")
-        return config
-
-
-@dataclass
-class NextFault:
-    """Fail the next `count` calls to `endpoint` ("*" for any) with `kind`.
-
-    kind "lost": the action happens, the answer is 504; "error": answered `status`
-    (default 500) without acting; "code65": answered code 65 without acting;
-    "delay": the action happens after `seconds` (to make a client time out);
-    "hold": the action happens at once, the answer is held `seconds` (to kill a
-    client between an action taking effect and its answer arriving);
-    "answer": answered `status` with `{"code": code, "reason": ...}` (or, without a
-    code, the gateway's `{"message": ...}`) without acting: any error of the
-    reference, placed exactly; or, with `body`, answered `status` (200-599) with
-    exactly that text and `content_type` (none if not given): an answer that is not
-    Agora's, such as a proxy's `404 <html>nginx</html>` or an empty 404.
-    """
-
-    endpoint: str
-    kind: str
-    count: int = 1
-    status: int = 500
-    seconds: float = 0.0
-    code: int | None = None
-    body: str | None = None
-    content_type: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NextFault:
-        fault = cls(**_known_fields(cls.__dataclass_fields__, data, "fault fields"))
-        if fault.endpoint != "*" and fault.endpoint not in ENDPOINTS:
-            raise ValueError(f"endpoint must be '*' or one of {ENDPOINTS}")
-        if fault.kind not in FAULT_KINDS:
-            raise ValueError(f"kind must be one of {FAULT_KINDS}")
-        if fault.count < 1:
-            raise ValueError("count must be at least 1")
-        if fault.body is not None or fault.content_type is not None:
-            if fault.kind != "answer":
-                raise ValueError("body and content_type belong to an answer fault")
-            if fault.code is not None:
-                raise ValueError("an answer with a body carries no code: the body is sent as is")
-            if not isinstance(fault.body, str):
-                raise ValueError("body must be a string (the answer's exact text)")
-            if fault.content_type is not None and (
-                not isinstance(fault.content_type, str) or not fault.content_type.isprintable()
-            ):
-                raise ValueError("content_type must be a printable string")
-            if not 200 <= int(fault.status) <= 599:
-                raise ValueError("an answer with a body needs a status of 200-599")
-        elif fault.kind == "answer" and not 400 <= int(fault.status) <= 599:
-            raise ValueError("an answer fault needs an error status (400-599)")
-        return fault
-
-
 class Emulator:
-    """The emulator: state, clock, faults, and the aiohttp application serving them.
+    """The emulator: state, clock, faults, notifications, and the aiohttp application
+    serving them.
 
     Use `running_emulator()` to serve it; its methods are the control API for code
     in the same process (tests), and `/_emulator/...` is the same over HTTP.
@@ -224,6 +82,8 @@ class Emulator:
         self.next_faults: list[NextFault] = []
         self.received: list[dict[str, Any]] = []
         self._windows: dict[str, collections.deque[float]] = {}
+        self.announcer = Announcer()
+        self.notifications = NotificationSender(self.config.notify, self._announce)
         self.base_url = ""
         self.app = self._build_app()
 
@@ -245,18 +105,62 @@ class Emulator:
         if role not in (ROLE_BROADCASTER, ROLE_AUDIENCE):
             raise ValueError(f"role must be {ROLE_BROADCASTER!r} or {ROLE_AUDIENCE!r}")
         self.state.join(app_id, cname, uid, role, self.clock.now())
+        self._announce()
 
     def leave(self, app_id: str, cname: str, uid: str) -> None:
         self.state.leave(app_id, cname, uid, self.clock.now())
+        self._announce()
 
     def set_users(self, app_id: str, cname: str, users: dict[str, str]) -> None:
         self.state.set_users(app_id, cname, users, self.clock.now())
+        self._announce()
 
     def advance(self, seconds: float) -> float:
-        return self.clock.advance(seconds)
+        now = self.clock.advance(seconds)
+        self._announce()
+        return now
 
     def abort(self, sid: str) -> bool:
-        return self.state.abort(sid, self.clock.now())
+        aborted = self.state.abort(sid, self.clock.now())
+        self._announce()
+        return aborted
+
+    def failover(
+        self, sid: str, seconds: float, *, notify: bool = True, new_uid: str | None = None
+    ) -> dict[str, Any] | None:
+        """The live session `sid` fails over: its recorder rejoins as `new_uid` (None:
+        one derived from the sid) and records on; its sid routes answer 404 for
+        `seconds` (emulator clock); NCS tells of it (event 12) when `notify`. Its
+        description, or None if it is unknown or ended."""
+        now = self.clock.now()
+        session = self.state.fail_over(sid, now, seconds, new_uid=new_uid, notify=notify)
+        self._announce()
+        return None if session is None else session.describe(now)
+
+    def set_notify(self, url: str | None, secret: str = "") -> None:
+        """Send NCS notifications to `url`, signed with `secret` (None: send none). What
+        happened while none were sent is never told."""
+        target = None if url is None else NotifyTarget(url, secret)
+        if target is not None and self.notifications.target is None:
+            self.state.settle(self.clock.now())
+            self.announcer.baseline(self.state.sessions.values())
+        self.notifications.configure(target)
+
+    def notified(self, sid: str | None = None) -> list[dict[str, Any]]:
+        """Every notification delivery (one per copy): state, attempts, last status."""
+        deliveries = self.notifications.deliveries
+        return [d.describe() for d in deliveries if sid is None or d.notice.payload.sid == sid]
+
+    def _announce(self) -> None:
+        """Queue the notifications of what happened since the last look (when on)."""
+        if self.notifications.target is None:
+            return
+        now = self.clock.now()
+        self.state.settle(now)
+        uploading = self.settings.uploading_status
+        sessions = self.state.sessions.values()
+        for notice in self.announcer.announce(sessions, now, uploading_status=uploading):
+            self.notifications.send(notice)
 
     def set_faults(self, faults: FaultConfig) -> None:
         self.faults = faults
@@ -299,7 +203,7 @@ class Emulator:
         `app_id`, or for every App ID without one of its own; None removes it. Sessions
         already started keep what their start's token gave them."""
         if app_id is not None and not self.config.serves(app_id):
-            raise ValueError(_NOT_SERVED)
+            raise ValueError(NOT_SERVED)
         self.config.certificates.set(certificate, app_id)
 
     def clear_app_certificates(self) -> None:
@@ -312,6 +216,7 @@ class Emulator:
     def sessions(self) -> list[dict[str, Any]]:
         now = self.clock.now()
         self.state.settle(now)
+        self._announce()
         return [s.describe(now) for s in self.state.sessions.values()]
 
     def requests(self, endpoint: str | None = None) -> list[dict[str, Any]]:
@@ -339,26 +244,6 @@ class Emulator:
         window.append(now)
         return True
 
-    def _pick_fault(self, endpoint: str) -> NextFault | None:
-        for fault in self.next_faults:
-            if fault.endpoint in ("*", endpoint):
-                fault.count -= 1
-                if fault.count == 0:
-                    self.next_faults.remove(fault)
-                return fault
-        faults = self.faults
-        if endpoint not in faults.endpoints:
-            return None
-        # Always draw all three, so one request consumes the same randomness whatever happens.
-        draws = (self._rng.random(), self._rng.random(), self._rng.random())
-        if draws[0] < faults.error_rate:
-            return NextFault(endpoint, "error", status=faults.error_status)
-        if draws[1] < faults.code65_rate:
-            return NextFault(endpoint, "code65")
-        if draws[2] < faults.lost_rate:
-            return NextFault(endpoint, "lost")
-        return None
-
     async def _api(self, request: web.Request, endpoint: str) -> tuple[Answer, Any]:
         """Gateway checks, faults, then the endpoint; returns (answer, parsed body)."""
         app_id = request.match_info["appid"]
@@ -381,7 +266,7 @@ class Emulator:
         low, high = self.faults.latency
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high))
-        fault = self._pick_fault(endpoint)
+        fault = pick_fault(self.next_faults, self.faults, self._rng, endpoint)
         if fault is not None:
             if fault.kind == "error":
                 return Answer(fault.status, {"message": "An unexpected error occurred"}), body
@@ -437,7 +322,15 @@ class Emulator:
             arrived = self.clock.now()
             answer, body = await self._api(request, endpoint)
             self._record(request, endpoint, body, answer, arrived)
-            return _respond(answer)
+            response = _respond(answer)
+            if self.notifications.target is not None:
+                # The answer leaves before NCS tells of what the call did (a caller
+                # gone meanwhile changes nothing: Agora would tell all the same).
+                with suppress(ConnectionError):
+                    await response.prepare(request)
+                    await response.write_eof()
+                self._announce()
+            return response
 
         return handle
 
@@ -575,7 +468,7 @@ class Emulator:
         if request.method == "DELETE":
             self.clear_app_certificates()
         elif request.method == "PUT":
-            data = _known_fields(
+            data = known_fields(
                 ("certificate", "app_id"), await _control_body(request), "certificate fields"
             )
             certificate, app_id = data["certificate"], data.get("app_id")
@@ -591,7 +484,54 @@ class Emulator:
         self.received.clear()
         self.clear_faults()
         self._windows.clear()
+        self.announcer.forget()
+        self.notifications.clear()  # the target and delivery controls are configuration
         return web.json_response({"reset": True})
+
+    async def _c_failover(self, request: web.Request) -> web.StreamResponse:
+        data = await _control_body(request) if request.can_read_body else {}
+        known_fields(("seconds", "notify", "new_uid"), data, "failover fields")
+        seconds, notify = data.get("seconds", FAILOVER_SECONDS), data.get("notify", True)
+        new_uid = data.get("new_uid")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError("seconds must be a number >= 0")
+        if not isinstance(notify, bool):
+            raise ValueError("notify must be a boolean")
+        if new_uid is not None and not isinstance(new_uid, str):
+            raise ValueError("new_uid must be a string of digits or left out")
+        sid = request.match_info["sid"]
+        described = self.failover(sid, float(seconds), notify=notify, new_uid=new_uid)
+        if described is None:
+            return web.json_response({"message": "no live session with that sid"}, status=404)
+        return web.json_response(described)
+
+    async def _c_notify(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "DELETE":
+            self.set_notify(None)
+        elif request.method == "PUT":
+            data = await _control_json(request)
+            data = {"url": None} if data is None else data
+            if not isinstance(data, dict) or "url" not in data:
+                raise ValueError('the body must be {"url": ..., "secret": ...}, or null')
+            known_fields(("url", "secret"), data, "notify fields")
+            url, secret = data["url"], data.get("secret", "")
+            if url is not None and not isinstance(url, str):
+                raise ValueError("url must be a string or null")
+            self.set_notify(url, secret)
+        return web.json_response(self.notifications.describe())
+
+    async def _c_delivery(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "DELETE":
+            self.notifications.controls = DeliveryControls()
+        elif request.method == "PUT":
+            data = await _control_body(request)
+            self.notifications.controls = DeliveryControls.from_json(data)
+        return web.json_response(self.notifications.controls.describe())
+
+    async def _c_notifications(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "DELETE":
+            self.notifications.clear()
+        return web.json_response({"notifications": self.notified(request.query.get("sid"))})
 
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
@@ -618,6 +558,7 @@ class Emulator:
             web.delete(c + "/requests", self._c_requests),
             web.get(c + "/sessions", self._c_sessions, allow_head=False),
             web.post(c + "/sessions/{sid}/abort", self._c_abort),
+            web.post(c + "/sessions/{sid}/failover", self._c_failover),
             web.get(c + "/channels", self._c_channels, allow_head=False),
             web.post(c + "/channel/{action}", self._c_channel),
             web.put(c + "/channel/{action}", self._c_channel),
@@ -634,6 +575,15 @@ class Emulator:
             web.delete(c + "/certificates", self._c_certificates),
             web.post(c + "/reset", self._c_reset),
         ]
+        for path, handler in (
+            ("/notify", self._c_notify),
+            ("/notify/delivery", self._c_delivery),
+            ("/notifications", self._c_notifications),
+        ):
+            routes.append(web.get(c + path, handler, allow_head=False))
+            routes.append(web.delete(c + path, handler))
+            if handler != self._c_notifications:
+                routes.append(web.put(c + path, handler))
         app.add_routes(routes)
         return app
 
@@ -647,11 +597,15 @@ def _parse(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-async def _control_body(request: web.Request) -> dict[str, Any]:
+async def _control_json(request: web.Request) -> Any:
     try:
-        data = await request.json()
+        return await request.json()
     except ValueError:
         raise ValueError("the control request body must be JSON") from None
+
+
+async def _control_body(request: web.Request) -> dict[str, Any]:
+    data = await _control_json(request)
     if not isinstance(data, dict):
         raise ValueError("the control request body must be a JSON object")
     return data
@@ -690,6 +644,8 @@ async def running_emulator(
     emulator = Emulator(config)
     runner = web.AppRunner(emulator.app, access_log=None, handle_signals=False)
     await runner.setup()
+    # The notifications' one task lives exactly as long as the server.
+    sender = asyncio.create_task(emulator.notifications.run(), name="emulator-notifications")
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -697,4 +653,7 @@ async def running_emulator(
         emulator.base_url = _url(host, int(bound[1]))
         yield emulator
     finally:
+        sender.cancel()
+        with suppress(asyncio.CancelledError):
+            await sender
         await runner.cleanup()

@@ -2,10 +2,12 @@
 
 Everything here is synchronous and takes `now` (emulator seconds since the epoch) as
 an argument: idle exits, resource expiry, `resourceExpiredHour` and token expiry are
-evaluated lazily when a request arrives, so behaviour is deterministic and a test can move
-time with the emulator's clock instead of sleeping. Each operation returns an
-`Answer` (HTTP status + JSON body) exactly as Agora would send it; the HTTP layer in
-`server.py` only routes, authenticates and injects faults.
+evaluated lazily when something asks (a request, or the notifications' tick in
+`server.py`), so behaviour is deterministic and a test can move time with the
+emulator's clock instead of sleeping. Each operation returns an `Answer` (HTTP status +
+JSON body) exactly as Agora would send it; the HTTP layer in `server.py` only routes,
+authenticates and injects faults. One session's lifecycle and answers are in
+`session.py`, what the channel makes of a token in `tokens.py`.
 
 It must never log a request body (bodies carry storage keys, tokens and secrets), nor
 put an App Certificate or a token in a session's description, a repr or an answer.
@@ -20,33 +22,46 @@ import hmac
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
 from orchestrator import contract
 from orchestrator.agora import wire
-from orchestrator.agora.token import (
-    RtcPrivilege,
-    TokenError,
-    TokenFailure,
-    parse_token,
-    verify_rtc_token,
+from orchestrator.contract import ErrorCode
+from orchestrator.emulator.session import END_TOKEN_EXPIRED, Resource, Session
+from orchestrator.emulator.tokens import (
+    TOKEN_MISSING,
+    AppCertificates,
+    TokenVerdict,
+    check_token,
 )
-from orchestrator.contract import ErrorCode, ServiceStatus
 
 ROLE_BROADCASTER = "broadcaster"
 ROLE_AUDIENCE = "audience"
 UPLOADING_STATUSES = ("uploaded", "backuped", "unknown")
-#: `Session.end_reason` of a recorder the channel removed when its token expired.
-END_TOKEN_EXPIRED = "token expired"  # noqa: S105  # an end reason, not a password
 #: Ends after which `query` still answers the exit status for `ended_linger` seconds
 #: (8, or 20 when aborted); after any other end it answers 404 at once.
 _LINGERING_ENDS = ("idle", "aborted", END_TOKEN_EXPIRED)
-#: What `TokenVerdict.refused` says of a start that carried no token.
-TOKEN_MISSING = "missing"  # noqa: S105  # a verdict, not a password
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+__all__ = [
+    "END_TOKEN_EXPIRED",
+    "NOT_FOUND",
+    "ROLE_AUDIENCE",
+    "ROLE_BROADCASTER",
+    "TOKEN_MISSING",
+    "UPLOADING_STATUSES",
+    "Answer",
+    "AppCertificates",
+    "EmulatorState",
+    "Resource",
+    "Session",
+    "Settings",
+    "TokenVerdict",
+    "check_token",
+    "error",
+]
 
 
 @dataclass(frozen=True)
@@ -158,198 +173,6 @@ class Settings:
             setattr(self, key, type(current)(value) if not isinstance(current, bool) else value)
 
 
-def _check_certificate(certificate: object) -> str:
-    """`certificate` if it is an App Certificate's form (32 hex digits, as Agora issues
-    them and `agora.token` requires); ValueError, without the value, if not."""
-    if not isinstance(certificate, str) or len(certificate) != 32 or set(certificate) - _HEX_DIGITS:
-        raise ValueError("an App Certificate must be a string of 32 hexadecimal digits")
-    return certificate
-
-
-@dataclass
-class AppCertificates:
-    """The App Certificates that `start` tokens are verified with: `default` for every
-    App ID, `by_app` for one App ID (it wins over `default`). An App ID with neither
-    has no certificate: its tokens are not read, as for an Agora project without one.
-
-    The values are secrets: they stay out of every repr, answer and log line;
-    `describe` says only where one is set.
-    """
-
-    default: str | None = field(default=None, repr=False)
-    by_app: dict[str, str] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.default is not None:
-            _check_certificate(self.default)
-        for certificate in self.by_app.values():
-            _check_certificate(certificate)
-
-    def set(self, certificate: str | None, app_id: str | None = None) -> None:
-        """Set (or, with None, remove) the certificate of `app_id`, or the default."""
-        if certificate is not None:
-            _check_certificate(certificate)
-        if app_id is None:
-            self.default = certificate
-        elif certificate is None:
-            self.by_app.pop(app_id, None)
-        else:
-            self.by_app[app_id] = certificate
-
-    def clear(self) -> None:
-        self.default = None
-        self.by_app.clear()
-
-    def for_app(self, app_id: str) -> str | None:
-        return self.by_app.get(app_id, self.default)
-
-    def describe(self) -> dict[str, Any]:
-        """Where a certificate is set, never what it is."""
-        return {"default": self.default is not None, "app_ids": sorted(self.by_app)}
-
-
-@dataclass(frozen=True)
-class TokenVerdict:
-    """What the channel made of a start's token, under an App Certificate.
-
-    `refused` is the check the token failed (a `TokenFailure` value, or
-    `TOKEN_MISSING`), None when it admits the recorder. `until` is when the recorder
-    leaves the channel: for an admitted token, when the token or its join privilege
-    expires; for a refused one, when the recorder gives up trying to join.
-    """
-
-    refused: str | None
-    until: float
-
-
-def check_token(
-    token: object,
-    *,
-    certificate: str,
-    app_id: str,
-    cname: str,
-    uid: str,
-    now: float,
-    gives_up_at: float,
-) -> TokenVerdict:
-    """What the channel makes of a start's `token` (None: the start carried none) at
-    `now`; a refused recorder gives up at `gives_up_at`."""
-    if not isinstance(token, str):
-        return TokenVerdict(TOKEN_MISSING, gives_up_at)
-    try:
-        check = verify_rtc_token(
-            token, app_id=app_id, certificate=certificate, channel=cname, uid=int(uid), now=now
-        )
-    except TokenError:
-        # The certificate was checked when set and the uid by the request's model, so
-        # only an App ID that is not 32 hex digits is left: no token admits to it.
-        return TokenVerdict(TokenFailure.APP_ID.value, gives_up_at)
-    if check.failure is not None:
-        return TokenVerdict(check.failure.value, gives_up_at)
-    parsed = parse_token(token)  # it verified, so it reads
-    until = float(parsed.expires_at)
-    rtc = parsed.rtc
-    join = None if rtc is None else rtc.privilege_expire(RtcPrivilege.JOIN_CHANNEL)
-    # A join privilege that expires before the token removes the recorder then (0: it
-    # lasts as long as the token, as `verify_rtc_token` reads it).
-    if join:
-        until = min(until, float(parsed.issued_at + join))
-    return TokenVerdict(None, until)
-
-
-@dataclass
-class Resource:
-    resource_id: str
-    app_id: str
-    cname: str
-    uid: str
-    acquired_at: float
-    expired_hour: int
-    sid: str | None = None
-
-
-@dataclass
-class Session:
-    sid: str
-    resource_id: str
-    app_id: str
-    cname: str
-    uid: str
-    mode: str
-    kind: str  # "recording" | "snapshot" | "vod"
-    started_at: float
-    expires_at: float
-    max_idle: int
-    channel_type: int
-    stream_types: int
-    prefix: str
-    subscription: dict[str, list[str] | None]
-    layout: dict[str, Any] | None
-    file_types: tuple[str, ...] = contract.DEFAULT_RECORDING_FILE_TYPES  # avFileType
-    idle_since: float | None = None
-    seen: dict[str, float] = field(default_factory=dict)  # publisher uid -> first seen
-    ended_at: float | None = None
-    # "stopped" | "idle" | "aborted" | "expired" | "token expired" | "token refused: <check>"
-    end_reason: str | None = None
-    token: TokenVerdict | None = None  # None: no App Certificate, the token was not read
-
-    @property
-    def joined(self) -> bool:
-        """Whether the recorder is in the channel: not when its token was refused."""
-        return self.token is None or self.token.refused is None
-
-    def settle(self, now: float) -> None:
-        """Apply whatever happened on its own up to `now` (idle exit, expiry, the
-        token's expiry or refusal)."""
-        if self.ended_at is not None:
-            return
-        deadline, reason = self.expires_at, "expired"
-        if self.token is not None and self.token.until < deadline:
-            deadline = self.token.until
-            refused = self.token.refused
-            reason = END_TOKEN_EXPIRED if refused is None else f"token refused: {refused}"
-        if self.idle_since is not None and self.idle_since + self.max_idle < deadline:
-            deadline, reason = self.idle_since + self.max_idle, "idle"
-        if now >= deadline:
-            self.ended_at, self.end_reason = deadline, reason
-
-    def describe(self, now: float) -> dict[str, Any]:
-        return {
-            "sid": self.sid,
-            "resource_id": self.resource_id,
-            "app_id": self.app_id,
-            "cname": self.cname,
-            "uid": self.uid,
-            "mode": self.mode,
-            "kind": self.kind,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "end_reason": self.end_reason,
-            "live": self.ended_at is None,
-            "max_idle": self.max_idle,
-            "idle_since": self.idle_since,
-            "seen_uids": sorted(self.seen),
-            "subscription": self.subscription,
-            "layout": self.layout,
-            "file_types": list(self.file_types),
-            # What the channel made of the token (never the token itself).
-            "token_refused": None if self.token is None else self.token.refused,
-            "token_expires_at": (
-                self.token.until if self.token is not None and self.joined else None
-            ),
-        }
-
-
-def _subscribed(uid: str, sub: list[str] | None, unsub: list[str] | None, other: bool) -> bool:
-    """Whether one kind (audio or video) of `uid` is recorded, per the reference's list rules."""
-    if sub is not None:
-        return uid in sub or contract.ALL_STREAMS in sub
-    if unsub is not None:
-        return uid not in unsub
-    # A list for the other kind only means this kind is not subscribed at all.
-    return not other
-
-
 class EmulatorState:
     """Resources, sessions and channel occupancy of every App ID."""
 
@@ -416,7 +239,7 @@ class EmulatorState:
         if not session.joined:  # a recorder outside the channel sees nobody
             return
         publishers = self._publishers(session.app_id, session.cname, session.channel_type)
-        publishers.discard(session.uid)
+        publishers.difference_update(session.uids)  # the recorder itself
         if publishers:
             session.idle_since = None
             for uid in publishers:
@@ -459,6 +282,41 @@ class EmulatorState:
             return False
         session.ended_at, session.end_reason = now, "aborted"
         return True
+
+    def fail_over(
+        self,
+        sid: str,
+        now: float,
+        seconds: float,
+        *,
+        new_uid: str | None = None,
+        notify: bool = True,
+    ) -> Session | None:
+        """Move a live session's recorder to `new_uid` (None: one derived from the sid),
+        as Agora does when a recording server fails: it goes on recording, and its sid
+        routes answer 404 for `seconds`. None if unknown or ended; ValueError for a
+        `new_uid` that is not a uid or is taken in the channel."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        session.settle(now)
+        if session.ended_at is not None:
+            return None
+        taken = set(self.channels.get((session.app_id, session.cname), {}))
+        taken.update(
+            other.recorder_uid
+            for other in self.sessions.values()
+            if other.ended_at is None
+            and (other.app_id, other.cname) == (session.app_id, session.cname)
+        )
+        if new_uid is None:
+            new_uid = session.next_uid(taken)
+        elif problem := contract.uid_problem(new_uid):
+            raise ValueError(f"new_uid {problem}")
+        elif new_uid in taken or new_uid in session.uids:
+            raise ValueError("new_uid is taken in the channel, or was the recorder's before")
+        session.fail_over(now, seconds, new_uid, notify=notify)
+        return session
 
     # ------------------------------------------------------------ endpoints
 
@@ -596,22 +454,25 @@ class EmulatorState:
     ) -> Session:
         """The live session a sid-route call addresses; refused as Agora would."""
         resource = self._resource_for(app_id, resource_id, sid)
+        session = self.sessions[sid]
         if body is not None:
             cname = _channel(body)
-            if cname != resource.cname or body.get("uid") != resource.uid:
+            # After a failover, the recorder's new uid names it as well as the first.
+            if cname != resource.cname or body.get("uid") not in session.uids:
                 raise _Refused(
                     error(
                         ErrorCode.MISMATCHED_PARAMETERS,
                         "cname or uid does not match the resource ID",
                     )
                 )
-        session = self.sessions[sid]
         session.settle(now)
         if session.ended_at is not None:
             if endpoint == "stop" and session.end_reason == "stopped":
                 raise _Refused(
                     error(ErrorCode.STOP_REPEATED, "the recording has already been stopped")
                 )
+            raise _Refused(NOT_FOUND)
+        if session.failover_until(now) is not None:  # nothing acts on it: it goes on
             raise _Refused(NOT_FOUND)
         if mode != session.mode:
             raise _Refused(error(ErrorCode.INVALID_PARAMETER, "mode does not match the recording"))
@@ -665,6 +526,8 @@ class EmulatorState:
             )
             if not lingering:
                 return NOT_FOUND
+        elif session.failover_until(now) is not None:
+            return NOT_FOUND
         elif mode != session.mode:
             return error(ErrorCode.INVALID_PARAMETER, "mode does not match the recording")
         return Answer(
@@ -694,119 +557,12 @@ class EmulatorState:
         server["uploadingStatus"] = self.settings.uploading_status
         return Answer(200, {"resourceId": resource_id, "sid": sid, "serverResponse": server})
 
-    # ------------------------------------------------------------ answers
-
-    def _status(self, session: Session, now: float) -> int:
-        if session.ended_at is not None:
-            aborted = session.end_reason == "aborted"
-            return ServiceStatus.EXITED_ABNORMALLY if aborted else ServiceStatus.EXITED
-        warming = now - session.started_at < self.settings.warmup
-        if warming or not session.joined:  # a refused recorder never starts recording
-            return ServiceStatus.STARTED
-        return ServiceStatus.RECORDING
-
     def _server_response(
         self, session: Session, now: float, *, final: bool = False
     ) -> dict[str, Any]:
-        status: int | str = int(self._status(session, now))
-        if self.settings.status_as_string:
-            status = str(status)
-        start_ms = int(min([session.started_at, *session.seen.values()]) * 1000)
-        if session.kind == "vod":
-            state = "inProgress" if session.seen and session.idle_since is None else "idle"
-            name = f"{session.sid}_{session.cname}.m3u8"
-            video_id = hashlib.sha256(session.sid.encode()).hexdigest()[:32]
-            service = "serviceCompleted" if final or session.ended_at else "serviceInProgress"
-            return {
-                "extensionServiceState": [
-                    {
-                        "payload": {
-                            "state": state,
-                            "videoInfo": [{"fileName": name, "videoId": video_id}]
-                            if session.seen
-                            else [],
-                        },
-                        "serviceName": contract.ALIYUN_VOD_SERVICE,
-                    }
-                ],
-                "subServiceStatus": {"recordingService": service},
-            }
-        if session.kind == "snapshot":
-            return {"status": status, "sliceStartTime": start_ms}
-        if session.mode == "mix" and contract.MP4 in session.file_types:
-            # with an MP4 beside the M3U8, Agora answers the mix file list as JSON
-            return {
-                "status": status,
-                "fileListMode": "json",
-                "fileList": self._mixed_files(session, start_ms),
-                "sliceStartTime": start_ms,
-            }
-        if session.mode == "mix":
-            file_list = (
-                f"{session.prefix}{session.sid}_{session.cname}.m3u8" if session.seen else ""
-            )
-            return {
-                "status": status,
-                "fileListMode": "string",
-                "fileList": file_list,
-                "sliceStartTime": start_ms,
-            }
-        return {
-            "status": status,
-            "fileListMode": "json",
-            "fileList": self._individual_files(session),
-            "sliceStartTime": start_ms,
-        }
-
-    def _mixed_files(self, session: Session, start_ms: int) -> list[dict[str, Any]]:
-        """A mix recording's M3U8 and its first MP4 (`<sid>_<cname>_0.mp4`): all users."""
-        if not session.seen:
-            return []
-        base = f"{session.prefix}{session.sid}_{session.cname}"
-        track = {0: "audio", 1: "video", 2: "audio_and_video"}[session.stream_types]
-        return [
-            {
-                "filename": name,
-                "trackType": track,
-                "uid": "0",
-                "mixedAllUser": True,
-                "isPlayable": True,
-                "sliceStartTime": start_ms,
-            }
-            for name in (f"{base}.m3u8", f"{base}_0.mp4")
-        ]
-
-    def _individual_files(self, session: Session) -> list[dict[str, Any]]:
-        sub = session.subscription
-        audio_lists = (
-            sub["subscribeAudioUids"] is not None or sub["unSubscribeAudioUids"] is not None
+        return session.server_response(
+            now,
+            warmup=self.settings.warmup,
+            status_as_string=self.settings.status_as_string,
+            final=final,
         )
-        video_lists = (
-            sub["subscribeVideoUids"] is not None or sub["unSubscribeVideoUids"] is not None
-        )
-        tracks = {0: ("audio",), 1: ("video",), 2: ("audio", "video")}[session.stream_types]
-        files = []
-        for uid, first_seen in sorted(session.seen.items(), key=lambda item: item[1]):
-            for track in tracks:
-                if track == "audio":
-                    wanted = _subscribed(
-                        uid, sub["subscribeAudioUids"], sub["unSubscribeAudioUids"], video_lists
-                    )
-                else:
-                    wanted = _subscribed(
-                        uid, sub["subscribeVideoUids"], sub["unSubscribeVideoUids"], audio_lists
-                    )
-                if not wanted:
-                    continue
-                files.append(
-                    {
-                        "filename": f"{session.prefix}{session.sid}_{session.cname}"
-                        f"__uid_s_{uid}__uid_e_{track}.m3u8",
-                        "trackType": track,
-                        "uid": uid,
-                        "mixedAllUser": False,
-                        "isPlayable": True,
-                        "sliceStartTime": int(first_seen * 1000),
-                    }
-                )
-        return files
