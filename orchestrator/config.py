@@ -2,7 +2,10 @@
 
 What the orchestrator needs that is not a recording: App ID profiles and their
 credentials (as secret references), where the state store and the manifests
-live, logging, metrics and the reconcile loop's timing. The file's keys are
+live, logging, metrics, the notification receiver and the reconcile loop's
+timing. Each section's model, defaults and ranges are `orchestrator.config_sections`';
+this module reads, merges and validates them into one `Config`, holds the rules
+between sections, and resolves secrets. The file's keys are
 camelCase like the manifests'; every key may be overridden by an environment
 variable `ORCHESTRATOR_<SECTION>__<KEY>` in snake case (for example
 `ORCHESTRATOR_STATE__URL`, `ORCHESTRATOR_LOGGING__LEVEL`,
@@ -18,9 +21,10 @@ an unknown key with the closest valid one and all of them (`unknown_key`, shared
 with the manifests), a wrong choice with the allowed values and a did-you-mean, a
 number with its range; every problem is reported, one per line. They never quote
 a value of the file or the environment (only keys and the model's own limits).
-Secret values never appear in an error, a log line or a `repr`: credentials (and an
-App Certificate) are references, resolved only when a client is built
-(`resolve_credentials`, `resolve_app_certificate`), and YAML
+Secret values never appear in an error, a log line or a `repr`: credentials, an App
+Certificate and the notification secret are references, resolved only when a client
+or the receiver is built (`resolve_credentials`, `resolve_app_certificate`,
+`resolve_notifications_secret`), and YAML
 syntax errors are reworded so that they quote nothing of the file's values (a
 duplicate key names the key and the line of the first one, never a value).
 
@@ -37,31 +41,32 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, cast, get_args, get_origin
+from typing import Any, Self, cast, get_args, get_origin
 
 import structlog
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    PrivateAttr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 from ruamel.yaml.comments import CommentedMap
 
-from orchestrator.agora.client import base_url_problem
-from orchestrator.config_messages import explain
+from orchestrator.config_messages import annotation_at, explain
+from orchestrator.config_sections import (
+    DEFAULT_STATE_DIR,
+    AppProfile,
+    Backoff,
+    LoggingSection,
+    ManifestsSection,
+    MetricsSection,
+    NotificationsSection,
+    ReconcileSection,
+    ReplicaSection,
+    RetrySection,
+    ShutdownSection,
+    StateSection,
+)
 from orchestrator.errors import OrchestratorError
 from orchestrator.manifest.diagnostics import locate
 from orchestrator.manifest.reading import (
@@ -73,16 +78,8 @@ from orchestrator.manifest.reading import (
     read_document,
 )
 from orchestrator.manifest.rules import Rules
-from orchestrator.manifest.scalars import MAX_TOKEN_LIFETIME, parse_duration, show_duration
-from orchestrator.manifest.section import Section
-from orchestrator.secrets import (
-    SECRET_REF_TYPES,
-    LiteralSecret,
-    SecretError,
-    SecretField,
-    SecretRef,
-    resolve_secret,
-)
+from orchestrator.manifest.scalars import show_duration
+from orchestrator.secrets import LiteralSecret, SecretError, SecretRef, resolve_secret
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -95,14 +92,15 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "NotificationsSection",
     "load_config",
     "resolve_app_certificate",
     "resolve_credentials",
+    "resolve_notifications_secret",
 ]
 
 ENV_PREFIX = "ORCHESTRATOR_"
 CONFIG_PATH_VARIABLE = "ORCHESTRATOR_CONFIG"  # the file to read when no path is given
-DEFAULT_STATE_DIR = Path("/var/lib/orchestrator")
 
 # Bounds on what reading the file may cost, whatever is in it: the manifests' own
 # (`orchestrator.manifest.reading`, which reads both). A real config is a few
@@ -148,308 +146,6 @@ class ConfigError(OrchestratorError):
         return cls("\n".join(str(p) for p in problems), problems)
 
 
-# ---------------------------------------------------------------------------
-# value types
-
-# The manifests' duration grammar (docs/configuration.md, "Durations"): `500ms`, `30s`,
-# `1h30m`, `1d`, or a number of seconds. The config keeps the milliseconds the
-# manifests refuse.
-Duration = Annotated[timedelta, PlainValidator(parse_duration)]
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("must be longer than zero")
-    return value
-
-
-class _Section(Section):
-    model_config = ConfigDict(
-        populate_by_name=True,
-        validate_default=True,  # defaults go through the validators: paths get resolved
-    )
-
-
-def _base_dir(info: ValidationInfo) -> Path:
-    context = info.context or {}
-    base = context.get("base_dir")
-    return Path(base) if base is not None else Path.cwd()
-
-
-def _resolve(path: Path, info: ValidationInfo) -> Path:
-    """An absolute path, made lexically (`..` folded): symlinks are not resolved here,
-    so a path through a symlink (`./current -> releases/v1`, a deploy tool's switch)
-    keeps following the link, as it is looked at again at every reload."""
-    path = path.expanduser()
-    return path if path.is_absolute() else Path(os.path.abspath(_base_dir(info) / path))
-
-
-# ---------------------------------------------------------------------------
-# sections
-
-
-# A token is valid for at most 24 hours (`MAX_TOKEN_LIFETIME`, the manifests' too);
-# shorter lifetimes exist so that a rollover can be tested and shown in minutes.
-MIN_TOKEN_LIFETIME = timedelta(minutes=1)
-
-
-class AppProfile(_Section):
-    """One Agora project: manifests name it with `app:`."""
-
-    app_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S+$")]
-    customer_id: SecretField
-    customer_secret: SecretField
-    # The project's App Certificate: with it, every start carries a token minted for
-    # that start. Without it the project has none, and a start carries the manifest's
-    # fixed `token` (or none).
-    app_certificate: SecretField | None = None
-    # How long a minted token is valid. Cloud Recording cannot renew a token and
-    # removes the recorder when it expires: a recording that lasts longer rolls
-    # over to a successor session `reconcile.rolloverLead` before that.
-    token_lifetime: Duration = MAX_TOKEN_LIFETIME
-    # Regional domains, a proxy or the local emulator.
-    base_url: str = "https://api.agora.io"
-    # Agora allows 10 requests per second per App ID; the client stays under it.
-    rate_limit: Annotated[int, Field(ge=1, le=1000)] = 10
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        # The client's own rule, so that a config that loads also builds a client.
-        problem = base_url_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value.rstrip("/")
-
-    @field_validator("token_lifetime")
-    @classmethod
-    def _token_lifetime(cls, value: timedelta) -> timedelta:
-        if not MIN_TOKEN_LIFETIME <= value <= MAX_TOKEN_LIFETIME:
-            raise ValueError("must be between 1m and 24h")
-        return value
-
-    def secret_refs(self) -> list[tuple[str, SecretRef]]:
-        """The profile's secret references by key, in order: customerId, customerSecret,
-        and appCertificate when there is one."""
-        return [
-            (info.alias or name, value)
-            for name, info in type(self).model_fields.items()
-            if isinstance(value := getattr(self, name), SECRET_REF_TYPES)
-        ]
-
-
-class StateSection(_Section):
-    """Where sessions are remembered."""
-
-    # Default: systemd's $STATE_DIRECTORY (StateDirectory=) when set, else /var/lib/orchestrator.
-    dir: Path = DEFAULT_STATE_DIR
-    # Default: an SQLite file `state.db` in `dir`. `postgresql://...` for several replicas.
-    url: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_dir(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict) and data.get("dir") is None:
-            environ = (info.context or {}).get("environ") or {}
-            systemd_dir = environ.get("STATE_DIRECTORY", "").split(":")[0]
-            data = {**data, "dir": systemd_dir or str(DEFAULT_STATE_DIR)}
-        return data
-
-    @field_validator("dir")
-    @classmethod
-    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve(value, info)
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _null_is_default(cls, value: Any) -> Any:
-        return "" if value is None else value
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str, info: ValidationInfo) -> str:
-        if not value:
-            state_dir = info.data.get("dir")
-            return f"sqlite:///{state_dir / 'state.db'}" if state_dir is not None else value
-        if value.startswith("sqlite:///"):
-            if value == "sqlite:///" or value.endswith("/"):
-                raise ValueError("the SQLite URL names no file (sqlite:///PATH/state.db)")
-            return f"sqlite:///{_resolve(Path(value[len('sqlite:///') :]), info)}"
-        if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST/DB")
-        return value
-
-
-class ManifestsSection(_Section):
-    """Where the desired recordings are declared."""
-
-    dir: Path = Path("recordings.d")
-    # Reload when a file changes (SIGHUP always reloads), through inotify.
-    watch: bool = True
-    # Debounce: changes are gathered for up to this long, then reloaded as one (a
-    # `git checkout` rewriting many files is one reload). 1 s keeps an edit's effect
-    # within 2 s of the write, including the reload and the pass.
-    watch_interval: Duration = timedelta(seconds=1)
-
-    @field_validator("dir")
-    @classmethod
-    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve(value, info)
-
-    @field_validator("watch_interval")
-    @classmethod
-    def _positive_interval(cls, value: timedelta) -> timedelta:
-        return _positive(value)
-
-
-class LoggingSection(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    # auto: JSON lines when stderr is not a terminal (journald, files), console otherwise.
-    format: Literal["auto", "json", "console"] = "auto"
-
-    @field_validator("level", "format", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
-
-
-class MetricsSection(_Section):
-    # Prometheus /metrics and /healthz. Loopback by default: nothing is exposed
-    # unless asked. null turns the endpoint off.
-    address: str | None = "127.0.0.1:9464"
-
-    @field_validator("address")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
-        if not match or int(match.group(2)) > 65535:
-            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
-        return value
-
-    @property
-    def host(self) -> str | None:
-        return None if self.address is None else self.address.rsplit(":", 1)[0].strip("[]")
-
-    @property
-    def port(self) -> int | None:
-        return None if self.address is None else int(self.address.rsplit(":", 1)[1])
-
-
-class Backoff(_Section):
-    """Exponential backoff: initial, doubling up to max (with jitter in the reconciler)."""
-
-    initial: Duration
-    max: Duration
-
-    @field_validator("initial", "max")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        return _positive(value)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.max < self.initial:
-            raise ValueError("max must not be shorter than initial")
-        return self
-
-
-class RestartBackoff(Backoff):
-    initial: Duration = timedelta(seconds=10)
-    max: Duration = timedelta(minutes=10)
-
-
-class ReconcileSection(_Section):
-    # A pass also runs at every window boundary and on reload; the periodic one
-    # notices what changed behind our back (idle exits, sessions stopped elsewhere)
-    # and costs one `query` per live session: once a minute stays far under the
-    # 10 requests/s per App ID even with hundreds of live sessions.
-    resync_interval: Duration = timedelta(seconds=60)
-    # Manifests acted on at once. The per-App-ID rate limit, not this, bounds the
-    # request rate; 16 keeps a slow answer from holding up the others.
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
-    # On SIGTERM leave recordings running (the next start adopts them): a restart
-    # or upgrade must not cut recordings. true stops every live session first.
-    stop_on_shutdown: bool = False
-    # After a recording ended abnormally (idle exit, stopped elsewhere): start again
-    # soon, but a recording that keeps dying must not hammer the API.
-    restart_backoff: RestartBackoff = RestartBackoff()
-    # A session whose token or resource ID expires before its window ends is rolled
-    # over: its successor starts this long before the expiry, on the manifest's second
-    # uid, and the predecessor stops once the successor records. 10 minutes leave room
-    # for a few retried starts and a confirming query; less than half of every token
-    # lifetime, so that a successor's own token is not already due.
-    rollover_lead: Duration = timedelta(minutes=10)
-    # There is deliberately no retry interval for permanent errors (code 2, 401,
-    # invalid appid, ...): the manifest is held as failed until its spec changes
-    # (or `apply --retry-failed`), so a bad request is never repeated.
-
-    @field_validator("resync_interval", "rollover_lead")
-    @classmethod
-    def _at_least_a_second(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("must be at least 1s")
-        return value
-
-
-class RetrySection(Backoff):
-    """How the API client retries one call after a transient failure (5xx, 429, a
-    timeout, code 65): up to `attempts` tries, waiting a random time up to `initial`,
-    doubling up to `max`, between them. Soon by default: a window's start or stop is
-    late by whatever its retries sleep, and the per-App-ID rate limiter, not the
-    backoff, keeps the load within what Agora allows."""
-
-    attempts: Annotated[int, Field(ge=1, le=20)] = 6
-    initial: Duration = timedelta(milliseconds=100)
-    max: Duration = timedelta(seconds=4)
-    # One call, its attempts and the waits between them, ends within this (a wait for
-    # a rate-limit slot comes on top): a server that drips its answers cannot hold a
-    # call for attempts x the 30 s per-attempt deadline.
-    total: Duration = timedelta(seconds=60)
-
-    @field_validator("total")
-    @classmethod
-    def _total_positive(cls, value: timedelta) -> timedelta:
-        return _positive(value)
-
-
-class ShutdownSection(_Section):
-    # SIGTERM waits this long for API calls in flight, so their outcome is stored;
-    # below systemd's TimeoutStopSec (90 s by default).
-    drain_timeout: Duration = timedelta(seconds=30)
-
-    @field_validator("drain_timeout")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        return _positive(value)
-
-
-def _default_replica_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class ReplicaSection(_Section):
-    """Several replicas on one PostgreSQL store (ignored with SQLite)."""
-
-    # How this replica is shown in `status` and in the store's owner records.
-    # Default: host name and pid.
-    name: Annotated[str, Field(min_length=1, max_length=200)] = Field(
-        default_factory=_default_replica_name
-    )
-    # How often a replica claims App IDs that nobody owns, balances its share and
-    # checks that its locks still stand: a takeover after a replica died takes at
-    # most this long (plus one query per live session of the App ID).
-    claim_interval: Duration = timedelta(seconds=5)
-
-    @field_validator("claim_interval")
-    @classmethod
-    def _sensible_interval(cls, value: timedelta) -> timedelta:
-        if not timedelta(seconds=1) <= value <= timedelta(seconds=60):
-            raise ValueError("must be between 1s and 60s")
-        return value
-
-
 class Config(BaseModel):
     """The whole configuration. Frozen; build it with `load_config`."""
 
@@ -462,6 +158,7 @@ class Config(BaseModel):
     manifests: ManifestsSection = ManifestsSection()
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
+    notifications: NotificationsSection = NotificationsSection()
     reconcile: ReconcileSection = ReconcileSection()
     retry: RetrySection = RetrySection()
     shutdown: ShutdownSection = ShutdownSection()
@@ -491,6 +188,20 @@ class Config(BaseModel):
         rules.raise_if_any()
         return self
 
+    @model_validator(mode="after")
+    def _one_listener_per_port(self) -> Self:
+        """The notification receiver and the metrics endpoint are two listeners: they
+        cannot bind one port (the second bind fails only when the daemon starts)."""
+        if self.notifications.shares_port_with(self.metrics):
+            rules = Rules()
+            rules.add(
+                ("notifications", "address"),
+                "must not listen where metrics.address does: two listeners cannot share a "
+                "port; choose another port",
+            )
+            rules.raise_if_any()
+        return self
+
     @property
     def file(self) -> Path | None:
         """The file this configuration was read from (None: defaults and environment)."""
@@ -505,17 +216,24 @@ class Config(BaseModel):
             where = f" in {self._file}" if self._file else ""
             raise ConfigError(f"no App ID profile {app_name!r}{where} (known: {known})") from None
 
-    def literal_secrets(self) -> list[str]:
-        """Fields holding a secret written in the file itself (allowed, but a warning)."""
-        return [
-            f"apps.{name}.{key}"
+    def secret_refs(self) -> list[tuple[str, SecretRef]]:
+        """Every secret reference of the config by its dotted key: each profile's, then
+        the notification secret's."""
+        refs = [
+            (f"apps.{name}.{key}", ref)
             for name, profile in self.apps.items()
             for key, ref in profile.secret_refs()
-            if isinstance(ref, LiteralSecret)
         ]
+        if self.notifications.secret is not None:
+            refs.append(("notifications.secret", self.notifications.secret))
+        return refs
+
+    def literal_secrets(self) -> list[str]:
+        """Fields holding a secret written in the file itself (allowed, but a warning)."""
+        return [key for key, ref in self.secret_refs() if isinstance(ref, LiteralSecret)]
 
 
-def _resolve_profile_secret(
+def _resolve_config_secret(
     key: str, ref: SecretRef, environ: Mapping[str, str] | None, credentials_dir: str | None
 ) -> str:
     env = dict(os.environ if environ is None else environ)
@@ -534,10 +252,8 @@ def resolve_credentials(
     """(customer ID, customer secret) of a profile, read now. Raises SecretError naming
     the field and the reference, never a value."""
     return (
-        _resolve_profile_secret("customerId", profile.customer_id, environ, credentials_dir),
-        _resolve_profile_secret(
-            "customerSecret", profile.customer_secret, environ, credentials_dir
-        ),
+        _resolve_config_secret("customerId", profile.customer_id, environ, credentials_dir),
+        _resolve_config_secret("customerSecret", profile.customer_secret, environ, credentials_dir),
     )
 
 
@@ -556,9 +272,31 @@ def resolve_app_certificate(
     ref = profile.app_certificate
     if ref is None:
         return None
-    value = _resolve_profile_secret("appCertificate", ref, environ, credentials_dir)
+    value = _resolve_config_secret("appCertificate", ref, environ, credentials_dir)
     if not value:
         raise SecretError(f"appCertificate ({ref.describe()}): is empty")
+    return value
+
+
+def resolve_notifications_secret(
+    config: Config,
+    *,
+    environ: Mapping[str, str] | None = None,
+    credentials_dir: str | None = None,
+) -> str | None:
+    """The secret Agora's notifications are signed with, read now; None when the config
+    has none (the receiver is off: a config with an address and no secret does not
+    load). Raises SecretError naming the field and the reference, never a value; an
+    empty value is refused (every body signed with an empty key would verify).
+
+    Remembered for masking (`mask_secrets`), as the credentials are."""
+    ref = config.notifications.secret
+    if ref is None:
+        return None
+    key = "notifications.secret"
+    value = _resolve_config_secret(key, ref, environ, credentials_dir)
+    if not value:
+        raise SecretError(f"{key} ({ref.describe()}): is empty")
     return value
 
 
@@ -609,14 +347,30 @@ def _camel_keys(model: type[BaseModel], data: Any) -> Any:
     return result
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def _merge(
+    base: dict[str, Any], override: dict[str, Any], loc: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The file's values with the environment's over them, section by section. A value
+    that is not a section is replaced whole: a secret reference from the environment
+    (`{"file": PATH}`) replaces the file's (`{env: NAME}`), it does not add a form."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        if (
+            isinstance(value, dict)
+            and isinstance(merged.get(key), dict)
+            and _is_section(annotation_at(Config, (*loc, key)))
+        ):
+            merged[key] = _merge(merged[key], value, (*loc, key))
         else:
             merged[key] = value
     return merged
+
+
+def _is_section(annotation: Any) -> bool:
+    """A model (`reconcile`, a profile) or a mapping of them (`apps`)."""
+    return get_origin(annotation) is dict or (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    )
 
 
 def _paths(data: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -26,7 +26,7 @@ from orchestrator.manifest.rules import Loc, did_you_mean
 from orchestrator.manifest.scalars import DURATION_RULE
 from orchestrator.secrets import SECRET_TAGS
 
-__all__ = ["Explained", "explain"]
+__all__ = ["Explained", "annotation_at", "explain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ def _field(model: type[BaseModel], key: str | int) -> FieldInfo | None:
     )
 
 
-def _node_at(root: type[BaseModel], loc: Loc) -> Any:
+def annotation_at(root: type[BaseModel], loc: Loc) -> Any:
     """The annotation at `loc` (file spelling, secret tags removed): `root` for `()`,
     the profile model for ("apps", "main") in the config, None when `loc` leaves it."""
     node: Any = root
@@ -120,7 +120,7 @@ def _keys(node: Any) -> list[str]:
 
 
 def _field_at(root: type[BaseModel], loc: Loc) -> FieldInfo | None:
-    owner = _node_at(root, loc[:-1]) if loc else None
+    owner = annotation_at(root, loc[:-1]) if loc else None
     if isinstance(owner, type) and issubclass(owner, BaseModel):
         return _field(owner, loc[-1])
     return None
@@ -166,7 +166,7 @@ def _explain(root: type[BaseModel], error: ErrorDetails, loc: Loc, raw_loc: Loc)
     annotation = info.annotation if info is not None else None
     match kind:
         case "extra_forbidden":
-            return unknown_key(last, _keys(_node_at(root, loc[:-1])))
+            return unknown_key(last, _keys(annotation_at(root, loc[:-1])))
         case "missing":
             hint = _REQUIRED_HINTS.get(last)
             return f"'{last}' is required: {hint}" if hint else f"'{last}' is required"
@@ -179,7 +179,7 @@ def _explain(root: type[BaseModel], error: ErrorDetails, loc: Loc, raw_loc: Loc)
             if get_origin(annotation) is dict:
                 profile = ", ".join(_keys(get_args(annotation)[1]))
                 return f"must be a mapping of names to mappings with keys {profile}"
-            return f"must be a mapping with keys {', '.join(_keys(_node_at(root, loc)))}"
+            return f"must be a mapping with keys {', '.join(_keys(annotation_at(root, loc)))}"
         case (
             "int_parsing"
             | "int_type"

@@ -5,9 +5,10 @@ charsets, list sizes, required-in-mode, mutual exclusions), so that the loader,
 `validate`, `plan` and the daemon all share one definition of "valid". YAML keys
 are camelCase (the aliases); Python attributes are snake_case. The scalar values
 (uids, durations, words for codes, ...) are `scalars`' types; how a broken rule
-becomes an error is `rules`'; this module holds the sections (the outputs:
-`outputs`; their common base: `section`), the rules between their fields, and
-`Manifest` itself.
+becomes an error is `rules`'; the sections are `media`'s (recording, transcoding,
+layout) and `outputs`' (files, snapshots, storage), on `section`'s common base. This
+module holds the schedule's sections, the rules between sections, and `Manifest`
+itself; every section is importable from here.
 
 Rules that involve several fields are collected per model and raised as one
 `manifest_rules` error whose context lists every violation with its own
@@ -37,6 +38,16 @@ from pydantic_core import PydanticCustomError
 
 from orchestrator import contract
 from orchestrator.contract import Mode
+from orchestrator.manifest.media import (
+    Decryption,
+    Layout,
+    Recording,
+    Region,
+    Subscription,
+    Transcoding,
+    too_many_uids,
+    uid_group_for,
+)
 from orchestrator.manifest.outputs import AliyunVod, RecordingFiles, Snapshots, Storage, VideoData
 from orchestrator.manifest.rules import (
     Loc,
@@ -51,30 +62,16 @@ from orchestrator.manifest.scalars import (
     MAX_UID,
     Always,
     AppName,
-    AudioProfile,
     Channel,
-    ChannelType,
-    Color,
-    DecryptionMode,
     Duration,
-    Fraction,
-    IdleSeconds,
     LabelKey,
-    LayoutType,
     ModeField,
     Name,
     PolicyField,
     PositiveDuration,
-    RenderMode,
     RolloverUid,
-    Streams,
-    SubscribeUid,
-    Uid,
-    UidGroup,
     UidOrAuto,
     UpdatePolicy,
-    VideoStreamType,
-    parse_color,
     parse_duration,
     parse_mode,
     show_duration,
@@ -136,197 +133,6 @@ def derive_rollover_uid(name: str, uid: int) -> int:
 def _derived(prefix: str, name: str) -> int:
     digest = hashlib.sha256(f"{prefix}{name}".encode()).digest()
     return 1 + int.from_bytes(digest[:8], "big") % MAX_UID
-
-
-# --- recording -----------------------------------------------------------------------
-
-
-class Decryption(Section):
-    """The channel's media encryption, which the recorder must match."""
-
-    mode: DecryptionMode
-    secret: SecretField | None = None
-
-    @model_validator(mode="after")
-    def _secret_matches_mode(self) -> Decryption:
-        rules = Rules()
-        if self.mode != "none" and self.secret is None:
-            rules.add(("secret",), f"required with decryption mode {self.mode}")
-        if self.mode == "none" and self.secret is not None:
-            rules.add(("secret",), "not allowed with decryption mode none; set a mode or remove it")
-        rules.raise_if_any()
-        return self
-
-
-UidList = Annotated[tuple[SubscribeUid, ...], Field(min_length=1, max_length=contract.MAX_UID_LIST)]
-
-
-class Subscription(Section):
-    """Uid lists for one direction (subscribe or unsubscribe): at most 32 per kind."""
-
-    audio: UidList | None = None
-    video: UidList | None = None
-
-    @model_validator(mode="after")
-    def _lists_are_clean(self) -> Subscription:
-        rules = Rules()
-        for kind in ("audio", "video"):
-            uids = self.kind(kind)
-            if uids is None:
-                continue
-            if contract.ALL_STREAMS in uids and len(uids) > 1:
-                rules.add((kind,), f"'{contract.ALL_STREAMS}' means every uid: list it alone")
-            seen: set[int | str] = set()
-            for index, uid in enumerate(uids):
-                if uid in seen:
-                    rules.add((kind, index), f"uid {uid} is listed twice")
-                seen.add(uid)
-        rules.raise_if_any()
-        return self
-
-    def kind(self, kind: str) -> tuple[int | str, ...] | None:
-        return self.audio if kind == "audio" else self.video
-
-
-class Recording(Section):
-    """recordingConfig: what the recorder subscribes to and how."""
-
-    channel_type: ChannelType = "communication"
-    streams: Streams = "audio+video"
-    decryption: Decryption | None = None
-    audio_profile: AudioProfile | None = None
-    video_stream_type: VideoStreamType | None = None
-    max_idle_time: IdleSeconds = 30
-    subscribe: Subscription | None = None
-    unsubscribe: Subscription | None = None
-    subscribe_uid_group: UidGroup | None = None
-
-    @model_validator(mode="after")
-    def _lists_fit_streams(self) -> Recording:
-        rules = Rules()
-        for kind in ("audio", "video"):
-            sub = self.subscribe.kind(kind) if self.subscribe else None
-            unsub = self.unsubscribe.kind(kind) if self.unsubscribe else None
-            if sub is not None and unsub is not None:
-                rules.add(
-                    ("unsubscribe", kind),
-                    f"{kind}: use either a subscribe or an unsubscribe list, not both",
-                )
-            if unsub is not None and contract.ALL_STREAMS in unsub:
-                rules.add(
-                    ("unsubscribe", kind), f"'{contract.ALL_STREAMS}' belongs in a subscribe list"
-                )
-            if (sub is not None or unsub is not None) and kind not in self.recorded_kinds:
-                where = "subscribe" if sub is not None else "unsubscribe"
-                rules.add(
-                    (where, kind),
-                    f"streams is {self.streams}: no {kind} list is allowed "
-                    f"(use streams: audio+video to record {kind})",
-                )
-        count = self.subscribed_uid_count
-        if count is not None and self.subscribe_uid_group is not None:
-            expected = _uid_group_for(count)
-            if expected != self.subscribe_uid_group:
-                rules.add(
-                    ("subscribeUidGroup",),
-                    f"the subscribe lists name {count} uids, so the group is "
-                    f"{expected or 'beyond 13-17'}, not {self.subscribe_uid_group}",
-                )
-        rules.raise_if_any()
-        return self
-
-    @property
-    def recorded_kinds(self) -> tuple[str, ...]:
-        return ("audio", "video") if self.streams == "audio+video" else (self.streams,)
-
-    @property
-    def subscribed_uid_count(self) -> int | None:
-        """How many uids the lists subscribe to, when the lists make that certain.
-
-        Certain means: at least one subscribe list, no `#allstream#` and no
-        unsubscribe list. (A kind without a list is then not subscribed at all.)
-        """
-        if self.subscribe is None or self.unsubscribe is not None:
-            return None
-        uids: set[int | str] = set()
-        for kind in self.recorded_kinds:
-            uids.update(self.subscribe.kind(kind) or ())
-        if not uids or contract.ALL_STREAMS in uids:
-            return None
-        return len(uids)
-
-
-def _uid_group_for(count: int) -> str | None:
-    for word, (low, high) in contract.UID_GROUP_RANGES.items():
-        if low <= count <= high:
-            return word
-    return None
-
-
-# --- transcoding and layout ------------------------------------------------------------
-
-
-class Transcoding(Section):
-    """transcodingConfig (mix only): all four are required once the section is written."""
-
-    width: Annotated[int, Field(ge=1, le=contract.MAX_SIDE)]
-    height: Annotated[int, Field(ge=1, le=contract.MAX_SIDE)]
-    fps: Annotated[int, Field(ge=1)]
-    bitrate: Annotated[int, Field(ge=1)]
-
-    @model_validator(mode="after")
-    def _area(self) -> Transcoding:
-        if self.width * self.height > contract.MAX_PIXELS:
-            rules = Rules()
-            rules.add(
-                ("height",),
-                f"{self.width}x{self.height} is more than 1920x1080 pixels; "
-                f"width times height must be at most {contract.MAX_PIXELS}",
-            )
-            rules.raise_if_any()
-        return self
-
-
-class Region(Section):
-    """One region of a custom layout; x, y, width, height are fractions of the canvas."""
-
-    uid: Uid | None = None
-    x: Fraction
-    y: Fraction
-    width: Fraction
-    height: Fraction
-    alpha: Fraction | None = None
-    render_mode: RenderMode | None = None
-
-
-class Layout(Section):
-    """The mixed video layout (mix only); `updateLayout` can change all of it live."""
-
-    type: LayoutType = "floating"
-    background: Color | None = None
-    max_resolution_uid: Uid | None = None
-    regions: Annotated[tuple[Region, ...], Field(max_length=contract.MAX_LAYOUT_REGIONS)] | None = (
-        None
-    )
-
-    @field_validator("background", mode="before")
-    @classmethod
-    def _background_written(cls, value: Any) -> Any:
-        return parse_color(value)
-
-    @model_validator(mode="after")
-    def _fits_type(self) -> Layout:
-        rules = Rules()
-        if self.type == "custom" and not self.regions:
-            rules.add(
-                ("regions",), f"a custom layout needs 1 to {contract.MAX_LAYOUT_REGIONS} regions"
-            )
-        if self.type != "custom" and self.regions is not None:
-            rules.add(("regions",), f"regions are only for type custom (type is {self.type})")
-        if self.type != "vertical" and self.max_resolution_uid is not None:
-            rules.add(("maxResolutionUid",), f"only for type vertical (type is {self.type})")
-        rules.raise_if_any()
-        return self
 
 
 # --- schedule ------------------------------------------------------------------------
@@ -550,14 +356,14 @@ class Manifest(Section):
                 _file_type_rules(rules, self.mode, self.recording_files.file_types)
             if self.subscribe_uid_group is None:
                 why = (
-                    f"the subscribe lists name {rec.subscribed_uid_count} uids, more than 17"
+                    too_many_uids(rec.subscribed_uid_count)
                     if rec.subscribed_uid_count
                     else "it cannot be derived unless subscribe lists name every uid"
                 )
                 rules.add(
                     ("recording", "subscribeUidGroup"),
                     "required in individual mode: the expected peak number of subscribed "
-                    f"uids, one of 1-2, 3-7, 8-12, 13-17 (codes 0-3); {why}",
+                    f"uids, one of {_UID_GROUPS}; {why}",
                 )
         if self.snapshots is not None:
             if rec.streams == "audio":
@@ -621,7 +427,7 @@ class Manifest(Section):
         if rec.subscribe_uid_group is not None:
             return rec.subscribe_uid_group
         if self.mode is Mode.INDIVIDUAL and rec.subscribed_uid_count is not None:
-            return _uid_group_for(rec.subscribed_uid_count)
+            return uid_group_for(rec.subscribed_uid_count)
         return None
 
     def secret_refs(self) -> Iterator[tuple[str, SecretRef]]:
@@ -708,6 +514,12 @@ def _snake(camel: str) -> str:
 
 
 _ZERO = timedelta(0)
+
+# "1-2, 3-7, 8-12, 13-17 (codes 0-3)": the reference's table, in its order
+_UID_GROUPS = (
+    f"{', '.join(contract.UID_GROUPS)} "
+    f"(codes {min(contract.UID_GROUPS.values())}-{max(contract.UID_GROUPS.values())})"
+)
 
 
 # YAML key -> attribute, computed once (validation of many manifests calls these)

@@ -16,7 +16,10 @@ from tests.e2e.conftest import CliEnv
 
 pytestmark = pytest.mark.e2e
 
-RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff, rolloverLead"
+RECONCILE_KEYS = (
+    "resyncInterval, concurrency, stopOnShutdown, restartBackoff, rolloverLead, queryShare, "
+    "failoverGrace"
+)
 
 
 def as_yaml(env: CliEnv) -> list[str]:

@@ -5,7 +5,8 @@ Covers:
 - defaults (with and without a file, systemd's STATE_DIRECTORY);
 - relative paths resolve against the config file's directory, not the working one;
 - ORCHESTRATOR_* environment overrides (nested with `__`), and that they win
-  over the file; only prefixed variables are read; `environ=` replaces os.environ;
+  over the file (a secret reference whole, whatever its form); only prefixed
+  variables are read; `environ=` replaces os.environ;
 - errors name file, line, column and field (or the environment variable), and say
   what is wrong and what would be valid as manifest errors do: an unknown key with
   the closest valid key and all of them, a wrong choice with the allowed values and
@@ -233,6 +234,11 @@ def test_state_url(tmp_path: Path, url: str, expected: str) -> None:
             lambda c: (sorted(c.apps), c.apps["backup"].customer_secret),
             (["backup", "main"], EnvSecret(env="B_SECRET")),
         ),
+        (  # a secret reference replaces the file's whole: one form, not two
+            {"ORCHESTRATOR_APPS__MAIN__CUSTOMER_SECRET": '{"credential": "agora-secret"}'},
+            lambda c: c.apps["main"].customer_secret,
+            CredentialSecret(credential="agora-secret"),
+        ),
     ],
 )
 def test_environment_overrides(
@@ -259,7 +265,7 @@ def test_environ_argument_replaces_the_process_environment(
 
 
 def test_only_prefixed_variables_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("STATE", "LOGGING", "APPS", "METRICS", "LEVEL", "URL"):
+    for name in ("STATE", "LOGGING", "APPS", "METRICS", "NOTIFICATIONS", "LEVEL", "URL"):
         monkeypatch.setenv(name, "not-for-us")
     config = load_config(write(tmp_path, ""))
     assert config.logging.level == "info"
@@ -306,8 +312,13 @@ def test_positioned_errors(tmp_path: Path, text: str, expected: str) -> None:
 
 
 # The keys each place allows, in the file's spelling and the model's order.
-TOP_KEYS = "apps, state, manifests, logging, metrics, reconcile, retry, shutdown, replica"
-RECONCILE_KEYS = "resyncInterval, concurrency, stopOnShutdown, restartBackoff, rolloverLead"
+TOP_KEYS = (
+    "apps, state, manifests, logging, metrics, notifications, reconcile, retry, shutdown, replica"
+)
+RECONCILE_KEYS = (
+    "resyncInterval, concurrency, stopOnShutdown, restartBackoff, rolloverLead, queryShare, "
+    "failoverGrace"
+)
 PROFILE_KEYS = (
     "appId, customerId, customerSecret, appCertificate, tokenLifetime, baseUrl, rateLimit"
 )
