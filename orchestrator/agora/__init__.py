@@ -24,10 +24,18 @@ from orchestrator.agora.errors import (
     StopAlreadyEndedError,
     error_from_response,
 )
-from orchestrator.agora.pacing import RateLimiter, RetryPolicy
+from orchestrator.agora.pacing import (
+    DEFAULT_QUERY_SHARE,
+    RateLimiter,
+    RetryPolicy,
+    query_cycle_seconds,
+    query_slots,
+    query_spacing,
+)
 from orchestrator.agora.wire import QueryResponse, StopResponse
 
 __all__ = [
+    "DEFAULT_QUERY_SHARE",
     "AgoraClient",
     "AgoraError",
     "AlreadyStartedError",
@@ -49,4 +57,7 @@ __all__ = [
     "StopAlreadyEndedError",
     "StopResponse",
     "error_from_response",
+    "query_cycle_seconds",
+    "query_slots",
+    "query_spacing",
 ]

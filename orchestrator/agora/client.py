@@ -179,6 +179,9 @@ class _Call:
     uid: str | None = None
     resource_id: str | None = None
     sid: str | None = None
+    # A query takes a query slot of the rate limiter (after every waiting mutating
+    # call, within the query share); every other endpoint a mutating one.
+    query: bool = False
 
 
 class AgoraClient(AsyncClosing):
@@ -317,6 +320,7 @@ class AgoraClient(AsyncClosing):
         A query sends no body, so `channel` and `uid` are only for its `api.call`
         events: the caller that knows the session names it there."""
         call = self._sid_call("query", "GET", app_id, resource_id, sid, mode, None)
+        call.query = True
         call.channel = channel
         call.uid = None if uid is None else str(uid)  # as the other endpoints log it
         data, _ = await self._call(call)
@@ -432,7 +436,7 @@ class AgoraClient(AsyncClosing):
             # The slot covers exactly the request: it leaves the window one window
             # after the answer arrived, or after the attempt was abandoned at its
             # deadline (see RateLimiter).
-            async with self._limiter.slot(call.app_id):
+            async with self._limiter.slot(call.app_id, query=call.query):
                 started = time.monotonic()
                 try:
                     # `request` reads the whole body before it returns: the deadline
