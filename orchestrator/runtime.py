@@ -18,7 +18,8 @@ This module must never plan or decide anything: it only builds and closes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,11 +34,19 @@ from orchestrator.agora.client import (
     RetryPolicy,
 )
 from orchestrator.agora.minter import TokenMinter
+from orchestrator.agora.pacing import query_cycle_seconds
 from orchestrator.config import Config, resolve_app_certificate, resolve_credentials
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
 from orchestrator.secrets import SecretError, resolve_secret
-from orchestrator.state import Ownership, Store, StoreError, opened_store, ownership_for
+from orchestrator.state import (
+    Ownership,
+    SessionRecord,
+    Store,
+    StoreError,
+    opened_store,
+    ownership_for,
+)
 from orchestrator.state.lock import lock_path_for
 from orchestrator.state.store import sqlite_path_from_url
 
@@ -113,15 +122,71 @@ def retry_policy(config: Config) -> RetryPolicy:
     )
 
 
-def build_limiters(config: Config, hooks: Hooks | None = None) -> dict[str, RateLimiter]:
-    """One limiter per App ID; profiles sharing an App ID share it (the lowest rate wins)."""
+def app_rates(config: Config) -> dict[str, int]:
+    """Each App ID's rate limit; profiles sharing an App ID share it (the lowest wins)."""
     rates: dict[str, int] = {}
     for profile in config.apps.values():
         rates[profile.app_id] = min(
             rates.get(profile.app_id, profile.rate_limit), profile.rate_limit
         )
+    return rates
+
+
+@dataclass(frozen=True)
+class QueryBudgetLine:
+    """One App ID's resync: how long one round of queries over its live sessions takes
+    at `share` of its `rate` (`status`; the daemon's metric is the same figure)."""
+
+    app_id: str
+    live: int
+    rate: int
+    share: float
+    cycle_s: float
+    resync_s: float
+
+    @property
+    def too_long(self) -> bool:
+        return self.cycle_s > self.resync_s
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "app_id": self.app_id,
+            "live": self.live,
+            "rate": self.rate,
+            "share": self.share,
+            "cycle_seconds": round(self.cycle_s, 3),
+            "resync_seconds": self.resync_s,
+            "too_long": self.too_long,
+        }
+
+
+def query_budget(config: Config, live: Sequence[SessionRecord]) -> list[QueryBudgetLine]:
+    """Each App ID's query cycle with these live sessions, in App ID order."""
+    share = config.reconcile.query_share
+    resync = config.reconcile.resync_interval.total_seconds()
+    counts = Counter(s.app_id for s in live)
+    return [
+        QueryBudgetLine(
+            app_id,
+            counts[app_id],
+            rate,
+            share,
+            query_cycle_seconds(counts[app_id], rate, share),
+            resync,
+        )
+        for app_id, rate in sorted(app_rates(config).items())
+    ]
+
+
+def build_limiters(config: Config, hooks: Hooks | None = None) -> dict[str, RateLimiter]:
+    """One limiter per App ID; profiles sharing an App ID share it (the lowest rate wins)."""
+    rates = app_rates(config)
     on_wait = hooks.on_wait if hooks else None
-    return {app_id: RateLimiter(rate, on_wait=on_wait) for app_id, rate in rates.items()}
+    share = config.reconcile.query_share
+    return {
+        app_id: RateLimiter(rate, query_share=share, on_wait=on_wait)
+        for app_id, rate in rates.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -216,6 +281,7 @@ async def open_runtime(
             concurrency=config.reconcile.concurrency,
             minters=built.minters,
             on_rollover=None if hooks is None else hooks.on_rollover,
+            failover_grace=config.reconcile.failover_grace,
         )
         ownership = ownership_for(store, config.replica.name)
         try:

@@ -152,7 +152,7 @@ class Meaning:
 
 def meaning(notification: Notification) -> Meaning:
     """What `notification` means for its session: an exit (11, 41, a fatal 1), a
-    failover (12), a file list (4, 31), or nothing to act on."""
+    failover (12), a file list (4, 31, 32), or nothing to act on."""
     details = notification.payload.details
     kind = notification.eventType
     if notification.productId != CLOUD_RECORDING:
@@ -179,7 +179,7 @@ def meaning(notification: Notification) -> Meaning:
             "session_failover",
             new_uid=None if new_uid is None else str(new_uid),
         )
-    if kind in (EventType.CLOUD_RECORDING_FILE_INFOS, EventType.UPLOADED):
+    if kind in (EventType.CLOUD_RECORDING_FILE_INFOS, EventType.UPLOADED, EventType.BACKUPED):
         files = details.get("fileList")
         if files is not None:
             return Meaning(Effect.FILES, event_name(kind), file_list=files)

@@ -33,6 +33,7 @@ from orchestrator.cli.options import FORMAT, as_of, at_option, sources
 
 if TYPE_CHECKING:
     from orchestrator.reconcile.overview import Overview, RecordingStatus
+    from orchestrator.runtime import QueryBudgetLine
     from orchestrator.state import AppOwner, SessionRecord
 
 
@@ -71,7 +72,7 @@ async def _status(
     from orchestrator.reconcile.overview import overview
     from orchestrator.reconcile.plan import plan
     from orchestrator.reconcile.reconciler import observe, untracked
-    from orchestrator.runtime import plan_policy
+    from orchestrator.runtime import plan_policy, query_budget
     from orchestrator.state import session_summary
 
     ctx = load_context(config_path, manifests_dir, state_url)
@@ -92,6 +93,7 @@ async def _status(
         untracked=unknown,
     )
     live = list(actual.live)
+    budget = query_budget(ctx.config, live)
     states = actual.manifest_states
     failures = {name: s.failure_reason for name, s in sorted(states.items()) if s.failed_spec_hash}
     if fmt == "json":
@@ -102,6 +104,7 @@ async def _status(
             "history": [session_summary(s) for s in history],
             "failed": failures,
             "untracked": [session_summary(s) for s in unknown],
+            "query_budget": [b.as_dict() for b in budget],
             "owners": [
                 {
                     "app_id": o.app_id,
@@ -119,7 +122,8 @@ async def _status(
             [
                 *_overview_text(view),
                 *_owners_text(owners),
-                *_status_text(live, history, failures, unknown),
+                *_budget_text(budget),
+                *_status_text(live, history, failures, now, unknown),
             ]
         )
     )
@@ -209,6 +213,21 @@ def _short(value: str | None) -> str:
     return value if len(value) <= 12 else f"{value[:8]}…"
 
 
+def _budget_text(budget: list[QueryBudgetLine]) -> Iterator[str]:
+    """Each App ID's resync: one round of queries over its live sessions, at
+    reconcile.queryShare of its rate limit, against the resync interval."""
+    if not budget:
+        return
+    yield "Query budget (one resync round per App ID):"
+    for b in budget:
+        late = "  (longer than resyncInterval: exits are noticed late)" if b.too_long else ""
+        yield (
+            f"  {b.app_id}: {b.live} live, {b.cycle_s:.1f} s per round at {b.share:g} of "
+            f"{b.rate}/s (resync every {b.resync_s:g} s){late}"
+        )
+    yield ""
+
+
 def _owners_text(owners: list[AppOwner]) -> Iterator[str]:
     """Replicas on PostgreSQL: who owns which App ID, and since when."""
     if not owners:
@@ -227,6 +246,7 @@ def _status_text(
     live: list[SessionRecord],
     history: list[SessionRecord],
     failures: dict[str, str | None],
+    now: datetime,
     unknown: tuple[SessionRecord, ...] = (),
 ) -> Iterator[str]:
     yield f"Live sessions ({len(live)}):"
@@ -243,6 +263,12 @@ def _status_text(
         expiries = _expiries(s)
         if expiries:
             yield f"      {expiries}"
+        if s.failover_at is not None:
+            uid = f", recorder now uid {s.failover_uid}" if s.failover_uid else ""
+            yield f"      Agora failover at {s.failover_at.isoformat()}{uid}"
+        files = _files(s.file_list)
+        if files:
+            yield f"      files: {files}"
         if s.error:
             yield f"      last error: {s.error}"
     yield ""
@@ -256,6 +282,11 @@ def _status_text(
             f"  #{s.id} {s.manifest}: {s.phase.value} at {ended}: {s.end_reason or '-'}{upload}"
             f"{_succeeds(s)}"
         )
+        if s.confirm_until is not None and s.confirm_until > now:
+            yield (
+                f"      end not confirmed (a 404 may be a failover): still queried until "
+                f"{s.confirm_until.isoformat()}"
+            )
         files = _files(s.file_list)
         if files:
             yield f"      files: {files}"
@@ -292,5 +323,8 @@ def _files(file_list: Any) -> str:
         return ""
     if isinstance(file_list, str):
         return file_list
-    names = [str(f.get("filename", "?")) for f in file_list if isinstance(f, dict)]
+    # `query` names a file `filename`, Agora's notifications `fileName`.
+    names = [
+        str(f.get("filename", f.get("fileName", "?"))) for f in file_list if isinstance(f, dict)
+    ]
     return ", ".join(names)

@@ -1,14 +1,16 @@
-"""The HTTP server of the metrics address: a few GET routes, with bounded connections
-and idle time, so that nothing arriving there can take what the API calls need.
+"""The daemon's small HTTP server: the metrics address's few GET routes and Agora's
+notifications (a POST route on its own address), with bounded connections, idle time
+and bodies, so that nothing arriving there can take what the API calls need.
 
 The listener shares the daemon's process, and so its file descriptors, with the API
 client and the store. Issue 17 found 1,100 idle connections to it (aiohttp then)
 holding the daemon at its 1,024-descriptor limit: aiohttp accepts every connection
 and keeps one that sends nothing for its keep-alive time, and it has no public hook
 to count or close connections, so every API call failed to connect until the
-connections went away. The routes are a few read-only GETs answered from memory, so
-the HTTP needed is small and is written here: request heads only (a request that
-announces a body is refused), HTTP/1.0 and 1.1, keep-alive, HEAD.
+connections went away. The routes are a few read-only GETs answered from memory and one POST
+whose body is small and checked at once, so the HTTP needed is small and is written
+here: HTTP/1.0 and 1.1, keep-alive, HEAD; a body only for a POST route, with a
+Content-Length of at most `max_body` bytes (no chunked bodies: 411).
 
 Bounds (`Bounds`, derived from the process's descriptor limit by `bounds_for`):
 
@@ -19,16 +21,17 @@ Bounds (`Bounds`, derived from the process's descriptor limit by `bounds_for`):
   counted, and the one it displaces closed, a few loop turns after the accept):
   about half of a 1,024 limit at the peak of a 2,000-connection flood
   (benchmarks/results-flood.md), the rest free for the API calls and the store.
-- A connection must send a whole request head within `timeout` seconds of opening
-  or of its previous answer, whatever it sends meanwhile (a client sending a byte at
-  a time gains nothing); otherwise it is closed.
-- A head is at most `MAX_HEAD` bytes.
+- A connection must send a whole request (head and body) within `timeout` seconds
+  of opening or of its previous answer, whatever it sends meanwhile (a client sending
+  a byte at a time gains nothing); otherwise it is closed.
+- A head is at most `MAX_HEAD` bytes, a body at most `max_body` (413 before any of
+  it is read).
 
 Must never: block the event loop (a route is a cheap synchronous function, answered
 in the callback that read its request), hold more than `limit` connections once a
-callback has run, keep a connection past its deadline, read a request body, or let a
-route's exception escape (a 500, logged with the exception's type only, since its
-message could quote anything).
+callback has run, keep a connection past its deadline, read a body that is too large
+or not for a POST route, or let a route's exception escape (a 500, logged with the
+exception's type only, since its message could quote anything).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ WARN_EVERY: Final = 60.0
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _VERSIONS: Final = (b"HTTP/1.1", b"HTTP/1.0")
 _METHODS: Final = ("GET", "HEAD")
+_POST: Final = ("POST",)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class Page:
 
 
 Route = Callable[[], Page]
+#: A POST route: given the request's headers (names in lower case) and its body.
+PostRoute = Callable[[Mapping[str, str], bytes], Page]
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ class _Request:
     method: str
     path: str
     keep_alive: bool
+    headers: Mapping[str, str]
+    length: int  # of its body
 
 
 def _parse(head: bytes) -> _Request:
@@ -135,20 +143,24 @@ def _parse(head: bytes) -> _Request:
         key = name.lower()
         value = value.strip()
         headers[key] = headers[key] + b"," + value if key in headers else value
-    if b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0":
-        raise _Refused(HTTPStatus.BAD_REQUEST)  # no route takes a body: never read one
+    if b"transfer-encoding" in headers:
+        raise _Refused(HTTPStatus.LENGTH_REQUIRED)  # a body is read only by its length
+    length = headers.get(b"content-length", b"0")
+    if not length.isdigit() or len(length) > 12:
+        raise _Refused(HTTPStatus.BAD_REQUEST)
     tokens = {token.strip() for token in headers.get(b"connection", b"").lower().split(b",")}
     # HTTP/1.1 keeps the connection unless told not to; HTTP/1.0 only when asked.
     keep_alive = b"close" not in tokens if version == b"HTTP/1.1" else b"keep-alive" in tokens
     path = urlsplit(target.decode("latin-1")).path
-    return _Request(method.decode("latin-1"), path, keep_alive)
+    named = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+    return _Request(method.decode("latin-1"), path, keep_alive, named, int(length))
 
 
 def _plain(status: HTTPStatus) -> Page:
     return Page(int(status), "text/plain; charset=utf-8", f"{status.phrase}\n".encode())
 
 
-def _encode(page: Page, *, keep_alive: bool, head_only: bool, allow: bool = False) -> bytes:
+def _encode(page: Page, *, keep_alive: bool, head_only: bool, allow: tuple[str, ...] = ()) -> bytes:
     lines = [
         f"HTTP/1.1 {page.status} {HTTPStatus(page.status).phrase}",
         f"Date: {formatdate(usegmt=True)}",
@@ -157,7 +169,7 @@ def _encode(page: Page, *, keep_alive: bool, head_only: bool, allow: bool = Fals
         f"Connection: {'keep-alive' if keep_alive else 'close'}",
     ]
     if allow:
-        lines.append(f"Allow: {', '.join(_METHODS)}")
+        lines.append(f"Allow: {', '.join(allow)}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head if head_only else head + page.body
 
@@ -171,6 +183,7 @@ class _Connection(asyncio.Protocol):
         self._buffer = b""
         self._deadline: asyncio.TimerHandle | None = None
         self._answered = 0
+        self._awaiting: _Request | None = None  # a POST whose body is still arriving
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -190,6 +203,16 @@ class _Connection(asyncio.Protocol):
         self._buffer += data
         answered = False
         while self._open:
+            waiting = self._awaiting
+            if waiting is not None:
+                if len(self._buffer) < waiting.length:
+                    break
+                body = self._buffer[: waiting.length]
+                self._buffer = self._buffer[waiting.length :]
+                self._awaiting = None
+                self._answer(waiting, body)
+                answered = True
+                continue
             self._buffer = self._buffer.lstrip(b"\r\n")  # CRLFs between requests are allowed
             end = _HEAD_END.search(self._buffer, 0, MAX_HEAD + 4)
             if end is None:
@@ -227,18 +250,33 @@ class _Connection(asyncio.Protocol):
         except _Refused as refused:
             self._reply(_plain(refused.status), keep=False)
             return
-        self._answered += 1
-        head_only = request.method == "HEAD"
-        if request.method not in _METHODS:
+        allowed = self._listener._methods(request.path)
+        if request.method not in allowed:
+            # Its body (if any) is not read: the connection closes after the answer.
             page = _plain(HTTPStatus.METHOD_NOT_ALLOWED)
-            self._reply(page, keep=request.keep_alive, head_only=head_only, allow=True)
+            self._answered += 1
+            keep = request.keep_alive and not request.length
+            self._reply(page, keep=keep, head_only=request.method == "HEAD", allow=allowed)
             return
-        self._reply(
-            self._listener._page(request.path), keep=request.keep_alive, head_only=head_only
-        )
+        if request.length and request.method != "POST":
+            self._reply(_plain(HTTPStatus.BAD_REQUEST), keep=False)  # a GET with a body
+            return
+        if request.length > self._listener.max_body:
+            self._listener._refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            self._reply(_plain(HTTPStatus.REQUEST_ENTITY_TOO_LARGE), keep=False)
+            return
+        if request.length:
+            self._awaiting = request
+            return
+        self._answer(request, b"")
+
+    def _answer(self, request: _Request, body: bytes) -> None:
+        self._answered += 1
+        page = self._listener._page(request, body)
+        self._reply(page, keep=request.keep_alive, head_only=request.method == "HEAD")
 
     def _reply(
-        self, page: Page, *, keep: bool, head_only: bool = False, allow: bool = False
+        self, page: Page, *, keep: bool, head_only: bool = False, allow: tuple[str, ...] = ()
     ) -> None:
         assert self._transport is not None
         self._transport.write(_encode(page, keep_alive=keep, head_only=head_only, allow=allow))
@@ -258,7 +296,7 @@ class _Connection(asyncio.Protocol):
         self._deadline = None
         # An idle keep-alive connection that was answered is a normal end; one that
         # never sent a whole request (or stopped halfway) is what the timeout is for.
-        waited = self._answered == 0 or bool(self._buffer)
+        waited = self._answered == 0 or bool(self._buffer) or self._awaiting is not None
         self.drop("timeout" if waited else None)
 
     def drop(self, reason: str | None) -> None:
@@ -274,21 +312,29 @@ class _Connection(asyncio.Protocol):
 
 
 class Listener:
-    """Serves `routes` (path -> route) on one address within `bounds`.
+    """Serves `routes` (path -> route: GET and HEAD) and `posts` (path -> POST route,
+    bodies of at most `max_body` bytes) on one address within `bounds`.
 
     `on_drop(reason)` is called for every connection the bounds close: `limit` (to
-    make room for a newer one) or `timeout` (no whole request in time).
+    make room for a newer one) or `timeout` (no whole request in time);
+    `on_refused(status)` for every request refused before its route (413).
     """
 
     def __init__(
         self,
         routes: Mapping[str, Route],
         *,
+        posts: Mapping[str, PostRoute] | None = None,
+        max_body: int = 0,
         bounds: Bounds | None = None,
         on_drop: Callable[[str], None] | None = None,
+        on_refused: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._routes = dict(routes)
+        self._on_refused = on_refused
+        self._posts = dict(posts or {})
+        self.max_body = max_body
         self.bounds = bounds or bounds_for()
         self._on_drop = on_drop
         self._clock = clock
@@ -328,15 +374,26 @@ class Listener:
 
     # -- called by the connections ----------------------------------------------------
 
-    def _page(self, path: str) -> Page:
-        route = self._routes.get(path)
-        if route is None:
-            return _plain(HTTPStatus.NOT_FOUND)
+    def _methods(self, path: str) -> tuple[str, ...]:
+        """The methods `path` answers (an unknown path: GET's, answered 404)."""
+        return _POST if path in self._posts else _METHODS
+
+    def _page(self, request: _Request, body: bytes) -> Page:
+        path = request.path
         try:
-            return route()
+            post = self._posts.get(path)
+            if post is not None:
+                return post(request.headers, body)
+            route = self._routes.get(path)
+            return _plain(HTTPStatus.NOT_FOUND) if route is None else route()
         except Exception as exc:
-            log.warning("metrics.route_failed", path=path, error=type(exc).__name__)
+            log.warning("listener.route_failed", path=path, error=type(exc).__name__)
             return _plain(HTTPStatus.INTERNAL_SERVER_ERROR)
+
+    def _refused(self, status: int) -> None:
+        """A request refused before any route saw it (a body over `max_body`)."""
+        if self._on_refused is not None:
+            self._on_refused(status)
 
     def _opened(self, connection: _Connection) -> None:
         self._connections[connection] = None

@@ -56,7 +56,7 @@ class ReadinessReport:
 Readiness = Callable[[], ReadinessReport]
 
 PHASES: Final = ("acquiring", "starting", "running", "updating", "stopping", "unmanageable")
-TRIGGERS: Final = ("start", "boundary", "resync", "reload", "backoff", "takeover")
+TRIGGERS: Final = ("start", "boundary", "resync", "reload", "backoff", "takeover", "notice")
 HELD_REASONS: Final = ("failed", "unmanageable", "backoff", "missed", "deferred", "kept")
 # Why a wanted recording is not recording (orchestrator.reconcile.overview.Reason).
 NOT_RECORDING_REASONS: Final = ("starting", "failing", "backoff", "held", "unmanageable")
@@ -269,6 +269,27 @@ class Metrics:
             buckets=OVERLAP_BUCKETS,
             registry=reg,
         )
+        self._notifications = Counter(
+            "orchestrator_notifications",
+            "Agora notifications (NCS) received, by event type and outcome: kept, "
+            "duplicate (a resend), unknown_session, bad_signature, bad_body, too_large, "
+            "store_failed.",
+            ["event", "outcome"],
+            registry=reg,
+        )
+        self._notices_acted = Counter(
+            "orchestrator_notifications_acted",
+            "Kept notifications acted on by this replica's passes.",
+            registry=reg,
+        )
+        self._query_cycle = Gauge(
+            "orchestrator_query_cycle_seconds",
+            "How long one round of resync queries over an App ID's live sessions takes "
+            "at reconcile.queryShare of its rate limit (above the resync interval: exits "
+            "are noticed later than it says).",
+            ["app_id"],
+            registry=reg,
+        )
         build_info = Gauge(
             "orchestrator_build_info",
             "Always 1; the version is the label.",
@@ -382,6 +403,16 @@ class Metrics:
 
     def observe_reload(self, ok: bool) -> None:
         self._reloads.labels(outcome=_outcome(ok)).inc()
+
+    # -------------------------------------------------------------- notifications
+    def observe_notification(self, event: str, outcome: str) -> None:
+        self._notifications.labels(event=event, outcome=outcome).inc()
+
+    def observe_notices_acted(self, count: int) -> None:
+        self._notices_acted.inc(count)
+
+    def set_query_cycle(self, app_id: str, seconds: float) -> None:
+        self._query_cycle.labels(app_id=app_id).set(seconds)
 
     # -------------------------------------------------------------- the listener
     def set_listener_connections(self, count: int) -> None:

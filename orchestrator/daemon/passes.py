@@ -9,7 +9,8 @@ again as soon as they finish, so no boundary waits behind another manifest's
 calls. Triggers: `start` (the first pass, which queries every live session and so
 adopts what a previous run left running; READY waits for its actions),
 `boundary`, `backoff`, `resync` (queries live sessions in the background, then
-plans with the answers), `reload` and `takeover`.
+plans with the answers), `reload`, `takeover` and `notice` (Agora's notifications
+were kept: every pass first acts on those of the App IDs it owns).
 
 The one owner of the pending triggers and reload, the manifests left for when
 their actions finish, and what the last resync could not query. Every task it
@@ -24,10 +25,12 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
+from orchestrator.daemon.budget import QueryBudget
 from orchestrator.daemon.health import Health
 from orchestrator.daemon.metrics import Metrics
 from orchestrator.daemon.reload import Reloader
@@ -43,9 +46,11 @@ from orchestrator.state import SessionNotFoundError, SessionRecord, StoreError
 log = structlog.get_logger("orchestrator.daemon")
 
 # A pass requested for several reasons at once is labelled by the first of these.
-_TRIGGER_ORDER = ("start", "takeover", "reload", "boundary", "backoff", "resync")
+_TRIGGER_ORDER = ("start", "takeover", "reload", "notice", "boundary", "backoff", "resync")
 
 ACTIONS = "actions"  # the task kind of one manifest's actions
+#: How long notifications acted on are kept (a resend within it is recognised).
+NOTICES_KEPT = timedelta(days=1)
 
 
 class Passes:
@@ -61,8 +66,10 @@ class Passes:
         describe_owner: Callable[[], str],
         metrics: Metrics | None = None,
         on_reloaded: Callable[[str, bool], None] | None = None,
+        budget: QueryBudget | None = None,
     ) -> None:
         self._rt = runtime
+        self._pacer = budget
         self._tasks = tasks
         self._reloader = reloader
         self._timers = timers
@@ -178,8 +185,11 @@ class Passes:
                     "it was written back from the daemon's open copy, nothing was lost",
                 )
             await self._reloader.remember()
+            await self._act_on_notices(owned)
             if refresh:
-                live = self._mine(await self._rt.store.live_sessions(), owned)
+                store = self._rt.store
+                live = self._mine(await store.live_sessions(), owned)
+                live += self._mine(await store.unconfirmed_sessions(), owned)
                 self._query_problems = tuple(await self._rt.executor.refresh(live))
             the_plan, actual = await plan_once(
                 self._reloader.desired, self._rt.store, now, self._rt.policy, apps=owned
@@ -300,17 +310,34 @@ class Passes:
             untracked=untracked(actual.latest_ended, actual.live),
         )
 
+    async def _act_on_notices(self, owned: frozenset[str] | None) -> None:
+        """Act on the notifications kept for this replica's App IDs; one whose session
+        an action is changing waits for that action to finish (then a pass runs)."""
+        acted, waiting = await self._rt.executor.act_on_notices(owned)
+        if acted and self._metrics is not None:
+            self._metrics.observe_notices_acted(acted)
+        for name in waiting:
+            if self._tasks.running(ACTIONS, name):
+                self._deferred.setdefault(name, "notice")
+            else:  # its intent is a killed process's: the pass resumes it, then again
+                self._timers.retry_at(self._rt.clock() + self._rt.policy.restart_backoff_initial)
+
     async def _refresh(self, trigger: str, apps: frozenset[str] | None) -> None:
         """Query every live session not being acted on (a resync; `apps`: of these App
         IDs only), then plan with what the answers say; runs beside passes, so
         boundaries never wait for queries."""
         try:
-            live = self._mine(await self._rt.store.live_sessions(), self._owned())
+            store = self._rt.store
+            owned = self._owned()
+            live = self._mine(await store.live_sessions(), owned)
+            live += self._mine(await store.unconfirmed_sessions(), owned)
             if apps is not None:
                 live = [s for s in live if s.app_id in apps]
             busy = self.busy()
             idle = [s for s in live if s.manifest not in busy]
-            self._query_problems = tuple(await self._rt.executor.refresh(idle))
+            pace = self._pacer.pace(idle) if self._pacer is not None else None
+            self._query_problems = tuple(await self._rt.executor.refresh(idle, pace=pace))
+            await store.prune_notices(self._rt.clock() - NOTICES_KEPT)
         except StoreError as exc:
             self._health.store_failed()
             log.error("reconcile.refresh_failed", trigger=trigger, error=str(exc))

@@ -2,10 +2,11 @@
 
 `systemctl reload` re-reads the config file (and the environment) along with the
 manifests. Keys the daemon can take on live are taken: `logging.*`,
-`manifests.*`, `reconcile.*` but `concurrency` (the resync interval, the restart
-backoff, stop on shutdown), and `shutdown.*`. Every other key (`apps.*`: App IDs,
-credentials, endpoints, rate limits; `state.*`; `metrics.*`; `retry.*`;
-`replica.*`; `reconcile.concurrency`) needs a restart: a change to one is named in
+`manifests.*`, `reconcile.*` but `concurrency`, `queryShare` and `failoverGrace`
+(the resync interval, the restart backoff, stop on shutdown), and `shutdown.*`.
+Every other key (`apps.*`: App IDs, credentials, endpoints, rate limits; `state.*`;
+`metrics.*`; `notifications.*`; `retry.*`; `replica.*`; those three of `reconcile`)
+needs a restart: a change to one is named in
 a warning and the running value is kept. A config that does not load is one error
 in the log, and the running config is kept whole.
 
@@ -26,7 +27,9 @@ from orchestrator.secrets import CredentialSecret, EnvSecret, FileSecret, Litera
 #: Sections whose every key the daemon takes on live.
 LIVE_SECTIONS = ("logging", "manifests", "shutdown", "reconcile")
 #: Keys of a live section that still need a restart (dotted, as the file spells them).
-RESTART_KEYS = frozenset({"reconcile.concurrency"})
+RESTART_KEYS = frozenset(
+    {"reconcile.concurrency", "reconcile.queryShare", "reconcile.failoverGrace"}
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,11 @@ def reconfigure(running: Config, loaded: Config) -> Reconfiguration:
         "manifests": loaded.manifests,
         "shutdown": loaded.shutdown,
         "reconcile": loaded.reconcile.model_copy(
-            update={"concurrency": running.reconcile.concurrency}
+            update={
+                "concurrency": running.reconcile.concurrency,
+                "query_share": running.reconcile.query_share,
+                "failover_grace": running.reconcile.failover_grace,
+            }
         ),
     }
     return Reconfiguration(running.model_copy(update=update), tuple(live), tuple(waiting))

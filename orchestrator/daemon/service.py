@@ -12,7 +12,11 @@ split so that each reads on its own:
   each manifest's actions going;
 - `timers.Timers`: window boundaries, backoffs and the resync (APScheduler);
 - `ownership.Ownership`: the App IDs a replica acts on (PostgreSQL replicas);
-- `health.Health`: readiness, the STATUS= line and the metrics of each pass.
+- `health.Health`: readiness, the STATUS= line and the metrics of each pass;
+- `receiver.NoticeReceiver`: Agora's notifications (`notifications.address`), kept
+  in the store; the owner of their App ID acts on them in its next pass, woken at
+  once in this process or, from another replica, by PostgreSQL's NOTIFY;
+- `budget.QueryBudget`: the resync's queries spread within `reconcile.queryShare`.
 
 This module composes them and runs the life cycle: start-up (the store's lock is
 already held; the first reload and the first pass, which queries every live
@@ -35,29 +39,37 @@ from pathlib import Path
 
 import structlog
 
-from orchestrator.config import ConfigError, load_config
+from orchestrator.config import ConfigError, load_config, resolve_notifications_secret
+from orchestrator.daemon.budget import QueryBudget
 from orchestrator.daemon.gcpolicy import GC_POLICY
 from orchestrator.daemon.health import Health
 from orchestrator.daemon.metrics import HealthServer, Metrics, ReadinessReport
 from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.ownership import Ownership
 from orchestrator.daemon.passes import Passes
+from orchestrator.daemon.receiver import NoticeReceiver
 from orchestrator.daemon.reconfigure import Reconfiguration, reconfigure
 from orchestrator.daemon.reload import Reloader
 from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
 from orchestrator.daemon.watch import ManifestWatcher
+from orchestrator.errors import OrchestratorError
 from orchestrator.logging import configure_logging
 from orchestrator.reconcile.plan import Plan, plan_shutdown
 from orchestrator.runtime import Runtime, plan_policy
+from orchestrator.secrets import SecretError
 from orchestrator.state import StoreError
 
 log = structlog.get_logger("orchestrator.daemon")
 
 # Cancelled at once at shutdown: they only read, or only wake the others.
-_READERS = ("refresh", "timer", "claims")
+_READERS = ("refresh", "timer", "claims", "listen")
 # Pings systemd's watchdog through the whole shutdown, and ends last.
 _WATCHDOG = "watchdog"
+
+
+class ReceiverError(OrchestratorError):
+    """The notification receiver cannot start: its secret or its address."""
 
 
 class Daemon:
@@ -96,6 +108,10 @@ class Daemon:
             on_resync=lambda: self._passes.request_refresh("resync"),
             on_next=metrics.set_next_boundary if metrics is not None else None,
         )
+        budget = QueryBudget(
+            lambda: self._rt.config,
+            on_cycle=metrics.set_query_cycle if metrics is not None else None,
+        )
         self._passes = Passes(
             runtime,
             self.tasks,
@@ -106,10 +122,12 @@ class Daemon:
             describe_owner=self._ownership.describe,
             metrics=metrics,
             on_reloaded=self._reloaded,
+            budget=budget,
         )
         self._ownership.attach(self._passes)
         self._watcher: ManifestWatcher | None = None
         self._health_server: HealthServer | None = None
+        self._receiver: NoticeReceiver | None = None
 
     # -- public ------------------------------------------------------------------
 
@@ -191,6 +209,7 @@ class Daemon:
         self.tasks.spawn(_WATCHDOG, self._watchdog())
         try:
             await self._start_health()
+            await self._start_receiver()
             log.info(
                 "daemon.started",
                 manifests=str(self._manifests),
@@ -229,6 +248,9 @@ class Daemon:
         await self._ownership.start()  # the first pass acts on what it claimed
         if self._stop.is_set():
             return
+        if self._rt.ownership is not None and self._receiver is not None:
+            # Another replica may receive a notification of ours: its NOTIFY wakes us.
+            self.tasks.spawn("listen", self._rt.ownership.listen(self._on_notice))
         await self._passes.run_pass({"start"}, refresh=True)  # waits for its actions
         if self._stop.is_set():
             return
@@ -244,6 +266,13 @@ class Daemon:
 
     def _on_boundary(self, trigger: str) -> None:
         self._passes.request(trigger)
+
+    def _on_notice(self, app_id: str) -> None:
+        """A notification was kept (here, or by another replica): act on it now if its
+        App ID is ours (an empty one: any may be; the pass acts on ours only)."""
+        owned = self._ownership.owned()
+        if owned is None or not app_id or app_id in owned:
+            self._passes.request("notice")
 
     def _reloaded(self, trigger: str, ok: bool) -> None:
         if trigger == "SIGHUP":  # systemd waits for READY after RELOADING, whatever came
@@ -282,6 +311,39 @@ class Daemon:
         await self._health_server.start(metrics_cfg.host, metrics_cfg.port)
         log.info("metrics.listening", address=f"{metrics_cfg.host}:{self._health_server.port}")
 
+    async def _start_receiver(self) -> None:
+        """Agora's notifications, on their own address (it faces Agora, through the
+        operator's TLS proxy; the metrics address stays local)."""
+        section = self._rt.config.notifications
+        if section.host is None or section.port is None:
+            return
+        try:
+            secret = resolve_notifications_secret(self._rt.config)
+        except SecretError as exc:
+            raise ReceiverError(f"notifications: {exc}") from None
+        if secret is None:  # pragma: no cover (a config with an address has a secret)
+            return
+        metrics = self._metrics
+        self._receiver = NoticeReceiver(
+            self._rt.store,
+            secret,
+            path=section.path,
+            max_body=section.max_body,
+            spawn=lambda work: self.tasks.spawn("notice", work),
+            wake=self._on_notice,
+            clock=self._rt.clock,
+            observe=metrics.observe_notification if metrics is not None else None,
+        )
+        try:
+            port = await self._receiver.start(section.host, section.port)
+        except OSError as exc:
+            self._receiver = None
+            raise ReceiverError(
+                f"notifications.address {section.address}: cannot listen there "
+                f"({exc.strerror or exc})"
+            ) from None
+        log.info("notifications.listening", address=f"{section.host}:{port}", path=section.path)
+
     async def _close(self) -> None:
         """No new work; what is in flight finishes within the drain timeout or is
         cancelled (its intent stays for the next start); then every task has ended."""
@@ -297,6 +359,8 @@ class Daemon:
             log.warning("daemon.drain_timeout", seconds=drain, unfinished=len(late))
         if self._rt.config.reconcile.stop_on_shutdown:
             await self._stop_all(max(1.0, deadline - loop.time()))
+        if self._receiver is not None:
+            await self._receiver.stop()
         if self._health_server is not None:
             await self._health_server.stop()
 

@@ -36,6 +36,7 @@ from orchestrator.agora.errors import (
     RecordingExistsError,
     ResourceExpiredError,
     SessionUnknownError,
+    StopAlreadyEndedError,
 )
 from orchestrator.agora.minter import TokenMinter
 from orchestrator.contract import ServiceStatus
@@ -55,6 +56,7 @@ from orchestrator.reconcile.plan import (
     UpdateLayout,
 )
 from orchestrator.reconcile.refresh import (
+    DEFAULT_FAILOVER_GRACE,
     QUERIED,
     address,
     file_list,
@@ -118,9 +120,11 @@ class SessionCalls:
         draining: Callable[[], bool],
         minters: Mapping[str, TokenMinter] | None = None,
         on_rollover: Callable[[float | None], None] | None = None,
+        failover_grace: timedelta = DEFAULT_FAILOVER_GRACE,
     ) -> None:
         self._store = store
         self._clients = clients
+        self._grace = failover_grace
         self._resolve = resolve_secret
         self._now = now
         self.outbox = outbox
@@ -166,7 +170,9 @@ class SessionCalls:
     async def dispatch(self, action: Action) -> tuple[int | None, str]:
         match action:
             case Start(recording=d, window=window, restart_count=count):
-                session = await self._start(d, window, count)
+                session = await self._start(
+                    d, window, count, uid=action.uid, predecessor=action.predecessor_id
+                )
                 return session.id, f"started sid {session.sid}"
             case Stop(session_id=session_id, reason=reason, successor_id=successor_id):
                 session = await self._store.get_session(session_id)
@@ -433,8 +439,11 @@ class SessionCalls:
             answer = await client.stop(*where, stop_request(session.channel, session.uid))
         except NoFilesError:
             values["end_reason"] = f"{reason} (no files: nobody sent streams)"
-        except NotFoundError as exc:  # 404, or 49: already stopped
+        except StopAlreadyEndedError as exc:  # 49: an earlier stop took effect
             values["end_reason"] = f"{reason} (already ended: {exc.code or exc.status})"
+        except NotFoundError as exc:  # 404: ended, or a failover (still queried a while)
+            values["end_reason"] = f"{reason} (already ended: {exc.code or exc.status})"
+            values["confirm_until"] = self._now() + self._grace
         except SessionUnknownError as exc:
             await mark_unrecognised(self._store, session, exc, (Phase.STOPPING,), now=self._now())
             raise ActionFailed(f"stop: {exc}: marked unmanageable") from None
@@ -467,12 +476,14 @@ class SessionCalls:
                 await client.update(*where, requests.update)
             elif requests.update_layout is not None:
                 await client.update_layout(*where, requests.update_layout)
-        except NotFoundError as exc:
-            await self._end(
+        except NotFoundError as exc:  # ended, or a failover (still queried a while)
+            await self.outbox.outcome(
                 session,
-                Phase.ENDED,
-                EndKind.EXITED,
-                f"exited: {intent} answered {exc.status} (the recording had ended)",
+                phase=Phase.ENDED,
+                ended_at=self._now(),
+                end_reason=f"exited: {intent} answered {exc.status} (the recording had ended)",
+                end_kind=EndKind.EXITED,
+                confirm_until=self._now() + self._grace,
             )
             raise ActionFailed(f"{intent}: the recording had ended") from None
         except SessionUnknownError as exc:
@@ -541,6 +552,12 @@ class SessionCalls:
             self._rolled_over(predecessor, successor, ended=predecessor.join_expires_at)
         elif predecessor.phase not in QUERIED:
             message = f"session {predecessor.id} had ended already ({predecessor.end_reason})"
+        elif action.duplicate:
+            message = await self._stop(
+                predecessor,
+                f"{END_STOPPED}: a duplicate (it answered again after a 404) of session "
+                f"{successor.id}",
+            )
         else:
             message = await self._stop(
                 predecessor, f"{END_STOPPED}: rolled over to session {successor.id}"

@@ -18,7 +18,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -26,6 +26,7 @@ import structlog
 from orchestrator.agora.client import AgoraClient
 from orchestrator.agora.minter import TokenMinter
 from orchestrator.reconcile.calls import ActionFailed, SecretResolver, SessionCalls
+from orchestrator.reconcile.notices import act_on_notices
 from orchestrator.reconcile.outbox import Outbox
 from orchestrator.reconcile.plan import (
     Action,
@@ -35,6 +36,8 @@ from orchestrator.reconcile.plan import (
     action_session,
 )
 from orchestrator.reconcile.refresh import (
+    DEFAULT_FAILOVER_GRACE,
+    Pace,
     refresh_sessions,
 )
 from orchestrator.state import (
@@ -99,10 +102,12 @@ class Executor:
         concurrency: int = 16,
         minters: Mapping[str, TokenMinter] | None = None,
         on_rollover: Callable[[float | None], None] | None = None,
+        failover_grace: timedelta = DEFAULT_FAILOVER_GRACE,
     ) -> None:
         self._store = store
         self._clients = clients
         self._now = now
+        self._grace = failover_grace
         self._limit = asyncio.Semaphore(max(1, concurrency))
         self._query_limit = asyncio.Semaphore(max(1, concurrency))
         self._draining = False
@@ -118,6 +123,7 @@ class Executor:
             draining=lambda: self._draining,
             minters=minters,
             on_rollover=on_rollover,
+            failover_grace=failover_grace,
         )
 
     def drain(self) -> None:
@@ -133,8 +139,12 @@ class Executor:
     def draining(self) -> bool:
         return self._draining
 
-    async def refresh(self, sessions: Sequence[SessionRecord]) -> list[str]:
-        """Query every running session; record the ones that ended and why (refresh.py).
+    async def refresh(
+        self, sessions: Sequence[SessionRecord], *, pace: Pace | None = None
+    ) -> list[str]:
+        """Query every running session (and every ended one whose end is unconfirmed,
+        when given); record the ones that ended and why (refresh.py). `pace` spreads
+        the queries (a resync's budget).
 
         Returns what could not be queried (one line per session): nothing is
         concluded about those, and the caller reports them.
@@ -147,7 +157,18 @@ class Executor:
             now=self._now,
             limit=self._query_limit,
             on_exit=self._calls.exited,
+            grace=self._grace,
+            pace=pace,
         )
+
+    async def act_on_notices(self, app_ids: frozenset[str] | None) -> tuple[int, set[str]]:
+        """Act on the notifications kept for sessions of `app_ids` (None: all) and not
+        yet acted on (notices.py): (how many were, manifests whose notices wait for
+        their actions to finish)."""
+        pending = await self._store.pending_notices(app_ids)
+        if not pending:
+            return 0, set()
+        return await act_on_notices(self._store, pending, now=self._now, on_exit=self._calls.exited)
 
     # -- execute -------------------------------------------------------------------
 

@@ -155,6 +155,11 @@ class Start(_Action):
     recording: DesiredRecording = field(repr=False)
     window: Window
     restart_count: int = 0
+    # In place of a session whose end is not confirmed (a 404 that may be a failover):
+    # on the manifest's other uid, as its successor, so that should it answer again
+    # the two are told apart and one is stopped.
+    uid: int | None = None
+    predecessor_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,9 @@ class Rollover(_Action):
     window: Window
     successor_id: int | None = None
     attempt: int = 0
+    # `session_id` answered again after a 404 taken for its end (a failover) while
+    # `successor_id` was started in its place: stopped as a duplicate, no rollover.
+    duplicate: bool = False
 
 
 #: What the planner asks for: one frozen record per kind, handled by exhaustive `match`.

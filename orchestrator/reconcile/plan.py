@@ -450,20 +450,36 @@ def _plan_chain(
         _plan_desired(d, predecessor, actual, now, policy, actions, notes)
         return
     if successor.phase in _RECORDING_PHASES and successor.last_status == ServiceStatus.RECORDING:
+        if _taken_back(predecessor, successor):
+            reason = (
+                f"a duplicate: it answered again after a 404 (a failover) while session "
+                f"{successor.id} records in its place"
+            )
+            actions.append(Stop(d.name, reason, predecessor.id))
+            return
         reason = f"rolled over to session {successor.id}"
         actions.append(Stop(d.name, reason, predecessor.id, successor.id))
         return
     # Started, not yet seen recording: confirm it (queries), then stop the predecessor.
+    duplicate = _taken_back(predecessor, successor)
     actions.append(
         Rollover(
             d.name,
-            f"confirm session {successor.id} records, then stop session {predecessor.id}",
+            f"confirm session {successor.id} records, then stop session {predecessor.id}"
+            + (" (a duplicate: it answered again after a 404)" if duplicate else ""),
             d,
             predecessor.id,
             window,
             successor_id=successor.id,
+            duplicate=duplicate,
         )
     )
+
+
+def _taken_back(predecessor: SessionRecord, successor: SessionRecord) -> bool:
+    """`successor` was started in place of `predecessor` after a 404, and `predecessor`
+    answered again since (a failover): not a rollover, a duplicate."""
+    return predecessor.failover_at is not None and predecessor.failover_at >= successor.created_at
 
 
 def _plan_start(
@@ -512,4 +528,28 @@ def _plan_start(
         reason = f"restart #{restart_count} after {previous.end_reason if previous else '?'}"
     else:
         reason = "always on" if window.end >= FAR_FUTURE else "window open"
-    actions.append(Start(d.name, reason, d, window, restart_count))
+    unconfirmed = previous if previous is not None and _unconfirmed(previous, now) else None
+    if unconfirmed is None:
+        actions.append(Start(d.name, reason, d, window, restart_count))
+    elif d.rollover_uid is None:  # no second uid to start on beside it: wait
+        notes.append(
+            Note(
+                NoteKind.BACKOFF,
+                d.name,
+                f"waits until the end of session {unconfirmed.id} is confirmed (a 404 may be "
+                "a failover; the manifest has no second uid to record on meanwhile)",
+                unconfirmed.id,
+                until=unconfirmed.confirm_until,
+            )
+        )
+    else:
+        uid = d.other_uid(unconfirmed.uid)
+        reason += f" (on uid {uid}: session {unconfirmed.id}'s end is not confirmed yet)"
+        actions.append(
+            Start(d.name, reason, d, window, restart_count, uid=uid, predecessor_id=unconfirmed.id)
+        )
+
+
+def _unconfirmed(session: SessionRecord, now: datetime) -> bool:
+    """An end that a 404 suggested and nothing confirmed yet: it may be a failover."""
+    return session.confirm_until is not None and now < session.confirm_until

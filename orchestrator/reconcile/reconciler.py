@@ -305,18 +305,23 @@ async def observe(
     unreadable: frozenset[str] = frozenset(),
     apps: frozenset[str] | None = None,
 ) -> ActualState:
-    """The actual state from the store; with an executor, running sessions are queried first
-    (`query`, one per running session: the resync that notices idle and abnormal exits).
-    `apps`: only the sessions of these App IDs (a replica's own; None: all)."""
+    """The actual state from the store; with an executor, Agora's notifications kept for
+    these sessions are acted on, and running sessions (and ended ones whose end is not
+    confirmed) are queried first (`query`, one per session: the resync that notices idle
+    and abnormal exits, and failovers taken for exits). `apps`: only the sessions of
+    these App IDs (a replica's own; None: all)."""
 
     def mine(sessions: list[SessionRecord]) -> list[SessionRecord]:
         return sessions if apps is None else [s for s in sessions if s.app_id in apps]
 
     live = mine(await store.live_sessions())
     problems: list[str] = []
-    if executor is not None and live:
-        problems = await executor.refresh(live)
-        live = mine(await store.live_sessions())
+    if executor is not None:
+        await executor.act_on_notices(apps)
+        queried = live + mine(await store.unconfirmed_sessions())
+        if queried:
+            problems = await executor.refresh(queried)
+            live = mine(await store.live_sessions())
     if unreadable:  # sessions of files that cannot be read now are kept, not stopped
         invalid_files = invalid_files | {
             s.source_file for s in live if s.source_file and under(s.source_file, unreadable)

@@ -6,6 +6,14 @@ back an action), and records the ones that ended and why. A session whose resour
 ID or sid the API no longer recognises is kept as unmanageable (`mark_unrecognised`,
 which a stop or an update that meets the same answer uses too).
 
+A 404 is not always an exit: during Agora's own failover `query`, `stop` and
+`updateLayout` answer 404 for 30 s to a minute while the recording goes on under a
+new uid. So (issue 19) a 404 within `grace` of a failover notification changes
+nothing, and any other 404 ends the session *unconfirmed* (`confirm_until`): the
+planner may start a successor at once (no gap), and the ended session keeps being
+queried until `confirm_until`; if it answers again it is taken back (`take_back`)
+and the planner stops one of the two. An exit notification confirms an end at once.
+
 It must never act on a recording (no start, stop or update), never overwrite what
 another writer recorded while a query was out (every write is conditional on the
 phase it read), and never conclude anything from a query that failed: those are
@@ -15,8 +23,8 @@ returned for the caller to report.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import structlog
@@ -26,11 +34,13 @@ from orchestrator.agora.client import AgoraClient
 from orchestrator.agora.errors import AgoraError, NotFoundError, SessionUnknownError
 from orchestrator.contract import exit_description
 from orchestrator.state import (
+    FINAL_PHASES,
     EndKind,
     Phase,
     SessionFields,
     SessionRecord,
     Store,
+    StoreConflictError,
     StoreFencedError,
 )
 
@@ -41,6 +51,13 @@ QUERIED = (Phase.RUNNING, Phase.UPDATING)
 
 #: Told of each session a query found ended by itself, as written.
 OnExit = Callable[[SessionRecord], None]
+#: Waits until a session's query may go (a resync's queries spread over its interval).
+Pace = Callable[[SessionRecord], Awaitable[None]]
+
+#: How long after a failover notification a 404 is taken for the failover, and how
+#: long an unconfirmed end is still queried: longer than the 30 s to 1 min failover
+#: Agora documents (config `reconcile.failoverGrace`).
+DEFAULT_FAILOVER_GRACE = timedelta(seconds=90)
 
 
 class Address(NamedTuple):
@@ -68,24 +85,44 @@ async def refresh_sessions(
     now: Callable[[], datetime],
     limit: asyncio.Semaphore,
     on_exit: OnExit | None = None,
+    grace: timedelta = DEFAULT_FAILOVER_GRACE,
+    pace: Pace | None = None,
 ) -> list[str]:
-    """Query every running session (at most `limit` at once) through the client of its
-    app profile; record the ones that ended and why (and tell `on_exit` of each).
+    """Query every running session, and every ended one whose end is unconfirmed (at
+    most `limit` at once, each after `pace` let it go) through the client of its app
+    profile; record the ones that ended and why (and tell `on_exit` of each), and take
+    back an unconfirmed one that answers.
 
     Returns what could not be queried (one line per session): nothing is concluded
     about those, and the caller reports them.
     """
     await _close_expired_unmanageable(store, sessions, now())
     running = [
-        (s, where) for s in sessions if s.phase in QUERIED and (where := address(s)) is not None
+        (s, where)
+        for s in sessions
+        if (s.phase in QUERIED or _unconfirmed(s)) and (where := address(s)) is not None
     ]
     outcomes = await asyncio.gather(
         *(
-            _refresh_one(store, clients, s, where, now=now, limit=limit, on_exit=on_exit)
+            _refresh_one(
+                store,
+                clients,
+                s,
+                where,
+                now=now,
+                limit=limit,
+                on_exit=on_exit,
+                grace=grace,
+                pace=pace,
+            )
             for s, where in running
         )
     )
     return [problem for problem in outcomes if problem is not None]
+
+
+def _unconfirmed(session: SessionRecord) -> bool:
+    return session.phase in FINAL_PHASES and session.confirm_until is not None
 
 
 async def _refresh_one(
@@ -97,10 +134,24 @@ async def _refresh_one(
     now: Callable[[], datetime],
     limit: asyncio.Semaphore,
     on_exit: OnExit | None,
+    grace: timedelta,
+    pace: Pace | None,
 ) -> str | None:
     try:
+        if _unconfirmed(session):
+            assert session.confirm_until is not None
+            if now() >= session.confirm_until:
+                await confirm_end(store, session, "no answer but 404 within the grace")
+                return None
+        if pace is not None:
+            await pace(session)
         async with limit:
-            return await _query_one(store, clients.get(session.app), session, where, now, on_exit)
+            if _unconfirmed(session):
+                await _query_unconfirmed(store, clients.get(session.app), session, where, now)
+                return None
+            return await _query_one(
+                store, clients.get(session.app), session, where, now, on_exit, grace
+            )
     except StoreFencedError:
         # Another replica owns the App ID now: what it learns is its to record.
         log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
@@ -114,13 +165,19 @@ async def _query_one(
     where: Address,
     now: Callable[[], datetime],
     on_exit: OnExit | None,
+    grace: timedelta,
 ) -> str | None:
     if client is None:
         return _query_failed(session, f"no client for app profile {session.app!r}")
     try:
         answer = await client.query(*where, channel=session.channel, uid=session.uid)
     except NotFoundError:
-        gone = await _gone(store, session, now())
+        at = now()
+        if session.failover_at is not None and at < session.failover_at + grace:
+            # Agora announced a failover: its 404s are expected, the recording goes on.
+            log.info("session.failover_404", manifest=session.manifest, session_id=session.id)
+            return None
+        gone = await _gone(store, session, at, grace=None if session.failover_at else grace)
         if gone is not None and on_exit is not None:
             on_exit(gone)
         return None
@@ -160,24 +217,116 @@ async def _query_one(
     return None
 
 
-async def _gone(store: Store, session: SessionRecord, now: datetime) -> SessionRecord | None:
-    """The query answered 404: the recording has ended (unless another writer moved
-    the session on meanwhile)."""
+async def _gone(
+    store: Store, session: SessionRecord, now: datetime, *, grace: timedelta | None
+) -> SessionRecord | None:
+    """The query answered 404: the recording has most likely ended (unless another
+    writer moved the session on meanwhile); unconfirmed for `grace` (None: confirmed,
+    the failover announced before it is over)."""
     ended = await store.update_session_if(
         session.id,
         QUERIED,
         phase=Phase.ENDED,
         ended_at=now,
         last_query_at=now,
-        end_reason="exited: query answered 404 (idle exit, expired, or stopped elsewhere)",
+        end_reason="exited: query answered 404 (idle exit, expired, stopped elsewhere, "
+        "or a failover)",
         end_kind=EndKind.EXITED,
+        confirm_until=None if grace is None else now + grace,
         intent=None,
         intent_at=None,
         error=None,
     )
     if ended is not None:
-        log.info("session.exited", manifest=session.manifest, session_id=session.id, status=404)
+        log.info(
+            "session.exited",
+            manifest=session.manifest,
+            session_id=session.id,
+            status=404,
+            confirm_until=None if ended.confirm_until is None else ended.confirm_until.isoformat(),
+        )
     return ended
+
+
+async def _query_unconfirmed(
+    store: Store,
+    client: AgoraClient | None,
+    session: SessionRecord,
+    where: Address,
+    now: Callable[[], datetime],
+) -> None:
+    """Query a session whose end a 404 suggested: still 404, nothing changes; an exit
+    status confirms the end; anything else is a recording that went on (a failover):
+    it is taken back."""
+    if client is None:
+        return
+    try:
+        answer = await client.query(*where, channel=session.channel, uid=session.uid)
+    except NotFoundError:
+        return
+    except AgoraError as exc:
+        log.info(
+            "session.query_failed",
+            manifest=session.manifest,
+            session_id=session.id,
+            error=str(exc),
+        )
+        return
+    status = answer.serverResponse.status
+    exited = exit_description(status)
+    if exited is not None:
+        await confirm_end(store, session, f"query answered status {status}")
+        return
+    await take_back(store, session, now(), status=status, why=f"query answered status {status}")
+
+
+async def confirm_end(store: Store, session: SessionRecord, why: str) -> None:
+    """An unconfirmed end is confirmed (an exit notification, an exit status, or the
+    grace over): the session is no longer queried."""
+    written = await store.update_session_if(session.id, tuple(FINAL_PHASES), confirm_until=None)
+    if written is not None:
+        log.info(
+            "session.exit_confirmed", manifest=session.manifest, session_id=session.id, why=why
+        )
+
+
+async def take_back(
+    store: Store, session: SessionRecord, now: datetime, *, status: int | None, why: str
+) -> SessionRecord | None:
+    """A session ended unconfirmed answers again (a failover was taken for an exit): it
+    records, so it is live again, as if the failover had been announced; the planner
+    then keeps one of it and the session started in its place. None when another
+    writer moved it on, or when its target has another live session (logged: it
+    cannot be tracked then)."""
+    try:
+        written = await store.update_session_if(
+            session.id,
+            tuple(FINAL_PHASES),
+            phase=Phase.RUNNING,
+            ended_at=None,
+            end_reason=None,
+            end_kind=None,
+            confirm_until=None,
+            failover_at=now,
+            last_query_at=now,
+            last_status=status if status is not None else session.last_status,
+        )
+    except StoreConflictError:
+        report_unmanageable(
+            "session.taken_back_failed",
+            session,
+            f"it answered again ({why}), but another live session holds its channel and "
+            "uid: it cannot be tracked; stop it at Agora if it still records",
+        )
+        return None
+    if written is not None:
+        log.warning(
+            "session.taken_back",
+            manifest=session.manifest,
+            session_id=session.id,
+            detail=f"its end was not confirmed and it answered again ({why}): a failover",
+        )
+    return written
 
 
 async def _close_expired_unmanageable(

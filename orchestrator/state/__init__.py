@@ -26,6 +26,7 @@ from orchestrator.state.model import (
     Intent,
     KnownGood,
     ManifestState,
+    Notice,
     Phase,
     SessionRecord,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Intent",
     "KnownGood",
     "ManifestState",
+    "Notice",
     "Ownership",
     "Phase",
     "SessionFields",

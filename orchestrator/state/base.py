@@ -32,6 +32,7 @@ from typing import Any, TypeVar, Unpack
 
 from orchestrator.aio import AsyncClosing
 from orchestrator.state.columns import (
+    NOTICE_COLUMNS,
     STATE_COLUMNS,
     Codec,
     Row,
@@ -51,6 +52,7 @@ from orchestrator.state.model import (
     Intent,
     KnownGood,
     ManifestState,
+    Notice,
     Phase,
     SessionRecord,
 )
@@ -342,6 +344,55 @@ class SqlStore(AsyncClosing):
         """The newest ended or failed session of each manifest."""
         rows = await self._sessions(self._queries.latest_ended)
         return {record.manifest: record for record in rows}
+
+    async def unconfirmed_sessions(self) -> list[SessionRecord]:
+        """Ended sessions whose end is not confirmed yet (`confirm_until` set), oldest
+        first: a 404 suggested it, nothing confirmed it, so they are still queried."""
+        return await self._sessions(self._queries.unconfirmed)
+
+    async def session_by_sid(self, sid: str) -> SessionRecord | None:
+        """The newest session with this sid (None: the store knows none)."""
+        rows = await self._sessions(self._queries.session_by_sid, (sid,))
+        return rows[0] if rows else None
+
+    # -- Agora's notifications ----------------------------------------------------------
+
+    async def record_notice(self, notice: Notice) -> bool:
+        """Keep a notification as received; False when its `notice_id` was kept before
+        (a resend, acted on once). A new one wakes the replicas that listen
+        (PostgreSQL's NOTIFY, with its App ID); SQLite's one process is told directly."""
+        self._require_writer()
+        params = [self._codec.to_db(c, getattr(notice, c)) for c in NOTICE_COLUMNS]
+        if not await self._fetch(self._queries.insert_notice, params):
+            return False
+        if self._queries.notify_notice is not None and notice.app_id is not None:
+            await self._fetch(self._queries.notify_notice, (notice.app_id,))
+        return True
+
+    async def pending_notices(
+        self, app_ids: Collection[str] | None = None, limit: int = 500
+    ) -> list[Notice]:
+        """Notifications not yet acted on (of sessions of `app_ids`; None: all), in the
+        order they were received."""
+        if app_ids is None:
+            return await self._read(self._queries.pending_notices, (limit,), self._codec.notice)
+        params = (self._codec.write_array(sorted(app_ids)), limit)
+        return await self._read(self._queries.pending_notices_of, params, self._codec.notice)
+
+    async def settle_notice(self, notice_id: str, outcome: str) -> None:
+        """A notification was acted on (or is known to need nothing): when, and what
+        came of it."""
+        self._require_writer()
+        handled = self._codec.to_db("handled_at", self._now())
+        await self._execute(self._queries.settle_notice, (handled, outcome, notice_id))
+
+    async def prune_notices(self, before: datetime) -> int:
+        """Forget settled notifications received before `before` (NCS resends within
+        minutes: a day of them is plenty to recognise a resend)."""
+        self._require_writer()
+        return await self._execute(
+            self._queries.prune_notices, (self._codec.to_db("received_at", before),)
+        )
 
     # -- manifest states ------------------------------------------------------------
 

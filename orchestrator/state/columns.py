@@ -23,6 +23,7 @@ from orchestrator.state.model import (
     Intent,
     KnownGood,
     ManifestState,
+    Notice,
     Phase,
     SessionRecord,
 )
@@ -30,6 +31,7 @@ from orchestrator.state.model import (
 SESSION_COLUMNS = tuple(f.name for f in fields(SessionRecord))
 WRITABLE_SESSION_COLUMNS = frozenset(SESSION_COLUMNS) - {"id", "created_at"}
 STATE_COLUMNS = tuple(f.name for f in fields(ManifestState))
+NOTICE_COLUMNS = tuple(f.name for f in fields(Notice))
 DATETIME_COLUMNS = frozenset(
     {
         "created_at",
@@ -42,11 +44,15 @@ DATETIME_COLUMNS = frozenset(
         "intent_at",
         "join_expires_at",
         "resource_expires_at",
+        "failover_at",
+        "confirm_until",
         "failed_at",
         "stored_at",
+        "received_at",
+        "handled_at",
     }
 )
-JSON_COLUMNS = frozenset({"file_list", "document"})
+JSON_COLUMNS = frozenset({"file_list", "document", "body"})
 FINAL_PHASE_VALUES = tuple(sorted(p.value for p in FINAL_PHASES))
 
 
@@ -163,6 +169,9 @@ class Codec(ABC):
 
     def session(self, row: Row) -> SessionRecord:
         return SessionRecord(**{c: self.from_db(c, row[c]) for c in SESSION_COLUMNS})
+
+    def notice(self, row: Row) -> Notice:
+        return Notice(**{n: self.from_db(n, row[n]) for n in NOTICE_COLUMNS})
 
     def manifest_state(self, row: Row) -> ManifestState:
         return ManifestState(**{n: self.from_db(n, row[n]) for n in STATE_COLUMNS})

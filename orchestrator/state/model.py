@@ -86,6 +86,13 @@ class SessionRecord:
     join_expires_at: datetime | None = None
     resource_expires_at: datetime | None = None
     predecessor_id: int | None = None
+    # Agora's failover (issue 19): when a `session_failover` notification said the
+    # recorder moved, and its new uid; during `failover_grace` after it a 404 is no exit.
+    failover_at: datetime | None = None
+    failover_uid: str | None = None
+    # An end that a 404 suggested but nothing confirmed (no exit notification): until
+    # then the session is still queried, and taken back if it answers (a failover).
+    confirm_until: datetime | None = None
 
     @property
     def expires_at(self) -> datetime | None:
@@ -98,6 +105,25 @@ class SessionRecord:
     def is_live(self) -> bool:
         """Something may be recording (or about to) for this session."""
         return self.phase not in FINAL_PHASES
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification from Agora's NCS as received (issue 19): acted on once, by the
+    owner of its session's App ID. `body` is the notification as posted (it holds no
+    secret: NCS signs bodies, it does not carry credentials)."""
+
+    notice_id: str
+    event_type: int
+    received_at: datetime
+    body: dict[str, Any]
+    sid: str | None = None
+    channel: str | None = None
+    # The session the sid named when it was received (None: the store knew none).
+    app_id: str | None = None
+    session_id: int | None = None
+    handled_at: datetime | None = None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
+import structlog
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 
 from orchestrator.state.errors import StoreUnavailableError
 from orchestrator.state.model import AppOwner
 from orchestrator.state.pgconn import CONNECT_TIMEOUT
+from orchestrator.state.queries import NOTICE_CHANNEL
+
+log = structlog.get_logger("orchestrator.state")
 
 if TYPE_CHECKING:
     from orchestrator.state.postgres import PostgresStore
@@ -52,6 +56,8 @@ LOCK_LOSS_BOUND = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT + 4  # 1
 #: Seconds any statement on the lock connection may take before the replica takes
 #: the server for unreachable (and stops acting).
 LOCK_STATEMENT_TIMEOUT = 4.0
+#: Seconds before a failed LISTEN connection is opened again.
+LISTEN_RETRY = 1.0
 
 
 class PostgresOwnership:
@@ -79,12 +85,9 @@ class PostgresOwnership:
     def owned(self) -> frozenset[str]:
         return frozenset(self._owned)
 
-    async def _connection(self) -> AsyncConnection[TupleRow]:
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        if self._conn is not None:  # closed under us: its session, and locks, are gone
-            self._conn = None
-            self.lost()
+    def _kwargs(self, role: str) -> dict[str, Any]:
+        """A dedicated connection's settings: TCP keepalive both ways (a vanished
+        server or replica is noticed within LOCK_LOSS_BOUND s), named for `role`."""
         kwargs = dict(self._target.kwargs)
         kwargs.update(
             keepalives=1,
@@ -92,9 +95,17 @@ class PostgresOwnership:
             keepalives_interval=KEEPALIVE_INTERVAL,
             keepalives_count=KEEPALIVE_COUNT,
             tcp_user_timeout=TCP_USER_TIMEOUT_MS,
-            application_name=f"orchestrator {self.name}"[:63],
+            application_name=f"orchestrator {role}{self.name}"[:63],
         )
-        conn = await AsyncConnection.connect(self._target.url, **kwargs)
+        return kwargs
+
+    async def _connection(self) -> AsyncConnection[TupleRow]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        if self._conn is not None:  # closed under us: its session, and locks, are gone
+            self._conn = None
+            self.lost()
+        conn = await AsyncConnection.connect(self._target.url, **self._kwargs(""))
         await conn.execute(
             f"SET TimeZone = 'UTC'; SET statement_timeout = '{int(LOCK_STATEMENT_TIMEOUT)}s'; "
             f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE}; "
@@ -227,6 +238,33 @@ class PostgresOwnership:
             )
 
         await self._do(unlock)
+
+    async def listen(self, wake: Callable[[str], None]) -> None:
+        """Until cancelled: `wake(app_id)` for every notification a replica keeps (its
+        NOTIFY on NOTICE_CHANNEL carries the App ID), on a connection of its own.
+        `wake("")` each time listening (re)starts: what was kept while nobody listened
+        is acted on then. A failed connection is opened again after LISTEN_RETRY s."""
+        while True:
+            conn: AsyncConnection[TupleRow] | None = None
+            try:
+                conn = await AsyncConnection.connect(
+                    self._target.url, autocommit=True, **self._kwargs("listen ")
+                )
+                await conn.execute(f"LISTEN {NOTICE_CHANNEL}")
+                wake("")
+                async for notify in conn.notifies():
+                    wake(notify.payload)
+            except psycopg.Error as exc:
+                log.warning(
+                    "store.listen_failed",
+                    error=self._target.redact(str(exc) or type(exc).__name__),
+                    retry_s=LISTEN_RETRY,
+                )
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(asyncio.wait_for(conn.close(), 1.0))
+            await asyncio.sleep(LISTEN_RETRY)
 
     async def owners(self) -> list[AppOwner]:
         """Every App ID's owner as recorded, and whether its lock is held now."""

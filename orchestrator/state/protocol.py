@@ -13,7 +13,7 @@ not hold is SessionNotFoundError, never a bare KeyError.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, Unpack, get_type_hints
 
@@ -23,6 +23,7 @@ from orchestrator.state.model import (
     Intent,
     KnownGood,
     ManifestState,
+    Notice,
     Phase,
     SessionRecord,
 )
@@ -63,6 +64,9 @@ class SessionFields(TypedDict, total=False):
     join_expires_at: datetime | None
     resource_expires_at: datetime | None
     predecessor_id: int | None
+    failover_at: datetime | None
+    failover_uid: str | None
+    confirm_until: datetime | None
 
 
 def _check_session_fields() -> None:
@@ -153,6 +157,37 @@ class Store(Protocol):
 
     async def latest_ended(self) -> dict[str, SessionRecord]: ...
 
+    async def unconfirmed_sessions(self) -> list[SessionRecord]:
+        """Ended sessions whose end is not confirmed yet (`confirm_until` set)."""
+        ...
+
+    async def session_by_sid(self, sid: str) -> SessionRecord | None:
+        """The newest session with this sid (None: none)."""
+        ...
+
+    # Agora's notifications (NCS)
+    async def record_notice(self, notice: Notice) -> bool:
+        """Keep a notification as received; False when its `notice_id` was kept
+        before (a resend: it is acted on once). Wakes the owner of its App ID
+        (PostgreSQL: NOTIFY)."""
+        ...
+
+    async def pending_notices(
+        self, app_ids: Collection[str] | None = None, limit: int = 500
+    ) -> list[Notice]:
+        """Notifications not yet acted on (of sessions of `app_ids`; None: all),
+        oldest first."""
+        ...
+
+    async def settle_notice(self, notice_id: str, outcome: str) -> None:
+        """A notification was acted on: when, and what came of it."""
+        ...
+
+    async def prune_notices(self, before: datetime) -> int:
+        """Forget notifications acted on (or of no known session) received before
+        `before`; the count forgotten."""
+        ...
+
     # per manifest
     async def manifest_states(self) -> dict[str, ManifestState]: ...
 
@@ -197,5 +232,10 @@ class Ownership(Protocol):
     async def owners(self) -> list[AppOwner]: ...
 
     def lost(self) -> None: ...
+
+    async def listen(self, wake: Callable[[str], None]) -> None:
+        """Until cancelled: `wake(app_id)` for every notification a replica keeps
+        (PostgreSQL LISTEN/NOTIFY), and `wake("")` whenever listening (re)starts."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -39,6 +39,7 @@ from typing import Literal
 
 from orchestrator.state.columns import (
     FINAL_PHASE_VALUES,
+    NOTICE_COLUMNS,
     SESSION_COLUMNS,
     STATE_COLUMNS,
     check_no_secret_columns,
@@ -46,6 +47,9 @@ from orchestrator.state.columns import (
 from orchestrator.state.model import KnownGood
 
 Dialect = Literal["sqlite", "postgres"]
+
+#: The PostgreSQL channel a replica NOTIFYs with a notice's App ID when it keeps one.
+NOTICE_CHANNEL = "orchestrator_notices"
 
 #: The index that keeps one live session per target (app_id, channel, uid). An
 #: unmanageable session may coexist with a fresh start attempt on its target by design.
@@ -191,6 +195,37 @@ _ROLLOVER_COLUMNS = (
     ("predecessor_id", "bigint"),
 )
 
+# Version 5's (Agora's notifications and failovers, issue 19): the columns a failover
+# and an unconfirmed end write, and the notifications received.
+_FAILOVER_COLUMNS = (
+    ("failover_at", "stamp"),
+    ("failover_uid", "text"),
+    ("confirm_until", "stamp"),
+)
+_NOTICES = (
+    ("notice_id", "text", "PRIMARY KEY"),
+    ("event_type", "int", _NN),
+    ("received_at", "stamp", _NN),
+    ("body", "json", _NN),
+    ("sid", "text", ""),
+    ("channel", "text", ""),
+    ("app_id", "text", ""),
+    ("session_id", "bigint", ""),
+    ("handled_at", "stamp", ""),
+    ("outcome", "text", ""),
+)
+
+
+def _notices_schema(dialect: Dialect) -> tuple[str, ...]:
+    return (
+        *(_add_column("sessions", column, kind, dialect) for column, kind in _FAILOVER_COLUMNS),
+        "CREATE INDEX sessions_by_sid ON sessions (sid)",
+        "CREATE INDEX sessions_unconfirmed ON sessions (id) WHERE confirm_until IS NOT NULL",
+        _create_table("notices", _NOTICES, dialect),
+        "CREATE INDEX notices_pending ON notices (received_at) WHERE handled_at IS NULL",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -220,6 +255,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             _add_column("sessions", column, kind, "postgres") for column, kind in _ROLLOVER_COLUMNS
         ),
     ),
+    Migration(
+        5,
+        "Agora's notifications: a failover's time and uid, unconfirmed ends, notices received",
+        sqlite=_notices_schema("sqlite"),
+        postgres=_notices_schema("postgres"),
+    ),
 )
 
 for _index, _migration in enumerate(MIGRATIONS, start=1):
@@ -234,7 +275,7 @@ _COLUMN = re.compile(
 # records read from it, looks like it could hold a secret.
 check_no_secret_columns(
     [name for m in MIGRATIONS for s in m.sqlite + m.postgres for name in _COLUMN.findall(s)]
-    + [*SESSION_COLUMNS, *STATE_COLUMNS, *(f.name for f in fields(KnownGood))]
+    + [*SESSION_COLUMNS, *STATE_COLUMNS, *(f.name for f in fields(KnownGood)), *NOTICE_COLUMNS]
 )
 
 
@@ -319,6 +360,37 @@ class Queries:
             f"SELECT manifest, max(id) AS id FROM sessions WHERE phase IN ({_FINALS}) "
             "GROUP BY manifest) latest ON latest.id = s.id"
         )
+
+        self.unconfirmed = (
+            f"{select} WHERE phase IN ({_FINALS}) AND confirm_until IS NOT NULL ORDER BY id"
+        )
+        #: (sid)
+        self.session_by_sid = self._sql(f"{select} WHERE sid = ? ORDER BY id DESC LIMIT 1")
+
+        notices = ", ".join(NOTICE_COLUMNS)
+        #: (every column of NOTICE_COLUMNS, in order); a notice_id kept before: no row
+        self.insert_notice = self._sql(
+            f"INSERT INTO notices ({notices}) VALUES ({', '.join('?' for _ in NOTICE_COLUMNS)}) "
+            "ON CONFLICT (notice_id) DO NOTHING RETURNING notice_id"
+        )
+        pending = f"SELECT {notices} FROM notices WHERE handled_at IS NULL"
+        #: (limit)
+        self.pending_notices = self._sql(f"{pending} ORDER BY received_at, notice_id LIMIT ?")
+        #: (app_ids: an array, limit)
+        self.pending_notices_of = self._sql(
+            f"{pending} AND {self._in_array.format('app_id')} "
+            "ORDER BY received_at, notice_id LIMIT ?"
+        )
+        #: (handled_at, outcome, notice_id)
+        self.settle_notice = self._sql(
+            "UPDATE notices SET handled_at = ?, outcome = ? WHERE notice_id = ?"
+        )
+        #: (before)
+        self.prune_notices = self._sql(
+            "DELETE FROM notices WHERE handled_at IS NOT NULL AND received_at < ?"
+        )
+        #: (App ID): wake the replicas that LISTEN (PostgreSQL only)
+        self.notify_notice = None if sqlite else f"SELECT pg_notify('{NOTICE_CHANNEL}', %s)"
 
         self.manifest_states = f"SELECT {_STATE} FROM manifest_states"
         #: (every column of STATE_COLUMNS, in order)

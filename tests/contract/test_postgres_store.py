@@ -183,8 +183,12 @@ async def test_native_types_and_indexes(
         "last_known_good",
         "schema_version",
         "app_owners",
+        "notices",
     }
     assert columns["app_owners", "epoch"][0] == "bigint"
+    assert columns["notices", "body"][0] == "jsonb"
+    assert columns["notices", "received_at"][0] == tz
+    assert columns["sessions", "confirm_until"][0] == tz
     for _, name in columns:
         assert not any(p in name.replace("_", "") for p in ("secret", "token", "password"))
     live = indexes[queries.LIVE_TARGET_INDEX]
@@ -192,6 +196,7 @@ async def test_native_types_and_indexes(
     for phase in ("ended", "failed", "unmanageable"):
         assert f"'{phase}'" in live
     assert "sessions_by_phase" in indexes and "sessions_by_manifest" in indexes
+    assert "sessions_by_sid" in indexes and "sessions_unconfirmed" in indexes
 
 
 async def test_no_schema_without_create_is_refused_and_left_alone(

@@ -32,7 +32,21 @@ from orchestrator.state.store import CACHE_KIB, sqlite_path_from_url
 LATEST_SCHEMA = queries.latest_version()
 # The columns later versions added (3: end_kind; 4: a rollover's), dropped to make an
 # older store.
-OLDER_COLUMNS = ("end_kind", "join_expires_at", "resource_expires_at", "predecessor_id")
+OLDER_COLUMNS = (
+    "end_kind",
+    "join_expires_at",
+    "resource_expires_at",
+    "predecessor_id",
+    "failover_at",
+    "failover_uid",
+    "confirm_until",
+)
+# What version 5 added besides its columns (gone before they can be dropped).
+VERSION_5_OBJECTS = (
+    "DROP INDEX sessions_by_sid",
+    "DROP INDEX sessions_unconfirmed",
+    "DROP TABLE notices",
+)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -199,6 +213,8 @@ async def test_a_version_1_store_gets_the_one_live_session_per_target_index(
         await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
     db = sqlite3.connect(path)  # as version 1 left it
     db.execute("DROP INDEX sessions_one_live_per_target")
+    for statement in VERSION_5_OBJECTS:
+        db.execute(statement)
     for column in OLDER_COLUMNS:
         db.execute(f"ALTER TABLE sessions DROP COLUMN {column}")
     db.execute("UPDATE schema_version SET version = 1")
@@ -232,6 +248,8 @@ async def test_a_version_2_store_gets_end_kind_from_its_end_reasons(
         ended = await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
         live = await store.create_session(**_session_fields())
     db = sqlite3.connect(path)  # as version 2 left it
+    for statement in VERSION_5_OBJECTS:
+        db.execute(statement)
     for column in OLDER_COLUMNS:
         db.execute(f"ALTER TABLE sessions DROP COLUMN {column}")
     db.execute("UPDATE sessions SET end_reason = ? WHERE id = ?", (end_reason, ended.id))

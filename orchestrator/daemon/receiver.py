@@ -1,0 +1,157 @@
+"""The receiver of Agora's notifications (NCS): `notifications.address`, POST
+`notifications.path`.
+
+It faces Agora (behind the operator's TLS proxy), so it trusts nothing it has not
+verified: every request's `Agora-Signature-V2` header must be the HMAC-SHA256 of the
+raw body under `notifications.secret` (a missing or wrong one is 401 and changes
+nothing), bodies over `notifications.maxBody` are refused before they are read
+(413, by the listener), and a verified body that is not a notification is 400. A
+verified notification is answered 200 at once, with a small JSON body; the work
+(finding the session its sid names, keeping the notice, waking the owner of its
+App ID) is done after answering, as a task of the daemon's registry. A resent
+`noticeId` is kept once, so acted on once; a notice of a session the store does not
+know is counted and logged, and settled without acting.
+
+Must never: put the secret, a signature or a body in a log line or an answer; block
+the event loop (the route is synchronous and cheap: an HMAC and a JSON parse); act on
+a recording itself (the owner's pass does, reconcile/notices.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+
+from orchestrator.agora import ncs
+from orchestrator.daemon.listener import Listener, Page, bounds_for
+from orchestrator.state import Notice, Store, StoreError
+
+log = structlog.get_logger("orchestrator.daemon")
+
+#: Outcomes counted by `orchestrator_notifications_total{outcome}`.
+KEPT = "kept"
+DUPLICATE = "duplicate"
+UNKNOWN_SESSION = "unknown_session"
+BAD_SIGNATURE = "bad_signature"
+BAD_BODY = "bad_body"
+TOO_LARGE = "too_large"
+STORE_FAILED = "store_failed"
+
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
+#: Told of every notification received: (event name, outcome).
+Observe = Callable[[str, str], None]
+
+
+def _json(status: HTTPStatus, body: Mapping[str, Any]) -> Page:
+    return Page(int(status), "application/json", json.dumps(body).encode())
+
+
+class NoticeReceiver:
+    """Verifies, answers and keeps Agora's notifications; `wake(app_id)` is told of
+    each new one of a known session (SQLite: the pass runs in this process)."""
+
+    def __init__(
+        self,
+        store: Store,
+        secret: str,
+        *,
+        path: str,
+        max_body: int,
+        spawn: Spawn,
+        wake: Callable[[str], None],
+        clock: Callable[[], datetime],
+        observe: Observe | None = None,
+    ) -> None:
+        self._store = store
+        self._secret = secret
+        self._spawn = spawn
+        self._wake = wake
+        self._clock = clock
+        self._observe = observe
+        self.listener = Listener(
+            {},
+            posts={path: self.receive},
+            max_body=max_body,
+            bounds=bounds_for(),
+            on_refused=self._refused,
+        )
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> Page:
+        """The POST route: verify, answer; keep it after answering."""
+        if not ncs.verify(self._secret, body, headers.get(ncs.SIGNATURE_HEADER.lower())):
+            self._count("unknown", BAD_SIGNATURE)
+            log.warning("notice.refused", reason="signature missing or wrong", size=len(body))
+            return _json(HTTPStatus.UNAUTHORIZED, {"error": "signature missing or wrong"})
+        try:
+            notification = ncs.parse(body)
+        except ncs.NotificationError as exc:
+            self._count("unknown", BAD_BODY)
+            log.warning("notice.refused", reason=f"not a notification: {exc}")
+            return _json(HTTPStatus.BAD_REQUEST, {"error": "not a notification"})
+        self._spawn(self._keep(notification, self._clock()))
+        return _json(HTTPStatus.OK, {"ok": True, "noticeId": notification.noticeId})
+
+    def _refused(self, status: int) -> None:
+        if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            self._count("unknown", TOO_LARGE)
+            log.warning("notice.refused", reason="body over notifications.maxBody")
+
+    async def _keep(self, notification: ncs.Notification, received_at: datetime) -> None:
+        event = ncs.event_name(notification.eventType)
+        payload = notification.payload
+        try:
+            session = await self._store.session_by_sid(payload.sid) if payload.sid else None
+            notice = Notice(
+                notice_id=notification.noticeId,
+                event_type=notification.eventType,
+                received_at=received_at,
+                body=notification.model_dump(mode="json"),
+                sid=payload.sid or None,
+                channel=payload.cname or None,
+                app_id=None if session is None else session.app_id,
+                session_id=None if session is None else session.id,
+            )
+            if not await self._store.record_notice(notice):
+                self._count(event, DUPLICATE)
+                log.info("notice.duplicate", notice_id=notice.notice_id, notice_event=event)
+                return
+            if session is None:
+                await self._store.settle_notice(notice.notice_id, "no session of ours has its sid")
+                self._count(event, UNKNOWN_SESSION)
+                log.warning(
+                    "notice.unknown_session",
+                    notice_id=notice.notice_id,
+                    notice_event=event,
+                    sid=payload.sid,
+                    channel=payload.cname,
+                )
+                return
+        except StoreError as exc:
+            # Answered already: NCS will not resend it. The resync finds what it said.
+            self._count(event, STORE_FAILED)
+            log.error("notice.not_kept", notice_id=notification.noticeId, error=str(exc))
+            return
+        self._count(event, KEPT)
+        log.info(
+            "notice.received",
+            notice_id=notice.notice_id,
+            notice_event=event,
+            manifest=session.manifest,
+            session_id=session.id,
+        )
+        self._wake(session.app_id)
+
+    def _count(self, event: str, outcome: str) -> None:
+        if self._observe is not None:
+            self._observe(event, outcome)
+
+    async def start(self, host: str, port: int) -> int:
+        return await self.listener.start(host, port)
+
+    async def stop(self) -> None:
+        await self.listener.stop()

@@ -1,0 +1,209 @@
+"""The notification receiver (daemon/receiver.py) over real loopback HTTP, with a real
+SQLite store.
+
+Covers: a signed notification of a session the store knows is answered 200 with a
+JSON body, kept, and wakes the owner of its App ID once; a resend of its `noticeId`
+is answered 200 and kept no second time; an unsigned, a wrongly signed or a forged
+(signed with another secret, or a body changed after signing) request is 401 and
+changes nothing; a body over `maxBody` is 413 before it is read; a signed body that is
+not a notification is 400; a notification of a sid the store does not know is kept
+settled, counted, and wakes nobody; another method or path is refused; the secret
+never appears in an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.agora import ncs
+from orchestrator.daemon.receiver import NoticeReceiver
+from orchestrator.state import Phase, SqliteStore, open_store
+
+SECRET = "ncs-secret-for-tests"
+PATH = "/agora/ncs"
+MAX_BODY = 2048
+
+
+class Rig:
+    def __init__(self, store: SqliteStore, receiver: NoticeReceiver, url: str) -> None:
+        self.store = store
+        self.receiver = receiver
+        self.url = url
+        self.woken: list[str] = []
+        self.counted: list[tuple[str, str]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def settled(self) -> None:
+        """Wait for the work done after each answer (bounded)."""
+        async with asyncio.timeout(10):
+            await asyncio.gather(*self.tasks)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    store = open_store(f"sqlite:///{tmp_path}/state.db", create=True)
+    holder: list[Rig] = []
+
+    def spawn(work: Awaitable[None]) -> object:
+        task = asyncio.ensure_future(work)
+        holder[0].tasks.append(task)
+        return task
+
+    receiver = NoticeReceiver(
+        store,
+        SECRET,
+        path=PATH,
+        max_body=MAX_BODY,
+        spawn=spawn,  # type: ignore[arg-type]
+        wake=lambda app_id: holder[0].woken.append(app_id),
+        clock=lambda: datetime.now(UTC),
+        observe=lambda event, outcome: holder[0].counted.append((event, outcome)),
+    )
+    port = await receiver.start("127.0.0.1", 0)
+    rig = Rig(store, receiver, f"http://127.0.0.1:{port}{PATH}")
+    holder.append(rig)
+    try:
+        yield rig
+    finally:
+        await receiver.stop()
+        await store.aclose()
+
+
+def body(notice_id: str, *, sid: str = "SID1", event: int = 11, **details: object) -> bytes:
+    return json.dumps(
+        {
+            "noticeId": notice_id,
+            "productId": 3,
+            "eventType": event,
+            "notifyMs": 1765000000000,
+            "payload": {
+                "cname": "lobby",
+                "uid": "101",
+                "sid": sid,
+                "sequence": 0,
+                "sendts": 1765000000000,
+                "serviceType": 0,
+                "details": {"msgName": "session_exit", "exitStatus": 0, **details},
+            },
+        }
+    ).encode()
+
+
+Post = Callable[..., Awaitable[httpx.Response]]
+
+
+async def post(url: str, content: bytes, *, secret: str | None = SECRET) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers[ncs.SIGNATURE_HEADER] = ncs.sign(secret, content)
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.post(url, content=content, headers=headers)
+
+
+async def a_session(store: SqliteStore, sid: str = "SID1") -> int:
+    session = await store.create_session(
+        manifest="lobby",
+        app="main",
+        app_id="app1",
+        channel="lobby",
+        uid=101,
+        mode="mix",
+        phase=Phase.RUNNING,
+        resource_id="R1",
+        sid=sid,
+    )
+    return session.id
+
+
+async def test_a_signed_notification_is_answered_kept_once_and_wakes_its_owner(rig: Rig) -> None:
+    session_id = await a_session(rig.store)
+    answer = await post(rig.url, body("n1"))
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"ok": True, "noticeId": "n1"}
+    await rig.settled()
+    (kept,) = await rig.store.pending_notices()
+    assert (kept.notice_id, kept.event_type, kept.sid, kept.app_id, kept.session_id) == (
+        "n1",
+        11,
+        "SID1",
+        "app1",
+        session_id,
+    )
+    assert kept.body["payload"]["details"]["exitStatus"] == 0
+    assert rig.woken == ["app1"]
+
+    again = await post(rig.url, body("n1"))  # NCS resends what it thinks was lost
+    assert again.status_code == 200
+    await rig.settled()
+    assert [n.notice_id for n in await rig.store.pending_notices()] == ["n1"]
+    assert rig.woken == ["app1"]  # not a second time
+    assert rig.counted == [("session_exit", "kept"), ("session_exit", "duplicate")]
+
+
+async def test_unsigned_forged_and_oversized_requests_change_nothing(rig: Rig) -> None:
+    await a_session(rig.store)
+    content = body("n2")
+    unsigned = await post(rig.url, content, secret=None)
+    wrong = await post(rig.url, content, secret="another-secret")
+    # Signed, then changed: the signature no longer matches the body.
+    async with httpx.AsyncClient(timeout=10) as client:
+        changed = await client.post(
+            rig.url,
+            content=content.replace(b'"exitStatus": 0', b'"exitStatus": 1'),
+            headers={ncs.SIGNATURE_HEADER: ncs.sign(SECRET, content)},
+        )
+        huge = body("n3", padding="x" * MAX_BODY)
+        oversized = await client.post(
+            rig.url, content=huge, headers={ncs.SIGNATURE_HEADER: ncs.sign(SECRET, huge)}
+        )
+    assert [r.status_code for r in (unsigned, wrong, changed)] == [401, 401, 401]
+    assert oversized.status_code == 413
+    for answer in (unsigned, wrong, changed, oversized):
+        assert SECRET not in answer.text
+    await rig.settled()
+    assert await rig.store.pending_notices() == []
+    assert rig.woken == []
+    assert rig.counted == [
+        ("unknown", "bad_signature"),
+        ("unknown", "bad_signature"),
+        ("unknown", "bad_signature"),
+        ("unknown", "too_large"),
+    ]
+
+
+async def test_a_signed_body_that_is_not_a_notification_is_400(rig: Rig) -> None:
+    for content in (b"not json", b"[1, 2]", b'{"productId": 3}'):
+        answer = await post(rig.url, content)
+        assert answer.status_code == 400, content
+    await rig.settled()
+    assert await rig.store.pending_notices() == []
+
+
+async def test_a_notification_of_an_unknown_sid_is_counted_not_acted_on(rig: Rig) -> None:
+    answer = await post(rig.url, body("n4", sid="not-ours"))
+    assert answer.status_code == 200
+    await rig.settled()
+    assert await rig.store.pending_notices() == []  # settled at once
+    assert rig.woken == []
+    assert rig.counted == [("session_exit", "unknown_session")]
+    # Kept all the same: a resend is still recognised.
+    assert await post(rig.url, body("n4", sid="not-ours")) is not None
+    await rig.settled()
+    assert rig.counted[-1] == ("session_exit", "duplicate")
+
+
+async def test_other_methods_and_paths_are_refused(rig: Rig) -> None:
+    base = rig.url.removesuffix(PATH)
+    async with httpx.AsyncClient(timeout=10) as client:
+        get = await client.get(rig.url)
+        elsewhere = await client.post(f"{base}/other", content=b"{}")
+    assert get.status_code == 405 and get.headers["allow"] == "POST"
+    assert elsewhere.status_code in (400, 404, 405)
