@@ -247,14 +247,14 @@ class PostgresOwnership:
         while True:
             conn: AsyncConnection[TupleRow] | None = None
             try:
-                conn = await AsyncConnection.connect(
-                    self._target.url, autocommit=True, **self._kwargs("listen ")
-                )
+                # The target's settings are autocommit already: a LISTEN takes effect
+                # at once, and notifications arrive between statements.
+                conn = await AsyncConnection.connect(self._target.url, **self._kwargs("listen "))
                 await conn.execute(f"LISTEN {NOTICE_CHANNEL}")
                 wake("")
                 async for notify in conn.notifies():
                     wake(notify.payload)
-            except psycopg.Error as exc:
+            except Exception as exc:  # any failure: listen again (passes still run)
                 log.warning(
                     "store.listen_failed",
                     error=self._target.redact(str(exc) or type(exc).__name__),

@@ -6,12 +6,13 @@ found by sid; and, on PostgreSQL, the NOTIFY that wakes the owner of the App ID.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from orchestrator.state import Notice, Phase
+from orchestrator.state import Notice, Phase, ownership_for
 from orchestrator.state.postgres import open_postgres_store
 from orchestrator.state.protocol import Store
 from orchestrator.state.queries import NOTICE_CHANNEL
@@ -113,4 +114,26 @@ async def test_postgres_notifies_the_app_id_of_a_kept_notice(postgres_url: str) 
                     payloads.append(note.payload)
             assert payloads == ["app7"]
     finally:
+        await opened.aclose()
+
+
+@pytest.mark.postgres
+async def test_a_replica_listening_is_woken_with_the_app_id(postgres_url: str) -> None:
+    """`Ownership.listen`: woken with "" once listening, then with the App ID of each
+    notice any replica keeps; cancelled, it ends."""
+    opened = await open_postgres_store(postgres_url, writer=True, create=True)
+    ownership = ownership_for(opened, "listener")
+    assert ownership is not None
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(ownership.listen(woken.put_nowait))
+    try:
+        async with asyncio.timeout(10):
+            assert await woken.get() == ""  # listening: catch up on what was kept
+            assert await opened.record_notice(notice("n10", app_id="app9")) is True
+            assert await woken.get() == "app9"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ownership.aclose()
         await opened.aclose()
