@@ -10,7 +10,11 @@ and the daemon stops it when the window closes. The `backup` profile has an App
 Certificate (the emulator verifies every start's token with it) and 1-minute
 tokens, so its always-on example, support-lobby, rolls over to a successor session
 about 40 s after it started (`rolloverLead` 20 s), and every 40 s after; the demo
-says so at the first. The daemon then keeps running
+says so at the first. The daemon's receiver of Agora's notifications (NCS) is on,
+and the emulator posts its signed notifications there: once the layout changed, the
+demo kills demo-live's recorder at the emulator, and the daemon, told by the
+`recorder_leave` notification, starts it again at once (no resync needed). The
+daemon then keeps running
 until Ctrl-C, which ends it cleanly (recordings are left running, as on a service
 restart; the next `make run` starts from a fresh store).
 
@@ -90,6 +94,9 @@ CREDENTIALS = ["s3-secret", "cos-id", "cos-key"]
 # The `backup` profile's App Certificate (a placeholder: 32 hex digits, as Agora's),
 # read from a credential file like the others; the emulator verifies tokens with it.
 CERTIFICATE_CREDENTIAL = "backup-app-certificate"
+# The secret Agora's notifications are signed with (a placeholder, as a credential).
+NCS_CREDENTIAL = "ncs-secret"
+DEMO_NCS_SECRET = "demo-ncs-secret"  # noqa: S105 (the demo's placeholder)
 DEMO_CERTIFICATE = "0d3e4f5a6b7c8d9e0f1a2b3c4d5e6f70"
 TOKEN_LIFETIME = "1m"  # noqa: S105 (a duration; short, so that a rollover shows early)
 ROLLOVER_LEAD = "20s"
@@ -112,7 +119,9 @@ Agora Cloud Recording API (no Agora account; nothing leaves this machine).
 Once the daemon is ready, the demo adds one manifest of its own, demo-live, with a
 short window, and you watch its whole life: the window opens and the daemon starts
 the recording; the demo edits the manifest's layout and the daemon changes the live
-recording; the window closes and the daemon stops it. That takes under a minute.
+recording; the demo kills the recorder at the emulator, Agora's notification tells
+the daemon and it starts the recording again at once; the window closes and the
+daemon stops it. That takes under a minute.
 The `backup` profile mints 1-minute tokens (Agora's are valid 24 hours at most), so
 its always-on lobby rolls over to a new session about every 40 s, without a gap.
 Lines that start with === are the demo's; the others are the daemon's log.
@@ -177,6 +186,7 @@ def write_demo_files(workdir: Path) -> None:
     for name in CREDENTIALS:
         (credentials / name).write_text(f"demo-{name}\n", encoding="utf-8")
     (credentials / CERTIFICATE_CREDENTIAL).write_text(f"{DEMO_CERTIFICATE}\n", encoding="utf-8")
+    (credentials / NCS_CREDENTIAL).write_text(f"{DEMO_NCS_SECRET}\n", encoding="utf-8")
     shutil.copytree(ROOT / "recordings.d", workdir / "recordings.d")
     # Written now, so that the directory is recognised as the demo's; the daemon's
     # config replaces it once the emulator's address is known (`write_demo_config`).
@@ -203,6 +213,11 @@ def write_demo_config(workdir: Path, base_url: str) -> Path:
                 # The daemon's own default backoff: the demo shows the daemon as deployed.
                 "restartBackoff": {"initial": "10s", "max": "10m"},
                 "rolloverLead": ROLLOVER_LEAD,
+            },
+            # Agora's notifications, on a port of the daemon's choosing (it logs it).
+            "notifications": {
+                "address": "127.0.0.1:0",
+                "secret": {"credential": NCS_CREDENTIAL},
             },
         },
     )
@@ -273,6 +288,22 @@ def certify(emulator: EmulatorProcess, app_id: str) -> None:
     )
 
 
+def notify_daemon(emulator: EmulatorProcess, event: dict[str, Any]) -> None:
+    """The emulator posts its signed notifications to the daemon's receiver."""
+    url = f"http://{event['address']}{event['path']}"
+    emulator.control_blocking("PUT", "/notify", {"url": url, "secret": DEMO_NCS_SECRET})
+
+
+def kill_recorder(emulator: EmulatorProcess, cname: str) -> str | None:
+    """Abort the live session of `cname` at the emulator (as if Agora's recorder
+    crashed); its sid, or None when none is live."""
+    for session in emulator.control_blocking("GET", "/sessions")["sessions"]:
+        if session["cname"] == cname and session["live"]:
+            emulator.control_blocking("POST", f"/sessions/{session['sid']}/abort")
+            return str(session["sid"])
+    return None
+
+
 def join_channel(emulator: EmulatorProcess, app_id: str, cname: str, uid: str) -> None:
     """A simulated broadcaster in the demo channel, so the recording has files to list."""
     emulator.control_blocking(
@@ -310,7 +341,9 @@ class Wait:
 class Demo:
     """The demo's steps, each taken when the daemon's log shows the one before."""
 
-    def __init__(self, workdir: Path, step: float) -> None:
+    def __init__(self, workdir: Path, step: float, emulator: EmulatorProcess) -> None:
+        self.emulator = emulator
+        self.killed_at: float | None = None
         self.live = workdir / "recordings.d" / f"{LIVE}.yaml"
         self.step = step
         self.opens = self.closes = datetime.now(UTC)
@@ -326,6 +359,8 @@ class Demo:
         self.rolled_over = False
 
     def on_event(self, event: Event) -> None:
+        if event.get("event") == "notifications.listening":
+            notify_daemon(self.emulator, event)
         if self.wait is not None and self.wait.matches(event):
             then, self.wait = self.wait.then, None
             then(event)
@@ -375,16 +410,33 @@ class Demo:
 
     def _changed(self, _event: Event) -> None:
         banner(
-            f"the daemon changed the live recording's layout (updateLayout); "
-            f"the window closes at {clock(self.closes)}"
+            "the daemon changed the live recording's layout (updateLayout). The demo "
+            "kills its recorder at the emulator now, as if Agora's recorder crashed"
+        )
+        self.killed_at = time.monotonic()
+        if kill_recorder(self.emulator, "demo-room") is None:
+            banner(f"demo: {LIVE} was not live at the emulator")
+            self.missed = True
+            return
+        self._expect(
+            f"{LIVE} to start again", live_action("start"), datetime.now(UTC), self._restarted
+        )
+
+    def _restarted(self, _event: Event) -> None:
+        took = time.monotonic() - (self.killed_at or time.monotonic())
+        banner(
+            f"Agora's notification (recorder_leave, signed, posted to the daemon's receiver) "
+            f"told the daemon the recording had ended; it started {LIVE} again "
+            f"{took:.1f} s after the kill, without waiting for its resync. "
+            f"The window closes at {clock(self.closes)}"
         )
         self._expect(f"{LIVE} to stop", live_action("stop"), self.closes, self._stopped)
 
     def _stopped(self, _event: Event) -> None:
         banner(
             f"the window closed: the daemon stopped {LIVE}. That was its whole life: "
-            "start, live change, stop. The daemon keeps running (its resync polls the "
-            "live recordings quietly); press Ctrl-C to end the demo"
+            "start, live change, a crash restarted at once, stop. The daemon keeps running "
+            "(its resync polls the live recordings quietly); press Ctrl-C to end the demo"
         )
         self.finished = True
 
@@ -418,6 +470,7 @@ class Interrupt:
 
 def run_daemon(
     processes: Processes,
+    emulator: EmulatorProcess,
     config: Path,
     workdir: Path,
     args: argparse.Namespace,
@@ -428,7 +481,7 @@ def run_daemon(
     # In the demo's process group: a terminal's Ctrl-C reaches it directly.
     daemon = processes.daemon(config, notify=False)
     render = ConsoleRenderer(colors=wants_color(sys.stderr))
-    demo = Demo(workdir, args.step)
+    demo = Demo(workdir, args.step, emulator)
     ends_at = None if args.duration is None else time.monotonic() + args.duration
     signalled_at: float | None = None
     shown_lines = 0
@@ -524,7 +577,7 @@ def run(args: argparse.Namespace, ctrl_c: Interrupt) -> int:
         config = write_demo_config(workdir, emulator.base_url)
         certify(emulator, APPS["backup"])
         join_channel(emulator, APPS["main"], "demo-room", "4242")
-        return run_daemon(processes, config, workdir, args, ctrl_c)
+        return run_daemon(processes, emulator, config, workdir, args, ctrl_c)
     finally:
         processes.close_blocking(within=10)  # the emulator (and anything left), by pid
 

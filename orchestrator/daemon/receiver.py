@@ -10,7 +10,9 @@ verified notification is answered 200 at once, with a small JSON body; the work
 (finding the session its sid names, keeping the notice, waking the owner of its
 App ID) is done after answering, as a task of the daemon's registry. A resent
 `noticeId` is kept once, so acted on once; a notice of a session the store does not
-know is counted and logged, and settled without acting.
+know is counted and logged, and settled without acting; one that means nothing for
+its session (a recorder started, an upload's progress) is counted and settled
+without waking anyone.
 
 Must never: put the secret, a signature or a body in a log line or an answer; block
 the event loop (the route is synchronous and cheap: an HMAC and a JSON parse); act on
@@ -137,13 +139,21 @@ class NoticeReceiver:
             log.error("notice.not_kept", notice_id=notification.noticeId, error=str(exc))
             return
         self._count(event, KEPT)
-        log.info(
+        log.debug(
             "notice.received",
             notice_id=notice.notice_id,
             notice_event=event,
             manifest=session.manifest,
             session_id=session.id,
         )
+        if ncs.meaning(notification).effect is ncs.Effect.NONE:
+            # Nothing to act on (a recorder started, an upload's progress): counted and
+            # settled here, without waking a pass.
+            try:
+                await self._store.settle_notice(notice.notice_id, "counted")
+            except StoreError as exc:
+                log.error("notice.not_kept", notice_id=notice.notice_id, error=str(exc))
+            return
         self._wake(session.app_id)
 
     def _count(self, event: str, outcome: str) -> None:

@@ -62,7 +62,8 @@ async def act_on_notices(
         outcome = await _act(store, notice, session, now(), on_exit)
         await store.settle_notice(notice.notice_id, outcome)
         acted += 1
-        log.info(
+        quiet = outcome == "counted" or outcome.startswith("nothing to do")
+        (log.debug if quiet else log.info)(
             "notice.acted",
             notice_id=notice.notice_id,
             notice_event=ncs.event_name(notice.event_type),

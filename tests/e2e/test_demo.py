@@ -1,7 +1,8 @@
 """`make run` (scripts/demo.py) as a person runs it.
 
 Covers: the demo's banners come in step with the daemon's log (the rollover of the
-lobby, whose profile mints 1-minute tokens, among them): each one that
+lobby, whose profile mints 1-minute tokens, and the restart of the recording the demo
+kills at the emulator, told by Agora's notification, among them): each one that
 reports the daemon's work right after the log line of that work, and the layout
 edit announced when it is made (after the start, before the reload that reads it);
 the daemon's log is shown in the console format, without colour off a terminal,
@@ -159,6 +160,8 @@ def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> Non
         first(lines, r" api\.call +endpoint=updateLayout channel=demo-room uid=900001 "),
         first(lines, r" reconcile\.action +manifest=demo-live action=updateLayout outcome=ok"),
         first(lines, r"^=== the daemon changed the live recording's layout"),
+        first(lines, r" notice\.acted .*notice_event=recorder_leave .*manifest=demo-live "),
+        first(lines, r"^=== Agora's notification \(recorder_leave"),
         first(lines, r" reconcile\.action +manifest=demo-live action=stop outcome=ok"),
         first(lines, r"^=== the window closed"),
         first(lines, r" daemon\.stopping +reason=SIGINT"),
@@ -170,6 +173,7 @@ def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> Non
         (r"^=== the daemon is ready", r" daemon\.ready "),
         (r"^=== the window opened", r"action=start outcome=ok"),
         (r"^=== the daemon changed the live", r"action=updateLayout outcome=ok"),
+        (r"^=== Agora's notification", r"manifest=demo-live action=start outcome=ok"),
         (r"^=== the window closed", r"action=stop outcome=ok"),
         (r"^=== support-lobby rolled over", r" session\.rolled_over +manifest=support-lobby "),
     ]:

@@ -207,3 +207,15 @@ async def test_other_methods_and_paths_are_refused(rig: Rig) -> None:
         elsewhere = await client.post(f"{base}/other", content=b"{}")
     assert get.status_code == 405 and get.headers["allow"] == "POST"
     assert elsewhere.status_code in (400, 404, 405)
+
+
+async def test_an_event_that_means_nothing_is_counted_and_settled_without_a_wake(
+    rig: Rig,
+) -> None:
+    await a_session(rig.store)
+    answer = await post(rig.url, body("n5", event=40))  # recorder_started
+    assert answer.status_code == 200
+    await rig.settled()
+    assert await rig.store.pending_notices() == []
+    assert rig.woken == []
+    assert rig.counted == [("recorder_started", "kept")]

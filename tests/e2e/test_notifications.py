@@ -1,0 +1,257 @@
+"""Agora's notifications (issue 19): `orchestrator run` as a process with its receiver
+on, against the in-process emulator sending signed NCS notifications.
+
+Covers:
+- with `resyncInterval: 5m` (so no query can explain it), an always-on recording
+  killed at the emulator (10 times) or idled out (10 times) is started again within
+  3 s of the event, every time (p99 over 20 is the slowest of 20);
+- a forged (wrongly signed), unsigned, oversized or replayed request changes
+  nothing: the recording goes on, nothing is started, the daemon says why;
+- a 45 s failover announced by event 12 makes no acquire or start, the session is
+  tracked through it (its queries met 404 meanwhile) and recorded its new uid;
+- the same failover without a notification: the 404 ends the session unconfirmed,
+  the daemon starts another at once on the other uid, and within 20 s of the
+  failover's end exactly one session of the channel is live at the emulator, and it
+  is the one the store tracks.
+
+The emulator's clock is the wall clock here; every wait is bounded and waits for an
+event or a state of the emulator or the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator.agora import ncs
+from orchestrator.state import Phase, open_store
+from tests.e2e.conftest import DaemonEnv
+from tests.e2e.test_daemon import manifest, write
+from tests.harness import Daemon, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+SECRET = "ncs-e2e-secret"
+SECRET_VARIABLE = "NCS_SECRET"
+MAX_BODY = 4096
+UID, OTHER = 101, 202
+MAX_IDLE = 300
+RESTART_WITHIN = 3.0  # seconds from the event to the new recording's start
+FAILOVER = 45.0
+
+
+def notifications_on(env: DaemonEnv, *, resync: str) -> None:
+    env.cli.env[SECRET_VARIABLE] = SECRET
+    env.reconfigure(
+        {
+            "notifications": {
+                "address": "127.0.0.1:0",
+                "secret": {"env": SECRET_VARIABLE},
+                "maxBody": MAX_BODY,
+            },
+            "reconcile": {
+                "resyncInterval": resync,
+                # Restarts at once, and at most 1 s apart when one keeps dying.
+                "restartBackoff": {"initial": "1s", "max": "1s"},
+            },
+        }
+    )
+
+
+def recording(name: str, channel: str) -> str:
+    return manifest(name, channel, UID, max_idle=MAX_IDLE).replace(
+        f"uid: {UID}\n", f"uid: {UID}\nrolloverUid: {OTHER}\n"
+    )
+
+
+async def receiver_url(daemon: Daemon) -> str:
+    event = await daemon.wait_event("notifications.listening", within=30)
+    return f"http://{event['address']}{event['path']}"
+
+
+def live(env: DaemonEnv, channel: str) -> list[dict[str, Any]]:
+    return [s for s in env.cli.emulator.emu.sessions() if s["cname"] == channel and s["live"]]
+
+
+def starts(env: DaemonEnv, channel: str) -> list[dict[str, Any]]:
+    return [r for r in env.cli.emulator.emu.requests("start") if r["body"]["cname"] == channel]
+
+
+def acquires(env: DaemonEnv, channel: str) -> list[dict[str, Any]]:
+    return [r for r in env.cli.emulator.emu.requests("acquire") if r["body"]["cname"] == channel]
+
+
+async def one_live(env: DaemonEnv, channel: str, *, within: float) -> dict[str, Any]:
+    found: list[dict[str, Any]] = await wait_until(
+        lambda: (lambda now: now if len(now) == 1 else None)(live(env, channel)),
+        within=within,
+        what=f"one live session of {channel}",
+        every=0.02,
+    )
+    return found[0]
+
+
+async def post(url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.post(url, content=content, headers=headers)
+
+
+async def test_a_killed_or_idled_out_recording_restarts_within_3_s(
+    daemon_env: DaemonEnv,
+) -> None:
+    notifications_on(daemon_env, resync="5m")
+    write(daemon_env, "lobby.yaml", recording("lobby", "lobby"))
+    daemon = await daemon_env.start()
+    emu = daemon_env.cli.emulator.emu
+    emu.set_notify(await receiver_url(daemon), SECRET)
+    took: list[tuple[str, float]] = []
+    try:
+        current = await one_live(daemon_env, "lobby", within=30)
+        for n in range(20):
+            # Recorded long enough to count as healthy: the restart is not backed off.
+            started = float(current["started_at"])
+            await wait_until(  # on the emulator's clock: the idle exits move it on
+                lambda started=started: emu.clock.now() - started >= 1.2,
+                within=5,
+                what="a recording of 1.2 s",
+            )
+            how = "kill" if n % 2 == 0 else "idle"
+            event_at = time.monotonic()
+            if how == "kill":
+                assert emu.abort(current["sid"])
+            else:
+                emu.advance(MAX_IDLE + 1)  # nobody in the channel: it idles out
+            previous = current["sid"]
+            current = await wait_until(
+                lambda previous=previous: next(
+                    (s for s in live(daemon_env, "lobby") if s["sid"] != previous), None
+                ),
+                within=30,
+                what=f"the recording started again after a {how}",
+                every=0.02,
+            )
+            took.append((how, time.monotonic() - event_at))
+        # Only notifications can explain it: no resync ran (5 min) and no query was sent.
+        assert daemon.named("reconcile.pass", trigger="resync") == []
+        assert emu.requests("query") == []
+        assert len(daemon.named("notice.acted", outcome="ended the session")) == 20
+    finally:
+        assert await daemon.stop() == 0
+    print("restart after the event (s):", [(how, round(s, 3)) for how, s in took])
+    slowest = max(seconds for _, seconds in took)
+    assert slowest <= RESTART_WITHIN, took
+
+
+async def test_forged_unsigned_oversized_or_replayed_requests_change_nothing(
+    daemon_env: DaemonEnv,
+) -> None:
+    notifications_on(daemon_env, resync="5m")
+    write(daemon_env, "lobby.yaml", recording("lobby", "lobby"))
+    daemon = await daemon_env.start()
+    emu = daemon_env.cli.emulator.emu
+    url = await receiver_url(daemon)
+    emu.set_notify(url, SECRET)
+    try:
+        first = await one_live(daemon_env, "lobby", within=30)
+        assert emu.abort(first["sid"])  # a real exit, told by a real notification
+        current = await wait_until(
+            lambda: next((s for s in live(daemon_env, "lobby") if s["sid"] != first["sid"]), None),
+            within=30,
+            what="the restart",
+        )
+        told = await wait_until(
+            lambda: [
+                d
+                for d in emu.notified(first["sid"])
+                if d["eventType"] == 11 and d["state"] == "delivered"
+            ],
+            within=10,
+            what="the exit notification delivered",
+        )
+        replay = ncs.dumps(ncs.Notification.model_validate(told[0]["notification"]))
+        starts_before = len(starts(daemon_env, "lobby"))
+
+        # A session_exit of the live session, as an attacker would send it.
+        forged = ncs.dumps(
+            ncs.Notification(
+                noticeId="forged-1",
+                productId=3,
+                eventType=11,
+                payload=ncs.Payload(cname="lobby", sid=current["sid"], details={"exitStatus": 0}),
+            )
+        )
+        sign = ncs.SIGNATURE_HEADER
+        answers = [
+            await post(url, forged, {sign: ncs.sign("not-the-secret", forged)}),
+            await post(url, forged, {}),
+            await post(url, forged + b" " * MAX_BODY, {sign: ncs.sign(SECRET, forged)}),
+            await post(url, replay, {sign: ncs.sign(SECRET, replay)}),
+        ]
+        assert [a.status_code for a in answers] == [401, 401, 413, 200]
+        for answer in answers:
+            assert SECRET not in answer.text
+        await daemon.wait_event("notice.refused", after=2, within=10)
+        await daemon.wait_event("notice.duplicate", within=10, notice_id=told[0]["noticeId"])
+    finally:
+        assert await daemon.stop() == 0
+    # Nothing was acted on after the real exit: one exit acted, no start since.
+    assert len(daemon.named("notice.acted", outcome="ended the session")) == 1
+    assert len(starts(daemon_env, "lobby")) == starts_before
+    assert [s["sid"] for s in live(daemon_env, "lobby")] == [current["sid"]]
+    refused = daemon.named("notice.refused")
+    assert len(refused) == 3
+    assert SECRET not in daemon.stdout.read_text()
+
+
+async def test_a_failover_is_never_an_exit_announced_or_not(daemon_env: DaemonEnv) -> None:
+    """Two recordings fail over at once for 45 s: one announced by event 12, one not."""
+    notifications_on(daemon_env, resync="5s")
+    write(daemon_env, "told.yaml", recording("told", "room-told"))
+    write(daemon_env, "silent.yaml", recording("silent", "room-silent"))
+    daemon = await daemon_env.start()
+    emu = daemon_env.cli.emulator.emu
+    emu.set_notify(await receiver_url(daemon), SECRET)
+    try:
+        told = await one_live(daemon_env, "room-told", within=30)
+        silent = await one_live(daemon_env, "room-silent", within=30)
+        told_calls = len(acquires(daemon_env, "room-told")) + len(starts(daemon_env, "room-told"))
+        assert emu.failover(told["sid"], FAILOVER, notify=True) is not None
+        assert emu.failover(silent["sid"], FAILOVER, notify=False) is not None
+        ends = time.time() + FAILOVER
+        await daemon.wait_event("session.failover", within=10, manifest="told")
+        # Its queries meet 404 during the failover and change nothing.
+        await daemon.wait_event("session.failover_404", within=20, manifest="told")
+        # The silent one: taken for an exit, another started at once on the other uid.
+        await wait_until(
+            lambda: len(live(daemon_env, "room-silent")) == 2,
+            within=20,
+            what="a second recording of the silent channel (no gap)",
+        )
+        await wait_until(lambda: time.time() >= ends, within=FAILOVER + 5, what="its end")
+        # Within 20 s of the failover's end: one recording of each channel, tracked.
+        silent_now = await wait_until(
+            lambda: (lambda s: s if len(s) == 1 else None)(live(daemon_env, "room-silent")),
+            within=20,
+            what="one live session of the silent channel",
+        )
+        took = time.time() - ends
+        await daemon.wait_event("session.taken_back", within=10, manifest="silent")
+        async with open_store(f"sqlite:///{daemon_env.cli.state_db}", writer=False) as store:
+            tracked = {s.manifest: s for s in await store.live_sessions()}
+            told_record = tracked["told"]
+            assert told_record.sid == told["sid"] and told_record.phase is Phase.RUNNING
+            assert told_record.failover_uid is not None
+            assert tracked["silent"].sid == silent_now[0]["sid"]
+            assert len(await store.live_sessions()) == 2
+        assert [s["sid"] for s in live(daemon_env, "room-told")] == [told["sid"]]
+        after = len(acquires(daemon_env, "room-told")) + len(starts(daemon_env, "room-told"))
+        assert after == told_calls  # no acquire, no start for the announced failover
+    finally:
+        assert await daemon.stop() == 0
+    print(f"one tracked session {took:.1f} s after the silent failover ended")
+    assert took <= 20
+    await asyncio.sleep(0)
