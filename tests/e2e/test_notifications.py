@@ -155,6 +155,7 @@ async def test_forged_unsigned_oversized_or_replayed_requests_change_nothing(
     emu = daemon_env.cli.emulator.emu
     url = await receiver_url(daemon)
     emu.set_notify(url, SECRET)
+    emu.join(daemon_env.cli.emulator.app_id, "lobby", "7")  # someone to record: files
     try:
         first = await one_live(daemon_env, "lobby", within=30)
         assert emu.abort(first["sid"])  # a real exit, told by a real notification
@@ -196,6 +197,14 @@ async def test_forged_unsigned_oversized_or_replayed_requests_change_nothing(
             assert SECRET not in answer.text
         await daemon.wait_event("notice.refused", after=2, within=10)
         await daemon.wait_event("notice.duplicate", within=10, notice_id=told[0]["noticeId"])
+        # The exit's file list came with the notifications (`uploaded`): status shows it.
+        await daemon.wait_event("notice.acted", within=10, outcome="file list stored")
+        status = await daemon_env.cli.run("status", "--config", str(daemon_env.cli.config))
+        uploaded = [d for d in emu.notified(first["sid"]) if d["eventType"] == 31]
+        file_names = [
+            f["fileName"] for f in uploaded[0]["notification"]["payload"]["details"]["fileList"]
+        ]
+        assert file_names and all(name in status.stdout for name in file_names), status.stdout
     finally:
         assert await daemon.stop() == 0
     # Nothing was acted on after the real exit: one exit acted, no start since.
