@@ -35,12 +35,18 @@ class Health:
         self.store_ok = True  # the store could be read by the last pass
         self.summary = ""
         self.overview: Overview | None = None
+        if metrics is not None:
+            metrics.watch_readiness(lambda: self.readiness().ready)
 
     def store_failed(self) -> None:
         self.store_ok = False
+        if self._metrics is not None:
+            self._metrics.set_store_up(False)
 
     def store_answered(self) -> None:
         self.store_ok = True
+        if self._metrics is not None:
+            self._metrics.set_store_up(self._writable())
 
     def became_ready(self) -> None:
         self.ready = True

@@ -71,6 +71,8 @@ RATE_WAIT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 # A rollover's overlap (both sessions recording): the successor's start and confirmation
 # (seconds) plus whatever delayed the predecessor's stop; at most rolloverLead.
 OVERLAP_BUCKETS: Final = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+# Boundary lateness: the target is at most 1 s (p99); milliseconds are normal.
+LATENESS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # A whole pass: one query per session plus the actions; minutes when the API is slow.
 PASS_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -282,6 +284,29 @@ class Metrics:
             "Kept notifications acted on by this replica's passes.",
             registry=reg,
         )
+        self._store_up = Gauge(
+            "orchestrator_store_up",
+            "1 while the state store can be read and takes writes, 0 otherwise.",
+            registry=reg,
+        )
+        self._store_up.set(1)
+        self._ready = Gauge(
+            "orchestrator_ready",
+            "1 while the daemon is ready (/readyz answers 200), 0 otherwise.",
+            registry=reg,
+        )
+        self._unowned = Gauge(
+            "orchestrator_app_ids_unowned",
+            "App IDs of the config that no replica owns, as this replica last saw them "
+            "(always 0 with SQLite, whose one daemon owns them all).",
+            registry=reg,
+        )
+        self._boundary_lateness = Histogram(
+            "orchestrator_boundary_lateness_seconds",
+            "How late the daemon woke for a window boundary or a backoff's end.",
+            buckets=LATENESS_BUCKETS,
+            registry=reg,
+        )
         self._query_cycle = Gauge(
             "orchestrator_query_cycle_seconds",
             "How long one round of resync queries over an App ID's live sessions takes "
@@ -413,6 +438,20 @@ class Metrics:
 
     def set_query_cycle(self, app_id: str, seconds: float) -> None:
         self._query_cycle.labels(app_id=app_id).set(seconds)
+
+    # -------------------------------------------------------------- health
+    def set_store_up(self, up: bool) -> None:
+        self._store_up.set(1 if up else 0)
+
+    def watch_readiness(self, ready: Callable[[], bool]) -> None:
+        """`orchestrator_ready` is `ready()` at every scrape."""
+        self._ready.set_function(lambda: 1.0 if ready() else 0.0)
+
+    def set_unowned_app_ids(self, count: int) -> None:
+        self._unowned.set(count)
+
+    def observe_boundary_lateness(self, seconds: float) -> None:
+        self._boundary_lateness.observe(_seconds(seconds))
 
     # -------------------------------------------------------------- the listener
     def set_listener_connections(self, count: int) -> None:

@@ -55,6 +55,9 @@ class Ownership:
         self._free_rounds: Counter[str] = Counter()
         self._handed: dict[str, int] = {}  # App IDs we released, rounds left alone
         self._stopping = asyncio.Event()
+        # Replicas: each App ID's holder (a replica name, None: nobody) as of the last
+        # round, for the status page. Empty with SQLite.
+        self.holders: dict[str, str | None] = {}
 
     def attach(self, passes: Passes) -> None:
         self._passes = passes
@@ -77,6 +80,7 @@ class Ownership:
         if self._own is None:
             if self._metrics is not None:  # the single writer owns every App ID
                 self._metrics.set_owned_app_ids(len(self._rt.app_ids))
+                self._metrics.set_unowned_app_ids(0)
             return
         await self._balance()
         self._tasks.spawn("claims", self._claim_loop())
@@ -142,6 +146,9 @@ class Ownership:
             # While an App ID is free (one handed over and not yet claimed, say), the
             # replica that is short takes that one: handing over more would churn.
             still_free = any(a not in mine for a in free)
+            self.holders = {a: own.name if a in mine else holders.get(a) for a in apps}
+            if self._metrics is not None:
+                self._metrics.set_unowned_app_ids(sum(1 for a in free if a not in mine))
             if len(mine) > max(low, 1) and short and not still_free and not self._releasing:
                 victim = max(mine, key=lambda a: hashlib.sha256(a.encode()).digest())
                 await self._hand_over(victim)

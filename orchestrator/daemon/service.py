@@ -107,6 +107,7 @@ class Daemon:
             on_boundary=self._on_boundary,
             on_resync=lambda: self._passes.request_refresh("resync"),
             on_next=metrics.set_next_boundary if metrics is not None else None,
+            on_late=metrics.observe_boundary_lateness if metrics is not None else None,
         )
         budget = QueryBudget(
             lambda: self._rt.config,

@@ -64,8 +64,12 @@ class Timers:
         on_boundary: Callable[[str], None],
         on_resync: Callable[[], None],
         on_next: Callable[[datetime | None], None] | None = None,
+        on_late: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_late(seconds)`: how late each wake-up for a boundary or a backoff's end
+        came (metrics)."""
         self._tasks = tasks
+        self._on_late = on_late
         self._now = clock
         self._resync_seconds = resync_seconds
         self._on_boundary = on_boundary
@@ -193,4 +197,6 @@ class Timers:
         early = (at - self._now()).total_seconds()
         if early > 0:
             await asyncio.sleep(early)
+        if self._on_late is not None:
+            self._on_late(max(0.0, (self._now() - at).total_seconds()))
         self._on_boundary("backoff" if at == self._backoff_until else "boundary")
