@@ -1,10 +1,11 @@
 """How the daemon is doing, as `/readyz`, systemd's STATUS= and the metrics say it.
 
-The one owner of three facts that several tasks learn: whether the first pass has
+The one owner of the facts that several tasks learn: whether the first pass has
 finished, whether the store answers (passes, resyncs and the end of a pass report
 whether it could be read; whether it takes writes is the executor's outbox's,
 asked here), and what every recording is doing as of the last pass (the overview,
-with its one-line summary). Readers ask this object; nobody else keeps a copy.
+with its one-line summary, the plan and the last actions, which the status page
+shows). Readers ask this object; nobody else keeps a copy.
 
 This module must never decide anything about recordings, and `readiness()` must
 stay cheap: it runs on the event loop for every probe.
@@ -14,10 +15,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from orchestrator.daemon.metrics import Metrics, ReadinessReport
 from orchestrator.daemon.notify import Notifier
+from orchestrator.daemon.statuspage import ActionLog
 from orchestrator.reconcile.overview import Overview, counts_by_app
+from orchestrator.reconcile.plan import Plan
 from orchestrator.reconcile.reconciler import PassResult
 
 
@@ -27,6 +31,7 @@ class Health:
         notifier: Notifier,
         metrics: Metrics | None,
         writable: Callable[[], bool] = lambda: True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._notifier = notifier
         self._metrics = metrics
@@ -35,6 +40,8 @@ class Health:
         self.store_ok = True  # the store could be read by the last pass
         self.summary = ""
         self.overview: Overview | None = None
+        self.plan: Plan | None = None  # the last pass's, for the status page's timeline
+        self.actions = ActionLog(clock)  # the last actions, for the status page
         if metrics is not None:
             metrics.watch_readiness(lambda: self.readiness().ready)
 
@@ -78,6 +85,8 @@ class Health:
     ) -> None:
         """A pass has finished: the summary, STATUS= and the metrics of its outcome."""
         self.overview = view
+        self.plan = result.plan
+        self.actions.record(result.results)
         held = Counter(n.kind.value for n in result.plan.notes)
         live = [s for r in view.recordings if (s := r.session) is not None]
         live.extend(view.orphans)

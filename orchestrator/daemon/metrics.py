@@ -35,7 +35,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
-from orchestrator.daemon.listener import Bounds, Listener, Page
+from orchestrator.daemon.listener import Bounds, Listener, Page, Route
 from orchestrator.errors import OrchestratorError
 
 log = structlog.get_logger("orchestrator.daemon")
@@ -496,7 +496,9 @@ class HealthServer:
         stale_after: float = 10.0,
         clock: Clock = time.monotonic,
         bounds: Bounds | None = None,
+        pages: Mapping[str, Route] | None = None,
     ) -> None:
+        """`pages`: more GET routes on the same address (the status page)."""
         if heartbeat_interval <= 0 or stale_after <= 0:
             raise ValueError("heartbeat_interval and stale_after must be positive")
         self._metrics = metrics
@@ -505,6 +507,7 @@ class HealthServer:
         self._stale_after = stale_after
         self._clock = clock
         self._bounds = bounds
+        self._pages = dict(pages or {})
         self._listener: Listener | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._port: int | None = None
@@ -523,6 +526,7 @@ class HealthServer:
         if self._listener is not None:
             raise RuntimeError("the health server is already started")
         routes = {
+            **self._pages,
             "/metrics": self._metrics_page,
             "/healthz": self._healthz_page,
             "/readyz": self._readyz_page,

@@ -36,6 +36,7 @@ import asyncio
 import signal
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -50,13 +51,14 @@ from orchestrator.daemon.passes import Passes
 from orchestrator.daemon.receiver import NoticeReceiver
 from orchestrator.daemon.reconfigure import Reconfiguration, reconfigure
 from orchestrator.daemon.reload import Reloader
+from orchestrator.daemon.statuspage import AppView, StatusPage, TimelineCache, status_document
 from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
 from orchestrator.daemon.watch import ManifestWatcher
 from orchestrator.errors import OrchestratorError
 from orchestrator.logging import configure_logging
 from orchestrator.reconcile.plan import Plan, plan_shutdown
-from orchestrator.runtime import Runtime, plan_policy
+from orchestrator.runtime import Runtime, plan_policy, query_budget
 from orchestrator.secrets import SecretError
 from orchestrator.state import StoreError
 
@@ -95,7 +97,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self.tasks = TaskRegistry()
         outbox = runtime.executor.outbox
-        self._health = Health(notifier, metrics, writable=lambda: outbox.writable)
+        self._health = Health(
+            notifier, metrics, writable=lambda: outbox.writable, clock=runtime.clock
+        )
+        self._timeline = TimelineCache()
         self._reloader = Reloader(runtime, manifests)
         self._ownership = Ownership(
             runtime, self.tasks, metrics=metrics, ready=lambda: self._health.ready
@@ -134,6 +139,39 @@ class Daemon:
 
     def readiness(self) -> ReadinessReport:
         return self._health.readiness()
+
+    def status_document(self) -> dict[str, Any]:
+        """What the status page shows (`/api/v1/status`), from memory: no store read."""
+        now = self._rt.clock()
+        readiness = self._health.readiness()
+        view = self._health.overview
+        live = [] if view is None else [r.session for r in view.recordings if r.session]
+        if view is not None:
+            live.extend(view.orphans)
+        cycles = {b.app_id: b.cycle_s for b in query_budget(self._rt.config, live)}
+        owned = self._ownership.owned()
+        holders = self._ownership.holders
+        apps = [
+            AppView(
+                app_id,
+                (self._rt.config.replica.name if owned is None else holders.get(app_id)),
+                limiter.per_second,
+                limiter.in_use(app_id),
+                cycles.get(app_id),
+            )
+            for app_id, limiter in sorted(self._rt.limiters.items())
+        ]
+        recordings = self._reloader.desired.recordings
+        return status_document(
+            view,
+            now=now,
+            replica=self._rt.config.replica.name,
+            ready=readiness.ready,
+            detail=readiness.detail,
+            timeline=self._timeline.lanes(recordings, self._health.plan, now),
+            actions=self._health.actions.newest_first(),
+            apps=apps,
+        )
 
     def request_pass(self, trigger: str) -> None:
         self._passes.request(trigger)
@@ -308,7 +346,8 @@ class Daemon:
         metrics_cfg = self._rt.config.metrics
         if self._metrics is None or metrics_cfg.host is None or metrics_cfg.port is None:
             return
-        self._health_server = HealthServer(self._metrics, self.readiness)
+        page = StatusPage(self.status_document)
+        self._health_server = HealthServer(self._metrics, self.readiness, pages=page.routes())
         await self._health_server.start(metrics_cfg.host, metrics_cfg.port)
         log.info("metrics.listening", address=f"{metrics_cfg.host}:{self._health_server.port}")
 
