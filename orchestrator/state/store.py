@@ -75,6 +75,15 @@ from orchestrator.state.errors import (
 from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import AppOwner
 from orchestrator.state.queries import SQLITE, latest_version
+from orchestrator.state.sqlite_file import (
+    check_file,
+    check_writable,
+    detail,
+    exists,
+    fsync,
+    identity,
+    sqlite_path_from_url,
+)
 
 if TYPE_CHECKING:
     from orchestrator.state.protocol import Store
@@ -108,9 +117,6 @@ CACHE_KIB = 2048
 # RETURNING came with SQLite 3.35 (March 2021).
 _MIN_SQLITE = (3, 35, 0)
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_SQLITE_HEADER_SIZE = 100
-
 
 class _SqliteCodec(Codec):
     """SQLite's columns: datetimes as ISO 8601 text in UTC, JSON as compact text, and
@@ -135,78 +141,7 @@ class _SqliteCodec(Codec):
 _CODEC = _SqliteCodec()
 
 
-def sqlite_path_from_url(url: str) -> Path:
-    """`sqlite:///relative.db`, `sqlite:////abs/path.db` or a plain path -> a Path."""
-    if url.startswith("sqlite:///"):
-        rest = url[len("sqlite:///") :]
-    elif url.startswith("sqlite://"):
-        raise StoreError(f"unsupported SQLite URL {url!r}: use sqlite:///PATH")
-    elif "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise StoreError(f"unsupported state store URL scheme {scheme!r}: use sqlite:///PATH")
-    else:
-        rest = url
-    if not rest:
-        raise StoreError("the state store URL names no file")
-    return Path(rest)
-
-
 _DEFAULT_HOLDER = "orchestrator"
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError as exc:
-        raise StoreAccessError(
-            path, f"cannot look for state store {path}: {exc.strerror or exc}"
-        ) from None
-
-
-def _check_file(path: Path) -> None:
-    """What can be told from the file alone: it exists, is not empty and has an
-    SQLite header. Never writes."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(_SQLITE_HEADER_SIZE)
-    except FileNotFoundError:
-        raise StoreMissingError(path) from None
-    except OSError as exc:
-        raise StoreAccessError(
-            path, f"cannot read state store {path}: {exc.strerror or exc}"
-        ) from None
-    if not head:
-        raise StoreCorruptError(
-            path, "is empty (0 bytes), so it holds no record of live recordings"
-        )
-    if len(head) < _SQLITE_HEADER_SIZE or not head.startswith(_SQLITE_HEADER):
-        raise StoreCorruptError(path, "is not an SQLite database (its header is wrong)")
-
-
-def _check_writable(path: Path) -> None:
-    """A writer's check before SQLite opens the file: SQLite would silently open an
-    unwritable file read-only and fail only at the first write."""
-    try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise StoreMissingError(path) from None
-    except OSError as exc:
-        raise StoreAccessError(
-            path,
-            f"cannot open state store {path} for writing: {exc.strerror or exc}; the writer "
-            f"needs write access to it and to its directory {path.parent} (check the owner, "
-            "the mode, `lsattr` and read-only mounts)",
-        ) from None
-    os.close(fd)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file (or a directory's entries) to disk."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _has_schema_table(db: sqlite3.Connection) -> bool:
@@ -338,7 +273,7 @@ class SqliteStore(SqlStore):
                 raise StoreAccessError(
                     path, f"cannot create state store {path}: {exc.strerror or exc}"
                 ) from None
-        elif not _exists(path):
+        elif not exists(path):
             # Checked again under the lock; this early answer leaves no lock file behind.
             raise self._missing() from None
         if writer:
@@ -382,19 +317,19 @@ class SqliteStore(SqlStore):
     def _connect(self) -> tuple[sqlite3.Connection, int]:
         """On the worker thread: check the file, open it and (writers) migrate it."""
         path = self.path
-        if self.writer and self._create and not _exists(self._file):
+        if self.writer and self._create and not exists(self._file):
             self._create_new()
         if self._lock is not None:
             # Before SQLite opens it: a second name of a file another writer holds is
             # refused before anything is read or written through it.
             self._identity = self._lock.hold(self._file)
-        _check_file(path)
+        check_file(path)
         if self.writer:
-            _check_writable(path)
+            check_writable(path)
         try:
             db = self._sqlite_connect(self._file, reader=not self.writer)
         except sqlite3.Error as exc:
-            if not _exists(path):
+            if not exists(path):
                 raise StoreMissingError(path) from None
             raise self._error(exc) from None
         db.row_factory = sqlite3.Row
@@ -445,7 +380,7 @@ class SqliteStore(SqlStore):
                     db.close()
             except sqlite3.Error as exc:
                 raise _store_error(new, exc, writer=True, busy_timeout=self.busy_timeout) from None
-            _fsync(new)
+            fsync(new)
             try:
                 os.link(new, path)
             except FileExistsError:
@@ -453,11 +388,11 @@ class SqliteStore(SqlStore):
             except OSError:
                 # No hard links on this filesystem: rename instead (only a process
                 # outside the writer lock could race with it).
-                if not _exists(path):
+                if not exists(path):
                     os.replace(new, path)
             finally:
                 new.unlink(missing_ok=True)
-            _fsync(path.parent)
+            fsync(path.parent)
         except OSError as exc:
             raise StoreAccessError(
                 path, f"cannot create state store {path}: {exc.strerror or exc}"
@@ -500,7 +435,7 @@ class SqliteStore(SqlStore):
         connection to the removed file stays open and in use: it and the backup are
         the store."""
         file, backup = self._file, self._backup
-        if self._lock is None or self._identity is None or _identity(file) == self._identity:
+        if self._lock is None or self._identity is None or identity(file) == self._identity:
             return False
         try:
             self._write_backup()
@@ -508,7 +443,7 @@ class SqliteStore(SqlStore):
             raise StoreAccessError(
                 self.path,
                 f"state store {file} was removed while in use and its backup {backup} cannot "
-                f"be written: {_detail(exc)}; every record is still in the open store, which "
+                f"be written: {detail(exc)}; every record is still in the open store, which "
                 "the daemon tries to write back at each pass: fix that (free space, the "
                 f"owner and mode of {file.parent}) and keep the daemon running until then",
             ) from None
@@ -518,7 +453,7 @@ class SqliteStore(SqlStore):
             raise StoreAccessError(
                 self.path,
                 f"state store {file} was removed while in use and cannot be written back: "
-                f"{_detail(exc)}; every record is in its backup {backup} (kept, and rewritten "
+                f"{detail(exc)}; every record is in its backup {backup} (kept, and rewritten "
                 f"after every change) and in the open store; remove what is at {file} (the "
                 f"daemon writes the store back at its next pass), or stop the daemon, move "
                 f"{backup} to {file}, check it with `orchestrator status` and start the daemon",
@@ -531,7 +466,7 @@ class SqliteStore(SqlStore):
         crash leaves at worst a `.<db>.restore.*.tmp` file, never a half-written
         backup). Skipped while the backup there is current (no change since)."""
         db, backup = self._db, self._backup
-        if self._backup_state == (db.total_changes, _identity(backup)):
+        if self._backup_state == (db.total_changes, identity(backup)):
             return
         fd, name = tempfile.mkstemp(prefix=f".{backup.name}.", suffix=".tmp", dir=backup.parent)
         os.close(fd)
@@ -542,13 +477,13 @@ class SqliteStore(SqlStore):
                 db.backup(target)
             finally:
                 target.close()
-            _fsync(new)
+            fsync(new)
             os.replace(new, backup)
         finally:
             for side in ("", "-journal", "-wal", "-shm"):
                 new.with_name(new.name + side).unlink(missing_ok=True)
-        _fsync(backup.parent)
-        self._backup_state = (db.total_changes, _identity(backup))
+        fsync(backup.parent)
+        self._backup_state = (db.total_changes, identity(backup))
 
     def _put_back(self, lock: WriterLock) -> None:
         """Rename the backup onto the path (a rename fails on a directory, and never
@@ -567,7 +502,7 @@ class SqliteStore(SqlStore):
             lock.keep_only(self._identity)
             raise
         self._backup_state = None
-        _fsync(file.parent)
+        fsync(file.parent)
         with contextlib.suppress(sqlite3.Error):
             self._db.close()  # the removed file's: it deletes its WAL and SHM files
         for side in ("-wal", "-shm"):
@@ -652,19 +587,6 @@ class SqliteStore(SqlStore):
                         db.executemany(query, rows)
 
         await self._run(write)
-
-
-def _detail(exc: OSError | sqlite3.Error) -> str:
-    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or repr(exc)
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at `path`, or None when there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def open_store(
