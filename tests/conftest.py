@@ -77,6 +77,7 @@ LONGEST: dict[str, float] = {
     "tests/e2e/test_rollover_kills.py": 180,  # four rollovers, a kill at each
     "tests/replicas/test_rollover_takeover.py": 60,  # one rollover, one takeover
     "tests/e2e/test_notifications.py": 85,  # 20 restarts, a 45 s failover
+    "tests/e2e/test_monitoring.py": 25,
     "tests/reliability/test_crashes.py": 85,
     "tests/reliability/test_api_faults.py": 85,
     "tests/replicas/test_failover.py::test_failover": 45,
