@@ -335,15 +335,11 @@ def error_from_response(
         return AppError(endpoint, status, code, reason)
     if status == 429:
         return RateLimitedError(endpoint, status, code, reason, ambiguous=False)
-    if not answer.agora:
+    # Agora's answer for an ended session carries its code 404: without it, a 404 is
+    # someone else's (a proxy's JSON page), not an end; but the gateway's 404 for a
+    # wrong path or method is our bug (permanent), not an ended session.
+    if not answer.agora or (status == 404 and _NO_ROUTE not in lowered):
         return foreign_answer(endpoint, status, body, content_type=content_type, secrets=secrets)
     if status >= 500:
         return RetryableError(endpoint, status, code, reason, ambiguous=True)
-    if status == 404:
-        # The gateway's 404 for a wrong path or method is our bug, not an ended session.
-        if _NO_ROUTE in lowered:
-            return PermanentError(endpoint, status, code, reason)
-        # Agora's answer for an ended session carries its code 404: without it, this
-        # is someone else's 404 (a proxy's JSON page), not an end.
-        return foreign_answer(endpoint, status, body, content_type=content_type, secrets=secrets)
     return PermanentError(endpoint, status, code, reason)

@@ -274,14 +274,19 @@ class EmulatorState:
 
     def abort(self, sid: str, now: float) -> bool:
         """Make a live session exit abnormally (status 20). False if unknown or ended."""
-        session = self.sessions.get(sid)
+        session = self._live(sid, now)
         if session is None:
-            return False
-        session.settle(now)
-        if session.ended_at is not None:
             return False
         session.ended_at, session.end_reason = now, "aborted"
         return True
+
+    def _live(self, sid: str, now: float) -> Session | None:
+        """Session `sid` as of `now`; None if unknown or ended."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return None
+        session.settle(now)
+        return session if session.ended_at is None else None
 
     def fail_over(
         self,
@@ -296,11 +301,8 @@ class EmulatorState:
         as Agora does when a recording server fails: it goes on recording, and its sid
         routes answer 404 for `seconds`. None if unknown or ended; ValueError for a
         `new_uid` that is not a uid or is taken in the channel."""
-        session = self.sessions.get(sid)
+        session = self._live(sid, now)
         if session is None:
-            return None
-        session.settle(now)
-        if session.ended_at is not None:
             return None
         taken = set(self.channels.get((session.app_id, session.cname), {}))
         taken.update(

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, assert_never
+from typing import Any, Required, TypedDict, Unpack, assert_never
 
 import structlog
 
@@ -40,6 +40,7 @@ from orchestrator.agora.errors import (
 )
 from orchestrator.agora.minter import TokenMinter
 from orchestrator.contract import ServiceStatus
+from orchestrator.reconcile import plan
 from orchestrator.reconcile.outbox import Outbox
 from orchestrator.reconcile.plan import (
     END_CONFLICT,
@@ -47,18 +48,12 @@ from orchestrator.reconcile.plan import (
     END_UNTRACKED,
     Action,
     DesiredRecording,
-    Restart,
-    Resume,
-    Rollover,
-    Start,
-    Stop,
-    Update,
-    UpdateLayout,
 )
 from orchestrator.reconcile.refresh import (
     DEFAULT_FAILOVER_GRACE,
     QUERIED,
     address,
+    exit_values,
     file_list,
     mark_unrecognised,
     report_unmanageable,
@@ -101,6 +96,19 @@ class _Start:
     join_expires_at: datetime | None
 
 
+class CallOptions(TypedDict, total=False):
+    """How an action's calls are made: the keywords `Executor` takes and hands to
+    `SessionCalls`, declared once."""
+
+    resolve_secret: Required[SecretResolver]
+    now: Required[Callable[[], datetime]]
+    # By app profile: the profiles with an App Certificate mint a token per start.
+    minters: Mapping[str, TokenMinter] | None
+    # Told of every completed rollover: the overlap in seconds (None: unknown).
+    on_rollover: Callable[[float | None], None] | None
+    failover_grace: timedelta  # DEFAULT_FAILOVER_GRACE when not given
+
+
 class ActionFailed(Exception):
     """An action did not reach its goal; the message says why (already recorded)."""
 
@@ -113,27 +121,21 @@ class SessionCalls:
         store: Store,
         clients: Mapping[str, AgoraClient],
         *,
-        resolve_secret: SecretResolver,
-        now: Callable[[], datetime],
         outbox: Outbox,
         refresh: Callable[[Sequence[SessionRecord]], Awaitable[list[str]]],
         draining: Callable[[], bool],
-        minters: Mapping[str, TokenMinter] | None = None,
-        on_rollover: Callable[[float | None], None] | None = None,
-        failover_grace: timedelta = DEFAULT_FAILOVER_GRACE,
+        **options: Unpack[CallOptions],
     ) -> None:
-        self._store = store
-        self._clients = clients
-        self._grace = failover_grace
-        self._resolve = resolve_secret
-        self._now = now
+        self.store = store
+        self.clients = clients
+        self.grace = options.get("failover_grace", DEFAULT_FAILOVER_GRACE)
+        self._resolve = options["resolve_secret"]
+        self.now = options["now"]
         self.outbox = outbox
         self.refresh = refresh  # the executor's resync of sessions (a rollover's confirm)
         self._draining = draining
-        # By app profile: the profiles with an App Certificate mint a token per start.
-        self._minters = minters or {}
-        # Told of every completed rollover: the overlap in seconds (None: unknown).
-        self._on_rollover = on_rollover
+        self._minters = options.get("minters") or {}
+        self._on_rollover = options.get("on_rollover")
 
     def exited(self, session: SessionRecord) -> None:
         """A query found `session` ended by itself: say plainly when that was most likely
@@ -163,37 +165,37 @@ class SessionCalls:
 
     def _client(self, app: str) -> AgoraClient:
         try:
-            return self._clients[app]
+            return self.clients[app]
         except KeyError:
             raise ActionFailed(f"no client for app profile {app!r}") from None
 
     async def dispatch(self, action: Action) -> tuple[int | None, str]:
         match action:
-            case Start(recording=d, window=window, restart_count=count):
+            case plan.Start(recording=d, window=window, restart_count=count):
                 session = await self._start(
                     d, window, count, uid=action.uid, predecessor=action.predecessor_id
                 )
                 return session.id, f"started sid {session.sid}"
-            case Stop(session_id=session_id, reason=reason, successor_id=successor_id):
-                session = await self._store.get_session(session_id)
+            case plan.Stop(session_id=session_id, reason=reason, successor_id=successor_id):
+                session = await self.store.get_session(session_id)
                 message = await self._stop(session, f"{END_STOPPED}: {reason}")
                 if successor_id is not None:
-                    self._rolled_over(session, await self._store.get_session(successor_id))
+                    self._rolled_over(session, await self.store.get_session(successor_id))
                 return session.id, message
-            case Restart(recording=d, session_id=session_id, window=window, reason=reason):
-                session = await self._store.get_session(session_id)
+            case plan.Restart(recording=d, session_id=session_id, window=window, reason=reason):
+                session = await self.store.get_session(session_id)
                 await self._stop(session, f"{END_STOPPED}: restart ({reason})")
                 new = await self._start(d, window, 0)
                 return new.id, f"restarted as session {new.id} (sid {new.sid})"
-            case Update(recording=d, session_id=session_id):  # and UpdateLayout
-                layout = isinstance(action, UpdateLayout)
-                session = await self._store.get_session(session_id)
+            case plan.Update(recording=d, session_id=session_id):  # and UpdateLayout
+                layout = isinstance(action, plan.UpdateLayout)
+                session = await self.store.get_session(session_id)
                 await self._update(session, d, layout=layout)
                 return session.id, "layout updated" if layout else "subscription updated"
-            case Resume(recording=d, session_id=session_id, window=window):
-                session = await self._store.get_session(session_id)
+            case plan.Resume(recording=d, session_id=session_id, window=window):
+                session = await self.store.get_session(session_id)
                 return session.id, await self._resume(session, d, window)
-            case Rollover():
+            case plan.Rollover():
                 return await self._rollover(action)
             case _:
                 assert_never(action)
@@ -220,34 +222,34 @@ class SessionCalls:
             # Nothing was sent. The attempt is recorded like a refused start, so that
             # the next one waits its backoff and `status` shows why it is not recording.
             fields["phase"] = Phase.FAILED
-            fields["ended_at"] = self._now()
+            fields["ended_at"] = self.now()
             fields["end_reason"] = f"failed: {exc}"
             fields["end_kind"] = EndKind.FAILED
-            await self._store.create_session(**fields)
+            await self.store.create_session(**fields)
             raise
         fields["phase"] = Phase.ACQUIRING
         fields["intent"] = Intent.ACQUIRE
-        fields["intent_at"] = self._now()
+        fields["intent_at"] = self.now()
         try:
-            session = await self._store.create_session(**fields)
+            session = await self.store.create_session(**fields)
         except StoreConflictError as exc:  # another live session holds the target
             raise ActionFailed(f"not started: {exc}") from None
         for _ in range(2):  # a second acquire only if the first resource ID expired (433)
             resource_id = await self._acquire(session, d, client)
             # The token's expiry goes with the intent: should the answer be lost, the
             # session is known to record no longer than that.
-            session = await self._store.update_session(
+            session = await self.store.update_session(
                 session.id,
                 resource_id=resource_id,
                 phase=Phase.STARTING,
                 intent=Intent.START,
-                intent_at=self._now(),
+                intent_at=self.now(),
                 join_expires_at=start.join_expires_at,
             )
             try:
                 return await self._send_start(session, d, client, start, ambiguous=False)
             except ResourceExpiredError:
-                await self._store.record_intent(session.id, Intent.ACQUIRE, phase=Phase.ACQUIRING)
+                await self.store.record_intent(session.id, Intent.ACQUIRE, phase=Phase.ACQUIRING)
                 continue
         await self._fail(session, d, "failed: resource ID expired twice (433)", permanent=False)
         raise ActionFailed("resource ID expired twice (433)")
@@ -290,7 +292,7 @@ class SessionCalls:
         minter = self._minters.get(d.app)
         if minter is None or start.clientRequest.token is not None:
             return _Start(start, None)
-        minted = minter.mint(d.channel, uid, now=self._now(), window_end=window.end)
+        minted = minter.mint(d.channel, uid, now=self.now(), window_end=window.end)
         return _Start(start.with_token(minted.token), minted.expires_at)
 
     async def _acquire(
@@ -368,7 +370,7 @@ class SessionCalls:
             await self.outbox.update(session, error=f"start: {exc}")
             raise ActionFailed(f"start unresolved, will resume: {exc}") from None
         # The sid is known now: never lost to a store that refuses the write (outbox.py).
-        started = self._now()
+        started = self.now()
         hours = d.requests.acquire.clientRequest.resourceExpiredHour
         session = await self.outbox.outcome(
             session,
@@ -391,7 +393,7 @@ class SessionCalls:
         return session
 
     async def _unmanageable_for_target(self, session: SessionRecord) -> SessionRecord | None:
-        found = await self._store.unmanageable_on(session.app_id, session.channel, session.uid)
+        found = await self.store.unmanageable_on(session.app_id, session.channel, session.uid)
         return next((other for other in found if other.id != session.id), None)
 
     async def _unmanageable(self, session: SessionRecord, why: str) -> None:
@@ -415,7 +417,7 @@ class SessionCalls:
     async def _end(self, session: SessionRecord, phase: Phase, kind: EndKind, reason: str) -> None:
         """Record that `session` is over (`phase`: ended or failed), how and why, as of now."""
         await self.outbox.outcome(
-            session, phase=phase, ended_at=self._now(), end_reason=reason, end_kind=kind
+            session, phase=phase, ended_at=self.now(), end_reason=reason, end_kind=kind
         )
 
     # -- stop ------------------------------------------------------------------------
@@ -427,12 +429,12 @@ class SessionCalls:
         client = self._client(session.app)
         await self.outbox.settle(session.id)  # what is kept about it goes first
         # The reason is stored with the intent, so that a resumed stop keeps it.
-        await self._store.record_intent(
+        await self.store.record_intent(
             session.id, Intent.STOP, phase=Phase.STOPPING, end_reason=reason
         )
         values: SessionFields = {
             "phase": Phase.ENDED,
-            "ended_at": self._now(),
+            "ended_at": self.now(),
             "end_kind": EndKind.STOPPED,
         }
         try:
@@ -443,9 +445,9 @@ class SessionCalls:
             values["end_reason"] = f"{reason} (already ended: {exc.code or exc.status})"
         except NotFoundError as exc:  # 404: ended, or a failover (still queried a while)
             values["end_reason"] = f"{reason} (already ended: {exc.code or exc.status})"
-            values["confirm_until"] = self._now() + self._grace
+            values["confirm_until"] = self.now() + self.grace
         except SessionUnknownError as exc:
-            await mark_unrecognised(self._store, session, exc, (Phase.STOPPING,), now=self._now())
+            await mark_unrecognised(self.store, session, exc, (Phase.STOPPING,), now=self.now())
             raise ActionFailed(f"stop: {exc}: marked unmanageable") from None
         except AgoraError as exc:
             await self.outbox.update(session, error=f"stop: {exc}")
@@ -469,7 +471,7 @@ class SessionCalls:
         client = self._client(session.app)
         intent = Intent.UPDATE_LAYOUT if layout else Intent.UPDATE
         await self.outbox.settle(session.id)  # what is kept about it goes first
-        await self._store.record_intent(session.id, intent, phase=Phase.UPDATING)
+        await self.store.record_intent(session.id, intent, phase=Phase.UPDATING)
         requests = d.requests_for(session.uid)
         try:
             if not layout:
@@ -479,15 +481,15 @@ class SessionCalls:
         except NotFoundError as exc:  # ended, or a failover (still queried a while)
             await self.outbox.outcome(
                 session,
-                phase=Phase.ENDED,
-                ended_at=self._now(),
-                end_reason=f"exited: {intent} answered {exc.status} (the recording had ended)",
-                end_kind=EndKind.EXITED,
-                confirm_until=self._now() + self._grace,
+                **exit_values(
+                    self.now(),
+                    f"exited: {intent} answered {exc.status} (the recording had ended)",
+                    confirm_until=self.now() + self.grace,
+                ),
             )
             raise ActionFailed(f"{intent}: the recording had ended") from None
         except SessionUnknownError as exc:
-            await mark_unrecognised(self._store, session, exc, (Phase.UPDATING,), now=self._now())
+            await mark_unrecognised(self.store, session, exc, (Phase.UPDATING,), now=self.now())
             raise ActionFailed(f"{intent}: {exc}: marked unmanageable") from None
         except AgoraError as exc:
             await self.outbox.outcome(session, phase=Phase.RUNNING, error=f"{intent}: {exc}")
@@ -502,24 +504,24 @@ class SessionCalls:
             )
 
     async def _fail_spec(self, d: DesiredRecording, reason: str) -> None:
-        await self._store.set_manifest_state(
+        await self.store.set_manifest_state(
             ManifestState(
                 name=d.name,
                 failed_spec_hash=d.spec_hash,
                 failure_reason=reason,
-                failed_at=self._now(),
+                failed_at=self.now(),
             )
         )
         log.error("manifest.failed", manifest=d.name, reason=reason)
 
     # -- rollover --------------------------------------------------------------------
 
-    async def _rollover(self, action: Rollover) -> tuple[int, str]:
+    async def _rollover(self, action: plan.Rollover) -> tuple[int, str]:
         """Make before break: start the successor on the other uid (unless it was
         started already), wait until a query sees it recording, then stop the
         predecessor. Whatever fails leaves the predecessor recording."""
         d, window = action.recording, action.window
-        predecessor = await self._store.get_session(action.session_id)
+        predecessor = await self.store.get_session(action.session_id)
         if action.successor_id is None:
             try:
                 successor = await self._start(
@@ -541,9 +543,9 @@ class SessionCalls:
                 uid=successor.uid,
             )
         else:
-            successor = await self._store.get_session(action.successor_id)
+            successor = await self.store.get_session(action.successor_id)
         successor = await self._confirm(successor, predecessor)
-        predecessor = await self._store.get_session(predecessor.id)  # a query may have ended it
+        predecessor = await self.store.get_session(predecessor.id)  # a query may have ended it
         if predecessor.phase is Phase.UNMANAGEABLE:  # no stop reaches it: it expires
             message = (
                 f"session {predecessor.id} (sid unknown) records until its token expires, "
@@ -572,7 +574,7 @@ class SessionCalls:
         `ended`) while `successor` records. Logs it with the two sessions' overlap (from
         the successor's start to the predecessor's end) and reports that to
         `on_rollover` (metrics)."""
-        end = ended or self._now()
+        end = ended or self.now()
         overlap = (
             max(0.0, (end - successor.started_at).total_seconds())
             if successor.started_at is not None
@@ -608,7 +610,7 @@ class SessionCalls:
                     f"session {predecessor.id} records on (confirmed again at the next pass)"
                 )
             problems = await self.refresh([successor])
-            successor = await self._store.get_session(successor.id)
+            successor = await self.store.get_session(successor.id)
             if problems or successor.last_status != ServiceStatus.RECORDING:
                 await asyncio.sleep(CONFIRM_INTERVAL.total_seconds())
 

@@ -18,34 +18,17 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import structlog
 
 from orchestrator.agora.client import AgoraClient
-from orchestrator.agora.minter import TokenMinter
-from orchestrator.reconcile.calls import ActionFailed, SecretResolver, SessionCalls
+from orchestrator.reconcile.calls import ActionFailed, CallOptions, SessionCalls
 from orchestrator.reconcile.notices import act_on_notices
 from orchestrator.reconcile.outbox import Outbox
-from orchestrator.reconcile.plan import (
-    Action,
-    DesiredRecording,
-    Plan,
-    Stop,
-    action_session,
-)
-from orchestrator.reconcile.refresh import (
-    DEFAULT_FAILOVER_GRACE,
-    Pace,
-    refresh_sessions,
-)
-from orchestrator.state import (
-    SessionRecord,
-    Store,
-    StoreError,
-    StoreFencedError,
-)
+from orchestrator.reconcile.plan import Action, DesiredRecording, Plan, Stop, action_session
+from orchestrator.reconcile.refresh import Pace, refresh_sessions
+from orchestrator.state import SessionRecord, Store, StoreError, StoreFencedError
 
 log = structlog.get_logger("orchestrator.reconcile")
 
@@ -97,33 +80,22 @@ class Executor:
         store: Store,
         clients: Mapping[str, AgoraClient],
         *,
-        resolve_secret: SecretResolver,
-        now: Callable[[], datetime],
         concurrency: int = 16,
-        minters: Mapping[str, TokenMinter] | None = None,
-        on_rollover: Callable[[float | None], None] | None = None,
-        failover_grace: timedelta = DEFAULT_FAILOVER_GRACE,
+        **options: Unpack[CallOptions],
     ) -> None:
-        self._store = store
-        self._clients = clients
-        self._now = now
-        self._grace = failover_grace
         self._limit = asyncio.Semaphore(max(1, concurrency))
         self._query_limit = asyncio.Semaphore(max(1, concurrency))
         self._draining = False
         # The answers the store did not take yet (and whether it takes writes now).
         self.outbox = Outbox(store)
+        # What one action sends and records; its store, clients, clock and grace are ours.
         self._calls = SessionCalls(
             store,
             clients,
-            resolve_secret=resolve_secret,
-            now=now,
             outbox=self.outbox,
             refresh=self.refresh,
             draining=lambda: self._draining,
-            minters=minters,
-            on_rollover=on_rollover,
-            failover_grace=failover_grace,
+            **options,
         )
 
     def drain(self) -> None:
@@ -150,14 +122,15 @@ class Executor:
         concluded about those, and the caller reports them.
         """
         unsettled = self.outbox.unsettled  # their rows are stale: nothing to query yet
+        calls = self._calls
         return await refresh_sessions(
-            self._store,
-            self._clients,
+            calls.store,
+            calls.clients,
             [s for s in sessions if s.id not in unsettled],
-            now=self._now,
+            now=calls.now,
             limit=self._query_limit,
-            on_exit=self._calls.exited,
-            grace=self._grace,
+            on_exit=calls.exited,
+            grace=calls.grace,
             pace=pace,
         )
 
@@ -165,10 +138,11 @@ class Executor:
         """Act on the notifications kept for sessions of `app_ids` (None: all) and not
         yet acted on (notices.py): (how many were, manifests whose notices wait for
         their actions to finish)."""
-        pending = await self._store.pending_notices(app_ids)
+        calls = self._calls
+        pending = await calls.store.pending_notices(app_ids)
         if not pending:
             return 0, set()
-        return await act_on_notices(self._store, pending, now=self._now, on_exit=self._calls.exited)
+        return await act_on_notices(calls.store, pending, now=calls.now, on_exit=calls.exited)
 
     # -- execute -------------------------------------------------------------------
 
@@ -200,7 +174,7 @@ class Executor:
         for name, actions in by_manifest.items():
             first = actions[0]
             if isinstance(first, Stop):
-                session = await self._store.get_session(first.session_id)
+                session = await self._calls.store.get_session(first.session_id)
                 stopped[name] = (session.app_id, session.channel, session.uid)
         groups = [
             ActionGroup(name, tuple(actions), stops=stopped[name])

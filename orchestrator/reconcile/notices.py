@@ -24,10 +24,9 @@ import structlog
 from pydantic import ValidationError
 
 from orchestrator.agora import ncs
-from orchestrator.reconcile.refresh import QUERIED, OnExit, confirm_end, take_back
+from orchestrator.reconcile.refresh import QUERIED, OnExit, confirm_end, exit_values, take_back
 from orchestrator.state import (
     FINAL_PHASES,
-    EndKind,
     Notice,
     Phase,
     SessionNotFoundError,
@@ -115,12 +114,7 @@ async def _exit(
         ended = await store.update_session_if(
             session.id,
             QUERIED,
-            phase=Phase.ENDED,
-            ended_at=now,
-            end_reason=reason,
-            end_kind=EndKind.EXITED,
-            confirm_until=None,
-            error=None,
+            **exit_values(now, reason, confirm_until=None, error=None),
         )
         if ended is None:
             return "nothing to do: the session moved on meanwhile"

@@ -30,13 +30,7 @@ from typing import Any
 
 import structlog
 
-from orchestrator.state import (
-    SessionFields,
-    SessionRecord,
-    Store,
-    StoreError,
-    StoreFencedError,
-)
+from orchestrator.state import SessionFields, SessionRecord, Store, StoreError, StoreFencedError
 
 log = structlog.get_logger("orchestrator.reconcile")
 

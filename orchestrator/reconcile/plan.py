@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from orchestrator.contract import Mode, ServiceStatus
@@ -75,6 +76,27 @@ __all__ = [
 _INTERRUPTED = frozenset({Intent.ACQUIRE, Intent.START, Intent.STOP})
 
 
+@dataclass
+class _Pass:
+    """One planning pass: what it reads (`actual`, `now`, `policy`) and what it says so
+    far (`actions`, `notes`), handed whole to each step."""
+
+    actual: ActualState
+    now: datetime
+    policy: PlanPolicy
+    actions: list[Action] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def waits(
+        self, until: datetime, kind: NoteKind, manifest: str, message: str, session: int | None
+    ) -> bool:
+        """Note that `manifest` waits until `until` and say True; False once that is past."""
+        if self.now >= until:
+            return False
+        self.notes.append(Note(kind, manifest, message, session, until=until))
+        return True
+
+
 def _restart_after(previous: SessionRecord, policy: PlanPolicy) -> tuple[int, timedelta]:
     """(restart number, delay) for a new session after `previous` ended in this window.
 
@@ -113,9 +135,7 @@ def plan(
     policy: PlanPolicy | None = None,
 ) -> Plan:
     """The actions a reconcile pass takes at `now`, and notes on what it holds back."""
-    policy = policy or PlanPolicy()
-    actions: list[Action] = []
-    notes: list[Note] = []
+    p = _Pass(actual, now, policy or PlanPolicy())
 
     live_by_manifest: dict[str, list[SessionRecord]] = defaultdict(list)
     for session in actual.live:
@@ -129,22 +149,22 @@ def plan(
         if chain is not None:  # a rollover under way: its two sessions belong together
             sessions = [s for s in sessions if s not in chain]
             for extra in sessions:
-                actions.append(_wind_down(extra, "a newer session of this manifest exists"))
-            _plan_chain(d, *chain, actual, now, policy, actions, notes)
+                p.actions.append(_wind_down(extra, "a newer session of this manifest exists"))
+            _plan_chain(d, *chain, p)
             continue
         # Normally at most one; extra live sessions (should not happen) are wound down.
         for extra in sessions[:-1]:
             if extra.phase is Phase.UNMANAGEABLE:
-                notes.append(_unmanageable_note(extra, "a newer session of this manifest exists"))
+                p.notes.append(_unmanageable_note(extra, "a newer session of this manifest exists"))
             else:
-                actions.append(_wind_down(extra, "a newer session of this manifest exists"))
+                p.actions.append(_wind_down(extra, "a newer session of this manifest exists"))
         current = sessions[-1] if sessions else None
-        _plan_desired(d, current, actual, now, policy, actions, notes)
+        _plan_desired(d, current, p)
 
     for name in sorted(live_by_manifest):
         for session in live_by_manifest[name]:
             if session.source_file and session.source_file in actual.invalid_files:
-                notes.append(
+                p.notes.append(
                     Note(
                         NoteKind.KEPT,
                         name,
@@ -154,14 +174,14 @@ def plan(
                     )
                 )
             elif session.phase is Phase.UNMANAGEABLE:
-                notes.append(_unmanageable_note(session, "manifest removed; cannot stop"))
+                p.notes.append(_unmanageable_note(session, "manifest removed; cannot stop"))
             else:
-                actions.append(_wind_down(session, "manifest removed"))
+                p.actions.append(_wind_down(session, "manifest removed"))
 
     return Plan(
-        tuple(actions),
-        tuple(n for n in notes if n.kind is not NoteKind.ROLLOVER_DUE),
-        tuple(n for n in notes if n.kind is NoteKind.ROLLOVER_DUE),
+        tuple(p.actions),
+        tuple(n for n in p.notes if n.kind is not NoteKind.ROLLOVER_DUE),
+        tuple(n for n in p.notes if n.kind is NoteKind.ROLLOVER_DUE),
     )
 
 
@@ -202,15 +222,11 @@ def _short(value: str | None) -> str:
 def _plan_desired(
     d: DesiredRecording,
     current: SessionRecord | None,
-    actual: ActualState,
-    now: datetime,
-    policy: PlanPolicy,
-    actions: list[Action],
-    notes: list[Note],
+    p: _Pass,
 ) -> None:
-    window = d.schedule.active_at(now)
+    window = d.schedule.active_at(p.now)
     wanted = window is not None and not d.suspend
-    state = actual.manifest_states.get(d.name)
+    state = p.actual.manifest_states.get(d.name)
     # Why this very spec is held as failed (None: it is not).
     failure = None
     if state is not None and state.failed_spec_hash == d.spec_hash:
@@ -218,7 +234,7 @@ def _plan_desired(
 
     if current is not None:
         if current.intent in _INTERRUPTED:
-            actions.append(
+            p.actions.append(
                 Resume(
                     d.name,
                     f"finish interrupted {current.intent}",
@@ -230,41 +246,41 @@ def _plan_desired(
             return
         if current.phase is Phase.UNMANAGEABLE:
             if window is None or not wanted:
-                notes.append(_unmanageable_note(current, "it ends by itself (maxIdleTime)"))
+                p.notes.append(_unmanageable_note(current, "it ends by itself (maxIdleTime)"))
                 return
             if _records_until_token_expiry(d, current):
                 # Its start took effect with a token minted for it: it records until
                 # that expires, and is rolled over before then like any session.
-                notes.append(_unmanageable_note(current, "it records until its token expires"))
-                _plan_rollover(d, current, window, actual, now, policy, actions, notes)
+                p.notes.append(_unmanageable_note(current, "it records until its token expires"))
+                _plan_rollover(d, current, window, p)
                 return
             # While the recording is wanted, keep trying a fresh start with backoff:
             # Agora answers 53 while the old session still records (then the
             # recording is covered), and a success closes the unmanageable record.
-            notes.append(
+            p.notes.append(
                 _unmanageable_note(
                     current, "counted as recording; a fresh start is tried with backoff"
                 )
             )
-            _plan_start(d, window, actual, now, policy, actions, notes, failure)
+            _plan_start(d, window, p, failure)
             return
         if window is None or d.suspend:  # not wanted
             reason = "suspended" if d.suspend else "window over"
-            actions.append(Stop(d.name, reason, current.id))
+            p.actions.append(Stop(d.name, reason, current.id))
             return
         if failure is not None:
-            notes.append(Note(NoteKind.FAILED, d.name, f"not changing it: {failure}", current.id))
+            p.notes.append(Note(NoteKind.FAILED, d.name, f"not changing it: {failure}", current.id))
             return
         if current.restart_hash != d.restart_hash:
             if d.update_policy is UpdatePolicy.RESTART:
-                actions.append(
+                p.actions.append(
                     Restart(
                         d.name, "spec changed in a way update cannot carry", d, current.id, window
                     )
                 )
                 return
             endless = current.window_end is None or current.window_end >= FAR_FUTURE
-            notes.append(
+            p.notes.append(
                 Note(
                     NoteKind.DEFERRED,
                     d.name,
@@ -279,14 +295,14 @@ def _plan_desired(
         if current.mode != d.mode:
             return  # a deferred mode change: the live session keeps its old spec whole
         if current.subscription_hash != d.subscription_hash:
-            actions.append(Update(d.name, "subscription changed", d, current.id))
+            p.actions.append(Update(d.name, "subscription changed", d, current.id))
         if d.mode is Mode.MIX and current.layout_hash != d.layout_hash:
-            actions.append(UpdateLayout(d.name, "layout changed", d, current.id))
-        _plan_rollover(d, current, window, actual, now, policy, actions, notes)
+            p.actions.append(UpdateLayout(d.name, "layout changed", d, current.id))
+        _plan_rollover(d, current, window, p)
         return
 
     if window is not None and not d.suspend:  # wanted
-        _plan_start(d, window, actual, now, policy, actions, notes, failure)
+        _plan_start(d, window, p, failure)
 
 
 _RECORDING_PHASES = frozenset({Phase.RUNNING, Phase.UPDATING})
@@ -319,11 +335,7 @@ def _plan_rollover(
     d: DesiredRecording,
     current: SessionRecord,
     window: Window,
-    actual: ActualState,
-    now: datetime,
-    policy: PlanPolicy,
-    actions: list[Action],
-    notes: list[Note],
+    p: _Pass,
 ) -> None:
     """A recording session whose token or resource ID expires before its window ends
     gets a successor `rollover_lead` before then (make before break)."""
@@ -333,75 +345,59 @@ def _plan_rollover(
         or expires >= window.end
         or (current.phase not in _RECORDING_PHASES and not _records_until_token_expiry(d, current))
         or d.rollover_uid is None
-        or any(a.manifest == d.name for a in actions)  # a change comes first
+        or any(a.manifest == d.name for a in p.actions)  # a change comes first
     ):
         return
-    due = expires - policy.rollover_lead
+    due = expires - p.policy.rollover_lead
     if current.started_at is not None:
         # Never before half its life: a lead as long as a short-lived resource ID
         # (rolloverLead 2h, resourceExpiredHour 1) would otherwise replace every
         # session as soon as it started, in a loop.
         due = max(due, current.started_at + (expires - current.started_at) / 2)
-    if now < due:
-        notes.append(
-            Note(
-                NoteKind.ROLLOVER_DUE,
-                d.name,
-                f"rolls over at {due.isoformat()} (its token or resource ID expires at "
-                f"{expires.isoformat()})",
-                current.id,
-                until=due,
-            )
-        )
+    message = (
+        f"rolls over at {due.isoformat()} (its token or resource ID expires at "
+        f"{expires.isoformat()})"
+    )
+    if p.waits(due, NoteKind.ROLLOVER_DUE, d.name, message, current.id):
         return
     # A successor that failed is tried again with the restart backoff, the predecessor
     # recording meanwhile (until it actually expires).
     attempt = 0
-    previous = actual.latest_ended.get(d.name)
+    previous = p.actual.latest_ended.get(d.name)
     if previous is not None and previous.predecessor_id == current.id:
         attempt = previous.restart_count + 1
-        until = (previous.ended_at or now) + restart_backoff(attempt, policy)
-        if now < until:
-            notes.append(
-                Note(
-                    NoteKind.ROLLOVER,
-                    d.name,
-                    f"rollover attempt #{attempt + 1} waits (the last one: "
-                    f"{previous.end_reason}); session {current.id} records meanwhile",
-                    current.id,
-                    until=until,
-                )
-            )
+        until = (previous.ended_at or p.now) + restart_backoff(attempt, p.policy)
+        message = (
+            f"rollover attempt #{attempt + 1} waits (the last one: "
+            f"{previous.end_reason}); session {current.id} records meanwhile"
+        )
+        if p.waits(until, NoteKind.ROLLOVER, d.name, message, current.id):
             return
     reason = f"its token or resource ID expires at {expires.isoformat()}"
-    actions.append(Rollover(d.name, reason, d, current.id, window, attempt=attempt))
+    p.actions.append(Rollover(d.name, reason, d, current.id, window, attempt=attempt))
 
 
 def _plan_chain(
     d: DesiredRecording,
     predecessor: SessionRecord,
     successor: SessionRecord,
-    actual: ActualState,
-    now: datetime,
-    policy: PlanPolicy,
-    actions: list[Action],
-    notes: list[Note],
+    p: _Pass,
 ) -> None:
     """A rollover under way (two live sessions): finish what a killed process left half
     done, stop the predecessor once the successor records, and wind both down when the
     recording is no longer wanted. Changes of the manifest wait until it is over."""
-    window = d.schedule.active_at(now)
+    window = d.schedule.active_at(p.now)
     if window is None or d.suspend:
         why = "suspended" if d.suspend else "window over"
         for session in (successor, predecessor):
             if session.phase is Phase.UNMANAGEABLE:
-                notes.append(_unmanageable_note(session, "it ends by itself (maxIdleTime)"))
+                p.notes.append(_unmanageable_note(session, "it ends by itself (maxIdleTime)"))
             else:
-                actions.append(_wind_down(session, why))
+                p.actions.append(_wind_down(session, why))
         return
     for session, role in ((successor, "successor"), (predecessor, "predecessor")):
         if session.intent in _INTERRUPTED:
-            actions.append(
+            p.actions.append(
                 Resume(
                     d.name,
                     f"finish interrupted {session.intent} of a rollover's {role}",
@@ -412,8 +408,8 @@ def _plan_chain(
             )
             return
     if predecessor.phase is Phase.UNMANAGEABLE:  # the successor is the recording now
-        notes.append(_unmanageable_note(predecessor, "a rollover's predecessor"))
-        _plan_desired(d, successor, actual, now, policy, actions, notes)
+        p.notes.append(_unmanageable_note(predecessor, "a rollover's predecessor"))
+        _plan_desired(d, successor, p)
         return
     if successor.phase is Phase.UNMANAGEABLE:
         if successor.sid is None and _records_until_token_expiry(d, successor):
@@ -423,21 +419,15 @@ def _plan_chain(
             # again when due.)
             # No query can see it record, so the predecessor stops only once the
             # successor has had the time a recorder takes to join (make before break).
-            notes.append(_unmanageable_note(successor, "it records until its token expires"))
+            p.notes.append(_unmanageable_note(successor, "it records until its token expires"))
             joined = successor.updated_at + SID_UNKNOWN_JOIN
-            if now < joined:
-                notes.append(
-                    Note(
-                        NoteKind.ROLLOVER,
-                        d.name,
-                        f"session {successor.id} started (its sid is unknown); session "
-                        f"{predecessor.id} stops once it has had time to join",
-                        predecessor.id,
-                        until=joined,
-                    )
-                )
+            message = (
+                f"session {successor.id} started (its sid is unknown); session "
+                f"{predecessor.id} stops once it has had time to join"
+            )
+            if p.waits(joined, NoteKind.ROLLOVER, d.name, message, predecessor.id):
                 return
-            actions.append(
+            p.actions.append(
                 Stop(
                     d.name,
                     f"rolled over to session {successor.id} (its sid is unknown)",
@@ -446,8 +436,8 @@ def _plan_chain(
                 )
             )
             return
-        notes.append(_unmanageable_note(successor, "a rollover's successor"))  # try again
-        _plan_desired(d, predecessor, actual, now, policy, actions, notes)
+        p.notes.append(_unmanageable_note(successor, "a rollover's successor"))  # try again
+        _plan_desired(d, predecessor, p)
         return
     if successor.phase in _RECORDING_PHASES and successor.last_status == ServiceStatus.RECORDING:
         if _taken_back(predecessor, successor):
@@ -455,14 +445,14 @@ def _plan_chain(
                 f"a duplicate: it answered again after a 404 (a failover) while session "
                 f"{successor.id} records in its place"
             )
-            actions.append(Stop(d.name, reason, predecessor.id))
+            p.actions.append(Stop(d.name, reason, predecessor.id))
             return
         reason = f"rolled over to session {successor.id}"
-        actions.append(Stop(d.name, reason, predecessor.id, successor.id))
+        p.actions.append(Stop(d.name, reason, predecessor.id, successor.id))
         return
     # Started, not yet seen recording: confirm it (queries), then stop the predecessor.
     duplicate = _taken_back(predecessor, successor)
-    actions.append(
+    p.actions.append(
         Rollover(
             d.name,
             f"confirm session {successor.id} records, then stop session {predecessor.id}"
@@ -485,38 +475,26 @@ def _taken_back(predecessor: SessionRecord, successor: SessionRecord) -> bool:
 def _plan_start(
     d: DesiredRecording,
     window: Window,
-    actual: ActualState,
-    now: datetime,
-    policy: PlanPolicy,
-    actions: list[Action],
-    notes: list[Note],
+    p: _Pass,
     failure: str | None,
 ) -> None:
     if failure is not None:
-        notes.append(Note(NoteKind.FAILED, d.name, f"not starting: {failure}"))
+        p.notes.append(Note(NoteKind.FAILED, d.name, f"not starting: {failure}"))
         return
-    previous = actual.latest_ended.get(d.name)
+    previous = p.actual.latest_ended.get(d.name)
     same_window = previous is not None and previous.window_start == window.start
     restart_count = 0
     if previous is not None and same_window:
-        restart_count, delay = _restart_after(previous, policy)
+        restart_count, delay = _restart_after(previous, p.policy)
         if delay and previous.ended_at is not None:
-            until = previous.ended_at + delay
-            if now < until:
-                notes.append(
-                    Note(
-                        NoteKind.BACKOFF,
-                        d.name,
-                        f"restart #{restart_count} after {previous.end_reason} waits",
-                        until=until,
-                    )
-                )
+            message = f"restart #{restart_count} after {previous.end_reason} waits"
+            if p.waits(previous.ended_at + delay, NoteKind.BACKOFF, d.name, message, None):
                 return
     joined = same_window and previous is not None and previous.started_at is not None
-    late = d.starting_deadline is not None and now - window.start > d.starting_deadline
+    late = d.starting_deadline is not None and p.now - window.start > d.starting_deadline
     # startingDeadline is about a window's start; `always` has none to be late for.
     if late and not joined and window.end < FAR_FUTURE:
-        notes.append(
+        p.notes.append(
             Note(
                 NoteKind.MISSED,
                 d.name,
@@ -528,11 +506,11 @@ def _plan_start(
         reason = f"restart #{restart_count} after {previous.end_reason if previous else '?'}"
     else:
         reason = "always on" if window.end >= FAR_FUTURE else "window open"
-    unconfirmed = previous if previous is not None and _unconfirmed(previous, now) else None
+    unconfirmed = previous if previous is not None and _unconfirmed(previous, p.now) else None
     if unconfirmed is None:
-        actions.append(Start(d.name, reason, d, window, restart_count))
+        p.actions.append(Start(d.name, reason, d, window, restart_count))
     elif d.rollover_uid is None:  # no second uid to start on beside it: wait
-        notes.append(
+        p.notes.append(
             Note(
                 NoteKind.BACKOFF,
                 d.name,
@@ -545,7 +523,7 @@ def _plan_start(
     else:
         uid = d.other_uid(unconfirmed.uid)
         reason += f" (on uid {uid}: session {unconfirmed.id}'s end is not confirmed yet)"
-        actions.append(
+        p.actions.append(
             Start(d.name, reason, d, window, restart_count, uid=uid, predecessor_id=unconfirmed.id)
         )
 

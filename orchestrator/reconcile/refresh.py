@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import structlog
 
@@ -68,6 +68,18 @@ class Address(NamedTuple):
     resource_id: str
     sid: str
     mode: str
+
+
+def exit_values(at: datetime, reason: str, **more: Unpack[SessionFields]) -> SessionFields:
+    """What a session that ended by itself (an exit, not our stop) records: ended at
+    `at`, for `reason`, and `more`."""
+    return {
+        "phase": Phase.ENDED,
+        "ended_at": at,
+        "end_reason": reason,
+        "end_kind": EndKind.EXITED,
+        **more,
+    }
 
 
 def address(session: SessionRecord) -> Address | None:
@@ -194,10 +206,7 @@ async def _query_one(
         values["file_list"] = files
     exited = exit_description(status)
     if exited is not None:
-        values["phase"] = Phase.ENDED
-        values["ended_at"] = now()
-        values["end_reason"] = f"exited: {exited}"
-        values["end_kind"] = EndKind.EXITED
+        values.update(exit_values(now(), f"exited: {exited}"))
     # Only while nothing else moved the session on meanwhile (a stop sent while the
     # query was out keeps its own outcome).
     written = await store.update_session_if(session.id, QUERIED, **values)
@@ -226,16 +235,15 @@ async def _gone(
     ended = await store.update_session_if(
         session.id,
         QUERIED,
-        phase=Phase.ENDED,
-        ended_at=now,
-        last_query_at=now,
-        end_reason="exited: query answered 404 (idle exit, expired, stopped elsewhere, "
-        "or a failover)",
-        end_kind=EndKind.EXITED,
-        confirm_until=None if grace is None else now + grace,
-        intent=None,
-        intent_at=None,
-        error=None,
+        **exit_values(
+            now,
+            "exited: query answered 404 (idle exit, expired, stopped elsewhere, or a failover)",
+            last_query_at=now,
+            confirm_until=None if grace is None else now + grace,
+            intent=None,
+            intent_at=None,
+            error=None,
+        ),
     )
     if ended is not None:
         log.info(
@@ -343,13 +351,11 @@ async def _close_expired_unmanageable(
             closed = await store.update_session_if(
                 session.id,
                 (Phase.UNMANAGEABLE,),
-                phase=Phase.ENDED,
-                ended_at=expired,
-                end_reason=(
+                **exit_values(
+                    expired,
                     f"exited: its token expired at {expired.isoformat()} (Agora removes the "
-                    "recorder from the channel then)"
+                    "recorder from the channel then)",
                 ),
-                end_kind=EndKind.EXITED,
             )
         except StoreFencedError:  # another replica owns the App ID now: its to record
             continue

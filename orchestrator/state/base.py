@@ -48,14 +48,7 @@ from orchestrator.state.errors import (
     StoreError,
     StoreFencedError,
 )
-from orchestrator.state.model import (
-    Intent,
-    KnownGood,
-    ManifestState,
-    Notice,
-    Phase,
-    SessionRecord,
-)
+from orchestrator.state.model import Intent, KnownGood, ManifestState, Notice, Phase, SessionRecord
 from orchestrator.state.protocol import SessionFields
 from orchestrator.state.queries import Queries, latest_version
 

@@ -16,22 +16,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.secrets import is_secret_key
+from orchestrator.state import model
 from orchestrator.state.errors import StoreCorruptError
-from orchestrator.state.model import (
-    FINAL_PHASES,
-    EndKind,
-    Intent,
-    KnownGood,
-    ManifestState,
-    Notice,
-    Phase,
-    SessionRecord,
-)
 
-SESSION_COLUMNS = tuple(f.name for f in fields(SessionRecord))
+SESSION_COLUMNS = tuple(f.name for f in fields(model.SessionRecord))
 WRITABLE_SESSION_COLUMNS = frozenset(SESSION_COLUMNS) - {"id", "created_at"}
-STATE_COLUMNS = tuple(f.name for f in fields(ManifestState))
-NOTICE_COLUMNS = tuple(f.name for f in fields(Notice))
+STATE_COLUMNS = tuple(f.name for f in fields(model.ManifestState))
+NOTICE_COLUMNS = tuple(f.name for f in fields(model.Notice))
 DATETIME_COLUMNS = frozenset(
     {
         "created_at",
@@ -53,7 +44,7 @@ DATETIME_COLUMNS = frozenset(
     }
 )
 JSON_COLUMNS = frozenset({"file_list", "document", "body"})
-FINAL_PHASE_VALUES = tuple(sorted(p.value for p in FINAL_PHASES))
+FINAL_PHASE_VALUES = tuple(sorted(p.value for p in model.FINAL_PHASES))
 
 
 def check_no_secret_columns(names: Iterable[str]) -> None:
@@ -73,7 +64,7 @@ def _checked(row: dict[str, Any], extra: frozenset[str] = frozenset()) -> dict[s
 
 def new_session_row(values: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """A new session's columns: `phase` defaults to ACQUIRING; created and updated now."""
-    row: dict[str, Any] = {"phase": Phase.ACQUIRING, "updated_at": now, **values}
+    row: dict[str, Any] = {"phase": model.Phase.ACQUIRING, "updated_at": now, **values}
     row["created_at"] = now
     return _checked(row, frozenset({"created_at"}))
 
@@ -83,7 +74,7 @@ def update_row(values: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     return _checked({**values, "updated_at": now})
 
 
-def intent_row(values: Mapping[str, Any], intent: Intent, now: datetime) -> dict[str, Any]:
+def intent_row(values: Mapping[str, Any], intent: model.Intent, now: datetime) -> dict[str, Any]:
     """Before a mutating API call: the intent, when it was recorded, and the given values."""
     for name in ("intent", "intent_at"):
         if name in values:
@@ -145,7 +136,7 @@ class Codec(ABC):
             return self.write_stamp(value)
         if column in JSON_COLUMNS:
             return self.write_json(value)
-        if isinstance(value, Phase | Intent | EndKind):
+        if isinstance(value, model.Phase | model.Intent | model.EndKind):
             return value.value
         return value
 
@@ -158,28 +149,28 @@ class Codec(ABC):
             if column in JSON_COLUMNS:
                 return self.read_json(value)
             if column == "phase":
-                return Phase(value)
+                return model.Phase(value)
             if column == "intent":
-                return Intent(value)
+                return model.Intent(value)
             if column == "end_kind":
-                return EndKind(value)
+                return model.EndKind(value)
         except (ValueError, TypeError) as exc:
             raise UndecodableError(f"column {column} holds {value!r:.60}: {exc}") from None
         return value
 
-    def session(self, row: Row) -> SessionRecord:
-        return SessionRecord(**{c: self.from_db(c, row[c]) for c in SESSION_COLUMNS})
+    def session(self, row: Row) -> model.SessionRecord:
+        return model.SessionRecord(**{c: self.from_db(c, row[c]) for c in SESSION_COLUMNS})
 
-    def notice(self, row: Row) -> Notice:
-        return Notice(**{n: self.from_db(n, row[n]) for n in NOTICE_COLUMNS})
+    def notice(self, row: Row) -> model.Notice:
+        return model.Notice(**{n: self.from_db(n, row[n]) for n in NOTICE_COLUMNS})
 
-    def manifest_state(self, row: Row) -> ManifestState:
-        return ManifestState(**{n: self.from_db(n, row[n]) for n in STATE_COLUMNS})
+    def manifest_state(self, row: Row) -> model.ManifestState:
+        return model.ManifestState(**{n: self.from_db(n, row[n]) for n in STATE_COLUMNS})
 
-    def known_good(self, row: Row, *, documents: bool) -> KnownGood:
+    def known_good(self, row: Row, *, documents: bool) -> model.KnownGood:
         """A last known good version; without `documents`, from a row that has no
         document (it is then an empty dict)."""
-        return KnownGood(
+        return model.KnownGood(
             name=row["name"],
             source_file=row["source_file"],
             spec_hash=row["spec_hash"],
@@ -188,14 +179,14 @@ class Codec(ABC):
         )
 
 
-def session_summary(record: SessionRecord) -> Mapping[str, Any]:
+def session_summary(record: model.SessionRecord) -> Mapping[str, Any]:
     """A JSON-ready view of a session (for `status --format json`); holds no secret."""
     out: dict[str, Any] = {}
     for name in SESSION_COLUMNS:
         value = getattr(record, name)
         if isinstance(value, datetime):
             value = value.isoformat()
-        elif isinstance(value, Phase | Intent | EndKind):
+        elif isinstance(value, model.Phase | model.Intent | model.EndKind):
             value = value.value
         out[name] = value
     return out

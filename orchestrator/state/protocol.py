@@ -17,16 +17,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypedDict, Unpack, get_type_hints
 
-from orchestrator.state.model import (
-    AppOwner,
-    EndKind,
-    Intent,
-    KnownGood,
-    ManifestState,
-    Notice,
-    Phase,
-    SessionRecord,
-)
+from orchestrator.state import model
 
 
 class SessionFields(TypedDict, total=False):
@@ -38,7 +29,7 @@ class SessionFields(TypedDict, total=False):
     channel: str
     uid: int
     mode: str
-    phase: Phase
+    phase: model.Phase
     updated_at: datetime
     resource_id: str | None
     sid: str | None
@@ -54,11 +45,11 @@ class SessionFields(TypedDict, total=False):
     last_query_at: datetime | None
     last_status: int | None
     end_reason: str | None
-    end_kind: EndKind | None
+    end_kind: model.EndKind | None
     file_list: Any
     uploading_status: str | None
     restart_count: int
-    intent: Intent | None
+    intent: model.Intent | None
     intent_at: datetime | None
     error: str | None
     join_expires_at: datetime | None
@@ -74,7 +65,7 @@ def _check_session_fields() -> None:
     against each other at import: `SessionFields` is `SessionRecord` but `id` and
     `created_at`, field for field and type for type, so that mypy holds every write
     to what a read returns."""
-    readable = get_type_hints(SessionRecord)
+    readable = get_type_hints(model.SessionRecord)
     writable = {name: hint for name, hint in readable.items() if name not in ("id", "created_at")}
     if get_type_hints(SessionFields) != writable:
         raise AssertionError("SessionFields must be SessionRecord's fields but id and created_at")
@@ -109,7 +100,7 @@ class Store(Protocol):
         nothing had to be done."""
         ...
 
-    async def app_owners(self) -> list[AppOwner]:
+    async def app_owners(self) -> list[model.AppOwner]:
         """Who owns which App ID (replicas on PostgreSQL; empty for SQLite)."""
         ...
 
@@ -124,49 +115,51 @@ class Store(Protocol):
         ...
 
     # sessions
-    async def create_session(self, **values: Unpack[SessionFields]) -> SessionRecord: ...
+    async def create_session(self, **values: Unpack[SessionFields]) -> model.SessionRecord: ...
 
-    async def get_session(self, session_id: int) -> SessionRecord: ...
+    async def get_session(self, session_id: int) -> model.SessionRecord: ...
 
     async def update_session(
         self, session_id: int, **values: Unpack[SessionFields]
-    ) -> SessionRecord: ...
+    ) -> model.SessionRecord: ...
 
     async def update_session_if(
-        self, session_id: int, phases: Collection[Phase], **values: Unpack[SessionFields]
-    ) -> SessionRecord | None:
+        self, session_id: int, phases: Collection[model.Phase], **values: Unpack[SessionFields]
+    ) -> model.SessionRecord | None:
         """Write only while the session is in one of `phases` (checked in the same
         statement); None when it was not."""
         ...
 
     async def record_intent(
-        self, session_id: int, intent: Intent, /, **values: Unpack[SessionFields]
-    ) -> SessionRecord: ...
+        self, session_id: int, intent: model.Intent, /, **values: Unpack[SessionFields]
+    ) -> model.SessionRecord: ...
 
     async def record_outcome(
         self, session_id: int, **values: Unpack[SessionFields]
-    ) -> SessionRecord: ...
+    ) -> model.SessionRecord: ...
 
-    async def live_sessions(self) -> list[SessionRecord]: ...
+    async def live_sessions(self) -> list[model.SessionRecord]: ...
 
-    async def unmanageable_on(self, app_id: str, channel: str, uid: int) -> list[SessionRecord]: ...
+    async def unmanageable_on(
+        self, app_id: str, channel: str, uid: int
+    ) -> list[model.SessionRecord]: ...
 
     async def history(
         self, limit: int = 50, manifest: str | None = None
-    ) -> list[SessionRecord]: ...
+    ) -> list[model.SessionRecord]: ...
 
-    async def latest_ended(self) -> dict[str, SessionRecord]: ...
+    async def latest_ended(self) -> dict[str, model.SessionRecord]: ...
 
-    async def unconfirmed_sessions(self) -> list[SessionRecord]:
+    async def unconfirmed_sessions(self) -> list[model.SessionRecord]:
         """Ended sessions whose end is not confirmed yet (`confirm_until` set)."""
         ...
 
-    async def session_by_sid(self, sid: str) -> SessionRecord | None:
+    async def session_by_sid(self, sid: str) -> model.SessionRecord | None:
         """The newest session with this sid (None: none)."""
         ...
 
     # Agora's notifications (NCS)
-    async def record_notice(self, notice: Notice) -> bool:
+    async def record_notice(self, notice: model.Notice) -> bool:
         """Keep a notification as received; False when its `notice_id` was kept
         before (a resend: it is acted on once). Wakes the owner of its App ID
         (PostgreSQL: NOTIFY)."""
@@ -174,7 +167,7 @@ class Store(Protocol):
 
     async def pending_notices(
         self, app_ids: Collection[str] | None = None, limit: int = 500
-    ) -> list[Notice]:
+    ) -> list[model.Notice]:
         """Notifications not yet acted on (of sessions of `app_ids`; None: all),
         oldest first."""
         ...
@@ -189,18 +182,18 @@ class Store(Protocol):
         ...
 
     # per manifest
-    async def manifest_states(self) -> dict[str, ManifestState]: ...
+    async def manifest_states(self) -> dict[str, model.ManifestState]: ...
 
-    async def set_manifest_state(self, state: ManifestState) -> None: ...
+    async def set_manifest_state(self, state: model.ManifestState) -> None: ...
 
     async def clear_failures(self, names: Sequence[str] | None = None) -> int: ...
 
     async def known_good(
         self, names: Collection[str] | None = None, *, documents: bool = True
-    ) -> dict[str, KnownGood]: ...
+    ) -> dict[str, model.KnownGood]: ...
 
     async def remember_known_good(
-        self, entries: Sequence[KnownGood], forget: Sequence[str] = ()
+        self, entries: Sequence[model.KnownGood], forget: Sequence[str] = ()
     ) -> None: ...
 
 
@@ -229,7 +222,7 @@ class Ownership(Protocol):
 
     async def release(self, app_id: str) -> None: ...
 
-    async def owners(self) -> list[AppOwner]: ...
+    async def owners(self) -> list[model.AppOwner]: ...
 
     def lost(self) -> None: ...
 
