@@ -31,7 +31,7 @@ import structlog
 
 from orchestrator.agora import ncs
 from orchestrator.daemon.listener import Listener, Page, bounds_for
-from orchestrator.state import Notice, Store, StoreError
+from orchestrator.state import Notice, SessionRecord, Store, StoreError
 
 log = structlog.get_logger("orchestrator.daemon")
 
@@ -105,56 +105,47 @@ class NoticeReceiver:
 
     async def _keep(self, notification: ncs.Notification, received_at: datetime) -> None:
         event = ncs.event_name(notification.eventType)
-        payload = notification.payload
         try:
-            session = await self._store.session_by_sid(payload.sid) if payload.sid else None
-            notice = Notice(
-                notice_id=notification.noticeId,
-                event_type=notification.eventType,
-                received_at=received_at,
-                body=notification.model_dump(mode="json"),
-                sid=payload.sid or None,
-                channel=payload.cname or None,
-                app_id=None if session is None else session.app_id,
-                session_id=None if session is None else session.id,
-            )
-            if not await self._store.record_notice(notice):
-                self._count(event, DUPLICATE)
-                log.info("notice.duplicate", notice_id=notice.notice_id, notice_event=event)
-                return
-            if session is None:
-                await self._store.settle_notice(notice.notice_id, "no session of ours has its sid")
-                self._count(event, UNKNOWN_SESSION)
-                log.warning(
-                    "notice.unknown_session",
-                    notice_id=notice.notice_id,
-                    notice_event=event,
-                    sid=payload.sid,
-                    channel=payload.cname,
-                )
-                return
+            outcome, session = await self._store_notice(notification, received_at)
         except StoreError as exc:
             # Answered already: NCS will not resend it. The resync finds what it said.
-            self._count(event, STORE_FAILED)
             log.error("notice.not_kept", notice_id=notification.noticeId, error=str(exc))
-            return
-        self._count(event, KEPT)
-        log.debug(
-            "notice.received",
-            notice_id=notice.notice_id,
-            notice_event=event,
-            manifest=session.manifest,
-            session_id=session.id,
+            outcome, session = STORE_FAILED, None
+        self._count(event, outcome)
+        acts = ncs.meaning(notification).effect is not ncs.Effect.NONE
+        if outcome == KEPT and session is not None and acts:
+            self._wake(session.app_id)
+
+    async def _store_notice(
+        self, notification: ncs.Notification, received_at: datetime
+    ) -> tuple[str, SessionRecord | None]:
+        """Keep it (once per noticeId) with the session its sid names; settle at once
+        what no pass needs to act on: a sid we do not know, an event that means nothing
+        for its session (a recorder started, an upload's progress). The outcome."""
+        payload = notification.payload
+        session = await self._store.session_by_sid(payload.sid) if payload.sid else None
+        notice = Notice(
+            notice_id=notification.noticeId,
+            event_type=notification.eventType,
+            received_at=received_at,
+            body=notification.model_dump(mode="json"),
+            sid=payload.sid or None,
+            channel=payload.cname or None,
+            app_id=None if session is None else session.app_id,
+            session_id=None if session is None else session.id,
         )
+        fields = {"notice_id": notice.notice_id, "notice_event": ncs.event_name(notice.event_type)}
+        if not await self._store.record_notice(notice):
+            log.info("notice.duplicate", **fields)
+            return DUPLICATE, session
+        if session is None:
+            log.warning("notice.unknown_session", sid=payload.sid, channel=payload.cname, **fields)
+            await self._store.settle_notice(notice.notice_id, "no session of ours has its sid")
+            return UNKNOWN_SESSION, None
+        log.debug("notice.received", manifest=session.manifest, session_id=session.id, **fields)
         if ncs.meaning(notification).effect is ncs.Effect.NONE:
-            # Nothing to act on (a recorder started, an upload's progress): counted and
-            # settled here, without waking a pass.
-            try:
-                await self._store.settle_notice(notice.notice_id, "counted")
-            except StoreError as exc:
-                log.error("notice.not_kept", notice_id=notice.notice_id, error=str(exc))
-            return
-        self._wake(session.app_id)
+            await self._store.settle_notice(notice.notice_id, "counted")
+        return KEPT, session
 
     def _count(self, event: str, outcome: str) -> None:
         if self._observe is not None:
