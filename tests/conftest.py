@@ -78,6 +78,7 @@ LONGEST: dict[str, float] = {
     "tests/replicas/test_rollover_takeover.py": 60,  # one rollover, one takeover
     "tests/e2e/test_notifications.py": 85,  # 20 restarts, a 45 s failover
     "tests/e2e/test_monitoring.py": 25,
+    "tests/e2e/test_status_page.py": 30,
     "tests/reliability/test_crashes.py": 85,
     "tests/reliability/test_api_faults.py": 85,
     "tests/replicas/test_failover.py::test_failover": 45,

@@ -216,6 +216,7 @@ def status_document(
         "held": sum(reasons.get(k, 0) for k in ("held", "unmanageable")),
         "failing": sum(reasons.get(k, 0) for k in ("failing", "backoff")),
         "starting": reasons.get("starting", 0),
+        "not_recording": len(view.not_recording) if view is not None else 0,
         "files_failing": len(view.failing_files) if view is not None else 0,
     }
     return {
@@ -319,19 +320,21 @@ th{font-size:12px;text-transform:uppercase;color:#5b6575}
 tr.bad td:first-child{border-left:4px solid #d93025}
 tr.good td:first-child{border-left:4px solid #1e8e3e}
 tr.idle td{color:#5b6575}
+tr.warn td:first-child{border-left:4px solid #e37400}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 h2{font-size:15px;margin:18px 0 6px}small{color:#5b6575}
 .wrap{overflow-x:auto}
 """
 
 _SCRIPT = """
-(function(){var every=%d;function tick(){fetch('/',{cache:'no-store'}).then(function(r){
+(function(){var every=%d;function swap(doc,tag){var n=doc.querySelector(tag);
+var o=document.querySelector(tag);if(n&&o&&n.innerHTML!==o.innerHTML){o.replaceWith(n)}}
+function tick(){var c=new AbortController();var t=setTimeout(function(){c.abort()},5000);
+fetch('/',{cache:'no-store',signal:c.signal}).then(function(r){
 if(!r.ok)throw new Error(r.status);return r.text()}).then(function(t){
-var doc=new DOMParser().parseFromString(t,'text/html');var m=doc.querySelector('main');
-var h=doc.querySelector('header');if(m){document.querySelector('main').replaceWith(m)}
-if(h){document.querySelector('header').replaceWith(h)}}).catch(function(){
-var s=document.getElementById('stale');if(s){s.hidden=false}}).finally(function(){
-setTimeout(tick,every)})}setTimeout(tick,every)})();
+var doc=new DOMParser().parseFromString(t,'text/html');swap(doc,'header');swap(doc,'main')})
+.catch(function(){var s=document.getElementById('stale');if(s){s.hidden=false}})
+.finally(function(){clearTimeout(t);setTimeout(tick,every)})}setTimeout(tick,every)})();
 """
 
 
@@ -401,7 +404,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
         + "</p>",
         "<ul class=counts id=counts>",
         _count("wanted", counts["wanted"], good=True),
-        _count("live", counts["live"], good=counts["live"] >= counts["wanted"]),
+        _count("live", counts["live"], good=counts["not_recording"] == 0),
         _count("held", counts["held"], good=counts["held"] == 0),
         _count("failing", counts["failing"], good=counts["failing"] == 0),
         _count("not loading", counts["files_failing"], good=counts["files_failing"] == 0),
@@ -430,7 +433,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
     )
     for r in doc["recordings"]:
         wanted = r["should"]["state"] == "record"
-        cls = "bad" if not r["ok"] else ("good" if wanted else "idle")
+        cls = "bad" if not r["ok"] else ("warn" if r["kept"] else ("good" if wanted else "idle"))
         doing = _E(r["doing"]["state"])
         out.append(
             f'<tr class={cls} data-manifest="{_E(r["manifest"])}" data-doing="{doing}">'

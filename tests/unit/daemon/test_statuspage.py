@@ -110,6 +110,7 @@ def test_counts_verdict_and_rows() -> None:
         "held": 0,
         "failing": 1,
         "starting": 0,
+        "not_recording": 1,
         "files_failing": 1,
     }
     lobby, standup, evil = doc["recordings"]  # type: ignore[misc]
