@@ -302,7 +302,7 @@ class SessionCalls:
             acquire = d.requests_for(session.uid).acquire
             resource_id: str = await client.acquire(d.app_id, acquire)
         except AgoraError as exc:
-            await self._fail(session, d, f"failed: acquire: {exc}", permanent=_held(exc, d))
+            await self._fail(session, d, f"failed: {exc}", permanent=_held(exc, d))
             raise ActionFailed(f"acquire failed: {exc}") from None
         return resource_id
 
@@ -333,7 +333,7 @@ class SessionCalls:
                     session, f"an interrupted start took effect; sid unknown ({exc})"
                 )
                 raise ActionFailed("started, sid unknown: marked unmanageable") from None
-            await self._fail(session, d, f"failed: start: {exc}", permanent=False)
+            await self._fail(session, d, f"failed: {exc}", permanent=False)
             raise ActionFailed(f"start failed: {exc}") from None
         except RecordingExistsError as exc:
             ours = await self._unmanageable_for_target(session)
@@ -362,7 +362,7 @@ class SessionCalls:
                 )
             raise ActionFailed(f"start conflict: {detail} ({exc})") from None
         except PermanentError as exc:
-            await self._fail(session, d, f"failed: start: {exc}", permanent=_held(exc, d))
+            await self._fail(session, d, f"failed: {exc}", permanent=_held(exc, d))
             raise ActionFailed(f"start failed: {exc}") from None
         except AgoraError as exc:
             # Retries are exhausted and the start may have arrived: keep the intent,
