@@ -44,7 +44,7 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
     from orchestrator.config import ConfigError, load_config
     from orchestrator.daemon.metrics import Metrics
     from orchestrator.daemon.notify import Notifier
-    from orchestrator.daemon.service import Daemon
+    from orchestrator.daemon.service import Daemon, ReceiverError
     from orchestrator.logging import configure_logging, log_process_errors
     from orchestrator.runtime import Hooks, never_created, open_runtime
     from orchestrator.state import StoreBusyError, StoreError
@@ -95,7 +95,7 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
         log.error("daemon.store_error", error=str(exc))
         echo_error(exc)
         return 1
-    except OSError as exc:  # the metrics address cannot be bound
+    except (OSError, ReceiverError) as exc:  # the metrics or notifications address
         log.error("daemon.failed", error=str(exc))
         echo_error(exc)
         return 1

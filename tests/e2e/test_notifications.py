@@ -21,6 +21,7 @@ event or a state of the emulator or the daemon.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -264,3 +265,25 @@ async def test_a_failover_is_never_an_exit_announced_or_not(daemon_env: DaemonEn
     print(f"one tracked session {took:.1f} s after the silent failover ended")
     assert took <= 20
     await asyncio.sleep(0)
+
+
+async def test_a_receiver_that_cannot_start_is_one_clear_error(daemon_env: DaemonEnv) -> None:
+    """Its secret does not resolve, or its address is taken: exit 1, the key named,
+    no traceback, no secret."""
+    notifications_on(daemon_env, resync="5m")
+    env = {k: v for k, v in daemon_env.cli.env.items() if k != SECRET_VARIABLE}
+    unresolved = await daemon_env.cli.run("run", "--config", str(daemon_env.cli.config), env=env)
+    assert unresolved.code == 1, unresolved.stderr
+    assert "notifications.secret" in unresolved.stderr
+    assert "Traceback" not in unresolved.stderr + unresolved.stdout
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon_env.reconfigure({"notifications": {"address": f"127.0.0.1:{port}"}})
+        busy = await daemon_env.cli.run("run", "--config", str(daemon_env.cli.config))
+    assert busy.code == 1, busy.stderr
+    assert f"notifications.address 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in busy.stderr + busy.stdout
+    assert SECRET not in busy.stderr + busy.stdout + unresolved.stderr
