@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import signal
 import sys
 from pathlib import Path
 
@@ -86,7 +87,13 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
                 config_path=config_path,  # None: $ORCHESTRATOR_CONFIG, as at start
                 manifests_fixed=manifests_dir is not None,
             )
-            return await daemon.run()
+            code = await daemon.run()
+            # Stopped: a repeated SIGINT or SIGTERM (a terminal's Ctrl-C reaches the
+            # whole process group, and a wrapper may pass it on) changes nothing now;
+            # Python's default would end a clean exit as killed by the signal.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+            return code
     except StoreBusyError as exc:
         log.error("daemon.store_busy", error=str(exc))
         echo_error(exc)

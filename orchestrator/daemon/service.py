@@ -269,7 +269,7 @@ class Daemon:
         finally:
             await self._close()
             await self.tasks.cancel(self.tasks.of(_WATCHDOG))  # it pinged until the end
-            for signum in signals:
+            for signum in signals:  # `run` (the CLI) ignores them from its return on
                 loop.remove_signal_handler(signum)
         log.info("daemon.stopped")
         return 0

@@ -248,15 +248,29 @@ async def test_a_failover_is_never_an_exit_announced_or_not(daemon_env: DaemonEn
             within=20,
             what="one live session of the silent channel",
         )
-        took = time.time() - ends
         await daemon.wait_event("session.taken_back", within=10, manifest="silent")
-        async with open_store(f"sqlite:///{daemon_env.cli.state_db}", writer=False) as store:
-            tracked = {s.manifest: s for s in await store.live_sessions()}
-            told_record = tracked["told"]
-            assert told_record.sid == told["sid"] and told_record.phase is Phase.RUNNING
-            assert told_record.failover_uid is not None
-            assert tracked["silent"].sid == silent_now[0]["sid"]
-            assert len(await store.live_sessions()) == 2
+        # ... and the store tracks exactly that one (the duplicate's stop written).
+        url = f"sqlite:///{daemon_env.cli.state_db}"
+
+        async def tracked_as_live() -> dict[str, Any] | None:
+            async with open_store(url, writer=False) as store:
+                rows = await store.live_sessions()
+            by_manifest = {s.manifest: s for s in rows}
+            silent_rows = [s for s in rows if s.manifest == "silent"]
+            ok = (
+                len(silent_rows) == 1
+                and silent_rows[0].sid == silent_now[0]["sid"]
+                and len(rows) == 2
+            )
+            return by_manifest if ok else None
+
+        tracked = await wait_until(
+            tracked_as_live, within=20, what="one tracked session of each channel"
+        )
+        took = time.time() - ends
+        told_record = tracked["told"]
+        assert told_record.sid == told["sid"] and told_record.phase is Phase.RUNNING
+        assert told_record.failover_uid is not None
         assert [s["sid"] for s in live(daemon_env, "room-told")] == [told["sid"]]
         after = len(acquires(daemon_env, "room-told")) + len(starts(daemon_env, "room-told"))
         assert after == told_calls  # no acquire, no start for the announced failover
