@@ -314,13 +314,17 @@ class AgoraClient(AsyncClosing):
         *,
         channel: str | None = None,
         uid: int | None = None,
+        background: bool = True,
     ) -> wire.QueryResponse:
         """Status and file list of a live recording (404 once it has ended).
 
         A query sends no body, so `channel` and `uid` are only for its `api.call`
-        events: the caller that knows the session names it there."""
+        events: the caller that knows the session names it there. `background`: a
+        query slot (within the query share, behind mutating calls), as the resync's
+        polling is; False: an ordinary slot, for a query something waits on (the
+        start-up adoption of live sessions, `apply`, a rollover's confirmation)."""
         call = self._sid_call("query", "GET", app_id, resource_id, sid, mode, None)
-        call.query = True
+        call.query = background
         call.channel = channel
         call.uid = None if uid is None else str(uid)  # as the other endpoints log it
         data, _ = await self._call(call)

@@ -157,32 +157,48 @@ async def _refresh_one(
                 return None
         if pace is not None:
             await pace(session)
+        # A paced round is the resync's polling: query slots, within the share and
+        # behind mutating calls. Unpaced, something waits on the answers (the start-up
+        # adoption, `apply`, a rollover's confirmation): ordinary slots, the full rate.
+        ask = _Ask(clients.get(session.app), background=pace is not None)
         async with limit:
             if _unconfirmed(session):
-                await _query_unconfirmed(store, clients.get(session.app), session, where, now)
+                await _query_unconfirmed(store, ask, session, where, now)
                 return None
-            return await _query_one(
-                store, clients.get(session.app), session, where, now, on_exit, grace
-            )
+            return await _query_one(store, ask, session, where, now, on_exit, grace)
     except StoreFencedError:
         # Another replica owns the App ID now: what it learns is its to record.
         log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
         return None
 
 
+class _Ask(NamedTuple):
+    """The client of a session's app profile (None: none resolved), and whether its
+    query is the resync's (`AgoraClient.query(background=...)`)."""
+
+    client: AgoraClient | None
+    background: bool
+
+    async def query(self, session: SessionRecord, where: Address) -> wire.QueryResponse:
+        assert self.client is not None
+        return await self.client.query(
+            *where, channel=session.channel, uid=session.uid, background=self.background
+        )
+
+
 async def _query_one(
     store: Store,
-    client: AgoraClient | None,
+    ask: _Ask,
     session: SessionRecord,
     where: Address,
     now: Callable[[], datetime],
     on_exit: OnExit | None,
     grace: timedelta,
 ) -> str | None:
-    if client is None:
+    if ask.client is None:
         return _query_failed(session, f"no client for app profile {session.app!r}")
     try:
-        answer = await client.query(*where, channel=session.channel, uid=session.uid)
+        answer = await ask.query(session, where)
     except NotFoundError:
         at = now()
         if session.failover_at is not None and at < session.failover_at + grace:
@@ -258,7 +274,7 @@ async def _gone(
 
 async def _query_unconfirmed(
     store: Store,
-    client: AgoraClient | None,
+    ask: _Ask,
     session: SessionRecord,
     where: Address,
     now: Callable[[], datetime],
@@ -266,10 +282,10 @@ async def _query_unconfirmed(
     """Query a session whose end a 404 suggested: still 404, nothing changes; an exit
     status confirms the end; anything else is a recording that went on (a failover):
     it is taken back."""
-    if client is None:
+    if ask.client is None:
         return
     try:
-        answer = await client.query(*where, channel=session.channel, uid=session.uid)
+        answer = await ask.query(session, where)
     except NotFoundError:
         return
     except AgoraError as exc:

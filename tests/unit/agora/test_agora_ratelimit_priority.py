@@ -383,6 +383,9 @@ async def test_the_client_asks_for_a_query_slot_only_for_query() -> None:
         await client.update(APP, "rid", "sid", "mix", {"cname": "room", "uid": "1"})
         await client.update_layout(APP, "rid", "sid", "mix", {"cname": "room", "uid": "1"})
         await client.query(APP, "rid", "sid", "mix")
+        # A query something waits on (the start-up adoption, a rollover's confirm):
+        # an ordinary slot, outside the share.
+        await client.query(APP, "rid", "sid", "mix", background=False)
         await client.stop(APP, "rid", "sid", "mix", {"cname": "room", "uid": "1"})
     assert seen == [
         ("acquire", 1, 0),
@@ -390,7 +393,8 @@ async def test_the_client_asks_for_a_query_slot_only_for_query() -> None:
         ("update", 3, 0),
         ("updateLayout", 4, 0),
         ("query", 5, 1),
-        ("stop", 6, 1),
+        ("query", 6, 1),
+        ("stop", 7, 1),
     ]
 
 

@@ -1,0 +1,82 @@
+"""Which rate-limiter slots the refresh's queries take (issue 19), against the emulator.
+
+Covers: a paced round (the resync's polling) asks for query slots, within the query
+share and behind mutating calls; an unpaced one (the start-up adoption of live
+sessions, `apply`, a rollover's confirmation: something waits on the answers) asks
+for ordinary slots, at the full rate. Counted by the limiter's `on_query_wait` hook,
+which is told of every query slot granted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.agora.client import RateLimiter
+from orchestrator.reconcile.refresh import refresh_sessions
+from orchestrator.state import Phase, SessionRecord, SqliteStore, open_store
+from tests.integration.conftest import EmulatorHandle
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = open_store(f"sqlite:///{tmp_path}/state.db", create=True)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
+    emulator: EmulatorHandle, store: SqliteStore
+) -> None:
+    emulator.emu.settings.update({"rate_limit": 1000})  # the limiter's rate, not Agora's
+    query_grants: list[str] = []
+    limiter = RateLimiter(
+        per_second=1000, query_share=0.5, on_query_wait=lambda app, _s: query_grants.append(app)
+    )
+    client = emulator.client(limiter=limiter)
+    app = emulator.app_id
+    sessions: list[SessionRecord] = []
+    for n in range(3):
+        channel, uid = f"room-{n}", str(100 + n)
+        emulator.emu.join(app, channel, "7")
+        resource = await client.acquire(app, {"cname": channel, "uid": uid, "clientRequest": {}})
+        sid = await client.start(
+            app,
+            resource,
+            "mix",
+            {"cname": channel, "uid": uid, "clientRequest": {"recordingConfig": {}}},
+        )
+        sessions.append(
+            await store.create_session(
+                manifest=f"m{n}",
+                app="main",
+                app_id=app,
+                channel=channel,
+                uid=int(uid),
+                mode="mix",
+                phase=Phase.RUNNING,
+                resource_id=resource,
+                sid=sid,
+            )
+        )
+    assert query_grants == []  # acquire and start take ordinary slots
+
+    async def go(_session: SessionRecord) -> None:
+        await asyncio.sleep(0)
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    limit = asyncio.Semaphore(4)
+    await refresh_sessions(store, {"main": client}, sessions, now=now, limit=limit)
+    assert query_grants == []  # unpaced: the full rate
+    assert len(emulator.emu.requests("query")) == 3
+    await refresh_sessions(store, {"main": client}, sessions, now=now, limit=limit, pace=go)
+    assert query_grants == [app] * 3  # paced: the resync's polling, within the share
+    assert len(emulator.emu.requests("query")) == 6
