@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -36,28 +34,15 @@ sys.path.insert(0, str(ROOT))  # the harness lives in tests/harness, the demo in
 
 from scripts import demo  # noqa: E402
 from tests.harness import Processes, WaitTimeout, merged, write_config  # noqa: E402
+from tests.harness.browser import CHROMIUM_ARGS, chromium  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "screenshots" / "status-page.png"
 WIDTH = 1200
-# As in tests/e2e/test_status_page.py: headless, root in CI, nothing on the network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REPLICA = "recorder-1"
 KEPT = "town-hall"
 FAILING = "partner-sync"
 REFUSED_APP_ID = "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"  # not one the emulator accepts
 WITHIN = 60.0  # seconds for any step the script waits for
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/bin"]))
 
 
 def example(name: str, channel: str, uid: int, *, app: str = "main") -> str:

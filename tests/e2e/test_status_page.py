@@ -37,7 +37,6 @@ import contextlib
 import math
 import os
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -65,30 +64,15 @@ from tests.e2e.test_daemon import calls, manifest, write
 from tests.e2e.test_notifications import SECRET as NCS_SECRET
 from tests.e2e.test_notifications import live, notifications_on, receiver_url, recording
 from tests.harness import wait_until
+from tests.harness.browser import CHROMIUM_ARGS, chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REQUIRE_FLAG = "ORCHESTRATOR_REQUIRE_TOOLS"
-#: Headless (Playwright's default); root in CI, hence no sandbox; nothing but the page
-#: on the network (no updates, no sync, no QUIC probes).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOWS_WITHIN = 3.0  # seconds from a change at the daemon to the open page showing it
 BOUND_MS = 20_000  # a bound for waits that are not measured (a loaded machine)
 MARK = "opened once"  # set on `window` at load: still there means no navigation
 ROWS = "#recordings tr[data-manifest]"
-
-
-def chromium() -> str | None:
-    """Debian's chromium (its launcher script), or None."""
-    return shutil.which("chromium", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/bin"]))
 
 
 def unavailable(reason: str) -> None:

@@ -31,7 +31,7 @@ from orchestrator.reconcile.reconciler import (
     remember_known_good,
 )
 from orchestrator.runtime import Hooks, Runtime, open_runtime
-from orchestrator.state import Store
+from orchestrator.state import SqliteStore, Store, open_store
 from tests.integration.conftest import FAST_RETRY, EmulatorHandle
 
 SECRETS = {
@@ -190,3 +190,13 @@ async def world(
 ) -> AsyncIterator[World]:
     async with opened_world(emulator, tmp_path, monkeypatch) as world:
         yield world
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A real SQLite store in the temp dir, made for the test, closed after it."""
+    opened = open_store(f"sqlite:///{tmp_path}/state.db", create=True)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()

@@ -11,12 +11,8 @@ every acted notice is settled once, so acting again finds nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from orchestrator.agora import ncs
 from orchestrator.reconcile.notices import act_on_notices
@@ -27,23 +23,13 @@ from orchestrator.state import (
     Phase,
     SessionRecord,
     SqliteStore,
-    open_store,
 )
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = open_store(f"sqlite:///{tmp_path}/state.db", create=True)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
-
-
-async def running(store: SqliteStore, uid: int = 101, **extra: Any) -> SessionRecord:
-    return await store.create_session(
+async def running(sqlite_store: SqliteStore, uid: int = 101, **extra: Any) -> SessionRecord:
+    return await sqlite_store.create_session(
         manifest=f"m{uid}",
         app="main",
         app_id="app1",
@@ -59,7 +45,7 @@ async def running(store: SqliteStore, uid: int = 101, **extra: Any) -> SessionRe
 
 
 async def keep(
-    store: SqliteStore, notice_id: str, session: SessionRecord, event: int, **details: Any
+    sqlite_store: SqliteStore, notice_id: str, session: SessionRecord, event: int, **details: Any
 ) -> None:
     body = json.loads(
         ncs.dumps(
@@ -71,7 +57,7 @@ async def keep(
             )
         )
     )
-    kept = await store.record_notice(
+    kept = await sqlite_store.record_notice(
         Notice(
             notice_id=notice_id,
             event_type=event,
@@ -85,55 +71,55 @@ async def keep(
     assert kept
 
 
-async def act(store: SqliteStore) -> tuple[int, set[str], list[SessionRecord]]:
+async def act(sqlite_store: SqliteStore) -> tuple[int, set[str], list[SessionRecord]]:
     exits: list[SessionRecord] = []
     acted, waiting = await act_on_notices(
-        store, await store.pending_notices(), now=lambda: NOW, on_exit=exits.append
+        sqlite_store, await sqlite_store.pending_notices(), now=lambda: NOW, on_exit=exits.append
     )
     return acted, waiting, exits
 
 
-async def test_an_exit_ends_a_running_session_once(store: SqliteStore) -> None:
-    session = await running(store)
-    await keep(store, "n1", session, 41, leaveCode=4)
-    acted, waiting, exits = await act(store)
+async def test_an_exit_ends_a_running_session_once(sqlite_store: SqliteStore) -> None:
+    session = await running(sqlite_store)
+    await keep(sqlite_store, "n1", session, 41, leaveCode=4)
+    acted, waiting, exits = await act(sqlite_store)
     assert (acted, waiting) == (1, set())
-    ended = await store.get_session(session.id)
+    ended = await sqlite_store.get_session(session.id)
     assert ended.phase is Phase.ENDED and ended.end_kind is EndKind.EXITED
     assert ended.ended_at == NOW and "recorder_leave (leaveCode 4)" in (ended.end_reason or "")
     assert [s.id for s in exits] == [session.id]
-    assert await store.pending_notices() == []  # settled
-    assert await act(store) == (0, set(), [])
+    assert await sqlite_store.pending_notices() == []  # settled
+    assert await act(sqlite_store) == (0, set(), [])
 
 
-async def test_an_exit_confirms_an_unconfirmed_end(store: SqliteStore) -> None:
-    session = await running(store)
-    await store.update_session(
+async def test_an_exit_confirms_an_unconfirmed_end(sqlite_store: SqliteStore) -> None:
+    session = await running(sqlite_store)
+    await sqlite_store.update_session(
         session.id, phase=Phase.ENDED, ended_at=NOW, confirm_until=NOW + timedelta(seconds=90)
     )
-    await keep(store, "n1", session, 11, exitStatus=0)
-    await act(store)
-    assert (await store.get_session(session.id)).confirm_until is None
-    assert await store.unconfirmed_sessions() == []
+    await keep(sqlite_store, "n1", session, 11, exitStatus=0)
+    await act(sqlite_store)
+    assert (await sqlite_store.get_session(session.id)).confirm_until is None
+    assert await sqlite_store.unconfirmed_sessions() == []
 
 
-async def test_a_failover_is_recorded_and_never_an_exit(store: SqliteStore) -> None:
-    session = await running(store)
-    stopping = await running(store, uid=102)
-    await store.update_session(stopping.id, phase=Phase.STOPPING)
-    await keep(store, "n1", session, 12, newUid=4242)
-    await keep(store, "n2", stopping, 12, newUid=4343)
-    acted, _, exits = await act(store)
+async def test_a_failover_is_recorded_and_never_an_exit(sqlite_store: SqliteStore) -> None:
+    session = await running(sqlite_store)
+    stopping = await running(sqlite_store, uid=102)
+    await sqlite_store.update_session(stopping.id, phase=Phase.STOPPING)
+    await keep(sqlite_store, "n1", session, 12, newUid=4242)
+    await keep(sqlite_store, "n2", stopping, 12, newUid=4343)
+    acted, _, exits = await act(sqlite_store)
     assert acted == 2 and exits == []
-    moved = await store.get_session(session.id)
+    moved = await sqlite_store.get_session(session.id)
     assert moved.phase is Phase.RUNNING
     assert (moved.failover_at, moved.failover_uid) == (NOW, "4242")
-    assert (await store.get_session(stopping.id)).failover_uid == "4343"
+    assert (await sqlite_store.get_session(stopping.id)).failover_uid == "4343"
 
 
-async def test_a_failover_takes_back_a_session_a_404_ended(store: SqliteStore) -> None:
-    session = await running(store)
-    await store.update_session(
+async def test_a_failover_takes_back_a_session_a_404_ended(sqlite_store: SqliteStore) -> None:
+    session = await running(sqlite_store)
+    await sqlite_store.update_session(
         session.id,
         phase=Phase.ENDED,
         ended_at=NOW,
@@ -141,9 +127,9 @@ async def test_a_failover_takes_back_a_session_a_404_ended(store: SqliteStore) -
         end_reason="exited: query answered 404",
         confirm_until=NOW + timedelta(seconds=90),
     )
-    await keep(store, "n1", session, 12, newUid=7)
-    await act(store)
-    back = await store.get_session(session.id)
+    await keep(sqlite_store, "n1", session, 12, newUid=7)
+    await act(sqlite_store)
+    back = await sqlite_store.get_session(session.id)
     assert back.phase is Phase.RUNNING
     assert (back.ended_at, back.end_kind, back.end_reason, back.confirm_until) == (
         None,
@@ -154,24 +140,26 @@ async def test_a_failover_takes_back_a_session_a_404_ended(store: SqliteStore) -
     assert back.failover_uid == "7"
 
 
-async def test_file_lists_are_stored_and_other_events_counted(store: SqliteStore) -> None:
-    session = await running(store)
+async def test_file_lists_are_stored_and_other_events_counted(sqlite_store: SqliteStore) -> None:
+    session = await running(sqlite_store)
     files = [{"fileName": "S101_room.m3u8", "trackType": "audio_and_video"}]
-    await keep(store, "n1", session, 31, status=0, fileList=files)
-    await keep(store, "n2", session, 40)
-    acted, _, exits = await act(store)
+    await keep(sqlite_store, "n1", session, 31, status=0, fileList=files)
+    await keep(sqlite_store, "n2", session, 40)
+    acted, _, exits = await act(sqlite_store)
     assert acted == 2 and exits == []
-    stored = await store.get_session(session.id)
+    stored = await sqlite_store.get_session(session.id)
     assert stored.file_list == files and stored.phase is Phase.RUNNING
 
 
-async def test_a_notice_waits_while_an_action_changes_its_session(store: SqliteStore) -> None:
-    session = await running(store)
-    await store.record_intent(session.id, Intent.UPDATE, phase=Phase.UPDATING)
-    await keep(store, "n1", session, 11, exitStatus=0)
-    acted, waiting, _ = await act(store)
+async def test_a_notice_waits_while_an_action_changes_its_session(
+    sqlite_store: SqliteStore,
+) -> None:
+    session = await running(sqlite_store)
+    await sqlite_store.record_intent(session.id, Intent.UPDATE, phase=Phase.UPDATING)
+    await keep(sqlite_store, "n1", session, 11, exitStatus=0)
+    acted, waiting, _ = await act(sqlite_store)
     assert (acted, waiting) == (0, {session.manifest})
-    assert [n.notice_id for n in await store.pending_notices()] == ["n1"]
-    await store.record_outcome(session.id, phase=Phase.RUNNING)
-    acted, waiting, exits = await act(store)
+    assert [n.notice_id for n in await sqlite_store.pending_notices()] == ["n1"]
+    await sqlite_store.record_outcome(session.id, phase=Phase.RUNNING)
+    acted, waiting, exits = await act(sqlite_store)
     assert (acted, waiting, [s.id for s in exits]) == (1, set(), [session.id])

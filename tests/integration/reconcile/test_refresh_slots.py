@@ -10,29 +10,16 @@ which is told of every query slot granted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from orchestrator.agora.client import RateLimiter
 from orchestrator.reconcile.refresh import refresh_sessions
-from orchestrator.state import Phase, SessionRecord, SqliteStore, open_store
+from orchestrator.state import Phase, SessionRecord, SqliteStore
 from tests.integration.conftest import EmulatorHandle
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = open_store(f"sqlite:///{tmp_path}/state.db", create=True)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
-
-
 async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
-    emulator: EmulatorHandle, store: SqliteStore
+    emulator: EmulatorHandle, sqlite_store: SqliteStore
 ) -> None:
     emulator.emu.settings.update({"rate_limit": 1000})  # the limiter's rate, not Agora's
     query_grants: list[str] = []
@@ -53,7 +40,7 @@ async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
             {"cname": channel, "uid": uid, "clientRequest": {"recordingConfig": {}}},
         )
         sessions.append(
-            await store.create_session(
+            await sqlite_store.create_session(
                 manifest=f"m{n}",
                 app="main",
                 app_id=app,
@@ -74,9 +61,9 @@ async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
         return datetime.now(UTC)
 
     limit = asyncio.Semaphore(4)
-    await refresh_sessions(store, {"main": client}, sessions, now=now, limit=limit)
+    await refresh_sessions(sqlite_store, {"main": client}, sessions, now=now, limit=limit)
     assert query_grants == []  # unpaced: the full rate
     assert len(emulator.emu.requests("query")) == 3
-    await refresh_sessions(store, {"main": client}, sessions, now=now, limit=limit, pace=go)
+    await refresh_sessions(sqlite_store, {"main": client}, sessions, now=now, limit=limit, pace=go)
     assert query_grants == [app] * 3  # paced: the resync's polling, within the share
     assert len(emulator.emu.requests("query")) == 6
