@@ -49,11 +49,9 @@ Must never: change the tracked files of `--repo`, or signal a process it did not
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
-import platform
 import pstats
 import shutil
 import signal
@@ -675,9 +673,9 @@ def render_phases(spies: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
-        f"Measured {m['date']}: commit `{m['commit'][:10]}` ({m['repo']}), {m['cpus']} CPUs"
+        f"Measured {m['date']}: commit `{m['commit'][:10]}` ({m['repo']}), {m['nproc']} CPUs"
         f" ({m['cpu']}), Python {m['python']}; load average at the start"
-        f" {', '.join(f'{x:.2f}' for x in m['load'])}.",
+        f" {', '.join(f'{x:.2f}' for x in m['loadavg'])}.",
         "",
     ]
     if "validate" in results:
@@ -715,24 +713,11 @@ def render(results: dict[str, Any]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    """daemon_bench's facts of the machine, and the commit measured."""
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": model,
-        "python": platform.python_version(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit,
-        "repo": str(REPO),
-        "load": os.getloadavg(),
-    }
+    return {**daemon_bench.machine(), "commit": commit, "repo": str(REPO)}
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ class Health:
         self.plan: Plan | None = None  # the last pass's, for the status page's timeline
         self.actions = ActionLog(clock)  # the last actions, for the status page
         if metrics is not None:
-            metrics.watch_readiness(lambda: self.readiness().ready)
+            metrics.watch_readiness(lambda: self.verdict()[0])
 
     def store_failed(self) -> None:
         self.store_ok = False
@@ -64,15 +64,20 @@ class Health:
         facts say what is not recording and why, whatever the answer."""
         view = self.overview
         facts = view.as_dict(limit=50) if view is not None else {}
+        ready, detail = self.verdict()
+        return ReadinessReport(ready, detail, facts)
+
+    def verdict(self) -> tuple[bool, str]:
+        """(ready, why): what `/readyz` answers, without its facts (cheap)."""
         if not self.ready:
-            return ReadinessReport(False, "the first reconcile pass has not finished", facts)
+            return False, "the first reconcile pass has not finished"
         if not self.store_ok:
-            return ReadinessReport(False, "the state store cannot be read", facts)
+            return False, "the state store cannot be read"
         if not self._writable():
             # Not ready until a write goes through again (not at the next read that
             # works: reads often work while writes fail), so readiness does not flap.
-            return ReadinessReport(False, "the state store does not take writes", facts)
-        return ReadinessReport(True, self.summary, facts)
+            return False, "the state store does not take writes"
+        return True, self.summary
 
     def after_pass(
         self,

@@ -187,9 +187,7 @@ class Passes:
             await self._reloader.remember()
             await self._act_on_notices(owned)
             if refresh:
-                store = self._rt.store
-                live = self._mine(await store.live_sessions(), owned)
-                live += self._mine(await store.unconfirmed_sessions(), owned)
+                live = await self._to_query(owned)
                 self._query_problems = tuple(await self._rt.executor.refresh(live))
             the_plan, actual = await plan_once(
                 self._reloader.desired, self._rt.store, now, self._rt.policy, apps=owned
@@ -328,9 +326,7 @@ class Passes:
         boundaries never wait for queries."""
         try:
             store = self._rt.store
-            owned = self._owned()
-            live = self._mine(await store.live_sessions(), owned)
-            live += self._mine(await store.unconfirmed_sessions(), owned)
+            live = await self._to_query(self._owned())
             if apps is not None:
                 live = [s for s in live if s.app_id in apps]
             busy = self.busy()
@@ -346,6 +342,13 @@ class Passes:
             log.exception("reconcile.refresh_failed", trigger=trigger)
             return
         self.request(trigger)
+
+    async def _to_query(self, owned: frozenset[str] | None) -> list[SessionRecord]:
+        """This replica's sessions a refresh queries: the live ones, and the ended ones
+        whose end is not confirmed yet."""
+        store = self._rt.store
+        sessions = await store.live_sessions() + await store.unconfirmed_sessions()
+        return self._mine(sessions, owned)
 
     @staticmethod
     def _mine(sessions: list[SessionRecord], owned: frozenset[str] | None) -> list[SessionRecord]:

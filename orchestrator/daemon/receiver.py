@@ -105,19 +105,19 @@ class NoticeReceiver:
 
     async def _keep(self, notification: ncs.Notification, received_at: datetime) -> None:
         event = ncs.event_name(notification.eventType)
+        acts = ncs.meaning(notification).effect is not ncs.Effect.NONE
         try:
-            outcome, session = await self._store_notice(notification, received_at)
+            outcome, session = await self._store_notice(notification, received_at, acts=acts)
         except StoreError as exc:
             # Answered already: NCS will not resend it. The resync finds what it said.
             log.error("notice.not_kept", notice_id=notification.noticeId, error=str(exc))
             outcome, session = STORE_FAILED, None
         self._count(event, outcome)
-        acts = ncs.meaning(notification).effect is not ncs.Effect.NONE
         if outcome == KEPT and session is not None and acts:
             self._wake(session.app_id)
 
     async def _store_notice(
-        self, notification: ncs.Notification, received_at: datetime
+        self, notification: ncs.Notification, received_at: datetime, *, acts: bool
     ) -> tuple[str, SessionRecord | None]:
         """Keep it (once per noticeId) with the session its sid names; settle at once
         what no pass needs to act on: a sid we do not know, an event that means nothing
@@ -143,7 +143,7 @@ class NoticeReceiver:
             await self._store.settle_notice(notice.notice_id, "no session of ours has its sid")
             return UNKNOWN_SESSION, None
         log.debug("notice.received", manifest=session.manifest, session_id=session.id, **fields)
-        if ncs.meaning(notification).effect is ncs.Effect.NONE:
+        if not acts:
             await self._store.settle_notice(notice.notice_id, "counted")
         return KEPT, session
 

@@ -143,7 +143,7 @@ class Daemon:
     def status_document(self) -> dict[str, Any]:
         """What the status page shows (`/api/v1/status`), from memory: no store read."""
         now = self._rt.clock()
-        readiness = self._health.readiness()
+        ready, detail = self._health.verdict()
         view = self._health.overview
         live = [] if view is None else [r.session for r in view.recordings if r.session]
         if view is not None:
@@ -166,8 +166,8 @@ class Daemon:
             view,
             now=now,
             replica=self._rt.config.replica.name,
-            ready=readiness.ready,
-            detail=readiness.detail,
+            ready=ready,
+            detail=detail,
             timeline=self._timeline.lanes(recordings, self._health.plan, now),
             actions=self._health.actions.newest_first(),
             apps=apps,

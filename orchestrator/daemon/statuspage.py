@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from orchestrator.schedule import FAR_FUTURE
 VERSION = 1
 #: Seconds between two refreshes of an open page.
 REFRESH_SECONDS = 1.0
+#: Seconds a made document (and its renderings) serves every request.
+FRESH_FOR = REFRESH_SECONDS / 2
 #: The timeline's horizon, as `plan` draws it.
 HORIZON = timedelta(hours=24)
 #: Actions remembered for the page.
@@ -263,38 +266,61 @@ def status_document(
 
 
 class StatusPage:
-    """The two routes, from the daemon's memory (`source()` gives what they need)."""
+    """The two routes, from the daemon's memory (`source()` gives what they need).
 
-    def __init__(self, source: Callable[[], dict[str, Any]]) -> None:
+    Every open page asks once a second, and a route runs on the event loop: the
+    document, and each rendering of it, is made at most once per `FRESH_FOR`, however
+    many pages are open, so that thousands of manifests never hold the loop up."""
+
+    def __init__(
+        self, source: Callable[[], dict[str, Any]], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._source = source
+        self._clock = clock
+        self._made: float | None = None
+        self._document: dict[str, Any] = {}
+        self._pages: dict[str, Page] = {}
 
     def routes(self) -> Mapping[str, Callable[[], Page]]:
         return {"/": self.html_page, "/api/v1/status": self.json_page}
 
     def json_page(self) -> Page:
-        body = json.dumps(self._source(), indent=1).encode()
-        return Page(200, "application/json", body)
+        return self._page(
+            "json", lambda doc: Page(200, "application/json", json.dumps(doc, indent=1).encode())
+        )
 
     def html_page(self) -> Page:
-        return Page(200, "text/html; charset=utf-8", render_html(self._source()).encode())
+        return self._page(
+            "html", lambda doc: Page(200, "text/html; charset=utf-8", render_html(doc).encode())
+        )
+
+    def _page(self, kind: str, render: Callable[[dict[str, Any]], Page]) -> Page:
+        now = self._clock()
+        if self._made is None or now - self._made >= FRESH_FOR:
+            self._made, self._document, self._pages = now, self._source(), {}
+        page = self._pages.get(kind)
+        if page is None:
+            page = self._pages[kind] = render(self._document)
+        return page
 
 
 class TimelineCache:
     """The 24-hour timeline of the last plan, computed again at most every
-    `TIMELINE_EVERY` (or when the plan changed)."""
+    `TIMELINE_EVERY`, or as soon as the plan or the recordings are other ones."""
 
     def __init__(self) -> None:
-        self._key: tuple[int, int] | None = None
+        self._desired: Sequence[DesiredRecording] | None = None
+        self._plan: Plan | None = None
         self._at: datetime | None = None
         self._lanes: list[Lane] = []
 
     def lanes(
         self, desired: Sequence[DesiredRecording], the_plan: Plan | None, now: datetime
     ) -> list[Lane]:
-        key = (id(desired), id(the_plan))
-        if self._key != key or self._at is None or now - self._at >= TIMELINE_EVERY:
+        same = desired is self._desired and the_plan is self._plan
+        if not same or self._at is None or now - self._at >= TIMELINE_EVERY:
             self._lanes = lanes(desired, now, HORIZON, the_plan)
-            self._key, self._at = key, now
+            self._desired, self._plan, self._at = desired, the_plan, now
         return self._lanes
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -52,9 +53,10 @@ def emulator_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 @contextmanager
 def _emulator_process(
-    args: list[str], env: Mapping[str, str] | None = None
+    args: list[str], env: Mapping[str, str] | None = None, *, hidden: str | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`orchestrator emulator --port 0 ARGS` as a process, and the URL it listens on."""
+    """`orchestrator emulator --port 0 ARGS` as a process, and the URL it listens on
+    (its first line, read within 30 s; `hidden` must not be in it)."""
     process = subprocess.Popen(
         [*EMULATOR, "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -64,9 +66,13 @@ def _emulator_process(
     )
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()  # blocks until the server is listening
+        ready, _, _ = select.select([process.stdout], [], [], 30)  # a bounded wait
+        assert ready, "the emulator printed nothing within 30 s"
+        line = process.stdout.readline()  # the server prints its address as one line
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
         assert match, f"unexpected first line: {line!r}"
+        if hidden is not None:
+            assert hidden not in line
         yield process, match.group(1)
     finally:
         if process.poll() is None:

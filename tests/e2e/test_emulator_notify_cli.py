@@ -9,57 +9,33 @@ about a bad URL; `--notify` without a secret (or the reverse) is a usage error.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from orchestrator.agora.client import AgoraClient
 from orchestrator.agora.ncs import EventType
+from tests.e2e.test_emulator_cli import APP, _emulator_process
+from tests.e2e.test_emulator_cli import EMULATOR as CLI_EMULATOR
+from tests.e2e.test_emulator_cli import _env as cli_env
 from tests.integration.emulator.ncs_receiver import ncs_receiver
 
 pytestmark = pytest.mark.e2e
 
-APP = "0123456789abcdef0123456789abcdef"
 SECRET = "e2e-ncs-secret-never-printed"
-EMULATOR = [sys.executable, "-m", "orchestrator", "emulator", "--port", "0", "--app", APP]
+ARGS = ["--app", APP]
+EMULATOR = [*CLI_EMULATOR, "--port", "0", *ARGS]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ORCHESTRATOR_EMULATOR_CUSTOMER_ID"] = "e2e-id"
-    env["ORCHESTRATOR_EMULATOR_CUSTOMER_SECRET"] = "e2e-secret"
+    """The emulator CLI tests' environment, without a notify target of the caller's."""
+    env = cli_env()
     env.pop("ORCHESTRATOR_EMULATOR_NOTIFY", None)
     env.pop("ORCHESTRATOR_EMULATOR_NOTIFY_SECRET", None)
     env.update(extra)
     return env
-
-
-@contextmanager
-def _emulator(args: list[str], env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process = subprocess.Popen(
-        [*EMULATOR, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # blocks until the server is listening
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        assert match, f"unexpected first line: {line!r}"
-        assert SECRET not in line
-        yield process, match.group(1)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.mark.parametrize("secret_from", ["option", "environment"])
@@ -71,7 +47,7 @@ async def test_notifies_a_start_signed(secret_from: str) -> None:
             env = _env()
         else:
             env = _env(ORCHESTRATOR_EMULATOR_NOTIFY_SECRET=SECRET)
-        with _emulator(args, env) as (process, base_url):
+        with _emulator_process([*ARGS, *args], env, hidden=SECRET) as (process, base_url):
             async with httpx.AsyncClient(base_url=base_url + "/_emulator") as control:
                 shown = await control.get("/notify")
                 assert shown.json()["url"] == receiver.url

@@ -96,6 +96,17 @@ async def one_live(env: DaemonEnv, channel: str, *, within: float) -> dict[str, 
     return found[0]
 
 
+async def replaced(env: DaemonEnv, channel: str, sid: str, *, what: str) -> dict[str, Any]:
+    """The live session of `channel` that is not `sid`: the recording started again."""
+    found: dict[str, Any] = await wait_until(
+        lambda: next((s for s in live(env, channel) if s["sid"] != sid), None),
+        within=30,
+        what=f"the recording started again after {what}",
+        every=0.02,
+    )
+    return found
+
+
 async def post(url: str, content: bytes, headers: dict[str, str]) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as client:
         return await client.post(url, content=content, headers=headers)
@@ -126,15 +137,7 @@ async def test_a_killed_or_idled_out_recording_restarts_within_3_s(
                 assert emu.abort(current["sid"])
             else:
                 emu.advance(MAX_IDLE + 1)  # nobody in the channel: it idles out
-            previous = current["sid"]
-            current = await wait_until(
-                lambda previous=previous: next(
-                    (s for s in live(daemon_env, "lobby") if s["sid"] != previous), None
-                ),
-                within=30,
-                what=f"the recording started again after a {how}",
-                every=0.02,
-            )
+            current = await replaced(daemon_env, "lobby", current["sid"], what=f"a {how}")
             took.append((how, time.monotonic() - event_at))
         # Only notifications can explain it: no resync ran (5 min) and no query was sent.
         assert daemon.named("reconcile.pass", trigger="resync") == []
@@ -160,11 +163,7 @@ async def test_forged_unsigned_oversized_or_replayed_requests_change_nothing(
     try:
         first = await one_live(daemon_env, "lobby", within=30)
         assert emu.abort(first["sid"])  # a real exit, told by a real notification
-        current = await wait_until(
-            lambda: next((s for s in live(daemon_env, "lobby") if s["sid"] != first["sid"]), None),
-            within=30,
-            what="the restart",
-        )
+        current = await replaced(daemon_env, "lobby", first["sid"], what="the kill")
         told = await wait_until(
             lambda: [
                 d

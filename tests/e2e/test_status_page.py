@@ -262,12 +262,9 @@ def session_number(text: str) -> str:
     return found.group(1)
 
 
-# -- the page in a browser --------------------------------------------------------------
-
-
-async def test_every_manifest_shows_what_it_should_do_and_does(
-    daemon_env: DaemonEnv, browser: Browser
-) -> None:
+def write_three(daemon_env: DaemonEnv) -> datetime:
+    """An always-on recording (lobby), one whose window opens in an hour (later; its
+    start returned) and a suspended one (paused)."""
     later = whole_second_after(3600)
     write(daemon_env, "lobby.yaml", manifest("lobby", "lobby", 101))
     write(
@@ -276,6 +273,16 @@ async def test_every_manifest_shows_what_it_should_do_and_does(
         manifest("later", "room-l", 102, schedule=windows((later, later + timedelta(minutes=30)))),
     )
     write(daemon_env, "paused.yaml", suspended("paused", "room-p", 103))
+    return later
+
+
+# -- the page in a browser --------------------------------------------------------------
+
+
+async def test_every_manifest_shows_what_it_should_do_and_does(
+    daemon_env: DaemonEnv, browser: Browser
+) -> None:
+    later = write_three(daemon_env)
     daemon = await daemon_env.start()
     try:
         async with opened(browser, await daemon.metrics_url()) as page:
@@ -689,14 +696,7 @@ async def test_the_json_endpoint_matches_its_schema_and_the_html_needs_no_script
     # A profile whose App ID has recording disabled: acquire answers 62, retried.
     main = daemon_env.cli.data["apps"]["main"]
     daemon_env.reconfigure({"apps": {"off": {**main, "appId": emulator.disabled_app_id}}})
-    later = whole_second_after(3600)
-    write(daemon_env, "lobby.yaml", manifest("lobby", "lobby", 101))
-    write(
-        daemon_env,
-        "later.yaml",
-        manifest("later", "room-l", 102, schedule=windows((later, later + timedelta(minutes=30)))),
-    )
-    write(daemon_env, "paused.yaml", suspended("paused", "room-p", 103))
+    later = write_three(daemon_env)
     write(
         daemon_env,
         "refused.yaml",

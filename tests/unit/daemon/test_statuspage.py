@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from orchestrator.daemon.statuspage import (
     ACTIONS_KEPT,
+    FRESH_FOR,
     ActionLog,
     AppView,
+    StatusPage,
     render_html,
     status_document,
 )
@@ -161,3 +163,21 @@ def test_the_action_log_keeps_the_last_50_newest_first() -> None:
     doc = document(log)
     first = doc["actions"][0]  # type: ignore[index]
     assert first["action"] == "start" and first["outcome"] == "ok"
+
+
+def test_one_document_serves_every_request_for_half_a_refresh() -> None:
+    """However many pages are open, the document is made (and each form rendered) at
+    most once per FRESH_FOR: a route runs on the event loop."""
+    made: list[int] = []
+    now = [100.0]
+
+    def source() -> dict[str, object]:
+        made.append(1)
+        return document()
+
+    page = StatusPage(source, clock=lambda: now[0])
+    first = page.html_page()
+    assert page.html_page() is first and page.json_page().content_type == "application/json"
+    assert len(made) == 1
+    now[0] += FRESH_FOR
+    assert page.html_page() is not first and len(made) == 2
