@@ -43,7 +43,6 @@ from orchestrator.agora.errors import (
     RetryableError,
     StopAlreadyEndedError,
     error_from_response,
-    foreign_answer,
     scrub,
 )
 from orchestrator.agora.pacing import CLOCK_MARGIN, DEFAULT_WINDOW, RateLimiter, RetryPolicy
@@ -476,27 +475,20 @@ class AgoraClient(AsyncClosing):
                 if 200 <= status < 300:
                     try:
                         data = answer.json()
-                    except ValueError:  # a success that is not JSON is not Agora's
-                        error = foreign_answer(
-                            call.endpoint,
-                            status,
-                            answer.content,
-                            content_type=answer.headers.get("content-type"),
-                            secrets=secrets,
-                        )
+                    except ValueError:  # not JSON: not Agora's answer, mapped below
+                        pass
                     else:
                         if call.sid is None and isinstance(data, dict):
                             call.sid = _str(data.get("sid"))  # start: log the new sid
                         self._log(call, attempt, latency, status, None, "ok")
                         return data, status
-                else:
-                    error = error_from_response(
-                        call.endpoint,
-                        status,
-                        answer.content,
-                        content_type=answer.headers.get("content-type"),
-                        secrets=secrets,
-                    )
+                error = error_from_response(
+                    call.endpoint,
+                    status,
+                    answer.content,
+                    content_type=answer.headers.get("content-type"),
+                    secrets=secrets,
+                )
             if call.endpoint == "start" and ambiguous and isinstance(error, AlreadyStartedError):
                 final = AmbiguousStartError(
                     "start", error.status, error.code, resource_id=call.resource_id or ""

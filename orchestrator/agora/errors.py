@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.contract import APP_CODES, PERMANENT_CODES, ErrorCode
@@ -90,20 +90,17 @@ def scrub(text: str, secrets: Iterable[str] = (), limit: int = REASON_LIMIT) -> 
     return cleaned
 
 
+# eq=False: an exception is equal only to itself (and stays hashable).
+@dataclass(eq=False)
 class AgoraError(OrchestratorError):
     """A failed Cloud Recording API call; `reason` is trimmed and secret-free."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        status: int,
-        code: int | None = None,
-        reason: str = "",
-    ) -> None:
-        self.endpoint = endpoint
-        self.status = status
-        self.code = code
-        self.reason = reason
+    endpoint: str
+    status: int
+    code: int | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -113,12 +110,6 @@ class AgoraError(OrchestratorError):
         if self.reason:
             parts.append(self.reason)
         return ", ".join(parts)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(endpoint={self.endpoint!r}, status={self.status!r}, "
-            f"code={self.code!r}, reason={self.reason!r})"
-        )
 
 
 class PermanentError(AgoraError):
@@ -142,6 +133,7 @@ class InvalidRequestError(PermanentError):
     """The client refused to send a body that breaks a rule of the reference."""
 
 
+@dataclass(eq=False)
 class RetryableError(AgoraError):
     """A transient failure; the same request (same resource ID and sid) may be retried.
 
@@ -149,17 +141,7 @@ class RetryableError(AgoraError):
     (timeouts, 5xx, code 65, a connection lost after sending).
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        status: int,
-        code: int | None = None,
-        reason: str = "",
-        *,
-        ambiguous: bool = True,
-    ) -> None:
-        self.ambiguous = ambiguous
-        super().__init__(endpoint, status, code, reason)
+    ambiguous: bool = field(default=True, kw_only=True, repr=False)
 
 
 class RateLimitedError(RetryableError):
@@ -265,27 +247,6 @@ def _read_body(body: bytes | str | None) -> _Body:
     return _Body(text, agora=code is not None or bool(reason), code=code, reason=reason)
 
 
-def foreign_answer(
-    endpoint: str,
-    status: int,
-    body: bytes | str | None,
-    *,
-    content_type: str | None = None,
-    secrets: Iterable[str] = (),
-) -> ForeignAnswerError:
-    """The error for an answer that is not Agora's; its reason says so and quotes the
-    first bytes of the body, scrubbed and trimmed."""
-    shown = scrub(content_type or "", secrets, _CONTENT_TYPE_LIMIT)
-    kind = shown or "no content type"
-    raw = body if isinstance(body, bytes) else (body or "").encode()
-    if not raw:
-        reason = f"not Agora's answer ({kind}, empty body)"
-    else:
-        text = raw.decode("utf-8", "replace")
-        reason = scrub(f"not Agora's answer ({kind}, {len(raw)} bytes): {text}", secrets)
-    return ForeignAnswerError(endpoint, status, reason, content_type=shown)
-
-
 def error_from_response(
     endpoint: str,
     status: int,
@@ -294,7 +255,8 @@ def error_from_response(
     content_type: str | None = None,
     secrets: Iterable[str] = (),
 ) -> AgoraError:
-    """Map an unsuccessful answer (HTTP status + Agora `code`) to its exception.
+    """Map an unsuccessful answer (HTTP status + Agora `code`) to its exception; a
+    success (2xx) is unsuccessful here when its body is not JSON.
 
     Only Agora's JSON error body chooses a class that changes what is believed about a
     session; any other answer is a `ForeignAnswerError` (see the module's docstring).
@@ -303,6 +265,8 @@ def error_from_response(
     in every form, if the server echoed them. The reason is trimmed before it is stored.
     """
     answer = _read_body(body)
+    if 200 <= status < 300:  # a success whose body is not JSON is not Agora's answer
+        answer = _Body(answer.text)
     reason = scrub(answer.reason if answer.agora else answer.text, secrets)
     lowered = answer.reason.lower()
     code = answer.code
@@ -337,9 +301,17 @@ def error_from_response(
         return RateLimitedError(endpoint, status, code, reason, ambiguous=False)
     # Agora's answer for an ended session carries its code 404: without it, a 404 is
     # someone else's (a proxy's JSON page), not an end; but the gateway's 404 for a
-    # wrong path or method is our bug (permanent), not an ended session.
-    if not answer.agora or (status == 404 and _NO_ROUTE not in lowered):
-        return foreign_answer(endpoint, status, body, content_type=content_type, secrets=secrets)
-    if status >= 500:
-        return RetryableError(endpoint, status, code, reason, ambiguous=True)
-    return PermanentError(endpoint, status, code, reason)
+    # wrong path or method is our bug (permanent), not an ended session. Any other
+    # answer is foreign: its reason says so and quotes the first bytes of its body.
+    if answer.agora and (status != 404 or _NO_ROUTE in lowered):
+        if status >= 500:
+            return RetryableError(endpoint, status, code, reason, ambiguous=True)
+        return PermanentError(endpoint, status, code, reason)
+    shown = scrub(content_type or "", secrets, _CONTENT_TYPE_LIMIT)
+    kind = shown or "no content type"
+    raw = body if isinstance(body, bytes) else (body or "").encode()
+    if not raw:
+        reason = f"not Agora's answer ({kind}, empty body)"
+    else:
+        reason = scrub(f"not Agora's answer ({kind}, {len(raw)} bytes): {answer.text}", secrets)
+    return ForeignAnswerError(endpoint, status, reason, content_type=shown)

@@ -17,25 +17,31 @@ import click
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
-CONFIG = click.option(
+
+def _source(
+    name: str, dest: str, help: str, kind: click.Path[Path] | None = None
+) -> Callable[[_Command], _Command]:
+    """An option saying where something is, passed as `dest`; None when it is not given
+    (the config's setting, or its default, applies)."""
+    return click.option(name, dest, type=kind, default=None, help=help)
+
+
+CONFIG = _source(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Daemon config file (default: $ORCHESTRATOR_CONFIG; else defaults and environment).",
+    "Daemon config file (default: $ORCHESTRATOR_CONFIG; else defaults and environment).",
+    click.Path(dir_okay=False, path_type=Path),
 )
-MANIFESTS = click.option(
+MANIFESTS = _source(
     "--manifests",
     "manifests_dir",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Manifests directory or file (default: manifests.dir of the config).",
+    "Manifests directory or file (default: manifests.dir of the config).",
+    click.Path(exists=True, path_type=Path),
 )
-STATE = click.option(
+STATE = _source(
     "--state",
     "state_url",
-    default=None,
-    help="State store URL, e.g. sqlite:///state.db (default: state.url of the config).",
+    "State store URL, e.g. sqlite:///state.db (default: state.url of the config).",
 )
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import json
 import math
 import time
@@ -146,183 +147,156 @@ class Metrics:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._last_success: _Success | None = None
-        reg = self.registry
+        # Every family is registered in this registry, in the order /metrics lists them.
+        gauge = functools.partial(Gauge, registry=self.registry)
+        counter = functools.partial(Counter, registry=self.registry)
+        histogram = functools.partial(Histogram, registry=self.registry)
 
-        self._sessions = Gauge(
-            "orchestrator_sessions", "Sessions in the store, by phase.", ["phase"], registry=reg
+        self._sessions = gauge(
+            "orchestrator_sessions", "Sessions in the store, by phase.", ["phase"]
         )
-        self._untracked = Gauge(
+        self._untracked = gauge(
             "orchestrator_untracked_sessions",
             "Recordings found running that no manifest accounts for.",
-            registry=reg,
         )
-        self._api_requests = Counter(
+        self._api_requests = counter(
             "orchestrator_api_requests_total",
             "Cloud Recording API calls; status and code are empty when there was none.",
             ["endpoint", "status", "code"],
-            registry=reg,
         )
-        self._api_latency = Histogram(
+        self._api_latency = histogram(
             "orchestrator_api_latency_seconds",
             "Latency of one Cloud Recording API call.",
             ["endpoint"],
             buckets=API_LATENCY_BUCKETS,
-            registry=reg,
         )
-        self._rate_wait = Histogram(
+        self._rate_wait = histogram(
             "orchestrator_rate_limit_wait_seconds",
             "Time spent waiting for the per-App-ID rate limiter.",
             ["app_id"],
             buckets=RATE_WAIT_BUCKETS,
-            registry=reg,
         )
-        self._pass_duration = Histogram(
+        self._pass_duration = histogram(
             "orchestrator_reconcile_pass_duration_seconds",
             "Duration of one reconcile pass, by what triggered it.",
             ["trigger"],
             buckets=PASS_BUCKETS,
-            registry=reg,
         )
-        self._passes = Counter(
+        self._passes = counter(
             "orchestrator_reconcile_passes_total",
             "Reconcile passes, by trigger and outcome.",
             ["trigger", "outcome"],
-            registry=reg,
         )
-        self._actions = Counter(
+        self._actions = counter(
             "orchestrator_reconcile_actions_total",
             "Actions executed by reconcile passes, by action and outcome.",
             ["action", "outcome"],
-            registry=reg,
         )
-        self._next_boundary = Gauge(
+        self._next_boundary = gauge(
             "orchestrator_next_boundary_timestamp_seconds",
             "Unix time of the next schedule window boundary (NaN when none).",
-            registry=reg,
         )
-        self._manifests_failing = Gauge(
+        self._manifests_failing = gauge(
             "orchestrator_manifests_failing",
             "Manifest files or manifests that currently fail to load.",
-            registry=reg,
         )
-        self._manifests_held = Gauge(
+        self._manifests_held = gauge(
             "orchestrator_manifests_held",
             "Manifests not being acted on as declared, by reason.",
             ["reason"],
-            registry=reg,
         )
-        self._wanted = Gauge(
+        self._wanted = gauge(
             "orchestrator_recordings_wanted",
             "Recordings whose schedule wants them recording now (not suspended), by App ID.",
             ["app_id"],
-            registry=reg,
         )
-        self._live = Gauge(
+        self._live = gauge(
             "orchestrator_recordings_live",
             "Recordings a live session records now (running or updating), by App ID.",
             ["app_id"],
-            registry=reg,
         )
-        self._not_recording = Gauge(
+        self._not_recording = gauge(
             "orchestrator_recordings_not_recording",
             "Wanted recordings that are not recording, by App ID and reason (starting, "
             "failing, backoff, held, unmanageable).",
             ["app_id", "reason"],
-            registry=reg,
         )
-        self._manifests_loaded = Gauge(
-            "orchestrator_manifests_loaded", "Manifests currently loaded.", registry=reg
+        self._manifests_loaded = gauge(
+            "orchestrator_manifests_loaded", "Manifests currently loaded."
         )
-        self._reloads = Counter(
-            "orchestrator_reloads_total", "Manifest reloads, by outcome.", ["outcome"], registry=reg
+        self._reloads = counter(
+            "orchestrator_reloads_total", "Manifest reloads, by outcome.", ["outcome"]
         )
-        self._owned_apps = Gauge(
+        self._owned_apps = gauge(
             "orchestrator_owned_app_ids",
             "App IDs this replica owns (PostgreSQL replicas; with SQLite, every App ID).",
-            registry=reg,
         )
-        self._ownership_losses = Counter(
+        self._ownership_losses = counter(
             "orchestrator_ownership_losses_total",
             "App IDs this replica lost without releasing them (its lock connection failed, "
             "or another replica holds them now).",
-            registry=reg,
         )
-        self._listener_connections = Gauge(
+        self._listener_connections = gauge(
             "orchestrator_listener_connections",
             "Connections open to this metrics and health address (at scrape time).",
-            registry=reg,
         )
-        self._listener_drops = Counter(
+        self._listener_drops = counter(
             "orchestrator_listener_connections_dropped_total",
             "Connections to this address closed by its bounds: limit (a newer one needed "
             "the room), timeout (no whole request within the time allowed).",
             ["reason"],
-            registry=reg,
         )
-        self._rollovers = Counter(
+        self._rollovers = counter(
             "orchestrator_rollovers",
             "Rollovers completed: a successor recorded and its predecessor was stopped.",
-            registry=reg,
         )
-        self._rollover_overlap = Histogram(
+        self._rollover_overlap = histogram(
             "orchestrator_rollover_overlap_seconds",
             "How long a rollover's two sessions both recorded (successor's start to the "
             "predecessor's end).",
             buckets=OVERLAP_BUCKETS,
-            registry=reg,
         )
-        self._notifications = Counter(
+        self._notifications = counter(
             "orchestrator_notifications",
             "Agora notifications (NCS) received, by event type and outcome: kept, "
             "duplicate (a resend), unknown_session, bad_signature, bad_body, too_large, "
             "store_failed.",
             ["event", "outcome"],
-            registry=reg,
         )
-        self._notices_acted = Counter(
+        self._notices_acted = counter(
             "orchestrator_notifications_acted",
             "Kept notifications acted on by this replica's passes.",
-            registry=reg,
         )
-        self._store_up = Gauge(
+        self._store_up = gauge(
             "orchestrator_store_up",
             "1 while the state store can be read and takes writes, 0 otherwise.",
-            registry=reg,
         )
         self._store_up.set(1)
-        self._ready = Gauge(
-            "orchestrator_ready",
-            "1 while the daemon is ready (/readyz answers 200), 0 otherwise.",
-            registry=reg,
+        self._ready = gauge(
+            "orchestrator_ready", "1 while the daemon is ready (/readyz answers 200), 0 otherwise."
         )
-        self._unowned = Gauge(
+        self._unowned = gauge(
             "orchestrator_app_ids_unowned",
             "App IDs of the config that no replica owns, as this replica last saw them "
             "(always 0 with SQLite, whose one daemon owns them all).",
-            registry=reg,
         )
-        self._boundary_lateness = Histogram(
+        self._boundary_lateness = histogram(
             "orchestrator_boundary_lateness_seconds",
             "How late the daemon woke for a window boundary or a backoff's end.",
             buckets=LATENESS_BUCKETS,
-            registry=reg,
         )
-        self._query_cycle = Gauge(
+        self._query_cycle = gauge(
             "orchestrator_query_cycle_seconds",
             "How long one round of resync queries over an App ID's live sessions takes "
             "at reconcile.queryShare of its rate limit (above the resync interval: exits "
             "are noticed later than it says).",
             ["app_id"],
-            registry=reg,
         )
-        build_info = Gauge(
-            "orchestrator_build_info",
-            "Always 1; the version is the label.",
-            ["version"],
-            registry=reg,
+        build_info = gauge(
+            "orchestrator_build_info", "Always 1; the version is the label.", ["version"]
         )
         build_info.labels(version=version).set(1)
-        reg.register(_LastSuccessCollector(self._read_last_success))
+        self.registry.register(_LastSuccessCollector(self._read_last_success))
 
         # Known label values start at zero, so the series exist before the first event.
         self._seen_phases: set[str] = set(PHASES)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import typing
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -75,14 +75,8 @@ class Diagnostic:
         return f"{self.file}:{self.line}:{self.column}: {self.severity}: {field}{self.message}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "field": self.field,
-            "message": self.message,
-            "severity": self.severity,
-        }
+        """The finding as JSON output shows it: every field but `kind` (which code reads)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "kind"}
 
 
 SECRET_FORMS = "{env: NAME}, {file: PATH} or {credential: NAME}"  # noqa: S105 (a hint)

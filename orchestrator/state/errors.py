@@ -20,6 +20,7 @@ package's one root, `orchestrator.errors.OrchestratorError`:
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -81,6 +82,8 @@ class StoreAccessError(StoreError):
         super().__init__(message)
 
 
+# eq=False: equal only to itself (and hashable); repr=False: the message is its repr.
+@dataclass(eq=False, repr=False)
 class StoreBusyError(StoreError):
     """Another process holds the store's writer lock.
 
@@ -90,20 +93,14 @@ class StoreBusyError(StoreError):
     some process holds an SQLite lock on the database itself.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        pid: int | None = None,
-        host: str | None = None,
-        since: datetime | None = None,
-        command: str | None = None,
-    ) -> None:
-        self.path = path
-        self.pid = pid
-        self.host = host
-        self.since = since
-        self.command = command
+    path: Path
+    _: KW_ONLY
+    pid: int | None = None
+    host: str | None = None
+    since: datetime | None = None
+    command: str | None = None
+
+    def __post_init__(self) -> None:
         super().__init__(self._message())
 
     def _message(self) -> str:
