@@ -3,16 +3,58 @@
 Exit codes are part of the interface (README and docs/cli.md): 0 success, 1 a failure
 the command was asked to find (invalid manifests, failed actions), 2 usage (and
 `plan --detailed-exitcode`: changes), 3 another process holds the state store.
+
+A command's module is imported only when that command runs (`COMMANDS`): `validate`
+in CI must not pay for asyncio, the store or the emulator's command. `--help`, an
+unknown command (whose error suggests the nearest names) and shell completion import
+them all, so they list every command as if all were imported up front.
 """
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
 from orchestrator import __version__
 
+COMMANDS: Mapping[str, str] = {
+    "apply": "orchestrator.cli.reconcile",
+    "emulator": "orchestrator.cli.emulator",
+    "init": "orchestrator.cli.reconcile",
+    "plan": "orchestrator.cli.plan",
+    "run": "orchestrator.cli.run",
+    "schema": "orchestrator.cli.manifests",
+    "show": "orchestrator.cli.manifests",
+    "status": "orchestrator.cli.status",
+    "validate": "orchestrator.cli.manifests",
+}
+"""Each command and the module that defines it (with `@cli.command`, when imported)."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when they are looked up (see `COMMANDS`)."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.lazy, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            module = self.lazy.get(cmd_name)
+            # An unknown name loads every command, so that click's "Did you mean"
+            # (from `self.commands`) weighs them all.
+            for name in [module] if module is not None else sorted(set(self.lazy.values())):
+                importlib.import_module(name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orchestrator")
 def cli() -> None:
     """Declarative orchestrator for Agora Cloud Recording."""
@@ -24,11 +66,5 @@ def echo_error(problem: object) -> None:
     click.echo("\n".join(f"error: {line}" for line in lines), err=True)
 
 
-def _register() -> None:
-    # Imported for their side effect of adding commands to `cli`.
-    from orchestrator.cli import emulator, manifests, plan, reconcile, run, status  # noqa: F401
-
-
 def main() -> None:
-    _register()
     cli(prog_name="orchestrator")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from orchestrator.cli import cli
+from orchestrator.cli.context import load_once
 from orchestrator.cli.options import as_of, at_option
 
 if TYPE_CHECKING:
@@ -36,11 +37,9 @@ _AT = at_option("Search schedule clashes from this instant")
 
 
 def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResult:
-    from orchestrator.manifest.loader import load_manifests
-
     # No config here, so no App IDs: two manifests clash when they name the same profile
     # (`plan`, `apply` and the daemon key the check on App IDs).
-    result = load_manifests(list(paths), strict=strict, now=as_of(at), app_ids=None)
+    result = load_once(list(paths), strict=strict, now=as_of(at), app_ids=None)
     if not result.files and not result.diagnostics:
         shown = ", ".join(str(p) for p in paths)
         raise click.UsageError(f"no manifest files (*.yaml, *.yml) found in {shown}")

@@ -22,9 +22,10 @@ from __future__ import annotations
 import functools
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from orchestrator.manifest.reading import YamlProblem, duplicate_key, without_values
 from orchestrator.manifest.rules import Loc
@@ -62,19 +63,79 @@ class Document:
     failure: YamlProblem | None = None  # the document could not be built: why
 
 
+_BUILT_DIRECTLY = ("null", "bool", "int", "float", "timestamp")
+"""The implicit tags of plain scalars that `_Builder` builds by calling SafeConstructor's
+function for the tag itself, once per text (`_Resolved.values`)."""
+
+_LONGEST_KEPT = 200
+"""Texts of this length or more are never kept (below)."""
+
+_TAGS_KEPT = 50_000
+"""Plain scalars whose tag is kept by their text, at most."""
+
+_VALUES_KEPT = 10_000
+"""Values kept by their text, at most, per tag of `_BUILT_DIRECTLY`: the numbers a
+fleet repeats fit, and unique ones (uids, the instants of explicit windows) cannot
+hold more than a few MB between loads."""
+
+
+class _Resolved(NamedTuple):
+    """The resolver of every file's loader, and the tags it gives.
+
+    `tags`: the one `Tag` object of each tag the resolver gives a plain scalar, so
+    that a tag is recognised by identity. `values`: by the id of such a tag (they
+    live as long as the process), its tag string and the values built so far by
+    their text, for the tags of `_BUILT_DIRECTLY`.
+    """
+
+    resolver: Any
+    tags: Mapping[str, Any]
+    values: Mapping[int, tuple[str, dict[str, Any]]]
+
+
 @functools.cache
-def _cached_resolver() -> Any:
-    """ruamel's resolver, with the implicit tag of plain scalars cached by their text.
+def _resolved() -> _Resolved:
+    """ruamel's resolver, made once for every file: the implicit tag of a plain scalar
+    is looked up in ruamel's rules, prepared once, and kept by its text.
 
     With the C parser, ruamel never sees a `%YAML` directive: its
     `processing_version` falls back to the default (1.2) after two caught
     AttributeErrors per scalar, which was half of the parse time. So a plain
-    scalar's tag depends on its text alone. Tags are shared objects already
-    (`DEFAULT_SCALAR_TAG`); sharing cached ones is as safe.
+    scalar's tag depends on its text alone. ruamel's own `resolve` registers its
+    rules again in each new loader (8 calls a file) and goes through a lazy
+    wrapper for each pattern; this one reads the same rules, registered by ruamel
+    once per version and kept read-only, in the same order (first character, then
+    the rules for any character), so a loader carries nothing to the next file.
+    ruamel's `resolve` still answers if a path resolver was ever registered (none
+    is, here). Tags are shared objects already (`DEFAULT_SCALAR_TAG`); one shared
+    `Tag` per tag string is as safe.
     """
-    from ruamel.yaml.nodes import ScalarNode
-    from ruamel.yaml.resolver import VersionedResolver
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+    from ruamel.yaml.resolver import BaseResolver, VersionedResolver, implicit_resolvers
+    from ruamel.yaml.tag import Tag
 
+    defaults = {
+        ScalarNode: BaseResolver.DEFAULT_SCALAR_TAG,
+        SequenceNode: BaseResolver.DEFAULT_SEQUENCE_TAG,
+        MappingNode: BaseResolver.DEFAULT_MAPPING_TAG,
+    }
+    text_tag = BaseResolver.DEFAULT_SCALAR_TAG
+    tags: dict[str, Any] = {tag.suffix: tag for tag in defaults.values()}
+    for _, suffix, _, _ in implicit_resolvers:
+        tags.setdefault(suffix, Tag(suffix=suffix))
+    rules: dict[Any, Mapping[Any, tuple[tuple[Any, Any], ...]]] = {}
+    for version in sorted({version for rule in implicit_resolvers for version in rule[0]}):
+        # ruamel's rules for the version as it registers them in a loader: by first
+        # character ("" for the empty text), and under None those for any character
+        registered = VersionedResolver(version=version).versioned_resolver
+        prepared = {
+            first: tuple((tags[suffix], pattern.match) for suffix, pattern in found)
+            for first, found in registered.items()
+        }
+        anywhere = prepared.pop(None, ())
+        rules[version] = MappingProxyType(
+            {None: anywhere, **{first: found + anywhere for first, found in prepared.items()}}
+        )
     cache: dict[str, Any] = {}
 
     class CachedResolver(VersionedResolver):
@@ -83,16 +144,24 @@ def _cached_resolver() -> Any:
             return self._loader_version or (1, 2)
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-            if kind is ScalarNode and implicit[0]:
-                tag = cache.get(value)
-                if tag is None:
-                    tag = super().resolve(kind, value, implicit)
-                    if len(cache) < 50_000 and len(value) < 200:
-                        cache[value] = tag
-                return tag
-            return super().resolve(kind, value, implicit)
+            if self.yaml_path_resolvers:
+                return super().resolve(kind, value, implicit)
+            if kind is not ScalarNode or not implicit[0]:
+                return defaults.get(kind)
+            tag = cache.get(value)
+            if tag is None:
+                by_first = rules[self.processing_version]
+                found = by_first.get(value[:1], by_first[None])
+                tag = next((tag for tag, match in found if match(value)), text_tag)
+                if len(cache) < _TAGS_KEPT and len(value) < _LONGEST_KEPT:
+                    cache[value] = tag
+            return tag
 
-    return CachedResolver
+    prefix = "tag:yaml.org,2002:"
+    values: dict[int, tuple[str, dict[str, Any]]] = {
+        id(tags[prefix + name]): (prefix + name, {}) for name in _BUILT_DIRECTLY
+    }
+    return _Resolved(CachedResolver, MappingProxyType(tags), MappingProxyType(values))
 
 
 @functools.cache
@@ -108,7 +177,7 @@ def fast_loader() -> Any:
 
     yaml = YAML(typ="safe", pure=False)
     parser: Any = yaml.Parser
-    resolver = _cached_resolver()
+    resolver = _resolved().resolver
     if parser.__name__ != "CParser":  # no ruamel.yaml.clib: slower, same results
         yaml.Resolver = resolver
         return lambda stream: yaml.get_constructor_parser(stream)[0]
@@ -133,15 +202,18 @@ def fast_loader() -> Any:
 
 
 def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
-    """A document's data: untagged maps, lists and text built here, the rest by ruamel,
-    and the keys written twice (the first of them is kept).
+    """A document's data: untagged maps, lists, text and the common plain scalars built
+    here, the rest by ruamel, and the keys written twice (the first of them is kept).
 
     ruamel's SafeConstructor sends every node through generic machinery (tag
     strings, generators, merge-key flattening). Manifests are almost only maps,
-    lists and strings, which this builds directly: a fifth less time for 10,000
-    manifests. Every other node (numbers, booleans, null, timestamps, explicit
-    tags, merge keys) is built by SafeConstructor, so the data, and the errors,
-    are the same. Aliases share one object, as there.
+    lists, strings and a few numbers, booleans and timestamps, which this builds
+    directly: maps, lists and text itself, and a plain scalar of an implicit tag of
+    `_BUILT_DIRECTLY` with SafeConstructor's own function for that tag, as
+    `construct_object` would call it, once per distinct text. Every other node
+    (explicit tags, merge keys, a mapping with a key that is not text) is built by
+    SafeConstructor's `construct_object`, so the data, and the errors, are the same.
+    Aliases share one object, as there.
 
     A duplicate key is not an exception here (ruamel raises one, which hid every
     other finding of the file): it is recorded with both of its positions and
@@ -168,41 +240,50 @@ def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
     ]
 
 
+_NOT_CACHED = object()
+
+
 class _Builder:
     """`_construct`'s recursion (as deep as the document, which `check_bounds` bounded).
     An object rather than a nested function, which would refer to itself through its
     closure: a cycle per document, left to the cyclic collector."""
 
-    __slots__ = ("duplicates", "loader", "map_tag", "memo", "seq_tag", "text_tag")
+    __slots__ = ("duplicates", "loader", "map_tag", "memo", "scalars", "seq_tag", "text_tag")
 
     def __init__(self, loader: Any) -> None:
-        from ruamel.yaml.resolver import BaseResolver
-
+        resolved = _resolved()
         self.loader = loader
-        self.text_tag = BaseResolver.DEFAULT_SCALAR_TAG
-        self.map_tag = BaseResolver.DEFAULT_MAPPING_TAG
-        self.seq_tag = BaseResolver.DEFAULT_SEQUENCE_TAG
+        self.text_tag = resolved.tags["tag:yaml.org,2002:str"]
+        self.map_tag = resolved.tags["tag:yaml.org,2002:map"]
+        self.seq_tag = resolved.tags["tag:yaml.org,2002:seq"]
+        self.scalars = resolved.values
         self.memo: dict[int, Any] = {}
         self.duplicates: list[tuple[Any, Any, Any]] = []  # (mapping, first key, repeated key)
 
     def build(self, node: Any) -> Any:
         tag = node.ctag
-        if tag is self.text_tag:
+        text_tag = self.text_tag
+        if tag is text_tag:
             return node.value
         if tag is not self.map_tag and tag is not self.seq_tag:
-            return self._by_ruamel(node)
+            direct = self.scalars.get(id(tag))
+            if direct is None:
+                return self._by_ruamel(node)
+            return self._scalar(node, *direct)
         memo = self.memo
         known = memo.get(id(node))
         if known is not None:
             return known
+        build = self.build
         if tag is self.seq_tag:
             items: list[Any] = []
             memo[id(node)] = items
-            items.extend(self.build(child) for child in node.value)
+            items.extend(
+                [child.value if child.ctag is text_tag else build(child) for child in node.value]
+            )
             return items
         mapping: dict[Any, Any] = {}
         memo[id(node)] = mapping
-        text_tag = self.text_tag
         repeated: list[Any] = []
         for key_node, value_node in node.value:
             key = key_node.value
@@ -215,10 +296,23 @@ class _Builder:
                 self.duplicates.append((node, first, key_node))
                 repeated.append(key_node)
                 continue
-            mapping[key] = self.build(value_node)
+            mapping[key] = value_node.value if value_node.ctag is text_tag else build(value_node)
         if repeated:  # as ruamel would see it, should an alias lead there again
             node.value = [pair for pair in node.value if not any(pair[0] is k for k in repeated)]
         return mapping
+
+    def _scalar(self, node: Any, tag: str, values: dict[str, Any]) -> Any:
+        """A plain scalar of a tag of `_BUILT_DIRECTLY`: what `construct_object` gives,
+        by the same function (its value depends on the tag and the text alone, and it
+        is immutable, so one value serves every scalar of the same text)."""
+        text = node.value
+        data = values.get(text, _NOT_CACHED)
+        if data is _NOT_CACHED:
+            loader = self.loader
+            data = loader.yaml_constructors[tag](loader, node)
+            if len(values) < _VALUES_KEPT and len(text) < _LONGEST_KEPT:
+                values[text] = data
+        return data
 
     def _by_ruamel(self, node: Any) -> Any:
         """SafeConstructor's data for a node, once every mapping in it has no key twice
