@@ -14,6 +14,8 @@ docstring::
     │                              that cannot become a request (a bug)
     ├── TokenError                 orchestrator.agora.token: a token that cannot be
     │                              built or read
+    ├── SnapshotError              orchestrator.manifest.snapshot: the daemon's
+    │                              manifest cache on disk cannot be used
     └── UnresolvedSecretError,     orchestrator.agora.wire: a request sent before
         EmptySecretError           its secrets were resolved, or with an empty one
 

@@ -133,6 +133,21 @@ def describe_secret(ref: SecretRef) -> str:
     return f"<{ref.describe()}>"
 
 
+def describe_secrets_in(
+    document: dict[str, Any], refs: Iterable[tuple[str, SecretRef]]
+) -> dict[str, Any]:
+    """`document` (a model dumped by alias) with the secret at each dotted path of `refs`
+    replaced, in place, by its `describe_secret`: what may be hashed or shown of it."""
+    for path, ref in refs:
+        node: Any = document
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and parts[-1] in node:
+            node[parts[-1]] = describe_secret(ref)
+    return document
+
+
 def _secret_tag(value: Any) -> str:
     if isinstance(value, _Ref):
         return type(value).__name__

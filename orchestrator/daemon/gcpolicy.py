@@ -3,8 +3,9 @@
 A process-wide setting has one owner: the collector is one per process, so this
 module holds the one policy (`GC_POLICY`) and the daemon passes it to its
 `ManifestCache` as its `LoadHooks`. The manifest loader itself never touches the
-collector: `validate`, `plan` and the tests load with the collector as they found
-it.
+collector: a command that loads once and exits (`validate`, `plan`, ...) has its own,
+simpler policy (`orchestrator.cli.context.OneLoad`, with the same `COLLECT_EVERY`),
+and the tests load with the collector as they found it.
 
 Pausing: a load allocates hundreds of thousands of long-lived objects, and the
 collector, triggered by allocations, traverses the growing heap again and again
@@ -23,8 +24,13 @@ frozen. Something frozen that later becomes cyclic garbage is not collected whil
 frozen, so everything is unfrozen and collected once (a few hundred ms at 10,000
 manifests) after a bulk reload, or when the objects frozen since the last full
 collection exceed a quarter of those frozen by it: Python's own rule for its
-oldest generation. This is process-wide: other long-lived objects of the process
-are frozen too, which spares them the same rescans.
+oldest generation. What each settle froze is summed (cheap), but most of it dies
+again by reference counting (each pass's overview replaces the last one's), so when
+the sum reaches a quarter the frozen objects are counted (`gc.get_freeze_count()`,
+some 50 ms at 10,000 manifests) and only real growth makes the full collection due:
+otherwise every few edits would pause the daemon for it. This is process-wide:
+other long-lived objects of the process are frozen too, which spares them the same
+rescans.
 
 It must never leave the collector disabled after a load, and never be used by a
 short-lived command (freezing is for objects that live as long as the process).
@@ -36,8 +42,10 @@ import contextlib
 import gc
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from orchestrator.manifest.loaded import LoadStats
+if TYPE_CHECKING:  # this module stays light: `validate` imports it for COLLECT_EVERY
+    from orchestrator.manifest.loaded import LoadStats
 
 __all__ = ["COLLECT_EVERY", "GC_POLICY", "GcPolicy"]
 
@@ -54,10 +62,20 @@ class GcPolicy:
         self._was_enabled = False
         self._at_full = -1  # objects frozen by the last full collection; -1: none yet
         self._since_full = 0
+        self._due: bool | None = None  # a settle asked for inside a pause (bulk or not)
 
     @contextlib.contextmanager
     def loading(self) -> Iterator[None]:
-        """The collector paused for the block (as found again after the last block)."""
+        """The collector paused for the block (as found again after the last block).
+
+        The settle a load asks for (`loaded`, called before its block ends) is made when
+        the outermost block ends, before the collector runs again: inside the daemon's
+        reload (the load, then the desired recordings' build) what the whole reload
+        made is collected and frozen at once. Before the daemon's start-up has settled,
+        what a block made is frozen as it ends, without a collection: start-up ends
+        with one full collection (`settle(bulk=True)`), and re-enabling the collector
+        over a heap of new objects would make it traverse them all once more first.
+        """
         with self._lock:
             if self._depth == 0:
                 self._was_enabled = gc.isenabled()
@@ -68,8 +86,14 @@ class GcPolicy:
         finally:
             with self._lock:
                 self._depth -= 1
-                if self._depth == 0 and self._was_enabled:
-                    gc.enable()
+                if self._depth == 0:
+                    due, self._due = self._due, None
+                    if due is not None:
+                        self._settle(bulk=due)
+                    elif self._at_full < 0:
+                        gc.freeze()  # start-up's: frozen until its one settle
+                    if self._was_enabled:
+                        gc.enable()
 
     def parsed(self, count: int) -> None:
         """Collect the young objects every COLLECT_EVERY parses of a load."""
@@ -77,8 +101,15 @@ class GcPolicy:
             gc.collect(0)
 
     def loaded(self, stats: LoadStats) -> None:
-        """Settle after a load: a full collection after a bulk reload (a tenth of the
-        files or more parsed again), else only when one is due."""
+        """Settle when the load's pause ends (a load calls this inside it): a full
+        collection after a bulk reload (a tenth of the files or more parsed again), else
+        only when one is due. Not before the daemon's start-up has settled."""
+        if self._at_full < 0:
+            return
+        with self._lock:
+            if self._depth > 0:
+                self._due = bool(self._due) or stats.parsed * 10 > stats.files
+                return
         self.settle(bulk=stats.parsed * 10 > stats.files)
 
     def settle(self, *, bulk: bool) -> None:
@@ -86,18 +117,25 @@ class GcPolicy:
         when one is due. The daemon calls `settle(bulk=True)` once its start-up is done:
         what start-up built lives as long as the process."""
         with self._lock:
-            full = bulk or self._at_full < 0 or self._since_full > self._at_full // 4
-            if full:
-                gc.unfreeze()
-            gc.collect()
-            # after a collection of the oldest generation, every object not frozen is
-            # in it (`gc.get_freeze_count()` would walk all the frozen ones)
-            fresh = len(gc.get_objects(generation=2))
-            gc.freeze()
-            if full:
-                self._at_full, self._since_full = fresh, 0
-            else:
-                self._since_full += fresh
+            self._settle(bulk=bulk)
+
+    def _settle(self, *, bulk: bool) -> None:
+        full = bulk or self._at_full < 0
+        if not full and self._since_full > self._at_full // 4:
+            # the sum counts objects frozen since that have died since: count again
+            self._since_full = max(0, gc.get_freeze_count() - self._at_full)
+            full = self._since_full > self._at_full // 4
+        if full:
+            gc.unfreeze()
+        gc.collect()
+        # after a collection of the oldest generation, every object not frozen is
+        # in it (`gc.get_freeze_count()` would walk all the frozen ones)
+        fresh = len(gc.get_objects(generation=2))
+        gc.freeze()
+        if full:
+            self._at_full, self._since_full = fresh, 0
+        else:
+            self._since_full += fresh
 
 
 GC_POLICY = GcPolicy()

@@ -25,7 +25,7 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -220,7 +220,7 @@ class Passes:
                 self.request(trigger)
         self._timers.backoff(the_plan.wake_at)
         finish = self._tasks.spawn(
-            "finish", self._finish(the_plan, actual, running, trigger, started)
+            "finish", self._finish(the_plan, actual, running, trigger, started, now)
         )
         if refresh:
             await finish
@@ -242,15 +242,17 @@ class Passes:
         groups: dict[str, asyncio.Task[list[ActionResult]]],
         trigger: str,
         started: float,
+        now: datetime,
     ) -> None:
-        """Once a pass's actions have all finished: its log event, metrics and status."""
+        """Once a pass's actions have all finished: its log event, metrics and status
+        (a pass that acted on nothing changed nothing: its own plan is the status)."""
         outcomes = await asyncio.gather(*groups.values(), return_exceptions=True)
         results = tuple(r for o in outcomes if isinstance(o, list) for r in o)
         result = PassResult(
             the_plan, results, self._query_problems, untracked(actual.latest_ended, actual.live)
         )
         try:
-            view = await self.look()
+            view = await self.look(None if groups else (the_plan, actual, now))
         except StoreError as exc:
             self._health.store_failed()
             self._observe(trigger, started, ok=False)
@@ -286,15 +288,19 @@ class Passes:
         else:
             self._timers.reschedule()
 
-    async def look(self) -> Overview:
+    async def look(self, planned: tuple[Plan, ActualState, datetime] | None = None) -> Overview:
         """What every recording is doing now: the store read again and planned at now
-        (pure), so that what failed shows with its reason."""
-        now = self._rt.clock()
+        (pure), so that what failed shows with its reason; `planned`: a plan just made,
+        with what it saw and when, when nothing has changed since."""
         owned = self._owned()
         desired = self._reloader.desired
-        the_plan, actual = await plan_once(
-            desired, self._rt.store, now, self._rt.policy, apps=owned
-        )
+        if planned is None:
+            now = self._rt.clock()
+            the_plan, actual = await plan_once(
+                desired, self._rt.store, now, self._rt.policy, apps=owned
+            )
+        else:
+            the_plan, actual, now = planned
         recordings = desired.recordings
         if owned is not None:
             recordings = tuple(d for d in recordings if d.app_id in owned)

@@ -7,6 +7,10 @@ and rebuilds the desired recordings from them (in a thread too: a full rebuild
 translates every manifest); a file that fails to load keeps its last known good
 version, and its errors are logged with file, line and column.
 
+What the loads parsed is kept on disk (`snapshot`, in the state directory) a little
+after each change and at shutdown, so that the next start takes every file whose
+bytes are unchanged from there instead of parsing it again.
+
 This module must never plan or act: it tells the daemon what changed (`Delta`).
 """
 
@@ -15,13 +19,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import structlog
 
+from orchestrator.config import Config
 from orchestrator.daemon.gcpolicy import GC_POLICY
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.loader import LoadResult, ManifestCache
+from orchestrator.manifest.model import canonical_digest
+from orchestrator.manifest.snapshot import Saved, Snapshot, SnapshotError
 from orchestrator.reconcile.plan import DesiredRecording
 from orchestrator.reconcile.reconciler import (
     Delta,
@@ -31,9 +39,26 @@ from orchestrator.reconcile.reconciler import (
     under,
 )
 from orchestrator.runtime import Runtime
+from orchestrator.secrets import describe_secrets_in
 from orchestrator.state import KnownGood, StoreError
 
 log = structlog.get_logger("orchestrator.daemon")
+
+SNAPSHOT_FILE = "manifests.snapshot"
+"""The manifest snapshot's name in the state directory (`state.dir`)."""
+SNAPSHOT_DELAY = 10.0
+"""Seconds from a reload that parsed something to the snapshot's write: edits come
+in bursts (a `git checkout`), and one write follows the burst."""
+
+
+def _snapshot_of(config: Config) -> tuple[Path, bytes]:
+    """Where the snapshot is, and what it depends on besides the program: the whole
+    configuration, each secret as its reference's description (no secret value), but
+    the replica's name (by default it holds the process id)."""
+    exclude = {"replica": {"name"}}
+    dump = config.model_dump(mode="json", by_alias=True, warnings=False, exclude=exclude)
+    key = canonical_digest(describe_secrets_in(dump, config.secret_refs())).encode()
+    return config.state.dir / SNAPSHOT_FILE, key
 
 
 def few(names: Sequence[str], limit: int = 20) -> list[str]:
@@ -54,7 +79,10 @@ class Reloader:
         self._app_ids = {name: p.app_id for name, p in runtime.config.apps.items()}
         # The App IDs key the schedule-clash check (two profiles of one App ID clash);
         # the process's collector policy runs around each load.
+        self._manifests = manifests
         self._cache = ManifestCache([manifests], app_ids=self._app_ids, hooks=GC_POLICY)
+        self._snapshot = Snapshot(*_snapshot_of(runtime.config))
+        self._snapshot_due = asyncio.Event()
         self._desired_cache = DesiredCache()
         self._known: dict[str, KnownGood] = {}
         self._unremembered: list[Desired] = []
@@ -65,15 +93,72 @@ class Reloader:
     def move(self, manifests: Path) -> None:
         """Load from another manifests directory from now on (`manifests.dir` changed by a
         SIGHUP): the next reload reads it whole; what it no longer holds is removed."""
+        self._manifests = manifests
         self._cache = ManifestCache([manifests], app_ids=self._app_ids, hooks=GC_POLICY)
+        self._snapshot_due.set()
 
     def app_of(self, manifest: str) -> str | None:
         d = self.by_name.get(manifest)
         return d.app_id if d is not None else None
 
     async def start(self) -> None:
-        """Read the index of last known good versions (names, files, hashes)."""
+        """Read the index of last known good versions (names, files, hashes), and what
+        the last process saved of its loads (`snapshot`)."""
         self._known = await self._rt.store.known_good(documents=False)
+        saved = await asyncio.to_thread(self._read_snapshot)
+        if saved:
+            self._cache = ManifestCache(
+                [self._manifests], app_ids=self._app_ids, hooks=GC_POLICY, saved=saved
+            )
+
+    def _read_snapshot(self) -> dict[str, Saved]:
+        started = time.monotonic()
+        try:
+            with GC_POLICY.loading():  # a bulk of objects made at once, kept for long
+                saved = self._snapshot.read()
+        except SnapshotError as exc:
+            log.warning(
+                "manifests.snapshot_unused",
+                error=str(exc),
+                detail="every manifest file is parsed this time",
+            )
+            return {}
+        log.info(
+            "manifests.snapshot_read",
+            files=len(saved),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return saved
+
+    async def keep_snapshot(self) -> None:
+        """Write the snapshot `SNAPSHOT_DELAY` after a reload that parsed something (one
+        write a burst); runs until cancelled (at shutdown, `write_snapshot` follows)."""
+        while True:
+            await self._snapshot_due.wait()
+            await asyncio.sleep(SNAPSHOT_DELAY)
+            await self.write_snapshot()
+
+    async def write_snapshot(self) -> None:
+        """Write what the loads gave now, if that changed since the last write. A
+        failure is logged: the next start parses more, and nothing else changes."""
+        if not self._snapshot_due.is_set():
+            return
+        self._snapshot_due.clear()
+        path, key = _snapshot_of(self._rt.config)
+        if (path, key) != (self._snapshot.path, self._snapshot.depends_on):
+            self._snapshot = Snapshot(path, key)  # a SIGHUP changed the config
+        started = time.monotonic()
+        try:
+            size = await asyncio.to_thread(lambda: self._snapshot.write(self._cache.saved()))
+        except SnapshotError as exc:
+            log.warning("manifests.snapshot_failed", error=str(exc))
+            return
+        log.info(
+            "manifests.snapshot_written",
+            path=str(self._snapshot.path),
+            bytes=size,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
     async def reload(self, trigger: str, paths: set[str] | None = None) -> Delta | None:
         """Load what changed (`paths`: only these files; None: look at everything) and
@@ -81,6 +166,14 @@ class Reloader:
         previous manifests stay in effect)."""
         started = time.monotonic()
         now = self._rt.clock()
+        # The collector paused for the whole reload, the desired recordings' build
+        # included, and what it made frozen once at its end (`gcpolicy`).
+        with GC_POLICY.loading():
+            return await self._reload(trigger, paths, started, now)
+
+    async def _reload(
+        self, trigger: str, paths: set[str] | None, started: float, now: datetime
+    ) -> Delta | None:
         try:
             loaded = await asyncio.to_thread(self._cache.load, now=now, hint=paths)
             app_ids = self._app_ids
@@ -104,8 +197,13 @@ class Reloader:
             self._known[entry.name] = KnownGood(entry.name, entry.source_file, entry.spec_hash, {})
         for name in desired.forget:
             self._known.pop(name, None)
-        self.desired = desired
+        # the versions to store stay in `_unremembered` until stored, not here (on a
+        # first start they are a document for each manifest)
+        self.desired = desired.kept()
         self.by_name = {d.name: d for d in desired.recordings}
+        stats = self._cache.last
+        if stats is not None and (stats.parsed or stats.removed):
+            self._snapshot_due.set()
         self.file_errors = tuple(loaded.errors)
         self._log_diagnostics(loaded, first=trigger == "start")
         for problem in desired.problems:
@@ -118,6 +216,8 @@ class Reloader:
             changed=few(delta.changed),
             removed=few(delta.removed),
             files_changed=len(loaded.changed),
+            parsed=stats.parsed if stats is not None else 0,
+            restored=stats.restored if stats is not None else 0,
             failing=few(sorted(desired.invalid_files)),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )

@@ -64,8 +64,9 @@ from orchestrator.state import StoreError
 
 log = structlog.get_logger("orchestrator.daemon")
 
-# Cancelled at once at shutdown: they only read, or only wake the others.
-_READERS = ("refresh", "timer", "claims", "listen")
+# Cancelled at once at shutdown: they only read, or only wake the others (the
+# snapshot's timer: shutdown writes the snapshot itself, last).
+_READERS = ("refresh", "timer", "claims", "listen", "snapshot")
 # Pings systemd's watchdog through the whole shutdown, and ends last.
 _WATCHDOG = "watchdog"
 
@@ -277,10 +278,10 @@ class Daemon:
     async def _start_up(self) -> None:
         """The first reload, ownership round and pass (which queries every live session
         and so adopts what a previous run left running), then READY=1 and the timers."""
-        await self._reloader.start()
         # Watch before the first load: an edit made while loading is not missed (at
-        # worst it costs one more reload).
-        await self._start_watch()
+        # worst it costs one more reload). The watch is set up while the store's index
+        # and the snapshot are read (neither reads a manifest file).
+        await asyncio.gather(self._reloader.start(), self._start_watch())
         await self._passes.reload("start")
         if self._stop.is_set():
             return
@@ -300,6 +301,7 @@ class Daemon:
         log.info("daemon.ready", summary=self._health.summary)
         self._timers.start()
         self.tasks.spawn("worker", self._passes.work())
+        self.tasks.spawn("snapshot", self._reloader.keep_snapshot())
 
     # -- callbacks ---------------------------------------------------------------
 
@@ -403,6 +405,7 @@ class Daemon:
             await self._receiver.stop()
         if self._health_server is not None:
             await self._health_server.stop()
+        await self._reloader.write_snapshot()  # the next start parses only what changes
 
     async def _stop_all(self, budget: float) -> None:
         """reconcile.stopOnShutdown: stop every live session before exiting (replicas:

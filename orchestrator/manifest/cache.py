@@ -35,6 +35,7 @@ from orchestrator.manifest.discovery import YAML_SUFFIXES, Discovery, cannot_rea
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
+from orchestrator.manifest.snapshot import Saved
 
 __all__ = ["FileKey", "LoadHooks", "ManifestCache", "load_manifests"]
 
@@ -83,7 +84,7 @@ class LoadHooks(Protocol):
         ...
 
     def loaded(self, stats: LoadStats) -> None:
-        """After the load, with what it did."""
+        """After the load, with what it did (inside `loading`)."""
         ...
 
 
@@ -134,6 +135,8 @@ class ManifestCache:
     caller has the config) keys the clash check on App IDs (see `cross_check`);
     it is fixed for the cache's life. `hooks` run around each load (see
     `LoadHooks`); without them the cache leaves the garbage collector alone.
+    `saved`: what an earlier process parsed (`snapshot`), by path: a file whose
+    bytes have the digest saved is taken from it instead of being parsed, once.
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class ManifestCache:
         strict: bool = False,
         app_ids: Mapping[str, str] | None = None,
         hooks: LoadHooks | None = None,
+        saved: Mapping[str, Saved] | None = None,
     ) -> None:
         self.paths: tuple[str, ...] = tuple(str(p) for p in paths)
         self.strict = strict
@@ -152,6 +156,7 @@ class ManifestCache:
         """Files parsed over the cache's life (a file parsed at two loads counts twice)."""
         self.read_files = 0
         """Files read over the cache's life."""
+        self._saved: dict[str, Saved] = dict(saved) if saved else {}
         self.last: LoadStats | None = None
         """What the last `load()` did."""
         self._entries: dict[str, _Entry] = {}
@@ -184,9 +189,9 @@ class ManifestCache:
             hooks = self.hooks
             with hooks.loading() if hooks is not None else contextlib.nullcontext():
                 result, stats = self._load(now, self._usable(hint))
-            self.last = stats
-            if hooks is not None:
-                hooks.loaded(stats)
+                self.last = stats
+                if hooks is not None:
+                    hooks.loaded(stats)
             return result
 
     def _usable(self, hint: Collection[str] | None) -> frozenset[str] | None:
@@ -230,7 +235,7 @@ class ManifestCache:
         added: set[str] = set()
         modified: set[str] = set()
         replaced: list[tuple[_Entry | None, _Entry]] = []
-        read = parsed = positioned = 0
+        read = parsed = positioned = restored = 0
         racy_cutoff = racy_after()
         stat_of = os.stat
         hooks = self.hooks
@@ -260,11 +265,14 @@ class ManifestCache:
                                 before.key, before.racy = key, racy  # touched, not changed
                                 entry = before
                             else:
-                                parsed += 1
                                 entry, placed = self._parse(path, raw, key, racy, digest)
-                                positioned += placed
-                                if hooks is not None:
-                                    hooks.parsed(parsed)
+                                if placed is None:
+                                    restored += 1
+                                else:
+                                    parsed += 1
+                                    positioned += placed
+                                    if hooks is not None:
+                                        hooks.parsed(parsed)
             entries[path] = entry
             if entry is not before:
                 replaced.append((before, entry))
@@ -299,6 +307,7 @@ class ManifestCache:
         for path in removed:
             self._count(old[path], -1)
         self._entries = entries
+        self._saved.clear()  # the first load took what it could: the rest is stale
         self.read_files += read
         self.parsed_files += parsed
 
@@ -330,14 +339,21 @@ class ManifestCache:
             self._discovery.listed,
             time.perf_counter() - started,
             positioned,
+            restored,
         )
         return result, stats
 
     def _parse(
         self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes
-    ) -> tuple[_Entry, bool]:
-        """The file's new entry, and whether its findings were placed by a second parse."""
-        loaded, found, positioned = parse_file(path, raw, strict=self.strict)
+    ) -> tuple[_Entry, bool | None]:
+        """The file's new entry, and whether its findings were placed by a second parse
+        (None: taken from what was saved for these very bytes, not parsed)."""
+        saved = self._saved.pop(path, None) if self._saved else None
+        positioned: bool | None
+        if saved is not None and saved.digest == digest:
+            loaded, found, positioned = saved.manifests, saved.diagnostics, None
+        else:
+            loaded, found, positioned = parse_file(path, raw, strict=self.strict)
         last_ends = [(m, end) for m in loaded if (end := m.manifest.last_window_end()) is not None]
         entry = _Entry(
             key,
@@ -352,6 +368,18 @@ class ManifestCache:
             earliest_end=min((end for _, end in last_ends), default=None),
         )
         return entry, positioned
+
+    def saved(self) -> dict[str, Saved]:
+        """What the last load gave for each file read, for a `Snapshot`: files with a
+        literal secret are left out (a secret is never written elsewhere)."""
+        with self._lock:
+            entries = list(self._entries.items())
+        return {
+            path: Saved(e.content, e.manifests, e.diagnostics)
+            for path, e in entries
+            if isinstance(e.content, bytes)
+            and not any(m.manifest.literal_secrets() for m in e.manifests)
+        }
 
     def _count(self, entry: _Entry, delta: int) -> None:
         """Add (1) or take away (-1) an entry's names and targets from the counts."""

@@ -10,12 +10,14 @@ Records only: this module must never read a file or decide anything.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.model import Manifest
+from orchestrator.schedule import Schedule
 
 __all__ = ["LoadResult", "LoadStats", "LoadedManifest", "Target", "target_of", "targets_of"]
 
@@ -34,6 +36,19 @@ class LoadedManifest:
     def position_of(self, key: str) -> tuple[int, int]:
         """Line and column of a top-level key, or of the document when it is absent."""
         return self.key_positions.get(key, (self.line, self.column))
+
+    # Computed once for this loaded version, when first asked for, and kept with it in
+    # the daemon's snapshot (`snapshot`): a restart computes neither again.
+
+    @functools.cached_property
+    def spec_hash(self) -> str:
+        """The manifest's `spec_digest`."""
+        return self.manifest.spec_digest()
+
+    @functools.cached_property
+    def schedule(self) -> Schedule:
+        """The manifest's schedule, built (`Manifest.build_schedule`)."""
+        return self.manifest.build_schedule()
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,9 @@ class LoadStats:
     # files of `parsed` parsed a second time, with the round-trip loader, to place their
     # findings: only files with something to report that the fast path could not place
     positioned: int = 0
+    # files whose bytes were taken from what an earlier process saved (`snapshot`),
+    # not parsed: not in `parsed`
+    restored: int = 0
 
     @property
     def changed(self) -> frozenset[str]:

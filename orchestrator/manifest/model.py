@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -77,7 +78,7 @@ from orchestrator.manifest.scalars import (
     show_duration,
 )
 from orchestrator.manifest.section import Section
-from orchestrator.secrets import LiteralSecret, SecretField, SecretRef
+from orchestrator.secrets import LiteralSecret, SecretField, SecretRef, describe_secrets_in
 
 if TYPE_CHECKING:
     from orchestrator.schedule import Schedule
@@ -103,12 +104,20 @@ __all__ = [
     "UpdatePolicy",
     "VideoData",
     "WindowSpec",
+    "canonical_digest",
     "derive_rollover_uid",
     "derive_uid",
     "dotted_path",
     "parse_duration",
     "section_violations",
 ]
+
+
+def canonical_digest(value: Any) -> str:
+    """The sha256 hex digest of `value` as canonical JSON (sorted keys, no spaces,
+    ASCII): equal for equal values, whatever the order they were written in."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def derive_uid(name: str) -> int:
@@ -444,6 +453,15 @@ class Manifest(Section):
     def literal_secrets(self) -> list[str]:
         """Paths of secrets written as literal values (a warning; an error under --strict)."""
         return [path for path, ref in self.secret_refs() if isinstance(ref, LiteralSecret)]
+
+    def spec_digest(self) -> str:
+        """What any change of this manifest changes (the planner's `spec` fingerprint):
+        the `canonical_digest` of the manifest as written, each secret as its
+        reference's description (`<env:S3_KEY>`, never a value), and the uid it
+        records as. Computed once per loaded version (`LoadedManifest.spec_hash`)."""
+        spec = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        described = describe_secrets_in(spec, self.secret_refs())
+        return canonical_digest({"manifest": described, "uid": self.recording_uid})
 
     def ineffective_settings(self) -> list[tuple[Loc, str]]:
         """Settings that can never do what they say with this schedule (warnings).

@@ -213,6 +213,10 @@ class SessionCalls:
     ) -> SessionRecord:
         """Acquire and start a session of `d` for `window` on `uid` (default: the
         manifest's uid; a rollover's successor: its other uid, and `predecessor`)."""
+        problem = d.untranslatable()
+        if problem is not None:  # held as failed until the manifest changes
+            await self._fail_spec(d, problem)
+            raise ActionFailed(problem)
         fields = self._session_fields(d, window, restart_count, uid, predecessor)
         try:
             client = self._client(d.app)

@@ -16,7 +16,7 @@ from typing import ClassVar, assert_never
 
 from orchestrator.contract import Mode
 from orchestrator.manifest.model import Manifest, UpdatePolicy
-from orchestrator.reconcile.translate import Fingerprints, Requests, translate
+from orchestrator.reconcile.translate import Fingerprints, Requests, TranslationError, translate
 from orchestrator.schedule import Schedule, Window
 from orchestrator.state.model import ManifestState, SessionRecord
 
@@ -58,13 +58,16 @@ END_UNTRACKED = "failed: untracked (53)"
 class DesiredRecording:
     """One valid manifest, reduced to what planning needs, with its requests.
 
-    The manifest was translated when it was loaded: the planner compares the
-    fingerprints of its requests. The typed requests themselves (`requests`) are
-    kept only once a recording acts: the first action builds them from the same
-    manifest and they stay with this version; the executor sends them as they are
-    (only the start's secrets are resolved at the last moment). Keeping every
-    manifest's requests would cost some 8 KiB each (82 MB for 10,000 manifests,
-    over the daemon's memory target) for the few that act at any time.
+    Only the manifest's `spec_hash` is computed at load (once per loaded version,
+    and kept in the daemon's manifest cache). The typed requests (`requests`) and
+    the other fingerprints the planner compares with a live session
+    (`restart_hash`, `subscription_hash`, `layout_hash`) are built when the
+    recording first acts or is compared with a session of its own, and stay with
+    this version; the executor sends them as they are (only the start's secrets
+    are resolved at the last moment). Translating every manifest at load would
+    cost most of a 10,000-manifest start-up, and keeping every manifest's requests
+    some 8 KiB each (82 MB for 10,000, over the daemon's memory target), for the
+    few that act at any time.
     """
 
     name: str
@@ -75,18 +78,37 @@ class DesiredRecording:
     mode: Mode
     schedule: Schedule = field(compare=False)
     manifest: Manifest = field(compare=False, repr=False)
-    fingerprints: Fingerprints = field(repr=False)
+    spec_hash: str
     source_file: str = ""
     suspend: bool = False
     update_policy: UpdatePolicy = UpdatePolicy.RESTART
     starting_deadline: timedelta | None = None
     # The second uid a rollover's successor records on (None: the manifest has none).
     rollover_uid: int | None = None
+    # Given (tests, and plans built from fingerprints known already); else those of
+    # `requests`, built at the first use.
+    given: Fingerprints | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def requests(self) -> Requests:
-        """The typed requests of this manifest version, built at the first action."""
+        """The typed requests of this manifest version, built at the first use.
+        Raises TranslationError (a bug the property tests rule out)."""
         return translate(self.manifest)
+
+    @property
+    def fingerprints(self) -> Fingerprints:
+        return self.given if self.given is not None else self.requests.fingerprints
+
+    def untranslatable(self) -> str | None:
+        """Why this version's requests cannot be built (then it is held as failed), or
+        None; translates it if that was not done yet."""
+        if self.given is not None:
+            return None
+        try:
+            _ = self.requests
+        except TranslationError as exc:
+            return f"cannot translate: {exc}"
+        return None
 
     def requests_for(self, uid: int) -> Requests:
         """The requests for a session of this recording on `uid` (its uid, or its
@@ -98,10 +120,6 @@ class DesiredRecording:
         if self.rollover_uid is None:
             raise ValueError(f"{self.name} has no rollover uid")
         return self.rollover_uid if uid == self.uid else self.uid
-
-    @property
-    def spec_hash(self) -> str:
-        return self.fingerprints.spec
 
     @property
     def subscription_hash(self) -> str:

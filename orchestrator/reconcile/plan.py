@@ -268,6 +268,7 @@ def _plan_desired(
             reason = "suspended" if d.suspend else "window over"
             p.actions.append(Stop(d.name, reason, current.id))
             return
+        failure = failure or d.untranslatable()  # the fingerprints compared below
         if failure is not None:
             p.notes.append(Note(NoteKind.FAILED, d.name, f"not changing it: {failure}", current.id))
             return

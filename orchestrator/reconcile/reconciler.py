@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from orchestrator.reconcile.plan import (
     PlanPolicy,
     plan,
 )
-from orchestrator.reconcile.translate import TranslationError, translate
+from orchestrator.schedule import Schedule
 from orchestrator.state import EndKind, KnownGood, SessionRecord, Store
 
 
@@ -42,6 +42,11 @@ class Desired:
     # failed to load (its last known good stands, its sessions are kept), never removed.
     unreadable: frozenset[str] = frozenset()
 
+    def kept(self) -> Desired:
+        """What a long-lived holder keeps of this build: not the versions to store (on
+        a first start, a document for each manifest), which go to the store once."""
+        return replace(self, remember=(), forget=())
+
 
 def under(path: str | None, roots: frozenset[str]) -> bool:
     """Whether `path` is one of `roots` or lies below one of them."""
@@ -50,7 +55,11 @@ def under(path: str | None, roots: frozenset[str]) -> bool:
     return path in roots or any(path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
+def _recording(
+    m: Manifest, app_id: str, source_file: str, spec_hash: str, schedule: Schedule
+) -> DesiredRecording:
+    """The desired recording of a valid manifest. Its requests are translated at
+    their first use (`DesiredRecording.requests`), not here."""
     return DesiredRecording(
         name=m.name,
         app=m.app,
@@ -58,9 +67,9 @@ def _recording(m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
         channel=m.channel,
         uid=m.recording_uid,
         mode=m.mode,
-        schedule=m.build_schedule(),
+        schedule=schedule,
         manifest=m,
-        fingerprints=translate(m).fingerprints,  # the requests: at the first action
+        spec_hash=spec_hash,
         source_file=source_file,
         suspend=m.suspend,
         update_policy=m.update_policy,
@@ -86,8 +95,8 @@ class DesiredCache:
     """The desired recordings of a long-lived process, rebuilt only where files changed.
 
     After a load that changed a few files (`LoadResult.changed`) and left the set
-    of failing files as it was, only those files' manifests are translated and
-    fingerprinted again; the rest are kept as they are. Anything else (the first
+    of failing files as it was, only those files' manifests are made again; the
+    rest are kept as they are. Anything else (the first
     build, a file that starts or stops failing, an unknown app profile) rebuilds
     everything with `desired_recordings`, which gives the same answer.
     """
@@ -113,7 +122,7 @@ class DesiredCache:
         ):
             patched = self._patch(previous, loaded, app_ids, known_good)
             if patched is not None:
-                self._desired = patched[0]
+                self._desired = patched[0].kept()
                 return patched
         desired = desired_recordings(
             loaded.manifests, app_ids, loaded.failed_files, known_good, self, loaded.unreadable
@@ -125,7 +134,7 @@ class DesiredCache:
             changed=tuple(sorted(n for n in after.keys() & before.keys() if after[n] != before[n])),
             removed=tuple(sorted(before.keys() - after.keys())),
         )
-        self._desired, self._app_ids = desired, dict(app_ids)
+        self._desired, self._app_ids = desired.kept(), dict(app_ids)
         return desired, delta
 
     def _patch(
@@ -141,10 +150,7 @@ class DesiredCache:
             return None  # a new problem: the full build reports it
         kept = [d for d in previous.recordings if d.source_file not in changed]
         names = {d.name for d in kept}
-        try:
-            rebuilt = [self.recording(i.manifest, app_ids[i.manifest.app], i.file) for i in items]
-        except TranslationError:
-            return None  # the full build reports it
+        rebuilt = [self.recording(i, app_ids[i.manifest.app]) for i in items]
         if any(d.name in names for d in rebuilt):
             return None  # a manifest moved between files: let the full build sort it out
         old = {d.name: d for d in previous.recordings if d.source_file in changed}
@@ -176,13 +182,19 @@ class DesiredCache:
         )
         return desired, delta
 
-    def recording(self, m: Manifest, app_id: str, source_file: str) -> DesiredRecording:
+    def recording(self, item: LoadedManifest, app_id: str) -> DesiredRecording:
         """The DesiredRecording of a manifest object, built once per object (a reload
         re-uses the objects of unchanged files; the cache holds on to them so that
         their ids cannot be reused)."""
+        m, source_file = item.manifest, item.file
         entry = self._by_id.get(id(m))
         if entry is None or entry[1] != app_id or entry[2] != source_file:
-            entry = (m, app_id, source_file, _recording(m, app_id, source_file))
+            entry = (
+                m,
+                app_id,
+                source_file,
+                _recording(m, app_id, source_file, item.spec_hash, item.schedule),
+            )
             self._by_id[id(m)] = entry
         return entry[3]
 
@@ -233,18 +245,16 @@ def desired_recordings(
     kept = known_good or {}
     if unreadable:  # what was loaded from there before failed to load now
         invalid |= {e.source_file for e in kept.values() if under(e.source_file, unreadable)}
-    build = cache.recording if cache is not None else _recording
     recordings: list[DesiredRecording] = []
     remember: list[KnownGood] = []
     for item in loaded:
         if item.file in invalid:
             continue
-        try:
-            d = build(item.manifest, app_ids[item.manifest.app], item.file)
-        except TranslationError as exc:  # a bug the property tests rule out: held, not lost
-            invalid.add(item.file)
-            problems.append(f"{item.file}:{item.line}:{item.column}: cannot translate: {exc}")
-            continue
+        app_id = app_ids[item.manifest.app]
+        if cache is not None:
+            d = cache.recording(item, app_id)
+        else:
+            d = _recording(item.manifest, app_id, item.file, item.spec_hash, item.schedule)
         recordings.append(d)
         if not _unchanged(kept.get(d.name), d) and not d.manifest.literal_secrets():
             remember.append(KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest)))
@@ -260,8 +270,11 @@ def desired_recordings(
             m = Manifest.model_validate(entry.document)
             if m.app not in app_ids:
                 continue
-            recordings.append(_recording(m, app_ids[m.app], entry.source_file))
-        except ValueError:  # also a TranslationError
+            standing = _recording(
+                m, app_ids[m.app], entry.source_file, m.spec_digest(), m.build_schedule()
+            )
+            recordings.append(standing)
+        except ValueError:
             problems.append(
                 f"{entry.source_file}: the stored version of {entry.name!r} no longer validates"
             )

@@ -16,9 +16,6 @@ fingerprints hash references (`<env:S3_KEY>`), never values.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +24,7 @@ from pydantic import ValidationError
 from orchestrator import contract as c
 from orchestrator.agora import wire
 from orchestrator.errors import OrchestratorError
-from orchestrator.manifest.model import Layout, Manifest, Recording, Subscription
-from orchestrator.secrets import describe_secret
+from orchestrator.manifest.model import Layout, Manifest, Recording, Subscription, canonical_digest
 
 
 class TranslationError(OrchestratorError, ValueError):
@@ -306,11 +302,6 @@ def _stream_subscribe(m: Manifest) -> wire.StreamSubscribe:
 # --- fingerprints --------------------------------------------------------------------
 
 
-def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 _LAYOUT_KEYS = frozenset(wire.UpdateLayoutClientRequest.model_fields)
 _LIST_KEYS = frozenset(key for key in wire.RecordingConfig.model_fields if key.endswith("Uids"))
 
@@ -349,23 +340,9 @@ def _fingerprints(
         "unsubscribedKinds": unreachable,
     }
     layout = None if update_layout is None else update_layout.clientRequest.described()
-    spec = m.model_dump(mode="json", by_alias=True, exclude_none=True)
-    spec_secrets = {path: describe_secret(ref) for path, ref in m.secret_refs()}
     return Fingerprints(
-        spec=_digest({"manifest": _mask(spec, spec_secrets), "uid": m.recording_uid}),
-        subscription=_digest(update.clientRequest.streamSubscribe.described()),
-        layout=_digest(layout),
-        restart=_digest(restart),
+        spec=m.spec_digest(),
+        subscription=canonical_digest(update.clientRequest.streamSubscribe.described()),
+        layout=canonical_digest(layout),
+        restart=canonical_digest(restart),
     )
-
-
-def _mask(spec: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
-    """Replace each secret in a dumped manifest by its reference description."""
-    for path, described in secrets.items():
-        node: Any = spec
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and parts[-1] in node:
-            node[parts[-1]] = described
-    return spec

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.daemon.gcpolicy import GC_POLICY
+from orchestrator.daemon.gcpolicy import GC_POLICY, GcPolicy
 from orchestrator.manifest import discovery
 from orchestrator.manifest.crosscheck import OverlapMemo, cross_check, first_overlap
 from orchestrator.manifest.loader import (
@@ -465,20 +465,36 @@ def test_without_hooks_the_collector_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_the_daemon_policy_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    """Before the daemon's start-up settles, a load freezes what it made without a
+    collection (start-up ends with one full collection); after it, a load's settle
+    collects and freezes. Either way the collector is enabled again."""
     tree(tmp_path, 2)
+    policy = GcPolicy()
+    gc.unfreeze()
     assert gc.isenabled()
-    ManifestCache([tmp_path], hooks=GC_POLICY).load()
+    garbage = _Cyclic()
+    watch = weakref.ref(garbage)
+    ManifestCache([tmp_path], hooks=policy).load()  # freezes `garbage` with the rest
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    del garbage
+    gc.collect()
+    assert watch() is not None  # frozen, out of reach: start-up's settle collects it
+    policy.settle(bulk=True)  # the daemon's start-up is done
+    assert watch() is None
+    gc.unfreeze()
+    ManifestCache([tmp_path], hooks=policy).load()
     assert gc.isenabled() and gc.get_freeze_count() > 0
     gc.disable()
     try:
-        ManifestCache([tmp_path], hooks=GC_POLICY).load()
+        ManifestCache([tmp_path], hooks=policy).load()
         assert not gc.isenabled()
     finally:
         gc.enable()
 
 
 def test_hooks_run_around_a_load_and_after_each_parse(tmp_path: Path) -> None:
-    """The hooks are called around the load, after each parse and after the load."""
+    """The hooks are called around the load, after each parse and after the load
+    (before its pause ends)."""
     tree(tmp_path, 3)
     calls: list[tuple[str, object]] = []
 
@@ -502,8 +518,8 @@ def test_hooks_run_around_a_load_and_after_each_parse(tmp_path: Path) -> None:
         ("parsed", 1),
         ("parsed", 2),
         ("parsed", 3),
-        ("left", True),
         ("loaded", 3),
+        ("left", True),
     ]
 
 
@@ -514,7 +530,9 @@ class _Cyclic:
 
 def test_frozen_garbage_is_collected_after_a_bulk_reload(tmp_path: Path) -> None:
     paths = tree(tmp_path, 4)
-    cache = ManifestCache([tmp_path], hooks=GC_POLICY)
+    policy = GcPolicy()
+    policy.settle(bulk=True)  # the daemon's start-up is done
+    cache = ManifestCache([tmp_path], hooks=policy)
     alive = _Cyclic()
     watch = weakref.ref(alive)
     cache.load()  # freezes `alive` with everything else
@@ -525,6 +543,42 @@ def test_frozen_garbage_is_collected_after_a_bulk_reload(tmp_path: Path) -> None
         write(Path(path), doc(f"renamed-{i}"))
     cache.load()  # most files parsed again: unfreeze, collect everything, freeze
     assert watch() is None
+
+
+def test_a_load_inside_an_outer_pause_settles_when_the_pause_ends(tmp_path: Path) -> None:
+    """The daemon pauses the collector for a whole reload (load, then the desired
+    recordings' build): the load's settle waits for the end, and freezes both."""
+    tree(tmp_path, 3)
+    policy = GcPolicy()
+    policy.settle(bulk=True)  # the daemon's start-up is done
+    gc.unfreeze()
+    with policy.loading():
+        ManifestCache([tmp_path], hooks=policy).load()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0  # not yet
+        built = [[i] for i in range(100)]  # what the build makes after the load
+    assert gc.isenabled() and gc.get_freeze_count() > len(built)
+
+
+def test_a_full_collection_is_due_for_real_growth_only() -> None:
+    """What a settle freezes and then dies by reference counting (each pass's overview)
+    never makes the full collection due, however often; what stays frozen does."""
+    gc.unfreeze()
+    policy = GcPolicy()
+    garbage = _Cyclic()
+    watch = weakref.ref(garbage)
+    policy.settle(bulk=True)  # the daemon's start-up: `garbage` frozen with the rest
+    del garbage
+    frozen = gc.get_freeze_count()
+    for _ in range(6):  # an overview a pass, replaced by the next one's
+        transient = [[i] for i in range(frozen // 2)]  # lists: tracked by the collector
+        policy.settle(bulk=False)
+        del transient
+    assert watch() is not None  # still frozen: no full collection was made
+    kept = []
+    for _ in range(3):  # manifests added for good
+        kept.append([[i] for i in range(frozen // 2)])
+        policy.settle(bulk=False)
+    assert watch() is None  # the growth made one due: frozen garbage collected
 
 
 def test_a_hinted_reload_looks_only_at_the_reported_files(tmp_path: Path) -> None:

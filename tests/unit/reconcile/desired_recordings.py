@@ -14,7 +14,7 @@ from orchestrator.reconcile.translate import Fingerprints
 from orchestrator.schedule import always_schedule
 from orchestrator.state import Phase, SessionRecord
 
-_MANIFEST = Manifest.model_validate(
+MANIFEST = Manifest.model_validate(
     {
         "name": "standup",
         "app": "main",
@@ -44,10 +44,11 @@ def desired_recording(**changes: Any) -> DesiredRecording:
         app_id="app1",
         channel="room",
         uid=527841,
-        mode=_MANIFEST.mode,
+        mode=MANIFEST.mode,
         schedule=always_schedule(),
-        manifest=_MANIFEST,
-        fingerprints=Fingerprints(**prints),
+        manifest=MANIFEST,
+        spec_hash=prints["spec"],
+        given=Fingerprints(**prints),
         source_file="recordings.d/standup.yaml",
     )
     return replace(base, **changes)

@@ -27,7 +27,7 @@ from orchestrator.reconcile.plan import (
 )
 from orchestrator.schedule import FAR_FUTURE, FAR_PAST, always_schedule, windows_schedule
 from orchestrator.state import EndKind, Intent, ManifestState, Phase, SessionRecord
-from tests.unit.reconcile.desired_recordings import desired_recording, session_record
+from tests.unit.reconcile.desired_recordings import MANIFEST, desired_recording, session_record
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 W_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -350,3 +350,15 @@ def test_start_carries_the_window_and_plan_is_deterministic() -> None:
     assert [a.manifest for a in first.actions] == [f"m{i:02d}" for i in range(20)]
     assert all(a.window is not None and a.window.start == W_START for a in first.actions)
     assert plan(many, ActualState(), NOW) == first
+
+
+def test_a_version_that_cannot_be_translated_is_held_with_its_session_kept() -> None:
+    """Requests are translated at their first use, not at load: a valid manifest the
+    wire models refuse (a bug the property tests rule out) leaves its live session as
+    it is, with the reason, instead of failing the pass."""
+    broken = MANIFEST.model_copy(update={"uid": 2**40})
+    d = desired(manifest=broken, given=None)
+    result = plan([d], ActualState(live=[session()]), NOW)
+    assert result.actions == ()
+    (note,) = result.notes
+    assert note.kind is NoteKind.FAILED and "cannot translate: uid" in note.message
