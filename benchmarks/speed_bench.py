@@ -398,7 +398,10 @@ def tops(stacks: dict[str, int], limit: int = 25) -> dict[str, Any]:
 
 
 PHASES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("gc: full collection + freeze (GcPolicy.settle)", ("GcPolicy.settle",)),
+    (
+        "gc: collections and freezes (GcPolicy)",
+        ("GcPolicy.settle", "GcPolicy._settle", "GcPolicy.started", "GcPolicy.loading"),
+    ),
     ("imports", ("_find_and_load",)),
     ("load: YAML parse, nodes, construct (fast_documents)", ("fast_documents",)),
     ("load: YAML events for the bounds check (fast_events)", ("fast_events",)),

@@ -136,16 +136,22 @@ def describe_secret(ref: SecretRef) -> str:
 def describe_secrets_in(
     document: dict[str, Any], refs: Iterable[tuple[str, SecretRef]]
 ) -> dict[str, Any]:
-    """`document` (a model dumped by alias) with the secret at each dotted path of `refs`
-    replaced, in place, by its `describe_secret`: what may be hashed or shown of it."""
+    """A copy of `document` (a model dumped by alias) with the secret at each dotted
+    path of `refs` replaced by its `describe_secret`: what may be hashed or shown of
+    it. Only the mappings on those paths are copied; `document` is left as it is."""
+    copy = dict(document)
     for path, ref in refs:
-        node: Any = document
-        parts = path.split(".")
-        for part in parts[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and parts[-1] in node:
-            node[parts[-1]] = describe_secret(ref)
-    return document
+        *parents, key = path.split(".")
+        node = copy
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                break
+            node[part] = node = dict(child)
+        else:
+            if key in node:
+                node[key] = describe_secret(ref)
+    return copy
 
 
 def _secret_tag(value: Any) -> str:

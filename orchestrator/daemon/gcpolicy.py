@@ -16,7 +16,8 @@ broken file leaves behind (exceptions, the round-trip parser's objects) cannot
 pile up over a bulk load of thousands of broken files. Nested or concurrent loads
 pause once; the last one out restores the previous state.
 
-Freezing: the daemon keeps what it loaded for days. `gc.freeze()` moves every
+Freezing: the daemon keeps what it loaded for days (and freezes what its start-up
+built as it is, without a collection: `started`). `gc.freeze()` moves every
 object alive into a permanent generation that collections skip, so the collector
 stops rescanning 10,000 manifests. Before freezing, what is not frozen yet is
 collected (cheap: what was made since the last freeze), so fresh garbage is not
@@ -60,7 +61,7 @@ class GcPolicy:
         self._lock = threading.Lock()
         self._depth = 0
         self._was_enabled = False
-        self._at_full = -1  # objects frozen by the last full collection; -1: none yet
+        self._at_full = -1  # objects frozen at the last full collection (or start-up); -1: not yet
         self._since_full = 0
         self._due: bool | None = None  # a settle asked for inside a pause (bulk or not)
 
@@ -71,10 +72,10 @@ class GcPolicy:
         The settle a load asks for (`loaded`, called before its block ends) is made when
         the outermost block ends, before the collector runs again: inside the daemon's
         reload (the load, then the desired recordings' build) what the whole reload
-        made is collected and frozen at once. Before the daemon's start-up has settled,
-        what a block made is frozen as it ends, without a collection: start-up ends
-        with one full collection (`settle(bulk=True)`), and re-enabling the collector
-        over a heap of new objects would make it traverse them all once more first.
+        made is collected and frozen at once. Before the daemon's start-up is done
+        (`started`), what a block made is frozen as it ends, without a collection:
+        re-enabling the collector over a heap of new objects would make it traverse
+        them all first.
         """
         with self._lock:
             if self._depth == 0:
@@ -91,7 +92,7 @@ class GcPolicy:
                     if due is not None:
                         self._settle(bulk=due)
                     elif self._at_full < 0:
-                        gc.freeze()  # start-up's: frozen until its one settle
+                        gc.freeze()  # start-up's: frozen as it goes (see `started`)
                     if self._was_enabled:
                         gc.enable()
 
@@ -103,7 +104,7 @@ class GcPolicy:
     def loaded(self, stats: LoadStats) -> None:
         """Settle when the load's pause ends (a load calls this inside it): a full
         collection after a bulk reload (a tenth of the files or more parsed again), else
-        only when one is due. Not before the daemon's start-up has settled."""
+        only when one is due. Not before the daemon's start-up is done (`started`)."""
         if self._at_full < 0:
             return
         with self._lock:
@@ -112,10 +113,20 @@ class GcPolicy:
                 return
         self.settle(bulk=stats.parsed * 10 > stats.files)
 
+    def started(self) -> None:
+        """The daemon's start-up is done: what it built lives as long as the process, so
+        it is frozen as it is, without the full collection (a few hundred ms at 10,000
+        manifests, most of a restart's budget): young collections ran during its loads,
+        so the garbage it froze is bounded, and goes at the first full collection (a
+        bulk reload, or growth by a quarter of what is frozen now)."""
+        with self._lock:
+            gc.collect(0)  # what is young now: not frozen yet
+            gc.freeze()
+            self._at_full, self._since_full = gc.get_freeze_count(), 0
+
     def settle(self, *, bulk: bool) -> None:
         """Collect what is not frozen, then freeze it; a full collection when `bulk` or
-        when one is due. The daemon calls `settle(bulk=True)` once its start-up is done:
-        what start-up built lives as long as the process."""
+        when one is due."""
         with self._lock:
             self._settle(bulk=bulk)
 

@@ -4,7 +4,7 @@ The one owner of the desired recordings (`desired`, `by_name`), the errors of th
 files that do not load, the index of last known good versions and the versions the
 store has not taken yet. A reload parses only the files that changed (in a thread)
 and rebuilds the desired recordings from them (in a thread too: a full rebuild
-translates every manifest); a file that fails to load keeps its last known good
+makes one for every manifest); a file that fails to load keeps its last known good
 version, and its errors are logged with file, line and column.
 
 What the loads parsed is kept on disk (`snapshot`, in the state directory) a little

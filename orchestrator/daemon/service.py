@@ -294,9 +294,9 @@ class Daemon:
         await self._passes.run_pass({"start"}, refresh=True)  # waits for its actions
         if self._stop.is_set():
             return
-        # What start-up built lives as long as the process: collected once and frozen,
-        # so that the collector never rescans it.
-        GC_POLICY.settle(bulk=True)
+        # What start-up built lives as long as the process: frozen, so that the
+        # collector never rescans it.
+        GC_POLICY.started()
         self._health.became_ready()
         log.info("daemon.ready", summary=self._health.summary)
         self._timers.start()

@@ -109,7 +109,9 @@ async def _look(path: Path) -> tuple[int, int] | str:
 class _StopEvent(asyncio.Event):
     """watchfiles' stop signal, which its watch thread polls (`is_set`) after every step.
 
-    The first poll from that thread shows the watch is set up: it calls `on_watching`
+    The watch is set up once watchfiles has made its watcher, which it does before it
+    hands the wait to its thread: `set_up()` is called then (see `_watch`), else the
+    first poll from that thread (a step later) tells. Either calls `on_watching` once
     (thread-safe), which is how `start()` knows writes from then on will be seen.
     """
 
@@ -119,12 +121,22 @@ class _StopEvent(asyncio.Event):
         self._on_watching = on_watching
         self._owner = threading.get_ident()
         self._told = False
+        self._telling = threading.Lock()
+
+    def set_up(self) -> None:
+        """The watcher exists: every directory under the path is watched."""
+        self._tell()
 
     def is_set(self) -> bool:
         if not self._told and threading.get_ident() != self._owner:
-            self._told = True
-            self._on_watching()
+            self._tell()
         return self._stop.is_set() or super().is_set()
+
+    def _tell(self) -> None:
+        with self._telling:
+            told, self._told = self._told, True
+        if not told:
+            self._on_watching()
 
 
 class ManifestWatcher:
@@ -255,14 +267,22 @@ class ManifestWatcher:
             ignore_permission_denied=True,
         )
         async with contextlib.aclosing(changes_seen) as batches:
-            async for batch in batches:  # a batch, or nothing after IDENTITY_EVERY
-                if await _look(self.path) != identity:
-                    return  # `_run` reports it and watches what is there now
-                paths = {path for _, path in batch}
-                if self._pending and self.watching:
-                    paths |= self._take_pending()
-                if paths:
-                    await self._deliver(paths)
+            # The first step of the iteration makes the watcher (every directory watched)
+            # before it first waits: this runs at that wait. Should making it fail, the
+            # failure comes within the same step, and this is cancelled.
+            set_up = loop.call_soon(stop.set_up)
+            try:
+                async for batch in batches:  # a batch, or nothing after IDENTITY_EVERY
+                    if await _look(self.path) != identity:
+                        return  # `_run` reports it and watches what is there now
+                    paths = {path for _, path in batch}
+                    if self._pending and self.watching:
+                        paths |= self._take_pending()
+                    if paths:
+                        await self._deliver(paths)
+            except BaseException:
+                set_up.cancel()
+                raise
 
     def _take_pending(self) -> set[str]:
         pending, self._pending = self._pending, set()

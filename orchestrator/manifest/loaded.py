@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.model import Manifest
@@ -44,6 +44,19 @@ class LoadedManifest:
     def spec_hash(self) -> str:
         """The manifest's `spec_digest`."""
         return self.manifest.spec_digest()
+
+    @property
+    def hashed(self) -> bool:
+        """Whether `spec_hash` was computed already."""
+        return "spec_hash" in self.__dict__
+
+    def dumped(self) -> dict[str, Any]:
+        """The manifest as a document (as the store keeps a last known good version);
+        `spec_hash` is computed from the same dump when it was not yet."""
+        document = self.manifest.document()
+        if not self.hashed:
+            self.__dict__["spec_hash"] = self.manifest.spec_digest(document)  # cached
+        return document
 
     @functools.cached_property
     def schedule(self) -> Schedule:

@@ -454,12 +454,18 @@ class Manifest(Section):
         """Paths of secrets written as literal values (a warning; an error under --strict)."""
         return [path for path, ref in self.secret_refs() if isinstance(ref, LiteralSecret)]
 
-    def spec_digest(self) -> str:
+    def document(self) -> dict[str, Any]:
+        """The manifest as a JSON document, by its YAML keys, without unset values."""
+        document: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return document
+
+    def spec_digest(self, document: dict[str, Any] | None = None) -> str:
         """What any change of this manifest changes (the planner's `spec` fingerprint):
-        the `canonical_digest` of the manifest as written, each secret as its
-        reference's description (`<env:S3_KEY>`, never a value), and the uid it
-        records as. Computed once per loaded version (`LoadedManifest.spec_hash`)."""
-        spec = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        the `canonical_digest` of the manifest as written (`document`, made if not
+        given, and not changed), each secret as its reference's description
+        (`<env:S3_KEY>`, never a value), and the uid it records as. Computed once per
+        loaded version (`LoadedManifest.spec_hash`)."""
+        spec = self.document() if document is None else document
         described = describe_secrets_in(spec, self.secret_refs())
         return canonical_digest({"manifest": described, "uid": self.recording_uid})
 

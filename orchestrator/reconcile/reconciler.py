@@ -150,6 +150,8 @@ class DesiredCache:
             return None  # a new problem: the full build reports it
         kept = [d for d in previous.recordings if d.source_file not in changed]
         names = {d.name for d in kept}
+        # a version not hashed yet is dumped once, for its spec hash and its document
+        documents = [i.dumped() if not i.hashed else None for i in items]
         rebuilt = [self.recording(i, app_ids[i.manifest.app]) for i in items]
         if any(d.name in names for d in rebuilt):
             return None  # a manifest moved between files: let the full build sort it out
@@ -159,9 +161,9 @@ class DesiredCache:
             if id(d.manifest) not in still:
                 self._by_id.pop(id(d.manifest), None)
         remember = tuple(
-            KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest))
-            for d in rebuilt
-            if not _unchanged(known_good.get(d.name), d) and not d.manifest.literal_secrets()
+            version
+            for i, d, document in zip(items, rebuilt, documents, strict=True)
+            if (version := _to_store(i, d, known_good, document)) is not None
         )
         new_names = {d.name for d in rebuilt}
         removed = tuple(sorted(old.keys() - new_names))
@@ -251,13 +253,16 @@ def desired_recordings(
         if item.file in invalid:
             continue
         app_id = app_ids[item.manifest.app]
+        # a version not hashed yet is dumped once, for its spec hash and its document
+        document = item.dumped() if not item.hashed else None
         if cache is not None:
             d = cache.recording(item, app_id)
         else:
             d = _recording(item.manifest, app_id, item.file, item.spec_hash, item.schedule)
         recordings.append(d)
-        if not _unchanged(kept.get(d.name), d) and not d.manifest.literal_secrets():
-            remember.append(KnownGood(d.name, d.source_file, d.spec_hash, _document(d.manifest)))
+        version = _to_store(item, d, kept, document)
+        if version is not None:
+            remember.append(version)
     recordings = [d for d in recordings if d.source_file not in invalid]
     if cache is not None:
         cache.sweep(recordings)
@@ -301,9 +306,17 @@ def _unchanged(entry: KnownGood | None, d: DesiredRecording) -> bool:
     )
 
 
-def _document(m: Manifest) -> dict[str, Any]:
-    document: dict[str, Any] = m.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return document
+def _to_store(
+    item: LoadedManifest,
+    d: DesiredRecording,
+    known_good: Mapping[str, KnownGood],
+    document: dict[str, Any] | None,
+) -> KnownGood | None:
+    """The version of `d` to store as last known good (None: stored already, or it
+    holds a literal secret, which is never stored); `document`: its dump, if made."""
+    if _unchanged(known_good.get(d.name), d) or item.manifest.literal_secrets():
+        return None
+    return KnownGood(d.name, d.source_file, d.spec_hash, document or item.dumped())
 
 
 async def remember_known_good(store: Store, desired: Desired) -> None:

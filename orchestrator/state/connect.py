@@ -4,6 +4,7 @@ sees only the `Store` protocol."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,6 +53,8 @@ async def opened_store(
 def ownership_for(store: Store, name: str) -> Ownership | None:
     """Per-App-ID ownership for a store several replicas share (PostgreSQL), as
     replica `name`; None for SQLite, whose single writer owns everything."""
+    if "orchestrator.state.postgres" not in sys.modules:
+        return None  # never imported, so no store of it exists (psycopg: 70 ms of a start)
     from orchestrator.state.postgres import PostgresOwnership, PostgresStore
 
     if isinstance(store, PostgresStore):

@@ -138,6 +138,21 @@ async def test_a_change_during_a_slow_callback_comes_in_the_next_one(tmp_path: P
         assert await next_batch(batches) == {real(tmp_path / "b.yaml")}
 
 
+async def test_start_does_not_wait_a_step_for_the_watch(tmp_path: Path) -> None:
+    """watchfiles polls its stop signal once a step (the debounce); `start()` knows the
+    watch is set up as soon as the watcher exists, not a step later (that a write
+    made right after `start()` is seen: `test_a_write_is_one_callback`)."""
+    (tmp_path / "sub").mkdir()
+    watcher = ManifestWatcher(tmp_path, lambda _: asyncio.sleep(0), debounce=8.0)
+    started = time.monotonic()
+    await watcher.start()
+    try:
+        assert watcher.watching
+        assert time.monotonic() - started < 4.0  # a step is 8 s; this takes milliseconds
+    finally:
+        await watcher.stop(grace=0.5)
+
+
 @pytest.mark.slow
 async def test_stop_is_prompt_even_while_a_callback_hangs(tmp_path: Path) -> None:
     watcher = ManifestWatcher(tmp_path, lambda _: asyncio.sleep(0), debounce=0.3)

@@ -559,6 +559,25 @@ def test_a_load_inside_an_outer_pause_settles_when_the_pause_ends(tmp_path: Path
     assert gc.isenabled() and gc.get_freeze_count() > len(built)
 
 
+def test_start_up_is_frozen_as_it_is_and_its_garbage_goes_at_the_first_full_collection(
+    tmp_path: Path,
+) -> None:
+    tree(tmp_path, 3)
+    policy = GcPolicy()
+    gc.unfreeze()
+    garbage = _Cyclic()
+    watch = weakref.ref(garbage)
+    ManifestCache([tmp_path], hooks=policy).load()  # start-up's load
+    del garbage
+    policy.started()  # no full collection: it costs most of a restart
+    gc.collect()
+    assert watch() is not None and gc.get_freeze_count() > 0
+    for path in tmp_path.iterdir():  # a bulk reload: the first full collection
+        path.write_text(path.read_text(encoding="utf-8") + "suspend: true\n", encoding="utf-8")
+    ManifestCache([tmp_path], hooks=policy).load()
+    assert watch() is None
+
+
 def test_a_full_collection_is_due_for_real_growth_only() -> None:
     """What a settle freezes and then dies by reference counting (each pass's overview)
     never makes the full collection due, however often; what stays frozen does."""
