@@ -32,6 +32,7 @@ from typing import Protocol
 from orchestrator.manifest.crosscheck import OverlapMemo, cross_check
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.discovery import YAML_SUFFIXES, Discovery, cannot_read, racy_after
+from orchestrator.manifest.fastyaml import forget_scalars
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
@@ -308,6 +309,8 @@ class ManifestCache:
             self._count(old[path], -1)
         self._entries = entries
         self._saved.clear()  # the first load took what it could: the rest is stale
+        if parsed:
+            forget_scalars()  # kept among this load's objects, they would pin their pages
         self.read_files += read
         self.parsed_files += parsed
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,21 @@ def test_a_value_that_cannot_be_built_fails_every_time(written: str) -> None:
         assert (second.data, second.failure) == ({"b": 1}, None)
     assert messages[0] == messages[1]
     assert messages[0].startswith("invalid YAML: ")
+
+
+def test_a_load_forgets_the_scalars_it_kept(tmp_path: Path) -> None:
+    """Texts and values kept during a load are dropped when it ends: kept for good, they
+    would pin the memory of the load's objects after a full reload frees them."""
+    from orchestrator.manifest.cache import ManifestCache
+    from orchestrator.manifest.fastyaml import _resolved
+
+    (tmp_path / "a.yaml").write_text(
+        "name: a\napp: main\nchannel: c\nuid: 4242\nmode: mix\nschedule: always\n",
+        encoding="utf-8",
+    )
+    list(fast_documents("uid: 777\nname: kept-until-a-load-ends\n"))
+    resolved = _resolved()
+    assert "kept-until-a-load-ends" in resolved.texts
+    assert ManifestCache([tmp_path]).load().manifests
+    assert not resolved.texts
+    assert not any(built for _, built in resolved.values.values())
