@@ -47,8 +47,8 @@ log = structlog.get_logger("orchestrator.daemon")
 SNAPSHOT_FILE = "manifests.snapshot"
 """The manifest snapshot's name in the state directory (`state.dir`)."""
 SNAPSHOT_DELAY = 10.0
-"""Seconds from a reload that parsed something to the snapshot's write: edits come
-in bursts (a `git checkout`), and one write follows the burst."""
+"""Seconds without a reload that parsed something before the snapshot is written: edits
+come in bursts (a `git checkout`), and one write follows the burst, not inside it."""
 
 
 def _snapshot_of(config: Config) -> tuple[Path, bytes]:
@@ -83,6 +83,7 @@ class Reloader:
         self._cache = ManifestCache([manifests], app_ids=self._app_ids, hooks=GC_POLICY)
         self._snapshot = Snapshot(*_snapshot_of(runtime.config))
         self._snapshot_due = asyncio.Event()
+        self._parsed = asyncio.Event()  # a reload parsed something (the debounce's)
         self._desired_cache = DesiredCache()
         self._known: dict[str, KnownGood] = {}
         self._unremembered: list[Desired] = []
@@ -131,11 +132,18 @@ class Reloader:
         return saved
 
     async def keep_snapshot(self) -> None:
-        """Write the snapshot `SNAPSHOT_DELAY` after a reload that parsed something (one
-        write a burst); runs until cancelled (at shutdown, `write_snapshot` follows)."""
+        """Write the snapshot once `SNAPSHOT_DELAY` passed without a reload that parsed
+        something (one write a burst, none in the middle of it, where it would slow the
+        next reload down); runs until cancelled (at shutdown, `write_snapshot` follows)."""
         while True:
             await self._snapshot_due.wait()
-            await asyncio.sleep(SNAPSHOT_DELAY)
+            quiet = False
+            while not quiet:
+                self._parsed.clear()
+                try:
+                    await asyncio.wait_for(self._parsed.wait(), SNAPSHOT_DELAY)
+                except TimeoutError:
+                    quiet = True
             await self.write_snapshot()
 
     async def write_snapshot(self) -> None:
@@ -203,6 +211,7 @@ class Reloader:
         self.by_name = {d.name: d for d in desired.recordings}
         stats = self._cache.last
         if stats is not None and (stats.parsed or stats.removed):
+            self._parsed.set()
             self._snapshot_due.set()
         self.file_errors = tuple(loaded.errors)
         self._log_diagnostics(loaded, first=trigger == "start")
