@@ -13,21 +13,19 @@ keep values of their own.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ruamel.yaml import YAML
 from ruamel.yaml.composer import ComposerError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.parser import ParserError
 from ruamel.yaml.scanner import ScannerError
 
 from orchestrator.manifest.fastyaml import fast_documents
+from tests.unit.manifest.test_manifest_yaml import reference, same
 
 SPELLINGS = [
     # integers: 1.2 reads 0o17 and 017 as octal and decimal; 1.1 would read 017 as 15
@@ -50,23 +48,6 @@ SPELLINGS = [
 spelling = st.sampled_from(SPELLINGS) | st.from_regex(
     r"[-+]?(0[box])?[0-9_.:eEaAfF]{1,8}", fullmatch=True
 ).filter(lambda text: not text.endswith(":"))
-
-
-def reference(text: str) -> list[Any]:
-    return list(YAML(typ="safe", pure=False).load_all(text))
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equality that also holds for NaN and checks types (1 vs 1.0 vs True)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
 
 
 def check(text: str) -> None:
