@@ -27,6 +27,7 @@ import structlog
 from orchestrator.config import Config
 from orchestrator.daemon.gcpolicy import GC_POLICY
 from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.manifest.helper import ParseHelper
 from orchestrator.manifest.loader import LoadResult, ManifestCache
 from orchestrator.manifest.model import canonical_digest
 from orchestrator.manifest.snapshot import Saved, Snapshot, SnapshotError
@@ -80,7 +81,8 @@ class Reloader:
         # The App IDs key the schedule-clash check (two profiles of one App ID clash);
         # the process's collector policy runs around each load.
         self._manifests = manifests
-        self._cache = ManifestCache([manifests], app_ids=self._app_ids, hooks=GC_POLICY)
+        self._helper = ParseHelper()  # a bulk load's second half parsed in a worker process
+        self._cache = self._new_cache(manifests)
         self._snapshot = Snapshot(*_snapshot_of(runtime.config))
         self._snapshot_due = asyncio.Event()
         self._parsed = asyncio.Event()  # a reload parsed something (the debounce's)
@@ -95,7 +97,7 @@ class Reloader:
         """Load from another manifests directory from now on (`manifests.dir` changed by a
         SIGHUP): the next reload reads it whole; what it no longer holds is removed."""
         self._manifests = manifests
-        self._cache = ManifestCache([manifests], app_ids=self._app_ids, hooks=GC_POLICY)
+        self._cache = self._new_cache(manifests)
         self._snapshot_due.set()
 
     def app_of(self, manifest: str) -> str | None:
@@ -108,9 +110,12 @@ class Reloader:
         self._known = await self._rt.store.known_good(documents=False)
         saved = await asyncio.to_thread(self._read_snapshot)
         if saved:
-            self._cache = ManifestCache(
-                [self._manifests], app_ids=self._app_ids, hooks=GC_POLICY, saved=saved
-            )
+            self._cache = self._new_cache(self._manifests, saved)
+
+    def _new_cache(self, manifests: Path, saved: dict[str, Saved] | None = None) -> ManifestCache:
+        return ManifestCache(
+            [manifests], app_ids=self._app_ids, hooks=GC_POLICY, saved=saved, helper=self._helper
+        )
 
     def _read_snapshot(self) -> dict[str, Saved]:
         started = time.monotonic()
@@ -227,6 +232,7 @@ class Reloader:
             files_changed=len(loaded.changed),
             parsed=stats.parsed if stats is not None else 0,
             restored=stats.restored if stats is not None else 0,
+            helped=stats.helped if stats is not None else 0,
             failing=few(sorted(desired.invalid_files)),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )

@@ -23,6 +23,7 @@ import threading
 import time
 import typing
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from orchestrator.manifest.crosscheck import OverlapMemo, cross_check
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.discovery import YAML_SUFFIXES, Discovery, cannot_read, racy_after
 from orchestrator.manifest.fastyaml import forget_scalars
+from orchestrator.manifest.helper import BULK, Helped, ParseHelper
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
@@ -138,6 +140,8 @@ class ManifestCache:
     `LoadHooks`); without them the cache leaves the garbage collector alone.
     `saved`: what an earlier process parsed (`snapshot`), by path: a file whose
     bytes have the digest saved is taken from it instead of being parsed, once.
+    `helper`: a load that parses `helper.BULK` files or more shares them with a worker
+    process (`helper`); its results are taken for bytes of the same digest only.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class ManifestCache:
         app_ids: Mapping[str, str] | None = None,
         hooks: LoadHooks | None = None,
         saved: Mapping[str, Saved] | None = None,
+        helper: ParseHelper | None = None,
     ) -> None:
         self.paths: tuple[str, ...] = tuple(str(p) for p in paths)
         self.strict = strict
@@ -158,6 +163,9 @@ class ManifestCache:
         self.read_files = 0
         """Files read over the cache's life."""
         self._saved: dict[str, Saved] = dict(saved) if saved else {}
+        self.helper = helper
+        self._helped: Helped = {}
+        self._helped_now = 0  # files of this load the worker parsed
         self.last: LoadStats | None = None
         """What the last `load()` did."""
         self._entries: dict[str, _Entry] = {}
@@ -240,6 +248,8 @@ class ManifestCache:
         racy_cutoff = racy_after()
         stat_of = os.stat
         hooks = self.hooks
+        shared, help_wanted = self._share(files, hint)
+        self._helped_now = 0
         for path in files:
             before = old.get(path)
             if hint is not None and before is not None and path not in hint:
@@ -266,6 +276,9 @@ class ManifestCache:
                                 before.key, before.racy = key, racy  # touched, not changed
                                 entry = before
                             else:
+                                if path in shared and help_wanted is not None:
+                                    self._take_help(help_wanted)
+                                    help_wanted = None
                                 entry, placed = self._parse(path, raw, key, racy, digest)
                                 if placed is None:
                                     restored += 1
@@ -309,6 +322,7 @@ class ManifestCache:
             self._count(old[path], -1)
         self._entries = entries
         self._saved.clear()  # the first load took what it could: the rest is stale
+        self._helped.clear()
         if parsed:
             forget_scalars()  # kept among this load's objects, they would pin their pages
         self.read_files += read
@@ -343,6 +357,7 @@ class ManifestCache:
             time.perf_counter() - started,
             positioned,
             restored,
+            self._helped_now,
         )
         return result, stats
 
@@ -352,9 +367,13 @@ class ManifestCache:
         """The file's new entry, and whether its findings were placed by a second parse
         (None: taken from what was saved for these very bytes, not parsed)."""
         saved = self._saved.pop(path, None) if self._saved else None
+        helped = self._helped.pop(path, None) if self._helped else None
         positioned: bool | None
         if saved is not None and saved.digest == digest:
             loaded, found, positioned = saved.manifests, saved.diagnostics, None
+        elif helped is not None and helped[0].digest == digest:
+            (_, loaded, found), positioned = helped
+            self._helped_now += 1
         else:
             loaded, found, positioned = parse_file(path, raw, strict=self.strict)
         last_ends = [(m, end) for m in loaded if (end := m.manifest.last_window_end()) is not None]
@@ -371,6 +390,29 @@ class ManifestCache:
             earliest_end=min((end for _, end in last_ends), default=None),
         )
         return entry, positioned
+
+    def _share(
+        self, files: list[str], hint: frozenset[str] | None
+    ) -> tuple[set[str], Future[Helped] | None]:
+        """The files a worker parses (the second half of those this load will parse,
+        when they are `BULK` or more), and its future; nothing without a helper."""
+        if self.helper is None or hint is not None:
+            return set(), None
+        old, saved = self._entries, self._saved
+        todo = [p for p in files if p not in saved and _may_have_changed(old.get(p), p)]
+        if len(todo) < BULK:
+            return set(), None
+        shared = todo[len(todo) // 2 :]
+        future = self.helper.start(shared, strict=self.strict)
+        return (set(shared), future) if future is not None else (set(), None)
+
+    def _take_help(self, future: Future[Helped]) -> None:
+        """What the worker parsed (waited for, `HELP_WITHIN` seconds at most); nothing
+        when it failed or is late: the files are parsed here then."""
+        try:
+            self._helped = future.result(timeout=HELP_WITHIN)
+        except Exception:  # the worker died, could not start, or hangs: parse them here
+            self._helped = {}
 
     def saved(self) -> dict[str, Saved]:
         """What the last load gave for each file read, for a `Snapshot`: files with a
@@ -408,6 +450,21 @@ class ManifestCache:
                 if name in names or not targets.isdisjoint(occupied):
                     out.append(m)
         return out
+
+
+HELP_WITHIN = 120.0
+"""Seconds a load waits for its worker's results at most (5,000 files take it 2 s)."""
+
+
+def _may_have_changed(entry: _Entry | None, path: str) -> bool:
+    """Whether a load may parse `path` (new, racy, or its stat key changed)."""
+    if entry is None or entry.racy or entry.key is None:
+        return True
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False  # reported by the load itself
+    return entry.key != (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
 def _recount(counts: dict[_K, int], shared: set[_K], keys: Sequence[_K], delta: int) -> None:

@@ -109,6 +109,8 @@ class LoadStats:
     # files whose bytes were taken from what an earlier process saved (`snapshot`),
     # not parsed: not in `parsed`
     restored: int = 0
+    # files of `parsed` parsed by a worker process (`helper`), beside the loading thread
+    helped: int = 0
 
     @property
     def changed(self) -> frozenset[str]:

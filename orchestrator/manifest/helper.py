@@ -1,0 +1,90 @@
+"""Bulk parses shared with a second process: `ParseHelper`.
+
+A daemon's first start, or a `git checkout` of its whole directory, parses thousands
+of files, and the parse is Python holding the interpreter's lock: one core does it
+all. With a `ParseHelper`, `ManifestCache` hands the second half of a bulk load's
+files to a worker process, which parses them while the loading thread parses the
+first half; the results come back pickled (as the snapshot keeps them), with each
+file's content digest.
+
+It must never change an answer: the worker runs the very `parse_file` the cache would,
+on the bytes it reads itself, and the cache takes its result only for bytes with the
+same digest, parsing anything else itself; a worker that cannot start, fails or dies
+costs time, never a manifest. The worker is started for one bulk load and exits after
+it (nothing stays running, and nothing of it stays in memory); it ignores SIGINT (a
+terminal's Ctrl-C goes to the whole process group: the daemon decides) and never
+prints.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.manifest.parsing import parse_file, read_manifest_file
+from orchestrator.manifest.snapshot import Saved
+
+__all__ = ["BULK", "Helped", "ParseHelper", "parse_files"]
+
+BULK = 2000
+"""Files to parse, at least, for a worker to be worth starting (it takes a few
+hundred milliseconds to start, in parallel with the loading thread's own parse)."""
+
+Helped = dict[str, tuple[Saved, bool]]
+"""What a worker parsed, by path: the file's `Saved` result (with its content digest)
+and whether its findings were placed by a second parse."""
+
+
+def parse_files(paths: Sequence[str], strict: bool) -> Helped:
+    """The worker's job: read and parse each file as `ManifestCache` would; a file that
+    cannot be read is left to the cache (it reports it)."""
+    out: Helped = {}
+    for path in paths:
+        raw = read_manifest_file(path, strict=strict)
+        if isinstance(raw, Diagnostic):
+            continue
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
+        for m in manifests:  # computed here, on the second core, and sent with them
+            _ = m.spec_hash, m.schedule
+        out[path] = (Saved(digest, manifests, diagnostics), positioned)
+    return out
+
+
+def _quiet() -> None:
+    """The worker's start: Ctrl-C is the daemon's to handle; the collector has nothing
+    to find in a process that parses and exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()
+
+
+class ParseHelper:
+    """Starts a worker process for one bulk load (`start`). `context`: the
+    multiprocessing context (default: `spawn`, never `fork`: the daemon has threads)."""
+
+    def __init__(self, *, context: multiprocessing.context.BaseContext | None = None) -> None:
+        self._context = context or multiprocessing.get_context("spawn")
+        self.started = 0
+        """Workers started over the helper's life."""
+
+    def start(self, paths: Sequence[str], *, strict: bool) -> Future[Helped] | None:
+        """A worker parsing `paths`; None when there is no second core or no worker
+        could be started (the caller parses them itself)."""
+        if (os.cpu_count() or 1) < 2 or not paths:
+            return None
+        try:
+            executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=self._context, initializer=_quiet
+            )
+            future = executor.submit(parse_files, list(paths), strict)
+        except (OSError, RuntimeError):
+            return None
+        executor.shutdown(wait=False)  # the worker exits once its one job is done
+        self.started += 1
+        return future

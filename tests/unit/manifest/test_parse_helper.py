@@ -1,0 +1,85 @@
+"""A bulk load shares its parse with a worker process (`ParseHelper`), and answers as
+a load without one.
+
+Covers, with a real worker process (spawned): a bulk load (the threshold lowered for
+the test) gives the same result as a plain load, every file counted as parsed, the
+worker started once and its results used (the second half of the files, with their
+spec hashes computed there); a load below the threshold starts no worker; a worker
+that cannot start (its interpreter missing) changes nothing but who parses; a file
+changed after the worker read it is parsed again by the loading thread.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from orchestrator.manifest import cache as cache_module
+from orchestrator.manifest.cache import ManifestCache, load_manifests
+from orchestrator.manifest.helper import ParseHelper, parse_files
+from tests.unit.manifest.test_manifest_cache import NOW, doc, write
+
+
+def tree(root: Path, count: int) -> list[str]:
+    paths = [
+        write(root / f"d{i % 3}" / f"m{i:03d}.yaml", doc(f"rec-{i}", schedule=i % 6))
+        for i in range(count)
+    ]
+    write(root / "d0" / "broken.yaml", doc("broken") + "mode: [unclosed\n")
+    return paths
+
+
+@pytest.fixture
+def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache_module, "BULK", 10)
+
+
+def test_a_bulk_load_shared_with_a_worker_answers_as_a_plain_load(
+    tmp_path: Path, bulk: None
+) -> None:
+    tree(tmp_path, 30)
+    helper = ParseHelper()
+    cache = ManifestCache([tmp_path], helper=helper)
+    result = cache.load(now=NOW)
+    assert helper.started == 1
+    assert cache.last is not None and cache.last.parsed == 31 and cache.last.restored == 0
+    assert cache.last.helped == 16  # the second half of the 31 to parse
+    plain = load_manifests([tmp_path], now=NOW)
+    assert result == plain and result.diagnostics == plain.diagnostics
+    # the worker's half came with its spec hashes computed there
+    assert sum("spec_hash" in vars(m) for m in result.manifests) >= 10
+    assert [m.spec_hash for m in result.manifests] == [m.spec_hash for m in plain.manifests]
+
+
+def test_a_small_load_starts_no_worker(tmp_path: Path) -> None:
+    tree(tmp_path, 30)  # below the real threshold
+    helper = ParseHelper()
+    ManifestCache([tmp_path], helper=helper).load(now=NOW)
+    assert helper.started == 0
+
+
+def test_a_worker_that_cannot_start_changes_nothing(tmp_path: Path, bulk: None) -> None:
+    tree(tmp_path, 30)
+    context = multiprocessing.get_context("spawn")
+    broken = ParseHelper(context=context)
+    context.set_executable(str(tmp_path / "no-such-python"))
+    try:
+        cache = ManifestCache([tmp_path], helper=broken)
+        result = cache.load(now=NOW)
+    finally:
+        context.set_executable(multiprocessing.spawn.get_executable())
+    assert cache.last is not None and cache.last.parsed == 31 and cache.last.helped == 0
+    assert result == load_manifests([tmp_path], now=NOW)
+
+
+def test_bytes_changed_after_the_worker_read_them_are_parsed_again(tmp_path: Path) -> None:
+    paths = tree(tmp_path, 4)
+    helped = parse_files(paths, False)  # what a worker would send back
+    write(Path(paths[1]), doc("rec-1", channel="moved"))
+    cache = ManifestCache([tmp_path])
+    cache._helped = helped  # as `_take_help` leaves them
+    result = cache.load(now=NOW)
+    channels = {m.manifest.name: m.manifest.channel for m in result.manifests}
+    assert channels["rec-1"] == "moved" and result == load_manifests([tmp_path], now=NOW)
