@@ -395,11 +395,16 @@ class ManifestCache:
         self, files: list[str], hint: frozenset[str] | None
     ) -> tuple[set[str], Future[Helped] | None]:
         """The files a worker parses (the second half of those this load will parse,
-        when they are `BULK` or more), and its future; nothing without a helper."""
-        if self.helper is None or hint is not None:
+        when they are `BULK` or more), and its future; nothing without a helper. A
+        hinted load (a `git checkout` the watch reported) shares the hinted files."""
+        if self.helper is None or (hint is not None and len(hint) < BULK):
             return set(), None
         old, saved = self._entries, self._saved
-        todo = [p for p in files if p not in saved and _may_have_changed(old.get(p), p)]
+        todo = [
+            p
+            for p in files
+            if (hint is None or p in hint) and p not in saved and _may_have_changed(old.get(p), p)
+        ]
         if len(todo) < BULK:
             return set(), None
         shared = todo[len(todo) // 2 :]

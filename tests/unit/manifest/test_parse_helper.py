@@ -53,6 +53,19 @@ def test_a_bulk_load_shared_with_a_worker_answers_as_a_plain_load(
     assert [m.spec_hash for m in result.manifests] == [m.spec_hash for m in plain.manifests]
 
 
+def test_a_hinted_bulk_reload_is_shared_too(tmp_path: Path, bulk: None) -> None:
+    """A `git checkout` reaches the daemon as a hint naming every file it rewrote."""
+    paths = tree(tmp_path, 30)
+    helper = ParseHelper()
+    cache = ManifestCache([tmp_path], helper=helper)
+    cache.load(now=NOW)
+    for i, path in enumerate(paths):
+        write(Path(path), doc(f"rec-{i}", channel=f"moved-{i}"))
+    result = cache.load(now=NOW, hint=set(paths))
+    assert helper.started == 2 and cache.last is not None and cache.last.helped == 15
+    assert result == load_manifests([tmp_path], now=NOW)
+
+
 def test_a_small_load_starts_no_worker(tmp_path: Path) -> None:
     tree(tmp_path, 30)  # below the real threshold
     helper = ParseHelper()
