@@ -81,7 +81,7 @@ class Reloader:
         # The App IDs key the schedule-clash check (two profiles of one App ID clash);
         # the process's collector policy runs around each load.
         self._manifests = manifests
-        self._helper = ParseHelper()  # a bulk load's second half parsed in a worker process
+        self._helper = ParseHelper()  # part of a bulk load parsed in a worker process
         self._cache = self._new_cache(manifests)
         self._snapshot = Snapshot(*_snapshot_of(runtime.config))
         self._snapshot_due = asyncio.Event()

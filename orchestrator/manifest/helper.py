@@ -2,9 +2,9 @@
 
 A daemon's first start, or a `git checkout` of its whole directory, parses thousands
 of files, and the parse is Python holding the interpreter's lock: one core does it
-all. With a `ParseHelper`, `ManifestCache` hands the second half of a bulk load's
-files to a worker process, which parses them while the loading thread parses the
-first half; the results come back pickled (as the snapshot keeps them), with each
+all. With a `ParseHelper`, `ManifestCache` hands the last part of a bulk load's
+files (`SHARE`) to a worker process, which parses them while the loading thread
+parses the rest; the results come back pickled (as the snapshot keeps them), with each
 file's content digest.
 
 It must never change an answer: the worker runs the very `parse_file` the cache would,
@@ -30,11 +30,16 @@ from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.snapshot import Saved
 
-__all__ = ["BULK", "Helped", "ParseHelper", "parse_files"]
+__all__ = ["BULK", "SHARE", "Helped", "ParseHelper", "parse_files"]
 
 BULK = 2000
 """Files to parse, at least, for a worker to be worth starting (it takes a few
 hundred milliseconds to start, in parallel with the loading thread's own parse)."""
+
+SHARE = 0.4
+"""The part of a bulk load's files the worker parses: less than half, as it starts
+later and sends its results back, while the loading thread also reads and digests
+every file."""
 
 Helped = dict[str, tuple[Saved, bool]]
 """What a worker parsed, by path: the file's `Saved` result (with its content digest)
@@ -51,8 +56,8 @@ def parse_files(paths: Sequence[str], strict: bool) -> Helped:
             continue
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
-        for m in manifests:  # computed here, on the second core, and sent with them
-            _ = m.spec_hash, m.schedule
+        for m in manifests:  # built here, on the second core, and sent with them (not the
+            _ = m.schedule  # spec hash: the loader dumps each new version for its document)
         out[path] = (Saved(digest, manifests, diagnostics), positioned)
     return out
 
