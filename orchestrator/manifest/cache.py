@@ -165,7 +165,6 @@ class ManifestCache:
         self._saved: dict[str, Saved] = dict(saved) if saved else {}
         self.helper = helper
         self._helped: Helped = {}
-        self._helped_now = 0  # files of this load the worker parsed
         self.last: LoadStats | None = None
         """What the last `load()` did."""
         self._entries: dict[str, _Entry] = {}
@@ -244,19 +243,18 @@ class ManifestCache:
         added: set[str] = set()
         modified: set[str] = set()
         replaced: list[tuple[_Entry | None, _Entry]] = []
-        read = parsed = positioned = restored = 0
+        read = parsed = positioned = restored = helped = 0
         racy_cutoff = racy_after()
         stat_of = os.stat
         hooks = self.hooks
-        shared, help_wanted = self._share(files, hint)
-        self._helped_now = 0
+        shared, help_wanted, seen = self._share(files, hint)
         for path in files:
             before = old.get(path)
             if hint is not None and before is not None and path not in hint:
                 entry = before  # the watch saw no change here
             else:
                 try:
-                    st = stat_of(path)
+                    st = seen.pop(path, None) or stat_of(path)  # `_share` took some
                 except OSError as exc:
                     reason = exc.strerror or type(exc).__name__
                     entry = _unread_entry(None, cannot_read(path, "the file", reason))
@@ -279,11 +277,12 @@ class ManifestCache:
                                 if path in shared and help_wanted is not None:
                                     self._take_help(help_wanted)
                                     help_wanted = None
-                                entry, placed = self._parse(path, raw, key, racy, digest)
+                                entry, placed, by_worker = self._parse(path, raw, key, racy, digest)
                                 if placed is None:
                                     restored += 1
                                 else:
                                     parsed += 1
+                                    helped += by_worker
                                     positioned += placed
                                     if hooks is not None:
                                         hooks.parsed(parsed)
@@ -357,23 +356,25 @@ class ManifestCache:
             time.perf_counter() - started,
             positioned,
             restored,
-            self._helped_now,
+            helped,
         )
         return result, stats
 
     def _parse(
         self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes
-    ) -> tuple[_Entry, bool | None]:
-        """The file's new entry, and whether its findings were placed by a second parse
-        (None: taken from what was saved for these very bytes, not parsed)."""
+    ) -> tuple[_Entry, bool | None, bool]:
+        """The file's new entry, whether its findings were placed by a second parse
+        (None: taken from what was saved for these very bytes, not parsed), and whether
+        the worker parsed it."""
         saved = self._saved.pop(path, None) if self._saved else None
         helped = self._helped.pop(path, None) if self._helped else None
         positioned: bool | None
+        by_worker = False
         if saved is not None and saved.digest == digest:
             loaded, found, positioned = saved.manifests, saved.diagnostics, None
         elif helped is not None and helped[0].digest == digest:
             (_, loaded, found), positioned = helped
-            self._helped_now += 1
+            by_worker = True
         else:
             loaded, found, positioned = parse_file(path, raw, strict=self.strict)
         last_ends = [(m, end) for m in loaded if (end := m.manifest.last_window_end()) is not None]
@@ -389,27 +390,31 @@ class ManifestCache:
             last_ends=last_ends,
             earliest_end=min((end for _, end in last_ends), default=None),
         )
-        return entry, positioned
+        return entry, positioned, by_worker
 
     def _share(
         self, files: list[str], hint: frozenset[str] | None
-    ) -> tuple[set[str], Future[Helped] | None]:
+    ) -> tuple[set[str], Future[Helped] | None, dict[str, os.stat_result]]:
         """The files a worker parses (the last `SHARE` of those this load will parse,
         when they are `BULK` or more), and its future; nothing without a helper. A
-        hinted load (a `git checkout` the watch reported) shares the hinted files."""
+        hinted load (a `git checkout` the watch reported) shares the hinted files. The
+        `stat` results taken to tell, by path, for the load to use."""
+        seen: dict[str, os.stat_result] = {}
         if self.helper is None or (hint is not None and len(hint) < BULK):
-            return set(), None
+            return set(), None, seen
         old, saved = self._entries, self._saved
         todo = [
             p
             for p in files
-            if (hint is None or p in hint) and p not in saved and _may_have_changed(old.get(p), p)
+            if (hint is None or p in hint)
+            and p not in saved
+            and _may_have_changed(old.get(p), p, seen)
         ]
         if len(todo) < BULK:
-            return set(), None
+            return set(), None, seen
         shared = todo[len(todo) - int(len(todo) * SHARE) :]
         future = self.helper.start(shared, strict=self.strict)
-        return (set(shared), future) if future is not None else (set(), None)
+        return (set(shared) if future is not None else set()), future, seen
 
     def _take_help(self, future: Future[Helped]) -> None:
         """What the worker parsed (waited for, `HELP_WITHIN` seconds at most); nothing
@@ -461,12 +466,13 @@ HELP_WITHIN = 120.0
 """Seconds a load waits for its worker's results at most (5,000 files take it 2 s)."""
 
 
-def _may_have_changed(entry: _Entry | None, path: str) -> bool:
-    """Whether a load may parse `path` (new, racy, or its stat key changed)."""
+def _may_have_changed(entry: _Entry | None, path: str, seen: dict[str, os.stat_result]) -> bool:
+    """Whether a load may parse `path` (new, racy, or its stat key changed); the `stat`
+    taken to tell goes into `seen`."""
     if entry is None or entry.racy or entry.key is None:
         return True
     try:
-        st = os.stat(path)
+        st = seen[path] = os.stat(path)
     except OSError:
         return False  # reported by the load itself
     return entry.key != (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)

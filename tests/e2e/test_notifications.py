@@ -69,9 +69,13 @@ def recording(name: str, channel: str) -> str:
     )
 
 
-async def receiver_url(daemon: Daemon) -> str:
-    event = await daemon.wait_event("notifications.listening", within=30)
-    return f"http://{event['address']}{event['path']}"
+async def start_notified(env: DaemonEnv, *, resync: str) -> Daemon:
+    """The daemon started with its receiver on (`notifications_on`), and the emulator
+    posting its notifications there."""
+    notifications_on(env, resync=resync)
+    daemon = await env.start()
+    env.cli.emulator.emu.set_notify(await daemon.notifications_url(), SECRET)
+    return daemon
 
 
 def live(env: DaemonEnv, channel: str) -> list[dict[str, Any]]:
@@ -115,11 +119,9 @@ async def post(url: str, content: bytes, headers: dict[str, str]) -> httpx.Respo
 async def test_a_killed_or_idled_out_recording_restarts_within_3_s(
     daemon_env: DaemonEnv,
 ) -> None:
-    notifications_on(daemon_env, resync="5m")
     write(daemon_env, "lobby.yaml", recording("lobby", "lobby"))
-    daemon = await daemon_env.start()
+    daemon = await start_notified(daemon_env, resync="5m")
     emu = daemon_env.cli.emulator.emu
-    emu.set_notify(await receiver_url(daemon), SECRET)
     took: list[tuple[str, float]] = []
     try:
         current = await one_live(daemon_env, "lobby", within=30)
@@ -153,12 +155,10 @@ async def test_a_killed_or_idled_out_recording_restarts_within_3_s(
 async def test_forged_unsigned_oversized_or_replayed_requests_change_nothing(
     daemon_env: DaemonEnv,
 ) -> None:
-    notifications_on(daemon_env, resync="5m")
     write(daemon_env, "lobby.yaml", recording("lobby", "lobby"))
-    daemon = await daemon_env.start()
+    daemon = await start_notified(daemon_env, resync="5m")
     emu = daemon_env.cli.emulator.emu
-    url = await receiver_url(daemon)
-    emu.set_notify(url, SECRET)
+    url = await daemon.notifications_url()
     emu.join(daemon_env.cli.emulator.app_id, "lobby", "7")  # someone to record: files
     try:
         first = await one_live(daemon_env, "lobby", within=30)
@@ -218,12 +218,10 @@ async def test_forged_unsigned_oversized_or_replayed_requests_change_nothing(
 
 async def test_a_failover_is_never_an_exit_announced_or_not(daemon_env: DaemonEnv) -> None:
     """Two recordings fail over at once for 45 s: one announced by event 12, one not."""
-    notifications_on(daemon_env, resync="5s")
     write(daemon_env, "told.yaml", recording("told", "room-told"))
     write(daemon_env, "silent.yaml", recording("silent", "room-silent"))
-    daemon = await daemon_env.start()
+    daemon = await start_notified(daemon_env, resync="5s")
     emu = daemon_env.cli.emulator.emu
-    emu.set_notify(await receiver_url(daemon), SECRET)
     try:
         told = await one_live(daemon_env, "room-told", within=30)
         silent = await one_live(daemon_env, "room-silent", within=30)

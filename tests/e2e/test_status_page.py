@@ -61,8 +61,7 @@ from playwright.async_api import Error as PlaywrightError
 from tests.e2e.conftest import SECRET_ENV, DaemonEnv
 from tests.e2e.test_apply_cli import live_recordings
 from tests.e2e.test_daemon import calls, manifest, write
-from tests.e2e.test_notifications import SECRET as NCS_SECRET
-from tests.e2e.test_notifications import live, notifications_on, receiver_url, recording
+from tests.e2e.test_notifications import live, recording, start_notified
 from tests.harness import wait_until
 from tests.harness.browser import CHROMIUM_ARGS, chromium
 
@@ -388,11 +387,9 @@ async def test_a_killed_recording_shows_restarted_within_3_s_without_a_reload(
     daemon_env: DaemonEnv, browser: Browser
 ) -> None:
     # A 5-minute resync: only Agora's notification can tell the daemon of the kill.
-    notifications_on(daemon_env, resync="5m")
     write(daemon_env, "lobby.yaml", recording("lobby", "lobby"))
-    daemon = await daemon_env.start()
+    daemon = await start_notified(daemon_env, resync="5m")
     emu = daemon_env.cli.emulator.emu
-    emu.set_notify(await receiver_url(daemon), NCS_SECRET)
     try:
         async with opened(browser, await daemon.metrics_url()) as page:
             row = page.row("lobby")

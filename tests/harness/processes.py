@@ -289,6 +289,12 @@ class Daemon:
         event = await self.wait_event("metrics.listening", within=within)
         return f"http://{event['address']}"
 
+    async def notifications_url(self, within: float = 30) -> str:
+        """http://HOST:PORT/PATH of its receiver of Agora's notifications, from the
+        address it logged once listening (it binds port 0)."""
+        event = await self.wait_event("notifications.listening", within=within)
+        return f"http://{event['address']}{event['path']}"
+
     def _pass_after(self, moment: float, trigger: str | None) -> Event | None:
         for e in self.named("reconcile.pass"):
             began = event_time(e) - float(e.get("duration_ms", 0.0)) / 1000

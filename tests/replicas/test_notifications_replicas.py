@@ -42,12 +42,6 @@ HANG = 30.0  # s: a bound on any wait here that only catches a hang
 # -- helpers --------------------------------------------------------------------------
 
 
-async def receiver_url(daemon: Daemon) -> str:
-    """Where a replica's receiver listens (it binds port 0 and logs the address)."""
-    event = await daemon.wait_event("notifications.listening", within=HANG)
-    return f"http://{event['address']}{event['path']}"
-
-
 def notification(notice_id: str, event: int, session: dict[str, Any], **details: Any) -> bytes:
     """The body NCS would post about an emulator session."""
     now_ms = int(time.time() * 1000)
@@ -142,7 +136,7 @@ async def test_a_notice_posted_to_the_non_owner_is_acted_on_by_the_owner(rig: Ri
     await split(rig, replicas, HANG)
     await wait_live(rig, desired, HANG)
     assert not failed_tasks(replicas), failed_tasks(replicas)
-    urls = {d.number: await receiver_url(d) for d in replicas}
+    urls = {d.number: await d.notifications_url(within=HANG) for d in replicas}
     assert len(set(urls.values())) == 2, urls  # each its own port
     owner_of = {app_id: d for d in replicas for app_id in owned(d)}
     changes = [ownership_changes(d) for d in replicas]

@@ -148,7 +148,7 @@ async def test_start_does_not_wait_a_step_for_the_watch(tmp_path: Path) -> None:
     await watcher.start()
     try:
         assert watcher.watching
-        assert time.monotonic() - started < 4.0  # a step is 8 s; this takes milliseconds
+        assert time.monotonic() - started < 7.0  # a step is 8 s; this takes milliseconds
     finally:
         await watcher.stop(grace=0.5)
 
