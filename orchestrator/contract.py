@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import Final, Literal, get_args
@@ -60,6 +61,16 @@ def uid_problem(uid: str, *, allow_zero: bool = False) -> str | None:
 # ------------------------------------------------------------ modes and ranges
 
 
+@dataclass(frozen=True)
+class Range:
+    """An integer field's bounds (both allowed) and what the service uses when it is
+    not sent: one record per field, so its three numbers are read together."""
+
+    low: int
+    high: int
+    default: int
+
+
 class Mode(StrEnum):
     """The `<mode>` segment of the start, update, query and stop URLs."""
 
@@ -80,16 +91,11 @@ MAX_PIXELS: Final = 1920 * 1080
 BACKGROUND_PATTERN: Final = r"^#[0-9A-Fa-f]{6}$"
 DEFAULT_BACKGROUND: Final = "#000000"
 #: maxIdleTime: seconds, 5 .. 2^32-1, default 30.
-MIN_IDLE_TIME: Final = 5
-DEFAULT_IDLE_TIME: Final = 30
+IDLE_TIME: Final = Range(low=5, high=UINT32_MAX, default=30)
 #: snapshotConfig.captureInterval: seconds, 5 .. 3600, default 10.
-MIN_CAPTURE_INTERVAL: Final = 5
-MAX_CAPTURE_INTERVAL: Final = 3600
-DEFAULT_CAPTURE_INTERVAL: Final = 10
+CAPTURE_INTERVAL: Final = Range(low=5, high=3600, default=10)
 #: acquire's resourceExpiredHour: 1 .. 720, default 72.
-MIN_RESOURCE_HOURS: Final = 1
-MAX_RESOURCE_HOURS: Final = 720
-DEFAULT_RESOURCE_HOURS: Final = 72
+RESOURCE_HOURS: Final = Range(low=1, high=720, default=72)
 #: clientRequest.token: an AccessToken2 token is valid for 24 hours at most, and the
 #: recorder cannot renew its token (Agora's start reference: the token's validity must
 #: exceed the recording's duration; its token FAQ: Cloud Recording leaves the channel

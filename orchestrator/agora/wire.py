@@ -66,6 +66,11 @@ NonEmptyUidList = Annotated[list[SubscribeUid], Field(min_length=1, max_length=c
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+def _within(bounds: c.Range) -> Any:
+    """An integer field of the reference's `bounds`, defaulting to its default."""
+    return Field(bounds.default, ge=bounds.low, le=bounds.high)
+
+
 def validation_reason(exc: ValidationError, limit: int = 3) -> str:
     """A short, value-free description of validation errors: `path: message; ...`."""
     parts = []
@@ -210,9 +215,7 @@ class _Response(BaseModel):
 
 
 class AcquireClientRequest(Request):
-    resourceExpiredHour: int = Field(
-        c.DEFAULT_RESOURCE_HOURS, ge=c.MIN_RESOURCE_HOURS, le=c.MAX_RESOURCE_HOURS
-    )
+    resourceExpiredHour: int = _within(c.RESOURCE_HOURS)
 
 
 class AcquireRequest(Request, _Addressed):
@@ -269,7 +272,7 @@ class RecordingConfig(Request):
     secret: OptionalSecret = None
     audioProfile: int = Field(0, ge=0, le=c.max_code(c.AUDIO_PROFILES))
     videoStreamType: int = Field(0, ge=0, le=c.max_code(c.VIDEO_STREAM_TYPES))
-    maxIdleTime: int = Field(c.DEFAULT_IDLE_TIME, ge=c.MIN_IDLE_TIME, le=c.UINT32_MAX)
+    maxIdleTime: int = _within(c.IDLE_TIME)
     transcodingConfig: TranscodingConfig | None = None
     subscribeAudioUids: UidList | None = None
     unSubscribeAudioUids: UidList | None = None
@@ -305,9 +308,7 @@ class RecordingFileConfig(Request):
 
 
 class SnapshotConfig(Request):
-    captureInterval: int = Field(
-        c.DEFAULT_CAPTURE_INTERVAL, ge=c.MIN_CAPTURE_INTERVAL, le=c.MAX_CAPTURE_INTERVAL
-    )
+    captureInterval: int = _within(c.CAPTURE_INTERVAL)
     fileType: list[str]
 
     @model_validator(mode="after")

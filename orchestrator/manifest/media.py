@@ -107,7 +107,7 @@ class Recording(Section):
     decryption: Decryption | None = None
     audio_profile: AudioProfile | None = None
     video_stream_type: VideoStreamType | None = None
-    max_idle_time: IdleSeconds = 30
+    max_idle_time: IdleSeconds = contract.IDLE_TIME.default
     subscribe: Subscription | None = None
     unsubscribe: Subscription | None = None
     subscribe_uid_group: UidGroup | None = None

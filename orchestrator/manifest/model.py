@@ -333,7 +333,8 @@ class Manifest(Section):
     aliyun_vod: AliyunVod | None = None
     token: SecretField | None = None
     resource_expired_hour: (
-        Annotated[int, Field(ge=contract.MIN_RESOURCE_HOURS, le=contract.MAX_RESOURCE_HOURS)] | None
+        Annotated[int, Field(ge=contract.RESOURCE_HOURS.low, le=contract.RESOURCE_HOURS.high)]
+        | None
     ) = None
     # As written: a uid, or None for `auto` (the default). The number: `rollover_uid`.
     # Used only when a session rolls over: no digest a live session is compared by

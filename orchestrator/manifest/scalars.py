@@ -348,10 +348,12 @@ def _seconds(low: int, high: int, what: str) -> Scalar:
     return Scalar(parse, schema)
 
 
-IdleSeconds = Annotated[int, _seconds(contract.MIN_IDLE_TIME, MAX_UID, "maxIdleTime")]
+IdleSeconds = Annotated[
+    int, _seconds(contract.IDLE_TIME.low, contract.IDLE_TIME.high, "maxIdleTime")
+]
 SnapshotSeconds = Annotated[
     int,
-    _seconds(contract.MIN_CAPTURE_INTERVAL, contract.MAX_CAPTURE_INTERVAL, "snapshot interval"),
+    _seconds(contract.CAPTURE_INTERVAL.low, contract.CAPTURE_INTERVAL.high, "snapshot interval"),
 ]
 
 # --- layout values -------------------------------------------------------------------------

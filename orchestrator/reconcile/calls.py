@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Required, TypedDict, Unpack, assert_never
+from typing import Required, TypedDict, Unpack, assert_never
 
 import structlog
 
@@ -94,6 +94,15 @@ class _Start:
 
     request: wire.StartRequest = field(repr=False)
     join_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a new session records: on `uid` (None: the manifest's uid), replacing
+    `predecessor` (a rollover's successor: the session it takes over from)."""
+
+    uid: int | None = None
+    predecessor: int | None = None
 
 
 class CallOptions(TypedDict, total=False):
@@ -172,9 +181,8 @@ class SessionCalls:
     async def dispatch(self, action: Action) -> tuple[int | None, str]:
         match action:
             case plan.Start(recording=d, window=window, restart_count=count):
-                session = await self._start(
-                    d, window, count, uid=action.uid, predecessor=action.predecessor_id
-                )
+                place = _Place(action.uid, action.predecessor_id)
+                session = await self._start(d, window, count, place)
                 return session.id, f"started sid {session.sid}"
             case plan.Stop(session_id=session_id, reason=reason, successor_id=successor_id):
                 session = await self.store.get_session(session_id)
@@ -207,17 +215,18 @@ class SessionCalls:
         d: DesiredRecording,
         window: Window,
         restart_count: int,
-        *,
-        uid: int | None = None,
-        predecessor: int | None = None,
+        place: _Place = _Place(),
     ) -> SessionRecord:
-        """Acquire and start a session of `d` for `window` on `uid` (default: the
-        manifest's uid; a rollover's successor: its other uid, and `predecessor`)."""
+        """Acquire and start a session of `d` for `window` at `place` (default: on the
+        manifest's uid; a rollover's successor: on its other uid, and its predecessor)."""
         problem = d.untranslatable()
         if problem is not None:  # held as failed until the manifest changes
             await self._fail_spec(d, problem)
             raise ActionFailed(problem)
-        fields = self._session_fields(d, window, restart_count, uid, predecessor)
+        fields = _session_fields(d, window)
+        fields["uid"] = d.uid if place.uid is None else place.uid
+        fields["predecessor_id"] = place.predecessor
+        fields["restart_count"] = restart_count
         try:
             client = self._client(d.app)
             # Secrets first: no resource ID wasted on one that does not resolve.
@@ -257,33 +266,6 @@ class SessionCalls:
                 continue
         await self._fail(session, d, "failed: resource ID expired twice (433)", permanent=False)
         raise ActionFailed("resource ID expired twice (433)")
-
-    @staticmethod
-    def _session_fields(
-        d: DesiredRecording,
-        window: Window,
-        restart_count: int,
-        uid: int | None = None,
-        predecessor: int | None = None,
-    ) -> SessionFields:
-        """What a new session of `d` for `window` records about itself."""
-        return {
-            "manifest": d.name,
-            "app": d.app,
-            "app_id": d.app_id,
-            "channel": d.channel,
-            "uid": d.uid if uid is None else uid,
-            "predecessor_id": predecessor,
-            "mode": d.mode,
-            "source_file": d.source_file,
-            "spec_hash": d.spec_hash,
-            "subscription_hash": d.subscription_hash,
-            "layout_hash": d.layout_hash,
-            "restart_hash": d.restart_hash,
-            "window_start": window.start,
-            "window_end": window.end,
-            "restart_count": restart_count,
-        }
 
     def _start_request(self, d: DesiredRecording, uid: int, window: Window) -> _Start:
         """The start of a session of `d` on `uid`, its secrets resolved: a profile with
@@ -528,13 +510,8 @@ class SessionCalls:
         predecessor = await self.store.get_session(action.session_id)
         if action.successor_id is None:
             try:
-                successor = await self._start(
-                    d,
-                    window,
-                    action.attempt,
-                    uid=d.other_uid(predecessor.uid),
-                    predecessor=predecessor.id,
-                )
+                place = _Place(d.other_uid(predecessor.uid), predecessor.id)
+                successor = await self._start(d, window, action.attempt, place)
             except ActionFailed as exc:
                 raise ActionFailed(
                     f"rollover: successor not started ({exc}); session {predecessor.id} records on"
@@ -636,7 +613,7 @@ class SessionCalls:
                 f"{END_STOPPED}: interrupted during acquire, abandoned",
             )
             if d is not None and window is not None:
-                new = await self._start(d, window, 0, **_same_place(session, d))
+                new = await self._start(d, window, 0, _same_place(session, d))
                 return f"abandoned interrupted acquire; started session {new.id}"
             return "abandoned interrupted acquire"
         # An interrupted start: it may or may not have arrived. Replaying it with the
@@ -659,20 +636,39 @@ class SessionCalls:
             )
             if window is None:
                 return "interrupted start had not taken effect"
-            new = await self._start(d, window, 0, **_same_place(session, d))
+            new = await self._start(d, window, 0, _same_place(session, d))
             return f"interrupted start had not taken effect; started session {new.id}"
         if window is None:
             return await self._stop(started, f"{END_STOPPED}: resumed start no longer wanted")
         return f"resumed start: sid {started.sid}"
 
 
-def _same_place(session: SessionRecord, d: DesiredRecording) -> dict[str, Any]:
+def _session_fields(d: DesiredRecording, window: Window) -> SessionFields:
+    """What a new session of `d` for `window` records about its recording (its start
+    adds its uid, predecessor and restart count)."""
+    return {
+        "manifest": d.name,
+        "app": d.app,
+        "app_id": d.app_id,
+        "channel": d.channel,
+        "mode": d.mode,
+        "source_file": d.source_file,
+        "spec_hash": d.spec_hash,
+        "subscription_hash": d.subscription_hash,
+        "layout_hash": d.layout_hash,
+        "restart_hash": d.restart_hash,
+        "window_start": window.start,
+        "window_end": window.end,
+    }
+
+
+def _same_place(session: SessionRecord, d: DesiredRecording) -> _Place:
     """The uid and predecessor a session that replaces an abandoned `session` starts
     with: the same (a rollover's successor stays one), while its uid is still one of
     the manifest's."""
     if session.uid in (d.uid, d.rollover_uid):
-        return {"uid": session.uid, "predecessor": session.predecessor_id}
-    return {}
+        return _Place(session.uid, session.predecessor_id)
+    return _Place()
 
 
 def _window_of(session: SessionRecord) -> Window:

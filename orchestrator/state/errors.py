@@ -37,54 +37,73 @@ class StoreError(OrchestratorError):
     """The store cannot be opened or used (bad URL, unreadable file, newer schema)."""
 
 
-class StoreMissingError(StoreError):
+# eq=False: equal only to itself (and hashable); repr=False: the message is its repr.
+@dataclass(eq=False, repr=False)
+class _Described(StoreError):
+    """A StoreError whose fields are declared once, as a dataclass's, and whose
+    message `_message` makes of them."""
+
+    def __post_init__(self) -> None:
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(eq=False, repr=False)
+class StoreMissingError(_Described):
     """No store exists at the path (for PostgreSQL: the database has no orchestrator
     schema) and the caller did not ask to create one. `backup`: the copy a daemon
     wrote when the store was removed under it and could not put back (SQLite's
     `<db>.restore`), when there is one: the message then says to move it into place."""
 
-    def __init__(self, path: Path | str, *, backup: Path | None = None) -> None:
-        self.path = path
-        self.backup = backup
+    path: Path | str
+    _: KW_ONLY
+    backup: Path | None = None
+
+    def _message(self) -> str:
+        path, backup = self.path, self.backup
         if backup is not None:
-            message = (
+            return (
                 f"no state store at {path}, but {backup} is the copy of it that the daemon "
                 f"wrote when it was removed: with no orchestrator running on it, move {backup} "
                 f"to {path}, check it with `orchestrator status`, then start the daemon"
             )
-        else:
-            message = (
-                f"no state store at {path}: create it with `orchestrator init` (the daemon's "
-                "very first start does too); if it existed, restore it from a backup "
-                "— a new empty store forgets every live recording"
-            )
-        super().__init__(message)
+        return (
+            f"no state store at {path}: create it with `orchestrator init` (the daemon's "
+            "very first start does too); if it existed, restore it from a backup "
+            "— a new empty store forgets every live recording"
+        )
 
 
-class StoreCorruptError(StoreError):
+@dataclass(eq=False, repr=False)
+class StoreCorruptError(_Described):
     """The file at the path is not a usable state store: empty, not an SQLite
     database, a database without our schema, or damaged (a query found it
     malformed). `problem` says which, in a few words."""
 
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"state store {path} {problem}; {RECOVER}")
+    path: Path | str
+    problem: str
+
+    def _message(self) -> str:
+        return f"state store {self.path} {self.problem}; {RECOVER}"
 
 
-class StoreAccessError(StoreError):
+@dataclass(eq=False, repr=False)
+class StoreAccessError(_Described):
     """The file or its directory cannot be read or written by this process
     (permissions, an immutable attribute, a read-only mount); for PostgreSQL, the
     role lacks a privilege or the server is a read-only standby."""
 
-    def __init__(self, path: Path | str, message: str) -> None:
-        self.path = path
-        super().__init__(message)
+    path: Path | str
+    message: str
+
+    def _message(self) -> str:
+        return self.message
 
 
-# eq=False: equal only to itself (and hashable); repr=False: the message is its repr.
 @dataclass(eq=False, repr=False)
-class StoreBusyError(StoreError):
+class StoreBusyError(_Described):
     """Another process holds the store's writer lock.
 
     The holder is whatever that process wrote into the lock file; any part of it
@@ -99,9 +118,6 @@ class StoreBusyError(StoreError):
     host: str | None = None
     since: datetime | None = None
     command: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__init__(self._message())
 
     def _message(self) -> str:
         who = f'"{self.command}"' if self.command else "another process"
@@ -138,60 +154,68 @@ class StoreLockedError(StoreBusyError):
         )
 
 
-class StoreUnavailableError(StoreError):
+@dataclass(eq=False, repr=False)
+class StoreUnavailableError(_Described):
     """The store's server (PostgreSQL) cannot be reached or refuses the connection:
-    down, unreachable, timing out, or a wrong user, password or database. `location`
+    down, unreachable, timing out, or a wrong user, password or database. `path`
     is the URL without its password; `detail` what the client library said (with any
     password removed). The same operation may succeed later."""
 
-    def __init__(self, location: str, detail: str) -> None:
-        self.path = location
-        self.detail = detail
-        super().__init__(
-            f"state store {location} is unavailable: {detail}; check that the PostgreSQL "
-            "server is running and reachable from this host and that the URL's host, port, "
-            "user, password and database are right, then retry"
+    path: str
+    detail: str
+
+    def _message(self) -> str:
+        return (
+            f"state store {self.path} is unavailable: {self.detail}; check that the "
+            "PostgreSQL server is running and reachable from this host and that the URL's "
+            "host, port, user, password and database are right, then retry"
         )
 
 
-class StoreConflictError(StoreError):
+@dataclass(eq=False, repr=False)
+class StoreConflictError(_Described):
     """A write would make two live sessions record one target (app ID, channel, uid),
     which the store's unique index forbids: another process (a replica, or a second
     daemon) already manages that recording."""
 
-    def __init__(self, path: Path | str, app_id: str, channel: str, uid: int) -> None:
-        self.path = path
-        self.app_id = app_id
-        self.channel = channel
-        self.uid = uid
-        super().__init__(
-            f"state store {path} already has a live session recording app ID {app_id} "
-            f"channel {channel!r} uid {uid}; another orchestrator process may be managing "
-            "it: reload the live sessions (the next reconcile adopts it) instead of starting "
-            "a second recording"
+    path: Path | str
+    app_id: str
+    channel: str
+    uid: int
+
+    def _message(self) -> str:
+        return (
+            f"state store {self.path} already has a live session recording app ID "
+            f"{self.app_id} channel {self.channel!r} uid {self.uid}; another orchestrator "
+            "process may be managing it: reload the live sessions (the next reconcile "
+            "adopts it) instead of starting a second recording"
         )
 
 
-class StoreFencedError(StoreError):
+@dataclass(eq=False, repr=False)
+class StoreFencedError(_Described):
     """A session write was refused: this process no longer owns the session's App ID
     (another replica claimed it since, or this one lost or released it). Nothing was
     written: an intent refused so is never followed by its API call, and an outcome
     refused so is left to the new owner, which finds the intent and settles it."""
 
-    def __init__(self, location: str, app_id: str) -> None:
-        self.path = location
-        self.app_id = app_id
-        super().__init__(
-            f"state store {location}: this replica no longer owns app ID {app_id} "
+    path: str
+    app_id: str
+
+    def _message(self) -> str:
+        return (
+            f"state store {self.path}: this replica no longer owns app ID {self.app_id} "
             "(another replica claimed it); nothing about its sessions was written"
         )
 
 
-class SessionNotFoundError(StoreError):
+@dataclass(eq=False, repr=False)
+class SessionNotFoundError(_Described):
     """No session has this id in the store (a read or write of a session that was
     never created here)."""
 
-    def __init__(self, location: Path | str, session_id: int) -> None:
-        self.path = location
-        self.session_id = session_id
-        super().__init__(f"state store {location} has no session {session_id}")
+    path: Path | str
+    session_id: int
+
+    def _message(self) -> str:
+        return f"state store {self.path} has no session {self.session_id}"

@@ -112,7 +112,7 @@ APPS = identifiers(ALNUM, ALNUM + "._-", 15)
 CHANNELS = st.text(alphabet=sorted(c.CHANNEL_CHARSET), min_size=1, max_size=c.MAX_CHANNEL_BYTES)
 LABELS = st.dictionaries(identifiers(ALNUM, ALNUM + "._/-", 20), st.text(max_size=40), max_size=3)
 DEADLINES = st.sampled_from(["10m", "1h", "90s", "1h30m"]) | st.integers(0, 86_400)
-IDLE_TIMES = st.integers(c.MIN_IDLE_TIME, c.UINT32_MAX) | st.sampled_from(
+IDLE_TIMES = st.integers(c.IDLE_TIME.low, c.IDLE_TIME.high) | st.sampled_from(
     ["5s", "2m", "1h30m", "1d", "300"]
 )
 COLORS = st.text(string.hexdigits, min_size=6, max_size=6).map(lambda h: "#" + h)
@@ -127,7 +127,7 @@ SECRETS = st.one_of(
     st.text(ALNUM + "_.@-", min_size=1, max_size=12).map(lambda n: {"credential": n}),
     LITERALS,
 )
-RESOURCE_HOURS = st.integers(c.MIN_RESOURCE_HOURS, c.MAX_RESOURCE_HOURS)
+RESOURCE_HOURS = st.integers(c.RESOURCE_HOURS.low, c.RESOURCE_HOURS.high)
 
 
 def group_for(count: int) -> str | None:
@@ -365,7 +365,7 @@ SNAPSHOTS = st.one_of(
     st.sampled_from([None, {}, {"fileTypes": ["jpg"]}]),
     st.builds(
         lambda interval: {"interval": interval},
-        st.integers(c.MIN_CAPTURE_INTERVAL, c.MAX_CAPTURE_INTERVAL)
+        st.integers(c.CAPTURE_INTERVAL.low, c.CAPTURE_INTERVAL.high)
         | st.sampled_from(["5s", "1m", "1h"]),
     ),
 )
