@@ -38,6 +38,7 @@ from orchestrator.manifest.helper import BULK, SHARE, Helped, ParseHelper
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
+from orchestrator.manifest.sharing import share
 from orchestrator.manifest.snapshot import Saved
 
 __all__ = ["FileKey", "LoadHooks", "ManifestCache", "load_manifests"]
@@ -377,6 +378,7 @@ class ManifestCache:
             by_worker = True
         else:
             loaded, found, positioned = parse_file(path, raw, strict=self.strict)
+        share(loaded)  # whichever way they came: a snapshot or a worker copies them too
         last_ends = [(m, end) for m in loaded if (end := m.manifest.last_window_end()) is not None]
         entry = _Entry(
             key,

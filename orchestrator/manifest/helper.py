@@ -5,7 +5,8 @@ of files, and the parse is Python holding the interpreter's lock: one core does 
 all. With a `ParseHelper`, `ManifestCache` hands the last part of a bulk load's
 files (`SHARE`) to a worker process, which parses them while the loading thread
 parses the rest; the results come back pickled (as the snapshot keeps them), with each
-file's content digest.
+file's content digest, and with their equal parts held once (`sharing`), as the cache
+holds them: thousands of copies of them would arrive at once.
 
 It must never change an answer: the worker runs the very `parse_file` the cache would,
 on the bytes it reads itself, and the cache takes its result only for bytes with the
@@ -28,6 +29,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
+from orchestrator.manifest.sharing import share
 from orchestrator.manifest.snapshot import Saved
 
 __all__ = ["BULK", "SHARE", "Helped", "ParseHelper", "parse_files"]
@@ -56,6 +58,7 @@ def parse_files(paths: Sequence[str], strict: bool) -> Helped:
             continue
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
+        share(manifests)
         for m in manifests:  # built here, on the second core, and sent with them (not the
             _ = m.schedule  # spec hash: the loader dumps each new version for its document)
         out[path] = (Saved(digest, manifests, diagnostics), positioned)

@@ -4,7 +4,7 @@ a load without one.
 Covers, with a real worker process (spawned): a bulk load (the threshold lowered for
 the test) gives the same result as a plain load, every file counted as parsed, the
 worker started once and its results used (the last 40 % of the files, with their
-schedules built there); a load below the threshold starts no worker; a worker
+schedules built there, their equal parts one object with the loading thread's); a load below the threshold starts no worker; a worker
 that cannot start (its interpreter missing) changes nothing but who parses; a file
 changed after the worker read it is parsed again by the loading thread.
 """
@@ -51,6 +51,9 @@ def test_a_bulk_load_shared_with_a_worker_answers_as_a_plain_load(
     # the worker's part came with its schedules built there
     assert sum("schedule" in vars(m) for m in result.manifests) >= 10
     assert [m.spec_hash for m in result.manifests] == [m.spec_hash for m in plain.manifests]
+    # its equal parts are held once with the loading thread's (`sharing`)
+    assert len({id(m.manifest.schedule) for m in result.manifests}) == 6
+    assert len({id(m.manifest.model_fields_set) for m in result.manifests}) == 1
 
 
 def test_a_hinted_bulk_reload_is_shared_too(tmp_path: Path, bulk: None) -> None:
