@@ -26,14 +26,15 @@ run: $(STAMP)
 	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # The whole suite on pytest-xdist workers. Most tests wait (on a child process, a
-# window, a resync) rather than compute, so more workers than the CI machine's 2
-# cores keep both busy: WORKERS=4 was measured fastest there (README, "Running the
-# tests"). --dist loadscope runs each test module on one worker, in file order (its
+# window, a resync, a 60 s token) rather than compute, so more workers than the CI
+# machine's 2 cores keep both busy: with the rollover modules holding a worker each
+# for minutes while using almost no CPU, WORKERS=5 is faster than 4 (README, "Running
+# the tests"). --dist loadscope runs each test module on one worker, in file order (its
 # module fixtures are built once; a figures test follows the test it reports on);
 # --no-loadscope-reorder hands the modules out longest first, as tests/conftest.py
 # sorts them. Each worker starts its own throwaway PostgreSQL cluster when it first
 # needs one.
-WORKERS ?= 4
+WORKERS ?= 5
 XDIST   := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 
 # pytest exits 5 when it collected no test: that is a failure here too,

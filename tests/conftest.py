@@ -70,43 +70,52 @@ def needed_markers(item: pytest.Item) -> set[str]:
     return needed
 
 
-#: Test (node id without parameters, or a whole module) -> seconds it took in a full
-#: `make test` on the 2-core CI machine, busy (rounded): the longest, which start first.
+#: Test (node id without parameters, or a whole module: then each of its tests) ->
+#: seconds it took in a full `make test` on the 2-core CI machine, busy (rounded): the
+#: longest, which start first. The first key that matches counts: a test before its module.
 LONGEST: dict[str, float] = {
-    "tests/e2e/test_rollover.py": 190,  # three rollovers of 60 s tokens, then windows
-    "tests/e2e/test_rollover_kills.py": 180,  # four rollovers, a kill at each
-    "tests/replicas/test_rollover_takeover.py": 60,  # one rollover, one takeover
-    "tests/e2e/test_notifications.py": 85,  # 20 restarts, a 45 s failover
-    "tests/e2e/test_monitoring.py": 25,
-    "tests/e2e/test_status_page.py": 30,
+    "tests/e2e/test_rollover_kills.py": 140,  # four rollovers of 60 s tokens, a kill at each
+    "tests/e2e/test_rollover.py::test_an_always_on_recording_rolls_over_without_a_gap": 100,
+    "tests/e2e/test_rollover.py": 12,  # each of the others: two windows; two refusals
     "tests/reliability/test_crashes.py": 85,
     "tests/reliability/test_api_faults.py": 85,
+    "tests/replicas/test_rollover_takeover.py": 50,  # one rollover, one takeover
     "tests/replicas/test_failover.py::test_failover": 45,
     "tests/replicas/test_failover.py::test_postgres_down": 35,
+    "tests/e2e/test_demo.py::test_banners_follow_the_daemon_and_sigint_ends_with_0": 50,
     "tests/reliability/test_two_writers.py": 45,
+    "tests/e2e/test_notifications.py::test_a_failover_is_never_an_exit_announced_or_not": 35,
+    "tests/e2e/test_notifications.py::test_a_killed_or_idled_out_recording_restarts_within_3_s": (
+        15
+    ),
     "tests/replicas/test_replicas.py::"
     "test_two_replicas_split_the_work_and_record_every_window_once": 40,
     "tests/replicas/test_replicas.py::"
-    "test_a_third_replica_takes_its_share_without_cutting_a_recording": 25,
+    "test_a_third_replica_takes_its_share_without_cutting_a_recording": 20,
+    "tests/e2e/test_daemon.py::test_a_boundary_never_waits_behind_another_manifests_call": 15,
+    "tests/e2e/test_daemon.py": 5,  # each of the others
+    "tests/reliability/test_exits.py": 28,
+    "tests/replicas/test_notifications_replicas.py": 27,
+    "tests/reliability/test_store_refuses_writes.py": 25,
+    "tests/reliability/test_boundary_collisions.py": 20,
+    "tests/reliability/test_bad_files.py::"
+    "test_broken_edits_over_a_live_manifest_change_nothing": 10,
+    "tests/reliability/test_bad_files.py::test_a_store_removed_under_the_daemon": 20,
+    "tests/reliability/test_bad_files.py::"
+    "test_mutated_manifests_load_without_crash_and_with_positions": 10,
+    "tests/replicas/test_handover.py": 15,
+    "tests/e2e/test_status_page.py::test_a_window_opening_shows_within_3_s_without_a_reload": 14,
+    "tests/e2e/test_status_page.py": 4,  # each of the others
     "tests/e2e/test_apply_cli.py::test_apply_plan_status_round_trip": 35,
     "tests/unit/manifest/test_manifest_cache.py::test_the_memo_answers_as_a_fresh_search": 25,
     "tests/e2e/test_readme.py::test_the_first_recording_walkthrough_works_as_written": 25,
-    "tests/reliability/test_exits.py": 25,
-    "tests/reliability/test_boundary_collisions.py": 25,
-    "tests/reliability/test_bad_files.py::"
-    "test_broken_edits_over_a_live_manifest_change_nothing": 25,
-    "tests/reliability/test_bad_files.py::test_a_store_removed_under_the_daemon": 20,
-    "tests/reliability/test_bad_files.py::"
-    "test_mutated_manifests_load_without_crash_and_with_positions": 20,
     "tests/unit/manifest/test_manifest_properties.py::test_mutated_documents": 20,
     "tests/unit/manifest/test_manifest_properties.py::test_mutated_text": 20,
-    "tests/e2e/test_demo.py::test_banners_follow_the_daemon_and_sigint_ends_with_0": 50,
     "tests/e2e/test_wheel_install.py": 5,  # each; the module's one install ~35 s
-    "tests/replicas/test_handover.py": 32,
-    "tests/reliability/test_store_refuses_writes.py": 25,
     "tests/reliability/test_descriptor_flood.py": 7,  # each
     "tests/reliability/test_store_backup.py": 12,
     "tests/e2e/test_deploys.py": 8,  # each
+    "tests/e2e/test_monitoring.py": 0.5,  # each of 44 (promtool runs)
 }
 
 #: Seconds guessed from a marker, for tests not in `LONGEST` (the first that applies).

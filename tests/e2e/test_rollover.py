@@ -1,5 +1,6 @@
 """Minted tokens and rollover: `orchestrator run` as a process against the emulator
-with an App Certificate, 60 s tokens and a 20 s `rolloverLead`.
+with an App Certificate, 60 s tokens and a 29 s `rolloverLead` (the longest lead a
+60 s token allows: less than half its life), so a rollover comes about every 31 s.
 
 Covers: an always-on recording becomes a chain of sessions that rolls over at least
 three times, with no moment of the channel unrecorded (each successor records
@@ -38,7 +39,7 @@ CERTIFICATE = "5cfd2fd1755d40ecb72977518be15d3b"
 WRONG = "0123456789abcdef0123456789abcdef"
 CERTIFICATE_VARIABLE = "AGORA_APP_CERTIFICATE"
 LIFETIME = 60.0
-LEAD = 20.0
+LEAD = 29.0  # the config model wants less than half of LIFETIME; the longest is soonest
 UID, OTHER = 101, 202
 CHANNEL = "room-r"
 PUBLISHER = "7"
@@ -123,7 +124,7 @@ async def test_an_always_on_recording_rolls_over_without_a_gap(daemon_env: Daemo
     daemon = await daemon_env.start()
     warmup = daemon_env.cli.emulator.emu.settings.warmup
     try:
-        # Tokens of 60 s with a 20 s lead: a rollover about every 40 s.
+        # Tokens of 60 s with a 29 s lead: a rollover about every 31 s.
         for n in range(3):
             await daemon.wait_event("session.rolled_over", within=120, after=n, manifest="rolling")
         await wait_until(lambda: len(live(daemon_env)) == 1, within=30, what="one live session")
@@ -179,10 +180,11 @@ async def test_each_window_gets_a_fresh_token_valid_through_its_end(
     certified(daemon_env)
     daemon = await daemon_env.start()
     try:
-        # Written once the daemon is up (the watch loads it): both windows are ahead.
+        # Written once the daemon is up (the watch loads it within its 100 ms debounce):
+        # both windows are ahead.
         now = datetime.now(UTC).replace(microsecond=0)
-        pairs = [(now + timedelta(seconds=3), now + timedelta(seconds=7))]
-        pairs.append((pairs[0][1] + timedelta(seconds=3), pairs[0][1] + timedelta(seconds=7)))
+        pairs = [(now + timedelta(seconds=3), now + timedelta(seconds=6))]
+        pairs.append((pairs[0][1] + timedelta(seconds=2), pairs[0][1] + timedelta(seconds=5)))
         inner = ", ".join(f"{{start: '{a.isoformat()}', end: '{b.isoformat()}'}}" for a, b in pairs)
         write(daemon_env, "w.yaml", minted("daily", schedule=f"{{windows: [{inner}]}}"))
         await wait_until(

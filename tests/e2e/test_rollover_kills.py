@@ -1,5 +1,5 @@
 """A rollover survives SIGKILL at each of its steps: `orchestrator run` as a process
-against the emulator with an App Certificate, 60 s tokens and a 25 s `rolloverLead`.
+against the emulator with an App Certificate, 60 s tokens and a 29 s `rolloverLead`.
 
 One always-on recording is rolled over four times; at each rollover the daemon is
 killed at another step, with the emulator holding that step's answer (the call
@@ -39,10 +39,13 @@ from tests.harness import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-LEAD = 25.0
-HOLD = 15.0  # longer than the daemon lives after the call: the answer never arrives
+LEAD = 29.0  # the longest a 60 s token allows (less than half its life): the soonest rollover
+# Longer than the daemon lives after the call (it is killed within one poll of the call's
+# arrival, on this event loop): the answer never arrives. No longer: the emulator's
+# shutdown at teardown waits for a held answer.
+HOLD = 8.0
 RESYNC = 5.0
-# A rollover is due 35 s after a session's start (60 s tokens, a 25 s lead); the step's
+# A rollover is due 31 s after a session's start (60 s tokens, a 29 s lead); the step's
 # call follows within seconds, or after a restart's settling.
 LIFETIME_WAIT = 60 + 30
 # (endpoint held, the step a kill interrupts)

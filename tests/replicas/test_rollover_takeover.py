@@ -1,7 +1,7 @@
 """A replica that takes an App ID over finishes a rollover in progress.
 
 Two replicas on one PostgreSQL store, the emulator verifying tokens with an App
-Certificate, 60 s tokens and a 25 s `rolloverLead`: one always-on recording. When its
+Certificate, 60 s tokens and a 29 s `rolloverLead`: one always-on recording. When its
 first session is due to roll over, the owner sends the successor's `start`; the
 emulator holds the answer (the successor records, its sid is never learnt) and the
 owner is SIGKILLed. The survivor takes the App ID over and finishes the rollover:
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.slow]
 
 CERTIFICATE = "5cfd2fd1755d40ecb72977518be15d3b"
 CERTIFICATE_VARIABLE = "REL_APP_CERTIFICATE"
-LEAD = 25.0
+LEAD = 29.0  # the longest a 60 s token allows (less than half its life): the soonest rollover
 
 
 def minted(name: str, profile: str, channel: str, uid: int) -> str:
@@ -77,7 +77,7 @@ async def test_a_takeover_finishes_a_rollover_in_progress(rig: Rig) -> None:
     async def successor_started() -> bool:  # the held start arrived (its fault is used)
         return not (await rig.control("GET", "/faults"))["next"]
 
-    # The rollover is due 35 s after the first start (60 s token, 25 s lead).
+    # The rollover is due 31 s after the first start (60 s token, 29 s lead).
     await wait_until(successor_started, within=90, what="the successor's start")
     killed = time.monotonic()
     await rig.kill_daemon(owner)

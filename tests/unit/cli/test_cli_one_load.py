@@ -25,8 +25,15 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "recordings.d"
 
 @pytest.fixture(autouse=True)
 def collector_restored() -> Iterator[None]:
-    """What a test froze is unfrozen, and the collector enabled, for the next test."""
+    """The collector enabled and quick to run (a young generation of 50 objects, so that
+    a plain load of the examples triggers it whatever earlier tests left cached or
+    frozen); afterwards what a test froze is unfrozen, the collector enabled and its
+    thresholds as found, for the next test."""
+    thresholds = gc.get_threshold()
+    gc.enable()
+    gc.set_threshold(50, *thresholds[1:])
     yield
+    gc.set_threshold(*thresholds)
     gc.unfreeze()
     gc.enable()
 

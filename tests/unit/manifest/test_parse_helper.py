@@ -4,9 +4,10 @@ a load without one.
 Covers, with a real worker process (spawned): a bulk load (the threshold lowered for
 the test) gives the same result as a plain load, every file counted as parsed, the
 worker started once and its results used (the last 40 % of the files, with their
-schedules built there, their equal parts one object with the loading thread's); a load below the threshold starts no worker; a worker
-that cannot start (its interpreter missing) changes nothing but who parses; a file
-changed after the worker read it is parsed again by the loading thread.
+schedules built there, their equal parts one object with the loading thread's); a
+load below the threshold starts no worker; a worker that cannot start (its
+interpreter missing) changes nothing but who parses; a file changed after the worker
+read it is parsed again by the loading thread.
 """
 
 from __future__ import annotations
