@@ -114,7 +114,12 @@ class Reloader:
 
     def _new_cache(self, manifests: Path, saved: dict[str, Saved] | None = None) -> ManifestCache:
         return ManifestCache(
-            [manifests], app_ids=self._app_ids, hooks=GC_POLICY, saved=saved, helper=self._helper
+            [manifests],
+            app_ids=self._app_ids,
+            hooks=GC_POLICY,
+            saved=saved,
+            helper=self._helper,
+            share_parts=True,  # kept for days: their equal parts held once (`sharing`)
         )
 
     def _read_snapshot(self) -> dict[str, Saved]:

@@ -38,10 +38,12 @@ from orchestrator.manifest.helper import BULK, SHARE, Helped, ParseHelper
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
-from orchestrator.manifest.sharing import share
+from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
 
 __all__ = ["FileKey", "LoadHooks", "ManifestCache", "load_manifests"]
+
+_FRESH = Sharer()  # freshly parsed manifests share nothing among themselves yet
 
 
 def load_manifests(
@@ -143,6 +145,9 @@ class ManifestCache:
     bytes have the digest saved is taken from it instead of being parsed, once.
     `helper`: a load that parses `helper.BULK` files or more shares them with a worker
     process (`helper`); its results are taken for bytes of the same digest only.
+    `share_parts`: the manifests' equal parts are held once (`sharing`), for a holder
+    that keeps them for long (the daemon): it costs a command that loads once and
+    exits some time for memory it frees at its exit anyway.
     """
 
     def __init__(
@@ -154,8 +159,10 @@ class ManifestCache:
         hooks: LoadHooks | None = None,
         saved: Mapping[str, Saved] | None = None,
         helper: ParseHelper | None = None,
+        share_parts: bool = False,
     ) -> None:
         self.paths: tuple[str, ...] = tuple(str(p) for p in paths)
+        self.share_parts = share_parts
         self.strict = strict
         self.app_ids: Mapping[str, str] | None = dict(app_ids) if app_ids is not None else None
         self.hooks = hooks
@@ -249,6 +256,7 @@ class ManifestCache:
         stat_of = os.stat
         hooks = self.hooks
         shared, help_wanted, seen = self._share(files, hint)
+        unpickled = Sharer(remember=True)  # for this load only
         for path in files:
             before = old.get(path)
             if hint is not None and before is not None and path not in hint:
@@ -278,7 +286,9 @@ class ManifestCache:
                                 if path in shared and help_wanted is not None:
                                     self._take_help(help_wanted)
                                     help_wanted = None
-                                entry, placed, by_worker = self._parse(path, raw, key, racy, digest)
+                                entry, placed, by_worker = self._parse(
+                                    path, raw, key, racy, digest, unpickled
+                                )
                                 if placed is None:
                                     restored += 1
                                 else:
@@ -362,15 +372,17 @@ class ManifestCache:
         return result, stats
 
     def _parse(
-        self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes
+        self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes, unpickled: Sharer
     ) -> tuple[_Entry, bool | None, bool]:
         """The file's new entry, whether its findings were placed by a second parse
         (None: taken from what was saved for these very bytes, not parsed), and whether
-        the worker parsed it."""
+        the worker parsed it. `unpickled` shares the parts of what was saved or parsed
+        by the worker (`Sharer`, remembering for this load)."""
         saved = self._saved.pop(path, None) if self._saved else None
         helped = self._helped.pop(path, None) if self._helped else None
         positioned: bool | None
         by_worker = False
+        sharer = unpickled  # a snapshot's or a worker's: of one pickle, copies too
         if saved is not None and saved.digest == digest:
             loaded, found, positioned = saved.manifests, saved.diagnostics, None
         elif helped is not None and helped[0].digest == digest:
@@ -378,7 +390,9 @@ class ManifestCache:
             by_worker = True
         else:
             loaded, found, positioned = parse_file(path, raw, strict=self.strict)
-        share(loaded)  # whichever way they came: a snapshot or a worker copies them too
+            sharer = _FRESH
+        if self.share_parts:
+            sharer.share(loaded)
         last_ends = [(m, end) for m in loaded if (end := m.manifest.last_window_end()) is not None]
         entry = _Entry(
             key,

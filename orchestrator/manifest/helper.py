@@ -29,7 +29,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
-from orchestrator.manifest.sharing import share
+from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
 
 __all__ = ["BULK", "SHARE", "Helped", "ParseHelper", "parse_files"]
@@ -52,13 +52,14 @@ def parse_files(paths: Sequence[str], strict: bool) -> Helped:
     """The worker's job: read and parse each file as `ManifestCache` would; a file that
     cannot be read is left to the cache (it reports it)."""
     out: Helped = {}
+    sharer = Sharer()
     for path in paths:
         raw = read_manifest_file(path, strict=strict)
         if isinstance(raw, Diagnostic):
             continue
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
-        share(manifests)
+        sharer.share(manifests)
         for m in manifests:  # built here, on the second core, and sent with them (not the
             _ = m.schedule  # spec hash: the loader dumps each new version for its document)
         out[path] = (Saved(digest, manifests, diagnostics), positioned)

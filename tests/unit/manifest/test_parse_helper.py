@@ -42,7 +42,7 @@ def test_a_bulk_load_shared_with_a_worker_answers_as_a_plain_load(
 ) -> None:
     tree(tmp_path, 30)
     helper = ParseHelper()
-    cache = ManifestCache([tmp_path], helper=helper)
+    cache = ManifestCache([tmp_path], helper=helper, share_parts=True)
     result = cache.load(now=NOW)
     assert helper.started == 1
     assert cache.last is not None and cache.last.parsed == 31 and cache.last.restored == 0

@@ -1,12 +1,14 @@
 """Equal parts of loaded manifests held once, and nothing they mean changed.
 
-Covers: equal sections, secret references, sets of given fields and key positions of
-different files are one object after a load (and after a reload, and for a file
-taken from a snapshot); values equal but written otherwise (another offset of the
-same instant, the other zero, a default given or left out) are not shared, and
-each manifest dumps to the very document (and spec hash) it has when parsed alone;
-a copy of a shared section changes no other manifest; a shared part no manifest
-holds any more is freed (the table holds it weakly).
+Covers: in a cache made to share them (the daemon's), equal sections, secret
+references, sets of given fields and key positions of different files are one object
+after a load (and after a reload, and for a file taken from a snapshot), and nothing
+is shared by a cache that is not (a command's one load); values equal but written
+otherwise (another offset of the same instant, the other zero, a default given or
+left out) are not shared, and each manifest dumps to the very document (and spec
+hash) it has when parsed alone; a copy of a shared section changes no other
+manifest; a shared part no manifest holds any more is freed (the table holds it
+weakly).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def alone(m: LoadedManifest) -> LoadedManifest:
 def test_equal_parts_of_two_files_are_one_object(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", text("a"))
     write(tmp_path / "b.yaml", text("b"))
-    got = by_name(ManifestCache([tmp_path]).load(now=NOW).manifests)
+    got = by_name(ManifestCache([tmp_path], share_parts=True).load(now=NOW).manifests)
     a, b = got["a"].manifest, got["b"].manifest
     assert a.storage is not None and b.storage is not None
     assert a.storage is b.storage
@@ -59,6 +61,16 @@ def test_equal_parts_of_two_files_are_one_object(tmp_path: Path) -> None:
     assert a is not b and a.model_fields_set is b.model_fields_set
     assert got["a"].key_positions is got["b"].key_positions
     assert got["a"].key_positions == alone(got["a"]).key_positions
+
+
+def test_a_cache_that_does_not_keep_its_manifests_shares_nothing(tmp_path: Path) -> None:
+    """A command that loads once (`validate`, `plan`) leaves them as parsed."""
+    write(tmp_path / "a.yaml", text("a"))
+    write(tmp_path / "b.yaml", text("b"))
+    got = by_name(ManifestCache([tmp_path]).load(now=NOW).manifests)
+    a, b = got["a"].manifest, got["b"].manifest
+    assert a.storage == b.storage and a.storage is not b.storage
+    assert a.model_fields_set is not b.model_fields_set
 
 
 def test_what_differs_or_is_written_otherwise_is_not_shared(tmp_path: Path) -> None:
@@ -80,7 +92,7 @@ def test_what_differs_or_is_written_otherwise_is_not_shared(tmp_path: Path) -> N
     )
     write(tmp_path / "f.yaml", text("f", extra=region.format(x="0.0")))
     write(tmp_path / "g.yaml", text("g", extra=region.format(x="-0.0")))
-    loaded = ManifestCache([tmp_path]).load(now=NOW)
+    loaded = ManifestCache([tmp_path], share_parts=True).load(now=NOW)
     assert not [d for d in loaded.diagnostics if d.severity == "error"], loaded.diagnostics
     got = by_name(loaded.manifests)
     a, b, c = got["a"].manifest, got["b"].manifest, got["c"].manifest
@@ -99,7 +111,7 @@ def test_what_differs_or_is_written_otherwise_is_not_shared(tmp_path: Path) -> N
 def test_a_copy_of_a_shared_section_changes_no_other(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", text("a"))
     write(tmp_path / "b.yaml", text("b"))
-    got = by_name(ManifestCache([tmp_path]).load(now=NOW).manifests)
+    got = by_name(ManifestCache([tmp_path], share_parts=True).load(now=NOW).manifests)
     storage = got["a"].manifest.storage
     assert storage is not None and storage is got["b"].manifest.storage
     copy = storage.model_copy(update={"bucket": "elsewhere"})
@@ -111,7 +123,7 @@ def test_a_copy_of_a_shared_section_changes_no_other(tmp_path: Path) -> None:
 def test_a_reload_and_a_snapshot_share_with_what_is_held(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", text("a"))
     path_b = write(tmp_path / "b.yaml", text("b"))
-    cache = ManifestCache([tmp_path])
+    cache = ManifestCache([tmp_path], share_parts=True)
     first = by_name(cache.load(now=NOW).manifests)
     write(tmp_path / "b.yaml", text("b").replace("uid: 1001", "uid: 1002"))
     again = by_name(cache.load(now=NOW, hint=[path_b]).manifests)
@@ -119,7 +131,7 @@ def test_a_reload_and_a_snapshot_share_with_what_is_held(tmp_path: Path) -> None
     assert again["b"].manifest.storage is first["a"].manifest.storage
     # a restart: the snapshot's pickled copies are shared as they are taken
     saved: dict[str, Saved] = pickle.loads(pickle.dumps(cache.saved()))  # noqa: S301 (its own)
-    restarted = ManifestCache([tmp_path], saved=saved)
+    restarted = ManifestCache([tmp_path], saved=saved, share_parts=True)
     taken = by_name(restarted.load(now=NOW).manifests)
     assert restarted.last.restored == 2
     assert taken["a"].manifest.storage is taken["b"].manifest.storage
@@ -129,7 +141,7 @@ def test_a_reload_and_a_snapshot_share_with_what_is_held(tmp_path: Path) -> None
 def test_a_part_no_manifest_holds_is_freed(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", text("a", bucket="freed-bucket"))
     write(tmp_path / "b.yaml", text("b", bucket="freed-bucket"))
-    cache = ManifestCache([tmp_path])
+    cache = ManifestCache([tmp_path], share_parts=True)
     got = by_name(cache.load(now=NOW).manifests)
     storage = got["a"].manifest.storage
     assert storage is not None and storage is got["b"].manifest.storage
@@ -140,7 +152,7 @@ def test_a_part_no_manifest_holds_is_freed(tmp_path: Path) -> None:
 
 
 def test_the_examples_dump_as_parsed_alone() -> None:
-    for m in ManifestCache([EXAMPLES]).load(now=NOW).manifests:
+    for m in ManifestCache([EXAMPLES], share_parts=True).load(now=NOW).manifests:
         fresh = alone(m)
         assert m.manifest == fresh.manifest
         assert m.manifest.document() == fresh.manifest.document()
