@@ -147,9 +147,9 @@ class Sharer:
 
 def _key(section: BaseModel) -> tuple[Any, ...]:
     """What decides `section` whole: its class, which fields were given and their
-    values, when each is a text, a number, a truth value, a duration or None (its type
-    with it: a text and a member of a text enum may be equal); else what was given of
-    it as pydantic writes it in JSON (`_written`)."""
+    values, when each is a text, an integer, a truth value, a duration or None (with
+    their types: True == 1); else (a float, a time, an enum's member, a section, a
+    tuple, ...) what was given of it as pydantic writes it in JSON (`_written`)."""
     values = tuple(section.__dict__.values())
     kinds = tuple(map(type, values))
     if _PLAIN.issuperset(kinds):
