@@ -268,7 +268,7 @@ class ManifestCache:
                     reason = exc.strerror or type(exc).__name__
                     entry = _unread_entry(None, cannot_read(path, "the file", reason))
                 else:
-                    key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+                    key = _file_key(st)
                     if before is not None and not before.racy and before.key == key:
                         entry = before  # the common case: nothing to do
                     else:
@@ -482,6 +482,10 @@ HELP_WITHIN = 120.0
 """Seconds a load waits for its worker's results at most (5,000 files take it 2 s)."""
 
 
+def _file_key(st: os.stat_result) -> FileKey:
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
 def _may_have_changed(entry: _Entry | None, path: str, seen: dict[str, os.stat_result]) -> bool:
     """Whether a load may parse `path` (new, racy, or its stat key changed); the `stat`
     taken to tell goes into `seen`."""
@@ -491,7 +495,7 @@ def _may_have_changed(entry: _Entry | None, path: str, seen: dict[str, os.stat_r
         st = seen[path] = os.stat(path)
     except OSError:
         return False  # reported by the load itself
-    return entry.key != (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+    return entry.key != _file_key(st)
 
 
 def _recount(counts: dict[_K, int], shared: set[_K], keys: Sequence[_K], delta: int) -> None:

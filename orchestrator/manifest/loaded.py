@@ -58,6 +58,11 @@ class LoadedManifest:
             self.__dict__["spec_hash"] = self.manifest.spec_digest(document)  # cached
         return document
 
+    def dumped_unless_hashed(self) -> dict[str, Any] | None:
+        """A version not hashed yet is dumped once, for its spec hash and its document
+        (returned: the store may want it); None when it was hashed already."""
+        return None if self.hashed else self.dumped()
+
     @functools.cached_property
     def schedule(self) -> Schedule:
         """The manifest's schedule, built (`Manifest.build_schedule`)."""

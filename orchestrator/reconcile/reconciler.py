@@ -78,6 +78,12 @@ def _recording(
     )
 
 
+def _loaded(item: LoadedManifest, app_id: str) -> DesiredRecording:
+    """The desired recording of a loaded manifest (its spec hash and schedule as the
+    load kept them)."""
+    return _recording(item.manifest, app_id, item.file, item.spec_hash, item.schedule)
+
+
 @dataclass(frozen=True)
 class Delta:
     """What a rebuild of the desired recordings changed, by manifest name.
@@ -150,8 +156,7 @@ class DesiredCache:
             return None  # a new problem: the full build reports it
         kept = [d for d in previous.recordings if d.source_file not in changed]
         names = {d.name for d in kept}
-        # a version not hashed yet is dumped once, for its spec hash and its document
-        documents = [i.dumped() if not i.hashed else None for i in items]
+        documents = [i.dumped_unless_hashed() for i in items]
         rebuilt = [self.recording(i, app_ids[i.manifest.app]) for i in items]
         if any(d.name in names for d in rebuilt):
             return None  # a manifest moved between files: let the full build sort it out
@@ -191,12 +196,7 @@ class DesiredCache:
         m, source_file = item.manifest, item.file
         entry = self._by_id.get(id(m))
         if entry is None or entry[1] != app_id or entry[2] != source_file:
-            entry = (
-                m,
-                app_id,
-                source_file,
-                _recording(m, app_id, source_file, item.spec_hash, item.schedule),
-            )
+            entry = (m, app_id, source_file, _loaded(item, app_id))
             self._by_id[id(m)] = entry
         return entry[3]
 
@@ -253,12 +253,8 @@ def desired_recordings(
         if item.file in invalid:
             continue
         app_id = app_ids[item.manifest.app]
-        # a version not hashed yet is dumped once, for its spec hash and its document
-        document = item.dumped() if not item.hashed else None
-        if cache is not None:
-            d = cache.recording(item, app_id)
-        else:
-            d = _recording(item.manifest, app_id, item.file, item.spec_hash, item.schedule)
+        document = item.dumped_unless_hashed()
+        d = cache.recording(item, app_id) if cache is not None else _loaded(item, app_id)
         recordings.append(d)
         version = _to_store(item, d, kept, document)
         if version is not None:
