@@ -23,10 +23,14 @@ import resource
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.cli import cli, echo_error
 from orchestrator.cli.context import STORE_BUSY
 from orchestrator.cli.options import sources
+
+if TYPE_CHECKING:
+    from orchestrator.manifest.helper import ParseHelper
 
 
 @cli.command("run")
@@ -40,6 +44,21 @@ def run_command(
 
 
 async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: str | None) -> int:
+    from orchestrator.manifest.helper import ParseHelper
+
+    # A first start parses every file: the worker that shares that load starts now, and
+    # imports the parser while this process imports the rest and opens the store.
+    helper = ParseHelper()
+    helper.prestart()
+    try:
+        return await _serve(config_path, manifests_dir, state_url, helper)
+    finally:
+        helper.release()  # unless the first load took it
+
+
+async def _serve(
+    config_path: Path | None, manifests_dir: Path | None, state_url: str | None, helper: ParseHelper
+) -> int:
     import structlog
 
     from orchestrator.config import ConfigError, load_config
@@ -86,6 +105,7 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
                 metrics=metrics,
                 config_path=config_path,  # None: $ORCHESTRATOR_CONFIG, as at start
                 manifests_fixed=manifests_dir is not None,
+                helper=helper,
             )
             code = await daemon.run()
             # Stopped: a repeated SIGINT or SIGTERM (a terminal's Ctrl-C reaches the

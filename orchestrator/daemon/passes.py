@@ -33,7 +33,7 @@ import structlog
 from orchestrator.daemon.budget import QueryBudget
 from orchestrator.daemon.health import Health
 from orchestrator.daemon.metrics import Metrics
-from orchestrator.daemon.reload import Reloader
+from orchestrator.daemon.reload import UNCHANGED, Reloader
 from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
 from orchestrator.reconcile.execute import ActionGroup, ActionResult, schedule
@@ -134,8 +134,13 @@ class Passes:
             if self._reloader.app_of(task.get_name().partition(":")[2]) == app_id
         ]
 
-    async def reload(self, trigger: str, paths: set[str] | None = None) -> bool:
-        delta = await self._reloader.reload(trigger, paths)
+    async def reload(
+        self, trigger: str, paths: set[str] | None = None, *, quiet: bool = False
+    ) -> bool:
+        """Reload (see `Reloader.reload`); whether it could be done."""
+        delta = await self._reloader.reload(trigger, paths, quiet=quiet)
+        if delta is UNCHANGED:
+            return True
         if self._metrics is not None:
             self._metrics.observe_reload(delta is not None)
         if delta is not None:

@@ -52,6 +52,10 @@ SNAPSHOT_DELAY = 10.0
 come in bursts (a `git checkout`), and one write follows the burst, not inside it."""
 
 
+UNCHANGED = Delta()
+"""What a `quiet` reload that found nothing changed gives (nothing else is done)."""
+
+
 def _snapshot_of(config: Config) -> tuple[Path, bytes]:
     """Where the snapshot is, and what it depends on besides the program: the whole
     configuration, each secret as its reference's description (no secret value), but
@@ -75,13 +79,13 @@ def describe_diagnostic(d: Diagnostic) -> str:
 
 
 class Reloader:
-    def __init__(self, runtime: Runtime, manifests: Path) -> None:
+    def __init__(self, runtime: Runtime, manifests: Path, helper: ParseHelper) -> None:
         self._rt = runtime
         self._app_ids = {name: p.app_id for name, p in runtime.config.apps.items()}
         # The App IDs key the schedule-clash check (two profiles of one App ID clash);
         # the process's collector policy runs around each load.
         self._manifests = manifests
-        self._helper = ParseHelper()  # part of a bulk load parsed in a worker process
+        self._helper = helper  # part of a bulk load parsed in a worker process
         self._cache = self._new_cache(manifests)
         self._snapshot = Snapshot(*_snapshot_of(runtime.config))
         self._snapshot_due = asyncio.Event()
@@ -178,22 +182,28 @@ class Reloader:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
 
-    async def reload(self, trigger: str, paths: set[str] | None = None) -> Delta | None:
+    async def reload(
+        self, trigger: str, paths: set[str] | None = None, *, quiet: bool = False
+    ) -> Delta | None:
         """Load what changed (`paths`: only these files; None: look at everything) and
         rebuild the desired recordings; None when the reload could not be done (the
-        previous manifests stay in effect)."""
+        previous manifests stay in effect). `quiet`: a load that found no file changed
+        and the same errors is not logged, and gives `UNCHANGED`."""
         started = time.monotonic()
         now = self._rt.clock()
         # The collector paused for the whole reload, the desired recordings' build
         # included, and what it made frozen once at its end (`gcpolicy`).
         with GC_POLICY.loading():
-            return await self._reload(trigger, paths, started, now)
+            return await self._reload(trigger, paths, started, now, quiet)
 
     async def _reload(
-        self, trigger: str, paths: set[str] | None, started: float, now: datetime
+        self, trigger: str, paths: set[str] | None, started: float, now: datetime, quiet: bool
     ) -> Delta | None:
         try:
             loaded = await asyncio.to_thread(self._cache.load, now=now, hint=paths)
+            self._helper.release()  # a worker started ahead that this load did not want
+            if quiet and not loaded.changed and tuple(loaded.errors) == self.file_errors:
+                return UNCHANGED
             app_ids = self._app_ids
             # The stored documents of what fails to load stand in for it; the index in
             # memory has none, so they are read for those files only.

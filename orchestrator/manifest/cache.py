@@ -34,7 +34,7 @@ from orchestrator.manifest.crosscheck import OverlapMemo, cross_check
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.discovery import YAML_SUFFIXES, Discovery, cannot_read, racy_after
 from orchestrator.manifest.fastyaml import forget_scalars
-from orchestrator.manifest.helper import BULK, SHARE, Helped, ParseHelper
+from orchestrator.manifest.helper import BULK, Helped, ParseHelper
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
@@ -411,9 +411,9 @@ class ManifestCache:
     def _share(
         self, files: list[str], hint: frozenset[str] | None
     ) -> tuple[set[str], Future[Helped] | None, dict[str, os.stat_result]]:
-        """The files a worker parses (the last `SHARE` of those this load will parse,
-        when they are `BULK` or more), and its future; nothing without a helper. A
-        hinted load (a `git checkout` the watch reported) shares the hinted files. The
+        """The files a worker parses (the last `ParseHelper.share` of those this load
+        will parse, when they are `BULK` or more), and its future; nothing without a
+        helper. A hinted load (a `git checkout` the watch reported) shares the hinted files. The
         `stat` results taken to tell, by path, for the load to use."""
         seen: dict[str, os.stat_result] = {}
         if self.helper is None or (hint is not None and len(hint) < BULK):
@@ -428,7 +428,7 @@ class ManifestCache:
         ]
         if len(todo) < BULK:
             return set(), None, seen
-        shared = todo[len(todo) - int(len(todo) * SHARE) :]
+        shared = todo[len(todo) - int(len(todo) * self.helper.share) :]
         future = self.helper.start(shared, strict=self.strict)
         return (set(shared) if future is not None else set()), future, seen
 

@@ -32,16 +32,22 @@ from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
 
-__all__ = ["BULK", "SHARE", "Helped", "ParseHelper", "parse_files"]
+__all__ = ["BULK", "SHARE", "SHARE_PRESTARTED", "Helped", "ParseHelper", "parse_files"]
 
 BULK = 2000
 """Files to parse, at least, for a worker to be worth starting (it takes a few
 hundred milliseconds to start, in parallel with the loading thread's own parse)."""
 
 SHARE = 0.4
-"""The part of a bulk load's files the worker parses: less than half, as it starts
-later and sends its results back, while the loading thread also reads and digests
-every file."""
+"""The part of a bulk load's files a worker started for it parses: less than half, as
+it starts later and sends its results back, while the loading thread also reads and
+digests every file."""
+
+SHARE_PRESTARTED = 0.55
+"""The part a prestarted worker parses (`ParseHelper.prestart`): more than half, as it
+parses from the load's first moment (its interpreter started and imported the parser
+while the daemon started), while the loading thread also reads and digests every file
+and builds the desired recordings afterwards."""
 
 Helped = dict[str, tuple[Saved, bool]]
 """What a worker parsed, by path: the file's `Saved` result (with its content digest)
@@ -60,8 +66,8 @@ def parse_files(paths: Sequence[str], strict: bool) -> Helped:
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
         sharer.share(manifests)
-        for m in manifests:  # built here, on the second core, and sent with them (not the
-            _ = m.schedule  # spec hash: the loader dumps each new version for its document)
+        for m in manifests:  # built here, on the second core, and sent with them
+            _ = m.schedule
         out[path] = (Saved(digest, manifests, diagnostics), positioned)
     return out
 
@@ -75,25 +81,63 @@ def _quiet() -> None:
 
 class ParseHelper:
     """Starts a worker process for one bulk load (`start`). `context`: the
-    multiprocessing context (default: `spawn`, never `fork`: the daemon has threads)."""
+    multiprocessing context (default: `spawn`, never `fork`: the daemon has threads).
+
+    `prestart` starts the worker ahead of the load that may want it (the daemon, as it
+    launches): its interpreter starts and imports the parser while the caller does the
+    same, so that it parses from the load's first moment. `start` hands it its job;
+    a worker the first load did not want is ended by `release`."""
 
     def __init__(self, *, context: multiprocessing.context.BaseContext | None = None) -> None:
         self._context = context or multiprocessing.get_context("spawn")
+        self._ready: ProcessPoolExecutor | None = None
         self.started = 0
         """Workers started over the helper's life."""
+
+    def prestart(self) -> None:
+        """Start a worker now, for the next `start` (nothing without a second core)."""
+        if self._ready is None and (os.cpu_count() or 1) >= 2:
+            try:
+                executor = self._executor()
+                executor.submit(_imported)  # the process starts now, and imports the parser
+            except (OSError, RuntimeError):
+                return
+            self._ready = executor
+            self.started += 1
+
+    @property
+    def share(self) -> float:
+        """The part of a bulk load's files the next `start` should be given."""
+        return SHARE if self._ready is None else SHARE_PRESTARTED
 
     def start(self, paths: Sequence[str], *, strict: bool) -> Future[Helped] | None:
         """A worker parsing `paths`; None when there is no second core or no worker
         could be started (the caller parses them itself)."""
         if (os.cpu_count() or 1) < 2 or not paths:
             return None
+        executor, self._ready = self._ready, None
         try:
-            executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=self._context, initializer=_quiet
-            )
+            if executor is None:
+                executor = self._executor()
+                self.started += 1
             future = executor.submit(parse_files, list(paths), strict)
-        except (OSError, RuntimeError):
+        except (OSError, RuntimeError):  # a prestarted worker that died fails the submit
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
             return None
         executor.shutdown(wait=False)  # the worker exits once its one job is done
-        self.started += 1
         return future
+
+    def release(self) -> None:
+        """End a prestarted worker no load took (it exits; nothing is waited for)."""
+        executor, self._ready = self._ready, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_quiet)
+
+
+def _imported() -> None:
+    """A prestarted worker's first job: none; unpickling it imported this module, and
+    with it the parser."""

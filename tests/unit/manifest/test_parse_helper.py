@@ -7,19 +7,25 @@ worker started once and its results used (the last 40 % of the files, with their
 schedules built there, their equal parts one object with the loading thread's); a
 load below the threshold starts no worker; a worker that cannot start (its
 interpreter missing) changes nothing but who parses; a file changed after the worker
-read it is parsed again by the loading thread.
+read it is parsed again by the loading thread. A prestarted worker (its process
+running before any load) takes the next bulk load, a larger part of it, and exits
+after it; one no load wanted is ended by `release`; one that died before the load
+changes nothing but who parses.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from orchestrator.manifest import cache as cache_module
 from orchestrator.manifest.cache import ManifestCache, load_manifests
-from orchestrator.manifest.helper import ParseHelper, parse_files
+from orchestrator.manifest.helper import SHARE, SHARE_PRESTARTED, ParseHelper, parse_files
 from tests.unit.manifest.test_manifest_cache import NOW, doc, write
 
 
@@ -81,12 +87,13 @@ def test_a_worker_that_cannot_start_changes_nothing(tmp_path: Path, bulk: None) 
     tree(tmp_path, 30)
     context = multiprocessing.get_context("spawn")
     broken = ParseHelper(context=context)
+    python = multiprocessing.spawn.get_executable()  # process-wide: put back after
     context.set_executable(str(tmp_path / "no-such-python"))
     try:
         cache = ManifestCache([tmp_path], helper=broken)
         result = cache.load(now=NOW)
     finally:
-        context.set_executable(multiprocessing.spawn.get_executable())
+        context.set_executable(python)
     assert cache.last is not None and cache.last.parsed == 31 and cache.last.helped == 0
     assert result == load_manifests([tmp_path], now=NOW)
 
@@ -100,3 +107,63 @@ def test_bytes_changed_after_the_worker_read_them_are_parsed_again(tmp_path: Pat
     result = cache.load(now=NOW)
     channels = {m.manifest.name: m.manifest.channel for m in result.manifests}
     assert channels["rec-1"] == "moved" and result == load_manifests([tmp_path], now=NOW)
+
+
+def _children() -> set[int]:
+    return {p.pid for p in multiprocessing.active_children() if p.pid is not None}
+
+
+def _exited(pids: set[int], within: float = 30) -> bool:
+    deadline = time.monotonic() + within
+    while pids & _children():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_prestarted_worker_takes_the_next_bulk_load_and_a_larger_part(
+    tmp_path: Path, bulk: None
+) -> None:
+    tree(tmp_path, 30)
+    helper = ParseHelper()
+    before = _children()
+    helper.prestart()
+    worker = _children() - before
+    assert helper.started == 1 and len(worker) == 1  # its process runs before any load
+    assert helper.share == SHARE_PRESTARTED
+    cache = ManifestCache([tmp_path], helper=helper)
+    result = cache.load(now=NOW)
+    assert helper.started == 1  # no second worker: the prestarted one parsed
+    assert cache.last is not None and cache.last.helped == int(31 * SHARE_PRESTARTED)
+    assert result == load_manifests([tmp_path], now=NOW)
+    assert _exited(worker)  # its one job done, it exits
+    assert helper.share == SHARE  # the next bulk load starts a worker of its own
+
+
+def test_a_prestarted_worker_no_load_wanted_is_released(tmp_path: Path) -> None:
+    tree(tmp_path, 30)  # below the real threshold
+    helper = ParseHelper()
+    before = _children()
+    helper.prestart()
+    worker = _children() - before
+    cache = ManifestCache([tmp_path], helper=helper)
+    cache.load(now=NOW)
+    assert cache.last is not None and cache.last.helped == 0
+    helper.release()
+    assert _exited(worker)
+    helper.release()  # nothing left to release: no error
+
+
+def test_a_prestarted_worker_that_died_changes_nothing(tmp_path: Path, bulk: None) -> None:
+    tree(tmp_path, 30)
+    helper = ParseHelper()
+    before = _children()
+    helper.prestart()
+    (worker,) = _children() - before
+    os.kill(worker, signal.SIGKILL)
+    assert _exited({worker})
+    cache = ManifestCache([tmp_path], helper=helper)
+    result = cache.load(now=NOW)
+    assert cache.last is not None and cache.last.parsed == 31 and cache.last.helped == 0
+    assert result == load_manifests([tmp_path], now=NOW)

@@ -1,0 +1,166 @@
+"""The daemon's first load runs unwatched, and misses no edit; in-process against the
+emulator, with a real inotify watch and a real SQLite store.
+
+Covers: the watch is set up only once the first load has read every file (inotify
+reports reads too, and each read would wake the watch's thread); an edit made while
+that load ran is then caught by a second look at every file, before the first pass,
+so the first pass already acts on it; with nothing edited, that look logs nothing (one
+`manifests.reloaded` at start, as before). At the level of the reload: a quiet reload
+that finds nothing changed gives `UNCHANGED` and logs nothing; one that finds a change
+is an ordinary reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from orchestrator.config import Config
+from orchestrator.daemon import reload as reload_module
+from orchestrator.daemon.notify import Notifier
+from orchestrator.daemon.reload import UNCHANGED, Reloader
+from orchestrator.daemon.service import Daemon
+from orchestrator.daemon.watch import ManifestWatcher
+from orchestrator.manifest.helper import ParseHelper
+from orchestrator.runtime import Hooks, Runtime, open_runtime
+from tests.integration.conftest import FAST_RETRY, EmulatorHandle
+
+
+def manifest(name: str, channel: str) -> str:
+    return textwrap.dedent(
+        f"""\
+        name: {name}
+        app: main
+        channel: {channel}
+        uid: auto
+        mode: mix
+        schedule: always
+        recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
+        storage: {{vendor: aws-s3, region: us-east-1, bucket: rec,
+                  accessKey: {{env: T_S3_KEY}}, secretKey: {{env: T_S3_SECRET}}}}
+        """
+    )
+
+
+@pytest.fixture
+async def runtime(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Runtime]:
+    monkeypatch.setenv("T_S3_KEY", "key-value")
+    monkeypatch.setenv("T_S3_SECRET", "secret-value")
+    (tmp_path / "recordings.d").mkdir()
+    (tmp_path / "recordings.d" / "lobby.yaml").write_text(
+        manifest("lobby", "lobby"), encoding="utf-8"
+    )
+    (tmp_path / "cid").write_text(emulator.customer_id, encoding="utf-8")
+    (tmp_path / "cs").write_text(emulator.customer_secret, encoding="utf-8")
+    config = Config.model_validate(
+        {
+            "apps": {
+                "main": {
+                    "appId": emulator.app_id,
+                    "customerId": {"file": str(tmp_path / "cid")},
+                    "customerSecret": {"file": str(tmp_path / "cs")},
+                    "baseUrl": emulator.base_url,
+                }
+            },
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+            "manifests": {"dir": str(tmp_path / "recordings.d"), "watchInterval": "200ms"},
+            "metrics": {"address": None},
+        }
+    )
+    async with open_runtime(
+        config, holder="test", hooks=Hooks(retry=FAST_RETRY), create=True
+    ) as rt:
+        yield rt
+
+
+async def _wait_for(predicate: Callable[[], bool], within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def _ready(runtime: Runtime) -> AsyncIterator[Daemon]:
+    """The daemon running in this loop until ready; shut down and awaited at the end."""
+    daemon = Daemon(runtime, manifests=runtime.config.manifests.dir, notifier=Notifier(None))
+    running = asyncio.create_task(daemon.run())
+    try:
+        await _wait_for(lambda: daemon.readiness().ready or running.done())
+        assert not running.done(), running.result()
+        yield daemon
+    finally:
+        daemon.shutdown("test over")
+        assert await asyncio.wait_for(asyncio.shield(running), 30) == 0
+
+
+def _reloads(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "manifests.reloaded"]
+
+
+async def test_an_edit_made_during_the_first_load_is_acted_on_by_the_first_pass(
+    runtime: Runtime, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = runtime.config.manifests.dir
+    order: list[str] = []
+    reload, start_watch = Reloader.reload, ManifestWatcher.start
+
+    async def reload_then_edit(self: Reloader, trigger: str, *args: Any, **kwargs: Any) -> Any:
+        delta = await reload(self, trigger, *args, **kwargs)
+        order.append("load")
+        if order == ["load"]:  # the first load: an edit lands as it ends
+            (directory / "hall.yaml").write_text(manifest("hall", "hall"), encoding="utf-8")
+        return delta
+
+    async def watch(self: ManifestWatcher) -> None:
+        order.append("watch")
+        await start_watch(self)
+
+    monkeypatch.setattr(Reloader, "reload", reload_then_edit)
+    monkeypatch.setattr(ManifestWatcher, "start", watch)
+    with capture_logs() as logs:
+        async with _ready(runtime):
+            started = {r["body"]["cname"] for r in emulator.emu.requests("start")}
+    assert order[:3] == ["load", "watch", "load"]  # no watch while the first load read
+    assert started == {"lobby", "hall"}  # the first pass acted on the edit
+    assert [e["trigger"] for e in _reloads(logs)] == ["start", "start"]
+    assert _reloads(logs)[1]["added"] == ["hall"]
+
+
+async def test_with_nothing_edited_the_second_look_logs_nothing(
+    runtime: Runtime, emulator: EmulatorHandle
+) -> None:
+    with capture_logs() as logs:
+        async with _ready(runtime) as daemon:
+            assert daemon._watcher is not None and daemon._watcher.watching
+    assert [e["trigger"] for e in _reloads(logs)] == ["start"]
+    assert [e["event"] for e in logs].count("watch.started") == 1
+
+
+async def test_a_quiet_reload_gives_unchanged_only_when_nothing_changed(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reload_module, "SNAPSHOT_FILE", "unused.snapshot")
+    directory = runtime.config.manifests.dir
+    reloader = Reloader(runtime, directory, ParseHelper())
+    await reloader.start()
+    with capture_logs() as logs:
+        first = await reloader.reload("start")
+        assert first is not None and first is not UNCHANGED and first.added == ("lobby",)
+        assert await reloader.reload("start", quiet=True) is UNCHANGED
+        assert len(_reloads(logs)) == 1
+        (directory / "lobby.yaml").write_text(manifest("lobby", "moved"), encoding="utf-8")
+        changed = await reloader.reload("start", quiet=True)
+    assert changed is not None and changed is not UNCHANGED and changed.changed == ("lobby",)
+    assert reloader.by_name["lobby"].channel == "moved"
+    assert len(_reloads(logs)) == 2
