@@ -39,7 +39,7 @@ from orchestrator.daemon.timers import Timers
 from orchestrator.reconcile.execute import ActionGroup, ActionResult, schedule
 from orchestrator.reconcile.overview import Overview, overview
 from orchestrator.reconcile.plan import ActualState, Plan
-from orchestrator.reconcile.reconciler import PassResult, plan_once, untracked
+from orchestrator.reconcile.reconciler import Delta, PassResult, plan_once, untracked
 from orchestrator.runtime import Runtime
 from orchestrator.state import SessionNotFoundError, SessionRecord, StoreError
 
@@ -84,6 +84,7 @@ class Passes:
         self._reload: str | None = None
         # Files the watch reported since the last reload; None: look at everything.
         self._reload_paths: set[str] | None = set()
+        self._reload_quiet = False  # the reload asked for is `quiet` (see `request_reload`)
         # Manifests a pass left for when their actions finish (with its trigger).
         self._deferred: dict[str, str] = {}
         self._query_problems: tuple[str, ...] = ()
@@ -104,9 +105,14 @@ class Passes:
             return
         self._tasks.spawn("refresh", self._refresh(trigger, apps))
 
-    def request_reload(self, trigger: str, paths: set[str] | None = None) -> None:
+    def request_reload(
+        self, trigger: str, paths: set[str] | None = None, *, quiet: bool = False
+    ) -> None:
         """Reload the manifests; `paths`: only these files changed (the watch's report),
-        None: any may have (SIGHUP), so the tree is looked at again whole."""
+        None: any may have (SIGHUP), so the tree is looked at again whole. `quiet`: not
+        logged when nothing changed (see `Reloader.reload`), unless a request that is
+        not quiet joins it."""
+        self._reload_quiet = quiet and (self._reload is None or self._reload_quiet)
         # SIGHUP wins the label: systemd waits for its RELOADING/READY pair.
         self._reload = trigger if trigger == "SIGHUP" else (self._reload or trigger)
         if paths is None or self._reload_paths is None:
@@ -136,11 +142,12 @@ class Passes:
 
     async def reload(
         self, trigger: str, paths: set[str] | None = None, *, quiet: bool = False
-    ) -> bool:
-        """Reload (see `Reloader.reload`); whether it could be done."""
+    ) -> Delta | None:
+        """Reload (see `Reloader.reload`): what changed; None when it could not be done,
+        `UNCHANGED` when a `quiet` one found nothing changed (nothing else is done)."""
         delta = await self._reloader.reload(trigger, paths, quiet=quiet)
         if delta is UNCHANGED:
-            return True
+            return delta
         if self._metrics is not None:
             self._metrics.observe_reload(delta is not None)
         if delta is not None:
@@ -149,7 +156,7 @@ class Passes:
             self._timers.recordings_changed(self._reloader.desired.recordings, delta)
         if self._on_reloaded is not None:
             self._on_reloaded(trigger, delta is not None)
-        return delta is not None
+        return delta
 
     async def work(self) -> None:
         """The worker: reloads and passes, one at a time, until `stop()`."""
@@ -161,8 +168,8 @@ class Passes:
             reload, self._reload = self._reload, None
             if reload is not None:
                 paths, self._reload_paths = self._reload_paths, set()
-                await self.reload(reload, paths)
-                self._triggers.add("reload")
+                if await self.reload(reload, paths, quiet=self._reload_quiet) is not UNCHANGED:
+                    self._triggers.add("reload")
             if self._triggers:
                 triggers, self._triggers = self._triggers, set()
                 await self.run_pass(triggers)

@@ -3,9 +3,10 @@ emulator, with a real inotify watch and a real SQLite store.
 
 Covers: the watch is set up only once the first load has read every file (inotify
 reports reads too, and each read would wake the watch's thread); an edit made while
-that load ran is then caught by a second look at every file, before the first pass,
-so the first pass already acts on it; with nothing edited, that look logs nothing (one
-`manifests.reloaded` at start, as before). At the level of the reload: a quiet reload
+that load ran is then caught by a second look at every file, made once the watch is
+set up (beside the first pass) and acted on once the daemon is ready; with nothing
+edited, that look logs nothing and asks for no pass (one `manifests.reloaded` at
+start, as before). At the level of the reload: a quiet reload
 that finds nothing changed gives `UNCHANGED` and logs nothing; one that finds a change
 is an ordinary reload.
 """
@@ -108,42 +109,63 @@ def _reloads(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == "manifests.reloaded"]
 
 
-async def test_an_edit_made_during_the_first_load_is_acted_on_by_the_first_pass(
+class Order:
+    """The order of the daemon's loads (`load`, once each is done) and of the watch's
+    set-up (`watch`, as it begins); `edit` runs once the first load is done."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, edit: Callable[[], None]) -> None:
+        self.seen: list[str] = []
+        reload, start_watch = Reloader.reload, ManifestWatcher.start
+
+        async def reload_then_edit(
+            reloader: Reloader, trigger: str, *args: Any, **kwargs: Any
+        ) -> Any:
+            delta = await reload(reloader, trigger, *args, **kwargs)
+            self.seen.append("load")
+            if self.seen == ["load"]:
+                edit()
+            return delta
+
+        async def watch(watcher: ManifestWatcher) -> None:
+            self.seen.append("watch")
+            await start_watch(watcher)
+
+        monkeypatch.setattr(Reloader, "reload", reload_then_edit)
+        monkeypatch.setattr(ManifestWatcher, "start", watch)
+
+
+async def test_an_edit_made_during_the_first_load_is_acted_on_once_ready(
     runtime: Runtime, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = runtime.config.manifests.dir
-    order: list[str] = []
-    reload, start_watch = Reloader.reload, ManifestWatcher.start
 
-    async def reload_then_edit(self: Reloader, trigger: str, *args: Any, **kwargs: Any) -> Any:
-        delta = await reload(self, trigger, *args, **kwargs)
-        order.append("load")
-        if order == ["load"]:  # the first load: an edit lands as it ends
-            (directory / "hall.yaml").write_text(manifest("hall", "hall"), encoding="utf-8")
-        return delta
+    def edit() -> None:  # as the first load ends: no watch yet to see it
+        (directory / "hall.yaml").write_text(manifest("hall", "hall"), encoding="utf-8")
 
-    async def watch(self: ManifestWatcher) -> None:
-        order.append("watch")
-        await start_watch(self)
+    order = Order(monkeypatch, edit)
 
-    monkeypatch.setattr(Reloader, "reload", reload_then_edit)
-    monkeypatch.setattr(ManifestWatcher, "start", watch)
+    def started() -> set[str]:
+        return {r["body"]["cname"] for r in emulator.emu.requests("start")}
+
     with capture_logs() as logs:
         async with _ready(runtime):
-            started = {r["body"]["cname"] for r in emulator.emu.requests("start")}
-    assert order[:3] == ["load", "watch", "load"]  # no watch while the first load read
-    assert started == {"lobby", "hall"}  # the first pass acted on the edit
+            await _wait_for(lambda: started() == {"lobby", "hall"})
+    assert order.seen[:3] == ["load", "watch", "load"]  # no watch while the first load read
     assert [e["trigger"] for e in _reloads(logs)] == ["start", "start"]
     assert _reloads(logs)[1]["added"] == ["hall"]
 
 
 async def test_with_nothing_edited_the_second_look_logs_nothing(
-    runtime: Runtime, emulator: EmulatorHandle
+    runtime: Runtime, emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    order = Order(monkeypatch, lambda: None)
     with capture_logs() as logs:
         async with _ready(runtime) as daemon:
+            await _wait_for(lambda: order.seen == ["load", "watch", "load"])
             assert daemon._watcher is not None and daemon._watcher.watching
     assert [e["trigger"] for e in _reloads(logs)] == ["start"]
+    passes = [e["trigger"] for e in logs if e["event"] == "reconcile.pass"]
+    assert passes == ["start"]  # the look that found nothing asked for no pass
     assert [e["event"] for e in logs].count("watch.started") == 1
 
 
