@@ -84,7 +84,6 @@ class Passes:
         self._reload: str | None = None
         # Files the watch reported since the last reload; None: look at everything.
         self._reload_paths: set[str] | None = set()
-        self._reload_quiet = False  # the reload asked for is `quiet` (see `request_reload`)
         # Manifests a pass left for when their actions finish (with its trigger).
         self._deferred: dict[str, str] = {}
         self._query_problems: tuple[str, ...] = ()
@@ -105,14 +104,9 @@ class Passes:
             return
         self._tasks.spawn("refresh", self._refresh(trigger, apps))
 
-    def request_reload(
-        self, trigger: str, paths: set[str] | None = None, *, quiet: bool = False
-    ) -> None:
+    def request_reload(self, trigger: str, paths: set[str] | None = None) -> None:
         """Reload the manifests; `paths`: only these files changed (the watch's report),
-        None: any may have (SIGHUP), so the tree is looked at again whole. `quiet`: not
-        logged when nothing changed (see `Reloader.reload`), unless a request that is
-        not quiet joins it."""
-        self._reload_quiet = quiet and (self._reload is None or self._reload_quiet)
+        None: any may have (SIGHUP), so the tree is looked at again whole."""
         # SIGHUP wins the label: systemd waits for its RELOADING/READY pair.
         self._reload = trigger if trigger == "SIGHUP" else (self._reload or trigger)
         if paths is None or self._reload_paths is None:
@@ -168,16 +162,18 @@ class Passes:
             reload, self._reload = self._reload, None
             if reload is not None:
                 paths, self._reload_paths = self._reload_paths, set()
-                if await self.reload(reload, paths, quiet=self._reload_quiet) is not UNCHANGED:
-                    self._triggers.add("reload")
+                await self.reload(reload, paths)
+                self._triggers.add("reload")
             if self._triggers:
                 triggers, self._triggers = self._triggers, set()
                 await self.run_pass(triggers)
 
-    async def run_pass(self, triggers: set[str], *, refresh: bool = False) -> None:
+    async def run_pass(
+        self, triggers: set[str], *, refresh: bool = False, wait: bool = False
+    ) -> None:
         """Plan at now and set each manifest's actions going; returns without waiting for
-        them, except for the first pass (`refresh`: it queries every live session first,
-        and READY waits for its actions)."""
+        them unless `wait` (the passes before READY). `refresh`: query every live
+        session first (the first pass)."""
         trigger = next((t for t in _TRIGGER_ORDER if t in triggers), sorted(triggers)[0])
         started = time.monotonic()
         now = self._rt.clock()
@@ -234,7 +230,7 @@ class Passes:
         finish = self._tasks.spawn(
             "finish", self._finish(the_plan, actual, running, trigger, started, now)
         )
-        if refresh:
+        if wait:
             await finish
 
     def _spawn(self, group: ActionGroup, after: Any) -> asyncio.Task[list[ActionResult]]:

@@ -50,7 +50,7 @@ from orchestrator.daemon.ownership import Ownership
 from orchestrator.daemon.passes import Passes
 from orchestrator.daemon.receiver import NoticeReceiver
 from orchestrator.daemon.reconfigure import Reconfiguration, reconfigure
-from orchestrator.daemon.reload import Reloader
+from orchestrator.daemon.reload import UNCHANGED, Reloader
 from orchestrator.daemon.statuspage import AppView, StatusPage, TimelineCache, status_document
 from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
@@ -287,20 +287,25 @@ class Daemon:
             return
         # The watch starts once the first load has read every file: inotify reports
         # reads too, and each wakes the watch's thread, which made a first load of
-        # 10,000 files a third slower. It is set up beside the first pass, and an edit
-        # made while loading is not missed: once it is set up, every file is looked at
-        # again (a stat each; logged as a reload only when something changed), as
-        # soon as the daemon is ready.
-        self.tasks.spawn("startup", self._watch_then_look())
+        # 10,000 files a third slower. It is set up beside the first pass; an edit made
+        # while loading is not missed: once it is set up, every file is looked at again
+        # (a stat each; logged as a reload only when something changed), before READY.
+        watching = self.tasks.spawn("startup", self._start_watch())
         await self._ownership.start()  # the first pass acts on what it claimed
         if self._stop.is_set():
             return
         if self._rt.ownership is not None and self._receiver is not None:
             # Another replica may receive a notification of ours: its NOTIFY wakes us.
             self.tasks.spawn("listen", self._rt.ownership.listen(self._on_notice))
-        await self._passes.run_pass({"start"}, refresh=True)  # waits for its actions
+        await self._passes.run_pass({"start"}, refresh=True, wait=True)
         if self._stop.is_set():
             return
+        if await watching:
+            delta = await self._passes.reload("start", quiet=True)
+            if delta is not None and delta is not UNCHANGED:
+                await self._passes.run_pass({"reload"}, wait=True)
+            if self._stop.is_set():
+                return
         # What start-up built lives as long as the process: frozen, so that the
         # collector never rescans it.
         GC_POLICY.started()
@@ -335,10 +340,6 @@ class Daemon:
             await asyncio.sleep(interval)
 
     # -- start and stop ----------------------------------------------------------------
-
-    async def _watch_then_look(self) -> None:
-        if await self._start_watch():
-            self._passes.request_reload("start", quiet=True)
 
     async def _start_watch(self) -> bool:
         """Watch the manifests directory, if the config says so; whether it does."""

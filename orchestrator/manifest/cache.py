@@ -413,8 +413,8 @@ class ManifestCache:
     ) -> tuple[set[str], Future[Helped] | None, dict[str, os.stat_result]]:
         """The files a worker parses (the last `ParseHelper.share` of those this load
         will parse, when they are `BULK` or more), and its future; nothing without a
-        helper. A hinted load (a `git checkout` the watch reported) shares the hinted files. The
-        `stat` results taken to tell, by path, for the load to use."""
+        helper. A hinted load (a `git checkout` the watch reported) shares the hinted
+        files. The `stat` results taken to tell, by path, for the load to use."""
         seen: dict[str, os.stat_result] = {}
         if self.helper is None or (hint is not None and len(hint) < BULK):
             return set(), None, seen

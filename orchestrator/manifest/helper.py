@@ -96,14 +96,16 @@ class ParseHelper:
 
     def prestart(self) -> None:
         """Start a worker now, for the next `start` (nothing without a second core)."""
-        if self._ready is None and (os.cpu_count() or 1) >= 2:
-            try:
-                executor = self._executor()
-                executor.submit(_imported)  # the process starts now, and imports the parser
-            except (OSError, RuntimeError):
-                return
-            self._ready = executor
-            self.started += 1
+        if self._ready is not None or (os.cpu_count() or 1) < 2:
+            return
+        executor = self._executor()
+        try:
+            executor.submit(_imported)  # the process starts now, and imports the parser
+        except (OSError, RuntimeError):  # it could not start: a load starts its own
+            executor.shutdown(wait=False, cancel_futures=True)
+            return
+        self._ready = executor
+        self.started += 1
 
     @property
     def share(self) -> float:
@@ -116,15 +118,14 @@ class ParseHelper:
         if (os.cpu_count() or 1) < 2 or not paths:
             return None
         executor, self._ready = self._ready, None
+        new = executor is None
+        executor = executor or self._executor()
         try:
-            if executor is None:
-                executor = self._executor()
-                self.started += 1
             future = executor.submit(parse_files, list(paths), strict)
-        except (OSError, RuntimeError):  # a prestarted worker that died fails the submit
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+        except (OSError, RuntimeError):  # no worker could start, or a prestarted one died
+            executor.shutdown(wait=False, cancel_futures=True)
             return None
+        self.started += new
         executor.shutdown(wait=False)  # the worker exits once its one job is done
         return future
 
