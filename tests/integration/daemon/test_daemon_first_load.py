@@ -24,15 +24,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.config import Config
 from orchestrator.daemon import reload as reload_module
 from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.reload import UNCHANGED, Reloader
 from orchestrator.daemon.service import Daemon
 from orchestrator.daemon.watch import ManifestWatcher
 from orchestrator.manifest.helper import ParseHelper
-from orchestrator.runtime import Hooks, Runtime, open_runtime
-from tests.integration.conftest import FAST_RETRY, EmulatorHandle
+from orchestrator.runtime import Runtime
+from tests.integration.conftest import EmulatorHandle
+from tests.integration.daemon.conftest import daemon_runtime
 
 
 def manifest(name: str, channel: str) -> str:
@@ -55,32 +55,9 @@ def manifest(name: str, channel: str) -> str:
 async def runtime(
     emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Runtime]:
-    monkeypatch.setenv("T_S3_KEY", "key-value")
-    monkeypatch.setenv("T_S3_SECRET", "secret-value")
-    (tmp_path / "recordings.d").mkdir()
-    (tmp_path / "recordings.d" / "lobby.yaml").write_text(
-        manifest("lobby", "lobby"), encoding="utf-8"
-    )
-    (tmp_path / "cid").write_text(emulator.customer_id, encoding="utf-8")
-    (tmp_path / "cs").write_text(emulator.customer_secret, encoding="utf-8")
-    config = Config.model_validate(
-        {
-            "apps": {
-                "main": {
-                    "appId": emulator.app_id,
-                    "customerId": {"file": str(tmp_path / "cid")},
-                    "customerSecret": {"file": str(tmp_path / "cs")},
-                    "baseUrl": emulator.base_url,
-                }
-            },
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "manifests": {"dir": str(tmp_path / "recordings.d"), "watchInterval": "200ms"},
-            "metrics": {"address": None},
-        }
-    )
-    async with open_runtime(
-        config, holder="test", hooks=Hooks(retry=FAST_RETRY), create=True
-    ) as rt:
+    lobby = {"lobby.yaml": manifest("lobby", "lobby")}
+    manifests = {"watchInterval": "200ms"}
+    async with daemon_runtime(emulator, tmp_path, monkeypatch, lobby, manifests=manifests) as rt:
         yield rt
 
 

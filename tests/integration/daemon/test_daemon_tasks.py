@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import Config
 from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.service import Daemon
 from orchestrator.reconcile.plan import Plan, Stop
-from orchestrator.runtime import Hooks, Runtime, open_runtime
+from orchestrator.runtime import Runtime
 from orchestrator.state import Intent, Phase, StoreError
-from tests.integration.conftest import FAST_RETRY, EmulatorHandle
+from tests.integration.conftest import EmulatorHandle
+from tests.integration.daemon.conftest import daemon_runtime
 
 MANIFEST = textwrap.dedent(
     """\
@@ -49,30 +49,13 @@ DRAIN = 1.0
 async def runtime(
     emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Runtime]:
-    monkeypatch.setenv("T_S3_KEY", "key-value")
-    monkeypatch.setenv("T_S3_SECRET", "secret-value")
-    (tmp_path / "recordings.d").mkdir()
-    (tmp_path / "recordings.d" / "lobby.yaml").write_text(MANIFEST, encoding="utf-8")
-    (tmp_path / "cid").write_text(emulator.customer_id, encoding="utf-8")
-    (tmp_path / "cs").write_text(emulator.customer_secret, encoding="utf-8")
-    config = Config.model_validate(
-        {
-            "apps": {
-                "main": {
-                    "appId": emulator.app_id,
-                    "customerId": {"file": str(tmp_path / "cid")},
-                    "customerSecret": {"file": str(tmp_path / "cs")},
-                    "baseUrl": emulator.base_url,
-                }
-            },
-            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
-            "manifests": {"dir": str(tmp_path / "recordings.d"), "watch": False},
-            "metrics": {"address": None},
-            "shutdown": {"drainTimeout": f"{int(DRAIN * 1000)}ms"},
-        }
-    )
-    async with open_runtime(
-        config, holder="test", hooks=Hooks(retry=FAST_RETRY), create=True
+    async with daemon_runtime(
+        emulator,
+        tmp_path,
+        monkeypatch,
+        {"lobby.yaml": MANIFEST},
+        manifests={"watch": False},
+        shutdown={"drainTimeout": f"{int(DRAIN * 1000)}ms"},
     ) as rt:
         yield rt
 
