@@ -30,6 +30,7 @@ from orchestrator.cli.context import STORE_BUSY
 from orchestrator.cli.options import sources
 
 if TYPE_CHECKING:
+    from orchestrator.config import Config
     from orchestrator.manifest.helper import ParseHelper
 
 
@@ -44,24 +45,39 @@ def run_command(
 
 
 async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: str | None) -> int:
-    from orchestrator.manifest.helper import ParseHelper
+    from orchestrator.config import ConfigError, load_config
+    from orchestrator.manifest.discovery import holds_at_least
+    from orchestrator.manifest.helper import BULK, ParseHelper
 
-    # A first start parses every file: the worker that shares that load starts now, and
-    # imports the parser while this process imports the rest and opens the store.
-    helper = ParseHelper()
-    helper.prestart()
     try:
-        return await _serve(config_path, manifests_dir, state_url, helper)
+        config = load_config(config_path)
+    except ConfigError as exc:
+        echo_error(exc)
+        return 1
+    manifests = manifests_dir or config.manifests.dir
+    # A first start of a large tree parses thousands of files: the worker that shares
+    # that load starts now, and imports the parser while this process imports the rest
+    # and opens the store. A restart that takes every file from the snapshot ends it
+    # unused after the first load; a smaller tree never starts one.
+    helper = ParseHelper()
+    if holds_at_least(manifests, BULK):
+        helper.prestart()
+    try:
+        return await _serve(config, config_path, manifests, manifests_dir, state_url, helper)
     finally:
         helper.release()  # unless the first load took it
 
 
 async def _serve(
-    config_path: Path | None, manifests_dir: Path | None, state_url: str | None, helper: ParseHelper
+    config: Config,
+    config_path: Path | None,
+    manifests: Path,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    helper: ParseHelper,
 ) -> int:
     import structlog
 
-    from orchestrator.config import ConfigError, load_config
     from orchestrator.daemon.metrics import Metrics
     from orchestrator.daemon.notify import Notifier
     from orchestrator.daemon.service import Daemon, ReceiverError
@@ -69,11 +85,6 @@ async def _serve(
     from orchestrator.runtime import Hooks, never_created, open_runtime
     from orchestrator.state import StoreBusyError, StoreError
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        echo_error(exc)
-        return 1
     fmt = config.logging.format
     configure_logging(config.logging.level, json=None if fmt == "auto" else fmt == "json")
     log_process_errors(asyncio.get_running_loop())
@@ -88,7 +99,6 @@ async def _serve(
         on_wait=metrics.observe_rate_wait,
         on_rollover=metrics.observe_rollover,
     )
-    manifests = manifests_dir or config.manifests.dir
     url = state_url or config.state.url
     try:
         # The first start creates the store; one that existed and is gone is an error.

@@ -29,6 +29,7 @@ __all__ = [
     "Found",
     "cannot_read",
     "discover",
+    "holds_at_least",
     "racy_after",
 ]
 
@@ -278,6 +279,20 @@ class Discovery:
                 reals.append(real_prefix + name)
         racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_cutoff
         return _Listing(key, racy, prefix, real_prefix, entries, files, reals, subdirs, linked)
+
+
+def holds_at_least(directory: str | Path, count: int) -> bool:
+    """Whether `directory` holds `count` manifest files or more: a quick look, which stops
+    once it found them (hidden entries skipped, links below it not followed, what cannot
+    be read passed over), for a hint such as whether a load will be a bulk one; never a
+    listing (`Discovery` is)."""
+    found = 0
+    for _root, dirs, files in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += sum(1 for f in files if f.endswith(YAML_SUFFIXES) and not f.startswith("."))
+        if found >= count:
+            return True
+    return False
 
 
 def cannot_read(path: str, what: str, reason: str) -> Diagnostic:

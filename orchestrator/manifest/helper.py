@@ -22,8 +22,10 @@ from __future__ import annotations
 import gc
 import hashlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -74,9 +76,20 @@ def parse_files(paths: Sequence[str], strict: bool) -> Helped:
 
 def _quiet() -> None:
     """The worker's start: Ctrl-C is the daemon's to handle; the collector has nothing
-    to find in a process that parses and exits."""
+    to find in a process that parses and exits; it exits with the daemon (`_orphaned`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
+    threading.Thread(target=_orphaned, name="parent-watch", daemon=True).start()
+
+
+def _orphaned() -> None:
+    """Exit once the daemon is gone. A worker waits for its job on a queue it holds
+    both ends of, so a daemon killed (SIGKILL, a crash) before it sent the job or its
+    end would leave it waiting for ever: the parent's sentinel tells instead."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 class ParseHelper:

@@ -6,19 +6,25 @@ in it, a file with a literal secret left out); a restart takes every unchanged f
 from it (`restored`) and parses the one edited while it was down, which reaches the
 API as that edit would (one update, no acquire), and reports a broken file's
 findings with their line as a fresh load would; a changed configuration, and a
-snapshot others may write, are not used (every file parsed, recordings unharmed).
+snapshot others may write, are not used (every file parsed, recordings unharmed). A
+first start of a bulk tree shares its load with the worker started as the daemon
+launched, and leaves no process behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
+from orchestrator.manifest.helper import BULK, SHARE_PRESTARTED
 from tests.e2e.conftest import SECRET_ENV, DaemonEnv
 from tests.e2e.test_daemon import calls, manifest, write
+from tests.e2e.test_demo import descendants
 from tests.harness import Daemon
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -102,3 +108,33 @@ async def test_a_snapshot_of_another_config_or_writable_by_others_is_not_used(
     assert (reloaded(unsafe)["parsed"], reloaded(unsafe)["restored"]) == (2, 0)
     assert len(calls(daemon_env, "acquire")) == acquires  # recordings unharmed
     assert stat.S_IMODE(os.stat(snapshot_path(daemon_env)).st_mode) == 0o600  # written anew
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie no one reaped counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+async def test_a_bulk_first_start_shares_its_load_with_a_worker_started_at_launch(
+    daemon_env: DaemonEnv,
+) -> None:
+    """A tree of `BULK` files: the worker the daemon started as it launched parses its
+    part of the first load (`helped`), and nothing the daemon started outlives it."""
+    next_new_year = "{cron: '0 0 1 1 *', timezone: UTC, duration: 30m}"  # never during this
+    for i in range(BULK):
+        path = daemon_env.cli.manifests / f"d{i % 20:02d}" / f"m{i:05d}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(manifest(f"m{i:05d}", f"room-{i}", 1000 + i, schedule=next_new_year))
+    daemon = await daemon_env.start()
+    event = reloaded(daemon)
+    assert event["parsed"] == BULK and event["helped"] == int(BULK * SHARE_PRESTARTED)
+    started = descendants(daemon.pid)[1:]  # what it started and still runs at READY
+    assert await daemon.stop() == 0
+    deadline = time.monotonic() + 30
+    while not all(_gone(pid) for pid in started):
+        assert time.monotonic() < deadline, f"{started} outlived the daemon"
+        await asyncio.sleep(0.05)

@@ -10,7 +10,8 @@ interpreter missing) changes nothing but who parses; a file changed after the wo
 read it is parsed again by the loading thread. A prestarted worker (its process
 running before any load) takes the next bulk load, a larger part of it, and exits
 after it; one no load wanted is ended by `release`; one that died before the load
-changes nothing but who parses.
+changes nothing but who parses, and one whose daemon was killed exits by itself. The
+daemon's hint for prestarting one (`holds_at_least`) counts manifest files only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import pytest
 
 from orchestrator.manifest import cache as cache_module
 from orchestrator.manifest.cache import ManifestCache, load_manifests
+from orchestrator.manifest.discovery import holds_at_least
 from orchestrator.manifest.helper import SHARE, SHARE_PRESTARTED, ParseHelper, parse_files
 from tests.unit.manifest.test_manifest_cache import NOW, doc, write
 
@@ -167,3 +171,57 @@ def test_a_prestarted_worker_that_died_changes_nothing(tmp_path: Path, bulk: Non
     result = cache.load(now=NOW)
     assert cache.last is not None and cache.last.parsed == 31 and cache.last.helped == 0
     assert result == load_manifests([tmp_path], now=NOW)
+
+
+def test_holds_at_least_counts_manifest_files_up_to_the_number_asked(tmp_path: Path) -> None:
+    for i in range(5):
+        write(tmp_path / f"d{i % 2}" / f"m{i}.yaml", doc(f"rec-{i}"))
+    write(tmp_path / "d0" / "notes.txt", "not a manifest\n")
+    write(tmp_path / ".git" / "a.yaml", doc("hidden-dir"))
+    write(tmp_path / "d1" / ".hidden.yml", doc("hidden-file"))
+    assert holds_at_least(tmp_path, 5)
+    assert not holds_at_least(tmp_path, 6)  # hidden ones and other files do not count
+    assert not holds_at_least(tmp_path / "missing", 1)
+
+
+WORKER_PARENT = """
+import sys, time, multiprocessing
+from orchestrator.manifest.helper import ParseHelper
+helper = ParseHelper()
+helper.prestart()
+print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie nobody reaped counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def test_a_prestarted_worker_exits_when_the_daemon_is_killed() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WORKER_PARENT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its resource tracker warns of what the kill left
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        with parent.stdout:
+            workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert workers and not any(_gone(pid) for pid in workers)
+        parent.kill()  # no shutdown, no release: as a SIGKILL or a crash leaves it
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while not all(_gone(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"worker {workers} outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=30)
