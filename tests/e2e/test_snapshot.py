@@ -25,7 +25,7 @@ from orchestrator.manifest.helper import BULK, SHARE_PRESTARTED
 from tests.e2e.conftest import SECRET_ENV, DaemonEnv
 from tests.e2e.test_daemon import calls, manifest, write
 from tests.e2e.test_demo import descendants
-from tests.harness import Daemon
+from tests.harness import Daemon, gone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -110,15 +110,6 @@ async def test_a_snapshot_of_another_config_or_writable_by_others_is_not_used(
     assert stat.S_IMODE(os.stat(snapshot_path(daemon_env)).st_mode) == 0o600  # written anew
 
 
-def _gone(pid: int) -> bool:
-    """Exited (a zombie no one reaped counts as exited)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
-
-
 async def test_a_bulk_first_start_shares_its_load_with_a_worker_started_at_launch(
     daemon_env: DaemonEnv,
 ) -> None:
@@ -135,6 +126,6 @@ async def test_a_bulk_first_start_shares_its_load_with_a_worker_started_at_launc
     started = descendants(daemon.pid)[1:]  # what it started and still runs at READY
     assert await daemon.stop() == 0
     deadline = time.monotonic() + 30
-    while not all(_gone(pid) for pid in started):
+    while not all(gone(pid) for pid in started):
         assert time.monotonic() < deadline, f"{started} outlived the daemon"
         await asyncio.sleep(0.05)

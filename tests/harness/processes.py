@@ -53,6 +53,15 @@ def orchestrator(*args: str) -> list[str]:
     return [PYTHON, "-m", "orchestrator", *args]
 
 
+def gone(pid: int) -> bool:
+    """Whether process `pid` has exited (a zombie no one reaped counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without what would steer a child (`_NOT_INHERITED`),
     plus `extra`."""

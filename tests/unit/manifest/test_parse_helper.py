@@ -30,6 +30,7 @@ from orchestrator.manifest import cache as cache_module
 from orchestrator.manifest.cache import ManifestCache, load_manifests
 from orchestrator.manifest.discovery import holds_at_least
 from orchestrator.manifest.helper import SHARE, SHARE_PRESTARTED, ParseHelper, parse_files
+from tests.harness import gone
 from tests.unit.manifest.test_manifest_cache import NOW, doc, write
 
 
@@ -194,15 +195,6 @@ time.sleep(120)
 """
 
 
-def _gone(pid: int) -> bool:
-    """Exited (a zombie nobody reaped counts as exited)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
-
-
 def test_a_prestarted_worker_exits_when_the_daemon_is_killed() -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", WORKER_PARENT],
@@ -214,11 +206,11 @@ def test_a_prestarted_worker_exits_when_the_daemon_is_killed() -> None:
         assert parent.stdout is not None
         with parent.stdout:
             workers = [int(pid) for pid in parent.stdout.readline().split()]
-        assert workers and not any(_gone(pid) for pid in workers)
+        assert workers and not any(gone(pid) for pid in workers)
         parent.kill()  # no shutdown, no release: as a SIGKILL or a crash leaves it
         parent.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while not all(_gone(pid) for pid in workers):
+        while not all(gone(pid) for pid in workers):
             assert time.monotonic() < deadline, f"worker {workers} outlived its parent"
             time.sleep(0.05)
     finally:
