@@ -12,9 +12,11 @@ It must never change an answer: the worker runs the very `parse_file` the cache 
 on the bytes it reads itself, and the cache takes its result only for bytes with the
 same digest, parsing anything else itself; a worker that cannot start, fails or dies
 costs time, never a manifest. The worker is started for one bulk load and exits after
-it (nothing stays running, and nothing of it stays in memory); it ignores SIGINT (a
-terminal's Ctrl-C goes to the whole process group: the daemon decides) and never
-prints.
+it (nothing stays running, and nothing of it stays in memory); the daemon may start it
+ahead, as it launches (`ParseHelper.prestart`), and ends it unused if the first load
+did not want it. It exits once its parent is gone, however the parent ended; it
+ignores SIGINT (a terminal's Ctrl-C goes to the whole process group: the daemon
+decides) and never prints.
 """
 
 from __future__ import annotations
