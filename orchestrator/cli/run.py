@@ -63,7 +63,8 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
     if holds_at_least(manifests, BULK):
         helper.prestart()
     try:
-        return await _serve(config, config_path, manifests, manifests_dir, state_url, helper)
+        fixed = manifests_dir is not None
+        return await _serve(config, config_path, manifests, fixed, state_url, helper)
     finally:
         helper.release()  # unless the first load took it
 
@@ -72,7 +73,7 @@ async def _serve(
     config: Config,
     config_path: Path | None,
     manifests: Path,
-    manifests_dir: Path | None,
+    manifests_fixed: bool,
     state_url: str | None,
     helper: ParseHelper,
 ) -> int:
@@ -114,7 +115,7 @@ async def _serve(
                 notifier=Notifier.from_environ(),
                 metrics=metrics,
                 config_path=config_path,  # None: $ORCHESTRATOR_CONFIG, as at start
-                manifests_fixed=manifests_dir is not None,
+                manifests_fixed=manifests_fixed,  # from the command line: a SIGHUP keeps it
                 helper=helper,
             )
             code = await daemon.run()

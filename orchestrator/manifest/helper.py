@@ -133,14 +133,15 @@ class ParseHelper:
         if (os.cpu_count() or 1) < 2 or not paths:
             return None
         executor, self._ready = self._ready, None
-        new = executor is None
+        prestarted = executor is not None
         executor = executor or self._executor()
         try:
             future = executor.submit(parse_files, list(paths), strict)
         except (OSError, RuntimeError):  # no worker could start, or a prestarted one died
             executor.shutdown(wait=False, cancel_futures=True)
             return None
-        self.started += new
+        if not prestarted:  # a prestarted one was counted by `prestart`
+            self.started += 1
         executor.shutdown(wait=False)  # the worker exits once its one job is done
         return future
 

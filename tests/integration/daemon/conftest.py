@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Config
+from orchestrator.daemon.notify import Notifier
+from orchestrator.daemon.service import Daemon
 from orchestrator.runtime import Hooks, Runtime, open_runtime
 from tests.integration.conftest import FAST_RETRY, EmulatorHandle
 
@@ -51,3 +54,15 @@ async def daemon_runtime(
         Config.model_validate(data), holder="test", hooks=Hooks(retry=FAST_RETRY), create=True
     ) as rt:
         yield rt
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime) -> AsyncIterator[tuple[Daemon, asyncio.Task[int]]]:
+    """The daemon running in this loop; always shut down, and awaited, at the end."""
+    daemon = Daemon(runtime, manifests=runtime.config.manifests.dir, notifier=Notifier(None))
+    running = asyncio.create_task(daemon.run())
+    try:
+        yield daemon, running
+    finally:
+        daemon.shutdown("test over")
+        await asyncio.wait_for(asyncio.shield(running), 30)

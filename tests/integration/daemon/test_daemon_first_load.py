@@ -13,10 +13,8 @@ logs nothing; one that finds a change is an ordinary reload.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import textwrap
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -25,14 +23,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from orchestrator.daemon import reload as reload_module
-from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.reload import UNCHANGED, Reloader
 from orchestrator.daemon.service import Daemon
 from orchestrator.daemon.watch import ManifestWatcher
 from orchestrator.manifest.helper import ParseHelper
 from orchestrator.runtime import Runtime
+from tests.harness import wait_until
 from tests.integration.conftest import EmulatorHandle
-from tests.integration.daemon.conftest import daemon_runtime
+from tests.integration.daemon.conftest import daemon_runtime, serving
 
 
 def manifest(name: str, channel: str) -> str:
@@ -61,25 +59,16 @@ async def runtime(
         yield rt
 
 
-async def _wait_for(predicate: Callable[[], bool], within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 @contextlib.asynccontextmanager
 async def _ready(runtime: Runtime) -> AsyncIterator[Daemon]:
     """The daemon running in this loop until ready; shut down and awaited at the end."""
-    daemon = Daemon(runtime, manifests=runtime.config.manifests.dir, notifier=Notifier(None))
-    running = asyncio.create_task(daemon.run())
-    try:
-        await _wait_for(lambda: daemon.readiness().ready or running.done())
+    async with serving(runtime) as (daemon, running):
+        await wait_until(
+            lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
+        )
         assert not running.done(), running.result()
         yield daemon
-    finally:
-        daemon.shutdown("test over")
-        assert await asyncio.wait_for(asyncio.shield(running), 30) == 0
+    assert running.result() == 0
 
 
 def _reloads(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:

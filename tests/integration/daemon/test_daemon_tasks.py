@@ -12,7 +12,6 @@ registry tasks and are gone after shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,13 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.daemon.notify import Notifier
-from orchestrator.daemon.service import Daemon
 from orchestrator.reconcile.plan import Plan, Stop
 from orchestrator.runtime import Runtime
 from orchestrator.state import Intent, Phase, StoreError
 from tests.integration.conftest import EmulatorHandle
-from tests.integration.daemon.conftest import daemon_runtime
+from tests.integration.daemon.conftest import daemon_runtime, serving
 
 MANIFEST = textwrap.dedent(
     """\
@@ -76,25 +73,13 @@ async def _wait_for(predicate: Callable[[], Awaitable[bool]], within: float = 20
         await asyncio.sleep(0.02)
 
 
-@contextlib.asynccontextmanager
-async def _serving(runtime: Runtime) -> AsyncIterator[tuple[Daemon, asyncio.Task[int]]]:
-    """The daemon running in this loop; always shut down, and awaited, at the end."""
-    daemon = Daemon(runtime, manifests=runtime.config.manifests.dir, notifier=Notifier(None))
-    running = asyncio.create_task(daemon.run())
-    try:
-        yield daemon, running
-    finally:
-        daemon.shutdown("test over")
-        await asyncio.wait_for(asyncio.shield(running), 30)
-
-
 async def test_a_shutdown_mid_launch_leaves_no_task_behind(
     runtime: Runtime, emulator: EmulatorHandle
 ) -> None:
     # The start takes effect at once and its answer is held far past the drain timeout.
     emulator.emu.fail_next("start", "hold", seconds=8)
     before = {t for t in asyncio.all_tasks() if _ours(t)}
-    async with _serving(runtime) as (daemon, running):
+    async with serving(runtime) as (daemon, running):
 
         async def sent() -> bool:  # the first pass is mid-launch: its start is out
             live = await runtime.store.live_sessions()
@@ -125,7 +110,7 @@ async def test_a_plan_that_cannot_be_prepared_starts_nothing(runtime: Runtime) -
 async def test_timers_are_registry_tasks_and_end_with_the_daemon(
     runtime: Runtime, emulator: EmulatorHandle
 ) -> None:
-    async with _serving(runtime) as (daemon, running):
+    async with serving(runtime) as (daemon, running):
 
         async def ready() -> bool:
             return daemon.readiness().ready
