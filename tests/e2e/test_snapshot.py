@@ -17,6 +17,7 @@ import asyncio
 import os
 import stat
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,11 +116,13 @@ async def test_a_bulk_first_start_shares_its_load_with_a_worker_started_at_launc
 ) -> None:
     """A tree of `BULK` files: the worker the daemon started as it launched parses its
     part of the first load (`helped`), and nothing the daemon started outlives it."""
-    next_new_year = "{cron: '0 0 1 1 *', timezone: UTC, duration: 30m}"  # never during this
+    opens = datetime.now(UTC) + timedelta(days=30)  # a window never open during the test
+    closes = opens + timedelta(minutes=30)
+    later = f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
     for i in range(BULK):
         path = daemon_env.cli.manifests / f"d{i % 20:02d}" / f"m{i:05d}.yaml"
         path.parent.mkdir(exist_ok=True)
-        path.write_text(manifest(f"m{i:05d}", f"room-{i}", 1000 + i, schedule=next_new_year))
+        path.write_text(manifest(f"m{i:05d}", f"room-{i}", 1000 + i, schedule=later))
     daemon = await daemon_env.start()
     event = reloaded(daemon)
     assert event["parsed"] == BULK and event["helped"] == int(BULK * SHARE_PRESTARTED)
