@@ -50,7 +50,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -409,7 +409,8 @@ _Run = tuple[datetime, datetime]  # merged windows of the fires of one wall-cloc
 
 
 class _CronSchedule:
-    def __init__(self, spec: _CronSpec, zone: ZoneInfo, duration: timedelta) -> None:
+    def __init__(self, cron: str, spec: _CronSpec, zone: ZoneInfo, duration: timedelta) -> None:
+        self._cron = cron
         self._spec = spec
         self._zone = zone
         self._duration = duration
@@ -422,14 +423,22 @@ class _CronSchedule:
         self._day_runs = tuple((start, end) for start, end in runs)
         self._runs_cache: dict[date, tuple[_Run, ...]] = {}
         self._next_day_cache: dict[date, date | None] = {}
-        # The answer of the last `active_at` and the span of instants it holds for:
-        # a window for its whole length, "none" until the next window starts. The
-        # daemon asks about every manifest on every pass; between boundaries the
-        # answer cannot change, so it costs a comparison instead of a cron walk.
-        self._memo: tuple[datetime, datetime, Window | None] | None = None
+        # The last window `active_at` found, and the last span in which it found none
+        # (until the next window starts). The daemon asks about every manifest on every
+        # pass, at the instant of the pass (the planner) and at the start of the next
+        # window (the overview, for an idle one); between boundaries the answers cannot
+        # change, so each costs a comparison instead of a cron walk.
+        self._window: Window | None = None
+        self._gap: tuple[datetime, datetime] | None = None
 
     def __repr__(self) -> str:
         return f"cron_schedule(zone={self._zone.key!r}, duration={self._duration})"
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, timedelta]]:
+        """Pickled as its arguments, and unpickled through `cron_schedule`: what a worker
+        or a snapshot sends is the very schedule of the process that reads it, with what
+        it remembered (thousands of manifests share a few hundred schedules)."""
+        return cron_schedule, (self._cron, self._zone.key, self._duration)
 
     # -- days
 
@@ -537,18 +546,21 @@ class _CronSchedule:
 
     def active_at(self, t: datetime) -> Window | None:
         t = _utc(t)
-        memo = self._memo
-        if memo is not None and memo[0] <= t < memo[1]:
-            return memo[2]
+        window = self._window
+        if window is not None and window.start <= t < window.end:
+            return window
+        gap = self._gap
+        if gap is not None and gap[0] <= t < gap[1]:
+            return None
         windows = self.windows_between(t, t + timedelta(microseconds=1))
         window = windows[0] if windows else None
         if window is not None:
             # A chain longer than MERGE_HORIZON is reported relative to the instant
             # asked about: remember only windows that are exact wherever asked.
             if window.end - window.start < MERGE_HORIZON:
-                self._memo = (window.start, window.end, window)
+                self._window = window
         else:
-            self._memo = (t, self._next_start(t) or FAR_FUTURE, None)
+            self._gap = (t, self._next_start(t) or FAR_FUTURE)
         return window
 
     def next_boundary(self, t: datetime) -> datetime | None:
@@ -556,9 +568,9 @@ class _CronSchedule:
         window = self.active_at(t)
         if window is not None:
             return window.end if window.end < FAR_FUTURE else None
-        memo = self._memo  # set by active_at: "none" until the next start
-        if memo is not None and memo[2] is None and memo[0] <= t < memo[1]:
-            return memo[1] if memo[1] < FAR_FUTURE else None
+        gap = self._gap  # set by active_at: "none" until the next start
+        if gap is not None and gap[0] <= t < gap[1]:
+            return gap[1] if gap[1] < FAR_FUTURE else None
         return self._next_start(t)
 
     def _next_start(self, t: datetime) -> datetime | None:
@@ -583,4 +595,4 @@ def cron_schedule(cron: str, timezone: str, duration: timedelta) -> Schedule:
         raise ValueError(problem)
     if duration <= timedelta(0):
         raise ValueError(f"duration must be positive, got {duration}")
-    return _CronSchedule(_parse_cron(cron), _zone(timezone), duration)
+    return _CronSchedule(cron, _parse_cron(cron), _zone(timezone), duration)

@@ -18,6 +18,7 @@ Covers:
 from __future__ import annotations
 
 import itertools
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -814,3 +815,40 @@ def test_active_at_memo_answers_as_a_fresh_walk(
         following = [w for w in schedule.windows_between(t, t + timedelta(days=40)) if w.start > t]
         expected = walked[0].end if walked else (following[0].start if following else None)
         assert schedule.next_boundary(t) == expected
+
+
+def test_the_pass_and_the_overview_each_keep_their_answer() -> None:
+    """On each pass the planner asks an idle schedule about now, and the overview asks
+    it about the start of its next window: both answers are remembered at once, so a
+    second pass walks the cron for neither (one memo would evict the other)."""
+    schedule = cron_schedule.__wrapped__("0 9 * * *", "Europe/Berlin", H)  # not shared
+    walks: list[datetime] = []
+    walk = schedule.windows_between
+
+    def counted(a: datetime, b: datetime) -> list[Window]:
+        walks.append(a)
+        return walk(a, b)
+
+    schedule.windows_between = counted  # type: ignore[method-assign]
+    now = at("2026-05-04T10:00+00:00")  # after today's window (09:00-10:00 Berlin)
+    answers = []
+    for second in range(3):  # three passes, a second apart
+        t = now + timedelta(seconds=second)
+        following = schedule.next_boundary(t)
+        assert following == at("2026-05-05T07:00+00:00")
+        answers.append((schedule.active_at(t), schedule.active_at(following)))
+    tomorrow = Window(at("2026-05-05T07:00+00:00"), at("2026-05-05T08:00+00:00"))
+    assert answers == [(None, tomorrow)] * 3
+    assert len(walks) == 2  # the first pass's two, and none after
+
+
+def test_a_cron_schedule_unpickles_as_the_shared_one() -> None:
+    """A worker's results and the daemon's snapshot carry schedules pickled: each comes
+    back as the process's own schedule of those arguments, with what it remembers."""
+    schedule = cron_schedule("0 9 * * *", "Europe/Berlin", H)
+    copy = pickle.loads(pickle.dumps(schedule))  # noqa: S301  # our own bytes
+    assert copy is schedule
+    fresh = pickle.loads(pickle.dumps(cron_schedule.__wrapped__("0 9 * * *", "Asia/Tokyo", H)))  # noqa: S301
+    assert fresh is cron_schedule("0 9 * * *", "Asia/Tokyo", H)
+    t = at("2026-05-04T00:30+00:00")
+    assert fresh.active_at(t) == Window(at("2026-05-04T00:00+00:00"), at("2026-05-04T01:00+00:00"))
