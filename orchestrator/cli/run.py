@@ -19,6 +19,7 @@ JSON.
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import signal
 import sys
@@ -46,8 +47,6 @@ def run_command(
 
 async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: str | None) -> int:
     from orchestrator.config import ConfigError, load_config
-    from orchestrator.manifest.discovery import holds_at_least
-    from orchestrator.manifest.helper import BULK, ParseHelper
 
     try:
         config = load_config(config_path)
@@ -55,18 +54,33 @@ async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: 
         echo_error(exc)
         return 1
     manifests = manifests_dir or config.manifests.dir
-    # A first start of a large tree parses thousands of files: the worker that shares
-    # that load starts now, and imports the parser while this process imports the rest
-    # and opens the store. A restart that takes every file from the snapshot ends it
-    # unused after the first load; a smaller tree never starts one.
-    helper = ParseHelper()
-    if holds_at_least(manifests, BULK):
-        helper.prestart()
+    helper = _helper(config, manifests)
     try:
         fixed = manifests_dir is not None
         return await _serve(config, config_path, manifests, fixed, state_url, helper)
     finally:
         helper.release()  # unless the first load took it
+
+
+def _helper(config: Config, manifests: Path) -> ParseHelper:
+    """The worker for bulk loads, started now when the first load will be one.
+
+    A first start of a large tree parses thousands of files: the worker that shares that
+    load starts now, and imports the parser while this process imports the rest and
+    opens the store. With no snapshot to take the files from, the load parses them all:
+    the worker is given its part now and parses it meanwhile. A restart that takes every
+    file from the snapshot ends it unused after the first load; a smaller tree never
+    starts one. Run before the event loop has anything else to do."""
+    from orchestrator.manifest.discovery import Discovery, holds_at_least
+    from orchestrator.manifest.helper import BULK, ParseHelper
+    from orchestrator.manifest.snapshot import SNAPSHOT_FILE
+
+    helper = ParseHelper()
+    if not os.path.exists(config.state.dir / SNAPSHOT_FILE):  # False on any error too
+        helper.prestart(Discovery(remember=False).discover([manifests]).files)
+    elif holds_at_least(manifests, BULK):
+        helper.prestart()
+    return helper
 
 
 async def _serve(

@@ -30,7 +30,7 @@ from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.helper import ParseHelper
 from orchestrator.manifest.loader import LoadResult, ManifestCache
 from orchestrator.manifest.model import canonical_digest
-from orchestrator.manifest.snapshot import Saved, Snapshot, SnapshotError
+from orchestrator.manifest.snapshot import SNAPSHOT_FILE, Saved, Snapshot, SnapshotError
 from orchestrator.reconcile.plan import DesiredRecording
 from orchestrator.reconcile.reconciler import (
     Delta,
@@ -45,8 +45,6 @@ from orchestrator.state import KnownGood, StoreError
 
 log = structlog.get_logger("orchestrator.daemon")
 
-SNAPSHOT_FILE = "manifests.snapshot"
-"""The manifest snapshot's name in the state directory (`state.dir`)."""
 SNAPSHOT_DELAY = 10.0
 """Seconds without a reload that parsed something before the snapshot is written: edits
 come in bursts (a `git checkout`), and one write follows the burst, not inside it."""

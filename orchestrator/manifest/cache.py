@@ -23,7 +23,6 @@ import threading
 import time
 import typing
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from orchestrator.manifest.crosscheck import OverlapMemo, cross_check
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.discovery import YAML_SUFFIXES, Discovery, cannot_read, racy_after
 from orchestrator.manifest.fastyaml import forget_scalars
-from orchestrator.manifest.helper import BULK, Helped, ParseHelper
+from orchestrator.manifest.helper import BULK, Help, Helped, ParseHelper
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
@@ -255,7 +254,8 @@ class ManifestCache:
         racy_cutoff = racy_after()
         stat_of = os.stat
         hooks = self.hooks
-        shared, help_wanted, seen = self._share(files, hint)
+        worker, seen = self._share(files, hint)
+        helped_files = worker.chunk_of if worker is not None else {}
         unpickled = Sharer(remember=True)  # for this load only
         for path in files:
             before = old.get(path)
@@ -283,9 +283,8 @@ class ManifestCache:
                                 before.key, before.racy = key, racy  # touched, not changed
                                 entry = before
                             else:
-                                if path in shared and help_wanted is not None:
-                                    self._take_help(help_wanted)
-                                    help_wanted = None
+                                if path in helped_files and worker is not None:
+                                    self._helped.update(worker.take(path))
                                 entry, placed, by_worker = self._parse(
                                     path, raw, key, racy, digest, unpickled
                                 )
@@ -333,6 +332,8 @@ class ManifestCache:
         self._entries = entries
         self._saved.clear()  # the first load took what it could: the rest is stale
         self._helped.clear()
+        if worker is not None:
+            worker.cancel()  # what this load did not reach is of no use
         if parsed:
             forget_scalars()  # kept among this load's objects, they would pin their pages
         self.read_files += read
@@ -410,14 +411,14 @@ class ManifestCache:
 
     def _share(
         self, files: list[str], hint: frozenset[str] | None
-    ) -> tuple[set[str], Future[Helped] | None, dict[str, os.stat_result]]:
-        """The files a worker parses (the last `ParseHelper.share` of those this load
-        will parse, when they are `BULK` or more), and its future; nothing without a
-        helper. A hinted load (a `git checkout` the watch reported) shares the hinted
-        files. The `stat` results taken to tell, by path, for the load to use."""
+    ) -> tuple[Help | None, dict[str, os.stat_result]]:
+        """The worker's part of this load (see `ParseHelper.start`), when it will parse
+        `BULK` files or more; nothing without a helper. A hinted load (a `git checkout`
+        the watch reported) shares the hinted files. The `stat` results taken to tell,
+        by path, for the load to use."""
         seen: dict[str, os.stat_result] = {}
         if self.helper is None or (hint is not None and len(hint) < BULK):
-            return set(), None, seen
+            return None, seen
         old, saved = self._entries, self._saved
         todo = [
             p
@@ -427,18 +428,8 @@ class ManifestCache:
             and _may_have_changed(old.get(p), p, seen)
         ]
         if len(todo) < BULK:
-            return set(), None, seen
-        shared = todo[len(todo) - int(len(todo) * self.helper.share) :]
-        future = self.helper.start(shared, strict=self.strict)
-        return (set(shared) if future is not None else set()), future, seen
-
-    def _take_help(self, future: Future[Helped]) -> None:
-        """What the worker parsed (waited for, `HELP_WITHIN` seconds at most); nothing
-        when it failed or is late: the files are parsed here then."""
-        try:
-            self._helped = future.result(timeout=HELP_WITHIN)
-        except Exception:  # the worker died, could not start, or hangs: parse them here
-            self._helped = {}
+            return None, seen
+        return self.helper.start(todo, strict=self.strict), seen
 
     def saved(self) -> dict[str, Saved]:
         """What the last load gave for each file read, for a `Snapshot`: files with a
@@ -476,10 +467,6 @@ class ManifestCache:
                 if name in names or not targets.isdisjoint(occupied):
                     out.append(m)
         return out
-
-
-HELP_WITHIN = 120.0
-"""Seconds a load waits for its worker's results at most (5,000 files take it 2 s)."""
 
 
 def _file_key(st: os.stat_result) -> FileKey:

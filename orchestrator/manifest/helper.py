@@ -6,7 +6,9 @@ all. With a `ParseHelper`, `ManifestCache` hands the last part of a bulk load's
 files (`SHARE`) to a worker process, which parses them while the loading thread
 parses the rest; the results come back pickled (as the snapshot keeps them), with each
 file's content digest, and with their equal parts held once (`sharing`), as the cache
-holds them: thousands of copies of them would arrive at once.
+holds them: thousands of copies of them would arrive at once. They come back in
+chunks (`Help`): the load takes in each chunk as it reaches its files, while the
+worker parses the next.
 
 It must never change an answer: the worker runs the very `parse_file` the cache would,
 on the bytes it reads itself, and the cache takes its result only for bytes with the
@@ -14,9 +16,11 @@ same digest, parsing anything else itself; a worker that cannot start, fails or 
 costs time, never a manifest. The worker is started for one bulk load and exits after
 it (nothing stays running, and nothing of it stays in memory); the daemon may start it
 ahead, as it launches (`ParseHelper.prestart`), and ends it unused if the first load
-did not want it. It exits once its parent is gone, however the parent ended; it
-ignores SIGINT (a terminal's Ctrl-C goes to the whole process group: the daemon
-decides) and never prints.
+did not want it. A daemon that knows its first load parses every file (there is no
+snapshot to take them from) gives the worker its part of them at once: it parses them
+while the daemon imports the rest of itself and opens the store. The worker exits once
+its parent is gone, however the parent ended; it ignores SIGINT (a terminal's Ctrl-C
+goes to the whole process group: the daemon decides) and never prints.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import multiprocessing.connection
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -36,7 +41,18 @@ from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
 
-__all__ = ["BULK", "SHARE", "SHARE_PRESTARTED", "Helped", "ParseHelper", "parse_files"]
+__all__ = [
+    "BULK",
+    "CHUNK",
+    "HELP_WITHIN",
+    "SHARE",
+    "SHARE_EARLY",
+    "SHARE_PRESTARTED",
+    "Help",
+    "Helped",
+    "ParseHelper",
+    "parse_files",
+]
 
 BULK = 2000
 """Files to parse, at least, for a worker to be worth starting (it takes a few
@@ -52,6 +68,18 @@ SHARE_PRESTARTED = 0.55
 parses from the load's first moment (its interpreter started and imported the parser
 while the daemon started), while the loading thread also reads and digests every file
 and builds the desired recordings afterwards."""
+
+SHARE_EARLY = 0.5
+"""The part a worker given its files as it is prestarted parses: it starts parsing
+before the load does, while the daemon imports the rest of itself, but the load takes
+in its results besides reading and digesting every file and parsing its own part."""
+
+CHUNK = 500
+"""Files a worker sends back at a time (`Help`)."""
+
+HELP_WITHIN = 120.0
+"""Seconds a load waits for its worker's results at most, all chunks together (5,000
+files take it about 2 s)."""
 
 Helped = dict[str, tuple[Saved, bool]]
 """What a worker parsed, by path: the file's `Saved` result (with its content digest)
@@ -70,10 +98,140 @@ def parse_files(paths: Sequence[str], strict: bool) -> Helped:
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
         sharer.share(manifests)
-        for m in manifests:  # built here, on the second core, and sent with them
-            _ = m.schedule
+        for m in manifests:  # made here, on the second core, and sent with them
+            _ = m.schedule, m.spec_hash
         out[path] = (Saved(digest, manifests, diagnostics), positioned)
     return out
+
+
+class Help:
+    """A worker's part of one load: its files in chunks of `CHUNK`, parsed in order.
+
+    The load takes in a chunk's results when it reaches one of its files (`take`),
+    while the worker parses the next. `strict`: how the files are parsed."""
+
+    def __init__(self, chunks: Sequence[tuple[Sequence[str], Future[Helped]]], strict: bool):
+        self.strict = strict
+        self.chunk_of: dict[str, int] = {}
+        """The chunk of each of its files."""
+        for index, (paths, _) in enumerate(chunks):
+            self.chunk_of.update(dict.fromkeys(paths, index))
+        self._futures = [future for _, future in chunks]
+        self._taken = 0
+        self._deadline: float | None = None
+
+    def take(self, path: str) -> Helped:
+        """What the worker parsed of `path`'s chunk and of the chunks before it not taken
+        yet; waited for, `HELP_WITHIN` seconds at most from the first wait. Nothing once
+        a chunk failed or was late: the load parses the rest itself."""
+        index = self.chunk_of.get(path, -1)
+        out: Helped = {}
+        while self._taken <= index:
+            future = self._futures[self._taken]
+            self._taken += 1
+            if self._deadline is None:
+                self._deadline = time.monotonic() + HELP_WITHIN
+            try:
+                out.update(future.result(timeout=max(0.0, self._deadline - time.monotonic())))
+            except Exception:  # the worker died, could not start, or hangs
+                self.cancel()
+        return out
+
+    def cancel(self) -> None:
+        """Take nothing more: chunks the worker has not begun are dropped."""
+        for future in self._futures[self._taken :]:
+            future.cancel()
+        self._taken = len(self._futures)
+
+
+class ParseHelper:
+    """Starts a worker process for one bulk load (`start`). `context`: the
+    multiprocessing context (default: `spawn`, never `fork`: the daemon has threads).
+
+    `prestart` starts the worker ahead of the load that may want it (the daemon, as it
+    launches): its interpreter starts and imports the parser while the caller does the
+    same, and, given the files the load will parse, it parses its part of them at once.
+    `start` hands a load its worker; a worker the first load did not want is ended by
+    `release`."""
+
+    def __init__(self, *, context: multiprocessing.context.BaseContext | None = None) -> None:
+        self._context = context or multiprocessing.get_context("spawn")
+        self._ready: ProcessPoolExecutor | None = None
+        self._early: Help | None = None  # the part of the files given to `prestart`
+        self.started = 0
+        """Workers started over the helper's life."""
+
+    def prestart(self, files: Sequence[str] | None = None, *, strict: bool = False) -> None:
+        """Start a worker now, for the next `start` (nothing without a second core).
+
+        `files`: every file the next load will parse, in its order, when the caller
+        knows: the worker parses its part of them (`SHARE_EARLY`) from now on, and the
+        load takes its results for the bytes it parsed; fewer than `BULK` start none."""
+        if self._ready is not None or (os.cpu_count() or 1) < 2:
+            return
+        if files is not None and len(files) < BULK:
+            return
+        executor = self._executor()
+        try:
+            if files is not None:
+                self._early = _submit(executor, _part(files, SHARE_EARLY), strict)
+            else:
+                executor.submit(_imported)  # the process starts now, and imports the parser
+        except (OSError, RuntimeError):  # it could not start: a load starts its own
+            executor.shutdown(wait=False, cancel_futures=True)
+            self._early = None
+            return
+        self._ready = executor
+        self.started += 1
+
+    def start(self, paths: Sequence[str], *, strict: bool) -> Help | None:
+        """A worker parsing the last part of `paths` (the files a bulk load will parse,
+        in its order), or the part given to `prestart`; None when there is no second
+        core or no worker could be started (the caller parses them all itself)."""
+        if (os.cpu_count() or 1) < 2 or not paths:
+            return None
+        early, self._early = self._early, None
+        executor, self._ready = self._ready, None
+        if executor is not None and early is not None and early.strict == strict:
+            executor.shutdown(wait=False)  # the worker exits once its job is done
+            return early
+        if early is not None and executor is not None:  # parsed otherwise: of no use
+            executor.shutdown(wait=False, cancel_futures=True)
+            executor = None
+        prestarted = executor is not None
+        executor = executor or self._executor()
+        share = SHARE_PRESTARTED if prestarted else SHARE
+        try:
+            job = _submit(executor, _part(paths, share), strict)
+        except (OSError, RuntimeError):  # no worker could start, or a prestarted one died
+            executor.shutdown(wait=False, cancel_futures=True)
+            return None
+        if not prestarted:  # a prestarted one was counted by `prestart`
+            self.started += 1
+        executor.shutdown(wait=False)  # the worker exits once its job is done
+        return job
+
+    def release(self) -> None:
+        """End a prestarted worker no load took (it exits; nothing is waited for)."""
+        executor, self._ready = self._ready, None
+        if self._early is not None:
+            self._early.cancel()
+            self._early = None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_quiet)
+
+
+def _part(paths: Sequence[str], share: float) -> Sequence[str]:
+    """The last `share` of `paths`: the loading thread parses the first ones."""
+    return paths[len(paths) - int(len(paths) * share) :]
+
+
+def _submit(executor: ProcessPoolExecutor, paths: Sequence[str], strict: bool) -> Help:
+    chunks = [list(paths[i : i + CHUNK]) for i in range(0, len(paths), CHUNK)]
+    return Help([(chunk, executor.submit(parse_files, chunk, strict)) for chunk in chunks], strict)
 
 
 def _quiet() -> None:
@@ -92,67 +250,6 @@ def _orphaned() -> None:
     if parent is not None:
         multiprocessing.connection.wait([parent.sentinel])
         os._exit(1)
-
-
-class ParseHelper:
-    """Starts a worker process for one bulk load (`start`). `context`: the
-    multiprocessing context (default: `spawn`, never `fork`: the daemon has threads).
-
-    `prestart` starts the worker ahead of the load that may want it (the daemon, as it
-    launches): its interpreter starts and imports the parser while the caller does the
-    same, so that it parses from the load's first moment. `start` hands it its job;
-    a worker the first load did not want is ended by `release`."""
-
-    def __init__(self, *, context: multiprocessing.context.BaseContext | None = None) -> None:
-        self._context = context or multiprocessing.get_context("spawn")
-        self._ready: ProcessPoolExecutor | None = None
-        self.started = 0
-        """Workers started over the helper's life."""
-
-    def prestart(self) -> None:
-        """Start a worker now, for the next `start` (nothing without a second core)."""
-        if self._ready is not None or (os.cpu_count() or 1) < 2:
-            return
-        executor = self._executor()
-        try:
-            executor.submit(_imported)  # the process starts now, and imports the parser
-        except (OSError, RuntimeError):  # it could not start: a load starts its own
-            executor.shutdown(wait=False, cancel_futures=True)
-            return
-        self._ready = executor
-        self.started += 1
-
-    @property
-    def share(self) -> float:
-        """The part of a bulk load's files the next `start` should be given."""
-        return SHARE if self._ready is None else SHARE_PRESTARTED
-
-    def start(self, paths: Sequence[str], *, strict: bool) -> Future[Helped] | None:
-        """A worker parsing `paths`; None when there is no second core or no worker
-        could be started (the caller parses them itself)."""
-        if (os.cpu_count() or 1) < 2 or not paths:
-            return None
-        executor, self._ready = self._ready, None
-        prestarted = executor is not None
-        executor = executor or self._executor()
-        try:
-            future = executor.submit(parse_files, list(paths), strict)
-        except (OSError, RuntimeError):  # no worker could start, or a prestarted one died
-            executor.shutdown(wait=False, cancel_futures=True)
-            return None
-        if not prestarted:  # a prestarted one was counted by `prestart`
-            self.started += 1
-        executor.shutdown(wait=False)  # the worker exits once its one job is done
-        return future
-
-    def release(self) -> None:
-        """End a prestarted worker no load took (it exits; nothing is waited for)."""
-        executor, self._ready = self._ready, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    def _executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_quiet)
 
 
 def _imported() -> None:

@@ -39,7 +39,10 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.loaded import LoadedManifest
 
-__all__ = ["Saved", "Snapshot", "SnapshotError", "program_key"]
+__all__ = ["SNAPSHOT_FILE", "Saved", "Snapshot", "SnapshotError", "program_key"]
+
+SNAPSHOT_FILE = "manifests.snapshot"
+"""The daemon's snapshot's name in its state directory (`state.dir`)."""
 
 _MAGIC = b"orchestrator manifest snapshot 1\n"
 _KEY_BYTES = 32

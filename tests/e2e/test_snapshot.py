@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.manifest.helper import BULK, SHARE_PRESTARTED
+from orchestrator.manifest.helper import BULK, SHARE_EARLY
 from tests.e2e.conftest import SECRET_ENV, DaemonEnv
 from tests.e2e.test_daemon import calls, manifest, write
 from tests.e2e.test_demo import descendants
@@ -114,8 +114,9 @@ async def test_a_snapshot_of_another_config_or_writable_by_others_is_not_used(
 async def test_a_bulk_first_start_shares_its_load_with_a_worker_started_at_launch(
     daemon_env: DaemonEnv,
 ) -> None:
-    """A tree of `BULK` files: the worker the daemon started as it launched parses its
-    part of the first load (`helped`), and nothing the daemon started outlives it."""
+    """A tree of `BULK` files and no snapshot: the worker the daemon started as it
+    launched, given its part of the files then, parses it for the first load
+    (`helped`), and nothing the daemon started outlives it."""
     opens = datetime.now(UTC) + timedelta(days=30)  # a window never open during the test
     closes = opens + timedelta(minutes=30)
     later = f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
@@ -125,7 +126,7 @@ async def test_a_bulk_first_start_shares_its_load_with_a_worker_started_at_launc
         path.write_text(manifest(f"m{i:05d}", f"room-{i}", 1000 + i, schedule=later))
     daemon = await daemon_env.start()
     event = reloaded(daemon)
-    assert event["parsed"] == BULK and event["helped"] == int(BULK * SHARE_PRESTARTED)
+    assert event["parsed"] == BULK and event["helped"] == int(BULK * SHARE_EARLY)
     started = descendants(daemon.pid)[1:]  # what it started and still runs at READY
     assert await daemon.stop() == 0
     deadline = time.monotonic() + 30

@@ -12,6 +12,12 @@ running before any load) takes the next bulk load, a larger part of it, and exit
 after it; one no load wanted is ended by `release`; one that died before the load
 changes nothing but who parses, and one whose daemon was killed exits by itself. The
 daemon's hint for prestarting one (`holds_at_least`) counts manifest files only.
+
+A worker given its files as it is prestarted (a first start without a snapshot)
+parses its part before any load, and the load takes it, in chunks, for the bytes it
+parsed only; fewer files than a bulk start none, and a load that wants another
+parse (`--strict`) starts a worker of its own. A load takes the chunks in order as
+it reaches them, and parses a failed chunk's files and every later one's itself.
 """
 
 from __future__ import annotations
@@ -22,14 +28,24 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from orchestrator.manifest import cache as cache_module
+from orchestrator.manifest import helper as helper_module
 from orchestrator.manifest.cache import ManifestCache, load_manifests
-from orchestrator.manifest.discovery import holds_at_least
-from orchestrator.manifest.helper import SHARE, SHARE_PRESTARTED, ParseHelper, parse_files
+from orchestrator.manifest.discovery import Discovery, holds_at_least
+from orchestrator.manifest.helper import (
+    SHARE,
+    SHARE_EARLY,
+    SHARE_PRESTARTED,
+    Help,
+    Helped,
+    ParseHelper,
+    parse_files,
+)
 from tests.harness import gone
 from tests.unit.manifest.test_manifest_cache import NOW, doc, write
 
@@ -46,6 +62,8 @@ def tree(root: Path, count: int) -> list[str]:
 @pytest.fixture
 def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache_module, "BULK", 10)
+    monkeypatch.setattr(helper_module, "BULK", 10)
+    monkeypatch.setattr(helper_module, "CHUNK", 4)  # a job of several chunks
 
 
 def test_a_bulk_load_shared_with_a_worker_answers_as_a_plain_load(
@@ -136,14 +154,16 @@ def test_a_prestarted_worker_takes_the_next_bulk_load_and_a_larger_part(
     helper.prestart()
     worker = _children() - before
     assert helper.started == 1 and len(worker) == 1  # its process runs before any load
-    assert helper.share == SHARE_PRESTARTED
     cache = ManifestCache([tmp_path], helper=helper)
     result = cache.load(now=NOW)
     assert helper.started == 1  # no second worker: the prestarted one parsed
     assert cache.last is not None and cache.last.helped == int(31 * SHARE_PRESTARTED)
     assert result == load_manifests([tmp_path], now=NOW)
     assert _exited(worker)  # its one job done, it exits
-    assert helper.share == SHARE  # the next bulk load starts a worker of its own
+    for path in Discovery(remember=False).discover([tmp_path]).files:  # a `git checkout`
+        Path(path).write_text(Path(path).read_text() + "# moved\n")
+    cache.load(now=NOW)  # the next bulk load starts a worker of its own, for its part
+    assert helper.started == 2 and cache.last.helped == int(31 * SHARE)
 
 
 def test_a_prestarted_worker_no_load_wanted_is_released(tmp_path: Path) -> None:
@@ -217,3 +237,96 @@ def test_a_prestarted_worker_exits_when_the_daemon_is_killed() -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait(timeout=30)
+
+
+def test_a_worker_given_its_files_as_it_starts_parses_them_before_the_load(
+    tmp_path: Path, bulk: None
+) -> None:
+    tree(tmp_path, 30)
+    files = Discovery(remember=False).discover([tmp_path]).files
+    helper = ParseHelper()
+    helper.prestart(files)
+    assert helper.started == 1
+    early = helper._early
+    assert early is not None and len(early.chunk_of) == int(31 * SHARE_EARLY)
+    assert _parsed(early)  # it parsed its whole part with no load under way
+    moved = files[-1]  # in its part: edited after the worker read it
+    write(Path(moved), doc("rec-moved", channel="moved"))
+    cache = ManifestCache([tmp_path], helper=helper, share_parts=True)
+    result = cache.load(now=NOW)
+    assert helper.started == 1 and cache.last is not None
+    # every file of its part but the edited one, which the load parsed itself
+    assert cache.last.parsed == 31 and cache.last.helped == int(31 * SHARE_EARLY) - 1
+    assert result == load_manifests([tmp_path], now=NOW)
+    assert {m.manifest.channel for m in result.manifests if m.file == moved} == {"moved"}
+
+
+def _parsed(job: Help, within: float = 60) -> bool:
+    """Whether the worker finished every chunk of `job` (waited for, not taken)."""
+    deadline = time.monotonic() + within
+    try:
+        for future in job._futures:
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except Exception:
+        return False
+    return True
+
+
+def test_files_to_parse_fewer_than_a_bulk_start_no_worker(tmp_path: Path) -> None:
+    files = tree(tmp_path, 30)  # below the real threshold
+    helper = ParseHelper()
+    before = _children()
+    helper.prestart(files)
+    assert helper.started == 0 and _children() == before
+
+
+def test_a_strict_load_does_not_take_a_job_parsed_otherwise(tmp_path: Path, bulk: None) -> None:
+    tree(tmp_path, 30)
+    helper = ParseHelper()
+    helper.prestart(Discovery(remember=False).discover([tmp_path]).files)  # not strict
+    cache = ManifestCache([tmp_path], helper=helper, strict=True)
+    result = cache.load(now=NOW)
+    assert helper.started == 2  # a worker of its own, for its part
+    assert cache.last is not None and cache.last.helped == int(31 * SHARE)
+    assert result == load_manifests([tmp_path], now=NOW, strict=True)
+
+
+def test_an_early_job_no_load_took_is_released(tmp_path: Path, bulk: None) -> None:
+    tree(tmp_path, 30)
+    helper = ParseHelper()
+    before = _children()
+    helper.prestart(Discovery(remember=False).discover([tmp_path]).files)
+    worker = _children() - before
+    assert len(worker) == 1
+    helper.release()
+    assert _exited(worker) and helper._early is None
+
+
+def _done(result: Helped | None = None, error: Exception | None = None) -> Future[Helped]:
+    future: Future[Helped] = Future()
+    if error is not None:
+        future.set_exception(error)
+    elif result is not None:
+        future.set_result(result)
+    return future
+
+
+def test_a_load_takes_the_chunks_in_order_and_none_after_a_failed_one(tmp_path: Path) -> None:
+    paths = tree(tmp_path, 6)
+    first, third = parse_files(paths[:2], False), parse_files(paths[4:], False)
+    pending: Future[Helped] = Future()
+    job = Help(
+        [
+            (paths[:2], _done(first)),
+            (paths[2:4], _done(error=OSError("the worker died"))),
+            (paths[4:], pending),
+        ],
+        strict=False,
+    )
+    assert job.take(paths[1]) == first  # its chunk only: the next is not waited for
+    assert job.take(paths[0]) == {}  # taken already
+    assert job.take(paths[5]) == {}  # the failed chunk ends the job: nothing after it
+    assert pending.cancelled()
+    job = Help([(paths[:2], _done(first)), (paths[4:], _done(third))], strict=False)
+    assert job.take(paths[4]) == {**first, **third}  # a later file: the chunks before too
+    assert job.take("/not/in/the/job.yaml") == {}
