@@ -31,7 +31,14 @@ from typing import Protocol
 
 from orchestrator.manifest.crosscheck import OverlapMemo, cross_check
 from orchestrator.manifest.diagnostics import Diagnostic
-from orchestrator.manifest.discovery import YAML_SUFFIXES, Discovery, cannot_read, racy_after
+from orchestrator.manifest.discovery import (
+    YAML_SUFFIXES,
+    Discovery,
+    FileKey,
+    cannot_read,
+    file_key,
+    racy_after,
+)
 from orchestrator.manifest.fastyaml import forget_scalars
 from orchestrator.manifest.helper import BULK, Help, Helped, ParseHelper
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
@@ -61,14 +68,6 @@ def load_manifests(
     One load of a fresh `ManifestCache`: the same code path as the daemon's.
     """
     return ManifestCache(paths, strict=strict, app_ids=app_ids).load(now=now)
-
-
-FileKey = tuple[int, int, int, int]
-"""(st_mtime_ns, st_size, st_ino, st_ctime_ns): a file whose key is unchanged is unchanged.
-
-ctime is in it because mtime can be set back (`cp -p`, `rsync -t`, `tar x`) while
-ctime cannot; the inode because an editor that saves by renaming makes a new file.
-"""
 
 
 class LoadHooks(Protocol):
@@ -268,23 +267,30 @@ class ManifestCache:
                     reason = exc.strerror or type(exc).__name__
                     entry = _unread_entry(None, cannot_read(path, "the file", reason))
                 else:
-                    key = _file_key(st)
+                    key = file_key(st)
                     if before is not None and not before.racy and before.key == key:
                         entry = before  # the common case: nothing to do
                     else:
                         racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_cutoff
-                        raw = read_manifest_file(path, st, strict=self.strict)
+                        if path in helped_files and worker is not None:
+                            self._helped.update(worker.take(path))
+                        # the bytes the worker read, when the file's key is still the one
+                        # it saw then (and was to be trusted then): not read again here
+                        raw: bytes | Saved | Diagnostic | None = self._read_by_worker(path, key)
+                        if raw is None:
+                            raw = read_manifest_file(path, st, strict=self.strict)
                         if isinstance(raw, Diagnostic):
                             entry = _unread_entry(key, raw)
                         else:
                             read += 1
-                            digest = hashlib.blake2b(raw, digest_size=16).digest()
+                            if isinstance(raw, bytes):
+                                digest = hashlib.blake2b(raw, digest_size=16).digest()
+                            else:
+                                digest = raw.digest
                             if before is not None and before.content == digest:
                                 before.key, before.racy = key, racy  # touched, not changed
                                 entry = before
                             else:
-                                if path in helped_files and worker is not None:
-                                    self._helped.update(worker.take(path))
                                 entry, placed, by_worker = self._parse(
                                     path, raw, key, racy, digest, unpickled
                                 )
@@ -372,13 +378,30 @@ class ManifestCache:
         )
         return result, stats
 
+    def _read_by_worker(self, path: str, key: FileKey) -> Saved | None:
+        """What the worker parsed of `path`, when the file's key is the one the worker
+        took before reading it, and that key could be trusted then (not `RACY_NS`
+        recent): the file holds the bytes it parsed, as a file whose key is unchanged
+        between loads does."""
+        helped = self._helped.get(path) if self._helped else None
+        if helped is None or helped[2] is None or helped[2] != key:
+            return None
+        return helped[0]
+
     def _parse(
-        self, path: str, raw: bytes, key: FileKey, racy: bool, digest: bytes, unpickled: Sharer
+        self,
+        path: str,
+        raw: bytes | Saved,
+        key: FileKey,
+        racy: bool,
+        digest: bytes,
+        unpickled: Sharer,
     ) -> tuple[_Entry, bool | None, bool]:
         """The file's new entry, whether its findings were placed by a second parse
         (None: taken from what was saved for these very bytes, not parsed), and whether
-        the worker parsed it. `unpickled` shares the parts of what was saved or parsed
-        by the worker (`Sharer`, remembering for this load)."""
+        the worker parsed it. `raw`: the file's bytes, or what the worker parsed of the
+        same bytes (`_read_by_worker`). `unpickled` shares the parts of what was saved
+        or parsed by the worker (`Sharer`, remembering for this load)."""
         saved = self._saved.pop(path, None) if self._saved else None
         helped = self._helped.pop(path, None) if self._helped else None
         positioned: bool | None
@@ -387,9 +410,10 @@ class ManifestCache:
         if saved is not None and saved.digest == digest:
             loaded, found, positioned = saved.manifests, saved.diagnostics, None
         elif helped is not None and helped[0].digest == digest:
-            (_, loaded, found), positioned = helped
+            (_, loaded, found), positioned, _ = helped
             by_worker = True
         else:
+            assert isinstance(raw, bytes)  # the worker's result has this very digest
             loaded, found, positioned = parse_file(path, raw, strict=self.strict)
             sharer = _FRESH
         if self.share_parts:
@@ -469,10 +493,6 @@ class ManifestCache:
         return out
 
 
-def _file_key(st: os.stat_result) -> FileKey:
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
-
-
 def _may_have_changed(entry: _Entry | None, path: str, seen: dict[str, os.stat_result]) -> bool:
     """Whether a load may parse `path` (new, racy, or its stat key changed); the `stat`
     taken to tell goes into `seen`."""
@@ -482,7 +502,7 @@ def _may_have_changed(entry: _Entry | None, path: str, seen: dict[str, os.stat_r
         st = seen[path] = os.stat(path)
     except OSError:
         return False  # reported by the load itself
-    return entry.key != _file_key(st)
+    return entry.key != file_key(st)
 
 
 def _recount(counts: dict[_K, int], shared: set[_K], keys: Sequence[_K], delta: int) -> None:

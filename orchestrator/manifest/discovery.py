@@ -26,9 +26,11 @@ __all__ = [
     "RACY_NS",
     "YAML_SUFFIXES",
     "Discovery",
+    "FileKey",
     "Found",
     "cannot_read",
     "discover",
+    "file_key",
     "holds_at_least",
     "racy_after",
 ]
@@ -50,6 +52,18 @@ YAML_SUFFIXES = (".yaml", ".yml")
 def racy_after() -> int:
     """The time (ns since the epoch) from which a change is too recent to trust a key."""
     return time.time_ns() - RACY_NS
+
+
+FileKey = tuple[int, int, int, int]
+"""(st_mtime_ns, st_size, st_ino, st_ctime_ns): a file whose key is unchanged is unchanged.
+
+ctime is in it because mtime can be set back (`cp -p`, `rsync -t`, `tar x`) while
+ctime cannot; the inode because an editor that saves by renaming makes a new file.
+"""
+
+
+def file_key(st: os.stat_result) -> FileKey:
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
 def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:

@@ -11,16 +11,20 @@ chunks (`Help`): the load takes in each chunk as it reaches its files, while the
 worker parses the next.
 
 It must never change an answer: the worker runs the very `parse_file` the cache would,
-on the bytes it reads itself, and the cache takes its result only for bytes with the
-same digest, parsing anything else itself; a worker that cannot start, fails or dies
-costs time, never a manifest. The worker is started for one bulk load and exits after
-it (nothing stays running, and nothing of it stays in memory); the daemon may start it
-ahead, as it launches (`ParseHelper.prestart`), and ends it unused if the first load
-did not want it. A daemon that knows its first load parses every file (there is no
-snapshot to take them from) gives the worker its part of them at once: it parses them
-while the daemon imports the rest of itself and opens the store. The worker exits once
-its parent is gone, however the parent ended; it ignores SIGINT (a terminal's Ctrl-C
-goes to the whole process group: the daemon decides) and never prints.
+on the bytes it reads itself, and the cache takes its result only for the bytes it
+parsed, parsing anything else itself: a file whose stat key is still the one the
+worker took before reading it (a key it could trust: not changed within `RACY_NS`) is
+not read again, as a file whose key is unchanged is not read at a reload; any other is
+read, and taken only when its bytes have the digest the worker sent. A worker that
+cannot start, fails or dies costs time, never a manifest. The worker is started for
+one bulk load and exits after it (nothing stays running, and nothing of it stays in
+memory); the daemon may start it ahead, as it launches (`ParseHelper.prestart`), and
+ends it unused if the first load did not want it. A daemon that knows its first load
+parses every file (there is no snapshot to take them from) gives the worker its part
+of them at once: it parses them while the daemon imports the rest of itself and opens
+the store. The worker exits once its parent is gone, however the parent ended; it
+ignores SIGINT (a terminal's Ctrl-C goes to the whole process group: the daemon
+decides) and never prints.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
+from orchestrator.manifest import discovery
 from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.manifest.discovery import FileKey, file_key
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
@@ -81,26 +87,36 @@ HELP_WITHIN = 120.0
 """Seconds a load waits for its worker's results at most, all chunks together (5,000
 files take it about 2 s)."""
 
-Helped = dict[str, tuple[Saved, bool]]
-"""What a worker parsed, by path: the file's `Saved` result (with its content digest)
-and whether its findings were placed by a second parse."""
+Helped = dict[str, tuple[Saved, bool, FileKey | None]]
+"""What a worker parsed, by path: the file's `Saved` result (with its content digest),
+whether its findings were placed by a second parse, and the file's key (`FileKey`)
+taken before it read it, when that key could be trusted (None: the file had changed
+within `RACY_NS`): while a file keeps that key, it holds the bytes parsed."""
 
 
-def parse_files(paths: Sequence[str], strict: bool) -> Helped:
+def parse_files(paths: Sequence[str], strict: bool, racy_ns: int | None = None) -> Helped:
     """The worker's job: read and parse each file as `ManifestCache` would; a file that
-    cannot be read is left to the cache (it reports it)."""
+    cannot be read is left to the cache (it reports it). `racy_ns`: the loading
+    process's `RACY_NS`."""
     out: Helped = {}
     sharer = Sharer()
+    racy_ns = discovery.RACY_NS if racy_ns is None else racy_ns
     for path in paths:
-        raw = read_manifest_file(path, strict=strict)
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        raw = read_manifest_file(path, st, strict=strict)
         if isinstance(raw, Diagnostic):
             continue
+        trusted = max(st.st_mtime_ns, st.st_ctime_ns) < time.time_ns() - racy_ns
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
         sharer.share(manifests)
         for m in manifests:  # made here, on the second core, and sent with them
             _ = m.schedule, m.spec_hash
-        out[path] = (Saved(digest, manifests, diagnostics), positioned)
+        key = file_key(st) if trusted else None
+        out[path] = (Saved(digest, manifests, diagnostics), positioned, key)
     return out
 
 
@@ -231,7 +247,11 @@ def _part(paths: Sequence[str], share: float) -> Sequence[str]:
 
 def _submit(executor: ProcessPoolExecutor, paths: Sequence[str], strict: bool) -> Help:
     chunks = [list(paths[i : i + CHUNK]) for i in range(0, len(paths), CHUNK)]
-    return Help([(chunk, executor.submit(parse_files, chunk, strict)) for chunk in chunks], strict)
+    racy_ns = discovery.RACY_NS  # as this process judges its own stat keys
+    return Help(
+        [(chunk, executor.submit(parse_files, chunk, strict, racy_ns)) for chunk in chunks],
+        strict,
+    )
 
 
 def _quiet() -> None:

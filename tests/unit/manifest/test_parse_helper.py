@@ -17,7 +17,9 @@ A worker given its files as it is prestarted (a first start without a snapshot)
 parses its part before any load, and the load takes it, in chunks, for the bytes it
 parsed only; fewer files than a bulk start none, and a load that wants another
 parse (`--strict`) starts a worker of its own. A load takes the chunks in order as
-it reaches them, and parses a failed chunk's files and every later one's itself.
+it reaches them, and parses a failed chunk's files and every later one's itself. It
+does not read again a file the worker read while the file keeps the key the worker
+saw (a key it could trust: not changed within `RACY_NS`), and reads any other.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.manifest import cache as cache_module
+from orchestrator.manifest import discovery
 from orchestrator.manifest import helper as helper_module
 from orchestrator.manifest.cache import ManifestCache, load_manifests
 from orchestrator.manifest.discovery import Discovery, holds_at_least
@@ -330,3 +333,55 @@ def test_a_load_takes_the_chunks_in_order_and_none_after_a_failed_one(tmp_path: 
     job = Help([(paths[:2], _done(first)), (paths[4:], _done(third))], strict=False)
     assert job.take(paths[4]) == {**first, **third}  # a later file: the chunks before too
     assert job.take("/not/in/the/job.yaml") == {}
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files the loading thread reads itself, in order (the real read, recorded)."""
+    reads: list[str] = []
+    read = cache_module.read_manifest_file
+
+    def recorded(path: str, st: os.stat_result | None = None, *, strict: bool) -> object:
+        reads.append(path)
+        return read(path, st, strict=strict)
+
+    monkeypatch.setattr(cache_module, "read_manifest_file", recorded)
+    return reads
+
+
+def test_a_file_the_worker_read_is_not_read_again_while_its_key_holds(
+    tmp_path: Path, bulk: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery, "RACY_NS", 50_000_000)  # 50 ms: still over a clock tick
+    tree(tmp_path, 30)
+    time.sleep(0.08)  # the tree's keys trusted from now on
+    files = Discovery(remember=False).discover([tmp_path]).files
+    helper = ParseHelper()
+    helper.prestart(files)
+    early = helper._early
+    assert early is not None and _parsed(early)
+    part = set(early.chunk_of)
+    moved = files[-1]  # in its part, rewritten since the worker read it: a new key
+    write(Path(moved), doc("rec-moved", channel="moved"))
+    reads = _reads(monkeypatch)
+    cache = ManifestCache([tmp_path], helper=helper)
+    result = cache.load(now=NOW)
+    assert sorted(reads) == sorted((set(files) - part) | {moved})
+    assert cache.last is not None and cache.last.read == 31 and cache.last.helped == 14
+    assert result == load_manifests([tmp_path], now=NOW)
+    assert {m.manifest.channel for m in result.manifests if m.file == moved} == {"moved"}
+
+
+def test_a_file_changed_just_before_the_worker_read_it_is_read_again(
+    tmp_path: Path, bulk: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery, "RACY_NS", 3600 * 1_000_000_000)  # however slow this is
+    tree(tmp_path, 30)
+    files = Discovery(remember=False).discover([tmp_path]).files
+    reads = _reads(monkeypatch)
+    helper = ParseHelper()
+    helper.prestart(files)
+    cache = ManifestCache([tmp_path], helper=helper)
+    result = cache.load(now=NOW)
+    assert sorted(reads) == sorted(files)  # no key it saw could be trusted: all read here
+    assert cache.last is not None and cache.last.helped == int(31 * SHARE_EARLY)
+    assert result == load_manifests([tmp_path], now=NOW)
