@@ -102,6 +102,7 @@ def parse_files(paths: Sequence[str], strict: bool, racy_ns: int | None = None) 
     sharer = Sharer()
     racy_ns = discovery.RACY_NS if racy_ns is None else racy_ns
     for path in paths:
+        racy_after = time.time_ns() - racy_ns  # taken before the stat, as the cache's
         try:
             st = os.stat(path)
         except OSError:
@@ -109,7 +110,7 @@ def parse_files(paths: Sequence[str], strict: bool, racy_ns: int | None = None) 
         raw = read_manifest_file(path, st, strict=strict)
         if isinstance(raw, Diagnostic):
             continue
-        trusted = max(st.st_mtime_ns, st.st_ctime_ns) < time.time_ns() - racy_ns
+        trusted = max(st.st_mtime_ns, st.st_ctime_ns) < racy_after
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
         sharer.share(manifests)
