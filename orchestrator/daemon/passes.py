@@ -196,7 +196,9 @@ class Passes:
             await self._act_on_notices(owned)
             if refresh:
                 live = await self._to_query(owned)
-                self._query_problems = tuple(await self._rt.executor.refresh(live))
+                self._query_problems = tuple(
+                    await self._rt.executor.refresh(live, wanted=self._still_mine)
+                )
             the_plan, actual = await plan_once(
                 self._reloader.desired, self._rt.store, now, self._rt.policy, apps=owned
             )
@@ -346,7 +348,10 @@ class Passes:
             busy = self.busy()
             idle = [s for s in live if s.manifest not in busy]
             pace = self._pacer.pace(idle) if self._pacer is not None else None
-            self._query_problems = tuple(await self._rt.executor.refresh(idle, pace=pace))
+            executor = self._rt.executor
+            self._query_problems = tuple(
+                await executor.refresh(idle, pace=pace, wanted=self._still_mine)
+            )
             await store.prune_notices(self._rt.clock() - NOTICES_KEPT)
         except StoreError as exc:
             self._health.store_failed()
@@ -363,6 +368,13 @@ class Passes:
         store = self._rt.store
         sessions = await store.live_sessions() + await store.unconfirmed_sessions()
         return self._mine(sessions, owned)
+
+    def _still_mine(self, session: SessionRecord) -> bool:
+        """Whether a session a round listed is still this replica's to query: a round
+        waits (its queries are spread over the resync), and an App ID handed over
+        meanwhile is the next owner's to query."""
+        owned = self._owned()
+        return owned is None or session.app_id in owned
 
     @staticmethod
     def _mine(sessions: list[SessionRecord], owned: frozenset[str] | None) -> list[SessionRecord]:

@@ -53,6 +53,9 @@ QUERIED = (Phase.RUNNING, Phase.UPDATING)
 OnExit = Callable[[SessionRecord], None]
 #: Waits until a session's query may go (a resync's queries spread over its interval).
 Pace = Callable[[SessionRecord], Awaitable[None]]
+#: Whether a session is still to be queried when its turn comes (a replica: its App ID
+#: was not handed over while the round waited).
+Wanted = Callable[[SessionRecord], bool]
 
 #: How long after a failover notification a 404 is taken for the failover, and how
 #: long an unconfirmed end is still queried: longer than the 30 s to 1 min failover
@@ -99,11 +102,13 @@ async def refresh_sessions(
     on_exit: OnExit | None = None,
     grace: timedelta = DEFAULT_FAILOVER_GRACE,
     pace: Pace | None = None,
+    wanted: Wanted | None = None,
 ) -> list[str]:
     """Query every running session, and every ended one whose end is unconfirmed (at
     most `limit` at once, each after `pace` let it go) through the client of its app
     profile; record the ones that ended and why (and tell `on_exit` of each), and take
-    back an unconfirmed one that answers.
+    back an unconfirmed one that answers. A session `wanted` no longer says yes to when
+    its turn comes is left alone (its App ID was handed over to another replica).
 
     Returns what could not be queried (one line per session): nothing is concluded
     about those, and the caller reports them.
@@ -126,6 +131,7 @@ async def refresh_sessions(
                 on_exit=on_exit,
                 grace=grace,
                 pace=pace,
+                wanted=wanted,
             )
             for s, where in running
         )
@@ -148,6 +154,7 @@ async def _refresh_one(
     on_exit: OnExit | None,
     grace: timedelta,
     pace: Pace | None,
+    wanted: Wanted | None,
 ) -> str | None:
     try:
         if _unconfirmed(session):
@@ -162,6 +169,14 @@ async def _refresh_one(
         # adoption, `apply`, a rollover's confirmation): ordinary slots, the full rate.
         ask = _Ask(clients.get(session.app), background=pace is not None)
         async with limit:
+            if wanted is not None and not wanted(session):  # another replica's now
+                log.info(
+                    "session.query_skipped",
+                    manifest=session.manifest,
+                    session_id=session.id,
+                    reason="its App ID was handed over",
+                )
+                return None
             if _unconfirmed(session):
                 await _query_unconfirmed(store, ask, session, where, now)
                 return None

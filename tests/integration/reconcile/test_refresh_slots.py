@@ -4,7 +4,8 @@ Covers: a paced round (the resync's polling) asks for query slots, within the qu
 share and behind mutating calls; an unpaced one (the start-up adoption of live
 sessions, `apply`, a rollover's confirmation: something waits on the answers) asks
 for ordinary slots, at the full rate. Counted by the limiter's `on_query_wait` hook,
-which is told of every query slot granted.
+which is told of every query slot granted. A session whose App ID was handed over
+while the round waited for its turn is not queried.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from orchestrator.agora.client import RateLimiter
+from orchestrator.agora.client import AgoraClient, RateLimiter
 from orchestrator.reconcile.refresh import refresh_sessions
 from orchestrator.state import Phase, SessionRecord, SqliteStore
+from tests.harness import wait_until
 from tests.integration.conftest import EmulatorHandle
 
 
@@ -28,8 +30,32 @@ async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
     )
     client = emulator.client(limiter=limiter)
     app = emulator.app_id
+    sessions = await _recording(emulator, client, sqlite_store, 3)
+    assert query_grants == []  # acquire and start take ordinary slots
+
+    async def go(_session: SessionRecord) -> None:
+        await asyncio.sleep(0)
+
+    limit = asyncio.Semaphore(4)
+    await refresh_sessions(sqlite_store, {"main": client}, sessions, now=now, limit=limit)
+    assert query_grants == []  # unpaced: the full rate
+    assert len(emulator.emu.requests("query")) == 3
+    await refresh_sessions(sqlite_store, {"main": client}, sessions, now=now, limit=limit, pace=go)
+    assert query_grants == [app] * 3  # paced: the resync's polling, within the share
+    assert len(emulator.emu.requests("query")) == 6
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _recording(
+    emulator: EmulatorHandle, client: AgoraClient, store: SqliteStore, count: int
+) -> list[SessionRecord]:
+    """`count` sessions recording in the emulator, each stored as running."""
+    app = emulator.app_id
     sessions: list[SessionRecord] = []
-    for n in range(3):
+    for n in range(count):
         channel, uid = f"room-{n}", str(100 + n)
         emulator.emu.join(app, channel, "7")
         resource = await client.acquire(app, {"cname": channel, "uid": uid, "clientRequest": {}})
@@ -40,7 +66,7 @@ async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
             {"cname": channel, "uid": uid, "clientRequest": {"recordingConfig": {}}},
         )
         sessions.append(
-            await sqlite_store.create_session(
+            await store.create_session(
                 manifest=f"m{n}",
                 app="main",
                 app_id=app,
@@ -52,18 +78,37 @@ async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
                 sid=sid,
             )
         )
-    assert query_grants == []  # acquire and start take ordinary slots
+    return sessions
 
-    async def go(_session: SessionRecord) -> None:
-        await asyncio.sleep(0)
 
-    def now() -> datetime:
-        return datetime.now(UTC)
+async def test_a_session_handed_over_while_the_round_waited_is_not_queried(
+    emulator: EmulatorHandle, sqlite_store: SqliteStore
+) -> None:
+    """A replica's resync spreads its queries over the interval; an App ID handed over
+    meanwhile is the next owner's to query: the rest of the round leaves it alone."""
+    client = emulator.client()
+    sessions = await _recording(emulator, client, sqlite_store, 3)
+    owned = {emulator.app_id}
+    handed = asyncio.Event()
 
-    limit = asyncio.Semaphore(4)
-    await refresh_sessions(sqlite_store, {"main": client}, sessions, now=now, limit=limit)
-    assert query_grants == []  # unpaced: the full rate
-    assert len(emulator.emu.requests("query")) == 3
-    await refresh_sessions(sqlite_store, {"main": client}, sessions, now=now, limit=limit, pace=go)
-    assert query_grants == [app] * 3  # paced: the resync's polling, within the share
-    assert len(emulator.emu.requests("query")) == 6
+    async def turn(session: SessionRecord) -> None:  # m0 first; the others after the hand-over
+        if session.manifest != "m0":
+            await handed.wait()
+
+    round_ = asyncio.create_task(
+        refresh_sessions(
+            sqlite_store,
+            {"main": client},
+            sessions,
+            now=now,
+            limit=asyncio.Semaphore(4),
+            pace=turn,
+            wanted=lambda s: s.app_id in owned,
+        )
+    )
+    queried = lambda: len(emulator.emu.requests("query"))  # noqa: E731
+    await wait_until(lambda: queried() == 1, within=30, what="the round's first query")
+    owned.clear()  # handed over
+    handed.set()
+    assert await asyncio.wait_for(round_, 30) == []
+    assert queried() == 1
