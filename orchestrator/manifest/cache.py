@@ -273,7 +273,11 @@ class ManifestCache:
                     else:
                         racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_cutoff
                         if path in helped_files and worker is not None:
-                            self._helped.update(worker.take(path))
+                            # A new file is parsed in any case: its worker's result is
+                            # waited for now (it may spare the read); a known one may only
+                            # have been touched: what has come is taken, and the rest is
+                            # waited for only if its bytes changed (below).
+                            self._helped.update(worker.take(path, wait=before is None))
                         # the bytes the worker read, when the file's key is still the one
                         # it saw then (and was to be trusted then): not read again here
                         raw: bytes | Saved | Diagnostic | None = self._read_by_worker(path, key)
@@ -291,6 +295,8 @@ class ManifestCache:
                                 before.key, before.racy = key, racy  # touched, not changed
                                 entry = before
                             else:
+                                if path in helped_files and worker is not None:
+                                    self._helped.update(worker.take(path))
                                 entry, placed, by_worker = self._parse(
                                     path, raw, key, racy, digest, unpickled
                                 )

@@ -137,14 +137,17 @@ class Help:
         self._taken = 0
         self._deadline: float | None = None
 
-    def take(self, path: str) -> Helped:
+    def take(self, path: str, *, wait: bool = True) -> Helped:
         """What the worker parsed of `path`'s chunk and of the chunks before it not taken
         yet; waited for, `HELP_WITHIN` seconds at most from the first wait. Nothing once
-        a chunk failed or was late: the load parses the rest itself."""
+        a chunk failed or was late: the load parses the rest itself. `wait=False`: only
+        the chunks the worker has finished, up to the first it has not."""
         index = self.chunk_of.get(path, -1)
         out: Helped = {}
         while self._taken <= index:
             future = self._futures[self._taken]
+            if not wait and not future.done():
+                break
             self._taken += 1
             if self._deadline is None:
                 self._deadline = time.monotonic() + HELP_WITHIN

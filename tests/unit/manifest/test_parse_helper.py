@@ -49,6 +49,7 @@ from orchestrator.manifest.helper import (
     ParseHelper,
     parse_files,
 )
+from orchestrator.manifest.snapshot import Saved
 from tests.harness import gone
 from tests.unit.manifest.test_manifest_cache import NOW, doc, write
 
@@ -385,3 +386,47 @@ def test_a_file_changed_just_before_the_worker_read_it_is_read_again(
     assert sorted(reads) == sorted(files)  # no key it saw could be trusted: all read here
     assert cache.last is not None and cache.last.helped == int(31 * SHARE_EARLY)
     assert result == load_manifests([tmp_path], now=NOW)
+
+
+class _Unfinished(Future[Helped]):
+    """A chunk the worker never finishes; records whether anyone waited for it."""
+
+    waited = False
+
+    def result(self, timeout: float | None = None) -> Helped:
+        self.waited = True
+        return super().result(timeout=0)  # never set: a TimeoutError at once
+
+
+def test_a_touch_of_every_file_does_not_wait_for_the_worker(
+    tmp_path: Path, bulk: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `git checkout` that rewrote nothing (every file touched) reaches the load as a
+    bulk hint: its files are read and found unchanged, and the worker started for them
+    is of no use; the load must not wait for it."""
+    paths = tree(tmp_path, 30)
+    helper = ParseHelper()
+    cache = ManifestCache([tmp_path], helper=helper)
+    cache.load(now=NOW)
+    unfinished = _Unfinished()
+
+    def start(todo: list[str], *, strict: bool) -> Help:
+        return Help([(list(todo), unfinished)], strict)
+
+    monkeypatch.setattr(helper, "start", start)
+    for path in paths:
+        os.utime(path)
+    result = cache.load(now=NOW, hint=set(paths))
+    assert cache.last is not None and cache.last.parsed == 0 and cache.last.read == 30
+    assert result.changed == frozenset() and not unfinished.waited
+
+
+def test_a_load_takes_what_the_worker_finished_without_waiting_for_the_rest() -> None:
+    first: Helped = {"a.yaml": (Saved(b"d", [], []), False, None)}
+    pending: Future[Helped] = Future()
+    job = Help([(["a.yaml"], _done(first)), (["b.yaml"], pending)], strict=False)
+    assert job.take("b.yaml", wait=False) == first  # the finished chunk only
+    assert job.take("b.yaml", wait=False) == {}  # still not finished: not waited for
+    pending.set_result({})
+    assert job.take("b.yaml", wait=False) == {}  # finished now, and empty
+    assert job._taken == 2
