@@ -55,9 +55,15 @@ class QueryBudget:
         self._sleep = sleep
         self._slow: set[str] = set()  # App IDs warned about, until their cycle fits
 
-    def pace(self, sessions: Sequence[SessionRecord]) -> Pace:
+    def pace(
+        self,
+        sessions: Sequence[SessionRecord],
+        *,
+        still: Callable[[SessionRecord], bool] = lambda _: True,
+    ) -> Pace:
         """The waits of one resync over `sessions`: the n-th query of an App ID goes
-        n spacings after the round began."""
+        n spacings after the round began, if `still` says it is to go then (a replica:
+        its App ID was not handed over meanwhile)."""
         config = self._config()
         lines = query_budget(config, sessions)
         self._report(lines)
@@ -72,10 +78,11 @@ class QueryBudget:
             seen[session.app_id] += 1
         began = self._clock()
 
-        async def wait(session: SessionRecord) -> None:
+        async def wait(session: SessionRecord) -> bool:
             delay = began + order.get(session.id, 0.0) - self._clock()
             if delay > 0:
                 await self._sleep(delay)
+            return still(session)
 
         return wait
 

@@ -196,9 +196,7 @@ class Passes:
             await self._act_on_notices(owned)
             if refresh:
                 live = await self._to_query(owned)
-                self._query_problems = tuple(
-                    await self._rt.executor.refresh(live, wanted=self._still_mine)
-                )
+                self._query_problems = tuple(await self._rt.executor.refresh(live))
             the_plan, actual = await plan_once(
                 self._reloader.desired, self._rt.store, now, self._rt.policy, apps=owned
             )
@@ -347,11 +345,8 @@ class Passes:
                 live = [s for s in live if s.app_id in apps]
             busy = self.busy()
             idle = [s for s in live if s.manifest not in busy]
-            pace = self._pacer.pace(idle) if self._pacer is not None else None
-            executor = self._rt.executor
-            self._query_problems = tuple(
-                await executor.refresh(idle, pace=pace, wanted=self._still_mine)
-            )
+            pace = self._pacer.pace(idle, still=self._still_mine) if self._pacer else None
+            self._query_problems = tuple(await self._rt.executor.refresh(idle, pace=pace))
             await store.prune_notices(self._rt.clock() - NOTICES_KEPT)
         except StoreError as exc:
             self._health.store_failed()

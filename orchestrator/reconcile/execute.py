@@ -27,7 +27,7 @@ from orchestrator.reconcile.calls import ActionFailed, CallOptions, SessionCalls
 from orchestrator.reconcile.notices import act_on_notices
 from orchestrator.reconcile.outbox import Outbox
 from orchestrator.reconcile.plan import Action, DesiredRecording, Plan, Stop, action_session
-from orchestrator.reconcile.refresh import Pace, Wanted, refresh_sessions
+from orchestrator.reconcile.refresh import Pace, refresh_sessions
 from orchestrator.state import SessionRecord, Store, StoreError, StoreFencedError
 
 log = structlog.get_logger("orchestrator.reconcile")
@@ -112,16 +112,11 @@ class Executor:
         return self._draining
 
     async def refresh(
-        self,
-        sessions: Sequence[SessionRecord],
-        *,
-        pace: Pace | None = None,
-        wanted: Wanted | None = None,
+        self, sessions: Sequence[SessionRecord], *, pace: Pace | None = None
     ) -> list[str]:
         """Query every running session (and every ended one whose end is unconfirmed,
         when given); record the ones that ended and why (refresh.py). `pace` spreads
-        the queries (a resync's budget); `wanted` says whether a session is still to
-        be queried when its turn comes (a replica: its App ID still owned).
+        the queries (a resync's budget), and says whether each is still to go.
 
         Returns what could not be queried (one line per session): nothing is
         concluded about those, and the caller reports them.
@@ -137,7 +132,6 @@ class Executor:
             on_exit=calls.exited,
             grace=calls.grace,
             pace=pace,
-            wanted=wanted,
         )
 
     async def act_on_notices(self, app_ids: frozenset[str] | None) -> tuple[int, set[str]]:

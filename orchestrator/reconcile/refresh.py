@@ -51,11 +51,10 @@ QUERIED = (Phase.RUNNING, Phase.UPDATING)
 
 #: Told of each session a query found ended by itself, as written.
 OnExit = Callable[[SessionRecord], None]
-#: Waits until a session's query may go (a resync's queries spread over its interval).
-Pace = Callable[[SessionRecord], Awaitable[None]]
-#: Whether a session is still to be queried when its turn comes (a replica: its App ID
-#: was not handed over while the round waited).
-Wanted = Callable[[SessionRecord], bool]
+#: Waits until a session's query may go (a resync's queries spread over its interval),
+#: and says whether it still is to go then (False: a replica handed its App ID over while
+#: the round waited: the next owner queries it).
+Pace = Callable[[SessionRecord], Awaitable[bool]]
 
 #: How long after a failover notification a 404 is taken for the failover, and how
 #: long an unconfirmed end is still queried: longer than the 30 s to 1 min failover
@@ -102,13 +101,12 @@ async def refresh_sessions(
     on_exit: OnExit | None = None,
     grace: timedelta = DEFAULT_FAILOVER_GRACE,
     pace: Pace | None = None,
-    wanted: Wanted | None = None,
 ) -> list[str]:
     """Query every running session, and every ended one whose end is unconfirmed (at
     most `limit` at once, each after `pace` let it go) through the client of its app
     profile; record the ones that ended and why (and tell `on_exit` of each), and take
-    back an unconfirmed one that answers. A session `wanted` no longer says yes to when
-    its turn comes is left alone (its App ID was handed over to another replica).
+    back an unconfirmed one that answers. A session `pace` says no to when its turn
+    comes is left alone (its App ID was handed over to another replica).
 
     Returns what could not be queried (one line per session): nothing is concluded
     about those, and the caller reports them.
@@ -119,23 +117,8 @@ async def refresh_sessions(
         for s in sessions
         if (s.phase in QUERIED or _unconfirmed(s)) and (where := address(s)) is not None
     ]
-    outcomes = await asyncio.gather(
-        *(
-            _refresh_one(
-                store,
-                clients,
-                s,
-                where,
-                now=now,
-                limit=limit,
-                on_exit=on_exit,
-                grace=grace,
-                pace=pace,
-                wanted=wanted,
-            )
-            for s, where in running
-        )
-    )
+    round_ = _Round(store, clients, now, limit, on_exit, grace, pace)
+    outcomes = await asyncio.gather(*(round_.refresh(s, where) for s, where in running))
     return [problem for problem in outcomes if problem is not None]
 
 
@@ -143,33 +126,28 @@ def _unconfirmed(session: SessionRecord) -> bool:
     return session.phase in FINAL_PHASES and session.confirm_until is not None
 
 
-async def _refresh_one(
-    store: Store,
-    clients: Mapping[str, AgoraClient],
-    session: SessionRecord,
-    where: Address,
-    *,
-    now: Callable[[], datetime],
-    limit: asyncio.Semaphore,
-    on_exit: OnExit | None,
-    grace: timedelta,
-    pace: Pace | None,
-    wanted: Wanted | None,
-) -> str | None:
-    try:
-        if _unconfirmed(session):
-            assert session.confirm_until is not None
-            if now() >= session.confirm_until:
-                await confirm_end(store, session, "no answer but 404 within the grace")
-                return None
-        if pace is not None:
-            await pace(session)
-        # A paced round is the resync's polling: query slots, within the share and
-        # behind mutating calls. Unpaced, something waits on the answers (the start-up
-        # adoption, `apply`, a rollover's confirmation): ordinary slots, the full rate.
-        ask = _Ask(clients.get(session.app), background=pace is not None)
-        async with limit:
-            if wanted is not None and not wanted(session):  # another replica's now
+class _Round(NamedTuple):
+    """One `refresh_sessions` call's settings, shared by its sessions' queries."""
+
+    store: Store
+    clients: Mapping[str, AgoraClient]
+    now: Callable[[], datetime]
+    limit: asyncio.Semaphore
+    on_exit: OnExit | None
+    grace: timedelta
+    pace: Pace | None
+
+    async def refresh(self, session: SessionRecord, where: Address) -> str | None:
+        """Query one session and record what the answer says; what could not be
+        queried, or None."""
+        store, now = self.store, self.now
+        try:
+            if _unconfirmed(session):
+                assert session.confirm_until is not None
+                if now() >= session.confirm_until:
+                    await confirm_end(store, session, "no answer but 404 within the grace")
+                    return None
+            if self.pace is not None and not await self.pace(session):
                 log.info(
                     "session.query_skipped",
                     manifest=session.manifest,
@@ -177,14 +155,20 @@ async def _refresh_one(
                     reason="its App ID was handed over",
                 )
                 return None
-            if _unconfirmed(session):
-                await _query_unconfirmed(store, ask, session, where, now)
-                return None
-            return await _query_one(store, ask, session, where, now, on_exit, grace)
-    except StoreFencedError:
-        # Another replica owns the App ID now: what it learns is its to record.
-        log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
-        return None
+            # A paced round is the resync's polling: query slots, within the share and
+            # behind mutating calls. Unpaced, something waits on the answers (the
+            # start-up adoption, `apply`, a rollover's confirmation): ordinary slots, the
+            # full rate.
+            ask = _Ask(self.clients.get(session.app), background=self.pace is not None)
+            async with self.limit:
+                if _unconfirmed(session):
+                    await _query_unconfirmed(store, ask, session, where, now)
+                    return None
+                return await _query_one(store, ask, session, where, now, self.on_exit, self.grace)
+        except StoreFencedError:
+            # Another replica owns the App ID now: what it learns is its to record.
+            log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
+            return None
 
 
 class _Ask(NamedTuple):

@@ -33,8 +33,9 @@ async def test_paced_rounds_take_query_slots_unpaced_ones_ordinary_slots(
     sessions = await _recording(emulator, client, sqlite_store, 3)
     assert query_grants == []  # acquire and start take ordinary slots
 
-    async def go(_session: SessionRecord) -> None:
+    async def go(_session: SessionRecord) -> bool:
         await asyncio.sleep(0)
+        return True
 
     limit = asyncio.Semaphore(4)
     await refresh_sessions(sqlite_store, {"main": client}, sessions, now=now, limit=limit)
@@ -91,9 +92,10 @@ async def test_a_session_handed_over_while_the_round_waited_is_not_queried(
     owned = {emulator.app_id}
     handed = asyncio.Event()
 
-    async def turn(session: SessionRecord) -> None:  # m0 first; the others after the hand-over
+    async def turn(session: SessionRecord) -> bool:  # m0 first; the others after the hand-over
         if session.manifest != "m0":
             await handed.wait()
+        return session.app_id in owned  # still this replica's to query
 
     round_ = asyncio.create_task(
         refresh_sessions(
@@ -103,7 +105,6 @@ async def test_a_session_handed_over_while_the_round_waited_is_not_queried(
             now=now,
             limit=asyncio.Semaphore(4),
             pace=turn,
-            wanted=lambda s: s.app_id in owned,
         )
     )
     queried = lambda: len(emulator.emu.requests("query"))  # noqa: E731

@@ -141,3 +141,22 @@ def test_each_app_id_is_paced_on_its_own() -> None:
     asyncio.run(run())
     assert clock.slept == [4.0, 4.0]  # the second of each App ID, 0.8 x 10 s / 2 apart
     assert sorted(app for app, _ in cycles) == ["A", "B"]
+
+
+def test_a_turn_says_whether_its_query_still_goes_once_waited() -> None:
+    """A replica's round: an App ID handed over while the round waited is the next
+    owner's to query; `still` is asked after each wait, not when the round began."""
+    clock, cycles = Clock(), []
+    live = sessions(3)
+    owned = {"A"}
+    wait = budget(config("60s"), clock, cycles).pace(live, still=lambda s: s.app_id in owned)
+
+    async def run() -> list[bool]:
+        answers = [await wait(live[0])]
+        owned.clear()  # handed over after the first query
+        return answers + [await wait(s) for s in live[1:]]
+
+    assert asyncio.run(run()) == [True, False, False]
+    assert clock.slept == [16.0, 32.0]  # each waited for its turn first
+    plain = budget(config("60s"), clock, cycles).pace(live)
+    assert asyncio.run(plain(live[2]))  # no `still`: every query goes
