@@ -23,6 +23,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 
 import structlog
 
@@ -33,6 +34,12 @@ from orchestrator.runtime import Runtime
 from orchestrator.state import StoreError
 
 log = structlog.get_logger("orchestrator.daemon")
+
+HANDOVER_QUIET = 2.0
+"""Seconds, beyond one claim interval, before an App ID's next window boundary within
+which balancing does not hand it over: from the release to the next owner's claim (up
+to a claim interval) and adoption (a query and a pass) nobody acts for it, and a
+window opening or closing then would start or stop late."""
 
 
 class Ownership:
@@ -150,13 +157,29 @@ class Ownership:
             if self._metrics is not None:
                 self._metrics.set_unowned_app_ids(sum(1 for a in free if a not in mine))
             if len(mine) > max(low, 1) and short and not still_free and not self._releasing:
-                victim = max(mine, key=lambda a: hashlib.sha256(a.encode()).digest())
-                await self._hand_over(victim)
-                before = before - {victim}  # released, not lost
+                quiet = self._quiet(mine)  # none: the next round tries again
+                if quiet:
+                    victim = max(quiet, key=lambda a: hashlib.sha256(a.encode()).digest())
+                    await self._hand_over(victim)
+                    before = before - {victim}  # released, not lost
         except StoreError as exc:
             own.lost()
             log.error("ownership.unavailable", error=str(exc))
         await self._changed(before, own.owned)
+
+    def _quiet(self, app_ids: set[str]) -> list[str]:
+        """Those of `app_ids` with no window boundary before a hand-over is done with
+        (a claim interval and `HANDOVER_QUIET`)."""
+        assert self._passes is not None
+        now = self._rt.clock()
+        interval = self._rt.config.replica.claim_interval.total_seconds()
+        until = now + timedelta(seconds=interval + HANDOVER_QUIET)
+        out = []
+        for app_id in app_ids:
+            due = self._passes.next_boundary_of(app_id, now)
+            if due is None or due > until:
+                out.append(app_id)
+        return out
 
     async def _hand_over(self, app_id: str) -> None:
         """Release `app_id` to another replica: no new action for it, the actions in

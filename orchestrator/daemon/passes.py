@@ -364,6 +364,17 @@ class Passes:
         sessions = await store.live_sessions() + await store.unconfirmed_sessions()
         return self._mine(sessions, owned)
 
+    def next_boundary_of(self, app_id: str, now: datetime) -> datetime | None:
+        """The first window boundary after `now` of the desired recordings of `app_id`
+        (None: none ever)."""
+        found: datetime | None = None
+        for d in self._reloader.desired.recordings:
+            if d.app_id == app_id:
+                due = d.schedule.next_boundary(now)
+                if due is not None and (found is None or due < found):
+                    found = due
+        return found
+
     def _still_mine(self, session: SessionRecord) -> bool:
         """Whether a session a round listed is still this replica's to query: a round
         waits (its queries are spread over the resync), and an App ID handed over
