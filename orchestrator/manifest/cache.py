@@ -37,6 +37,7 @@ from orchestrator.manifest.discovery import (
     FileKey,
     cannot_read,
     file_key,
+    is_racy,
     racy_after,
 )
 from orchestrator.manifest.fastyaml import forget_scalars
@@ -271,7 +272,7 @@ class ManifestCache:
                     if before is not None and not before.racy and before.key == key:
                         entry = before  # the common case: nothing to do
                     else:
-                        racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_cutoff
+                        racy = is_racy(st, racy_cutoff)
                         if path in helped_files and worker is not None:
                             # A new file is parsed in any case: its worker's result is
                             # waited for now (it may spare the read); a known one may only

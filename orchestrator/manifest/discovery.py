@@ -32,6 +32,7 @@ __all__ = [
     "discover",
     "file_key",
     "holds_at_least",
+    "is_racy",
     "racy_after",
 ]
 
@@ -64,6 +65,12 @@ ctime cannot; the inode because an editor that saves by renaming makes a new fil
 
 def file_key(st: os.stat_result) -> FileKey:
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def is_racy(st: os.stat_result, cutoff: int) -> bool:
+    """Whether what `st` describes changed at or after `cutoff` (`racy_after`, taken
+    before the stat): too recently for its key to be trusted."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) >= cutoff
 
 
 def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
@@ -291,7 +298,7 @@ class Discovery:
                 entries.append((name, _FILE))
                 files.append(prefix + name)
                 reals.append(real_prefix + name)
-        racy = max(st.st_mtime_ns, st.st_ctime_ns) >= racy_cutoff
+        racy = is_racy(st, racy_cutoff)
         return _Listing(key, racy, prefix, real_prefix, entries, files, reals, subdirs, linked)
 
 

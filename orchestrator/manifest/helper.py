@@ -42,7 +42,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from orchestrator.manifest import discovery
 from orchestrator.manifest.diagnostics import Diagnostic
-from orchestrator.manifest.discovery import FileKey, file_key
+from orchestrator.manifest.discovery import FileKey, file_key, is_racy
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
@@ -110,7 +110,7 @@ def parse_files(paths: Sequence[str], strict: bool, racy_ns: int | None = None) 
         raw = read_manifest_file(path, st, strict=strict)
         if isinstance(raw, Diagnostic):
             continue
-        trusted = max(st.st_mtime_ns, st.st_ctime_ns) < racy_after
+        trusted = not is_racy(st, racy_after)
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         manifests, diagnostics, positioned = parse_file(path, raw, strict=strict)
         sharer.share(manifests)
