@@ -34,7 +34,7 @@ from orchestrator.agora.client import (
     RetryPolicy,
 )
 from orchestrator.agora.minter import TokenMinter
-from orchestrator.agora.pacing import query_cycle_seconds
+from orchestrator.agora.pacing import DEFAULT_WINDOW, launched_at, query_cycle_seconds
 from orchestrator.config import Config, resolve_app_certificate, resolve_credentials
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
@@ -179,12 +179,15 @@ def query_budget(config: Config, live: Sequence[SessionRecord]) -> list[QueryBud
 
 
 def build_limiters(config: Config, hooks: Hooks | None = None) -> dict[str, RateLimiter]:
-    """One limiter per App ID; profiles sharing an App ID share it (the lowest rate wins)."""
+    """One limiter per App ID; profiles sharing an App ID share it (the lowest rate wins).
+    None sends before one window after the process was launched: a predecessor (a
+    restart, the previous command) may have used the App ID's last second."""
     rates = app_rates(config)
     on_wait = hooks.on_wait if hooks else None
     share = config.reconcile.query_share
+    quiet = launched_at() + DEFAULT_WINDOW
     return {
-        app_id: RateLimiter(rate, query_share=share, on_wait=on_wait)
+        app_id: RateLimiter(rate, query_share=share, on_wait=on_wait, quiet_until=quiet)
         for app_id, rate in rates.items()
     }
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import os
 import random
 import time
 from collections import deque
@@ -49,6 +50,23 @@ DEFAULT_WINDOW = 1.0 + CLOCK_MARGIN
 #: a minute) while start and stop calls still have every slot they need, since they
 #: go first and may take all ten.
 DEFAULT_QUERY_SHARE = 0.5
+
+
+def launched_at() -> float:
+    """The `time.monotonic()` instant this process was launched, at most one clock
+    tick late (Linux: `/proc/self/stat`); where that cannot be read, now (later than
+    the launch: a `quiet_until` computed from it errs on the quiet side)."""
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        tick = 1.0 / os.sysconf("SC_CLK_TCK")
+        started = int(fields[19]) * tick  # starttime (field 22), in ticks since boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    # One tick later than the truncated start: never before the real launch.
+    return min(now, now - age + tick)
 
 
 def query_slots(per_second: int, query_share: float) -> int:
@@ -240,6 +258,14 @@ class RateLimiter:
     it (a timeout, a cancelled call). Its slot is stamped when we gave up, so an
     arrival later than that is not covered.
 
+    Nor can it see another process's requests. A process that calls right after
+    another one ended (a restart, a crash and its restart, two CLI commands in a row)
+    may find the App ID's second used up by its predecessor: `quiet_until` (an instant
+    of `clock`) holds every App ID's slots as taken until then. The composition root
+    passes one window after the process was launched (`launched_at`), so a process
+    sends nothing in its first second: the predecessor had ended by then, and its
+    requests left the server's window.
+
     One instance is meant to be shared by everything in the process that calls the
     API. A caller says which class it is: `acquire(app_id)` and `slot(app_id)` ask
     for a mutating slot (acquire, start, update, updateLayout, stop), which may use
@@ -277,6 +303,7 @@ class RateLimiter:
         sleep: Sleep = asyncio.sleep,
         on_wait: Callable[[str, float], None] | None = None,
         on_query_wait: Callable[[str, float], None] | None = None,
+        quiet_until: float | None = None,
     ) -> None:
         if not window > 0:
             raise ValueError("window must be positive")
@@ -288,14 +315,23 @@ class RateLimiter:
         self._sleep = sleep
         self._on_wait = on_wait
         self._on_query_wait = on_query_wait
+        self._quiet_until = quiet_until
         self._apps: dict[str, _AppWindow] = {}
+
+    def _window_of(self, app_id: str) -> _AppWindow:
+        state = self._apps.get(app_id)
+        if state is None:
+            # Before `quiet_until`, every slot is taken by the predecessor it stands for.
+            quiet = self._quiet_until
+            held = [quiet] * self.per_second if quiet is not None else []
+            state = self._apps[app_id] = _AppWindow(finished=held)
+            state.expire(self._clock())
+        return state
 
     def in_use(self, app_id: str, *, query: bool = False) -> int:
         """Slots of `app_id` that count now: in flight, or released less than `window`
         ago; with `query=True`, query slots alone."""
-        state = self._apps.get(app_id)
-        if state is None:
-            return 0
+        state = self._window_of(app_id)
         state.expire(self._clock())
         return state.queries_taken if query else state.taken
 
@@ -310,7 +346,7 @@ class RateLimiter:
         """Wait for a free slot for `app_id` and take it; `release()` it once answered.
 
         `query=True` for a query; every other endpoint asks for a mutating slot."""
-        state = self._apps.setdefault(app_id, _AppWindow())
+        state = self._window_of(app_id)
         asked = self._clock()
         waiter = _Waiter(query)
         line = state.queries if query else state.mutating

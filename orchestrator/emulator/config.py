@@ -54,15 +54,23 @@ class EmulatorConfig:
 
 
 class EmulatorClock:
-    """Real time plus an offset the control API can move forward (never backward)."""
+    """Wall-clock time plus an offset the control API can move forward; never backward.
+
+    The wall clock, as Agora's servers and the daemon keep time (windows, token
+    expiry, request stamps compared with instants a test or the daemon took). Not the
+    monotonic clock: the two can run apart (a clock being slewed ran 0.5 % faster
+    than the monotonic one on the CI machine), and an emulator up for a minute then
+    stamped a start 30 ms before the window the daemon had waited for. A wall clock
+    stepped back holds this one until it catches up.
+    """
 
     def __init__(self) -> None:
-        self._wall0 = time.time()
-        self._mono0 = time.monotonic()
         self.offset = 0.0
+        self._last = 0.0
 
     def now(self) -> float:
-        return self._wall0 + (time.monotonic() - self._mono0) + self.offset
+        self._last = max(self._last, time.time() + self.offset)
+        return self._last
 
     def advance(self, seconds: float) -> float:
         if seconds < 0:

@@ -26,6 +26,7 @@ import collections
 import ipaddress
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
@@ -235,7 +236,9 @@ class Emulator:
         return (customer_id, secret) == (self.config.customer_id, self.config.customer_secret)
 
     def _admit(self, app_id: str, now: float) -> bool:
-        """Sliding one-second window of admitted requests per App ID."""
+        """Sliding one-second window of admitted requests per App ID; `now` on the
+        monotonic clock, as the daemon's limiter measures (a second is a duration
+        here, whatever the wall clock's slew)."""
         window = self._windows.setdefault(app_id, collections.deque())
         while window and now - window[0] >= 1.0:
             window.popleft()
@@ -251,7 +254,7 @@ class Emulator:
             return BAD_CREDENTIALS, None
         if not self.config.serves(app_id):
             return INVALID_APPID, None
-        if not self._admit(app_id, self.clock.now()):
+        if not self._admit(app_id, time.monotonic()):
             return RATE_LIMITED, None
         body: Any = None
         raw = await request.read()
