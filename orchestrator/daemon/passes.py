@@ -192,7 +192,6 @@ class Passes:
                     detail="the state store was removed or replaced while the daemon ran; "
                     "it was written back from the daemon's open copy, nothing was lost",
                 )
-            await self._reloader.remember()
             await self._act_on_notices(owned)
             if refresh:
                 live = await self._to_query(owned)
@@ -203,6 +202,13 @@ class Passes:
             acting = Plan(
                 tuple(a for a in the_plan.actions if a.manifest not in busy), the_plan.notes
             )
+            # The last known good versions of what it acts on are stored before it acts
+            # (a broken edit later finds them); with nothing to do, beside the pass (on
+            # a first start, a document for each manifest: not on the way to READY).
+            if acting.actions:
+                await self._reloader.remember()
+            elif self._reloader.unremembered and not self._tasks.running("remember"):
+                self._tasks.spawn("remember", self._reloader.remember())
             groups = await self._rt.executor.prepare(acting, self._reloader.by_name)
         except SessionNotFoundError as exc:  # gone since it was planned: plan again soon
             self._observe(trigger, started, ok=False)

@@ -91,6 +91,7 @@ class Reloader:
         self._desired_cache = DesiredCache()
         self._known: dict[str, KnownGood] = {}
         self._unremembered: list[Desired] = []
+        self._remembering = asyncio.Lock()
         self.desired = Desired((), frozenset())
         self.by_name: dict[str, DesiredRecording] = {}
         self.file_errors: tuple[Diagnostic, ...] = ()
@@ -217,14 +218,15 @@ class Reloader:
         except Exception:
             log.exception("manifests.reload_failed", trigger=trigger)
             return None
+        # Stored by the pass that follows: before it acts, or beside it when it has
+        # nothing to do (`Passes.run_pass`); until then they wait in `_unremembered`,
+        # not in `desired` (on a first start they are a document for each manifest).
         self._unremembered.append(desired)
-        await self.remember()
         for entry in desired.remember:  # the index only: documents stay in the store
-            self._known[entry.name] = KnownGood(entry.name, entry.source_file, entry.spec_hash, {})
+            d = entry.recording
+            self._known[d.name] = KnownGood(d.name, d.source_file, d.spec_hash, {})
         for name in desired.forget:
             self._known.pop(name, None)
-        # the versions to store stay in `_unremembered` until stored, not here (on a
-        # first start they are a document for each manifest)
         self.desired = desired.kept()
         self.by_name = {d.name: d for d in desired.recordings}
         stats = self._cache.last
@@ -251,9 +253,19 @@ class Reloader:
         )
         return delta
 
+    @property
+    def unremembered(self) -> bool:
+        """Whether last known good versions wait to be stored."""
+        return bool(self._unremembered)
+
     async def remember(self) -> None:
         """Store the reloads' new last known good versions, in order; when the store
-        does not answer, they stay in effect and are stored at a later pass."""
+        does not answer, they stay in effect and are stored at a later pass. One
+        caller at a time: a pass that waits for them waits for one storing them."""
+        async with self._remembering:
+            await self._remember()
+
+    async def _remember(self) -> None:
         while self._unremembered:
             try:
                 await remember_known_good(self._rt.store, self._unremembered[0])
@@ -273,6 +285,7 @@ class Reloader:
         known = self._known
         if not files and not unreadable:
             return known
+        await self.remember()  # what the store is asked for must be in it
         wanted = [
             name
             for name, entry in known.items()

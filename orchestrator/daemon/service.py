@@ -419,6 +419,7 @@ class Daemon:
             await self._receiver.stop()
         if self._health_server is not None:
             await self._health_server.stop()
+        await self._reloader.remember()  # what the drain cut short, if the store answers
         await self._reloader.write_snapshot()  # the next start parses only what changes
 
     async def _stop_all(self, budget: float) -> None:

@@ -31,12 +31,32 @@ from orchestrator.state import EndKind, KnownGood, SessionRecord, Store
 
 
 @dataclass(frozen=True)
+class ToStore:
+    """A version to store as last known good: its recording, and the document dumped
+    for its spec hash if one was. Otherwise the document is dumped when stored
+    (`known_good`), after the load rather than on its way: on a first start that is a
+    dump for each manifest a worker parsed and hashed."""
+
+    recording: DesiredRecording
+    document: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.recording.name
+
+    def known_good(self) -> KnownGood:
+        d = self.recording
+        document = self.document if self.document is not None else d.manifest.document()
+        return KnownGood(d.name, d.source_file, d.spec_hash, document)
+
+
+@dataclass(frozen=True)
 class Desired:
     recordings: tuple[DesiredRecording, ...]
     invalid_files: frozenset[str]
     problems: tuple[str, ...] = ()
     # Versions to store as last known good, and names to forget (removed for real).
-    remember: tuple[KnownGood, ...] = ()
+    remember: tuple[ToStore, ...] = ()
     forget: tuple[str, ...] = ()
     # Paths that could not be read: whatever came from a file at or under one of them
     # failed to load (its last known good stands, its sessions are kept), never removed.
@@ -248,7 +268,7 @@ def desired_recordings(
     if unreadable:  # what was loaded from there before failed to load now
         invalid |= {e.source_file for e in kept.values() if under(e.source_file, unreadable)}
     recordings: list[DesiredRecording] = []
-    remember: list[KnownGood] = []
+    remember: list[ToStore] = []
     for item in loaded:
         if item.file in invalid:
             continue
@@ -307,17 +327,22 @@ def _to_store(
     d: DesiredRecording,
     known_good: Mapping[str, KnownGood],
     document: dict[str, Any] | None,
-) -> KnownGood | None:
+) -> ToStore | None:
     """The version of `d` to store as last known good (None: stored already, or it
     holds a literal secret, which is never stored); `document`: its dump, if made."""
     if _unchanged(known_good.get(d.name), d) or item.manifest.literal_secrets():
         return None
-    return KnownGood(d.name, d.source_file, d.spec_hash, document or item.dumped())
+    return ToStore(d, document)
 
 
 async def remember_known_good(store: Store, desired: Desired) -> None:
-    """Keep the valid versions for the next pass (only `apply` and the daemon write)."""
-    await store.remember_known_good(desired.remember, desired.forget)
+    """Keep the valid versions for the next pass (only `apply` and the daemon write).
+    The documents not dumped yet are dumped on a thread: the event loop goes on."""
+    if desired.remember:
+        entries = await asyncio.to_thread(lambda: [r.known_good() for r in desired.remember])
+    else:
+        entries = []
+    await store.remember_known_good(entries, desired.forget)
 
 
 async def observe(

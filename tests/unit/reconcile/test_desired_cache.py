@@ -35,7 +35,7 @@ def test_a_few_changed_files_rebuild_only_themselves(tmp_path: Path) -> None:
     cache, desired = ManifestCache([tmp_path]), DesiredCache()
     first, delta = desired.build(cache.load(now=NOW), APPS, {})
     assert delta.rebuilt is None and len(delta.added) == 30
-    known = {k.name: k for k in first.remember}
+    known = {k.name: k.known_good() for k in first.remember}
     objects = {d.name: d for d in first.recordings}
 
     paths[3].write_text(doc("m3", "elsewhere"), encoding="utf-8")
@@ -61,7 +61,7 @@ def test_a_file_that_starts_failing_rebuilds_everything_with_its_last_good_versi
     (tmp_path / "b.yaml").write_text(doc("beta", "room-b"), encoding="utf-8")
     cache, desired = ManifestCache([tmp_path]), DesiredCache()
     first, _ = desired.build(cache.load(now=NOW), APPS, {})
-    known: dict[str, KnownGood] = {k.name: k for k in first.remember}
+    known: dict[str, KnownGood] = {k.name: k.known_good() for k in first.remember}
     path.write_text("name: alpha\nmode: [mix\n", encoding="utf-8")
     second, delta = desired.build(cache.load(now=NOW, hint={str(path)}), APPS, known)
     assert delta.rebuilt is None  # the failing set changed: a full rebuild

@@ -1,0 +1,157 @@
+"""When the daemon stores last known good versions; in-process against the emulator,
+with a real SQLite store.
+
+Covers: a pass with nothing to do does not wait for them (on a first start, a
+document for each manifest): the daemon is READY while the store has not taken them,
+and they are stored beside it; a pass that acts stores the versions first (none of
+its calls before they are in the store); a reload that finds a file broken reads its
+stand-in from the store only once the versions still waiting are in it (a version
+loaded a moment before stands in, rather than "no longer validates"); at shutdown,
+what waits is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from orchestrator.daemon import reload as reload_module
+from orchestrator.daemon.reload import Reloader
+from orchestrator.manifest.helper import ParseHelper
+from orchestrator.runtime import Runtime
+from orchestrator.state import KnownGood
+from tests.harness import wait_until
+from tests.integration.conftest import EmulatorHandle
+from tests.integration.daemon.conftest import daemon_runtime, serving
+
+
+def manifest(name: str, channel: str, schedule: str = "always") -> str:
+    return textwrap.dedent(
+        f"""\
+        name: {name}
+        app: main
+        channel: {channel}
+        uid: auto
+        mode: mix
+        schedule: {schedule}
+        recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
+        storage: {{vendor: aws-s3, region: us-east-1, bucket: rec,
+                  accessKey: {{env: T_S3_KEY}}, secretKey: {{env: T_S3_SECRET}}}}
+        """
+    )
+
+
+def later() -> str:
+    """A window an hour away: nothing to do now."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    end = start + timedelta(minutes=30)
+    return f"{{windows: [{{start: '{start.isoformat()}', end: '{end.isoformat()}'}}]}}"
+
+
+class Gate:
+    """Holds the store's `remember_known_good` until opened; counts what it stored."""
+
+    def __init__(self, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.open = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.stored: list[str] = []
+        store = runtime.store
+        real = store.remember_known_good
+
+        async def held(entries: Sequence[KnownGood], forget: Sequence[str] = ()) -> None:
+            self.entered.set()
+            await self.open.wait()
+            await real(entries, forget)
+            self.stored.extend(e.name for e in entries)
+
+        monkeypatch.setattr(store, "remember_known_good", held)
+
+
+@pytest.fixture
+async def idle(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Runtime]:
+    files = {f"m{i}.yaml": manifest(f"m{i}", f"room-{i}", later()) for i in range(3)}
+    async with daemon_runtime(emulator, tmp_path, monkeypatch, files) as rt:
+        yield rt
+
+
+async def test_ready_does_not_wait_for_the_versions_of_a_pass_with_nothing_to_do(
+    idle: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(idle, monkeypatch)
+    async with serving(idle) as (daemon, running):
+        await wait_until(
+            lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
+        )
+        assert not running.done()
+        assert gate.entered.is_set() and not gate.stored  # READY while they were held
+        assert await idle.store.known_good() == {}
+        gate.open.set()
+        await wait_until(lambda: len(gate.stored) == 3, within=30, what="the versions stored")
+        stored = await idle.store.known_good()
+    assert sorted(stored) == ["m0", "m1", "m2"]
+    assert stored["m1"].document["channel"] == "room-1"  # dumped when stored
+
+
+async def test_a_pass_that_acts_stores_the_versions_before_its_calls(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"lobby.yaml": manifest("lobby", "lobby")}
+    async with daemon_runtime(emulator, tmp_path, monkeypatch, files) as rt:
+        gate = Gate(rt, monkeypatch)
+        gate.open.set()
+        calls_when_stored: list[int] = []
+        real = rt.store.remember_known_good
+
+        async def stored_then_count(
+            entries: Sequence[KnownGood], forget: Sequence[str] = ()
+        ) -> None:
+            await real(entries, forget)
+            calls_when_stored.append(len(emulator.emu.requests()))
+
+        monkeypatch.setattr(rt.store, "remember_known_good", stored_then_count)
+        async with serving(rt) as (daemon, running):
+            await wait_until(
+                lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
+            )
+            assert {r["body"]["cname"] for r in emulator.emu.requests("start")} == {"lobby"}
+    assert calls_when_stored[0] == 0  # stored before the acquire
+
+
+async def test_a_file_broken_before_its_version_was_stored_stands_in_that_version(
+    idle: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reload_module, "SNAPSHOT_FILE", "unused.snapshot")
+    directory = idle.config.manifests.dir
+    reloader = Reloader(idle, directory, ParseHelper())
+    await reloader.start()
+    assert await reloader.reload("start") is not None
+    assert reloader.unremembered  # no pass stored them yet
+    (directory / "m1.yaml").write_text("name: m1\nmode: [mix\n", encoding="utf-8")
+    with capture_logs() as logs:
+        assert await reloader.reload("watch", {str(directory / "m1.yaml")}) is not None
+    assert "m1" in reloader.by_name  # its last known good version stands in
+    problems = [str(e["problem"]) for e in logs if e["event"] == "manifests.problem"]
+    assert any("follows its last known good version" in p for p in problems), problems
+    assert sorted(await idle.store.known_good()) == ["m0", "m1", "m2"]  # stored first
+
+
+async def test_what_waits_is_stored_at_shutdown(
+    idle: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(idle, monkeypatch)
+    async with serving(idle) as (daemon, running):
+        await wait_until(
+            lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
+        )
+        await wait_until(gate.entered.is_set, within=30, what="the versions being stored")
+        daemon.shutdown("test over")
+        gate.open.set()  # the drain lets the write finish
+    assert sorted(await idle.store.known_good()) == ["m0", "m1", "m2"]
