@@ -203,12 +203,13 @@ class Passes:
                 tuple(a for a in the_plan.actions if a.manifest not in busy), the_plan.notes
             )
             # The last known good versions of what it acts on are stored before it acts
-            # (a broken edit later finds them); with nothing to do, beside the pass (on
-            # a first start, a document for each manifest: not on the way to READY).
+            # (a broken edit later finds them); with nothing to do, beside the pass, or
+            # after READY for the passes before it (on a first start, a document for
+            # each manifest: not on the way to READY, and not beside what leads there).
             if acting.actions:
                 await self._reloader.remember()
-            elif self._reloader.unremembered and not self._tasks.running("remember"):
-                self._tasks.spawn("remember", self._reloader.remember())
+            elif not wait:
+                self.remember_soon()
             groups = await self._rt.executor.prepare(acting, self._reloader.by_name)
         except SessionNotFoundError as exc:  # gone since it was planned: plan again soon
             self._observe(trigger, started, ok=False)
@@ -238,6 +239,11 @@ class Passes:
         )
         if wait:
             await finish
+
+    def remember_soon(self) -> None:
+        """Store the last known good versions that wait, in a task of their own."""
+        if self._reloader.unremembered and not self._tasks.running("remember"):
+            self._tasks.spawn("remember", self._reloader.remember())
 
     def _spawn(self, group: ActionGroup, after: Any) -> asyncio.Task[list[ActionResult]]:
         task = self._tasks.spawn(ACTIONS, self._rt.executor.run(group, after), key=group.manifest)

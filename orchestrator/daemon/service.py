@@ -312,6 +312,7 @@ class Daemon:
         self._health.became_ready()
         log.info("daemon.ready", summary=self._health.summary)
         self._timers.start()
+        self._passes.remember_soon()  # what the passes before READY left to store
         self.tasks.spawn("worker", self._passes.work())
         self.tasks.spawn("snapshot", self._reloader.keep_snapshot())
 

@@ -2,8 +2,8 @@
 with a real SQLite store.
 
 Covers: a pass with nothing to do does not wait for them (on a first start, a
-document for each manifest): the daemon is READY while the store has not taken them,
-and they are stored beside it; a pass that acts stores the versions first (none of
+document for each manifest): the daemon is READY before they are stored, which
+begins only then (not beside the passes that lead to READY); a pass that acts stores the versions first (none of
 its calls before they are in the store); a reload that finds a file broken reads its
 stand-in from the store only once the versions still waiting are in it (a version
 loaded a moment before stands in, rather than "no longer validates"); at shutdown,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,16 +55,24 @@ def later() -> str:
 
 
 class Gate:
-    """Holds the store's `remember_known_good` until opened; counts what it stored."""
+    """Holds the store's `remember_known_good` until opened; counts what it stored, and
+    notes what `probe` said when the first write came."""
 
-    def __init__(self, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        monkeypatch: pytest.MonkeyPatch,
+        probe: Callable[[], object] = lambda: None,
+    ) -> None:
         self.open = asyncio.Event()
         self.entered = asyncio.Event()
         self.stored: list[str] = []
+        self.probed: list[object] = []
         store = runtime.store
         real = store.remember_known_good
 
         async def held(entries: Sequence[KnownGood], forget: Sequence[str] = ()) -> None:
+            self.probed.append(probe())
             self.entered.set()
             await self.open.wait()
             await real(entries, forget)
@@ -85,13 +93,15 @@ async def idle(
 async def test_ready_does_not_wait_for_the_versions_of_a_pass_with_nothing_to_do(
     idle: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = Gate(idle, monkeypatch)
     async with serving(idle) as (daemon, running):
+        gate = Gate(idle, monkeypatch, probe=lambda: daemon.readiness().ready)
         await wait_until(
             lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
         )
         assert not running.done()
-        assert gate.entered.is_set() and not gate.stored  # READY while they were held
+        await wait_until(gate.entered.is_set, within=30, what="the versions being stored")
+        assert gate.probed == [True]  # not before READY, nor beside what led there
+        assert not gate.stored
         assert await idle.store.known_good() == {}
         gate.open.set()
         await wait_until(lambda: len(gate.stored) == 3, within=30, what="the versions stored")
