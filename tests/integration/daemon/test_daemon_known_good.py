@@ -3,11 +3,11 @@ with a real SQLite store.
 
 Covers: a pass with nothing to do does not wait for them (on a first start, a
 document for each manifest): the daemon is READY before they are stored, which
-begins only then (not beside the passes that lead to READY); a pass that acts stores the versions first (none of
-its calls before they are in the store); a reload that finds a file broken reads its
-stand-in from the store only once the versions still waiting are in it (a version
-loaded a moment before stands in, rather than "no longer validates"); at shutdown,
-what waits is stored.
+begins only then (not beside the passes that lead to READY); a pass that acts
+stores the versions first (none of its calls before they are in the store); a
+reload that finds a file broken reads its stand-in from the store only once the
+versions still waiting are in it (a version loaded a moment before stands in,
+rather than "no longer validates"); at shutdown, what waits is stored.
 """
 
 from __future__ import annotations
