@@ -219,8 +219,9 @@ class Reloader:
             log.exception("manifests.reload_failed", trigger=trigger)
             return None
         # Stored by the pass that follows: before it acts, or beside it when it has
-        # nothing to do (`Passes.run_pass`); until then they wait in `_unremembered`,
-        # not in `desired` (on a first start they are a document for each manifest).
+        # nothing to do, after READY at start-up (`Passes.run_pass`); until then they
+        # wait in `_unremembered`, not in `desired` (on a first start they are a
+        # document for each manifest).
         self._unremembered.append(desired)
         for entry in desired.remember:  # the index only: documents stay in the store
             d = entry.recording

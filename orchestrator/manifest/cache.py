@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.manifest.crosscheck import OverlapMemo, cross_check
 from orchestrator.manifest.diagnostics import Diagnostic
@@ -41,12 +41,14 @@ from orchestrator.manifest.discovery import (
     racy_after,
 )
 from orchestrator.manifest.fastyaml import forget_scalars
-from orchestrator.manifest.helper import BULK, Help, Helped, ParseHelper
 from orchestrator.manifest.loaded import LoadedManifest, LoadResult, LoadStats, Target, targets_of
 from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.reading import ReadFailure
 from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
+
+if TYPE_CHECKING:  # a load with a helper was given one; `validate` never needs the module
+    from orchestrator.manifest.helper import Help, Helped, ParseHelper
 
 __all__ = ["FileKey", "LoadHooks", "ManifestCache", "load_manifests"]
 
@@ -142,7 +144,7 @@ class ManifestCache:
     `LoadHooks`); without them the cache leaves the garbage collector alone.
     `saved`: what an earlier process parsed (`snapshot`), by path: a file whose
     bytes have the digest saved is taken from it instead of being parsed, once.
-    `helper`: a load that parses `helper.BULK` files or more shares them with a worker
+    `helper`: a load that parses as many files as it `wants` shares them with a worker
     process (`helper`); its results are taken for bytes of the same digest only.
     `share_parts`: the manifests' equal parts are held once (`sharing`), for a holder
     that keeps them for long (the daemon): it costs a command that loads once and
@@ -448,7 +450,7 @@ class ManifestCache:
         the watch reported) shares the hinted files. The `stat` results taken to tell,
         by path, for the load to use."""
         seen: dict[str, os.stat_result] = {}
-        if self.helper is None or (hint is not None and len(hint) < BULK):
+        if self.helper is None or (hint is not None and not self.helper.wants(len(hint))):
             return None, seen
         old, saved = self._entries, self._saved
         todo = [
@@ -458,7 +460,7 @@ class ManifestCache:
             and p not in saved
             and _may_have_changed(old.get(p), p, seen)
         ]
-        if len(todo) < BULK:
+        if not self.helper.wants(len(todo)):
             return None, seen
         return self.helper.start(todo, strict=self.strict), seen
 

@@ -181,6 +181,11 @@ class ParseHelper:
         self.started = 0
         """Workers started over the helper's life."""
 
+    @staticmethod
+    def wants(files: int) -> bool:
+        """Whether a load that parses this many files shares them (`BULK` or more)."""
+        return files >= BULK
+
     def prestart(self, files: Sequence[str] | None = None, *, strict: bool = False) -> None:
         """Start a worker now, for the next `start` (nothing without a second core).
 

@@ -65,7 +65,6 @@ def tree(root: Path, count: int) -> list[str]:
 
 @pytest.fixture
 def bulk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_module, "BULK", 10)
     monkeypatch.setattr(helper_module, "BULK", 10)
     monkeypatch.setattr(helper_module, "CHUNK", 4)  # a job of several chunks
 
