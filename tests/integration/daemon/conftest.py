@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,31 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Config
+from orchestrator.daemon import reload as reload_module
 from orchestrator.daemon.notify import Notifier
+from orchestrator.daemon.reload import Reloader
 from orchestrator.daemon.service import Daemon
+from orchestrator.manifest.helper import ParseHelper
 from orchestrator.runtime import Hooks, Runtime, open_runtime
+from tests.harness import wait_until
 from tests.integration.conftest import FAST_RETRY, EmulatorHandle
+
+
+def manifest(name: str, channel: str, schedule: str = "always") -> str:
+    """A manifest of the app `main` (its storage's secrets from T_S3_KEY, T_S3_SECRET)."""
+    return textwrap.dedent(
+        f"""\
+        name: {name}
+        app: main
+        channel: {channel}
+        uid: auto
+        mode: mix
+        schedule: {schedule}
+        recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
+        storage: {{vendor: aws-s3, region: us-east-1, bucket: rec,
+                  accessKey: {{env: T_S3_KEY}}, secretKey: {{env: T_S3_SECRET}}}}
+        """
+    )
 
 
 @contextlib.asynccontextmanager
@@ -66,3 +88,24 @@ async def serving(runtime: Runtime) -> AsyncIterator[tuple[Daemon, asyncio.Task[
     finally:
         daemon.shutdown("test over")
         await asyncio.wait_for(asyncio.shield(running), 30)
+
+
+@contextlib.asynccontextmanager
+async def ready(runtime: Runtime) -> AsyncIterator[Daemon]:
+    """The daemon running in this loop until ready; shut down, and its exit status 0,
+    at the end."""
+    async with serving(runtime) as (daemon, running):
+        await wait_until(
+            lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
+        )
+        assert not running.done(), running.result()
+        yield daemon
+    assert running.result() == 0
+
+
+async def started_reloader(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> Reloader:
+    """A `Reloader` of the runtime's manifests, started, with no snapshot to read."""
+    monkeypatch.setattr(reload_module, "SNAPSHOT_FILE", "unused.snapshot")
+    reloader = Reloader(runtime, runtime.config.manifests.dir, ParseHelper())
+    await reloader.start()
+    return reloader

@@ -13,8 +13,6 @@ logs nothing; one that finds a change is an ordinary reload.
 
 from __future__ import annotations
 
-import contextlib
-import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,31 +20,16 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.daemon import reload as reload_module
 from orchestrator.daemon.reload import UNCHANGED, Reloader
-from orchestrator.daemon.service import Daemon
 from orchestrator.daemon.watch import ManifestWatcher
-from orchestrator.manifest.helper import ParseHelper
 from orchestrator.runtime import Runtime
-from tests.harness import wait_until
 from tests.integration.conftest import EmulatorHandle
-from tests.integration.daemon.conftest import daemon_runtime, serving
-
-
-def manifest(name: str, channel: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        name: {name}
-        app: main
-        channel: {channel}
-        uid: auto
-        mode: mix
-        schedule: always
-        recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
-        storage: {{vendor: aws-s3, region: us-east-1, bucket: rec,
-                  accessKey: {{env: T_S3_KEY}}, secretKey: {{env: T_S3_SECRET}}}}
-        """
-    )
+from tests.integration.daemon.conftest import (
+    daemon_runtime,
+    manifest,
+    ready,
+    started_reloader,
+)
 
 
 @pytest.fixture
@@ -57,18 +40,6 @@ async def runtime(
     manifests = {"watchInterval": "200ms"}
     async with daemon_runtime(emulator, tmp_path, monkeypatch, lobby, manifests=manifests) as rt:
         yield rt
-
-
-@contextlib.asynccontextmanager
-async def _ready(runtime: Runtime) -> AsyncIterator[Daemon]:
-    """The daemon running in this loop until ready; shut down and awaited at the end."""
-    async with serving(runtime) as (daemon, running):
-        await wait_until(
-            lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
-        )
-        assert not running.done(), running.result()
-        yield daemon
-    assert running.result() == 0
 
 
 def _reloads(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,7 +85,7 @@ async def test_an_edit_made_during_the_first_load_is_acted_on_before_ready(
         return {r["body"]["cname"] for r in emulator.emu.requests("start")}
 
     with capture_logs() as logs:
-        async with _ready(runtime):
+        async with ready(runtime):
             assert started() == {"lobby", "hall"}  # both started by the time it is ready
     assert order.seen[:3] == ["load", "watch", "load"]  # no watch while the first load read
     assert [e["trigger"] for e in _reloads(logs)] == ["start", "start"]
@@ -126,7 +97,7 @@ async def test_with_nothing_edited_the_second_look_logs_nothing(
 ) -> None:
     order = Order(monkeypatch, lambda: None)
     with capture_logs() as logs:
-        async with _ready(runtime) as daemon:
+        async with ready(runtime) as daemon:
             assert order.seen == ["load", "watch", "load"]  # the look was made before ready
             assert daemon._watcher is not None and daemon._watcher.watching
     assert [e["trigger"] for e in _reloads(logs)] == ["start"]
@@ -138,10 +109,8 @@ async def test_with_nothing_edited_the_second_look_logs_nothing(
 async def test_a_quiet_reload_gives_unchanged_only_when_nothing_changed(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reload_module, "SNAPSHOT_FILE", "unused.snapshot")
     directory = runtime.config.manifests.dir
-    reloader = Reloader(runtime, directory, ParseHelper())
-    await reloader.start()
+    reloader = await started_reloader(runtime, monkeypatch)
     with capture_logs() as logs:
         first = await reloader.reload("start")
         assert first is not None and first is not UNCHANGED and first.added == ("lobby",)

@@ -13,7 +13,6 @@ rather than "no longer validates"); at shutdown, what waits is stored.
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,30 +20,17 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.daemon import reload as reload_module
-from orchestrator.daemon.reload import Reloader
-from orchestrator.manifest.helper import ParseHelper
 from orchestrator.runtime import Runtime
 from orchestrator.state import KnownGood
 from tests.harness import wait_until
 from tests.integration.conftest import EmulatorHandle
-from tests.integration.daemon.conftest import daemon_runtime, serving
-
-
-def manifest(name: str, channel: str, schedule: str = "always") -> str:
-    return textwrap.dedent(
-        f"""\
-        name: {name}
-        app: main
-        channel: {channel}
-        uid: auto
-        mode: mix
-        schedule: {schedule}
-        recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
-        storage: {{vendor: aws-s3, region: us-east-1, bucket: rec,
-                  accessKey: {{env: T_S3_KEY}}, secretKey: {{env: T_S3_SECRET}}}}
-        """
-    )
+from tests.integration.daemon.conftest import (
+    daemon_runtime,
+    manifest,
+    ready,
+    serving,
+    started_reloader,
+)
 
 
 def later() -> str:
@@ -127,10 +113,7 @@ async def test_a_pass_that_acts_stores_the_versions_before_its_calls(
             calls_when_stored.append(len(emulator.emu.requests()))
 
         monkeypatch.setattr(rt.store, "remember_known_good", stored_then_count)
-        async with serving(rt) as (daemon, running):
-            await wait_until(
-                lambda: daemon.readiness().ready or running.done(), within=30, what="READY"
-            )
+        async with ready(rt):
             assert {r["body"]["cname"] for r in emulator.emu.requests("start")} == {"lobby"}
     assert calls_when_stored[0] == 0  # stored before the acquire
 
@@ -138,10 +121,8 @@ async def test_a_pass_that_acts_stores_the_versions_before_its_calls(
 async def test_a_file_broken_before_its_version_was_stored_stands_in_that_version(
     idle: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reload_module, "SNAPSHOT_FILE", "unused.snapshot")
     directory = idle.config.manifests.dir
-    reloader = Reloader(idle, directory, ParseHelper())
-    await reloader.start()
+    reloader = await started_reloader(idle, monkeypatch)
     assert await reloader.reload("start") is not None
     assert reloader.unremembered  # no pass stored them yet
     (directory / "m1.yaml").write_text("name: m1\nmode: [mix\n", encoding="utf-8")
