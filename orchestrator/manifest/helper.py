@@ -125,9 +125,7 @@ class Help:
     """A worker's part of one load: its files in chunks of `CHUNK`, parsed in order.
 
     The load takes in a chunk's results when it reaches one of its files (`take`),
-    while the worker parses the next. Rather than wait for the worker, the load parses
-    the worker's last chunk not begun itself, with the worker's own function (`steal`):
-    the worker may run on a slower core. `strict`: how the files are parsed."""
+    while the worker parses the next. `strict`: how the files are parsed."""
 
     def __init__(self, chunks: Sequence[tuple[Sequence[str], Future[Helped]]], strict: bool):
         self.strict = strict
@@ -135,33 +133,21 @@ class Help:
         """The chunk of each of its files."""
         for index, (paths, _) in enumerate(chunks):
             self.chunk_of.update(dict.fromkeys(paths, index))
-        self._paths = [paths for paths, _ in chunks]
         self._futures = [future for _, future in chunks]
-        self._stolen: dict[int, Helped] = {}
-        self.stolen = 0
-        """Chunks the load parsed itself, as the worker had not begun them."""
         self._taken = 0
         self._deadline: float | None = None
 
     def take(self, path: str, *, wait: bool = True) -> Helped:
         """What the worker parsed of `path`'s chunk and of the chunks before it not taken
-        yet; waited for, `HELP_WITHIN` seconds at most from the first wait, each wait
-        spent parsing a chunk the worker has not begun, while there is one (`steal`).
-        Nothing once a chunk failed or was late: the load parses the rest itself.
-        `wait=False`: only the chunks finished, up to the first that is not."""
+        yet; waited for, `HELP_WITHIN` seconds at most from the first wait. Nothing once
+        a chunk failed or was late: the load parses the rest itself. `wait=False`: only
+        the chunks the worker has finished, up to the first it has not."""
         index = self.chunk_of.get(path, -1)
         out: Helped = {}
         while self._taken <= index:
             future = self._futures[self._taken]
-            if self._taken in self._stolen:
-                out.update(self._stolen.pop(self._taken))
-                self._taken += 1
-                continue
-            if not future.done():
-                if not wait:
-                    break
-                if self.steal():
-                    continue
+            if not wait and not future.done():
+                break
             self._taken += 1
             if self._deadline is None:
                 self._deadline = time.monotonic() + HELP_WITHIN
@@ -170,16 +156,6 @@ class Help:
             except Exception:  # the worker died, could not start, or hangs
                 self.cancel()
         return out
-
-    def steal(self) -> bool:
-        """Parse here the last chunk not taken that the worker has not begun (its future
-        cancelled: the worker never will); whether there was one."""
-        for index in range(len(self._futures) - 1, self._taken - 1, -1):
-            if index not in self._stolen and self._futures[index].cancel():
-                self._stolen[index] = parse_files(self._paths[index], self.strict)
-                self.stolen += 1
-                return True
-        return False
 
     def cancel(self) -> None:
         """Take nothing more: chunks the worker has not begun are dropped."""

@@ -114,9 +114,7 @@ class LoadStats:
     # files whose bytes were taken from what an earlier process saved (`snapshot`),
     # not parsed: not in `parsed`
     restored: int = 0
-    # files of `parsed` that were a worker's part (`helper`): parsed by the worker process
-    # beside the loading thread, or by the loading thread itself from the worker's chunks
-    # not begun when it would otherwise have waited (`Help.steal`)
+    # files of `parsed` parsed by a worker process (`helper`), beside the loading thread
     helped: int = 0
 
     @property

@@ -29,7 +29,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -334,40 +333,6 @@ def test_a_load_takes_the_chunks_in_order_and_none_after_a_failed_one(tmp_path: 
     job = Help([(paths[:2], _done(first)), (paths[4:], _done(third))], strict=False)
     assert job.take(paths[4]) == {**first, **third}  # a later file: the chunks before too
     assert job.take("/not/in/the/job.yaml") == {}
-
-
-def test_a_load_parses_the_chunks_the_worker_has_not_begun_rather_than_wait(
-    tmp_path: Path,
-) -> None:
-    paths = tree(tmp_path, 6)
-    # None begun (a worker slower than the loading thread): the load parses them all,
-    # the last first, and the worker never will (their futures are cancelled).
-    futures: list[Future[Helped]] = [Future(), Future(), Future()]
-    job = Help(list(zip([paths[:2], paths[2:4], paths[4:]], futures, strict=True)), False)
-    assert job.take(paths[1]) == parse_files(paths[:2], False)
-    assert job.stolen == 3 and all(f.cancelled() for f in futures)
-    assert job.take(paths[5]) == parse_files(paths[2:], False)  # parsed already
-    assert job.take(paths[5]) == {}  # taken already
-
-    # The first begun and not finished: while the load waits for it, it parses the
-    # second (not begun); the first's result is taken when it comes.
-    first = parse_files(paths[:2], False)
-    begun: Future[Helped] = Future()
-    assert begun.set_running_or_notify_cancel()
-    later: Future[Helped] = Future()
-    job = Help([(paths[:2], begun), (paths[2:], later)], strict=False)
-    finish = threading.Timer(0.2, begun.set_result, (first,))
-    finish.start()
-    try:
-        assert job.take(paths[0]) == first
-    finally:
-        finish.cancel()
-    assert job.stolen == 1 and later.cancelled()
-    assert job.take(paths[5]) == parse_files(paths[2:], False)  # parsed while it waited
-    # Only what is finished with `wait=False`: nothing is parsed for it.
-    idle: Future[Helped] = Future()
-    job = Help([(paths[:2], idle)], strict=False)
-    assert job.take(paths[0], wait=False) == {} and job.stolen == 0 and not idle.cancelled()
 
 
 def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
