@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from orchestrator.manifest import discovery
 from orchestrator.manifest.diagnostics import Diagnostic
@@ -153,7 +154,13 @@ class Help:
                 self._deadline = time.monotonic() + HELP_WITHIN
             try:
                 out.update(future.result(timeout=max(0.0, self._deadline - time.monotonic())))
-            except Exception:  # the worker died, could not start, or hangs
+            except BrokenProcessPool:  # the worker died or could not start
+                # Every other chunk fails too. Not cancelled: Python 3.11's pool, breaking,
+                # sets an exception on each future in its table, and one cancelled
+                # meanwhile kills its manager thread (InvalidStateError) before it ends
+                # the worker and its queues.
+                self._taken = len(self._futures)
+            except Exception:  # it hangs (late), or the chunk failed in it
                 self.cancel()
         return out
 

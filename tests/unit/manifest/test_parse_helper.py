@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -330,6 +331,15 @@ def test_a_load_takes_the_chunks_in_order_and_none_after_a_failed_one(tmp_path: 
     assert job.take(paths[0]) == {}  # taken already
     assert job.take(paths[5]) == {}  # the failed chunk ends the job: nothing after it
     assert pending.cancelled()
+    # A broken pool fails every chunk itself: none is cancelled (a future cancelled
+    # while the pool sets their exceptions would kill its manager thread).
+    after: Future[Helped] = Future()
+    job = Help(
+        [(paths[:2], _done(error=BrokenProcessPool("the worker died"))), (paths[2:], after)],
+        strict=False,
+    )
+    assert job.take(paths[5]) == {} and not after.cancelled()
+    assert job.take(paths[5]) == {}  # the job is over
     job = Help([(paths[:2], _done(first)), (paths[4:], _done(third))], strict=False)
     assert job.take(paths[4]) == {**first, **third}  # a later file: the chunks before too
     assert job.take("/not/in/the/job.yaml") == {}
