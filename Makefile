@@ -30,8 +30,9 @@ run: $(STAMP)
 # machine's 2 cores keep both busy: a full run with 5 workers left the cores idle half
 # the time (vmstat), and the rollover modules hold a worker each for minutes while
 # using almost no CPU. WORKERS=7 is about 13 % faster than 5 on clean clones, 9 no
-# faster than 7 (README, "Running the tests"). --dist loadscope runs each test module on one worker, in file order (its
-# module fixtures are built once; a figures test follows the test it reports on);
+# faster than 7 (README, "Running the tests"). --dist loadscope runs each test module
+# on one worker, in file order (its module fixtures are built once; a figures test
+# follows the test it reports on);
 # --no-loadscope-reorder hands the modules out longest first, as tests/conftest.py
 # sorts them. Each worker starts its own throwaway PostgreSQL cluster when it first
 # needs one.
