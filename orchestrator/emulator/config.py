@@ -58,8 +58,8 @@ class EmulatorClock:
 
     The wall clock, as Agora's servers and the daemon keep time (windows, token
     expiry, request stamps compared with instants a test or the daemon took). Not the
-    monotonic clock: the two can run apart (a clock being slewed ran 0.5 % faster
-    than the monotonic one on the CI machine), and an emulator up for a minute then
+    monotonic clock: the two can run apart (the wall clock ran 0.5 % faster than the
+    monotonic one on the CI machine), and an emulator up for a minute then
     stamped a start 30 ms before the window the daemon had waited for. A wall clock
     stepped back holds this one until it catches up.
     """
