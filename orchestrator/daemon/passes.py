@@ -378,14 +378,8 @@ class Passes:
 
     def next_boundary_of(self, app_id: str, now: datetime) -> datetime | None:
         """The first window boundary after `now` of the desired recordings of `app_id`
-        (None: none ever)."""
-        found: datetime | None = None
-        for d in self._reloader.desired.recordings:
-            if d.app_id == app_id:
-                due = d.schedule.next_boundary(now)
-                if due is not None and (found is None or due < found):
-                    found = due
-        return found
+        (None: none ever), as the timers hold them."""
+        return self._timers.next_boundary_of(app_id, now)
 
     def _still_mine(self, session: SessionRecord) -> bool:
         """Whether a session a round listed is still this replica's to query: a round

@@ -124,6 +124,16 @@ class Timers:
             self._backoff_until = at
         self.reschedule()
 
+    def next_boundary_of(self, app_id: str, now: datetime) -> datetime | None:
+        """The first window boundary after `now` of the recordings of `app_id` (None:
+        none ever), from the boundaries held (one looked for again only if passed)."""
+        dues = (
+            at if at is None or at > now else d.schedule.next_boundary(now)
+            for d, at in self._boundaries.values()
+            if d.app_id == app_id
+        )
+        return min((at for at in dues if at is not None), default=None)
+
     def next_wake(self, now: datetime) -> datetime | None:
         """The next window boundary of any manifest, or the next backoff expiry; `now`
         when a boundary fell after the instant the last pass planned for (while that

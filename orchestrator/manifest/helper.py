@@ -201,7 +201,7 @@ class ParseHelper:
         load takes its results for the bytes it parsed; fewer than `BULK` start none."""
         if self._ready is not None or (os.cpu_count() or 1) < 2:
             return
-        if files is not None and len(files) < BULK:
+        if files is not None and not self.wants(len(files)):
             return
         executor = self._executor()
         try:
