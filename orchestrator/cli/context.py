@@ -110,9 +110,12 @@ def load_once(
     (the model's classes live as long as the process)."""
     hooks = OneLoad()
     with hooks.loading():
+        from orchestrator.manifest.helper import ParseHelper
         from orchestrator.manifest.loader import ManifestCache
 
-        return ManifestCache(paths, strict=strict, app_ids=app_ids, hooks=hooks).load(now=now)
+        helper = ParseHelper.forking()  # a bulk load shares its parse with a forked worker
+        cache = ManifestCache(paths, strict=strict, app_ids=app_ids, hooks=hooks, helper=helper)
+        return cache.load(now=now)
 
 
 @dataclass

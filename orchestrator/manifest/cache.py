@@ -460,7 +460,7 @@ class ManifestCache:
             and p not in saved
             and _may_have_changed(old.get(p), p, seen)
         ]
-        if not self.helper.wants(len(todo)):
+        if not self.helper.wants(len(todo), lambda: _size_of(todo, seen)):
             return None, seen
         return self.helper.start(todo, strict=self.strict), seen
 
@@ -512,6 +512,21 @@ def _may_have_changed(entry: _Entry | None, path: str, seen: dict[str, os.stat_r
     except OSError:
         return False  # reported by the load itself
     return entry.key != file_key(st)
+
+
+def _size_of(paths: list[str], seen: dict[str, os.stat_result]) -> int:
+    """The bytes of `paths` together, by `stat` (taken into `seen`, for the load to use;
+    a file that cannot be stat'ed counts nothing: the load reports it)."""
+    size = 0
+    for path in paths:
+        st = seen.get(path)
+        if st is None:
+            try:
+                st = seen[path] = os.stat(path)
+            except OSError:
+                continue
+        size += st.st_size
+    return size
 
 
 def _recount(counts: dict[_K, int], shared: set[_K], keys: Sequence[_K], delta: int) -> None:

@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from orchestrator.manifest import discovery
 from orchestrator.manifest.diagnostics import Diagnostic
@@ -48,9 +45,16 @@ from orchestrator.manifest.parsing import parse_file, read_manifest_file
 from orchestrator.manifest.sharing import Sharer
 from orchestrator.manifest.snapshot import Saved
 
+if TYPE_CHECKING:  # imported where a worker starts: a small load never needs them
+    import multiprocessing.context
+    from concurrent.futures import Future, ProcessPoolExecutor
+
 __all__ = [
     "BULK",
     "CHUNK",
+    "FORK_BULK",
+    "FORK_BYTES",
+    "FORK_SHARE",
     "HELP_WITHIN",
     "SHARE",
     "SHARE_EARLY",
@@ -80,6 +84,17 @@ SHARE_EARLY = 0.5
 """The part a worker given its files as it is prestarted parses: it starts parsing
 before the load does, while the daemon imports the rest of itself, but the load takes
 in its results besides reading and digesting every file and parsing its own part."""
+
+FORK_BULK = 250
+"""Files to parse, at least, for a forked worker (`ParseHelper.forking`) to be worth
+starting: it is running a few milliseconds after the fork, with everything imported."""
+
+FORK_BYTES = 160_000
+"""Bytes to parse, at least, in fewer files than `FORK_BULK`, for a forked worker to be
+worth starting: about as many manifests as `FORK_BULK` files of one each."""
+
+FORK_SHARE = 0.5
+"""The part a forked worker parses: half, as it parses from the load's first moment."""
 
 CHUNK = 500
 """Files a worker sends back at a time (`Help`)."""
@@ -143,6 +158,8 @@ class Help:
         yet; waited for, `HELP_WITHIN` seconds at most from the first wait. Nothing once
         a chunk failed or was late: the load parses the rest itself. `wait=False`: only
         the chunks the worker has finished, up to the first it has not."""
+        from concurrent.futures.process import BrokenProcessPool  # imported with the pool
+
         index = self.chunk_of.get(path, -1)
         out: Helped = {}
         while self._taken <= index:
@@ -179,19 +196,34 @@ class ParseHelper:
     launches): its interpreter starts and imports the parser while the caller does the
     same, and, given the files the load will parse, it parses its part of them at once.
     `start` hands a load its worker; a worker the first load did not want is ended by
-    `release`."""
+    `release`. A command that loads once and exits takes `forking()` instead."""
 
     def __init__(self, *, context: multiprocessing.context.BaseContext | None = None) -> None:
-        self._context = context or multiprocessing.get_context("spawn")
+        self._context = context
+        self._forks = False
         self._ready: ProcessPoolExecutor | None = None
         self._early: Help | None = None  # the part of the files given to `prestart`
         self.started = 0
         """Workers started over the helper's life."""
 
-    @staticmethod
-    def wants(files: int) -> bool:
-        """Whether a load that parses this many files shares them (`BULK` or more)."""
-        return files >= BULK
+    @classmethod
+    def forking(cls) -> ParseHelper:
+        """A helper for a command that loads once and exits (`validate`, `plan`): its
+        worker is forked as the load begins, so it has nothing to start or import and
+        is worth it from `FORK_BULK` files, for `FORK_SHARE` of them. It is forked only
+        while the process runs no other thread (a fork copies none of them, nor what they
+        hold), on a platform that forks; otherwise the load parses every file itself."""
+        helper = cls()
+        helper._forks = True
+        return helper
+
+    def wants(self, files: int, size: Callable[[], int] | None = None) -> bool:
+        """Whether a load that parses this many files shares them: `BULK` or more; for a
+        forking helper, `FORK_BULK` or more, or two or more of `FORK_BYTES` together
+        (`size`: their bytes, asked only then), as a few files may hold many manifests."""
+        if not self._forks:
+            return files >= BULK
+        return files >= FORK_BULK or (files > 1 and size is not None and size() >= FORK_BYTES)
 
     def prestart(self, files: Sequence[str] | None = None, *, strict: bool = False) -> None:
         """Start a worker now, for the next `start` (nothing without a second core).
@@ -199,7 +231,7 @@ class ParseHelper:
         `files`: every file the next load will parse, in its order, when the caller
         knows: the worker parses its part of them (`SHARE_EARLY`) from now on, and the
         load takes its results for the bytes it parsed; fewer than `BULK` start none."""
-        if self._ready is not None or (os.cpu_count() or 1) < 2:
+        if self._ready is not None or (os.cpu_count() or 1) < 2 or self._forks:
             return
         if files is not None and not self.wants(len(files)):
             return
@@ -222,6 +254,8 @@ class ParseHelper:
         core or no worker could be started (the caller parses them all itself)."""
         if (os.cpu_count() or 1) < 2 or not paths:
             return None
+        if self._forks and not _may_fork():
+            return None
         early, self._early = self._early, None
         executor, self._ready = self._ready, None
         if executor is not None and early is not None and early.strict == strict:
@@ -232,7 +266,7 @@ class ParseHelper:
             executor = None
         prestarted = executor is not None
         executor = executor or self._executor()
-        share = SHARE_PRESTARTED if prestarted else SHARE
+        share = FORK_SHARE if self._forks else SHARE_PRESTARTED if prestarted else SHARE
         try:
             job = _submit(executor, _part(paths, share), strict)
         except (OSError, RuntimeError):  # no worker could start, or a prestarted one died
@@ -253,7 +287,19 @@ class ParseHelper:
             executor.shutdown(wait=False, cancel_futures=True)
 
     def _executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=1, mp_context=self._context, initializer=_quiet)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = self._context or multiprocessing.get_context("fork" if self._forks else "spawn")
+        return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_quiet)
+
+
+def _may_fork() -> bool:
+    """Whether this process may fork a worker: the platform forks, and no other thread
+    runs (the child would hold none of them, nor be able to take the locks they held)."""
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 
 def _part(paths: Sequence[str], share: float) -> Sequence[str]:
@@ -282,6 +328,8 @@ def _orphaned() -> None:
     """Exit once the daemon is gone. A worker waits for its job on a queue it holds
     both ends of, so a daemon killed (SIGKILL, a crash) before it sent the job or its
     end would leave it waiting for ever: the parent's sentinel tells instead."""
+    import multiprocessing.connection
+
     parent = multiprocessing.parent_process()
     if parent is not None:
         multiprocessing.connection.wait([parent.sentinel])

@@ -400,3 +400,34 @@ def test_rollover_uid_errors_and_clashes(tmp_path: Path) -> None:
     assert "first at 2026-03-09T09:00:00Z" in lines[1]
     assert lines[2].startswith(f"{tmp_path / 'c.yaml'}:6:1: error: schedule: records app main")
     assert lines[-1] == "invalid: 3 file(s), 0 valid manifest(s), 3 error(s), 0 warning(s)"
+
+
+def test_a_bulk_validate_shared_with_a_forked_worker_reports_as_a_plain_load(
+    tmp_path: Path,
+) -> None:
+    """From `FORK_BULK` files, `validate` parses half of them in a forked worker: its
+    report is the one a load without a worker gives, in the same order, errors,
+    warnings and clashes across both halves included."""
+    from orchestrator.manifest.helper import FORK_BULK
+    from orchestrator.manifest.loader import load_manifests
+
+    count = FORK_BULK + 50
+    for i in range(count):
+        channel = "room-0" if i % 60 == 1 else f"room-{i}"  # a clash, in each half
+        text = GOOD.replace("standup", f"rec-{i}").replace("room-1", channel)
+        if i % 37 == 0:
+            text = text.replace("uid: 527841", "uid: 0")  # an error, in each half
+        if i % 41 == 0:
+            text += 'token: "006literal"\n'  # a literal secret: a warning
+        (tmp_path / f"g{i % 4}").mkdir(exist_ok=True)
+        (tmp_path / f"g{i % 4}" / f"m{i:04d}.yaml").write_text(text, encoding="utf-8")
+    at = "2026-03-07T00:00:00+00:00"
+    run = orchestrator("validate", "--format", "json", "--at", at, tmp_path)
+    plain = load_manifests([tmp_path], now=datetime.fromisoformat(at))
+    report = json.loads(run.stdout)
+    assert run.code == 1 and report["files"] == count
+    assert report["diagnostics"] == [d.as_dict() for d in plain.diagnostics]
+    assert report["failedFiles"] == sorted(plain.failed_files)
+    assert report["manifests"] == len(plain.manifests)
+    assert plain.warnings and len(plain.errors) > 5 and len(plain.manifests) > count - 20
+    assert any("first at" in d.message for d in plain.errors)  # the clash

@@ -24,11 +24,13 @@ saw (a key it could trust: not changed within `RACY_NS`), and reads any other.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -42,6 +44,9 @@ from orchestrator.manifest import helper as helper_module
 from orchestrator.manifest.cache import ManifestCache, load_manifests
 from orchestrator.manifest.discovery import Discovery, holds_at_least
 from orchestrator.manifest.helper import (
+    BULK,
+    FORK_BULK,
+    FORK_BYTES,
     SHARE,
     SHARE_EARLY,
     SHARE_PRESTARTED,
@@ -439,3 +444,79 @@ def test_a_load_takes_what_the_worker_finished_without_waiting_for_the_rest() ->
     pending.set_result({})
     assert job.take("b.yaml", wait=False) == {}  # finished now, and empty
     assert job._taken == 2
+
+
+FORKED_LOAD = """
+import json, sys
+from datetime import datetime
+from orchestrator.manifest import helper
+helper.FORK_BULK, helper.FORK_BYTES, helper.CHUNK = int(sys.argv[2]), int(sys.argv[3]), 4
+from orchestrator.manifest.cache import ManifestCache, load_manifests
+now = datetime.fromisoformat(sys.argv[4])
+forking = helper.ParseHelper.forking()
+cache = ManifestCache([sys.argv[1]], helper=forking)
+result = cache.load(now=now)
+plain = load_manifests([sys.argv[1]], now=now)
+print(json.dumps({
+    "started": forking.started,
+    "helped": cache.last.helped,
+    "parsed": cache.last.parsed,
+    "same": result == plain and result.diagnostics == plain.diagnostics,
+    "hashes": [m.spec_hash for m in result.manifests] == [m.spec_hash for m in plain.manifests],
+}))
+"""
+
+
+def _forked_load(root: Path, *, bulk: int, size: int) -> dict[str, object]:
+    """A load with a forking helper in a process of one thread (a test worker has more:
+    it would not fork), against a plain load of the same files in that process."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_LOAD, str(root), str(bulk), str(size), NOW.isoformat()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: dict[str, object] = json.loads(done.stdout)
+    return loaded
+
+
+def test_a_forking_helper_shares_a_load_of_many_files_and_answers_as_a_plain_load(
+    tmp_path: Path,
+) -> None:
+    tree(tmp_path, 30)  # 31 files, one broken; a clash across files too
+    write(tmp_path / "d1" / "again.yaml", doc("rec-0"))
+    out = _forked_load(tmp_path, bulk=10, size=10**9)
+    assert out == {"started": 1, "helped": 16, "parsed": 32, "same": True, "hashes": True}
+
+
+def test_a_forking_helper_weighs_a_few_large_files_by_their_bytes(tmp_path: Path) -> None:
+    for i in range(4):  # four files of 25 manifests each
+        text = "---\n".join(doc(f"rec-{i}-{j}", schedule=j % 6) for j in range(25))
+        write(tmp_path / f"m{i}.yaml", text)
+    size = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert _forked_load(tmp_path, bulk=10, size=size)["helped"] == 2  # half the files
+    assert _forked_load(tmp_path, bulk=10, size=size + 1)["started"] == 0
+
+
+def test_a_forking_helper_does_not_fork_while_another_thread_runs(tmp_path: Path) -> None:
+    tree(tmp_path, 30)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, args=(60,))
+    other.start()
+    try:
+        helper = ParseHelper.forking()
+        assert helper.wants(FORK_BULK) and not helper.wants(FORK_BULK - 1)
+        paths = Discovery(remember=False).discover([tmp_path]).files * 10
+        assert helper.start(paths, strict=False) is None and helper.started == 0
+    finally:
+        release.set()
+        other.join(timeout=60)
+
+
+def test_a_forking_helper_wants_bulk_files_or_bulk_bytes_in_two_files() -> None:
+    forking, spawning = ParseHelper.forking(), ParseHelper()
+    assert forking.wants(FORK_BULK) and not forking.wants(FORK_BULK - 1)
+    assert forking.wants(2, lambda: FORK_BYTES) and not forking.wants(2, lambda: FORK_BYTES - 1)
+    assert not forking.wants(1, lambda: FORK_BYTES * 10)  # one file: nothing to share
+    assert not spawning.wants(BULK - 1, lambda: FORK_BYTES * 10) and spawning.wants(BULK)
