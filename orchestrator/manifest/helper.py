@@ -19,7 +19,10 @@ read, and taken only when its bytes have the digest the worker sent. A worker th
 cannot start, fails or dies costs time, never a manifest. The worker is started for
 one bulk load and exits after it (nothing stays running, and nothing of it stays in
 memory); the daemon may start it ahead, as it launches (`ParseHelper.prestart`), and
-ends it unused if the first load did not want it. A daemon that knows its first load
+ends it unused if the first load did not want it. A command that loads once and exits
+(`ParseHelper.forking`) forks its worker as the load begins instead: it has nothing to
+start or import, so it is worth it for smaller loads and takes half of one; it forks
+only while it runs no other thread. A daemon that knows its first load
 parses every file (there is no snapshot to take them from) gives the worker its part
 of them at once: it parses them while the daemon imports the rest of itself and opens
 the store. The worker exits once its parent is gone, however the parent ended; it

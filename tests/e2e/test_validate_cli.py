@@ -17,6 +17,7 @@ windows that have all ended by `--at`, are warnings (exit 0; 1 under --strict), 
 so is a fixed `token` with a schedule that outlives a token (not one short window).
 `rolloverUid`: the manifest's own uid is a positioned error, a clash with another
 manifest's uid is found from `--at`; `schema` has the key and `show` prints the number.
+A bulk validate (its parse shared with a forked worker) reports as a plain load.
 """
 
 from __future__ import annotations
