@@ -257,85 +257,89 @@ class ManifestCache:
         stat_of = os.stat
         hooks = self.hooks
         worker, seen = self._share(files, hint)
-        helped_files = worker.chunk_of if worker is not None else {}
-        unpickled = Sharer(remember=True)  # for this load only
-        for path in files:
-            before = old.get(path)
-            if hint is not None and before is not None and path not in hint:
-                entry = before  # the watch saw no change here
-            else:
-                try:
-                    st = seen.pop(path, None) or stat_of(path)  # `_share` took some
-                except OSError as exc:
-                    reason = exc.strerror or type(exc).__name__
-                    entry = _unread_entry(None, cannot_read(path, "the file", reason))
+        try:
+            helped_files = worker.chunk_of if worker is not None else {}
+            unpickled = Sharer(remember=True)  # for this load only
+            for path in files:
+                before = old.get(path)
+                if hint is not None and before is not None and path not in hint:
+                    entry = before  # the watch saw no change here
                 else:
-                    key = file_key(st)
-                    if before is not None and not before.racy and before.key == key:
-                        entry = before  # the common case: nothing to do
+                    try:
+                        st = seen.pop(path, None) or stat_of(path)  # `_share` took some
+                    except OSError as exc:
+                        reason = exc.strerror or type(exc).__name__
+                        entry = _unread_entry(None, cannot_read(path, "the file", reason))
                     else:
-                        racy = is_racy(st, racy_cutoff)
-                        if path in helped_files and worker is not None:
-                            # A new file is parsed in any case: its worker's result is
-                            # waited for now (it may spare the read); a known one may only
-                            # have been touched: what has come is taken, and the rest is
-                            # waited for only if its bytes changed (below).
-                            self._helped.update(worker.take(path, wait=before is None))
-                        # the bytes the worker read, when the file's key is still the one
-                        # it saw then (and was to be trusted then): not read again here
-                        raw: bytes | Saved | Diagnostic | None = self._read_by_worker(path, key)
-                        if raw is None:
-                            raw = read_manifest_file(path, st, strict=self.strict)
-                        if isinstance(raw, Diagnostic):
-                            entry = _unread_entry(key, raw)
+                        key = file_key(st)
+                        if before is not None and not before.racy and before.key == key:
+                            entry = before  # the common case: nothing to do
                         else:
-                            read += 1
-                            if isinstance(raw, bytes):
-                                digest = hashlib.blake2b(raw, digest_size=16).digest()
+                            racy = is_racy(st, racy_cutoff)
+                            if path in helped_files and worker is not None:
+                                # A new file is parsed in any case: its worker's result is
+                                # waited for now (it may spare the read); a known one may only
+                                # have been touched: what has come is taken, and the rest is
+                                # waited for only if its bytes changed (below).
+                                self._helped.update(worker.take(path, wait=before is None))
+                            # the bytes the worker read, when the file's key is still the one
+                            # it saw then (and was to be trusted then): not read again here
+                            raw: bytes | Saved | Diagnostic | None = self._read_by_worker(path, key)
+                            if raw is None:
+                                raw = read_manifest_file(path, st, strict=self.strict)
+                            if isinstance(raw, Diagnostic):
+                                entry = _unread_entry(key, raw)
                             else:
-                                digest = raw.digest
-                            if before is not None and before.content == digest:
-                                before.key, before.racy = key, racy  # touched, not changed
-                                entry = before
-                            else:
-                                if path in helped_files and worker is not None:
-                                    self._helped.update(worker.take(path))
-                                entry, placed, by_worker = self._parse(
-                                    path, raw, key, racy, digest, unpickled
-                                )
-                                if placed is None:
-                                    restored += 1
+                                read += 1
+                                if isinstance(raw, bytes):
+                                    digest = hashlib.blake2b(raw, digest_size=16).digest()
                                 else:
-                                    parsed += 1
-                                    helped += by_worker
-                                    positioned += placed
-                                    if hooks is not None:
-                                        hooks.parsed(parsed)
-            entries[path] = entry
-            if entry is not before:
-                replaced.append((before, entry))
-                if before is None:
-                    added.add(path)
-                elif entry.content != before.content:
-                    modified.add(path)
-            if entry.skipped or entry.unreadable:
-                if entry.skipped:
-                    skipped.add(path)
+                                    digest = raw.digest
+                                if before is not None and before.content == digest:
+                                    before.key, before.racy = key, racy  # touched, not changed
+                                    entry = before
+                                else:
+                                    if path in helped_files and worker is not None:
+                                        self._helped.update(worker.take(path))
+                                    entry, placed, by_worker = self._parse(
+                                        path, raw, key, racy, digest, unpickled
+                                    )
+                                    if placed is None:
+                                        restored += 1
+                                    else:
+                                        parsed += 1
+                                        helped += by_worker
+                                        positioned += placed
+                                        if hooks is not None:
+                                            hooks.parsed(parsed)
+                entries[path] = entry
+                if entry is not before:
+                    replaced.append((before, entry))
+                    if before is None:
+                        added.add(path)
+                    elif entry.content != before.content:
+                        modified.add(path)
+                if entry.skipped or entry.unreadable:
+                    if entry.skipped:
+                        skipped.add(path)
+                    else:
+                        unreadable.add(path)
+                found = entry.diagnostics
+                if entry.earliest_end is not None and now is not None and now >= entry.earliest_end:
+                    found = sorted([*found, *_ended(entry, now, strict=self.strict)], key=_position)
+                    ended = True
                 else:
-                    unreadable.add(path)
-            found = entry.diagnostics
-            if entry.earliest_end is not None and now is not None and now >= entry.earliest_end:
-                found = sorted([*found, *_ended(entry, now, strict=self.strict)], key=_position)
-                ended = True
-            else:
-                ended = False
-            if entry.failed or (self.strict and ended):
-                failed.add(path)
-                diagnostics.extend(found)
-            else:
-                valid += entry.manifests
-                if found:
+                    ended = False
+                if entry.failed or (self.strict and ended):
+                    failed.add(path)
                     diagnostics.extend(found)
+                else:
+                    valid += entry.manifests
+                    if found:
+                        diagnostics.extend(found)
+        finally:
+            if worker is not None:
+                worker.cancel()  # what this load did not reach (or, cut short, will not)
         removed = old.keys() - entries.keys()
         # the state changes only once every file has been looked at
         for before, entry in replaced:
@@ -347,8 +351,6 @@ class ManifestCache:
         self._entries = entries
         self._saved.clear()  # the first load took what it could: the rest is stale
         self._helped.clear()
-        if worker is not None:
-            worker.cancel()  # what this load did not reach is of no use
         if parsed:
             forget_scalars()  # kept among this load's objects, they would pin their pages
         self.read_files += read

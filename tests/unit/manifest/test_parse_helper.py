@@ -23,11 +23,13 @@ saw (a key it could trust: not changed within `RACY_NS`), and reads any other.
 
 A forking helper (a command's: `validate`, `show`) forks its worker as the load
 begins, in a process of one thread, and answers as a plain load; it weighs a few
-large files by their bytes, and does not fork while another thread runs.
+large files by their bytes, and does not fork while another thread runs. A load cut
+short (a Ctrl-C) drops its worker's chunks not begun.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -59,6 +61,7 @@ from orchestrator.manifest.helper import (
     ParseHelper,
     parse_files,
 )
+from orchestrator.manifest.loaded import LoadStats
 from orchestrator.manifest.snapshot import Saved
 from tests.harness import gone
 from tests.unit.manifest.test_manifest_cache import NOW, doc, write
@@ -524,3 +527,36 @@ def test_a_forking_helper_wants_bulk_files_or_bulk_bytes_in_two_files() -> None:
     assert forking.wants(2, lambda: FORK_BYTES) and not forking.wants(2, lambda: FORK_BYTES - 1)
     assert not forking.wants(1, lambda: FORK_BYTES * 10)  # one file: nothing to share
     assert not spawning.wants(BULK - 1, lambda: FORK_BYTES * 10) and spawning.wants(BULK)
+
+
+class _CtrlC:
+    """Load hooks that interrupt the load at its first parse, as a Ctrl-C would."""
+
+    def loading(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def parsed(self, count: int) -> None:
+        raise KeyboardInterrupt
+
+    def loaded(self, stats: LoadStats) -> None:
+        pass
+
+
+def test_a_load_cut_short_leaves_its_worker_nothing_more_to_parse(
+    tmp_path: Path, bulk: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C in `validate` ends the load: the worker's chunks not begun are dropped,
+    so the command exits once the chunk in hand is parsed, not after all of them."""
+    tree(tmp_path, 30)
+    helper = ParseHelper()
+    pending: list[Future[Helped]] = [Future(), Future(), Future()]
+
+    def start(todo: list[str], *, strict: bool) -> Help:
+        parts = [todo[-12:-8], todo[-8:-4], todo[-4:]]
+        return Help(list(zip(parts, pending, strict=True)), strict)
+
+    monkeypatch.setattr(helper, "start", start)
+    cache = ManifestCache([tmp_path], helper=helper, hooks=_CtrlC())
+    with pytest.raises(KeyboardInterrupt):
+        cache.load(now=NOW)
+    assert all(future.cancelled() for future in pending)
