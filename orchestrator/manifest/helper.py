@@ -39,7 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from orchestrator.manifest import discovery
 from orchestrator.manifest.diagnostics import Diagnostic
@@ -106,6 +106,19 @@ HELP_WITHIN = 120.0
 """Seconds a load waits for its worker's results at most, all chunks together (5,000
 files take it about 2 s)."""
 
+
+class Stop(Protocol):
+    """What tells a worker to parse nothing more: an event shared with its process
+    (`multiprocessing` context's `Event`), set by the load."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+
+_STOP: Stop | None = None
+"""In a worker: its stop event (`_quiet`); None in any other process."""
+
 Helped = dict[str, tuple[Saved, bool, FileKey | None]]
 """What a worker parsed, by path: the file's `Saved` result (with its content digest),
 whether its findings were placed by a second parse, and the file's key (`FileKey`)
@@ -120,7 +133,10 @@ def parse_files(paths: Sequence[str], strict: bool, racy_ns: int | None = None) 
     out: Helped = {}
     sharer = Sharer()
     racy_ns = discovery.RACY_NS if racy_ns is None else racy_ns
+    stop = _STOP
     for path in paths:
+        if stop is not None and stop.is_set():  # the load takes nothing more
+            break
         racy_after = time.time_ns() - racy_ns  # taken before the stat, as the cache's
         try:
             st = os.stat(path)
@@ -144,10 +160,17 @@ class Help:
     """A worker's part of one load: its files in chunks of `CHUNK`, parsed in order.
 
     The load takes in a chunk's results when it reaches one of its files (`take`),
-    while the worker parses the next. `strict`: how the files are parsed."""
+    while the worker parses the next. `strict`: how the files are parsed; `stop`: the
+    worker's stop event (`cancel`)."""
 
-    def __init__(self, chunks: Sequence[tuple[Sequence[str], Future[Helped]]], strict: bool):
+    def __init__(
+        self,
+        chunks: Sequence[tuple[Sequence[str], Future[Helped]]],
+        strict: bool,
+        stop: Stop | None = None,
+    ):
         self.strict = strict
+        self.stop = stop
         self.chunk_of: dict[str, int] = {}
         """The chunk of each of its files."""
         for index, (paths, _) in enumerate(chunks):
@@ -175,20 +198,20 @@ class Help:
             try:
                 out.update(future.result(timeout=max(0.0, self._deadline - time.monotonic())))
             except BrokenProcessPool:  # the worker died or could not start
-                # Every other chunk fails too. Not cancelled: Python 3.11's pool, breaking,
-                # sets an exception on each future in its table, and one cancelled
-                # meanwhile kills its manager thread (InvalidStateError) before it ends
-                # the worker and its queues.
-                self._taken = len(self._futures)
+                self._taken = len(self._futures)  # every other chunk fails too
             except Exception:  # it hangs (late), or the chunk failed in it
                 self.cancel()
         return out
 
     def cancel(self) -> None:
-        """Take nothing more: chunks the worker has not begun are dropped."""
-        for future in self._futures[self._taken :]:
-            future.cancel()
+        """Take nothing more: the worker parses nothing more (`stop`), and its chunks
+        not begun end at once, empty. Never by cancelling their futures: Python 3.11's
+        pool, when its worker dies, sets an exception on each future in its table, and
+        one cancelled meanwhile kills its manager thread (InvalidStateError) before it
+        ends the worker and its queues."""
         self._taken = len(self._futures)
+        if self.stop is not None:
+            self.stop.set()
 
 
 class ParseHelper:
@@ -204,7 +227,7 @@ class ParseHelper:
     def __init__(self, *, context: multiprocessing.context.BaseContext | None = None) -> None:
         self._context = context
         self._forks = False
-        self._ready: ProcessPoolExecutor | None = None
+        self._ready: _Worker | None = None
         self._early: Help | None = None  # the part of the files given to `prestart`
         self.started = 0
         """Workers started over the helper's life."""
@@ -238,17 +261,17 @@ class ParseHelper:
             return
         if files is not None and not self.wants(len(files)):
             return
-        executor = self._executor()
+        worker = self._worker()
         try:
             if files is not None:
-                self._early = _submit(executor, _part(files, SHARE_EARLY), strict)
+                self._early = worker.submit(_part(files, SHARE_EARLY), strict)
             else:
-                executor.submit(_imported)  # the process starts now, and imports the parser
+                worker.executor.submit(_imported)  # it starts now, and imports the parser
         except (OSError, RuntimeError):  # it could not start: a load starts its own
-            executor.shutdown(wait=False, cancel_futures=True)
+            worker.end()
             self._early = None
             return
-        self._ready = executor
+        self._ready = worker
         self.started += 1
 
     def start(self, paths: Sequence[str], *, strict: bool) -> Help | None:
@@ -260,41 +283,66 @@ class ParseHelper:
         if self._forks and not _may_fork():
             return None
         early, self._early = self._early, None
-        executor, self._ready = self._ready, None
-        if executor is not None and early is not None and early.strict == strict:
-            executor.shutdown(wait=False)  # the worker exits once its job is done
+        worker, self._ready = self._ready, None
+        if worker is not None and early is not None and early.strict == strict:
+            worker.executor.shutdown(wait=False)  # the worker exits once its job is done
             return early
-        if early is not None and executor is not None:  # parsed otherwise: of no use
-            executor.shutdown(wait=False, cancel_futures=True)
-            executor = None
-        prestarted = executor is not None
-        executor = executor or self._executor()
+        if early is not None and worker is not None:  # parsed otherwise: of no use
+            worker.end()
+            worker = None
+        prestarted = worker is not None
+        worker = worker or self._worker()
         share = FORK_SHARE if self._forks else SHARE_PRESTARTED if prestarted else SHARE
         try:
-            job = _submit(executor, _part(paths, share), strict)
+            job = worker.submit(_part(paths, share), strict)
         except (OSError, RuntimeError):  # no worker could start, or a prestarted one died
-            executor.shutdown(wait=False, cancel_futures=True)
+            worker.end()
             return None
         if not prestarted:  # a prestarted one was counted by `prestart`
             self.started += 1
-        executor.shutdown(wait=False)  # the worker exits once its job is done
+        worker.executor.shutdown(wait=False)  # the worker exits once its job is done
         return job
 
     def release(self) -> None:
         """End a prestarted worker no load took (it exits; nothing is waited for)."""
-        executor, self._ready = self._ready, None
-        if self._early is not None:
-            self._early.cancel()
-            self._early = None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        worker, self._ready = self._ready, None
+        self._early = None
+        if worker is not None:
+            worker.end()
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _worker(self) -> _Worker:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         context = self._context or multiprocessing.get_context("fork" if self._forks else "spawn")
-        return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_quiet)
+        stop = context.Event()
+        executor = ProcessPoolExecutor(
+            max_workers=1, mp_context=context, initializer=_quiet, initargs=(stop,)
+        )
+        return _Worker(executor, stop)
+
+
+class _Worker(NamedTuple):
+    """A worker process (a pool of one) and its stop event."""
+
+    executor: ProcessPoolExecutor
+    stop: Stop
+
+    def submit(self, paths: Sequence[str], strict: bool) -> Help:
+        """`paths` to parse, in chunks of `CHUNK`."""
+        chunks = [list(paths[i : i + CHUNK]) for i in range(0, len(paths), CHUNK)]
+        racy_ns = discovery.RACY_NS  # as this process judges its own stat keys
+        submit = self.executor.submit
+        return Help(
+            [(chunk, submit(parse_files, chunk, strict, racy_ns)) for chunk in chunks],
+            strict,
+            self.stop,
+        )
+
+    def end(self) -> None:
+        """Parse nothing more and exit, without waiting (its pending jobs end empty)."""
+        self.stop.set()
+        self.executor.shutdown(wait=False)
 
 
 def _may_fork() -> bool:
@@ -310,18 +358,12 @@ def _part(paths: Sequence[str], share: float) -> Sequence[str]:
     return paths[len(paths) - int(len(paths) * share) :]
 
 
-def _submit(executor: ProcessPoolExecutor, paths: Sequence[str], strict: bool) -> Help:
-    chunks = [list(paths[i : i + CHUNK]) for i in range(0, len(paths), CHUNK)]
-    racy_ns = discovery.RACY_NS  # as this process judges its own stat keys
-    return Help(
-        [(chunk, executor.submit(parse_files, chunk, strict, racy_ns)) for chunk in chunks],
-        strict,
-    )
-
-
-def _quiet() -> None:
+def _quiet(stop: Stop) -> None:
     """The worker's start: Ctrl-C is the daemon's to handle; the collector has nothing
-    to find in a process that parses and exits; it exits with the daemon (`_orphaned`)."""
+    to find in a process that parses and exits; it exits with the daemon (`_orphaned`);
+    `stop` set, it parses nothing more (`parse_files`)."""
+    global _STOP
+    _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
     threading.Thread(target=_orphaned, name="parent-watch", daemon=True).start()

@@ -24,7 +24,8 @@ saw (a key it could trust: not changed within `RACY_NS`), and reads any other.
 A forking helper (a command's: `validate`, `show`) forks its worker as the load
 begins, in a process of one thread, and answers as a plain load; it weighs a few
 large files by their bytes, and does not fork while another thread runs. A load cut
-short (a Ctrl-C) drops its worker's chunks not begun.
+short (a Ctrl-C) tells its worker to parse nothing more, and a worker told so parses
+nothing more of its chunks (they end at once, empty); no future is ever cancelled.
 """
 
 from __future__ import annotations
@@ -331,6 +332,7 @@ def test_a_load_takes_the_chunks_in_order_and_none_after_a_failed_one(tmp_path: 
     paths = tree(tmp_path, 6)
     first, third = parse_files(paths[:2], False), parse_files(paths[4:], False)
     pending: Future[Helped] = Future()
+    stop = threading.Event()
     job = Help(
         [
             (paths[:2], _done(first)),
@@ -338,13 +340,15 @@ def test_a_load_takes_the_chunks_in_order_and_none_after_a_failed_one(tmp_path: 
             (paths[4:], pending),
         ],
         strict=False,
+        stop=stop,
     )
     assert job.take(paths[1]) == first  # its chunk only: the next is not waited for
     assert job.take(paths[0]) == {}  # taken already
     assert job.take(paths[5]) == {}  # the failed chunk ends the job: nothing after it
-    assert pending.cancelled()
-    # A broken pool fails every chunk itself: none is cancelled (a future cancelled
-    # while the pool sets their exceptions would kill its manager thread).
+    # The worker is told to parse nothing more; no future is cancelled (a future
+    # cancelled while a breaking pool sets their exceptions would kill its manager
+    # thread); a broken pool fails every chunk itself.
+    assert stop.is_set() and not pending.cancelled()
     after: Future[Helped] = Future()
     job = Help(
         [(paths[:2], _done(error=BrokenProcessPool("the worker died"))), (paths[2:], after)],
@@ -545,18 +549,45 @@ class _CtrlC:
 def test_a_load_cut_short_leaves_its_worker_nothing_more_to_parse(
     tmp_path: Path, bulk: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Ctrl-C in `validate` ends the load: the worker's chunks not begun are dropped,
-    so the command exits once the chunk in hand is parsed, not after all of them."""
+    """A Ctrl-C in `validate` ends the load: the worker is told to parse nothing more,
+    so the command exits once the file in hand is parsed, not after every chunk."""
     tree(tmp_path, 30)
     helper = ParseHelper()
     pending: list[Future[Helped]] = [Future(), Future(), Future()]
+    stop = threading.Event()
 
     def start(todo: list[str], *, strict: bool) -> Help:
         parts = [todo[-12:-8], todo[-8:-4], todo[-4:]]
-        return Help(list(zip(parts, pending, strict=True)), strict)
+        return Help(list(zip(parts, pending, strict=True)), strict, stop)
 
     monkeypatch.setattr(helper, "start", start)
     cache = ManifestCache([tmp_path], helper=helper, hooks=_CtrlC())
     with pytest.raises(KeyboardInterrupt):
         cache.load(now=NOW)
-    assert all(future.cancelled() for future in pending)
+    assert stop.is_set()
+
+
+def test_a_worker_told_to_stop_parses_nothing_more(tmp_path: Path, bulk: None) -> None:
+    """The stop event reaches the worker process: set, its chunks not begun end empty,
+    and the pool's futures all finish (none cancelled, none left pending)."""
+    tree(tmp_path, 30)
+    helper = ParseHelper()
+    paths = Discovery(remember=False).discover([tmp_path]).files
+    helper.prestart()  # running, with nothing to do yet
+    worker = helper._ready
+    assert worker is not None
+    worker.stop.set()
+    job = helper.start(paths, strict=False)  # the prestarted worker takes the job
+    assert job is not None and job.stop is worker.stop
+    results = [future.result(timeout=60) for future in job._futures]
+    assert results and all(result == {} for result in results)
+    assert not any(future.cancelled() for future in job._futures)
+
+
+def test_parse_files_stops_at_the_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = tree(tmp_path, 3)
+    stop = threading.Event()
+    monkeypatch.setattr(helper_module, "_STOP", stop)
+    assert len(parse_files(paths, False)) == 3
+    stop.set()
+    assert parse_files(paths, False) == {}
