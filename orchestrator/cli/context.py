@@ -140,30 +140,43 @@ def load_context(config_path: Path | None, manifests: Path | None, state: str | 
     return Context(config, manifests or config.manifests.dir, state or config.state.url)
 
 
-def load_desired(
-    ctx: Context, now: datetime, known_good: Mapping[str, KnownGood]
+def read_manifests(ctx: Context, now: datetime) -> LoadResult:
+    """The manifests of `ctx`, loaded once (`load_once`) with its App IDs. A command reads
+    them before it opens a store: a process that runs one thread may fork a worker for a
+    bulk load, and a store's connection runs one."""
+    return load_once([ctx.manifests], now=now, app_ids=_app_ids(ctx))
+
+
+def desired_from(
+    ctx: Context, loaded: LoadResult, known_good: Mapping[str, KnownGood]
 ) -> tuple[Desired, list[Diagnostic]]:
-    """The recordings the manifests want, and the problems met on the way."""
+    """The recordings the manifests read want, and the problems met on the way."""
     from orchestrator.reconcile.reconciler import desired_recordings
 
-    app_ids = {name: profile.app_id for name, profile in ctx.config.apps.items()}
-    loaded = load_once([ctx.manifests], now=now, app_ids=app_ids)
     problems = list(loaded.diagnostics)
     wanted = desired_recordings(
-        loaded.manifests, app_ids, loaded.failed_files, known_good, unreadable=loaded.unreadable
+        loaded.manifests,
+        _app_ids(ctx),
+        loaded.failed_files,
+        known_good,
+        unreadable=loaded.unreadable,
     )
     problems.extend(map(general, wanted.problems))
     return wanted, problems
 
 
 async def writer_desired(
-    ctx: Context, runtime: Runtime, now: datetime
+    ctx: Context, runtime: Runtime, loaded: LoadResult
 ) -> tuple[Desired, list[Diagnostic]]:
-    """`load_desired` for the store's writer: with the store's last known good
+    """`desired_from` for the store's writer: with the store's last known good
     manifests, and the runtime's own problems (an app profile it could not set up)."""
-    desired, problems = load_desired(ctx, now, await runtime.store.known_good())
+    desired, problems = desired_from(ctx, loaded, await runtime.store.known_good())
     problems.extend(map(general, runtime.problems))
     return desired, problems
+
+
+def _app_ids(ctx: Context) -> dict[str, str]:
+    return {name: profile.app_id for name, profile in ctx.config.apps.items()}
 
 
 def general(message: str) -> Diagnostic:

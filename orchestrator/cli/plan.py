@@ -29,13 +29,14 @@ from orchestrator.cli.context import (
     Failure,
     Unreachable,
     claim,
+    desired_from,
     errors,
     fail,
     general,
     load_context,
-    load_desired,
     note,
     open_reader,
+    read_manifests,
     writer,
     writer_desired,
 )
@@ -43,6 +44,7 @@ from orchestrator.cli.options import FORMAT, as_of, at_option, sources
 
 if TYPE_CHECKING:
     from orchestrator.manifest.diagnostics import Diagnostic
+    from orchestrator.manifest.loaded import LoadResult
     from orchestrator.reconcile.plan import Action, ActualState, Note, Plan
     from orchestrator.reconcile.reconciler import Desired
 
@@ -108,16 +110,17 @@ async def _plan(
     from orchestrator.runtime import plan_policy
 
     ctx = load_context(config_path, manifests_dir, state_url)
+    loaded = read_manifests(ctx, now)  # before the store (`read_manifests`)
     if offline and _missing_store(ctx.state_url):
         # CI has no store: plan from an empty state, and create nothing.
-        desired, problems = load_desired(ctx, now, {})
+        desired, problems = desired_from(ctx, loaded, {})
         problems.append(note(f"no state store at {ctx.state_url}: planned from an empty state"))
         actual = ActualState(invalid_files=desired.invalid_files)
     else:
         try:
-            desired, problems, actual = await _observe_for_plan(ctx, now, offline)
+            desired, problems, actual = await _observe_for_plan(ctx, loaded, offline)
         except Unreachable as exc:  # offline: no store needed, whatever the URL
-            desired, problems = load_desired(ctx, now, {})
+            desired, problems = desired_from(ctx, loaded, {})
             problems.append(note(f"{exc}: planned from an empty state"))
             actual = ActualState(invalid_files=desired.invalid_files)
     the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
@@ -145,18 +148,18 @@ def _missing_store(url: str) -> bool:
 
 
 async def _observe_for_plan(
-    ctx: Context, now: datetime, offline: bool
+    ctx: Context, loaded: LoadResult, offline: bool
 ) -> tuple[Desired, list[Diagnostic], ActualState]:
     from orchestrator.reconcile.reconciler import observe
 
     if offline:
         # A reader: no lock, so it works beside a running daemon; it sends nothing.
         async with open_reader(ctx.state_url, offline=True) as store:
-            desired, problems = load_desired(ctx, now, await store.known_good())
+            desired, problems = desired_from(ctx, loaded, await store.known_good())
             actual = await observe(store, desired.invalid_files, None, desired.unreadable)
         return desired, problems, actual
     async with writer(ctx, "plan") as runtime:
-        desired, problems = await writer_desired(ctx, runtime, now)
+        desired, problems = await writer_desired(ctx, runtime, loaded)
         apps, notes = await claim(runtime)  # replicas: query only what we may
         problems.extend(notes)
         actual = await observe(

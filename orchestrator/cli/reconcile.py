@@ -33,6 +33,7 @@ from orchestrator.cli.context import (
     fail,
     load_context,
     note,
+    read_manifests,
     store_failures,
     when,
     writer,
@@ -90,9 +91,10 @@ async def _apply(
 
     ctx = load_context(config_path, manifests_dir, state_url)
     now = datetime.now(UTC)
+    loaded = read_manifests(ctx, now)  # before the store (`read_manifests`)
     async with writer(ctx, "apply") as runtime:
         store = runtime.store
-        desired, problems = await writer_desired(ctx, runtime, now)
+        desired, problems = await writer_desired(ctx, runtime, loaded)
         await remember_known_good(store, desired)
         if retry:
             await store.clear_failures()

@@ -23,10 +23,11 @@ from orchestrator.cli import cli
 from orchestrator.cli.context import (
     Busy,
     Failure,
+    desired_from,
     fail,
     load_context,
-    load_desired,
     open_reader,
+    read_manifests,
     when,
 )
 from orchestrator.cli.options import FORMAT, as_of, at_option, sources
@@ -76,8 +77,9 @@ async def _status(
     from orchestrator.state import session_summary
 
     ctx = load_context(config_path, manifests_dir, state_url)
+    loaded = read_manifests(ctx, now)  # before the store (`read_manifests`)
     async with open_reader(ctx.state_url) as store:
-        desired, problems = load_desired(ctx, now, await store.known_good())
+        desired, problems = desired_from(ctx, loaded, await store.known_good())
         actual = await observe(store, desired.invalid_files, None, desired.unreadable)
         history = await store.history(limit)
         owners = await store.app_owners()

@@ -234,7 +234,7 @@ class ParseHelper:
 
     @classmethod
     def forking(cls) -> ParseHelper:
-        """A helper for a command that loads once and exits (`validate`, `show`): its
+        """A helper for a command that loads once and exits (`validate`, `plan`): its
         worker is forked as the load begins, so it has nothing to start or import and
         is worth it from `FORK_BULK` files, for `FORK_SHARE` of them. It is forked only
         while the process runs no other thread (a fork copies none of them, nor what they

@@ -6,7 +6,8 @@ credentials; status text and JSON; apply exits 1 when an action fails; crash
 recovery: SIGKILL right after acquire, right after start (before its outcome is
 stored) and during stop; the next apply ends with exactly one live session per
 desired recording, no 53 from the emulator, and nothing left running that should
-not be. Secrets never appear in any output.
+not be. Secrets never appear in any output. `plan` and `status` with a store read the
+manifests before they open it, so a bulk load forks its worker, and plans as without.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -321,3 +324,61 @@ async def test_what_cannot_be_read_is_never_taken_as_removed(cli_env: CliEnv, wh
     assert "cannot" in result.stdout.lower() or "not" in result.stdout.lower()
     assert not cli_env.emulator.emu.requests("stop")
     assert len(live_recordings(cli_env)) == 2
+
+
+PROBED_CLI = """
+import sys
+from orchestrator.manifest import helper
+started = []
+start = helper.ParseHelper.start
+def probed(self, paths, *, strict):
+    job = start(self, paths, strict=strict)
+    started.append(job is not None)
+    return job
+helper.ParseHelper.start = probed
+if sys.argv[1] == "--no-worker":  # the same command, its load parsing every file itself
+    helper.ParseHelper.forking = classmethod(lambda cls: None)
+    del sys.argv[1]
+from orchestrator.cli import main
+sys.argv = ["orchestrator", *sys.argv[1:]]
+try:
+    main()
+finally:
+    print("worker started:", started, file=sys.stderr)
+"""
+
+
+async def test_plan_and_status_with_a_store_share_a_bulk_load_with_a_forked_worker(
+    cli_env: CliEnv,
+) -> None:
+    """They read the manifests before they open the store (its connection runs a
+    thread, and a process forks only while it runs one): a bulk load forks its worker,
+    and the plan is the one a load without a worker gives."""
+    from orchestrator.manifest.helper import FORK_BULK
+
+    for i in range(FORK_BULK + 10):
+        write_manifest(cli_env, f"rec-{i}", f"room-{i}", 1000 + i)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", PROBED_CLI, *args],
+            capture_output=True,
+            text=True,
+            env=cli_env.without_credentials(),
+            cwd=cli_env.root,
+            timeout=120,
+        )
+
+    plan = ("plan", "--config", str(cli_env.config), "--offline", "--format", "json")
+    at = ("--at", "2026-03-02T08:00:00+00:00")
+    forked, plain = await asyncio.gather(
+        asyncio.to_thread(run, *plan, *at), asyncio.to_thread(run, "--no-worker", *plan, *at)
+    )
+    assert forked.returncode == plain.returncode == 0, forked.stderr + plain.stderr
+    assert "worker started: [True]" in forked.stderr
+    assert "worker started: []" in plain.stderr
+    assert forked.stdout == plain.stdout
+    assert len(json.loads(forked.stdout)["actions"]) == FORK_BULK + 10
+    status = await asyncio.to_thread(run, "status", "--config", str(cli_env.config))
+    assert status.returncode == 0, status.stderr  # each is "starting": due now
+    assert "worker started: [True]" in status.stderr

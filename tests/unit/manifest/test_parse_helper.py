@@ -21,7 +21,7 @@ it reaches them, and parses a failed chunk's files and every later one's itself.
 does not read again a file the worker read while the file keeps the key the worker
 saw (a key it could trust: not changed within `RACY_NS`), and reads any other.
 
-A forking helper (a command's: `validate`, `show`) forks its worker as the load
+A forking helper (a command's: `validate`, `plan`) forks its worker as the load
 begins, in a process of one thread, and answers as a plain load; it weighs a few
 large files by their bytes, and does not fork while another thread runs. A load cut
 short (a Ctrl-C) tells its worker to parse nothing more, and a worker told so parses
