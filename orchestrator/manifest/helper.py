@@ -184,17 +184,17 @@ class Help:
         yet; waited for, `HELP_WITHIN` seconds at most from the first wait. Nothing once
         a chunk failed or was late: the load parses the rest itself. `wait=False`: only
         the chunks the worker has finished, up to the first it has not."""
-        from concurrent.futures.process import BrokenProcessPool  # imported with the pool
-
         index = self.chunk_of.get(path, -1)
         out: Helped = {}
-        while self._taken <= index:
+        while self._taken <= index:  # once a chunk, not once a file
             future = self._futures[self._taken]
             if not wait and not future.done():
                 break
             self._taken += 1
             if self._deadline is None:
                 self._deadline = time.monotonic() + HELP_WITHIN
+            from concurrent.futures.process import BrokenProcessPool  # loaded with the pool
+
             try:
                 out.update(future.result(timeout=max(0.0, self._deadline - time.monotonic())))
             except BrokenProcessPool:  # the worker died or could not start
