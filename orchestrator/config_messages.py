@@ -14,14 +14,13 @@ only to pick a did-you-mean among the valid values, never shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from orchestrator.manifest.diagnostics import SECRET_FORMS, unknown_key
+from orchestrator.manifest.diagnostics import SECRET_FORMS, Explained, explain_each, unknown_key
 from orchestrator.manifest.rules import Loc, did_you_mean
 from orchestrator.manifest.scalars import DURATION_RULE
 from orchestrator.secrets import SECRET_TAGS
@@ -29,64 +28,9 @@ from orchestrator.secrets import SECRET_TAGS
 __all__ = ["Explained", "annotation_at", "explain"]
 
 
-@dataclass(frozen=True, slots=True)
-class Explained:
-    """One validation error, ready to be placed and shown."""
-
-    loc: Loc  # where it is, in the file's spelling, secret tags removed
-    field: str  # the dotted path to show (for an odd secret reference, the secret's key)
-    message: str
-    at_key: bool  # point at the key rather than the value: an unknown key, or a null
-
-
 def explain(exc: ValidationError, root: type[BaseModel]) -> list[Explained]:
     """Every error worth a line of `exc`, raised by validating the model `root`."""
-    out = []
-    for error in _errors(exc):
-        raw_loc: Loc = tuple(error["loc"])
-        loc = tuple(part for part in raw_loc if part not in SECRET_TAGS)
-        if error["type"] == "manifest_rules":
-            # a rule between fields (`Rules`, shared with the manifests): each violation
-            # at its own field, pointed at by its key
-            for sub_loc, text in (error.get("ctx") or {}).get("violations", []):
-                place = loc + tuple(sub_loc)
-                out.append(Explained(place, ".".join(map(str, place)), str(text), True))
-            continue
-        message = _explain(root, error, loc, raw_loc)
-        field = ".".join(str(part) for part in _shown_path(error, loc, raw_loc))
-        # A key without a value (null) is pointed at by its key: the null has no place.
-        at_key = error["type"] == "extra_forbidden" or error.get("input", "") is None
-        out.append(Explained(loc, field, message, at_key))
-    return out
-
-
-def _errors(exc: ValidationError) -> list[ErrorDetails]:
-    """The errors worth a line: `{valut: NAME}` is one mistake (an unknown form of
-    secret), not also "env is missing"."""
-    errors = exc.errors(include_url=False)
-    unknown_in_secret = {
-        tuple(e["loc"][:-1])
-        for e in errors
-        if e["type"] == "extra_forbidden" and len(e["loc"]) > 1 and e["loc"][-2] in SECRET_TAGS
-    }
-    return [
-        e
-        for e in errors
-        if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in unknown_in_secret)
-    ]
-
-
-def _in_secret(raw_loc: Loc) -> bool:
-    return any(part in SECRET_TAGS for part in raw_loc)
-
-
-def _shown_path(error: ErrorDetails, loc: Loc, raw_loc: Loc) -> Loc:
-    """The field path to show. For a secret reference of no known form, the secret's
-    own key: a key written inside it may be the secret itself (`customerSecret: {s3cr3t}`)."""
-    if _in_secret(raw_loc) and error["type"] in ("extra_forbidden", "missing"):
-        tag = next(i for i, part in enumerate(raw_loc) if part in SECRET_TAGS)
-        return raw_loc[:tag]
-    return loc
+    return list(explain_each(exc, lambda error, loc, raw_loc: _explain(root, error, loc, raw_loc)))
 
 
 def _field(model: type[BaseModel], key: str | int) -> FieldInfo | None:
@@ -158,9 +102,7 @@ def _explain(root: type[BaseModel], error: ErrorDetails, loc: Loc, raw_loc: Loc)
     kind = error["type"]
     ctx = error.get("ctx") or {}
     last = str(loc[-1]) if loc else ""
-    if _in_secret(raw_loc) and kind == "extra_forbidden":
-        return f"unknown key in a secret reference: a secret is {SECRET_FORMS}"
-    if _in_secret(raw_loc) and kind in ("missing", "model_type"):
+    if any(part in SECRET_TAGS for part in raw_loc) and kind in ("missing", "model_type"):
         return f"a secret is a reference: {SECRET_FORMS} (or, with a warning, a plain string)"
     info = _field_at(root, loc)
     annotation = info.annotation if info is not None else None

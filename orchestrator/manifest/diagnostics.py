@@ -4,21 +4,25 @@ A `Diagnostic` is the one form every manifest problem takes, from a YAML syntax
 error to a clash between two files. This module turns pydantic's errors into
 messages that say what is wrong and what would be valid (`diagnose`), and finds
 where a field path stands in a file (`position_tree`, `locate`). The daemon
-config uses the same finder and the same unknown-key sentence (`unknown_key`).
+config uses the same walk over pydantic's errors (`explain_each`), the same finder
+and the same unknown-key sentence (`unknown_key`).
 
 A message must never contain a secret value: the input is not quoted when the
-field is a secret (`orchestrator.secrets.SECRET_KEYS`, `SECRET_TAGS`).
+field is a secret (`orchestrator.secrets.SECRET_KEYS`, `SECRET_TAGS`), and a key
+written inside a secret reference of no known form is neither quoted nor shown in
+the field path, since it may be the secret itself (`token: {s3cr3t: x}`).
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from orchestrator.contract import MAX_SIDE, MIN_UID, UINT32_MAX
 from orchestrator.manifest.model import Manifest
@@ -29,9 +33,11 @@ from orchestrator.secrets import SECRET_TAGS, is_secret_key
 __all__ = [
     "SECRET_FORMS",
     "Diagnostic",
+    "Explained",
     "Finding",
     "Severity",
     "diagnose",
+    "explain_each",
     "locate",
     "place",
     "position_tree",
@@ -184,7 +190,7 @@ def unknown_key(key: str, valid: Sequence[str]) -> str:
     return f"unknown key '{key}'{hint}{listing}"
 
 
-def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
+def _explain(error: ErrorDetails, loc: Loc, raw_loc: Loc) -> str:
     """A pydantic error as 'what is wrong; what would be valid'."""
     kind = str(error["type"])
     ctx = error.get("ctx") or {}
@@ -200,8 +206,6 @@ def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
         owner = _model_at(raw_loc[:-1])
         hint = _REQUIRED_HINTS.get((owner.__name__ if owner else "", last), "")
         return f"'{last}' is required: {hint}" if hint else f"'{last}' is required"
-    if kind == "extra_forbidden" and len(raw_loc) > 1 and raw_loc[-2] in SECRET_TAGS:
-        return f"unknown key '{loc[-1]}': a secret is {SECRET_FORMS}"
     if kind == "extra_forbidden":
         return unknown_key(str(loc[-1]) if loc else "?", _keys_at(raw_loc[:-1]))
     if secret and kind in ("model_type", "model_attributes_type", "dict_type", "string_type"):
@@ -253,15 +257,35 @@ def _explain(error: Mapping[str, Any], loc: Loc, raw_loc: Loc) -> str:
     return str(error["msg"])
 
 
-def diagnose(exc: ValidationError) -> Iterator[tuple[Loc, str, bool]]:
-    """(field location, message, points-at-key) for every error, violations unpacked."""
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """One validation error, ready to be placed and shown."""
+
+    loc: Loc  # where it stands, in the file's spelling, secret tags removed
+    field: str  # the dotted path to show (in a secret reference of no known form, the secret's own)
+    message: str
+    at_key: bool  # point at the key rather than the value: an unknown key, or a null
+
+
+# Why one error is wrong, in words: given the error, its path without secret tags,
+# and its path as pydantic gives it.
+Reason = Callable[[ErrorDetails, Loc, Loc], str]
+
+UNKNOWN_IN_SECRET = f"unknown key in a secret reference: a secret is {SECRET_FORMS}"
+
+
+def explain_each(exc: ValidationError, reason: Reason) -> Iterator[Explained]:
+    """Every error of `exc` worth a line, for manifests and the daemon config alike.
+
+    A rule between fields (`Rules`) gives one line per violation, at its own field.
+    A key written inside a secret reference of no known form (`token: {s3cr3t: x}`)
+    may be the secret itself: the line names the secret's field and says what a
+    secret is, and still points at the key. Every other error is `reason`'s.
+    """
     errors = exc.errors(include_url=False)
     # pydantic counts only the items that validated: a bad item also yields a
     # misleading "too short" on its list, which is dropped.
     item_parents = {
-        tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)
-    }
-    item_parents |= {
         tuple(e["loc"][:i]) for e in errors for i, p in enumerate(e["loc"]) if isinstance(p, int)
     }
     # `{vault: x}` is one mistake (not a known form), not also "env is missing"
@@ -272,16 +296,30 @@ def diagnose(exc: ValidationError) -> Iterator[tuple[Loc, str, bool]]:
     }
     for error in errors:
         raw_loc: Loc = tuple(error["loc"])
-        if error["type"] == "too_short" and raw_loc in item_parents:
+        kind = error["type"]
+        if kind == "too_short" and raw_loc in item_parents:
             continue
-        if error["type"] == "missing" and raw_loc[:-1] in unknown_in_secret:
+        if kind == "missing" and raw_loc[:-1] in unknown_in_secret:
             continue
         loc = tuple(p for p in raw_loc if p not in SECRET_TAGS)
-        if error["type"] == "manifest_rules":
+        if kind == "manifest_rules":
             for sub_loc, message in (error.get("ctx") or {}).get("violations", []):
-                yield loc + tuple(sub_loc), str(message), True
-        else:
-            yield loc, _explain(error, loc, raw_loc), error["type"] == "extra_forbidden"
+                place = loc + tuple(sub_loc)
+                yield Explained(place, dotted_path(place), str(message), True)
+            continue
+        tag = next((i for i, p in enumerate(raw_loc) if p in SECRET_TAGS), None)
+        if tag is not None and kind == "extra_forbidden":
+            yield Explained(loc, dotted_path(raw_loc[:tag]), UNKNOWN_IN_SECRET, True)
+            continue
+        shown = raw_loc[:tag] if tag is not None and kind == "missing" else loc
+        # A key without a value (null) is pointed at by its key: the null has no place.
+        at_key = kind == "extra_forbidden" or error.get("input", "") is None
+        yield Explained(loc, dotted_path(shown), reason(error, loc, raw_loc), at_key)
+
+
+def diagnose(exc: ValidationError) -> Iterator[Explained]:
+    """Every error of a manifest's validation, in the manifests' words."""
+    return explain_each(exc, _explain)
 
 
 def locate(
@@ -357,6 +395,7 @@ class Finding:
     severity: Severity
     position: tuple[int, int] | None = None
     fallback: tuple[int, int] = (1, 1)
+    field: str | None = None  # the path to show, when not `loc`'s (`Explained.field`)
 
 
 def place(path: str, findings: Sequence[Finding], trees: Sequence[Any]) -> list[Diagnostic]:
@@ -373,7 +412,14 @@ def place(path: str, findings: Sequence[Finding], trees: Sequence[Any]) -> list[
             root = trees[item.document] if item.document < len(trees) else None
             line, column = locate(root, item.loc, item.at_key, item.fallback)
         out.append(
-            Diagnostic(path, line, column, dotted_path(item.loc), item.message, item.severity)
+            Diagnostic(
+                path,
+                line,
+                column,
+                dotted_path(item.loc) if item.field is None else item.field,
+                item.message,
+                item.severity,
+            )
         )
     out.sort(key=lambda d: (d.line, d.column))
     return out

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from orchestrator.manifest.diagnostics import (
     SECRET_FORMS,
     Diagnostic,
+    Explained,
     Finding,
     Severity,
     diagnose,
@@ -42,6 +43,7 @@ from orchestrator.manifest.reading import (
     duplicate_key,
     read_file,
 )
+from orchestrator.manifest.rules import dotted_path
 
 __all__ = ["Parsed", "parse_file", "read_manifest_file"]
 
@@ -129,14 +131,16 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                 manifest = Manifest.model_validate(doc.data)
             except ValidationError as exc:
                 found = list(diagnose(exc))
-                known = {(loc, message) for loc, message, _ in found}
+                known = {(e.loc, e.message) for e in found}
                 found += [
-                    (loc, message, True)
+                    Explained(loc, dotted_path(loc), message, True)
                     for loc, message in section_violations(doc.data)
                     if (loc, message) not in known
                 ]
-                for loc, message, at_key in found:
-                    pending.append(Finding(index, loc, at_key, message, "error", None, position))
+                for e in found:
+                    pending.append(
+                        Finding(index, e.loc, e.at_key, e.message, "error", None, position, e.field)
+                    )
                 continue
             for secret_path in manifest.literal_secrets():
                 pending.append(

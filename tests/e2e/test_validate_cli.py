@@ -154,6 +154,20 @@ def test_strict_fails_on_literal_secrets(tmp_path: Path) -> None:
     assert "not-a-reference" not in relaxed.stdout + strict.stdout
 
 
+def test_a_secret_written_as_a_key_is_pointed_at_and_never_shown(tmp_path: Path) -> None:
+    # The secret pasted where the reference's form belongs: the error stands at the
+    # key, names the secret's field, and neither the path nor the message quotes it.
+    text = GOOD + "token:\n  007eJxS3cr3tT0ken: x\n"
+    (tmp_path / "a.yaml").write_text(text, encoding="utf-8")
+    for fmt in ("text", "json"):
+        run = orchestrator("validate", "--format", fmt, tmp_path)
+        assert run.code == 1
+        assert "S3cr3t" not in run.stdout + run.stderr
+    assert f"{tmp_path / 'a.yaml'}:11:3: error: token: unknown key in a secret reference" in (
+        orchestrator("validate", tmp_path).stdout
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [

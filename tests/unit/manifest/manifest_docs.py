@@ -49,10 +49,9 @@ def errors_of(doc: Any) -> list[tuple[str, str]]:
 
     from orchestrator.manifest.diagnostics import diagnose
     from orchestrator.manifest.model import Manifest
-    from orchestrator.manifest.rules import dotted_path
 
     try:
         Manifest.model_validate(doc)
     except ValidationError as exc:
-        return [(dotted_path(loc), message) for loc, message, _ in diagnose(exc)]
+        return [(e.field, e.message) for e in diagnose(exc)]
     return []
