@@ -184,7 +184,7 @@ def fast_loader() -> Any:
     CParser), ruamel's SafeConstructor and the cached resolver, combined exactly as
     `YAML(typ="safe", pure=False)` combines them, but without building a YAML object
     and a loader class for every file (that was a third of the time per small file).
-    Without the C extension, ruamel's own (pure) safe loader is used.
+    Without the C extension, ruamel's pure reader, scanner, parser and composer.
     """
     from ruamel.yaml import YAML
     from ruamel.yaml.constructor import SafeConstructor
@@ -192,14 +192,29 @@ def fast_loader() -> Any:
     yaml = YAML(typ="safe", pure=False)
     parser: Any = yaml.Parser
     resolver = _resolved().resolver
-    if parser.__name__ != "CParser":  # no ruamel.yaml.clib: slower, same results
-        yaml.Resolver = resolver
-        return lambda stream: yaml.get_constructor_parser(stream)[0]
+    # Without ruamel.yaml.clib, ruamel's pure parts stand in: slower, and a syntax
+    # error is worded as the pure parser words it; the documents are the same.
+    pure = parser.__name__ != "CParser"
+    parts: tuple[type, ...] = (parser,)
+    if pure:
+        from ruamel.yaml.composer import Composer
+        from ruamel.yaml.reader import Reader
+        from ruamel.yaml.scanner import Scanner
 
-    class FastLoader(parser, SafeConstructor, resolver):  # type: ignore[misc, valid-type]
+        parts = (Reader, Scanner, parser, Composer)
+
+    class FastLoader(*parts, SafeConstructor, resolver):  # type: ignore[misc, valid-type]
         def __init__(self, stream: Any) -> None:
-            parser.__init__(self, stream)
-            self._parser = self._composer = self
+            if pure:  # as ruamel's own SafeLoader
+                self.comment_handling = None
+                self.max_depth = None  # nesting is bounded before (`reading.check_bounds`)
+                Reader.__init__(self, stream, loader=self)
+                Scanner.__init__(self, loader=self)
+                parser.__init__(self, loader=self)
+                Composer.__init__(self, loader=self)
+            else:
+                parser.__init__(self, stream)
+                self._parser = self._composer = self
             SafeConstructor.__init__(self, loader=self)
             self.allow_duplicate_keys = False
             resolver.__init__(self, version=None, loadumper=self)

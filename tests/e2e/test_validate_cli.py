@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,9 +53,14 @@ class Run:
 
 
 def orchestrator(
-    *args: str | Path, cwd: Path = ROOT, timeout: float = 120, prefix: tuple[str, ...] = ()
+    *args: str | Path,
+    cwd: Path = ROOT,
+    timeout: float = 120,
+    prefix: tuple[str, ...] = (),
+    env_more: Mapping[str, str] | None = None,
 ) -> Run:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env.update(env_more or {})
     done = subprocess.run(
         [*prefix, sys.executable, "-m", "orchestrator", *map(str, args)],
         capture_output=True,
@@ -166,6 +172,47 @@ def test_a_secret_written_as_a_key_is_pointed_at_and_never_shown(tmp_path: Path)
     assert f"{tmp_path / 'a.yaml'}:11:3: error: token: unknown key in a secret reference" in (
         orchestrator("validate", tmp_path).stdout
     )
+
+
+_WITHOUT_LIBYAML = """\
+import sys
+from pathlib import Path
+
+
+class _NoLibyaml:
+    # ruamel.yaml.clib's extension, as on a platform that has no wheel of it
+    def find_spec(self, name, path=None, target=None):
+        if name == "_ruamel_yaml":
+            Path(__file__).with_name("blocked").touch()
+            raise ImportError("no libyaml here")
+        return None
+
+
+sys.meta_path.insert(0, _NoLibyaml())
+"""
+
+
+def test_without_libyaml_the_results_are_the_same(tmp_path: Path) -> None:
+    # ruamel's pure parser stands in when ruamel.yaml.clib cannot be imported: the
+    # same manifests, bodies and findings (syntax errors aside: worded by the parser).
+    tree = tmp_path / "manifests"
+    shutil.copytree(ROOT / "recordings.d", tree)
+    bad = GOOD.replace("mode: mix", "mode: both") + "suspnd: true\ntoken: {s3cr3t: x}\n"
+    (tree / "bad.yaml").write_text(bad + "---\n" + GOOD.replace("standup", "twice"), "utf-8")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WITHOUT_LIBYAML, encoding="utf-8")
+    pure = {"PYTHONPATH": str(site)}
+    for args in (("validate", "--format", "json", tree), ("show", tree / "standup-mix-s3.yaml")):
+        with_c, without = orchestrator(*args), orchestrator(*args, env_more=pure)
+        assert (without.code, without.stdout) == (with_c.code, with_c.stdout), without.stderr
+        if args[0] == "validate":
+            fields = {d["field"] for d in json.loads(without.stdout)["diagnostics"]}
+            assert {"mode", "suspnd", "token"} <= fields
+        else:
+            assert without.code == 0
+            assert '"fileNamePrefix"' in without.stdout
+    assert (site / "blocked").exists()  # the pure parser did the work
 
 
 @pytest.mark.parametrize(
