@@ -1,8 +1,9 @@
 """A hand-over cancels a call that outlives the drain timeout, and writes nothing after.
 
 Covers, with two daemons on one PostgreSQL store and the emulator: the first daemon
-owns both App IDs; its stop of a window's end is held by the emulator (the stop
-takes effect at once, its answer comes 30 s later). A second daemon joins; the first
+owns both App IDs; once its recording is live, the window is edited to have ended,
+and its stop is held by the emulator (the stop takes effect at once, its answer
+comes 30 s later). A second daemon joins; the first
 hands over the App ID of that stop (its balancing picks it), waits
 `shutdown.drainTimeout` (1 s), cancels the call and only then releases the lock. No
 outcome of that stop is written by the first daemon: the second adopts the session
@@ -40,13 +41,14 @@ async def test_a_hand_over_cancels_a_call_past_the_drain_and_writes_nothing_afte
     # The App ID the first daemon will hand over: its balancing picks the largest hash.
     victim = max(rig.apps, key=lambda p: hashlib.sha256(rig.apps[p].encode()).digest())
     other = next(p for p in rig.apps if p != victim)
-    ends = time.time() + 8.0
-    rig.write_manifest(
-        "held.yaml",
-        recording_manifest(
-            "held", victim, "held-room", 501, windows_schedule([(time.time() - 60, ends)])
-        ),
-    )
+    began = time.time() - 60
+
+    def held_until(end: float) -> str:
+        return recording_manifest(
+            "held", victim, "held-room", 501, windows_schedule([(began, end)])
+        )
+
+    rig.write_manifest("held.yaml", held_until(time.time() + 3600))
     rig.write_manifest(
         "steady.yaml", recording_manifest("steady", other, "steady-room", 502, "always")
     )
@@ -55,10 +57,18 @@ async def test_a_hand_over_cancels_a_call_past_the_drain_and_writes_nothing_afte
 
     first = await rig.start_daemon(within=60)
     await wait_until(lambda: owned(first) == set(rig.apps.values()), within=30, what="owns all")
-    await rig.control("POST", "/faults/next", {"endpoint": "stop", "kind": "hold", "seconds": 30})
 
-    async def stopped_at_agora() -> bool:  # the hold acts at once: Agora has stopped it
-        return any(s["cname"] == "held-room" and not s["live"] for s in await rig.sessions())
+    async def at_agora(live: bool) -> bool:
+        return any(s["cname"] == "held-room" and s["live"] is live for s in await rig.sessions())
+
+    await wait_until(lambda: at_agora(True), within=30, what="the held recording started")
+    await rig.control("POST", "/faults/next", {"endpoint": "stop", "kind": "hold", "seconds": 30})
+    # Its window ends now (an edit, not a clock: however long the start-up took, the
+    # stop comes after the fault is armed). The hold acts at once: Agora stops it.
+    rig.write_manifest("held.yaml", held_until(time.time() - 1))
+
+    async def stopped_at_agora() -> bool:
+        return await at_agora(False)
 
     await wait_until(stopped_at_agora, within=30, what="the held stop took effect")
     second = await rig.start_daemon(within=60)
