@@ -3,8 +3,8 @@
 Covers, with two daemons on one PostgreSQL store and the emulator: the first daemon
 owns both App IDs; once its recording is live, the window is edited to have ended,
 and its stop is held by the emulator (the stop takes effect at once, its answer
-comes 30 s later). A second daemon joins; the first
-hands over the App ID of that stop (its balancing picks it), waits
+comes 30 s later). A second daemon joins; the first hands over the App ID of that
+stop (its balancing picks it), waits
 `shutdown.drainTimeout` (1 s), cancels the call and only then releases the lock. No
 outcome of that stop is written by the first daemon: the second adopts the session
 with its stop intent and resumes it (Agora: already stopped), and the session's end
