@@ -1,9 +1,10 @@
 """`run`: the daemon (see orchestrator/daemon/service.py).
 
-Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT); 1 when the config, the
-manifests directory or the store cannot be used, or the metrics address cannot
-be bound; 3 when another process (a daemon or an `apply`) holds the store. The
-lock is taken before any port is bound or any request is sent.
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, during start-up too: it is
+cancelled before any request is sent); 1 when the config, the manifests directory
+or the store cannot be used, or the metrics address cannot be bound; 3 when another
+process (a daemon or an `apply`) holds the store. The lock is taken before any port
+is bound or any request is sent.
 
 The daemon's first start creates the store (when neither it nor its lock file
 exists); a store that existed and is gone, empty or foreign is an error that says
@@ -41,11 +42,28 @@ def run_command(
     config_path: Path | None, manifests_dir: Path | None, state_url: str | None
 ) -> None:
     """Run the daemon: keep live recordings equal to the manifests until SIGTERM."""
-    code = asyncio.run(_run(config_path, manifests_dir, state_url))
+    try:
+        code = asyncio.run(_run(config_path, manifests_dir, state_url))
+    except (KeyboardInterrupt, asyncio.CancelledError) as stopped:
+        # SIGINT or SIGTERM during start-up, before the daemon takes its signals over:
+        # the start-up was cancelled (what it had opened is closed on the way out, and
+        # no request has been sent yet). A stop like any other: status 0, not click's
+        # "Aborted!" and 1, nor death by the signal.
+        import structlog
+
+        if structlog.is_configured():
+            reason = "SIGINT" if isinstance(stopped, KeyboardInterrupt) else "SIGTERM"
+            structlog.get_logger("orchestrator.daemon").info("daemon.stopped", reason=reason)
+        code = 0
     sys.exit(code)
 
 
 async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: str | None) -> int:
+    # Until `Daemon.run` takes the signals over, SIGTERM cancels the start-up, as
+    # asyncio.run does on SIGINT (`run_command` makes either a clean stop).
+    start_up = asyncio.current_task()
+    assert start_up is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, start_up.cancel)
     from orchestrator.config import ConfigError, load_config
 
     try:

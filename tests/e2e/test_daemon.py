@@ -10,7 +10,8 @@ restarted by the next resync pass; SIGHUP reloads (RELOADING/READY) with the wat
 off; SIGTERM exits 0 and a restarted daemon adopts live sessions without an acquire;
 a second `run` and an `apply` are refused with exit 3 while it runs; the notify
 protocol (READY, RELOADING, STOPPING, WATCHDOG, STATUS); /metrics, /healthz and
-/readyz; no secret value in any log line or metric.
+/readyz; no secret value in any log line or metric; a SIGINT or SIGTERM during
+start-up (held in the store's connect) exits 0.
 
 How late a boundary or an edit reaches the API is a figure, measured by
 benchmarks/daemon_bench.py (`lateness`, `idle`), not asserted here: on a shared
@@ -20,8 +21,10 @@ sent waits for the next resync pass (`Daemon.pass_after`), not for a while.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import socket
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -313,6 +316,37 @@ async def test_second_writer_is_refused_while_the_daemon_runs(daemon_env: Daemon
         assert len(live_recordings(daemon_env.cli)) == 1
     finally:
         assert await daemon.stop() == 0
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_a_stop_during_start_up_is_a_clean_exit(
+    daemon_env: DaemonEnv, number: signal.Signals
+) -> None:
+    # Start-up held in the store's connect (a loopback server that accepts and never
+    # answers), before the daemon takes its signals over: a Ctrl-C or SIGTERM there
+    # is a stop like any later one (0), not click's "Aborted!" (1) or death by signal.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    silent.setblocking(False)
+    url = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/x?connect_timeout=60"
+    daemon_env.reconfigure({"state": {"url": url}})
+    daemon = await daemon_env.start(ready=False)
+    try:
+        loop = asyncio.get_running_loop()
+        held, _ = await asyncio.wait_for(loop.sock_accept(silent), timeout=60)
+        daemon.signal(number)
+        assert await daemon.exited(within=30) == 0
+        stopped = daemon.named("daemon.stopped")
+        assert [e.get("reason") for e in stopped] == [number.name]
+        assert "Aborted" not in daemon.child.describe()
+        assert "Traceback" not in daemon.child.describe()
+        held.close()
+    finally:
+        silent.close()
+        if daemon.child.alive:
+            await daemon.kill()
+    assert calls(daemon_env, "acquire", "start") == []
 
 
 async def test_notify_watchdog_and_status(daemon_env: DaemonEnv) -> None:
