@@ -29,8 +29,10 @@ data, checked by the config model) and the log are the test suite's process harn
 Ctrl-C: a terminal sends SIGINT to its whole foreground process group. Under
 `make run` that group holds make as well, and make ends by killing itself with
 the signal whatever its recipe does (the shell then reports 130), so the demo
-takes the terminal's foreground for itself and the daemon while it runs (see
-`take_terminal`) and gives it back at the end.
+takes the terminal's foreground for itself while it runs (see `take_terminal`) and
+gives it back at the end. The daemon runs in a process group of its own, and the
+demo passes a Ctrl-C on to it once it has begun (its first log line), so that one
+pressed as it starts is a clean stop too.
 
 The demo's secrets are placeholder values in .demo/ (never use literal secrets in
 a real deployment: see docs/configuration.md). `--duration SECONDS` ends the demo
@@ -228,8 +230,9 @@ def take_terminal() -> Callable[[], None]:
     """Become the terminal's foreground process group; returns what gives it back.
 
     Only when the demo shares its terminal's foreground group with the program that
-    started it (make): Ctrl-C then reaches the demo and the daemon it starts (they
-    share the new group), not make, which sees its recipe exit 0. A shell does the
+    started it (make): Ctrl-C then reaches the demo and the emulator it starts (they
+    share the new group; the daemon has its own and is told by the demo), not make,
+    which sees its recipe exit 0. A shell does the
     same for each job. Without a terminal, or when the demo already leads its own
     group (run from a shell), nothing changes. Ctrl-Z is ignored meanwhile: the shell
     waits on make and could not resume a group it does not know was stopped.
@@ -478,8 +481,12 @@ def run_daemon(
 ) -> int:
     """Run the daemon, show its log and the demo's steps; returns the exit status."""
     banner(f"orchestrator run --config {shown(config)}   (the daemon; its log follows)")
-    # In the demo's process group: a terminal's Ctrl-C reaches it directly.
-    daemon = processes.daemon(config, notify=False)
+    # In a process group of its own: a terminal's Ctrl-C reaches the demo alone, which
+    # passes it on once the daemon has begun (its first line). In its first tenth of a
+    # second Python has not taken SIGINT over yet: the signal would kill it outright,
+    # or interrupt an import with a traceback.
+    daemon = processes.daemon(config, notify=False, new_session=True)
+    spawned_at = time.monotonic()
     render = ConsoleRenderer(colors=wants_color(sys.stderr))
     demo = Demo(workdir, args.step, emulator)
     ends_at = None if args.duration is None else time.monotonic() + args.duration
@@ -497,9 +504,8 @@ def run_daemon(
             break
         now = time.monotonic()
         if signalled_at is None:
-            if ctrl_c.seen or (ends_at is not None and now >= ends_at):
-                # A terminal's Ctrl-C reached the daemon already (one process group), a
-                # SIGINT sent to the demo alone did not: pass it on (twice is harmless).
+            begun = shown_lines > 0 or now >= spawned_at + EXIT_WITHIN
+            if begun and (ctrl_c.seen or (ends_at is not None and now >= ends_at)):
                 daemon.signal(signal.SIGINT)
                 signalled_at = now
             else:

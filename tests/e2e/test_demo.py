@@ -7,7 +7,8 @@ reports the daemon's work right after the log line of that work, and the layout
 edit announced when it is made (after the start, before the reload that reads it);
 the daemon's log is shown in the console format, without colour off a terminal,
 with no successful query at info level; SIGINT to the script's process group ends
-it with status 0 once the daemon exited 0, leaving no process behind; `make run` in
+it with status 0 once the daemon exited 0, leaving no process behind, also when it
+comes as the daemon starts; `make run` in
 a terminal ends with status 0 on Ctrl-C (which the terminal sends to its whole
 foreground process group, make included), without make's "Interrupt" message and
 without colour under NO_COLOR. Every wait is bounded and waits for output.
@@ -181,6 +182,33 @@ def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> Non
     assert re.search(r"^\d\d:\d\d:\d\d info +api\.call +endpoint=start ", text, re.MULTILINE)
     assert "\x1b[" not in text  # not a terminal: no colour
     assert "endpoint=query" not in text  # a successful query is a debug line
+
+
+def test_a_ctrl_c_as_the_daemon_starts_ends_with_0(tmp_path: Path) -> None:
+    # SIGINT to the demo's group the moment it announces the daemon: the daemon, in a
+    # group of its own, is told once it has begun, never in its first instants (when
+    # Python would die of the signal, or print an import's traceback).
+    proc = subprocess.Popen(
+        [sys.executable, str(DEMO), "--step", "2", "--workdir", str(tmp_path / "demo")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    stdout = proc.stdout.fileno()
+    output = Output(lambda: os.read(stdout, 65536))
+    with proc.stdout, reaped(proc):
+        output.wait_for("=== orchestrator run ", 90)
+        os.killpg(proc.pid, signal.SIGINT)
+        running = descendants(proc.pid)
+        code = proc.wait(timeout=60)
+        output.closed(10)
+    text = output.text
+    assert code == 0, text
+    assert alive(running) == []
+    assert "=== done: the daemon exited 0 on Ctrl-C" in text
+    assert "Traceback" not in text and "Aborted" not in text
 
 
 def _controlling_terminal() -> None:

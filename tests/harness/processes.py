@@ -435,9 +435,11 @@ class Processes:
         wrapper: Sequence[str] = (),
         notify: bool = True,
         log: Path | None = None,
+        new_session: bool = False,
     ) -> Daemon:
         """`orchestrator run --config CONFIG` (started; await `.ready()`): its JSON
-        log in `daemon-N.log`, a NOTIFY_SOCKET `notify-N` unless `notify` is false."""
+        log in `daemon-N.log`, a NOTIFY_SOCKET `notify-N` unless `notify` is false;
+        `new_session`: in a session (and process group) of its own."""
         number = len(self.daemons)
         run_env = dict(self.env if env is None else env)
         socket = None
@@ -451,6 +453,7 @@ class Processes:
             env=run_env,
             stdout=self.root / f"daemon-{number}.out",
             stderr=log,
+            new_session=new_session,
         )
         daemon = Daemon(number, child, JsonLog(log), socket)
         self.daemons.append(daemon)
