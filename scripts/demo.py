@@ -504,12 +504,11 @@ def run_daemon(
             break
         now = time.monotonic()
         if signalled_at is None:
-            begun = shown_lines > 0 or now >= spawned_at + EXIT_WITHIN
-            if begun and (ctrl_c.seen or (ends_at is not None and now >= ends_at)):
+            if not (ctrl_c.seen or (ends_at is not None and now >= ends_at)):
+                demo.on_tick(now)
+            elif shown_lines > 0 or now >= spawned_at + EXIT_WITHIN:  # it has begun
                 daemon.signal(signal.SIGINT)
                 signalled_at = now
-            else:
-                demo.on_tick(now)
         elif now > signalled_at + EXIT_WITHIN:
             banner(f"the daemon did not exit within {EXIT_WITHIN:g} s of SIGINT: killed")
             daemon.child.kill_blocking()
