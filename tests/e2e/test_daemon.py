@@ -22,6 +22,7 @@ sent waits for the next resync pass (`Daemon.pass_after`), not for a while.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -325,27 +326,28 @@ async def test_a_stop_during_start_up_is_a_clean_exit(
     # Start-up held in the store's connect (a loopback server that accepts and never
     # answers), before the daemon takes its signals over: a Ctrl-C or SIGTERM there
     # is a stop like any later one (0), not click's "Aborted!" (1) or death by signal.
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(1)
-    silent.setblocking(False)
-    url = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/x?connect_timeout=60"
-    daemon_env.reconfigure({"state": {"url": url}})
-    daemon = await daemon_env.start(ready=False)
-    try:
-        loop = asyncio.get_running_loop()
-        held, _ = await asyncio.wait_for(loop.sock_accept(silent), timeout=60)
-        daemon.signal(number)
-        assert await daemon.exited(within=30) == 0
-        stopped = daemon.named("daemon.stopped")
-        assert [e.get("reason") for e in stopped] == [number.name]
-        assert "Aborted" not in daemon.child.describe()
-        assert "Traceback" not in daemon.child.describe()
-        held.close()
-    finally:
-        silent.close()
-        if daemon.child.alive:
-            await daemon.kill()
+    with contextlib.ExitStack() as sockets:
+        silent = sockets.enter_context(socket.socket())
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        silent.setblocking(False)
+        port = silent.getsockname()[1]
+        url = f"postgresql://nobody@127.0.0.1:{port}/x?connect_timeout=60"
+        daemon_env.reconfigure({"state": {"url": url}})
+        daemon = await daemon_env.start(ready=False)
+        try:
+            loop = asyncio.get_running_loop()
+            held, _ = await asyncio.wait_for(loop.sock_accept(silent), timeout=60)
+            sockets.enter_context(held)
+            daemon.signal(number)
+            assert await daemon.exited(within=30) == 0
+        finally:
+            if daemon.child.alive:
+                await daemon.kill()
+    stopped = daemon.named("daemon.stopped")
+    assert [e.get("reason") for e in stopped] == [number.name]
+    assert "Aborted" not in daemon.child.describe()
+    assert "Traceback" not in daemon.child.describe()
     assert calls(daemon_env, "acquire", "start") == []
 
 
