@@ -42,6 +42,9 @@ def run_command(
     config_path: Path | None, manifests_dir: Path | None, state_url: str | None
 ) -> None:
     """Run the daemon: keep live recordings equal to the manifests until SIGTERM."""
+    # SIGINT stops the daemon whatever disposition it inherited (a script's background
+    # job starts with it ignored): during start-up as `Daemon.run` does after it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = asyncio.run(_run(config_path, manifests_dir, state_url))
     except (KeyboardInterrupt, asyncio.CancelledError) as stopped:
