@@ -45,9 +45,12 @@ def run_command(
     # SIGINT stops the daemon whatever disposition it inherited (a script's background
     # job starts with it ignored): during start-up as `Daemon.run` does after it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    terminated: list[bool] = []
     try:
-        code = asyncio.run(_run(config_path, manifests_dir, state_url))
+        code = asyncio.run(_run(config_path, manifests_dir, state_url, terminated))
     except (KeyboardInterrupt, asyncio.CancelledError) as stopped:
+        if isinstance(stopped, asyncio.CancelledError) and not terminated:
+            raise  # not a SIGTERM of ours: a defect, not a stop
         # SIGINT or SIGTERM during start-up, before the daemon takes its signals over:
         # the start-up was cancelled (what it had opened is closed on the way out, and
         # no request has been sent yet). A stop like any other: status 0, not click's
@@ -55,18 +58,29 @@ def run_command(
         import structlog
 
         if structlog.is_configured():
-            reason = "SIGINT" if isinstance(stopped, KeyboardInterrupt) else "SIGTERM"
+            reason = "SIGTERM" if terminated else "SIGINT"
             structlog.get_logger("orchestrator.daemon").info("daemon.stopped", reason=reason)
         code = 0
     sys.exit(code)
 
 
-async def _run(config_path: Path | None, manifests_dir: Path | None, state_url: str | None) -> int:
+async def _run(
+    config_path: Path | None,
+    manifests_dir: Path | None,
+    state_url: str | None,
+    terminated: list[bool],
+) -> int:
     # Until `Daemon.run` takes the signals over, SIGTERM cancels the start-up, as
-    # asyncio.run does on SIGINT (`run_command` makes either a clean stop).
+    # asyncio.run does on SIGINT (`run_command` makes either a clean stop; `terminated`
+    # tells it the cancellation was a SIGTERM).
     start_up = asyncio.current_task()
     assert start_up is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, start_up.cancel)
+
+    def terminate() -> None:
+        terminated.append(True)
+        start_up.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
     from orchestrator.config import ConfigError, load_config
 
     try:
