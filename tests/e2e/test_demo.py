@@ -187,7 +187,9 @@ def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> Non
 def test_a_ctrl_c_as_the_daemon_starts_ends_with_0(tmp_path: Path) -> None:
     # SIGINT to the demo's group the moment it announces the daemon: the daemon, in a
     # group of its own, is told once it has begun, never in its first instants (when
-    # Python would die of the signal, or print an import's traceback).
+    # Python would die of the signal, or print an import's traceback). Unless the
+    # signal comes in the very instant of the spawn, before the daemon leaves the
+    # demo's group: it then dies having done nothing, which the demo says.
     proc = subprocess.Popen(
         [sys.executable, str(DEMO), "--step", "2", "--workdir", str(tmp_path / "demo")],
         cwd=ROOT,
@@ -207,7 +209,8 @@ def test_a_ctrl_c_as_the_daemon_starts_ends_with_0(tmp_path: Path) -> None:
     text = output.text
     assert code == 0, text
     assert alive(running) == []
-    assert "=== done: the daemon exited 0 on Ctrl-C" in text
+    ends = ("the daemon exited 0 on Ctrl-C", "the Ctrl-C stopped the daemon as it was being")
+    assert any(f"=== done: {end}" in text for end in ends), text
     assert "Traceback" not in text and "Aborted" not in text
 
 
