@@ -126,19 +126,27 @@ def previous_line(lines: list[str], index: int) -> str:
     return next(line for line in reversed(lines[:index]) if line.strip())
 
 
-def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+def start_demo(
+    tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Output]:
+    """scripts/demo.py at a 2 s step, in a process group of its own (as a terminal's
+    job), and its output."""
     proc = subprocess.Popen(
         [sys.executable, str(DEMO), "--step", "2", "--workdir", str(tmp_path / "demo")],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,  # one pipe: the order of banners and log lines is kept
-        start_new_session=True,  # its own process group, as a terminal's job
+        start_new_session=True,
     )
     assert proc.stdout is not None
     stdout = proc.stdout.fileno()
-    output = Output(lambda: os.read(stdout, 65536))
+    return proc, Output(lambda: os.read(stdout, 65536))
+
+
+def test_banners_follow_the_daemon_and_sigint_ends_with_0(tmp_path: Path) -> None:
+    proc, output = start_demo(tmp_path, {k: v for k, v in os.environ.items() if k != "NO_COLOR"})
+    assert proc.stdout is not None
     with proc.stdout, reaped(proc):
         output.wait_for("=== the window closed", 90)
         # The lobby's first 1-minute token is due 40 s after its start.
@@ -190,16 +198,8 @@ def test_a_ctrl_c_as_the_daemon_starts_ends_with_0(tmp_path: Path) -> None:
     # Python would die of the signal, or print an import's traceback). Unless the
     # signal comes in the very instant of the spawn, before the daemon leaves the
     # demo's group: it then dies having done nothing, which the demo says.
-    proc = subprocess.Popen(
-        [sys.executable, str(DEMO), "--step", "2", "--workdir", str(tmp_path / "demo")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc, output = start_demo(tmp_path)
     assert proc.stdout is not None
-    stdout = proc.stdout.fileno()
-    output = Output(lambda: os.read(stdout, 65536))
     with proc.stdout, reaped(proc):
         output.wait_for("=== orchestrator run ", 90)
         os.killpg(proc.pid, signal.SIGINT)
