@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestrator.contract import uid_problem
 from orchestrator.errors import OrchestratorError
 
 #: The header with the HMAC-SHA256 signature (lowercase hex) of the raw body.
@@ -76,6 +77,10 @@ class Payload(BaseModel):
     sendts: int = 0
     serviceType: int = 0
     details: dict[str, Any] = Field(default_factory=dict)
+
+    def uid_number(self) -> int | None:
+        """`uid` as the recorder's number (None: not a uid, or none given)."""
+        return None if uid_problem(self.uid) else int(self.uid)
 
 
 class Notification(BaseModel):

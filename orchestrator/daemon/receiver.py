@@ -12,7 +12,10 @@ App ID) is done after answering, as a task of the daemon's registry. A resent
 `noticeId` is kept once, so acted on once; a notice of a session the store does not
 know is counted and logged, and settled without acting; one that means nothing for
 its session (a recorder started, an upload's progress) is counted and settled
-without waking anyone.
+without waking anyone. A sid the store does not know, on the channel and uid of a
+session of ours whose sid is unknown (a start under way, or one whose answer was
+lost), is kept with that session for its owner, which confirms it with the API
+(reconcile/notices.py).
 
 Must never: put the secret, a signature or a body in a log line or an answer; block
 the event loop (the route is synchronous and cheap: an HMAC and a JSON parse); act on
@@ -105,25 +108,31 @@ class NoticeReceiver:
 
     async def _keep(self, notification: ncs.Notification, received_at: datetime) -> None:
         event = ncs.event_name(notification.eventType)
-        acts = ncs.meaning(notification).effect is not ncs.Effect.NONE
         try:
-            outcome, session = await self._store_notice(notification, received_at, acts=acts)
+            outcome, owner = await self._store_notice(notification, received_at)
         except StoreError as exc:
             # Answered already: NCS will not resend it. The resync finds what it said.
             log.error("notice.not_kept", notice_id=notification.noticeId, error=str(exc))
-            outcome, session = STORE_FAILED, None
+            outcome, owner = STORE_FAILED, None
         self._count(event, outcome)
-        if outcome == KEPT and session is not None and acts:
-            self._wake(session.app_id)
+        if owner is not None:
+            self._wake(owner)
 
     async def _store_notice(
-        self, notification: ncs.Notification, received_at: datetime, *, acts: bool
-    ) -> tuple[str, SessionRecord | None]:
-        """Keep it (once per noticeId) with the session its sid names; settle at once
-        what no pass needs to act on: a sid we do not know, an event that means nothing
-        for its session (a recorder started, an upload's progress). The outcome."""
+        self, notification: ncs.Notification, received_at: datetime
+    ) -> tuple[str, str | None]:
+        """Keep it (once per noticeId) with the session its sid names (or, for a sid we
+        do not know, the session of ours on its channel and uid whose sid is unknown);
+        settle at once what no pass needs to act on: a sid of no session of ours, an
+        event that means nothing for its session (a recorder started, an upload's
+        progress). The outcome, and the App ID whose owner acts on it (None: nobody)."""
         payload = notification.payload
         session = await self._store.session_by_sid(payload.sid) if payload.sid else None
+        # A sid the store does not know may be a start's whose answer was lost.
+        claims = session is None and bool(payload.sid)
+        if claims:
+            session = await self._sidless(payload)
+        acts = claims or ncs.meaning(notification).effect is not ncs.Effect.NONE
         notice = Notice(
             notice_id=notification.noticeId,
             event_type=notification.eventType,
@@ -137,7 +146,7 @@ class NoticeReceiver:
         fields = {"notice_id": notice.notice_id, "notice_event": ncs.event_name(notice.event_type)}
         if not await self._store.record_notice(notice):
             log.info("notice.duplicate", **fields)
-            return DUPLICATE, session
+            return DUPLICATE, None
         if session is None:
             log.warning("notice.unknown_session", sid=payload.sid, channel=payload.cname, **fields)
             await self._store.settle_notice(notice.notice_id, "no session of ours has its sid")
@@ -145,7 +154,19 @@ class NoticeReceiver:
         log.debug("notice.received", manifest=session.manifest, session_id=session.id, **fields)
         if not acts:
             await self._store.settle_notice(notice.notice_id, "counted")
-        return KEPT, session
+            return KEPT, None
+        return KEPT, session.app_id
+
+    async def _sidless(self, payload: ncs.Payload) -> SessionRecord | None:
+        """The newest session of ours on the payload's channel and uid whose sid is
+        unknown, when they are all one App ID's (notifications do not name theirs)."""
+        uid = payload.uid_number()
+        if not payload.cname or uid is None:
+            return None
+        found = await self._store.sidless_on(payload.cname, uid)
+        if len({s.app_id for s in found}) != 1:
+            return None
+        return found[-1]
 
     def _count(self, event: str, outcome: str) -> None:
         if self._observe is not None:

@@ -142,7 +142,9 @@ class Executor:
         pending = await calls.store.pending_notices(app_ids)
         if not pending:
             return 0, set()
-        return await act_on_notices(calls.store, pending, now=calls.now, on_exit=calls.exited)
+        return await act_on_notices(
+            calls.store, pending, now=calls.now, on_exit=calls.exited, clients=calls.clients
+        )
 
     # -- execute -------------------------------------------------------------------
 

@@ -9,26 +9,39 @@ planner restarts the recording without waiting for a resync; a failover
 meanwhile are not taken for an exit; a file list (`cloud_recording_file_infos`,
 `uploaded`) is stored for `status`; everything else is only counted.
 
+A notice whose sid the store did not know may name a session of ours whose sid is
+unknown: a start whose answer was lost (unmanageable: "started, sid unknown"), or one
+whose answer is not written yet. The receiver keeps it with such a session of its
+channel and uid; the pass waits while a start is under way, then asks the API about
+the notice's sid with each unmanageable candidate's resource ID (Agora ties a sid to
+the resource ID that started it): the one it answers for takes the sid and is a
+running session again, queried, updated and stopped like any other (`_claim`).
+
 Must never: act on a notice twice (each is settled once acted on, and its writes are
 conditional on the phase they read), act on a session an action is changing (its
 intent set: the notice waits for the next pass), start or stop anything (the planner
-decides), or treat a failover as a reason to restart.
+decides), treat a failover as a reason to restart, or give a session a sid the API
+did not confirm as that session's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
 from pydantic import ValidationError
 
 from orchestrator.agora import ncs
+from orchestrator.agora.client import AgoraClient
+from orchestrator.agora.errors import AgoraError, AppError, RetryableError
+from orchestrator.contract import exit_description
 from orchestrator.reconcile.refresh import QUERIED, OnExit, confirm_end, exit_values, take_back
 from orchestrator.state import (
     FINAL_PHASES,
     Notice,
     Phase,
+    SessionFields,
     SessionNotFoundError,
     SessionRecord,
     Store,
@@ -48,9 +61,12 @@ async def act_on_notices(
     *,
     now: Callable[[], datetime],
     on_exit: OnExit | None = None,
+    clients: Mapping[str, AgoraClient] | None = None,
 ) -> tuple[int, set[str]]:
     """Act on each notice and settle it. Returns (notices acted on, manifests whose
-    sessions an action is changing: their notices wait, settled by a later pass)."""
+    sessions an action is changing: their notices wait, settled by a later pass).
+    `clients` (by app profile) confirm a sid the store did not know (none: such a
+    notice names no session)."""
     acted = 0
     waiting: set[str] = set()
     for notice in notices:
@@ -58,7 +74,18 @@ async def act_on_notices(
         if session is not None and session.intent is not None:
             waiting.add(session.manifest)
             continue
-        outcome = await _act(store, notice, session, now(), on_exit)
+        if session is not None and notice.sid is not None and notice.sid != session.sid:
+            claimed = await _claim(store, clients or {}, notice, notice.sid, now())
+            if claimed is None:  # a start is under way, or the API did not answer
+                waiting.add(session.manifest)
+                continue
+            if isinstance(claimed, str):
+                session, outcome = None, claimed
+            else:
+                session = claimed
+                outcome = f"took its sid; {await _act(store, notice, session, now(), on_exit)}"
+        else:
+            outcome = await _act(store, notice, session, now(), on_exit)
         await store.settle_notice(notice.notice_id, outcome)
         acted += 1
         quiet = outcome == "counted" or outcome.startswith("nothing to do")
@@ -79,6 +106,93 @@ async def _session_of(store: Store, notice: Notice) -> SessionRecord | None:
     try:
         return await store.get_session(notice.session_id)
     except SessionNotFoundError:
+        return None
+
+
+async def _claim(
+    store: Store,
+    clients: Mapping[str, AgoraClient],
+    notice: Notice,
+    sid: str,
+    now: datetime,
+) -> SessionRecord | str | None:
+    """The session of ours that `notice` names although the store knew no session with
+    its `sid`: an unmanageable one of its App ID, channel and uid whose start's answer
+    was lost, once the API answers a query of `sid` with that session's resource ID.
+    It takes the sid and is running again (or ended, as the answer says). A str: no
+    session of ours is `sid`'s; None: not known yet (a start of the channel and uid is
+    under way, or the API did not answer), the notice waits."""
+    uid = _uid_of(notice)
+    if notice.channel is None or uid is None:
+        return "no session of ours has its sid"
+    found = await store.sidless_on(notice.channel, uid)
+    candidates = [c for c in found if c.app_id == notice.app_id]
+    if any(c.intent is not None for c in candidates):
+        return None
+    for candidate in reversed(candidates):  # the newest first
+        client = clients.get(candidate.app)
+        if client is None or candidate.phase is not Phase.UNMANAGEABLE:
+            continue
+        if candidate.resource_id is None:  # no start was sent: no sid can be its
+            continue
+        try:
+            answer = await client.query(
+                candidate.app_id,
+                candidate.resource_id,
+                sid,
+                candidate.mode,
+                channel=candidate.channel,
+                uid=candidate.uid,
+                background=False,
+            )
+        except (RetryableError, AppError) as exc:  # no answer yet, or the app is refused
+            log.warning(
+                "notice.claim_unanswered", notice_id=notice.notice_id, sid=sid, error=str(exc)
+            )
+            return None
+        except AgoraError:
+            continue  # not this resource ID's sid (1003), or nothing live to take over
+        return await _take_sid(store, candidate, sid, answer.serverResponse.status, now)
+    return "no session of ours has its sid"
+
+
+async def _take_sid(
+    store: Store, session: SessionRecord, sid: str, status: int | None, now: datetime
+) -> SessionRecord | str:
+    """Give an unmanageable session the sid the API confirmed as its own."""
+    # Its start was sent when the session was created (its answer was lost): the
+    # restart backoff counts it as recording since then.
+    values: SessionFields = {
+        "sid": sid,
+        "error": None,
+        "last_query_at": now,
+        "last_status": status,
+        "started_at": session.started_at or session.created_at,
+    }
+    exited = exit_description(status)
+    if exited is None:
+        values["phase"] = Phase.RUNNING
+    else:
+        values.update(exit_values(now, f"exited: {exited}"))
+    taken = await store.update_session_if(session.id, (Phase.UNMANAGEABLE,), **values)
+    if taken is None:
+        return "nothing to do: the session moved on meanwhile"
+    log.warning(
+        "session.sid_recovered",
+        manifest=session.manifest,
+        session_id=session.id,
+        sid=sid,
+        phase=taken.phase.value,
+        detail="a notification named the sid of a start whose answer was lost; the API "
+        "confirmed it: the session is managed again",
+    )
+    return taken
+
+
+def _uid_of(notice: Notice) -> int | None:
+    try:
+        return ncs.Notification.model_validate(notice.body).payload.uid_number()
+    except ValidationError:  # kept by an older or newer version: nothing to read
         return None
 
 

@@ -326,6 +326,15 @@ class SqlStore(AsyncClosing):
             self._queries.unmanageable_on, (Phase.UNMANAGEABLE.value, app_id, channel, uid)
         )
 
+    async def sidless_on(self, channel: str, uid: int) -> list[SessionRecord]:
+        """Sessions recording (or starting on) this channel and uid whose sid the store
+        does not know: a start under way, or one whose answer was lost (unmanageable).
+        Any App ID: Agora's notifications do not name theirs."""
+        return await self._sessions(
+            self._queries.sidless_on,
+            (channel, uid, Phase.STARTING.value, Phase.UNMANAGEABLE.value),
+        )
+
     async def history(self, limit: int = 50, manifest: str | None = None) -> list[SessionRecord]:
         """Ended and failed sessions, newest first (a negative limit: all of them)."""
         bound = limit if limit >= 0 else self._queries.unlimited

@@ -158,6 +158,11 @@ class Store(Protocol):
         """The newest session with this sid (None: none)."""
         ...
 
+    async def sidless_on(self, channel: str, uid: int) -> list[model.SessionRecord]:
+        """Starting or unmanageable sessions on this channel and uid (any App ID) whose
+        sid is unknown: those a notification's unknown sid may name."""
+        ...
+
     # Agora's notifications (NCS)
     async def record_notice(self, notice: model.Notice) -> bool:
         """Keep a notification as received; False when its `notice_id` was kept

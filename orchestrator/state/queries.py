@@ -349,6 +349,11 @@ class Queries:
         self.unmanageable_on = self._sql(
             f"{select} WHERE phase = ? AND app_id = ? AND channel = ? AND uid = ? ORDER BY id"
         )
+        #: (channel, uid, phase, phase)
+        self.sidless_on = self._sql(
+            f"{select} WHERE sid IS NULL AND channel = ? AND uid = ? AND phase IN (?, ?) "
+            "ORDER BY id"
+        )
         #: (limit)
         self.history = self._sql(f"{select} WHERE phase IN ({_FINALS}) ORDER BY id DESC LIMIT ?")
         #: (manifest, limit)

@@ -9,7 +9,7 @@ any zone), updating each kind of column (enums, datetimes, None, JSON lists,
 strings, objects), unknown fields and naive datetimes refused, a session id the
 store does not hold (SessionNotFoundError, a StoreError, never a KeyError),
 conditional updates checked against the phase, intents and outcomes, the live /
-unmanageable / history / latest-ended queries, manifest states and clearing
+unmanageable / sid-less / history / latest-ended queries, manifest states and clearing
 failures, the last known good index and its writes (unchanged rows keep their
 `stored_at`), one live session per target (StoreConflictError), what `fence` does
 (nothing on SQLite; on PostgreSQL every session write of an App ID it does not
@@ -386,6 +386,24 @@ async def test_unmanageable_on_one_target(store: Store) -> None:
     assert [s.id for s in found] == [first.id, second.id]
     assert all(s.phase is Phase.UNMANAGEABLE for s in found)
     assert await store.unmanageable_on("app1", "room", 9) == []
+
+
+async def test_sidless_on_a_channel_and_uid_of_any_app_id(store: Store) -> None:
+    lost = await store.create_session(**target(uid=7), phase=Phase.UNMANAGEABLE)
+    other_app = await store.create_session(
+        **{**target(uid=7), "app_id": "app2"}, phase=Phase.STARTING, intent=Intent.START
+    )
+    # Not a sid a notification may name: a sid known, acquiring, ended, another target.
+    await store.create_session(**target(uid=7), phase=Phase.UNMANAGEABLE, sid="S-known")
+    await _finish(store, await store.create_session(**target(uid=7)), Phase.FAILED)
+    await store.create_session(**target(uid=7), phase=Phase.ACQUIRING)
+    await store.create_session(**target(uid=8), phase=Phase.UNMANAGEABLE)
+    await store.create_session(**{**target(uid=7), "channel": "hall"}, phase=Phase.UNMANAGEABLE)
+    found = await store.sidless_on("room", 7)
+    assert [s.id for s in found] == [lost.id, other_app.id]
+    assert [s.app_id for s in found] == ["app1", "app2"]
+    assert all(s.sid is None for s in found)
+    assert await store.sidless_on("room", 9) == []
 
 
 async def _finish(store: Store, created: SessionRecord, phase: Phase) -> SessionRecord:

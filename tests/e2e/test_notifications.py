@@ -13,7 +13,10 @@ Covers:
 - the same failover without a notification: the 404 ends the session unconfirmed,
   the daemon starts another at once on the other uid, and within 20 s of the
   failover's end exactly one session of the channel is live at the emulator, and it
-  is the one the store tracks.
+  is the one the store tracks;
+- a start whose answer is lost (unmanageable, sid unknown) takes the sid its
+  `recorder_started` notification names, confirmed by a query, and is stopped when
+  its manifest is removed: one recording of the channel, stopped by its sid.
 
 The emulator's clock is the wall clock here; every wait is bounded and waits for an
 event or a state of the emulator or the daemon.
@@ -279,6 +282,36 @@ async def test_a_failover_is_never_an_exit_announced_or_not(daemon_env: DaemonEn
     print(f"one tracked session {took:.1f} s after the silent failover ended")
     assert took <= 20
     await asyncio.sleep(0)
+
+
+async def test_a_lost_starts_sid_comes_back_with_its_notification(daemon_env: DaemonEnv) -> None:
+    """A start whose answer is lost (its retry answered 7: started, sid unknown) is
+    unmanageable until Agora's `recorder_started` names its sid and the API confirms
+    it: then the daemon manages that recording again, and stops it when its manifest
+    goes."""
+    daemon = await start_notified(daemon_env, resync="5m")
+    emu = daemon_env.cli.emulator.emu
+    try:
+        emu.fail_next("start", "lost")
+        write(daemon_env, "lobby.yaml", recording("lobby", "lobby"))
+        current = await one_live(daemon_env, "lobby", within=30)
+        await daemon.wait_event("session.unmanageable", within=30, manifest="lobby")
+        recovered = await daemon.wait_event("session.sid_recovered", within=30, manifest="lobby")
+        assert (recovered["sid"], recovered["phase"]) == (current["sid"], "running")
+        (daemon_env.cli.manifests / "lobby.yaml").unlink()
+        await wait_until(
+            lambda: live(daemon_env, "lobby") == [], within=30, what="the recording stopped"
+        )
+        stops = emu.requests("stop")
+        assert len(stops) == 1 and current["sid"] in stops[0]["path"]
+        # One recording of the channel ever: the fresh starts tried meanwhile met 53.
+        assert [s["sid"] for s in emu.sessions() if s["cname"] == "lobby"] == [current["sid"]]
+        url = f"sqlite:///{daemon_env.cli.state_db}"
+        async with open_store(url, writer=False) as store:
+            (ended,) = [s for s in await store.history(-1) if s.sid == current["sid"]]
+        assert ended.phase is Phase.ENDED and (ended.end_reason or "").startswith("stopped")
+    finally:
+        assert await daemon.stop() == 0
 
 
 async def test_a_receiver_that_cannot_start_is_one_clear_error(daemon_env: DaemonEnv) -> None:

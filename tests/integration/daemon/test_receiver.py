@@ -7,8 +7,10 @@ is answered 200 and kept no second time; an unsigned, a wrongly signed or a forg
 (signed with another secret, or a body changed after signing) request is 401 and
 changes nothing; a body over `maxBody` is 413 before it is read; a signed body that is
 not a notification is 400; a notification of a sid the store does not know is kept
-settled, counted, and wakes nobody; another method or path is refused; the secret
-never appears in an answer.
+settled, counted, and wakes nobody, unless a session of ours on its channel and uid
+has no sid yet (a lost start's answer): then it is kept for that session and wakes
+its owner, whatever its event, and not when two App IDs have such a session; another
+method or path is refused; the secret never appears in an answer.
 """
 
 from __future__ import annotations
@@ -198,6 +200,66 @@ async def test_a_notification_of_an_unknown_sid_is_counted_not_acted_on(rig: Rig
     assert await post(rig.url, body("n4", sid="not-ours")) is not None
     await rig.settled()
     assert rig.counted[-1] == ("session_exit", "duplicate")
+
+
+async def a_sidless_session(
+    store: SqliteStore, app_id: str = "app1", uid: int = 101, phase: Phase = Phase.UNMANAGEABLE
+) -> int:
+    """A session of `lobby` whose sid is unknown: its start's answer was lost
+    (unmanageable), or is not written yet (starting)."""
+    session = await store.create_session(
+        manifest=f"lobby-{app_id}-{uid}",
+        app="main",
+        app_id=app_id,
+        channel="lobby",
+        uid=uid,
+        mode="mix",
+        phase=phase,
+        resource_id=f"R-{app_id}",
+    )
+    return session.id
+
+
+async def test_an_unknown_sid_on_a_sidless_sessions_channel_and_uid_is_kept_for_it(
+    rig: Rig,
+) -> None:
+    await a_sidless_session(rig.store, uid=202)  # another uid: not the one named
+    session_id = await a_sidless_session(rig.store)
+    answer = await post(rig.url, body("n6", sid="SID-LOST", event=40))  # recorder_started
+    assert answer.status_code == 200
+    await rig.settled()
+    # Kept unsettled, even for an event that means nothing, for the owner to confirm.
+    (kept,) = await rig.store.pending_notices()
+    assert (kept.sid, kept.channel, kept.app_id, kept.session_id) == (
+        "SID-LOST",
+        "lobby",
+        "app1",
+        session_id,
+    )
+    assert rig.woken == ["app1"]
+    assert rig.counted == [("recorder_started", "kept")]
+    # An exit that comes before its start's answer is written is kept for it too.
+    starting_id = await a_sidless_session(rig.store, uid=303, phase=Phase.STARTING)
+    exited = body("n8", sid="SID-NEW").replace(b'"uid": "101"', b'"uid": "303"')
+    assert (await post(rig.url, exited)).status_code == 200
+    await rig.settled()
+    assert [(n.notice_id, n.session_id) for n in await rig.store.pending_notices()] == [
+        ("n6", session_id),
+        ("n8", starting_id),
+    ]
+
+
+async def test_an_unknown_sid_that_two_app_ids_could_own_is_not_kept_for_either(
+    rig: Rig,
+) -> None:
+    await a_sidless_session(rig.store, app_id="app1")
+    await a_sidless_session(rig.store, app_id="app2")
+    answer = await post(rig.url, body("n7", sid="SID-LOST"))
+    assert answer.status_code == 200
+    await rig.settled()
+    assert await rig.store.pending_notices() == []
+    assert rig.woken == []
+    assert rig.counted == [("session_exit", "unknown_session")]
 
 
 async def test_other_methods_and_paths_are_refused(rig: Rig) -> None:

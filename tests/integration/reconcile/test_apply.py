@@ -7,17 +7,27 @@ restart-only change restarts (or waits, under `defer`); an idle exit is noticed
 and restarted; removing a manifest stops its session; a broken manifest file
 never stops what it had running; a permanent error marks the manifest failed and
 is not retried until the spec changes; a failing manifest does not block others;
-no secret value reaches the store.
+no secret value reaches the store; a start whose answer was lost takes the sid a
+notification names once the API confirms it for its resource ID (not a sid it
+does not; not before it answers), and is then managed (stopped) like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from orchestrator.state import Phase
+import httpx
+
+from orchestrator.agora import ncs
+from orchestrator.daemon.receiver import NoticeReceiver
+from orchestrator.state import EndKind, Phase
 from tests.integration.reconcile.conftest import SECRETS, World, manifest
+
+NCS_SECRET = "ncs-secret-of-the-world"
 
 LAYOUT = """\
 layout:
@@ -330,6 +340,87 @@ async def test_lost_start_answer_is_unmanageable_never_duplicated(world: World) 
         s for s in await world.store.history() if s.end_reason and "superseded" in s.end_reason
     ]
     assert len(closed) == 1
+
+
+async def notify(world: World, notice_id: str, sid: str, channel: str, uid: int) -> None:
+    """Post a signed `recorder_started` of `sid` on (channel, uid) to a real receiver of
+    the world's store, as Agora's NCS would, and wait until it is kept."""
+    kept: list[asyncio.Future[None]] = []
+
+    def spawn(work: Coroutine[Any, Any, None]) -> object:
+        task = asyncio.ensure_future(work)
+        kept.append(task)
+        return task
+
+    receiver = NoticeReceiver(
+        world.store,
+        NCS_SECRET,
+        path="/ncs",
+        max_body=4096,
+        spawn=spawn,
+        wake=lambda app_id: None,
+        clock=lambda: datetime.now(UTC),
+    )
+    port = await receiver.start("127.0.0.1", 0)
+    notice = ncs.Notification(
+        noticeId=notice_id,
+        productId=ncs.CLOUD_RECORDING,
+        eventType=ncs.EventType.RECORDER_STARTED,
+        payload=ncs.Payload(cname=channel, uid=str(uid), sid=sid),
+    )
+    content = ncs.dumps(notice)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{port}/ncs",
+                content=content,
+                headers={ncs.SIGNATURE_HEADER: ncs.sign(NCS_SECRET, content)},
+            )
+        assert answer.status_code == 200
+        async with asyncio.timeout(10):
+            await asyncio.gather(*kept)
+    finally:
+        await receiver.stop()
+
+
+async def test_a_lost_starts_sid_named_by_a_notification_is_confirmed_then_managed(
+    world: World,
+) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.emulator.emu.fail_next("start", "lost")
+    await world.apply()
+    (lost,) = await world.store.live_sessions()
+    assert (lost.phase, lost.sid) == (Phase.UNMANAGEABLE, None)
+    (recording,) = world.recording()
+    # A sid on its channel and uid that the API does not tie to its resource ID (1003):
+    # not its sid. Nothing is taken.
+    await notify(world, "n-forged", "SID-NOT-ITS", "room-a", 101)
+    await world.apply()
+    still = await world.store.get_session(lost.id)
+    assert (still.phase, still.sid) == (Phase.UNMANAGEABLE, None)
+    assert await world.store.pending_notices() == []  # settled, not tried again
+    # The recording's own sid. While the API does not answer, nothing is taken and the
+    # notice waits for the next pass.
+    await notify(world, "n-started", recording["sid"], "room-a", 101)
+    world.emulator.emu.fail_next("query", "error", count=4, status=503)  # every attempt
+    await world.apply()
+    assert (await world.store.get_session(lost.id)).sid is None
+    assert [n.notice_id for n in await world.store.pending_notices()] == ["n-started"]
+    # Answered: the session takes it.
+    result = await world.apply()
+    taken = await world.store.get_session(lost.id)
+    assert (taken.phase, taken.sid, taken.error) == (Phase.RUNNING, recording["sid"], None)
+    assert taken.started_at == taken.created_at
+    assert kinds(result) == [] and result.plan.notes == ()  # recording, nothing held
+    queries = [r for r in world.requests("query") if recording["sid"] in r["path"]]
+    assert len(queries) == 5 and all(lost.resource_id in q["path"] for q in queries)
+    # Managed again: removing the manifest stops that very recording.
+    world.remove("a.yaml")
+    stopped = await world.apply()
+    assert kinds(stopped) == [("stop", "alpha", True)]
+    assert world.recording() == []
+    ended = await world.store.get_session(lost.id)
+    assert (ended.phase, ended.end_kind) == (Phase.ENDED, EndKind.STOPPED)
 
 
 async def test_no_secret_value_reaches_the_store(world: World) -> None:

@@ -5,7 +5,9 @@ tells `on_exit`; an exit confirms an end a 404 left unconfirmed; a failover reco
 when and the new uid and never ends the session, also during a stop; a failover of
 a session a 404 ended unconfirmed takes it back; a file list is stored; another
 event is only counted; a notice of a session an action is changing waits, unsettled;
-every acted notice is settled once, so acting again finds nothing.
+every acted notice is settled once, so acting again finds nothing; a notice of a sid
+kept for a start whose answer is not written yet waits for it, then acts; one kept
+for a start that failed, or was answered with another sid, is settled untouched.
 """
 
 from __future__ import annotations
@@ -45,16 +47,21 @@ async def running(sqlite_store: SqliteStore, uid: int = 101, **extra: Any) -> Se
 
 
 async def keep(
-    sqlite_store: SqliteStore, notice_id: str, session: SessionRecord, event: int, **details: Any
+    sqlite_store: SqliteStore,
+    notice_id: str,
+    session: SessionRecord,
+    event: int,
+    *,
+    sid: str | None = None,
+    **details: Any,
 ) -> None:
+    """Keep a notice for `session` as the receiver would: of its sid, or of `sid` (one
+    the store did not know, kept for a session of ours whose sid is unknown)."""
+    sid = sid or session.sid
+    payload = ncs.Payload(sid=sid or "", cname="room", uid=str(session.uid), details=details)
     body = json.loads(
         ncs.dumps(
-            ncs.Notification(
-                noticeId=notice_id,
-                productId=3,
-                eventType=event,
-                payload=ncs.Payload(sid=session.sid or "", cname="room", details=details),
-            )
+            ncs.Notification(noticeId=notice_id, productId=3, eventType=event, payload=payload)
         )
     )
     kept = await sqlite_store.record_notice(
@@ -63,7 +70,8 @@ async def keep(
             event_type=event,
             received_at=NOW,
             body=body,
-            sid=session.sid,
+            sid=sid,
+            channel="room",
             app_id=session.app_id,
             session_id=session.id,
         )
@@ -163,3 +171,43 @@ async def test_a_notice_waits_while_an_action_changes_its_session(
     await sqlite_store.record_outcome(session.id, phase=Phase.RUNNING)
     acted, waiting, exits = await act(sqlite_store)
     assert (acted, waiting, [s.id for s in exits]) == (1, set(), [session.id])
+
+
+async def test_a_notice_before_its_starts_answer_is_written_waits_then_acts(
+    sqlite_store: SqliteStore,
+) -> None:
+    starting = await sqlite_store.create_session(
+        manifest="m101",
+        app="main",
+        app_id="app1",
+        channel="room",
+        uid=101,
+        mode="mix",
+        phase=Phase.STARTING,
+        resource_id="R",
+        intent=Intent.START,
+    )
+    # The recorder left before the start's answer (its sid) was written.
+    await keep(sqlite_store, "n1", starting, 41, sid="S-NEW", leaveCode=4)
+    acted, waiting, _ = await act(sqlite_store)
+    assert (acted, waiting) == (0, {"m101"})
+    await sqlite_store.record_outcome(starting.id, phase=Phase.RUNNING, sid="S-NEW")
+    acted, waiting, exits = await act(sqlite_store)
+    assert (acted, waiting, [s.id for s in exits]) == (1, set(), [starting.id])
+    assert (await sqlite_store.get_session(starting.id)).phase is Phase.ENDED
+
+
+async def test_a_notice_kept_for_a_start_that_failed_or_got_another_sid_is_settled(
+    sqlite_store: SqliteStore,
+) -> None:
+    other = await running(sqlite_store, uid=101)  # its start was answered: sid S101
+    failed = await sqlite_store.create_session(
+        manifest="m102", app="main", app_id="app1", channel="room", uid=102, mode="mix"
+    )
+    await sqlite_store.record_outcome(failed.id, phase=Phase.FAILED, end_reason="failed: 53")
+    await keep(sqlite_store, "n1", other, 41, sid="S-ELSE", leaveCode=4)
+    await keep(sqlite_store, "n2", await sqlite_store.get_session(failed.id), 41, sid="S-X")
+    acted, waiting, exits = await act(sqlite_store)
+    assert (acted, waiting, exits) == (2, set(), [])
+    assert (await sqlite_store.get_session(other.id)).phase is Phase.RUNNING
+    assert await sqlite_store.pending_notices() == []
