@@ -31,19 +31,20 @@ NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 
 
 async def running(sqlite_store: SqliteStore, uid: int = 101, **extra: Any) -> SessionRecord:
-    return await sqlite_store.create_session(
-        manifest=f"m{uid}",
-        app="main",
-        app_id="app1",
-        channel="room",
-        uid=uid,
-        mode="mix",
-        phase=Phase.RUNNING,
-        resource_id="R",
-        sid=f"S{uid}",
-        started_at=NOW - timedelta(hours=1),
-        **extra,
-    )
+    """A session of `room` on `uid` (`extra` overrides: by default it runs, sid S<uid>)."""
+    fields: dict[str, Any] = {
+        "manifest": f"m{uid}",
+        "app": "main",
+        "app_id": "app1",
+        "channel": "room",
+        "uid": uid,
+        "mode": "mix",
+        "phase": Phase.RUNNING,
+        "resource_id": "R",
+        "sid": f"S{uid}",
+        "started_at": NOW - timedelta(hours=1),
+    }
+    return await sqlite_store.create_session(**{**fields, **extra})
 
 
 async def keep(
@@ -176,16 +177,8 @@ async def test_a_notice_waits_while_an_action_changes_its_session(
 async def test_a_notice_before_its_starts_answer_is_written_waits_then_acts(
     sqlite_store: SqliteStore,
 ) -> None:
-    starting = await sqlite_store.create_session(
-        manifest="m101",
-        app="main",
-        app_id="app1",
-        channel="room",
-        uid=101,
-        mode="mix",
-        phase=Phase.STARTING,
-        resource_id="R",
-        intent=Intent.START,
+    starting = await running(
+        sqlite_store, phase=Phase.STARTING, sid=None, started_at=None, intent=Intent.START
     )
     # The recorder left before the start's answer (its sid) was written.
     await keep(sqlite_store, "n1", starting, 41, sid="S-NEW", leaveCode=4)
@@ -201,9 +194,7 @@ async def test_a_notice_kept_for_a_start_that_failed_or_got_another_sid_is_settl
     sqlite_store: SqliteStore,
 ) -> None:
     other = await running(sqlite_store, uid=101)  # its start was answered: sid S101
-    failed = await sqlite_store.create_session(
-        manifest="m102", app="main", app_id="app1", channel="room", uid=102, mode="mix"
-    )
+    failed = await running(sqlite_store, uid=102, phase=Phase.STARTING, sid=None, started_at=None)
     await sqlite_store.record_outcome(failed.id, phase=Phase.FAILED, end_reason="failed: 53")
     await keep(sqlite_store, "n1", other, 41, sid="S-ELSE", leaveCode=4)
     await keep(sqlite_store, "n2", await sqlite_store.get_session(failed.id), 41, sid="S-X")
