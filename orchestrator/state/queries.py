@@ -360,10 +360,18 @@ class Queries:
         self.history_of = self._sql(
             f"{select} WHERE phase IN ({_FINALS}) AND manifest = ? ORDER BY id DESC LIMIT ?"
         )
+        # The newest finished session of each manifest, in one walk of
+        # `sessions_by_manifest` per manifest name (a loose index scan: the names one
+        # by one, then each name's ids from the newest down), however long the history
+        # grows: a max(id) GROUP BY read every finished session on every pass.
         self.latest_ended = (
-            f"SELECT {', '.join(f's.{c}' for c in SESSION_COLUMNS)} FROM sessions s JOIN ("
-            f"SELECT manifest, max(id) AS id FROM sessions WHERE phase IN ({_FINALS}) "
-            "GROUP BY manifest) latest ON latest.id = s.id"
+            "WITH RECURSIVE names(manifest) AS (SELECT min(manifest) FROM sessions "
+            "UNION ALL SELECT (SELECT min(manifest) FROM sessions "
+            "WHERE manifest > names.manifest) FROM names WHERE names.manifest IS NOT NULL) "
+            f"SELECT {', '.join(f's.{c}' for c in SESSION_COLUMNS)} FROM names "
+            "JOIN sessions s ON s.id = (SELECT f.id FROM sessions f "
+            f"WHERE f.manifest = names.manifest AND f.phase IN ({_FINALS}) "
+            "ORDER BY f.id DESC LIMIT 1)"
         )
 
         self.unconfirmed = (

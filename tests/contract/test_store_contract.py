@@ -439,6 +439,28 @@ async def test_latest_ended_per_manifest(store: Store) -> None:
     assert latest == {"a": a2, "b": b1}
 
 
+async def test_latest_ended_is_the_newest_finished_of_every_manifest(store: Store) -> None:
+    """Many manifests (names that sort next to each other, share prefixes or are not
+    ASCII), finished and live sessions interleaved, one taken back to running: each
+    manifest's newest finished session, as a scan of every session finds it."""
+    names = ["a", "a-b", "a b", "ab", "B", "z", "éte", "漢字", "m" * 200]
+    finished = (Phase.ENDED, Phase.FAILED)
+    for n in range(120):  # a fixed interleaving: the same every run
+        name = names[(n * 7) % len(names)]
+        created = await store.create_session(**target(n + 1, name))
+        if n % 5 != 4:  # every fifth stays live
+            await _finish(store, created, finished[n % 2])
+    taken_back = (await store.history(1, manifest="z"))[0]
+    await store.update_session(taken_back.id, phase=Phase.RUNNING, ended_at=None)
+    every = await store.history(-1) + await store.live_sessions()
+    expected: dict[str, SessionRecord] = {}
+    for session in sorted(every, key=lambda s: s.id):
+        if session.phase in finished:
+            expected[session.manifest] = session
+    assert expected["z"].id != taken_back.id
+    assert await store.latest_ended() == expected
+
+
 # -- manifest states ------------------------------------------------------------------------
 
 
