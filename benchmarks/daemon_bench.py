@@ -30,6 +30,8 @@ directory, JSON log file; placeholder secrets come from the environment):
   `resync` passes, the `manifests.reloaded` duration at start (reload of all) and
   after editing one file (trigger `watch`). Targets: RSS <= 200 MB, CPU <= 2 % of
   a core, pass <= 200 ms, reload of all <= 15 s, reload of one file <= 100 ms.
+  `--history DAYS` fills the store first with what DAYS days of these windows leave
+  (a finished session a day per manifest): the same targets, in the steady state.
 
 Every scenario has a hard time budget (SIGALRM); every process the benchmark
 starts is ended by its pid (SIGTERM, then SIGKILL) whatever happens. The processes,
@@ -37,13 +39,14 @@ the config and the waits are the test suite's harness (tests/harness), imported
 from the checkout.
 
 Run: `.venv/bin/python benchmarks/daemon_bench.py [burst|lateness|edits|idle|all] [--runs N]
-[--json FILE]`, and `... report FILE.json ... --write benchmarks/results-daemon.md`
+[--json FILE] [--history DAYS]`, and `... report FILE.json ... --write benchmarks/results-daemon.md`
 to turn saved results into the markdown report.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -51,6 +54,7 @@ import os
 import platform
 import shutil
 import signal
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -58,7 +62,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,6 +70,8 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the process harness lives in tests/harness
 
+from orchestrator.state import EndKind, Phase, open_store  # noqa: E402
+from orchestrator.state.columns import SESSION_COLUMNS  # noqa: E402
 from tests.harness import (  # noqa: E402
     Daemon,
     EmulatorProcess,
@@ -590,13 +596,58 @@ def idle_manifest(i: int, now: datetime) -> str:
     return manifest(f"idle-{i:05d}", "a0", f"idle-{i:05d}", 30_000 + i, schedule)
 
 
-def idle_run(count: int, *, keep: bool) -> dict[str, Any]:
+def fill_history(root: Path, app_id: str, count: int, days: int) -> None:
+    """The store as `days` days of the idle manifests' daily windows leave it: `days`
+    finished sessions of each (stopped at its window's end), written before the
+    daemon's first start."""
+    path = root / "state" / "state.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opened = datetime.now(UTC) - timedelta(days=days)
+    closed = opened + timedelta(minutes=30)
+
+    async def first() -> None:
+        async with open_store(f"sqlite:///{path}", create=True) as store:
+            session = await store.create_session(
+                manifest="idle-00000",
+                app="a0",
+                app_id=app_id,
+                channel="idle-00000",
+                uid=30_000,
+                mode="mix",
+                window_start=opened,
+                window_end=closed,
+                started_at=opened,
+            )
+            await store.record_outcome(
+                session.id,
+                phase=Phase.ENDED,
+                ended_at=closed,
+                end_kind=EndKind.STOPPED,
+                end_reason="stopped: its window closed",
+            )
+
+    asyncio.run(first())
+    copied = [c for c in SESSION_COLUMNS if c not in ("id", "manifest", "channel", "uid")]
+    name = f"printf('idle-%05d', i % {count})"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < "  # noqa: S608
+            f"{count * days - 1}) INSERT INTO sessions (manifest, channel, uid, "
+            f"{', '.join(copied)}) SELECT {name}, {name}, 30000 + i % {count}, "
+            f"{', '.join(f's.{c}' for c in copied)} FROM n, sessions s WHERE s.id = 1"
+        )
+        db.commit()
+
+
+def idle_run(count: int, *, keep: bool, history: int = 0) -> dict[str, Any]:
     with Rig(1, resync="5s", keep=keep) as rig:
         now = datetime.now(UTC)
         for i in range(count):
             (rig.manifests / f"idle-{i:05d}.yaml").write_text(
                 idle_manifest(i, now), encoding="utf-8"
             )
+        if history:
+            fill_history(rig.root, rig.apps["a0"], count, history)
         rig.start_emulator()
         started = rig.start_daemon(ready_within=240)
         assert rig.daemon is not None
@@ -736,7 +787,9 @@ def run_scenario(name: str, runs: int, args: argparse.Namespace) -> dict[str, An
         variants = {"edits": lambda: edits_run(keep=args.keep)}
         per_run = 120.0
     else:
-        variants = {str(args.manifests): lambda: idle_run(args.manifests, keep=args.keep)}
+        days = f", {args.history} days of history" if args.history else ""
+        variant = f"{args.manifests}{days}"
+        variants = {variant: lambda: idle_run(args.manifests, keep=args.keep, history=args.history)}
         per_run = 420.0
     with budget(per_run * runs * len(variants) + 30, name):
         for i in range(runs):
@@ -1053,6 +1106,12 @@ def main() -> int:
     parser.add_argument("files", nargs="*", type=Path, help="report: saved JSON results")
     parser.add_argument("--runs", type=int, default=None, help="runs (default 3)")
     parser.add_argument("--manifests", type=int, default=10_000, help="idle: manifests")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="idle: days of history in the store (a finished session a day per manifest)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="save the results here")
     parser.add_argument("--write", type=Path, default=None, help="write the markdown report")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs")

@@ -48,6 +48,7 @@ from orchestrator.state.errors import (
     StoreError,
     StoreFencedError,
 )
+from orchestrator.state.latest import LatestFinished
 from orchestrator.state.model import Intent, KnownGood, ManifestState, Notice, Phase, SessionRecord
 from orchestrator.state.protocol import SessionFields
 from orchestrator.state.queries import Queries, latest_version
@@ -115,6 +116,9 @@ class SqlStore(AsyncClosing):
     `_write_batches`); `_queries` and `_codec` are its dialect's."""
 
     _schema_version: int
+    #: Whether a writer of this kind is the only process that writes its sessions (it
+    #: then keeps `latest_ended()` from its own writes: latest.py).
+    _sole_writer = False
 
     def __init__(
         self,
@@ -131,6 +135,7 @@ class SqlStore(AsyncClosing):
         self._codec = codec
         # App ID -> the epoch this process claimed; None: no fencing (yet).
         self._epochs: dict[str, int] | None = None
+        self._latest = LatestFinished() if writer and self._sole_writer else None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -208,12 +213,12 @@ class SqlStore(AsyncClosing):
             params += [row.get("app_id"), self._codec.write_json(epochs)]
         query = self._queries.insert_session(columns, fenced=epochs is not None)
         try:
-            rows = await self._read(query, params, self._codec.session)
+            rows = await self._write_rows(query, params)
         except LiveTargetTaken:
             raise self._conflict(row) from None
         if not rows:  # only the fence keeps an insert from writing its row
             raise StoreFencedError(self.location, str(row.get("app_id")))
-        return rows[0]
+        return self._written(rows[0])
 
     async def get_session(self, session_id: int) -> SessionRecord:
         """The session with this id; SessionNotFoundError when there is none."""
@@ -278,15 +283,37 @@ class SqlStore(AsyncClosing):
             columns, phases=phases is not None, fenced=epochs is not None
         )
         try:
-            rows = await self._sessions(query, params)
+            rows = await self._write_rows(query, params)
         except LiveTargetTaken:
             current = await self.get_session(session_id)
             target = {"app_id": current.app_id, "channel": current.channel, "uid": current.uid}
             raise self._conflict({**target, **row}) from None
         if rows:
-            return rows[0]
+            return self._written(rows[0], renamed="manifest" in row)
         await self._not_written(session_id, phases, epochs)
         return None
+
+    async def _write_rows(self, query: str, params: Sequence[Any]) -> list[SessionRecord]:
+        """The rows a session write returns. When it fails otherwise than by the
+        live-target index, whether it was made is unknown: what this store keeps of its
+        sessions is read again."""
+        try:
+            return await self._sessions(query, params)
+        except LiveTargetTaken:
+            raise
+        except StoreError:
+            if self._latest is not None:
+                self._latest.forget()
+            raise
+
+    def _written(self, record: SessionRecord, *, renamed: bool = False) -> SessionRecord:
+        """`record` as a write left it (`renamed`: the write set its manifest), told to
+        what this store keeps of its sessions."""
+        if self._latest is not None:
+            if renamed:
+                self._latest.forget()
+            self._latest.saw(record)
+        return record
 
     async def _not_written(
         self, session_id: int, phases: Collection[Phase] | None, epochs: dict[str, int] | None
@@ -343,7 +370,16 @@ class SqlStore(AsyncClosing):
         return await self._sessions(self._queries.history_of, (manifest, bound))
 
     async def latest_ended(self) -> dict[str, SessionRecord]:
-        """The newest ended or failed session of each manifest."""
+        """The newest ended or failed session of each manifest (a sole writer reads it
+        once, then keeps it from its own writes: latest.py)."""
+        latest = self._latest
+        if latest is None:
+            return await self._read_latest_ended()
+        if not latest.loaded:
+            latest.read(await self._read_latest_ended())
+        return latest.snapshot()
+
+    async def _read_latest_ended(self) -> dict[str, SessionRecord]:
         rows = await self._sessions(self._queries.latest_ended)
         return {record.manifest: record for record in rows}
 

@@ -32,6 +32,7 @@ what earlier releases wrote and compares it with a new store).
 # caller's input: every value is a bound parameter)
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -291,6 +292,21 @@ _STATE = ", ".join(STATE_COLUMNS)
 _FINALS = ", ".join(f"'{phase}'" for phase in FINAL_PHASE_VALUES)  # fixed enum values
 _KNOWN_GOOD_INDEX = "name, source_file, spec_hash, stored_at"
 
+
+def _not_final() -> str:
+    """The sessions whose phase is not final, any other phase included (one this code
+    does not know is read, and refused as corrupt, never taken for an end), through
+    `sessions_by_phase`: one range of the index between each two final phases, so that
+    the finished sessions, a store's whole history, are never read (`phase NOT IN`
+    reads every session the store ever kept)."""
+    bounds = list(FINAL_PHASE_VALUES)  # lowercase ASCII words: every collation agrees
+    ranges = [f"phase < '{bounds[0]}'", f"phase > '{bounds[-1]}'"]
+    ranges += [f"phase > '{a}' AND phase < '{b}'" for a, b in itertools.pairwise(bounds)]
+    return (
+        "id IN (" + " UNION ALL ".join(f"SELECT id FROM sessions WHERE {r}" for r in ranges) + ")"
+    )
+
+
 # A session write passes only while its App ID's ownership epoch is the one this
 # process claimed: {} is the App ID, the parameter the epochs claimed, as a JSON
 # object {"app_id": epoch, ...}. The owner row is share-locked until the write
@@ -344,7 +360,7 @@ class Queries:
         select = f"SELECT {_SESSION} FROM sessions"
         #: (id)
         self.get_session = self._sql(f"{select} WHERE id = ?")
-        self.live_sessions = f"{select} WHERE phase NOT IN ({_FINALS}) ORDER BY id"
+        self.live_sessions = f"{select} WHERE {_not_final()} ORDER BY id"
         #: (phase, app_id, channel, uid)
         self.unmanageable_on = self._sql(
             f"{select} WHERE phase = ? AND app_id = ? AND channel = ? AND uid = ? ORDER BY id"
@@ -375,7 +391,10 @@ class Queries:
         )
 
         self.unconfirmed = (
-            f"{select} WHERE phase IN ({_FINALS}) AND confirm_until IS NOT NULL ORDER BY id"
+            # Through the partial index `sessions_unconfirmed` (SQLite would otherwise
+            # take `sessions_by_phase` and read every finished session).
+            f"{select} WHERE id IN (SELECT id FROM sessions WHERE confirm_until IS NOT NULL) "
+            f"AND phase IN ({_FINALS}) ORDER BY id"
         )
         #: (sid)
         self.session_by_sid = self._sql(f"{select} WHERE sid = ? ORDER BY id DESC LIMIT 1")

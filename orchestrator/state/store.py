@@ -232,6 +232,10 @@ class SqliteStore(SqlStore):
     the database, releases the lock and ends the thread.
     """
 
+    # The writer lock keeps every other process from writing: a writer keeps each
+    # manifest's newest finished session from its own writes (latest.py).
+    _sole_writer = True
+
     def __init__(
         self,
         path: Path,
