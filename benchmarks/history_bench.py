@@ -10,7 +10,9 @@ every finished session: the baseline, swapped in for the timing alone), pair by
 pair, after one warm-up of each. Medians of `--runs` pairs, and the ratio of the
 medians.
 
-SQLite: a real file. PostgreSQL: a throwaway cluster on loopback, when its server
+SQLite: a real file, read by a reader (`status`, `plan`), which reads the database
+every time: SQLite's writer, the daemon, reads it once and then keeps it from its own
+writes (state/latest.py). PostgreSQL: a throwaway cluster on loopback, when its server
 binaries are installed (`--no-postgres` skips it).
 
     .venv/bin/python benchmarks/history_bench.py [--runs 7] [--sessions 1000,100000,300000]
@@ -37,12 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from replicas_bench import end_cluster, start_cluster  # noqa: E402
 
 from orchestrator.state import Phase, open_store  # noqa: E402
 from orchestrator.state.base import SqlStore  # noqa: E402
 from orchestrator.state.columns import SESSION_COLUMNS  # noqa: E402
 from orchestrator.state.postgres import open_postgres_store  # noqa: E402
-from tests.postgres import PostgresCluster, _server_os_user, find_bindir  # noqa: E402
+from tests.postgres import PostgresCluster  # noqa: E402
 
 MANIFESTS = 300
 #: The statement `latest_ended` ran before (the baseline).
@@ -120,7 +123,9 @@ async def sqlite_case(count: int, runs: int, tmp: Path) -> tuple[list[float], li
         db.execute(statement)
     db.commit()  # no ANALYZE: the store never runs it (PostgreSQL's autovacuum does)
     db.close()
-    async with open_store(f"sqlite:///{path}") as store:
+    # A reader: SQLite's writer reads it once, then keeps it from its own writes
+    # (state/latest.py); a reader (`status`, `plan`) reads the database every time.
+    async with open_store(f"sqlite:///{path}", writer=False) as store:
         return await pairs(store, runs)
 
 
@@ -138,24 +143,6 @@ async def postgres_case(
         return await pairs(store, runs)
     finally:
         await store.aclose()
-
-
-def start_cluster() -> PostgresCluster | None:
-    bindir, why = find_bindir()
-    os_user, user_why = _server_os_user()
-    if bindir is None or user_why:
-        print(f"PostgreSQL skipped: {why or user_why}")
-        return None
-    cluster = PostgresCluster(bindir, Path(tempfile.mkdtemp(prefix="orch-bench-pg-")), os_user)
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.create_role()
-    except BaseException:
-        cluster.stop()
-        shutil.rmtree(cluster.root, ignore_errors=True)
-        raise
-    return cluster
 
 
 def row(backend: str, count: int, after: list[float], before: list[float]) -> str:
@@ -182,7 +169,12 @@ async def main() -> None:
     print("| store | finished sessions | before (median) | after (median, min-max) | x |")
     print("|---|---:|---:|---:|---:|")
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-history-"))
-    cluster = None if args.no_postgres else start_cluster()
+    cluster: PostgresCluster | None = None
+    if not args.no_postgres:
+        try:
+            cluster = start_cluster()
+        except SystemExit as exc:  # no server binaries, or no user to run them as
+            print(f"PostgreSQL skipped: {exc}")
     try:
         cases: list[tuple[str, int, Callable[[], Awaitable[tuple[list[float], list[float]]]]]]
         cases = [("SQLite", n, lambda n=n: sqlite_case(n, args.runs, tmp)) for n in counts]
@@ -195,8 +187,7 @@ async def main() -> None:
             print(row(backend, count, after, before), flush=True)
     finally:
         if cluster is not None:
-            cluster.stop()
-            shutil.rmtree(cluster.root, ignore_errors=True)
+            end_cluster(cluster)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
