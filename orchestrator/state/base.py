@@ -295,13 +295,13 @@ class SqlStore(AsyncClosing):
 
     async def _write_rows(self, query: str, params: Sequence[Any]) -> list[SessionRecord]:
         """The rows a session write returns. When it fails otherwise than by the
-        live-target index, whether it was made is unknown: what this store keeps of its
-        sessions is read again."""
+        live-target index, or its caller is cancelled while it runs, whether it was made
+        is unknown: what this store keeps of its sessions is read again."""
         try:
             return await self._sessions(query, params)
         except LiveTargetTaken:
             raise
-        except StoreError:
+        except BaseException:
             if self._latest is not None:
                 self._latest.forget()
             raise

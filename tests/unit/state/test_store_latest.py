@@ -5,7 +5,8 @@ Covers: after a seeded sequence of 400 writes of every kind (creates of live and
 failed sessions, ends, fields written to finished sessions, failovers taken back,
 sessions starting and finishing while others are live) the writer's answer is, after
 every write, exactly what a fresh read of the database gives, and a reader's; writes
-that land while the first read is out are not lost; a write that renames a session's
+that land while the first read is out are not lost, nor one whose caller is
+cancelled while it runs; a write that renames a session's
 manifest is not mistaken; a reader (another process may write) never keeps it; the
 bookkeeping itself: older sessions never replace newer ones, and a session taken back
 sends it back to the database.
@@ -14,10 +15,15 @@ sends it back to the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from orchestrator.state import EndKind, Phase, SessionRecord, SqliteStore, open_store
 from orchestrator.state.latest import LatestFinished
@@ -118,6 +124,30 @@ async def test_writes_while_the_first_read_is_out_are_not_lost(tmp_path: Path) -
         latest = await store.latest_ended()
         assert {name: s.id for name, s in latest.items()} == {"a": second.id, "b": other.id}
         assert latest == await fresh(path)
+
+
+async def test_a_write_whose_caller_is_cancelled_is_not_missed(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with open_store(f"sqlite:///{path}", create=True) as store:
+        session = await store.create_session(**fields("a", 1))
+        assert await store.latest_ended() == {}
+        write = asyncio.create_task(store.record_outcome(session.id, phase=Phase.ENDED))
+        await asyncio.sleep(0)  # it is out, on the store's thread
+        # The event loop is held here (no await) until the write is in the file, so
+        # that its caller is cancelled after the write was made, before it hears so.
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            for _ in range(1000):  # bounded: the thread makes it within moments
+                row = db.execute("SELECT phase FROM sessions WHERE id = ?", (session.id,))
+                if row.fetchone() == ("ended",):
+                    break
+                time.sleep(0.01)  # noqa: ASYNC251 (the event loop is held on purpose)
+            else:
+                raise AssertionError("the write was not made within 10 s")
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        assert [s.id for s in (await store.latest_ended()).values()] == [session.id]
+        assert await store.latest_ended() == await fresh(path)
 
 
 async def test_a_renamed_session_moves_to_its_new_manifest(tmp_path: Path) -> None:
