@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from orchestrator.agora import ncs
-from orchestrator.state import Phase, open_store
+from orchestrator.state import Phase, SessionRecord, open_store
 from tests.e2e.conftest import DaemonEnv
 from tests.e2e.test_daemon import manifest, write
 from tests.harness import Daemon, wait_until
@@ -306,9 +306,17 @@ async def test_a_lost_starts_sid_comes_back_with_its_notification(daemon_env: Da
         assert len(stops) == 1 and current["sid"] in stops[0]["path"]
         # One recording of the channel ever: the fresh starts tried meanwhile met 53.
         assert [s["sid"] for s in emu.sessions() if s["cname"] == "lobby"] == [current["sid"]]
+        # The stop's outcome is written once its answer is in: after the emulator ended it.
         url = f"sqlite:///{daemon_env.cli.state_db}"
-        async with open_store(url, writer=False) as store:
-            (ended,) = [s for s in await store.history(-1) if s.sid == current["sid"]]
+
+        async def recorded() -> SessionRecord | None:
+            async with open_store(url, writer=False) as store:
+                found = [s for s in await store.history(-1) if s.sid == current["sid"]]
+            return found[0] if found else None
+
+        ended: SessionRecord = await wait_until(
+            recorded, within=20, what="the stop recorded with the recovered sid"
+        )
         assert ended.phase is Phase.ENDED and (ended.end_reason or "").startswith("stopped")
     finally:
         assert await daemon.stop() == 0
