@@ -70,8 +70,9 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the process harness lives in tests/harness
 
+from history_bench import copies_of_session_1  # noqa: E402
+
 from orchestrator.state import EndKind, Phase, open_store  # noqa: E402
-from orchestrator.state.columns import SESSION_COLUMNS  # noqa: E402
 from tests.harness import (  # noqa: E402
     Daemon,
     EmulatorProcess,
@@ -627,15 +628,12 @@ def fill_history(root: Path, app_id: str, count: int, days: int) -> None:
             )
 
     asyncio.run(first())
-    copied = [c for c in SESSION_COLUMNS if c not in ("id", "manifest", "channel", "uid")]
-    name = f"printf('idle-%05d', i % {count})"
+    name = f"printf('idle-%05d', i % {count})"  # SQLite's
+    fill = copies_of_session_1(
+        1, count * days - 1, {"manifest": name, "channel": name, "uid": f"30000 + i % {count}"}
+    )
     with contextlib.closing(sqlite3.connect(path)) as db:
-        db.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < "  # noqa: S608
-            f"{count * days - 1}) INSERT INTO sessions (manifest, channel, uid, "
-            f"{', '.join(copied)}) SELECT {name}, {name}, 30000 + i % {count}, "
-            f"{', '.join(f's.{c}' for c in copied)} FROM n, sessions s WHERE s.id = 1"
-        )
+        db.execute(fill)
         db.commit()
 
 

@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,21 +57,38 @@ BEFORE = (
 )
 
 
+def copies_of_session_1(first: int, last: int, values: Mapping[str, str]) -> str:
+    """An INSERT of a copy of session 1 for each `i` from `first` to `last`, the columns
+    in `values` set to their SQL expressions of `i`: the same SQL in both dialects, but
+    for what an expression uses."""
+    copied = [c for c in SESSION_COLUMNS if c != "id" and c not in values]
+    names = ", ".join([*values, *copied])
+    chosen = ", ".join([*values.values(), *(f"s.{c}" for c in copied)])
+    return (
+        f"WITH RECURSIVE n(i) AS (SELECT {first} UNION ALL SELECT i + 1 FROM n "  # noqa: S608
+        f"WHERE i < {last}) INSERT INTO sessions ({names}) "
+        f"SELECT {chosen} FROM n, sessions s WHERE s.id = 1"
+    )
+
+
 def fill_statements(count: int) -> list[str]:
     """Copy session 1 (finished) `count - 1` times over MANIFESTS names, one in five
-    failed, then add one live session per manifest: the same SQL in both dialects."""
-    copied = [c for c in SESSION_COLUMNS if c not in ("id", "manifest", "uid", "phase")]
-    cols = ", ".join(copied)
+    failed, then add one live session per manifest."""
     return [
-        "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < "  # noqa: S608
-        f"{count}) INSERT INTO sessions (manifest, uid, phase, {cols}) "
-        f"SELECT 'manifest-' || (i % {MANIFESTS}), i, "
-        "CASE WHEN i % 5 = 0 THEN 'failed' ELSE 'ended' END, "
-        f"{', '.join(f's.{c}' for c in copied)} FROM n, sessions s WHERE s.id = 1",
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < "  # noqa: S608
-        f"{MANIFESTS - 1}) INSERT INTO sessions (manifest, uid, phase, {cols}) "
-        f"SELECT 'manifest-' || i, {count} + 1 + i, 'running', "
-        f"{', '.join(f's.{c}' for c in copied)} FROM n, sessions s WHERE s.id = 1",
+        copies_of_session_1(
+            2,
+            count,
+            {
+                "manifest": f"'manifest-' || (i % {MANIFESTS})",
+                "uid": "i",
+                "phase": "CASE WHEN i % 5 = 0 THEN 'failed' ELSE 'ended' END",
+            },
+        ),
+        copies_of_session_1(
+            0,
+            MANIFESTS - 1,
+            {"manifest": "'manifest-' || i", "uid": f"{count} + 1 + i", "phase": "'running'"},
+        ),
     ]
 
 

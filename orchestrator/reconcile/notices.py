@@ -74,8 +74,9 @@ async def act_on_notices(
         if session is not None and session.intent is not None:
             waiting.add(session.manifest)
             continue
+        posted = _posted(notice)
         if session is not None and notice.sid is not None and notice.sid != session.sid:
-            claimed = await _claim(store, clients or {}, notice, notice.sid, now())
+            claimed = await _claim(store, clients or {}, notice, posted, notice.sid, now())
             if claimed is None:  # a start is under way, or the API did not answer
                 waiting.add(session.manifest)
                 continue
@@ -83,9 +84,9 @@ async def act_on_notices(
                 session, outcome = None, claimed
             else:
                 session = claimed
-                outcome = f"took its sid; {await _act(store, notice, session, now(), on_exit)}"
+                outcome = f"took its sid; {await _act(store, posted, session, now(), on_exit)}"
         else:
-            outcome = await _act(store, notice, session, now(), on_exit)
+            outcome = await _act(store, posted, session, now(), on_exit)
         await store.settle_notice(notice.notice_id, outcome)
         acted += 1
         quiet = outcome == "counted" or outcome.startswith("nothing to do")
@@ -113,6 +114,7 @@ async def _claim(
     store: Store,
     clients: Mapping[str, AgoraClient],
     notice: Notice,
+    posted: ncs.Notification | None,
     sid: str,
     now: datetime,
 ) -> SessionRecord | str | None:
@@ -122,7 +124,7 @@ async def _claim(
     It takes the sid and is running again (or ended, as the answer says). A str: no
     session of ours is `sid`'s; None: not known yet (a start of the channel and uid is
     under way, or the API did not answer), the notice waits."""
-    uid = _uid_of(notice)
+    uid = None if posted is None else posted.payload.uid_number()
     if notice.channel is None or uid is None:
         return "no session of ours has its sid"
     found = await store.sidless_on(notice.channel, uid)
@@ -189,26 +191,26 @@ async def _take_sid(
     return taken
 
 
-def _uid_of(notice: Notice) -> int | None:
+def _posted(notice: Notice) -> ncs.Notification | None:
+    """The notification as posted (None: kept by an older or newer version, unreadable)."""
     try:
-        return ncs.Notification.model_validate(notice.body).payload.uid_number()
-    except ValidationError:  # kept by an older or newer version: nothing to read
+        return ncs.Notification.model_validate(notice.body)
+    except ValidationError:
         return None
 
 
 async def _act(
     store: Store,
-    notice: Notice,
+    posted: ncs.Notification | None,
     session: SessionRecord | None,
     now: datetime,
     on_exit: OnExit | None,
 ) -> str:
     if session is None:
         return "no such session"
-    try:
-        meaning = ncs.meaning(ncs.Notification.model_validate(notice.body))
-    except ValidationError:  # kept by an older or newer version: nothing to read
+    if posted is None:
         return "not a notification this version reads"
+    meaning = ncs.meaning(posted)
     match meaning.effect:
         case ncs.Effect.EXIT:
             return await _exit(store, session, meaning.reason, now, on_exit)
