@@ -126,6 +126,12 @@ class Schedule(Protocol):
         """The first window start or end strictly after `t`; None if there is none."""
         ...
 
+    def steady_until(self, t: datetime) -> datetime:
+        """An instant after `t` before which `active_at` and `next_boundary` answer as
+        they do at `t` (`FAR_FUTURE`: for ever), or `t` itself where they may not (the
+        reported bounds of a chain longer than `MERGE_HORIZON` move with the instant)."""
+        ...
+
 
 def _utc(t: datetime, what: str = "time") -> datetime:
     if t.tzinfo is None or t.utcoffset() is None:
@@ -170,6 +176,9 @@ class _FixedSchedule:
         if i < len(self._bounds) and self._bounds[i] < FAR_FUTURE:
             return self._bounds[i]
         return None
+
+    def steady_until(self, t: datetime) -> datetime:
+        return self.next_boundary(t) or FAR_FUTURE
 
     def __repr__(self) -> str:
         return f"windows_schedule({len(self._windows)} windows)"
@@ -572,6 +581,14 @@ class _CronSchedule:
         if gap is not None and gap[0] <= t < gap[1]:
             return gap[1] if gap[1] < FAR_FUTURE else None
         return self._next_start(t)
+
+    def steady_until(self, t: datetime) -> datetime:
+        window = self.active_at(t)
+        if window is None:
+            return self.next_boundary(t) or FAR_FUTURE
+        if window.end - window.start < MERGE_HORIZON:
+            return window.end  # exact wherever asked (see `active_at`)
+        return _utc(t)
 
     def _next_start(self, t: datetime) -> datetime | None:
         for run_start, _run_end in self._runs_from(self._wall_day(t) - _DAY):

@@ -93,9 +93,7 @@ class Health:
         self.plan = result.plan
         self.actions.record(result.results)
         held = Counter(n.kind.value for n in result.plan.notes)
-        live = [s for r in view.recordings if (s := r.session) is not None]
-        live.extend(view.orphans)
-        phases = Counter(s.phase.value for s in live)
+        phases = Counter(s.phase.value for s in view.tally.sessions + view.orphans)
         self.summary = f"{owns}{view.summary()}" + (
             f", {len(result.problems)} not queryable" if result.problems else ""
         )

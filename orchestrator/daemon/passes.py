@@ -37,7 +37,7 @@ from orchestrator.daemon.reload import UNCHANGED, Reloader
 from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
 from orchestrator.reconcile.execute import ActionGroup, ActionResult, schedule
-from orchestrator.reconcile.overview import Overview, overview
+from orchestrator.reconcile.overview import Overview, OverviewMemo
 from orchestrator.reconcile.plan import ActualState, Plan
 from orchestrator.reconcile.reconciler import Delta, PassResult, plan_once, untracked
 from orchestrator.runtime import Runtime
@@ -87,6 +87,7 @@ class Passes:
         # Manifests a pass left for when their actions finish (with its trigger).
         self._deferred: dict[str, str] = {}
         self._query_problems: tuple[str, ...] = ()
+        self._overviews = OverviewMemo()  # an idle pass's overview is the last one's
 
     # -- requests -----------------------------------------------------------------
 
@@ -296,7 +297,7 @@ class Passes:
             query_failures=len(result.problems),
             untracked=[s.manifest for s in result.untracked],
             held=dict(Counter(n.kind.value for n in the_plan.notes)),
-            live=sum(1 for r in view.recordings if r.session is not None) + len(view.orphans),
+            live=len(view.tally.sessions) + len(view.orphans),
         )
         kept = bool(self._rt.executor.outbox.unsettled)
         if (kept or not all(r.ok for r in results)) and not self._stopping:
@@ -324,7 +325,7 @@ class Passes:
         recordings = desired.recordings
         if owned is not None:
             recordings = tuple(d for d in recordings if d.app_id in owned)
-        return overview(
+        return self._overviews.overview(
             recordings,
             actual,
             the_plan,

@@ -149,9 +149,7 @@ class Daemon:
         now = self._rt.clock()
         ready, detail = self._health.verdict()
         view = self._health.overview
-        live = [] if view is None else [r.session for r in view.recordings if r.session]
-        if view is not None:
-            live.extend(view.orphans)
+        live = [] if view is None else [*view.tally.sessions, *view.orphans]
         cycles = {b.app_id: b.cycle_s for b in query_budget(self._rt.config, live)}
         owned = self._ownership.owned()
         holders = self._ownership.holders

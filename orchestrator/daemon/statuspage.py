@@ -214,8 +214,8 @@ def status_document(
     files = list(view.files_failing) if view is not None else []
     counts = {
         "manifests": len(recordings),
-        "wanted": sum(1 for r in recordings if r.wanted),
-        "live": sum(1 for r in recordings if r.recording),
+        "wanted": view.tally.wanted if view is not None else 0,
+        "live": view.tally.recording if view is not None else 0,
         "held": sum(reasons.get(k, 0) for k in ("held", "unmanageable")),
         "failing": sum(reasons.get(k, 0) for k in ("failing", "backoff")),
         "starting": reasons.get("starting", 0),

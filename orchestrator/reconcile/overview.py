@@ -34,7 +34,7 @@ from orchestrator.reconcile.plan import (
     Plan,
     Start,
 )
-from orchestrator.schedule import FAR_FUTURE, Window
+from orchestrator.schedule import FAR_FUTURE, FAR_PAST, Window
 from orchestrator.state.model import EndKind, Phase, SessionRecord
 
 FORGET_COMMAND = "orchestrator apply --forget-unmanageable {name}"
@@ -147,6 +147,47 @@ class RecordingStatus:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What an overview's recordings add up to, counted once per list of them: every
+    pass's metrics, log event and STATUS= line read it."""
+
+    counted: tuple[RecordingStatus, ...] = ()  # the very recordings counted
+    wanted: int = 0
+    recording: int = 0
+    # The sessions of the recordings (live, or being acted on): not the orphans.
+    sessions: tuple[SessionRecord, ...] = ()
+    not_recording: tuple[RecordingStatus, ...] = ()
+    # Per App ID present: (wanted, recording, not recording by reason). Read only.
+    by_app: Mapping[str, tuple[int, int, Counter[str]]] = dataclasses.field(default_factory=dict)
+
+
+def _tally(recordings: tuple[RecordingStatus, ...]) -> Tally:
+    wanted = recording = 0
+    sessions: list[SessionRecord] = []
+    missing: list[RecordingStatus] = []
+    by_app: dict[str, tuple[int, int, Counter[str]]] = {}
+    for r in recordings:
+        app = by_app.get(r.app_id)
+        if app is None:
+            app = by_app[r.app_id] = (0, 0, Counter())
+        app_wanted, app_recording, reasons = app
+        if r.session is not None:
+            sessions.append(r.session)
+        if r.recording:
+            recording += 1
+            app_recording += 1
+        if r.wanted:
+            wanted += 1
+            app_wanted += 1
+        if r.not_recording:
+            missing.append(r)
+            if r.reason is not None:
+                reasons[r.reason.value] += 1
+        by_app[r.app_id] = (app_wanted, app_recording, reasons)
+    return Tally(recordings, wanted, recording, tuple(sessions), tuple(missing), by_app)
+
+
+@dataclass(frozen=True)
 class Overview:
     """Every manifest's status at `at`, and what needs an operator beside them."""
 
@@ -162,6 +203,12 @@ class Overview:
     untracked: tuple[SessionRecord, ...] = ()
     # Live sessions whose manifest is gone (their stop is due) or whose file fails.
     orphans: tuple[SessionRecord, ...] = ()
+    # `recordings` counted: kept by `dataclasses.replace` while they are the same.
+    tally: Tally = dataclasses.field(default=Tally(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.tally.counted is not self.recordings:
+            object.__setattr__(self, "tally", _tally(self.recordings))
 
     @property
     def wanted(self) -> tuple[RecordingStatus, ...]:
@@ -169,7 +216,7 @@ class Overview:
 
     @property
     def not_recording(self) -> tuple[RecordingStatus, ...]:
-        return tuple(r for r in self.recordings if r.not_recording)
+        return self.tally.not_recording
 
     @property
     def reasons(self) -> Counter[str]:
@@ -191,8 +238,7 @@ class Overview:
 
     def summary(self) -> str:
         """One line: the systemd STATUS= line and `/readyz`'s detail."""
-        recording = sum(1 for r in self.recordings if r.recording)
-        parts = [f"{len(self.wanted)} wanted, {recording} recording"]
+        parts = [f"{self.tally.wanted} wanted, {self.tally.recording} recording"]
         missing = self.not_recording
         if missing:
             named = ", ".join(f"{r.name} ({r.reason})" for r in missing[:5])
@@ -218,8 +264,8 @@ class Overview:
             "ok": self.ok,
             "counts": {
                 "manifests": len(self.recordings),
-                "wanted": len(self.wanted),
-                "recording": sum(1 for r in self.recordings if r.recording),
+                "wanted": self.tally.wanted,
+                "recording": self.tally.recording,
                 "not_recording": len(self.not_recording),
                 "not_recording_by_reason": dict(sorted(self.reasons.items())),
                 "files_failing": len(self.failing_files),
@@ -285,6 +331,61 @@ def overview(
         untracked=tuple(untracked),
         orphans=orphans,
     )
+
+
+class OverviewMemo:
+    """`overview` for a caller that asks after every pass (the daemon). While the
+    desired recordings, what was observed and the plan are what the last answer was
+    made of, and no window of theirs has opened or closed since, the answer is the
+    last one at the new instant: the same statuses and counts, not one status per
+    manifest made again. Asked about an instant before the last one (a clock stepped
+    back), it makes the answer anew."""
+
+    def __init__(self) -> None:
+        self._last: Overview | None = None
+        self._made_of: tuple[object, ...] = ()
+        self._since = FAR_FUTURE
+        self._until = FAR_PAST
+
+    def overview(
+        self,
+        desired: Sequence[DesiredRecording],
+        actual: ActualState,
+        the_plan: Plan,
+        now: datetime,
+        *,
+        files_failing: Sequence[Diagnostic] = (),
+        problems: Sequence[str] = (),
+        untracked: Sequence[SessionRecord] = (),
+    ) -> Overview:
+        """The same answer as `overview` with these arguments."""
+        made_of = (
+            tuple(desired),
+            actual,
+            the_plan,
+            tuple(files_failing),
+            tuple(problems),
+            tuple(untracked),
+        )
+        last = self._last
+        if last is not None and self._since <= now < self._until and made_of == self._made_of:
+            return dataclasses.replace(last, at=now)
+        view = overview(
+            made_of[0],
+            actual,
+            the_plan,
+            now,
+            files_failing=files_failing,
+            problems=problems,
+            untracked=untracked,
+        )
+        # What a status says depends on the instant only through its schedule.
+        self._until = min(
+            (d.schedule.steady_until(now) for d in made_of[0] if not d.suspend),
+            default=FAR_FUTURE,
+        )
+        self._last, self._made_of, self._since = view, made_of, now
+        return view
 
 
 def _status(
@@ -431,26 +532,21 @@ def _session_dict(s: SessionRecord) -> dict[str, Any]:
 def counts_by_app(
     ov: Overview, app_ids: Iterable[str]
 ) -> Mapping[str, tuple[int, int, Counter[str]]]:
-    """Per App ID: (wanted, recording, not recording by reason), every App ID present."""
+    """Per App ID: (wanted, recording, not recording by reason), every App ID of
+    `app_ids` and of the recordings present."""
     out: dict[str, tuple[int, int, Counter[str]]] = {a: (0, 0, Counter()) for a in app_ids}
-    for r in ov.recordings:
-        wanted, recording, reasons = out.get(r.app_id, (0, 0, Counter()))
-        if r.wanted:
-            wanted += 1
-        if r.recording:
-            recording += 1
-        if r.not_recording and r.reason is not None:
-            reasons[r.reason.value] += 1
-        out[r.app_id] = (wanted, recording, reasons)
+    out.update(ov.tally.by_app)
     return out
 
 
 __all__ = [
     "FORGET_COMMAND",
     "Overview",
+    "OverviewMemo",
     "Reason",
     "RecordingStatus",
     "Should",
+    "Tally",
     "counts_by_app",
     "overview",
 ]

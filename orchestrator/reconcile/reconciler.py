@@ -468,8 +468,9 @@ def untracked(
     recording the store does not know is live there (never silently ignored). Each
     is the failed session that met it; a later successful start clears it."""
     recording = {s.manifest for s in live}
-    return tuple(
-        s
-        for name, s in sorted(latest_ended.items())
-        if name not in recording and s.end_kind is EndKind.UNTRACKED
-    )
+    met = [
+        (name, s)
+        for name, s in latest_ended.items()
+        if s.end_kind is EndKind.UNTRACKED and name not in recording
+    ]
+    return tuple(s for _name, s in sorted(met, key=lambda item: item[0]))

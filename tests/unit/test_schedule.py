@@ -852,3 +852,59 @@ def test_a_cron_schedule_unpickles_as_the_shared_one() -> None:
     assert fresh is cron_schedule("0 9 * * *", "Asia/Tokyo", H)
     t = at("2026-05-04T00:30+00:00")
     assert fresh.active_at(t) == Window(at("2026-05-04T00:00+00:00"), at("2026-05-04T01:00+00:00"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    cron=st.sampled_from(["*/7 * * * *", "30 9 * * MON-FRI", "0 9,10 * * *", "15 2 * * *"]),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+    minutes=st.sampled_from([1, 30, 60, 120, 600]),
+    offset=st.integers(min_value=0, max_value=3 * 24 * 3600),
+    probes=st.lists(st.floats(min_value=0, max_value=1, exclude_max=True), max_size=8),
+)
+def test_a_cron_schedule_answers_alike_until_it_is_steady_no_more(
+    cron: str, zone: str, minutes: int, offset: int, probes: list[float]
+) -> None:
+    """`steady_until(t)`: before it, `active_at` and `next_boundary` answer as at `t`
+    (the daemon's overview is reused on that promise); at it, `active_at` answers
+    otherwise. A chain of windows longer than MERGE_HORIZON (every 7 minutes for 30
+    minutes or more) promises nothing: its reported bounds move with the instant."""
+    schedule = cron_schedule.__wrapped__(cron, zone, timedelta(minutes=minutes))
+    fresh = cron_schedule.__wrapped__(cron, zone, timedelta(minutes=minutes))  # no memo shared
+    t = datetime(2026, 3, 27, tzinfo=UTC) + timedelta(seconds=offset)  # Europe's spring forward
+    steady = schedule.steady_until(t)
+    window = fresh.active_at(t)
+    if window is not None and window.duration >= MERGE_HORIZON:
+        assert steady == t
+        return
+    assert steady > t
+    for p in probes:
+        u = min(t + (steady - t) * p, steady - timedelta(microseconds=1))  # p * span rounds
+        assert fresh.active_at(u) == window
+        assert fresh.next_boundary(u) == fresh.next_boundary(t)
+    assert fresh.active_at(steady) != window
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    raw=st.lists(
+        st.tuples(instants, st.timedeltas(min_value=M, max_value=timedelta(days=3))),
+        max_size=6,
+    ),
+    t=instants,
+    probes=st.lists(st.floats(min_value=0, max_value=1, exclude_max=True), max_size=8),
+)
+def test_explicit_windows_answer_alike_until_they_are_steady_no_more(
+    raw: list[tuple[datetime, timedelta]], t: datetime, probes: list[float]
+) -> None:
+    schedule = windows_schedule([(start, start + length) for start, length in raw])
+    steady = schedule.steady_until(t)
+    assert steady > t
+    window = schedule.active_at(t)
+    for p in probes:
+        u = min(t + (steady - t) * p, steady - timedelta(microseconds=1))  # p * span rounds
+        assert schedule.active_at(u) == window
+        assert schedule.next_boundary(u) == schedule.next_boundary(t)
+    if steady < FAR_FUTURE:
+        assert schedule.active_at(steady) != window
+    assert always_schedule().steady_until(t) == FAR_FUTURE

@@ -6,7 +6,9 @@ after an exit; held as failed; a missed window (not a fault); unmanageable sessi
 (also those the API no longer recognises) with the command to forget them; a live
 session out of its window (stopping); waiting for the next window; suspended;
 ended; files failing to load; the one-line summary and the JSON form; counts per
-App ID for the metrics.
+App ID for the metrics; the daemon's memo (`OverviewMemo`) answering as `overview`
+does whatever it is asked in whatever order, reusing its answer only while nothing it
+was made of has changed and no window has opened or closed.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.manifest.diagnostics import Diagnostic
-from orchestrator.reconcile.overview import Reason, Should, counts_by_app, overview
+from orchestrator.reconcile.overview import (
+    Overview,
+    OverviewMemo,
+    Reason,
+    Should,
+    counts_by_app,
+    overview,
+)
 from orchestrator.reconcile.plan import ActualState, DesiredRecording, PlanPolicy, plan
-from orchestrator.schedule import windows_schedule
+from orchestrator.schedule import always_schedule, cron_schedule, windows_schedule
 from orchestrator.state import EndKind, ManifestState, Phase, SessionRecord
 from tests.unit.reconcile.desired_recordings import desired_recording, session_record
 
@@ -231,3 +242,116 @@ def test_counts_by_app_cover_every_app_id() -> None:
     counts = counts_by_app(view, ["app1", "app2"])
     assert counts["app1"] == (1, 0, {"failing": 1})
     assert counts["app2"] == (0, 0, {})
+
+
+# -- the daemon's memo ------------------------------------------------------------------
+
+MEMO_SCHEDULES = {
+    "window": IN_WINDOW,
+    "later": LATER,
+    "daily": cron_schedule("30 10 * * *", "Europe/Berlin", timedelta(minutes=20)),
+    "chain": cron_schedule("*/7 * * * *", "UTC", timedelta(minutes=30)),  # never ends
+    "always": always_schedule(),
+}
+MEMO_DESIRED = (
+    *(
+        desired(name=name, schedule=schedule, app_id=f"app{i % 2}", uid=1000 + i)
+        for i, (name, schedule) in enumerate(MEMO_SCHEDULES.items())
+    ),
+    desired(name="paused", schedule=IN_WINDOW, suspend=True, uid=2000),
+)
+
+
+def same_answer(memo: Overview, fresh: Overview) -> None:
+    assert memo == fresh  # every field but the tally
+    assert memo.as_dict() == fresh.as_dict()
+    assert memo.summary() == fresh.summary()
+    assert counts_by_app(memo, ["app0", "app1", "app2"]) == counts_by_app(
+        fresh, ["app0", "app1", "app2"]
+    )
+    assert memo.tally.sessions == fresh.tally.sessions
+
+
+step = st.tuples(
+    st.integers(min_value=-600, max_value=4 * 3600),  # seconds on (a clock may step back)
+    st.sampled_from(["same", "live", "failed", "file", "reload"]),
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(steps=st.lists(step, min_size=1, max_size=12))
+def test_the_memo_answers_as_overview_does(steps: list[tuple[int, str]]) -> None:
+    """Passes seconds to hours apart, across window boundaries, with a clock stepping
+    back, sessions appearing and files failing: the memo's answer is always the fresh
+    one, tally included."""
+    memo = OverviewMemo()
+    now = W_START - timedelta(hours=2)
+    recordings = MEMO_DESIRED
+    state = ActualState()
+    failing: tuple[Diagnostic, ...] = ()
+    for seconds, change in steps:
+        now += timedelta(seconds=seconds)
+        if change == "live":
+            state = ActualState(live=[session(manifest="window", uid=1000)])
+        elif change == "failed":
+            state = ActualState(
+                latest_ended={"daily": replace(failed_start("failed: x"), manifest="daily")}
+            )
+        elif change == "file":
+            failing = (Diagnostic.general("recordings.d/x.yaml: broken"),)
+        elif change == "reload":
+            recordings = tuple(replace(d) for d in recordings)  # equal, not the same objects
+        the_plan = plan(recordings, state, now, POLICY)
+        args = (recordings, state, the_plan, now)
+        same_answer(
+            memo.overview(*args, files_failing=failing),
+            overview(*args, files_failing=failing),
+        )
+
+
+def test_the_memo_reuses_its_answer_until_a_window_opens() -> None:
+    """Idle passes a few seconds apart get the last answer at their own instant (the
+    same statuses, not made again); the first pass after a window opens is made anew."""
+    memo = OverviewMemo()
+    d = desired(schedule=LATER)
+    state = ActualState()
+    before = W_END + timedelta(minutes=50)  # LATER opens at W_END + 1 h
+    views = [
+        memo.overview([d], state, plan([d], state, t, POLICY), t)
+        for t in (before, before + timedelta(seconds=5), before + timedelta(minutes=9))
+    ]
+    assert [v.at for v in views] == [
+        before,
+        before + timedelta(seconds=5),
+        before + timedelta(minutes=9),
+    ]
+    assert views[1].recordings is views[0].recordings is views[2].recordings
+    assert views[0].recordings[0].should is Should.WAIT
+    opened = W_END + timedelta(hours=1)
+    view = memo.overview([d], state, plan([d], state, opened, POLICY), opened)
+    assert view.recordings is not views[0].recordings
+    assert view.recordings[0].should is Should.RECORD
+    # What was observed changed: made anew although no window moved.
+    live = ActualState(live=[session(window_start=opened, window_end=opened + timedelta(hours=1))])
+    later = opened + timedelta(seconds=5)
+    changed = memo.overview([d], live, plan([d], live, later, POLICY), later)
+    assert changed.recordings is not view.recordings
+    assert changed.recordings[0].doing == "recording"
+
+
+def test_the_memo_makes_its_answer_anew_when_the_clock_steps_back() -> None:
+    """Between two windows it shows the second; stepped back before the first, it
+    shows the first, although the plan is the same (nothing to do either way)."""
+    memo = OverviewMemo()
+    second = (W_END + timedelta(hours=1), W_END + timedelta(hours=2))
+    d = desired(schedule=windows_schedule([(W_START, W_END), second]))
+    state = ActualState()
+    between = W_END + timedelta(minutes=1)
+    first = memo.overview([d], state, plan([d], state, between, POLICY), between)
+    assert first.recordings[0].window is not None
+    assert first.recordings[0].window.start == second[0]
+    back = W_START - timedelta(minutes=1)  # the clock was stepped back
+    view = memo.overview([d], state, plan([d], state, back, POLICY), back)
+    assert view == overview([d], state, plan([d], state, back, POLICY), back)
+    assert view.recordings[0].window is not None
+    assert view.recordings[0].window.start == W_START
