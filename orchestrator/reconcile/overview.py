@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -34,7 +34,7 @@ from orchestrator.reconcile.plan import (
     Plan,
     Start,
 )
-from orchestrator.schedule import FAR_FUTURE, FAR_PAST, Window
+from orchestrator.schedule import FAR_FUTURE, Window
 from orchestrator.state.model import EndKind, Phase, SessionRecord
 
 FORGET_COMMAND = "orchestrator apply --forget-unmanageable {name}"
@@ -297,6 +297,91 @@ def overview(
 
     `files_failing`: the error diagnostics of files that do not load; `problems`:
     problems at no position; `untracked`: see `reconciler.untracked`."""
+    return _overview(desired, actual, the_plan, now, files_failing, problems, untracked, None)
+
+
+# What one status is made of besides the instant: its desired recording, its live
+# session, its last finished one, the plan's notes on it, whether the plan starts it,
+# whether the plan acts on it, whether its file fails to load (its last known good).
+_Inputs = tuple[
+    DesiredRecording, SessionRecord | None, SessionRecord | None, tuple[Note, ...], bool, bool, bool
+]
+
+
+class OverviewMemo:
+    """`overview` for a caller that asks after every pass (the daemon). Each status is
+    kept with what it was made of and the instant until which its schedule answers
+    alike (`Schedule.steady_until`); a status whose inputs are the same and whose
+    window has neither opened nor closed since is the kept one, not made again. When
+    every status is a kept one, so are the list of them and its counts. An instant
+    before the one a status was made at (a clock stepped back) makes it anew."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[_Inputs, RecordingStatus, datetime, datetime]] = {}
+        self._last: Overview | None = None
+
+    def overview(
+        self,
+        desired: Iterable[DesiredRecording],
+        actual: ActualState,
+        the_plan: Plan,
+        now: datetime,
+        *,
+        files_failing: Sequence[Diagnostic] = (),
+        problems: Sequence[str] = (),
+        untracked: Sequence[SessionRecord] = (),
+    ) -> Overview:
+        """The same answer as `overview` with these arguments."""
+        kept, self._kept = self._kept, {}
+        view = _overview(
+            desired,
+            actual,
+            the_plan,
+            now,
+            files_failing,
+            problems,
+            untracked,
+            lambda inputs: self._recall(kept, inputs, now),
+            self._last,
+        )
+        self._last = view
+        return view
+
+    def _recall(
+        self,
+        kept: dict[str, tuple[_Inputs, RecordingStatus, datetime, datetime]],
+        inputs: _Inputs,
+        now: datetime,
+    ) -> RecordingStatus:
+        d = inputs[0]
+        entry = kept.get(d.name)
+        if entry is not None and entry[2] <= now < entry[3] and entry[0] == inputs:
+            self._kept[d.name] = entry
+            return entry[1]
+        status = _status(*inputs, now)
+        # What a status says depends on the instant only through its schedule.
+        until = FAR_FUTURE if d.suspend else d.schedule.steady_until(now)
+        self._kept[d.name] = (inputs, status, now, until)
+        return status
+
+
+def _same_items(a: Sequence[object], b: Sequence[object]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _overview(
+    desired: Iterable[DesiredRecording],
+    actual: ActualState,
+    the_plan: Plan,
+    now: datetime,
+    files_failing: Sequence[Diagnostic],
+    problems: Sequence[str],
+    untracked: Sequence[SessionRecord],
+    recall: Callable[[_Inputs], RecordingStatus] | None,
+    last: Overview | None = None,
+) -> Overview:
+    """`recall`: a status from its inputs (None: `_status`); `last`: an overview whose
+    list of statuses (and its counts) serves again when every status is the same."""
     notes: dict[str, list[Note]] = {}
     for note in the_plan.notes:
         notes.setdefault(note.manifest, []).append(note)
@@ -309,22 +394,24 @@ def overview(
     statuses = []
     for d in sorted(desired, key=lambda d: d.name):
         names.add(d.name)
-        statuses.append(
-            _status(
-                d,
-                live.get(d.name),
-                actual.latest_ended.get(d.name),
-                notes.get(d.name, []),
-                d.name in starts,
-                d.name in acting,
-                d.source_file in actual.invalid_files,
-                now,
-            )
+        inputs: _Inputs = (
+            d,
+            live.get(d.name),
+            actual.latest_ended.get(d.name),
+            tuple(notes.get(d.name, ())),
+            d.name in starts,
+            d.name in acting,
+            d.source_file in actual.invalid_files,
         )
+        statuses.append(_status(*inputs, now) if recall is None else recall(inputs))
     orphans = tuple(s for s in actual.live if s.manifest not in names)
+    recordings, tally = tuple(statuses), Tally()
+    if last is not None and _same_items(recordings, last.recordings):
+        recordings, tally = last.recordings, last.tally
     return Overview(
         at=now,
-        recordings=tuple(statuses),
+        recordings=recordings,
+        tally=tally,
         files_failing=tuple(d for d in files_failing if d.severity == "error"),
         problems=tuple(problems),
         unmanageable=tuple(s for s in actual.live if s.phase is Phase.UNMANAGEABLE),
@@ -333,66 +420,11 @@ def overview(
     )
 
 
-class OverviewMemo:
-    """`overview` for a caller that asks after every pass (the daemon). While the
-    desired recordings, what was observed and the plan are what the last answer was
-    made of, and no window of theirs has opened or closed since, the answer is the
-    last one at the new instant: the same statuses and counts, not one status per
-    manifest made again. Asked about an instant before the last one (a clock stepped
-    back), it makes the answer anew."""
-
-    def __init__(self) -> None:
-        self._last: Overview | None = None
-        self._made_of: tuple[object, ...] = ()
-        self._since = FAR_FUTURE
-        self._until = FAR_PAST
-
-    def overview(
-        self,
-        desired: Sequence[DesiredRecording],
-        actual: ActualState,
-        the_plan: Plan,
-        now: datetime,
-        *,
-        files_failing: Sequence[Diagnostic] = (),
-        problems: Sequence[str] = (),
-        untracked: Sequence[SessionRecord] = (),
-    ) -> Overview:
-        """The same answer as `overview` with these arguments."""
-        made_of = (
-            tuple(desired),
-            actual,
-            the_plan,
-            tuple(files_failing),
-            tuple(problems),
-            tuple(untracked),
-        )
-        last = self._last
-        if last is not None and self._since <= now < self._until and made_of == self._made_of:
-            return dataclasses.replace(last, at=now)
-        view = overview(
-            made_of[0],
-            actual,
-            the_plan,
-            now,
-            files_failing=files_failing,
-            problems=problems,
-            untracked=untracked,
-        )
-        # What a status says depends on the instant only through its schedule.
-        self._until = min(
-            (d.schedule.steady_until(now) for d in made_of[0] if not d.suspend),
-            default=FAR_FUTURE,
-        )
-        self._last, self._made_of, self._since = view, made_of, now
-        return view
-
-
 def _status(
     d: DesiredRecording,
     session: SessionRecord | None,
     previous: SessionRecord | None,
-    notes: list[Note],
+    notes: Sequence[Note],
     starting: bool,
     acting: bool,
     kept: bool,
@@ -440,7 +472,7 @@ def _why_not(
     base: RecordingStatus,
     session: SessionRecord | None,
     last: SessionRecord | None,
-    notes: list[Note],
+    notes: Sequence[Note],
     starting: bool,
     error: tuple[str | None, datetime | None],
 ) -> RecordingStatus:

@@ -355,3 +355,32 @@ def test_the_memo_makes_its_answer_anew_when_the_clock_steps_back() -> None:
     assert view == overview([d], state, plan([d], state, back, POLICY), back)
     assert view.recordings[0].window is not None
     assert view.recordings[0].window.start == W_START
+
+
+def test_the_memo_makes_again_only_the_statuses_whose_inputs_or_window_changed() -> None:
+    """A window opening, or a session of one manifest changing, makes that manifest's
+    status again; every other status is the one kept."""
+    memo = OverviewMemo()
+    waits = desired(name="waits", schedule=LATER, uid=1)
+    opens = desired(name="opens", schedule=windows_schedule([(W_END, W_END + timedelta(hours=1))]))
+    records = desired(name="records", schedule=always_schedule(), uid=3)
+    both = [waits, opens, records]
+    running = session(manifest="records", uid=3, window_start=None, window_end=None)
+    state = ActualState(live=[running])
+
+    def statuses(t: datetime, actual: ActualState) -> dict[str, Any]:
+        view = memo.overview(both, actual, plan(both, actual, t, POLICY), t)
+        assert view == overview(both, actual, plan(both, actual, t, POLICY), t)
+        return {r.name: r for r in view.recordings}
+
+    first = statuses(W_END - timedelta(minutes=1), state)
+    opened = statuses(W_END + timedelta(seconds=1), state)
+    assert opened["waits"] is first["waits"]
+    assert opened["records"] is first["records"]
+    assert opened["opens"] is not first["opens"]
+    assert opened["opens"].should is Should.RECORD
+    queried = ActualState(live=[replace(running, last_query_at=W_END + timedelta(seconds=2))])
+    later = statuses(W_END + timedelta(seconds=3), queried)
+    assert later["records"] is not opened["records"]
+    assert later["records"].session == queried.live[0]
+    assert later["waits"] is first["waits"]
