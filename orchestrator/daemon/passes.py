@@ -87,7 +87,7 @@ class Passes:
         # Manifests a pass left for when their actions finish (with its trigger).
         self._deferred: dict[str, str] = {}
         self._query_problems: tuple[str, ...] = ()
-        self._overviews = OverviewMemo()  # an idle pass's overview is the last one's
+        self._overviews = OverviewMemo()  # statuses kept while nothing of theirs changes
 
     # -- requests -----------------------------------------------------------------
 

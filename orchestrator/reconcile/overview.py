@@ -203,7 +203,7 @@ class Overview:
     untracked: tuple[SessionRecord, ...] = ()
     # Live sessions whose manifest is gone (their stop is due) or whose file fails.
     orphans: tuple[SessionRecord, ...] = ()
-    # `recordings` counted: kept by `dataclasses.replace` while they are the same.
+    # `recordings` counted (made from them unless given with them).
     tally: Tally = dataclasses.field(default=Tally(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
