@@ -2,7 +2,8 @@
 
 Exit codes are part of the interface (README and docs/cli.md): 0 success, 1 a failure
 the command was asked to find (invalid manifests, failed actions), 2 usage (and
-`plan --detailed-exitcode`: changes), 3 another process holds the state store.
+`plan --detailed-exitcode`: changes), 3 another process holds the state store, 130 a
+command stopped by Ctrl-C (`run` and `emulator` stop cleanly on it: 0).
 
 A command's module is imported only when that command runs (`COMMANDS`): `validate`
 in CI must not pay for asyncio, the store or the emulator's command. `--help`, an
@@ -34,8 +35,22 @@ COMMANDS: Mapping[str, str] = {
 """Each command and the module that defines it (with `@cli.command`, when imported)."""
 
 
+INTERRUPTED = 130
+"""The exit code of a command stopped by Ctrl-C (SIGINT): 128 + the signal's number, as
+a shell reports it; never 1, which `status`, `validate` and `apply` give as an answer."""
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported when they are looked up (see `COMMANDS`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Not click's "Aborted!" and exit 1: a script would read 1 as an answer.
+            click.echo(err=True)  # ends the terminal's ^C line
+            echo_error("interrupted")
+            ctx.exit(INTERRUPTED)
 
     def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import ipaddress
 import json
 import random
@@ -81,6 +82,7 @@ class Emulator:
         self.faults = FaultConfig()
         self._rng = random.Random(self.config.seed)
         self.next_faults: list[NextFault] = []
+        self._released = asyncio.Event()  # set by clear_faults: held answers go out now
         self.received: list[dict[str, Any]] = []
         self._windows: dict[str, collections.deque[float]] = {}
         self.announcer = Announcer()
@@ -196,8 +198,11 @@ class Emulator:
         )
 
     def clear_faults(self) -> None:
+        """No more faults; the answers held now go out."""
         self.faults = FaultConfig()
         self.next_faults.clear()
+        self._released.set()
+        self._released = asyncio.Event()
 
     def set_app_certificate(self, certificate: str | None, app_id: str | None = None) -> None:
         """Verify the tokens of later starts with `certificate` (32 hex digits): for
@@ -289,7 +294,9 @@ class Emulator:
                 await asyncio.sleep(fault.seconds)
         answer = self._dispatch(endpoint, request, app_id, body)
         if fault is not None and fault.kind == "hold":
-            await asyncio.sleep(fault.seconds)
+            released = self._released
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), fault.seconds)
         if fault is not None and fault.kind == "lost":
             return LOST, body
         return answer, body

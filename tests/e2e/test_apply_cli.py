@@ -8,14 +8,19 @@ stored) and during stop; the next apply ends with exactly one live session per
 desired recording, no 53 from the emulator, and nothing left running that should
 not be. Secrets never appear in any output. `plan` and `status` with a store read the
 manifests before they open it, so a bulk load forks its worker, and plans as without.
+Ctrl-C stops `apply`, `plan` and `status` with exit 130 and one line, not click's
+"Aborted!" and the 1 that `status` and `apply` give as an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -153,6 +158,65 @@ async def _kill_when(cli_env: CliEnv, endpoint: str) -> None:
     process.kill()
     await process.wait()
     cli_env.emulator.emu.clear_faults()
+
+
+@pytest.mark.parametrize("command", ["apply", "plan", "status"])
+async def test_ctrl_c_is_exit_130_with_one_line(cli_env: CliEnv, command: str) -> None:
+    # Held in the store's connect (a loopback server that accepts and never answers)
+    # until the signal comes: no race with the command finishing first.
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    with contextlib.ExitStack() as sockets:
+        silent = sockets.enter_context(socket.socket())
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        silent.setblocking(False)
+        url = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/x?connect_timeout=60"
+        cli_env.reconfigure({"state": {"url": url}})
+        process = await cli_env.start(command, "--config", str(cli_env.config))
+        try:
+            loop = asyncio.get_running_loop()
+            held, _ = await asyncio.wait_for(loop.sock_accept(silent), timeout=60)
+            sockets.enter_context(held)
+            process.send_signal(signal.SIGINT)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    stderr = err.decode()
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "error: interrupted", stderr
+    assert "Aborted" not in stderr and "Traceback" not in stderr
+    assert cli_env.emulator.emu.requests() == []  # nothing was called
+
+
+async def test_ctrl_c_mid_call_leaves_what_the_next_apply_finishes(cli_env: CliEnv) -> None:
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    cli_env.emulator.emu.fail_next("acquire", "hold", seconds=10)
+    process = await cli_env.start("apply", "--config", str(cli_env.config))
+    try:
+        for _ in range(600):  # bounded: at most 30 s
+            if not cli_env.emulator.emu.next_faults:  # the held acquire arrived
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("apply never called acquire")
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        cli_env.emulator.emu.clear_faults()  # the held answer goes out (to nobody)
+    assert process.returncode == 130, err.decode()
+    live, _ = await _store_sessions(cli_env)
+    assert [(s.phase, s.intent) for s in live] == [(Phase.ACQUIRING, Intent.ACQUIRE)]  # type: ignore[attr-defined]
+
+    result = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert result.code == 0, result.stdout + result.stderr
+    live, _ = await _store_sessions(cli_env)
+    assert [(s.manifest, s.phase) for s in live] == [("alpha", Phase.RUNNING)]  # type: ignore[attr-defined]
+    assert len(live_recordings(cli_env)) == 1
 
 
 async def _store_sessions(cli_env: CliEnv) -> tuple[list[object], list[object]]:

@@ -186,3 +186,23 @@ async def test_twenty_concurrent_callers_get_no_429(emulator: EmulatorHandle) ->
     times = [r["time"] for r in emulator.emu.requests()]
     # No one-second window holds more than ten arrivals.
     assert all(sum(1 for t in times if s <= t < s + 1.0) <= 10 for s in times)
+
+
+async def test_clearing_the_faults_lets_a_held_answer_go(emulator: EmulatorHandle) -> None:
+    """`hold` acts at once and holds the answer; clearing the faults sends it now (a
+    test that ended the client it held does not wait out the hold at teardown)."""
+    client = emulator.client(retry=RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0))
+    emulator.emu.fail_next("acquire", "hold", seconds=120)
+    call = asyncio.create_task(client.acquire(emulator.app_id, bodies.acquire()))
+    try:
+        for _ in range(600):  # bounded: at most 30 s
+            if not emulator.emu.next_faults:  # the held acquire arrived
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the call is held, not answered
+        assert not call.done()
+        emulator.emu.clear_faults()
+        rid = await asyncio.wait_for(call, timeout=30)  # far less than the hold
+    finally:
+        call.cancel()
+    assert rid  # the held answer: the client makes one attempt
