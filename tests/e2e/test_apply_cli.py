@@ -178,7 +178,7 @@ async def test_ctrl_c_is_exit_130_with_one_line(cli_env: CliEnv, command: str) -
             held, _ = await asyncio.wait_for(loop.sock_accept(silent), timeout=60)
             sockets.enter_context(held)
             process.send_signal(signal.SIGINT)
-            out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+            _, err = await asyncio.wait_for(process.communicate(), timeout=30)
         finally:
             if process.returncode is None:
                 process.kill()
