@@ -37,7 +37,7 @@ from orchestrator.daemon.reload import UNCHANGED, Reloader
 from orchestrator.daemon.tasks import TaskRegistry
 from orchestrator.daemon.timers import Timers
 from orchestrator.reconcile.execute import ActionGroup, ActionResult, schedule
-from orchestrator.reconcile.overview import Overview, OverviewMemo
+from orchestrator.reconcile.overview import Overview, OverviewMemo, overview
 from orchestrator.reconcile.plan import ActualState, Plan
 from orchestrator.reconcile.reconciler import Delta, PassResult, plan_once, untracked
 from orchestrator.runtime import Runtime
@@ -325,7 +325,7 @@ class Passes:
         recordings = desired.recordings
         if owned is not None:
             recordings = tuple(d for d in recordings if d.app_id in owned)
-        return self._overviews.overview(
+        return overview(
             recordings,
             actual,
             the_plan,
@@ -333,6 +333,7 @@ class Passes:
             files_failing=self._reloader.file_errors,
             problems=desired.problems,
             untracked=untracked(actual.latest_ended, actual.live),
+            memo=self._overviews,
         )
 
     async def _act_on_notices(self, owned: frozenset[str] | None) -> None:

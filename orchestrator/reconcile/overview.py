@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -292,96 +292,14 @@ def overview(
     files_failing: Sequence[Diagnostic] = (),
     problems: Sequence[str] = (),
     untracked: Sequence[SessionRecord] = (),
+    memo: OverviewMemo | None = None,
 ) -> Overview:
     """Each desired recording's status at `now`, from the plan made at `now` with `actual`.
 
     `files_failing`: the error diagnostics of files that do not load; `problems`:
-    problems at no position; `untracked`: see `reconciler.untracked`."""
-    return _overview(desired, actual, the_plan, now, files_failing, problems, untracked, None)
-
-
-# What one status is made of besides the instant: its desired recording, its live
-# session, its last finished one, the plan's notes on it, whether the plan starts it,
-# whether the plan acts on it, whether its file fails to load (its last known good).
-_Inputs = tuple[
-    DesiredRecording, SessionRecord | None, SessionRecord | None, tuple[Note, ...], bool, bool, bool
-]
-
-
-class OverviewMemo:
-    """`overview` for a caller that asks after every pass (the daemon). Each status is
-    kept with what it was made of and the instant until which its schedule answers
-    alike (`Schedule.steady_until`); a status whose inputs are the same and whose
-    window has neither opened nor closed since is the kept one, not made again. When
-    every status is a kept one, so are the list of them and its counts. An instant
-    before the one a status was made at (a clock stepped back) makes it anew."""
-
-    def __init__(self) -> None:
-        self._kept: dict[str, tuple[_Inputs, RecordingStatus, datetime, datetime]] = {}
-        self._last: Overview | None = None
-
-    def overview(
-        self,
-        desired: Iterable[DesiredRecording],
-        actual: ActualState,
-        the_plan: Plan,
-        now: datetime,
-        *,
-        files_failing: Sequence[Diagnostic] = (),
-        problems: Sequence[str] = (),
-        untracked: Sequence[SessionRecord] = (),
-    ) -> Overview:
-        """The same answer as `overview` with these arguments."""
-        kept, self._kept = self._kept, {}
-        view = _overview(
-            desired,
-            actual,
-            the_plan,
-            now,
-            files_failing,
-            problems,
-            untracked,
-            lambda inputs: self._recall(kept, inputs, now),
-            self._last,
-        )
-        self._last = view
-        return view
-
-    def _recall(
-        self,
-        kept: dict[str, tuple[_Inputs, RecordingStatus, datetime, datetime]],
-        inputs: _Inputs,
-        now: datetime,
-    ) -> RecordingStatus:
-        d = inputs[0]
-        entry = kept.get(d.name)
-        if entry is not None and entry[2] <= now < entry[3] and entry[0] == inputs:
-            self._kept[d.name] = entry
-            return entry[1]
-        status = _status(*inputs, now)
-        # What a status says depends on the instant only through its schedule.
-        until = FAR_FUTURE if d.suspend else d.schedule.steady_until(now)
-        self._kept[d.name] = (inputs, status, now, until)
-        return status
-
-
-def _same_items(a: Sequence[object], b: Sequence[object]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
-
-
-def _overview(
-    desired: Iterable[DesiredRecording],
-    actual: ActualState,
-    the_plan: Plan,
-    now: datetime,
-    files_failing: Sequence[Diagnostic],
-    problems: Sequence[str],
-    untracked: Sequence[SessionRecord],
-    recall: Callable[[_Inputs], RecordingStatus] | None,
-    last: Overview | None = None,
-) -> Overview:
-    """`recall`: a status from its inputs (None: `_status`); `last`: an overview whose
-    list of statuses (and its counts) serves again when every status is the same."""
+    problems at no position; `untracked`: see `reconciler.untracked`; `memo`: the
+    caller's, kept from one call to the next (the daemon's): the same answer, with the
+    statuses it kept where nothing of theirs changed."""
     notes: dict[str, list[Note]] = {}
     for note in the_plan.notes:
         notes.setdefault(note.manifest, []).append(note)
@@ -390,6 +308,8 @@ def _overview(
     live: dict[str, SessionRecord] = {}
     for s in sorted(actual.live, key=lambda s: s.id):
         live[s.manifest] = s  # the newest, as the planner does
+    if memo is not None:
+        memo.begin()
     names = set()
     statuses = []
     for d in sorted(desired, key=lambda d: d.name):
@@ -403,12 +323,13 @@ def _overview(
             d.name in acting,
             d.source_file in actual.invalid_files,
         )
-        statuses.append(_status(*inputs, now) if recall is None else recall(inputs))
+        statuses.append(_status(*inputs, now) if memo is None else memo.recall(inputs, now))
     orphans = tuple(s for s in actual.live if s.manifest not in names)
     recordings, tally = tuple(statuses), Tally()
+    last = memo.last if memo is not None else None
     if last is not None and _same_items(recordings, last.recordings):
         recordings, tally = last.recordings, last.tally
-    return Overview(
+    view = Overview(
         at=now,
         recordings=recordings,
         tally=tally,
@@ -418,6 +339,54 @@ def _overview(
         untracked=tuple(untracked),
         orphans=orphans,
     )
+    if memo is not None:
+        memo.last = view
+    return view
+
+
+# What one status is made of besides the instant: its desired recording, its live
+# session, its last finished one, the plan's notes on it, whether the plan starts it,
+# whether the plan acts on it, whether its file fails to load (its last known good).
+_Inputs = tuple[
+    DesiredRecording, SessionRecord | None, SessionRecord | None, tuple[Note, ...], bool, bool, bool
+]
+_Kept = dict[str, tuple[_Inputs, RecordingStatus, datetime, datetime]]
+
+
+class OverviewMemo:
+    """What `overview` keeps from one call to the next for a caller that asks after
+    every pass (the daemon). Each status is kept with what it was made of and the
+    instant until which its schedule answers alike (`Schedule.steady_until`); a status
+    whose inputs are the same and whose window has neither opened nor closed since is
+    the kept one, not made again. When every status is a kept one, so are the list of
+    them and its counts. An instant before the one a status was made at (a clock
+    stepped back) makes it anew."""
+
+    def __init__(self) -> None:
+        self._kept: _Kept = {}
+        self._previous: _Kept = {}  # what the last answer kept, while a new one is made
+        self.last: Overview | None = None
+
+    def begin(self) -> None:
+        """A new answer begins: only what it recalls stays kept."""
+        self._previous, self._kept = self._kept, {}
+
+    def recall(self, inputs: _Inputs, now: datetime) -> RecordingStatus:
+        """The status of these inputs at `now`: the kept one, or made and kept."""
+        d = inputs[0]
+        entry = self._previous.get(d.name)
+        if entry is not None and entry[2] <= now < entry[3] and entry[0] == inputs:
+            self._kept[d.name] = entry
+            return entry[1]
+        status = _status(*inputs, now)
+        # What a status says depends on the instant only through its schedule.
+        until = FAR_FUTURE if d.suspend else d.schedule.steady_until(now)
+        self._kept[d.name] = (inputs, status, now, until)
+        return status
+
+
+def _same_items(a: Sequence[object], b: Sequence[object]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 def _status(

@@ -3,8 +3,8 @@
 Covers: apply starts what is desired and exits 0, a second apply does nothing;
 plan shows actions and a timeline, `--detailed-exitcode` 2/0, `--offline` without
 credentials; status text and JSON; apply exits 1 when an action fails; crash
-recovery: SIGKILL right after acquire, right after start (before its outcome is
-stored) and during stop; the next apply ends with exactly one live session per
+recovery: SIGKILL (and Ctrl-C) right after acquire, right after start (before its
+outcome is stored) and during stop; the next apply ends with exactly one live session per
 desired recording, no 53 from the emulator, and nothing left running that should
 not be. Secrets never appear in any output. `plan` and `status` with a store read the
 manifests before they open it, so a bulk load forks its worker, and plans as without.
@@ -142,22 +142,29 @@ async def test_broken_config_is_a_positioned_error(cli_env: CliEnv) -> None:
     assert "config.yaml:1:" in result.stderr and "Traceback" not in result.stderr
 
 
-async def _kill_when(cli_env: CliEnv, endpoint: str) -> None:
-    """Run apply, and SIGKILL it once `endpoint` took effect but before its answer arrives."""
-    cli_env.emulator.emu.fail_next(endpoint, "hold", seconds=3)
+async def _signal_when(
+    cli_env: CliEnv, endpoint: str, number: signal.Signals = signal.SIGKILL
+) -> tuple[int | None, str]:
+    """Run apply, and send it `number` once `endpoint` took effect but before its answer
+    arrives; its exit code and stderr."""
+    cli_env.emulator.emu.fail_next(endpoint, "hold", seconds=30)
     process = await cli_env.start("apply", "--config", str(cli_env.config))
-    for _ in range(600):  # bounded: at most 30 s
-        if not cli_env.emulator.emu.next_faults:  # the held request arrived and took effect
-            break
-        await asyncio.sleep(0.05)
-    else:
-        process.kill()
-        await process.wait()
-        raise AssertionError(f"apply never called {endpoint}")
-    await asyncio.sleep(0.2)  # the emulator has applied it and holds the answer
-    process.kill()
-    await process.wait()
-    cli_env.emulator.emu.clear_faults()
+    try:
+        for _ in range(600):  # bounded: at most 30 s
+            if not cli_env.emulator.emu.next_faults:  # the held request arrived
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"apply never called {endpoint}")
+        await asyncio.sleep(0.2)  # the emulator has applied it and holds the answer
+        process.send_signal(number)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        cli_env.emulator.emu.clear_faults()  # the held answer goes out, to nobody
+    return process.returncode, err.decode()
 
 
 @pytest.mark.parametrize("command", ["apply", "plan", "status"])
@@ -190,43 +197,17 @@ async def test_ctrl_c_is_exit_130_with_one_line(cli_env: CliEnv, command: str) -
     assert cli_env.emulator.emu.requests() == []  # nothing was called
 
 
-async def test_ctrl_c_mid_call_leaves_what_the_next_apply_finishes(cli_env: CliEnv) -> None:
-    write_manifest(cli_env, "alpha", "room-a", 101)
-    cli_env.emulator.emu.fail_next("acquire", "hold", seconds=10)
-    process = await cli_env.start("apply", "--config", str(cli_env.config))
-    try:
-        for _ in range(600):  # bounded: at most 30 s
-            if not cli_env.emulator.emu.next_faults:  # the held acquire arrived
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("apply never called acquire")
-        process.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        cli_env.emulator.emu.clear_faults()  # the held answer goes out (to nobody)
-    assert process.returncode == 130, err.decode()
-    live, _ = await _store_sessions(cli_env)
-    assert [(s.phase, s.intent) for s in live] == [(Phase.ACQUIRING, Intent.ACQUIRE)]  # type: ignore[attr-defined]
-
-    result = await cli_env.run("apply", "--config", str(cli_env.config))
-    assert result.code == 0, result.stdout + result.stderr
-    live, _ = await _store_sessions(cli_env)
-    assert [(s.manifest, s.phase) for s in live] == [("alpha", Phase.RUNNING)]  # type: ignore[attr-defined]
-    assert len(live_recordings(cli_env)) == 1
-
-
 async def _store_sessions(cli_env: CliEnv) -> tuple[list[object], list[object]]:
     async with open_store(str(cli_env.state_db)) as store:
         return list(await store.live_sessions()), list(await store.history())
 
 
-async def test_kill_right_after_acquire(cli_env: CliEnv) -> None:
+@pytest.mark.parametrize("number", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+async def test_kill_right_after_acquire(cli_env: CliEnv, number: signal.Signals) -> None:
+    # Ctrl-C (exit 130) leaves what a kill leaves: the intent the next apply finishes.
     write_manifest(cli_env, "alpha", "room-a", 101)
-    await _kill_when(cli_env, "acquire")
+    code, err = await _signal_when(cli_env, "acquire", number)
+    assert code == (130 if number is signal.SIGINT else -signal.SIGKILL), err
     live, _ = await _store_sessions(cli_env)
     assert [(s.phase, s.intent) for s in live] == [(Phase.ACQUIRING, Intent.ACQUIRE)]  # type: ignore[attr-defined]
 
@@ -241,7 +222,7 @@ async def test_kill_right_after_acquire(cli_env: CliEnv) -> None:
 
 async def test_kill_right_after_start_before_the_outcome_is_stored(cli_env: CliEnv) -> None:
     write_manifest(cli_env, "alpha", "room-a", 101)
-    await _kill_when(cli_env, "start")
+    await _signal_when(cli_env, "start")
     live, _ = await _store_sessions(cli_env)
     assert [(s.phase, s.intent) for s in live] == [(Phase.STARTING, Intent.START)]  # type: ignore[attr-defined]
     assert len(live_recordings(cli_env)) == 1
@@ -268,7 +249,7 @@ async def test_kill_during_stop(cli_env: CliEnv) -> None:
     assert first.code == 0, first.stdout + first.stderr
     cli_env.emulator.emu.join(cli_env.emulator.app_id, "room-a", "9")
     (cli_env.manifests / "alpha.yaml").unlink()
-    await _kill_when(cli_env, "stop")
+    await _signal_when(cli_env, "stop")
     live, _ = await _store_sessions(cli_env)
     stopping = [s for s in live if s.manifest == "alpha"]  # type: ignore[attr-defined]
     assert [(s.phase, s.intent) for s in stopping] == [(Phase.STOPPING, Intent.STOP)]  # type: ignore[attr-defined]

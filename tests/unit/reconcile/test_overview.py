@@ -304,7 +304,7 @@ def test_the_memo_answers_as_overview_does(steps: list[tuple[int, str]]) -> None
         the_plan = plan(recordings, state, now, POLICY)
         args = (recordings, state, the_plan, now)
         same_answer(
-            memo.overview(*args, files_failing=failing),
+            overview(*args, files_failing=failing, memo=memo),
             overview(*args, files_failing=failing),
         )
 
@@ -317,7 +317,7 @@ def test_the_memo_reuses_its_answer_until_a_window_opens() -> None:
     state = ActualState()
     before = W_END + timedelta(minutes=50)  # LATER opens at W_END + 1 h
     views = [
-        memo.overview([d], state, plan([d], state, t, POLICY), t)
+        overview([d], state, plan([d], state, t, POLICY), t, memo=memo)
         for t in (before, before + timedelta(seconds=5), before + timedelta(minutes=9))
     ]
     assert [v.at for v in views] == [
@@ -328,13 +328,13 @@ def test_the_memo_reuses_its_answer_until_a_window_opens() -> None:
     assert views[1].recordings is views[0].recordings is views[2].recordings
     assert views[0].recordings[0].should is Should.WAIT
     opened = W_END + timedelta(hours=1)
-    view = memo.overview([d], state, plan([d], state, opened, POLICY), opened)
+    view = overview([d], state, plan([d], state, opened, POLICY), opened, memo=memo)
     assert view.recordings is not views[0].recordings
     assert view.recordings[0].should is Should.RECORD
     # What was observed changed: made anew although no window moved.
     live = ActualState(live=[session(window_start=opened, window_end=opened + timedelta(hours=1))])
     later = opened + timedelta(seconds=5)
-    changed = memo.overview([d], live, plan([d], live, later, POLICY), later)
+    changed = overview([d], live, plan([d], live, later, POLICY), later, memo=memo)
     assert changed.recordings is not view.recordings
     assert changed.recordings[0].doing == "recording"
 
@@ -347,11 +347,11 @@ def test_the_memo_makes_its_answer_anew_when_the_clock_steps_back() -> None:
     d = desired(schedule=windows_schedule([(W_START, W_END), second]))
     state = ActualState()
     between = W_END + timedelta(minutes=1)
-    first = memo.overview([d], state, plan([d], state, between, POLICY), between)
+    first = overview([d], state, plan([d], state, between, POLICY), between, memo=memo)
     assert first.recordings[0].window is not None
     assert first.recordings[0].window.start == second[0]
     back = W_START - timedelta(minutes=1)  # the clock was stepped back
-    view = memo.overview([d], state, plan([d], state, back, POLICY), back)
+    view = overview([d], state, plan([d], state, back, POLICY), back, memo=memo)
     assert view == overview([d], state, plan([d], state, back, POLICY), back)
     assert view.recordings[0].window is not None
     assert view.recordings[0].window.start == W_START
@@ -369,7 +369,7 @@ def test_the_memo_makes_again_only_the_statuses_whose_inputs_or_window_changed()
     state = ActualState(live=[running])
 
     def statuses(t: datetime, actual: ActualState) -> dict[str, Any]:
-        view = memo.overview(both, actual, plan(both, actual, t, POLICY), t)
+        view = overview(both, actual, plan(both, actual, t, POLICY), t, memo=memo)
         assert view == overview(both, actual, plan(both, actual, t, POLICY), t)
         return {r.name: r for r in view.recordings}
 
