@@ -340,7 +340,7 @@ def overview(
         orphans=orphans,
     )
     if memo is not None:
-        memo.last = view
+        memo.done(view)
     return view
 
 
@@ -370,6 +370,10 @@ class OverviewMemo:
     def begin(self) -> None:
         """A new answer begins: only what it recalls stays kept."""
         self._previous, self._kept = self._kept, {}
+
+    def done(self, view: Overview) -> None:
+        """The new answer is made: what the last one kept and this one did not is let go."""
+        self.last, self._previous = view, {}
 
     def recall(self, inputs: _Inputs, now: datetime) -> RecordingStatus:
         """The status of these inputs at `now`: the kept one, or made and kept."""
