@@ -82,9 +82,12 @@ class CliEnv:
         write_config(self.config, self.data)
 
     async def start(
-        self, *args: str, env: dict[str, str] | None = None
+        self, *args: str, env: dict[str, str] | None = None, sigint: bool = False
     ) -> asyncio.subprocess.Process:
-        return await start_cli(args, env=self.env if env is None else env, cwd=self.root)
+        """`sigint`: the test sends it Ctrl-C (see `interruptible`)."""
+        return await start_cli(
+            args, env=self.env if env is None else env, cwd=self.root, sigint=sigint
+        )
 
     async def run(self, *args: str, env: dict[str, str] | None = None) -> Completed:
         # Bounded: no CLI run in these tests takes anywhere near a minute.

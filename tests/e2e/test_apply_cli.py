@@ -148,7 +148,9 @@ async def _signal_when(
     """Run apply, and send it `number` once `endpoint` took effect but before its answer
     arrives; its exit code and stderr."""
     cli_env.emulator.emu.fail_next(endpoint, "hold", seconds=30)
-    process = await cli_env.start("apply", "--config", str(cli_env.config))
+    process = await cli_env.start(
+        "apply", "--config", str(cli_env.config), sigint=number is signal.SIGINT
+    )
     try:
         for _ in range(600):  # bounded: at most 30 s
             if not cli_env.emulator.emu.next_faults:  # the held request arrived
@@ -179,7 +181,7 @@ async def test_ctrl_c_is_exit_130_with_one_line(cli_env: CliEnv, command: str) -
         silent.setblocking(False)
         url = f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/x?connect_timeout=60"
         cli_env.reconfigure({"state": {"url": url}})
-        process = await cli_env.start(command, "--config", str(cli_env.config))
+        process = await cli_env.start(command, "--config", str(cli_env.config), sigint=True)
         try:
             loop = asyncio.get_running_loop()
             held, _ = await asyncio.wait_for(loop.sock_accept(silent), timeout=60)

@@ -53,6 +53,19 @@ def orchestrator(*args: str) -> list[str]:
     return [PYTHON, "-m", "orchestrator", *args]
 
 
+_SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def interruptible(command: Sequence[str]) -> list[str]:
+    """`command` with SIGINT's default action, as a terminal's foreground job has it,
+    also where the suite runs with SIGINT ignored (a shell's background job passes that
+    on, and a command then rightly ignores Ctrl-C): set, then kept across exec."""
+    return [PYTHON, "-c", _SIGINT_DEFAULT, *command]
+
+
 def gone(pid: int) -> bool:
     """Whether process `pid` has exited (a zombie no one reaped counts as exited)."""
     try:
@@ -501,11 +514,13 @@ class Processes:
 
 
 async def start_cli(
-    args: Iterable[str], *, env: Mapping[str, str], cwd: Path
+    args: Iterable[str], *, env: Mapping[str, str], cwd: Path, sigint: bool = False
 ) -> asyncio.subprocess.Process:
-    """`orchestrator ARGS` with its output on pipes, for a test that ends it itself."""
+    """`orchestrator ARGS` with its output on pipes, for a test that ends it itself;
+    `sigint`: one that sends it Ctrl-C (`interruptible`)."""
+    command = orchestrator(*args)
     return await asyncio.create_subprocess_exec(
-        *orchestrator(*args),
+        *(interruptible(command) if sigint else command),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
