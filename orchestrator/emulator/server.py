@@ -198,7 +198,7 @@ class Emulator:
         )
 
     def clear_faults(self) -> None:
-        """No more faults; the answers held now go out."""
+        """No more faults; what `delay` and `hold` keep waiting goes on now."""
         self.faults = FaultConfig()
         self.next_faults.clear()
         self._released.set()
@@ -291,15 +291,19 @@ class Emulator:
                     return Answer(fault.status, {"message": "injected gateway error"}), body
                 return error(fault.code, "injected error", fault.status), body
             if fault.kind == "delay":
-                await asyncio.sleep(fault.seconds)
+                await self._held(fault.seconds)
         answer = self._dispatch(endpoint, request, app_id, body)
         if fault is not None and fault.kind == "hold":
-            released = self._released
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(), fault.seconds)
+            await self._held(fault.seconds)
         if fault is not None and fault.kind == "lost":
             return LOST, body
         return answer, body
+
+    async def _held(self, seconds: float) -> None:
+        """`seconds`, or less when the faults are cleared (the emulator stopping too)."""
+        released = self._released
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(released.wait(), seconds)
 
     def _dispatch(self, endpoint: str, request: web.Request, app_id: str, body: Any) -> Answer:
         now = self.clock.now()
@@ -666,4 +670,5 @@ async def running_emulator(
         sender.cancel()
         with suppress(asyncio.CancelledError):
             await sender
+        emulator.clear_faults()  # what `delay` or `hold` keeps goes now: no wait to stop
         await runner.cleanup()

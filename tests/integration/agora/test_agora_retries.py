@@ -20,14 +20,15 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from orchestrator.agora.client import RateLimiter, RetryPolicy
+from orchestrator.agora.client import AgoraClient, RateLimiter, RetryPolicy
 from orchestrator.agora.errors import (
     AlreadyStartedError,
     AmbiguousStartError,
     RetryableError,
     StopAlreadyEndedError,
 )
-from orchestrator.emulator import FaultConfig
+from orchestrator.emulator import AppConfig, EmulatorConfig, FaultConfig, running_emulator
+from tests.integration.conftest import APP_IDS, CUSTOMER_ID, CUSTOMER_SECRET
 
 if TYPE_CHECKING:
     from conftest import EmulatorHandle
@@ -206,3 +207,30 @@ async def test_clearing_the_faults_lets_a_held_answer_go(emulator: EmulatorHandl
     finally:
         call.cancel()
     assert rid  # the held answer: the client makes one attempt
+
+
+async def test_an_emulator_that_stops_does_not_wait_out_a_hold() -> None:
+    """Stopping the emulator sends what `hold` keeps (it used to wait up to 60 s)."""
+    config = EmulatorConfig(
+        customer_id=CUSTOMER_ID,
+        customer_secret=CUSTOMER_SECRET,
+        apps={APP_IDS[0]: AppConfig()},
+    )
+    async with asyncio.timeout(30):  # far less than the hold
+        async with running_emulator(config, host="127.0.0.1", port=0) as emu:
+            client = AgoraClient(
+                customer_id=CUSTOMER_ID,
+                customer_secret=CUSTOMER_SECRET,
+                base_url=emu.base_url,
+                limiter=RateLimiter(),
+                retry=RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0),
+            )
+            emu.fail_next("acquire", "hold", seconds=120)
+            call = asyncio.create_task(client.acquire(APP_IDS[0], bodies.acquire()))
+            for _ in range(600):  # bounded: at most 30 s
+                if not emu.next_faults:  # the held acquire arrived
+                    break
+                await asyncio.sleep(0.05)
+        rid = await call  # answered as the emulator stopped
+        await client.aclose()
+    assert rid
