@@ -16,6 +16,7 @@ writes (state/latest.py). PostgreSQL: a throwaway cluster on loopback, when its 
 binaries are installed (`--no-postgres` skips it).
 
     .venv/bin/python benchmarks/history_bench.py [--runs 7] [--sessions 1000,100000,300000]
+        [--manifests 300]
 """
 
 from __future__ import annotations
@@ -71,22 +72,22 @@ def copies_of_session_1(first: int, last: int, values: Mapping[str, str]) -> str
     )
 
 
-def fill_statements(count: int) -> list[str]:
-    """Copy session 1 (finished) `count - 1` times over MANIFESTS names, one in five
+def fill_statements(count: int, manifests: int = MANIFESTS) -> list[str]:
+    """Copy session 1 (finished) `count - 1` times over `manifests` names, one in five
     failed, then add one live session per manifest."""
     return [
         copies_of_session_1(
             2,
             count,
             {
-                "manifest": f"'manifest-' || (i % {MANIFESTS})",
+                "manifest": f"'manifest-' || (i % {manifests})",
                 "uid": "i",
                 "phase": "CASE WHEN i % 5 = 0 THEN 'failed' ELSE 'ended' END",
             },
         ),
         copies_of_session_1(
             0,
-            MANIFESTS - 1,
+            manifests - 1,
             {"manifest": "'manifest-' || i", "uid": f"{count} + 1 + i", "phase": "'running'"},
         ),
     ]
@@ -101,7 +102,9 @@ async def first_session(store: SqlStore) -> None:
     )
 
 
-async def pairs(store: SqlStore, runs: int) -> tuple[list[float], list[float]]:
+async def pairs(
+    store: SqlStore, runs: int, manifests: int = MANIFESTS
+) -> tuple[list[float], list[float]]:
     """(after, before) seconds of `latest_ended()`, alternating, after a warm-up each."""
     queries: Any = store._queries  # the statement is swapped for the baseline's timing
     after_sql = queries.latest_ended
@@ -127,37 +130,39 @@ async def pairs(store: SqlStore, runs: int) -> tuple[list[float], list[float]]:
         before.append(await timed(BEFORE))
     answers = [latest for answers in found.values() for latest in answers]
     assert all(latest == answers[0] for latest in answers), "the two statements disagree"
-    assert len(answers[0]) == MANIFESTS, len(answers[0])
+    assert len(answers[0]) == manifests, len(answers[0])
     return after, before
 
 
-async def sqlite_case(count: int, runs: int, tmp: Path) -> tuple[list[float], list[float]]:
+async def sqlite_case(
+    count: int, runs: int, tmp: Path, manifests: int = MANIFESTS
+) -> tuple[list[float], list[float]]:
     path = tmp / f"state-{count}.db"
     async with open_store(f"sqlite:///{path}", create=True) as store:
         await first_session(store)
     db = sqlite3.connect(path)
-    for statement in fill_statements(count):
+    for statement in fill_statements(count, manifests):
         db.execute(statement)
     db.commit()  # no ANALYZE: the store never runs it (PostgreSQL's autovacuum does)
     db.close()
     # A reader: SQLite's writer reads it once, then keeps it from its own writes
     # (state/latest.py); a reader (`status`, `plan`) reads the database every time.
     async with open_store(f"sqlite:///{path}", writer=False) as store:
-        return await pairs(store, runs)
+        return await pairs(store, runs, manifests)
 
 
 async def postgres_case(
-    cluster: PostgresCluster, count: int, runs: int
+    cluster: PostgresCluster, count: int, runs: int, manifests: int = MANIFESTS
 ) -> tuple[list[float], list[float]]:
     url = cluster.url(cluster.create_database())
     store = await open_postgres_store(url, create=True)
     try:
         await first_session(store)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            for statement in fill_statements(count):
+            for statement in fill_statements(count, manifests):
                 await conn.execute(statement)
             await conn.execute("ANALYZE sessions")
-        return await pairs(store, runs)
+        return await pairs(store, runs, manifests)
     finally:
         await store.aclose()
 
@@ -176,12 +181,13 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--sessions", default="1000,100000,300000")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--manifests", type=int, default=MANIFESTS)
     args = parser.parse_args()
     counts = [int(c) for c in args.sessions.split(",")]
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, load average "
-        f"{os.getloadavg()[0]:.2f}; {MANIFESTS} manifests, {args.runs} pairs each"
+        f"{os.getloadavg()[0]:.2f}; {args.manifests} manifests, {args.runs} pairs each"
     )
     print("| store | finished sessions | before (median) | after (median, min-max) | x |")
     print("|---|---:|---:|---:|---:|")
@@ -194,10 +200,14 @@ async def main() -> None:
             print(f"PostgreSQL skipped: {exc}")
     try:
         cases: list[tuple[str, int, Callable[[], Awaitable[tuple[list[float], list[float]]]]]]
-        cases = [("SQLite", n, lambda n=n: sqlite_case(n, args.runs, tmp)) for n in counts]
+        cases = [
+            ("SQLite", n, lambda n=n: sqlite_case(n, args.runs, tmp, args.manifests))
+            for n in counts
+        ]
         if cluster is not None:
             cases += [
-                ("PostgreSQL", n, lambda n=n: postgres_case(cluster, n, args.runs)) for n in counts
+                ("PostgreSQL", n, lambda n=n: postgres_case(cluster, n, args.runs, args.manifests))
+                for n in counts
             ]
         for backend, count, case in cases:
             after, before = await case()

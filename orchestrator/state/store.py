@@ -570,7 +570,13 @@ class SqliteStore(SqlStore):
     async def _fetch(self, query: str, params: Sequence[Any]) -> list[Row]:
         def fetch(db: sqlite3.Connection) -> list[Row]:
             try:
-                return db.execute(query, params).fetchall()
+                cursor = db.execute(query, params)
+                # Rows as dicts, made here (on the store's thread): `sqlite3.Row` finds a
+                # column by name with a case-blind scan of every name, 37 for a session,
+                # which made decoding 10,000 sessions take 0.4 s on the event loop.
+                cursor.row_factory = None
+                names = [d[0] for d in cursor.description or ()]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
             except sqlite3.IntegrityError as exc:
                 # The live-target index is the schema's only UNIQUE index (a primary
                 # key's violation has a code of its own).

@@ -22,6 +22,7 @@ call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -208,6 +209,19 @@ async def test_create_session_stores_every_field(store: Store) -> None:
     assert created.end_kind is EndKind.EXITED  # an enum again, not text
     assert created.updated_at == T0  # a caller's updated_at is kept on create
     assert await store.get_session(created.id) == created
+
+
+async def test_a_session_read_back_is_a_whole_frozen_record(store: Store) -> None:
+    # The codec fills a record's fields without its __init__ (the speed of a pass
+    # that reads 10,000): what it gives must be what __init__ would have made.
+    created = await store.create_session(**EVERY_FIELD)
+    got = await store.get_session(created.id)
+    built = SessionRecord(**{f.name: getattr(got, f.name) for f in dataclasses.fields(got)})
+    assert got == built and repr(got) == repr(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.phase = Phase.ENDED  # type: ignore[misc]
+    assert dataclasses.replace(got, phase=Phase.ENDED).phase is Phase.ENDED
+    assert got.phase is Phase.RUNNING
 
 
 async def test_datetimes_round_trip_exactly_and_come_back_in_utc(store: Store) -> None:
