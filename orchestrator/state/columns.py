@@ -97,7 +97,8 @@ class UndecodableError(Exception):
 
 
 class Row(Protocol):
-    """A fetched row, by column name (an `sqlite3.Row`, a psycopg dict row)."""
+    """A fetched row, by column name (a dict: SQLite's store makes them, psycopg's
+    `dict_row`)."""
 
     def __getitem__(self, column: str, /) -> Any: ...
 

@@ -200,6 +200,8 @@ async def test_clearing_the_faults_lets_a_held_answer_go(emulator: EmulatorHandl
             if not emulator.emu.next_faults:  # the held acquire arrived
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the acquire never arrived")
         await asyncio.sleep(0)  # the call is held, not answered
         assert not call.done()
         emulator.emu.clear_faults()
@@ -231,6 +233,8 @@ async def test_an_emulator_that_stops_does_not_wait_out_a_hold() -> None:
                 if not emu.next_faults:  # the held acquire arrived
                     break
                 await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the acquire never arrived")
         rid = await call  # answered as the emulator stopped
         await client.aclose()
     assert rid

@@ -7,8 +7,8 @@ after an exit; held as failed; a missed window (not a fault); unmanageable sessi
 session out of its window (stopping); waiting for the next window; suspended;
 ended; files failing to load; the one-line summary and the JSON form; counts per
 App ID for the metrics; the daemon's memo (`OverviewMemo`) answering as `overview`
-does whatever it is asked in whatever order, reusing its answer only while nothing it
-was made of has changed and no window has opened or closed.
+does whatever it is asked in whatever order, keeping a status only while nothing it
+was made of has changed and its window has neither opened nor closed.
 """
 
 from __future__ import annotations
