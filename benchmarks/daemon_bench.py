@@ -71,9 +71,9 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the process harness lives in tests/harness
 
-from history_bench import copies_of_session_1  # noqa: E402
+from history_bench import copies_of_session_1, first_session  # noqa: E402
 
-from orchestrator.state import EndKind, Phase, open_store  # noqa: E402
+from orchestrator.state import open_store  # noqa: E402
 from tests.harness import (  # noqa: E402
     Daemon,
     EmulatorProcess,
@@ -609,23 +609,17 @@ def fill_history(root: Path, app_id: str, count: int, days: int) -> None:
 
     async def first() -> None:
         async with open_store(f"sqlite:///{path}", create=True) as store:
-            session = await store.create_session(
+            await first_session(
+                store,
+                closed,
                 manifest="idle-00000",
                 app="a0",
                 app_id=app_id,
                 channel="idle-00000",
                 uid=30_000,
-                mode="mix",
                 window_start=opened,
                 window_end=closed,
                 started_at=opened,
-            )
-            await store.record_outcome(
-                session.id,
-                phase=Phase.ENDED,
-                ended_at=closed,
-                end_kind=EndKind.STOPPED,
-                end_reason="stopped: its window closed",
             )
 
     asyncio.run(first())

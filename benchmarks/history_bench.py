@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from replicas_bench import end_cluster, start_cluster  # noqa: E402
 
-from orchestrator.state import Phase, open_store  # noqa: E402
+from orchestrator.state import EndKind, Phase, open_store  # noqa: E402
 from orchestrator.state.base import SqlStore  # noqa: E402
 from orchestrator.state.columns import SESSION_COLUMNS  # noqa: E402
 from orchestrator.state.postgres import open_postgres_store  # noqa: E402
@@ -93,12 +93,26 @@ def fill_statements(count: int, manifests: int = MANIFESTS) -> list[str]:
     ]
 
 
-async def first_session(store: SqlStore) -> None:
+async def first_session(store: SqlStore, ended_at: datetime | None = None, **fields: Any) -> None:
+    """Session 1, stopped at `ended_at` (now when None), which `copies_of_session_1`
+    copies; `fields` replace its defaults."""
     created = await store.create_session(
-        manifest="manifest-1", app="main", app_id="a" * 32, channel="room", uid=1, mode="mix"
+        **{
+            "manifest": "manifest-1",
+            "app": "main",
+            "app_id": "a" * 32,
+            "channel": "room",
+            "uid": 1,
+            "mode": "mix",
+            **fields,
+        }
     )
     await store.record_outcome(
-        created.id, phase=Phase.ENDED, ended_at=datetime.now(UTC), end_reason="stopped: bench"
+        created.id,
+        phase=Phase.ENDED,
+        ended_at=ended_at or datetime.now(UTC),
+        end_kind=EndKind.STOPPED,
+        end_reason="stopped: its window closed",
     )
 
 

@@ -43,15 +43,6 @@ a shell reports it; never 1, which `status`, `validate` and `apply` give as an a
 class LazyGroup(click.Group):
     """A group whose commands are imported when they are looked up (see `COMMANDS`)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            # Not click's "Aborted!" and exit 1: a script would read 1 as an answer.
-            click.echo(err=True)  # ends the terminal's ^C line
-            echo_error("interrupted")
-            ctx.exit(INTERRUPTED)
-
     def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = lazy
@@ -67,6 +58,15 @@ class LazyGroup(click.Group):
             for name in [module] if module is not None else sorted(set(self.lazy.values())):
                 importlib.import_module(name)
         return self.commands.get(cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Not click's "Aborted!" and exit 1: a script would read 1 as an answer.
+            click.echo(err=True)  # ends the terminal's ^C line
+            echo_error("interrupted")
+            ctx.exit(INTERRUPTED)
 
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -103,8 +104,17 @@ class Row(Protocol):
     def __getitem__(self, column: str, /) -> Any: ...
 
 
-_DECODED = frozenset({*DATETIME_COLUMNS, *JSON_COLUMNS, "phase", "intent", "end_kind"})
-_SESSION_DECODED = tuple(c for c in SESSION_COLUMNS if c in _DECODED)
+# The columns that hold an enum's value, and the enum.
+_ENUMS: Mapping[str, type[StrEnum]] = {
+    "phase": model.Phase,
+    "intent": model.Intent,
+    "end_kind": model.EndKind,
+}
+_ENUM_TYPES = tuple(_ENUMS.values())
+# A session's columns that `from_db` converts; it reads the others as they are.
+_SESSION_DECODED = tuple(
+    c for c in SESSION_COLUMNS if c in DATETIME_COLUMNS or c in JSON_COLUMNS or c in _ENUMS
+)
 if hasattr(model.SessionRecord, "__post_init__") or hasattr(model.SessionRecord, "__slots__"):
     raise AssertionError("Codec.session fills a SessionRecord's __dict__: it needs neither")
 
@@ -143,7 +153,7 @@ class Codec(ABC):
             return self.write_stamp(value)
         if column in JSON_COLUMNS:
             return self.write_json(value)
-        if isinstance(value, model.Phase | model.Intent | model.EndKind):
+        if isinstance(value, _ENUM_TYPES):
             return value.value
         return value
 
@@ -155,19 +165,16 @@ class Codec(ABC):
                 return self.read_stamp(value)
             if column in JSON_COLUMNS:
                 return self.read_json(value)
-            if column == "phase":
-                return model.Phase(value)
-            if column == "intent":
-                return model.Intent(value)
-            if column == "end_kind":
-                return model.EndKind(value)
+            enum = _ENUMS.get(column)
+            if enum is not None:
+                return enum(value)
         except (ValueError, TypeError) as exc:
             raise UndecodableError(f"column {column} holds {value!r:.60}: {exc}") from None
         return value
 
     def session(self, row: Row) -> model.SessionRecord:
         values = {c: row[c] for c in SESSION_COLUMNS}
-        for column in _SESSION_DECODED:  # the others are read as they are (`from_db`)
+        for column in _SESSION_DECODED:
             value = values[column]
             if value is not None:
                 values[column] = self.from_db(column, value)
