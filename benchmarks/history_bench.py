@@ -1,14 +1,21 @@
 """Benchmark: a pass's read of each manifest's newest finished session against a long
-history (`Store.latest_ended`, read by every pass, `plan`, `apply` and `status`).
+history (`Store.latest_ended`, read by every pass, `plan`, `apply` and `status`), and
+what keeping it costs a write.
 
 The store keeps every session it ever had: a year of 300 manifests with hourly
 windows is 2.6 million finished sessions. Each store is filled with `--sessions`
-finished sessions of 300 manifests (one in five failed) and one live session per
-manifest, then `latest_ended()` is timed through the store's own code, alternating
-with the same call running the statement it had before (a max(id) GROUP BY over
-every finished session: the baseline, swapped in for the timing alone), pair by
-pair, after one warm-up of each. Medians of `--runs` pairs, and the ratio of the
-medians.
+finished sessions of `--manifests` manifests (one in five failed) and one live
+session per manifest, then `latest_ended()` is timed through the store's own code
+(the ids schema version 6's triggers keep, each session looked up by its id), in rounds
+with the same call running each statement it had before, swapped in for the timing
+alone: a max(id) GROUP BY over every finished session (until 2026-12-05) and a loose
+index scan of `sessions_by_manifest` (until 2026-12-07). One warm-up of each, then
+`--runs` rounds; medians, and the ratio of each baseline's median to the new one's.
+
+Writes (`--writes N`): N sessions created and finished through the store (the
+writer), in blocks of 50 alternating between the store as it is and the same store
+with the triggers dropped: the median time of one create and finish with and
+without them.
 
 SQLite: a real file, read by a reader (`status`, `plan`), which reads the database
 every time: SQLite's writer, the daemon, reads it once and then keeps it from its own
@@ -16,7 +23,7 @@ writes (state/latest.py). PostgreSQL: a throwaway cluster on loopback, when its 
 binaries are installed (`--no-postgres` skips it).
 
     .venv/bin/python benchmarks/history_bench.py [--runs 7] [--sessions 1000,100000,300000]
-        [--manifests 300]
+        [--manifests 300] [--writes 0]
 """
 
 from __future__ import annotations
@@ -49,13 +56,32 @@ from orchestrator.state.postgres import open_postgres_store  # noqa: E402
 from tests.postgres import PostgresCluster  # noqa: E402
 
 MANIFESTS = 300
-#: The statement `latest_ended` ran before (the baseline).
+#: The statements `latest_ended` ran before (the baselines).
 _SELECTED = ", ".join(f"s.{c}" for c in SESSION_COLUMNS)
-BEFORE = (
-    f"SELECT {_SELECTED} FROM sessions s JOIN ("  # noqa: S608 (the store's column names)
-    "SELECT manifest, max(id) AS id FROM sessions WHERE phase IN ('ended', 'failed') "
-    "GROUP BY manifest) latest ON latest.id = s.id"
-)
+BEFORE = {
+    "GROUP BY": (
+        f"SELECT {_SELECTED} FROM sessions s JOIN ("  # noqa: S608 (the store's column names)
+        "SELECT manifest, max(id) AS id FROM sessions WHERE phase IN ('ended', 'failed') "
+        "GROUP BY manifest) latest ON latest.id = s.id"
+    ),
+    "loose scan": (
+        "WITH RECURSIVE names(manifest) AS (SELECT min(manifest) FROM sessions "  # noqa: S608
+        "UNION ALL SELECT (SELECT min(manifest) FROM sessions "
+        "WHERE manifest > names.manifest) FROM names WHERE names.manifest IS NOT NULL) "
+        f"SELECT {_SELECTED} FROM names "
+        "JOIN sessions s ON s.id = (SELECT f.id FROM sessions f "
+        "WHERE f.manifest = names.manifest AND f.phase IN ('ended', 'failed') "
+        "ORDER BY f.id DESC LIMIT 1)"
+    ),
+}
+#: What drops version 6's triggers, per dialect (for the writes' baseline).
+DROP_TRIGGERS = {
+    "sqlite": [
+        f"DROP TRIGGER latest_finished_on_{event}"
+        for event in ("insert", "update", "leave", "delete")
+    ],
+    "postgres": ["DROP TRIGGER latest_finished_keep ON sessions"],
+}
 
 
 def copies_of_session_1(first: int, last: int, values: Mapping[str, str]) -> str:
@@ -116,13 +142,15 @@ async def first_session(store: SqlStore, ended_at: datetime | None = None, **fie
     )
 
 
-async def pairs(
-    store: SqlStore, runs: int, manifests: int = MANIFESTS
-) -> tuple[list[float], list[float]]:
-    """(after, before) seconds of `latest_ended()`, alternating, after a warm-up each."""
-    queries: Any = store._queries  # the statement is swapped for the baseline's timing
-    after_sql = queries.latest_ended
-    found: dict[str, list[Any]] = {}
+Timings = dict[str, list[float]]  # seconds, by statement ("after" and each baseline)
+
+
+async def rounds(store: SqlStore, runs: int, manifests: int = MANIFESTS) -> Timings:
+    """Seconds of `latest_ended()` with each statement, in rounds, after a warm-up
+    each; every statement's answer checked equal."""
+    queries: Any = store._queries  # the statement is swapped for the baselines' timing
+    statements = {"after": queries.latest_ended, **BEFORE}
+    found: list[Any] = []
 
     async def timed(statement: str) -> float:
         queries.latest_ended = statement
@@ -131,26 +159,53 @@ async def pairs(
             latest = await store.latest_ended()
             took = time.perf_counter() - started
         finally:
-            queries.latest_ended = after_sql
-        found.setdefault(statement, []).append(latest)
+            queries.latest_ended = statements["after"]
+        found.append(latest)
         return took
 
-    after: list[float] = []
-    before: list[float] = []
-    await timed(after_sql)  # warm-ups
-    await timed(BEFORE)
+    for statement in statements.values():  # warm-ups
+        await timed(statement)
+    timings: Timings = {name: [] for name in statements}
     for _ in range(runs):
-        after.append(await timed(after_sql))
-        before.append(await timed(BEFORE))
-    answers = [latest for answers in found.values() for latest in answers]
-    assert all(latest == answers[0] for latest in answers), "the two statements disagree"
-    assert len(answers[0]) == manifests, len(answers[0])
-    return after, before
+        for name, statement in statements.items():
+            timings[name].append(await timed(statement))
+    assert all(latest == found[0] for latest in found), "the statements disagree"
+    assert len(found[0]) == manifests, len(found[0])
+    return timings
 
 
-async def sqlite_case(
-    count: int, runs: int, tmp: Path, manifests: int = MANIFESTS
-) -> tuple[list[float], list[float]]:
+BLOCK = 50
+
+
+async def writes(count: int, kept: SqlStore, bare: SqlStore) -> Timings:
+    """Seconds of one create and finish through a writer, in blocks of `BLOCK`
+    alternating between a store with the triggers (`kept`) and one without (`bare`)."""
+    timings: Timings = {"with triggers": [], "without": []}
+    for block in range(max(1, count // BLOCK)):
+        order = [("with triggers", kept), ("without", bare)]
+        for name, store in order if block % 2 == 0 else reversed(order):
+            started = time.perf_counter()
+            for i in range(BLOCK):
+                created = await store.create_session(
+                    manifest=f"manifest-{i % 7}",
+                    app="main",
+                    app_id="w" * 32,
+                    channel="writes",
+                    uid=block * BLOCK + i,
+                    mode="mix",
+                )
+                await store.record_outcome(
+                    created.id,
+                    phase=Phase.ENDED,
+                    ended_at=datetime.now(UTC),
+                    end_kind=EndKind.STOPPED,
+                    end_reason="stopped: its window closed",
+                )
+            timings[name].append((time.perf_counter() - started) / BLOCK)
+    return timings
+
+
+async def sqlite_case(count: int, runs: int, tmp: Path, manifests: int = MANIFESTS) -> Timings:
     path = tmp / f"state-{count}.db"
     async with open_store(f"sqlite:///{path}", create=True) as store:
         await first_session(store)
@@ -162,12 +217,12 @@ async def sqlite_case(
     # A reader: SQLite's writer reads it once, then keeps it from its own writes
     # (state/latest.py); a reader (`status`, `plan`) reads the database every time.
     async with open_store(f"sqlite:///{path}", writer=False) as store:
-        return await pairs(store, runs, manifests)
+        return await rounds(store, runs, manifests)
 
 
 async def postgres_case(
     cluster: PostgresCluster, count: int, runs: int, manifests: int = MANIFESTS
-) -> tuple[list[float], list[float]]:
+) -> Timings:
     url = cluster.url(cluster.create_database())
     store = await open_postgres_store(url, create=True)
     try:
@@ -176,18 +231,54 @@ async def postgres_case(
             for statement in fill_statements(count, manifests):
                 await conn.execute(statement)
             await conn.execute("ANALYZE sessions")
-        return await pairs(store, runs, manifests)
+        return await rounds(store, runs, manifests)
     finally:
         await store.aclose()
 
 
-def row(backend: str, count: int, after: list[float], before: list[float]) -> str:
-    def ms(values: list[float]) -> str:
-        return f"{statistics.median(values) * 1000:.2f} ms"
+async def sqlite_writes(count: int, tmp: Path) -> Timings:
+    paths = [tmp / "writes-kept.db", tmp / "writes-bare.db"]
+    for path in paths:
+        async with open_store(f"sqlite:///{path}", create=True):
+            pass
+    db = sqlite3.connect(paths[1])
+    for statement in DROP_TRIGGERS["sqlite"]:
+        db.execute(statement)
+    db.commit()
+    db.close()
+    async with (
+        open_store(f"sqlite:///{paths[0]}") as kept,
+        open_store(f"sqlite:///{paths[1]}") as bare,
+    ):
+        return await writes(count, kept, bare)
 
-    ratio = statistics.median(before) / statistics.median(after)
+
+async def postgres_writes(cluster: PostgresCluster, count: int) -> Timings:
+    urls = [cluster.url(cluster.create_database()) for _ in range(2)]
+    kept = await open_postgres_store(urls[0], create=True)
+    bare = await open_postgres_store(urls[1], create=True)
+    try:
+        async with await psycopg.AsyncConnection.connect(urls[1], autocommit=True) as conn:
+            for statement in DROP_TRIGGERS["postgres"]:
+                await conn.execute(statement)
+        return await writes(count, kept, bare)
+    finally:
+        await kept.aclose()
+        await bare.aclose()
+
+
+def ms(values: list[float], scale: float = 1000) -> str:
+    return f"{statistics.median(values) * scale:.2f}"
+
+
+def read_row(backend: str, count: int, timings: Timings) -> str:
+    after = timings["after"]
+    now = statistics.median(after)
+    cells = [
+        f"{ms(timings[name])} ms ({statistics.median(timings[name]) / now:.1f}x)" for name in BEFORE
+    ]
     spread = f"{min(after) * 1000:.2f}-{max(after) * 1000:.2f}"
-    return f"| {backend} | {count:,} | {ms(before)} | {ms(after)} ({spread}) | {ratio:.1f}x |"
+    return f"| {backend} | {count:,} | {' | '.join(cells)} | {ms(after)} ms ({spread}) |"
 
 
 async def main() -> None:
@@ -196,15 +287,14 @@ async def main() -> None:
     parser.add_argument("--sessions", default="1000,100000,300000")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--manifests", type=int, default=MANIFESTS)
+    parser.add_argument("--writes", type=int, default=0)
     args = parser.parse_args()
-    counts = [int(c) for c in args.sessions.split(",")]
+    counts = [int(c) for c in args.sessions.split(",") if c]
     print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, SQLite {sqlite3.sqlite_version}, load average "
-        f"{os.getloadavg()[0]:.2f}; {args.manifests} manifests, {args.runs} pairs each"
+        f"{os.getloadavg()[0]:.2f}; {args.manifests} manifests, {args.runs} rounds each"
     )
-    print("| store | finished sessions | before (median) | after (median, min-max) | x |")
-    print("|---|---:|---:|---:|---:|")
     tmp = Path(tempfile.mkdtemp(prefix="orch-bench-history-"))
     cluster: PostgresCluster | None = None
     if not args.no_postgres:
@@ -213,7 +303,11 @@ async def main() -> None:
         except SystemExit as exc:  # no server binaries, or no user to run them as
             print(f"PostgreSQL skipped: {exc}")
     try:
-        cases: list[tuple[str, int, Callable[[], Awaitable[tuple[list[float], list[float]]]]]]
+        if counts:
+            titles = " | ".join(f"{name} (median, x the new)" for name in BEFORE)
+            print(f"| store | finished sessions | {titles} | new (median, min-max) |")
+            print("|---|---:|" + "---:|" * len(BEFORE) + "---:|")
+        cases: list[tuple[str, int, Callable[[], Awaitable[Timings]]]]
         cases = [
             ("SQLite", n, lambda n=n: sqlite_case(n, args.runs, tmp, args.manifests))
             for n in counts
@@ -224,8 +318,19 @@ async def main() -> None:
                 for n in counts
             ]
         for backend, count, case in cases:
-            after, before = await case()
-            print(row(backend, count, after, before), flush=True)
+            print(read_row(backend, count, await case()), flush=True)
+        if args.writes:
+            print(
+                f"\n| store | create and finish, with triggers | without | x ({args.writes} each) |"
+            )
+            print("|---|---:|---:|---:|")
+            done = [("SQLite", await sqlite_writes(args.writes, tmp))]
+            if cluster is not None:
+                done.append(("PostgreSQL", await postgres_writes(cluster, args.writes)))
+            for backend, timings in done:
+                kept, bare = timings["with triggers"], timings["without"]
+                ratio = statistics.median(kept) / statistics.median(bare)
+                print(f"| {backend} | {ms(kept)} ms | {ms(bare)} ms | {ratio:.2f} |", flush=True)
     finally:
         if cluster is not None:
             end_cluster(cluster)

@@ -373,9 +373,7 @@ async def observe(
         invalid_files = invalid_files | {
             s.source_file for s in live if s.source_file and under(s.source_file, unreadable)
         }
-    latest = await store.latest_ended()
-    if apps is not None:
-        latest = {name: s for name, s in latest.items() if s.app_id in apps}
+    latest = await store.latest_ended(apps)
     return ActualState(
         live=tuple(live),
         latest_ended=latest,

@@ -369,18 +369,25 @@ class SqlStore(AsyncClosing):
             return await self._sessions(self._queries.history, (bound,))
         return await self._sessions(self._queries.history_of, (manifest, bound))
 
-    async def latest_ended(self) -> dict[str, SessionRecord]:
-        """The newest ended or failed session of each manifest (a sole writer reads it
-        once, then keeps it from its own writes: latest.py)."""
+    async def latest_ended(
+        self, app_ids: Collection[str] | None = None
+    ) -> dict[str, SessionRecord]:
+        """The newest ended or failed session of each manifest (of sessions of
+        `app_ids`; None: all). A sole writer reads it once, then keeps it from its own
+        writes (latest.py); other stores read the rows version 6's triggers keep."""
         latest = self._latest
         if latest is None:
-            return await self._read_latest_ended()
+            return await self._read_latest_ended(app_ids)
         if not latest.loaded:
-            latest.read(await self._read_latest_ended())
-        return latest.snapshot()
+            latest.read(await self._read_latest_ended(None))
+        return latest.snapshot(app_ids)
 
-    async def _read_latest_ended(self) -> dict[str, SessionRecord]:
-        rows = await self._sessions(self._queries.latest_ended)
+    async def _read_latest_ended(self, app_ids: Collection[str] | None) -> dict[str, SessionRecord]:
+        if app_ids is None:
+            rows = await self._sessions(self._queries.latest_ended)
+        else:
+            params = (self._codec.write_array(sorted(app_ids)),)
+            rows = await self._sessions(self._queries.latest_ended_of, params)
         return {record.manifest: record for record in rows}
 
     async def unconfirmed_sessions(self) -> list[SessionRecord]:

@@ -22,7 +22,7 @@ reader), or keep a session older than a write already told.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from orchestrator.state.model import FINAL_PHASES, SessionRecord
 
@@ -58,6 +58,9 @@ class LatestFinished:
         """Know nothing until the next read."""
         self._by_manifest = None
 
-    def snapshot(self) -> dict[str, SessionRecord]:
+    def snapshot(self, app_ids: Collection[str] | None = None) -> dict[str, SessionRecord]:
+        """What is kept (of sessions of `app_ids`; None: all)."""
         assert self._by_manifest is not None
-        return dict(self._by_manifest)
+        if app_ids is None:
+            return dict(self._by_manifest)
+        return {name: s for name, s in self._by_manifest.items() if s.app_id in app_ids}

@@ -157,6 +157,20 @@ async def _has_our_tables(conn: AsyncConnection[TupleRow]) -> bool:
     return row is not None and int(row[0]) > 0
 
 
+# What a writer does to each table (`latest_finished`: the triggers of version 6 write
+# it as the role that writes the sessions). has_table_privilege is true when any one
+# of several privileges named together is held: each is asked alone.
+_WRITER_PRIVILEGES = {
+    "sessions": ("SELECT", "INSERT", "UPDATE"),
+    "manifest_states": ("SELECT", "INSERT", "UPDATE"),
+    "last_known_good": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "latest_finished": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "notices": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "app_owners": ("SELECT", "INSERT", "UPDATE"),
+}
+_WANTED = [(table, p) for table, ps in _WRITER_PRIVILEGES.items() for p in ps]
+
+
 async def _prepare(
     conn: AsyncConnection[TupleRow], location: str, *, writer: bool, create: bool
 ) -> int:
@@ -184,17 +198,16 @@ async def _prepare(
         for statement, params in upgrade(POSTGRES, location, version):
             await conn.execute(statement, params)
     cursor = await conn.execute(
-        "SELECT has_table_privilege('sessions', 'SELECT, INSERT, UPDATE') "
-        "AND has_table_privilege('manifest_states', 'SELECT, INSERT, UPDATE') "
-        "AND has_table_privilege('last_known_good', 'SELECT, INSERT, UPDATE, DELETE')"
+        "SELECT t, p FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS w(t, p, n) "
+        "WHERE NOT has_table_privilege(t, p) ORDER BY n",
+        ([t for t, _ in _WANTED], [p for _, p in _WANTED]),
     )
-    allowed = await cursor.fetchone()
-    if allowed is None or not allowed[0]:
+    missing = [f"{privilege} on {table}" for table, privilege in await cursor.fetchall()]
+    if missing:
         raise StoreAccessError(
             location,
-            f"state store {location} cannot be written by this role: it needs SELECT, "
-            "INSERT, UPDATE (and DELETE on last_known_good) on sessions, manifest_states "
-            "and last_known_good; grant them, or use the role that ran `orchestrator init`",
+            f"state store {location} cannot be written by this role: it lacks "
+            f"{', '.join(missing)}; grant them, or use the role that ran `orchestrator init`",
         )
     return latest_version()
 

@@ -148,7 +148,12 @@ class Store(Protocol):
         self, limit: int = 50, manifest: str | None = None
     ) -> list[model.SessionRecord]: ...
 
-    async def latest_ended(self) -> dict[str, model.SessionRecord]: ...
+    async def latest_ended(
+        self, app_ids: Collection[str] | None = None
+    ) -> dict[str, model.SessionRecord]:
+        """The newest ended or failed session of each manifest (of sessions of
+        `app_ids`; None: all)."""
+        ...
 
     async def unconfirmed_sessions(self) -> list[model.SessionRecord]:
         """Ended sessions whose end is not confirmed yet (`confirm_until` set)."""

@@ -227,6 +227,90 @@ def _notices_schema(dialect: Dialect) -> tuple[str, ...]:
     )
 
 
+# Version 6: each manifest's newest finished session, kept by the database itself
+# (triggers on `sessions`), so that reading it is one row a manifest however long
+# the history and however many manifests there are; every write by any process,
+# an operator's included, keeps it. The final phases are written out: this is
+# history, as the migration ran it.
+_LATEST_FINISHED = (
+    ("manifest", "text", "PRIMARY KEY"),
+    ("session_id", "bigint", _NN),
+)
+_FINISHED = "('ended', 'failed')"
+_LATEST_BACKFILL = (
+    "INSERT INTO latest_finished (manifest, session_id) SELECT manifest, max(id) "
+    f"FROM sessions WHERE phase IN {_FINISHED} GROUP BY manifest"
+)
+
+
+def _latest_finished_schema(dialect: Dialect) -> tuple[str, ...]:
+    """The table, its rows for the history so far, and what keeps it: a session that
+    finishes becomes its manifest's (when newer than the one kept); one that stops
+    being its manifest's finished session (taken back to a live phase, moved to
+    another manifest, deleted) hands that over to the newest finished one left."""
+    sqlite = dialect == "sqlite"
+    newest = "max" if sqlite else "GREATEST"
+    # A row written meanwhile (PostgreSQL: by another transaction) keeps the newer id.
+    upsert = (
+        "ON CONFLICT (manifest) DO UPDATE SET "
+        f"session_id = {newest}(latest_finished.session_id, excluded.session_id)"
+    )
+    finish = (
+        "INSERT INTO latest_finished (manifest, session_id) VALUES (NEW.manifest, NEW.id) "
+        f"{upsert};"
+    )
+    hand_over = (
+        "DELETE FROM latest_finished WHERE manifest = OLD.manifest AND session_id = OLD.id; "
+        "INSERT INTO latest_finished (manifest, session_id) SELECT f.manifest, f.id "
+        f"FROM sessions f WHERE f.manifest = OLD.manifest AND f.phase IN {_FINISHED} "
+        "AND NOT EXISTS (SELECT 1 FROM latest_finished WHERE manifest = OLD.manifest) "
+        f"ORDER BY f.id DESC LIMIT 1 {upsert};"
+    )
+    table = (_create_table("latest_finished", _LATEST_FINISHED, dialect), _LATEST_BACKFILL)
+    if sqlite:
+        left = (
+            f"OLD.phase IN {_FINISHED} AND (NEW.phase NOT IN {_FINISHED} "
+            "OR NEW.manifest <> OLD.manifest)"
+        )
+        return (
+            *table,
+            "CREATE TRIGGER latest_finished_on_insert AFTER INSERT ON sessions "
+            f"WHEN NEW.phase IN {_FINISHED} BEGIN {finish} END",
+            "CREATE TRIGGER latest_finished_on_update AFTER UPDATE OF phase, manifest "
+            f"ON sessions WHEN NEW.phase IN {_FINISHED} BEGIN {finish} END",
+            "CREATE TRIGGER latest_finished_on_leave AFTER UPDATE OF phase, manifest "
+            f"ON sessions WHEN {left} BEGIN {hand_over} END",
+            "CREATE TRIGGER latest_finished_on_delete AFTER DELETE ON sessions "
+            f"WHEN OLD.phase IN {_FINISHED} BEGIN {hand_over} END",
+        )
+    # The IFs are nested so that OLD and NEW are read only where they are rows (NEW is
+    # null in a DELETE, OLD in an INSERT): PL/pgSQL may evaluate both sides of an OR.
+    return (
+        *table,
+        "CREATE FUNCTION latest_finished_keep() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        "BEGIN\n"
+        "    IF TG_OP <> 'INSERT' THEN\n"
+        f"        IF OLD.phase IN {_FINISHED} THEN\n"
+        "            IF TG_OP = 'DELETE' THEN\n"
+        f"                {hand_over}\n"
+        f"            ELSIF NEW.phase NOT IN {_FINISHED} OR NEW.manifest <> OLD.manifest THEN\n"
+        f"                {hand_over}\n"
+        "            END IF;\n"
+        "        END IF;\n"
+        "    END IF;\n"
+        "    IF TG_OP <> 'DELETE' THEN\n"
+        f"        IF NEW.phase IN {_FINISHED} THEN\n"
+        f"            {finish}\n"
+        "        END IF;\n"
+        "    END IF;\n"
+        "    RETURN NULL;\n"
+        "END\n"
+        "$$",
+        "CREATE TRIGGER latest_finished_keep AFTER INSERT OR UPDATE OF phase, manifest "
+        "OR DELETE ON sessions FOR EACH ROW EXECUTE FUNCTION latest_finished_keep()",
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -261,6 +345,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "Agora's notifications: a failover's time and uid, unconfirmed ends, notices received",
         sqlite=_notices_schema("sqlite"),
         postgres=_notices_schema("postgres"),
+    ),
+    Migration(
+        6,
+        "each manifest's newest finished session, kept by triggers on sessions",
+        sqlite=_latest_finished_schema("sqlite"),
+        postgres=_latest_finished_schema("postgres"),
     ),
 )
 
@@ -376,19 +466,18 @@ class Queries:
         self.history_of = self._sql(
             f"{select} WHERE phase IN ({_FINALS}) AND manifest = ? ORDER BY id DESC LIMIT ?"
         )
-        # The newest finished session of each manifest, in one walk of
-        # `sessions_by_manifest` per manifest name (a loose index scan: the names one
-        # by one, then each name's ids from the newest down), however long the history
-        # grows: a max(id) GROUP BY read every finished session on every pass.
-        self.latest_ended = (
-            "WITH RECURSIVE names(manifest) AS (SELECT min(manifest) FROM sessions "
-            "UNION ALL SELECT (SELECT min(manifest) FROM sessions "
-            "WHERE manifest > names.manifest) FROM names WHERE names.manifest IS NOT NULL) "
-            f"SELECT {', '.join(f's.{c}' for c in SESSION_COLUMNS)} FROM names "
-            "JOIN sessions s ON s.id = (SELECT f.id FROM sessions f "
-            f"WHERE f.manifest = names.manifest AND f.phase IN ({_FINALS}) "
-            "ORDER BY f.id DESC LIMIT 1)"
+        # The newest finished session of each manifest: the ids the triggers of
+        # version 6 keep, one a manifest, each looked up by its primary key. On
+        # PostgreSQL as an array, so that the plan is those lookups whatever the
+        # table's statistics say (a join, planned on none, read every session).
+        latest = f"{select} WHERE " + (
+            "id IN (SELECT session_id FROM latest_finished)"
+            if sqlite
+            else "id = ANY(ARRAY(SELECT session_id FROM latest_finished))"
         )
+        self.latest_ended = latest
+        #: (app_ids: an array)
+        self.latest_ended_of = self._sql(f"{latest} AND {self._in_array.format('app_id')}")
 
         self.unconfirmed = (
             # Through the partial index `sessions_unconfirmed` (SQLite would otherwise

@@ -5,8 +5,10 @@ Covers: the versions of `queries.MIGRATIONS` are 1..N, each with statements for
 both dialects, and both stores made now stand at N; a store of each kind at each
 version an earlier release wrote (its statements kept below as that release ran
 them, when each store had its own list) is refused by a reader, then upgraded by a
-writer to exactly the schema of a store made now, keeping its rows (an ended
-session gets its `end_kind` from its `end_reason`) and keeping one live session
+writer to exactly the schema of a store made now (triggers and functions included),
+keeping its rows (an ended session gets its `end_kind` from its `end_reason`, each
+manifest's newest finished session is kept in `latest_finished`, and a session
+deleted by hand hands that over to the newest left) and keeping one live session
 per target; a schema newer than this code is refused by writers and readers of
 both kinds and left as it was.
 """
@@ -191,6 +193,12 @@ ROWS = (
     "INSERT INTO manifest_states (name, failed_spec_hash) VALUES ('standup', 'h')",
     "INSERT INTO last_known_good (name, source_file, spec_hash, document, stored_at) VALUES "
     """('standup', '/r/standup.yaml', 'h', '{"name": "standup"}', '2026-03-01T09:00:00+00:00')""",
+    "INSERT INTO sessions (manifest, app, app_id, channel, uid, mode, phase, created_at, "
+    "updated_at) VALUES ('retro', 'main', 'app1', 'hall', 8, 'mix', 'failed', "
+    "'2026-03-02T09:00:00+00:00', '2026-03-02T09:30:00+00:00')",
+    "INSERT INTO sessions (manifest, app, app_id, channel, uid, mode, phase, created_at, "
+    "updated_at) VALUES ('retro', 'main', 'app1', 'hall', 8, 'mix', 'ended', "
+    "'2026-03-02T10:00:00+00:00', '2026-03-02T10:30:00+00:00')",
 )
 
 
@@ -262,7 +270,16 @@ class Place:
                 "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
                 "FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY conname"
             ).fetchall()
-        return [*columns, *indexes, *constraints]
+            triggers = conn.execute(
+                "SELECT event_object_table, trigger_name, event_manipulation, action_timing, "
+                "action_orientation, action_statement FROM information_schema.triggers "
+                "WHERE trigger_schema = 'public' ORDER BY trigger_name, event_manipulation"
+            ).fetchall()
+            functions = conn.execute(
+                "SELECT proname, pg_get_functiondef(oid) FROM pg_proc "
+                "WHERE pronamespace = 'public'::regnamespace ORDER BY proname"
+            ).fetchall()
+        return [*columns, *indexes, *constraints, *triggers, *functions]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -342,6 +359,10 @@ async def test_a_store_an_earlier_release_made_is_upgraded(
     )
     assert (live.phase, live.end_kind) == (Phase.RUNNING, None)
     assert await store.live_sessions() == [live]
+    # Version 6 keeps each manifest's newest finished session, the history's included.
+    older, newest = [await store.get_session(i) for i in (3, 4)]
+    assert await store.latest_ended() == {"standup": ended, "retro": newest}
+    assert older.phase is Phase.FAILED and newest.phase is Phase.ENDED
     assert (await store.manifest_states())["standup"] == ManifestState("standup", "h")
     (kept,) = (await store.known_good()).values()
     assert (kept.name, kept.document) == ("standup", {"name": "standup"})
@@ -353,6 +374,10 @@ async def test_a_store_an_earlier_release_made_is_upgraded(
     reader = await place.open(writer=False)
     opened.append(reader)
     assert await reader.live_sessions() == [live]
+    assert await reader.latest_ended() == {"standup": ended, "retro": newest}
+    # An operator's pruning of the history by hand hands over to what is left.
+    place.run("DELETE FROM sessions WHERE id = 4", "DELETE FROM sessions WHERE id = 1")
+    assert await reader.latest_ended() == {"retro": older}
 
 
 async def test_a_newer_schema_is_refused_by_both_stores(place: Place, opened: list[Store]) -> None:

@@ -9,12 +9,14 @@ reader, a newer one refused by both; a server that is down is
 StoreUnavailableError within a bounded time, at open and in an operation, and the
 same store works again once it is back; connections the server cut are replaced;
 the location drops the password (in the user part or the query); no message ever
-holds the password, and each is one line.
+holds the password, and each is one line; a writer's role lacking a privilege it
+needs is refused at open, naming each one missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -184,6 +186,7 @@ async def test_native_types_and_indexes(
         "schema_version",
         "app_owners",
         "notices",
+        "latest_finished",
     }
     assert columns["app_owners", "epoch"][0] == "bigint"
     assert columns["notices", "body"][0] == "jsonb"
@@ -229,6 +232,50 @@ async def test_foreign_tables_of_our_names_are_not_taken_for_a_store(
             await bounded(open_postgres_store(postgres_url, writer=writer, create=create))
     assert scalar(postgres_cluster, postgres_url, "SELECT to_regclass('schema_version')") is None
     assert scalar(postgres_cluster, postgres_url, "SELECT count(*) FROM sessions") == 0
+
+
+async def test_a_writer_role_without_a_privilege_it_needs_is_refused_naming_it(
+    postgres_cluster: PostgresCluster, postgres_url: str, store: PostgresStore
+) -> None:
+    """A replica that logs in as a role of its own: each privilege a writer uses is
+    checked on its own (has_table_privilege with several is true when any one is
+    held), the ones missing are named, and once granted the role writes sessions,
+    which the triggers keep in `latest_finished` as that role."""
+    role, password = f"orch_replica_{secrets.token_hex(4)}", "replica-pw"
+    tables = ", ".join(pg._WRITER_PRIVILEGES)
+    database = database_name(postgres_url)
+    replica_url = postgres_url.replace(
+        postgres_url.split("://", 1)[1].rsplit("@", 1)[0], f"{role}:{password}"
+    )
+    with postgres_cluster.admin(database) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        with postgres_cluster.admin(database) as conn:
+            conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {role}")
+            conn.execute(f"GRANT SELECT ON schema_version TO {role}")
+            conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+            conn.execute(f"REVOKE INSERT ON latest_finished FROM {role}")
+            conn.execute(f"REVOKE DELETE ON notices FROM {role}")
+        with pytest.raises(StoreError, match="cannot be written by this role") as refused:
+            await bounded(open_postgres_store(replica_url))
+        message = str(refused.value)
+        assert "lacks INSERT on latest_finished, DELETE on notices;" in message
+        assert_clean(refused.value, password, password_of(postgres_url))
+        with postgres_cluster.admin(database) as conn:
+            conn.execute(f"GRANT INSERT ON latest_finished TO {role}")
+            conn.execute(f"GRANT DELETE ON notices TO {role}")
+        replica = await bounded(open_postgres_store(replica_url))
+        try:
+            created = await replica.create_session(**target())
+            ended = await replica.record_outcome(created.id, phase=Phase.ENDED, ended_at=T0)
+            assert await replica.latest_ended() == {"standup": ended}
+        finally:
+            await replica.aclose()
+        assert await store.latest_ended() == {"standup": ended}
+    finally:
+        with postgres_cluster.admin(database) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
 
 
 async def test_an_older_schema_is_upgraded_by_a_writer_only(

@@ -453,26 +453,48 @@ async def test_latest_ended_per_manifest(store: Store) -> None:
     assert latest == {"a": a2, "b": b1}
 
 
-async def test_latest_ended_is_the_newest_finished_of_every_manifest(store: Store) -> None:
+async def test_latest_ended_is_the_newest_finished_of_every_manifest(
+    backend: Backend, store: Store
+) -> None:
     """Many manifests (names that sort next to each other, share prefixes or are not
-    ASCII), finished and live sessions interleaved, one taken back to running: each
-    manifest's newest finished session, as a scan of every session finds it."""
+    ASCII) on two App IDs, finished and live sessions interleaved, one taken back to
+    running, one moved to another manifest, one failed again: each manifest's newest
+    finished session, as a scan of every session finds it, for the writer and for a
+    reader (which reads what the database keeps), all of them or one App ID's."""
     names = ["a", "a-b", "a b", "ab", "B", "z", "éte", "漢字", "m" * 200]
     finished = (Phase.ENDED, Phase.FAILED)
     for n in range(120):  # a fixed interleaving: the same every run
         name = names[(n * 7) % len(names)]
-        created = await store.create_session(**target(n + 1, name))
+        app_id = "app2" if name in ("B", "z") else "app1"
+        created = await store.create_session(**target(n + 1, name, app_id=app_id))
         if n % 5 != 4:  # every fifth stays live
             await _finish(store, created, finished[n % 2])
     taken_back = (await store.history(1, manifest="z"))[0]
     await store.update_session(taken_back.id, phase=Phase.RUNNING, ended_at=None)
+    moved = (await store.history(1, manifest="ab"))[0]
+    await store.update_session(moved.id, manifest="a-b")  # older than a-b's newest
+    again = (await store.history(1, manifest="B"))[0]
+    await store.update_session(again.id, phase=Phase.FAILED)  # final to final
     every = await store.history(-1) + await store.live_sessions()
     expected: dict[str, SessionRecord] = {}
     for session in sorted(every, key=lambda s: s.id):
         if session.phase in finished:
             expected[session.manifest] = session
     assert expected["z"].id != taken_back.id
-    assert await store.latest_ended() == expected
+    assert expected["ab"].id != moved.id and expected["a-b"].id != moved.id
+    assert expected["B"].id == again.id
+    of_app2 = {name: s for name, s in expected.items() if s.app_id == "app2"}
+    assert set(of_app2) == {"B", "z"}
+    reader = await backend.open(writer=False)
+    for answering in (store, reader):
+        assert await answering.latest_ended() == expected
+        assert await answering.latest_ended(["app2"]) == of_app2
+        assert await answering.latest_ended(["app2", "app1"]) == expected
+        assert await answering.latest_ended([]) == {}
+    # The newest finished session of "z" finishes again: it is the newest once more.
+    await store.update_session(taken_back.id, phase=Phase.ENDED)
+    for answering in (store, reader):
+        assert (await answering.latest_ended(["app2"]))["z"].id == taken_back.id
 
 
 # -- manifest states ------------------------------------------------------------------------

@@ -41,8 +41,13 @@ OLDER_COLUMNS = (
     "failover_uid",
     "confirm_until",
 )
-# What version 5 added besides its columns (gone before they can be dropped).
-VERSION_5_OBJECTS = (
+# What versions 5 and 6 added besides columns (gone before the columns can be dropped).
+LATER_OBJECTS = (
+    *(
+        f"DROP TRIGGER latest_finished_on_{event}"
+        for event in ("insert", "update", "leave", "delete")
+    ),
+    "DROP TABLE latest_finished",
     "DROP INDEX sessions_by_sid",
     "DROP INDEX sessions_unconfirmed",
     "DROP TABLE notices",
@@ -213,7 +218,7 @@ async def test_a_version_1_store_gets_the_one_live_session_per_target_index(
         await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
     db = sqlite3.connect(path)  # as version 1 left it
     db.execute("DROP INDEX sessions_one_live_per_target")
-    for statement in VERSION_5_OBJECTS:
+    for statement in LATER_OBJECTS:
         db.execute(statement)
     for column in OLDER_COLUMNS:
         db.execute(f"ALTER TABLE sessions DROP COLUMN {column}")
@@ -248,7 +253,7 @@ async def test_a_version_2_store_gets_end_kind_from_its_end_reasons(
         ended = await store.create_session(**{**_session_fields(), "phase": Phase.ENDED})
         live = await store.create_session(**_session_fields())
     db = sqlite3.connect(path)  # as version 2 left it
-    for statement in VERSION_5_OBJECTS:
+    for statement in LATER_OBJECTS:
         db.execute(statement)
     for column in OLDER_COLUMNS:
         db.execute(f"ALTER TABLE sessions DROP COLUMN {column}")
