@@ -12,15 +12,21 @@ alone: a max(id) GROUP BY over every finished session (until 2026-12-05) and a l
 index scan of `sessions_by_manifest` (until 2026-12-07). One warm-up of each, then
 `--runs` rounds; medians, and the ratio of each baseline's median to the new one's.
 
+A PostgreSQL replica (a writer) keeps the sessions it read with their row versions
+and reads again only those whose version changed (state/latest.py): its read is
+timed in rounds against a reader's, with nothing written in between and with one in
+a hundred manifests' newest finished sessions written again by another connection.
+
 Writes (`--writes N`): N sessions created and finished through the store (the
 writer), in blocks of 50 alternating between the store as it is and the same store
 with the triggers dropped: the median time of one create and finish with and
 without them.
 
-SQLite: a real file, read by a reader (`status`, `plan`), which reads the database
-every time: SQLite's writer, the daemon, reads it once and then keeps it from its own
-writes (state/latest.py). PostgreSQL: a throwaway cluster on loopback, when its server
-binaries are installed (`--no-postgres` skips it).
+The statements are timed through a reader (`status`, `plan`), which reads the
+database every time: SQLite's writer, the daemon, reads it once and then keeps it
+from its own writes (state/latest.py). SQLite: a real file. PostgreSQL: a
+throwaway cluster on loopback, when its server binaries are installed
+(`--no-postgres` skips it).
 
     .venv/bin/python benchmarks/history_bench.py [--runs 7] [--sessions 1000,100000,300000]
         [--manifests 300] [--writes 0]
@@ -38,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -222,18 +228,58 @@ async def sqlite_case(count: int, runs: int, tmp: Path, manifests: int = MANIFES
 
 async def postgres_case(
     cluster: PostgresCluster, count: int, runs: int, manifests: int = MANIFESTS
-) -> Timings:
+) -> tuple[Timings, Timings]:
+    """The statements through a reader (which reads the database every time), then
+    a replica's read (a writer: kept by row version) against the reader's, with
+    nothing changed and with one in a hundred manifests' sessions written between
+    two reads."""
     url = cluster.url(cluster.create_database())
     store = await open_postgres_store(url, create=True)
+    reader = await open_postgres_store(url, writer=False)
     try:
         await first_session(store)
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             for statement in fill_statements(count, manifests):
                 await conn.execute(statement)
             await conn.execute("ANALYZE sessions")
-        return await rounds(store, runs, manifests)
+            statements = await rounds(reader, runs, manifests)
+            replica = await replica_rounds(store, reader, conn, runs, manifests)
+        return statements, replica
     finally:
+        await reader.aclose()
         await store.aclose()
+
+
+async def replica_rounds(
+    replica: SqlStore,
+    reader: SqlStore,
+    conn: psycopg.AsyncConnection[Any],
+    runs: int,
+    manifests: int,
+) -> Timings:
+    """Seconds of the replica's `latest_ended()` and the reader's, in rounds: with
+    nothing written since the replica's last read, and with `manifests // 100` newest
+    finished sessions written again in between (by another connection, as another
+    replica would); both answers checked equal."""
+    touch = (
+        "UPDATE sessions SET end_reason = end_reason WHERE id IN (SELECT session_id "  # noqa: S608
+        f"FROM latest_finished ORDER BY random() LIMIT {max(1, manifests // 100)})"
+    )
+    timings: Timings = {"replica, unchanged": [], "replica, 1 % written": [], "reader": []}
+    await replica.latest_ended()  # warm-ups; the replica keeps what it read
+    await reader.latest_ended()
+    for _ in range(runs):
+        for name in ("replica, unchanged", "replica, 1 % written"):
+            if name != "replica, unchanged":
+                await conn.execute(touch)
+            started = time.perf_counter()
+            kept = await replica.latest_ended()
+            timings[name].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        read = await reader.latest_ended()
+        timings["reader"].append(time.perf_counter() - started)
+        assert kept == read and len(read) == manifests, "the replica and the reader disagree"
+    return timings
 
 
 async def sqlite_writes(count: int, tmp: Path) -> Timings:
@@ -307,18 +353,23 @@ async def main() -> None:
             titles = " | ".join(f"{name} (median, x the new)" for name in BEFORE)
             print(f"| store | finished sessions | {titles} | new (median, min-max) |")
             print("|---|---:|" + "---:|" * len(BEFORE) + "---:|")
-        cases: list[tuple[str, int, Callable[[], Awaitable[Timings]]]]
-        cases = [
-            ("SQLite", n, lambda n=n: sqlite_case(n, args.runs, tmp, args.manifests))
-            for n in counts
-        ]
+        replicas: list[tuple[int, Timings]] = []
+        for n in counts:
+            print(
+                read_row("SQLite (reader)", n, await sqlite_case(n, args.runs, tmp, args.manifests))
+            )
         if cluster is not None:
-            cases += [
-                ("PostgreSQL", n, lambda n=n: postgres_case(cluster, n, args.runs, args.manifests))
-                for n in counts
-            ]
-        for backend, count, case in cases:
-            print(read_row(backend, count, await case()), flush=True)
+            for n in counts:
+                statements, replica = await postgres_case(cluster, n, args.runs, args.manifests)
+                print(read_row("PostgreSQL (reader)", n, statements), flush=True)
+                replicas.append((n, replica))
+        if replicas:
+            names = list(replicas[0][1])
+            print(f"\n| PostgreSQL | finished sessions | {' | '.join(names)} (medians) |")
+            print("|---|---:|" + "---:|" * len(names))
+            for n, timings in replicas:
+                cells = " | ".join(f"{ms(timings[name])} ms" for name in names)
+                print(f"| {args.manifests:,} manifests | {n:,} | {cells} |", flush=True)
         if args.writes:
             print(
                 f"\n| store | create and finish, with triggers | without | x ({args.writes} each) |"

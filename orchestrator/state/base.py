@@ -48,7 +48,7 @@ from orchestrator.state.errors import (
     StoreError,
     StoreFencedError,
 )
-from orchestrator.state.latest import LatestFinished
+from orchestrator.state.latest import KeptByVersion, LatestFinished
 from orchestrator.state.model import Intent, KnownGood, ManifestState, Notice, Phase, SessionRecord
 from orchestrator.state.protocol import SessionFields
 from orchestrator.state.queries import Queries, latest_version
@@ -136,6 +136,9 @@ class SqlStore(AsyncClosing):
         # App ID -> the epoch this process claimed; None: no fencing (yet).
         self._epochs: dict[str, int] | None = None
         self._latest = LatestFinished() if writer and self._sole_writer else None
+        self._versions = (
+            KeptByVersion() if writer and queries.versioned_sessions is not None else None
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -374,21 +377,54 @@ class SqlStore(AsyncClosing):
     ) -> dict[str, SessionRecord]:
         """The newest ended or failed session of each manifest (of sessions of
         `app_ids`; None: all). A sole writer reads it once, then keeps it from its own
-        writes (latest.py); other stores read the rows version 6's triggers keep."""
+        writes; a PostgreSQL writer (a replica) reads the ids and row versions, then only
+        the sessions whose version changed (latest.py); a reader reads what version 6's
+        triggers keep."""
         latest = self._latest
-        if latest is None:
-            return await self._read_latest_ended(app_ids)
-        if not latest.loaded:
-            latest.read(await self._read_latest_ended(None))
-        return latest.snapshot(app_ids)
+        if latest is not None:
+            if not latest.loaded:
+                latest.read(await self._read_latest_ended(None))
+            return latest.snapshot(app_ids)
+        kept = self._versions
+        if kept is not None:
+            async with kept.lock:
+                return await self._read_latest_by_version(kept, app_ids)
+        return await self._read_latest_ended(app_ids)
 
     async def _read_latest_ended(self, app_ids: Collection[str] | None) -> dict[str, SessionRecord]:
+        q = self._queries
         if app_ids is None:
-            rows = await self._sessions(self._queries.latest_ended)
+            rows = await self._sessions(q.latest_ended)
         else:
-            params = (self._codec.write_array(sorted(app_ids)),)
-            rows = await self._sessions(self._queries.latest_ended_of, params)
+            rows = await self._sessions(q.latest_ended_of, (self._apps(app_ids),))
         return {record.manifest: record for record in rows}
+
+    async def _read_latest_by_version(
+        self, kept: KeptByVersion, app_ids: Collection[str] | None
+    ) -> dict[str, SessionRecord]:
+        """The ids and row versions, then only the sessions not kept at theirs."""
+        q = self._queries
+        assert q.latest_versions is not None and q.latest_versions_of is not None
+        assert q.versioned_sessions is not None
+        if app_ids is None:
+            rows = await self._fetch(q.latest_versions, ())
+        else:
+            rows = await self._fetch(q.latest_versions_of, (self._apps(app_ids),))
+        versions = {int(row["id"]): str(row["row_version"]) for row in rows}
+        stale = kept.stale(versions)
+        read = (
+            await self._read(
+                q.versioned_sessions,
+                (stale,),
+                lambda row: (str(row["row_version"]), self._codec.session(row)),
+            )
+            if stale
+            else []
+        )
+        return kept.answer(versions, read, app_ids)
+
+    def _apps(self, app_ids: Collection[str]) -> Any:
+        return self._codec.write_array(sorted(app_ids))
 
     async def unconfirmed_sessions(self) -> list[SessionRecord]:
         """Ended sessions whose end is not confirmed yet (`confirm_until` set), oldest
@@ -421,7 +457,7 @@ class SqlStore(AsyncClosing):
         order they were received."""
         if app_ids is None:
             return await self._read(self._queries.pending_notices, (limit,), self._codec.notice)
-        params = (self._codec.write_array(sorted(app_ids)), limit)
+        params = (self._apps(app_ids), limit)
         return await self._read(self._queries.pending_notices_of, params, self._codec.notice)
 
     async def settle_notice(self, notice_id: str, outcome: str) -> None:

@@ -18,11 +18,20 @@ after it ran after (it goes on top).
 
 Must never: answer for a store that other processes write (PostgreSQL replicas, a
 reader), or keep a session older than a write already told.
+
+A store that others write too (a PostgreSQL replica) cannot learn every change from
+its own writes, but its database tells each row's version (`xmin`: the transaction
+that wrote it, new with every write by anyone). `KeptByVersion` keeps the sessions
+of its last answer with their versions: each read asks for the ids and versions
+alone (cheap: two columns), and only the sessions whose version is not the kept
+one are read and decoded (at 10,000 manifests, decoding them all cost a replica
+about 200 ms a pass).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import asyncio
+from collections.abc import Collection, Iterable, Mapping
 
 from orchestrator.state.model import FINAL_PHASES, SessionRecord
 
@@ -64,3 +73,44 @@ class LatestFinished:
         if app_ids is None:
             return dict(self._by_manifest)
         return {name: s for name, s in self._by_manifest.items() if s.app_id in app_ids}
+
+
+class KeptByVersion:
+    """The sessions of the last answer, each with its row version. One read at a
+    time (`lock`): a read that began earlier and ended later would put back versions
+    older than the ones a later read was told."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[str, SessionRecord]] = {}
+        self.lock = asyncio.Lock()
+
+    def stale(self, versions: Mapping[int, str]) -> list[int]:
+        """Of the ids the database named with their versions, those not kept at
+        that version: to be read."""
+        kept = self._kept
+        return [i for i, v in versions.items() if i not in kept or kept[i][0] != v]
+
+    def answer(
+        self,
+        versions: Mapping[int, str],
+        read: Iterable[tuple[str, SessionRecord]],
+        app_ids: Collection[str] | None = None,
+    ) -> dict[str, SessionRecord]:
+        """Each manifest's session: the ones `read` (with their versions, read after
+        `versions`: where a row changed in between, the later one), else the kept
+        ones. What the database no longer names, of the App IDs asked for (None:
+        all), is forgotten; what is kept of the others stays."""
+        kept = self._kept
+        for version, record in read:
+            kept[record.id] = (version, record)
+        answer: dict[str, SessionRecord] = {}
+        keep: dict[int, tuple[str, SessionRecord]] = {}
+        if app_ids is not None:
+            keep = {i: entry for i, entry in kept.items() if entry[1].app_id not in app_ids}
+        for session_id in versions:
+            entry = kept.get(session_id)
+            if entry is not None:  # None: deleted between the two reads
+                keep[session_id] = entry
+                answer[entry[1].manifest] = entry[1]
+        self._kept = keep
+        return answer

@@ -435,6 +435,10 @@ class Queries:
         self.unlimited: int | None = -1 if sqlite else None
         #: Whether session writes can be fenced (App ID owners exist).
         self.fences = not sqlite
+        # What changes with every write of a row, whichever process writes it
+        # (PostgreSQL's xmin: the transaction that wrote this version of the row);
+        # SQLite has none, nor needs one (its writer is the only one: latest.py).
+        row_version = None if sqlite else "xmin::text"
         self.schema_version_table = (
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
             if sqlite
@@ -470,14 +474,29 @@ class Queries:
         # version 6 keep, one a manifest, each looked up by its primary key. On
         # PostgreSQL as an array, so that the plan is those lookups whatever the
         # table's statistics say (a join, planned on none, read every session).
-        latest = f"{select} WHERE " + (
+        latest = (
             "id IN (SELECT session_id FROM latest_finished)"
             if sqlite
             else "id = ANY(ARRAY(SELECT session_id FROM latest_finished))"
         )
-        self.latest_ended = latest
+        of_apps = f" AND {self._in_array.format('app_id')}"
+        self.latest_ended = f"{select} WHERE {latest}"
         #: (app_ids: an array)
-        self.latest_ended_of = self._sql(f"{latest} AND {self._in_array.format('app_id')}")
+        self.latest_ended_of = self._sql(self.latest_ended + of_apps)
+        #: The same sessions' ids and row versions (none: the dialect has no row
+        #: version); then (app_ids: an array).
+        self.latest_versions: str | None = None
+        self.latest_versions_of: str | None = None
+        #: (ids: an array of session ids) those sessions with their row versions.
+        self.versioned_sessions: str | None = None
+        if row_version is not None:
+            versions = f"SELECT id, {row_version} AS row_version FROM sessions WHERE {latest}"
+            self.latest_versions = versions
+            self.latest_versions_of = self._sql(versions + of_apps)
+            self.versioned_sessions = self._sql(
+                f"SELECT {row_version} AS row_version, {_SESSION} FROM sessions "
+                "WHERE id = ANY(?::bigint[])"
+            )
 
         self.unconfirmed = (
             # Through the partial index `sessions_unconfirmed` (SQLite would otherwise

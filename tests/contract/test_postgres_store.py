@@ -10,7 +10,8 @@ StoreUnavailableError within a bounded time, at open and in an operation, and th
 same store works again once it is back; connections the server cut are replaced;
 the location drops the password (in the user part or the query); no message ever
 holds the password, and each is one line; a writer's role lacking a privilege it
-needs is refused at open, naming each one missing.
+needs is refused at open, naming each one missing; a replica reads again only the
+newest finished sessions whose row version changed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from orchestrator.state import Intent, Phase, queries
+from orchestrator.state import Intent, Phase, SessionRecord, queries
 from orchestrator.state import postgres as pg
 from orchestrator.state.errors import (
     StoreConflictError,
@@ -276,6 +277,54 @@ async def test_a_writer_role_without_a_privilege_it_needs_is_refused_naming_it(
         with postgres_cluster.admin(database) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+async def test_a_replica_reads_again_only_the_finished_sessions_that_changed(
+    store: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica's `latest_ended` asks for each newest finished session's id and row
+    version, and reads and decodes only those whose version is not the one it kept:
+    none when nothing changed; the one another replica finished or wrote again;
+    none of another App ID's when asked for its own."""
+    decoded: list[int] = []
+    decode = store._codec.session
+
+    def counting(row: Any) -> Any:
+        record = decode(row)
+        decoded.append(record.id)
+        return record
+
+    async def ask(*app_ids: str) -> tuple[dict[str, SessionRecord], list[int]]:
+        """The answer, and the ids of the sessions decoded to make it."""
+        decoded.clear()
+        answer = await store.latest_ended(app_ids or None)
+        return answer, sorted(decoded)
+
+    # (The codec is the dialect's, shared by both stores: only `ask` counts.)
+    monkeypatch.setattr(store._codec, "session", counting)
+    other = await open_postgres_store(postgres_url)
+    try:
+        finished = {}
+        for n, app_id in enumerate(["app1"] * 4 + ["app2"] * 2):
+            created = await other.create_session(**{**target(n + 1, f"m{n}"), "app_id": app_id})
+            finished[created.id] = await other.record_outcome(
+                created.id, phase=Phase.ENDED, ended_at=T0
+            )
+        everything = {s.manifest: s for s in finished.values()}
+        assert await ask() == (everything, sorted(finished))
+        assert await ask() == (everything, [])
+        # Another replica finishes a newer session of m0 and writes m1's again.
+        newer = await other.create_session(**target(10, "m0"))
+        newer = await other.record_outcome(newer.id, phase=Phase.FAILED, ended_at=T0)
+        m1 = next(s for s in finished.values() if s.manifest == "m1")
+        m1 = await other.update_session(m1.id, end_reason="confirmed")
+        latest = {**everything, "m0": newer, "m1": m1}
+        assert await ask() == (latest, sorted([newer.id, m1.id]))
+        of_app2 = {name: s for name, s in latest.items() if s.app_id == "app2"}
+        assert await ask("app2") == (of_app2, [])
+        assert await ask() == (latest, [])
+    finally:
+        await other.aclose()
 
 
 async def test_an_older_schema_is_upgraded_by_a_writer_only(

@@ -458,9 +458,10 @@ async def test_latest_ended_is_the_newest_finished_of_every_manifest(
 ) -> None:
     """Many manifests (names that sort next to each other, share prefixes or are not
     ASCII) on two App IDs, finished and live sessions interleaved, one taken back to
-    running, one moved to another manifest, one failed again: each manifest's newest
-    finished session, as a scan of every session finds it, for the writer and for a
-    reader (which reads what the database keeps), all of them or one App ID's."""
+    running, one moved to another manifest, one failed again, one written again in
+    place: each manifest's newest finished session, as a scan of every session finds
+    it, for the writer and for a reader (which reads what the database keeps), all
+    of them or one App ID's."""
     names = ["a", "a-b", "a b", "ab", "B", "z", "éte", "漢字", "m" * 200]
     finished = (Phase.ENDED, Phase.FAILED)
     for n in range(120):  # a fixed interleaving: the same every run
@@ -495,6 +496,12 @@ async def test_latest_ended_is_the_newest_finished_of_every_manifest(
     await store.update_session(taken_back.id, phase=Phase.ENDED)
     for answering in (store, reader):
         assert (await answering.latest_ended(["app2"]))["z"].id == taken_back.id
+    # A newest finished session written again in place (its end confirmed, say):
+    # every answer after the write has it as written, whoever asked before.
+    rewritten = await store.update_session(again.id, end_reason="rewritten", confirm_until=None)
+    for answering in (store, reader):
+        assert (await answering.latest_ended())["B"] == rewritten
+        assert (await answering.latest_ended(["app2"]))["B"].end_reason == "rewritten"
 
 
 # -- manifest states ------------------------------------------------------------------------
