@@ -269,9 +269,7 @@ class Passes:
         (a pass that acted on nothing changed nothing: its own plan is the status)."""
         outcomes = await asyncio.gather(*groups.values(), return_exceptions=True)
         results = tuple(r for o in outcomes if isinstance(o, list) for r in o)
-        result = PassResult(
-            the_plan, results, self._query_problems, untracked(actual.latest_ended, actual.live)
-        )
+        problems = self._query_problems
         try:
             view = await self.look(None if groups else (the_plan, actual, now))
         except StoreError as exc:
@@ -279,6 +277,9 @@ class Passes:
             self._observe(trigger, started, ok=False)
             log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
             return
+        # Without actions the view was made of this pass's own state: its untracked too.
+        found = untracked(actual.latest_ended, actual.live) if groups else view.untracked
+        result = PassResult(the_plan, results, problems, found)
         self._observe(trigger, started, ok=result.ok)
         owned = self._owned()
         self._health.after_pass(

@@ -22,14 +22,14 @@ from tests.harness import wait_until
 from tests.integration.conftest import FAST_RETRY, EmulatorHandle
 
 
-def manifest(name: str, channel: str, schedule: str = "always") -> str:
+def manifest(name: str, channel: str, schedule: str = "always", uid: str = "auto") -> str:
     """A manifest of the app `main` (its storage's secrets from T_S3_KEY, T_S3_SECRET)."""
     return textwrap.dedent(
         f"""\
         name: {name}
         app: main
         channel: {channel}
-        uid: auto
+        uid: {uid}
         mode: mix
         schedule: {schedule}
         recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
