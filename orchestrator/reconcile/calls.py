@@ -247,17 +247,22 @@ class SessionCalls:
             session = await self.store.create_session(**fields)
         except StoreConflictError as exc:  # another live session holds the target
             raise ActionFailed(f"not started: {exc}") from None
+        hours = timedelta(hours=d.requests.acquire.clientRequest.resourceExpiredHour)
         for _ in range(2):  # a second acquire only if the first resource ID expired (433)
             resource_id = await self._acquire(session, d, client)
-            # The token's expiry goes with the intent: should the answer be lost, the
-            # session is known to record no longer than that.
+            # The token's expiry goes with the intent, and the resource ID's as it is at
+            # the latest (it lives `resourceExpiredHour` from the start, which comes
+            # after this): should the answer be lost, the session is known to record no
+            # longer than that, and once its sid comes back it rolls over in time.
+            intent_at = self.now()
             session = await self.store.update_session(
                 session.id,
                 resource_id=resource_id,
                 phase=Phase.STARTING,
                 intent=Intent.START,
-                intent_at=self.now(),
+                intent_at=intent_at,
                 join_expires_at=start.join_expires_at,
+                resource_expires_at=intent_at + hours,
             )
             try:
                 return await self._send_start(session, d, client, start, ambiguous=False)

@@ -423,6 +423,38 @@ async def test_a_lost_starts_sid_named_by_a_notification_is_confirmed_then_manag
     assert (ended.phase, ended.end_kind) == (Phase.ENDED, EndKind.STOPPED)
 
 
+async def test_a_recovered_sid_rolls_over_before_its_resource_id_expires(
+    world: World,
+) -> None:
+    """The start's intent carries the resource ID's expiry at the latest (it lives
+    `resourceExpiredHour` from the start, which comes after the intent): a session
+    whose start answer was lost keeps it, and once its sid comes back it rolls over
+    `rolloverLead` before then, as any session does, instead of being ended by Agora."""
+    extra = "resourceExpiredHour: 1\nrolloverUid: 202\n"
+    world.emulator.emu.join(world.app_id, "room-a", "123")  # someone to record: no idle exit
+    world.write("a.yaml", manifest("alpha", "room-a", 101, extra=extra))
+    world.emulator.emu.fail_next("start", "lost")
+    before = world.clock()
+    await world.apply()
+    after = world.clock()
+    (lost,) = await world.store.live_sessions()
+    assert (lost.phase, lost.sid) == (Phase.UNMANAGEABLE, None)
+    assert lost.resource_expires_at is not None
+    assert before + timedelta(hours=1) <= lost.resource_expires_at <= after + timedelta(hours=1)
+    (recording,) = world.recording()
+    await notify(world, "n-started", recording["sid"], "room-a", 101)
+    await world.apply()
+    taken = await world.store.get_session(lost.id)
+    assert (taken.phase, taken.sid) == (Phase.RUNNING, recording["sid"])
+    assert taken.expires_at == lost.resource_expires_at
+    lead = world.policy.rollover_lead
+    world.advance(taken.expires_at - lead - world.clock() + timedelta(seconds=1))
+    rolled = await world.apply()
+    assert kinds(rolled) == [("rollover", "alpha", True)]
+    successor = (await world.store.live_sessions())[-1]
+    assert (successor.uid, successor.predecessor_id) == (202, lost.id)
+
+
 async def test_no_secret_value_reaches_the_store(world: World) -> None:
     world.write("a.yaml", manifest("alpha", "room-a", 101))
     await world.apply()
