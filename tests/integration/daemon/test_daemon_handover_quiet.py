@@ -11,7 +11,6 @@ is beyond a claim interval and `HANDOVER_QUIET`, and leaves out one due sooner.
 from __future__ import annotations
 
 import contextlib
-import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,31 +21,20 @@ from orchestrator.daemon.ownership import HANDOVER_QUIET
 from orchestrator.daemon.service import Daemon
 from tests.harness import wait_until
 from tests.integration.conftest import EmulatorHandle
-from tests.integration.daemon.conftest import daemon_runtime, serving
+from tests.integration.daemon.conftest import daemon_runtime, manifest, serving
 
 
-def manifest(name: str, opens: datetime) -> str:
+def window_from(opens: datetime) -> str:
+    """A schedule of one 30-minute window opening at `opens`."""
     start, end = opens.isoformat(), (opens + timedelta(minutes=30)).isoformat()
-    return textwrap.dedent(
-        f"""\
-        name: {name}
-        app: main
-        channel: {name}
-        uid: auto
-        mode: mix
-        schedule: {{windows: [{{start: '{start}', end: '{end}'}}]}}
-        recording: {{channelType: live, streams: audio+video, maxIdleTime: 300}}
-        storage: {{vendor: aws-s3, region: us-east-1, bucket: rec,
-                  accessKey: {{env: T_S3_KEY}}, secretKey: {{env: T_S3_SECRET}}}}
-        """
-    )
+    return f"{{windows: [{{start: '{start}', end: '{end}'}}]}}"
 
 
 @contextlib.asynccontextmanager
 async def ready(
     emulator: EmulatorHandle, root: Path, monkeypatch: pytest.MonkeyPatch, opens: datetime
 ) -> AsyncIterator[Daemon]:
-    files = {"soon.yaml": manifest("soon", opens)}
+    files = {"soon.yaml": manifest("soon", "soon", schedule=window_from(opens))}
     async with (
         daemon_runtime(emulator, root, monkeypatch, files, replica={"claimInterval": "60s"}) as rt,
         serving(rt) as (daemon, running),
