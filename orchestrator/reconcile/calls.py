@@ -247,7 +247,6 @@ class SessionCalls:
             session = await self.store.create_session(**fields)
         except StoreConflictError as exc:  # another live session holds the target
             raise ActionFailed(f"not started: {exc}") from None
-        hours = timedelta(hours=d.requests.acquire.clientRequest.resourceExpiredHour)
         for _ in range(2):  # a second acquire only if the first resource ID expired (433)
             resource_id = await self._acquire(session, d, client)
             # The token's expiry goes with the intent, and the resource ID's as it is at
@@ -262,7 +261,7 @@ class SessionCalls:
                 intent=Intent.START,
                 intent_at=intent_at,
                 join_expires_at=start.join_expires_at,
-                resource_expires_at=intent_at + hours,
+                resource_expires_at=intent_at + _resource_lifetime(d),
             )
             try:
                 return await self._send_start(session, d, client, start, ambiguous=False)
@@ -362,7 +361,6 @@ class SessionCalls:
             raise ActionFailed(f"start unresolved, will resume: {exc}") from None
         # The sid is known now: never lost to a store that refuses the write (outbox.py).
         started = self.now()
-        hours = d.requests.acquire.clientRequest.resourceExpiredHour
         session = await self.outbox.outcome(
             session,
             sid=sid,
@@ -371,7 +369,7 @@ class SessionCalls:
             # This start's token (a replayed start's is this one's: it did not arrive
             # before); the resource ID lives `resourceExpiredHour` from the start on.
             join_expires_at=start.join_expires_at,
-            resource_expires_at=started + timedelta(hours=hours),
+            resource_expires_at=started + _resource_lifetime(d),
         )
         previous = await self._unmanageable_for_target(session)
         if previous is not None:
@@ -674,6 +672,11 @@ def _same_place(session: SessionRecord, d: DesiredRecording) -> _Place:
     if session.uid in (d.uid, d.rollover_uid):
         return _Place(session.uid, session.predecessor_id)
     return _Place()
+
+
+def _resource_lifetime(d: DesiredRecording) -> timedelta:
+    """How long a resource ID of `d`'s lives from its start (`resourceExpiredHour`)."""
+    return timedelta(hours=d.requests.acquire.clientRequest.resourceExpiredHour)
 
 
 def _window_of(session: SessionRecord) -> Window:

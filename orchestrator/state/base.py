@@ -393,10 +393,7 @@ class SqlStore(AsyncClosing):
 
     async def _read_latest_ended(self, app_ids: Collection[str] | None) -> dict[str, SessionRecord]:
         q = self._queries
-        if app_ids is None:
-            rows = await self._sessions(q.latest_ended)
-        else:
-            rows = await self._sessions(q.latest_ended_of, (self._apps(app_ids),))
+        rows = await self._sessions(*self._of_apps(app_ids, q.latest_ended, q.latest_ended_of))
         return {record.manifest: record for record in rows}
 
     async def _read_latest_by_version(
@@ -406,10 +403,7 @@ class SqlStore(AsyncClosing):
         q = self._queries
         assert q.latest_versions is not None and q.latest_versions_of is not None
         assert q.versioned_sessions is not None
-        if app_ids is None:
-            rows = await self._fetch(q.latest_versions, ())
-        else:
-            rows = await self._fetch(q.latest_versions_of, (self._apps(app_ids),))
+        rows = await self._fetch(*self._of_apps(app_ids, q.latest_versions, q.latest_versions_of))
         versions = {int(row["id"]): str(row["row_version"]) for row in rows}
         stale = kept.stale(versions)
         read = (
@@ -423,8 +417,14 @@ class SqlStore(AsyncClosing):
         )
         return kept.answer(versions, read, app_ids)
 
-    def _apps(self, app_ids: Collection[str]) -> Any:
-        return self._codec.write_array(sorted(app_ids))
+    def _of_apps(
+        self, app_ids: Collection[str] | None, every: str, of_apps: str, *more: Any
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The statement and parameters of a read of every session's rows (`app_ids`
+        None) or of those of `app_ids` (`of_apps`: an array first); `more` after."""
+        if app_ids is None:
+            return every, more
+        return of_apps, (self._codec.write_array(sorted(app_ids)), *more)
 
     async def unconfirmed_sessions(self) -> list[SessionRecord]:
         """Ended sessions whose end is not confirmed yet (`confirm_until` set), oldest
@@ -455,10 +455,9 @@ class SqlStore(AsyncClosing):
     ) -> list[Notice]:
         """Notifications not yet acted on (of sessions of `app_ids`; None: all), in the
         order they were received."""
-        if app_ids is None:
-            return await self._read(self._queries.pending_notices, (limit,), self._codec.notice)
-        params = (self._apps(app_ids), limit)
-        return await self._read(self._queries.pending_notices_of, params, self._codec.notice)
+        q = self._queries
+        query, params = self._of_apps(app_ids, q.pending_notices, q.pending_notices_of, limit)
+        return await self._read(query, params, self._codec.notice)
 
     async def settle_notice(self, notice_id: str, outcome: str) -> None:
         """A notification was acted on (or is known to need nothing): when, and what
