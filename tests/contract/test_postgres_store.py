@@ -11,7 +11,8 @@ same store works again once it is back; connections the server cut are replaced;
 the location drops the password (in the user part or the query); no message ever
 holds the password, and each is one line; a writer's role lacking a privilege it
 needs is refused at open, naming each one missing; a replica reads again only the
-newest finished sessions whose row version changed.
+newest finished sessions whose row version changed, and its reads never overlap (a
+late one would put back an older version).
 """
 
 from __future__ import annotations
@@ -323,6 +324,85 @@ async def test_a_replica_reads_again_only_the_finished_sessions_that_changed(
         of_app2 = {name: s for name, s in latest.items() if s.app_id == "app2"}
         assert await ask("app2") == (of_app2, [])
         assert await ask() == (latest, [])
+    finally:
+        await other.aclose()
+
+
+class _WatchedLock(asyncio.Lock):
+    """A lock that tells when someone waits for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contended = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        if self.locked():
+            self.contended.set()
+        return await super().acquire()
+
+
+async def test_a_replica_read_that_ends_late_never_puts_back_an_older_version(
+    store: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two reads of one replica, the first held after it read a session and before
+    it kept it, while another replica writes that session again and the second read
+    begins: the second waits for the first, so what is kept in the end is the newest
+    version, and the next read decodes nothing. (Were they to overlap, the first
+    would put back the version it read, older than the second's.)"""
+    other = await open_postgres_store(postgres_url)
+    try:
+        created = await other.create_session(**target(1, "m0"))
+        session = await other.record_outcome(created.id, phase=Phase.ENDED, ended_at=T0)
+        await store.latest_ended()  # everything kept
+        session = await other.update_session(session.id, end_reason="first")
+
+        read = store._read
+        held, release = asyncio.Event(), asyncio.Event()
+        calls = 0
+
+        async def holding_the_first(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            rows = await read(*args)
+            if calls == 1:  # the first read's sessions: read, not kept yet
+                held.set()
+                await release.wait()
+            return rows
+
+        monkeypatch.setattr(store, "_read", holding_the_first)
+        assert store._versions is not None
+        lock = _WatchedLock()
+        monkeypatch.setattr(store._versions, "lock", lock)
+        first = asyncio.create_task(store.latest_ended())
+        second: asyncio.Task[dict[str, SessionRecord]] | None = None
+        try:
+            await asyncio.wait_for(held.wait(), WAIT)
+            newest = await other.update_session(session.id, end_reason="second")
+            second = asyncio.create_task(store.latest_ended())
+            # The second read waits for the lock (or, were there none, is done).
+            contended = asyncio.create_task(lock.contended.wait())
+            await asyncio.wait({second, contended}, timeout=WAIT, return_when="FIRST_COMPLETED")
+            contended.cancel()
+            assert lock.contended.is_set() and not second.done()
+            release.set()
+            assert (await asyncio.wait_for(first, WAIT))["m0"].end_reason == "first"
+            assert await asyncio.wait_for(second, WAIT) == {"m0": newest}
+        finally:
+            release.set()
+            for task in (first, second):
+                if task is not None and not task.done():
+                    task.cancel()
+        decoded: list[int] = []
+        decode = store._codec.session
+
+        def counting(row: Any) -> Any:
+            record = decode(row)
+            decoded.append(record.id)
+            return record
+
+        monkeypatch.setattr(store._codec, "session", counting)
+        assert await store.latest_ended() == {"m0": newest}
+        assert decoded == []
     finally:
         await other.aclose()
 
