@@ -382,6 +382,8 @@ class SqlStore(AsyncClosing):
         triggers keep."""
         latest = self._latest
         if latest is not None:
+            if await self._written_by_others():
+                latest.forget()  # an operator's hand: what is kept may be gone
             if not latest.loaded:
                 latest.read(await self._read_latest_ended(None))
             return latest.snapshot(app_ids)
@@ -390,6 +392,12 @@ class SqlStore(AsyncClosing):
             async with kept.lock:
                 return await self._read_latest_by_version(kept, app_ids)
         return await self._read_latest_ended(app_ids)
+
+    async def _written_by_others(self) -> bool:
+        """Whether another connection wrote the database since this was last asked
+        (a sole writer's: an operator's hand, say, pruning history). Only a store that
+        keeps `latest_ended()` from its own writes asks."""
+        return False
 
     async def _read_latest_ended(self, app_ids: Collection[str] | None) -> dict[str, SessionRecord]:
         q = self._queries

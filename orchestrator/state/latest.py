@@ -9,7 +9,9 @@ return each session as stored: a session that finishes becomes its manifest's ne
 when it is newer than the one known (or is that one, written again). Two rare writes
 send it back to the database for everything: taking back the newest finished session
 of a manifest (a failover's 404 that was no end: the one before it is the newest
-again) and a write that renames a session's manifest.
+again) and a write that renames a session's manifest. So does another connection's
+commit (an operator's `sqlite3` on the file, which the writer lock does not keep
+out): the store asks SQLite before each answer (`SqlStore._written_by_others`).
 
 It relies on the store's one runner: its statements run one at a time, in the order
 they were made, and each answer reaches the event loop in that order. So a write

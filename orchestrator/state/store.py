@@ -270,6 +270,9 @@ class SqliteStore(SqlStore):
         self._identity: tuple[int, int] | None = None
         # (changes, the backup's identity) when `_write_backup` last wrote it.
         self._backup_state: tuple[int, tuple[int, int] | None] | None = None
+        # SQLite's count of other connections' commits, when last asked (on the
+        # worker thread: `_written_by_others`).
+        self._data_version: int | None = None
         if writer and create:
             try:
                 self._file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -514,6 +517,7 @@ class SqliteStore(SqlStore):
         self._identity = moved
         lock.keep_only(moved)
         self._db = self._sqlite_connect(file)
+        self._data_version = None  # another connection's count
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -564,6 +568,19 @@ class SqliteStore(SqlStore):
 
     def fence(self, epochs: Mapping[str, int]) -> None:
         """Nothing to fence: the writer lock makes this process the only writer."""
+
+    async def _written_by_others(self) -> bool:
+        """The writer lock keeps out our own processes, not an operator's `sqlite3`:
+        SQLite's `data_version` changes with every commit of another connection. On the
+        worker thread, as is the connection a written-back store opens anew (which
+        counts as a change)."""
+
+        def changed(db: sqlite3.Connection) -> bool:
+            version = int(db.execute("PRAGMA data_version").fetchone()[0])
+            changed, self._data_version = version != self._data_version, version
+            return changed
+
+        return await self._run(changed)
 
     # -- the runner (base.SqlStore's statements, on the worker thread) ------------------
 

@@ -7,7 +7,8 @@ sessions starting and finishing while others are live) the writer's answer is, a
 every write, exactly what a fresh read of the database gives, and a reader's; writes
 that land while the first read is out are not lost, nor one whose caller is
 cancelled while it runs; a write that renames a session's
-manifest is not mistaken; a reader (another process may write) never keeps it; the
+manifest is not mistaken; another connection's writes (an operator's `sqlite3`) send
+it back to the database; a reader (another process may write) never keeps it; the
 bookkeeping itself: older sessions never replace newer ones, and a session taken back
 sends it back to the database.
 """
@@ -159,6 +160,47 @@ async def test_a_renamed_session_moves_to_its_new_manifest(tmp_path: Path) -> No
         await store.update_session(session.id, manifest="new")
         assert set(await store.latest_ended()) == {"new"}
         assert await store.latest_ended() == await fresh(path)
+
+
+async def test_an_operators_hand_on_the_file_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer lock keeps out our own processes, not `sqlite3` in an operator's
+    hand: a session deleted or written by another connection is in the next answer
+    (the database is read again then, and only then)."""
+    path = tmp_path / "state.db"
+    async with open_store(f"sqlite:///{path}", create=True) as store:
+        ids = {}
+        for name, uid in (("a", 1), ("a", 2), ("b", 3)):
+            session = await store.create_session(**fields(name, uid))
+            ids[uid] = (await store.record_outcome(session.id, phase=Phase.ENDED)).id
+        reads = 0
+        read = store._read_latest_ended
+
+        async def counting(*args: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await read(*args)
+
+        monkeypatch.setattr(store, "_read_latest_ended", counting)
+        assert {n: s.id for n, s in (await store.latest_ended()).items()} == {
+            "a": ids[2],
+            "b": ids[3],
+        }
+        assert (await store.latest_ended(), reads) == (await fresh(path), 1)
+        with contextlib.closing(sqlite3.connect(path)) as db, db:  # pruning by hand
+            db.execute("DELETE FROM sessions WHERE id = ?", (ids[2],))
+            db.execute("UPDATE sessions SET end_reason = 'by hand' WHERE id = ?", (ids[3],))
+        latest = await store.latest_ended()
+        assert {n: (s.id, s.end_reason) for n, s in latest.items()} == {
+            "a": (ids[1], None),
+            "b": (ids[3], "by hand"),
+        }
+        assert (latest, reads) == (await fresh(path), 2)
+        # Its own writes still need no read.
+        newer = await store.create_session(**fields("b", 4))
+        newer = await store.record_outcome(newer.id, phase=Phase.FAILED)
+        assert ((await store.latest_ended())["b"], reads) == (newer, 2)
 
 
 async def test_a_reader_reads_it_every_time(tmp_path: Path) -> None:
