@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -205,12 +205,19 @@ class Reloader:
                 return UNCHANGED
             app_ids = self._app_ids
             # The stored documents of what fails to load stand in for it; the index in
-            # memory has none, so they are read for those files only.
-            known = await self._with_documents(loaded.failed_files, loaded.unreadable)
+            # memory has none, so they are read for those files only, and for any other
+            # version the build found it wants (an unknown app profile, a manifest moved
+            # into a file that does not load).
+            failed, unreadable = loaded.failed_files, loaded.unreadable
+            known = await self._with_documents(
+                name
+                for name, entry in self._known.items()
+                if entry.source_file in failed or under(entry.source_file, unreadable)
+            )
             build = self._desired_cache.build
             desired, delta = await asyncio.to_thread(build, loaded, app_ids, known)
-            if desired.invalid_files - loaded.failed_files:  # an unknown app profile
-                known = await self._with_documents(desired.invalid_files, loaded.unreadable)
+            if desired.wanting:
+                known = await self._with_documents(desired.wanting, known)
                 desired, delta = await asyncio.to_thread(build, loaded, app_ids, known)
         except StoreError as exc:
             log.error("manifests.reload_failed", trigger=trigger, error=str(exc))
@@ -281,17 +288,14 @@ class Reloader:
             self._unremembered.pop(0)
 
     async def _with_documents(
-        self, files: frozenset[str], unreadable: frozenset[str]
-    ) -> dict[str, KnownGood]:
-        known = self._known
-        if not files and not unreadable:
+        self, names: Iterable[str], known: Mapping[str, KnownGood] | None = None
+    ) -> Mapping[str, KnownGood]:
+        """`known` (default: the index) with the stored documents of `names`."""
+        known = self._known if known is None else known
+        wanted = list(names)
+        if not wanted:
             return known
         await self.remember()  # what the store is asked for must be in it
-        wanted = [
-            name
-            for name, entry in known.items()
-            if entry.source_file in files or under(entry.source_file, unreadable)
-        ]
         return {**known, **await self._rt.store.known_good(wanted)}
 
     @staticmethod

@@ -5,13 +5,14 @@ desired (loaded manifests + app profiles) -> actual (the store, refreshed by
 or whose app profile is unknown, is never treated as removed: its last known
 good version (kept in the store) stands in for it, and where there is none (it
 had literal secrets, which are never stored) the planner keeps whatever that
-file had running.
+file had running. Nor is one that no file gives any more while a file that does not
+load may hold it (`hiding`): a broken file renamed takes its manifests along.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,9 @@ class Desired:
     # Paths that could not be read: whatever came from a file at or under one of them
     # failed to load (its last known good stands, its sessions are kept), never removed.
     unreadable: frozenset[str] = frozenset()
+    # Names whose last known good version has to stand in but was given without its
+    # document (the daemon's index): build again with them (`known_good(names)`).
+    wanting: tuple[str, ...] = ()
 
     def kept(self) -> Desired:
         """What a long-lived holder keeps of this build: not the versions to store (on
@@ -123,8 +127,9 @@ class DesiredCache:
     After a load that changed a few files (`LoadResult.changed`) and left the set
     of failing files as it was, only those files' manifests are made again; the
     rest are kept as they are. Anything else (the first
-    build, a file that starts or stops failing, an unknown app profile) rebuilds
-    everything with `desired_recordings`, which gives the same answer.
+    build, a file that starts or stops failing, an unknown app profile, a manifest
+    gone while a file fails to load) rebuilds everything with `desired_recordings`,
+    which gives the same answer.
     """
 
     def __init__(self) -> None:
@@ -153,6 +158,8 @@ class DesiredCache:
         desired = desired_recordings(
             loaded.manifests, app_ids, loaded.failed_files, known_good, self, loaded.unreadable
         )
+        if desired.wanting:  # not kept: the caller builds again with those documents
+            return desired, Delta()
         before = {d.name: d.spec_hash for d in previous.recordings} if previous else {}
         after = {d.name: d.spec_hash for d in desired.recordings}
         delta = Delta(
@@ -192,6 +199,8 @@ class DesiredCache:
         )
         new_names = {d.name for d in rebuilt}
         removed = tuple(sorted(old.keys() - new_names))
+        if removed and (loaded.failed_files or loaded.unreadable):
+            return None  # a file that does not load may hold them: the full build decides
         desired = Desired(
             tuple(kept + rebuilt),
             previous.invalid_files,
@@ -258,15 +267,18 @@ def desired_recordings(
 
     A manifest whose file failed to load stands in its last known good version
     (`known_good`, from the store), so its recordings still start and stop on
-    schedule; a file with any problem contributes nothing else. `known_good` needs
-    documents only for the entries of invalid files (see `invalid_files`): for the
-    others the name, file and spec hash tell whether to store a new version.
+    schedule; a file with any problem contributes nothing else. So does a manifest
+    that no file gives now while a file that does not load may hold it (`hiding`):
+    moved or renamed into a broken file, it is not removed. `known_good` needs
+    documents only for the versions that stand in (those missing are `wanting`): for
+    the others the name, file and spec hash tell whether to store a new version.
     """
     failing, problems = invalid_files(loaded, app_ids, failed_files)
     invalid = set(failing)
     kept = known_good or {}
     if unreadable:  # what was loaded from there before failed to load now
         invalid |= {e.source_file for e in kept.values() if under(e.source_file, unreadable)}
+    hidden = hiding(loaded, invalid, failed_files, unreadable)
     recordings: list[DesiredRecording] = []
     remember: list[ToStore] = []
     for item in loaded:
@@ -283,10 +295,22 @@ def desired_recordings(
     if cache is not None:
         cache.sweep(recordings)
     names = {d.name for d in recordings}
-    standing_in = (e for e in kept.values() if e.source_file in invalid and e.name not in names)
-    for entry in sorted(standing_in, key=lambda e: e.name) if invalid else ():
+    given = {item.file for item in loaded}
+    wanting: list[str] = []
+    standing_in = (
+        e
+        for e in kept.values()
+        if e.name not in names and (e.source_file in invalid or hidden(e.name))
+    )
+    for entry in sorted(standing_in, key=lambda e: e.name) if invalid or unreadable else ():
         if entry.name in names:
             continue
+        if not entry.document:  # an index entry: the caller reads it and builds again
+            wanting.append(entry.name)
+            continue
+        moved = entry.source_file not in invalid
+        if moved and entry.source_file not in given:
+            invalid.add(entry.source_file)  # gone: its sessions are kept, as a broken file's
         try:
             m = Manifest.model_validate(entry.document)
             if m.app not in app_ids:
@@ -302,18 +326,46 @@ def desired_recordings(
             continue
         names.add(entry.name)
         stored = entry.stored_at.isoformat() if entry.stored_at else "earlier"
-        problems.append(
-            f"{entry.source_file}: does not load; {entry.name!r} follows its last known good "
-            f"version (stored {stored})"
-        )
+        if moved:
+            problems.append(
+                f"{entry.source_file}: no longer gives {entry.name!r}, and a file that does "
+                f"not load may hold it now: it follows its last known good version (stored "
+                f"{stored}) until every file loads"
+            )
+        else:
+            problems.append(
+                f"{entry.source_file}: does not load; {entry.name!r} follows its last known "
+                f"good version (stored {stored})"
+            )
     forget = tuple(
         name
         for name, entry in kept.items()
-        if name not in names and entry.source_file not in invalid
+        if name not in names and entry.source_file not in invalid and name not in wanting
     )
     return Desired(
-        tuple(recordings), frozenset(invalid), tuple(problems), tuple(remember), forget, unreadable
+        tuple(recordings),
+        frozenset(invalid),
+        tuple(problems),
+        tuple(remember),
+        forget,
+        unreadable,
+        tuple(wanting),
     )
+
+
+def hiding(
+    loaded: Sequence[LoadedManifest],
+    invalid: Collection[str],
+    failed_files: frozenset[str],
+    unreadable: frozenset[str],
+) -> Callable[[str], bool]:
+    """Whether a manifest that no valid file gives may be held by one that does not
+    load: any, while a file fails to load or a path cannot be read (what it holds is
+    unknown); else those a file with an unknown app profile names."""
+    if failed_files or unreadable:
+        return lambda name: True
+    named = {item.manifest.name for item in loaded if item.file in invalid}
+    return named.__contains__
 
 
 def _unchanged(entry: KnownGood | None, d: DesiredRecording) -> bool:

@@ -7,7 +7,9 @@ begins only then (not beside the passes that lead to READY); a pass that acts
 stores the versions first (none of its calls before they are in the store); a
 reload that finds a file broken reads its stand-in from the store only once the
 versions still waiting are in it (a version loaded a moment before stands in,
-rather than "no longer validates"); at shutdown, what waits is stored.
+rather than "no longer validates"); a manifest moved into a file that does not load
+(or that names an unknown app profile) stands in its version, read from the store,
+and is removed once every file loads; at shutdown, what waits is stored.
 """
 
 from __future__ import annotations
@@ -132,6 +134,69 @@ async def test_a_file_broken_before_its_version_was_stored_stands_in_that_versio
     problems = [str(e["problem"]) for e in logs if e["event"] == "manifests.problem"]
     assert any("follows its last known good version" in p for p in problems), problems
     assert sorted(await idle.store.known_good()) == ["m0", "m1", "m2"]  # stored first
+
+
+async def test_a_manifest_moved_into_a_file_that_does_not_load_is_not_removed(
+    idle: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's index holds no documents: a manifest that no file gives now, while
+    a file that does not load (or names an unknown app profile) may hold it, has its
+    version read from the store and stands in; it is removed once every file loads."""
+    directory = idle.config.manifests.dir
+    reloader = await started_reloader(idle, monkeypatch)
+    assert await reloader.reload("start") is not None
+    await reloader.remember()
+    # m1's file renamed and broken at once (the probe's `mv` of a broken file).
+    (directory / "m1.yaml").unlink()
+    (directory / "m1-renamed.yaml").write_text("name: m1\nmode: [mix\n", encoding="utf-8")
+    with capture_logs() as logs:
+        delta = await reloader.reload("watch")
+    assert delta is not None and delta.removed == ()
+    assert reloader.by_name["m1"].source_file == str(directory / "m1.yaml")
+    problems = [str(e["problem"]) for e in logs if e["event"] == "manifests.problem"]
+    assert any("no longer gives 'm1'" in p for p in problems), problems
+    assert sorted(await idle.store.known_good()) == ["m0", "m1", "m2"]  # none forgotten
+    # Fixed: m1 comes from its new file.
+    (directory / "m1-renamed.yaml").write_text(manifest("m1", "room-1", later()))
+    delta = await reloader.reload("watch")
+    assert delta is not None and delta.removed == ()
+    assert reloader.by_name["m1"].source_file == str(directory / "m1-renamed.yaml")
+    # m2 moved into a file naming an unknown app profile: no file fails to load, but
+    # that one names it (its version is read from the store: nothing else asks for it).
+    (directory / "m2.yaml").unlink()
+    (directory / "m2x.yaml").write_text(manifest("m2", "room-2", later()).replace("main", "mian"))
+    delta = await reloader.reload("watch")
+    assert delta is not None and delta.removed == delta.added == ()
+    assert reloader.by_name["m2"].source_file == str(directory / "m2.yaml")
+    # m0 removed meanwhile: nothing that does not load names it, so it is removed.
+    (directory / "m0.yaml").unlink()
+    delta = await reloader.reload("watch")
+    assert delta is not None and delta.removed == ("m0",)
+    (directory / "m2x.yaml").unlink()
+    delta = await reloader.reload("watch")
+    assert delta is not None and delta.removed == ("m2",)
+    await reloader.remember()
+    assert sorted(await idle.store.known_good()) == ["m1"]
+
+
+async def test_a_removal_while_a_file_does_not_load_waits_for_it(
+    idle: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload that removes a manifest while a file that does not load may hold it
+    (one broken before: the files failing are the same) is built in full, not patched:
+    the manifest stands in until that file loads."""
+    directory = idle.config.manifests.dir
+    reloader = await started_reloader(idle, monkeypatch)
+    assert await reloader.reload("start") is not None
+    await reloader.remember()
+    (directory / "draft.yaml").write_text("name: draft\nmode: [mix\n", encoding="utf-8")
+    assert await reloader.reload("watch") is not None
+    (directory / "m0.yaml").unlink()
+    delta = await reloader.reload("watch")
+    assert delta is not None and delta.removed == () and "m0" in reloader.by_name
+    (directory / "draft.yaml").unlink()
+    delta = await reloader.reload("watch")
+    assert delta is not None and delta.removed == ("m0",)
 
 
 async def test_what_waits_is_stored_at_shutdown(

@@ -249,6 +249,42 @@ async def test_broken_file_without_a_stored_version_keeps_its_recording(world: W
     assert len(world.recording()) == 1
 
 
+async def test_a_broken_file_renamed_keeps_its_recording(world: World) -> None:
+    """A manifest that no file gives now, while a file that does not load may hold it
+    (here: its own file, broken and renamed), is not removed: its last known good
+    version stands in until every file loads."""
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    world.remove("a.yaml")
+    world.write("renamed.yaml", "name: alpha\nmode: [mix\n")
+    result = await world.apply()
+    assert result.results == () and not world.requests("stop")
+    assert [s["cname"] for s in world.recording()] == ["room-a"]
+    assert set(await world.store.known_good()) == {"alpha"}
+    world.write("renamed.yaml", manifest("alpha", "room-a", 101))
+    result = await world.apply()
+    assert result.results == () and not world.requests("stop")
+    world.remove("renamed.yaml")
+    assert kinds(await world.apply()) == [("stop", "alpha", True)]
+
+
+async def test_a_removal_waits_while_a_file_does_not_load(world: World) -> None:
+    """What a file that does not load holds is unknown: a manifest removed meanwhile
+    keeps recording until every file loads, then stops."""
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    world.write("b.yaml", manifest("beta", "room-b", 202))
+    await world.apply()
+    world.write("b.yaml", "name: beta\nmode: [mix\n")
+    world.remove("a.yaml")
+    result = await world.apply()
+    assert result.results == () and not world.requests("stop")
+    assert sorted(s["cname"] for s in world.recording()) == ["room-a", "room-b"]
+    world.write("b.yaml", manifest("beta", "room-b", 202))
+    assert kinds(await world.apply()) == [("stop", "alpha", True)]
+    (ended,) = await world.store.history()
+    assert ended.end_reason is not None and ended.end_reason.startswith("stopped: manifest removed")
+
+
 async def test_removed_manifest_is_forgotten(world: World) -> None:
     world.write("a.yaml", manifest("alpha", "room-a", 101))
     await world.apply()
