@@ -132,6 +132,9 @@ class NoticeReceiver:
         claims = session is None and bool(payload.sid)
         if claims:
             session = await self._sidless(payload)
+            if session is None:  # the start's answer may have been written in between
+                session = await self._store.session_by_sid(payload.sid)
+                claims = session is None
         acts = claims or ncs.meaning(notification).effect is not ncs.Effect.NONE
         notice = Notice(
             notice_id=notification.noticeId,

@@ -9,7 +9,8 @@ changes nothing; a body over `maxBody` is 413 before it is read; a signed body t
 not a notification is 400; a notification of a sid the store does not know is kept
 settled, counted, and wakes nobody, unless a session of ours on its channel and uid
 has no sid yet (a lost start's answer): then it is kept for that session and wakes
-its owner, whatever its event, and not when two App IDs have such a session; another
+its owner, whatever its event, and not when two App IDs have such a session, nor
+taken for an unknown sid when the start's answer is written while it looks; another
 method or path is refused; the secret never appears in an answer.
 """
 
@@ -20,6 +21,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -247,6 +249,29 @@ async def test_an_unknown_sid_on_a_sidless_sessions_channel_and_uid_is_kept_for_
         ("n6", session_id),
         ("n8", starting_id),
     ]
+
+
+async def test_a_start_answer_written_while_it_looks_is_not_taken_for_an_unknown_sid(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notification of a fresh start, between the store's two looks: its sid not
+    written yet when looked up, written before the look for a sidless session. It is the
+    session's, not an unknown sid's (an exit would otherwise wait for the resync)."""
+    session_id = await a_sidless_session(rig.store, phase=Phase.STARTING)
+    sidless_on = rig.store.sidless_on
+
+    async def answer_written_first(channel: str, uid: int) -> Any:
+        await rig.store.record_outcome(session_id, sid="SID-FRESH", phase=Phase.RUNNING)
+        return await sidless_on(channel, uid)
+
+    monkeypatch.setattr(rig.store, "sidless_on", answer_written_first)
+    assert (await post(rig.url, body("n9", sid="SID-FRESH"))).status_code == 200
+    await rig.settled()
+    assert [(n.notice_id, n.session_id) for n in await rig.store.pending_notices()] == [
+        ("n9", session_id)
+    ]
+    assert rig.woken == ["app1"]
+    assert rig.counted == [("session_exit", "kept")]
 
 
 async def test_an_unknown_sid_that_two_app_ids_could_own_is_not_kept_for_either(
