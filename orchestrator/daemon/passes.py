@@ -352,7 +352,8 @@ class Passes:
     async def _refresh(self, trigger: str, apps: frozenset[str] | None) -> None:
         """Query every live session not being acted on (a resync; `apps`: of these App
         IDs only), then plan with what the answers say; runs beside passes, so
-        boundaries never wait for queries."""
+        boundaries never wait for queries, and a recording found ended has its pass
+        at once, not when the round's last query (spread over the resync) is in."""
         try:
             store = self._rt.store
             live = await self._to_query(self._owned())
@@ -361,7 +362,10 @@ class Passes:
             busy = self.busy()
             idle = [s for s in live if s.manifest not in busy]
             pace = self._pacer.pace(idle, still=self._still_mine) if self._pacer else None
-            self._query_problems = tuple(await self._rt.executor.refresh(idle, pace=pace))
+            problems = await self._rt.executor.refresh(
+                idle, pace=pace, on_exit=lambda _session: self.request(trigger)
+            )
+            self._query_problems = tuple(problems)
             await store.prune_notices(self._rt.clock() - NOTICES_KEPT)
         except StoreError as exc:
             self._health.store_failed()

@@ -27,7 +27,7 @@ from orchestrator.reconcile.calls import ActionFailed, CallOptions, SessionCalls
 from orchestrator.reconcile.notices import act_on_notices
 from orchestrator.reconcile.outbox import Outbox
 from orchestrator.reconcile.plan import Action, DesiredRecording, Plan, Stop, action_session
-from orchestrator.reconcile.refresh import Pace, refresh_sessions
+from orchestrator.reconcile.refresh import OnExit, Pace, refresh_sessions
 from orchestrator.state import SessionRecord, Store, StoreError, StoreFencedError
 
 log = structlog.get_logger("orchestrator.reconcile")
@@ -112,24 +112,35 @@ class Executor:
         return self._draining
 
     async def refresh(
-        self, sessions: Sequence[SessionRecord], *, pace: Pace | None = None
+        self,
+        sessions: Sequence[SessionRecord],
+        *,
+        pace: Pace | None = None,
+        on_exit: OnExit | None = None,
     ) -> list[str]:
         """Query every running session (and every ended one whose end is unconfirmed,
         when given); record the ones that ended and why (refresh.py). `pace` spreads
-        the queries (a resync's budget), and says whether each is still to go.
+        the queries (a resync's budget), and says whether each is still to go;
+        `on_exit` is told of each session found ended, as soon as it is recorded.
 
         Returns what could not be queried (one line per session): nothing is
         concluded about those, and the caller reports them.
         """
         unsettled = self.outbox.unsettled  # their rows are stale: nothing to query yet
         calls = self._calls
+
+        def exited(session: SessionRecord) -> None:
+            calls.exited(session)
+            if on_exit is not None:
+                on_exit(session)
+
         return await refresh_sessions(
             calls.store,
             calls.clients,
             [s for s in sessions if s.id not in unsettled],
             now=calls.now,
             limit=self._query_limit,
-            on_exit=calls.exited,
+            on_exit=exited,
             grace=calls.grace,
             pace=pace,
         )
