@@ -33,10 +33,17 @@ from typing import Any
 
 from orchestrator.daemon.listener import Page
 from orchestrator.reconcile.execute import ActionResult
-from orchestrator.reconcile.overview import Overview, Reason, RecordingStatus, Should
+from orchestrator.reconcile.overview import (
+    Overview,
+    Reason,
+    RecordingStatus,
+    Should,
+    doing_of,
+)
 from orchestrator.reconcile.plan import DesiredRecording, Plan
 from orchestrator.reconcile.timeline import Lane, describe_next, lanes
 from orchestrator.schedule import FAR_FUTURE
+from orchestrator.state import SessionRecord
 
 #: The document's schema version (`version`); fields are only added within one.
 VERSION = 1
@@ -174,6 +181,31 @@ def _recording(r: RecordingStatus, owner: str | None) -> dict[str, Any]:
     }
 
 
+def _orphan(s: SessionRecord, owner: str | None, failing: set[str]) -> dict[str, Any]:
+    """A live session that no manifest gives now: its file does not load and no version
+    of it is stored (it had literal secrets), so it is left running; or its manifest is
+    gone and its stop is due."""
+    kept = s.source_file is not None and s.source_file in failing
+    return {
+        "manifest": s.manifest,
+        "app_id": s.app_id,
+        "channel": s.channel,
+        "uid": s.uid,
+        "file": s.source_file,
+        "state": doing_of(s),
+        "session_id": s.id,
+        "sid": _short(s.sid),
+        "since": _iso(s.started_at or s.created_at),
+        "owner": owner,
+        "why": (
+            "its file does not load and no version of it is stored (it holds literal "
+            "secrets): left running as it is"
+            if kept
+            else "no manifest wants it: its stop is due"
+        ),
+    }
+
+
 def _timeline(lanes_: Sequence[Lane], now: datetime) -> list[dict[str, Any]]:
     out = []
     for lane in lanes_:
@@ -212,6 +244,8 @@ def status_document(
     recordings = list(view.recordings) if view is not None else []
     reasons = view.reasons if view is not None else {}
     files = list(view.files_failing) if view is not None else []
+    orphans = list(view.orphans) if view is not None else []
+    failing = set(view.failing_files) if view is not None else set()
     counts = {
         "manifests": len(recordings),
         "wanted": view.tally.wanted if view is not None else 0,
@@ -221,6 +255,7 @@ def status_document(
         "starting": reasons.get("starting", 0),
         "not_recording": len(view.not_recording) if view is not None else 0,
         "files_failing": len(view.failing_files) if view is not None else 0,
+        "live_without_manifest": len(orphans),
     }
     return {
         "version": VERSION,
@@ -234,6 +269,7 @@ def status_document(
         "recordings": [_recording(r, owners.get(r.app_id)) for r in recordings],
         "files_failing": [d.as_dict() for d in files],
         "problems": list(view.problems) if view is not None else [],
+        "live_without_manifest": [_orphan(s, owners.get(s.app_id), failing) for s in orphans],
         "timeline": {
             "horizon_hours": HORIZON.total_seconds() / 3600,
             "lanes": _timeline(timeline, now),
@@ -453,6 +489,20 @@ def render_html(doc: Mapping[str, Any]) -> str:
         out.append("<h2>Problems</h2><ul>")
         out.extend(f"<li>{_E(p)}</li>" for p in doc["problems"])
         out.append("</ul>")
+    if doc["live_without_manifest"]:
+        out.append(
+            "<h2>Live without a manifest</h2><div class=wrap><table id=orphans><tr>"
+            "<th>manifest</th><th>is</th><th>why</th></tr>"
+        )
+        for o in doc["live_without_manifest"]:
+            out.append(
+                f'<tr class=warn data-manifest="{_E(o["manifest"])}"><td><b>{_E(o["manifest"])}'
+                f"</b><br><small>{_E(o['channel'])} · uid {o['uid']} · <code>"
+                f"{_E(str(o['file']))}</code></small></td><td>{_E(o['state'])} (session "
+                f"{o['session_id']}, sid {_E(str(o['sid']))}, since {_t(o['since'])})</td>"
+                f"<td>{_E(o['why'])}</td></tr>"
+            )
+        out.append("</table></div>")
     out.append(
         "<h2>Recordings</h2><div class=wrap><table id=recordings><tr><th>manifest</th>"
         "<th>should</th><th>is</th><th>why not</th></tr>"

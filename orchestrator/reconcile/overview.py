@@ -110,14 +110,7 @@ class RecordingStatus:
     @property
     def doing(self) -> str:
         """What it is doing, in a word: recording, starting, stopping, unmanageable, idle."""
-        s = self.session
-        if s is None:
-            return "idle"
-        if s.phase in _RECORDING:
-            return "recording"
-        if s.phase in (Phase.ACQUIRING, Phase.STARTING):
-            return "starting"
-        return s.phase.value  # stopping, unmanageable
+        return doing_of(self.session)
 
     @property
     def not_recording(self) -> bool:
@@ -159,6 +152,18 @@ class Tally:
     not_recording: tuple[RecordingStatus, ...] = ()
     # Per App ID present: (wanted, recording, not recording by reason). Read only.
     by_app: Mapping[str, tuple[int, int, Counter[str]]] = dataclasses.field(default_factory=dict)
+
+
+def doing_of(session: SessionRecord | None) -> str:
+    """What a live session (None: none) is doing, in a word: recording, starting,
+    stopping, unmanageable, idle."""
+    if session is None:
+        return "idle"
+    if session.phase in _RECORDING:
+        return "recording"
+    if session.phase in (Phase.ACQUIRING, Phase.STARTING):
+        return "starting"
+    return session.phase.value  # stopping, unmanageable
 
 
 def _tally(recordings: tuple[RecordingStatus, ...]) -> Tally:

@@ -586,6 +586,7 @@ STATUS_SCHEMA: dict[str, Any] = {
                         "starting",
                         "not_recording",
                         "files_failing",
+                        "live_without_manifest",
                     )
                 }
             ),
@@ -605,6 +606,21 @@ STATUS_SCHEMA: dict[str, Any] = {
                 ),
             },
             "problems": {"type": "array", "items": {"type": "string"}},
+            "live_without_manifest": {
+                "type": "array",
+                "items": strict(
+                    {
+                        "manifest": {"type": "string", "minLength": 1},
+                        "app_id": {"type": "string", "minLength": 1},
+                        "channel": {"type": "string", "minLength": 1},
+                        "uid": {"type": "integer", "minimum": 1},
+                        "file": MAYBE_STRING,
+                        "state": {"enum": ["recording", "starting", "stopping", "unmanageable"]},
+                        **LIVE_SESSION,
+                        "why": {"type": "string", "minLength": 1},
+                    }
+                ),
+            },
             "timeline": strict(
                 {
                     "horizon_hours": {"const": 24},
@@ -750,6 +766,7 @@ async def test_the_json_endpoint_matches_its_schema_and_the_html_needs_no_script
         "starting": 0,
         "not_recording": 1,
         "files_failing": 0,
+        "live_without_manifest": 0,
     }
     assert doc["ok"] is False and doc["ready"] is True
     (session,) = live_recordings(daemon_env.cli)

@@ -1,13 +1,15 @@
 """The status page's document and HTML (daemon/statuspage.py), from a real overview.
 
 Covers: the counts and verdict from an overview (a recording, one waiting, one failing
-to start, a file that does not load); each recording's should/doing/why; every text
+to start, a file that does not load, live sessions no manifest gives); each
+recording's should/doing/why; every text
 escaped in the HTML (a manifest name or an error holding markup never becomes markup);
 the action log keeps the last 50, newest first; the page loads nothing but itself.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -86,6 +88,10 @@ def view() -> Overview:
             ),
         ),
         files_failing=(Diagnostic("r/broken.yaml", 4, 7, "schedule", f"unknown key {EVIL}"),),
+        orphans=(
+            session(id=5, manifest=EVIL, channel="lit", source_file="r/broken.yaml"),
+            session(id=6, manifest="gone", phase=Phase.STOPPING, source_file="r/gone.yaml"),
+        ),
     )
 
 
@@ -114,6 +120,7 @@ def test_counts_verdict_and_rows() -> None:
         "starting": 0,
         "not_recording": 1,
         "files_failing": 1,
+        "live_without_manifest": 2,
     }
     lobby, standup, evil = doc["recordings"]  # type: ignore[misc]
     assert lobby["should"]["text"] == "record (always)" and lobby["ok"] is True
@@ -122,6 +129,19 @@ def test_counts_verdict_and_rows() -> None:
     assert standup["should"]["state"] == "wait" and "12:00:00 UTC" in standup["should"]["text"]
     assert standup["doing"] == {"state": "idle"} and standup["ok"] is True
     assert evil["ok"] is False and evil["why"]["reason"] == "failing"
+    # Live without a manifest: kept (its file does not load, nothing stored), or going.
+    kept, gone = doc["live_without_manifest"]  # type: ignore[misc]
+    assert (kept["manifest"], kept["file"], kept["state"], kept["session_id"]) == (
+        EVIL,
+        "r/broken.yaml",
+        "recording",
+        5,
+    )
+    assert "file does not load" in kept["why"] and kept["owner"] == "host:1"
+    assert (gone["state"], gone["why"]) == ("stopping", "no manifest wants it: its stop is due")
+    page = render_html(doc)
+    assert "<h2>Live without a manifest</h2>" in page
+    assert f'data-manifest="{html.escape(EVIL)}"' in page and EVIL not in page
     assert doc["apps"] == [
         {
             "app_id": "A",
