@@ -161,6 +161,7 @@ def desired_from(
         known_good,
         unreadable=loaded.unreadable,
     )
+    problems.extend(wanted.file_errors)
     problems.extend(map(general, wanted.problems))
     return wanted, problems
 

@@ -86,7 +86,6 @@ class Health:
         *,
         owns: str,
         app_ids: frozenset[str],
-        invalid_files: int,
     ) -> None:
         """A pass has finished: the summary, STATUS= and the metrics of its outcome."""
         self.overview = view
@@ -101,7 +100,7 @@ class Health:
         if self._metrics is not None:
             self._metrics.set_sessions(dict(phases))
             self._metrics.set_untracked(len(view.untracked))
-            self._metrics.set_manifests(invalid_files, dict(held))
+            self._metrics.set_manifests(len(view.failing_files), dict(held))
             self._metrics.set_recordings(counts_by_app(view, app_ids))
             for r in result.results:
                 self._metrics.observe_action(r.action.kind.value, r.ok)

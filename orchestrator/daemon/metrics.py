@@ -198,7 +198,7 @@ class Metrics:
         )
         self._manifests_failing = gauge(
             "orchestrator_manifests_failing",
-            "Manifest files or manifests that currently fail to load.",
+            "Manifest files (or paths) that currently fail to load, as /readyz counts them.",
         )
         self._manifests_held = gauge(
             "orchestrator_manifests_held",

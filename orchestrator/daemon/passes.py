@@ -287,7 +287,6 @@ class Passes:
             view,
             owns=self._describe_owner(),
             app_ids=self._rt.app_ids if owned is None else owned,
-            invalid_files=len(self._reloader.desired.invalid_files),
         )
         log.info(
             "reconcile.pass",
@@ -331,7 +330,7 @@ class Passes:
             actual,
             the_plan,
             now,
-            files_failing=self._reloader.file_errors,
+            files_failing=(*self._reloader.file_errors, *desired.file_errors),
             problems=desired.problems,
             untracked=untracked(actual.latest_ended, actual.live),
             memo=self._overviews,

@@ -243,7 +243,7 @@ class Reloader:
             self._snapshot_due.set()
         self.file_errors = tuple(loaded.errors)
         self._log_diagnostics(loaded, first=trigger == "start")
-        for problem in desired.problems:
+        for problem in (*(d.text() for d in desired.file_errors), *desired.problems):
             log.warning("manifests.problem", problem=problem)
         log.info(
             "manifests.reloaded",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.manifest.loader import LoadedManifest, LoadResult
 from orchestrator.manifest.model import Manifest
 from orchestrator.reconcile.execute import ActionResult, Executor
@@ -65,6 +66,9 @@ class Desired:
     # Names whose last known good version has to stand in but was given without its
     # document (the daemon's index): build again with them (`known_good(names)`).
     wanting: tuple[str, ...] = ()
+    # Errors of files that loaded but contribute nothing (an unknown app profile): files
+    # failing to load as much as those whose errors the load found.
+    file_errors: tuple[Diagnostic, ...] = ()
 
     def kept(self) -> Desired:
         """What a long-lived holder keeps of this build: not the versions to store (on
@@ -150,6 +154,7 @@ class DesiredCache:
             and loaded.failed_files == previous.invalid_files
             and loaded.unreadable == previous.unreadable
             and not previous.problems
+            and not previous.file_errors
         ):
             patched = self._patch(previous, loaded, app_ids, known_good)
             if patched is not None:
@@ -239,20 +244,18 @@ def invalid_files(
     loaded: Sequence[LoadedManifest],
     app_ids: Mapping[str, str],
     failed_files: frozenset[str] = frozenset(),
-) -> tuple[frozenset[str], list[str]]:
+) -> tuple[frozenset[str], tuple[Diagnostic, ...]]:
     """Files that failed to load or hold a manifest naming an unknown app profile (a
-    file with any problem contributes nothing), and the problems of the latter."""
+    file with any problem contributes nothing), and the errors of the latter."""
     invalid = set(failed_files)
-    problems = []
+    errors = []
     for item in loaded:
         if item.manifest.app not in app_ids:
             invalid.add(item.file)
             known = ", ".join(sorted(app_ids)) or "none configured"
-            problems.append(
-                f"{item.file}:{item.line}:{item.column}: app: unknown app profile "
-                f"{item.manifest.app!r} (known: {known})"
-            )
-    return frozenset(invalid), problems
+            message = f"unknown app profile {item.manifest.app!r} (known: {known})"
+            errors.append(Diagnostic(item.file, item.line, item.column, "app", message))
+    return frozenset(invalid), tuple(errors)
 
 
 def desired_recordings(
@@ -273,7 +276,8 @@ def desired_recordings(
     documents only for the versions that stand in (those missing are `wanting`): for
     the others the name, file and spec hash tell whether to store a new version.
     """
-    failing, problems = invalid_files(loaded, app_ids, failed_files)
+    failing, file_errors = invalid_files(loaded, app_ids, failed_files)
+    problems: list[str] = []
     invalid = set(failing)
     kept = known_good or {}
     if unreadable:  # what was loaded from there before failed to load now
@@ -350,6 +354,7 @@ def desired_recordings(
         forget,
         unreadable,
         tuple(wanting),
+        file_errors,
     )
 
 

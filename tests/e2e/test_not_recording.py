@@ -3,9 +3,10 @@
 Covers: a start that fails before any call (an unset secret) shows in `status` (text
 and JSON, exit 1) with its last error and next attempt, in `plan` (held back in
 backoff; `--detailed-exitcode` 2, never "everything is as desired"); a file that
-does not load shows in `status` with its file, line and column; the daemon's
-`/readyz` detail and JSON, its metrics and its STATUS= line say the same; nothing
-of it carries a secret value.
+does not load shows in `status` with its file, line and column, and so does one that
+names an unknown app profile; the daemon's `/readyz` detail and JSON, its metrics and
+its STATUS= line say the same (and count the same files failing); nothing of it
+carries a secret value.
 """
 
 from __future__ import annotations
@@ -85,20 +86,31 @@ async def test_status_names_the_file_that_does_not_load(cli_env: CliEnv) -> None
         "name: gamma\napp: main\nchannel: room-c\nuid: 0\nmode: mix\nschedule: always\n",
         encoding="utf-8",
     )
+    (cli_env.manifests / "other.yaml").write_text(
+        "name: delta\napp: mian\nchannel: room-d\nuid: 4\nmode: mix\nschedule: always\n",
+        encoding="utf-8",
+    )
     status = await cli_env.run("status", "--config", str(cli_env.config))
     assert status.code == 1
     assert "Failing to load" in status.stdout
     assert "bad.yaml:4:6: error: uid:" in status.stdout
+    # A file that names an unknown app profile does not load either, and is counted so.
+    assert "other.yaml:1:1: error: app: unknown app profile 'mian'" in status.stdout
+    assert "2 file(s) failing to load" in status.stdout
 
 
 async def test_the_daemon_reports_what_is_not_recording(daemon_env: DaemonEnv) -> None:
     failing_manifest(daemon_env.cli, "alpha", "room-a", 101)
     write_manifest(daemon_env.cli, "beta", "room-b", 102)
+    (daemon_env.cli.manifests / "other.yaml").write_text(
+        "name: delta\napp: mian\nchannel: room-d\nuid: 4\nmode: mix\nschedule: always\n",
+        encoding="utf-8",
+    )
     daemon = await daemon_env.start()
     assert daemon.notify is not None
     try:
         ready_status = await daemon.notify.wait_for("READY", "1")
-        assert "2 wanted, 1 recording, 1 not recording: alpha (failing)" in (
+        assert "2 wanted, 1 recording, 1 not recording: alpha (failing), 1 failing to load" in (
             ready_status.get("STATUS", "")
         )
         url = await daemon.metrics_url()
@@ -112,6 +124,10 @@ async def test_the_daemon_reports_what_is_not_recording(daemon_env: DaemonEnv) -
         assert missing["manifest"] == "alpha" and missing["reason"] == "failing"
         assert "UNSET_TOKEN_VARIABLE" in missing["last_error"]
         assert missing["next_attempt"]
+        # The unknown app profile: a file failing to load, as the metric counts it too.
+        (other,) = body["files_failing"]
+        assert (other["field"], other["line"]) == ("app", 1) and "'mian'" in other["message"]
+        assert "orchestrator_manifests_failing 1.0" in metrics
         app_id = daemon_env.cli.emulator.app_id
         assert f'orchestrator_recordings_wanted{{app_id="{app_id}"}} 2.0' in metrics
         assert f'orchestrator_recordings_live{{app_id="{app_id}"}} 1.0' in metrics
