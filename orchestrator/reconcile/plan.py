@@ -355,10 +355,8 @@ def _plan_rollover(
         # (rolloverLead 2h, resourceExpiredHour 1) would otherwise replace every
         # session as soon as it started, in a loop.
         due = max(due, current.started_at + (expires - current.started_at) / 2)
-    message = (
-        f"rolls over at {due.isoformat()} (its token or resource ID expires at "
-        f"{expires.isoformat()})"
-    )
+    # The note's `until` is the time it rolls over (shown after the message).
+    message = f"its token or resource ID expires at {expires.isoformat()}: it rolls over"
     if p.waits(due, NoteKind.ROLLOVER_DUE, d.name, message, current.id):
         return
     # A successor that failed is tried again with the restart backoff, the predecessor

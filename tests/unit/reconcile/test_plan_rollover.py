@@ -79,6 +79,14 @@ def test_before_the_lead_nothing_happens_and_the_rollover_is_upcoming() -> None:
     assert upcoming.kind is NoteKind.ROLLOVER_DUE
     assert upcoming.until == NOW + timedelta(minutes=20)
     assert result.wake_at == NOW + timedelta(minutes=20)
+    # The message says why; the time it rolls over is `until`, shown after it once.
+    expires = session().join_expires_at
+    assert expires is not None
+    assert (
+        upcoming.message
+        == f"its token or resource ID expires at {expires.isoformat()}: it rolls over"
+    )
+    assert upcoming.until.isoformat() not in upcoming.message
 
 
 def test_at_the_lead_a_successor_is_started_on_the_other_uid() -> None:
