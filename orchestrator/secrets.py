@@ -347,13 +347,13 @@ def _resolve(
     environ: dict[str, str] | None,
     credentials_dir: str | None,
 ) -> str:
-    if isinstance(ref, LiteralSecret):
-        return ref.value
+    if isinstance(ref, LiteralSecret):  # from the environment, it may not be UTF-8 either
+        return _utf8(ref.value, "the literal secret")
     if isinstance(ref, EnvSecret):
         env = os.environ if environ is None else environ
         if ref.env not in env:
             raise SecretError(f"environment variable {ref.env} is not set")
-        return env[ref.env]
+        return _utf8(env[ref.env], f"environment variable {ref.env}")
     if isinstance(ref, FileSecret):
         path = Path(ref.file)
     else:
@@ -366,7 +366,24 @@ def _resolve(
             )
         path = Path(directory) / ref.credential
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise SecretError(f"{ref.describe()}: cannot read {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # The codec's message quotes the offending byte: a byte of the secret.
+        raise SecretError(f"{ref.describe()}: {path} is not UTF-8 text") from None
     return text[:-1] if text.endswith("\n") else text
+
+
+def _utf8(value: str, what: str) -> str:
+    """`value` if it is text that can be sent. Python decodes the environment with
+    `surrogateescape`, so bytes that are not UTF-8 arrive as lone surrogates, and the
+    first encoder to meet them (an HTTP header, a JSON body) would fail far from here
+    with a message showing where in the secret they are."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SecretError(f"{what} is not UTF-8 text") from None
+    return value

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -133,6 +134,49 @@ async def test_apply_exits_1_when_an_action_fails(cli_env: CliEnv) -> None:
     result = await cli_env.run("apply", "--config", str(cli_env.config))
     assert result.code == 1
     assert "FAILED" in result.stdout
+
+
+NOT_UTF8 = b"\xff\xfeSECRET"
+
+
+@pytest.mark.parametrize("source", ["file", "credential", "env"])
+async def test_a_secret_that_is_not_utf8_fails_the_start_with_a_reason(
+    cli_env: CliEnv, source: str
+) -> None:
+    """Defect: a `{file: ...}` secret holding bytes that are not UTF-8 crashed the
+    start with a UnicodeDecodeError and a traceback showing a byte of the secret, and
+    `status` then called it "starting". It is an unresolvable secret like any other."""
+    env = dict(cli_env.env)
+    credentials = cli_env.root / "credentials"
+    credentials.mkdir()
+    if source == "file":
+        (cli_env.root / "bin.txt").write_bytes(NOT_UTF8)
+        reference = f"{{file: {cli_env.root / 'bin.txt'}}}"
+    elif source == "credential":
+        (credentials / "s3-key").write_bytes(NOT_UTF8)
+        env["CREDENTIALS_DIRECTORY"] = str(credentials)
+        reference = "{credential: s3-key}"
+    else:
+        env["S3_KEY"] = os.fsdecode(NOT_UTF8)  # the child gets the raw bytes back
+        reference = "{env: S3_KEY}"
+    write_manifest(cli_env, "e3", "room-e", 303)
+    manifest = cli_env.manifests / "e3.yaml"
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(text.replace("{env: S3_KEY}", reference), encoding="utf-8")
+
+    applied = await cli_env.run("apply", "--config", str(cli_env.config), env=env)
+    assert applied.code == 1, applied.stdout + applied.stderr
+    assert re.search(
+        r"FAILED start +e3: cannot resolve a secret: .* is not UTF-8 text$", applied.stdout, re.M
+    )
+    assert "Traceback" not in applied.stderr and "crashed" not in applied.stderr
+    status = await cli_env.run("status", "--config", str(cli_env.config), "--format", "json")
+    assert status.code == 1
+    [e3] = json.loads(status.stdout)["recordings"]
+    assert e3["reason"] == "failing", e3
+    assert "is not UTF-8 text" in e3["last_error"]
+    for output in (applied.stdout, applied.stderr, status.stdout, status.stderr):
+        assert "SECRET" not in output and "0xff" not in output and "\\xff" not in output
 
 
 async def test_broken_config_is_a_positioned_error(cli_env: CliEnv) -> None:

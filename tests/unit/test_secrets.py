@@ -8,12 +8,16 @@ secret in (`secret_forms`: JSON-escaped with and without `ensure_ascii`, URL-enc
 by `quote` and `quote_plus`; `basic_credential_forms`: the base64 of the credential
 pair, standard or URL-safe, padded or not), remembered once a value is resolved and
 masked by `mask_secrets`, longest first, the customer ID alone left as it is.
+A secret that is not UTF-8 text, from any source, is a `SecretError` naming the
+reference and none of its bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -22,7 +26,12 @@ import structlog
 from orchestrator.logging import configure_logging
 from orchestrator.secrets import (
     SECRET_KEYS,
+    CredentialSecret,
     EnvSecret,
+    FileSecret,
+    LiteralSecret,
+    SecretError,
+    SecretRef,
     basic_credential_forms,
     is_secret_key,
     mask_secrets,
@@ -130,3 +139,34 @@ def test_extra_values_are_masked_in_every_form_without_being_remembered() -> Non
     assert mask_secrets(quote_plus(extra), [extra]) == "***"
     assert extra not in masked_forms()
     assert mask_secrets("abc", ["abc"]) == "abc"  # too short to be worth masking
+
+
+NOT_UTF8 = b"\xff\xfeSECRET"
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        (FileSecret(file="bin.txt"), "file:bin.txt: bin.txt is not UTF-8 text"),
+        (
+            CredentialSecret(credential="bin.txt"),
+            "credential:bin.txt: {dir}/bin.txt is not UTF-8 text",
+        ),
+        (EnvSecret(env="BINARY"), "environment variable BINARY is not UTF-8 text"),
+        (LiteralSecret(value=os.fsdecode(NOT_UTF8)), "the literal secret is not UTF-8 text"),
+    ],
+    ids=["file", "credential", "env", "literal"],
+)
+def test_a_secret_that_is_not_utf8_names_its_reference_and_no_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ref: SecretRef, message: str
+) -> None:
+    """Defect: a file holding `\\xff\\xfe...` raised UnicodeDecodeError, whose message
+    quotes the byte; from the environment the bytes arrive as surrogates that the first
+    encoder refuses, as far away as an HTTP header."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bin.txt").write_bytes(NOT_UTF8)
+    environ = {"BINARY": os.fsdecode(NOT_UTF8)}
+    with pytest.raises(SecretError) as raised:
+        resolve_secret(ref, environ=environ, credentials_dir=str(tmp_path))
+    assert str(raised.value) == message.format(dir=tmp_path)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
