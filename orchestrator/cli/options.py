@@ -1,15 +1,20 @@
 """The options several commands share, declared once: where the config, the manifests
 and the store are (`sources`), the instant a command judges schedules at (`at_option`,
-read back by `as_of`), and the text-or-JSON output format.
+read back by `as_of`), the text-or-JSON output format, and the option types that bound
+a value before any command sees it (`HORIZON`, `LIMIT`).
 
-It must never import a heavy module (pydantic, the manifest model, the store): every
-command's `--help` imports it.
+A value out of range must never reach a command: it is click's usage error (exit 2,
+one line), not a traceback from the schedule or the store far below.
+
+It must never import a heavy module (pydantic, the manifest model, the store) at import
+time: every command's `--help` imports it. The bounds are the schedule module's, read
+when a value is converted (the command imports that module anyway).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,15 +57,86 @@ def sources(command: _Command) -> _Command:
     return CONFIG(MANIFESTS(STATE(command)))
 
 
+class _Instant(click.DateTime):
+    """An instant (ISO 8601, or a date; naive means UTC) within the span schedules are
+    computed over, `FAR_PAST` to `FAR_FUTURE`: a window, a horizon or a clash search
+    around an instant outside it would leave the range of `datetime`."""
+
+    def __init__(self) -> None:
+        super().__init__(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        from orchestrator.schedule import FAR_FUTURE, FAR_PAST
+
+        at = super().convert(value, param, ctx)
+        # Compared, not converted: an offset near the ends of `datetime` cannot overflow.
+        if not FAR_PAST <= as_of(at) < FAR_FUTURE:
+            last = (FAR_FUTURE - timedelta(days=1)).date()
+            self.fail(
+                f"{value} is out of range: schedules are computed from {FAR_PAST.date()} "
+                f"to {last} (UTC)",
+                param,
+                ctx,
+            )
+        return at
+
+
 def at_option(what: str) -> Callable[[_Command], _Command]:
     """`--at`, an instant (ISO 8601, or a date) passed as `at`; `what` says what it is for."""
     return click.option(
         "--at",
         "at",
-        type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+        type=_Instant(),
         default=None,
-        help=f"{what} (default: now; naive means UTC).",
+        help=f"{what} (default: now; naive means UTC; from 1970-01-01 to 8999-12-31).",
     )
+
+
+class _Horizon(click.ParamType[timedelta]):
+    """A duration (the manifests' grammar) no longer than a schedule can be expanded
+    over at once (`MAX_CRON_RANGE`), as a `timedelta`."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        from orchestrator.manifest.scalars import parse_duration
+        from orchestrator.schedule import MAX_CRON_RANGE
+
+        try:
+            span = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if span > MAX_CRON_RANGE:
+            self.fail(
+                f"{value} is longer than {MAX_CRON_RANGE.days}d, the most a schedule spans",
+                param,
+                ctx,
+            )
+        return span
+
+
+HORIZON = click.option(
+    "--horizon",
+    type=_Horizon(),
+    default="24h",
+    show_default=True,
+    help="How far the timeline reaches (at most 3660d).",
+)
+
+LIMIT = click.option(
+    "--limit",
+    # A store reads a negative limit as "all of them"; the command line does not offer it.
+    type=click.IntRange(0, 1_000_000),
+    default=20,
+    show_default=True,
+    help="How many ended sessions to show (0 to 1000000).",
+)
 
 
 def as_of(at: datetime | None) -> datetime:

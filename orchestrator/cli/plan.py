@@ -40,7 +40,7 @@ from orchestrator.cli.context import (
     writer,
     writer_desired,
 )
-from orchestrator.cli.options import FORMAT, as_of, at_option, sources
+from orchestrator.cli.options import FORMAT, HORIZON, as_of, at_option, sources
 
 if TYPE_CHECKING:
     from orchestrator.manifest.diagnostics import Diagnostic
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 @cli.command("plan")
 @sources
 @at_option("Plan as of this instant")
-@click.option("--horizon", default="24h", show_default=True, help="How far the timeline reaches.")
+@HORIZON
 @FORMAT
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when there are actions to take, 0 when none."
@@ -67,16 +67,15 @@ def plan_command(
     manifests_dir: Path | None,
     state_url: str | None,
     at: datetime | None,
-    horizon: str,
+    horizon: timedelta,
     fmt: str,
     detailed_exitcode: bool,
     offline: bool,
 ) -> None:
     """Show what a reconcile would do now, and the coming starts and stops."""
-    span = _parse_duration(horizon)
     try:
         code, changes = asyncio.run(
-            _plan(config_path, manifests_dir, state_url, as_of(at), span, fmt, offline)
+            _plan(config_path, manifests_dir, state_url, as_of(at), horizon, fmt, offline)
         )
     except (Failure, Busy) as exc:
         fail(exc)
@@ -84,15 +83,6 @@ def plan_command(
     if code == 0 and detailed_exitcode and changes:
         code = 2
     sys.exit(code)
-
-
-def _parse_duration(value: str) -> timedelta:
-    from orchestrator.manifest.model import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 async def _plan(

@@ -30,7 +30,7 @@ from orchestrator.cli.context import (
     read_manifests,
     when,
 )
-from orchestrator.cli.options import FORMAT, as_of, at_option, sources
+from orchestrator.cli.options import FORMAT, LIMIT, as_of, at_option, sources
 
 if TYPE_CHECKING:
     from orchestrator.reconcile.overview import Overview, RecordingStatus
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 @cli.command("status")
 @sources
 @FORMAT
-@click.option("--limit", default=20, show_default=True, help="How many ended sessions to show.")
+@LIMIT
 @at_option("Judge the schedules at this instant")
 def status_command(
     config_path: Path | None,
