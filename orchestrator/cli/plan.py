@@ -128,13 +128,21 @@ async def _plan(
 
 
 def _missing_store(url: str) -> bool:
+    """Whether `url` names an SQLite file that is not there. Raises Failure where that
+    cannot be told (a directory on its path that may not be searched): an unknown
+    store is not an empty one, as for every command that opens it."""
     from orchestrator.state import StoreError
+    from orchestrator.state.sqlite_file import exists
     from orchestrator.state.store import sqlite_path_from_url
 
     try:
-        return not sqlite_path_from_url(url).exists()
+        path = sqlite_path_from_url(url)
     except StoreError:
         return False  # not a SQLite URL: opening it reports the problem
+    try:
+        return not exists(path)
+    except StoreError as exc:
+        raise Failure(str(exc)) from None
 
 
 async def _observe_for_plan(

@@ -375,8 +375,12 @@ def _as_unprivileged(args: list[str]) -> list[str]:
 
 
 async def _apply_unprivileged(cli_env: CliEnv) -> Completed:
+    return await _run_unprivileged(cli_env, "apply", "--config", str(cli_env.config))
+
+
+async def _run_unprivileged(cli_env: CliEnv, *args: str) -> Completed:
     process = await asyncio.create_subprocess_exec(
-        *_as_unprivileged(cli_env.args("apply", "--config", str(cli_env.config))),
+        *_as_unprivileged(cli_env.args(*args)),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=cli_env.env,
@@ -415,6 +419,29 @@ async def test_what_cannot_be_read_is_never_taken_as_removed(cli_env: CliEnv, wh
     assert "cannot" in result.stdout.lower() or "not" in result.stdout.lower()
     assert not cli_env.emulator.emu.requests("stop")
     assert len(live_recordings(cli_env)) == 2
+
+
+@pytest.mark.parametrize(
+    "command", [("plan", "--offline"), ("plan",), ("status",), ("apply",)], ids=" ".join
+)
+async def test_a_state_directory_that_cannot_be_searched_is_one_error_line(
+    cli_env: CliEnv, command: tuple[str, ...]
+) -> None:
+    """Defect: `plan --offline` looked for the store with a bare `exists()` and printed
+    a PermissionError traceback where the other commands said what they cannot do; an
+    unknown store is not a missing one (planned from an empty state) either."""
+    state = cli_env.state_db.parent
+    state.chmod(0)
+    try:
+        result = await _run_unprivileged(cli_env, *command, "--config", str(cli_env.config))
+    finally:
+        state.chmod(0o755)
+    assert result.code == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot look for state store {cli_env.state_db}: Permission denied"
+    )
+    assert "planned from an empty state" not in result.stdout
 
 
 PROBED_CLI = """
