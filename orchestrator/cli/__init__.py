@@ -3,7 +3,12 @@
 Exit codes are part of the interface (README and docs/cli.md): 0 success, 1 a failure
 the command was asked to find (invalid manifests, failed actions), 2 usage (and
 `plan --detailed-exitcode`: changes), 3 another process holds the state store, 130 a
-command stopped by Ctrl-C (`run` and `emulator` stop cleanly on it: 0).
+command stopped by Ctrl-C (`run` and `emulator` stop cleanly on it: 0), 141 its reader
+went away (a broken pipe).
+
+A failed write of the output (a full disk: one `error: cannot write output` line and
+exit 1; a closed pipe: nothing and 141) is answered in `main`, for every command: a
+traceback must never be what a command leaves behind.
 
 A command's module is imported only when that command runs (`COMMANDS`): `validate`
 in CI must not pay for asyncio, the store or the emulator's command. `--help`, an
@@ -13,13 +18,20 @@ them all, so they list every command as if all were imported up front.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import io
+import os
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from orchestrator import __version__
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 COMMANDS: Mapping[str, str] = {
     "apply": "orchestrator.cli.reconcile",
@@ -81,5 +93,58 @@ def echo_error(problem: object) -> None:
     click.echo("\n".join(f"error: {line}" for line in lines), err=True)
 
 
+BROKEN_PIPE = 141
+"""The exit code of a command whose reader went away (`orchestrator validate | head -1`):
+128 + SIGPIPE, as a shell reports a Unix tool that the signal ended."""
+
+
+class OutputError(Exception):
+    """A write to stdout failed. Not an OSError: nothing that handles a file's or a
+    socket's errors may take it for one of its own (click's handler of a broken pipe
+    included), so it reaches `main` whatever the command was doing."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(cause.strerror or str(cause))
+        self.errno = cause.errno
+
+
+class _Stdout(io.FileIO):
+    """File descriptor 1, its failed writes raised as OutputError."""
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise OutputError(exc) from None
+
+
+def _guard_stdout() -> None:
+    """Put `_Stdout` under `sys.stdout`, buffered and encoded as Python set it up."""
+    stream = sys.stdout
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # no stdout at all, or one a caller put there: nothing to guard
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(_Stdout(fd, "wb", closefd=False)),
+        encoding=stream.encoding,
+        errors=stream.errors,
+        line_buffering=bool(stream.line_buffering),
+    )
+
+
 def main() -> None:
-    cli(prog_name="orchestrator")
+    _guard_stdout()
+    try:
+        try:
+            cli(prog_name="orchestrator")
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # what is still buffered fails here, where it is answered
+    except OutputError as exc:
+        # What is left in the buffers goes nowhere, not into a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if exc.errno == errno.EPIPE:
+            sys.exit(BROKEN_PIPE)  # quietly: whoever reads has all it wanted
+        echo_error(f"cannot write output: {exc}")
+        sys.exit(1)
