@@ -374,7 +374,12 @@ def _is_section(annotation: Any) -> bool:
 
 
 def _paths(data: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    if isinstance(data, dict) and data:
+    """The paths of the values the environment sets, each one that `_merge` replaces
+    whole: the keys of a section are followed, those inside a value never. A secret
+    reference is one value, and a key in it may be a secret pasted where its form
+    belongs: named in a variable (`..._CUSTOMER_SECRET__SUP3R_S3CRET_KEY`), it would
+    be shown in every error about it."""
+    if isinstance(data, dict) and data and _is_section(annotation_at(Config, prefix)):
         return [p for k, v in data.items() for p in _paths(v, (*prefix, str(k)))]
     return [prefix]
 

@@ -729,9 +729,13 @@ def test_literal_secret_warning_goes_to_stderr_before_logging_is_configured(
 # hostile files: bounded time, one clear line, no traceback, no secret value
 
 
-def _cli(path: Path, *, warnings: bool = False) -> subprocess.CompletedProcess[str]:
-    """`orchestrator plan --offline --config PATH` as a process, bounded in time."""
+def _cli(
+    path: Path, *, warnings: bool = False, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`orchestrator plan --offline --config PATH` as a process, bounded in time, with
+    no ORCHESTRATOR_ variable but those of `environ`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env.update(environ or {})
     if warnings:
         env["PYTHONWARNINGS"] = "default"  # a library warning must not leak either
     return subprocess.run(
@@ -992,6 +996,48 @@ def test_no_config_error_quotes_a_secret(tmp_path: Path, tail: str, expected: st
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: {path}{expected}"), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variables", "where"),
+    [
+        (
+            {"ORCHESTRATOR_APPS__MAIN__CUSTOMER_SECRET": '{"Sup3rS3cretKey": "x"}'},
+            "environment variable ORCHESTRATOR_APPS__MAIN__CUSTOMER_SECRET",
+        ),
+        (
+            {"ORCHESTRATOR_APPS__MAIN__CUSTOMER_SECRET": '{"env": "A", "Sup3rS3cretKey": "x"}'},
+            "environment variable ORCHESTRATOR_APPS__MAIN__CUSTOMER_SECRET",
+        ),
+        # Nested into the reference, the variable's own name carries the key.
+        (
+            {"ORCHESTRATOR_APPS__MAIN__CUSTOMER_SECRET__SUP3R_S3CRET_KEY": "x"},
+            "environment variable ORCHESTRATOR_APPS__MAIN__CUSTOMER_SECRET",
+        ),
+        ({}, "{path}:5:22"),
+    ],
+    ids=["json", "json-with-a-form", "nested", "file"],
+)
+def test_a_key_in_a_secret_reference_is_never_shown_from_the_environment_either(
+    tmp_path: Path, variables: dict[str, str], where: str
+) -> None:
+    """Defect: from the environment, the unknown key became part of the variable named
+    in the error (`..._CUSTOMER_SECRET__SUP3R_S3CRET_KEY`), where the file's error
+    names none."""
+    text = (
+        MINIMAL_APP
+        if variables
+        else MINIMAL_APP.replace("{file: secret.txt}", "{Sup3rS3cretKey: x}")
+    )
+    path = write(tmp_path, text)
+    result = _cli(path, environ=variables)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "s3cret" not in (result.stderr + result.stdout).lower()
+    assert result.stderr.splitlines() == [
+        f"error: {where.format(path=path)}: apps.main.customerSecret: unknown key in a "
+        f"secret reference: a secret is {SECRET_FORMS}"
+    ]
 
 
 def test_duplicate_keys_never_show_values(tmp_path: Path) -> None:
