@@ -68,7 +68,7 @@ from orchestrator.config_sections import (
     StateSection,
 )
 from orchestrator.errors import OrchestratorError
-from orchestrator.manifest.diagnostics import locate
+from orchestrator.manifest.diagnostics import SECRET_FORMS, locate
 from orchestrator.manifest.reading import (
     MAX_ALIAS_NODES,
     MAX_DEPTH,
@@ -167,13 +167,33 @@ class Config(BaseModel):
     _file: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _lead_fits_token_lifetimes(self) -> Self:
+    def _rules_across_keys(self) -> Self:
+        """The rules between keys, every one checked in one go: they do not depend on
+        each other, and one reported at a time would show the next only once it is
+        fixed. (A key that fails its own check stops them all: they need valid values.)"""
+        rules = Rules()
+        self._notifications_signed(rules)
+        self._lead_fits_token_lifetimes(rules)
+        self._one_listener_per_port(rules)
+        rules.raise_if_any()
+        return self
+
+    def _notifications_signed(self, rules: Rules) -> None:
+        """The receiver verifies every notification's signature with the secret:
+        without one it could verify none."""
+        if self.notifications.address is not None and self.notifications.secret is None:
+            rules.add(
+                ("notifications", "secret"),
+                "required when address is set: the secret NCS signs notifications with, "
+                f"{SECRET_FORMS}",
+            )
+
+    def _lead_fits_token_lifetimes(self, rules: Rules) -> None:
         """A successor must start before its predecessor's token expires, with its own
         token not due yet: the lead is less than half of every minted token's lifetime.
 
         The error is placed at `reconcile.rolloverLead` when it was given (the file or
         the environment), otherwise at the profile's `tokenLifetime`."""
-        rules = Rules()
         lead = self.reconcile.rollover_lead
         lead_given = "rollover_lead" in self.reconcile.model_fields_set
         for name, profile in self.apps.items():
@@ -185,22 +205,16 @@ class Config(BaseModel):
                 f"reconcile.rolloverLead ({show_duration(lead)}) must be less than half of "
                 f"apps.{name}.tokenLifetime ({show_duration(profile.token_lifetime)})",
             )
-        rules.raise_if_any()
-        return self
 
-    @model_validator(mode="after")
-    def _one_listener_per_port(self) -> Self:
+    def _one_listener_per_port(self, rules: Rules) -> None:
         """The notification receiver and the metrics endpoint are two listeners: they
         cannot bind one port (the second bind fails only when the daemon starts)."""
         if self.notifications.shares_port_with(self.metrics):
-            rules = Rules()
             rules.add(
                 ("notifications", "address"),
                 "must not listen where metrics.address does: two listeners cannot share a "
                 "port; choose another port",
             )
-            rules.raise_if_any()
-        return self
 
     @property
     def file(self) -> Path | None:

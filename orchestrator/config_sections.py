@@ -31,8 +31,6 @@ from pydantic import (
 )
 
 from orchestrator.agora.client import base_url_problem
-from orchestrator.manifest.diagnostics import SECRET_FORMS
-from orchestrator.manifest.rules import Rules
 from orchestrator.manifest.scalars import MAX_TOKEN_LIFETIME, parse_duration
 from orchestrator.manifest.section import Section
 from orchestrator.secrets import SECRET_REF_TYPES, SecretField, SecretRef
@@ -299,7 +297,8 @@ class NotificationsSection(_Listener):
     # The URL path NCS posts to (the proxy's path, as configured in Agora's console).
     path: Annotated[str, Field(max_length=200)] = "/agora/ncs"
     # The secret NCS signs each body with (HMAC-SHA256): a body whose signature does
-    # not verify is refused before it is parsed. Required with an address.
+    # not verify is refused before it is parsed. Required with an address (`Config`
+    # checks it with the other rules between keys).
     secret: SecretField | None = None
     # Bytes of a body the receiver reads at most; a longer one is refused unread.
     max_body: Annotated[int, Field(ge=MIN_NOTIFICATION_BODY, le=MAX_NOTIFICATION_BODY)] = 65536
@@ -314,18 +313,6 @@ class NotificationsSection(_Listener):
         if "?" in value:
             raise ValueError("must be a path without a query string (no ?)")
         return value
-
-    @model_validator(mode="after")
-    def _signed(self) -> Self:
-        if self.address is not None and self.secret is None:
-            rules = Rules()
-            rules.add(
-                ("secret",),
-                "required when address is set: the secret NCS signs notifications with, "
-                f"{SECRET_FORMS}",
-            )
-            rules.raise_if_any()
-        return self
 
 
 class Backoff(_Section):

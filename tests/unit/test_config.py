@@ -1252,6 +1252,29 @@ def test_the_lead_must_be_less_than_half_of_each_certificate_lifetime(tmp_path: 
     assert "hunter2" not in str(raised.value)
 
 
+def test_every_rule_across_keys_is_reported_in_one_run(tmp_path: Path) -> None:
+    """Defect: a receiver without its secret hid the rolloverLead rule, which hid the
+    clash with the metrics port: three runs to find three independent problems."""
+    text = (
+        "apps:\n"
+        + _profile("main", "    appCertificate: {env: MAIN_CERT}\n    tokenLifetime: 15m\n")
+        + "reconcile:\n  rolloverLead: 10m\n"
+        + "notifications:\n  address: 127.0.0.1:9464\n"
+    )
+    path = write(tmp_path, text)
+    result = _cli(path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {path}:9:3: reconcile.rolloverLead: reconcile.rolloverLead (10m) must be "
+        "less than half of apps.main.tokenLifetime (15m)",
+        f"error: {path}:10:1: notifications.secret: required when address is set: the "
+        f"secret NCS signs notifications with, {SECRET_FORMS}",
+        f"error: {path}:11:3: notifications.address: must not listen where metrics.address "
+        "does: two listeners cannot share a port; choose another port",
+    ]
+
+
 def test_a_lead_under_half_of_every_lifetime_loads(tmp_path: Path) -> None:
     path = write(tmp_path, PROFILES + "reconcile:\n  rolloverLead: 7m29s\n")
     config = load_config(path, environ={})
