@@ -1,9 +1,13 @@
 """`apply` and `init`: change things from the command line.
 
 - `apply` runs one pass (query, plan, execute) and exits: 0 when every action
-  succeeded and every manifest loaded, 1 otherwise, 3 when another process (a
-  running daemon, another `apply`) holds the store. `--forget-unmanageable` closes
-  the records of sessions an operator has ended by other means.
+  succeeded, every live session was queried, every manifest loaded and none is held
+  (failed, or behind an unmanageable session: `Plan.blocked`), 1 otherwise, 3 when
+  another process (a running daemon, another `apply`) holds the store. A restart
+  waiting for its backoff (`Plan.waiting`) is not held: it follows by itself, so it
+  is no failure of the pass (`status`, which asks whether all records, says 1).
+  `--forget-unmanageable` closes the records of sessions an operator has ended by
+  other means.
 - `init` creates the state store (the daemon's first start does too): 0, also when
   it exists; 1 when it is damaged or foreign, 3 when another process holds it.
 
@@ -71,7 +75,8 @@ def apply_command(
     retry_failed: bool,
     forget: tuple[str, ...],
 ) -> None:
-    """Run one reconcile pass, then exit (0 all as desired, 1 otherwise, 3 store busy)."""
+    """Run one reconcile pass, then exit: 0 every action succeeded and nothing is held
+    (a restart waiting for its backoff is not), 1 otherwise, 3 store busy."""
     try:
         code = asyncio.run(_apply(config_path, manifests_dir, state_url, retry_failed, forget))
     except (Failure, Busy) as exc:

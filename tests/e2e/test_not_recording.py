@@ -4,9 +4,11 @@ Covers: a start that fails before any call (an unset secret) shows in `status` (
 and JSON, exit 1) with its last error and next attempt, in `plan` (held back in
 backoff; `--detailed-exitcode` 2, never "everything is as desired"); a file that
 does not load shows in `status` with its file, line and column, and so does one that
-names an unknown app profile; the daemon's `/readyz` detail and JSON, its metrics and
-its STATUS= line say the same (and count the same files failing); nothing of it
-carries a secret value.
+names an unknown app profile; an `apply` with nothing to do but a restart waiting its
+backoff exits 0, as docs/cli.md says (it is not held: it follows by itself), `status`
+1 and `plan --detailed-exitcode` 2; the daemon's `/readyz` detail and JSON, its
+metrics and its STATUS= line say the same (and count the same files failing); nothing
+of it carries a secret value.
 """
 
 from __future__ import annotations
@@ -75,6 +77,33 @@ async def test_status_and_plan_show_a_failing_start(cli_env: CliEnv) -> None:
     )
     assert detailed.code == 2
     assert_no_secrets(out, plan.stdout, applied.stdout, applied.stderr, json.dumps(data))
+
+
+async def test_apply_waiting_for_a_backoff_exits_0_as_documented(cli_env: CliEnv) -> None:
+    """The probe asked whether `apply` should exit 1 here, as README and `apply --help`
+    ("0 all as desired") suggested; docs/cli.md's exact rule (none is held: failed or
+    unmanageable) and `Plan.blocked` say 0, and the help now says it too."""
+    slow_backoff(cli_env)
+    failing_manifest(cli_env, "alpha", "room-a", 101)
+    first = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert first.code == 1 and "FAILED start" in first.stdout  # the failure is reported
+
+    again = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert again.code == 0, again.stdout + again.stderr
+    assert "held   backoff      alpha: restart #1 after failed:" in again.stdout
+    assert again.stdout.endswith("0 action(s), 0 failed, 1 held back\n")
+    status = await cli_env.run("status", "--config", str(cli_env.config))
+    assert status.code == 1  # not recording, although wanted
+    detailed = await cli_env.run(
+        "plan", "--offline", "--detailed-exitcode", "--config", str(cli_env.config)
+    )
+    assert detailed.code == 2  # a change to come
+
+    shown = await cli_env.run("apply", "--help")
+    assert (
+        "0 every action succeeded and nothing is held (a restart waiting for its backoff is not)"
+        in (" ".join(shown.stdout.split()))
+    )
 
 
 async def test_status_names_the_file_that_does_not_load(cli_env: CliEnv) -> None:
