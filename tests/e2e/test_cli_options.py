@@ -11,15 +11,15 @@ schedule module has.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from orchestrator.schedule import FAR_FUTURE, FAR_PAST, MAX_CRON_RANGE
+from tests.harness.processes import child_env
+from tests.harness.processes import orchestrator as command_line
 from tests.unit.manifest.manifest_docs import GOOD_TEXT
 
 pytestmark = pytest.mark.e2e
@@ -53,13 +53,12 @@ def site(tmp_path: Path) -> Path:
 
 
 def orchestrator(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
+        command_line(*args),
         capture_output=True,
         text=True,
         cwd=site,
-        env=env,
+        env=child_env(),
         timeout=60,
         check=False,
     )

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.harness.processes import child_env, orchestrator
 from tests.unit.manifest.manifest_docs import GOOD_TEXT
 
 pytestmark = pytest.mark.e2e
@@ -48,14 +48,13 @@ def site(tmp_path: Path) -> Path:
 
 
 def run(site: Path, args: tuple[str, ...], stdout: int) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
+        orchestrator(*args),
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         cwd=site,
-        env=env,
+        env=child_env(),
         timeout=60,
         check=False,
     )
