@@ -280,13 +280,9 @@ async def test_a_writer_role_without_a_privilege_it_needs_is_refused_naming_it(
             conn.execute(f"DROP ROLE {role}")
 
 
-async def test_a_replica_reads_again_only_the_finished_sessions_that_changed(
-    store: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A replica's `latest_ended` asks for each newest finished session's id and row
-    version, and reads and decodes only those whose version is not the one it kept:
-    none when nothing changed; the one another replica finished or wrote again;
-    none of another App ID's when asked for its own."""
+def counting_decodes(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids of the sessions decoded from now on (the codec is the dialect's, shared
+    by every store of this process: count only around the reads that matter)."""
     decoded: list[int] = []
     decode = store._codec.session
 
@@ -295,14 +291,25 @@ async def test_a_replica_reads_again_only_the_finished_sessions_that_changed(
         decoded.append(record.id)
         return record
 
+    monkeypatch.setattr(store._codec, "session", counting)
+    return decoded
+
+
+async def test_a_replica_reads_again_only_the_finished_sessions_that_changed(
+    store: PostgresStore, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica's `latest_ended` asks for each newest finished session's id and row
+    version, and reads and decodes only those whose version is not the one it kept:
+    none when nothing changed; the one another replica finished or wrote again;
+    none of another App ID's when asked for its own."""
+    decoded = counting_decodes(store, monkeypatch)
+
     async def ask(*app_ids: str) -> tuple[dict[str, SessionRecord], list[int]]:
         """The answer, and the ids of the sessions decoded to make it."""
         decoded.clear()
         answer = await store.latest_ended(app_ids or None)
         return answer, sorted(decoded)
 
-    # (The codec is the dialect's, shared by both stores: only `ask` counts.)
-    monkeypatch.setattr(store._codec, "session", counting)
     other = await open_postgres_store(postgres_url)
     try:
         finished = {}
@@ -392,15 +399,7 @@ async def test_a_replica_read_that_ends_late_never_puts_back_an_older_version(
             for task in (first, second):
                 if task is not None and not task.done():
                     task.cancel()
-        decoded: list[int] = []
-        decode = store._codec.session
-
-        def counting(row: Any) -> Any:
-            record = decode(row)
-            decoded.append(record.id)
-            return record
-
-        monkeypatch.setattr(store._codec, "session", counting)
+        decoded = counting_decodes(store, monkeypatch)
         assert await store.latest_ended() == {"m0": newest}
         assert decoded == []
     finally:

@@ -18,19 +18,17 @@ from pathlib import Path
 import pytest
 
 from orchestrator.schedule import FAR_FUTURE, FAR_PAST, MAX_CRON_RANGE
+from tests.harness.config import config_data, write_config
 from tests.harness.processes import child_env
 from tests.harness.processes import orchestrator as command_line
 from tests.unit.manifest.manifest_docs import GOOD_TEXT
 
 pytestmark = pytest.mark.e2e
 
-CONFIG = """\
-apps:
-  main: {appId: 0123456789abcdef0123456789abcdef, customerId: {env: CID}, customerSecret: {env: CS}}
-state: {dir: ./state}
-manifests: {dir: ./recordings.d}
-logging: {format: json}
-"""
+# Offline commands only: the API address is never called.
+CONFIG = config_data(
+    {"main": "0123456789abcdef0123456789abcdef"}, "http://127.0.0.1:9", metrics=False
+)
 ALWAYS = GOOD_TEXT.format(name="lobby", channel="room-1").replace(
     'schedule:\n  cron: "0 9 * * 1-5"\n  timezone: UTC\n  duration: 30m\n', "schedule: always\n"
 )
@@ -40,7 +38,7 @@ ALWAYS = GOOD_TEXT.format(name="lobby", channel="room-1").replace(
 def site(tmp_path: Path) -> Path:
     """A config, and manifests on one target: `always` and a cron (a clash from any
     instant), so that every command computes windows around `--at`."""
-    (tmp_path / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    write_config(tmp_path / "config.yaml", CONFIG)
     (tmp_path / "recordings.d").mkdir()
     (tmp_path / "recordings.d" / "lobby.yaml").write_text(ALWAYS, encoding="utf-8")
     clash = tmp_path / "clash"

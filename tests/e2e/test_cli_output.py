@@ -15,19 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.config import config_data, write_config
 from tests.harness.processes import child_env, orchestrator
 from tests.unit.manifest.manifest_docs import GOOD_TEXT
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "recordings.d"
-CONFIG = """\
-apps:
-  main: {appId: 0123456789abcdef0123456789abcdef, customerId: {env: CID}, customerSecret: {env: CS}}
-state: {dir: ./state}
-manifests: {dir: ./recordings.d}
-logging: {format: json}
-"""
+# Offline commands only: the API address is never called.
+CONFIG = config_data(
+    {"main": "0123456789abcdef0123456789abcdef"}, "http://127.0.0.1:9", metrics=False
+)
 COMMANDS = {
     "validate": ("validate", str(EXAMPLES)),
     "schema": ("schema",),
@@ -39,7 +37,7 @@ COMMANDS = {
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    (tmp_path / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    write_config(tmp_path / "config.yaml", CONFIG)
     (tmp_path / "recordings.d").mkdir()
     (tmp_path / "recordings.d" / "standup.yaml").write_text(
         GOOD_TEXT.format(name="standup", channel="room-1"), encoding="utf-8"
