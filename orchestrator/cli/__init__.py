@@ -1,8 +1,9 @@
 """The command line: one click group, one module per family of commands.
 
 Exit codes are part of the interface (README and docs/cli.md): 0 success, 1 a failure
-the command was asked to find (invalid manifests, failed actions), 2 usage (and
-`plan --detailed-exitcode`: changes), 3 another process holds the state store, 130 a
+the command was asked to find (invalid manifests, failed actions), 2 usage (but
+`plan`'s usage errors exit 1: its `--detailed-exitcode` gives 2 for changes), 3
+another process holds the state store, 130 a
 command stopped by Ctrl-C (`run` and `emulator` stop cleanly on it: 0), 141 its reader
 went away (a broken pipe).
 

@@ -49,7 +49,28 @@ if TYPE_CHECKING:
     from orchestrator.reconcile.reconciler import Desired
 
 
-@cli.command("plan")
+class _PlanUsageError(click.UsageError):
+    exit_code = 1
+
+
+class _PlanCommand(click.Command):
+    """`plan`, whose usage errors exit 1: with `--detailed-exitcode`, 2 means changes, and
+    a mistyped option must not read as changes to a CI job (as with terraform)."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _PlanUsageError(exc.format_message(), exc.ctx) from None
+
+
+@cli.command("plan", cls=_PlanCommand)
 @sources
 @at_option("Plan as of this instant")
 @HORIZON

@@ -62,8 +62,8 @@ def orchestrator(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _usage_error(result: subprocess.CompletedProcess[str], option: str) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
+def _usage_error(result: subprocess.CompletedProcess[str], option: str, code: int = 2) -> str:
+    assert result.returncode == code, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert line.startswith(f"Error: Invalid value for '{option}': "), line
@@ -85,7 +85,9 @@ def test_an_instant_schedules_do_not_cover_is_a_usage_error(
     site: Path, command: str, at: str
 ) -> None:
     """Defect: OverflowError ("date value out of range") and a traceback."""
-    line = _usage_error(orchestrator(site, *COMMANDS[command], "--at", at), "--at")
+    # `plan`'s usage errors exit 1: its `--detailed-exitcode` gives 2 for changes.
+    code = 1 if command == "plan" else 2
+    line = _usage_error(orchestrator(site, *COMMANDS[command], "--at", at), "--at", code)
     assert line.endswith(
         f"{at} is out of range: schedules are computed from 1970-01-01 to 8999-12-31 (UTC)"
     )
@@ -108,12 +110,23 @@ def test_a_horizon_longer_than_a_schedule_spans_is_a_usage_error(site: Path) -> 
     site.joinpath("recordings.d", "standup.yaml").write_text(
         GOOD_TEXT.format(name="standup", channel="room-2"), encoding="utf-8"
     )
-    line = _usage_error(orchestrator(site, *plan, "3661d"), "--horizon")
+    line = _usage_error(orchestrator(site, *plan, "3661d"), "--horizon", 1)
     assert line.endswith("3661d is longer than 3660d, the most a schedule spans")
-    _usage_error(orchestrator(site, *plan, "1.5h"), "--horizon")
+    _usage_error(orchestrator(site, *plan, "1.5h"), "--horizon", 1)
     longest = orchestrator(site, *plan, "3660d")
     assert longest.returncode == 0, longest.stderr
     assert "standup" in longest.stdout
+
+
+def test_a_usage_error_of_plan_is_not_taken_for_changes(site: Path) -> None:
+    """`plan --detailed-exitcode` exits 2 for changes: a mistyped option exits 1, so a CI
+    job cannot take it for changes (as terraform's `plan -detailed-exitcode`)."""
+    plan = ("plan", "--offline", "--config", "config.yaml", "--detailed-exitcode")
+    mistyped = orchestrator(site, *plan, "--horizn", "2h")
+    assert mistyped.returncode == 1, mistyped.stderr
+    assert "Error: No such option '--horizn'" in mistyped.stderr
+    assert orchestrator(site, *plan).returncode == 2  # lobby starts: changes
+    assert orchestrator(site, "validate", "--strictt", "clash").returncode == 2
 
 
 @pytest.mark.parametrize("limit", ["-1", "1000001", "999999999999999999999"])
