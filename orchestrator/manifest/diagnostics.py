@@ -41,6 +41,7 @@ __all__ = [
     "locate",
     "place",
     "position_tree",
+    "printable",
     "unknown_key",
 ]
 
@@ -54,9 +55,12 @@ class Diagnostic:
     """One finding: where (1-based), which field, what is wrong and what is valid.
 
     `kind` is what code decides on, never the message: None for a finding about
-    what a file says (it was read), or why a path was not read (`ReadFailure`):
-    it could not be (what it holds is unknown), it is not a regular file (skipped),
-    or it is too big.
+    what a file says (it was read) or where it stands (a symlink loop, a name that
+    is not UTF-8), or why a path was not read (`ReadFailure`): it could not be (what
+    it holds is unknown), it is not a regular file (skipped), or it is too big.
+
+    `file` is always printable (`printable`): whatever made the finding, showing,
+    logging or storing it never fails on a file name that is not UTF-8.
     """
 
     file: str
@@ -66,6 +70,10 @@ class Diagnostic:
     message: str
     severity: Severity = "error"
     kind: ReadFailure | None = None
+
+    def __post_init__(self) -> None:
+        if not self.file.isascii():
+            object.__setattr__(self, "file", printable(self.file))
 
     @classmethod
     def general(cls, message: str, severity: Severity = "error") -> Diagnostic:
@@ -83,6 +91,17 @@ class Diagnostic:
     def as_dict(self) -> dict[str, Any]:
         """The finding as JSON output shows it: every field but `kind` (which code reads)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "kind"}
+
+
+def printable(path: str) -> str:
+    """`path` as text that can be printed, logged and stored: a byte of its name that is
+    not UTF-8 (which Python holds as a lone surrogate, see `os.fsdecode`) is shown as
+    `\\xe9`. A path that is UTF-8 is returned as it is."""
+    try:
+        raw = path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte: not from a file name
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 SECRET_FORMS = "{env: NAME}, {file: PATH} or {credential: NAME}"  # noqa: S105 (a hint)

@@ -4,7 +4,10 @@
 order, and says what cannot be read. It must never take what it cannot read for
 what is not there: a path, directory or symlink that cannot be read is an error at
 that path (listed in `Found.unreadable`), never an empty tree, so that whatever
-stood there keeps its last known good version. It never opens a file: the loader
+stood there keeps its last known good version. Nor may it hand on a path whose
+name is not UTF-8: nothing could show, log or store it (a manifest's file is kept
+with it), so it is an error under a printable name, and never read or entered. It
+never opens a file: the loader
 checks each one (`reading`). `Discovery(remember=True)` is the cache's: it lists a
 directory again only when it may have changed (`RACY_NS`).
 """
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.manifest.diagnostics import Diagnostic, printable
 from orchestrator.manifest.reading import ReadFailure
 
 __all__ = [
@@ -86,6 +89,9 @@ def discover(paths: Sequence[str | Path]) -> tuple[list[str], list[Diagnostic]]:
     path that does not exist or cannot be examined, a directory that cannot be
     listed, a symlink that leads nowhere (it may have been a directory of
     manifests). Files are not opened here; the loader checks each one.
+
+    A path whose name is not UTF-8 (a file, a directory, a symlink or a path given)
+    is an error under its printable name (`printable`) and is not taken or entered.
     """
     found = Discovery(remember=False).discover(paths)
     return found.files, found.problems
@@ -115,6 +121,7 @@ class _Listing:
     files: list[str]  # paths of the _FILE entries
     reals: list[str]  # their real paths
     subdirs: list[str]  # names of the _DIR entries
+    misnamed: list[str]  # paths of the files and directories whose names are not UTF-8
     linked: bool  # some entry is a symlink (classified at each walk: its target may change)
 
 
@@ -179,7 +186,9 @@ class Discovery:
                 ident = (st.st_dev, st.st_ino)
                 if ident in above:
                     kind = "symlink loop" if link else "directory loop (a bind mount?)"
-                    message = f"{kind}: this is {real}, which contains it; not entered again"
+                    message = (
+                        f"{kind}: this is {printable(real)}, which contains it; not entered again"
+                    )
                     problems.append(Diagnostic(directory, 1, 1, "", message, "warning"))
                     continue
                 if ident in walked:
@@ -198,6 +207,7 @@ class Discovery:
 
         def take_files(listing: _Listing) -> list[tuple[str, str, bool]]:
             """Take a directory's files; its subdirectories: (path, real path, via a link)."""
+            problems.extend(map(_misnamed, listing.misnamed))
             if listing.linked:
                 subdirs: list[tuple[str, str, bool]] = []
                 for name, kind in listing.entries:
@@ -226,18 +236,25 @@ class Discovery:
             try:
                 target = os.stat(path)
             except OSError as exc:
-                if manifest:  # the loader reports it as a file that cannot be read
+                if not _utf8(name):
+                    problems.append(_misnamed(path))
+                elif manifest:  # the loader reports it as a file that cannot be read
                     take(path, path)
                 else:
                     unreadable_at(path, "the symlink's target", exc)
                 return
-            if stat.S_ISDIR(target.st_mode):
+            if (manifest or stat.S_ISDIR(target.st_mode)) and not _utf8(name):
+                problems.append(_misnamed(path))
+            elif stat.S_ISDIR(target.st_mode):
                 subdirs.append((path, os.path.realpath(path), True))
             elif manifest:
                 take(path, os.path.realpath(path))
 
         for raw in paths:
             path = str(raw)
+            if not _utf8(path):
+                problems.append(_misnamed(path))
+                continue
             try:
                 st = os.stat(path)
             except OSError as exc:
@@ -278,6 +295,7 @@ class Discovery:
         files: list[str] = []
         reals: list[str] = []
         subdirs: list[str] = []
+        bad_names: list[str] = []
         linked = False
         for entry in found:
             name = entry.name
@@ -291,7 +309,9 @@ class Discovery:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:  # vanished since the listing, or cannot be examined
                 is_dir = False
-            if is_dir:
+            if (is_dir or name.endswith(YAML_SUFFIXES)) and not _utf8(name):
+                bad_names.append(prefix + name)
+            elif is_dir:
                 entries.append((name, _DIR))
                 subdirs.append(name)
             elif name.endswith(YAML_SUFFIXES):  # not opened here: the loader checks its type
@@ -299,7 +319,9 @@ class Discovery:
                 files.append(prefix + name)
                 reals.append(real_prefix + name)
         racy = is_racy(st, racy_cutoff)
-        return _Listing(key, racy, prefix, real_prefix, entries, files, reals, subdirs, linked)
+        return _Listing(
+            key, racy, prefix, real_prefix, entries, files, reals, subdirs, bad_names, linked
+        )
 
 
 def holds_at_least(directory: str | Path, count: int) -> bool:
@@ -314,6 +336,24 @@ def holds_at_least(directory: str | Path, count: int) -> bool:
         if found >= count:
             return True
     return False
+
+
+def _misnamed(path: str) -> Diagnostic:
+    """An error at a path whose name is not UTF-8, under its printable name: it is not
+    read, since nothing could show, log or store its name."""
+    return Diagnostic(path, 1, 1, "", "its name is not valid UTF-8: rename it")
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name (as `os` gives it: a byte that is not UTF-8 as a lone surrogate)
+    is UTF-8."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def cannot_read(path: str, what: str, reason: str) -> Diagnostic:

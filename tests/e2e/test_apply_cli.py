@@ -6,7 +6,8 @@ credentials; status text and JSON; apply exits 1 when an action fails; crash
 recovery: SIGKILL (and Ctrl-C) right after acquire, right after start (before its
 outcome is stored) and during stop; the next apply ends with exactly one live session per
 desired recording, no 53 from the emulator, and nothing left running that should
-not be. Secrets never appear in any output. `plan` and `status` with a store read the
+not be. A file name that is not UTF-8 is an error that stops nothing else. Secrets
+never appear in any output. `plan` and `status` with a store read the
 manifests before they open it, so a bulk load forks its worker, and plans as without.
 Ctrl-C stops `apply`, `plan` and `status` with exit 130 and one line, not click's
 "Aborted!" and the 1 that `status` and `apply` give as an answer.
@@ -442,6 +443,21 @@ async def test_a_state_directory_that_cannot_be_searched_is_one_error_line(
         f"error: cannot look for state store {cli_env.state_db}: Permission denied"
     )
     assert "planned from an empty state" not in result.stdout
+
+
+async def test_a_file_name_that_is_not_utf8_stops_nothing(cli_env: CliEnv) -> None:
+    """Defect: the name (a lone surrogate to Python) broke the store's write: `apply`
+    died with a traceback, and the daemon's every pass failed, so nothing started."""
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    write_manifest(cli_env, "cafe", "room-c", 103, filename="caf\udce9.yaml")
+    applied = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert applied.code == 1, applied.stdout + applied.stderr
+    assert "Traceback" not in applied.stderr
+    shown = f"{cli_env.manifests}/caf\\xe9.yaml:1:1: error: its name is not valid UTF-8"
+    assert shown in applied.stdout
+    assert [s["cname"] for s in live_recordings(cli_env)] == ["room-a"]
+    again = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert again.code == 1 and "0 action(s)" in again.stdout
 
 
 PROBED_CLI = """

@@ -9,7 +9,8 @@ and broken YAML never print a traceback; the clash check runs from `--at`;
 references and literals as ***, and fails like validate on invalid input.
 Hostile input ends in bounded time with a positioned error and no crash signal:
 100 KB nested 50,000 levels deep (flow and block), alias and merge-key bombs, a
-FIFO named x.yaml (a warning, never opened). What cannot be read (a subdirectory,
+FIFO named x.yaml (a warning, never opened). A file name that is not UTF-8 is an
+error shown printably (exit 1). What cannot be read (a subdirectory,
 the manifests directory itself) is an error, not an empty tree (modes enforced
 even as root, through `setpriv`). A duplicate key hides none of the file's other
 errors. `always` with `startingDeadline` or `updatePolicy: defer`, and explicit
@@ -341,6 +342,22 @@ def test_a_fifo_is_a_warning_and_validate_returns(tmp_path: Path) -> None:
         "skipped, not read"
     ) in run.stdout
     assert orchestrator("validate", "--strict", tmp_path / "x.yaml", timeout=60).code == 1
+
+
+def test_a_file_name_that_is_not_utf8_is_an_error_shown_printably(tmp_path: Path) -> None:
+    """Defect: such a file validated (exit 0), and `apply` then died on its name."""
+    (tmp_path / "good.yaml").write_text(GOOD, encoding="utf-8")
+    bad = tmp_path / "caf\udce9.yaml"  # the byte 0xe9 in the name: Latin-1, not UTF-8
+    bad.write_text(GOOD.replace("standup", "cafe"), encoding="utf-8")
+    shown = f"{tmp_path}/caf\\xe9.yaml"
+    run = orchestrator("validate", "--strict", tmp_path, env_more={"PYTHONIOENCODING": "utf-8"})
+    assert run.code == 1, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [
+        f"{shown}:1:1: error: its name is not valid UTF-8: rename it",
+        "invalid: 1 file(s), 1 valid manifest(s), 1 error(s), 0 warning(s)",
+    ]
+    report = json.loads(orchestrator("validate", "--format", "json", bad).stdout)
+    assert report["failedFiles"] == [shown] and report["diagnostics"][0]["file"] == shown
 
 
 # --- what cannot be read ---------------------------------------------------------------

@@ -31,3 +31,13 @@ def test_a_general_finding_says_its_severity_unless_an_error(severity: str, text
     assert (found.file, found.line, found.column, found.field) == ("", 0, 0, "")
     assert found.severity == severity
     assert found.text() == text
+
+
+def test_a_file_name_that_is_not_utf8_is_held_printable() -> None:
+    """Whatever made a finding, its file name prints, logs and stores: a byte that is not
+    UTF-8 (a lone surrogate to Python) is shown as `\\xe9`, a UTF-8 name as it is."""
+    found = Diagnostic("d/caf\udce9.yaml", 2, 3, "mode", "wrong")
+    assert found.file == "d/caf\\xe9.yaml"
+    assert found.text().encode("utf-8") == b"d/caf\\xe9.yaml:2:3: error: mode: wrong"
+    assert Diagnostic("d/café.yaml", 1, 1, "", "x").file == "d/café.yaml"
+    assert Diagnostic("d/\ud800.yaml", 1, 1, "", "x").file == "d/\\ud800.yaml"

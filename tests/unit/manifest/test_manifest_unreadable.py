@@ -8,7 +8,8 @@ directory becomes unreadable and loads it again when it is readable, answering a
 `load_manifests`; symlinked directories are followed, a symlink loop is a warning
 (an error under strict) and ends; a symlink leading nowhere is an error; a FIFO,
 a socket or a device named `*.yaml` is a warning and is never opened (a FIFO read
-would block forever), also when it replaces a manifest between two loads.
+would block forever), also when it replaces a manifest between two loads. A name
+that is not UTF-8 is an error under a printable name, and is not read or entered.
 
 Modes are enforced for the loading thread even when the tests run as root
 (`unprivileged.as_unprivileged`).
@@ -263,3 +264,32 @@ def test_discover_never_opens_files(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "x.yaml")
     files, problems = _within(10, lambda: discover([tmp_path]))  # type: ignore[misc]
     assert files == [str(tmp_path / "x.yaml")] and problems == []
+
+
+def test_a_name_that_is_not_utf8_is_an_error_under_a_printable_name(tmp_path: Path) -> None:
+    """Defect: a file named with a Latin-1 byte validated, then its name (held by Python
+    as a lone surrogate) could not be written to the store, logged or printed, and every
+    pass of the daemon failed. It is an error shown as `\\xe9`, never read; a directory or
+    a symlink so named is not entered; the other files load as usual, at every load."""
+    write(tmp_path / "good.yaml", "good")
+    write(tmp_path / "caf\udce9.yaml", "cafe")  # the byte 0xe9 (Latin-1's é), not UTF-8
+    write(tmp_path / "team\udcff" / "b.yaml", "b")
+    (tmp_path / "link\udce9.yaml").symlink_to(tmp_path / "good.yaml")
+    (tmp_path / "notes\udce9.txt").write_text("not a manifest", encoding="utf-8")
+    message = "its name is not valid UTF-8: rename it"
+    expected = [
+        (f"{tmp_path}/caf\\xe9.yaml", 1, 1, message, "error"),
+        (f"{tmp_path}/team\\xff", 1, 1, message, "error"),
+        (f"{tmp_path}/link\\xe9.yaml", 1, 1, message, "error"),
+    ]
+    cache = ManifestCache([tmp_path])
+    for result in (cache.load(), cache.load(), load_manifests([tmp_path])):
+        assert names(result) == ["good"]
+        assert [
+            (d.file, d.line, d.column, d.message, d.severity) for d in result.diagnostics
+        ] == expected
+        assert result.failed_files == {file for file, *_ in expected}
+        assert result.files == (str(tmp_path / "good.yaml"),) and not result.unreadable
+    given = load_manifests([tmp_path / "caf\udce9.yaml"])
+    assert [(d.file, d.message) for d in given.diagnostics] == [expected[0][::3]]
+    assert given.failed_files == {expected[0][0]} and not given.files
