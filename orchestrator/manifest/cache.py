@@ -111,7 +111,9 @@ class _Entry:
     names: list[str]  # per manifest, for the cross-file checks
     targets: list[tuple[Target, ...]]  # per manifest: its uid's and its rolloverUid's
     unreadable: bool = False  # it could not be read: what it holds is unknown
-    skipped: bool = False  # not a regular file: not read, not one of `LoadResult.files`
+    # not a regular file: not read, not one of `LoadResult.files`; unreadable to a load
+    # all the same (`LoadResult.unreadable`): what the path holds is unknown
+    skipped: bool = False
     # manifests with explicit windows and the end of their last window ("ended" warnings),
     # and the earliest of those ends (before it, nothing has ended)
     last_ends: list[tuple[LoadedManifest, datetime]] = field(default_factory=list)
@@ -320,10 +322,11 @@ class ManifestCache:
                     elif entry.content != before.content:
                         modified.add(path)
                 if entry.skipped or entry.unreadable:
+                    # Neither was read: what the path holds is unknown, not gone (a FIFO
+                    # put in a manifest's place must not stop its recording).
+                    unreadable.add(path)
                     if entry.skipped:
                         skipped.add(path)
-                    else:
-                        unreadable.add(path)
                 found = entry.diagnostics
                 if entry.earliest_end is not None and now is not None and now >= entry.earliest_end:
                     found = sorted([*found, *_ended(entry, now, strict=self.strict)], key=_position)

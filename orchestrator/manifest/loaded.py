@@ -79,8 +79,9 @@ class LoadResult:
     # and paths that became unreadable or readable again; history, not content, so not compared
     changed: frozenset[str] = field(default=frozenset(), compare=False)
     # Paths (given paths, directories, symlinks, files) that could not be read, each with
-    # an error diagnostic. What they held is unknown, not gone: a manifest last loaded from
-    # a file at or under one of them failed to load, it was not removed.
+    # an error diagnostic, and files that are not regular ones (a FIFO, a socket, a device:
+    # skipped, with a warning). What they held is unknown, not gone: a manifest last loaded
+    # from a file at or under one of them failed to load, it was not removed.
     unreadable: frozenset[str] = frozenset()
 
     @property

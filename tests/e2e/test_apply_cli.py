@@ -6,7 +6,8 @@ credentials; status text and JSON; apply exits 1 when an action fails; crash
 recovery: SIGKILL (and Ctrl-C) right after acquire, right after start (before its
 outcome is stored) and during stop; the next apply ends with exactly one live session per
 desired recording, no 53 from the emulator, and nothing left running that should
-not be. A file name that is not UTF-8 is an error that stops nothing else. Secrets
+not be. A file name that is not UTF-8 is an error that stops nothing else; a FIFO
+put in a manifest's place stops nothing. Secrets
 never appear in any output. `plan` and `status` with a store read the
 manifests before they open it, so a bulk load forks its worker, and plans as without.
 Ctrl-C stops `apply`, `plan` and `status` with exit 130 and one line, not click's
@@ -458,6 +459,30 @@ async def test_a_file_name_that_is_not_utf8_stops_nothing(cli_env: CliEnv) -> No
     assert [s["cname"] for s in live_recordings(cli_env)] == ["room-a"]
     again = await cli_env.run("apply", "--config", str(cli_env.config))
     assert again.code == 1 and "0 action(s)" in again.stdout
+
+
+async def test_a_manifest_replaced_by_a_fifo_is_not_taken_as_removed(cli_env: CliEnv) -> None:
+    """Defect: a FIFO put in a manifest's place was skipped (a warning) and the manifest
+    taken as removed: `plan` showed a stop and `apply` stopped the recording. What the
+    path holds is unknown, so its manifest keeps its last known good version."""
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    write_manifest(cli_env, "lobby2", "room-l", 102)
+    first = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert first.code == 0, first.stdout + first.stderr
+    path = cli_env.manifests / "lobby2.yaml"
+    path.unlink()
+    os.mkfifo(path)  # never opened: a read would block forever
+    planned = await cli_env.run(
+        "plan", "--config", str(cli_env.config), "--offline", env=cli_env.without_credentials()
+    )
+    assert planned.code == 1, planned.stdout + planned.stderr  # as for a file that fails
+    assert f"{path}:1:1: warning: it is a FIFO (named pipe), not a regular file" in planned.stdout
+    assert "'lobby2' follows its last known good version" in planned.stdout
+    assert "stop" not in planned.stdout
+    applied = await cli_env.run("apply", "--config", str(cli_env.config))
+    assert applied.code == 1, applied.stdout + applied.stderr
+    assert not cli_env.emulator.emu.requests("stop")
+    assert sorted(s["cname"] for s in live_recordings(cli_env)) == ["room-a", "room-l"]
 
 
 PROBED_CLI = """

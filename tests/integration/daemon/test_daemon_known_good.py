@@ -7,14 +7,16 @@ begins only then (not beside the passes that lead to READY); a pass that acts
 stores the versions first (none of its calls before they are in the store); a
 reload that finds a file broken reads its stand-in from the store only once the
 versions still waiting are in it (a version loaded a moment before stands in,
-rather than "no longer validates"); a manifest moved into a file that does not load
-(or that names an unknown app profile) stands in its version, read from the store,
-and is removed once every file loads; at shutdown, what waits is stored.
+rather than "no longer validates"), and so does a FIFO put in a file's place; a
+manifest moved into a file that does not load (or that names an unknown app profile)
+stands in its version, read from the store, and is removed once every file loads; at
+shutdown, what waits is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,6 +199,30 @@ async def test_a_removal_while_a_file_does_not_load_waits_for_it(
     (directory / "draft.yaml").unlink()
     delta = await reloader.reload("watch")
     assert delta is not None and delta.removed == ("m0",)
+
+
+def _put_a_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)  # never opened: a read would block forever
+
+
+@pytest.mark.parametrize("replace", [_put_a_fifo], ids=["a FIFO"])
+async def test_what_cannot_hold_a_manifest_now_stands_in_its_last_version(
+    idle: Runtime, monkeypatch: pytest.MonkeyPatch, replace: Callable[[Path], None]
+) -> None:
+    """Defect: a FIFO put in a manifest's place was skipped and the manifest taken as
+    removed (`manifests.reloaded removed=...`), so its recording was stopped."""
+    directory = idle.config.manifests.dir
+    reloader = await started_reloader(idle, monkeypatch)
+    assert await reloader.reload("start") is not None
+    await reloader.remember()
+    replace(directory / "m1.yaml")
+    with capture_logs() as logs:
+        delta = await reloader.reload("watch", {str(directory / "m1.yaml")})
+    assert delta is not None and not delta.removed
+    assert "m1" in reloader.by_name  # its last known good version stands in
+    problems = [str(e["problem"]) for e in logs if e["event"] == "manifests.problem"]
+    assert any("'m1' follows its last known good version" in p for p in problems), problems
 
 
 async def test_what_waits_is_stored_at_shutdown(
