@@ -93,7 +93,7 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
 
     loaded: list[LoadedManifest] = []
     pending: list[Finding] = []
-    documents = 0
+    documents = empty = 0
     try:
         for index, doc in enumerate(fast_documents(text)):
             documents += 1
@@ -108,6 +108,7 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                     Finding(index, duplicate.loc, True, message, "error", duplicate.again)
                 )
             if doc.data is None:
+                empty += 1
                 pending.append(
                     Finding(
                         index, (), False, "empty document (a stray '---'?)", "warning", position
@@ -168,10 +169,13 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
         pending.append(
             Finding(documents, (), False, failure.message, "error", (failure.line, failure.column))
         )
-    if documents == 0 and not pending:
-        pending.append(
-            Finding(0, (), False, "no manifest in this file (it is empty)", "error", (1, 1))
-        )
+    if empty == documents == len(pending):
+        # Nothing but empty documents (a lone '---', `null`, a manifest commented out) is
+        # no manifest at all, as an empty file: an error, so that whatever the file held
+        # keeps its last known good version, never a warning that lets it count as removed.
+        what = "it is empty" if documents == 0 else "only empty documents"
+        message = f"no manifest in this file ({what})"
+        pending = [Finding(0, (), False, message, "error", (1, 1))]
 
     if strict:
         for item in pending:

@@ -1,24 +1,24 @@
 """`orchestrator validate`, `schema` and `show` as processes: exit codes and output.
 
 Covers: the examples validate (0); an invalid file gives `file:line:col: error:
-field: message` lines and exit 1 while the other files are still checked;
-json and github formats; --strict turning a literal-secret warning into a
-failure; usage errors (no such path, no manifest file) exit 2; binary garbage
-and broken YAML never print a traceback; the clash check runs from `--at`;
-`schema` prints a JSON Schema; `show` prints the bodies with secrets as
-references and literals as ***, and fails like validate on invalid input.
-Hostile input ends in bounded time with a positioned error and no crash signal:
-100 KB nested 50,000 levels deep (flow and block), alias and merge-key bombs, a
-FIFO named x.yaml (a warning, never opened). A file name that is not UTF-8 is an
-error shown printably (exit 1). What cannot be read (a subdirectory,
-the manifests directory itself) is an error, not an empty tree (modes enforced
-even as root, through `setpriv`). A duplicate key hides none of the file's other
-errors. `always` with `startingDeadline` or `updatePolicy: defer`, and explicit
-windows that have all ended by `--at`, are warnings (exit 0; 1 under --strict), and
-so is a fixed `token` with a schedule that outlives a token (not one short window).
-`rolloverUid`: the manifest's own uid is a positioned error, a clash with another
-manifest's uid is found from `--at`; `schema` has the key and `show` prints the number.
-A bulk validate (its parse shared with a forked worker) reports as a plain load.
+field: message` lines and exit 1 while the other files are still checked; json and
+github formats; --strict turning a literal-secret warning into a failure; usage
+errors (no such path, no manifest file) exit 2; binary garbage and broken YAML never
+print a traceback; the clash check runs from `--at`; `schema` prints a JSON Schema;
+`show` prints the bodies with secrets as references and literals as ***, and fails
+like validate on invalid input. Hostile input ends in bounded time with a positioned
+error and no crash signal: 100 KB nested 50,000 levels deep (flow and block), alias
+and merge-key bombs, a FIFO named x.yaml (a warning, never opened). A file name that
+is not UTF-8 is an error shown printably (exit 1), and so is a file of empty
+documents only. What cannot be read (a subdirectory, the manifests directory itself)
+is an error, not an empty tree (modes enforced even as root, through `setpriv`). A
+duplicate key hides none of the file's other errors. `always` with
+`startingDeadline` or `updatePolicy: defer`, and explicit windows that have all
+ended by `--at`, are warnings (exit 0; 1 under --strict), and so is a fixed `token`
+with a schedule that outlives a token (not one short window). `rolloverUid`: the
+manifest's own uid is a positioned error, a clash with another manifest's uid is
+found from `--at`; `schema` has the key and `show` prints the number. A bulk
+validate (its parse shared with a forked worker) reports as a plain load.
 """
 
 from __future__ import annotations
@@ -358,6 +358,17 @@ def test_a_file_name_that_is_not_utf8_is_an_error_shown_printably(tmp_path: Path
     ]
     report = json.loads(orchestrator("validate", "--format", "json", bad).stdout)
     assert report["failedFiles"] == [shown] and report["diagnostics"][0]["file"] == shown
+
+
+def test_a_file_of_empty_documents_only_fails_validation(tmp_path: Path) -> None:
+    """Defect: a lone '---' was a warning (exit 0) and counted as no manifest."""
+    (tmp_path / "a.yaml").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("---\n# name: b\n", encoding="utf-8")
+    run = orchestrator("validate", tmp_path)
+    assert run.code == 1
+    assert (
+        f"{tmp_path / 'b.yaml'}:1:1: error: no manifest in this file (only empty documents)"
+    ) in run.stdout
 
 
 # --- what cannot be read ---------------------------------------------------------------

@@ -7,10 +7,10 @@ begins only then (not beside the passes that lead to READY); a pass that acts
 stores the versions first (none of its calls before they are in the store); a
 reload that finds a file broken reads its stand-in from the store only once the
 versions still waiting are in it (a version loaded a moment before stands in,
-rather than "no longer validates"), and so does a FIFO put in a file's place; a
-manifest moved into a file that does not load (or that names an unknown app profile)
-stands in its version, read from the store, and is removed once every file loads; at
-shutdown, what waits is stored.
+rather than "no longer validates"), and so does a FIFO put in a file's place or a
+file of empty documents only; a manifest moved into a file that does not load (or
+that names an unknown app profile) stands in its version, read from the store, and
+is removed once every file loads; at shutdown, what waits is stored.
 """
 
 from __future__ import annotations
@@ -206,12 +206,20 @@ def _put_a_fifo(path: Path) -> None:
     os.mkfifo(path)  # never opened: a read would block forever
 
 
-@pytest.mark.parametrize("replace", [_put_a_fifo], ids=["a FIFO"])
+def _comment_out(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    path.write_text("---\n" + "".join(f"# {line}\n" for line in text.splitlines()), "utf-8")
+
+
+@pytest.mark.parametrize(
+    "replace", [_put_a_fifo, _comment_out], ids=["a FIFO", "commented out after '---'"]
+)
 async def test_what_cannot_hold_a_manifest_now_stands_in_its_last_version(
     idle: Runtime, monkeypatch: pytest.MonkeyPatch, replace: Callable[[Path], None]
 ) -> None:
-    """Defect: a FIFO put in a manifest's place was skipped and the manifest taken as
-    removed (`manifests.reloaded removed=...`), so its recording was stopped."""
+    """Defect: a FIFO put in a manifest's place, or a file of empty documents only, was
+    a warning and the manifest taken as removed (`manifests.reloaded removed=...`), so
+    its recording was stopped."""
     directory = idle.config.manifests.dir
     reloader = await started_reloader(idle, monkeypatch)
     assert await reloader.reload("start") is not None

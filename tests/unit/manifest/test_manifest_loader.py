@@ -3,17 +3,18 @@
 Covers: discovery (directories recursively, *.yaml/*.yml only, hidden skipped,
 duplicates once, missing paths, a tree deeper than the recursion limit), 1-based
 line/column of each error on its field (value, key, nearest parent for a missing
-key, list items), several errors in one document and in several documents,
-unknown keys with "did you mean", broken YAML, duplicate keys (both lines, never
-echoing values, hiding no other error of any document, also in mappings ruamel
-builds), a document that cannot be built hiding no other document, tabs, empty
-files and documents, non-mapping documents, binary garbage, non-UTF-8, huge
-files, nesting deeper than 64 levels (where the limit is crossed, flow and
-block, also through aliases), alias and merge-key bombs (at the alias that crosses
-the limit), recursive aliases and anchors defined twice, unsupported tags, literal secrets (warning;
-error under strict), settings that can never apply with `always` and explicit
-windows that have all ended (warnings; errors under strict), and that valid
-documents of a failed file are left out of the result.
+key, list items), several errors in one document and in several documents, unknown
+keys with "did you mean", broken YAML, duplicate keys (both lines, never echoing
+values, hiding no other error of any document, also in mappings ruamel builds), a
+document that cannot be built hiding no other document, tabs, empty files and
+documents (a file of empty documents only is an error, as an empty file),
+non-mapping documents, binary garbage, non-UTF-8, huge files, nesting deeper than 64
+levels (where the limit is crossed, flow and block, also through aliases), alias and
+merge-key bombs (at the alias that crosses the limit), recursive aliases and anchors
+defined twice, unsupported tags, literal secrets (warning; error under strict),
+settings that can never apply with `always` and explicit windows that have all ended
+(warnings; errors under strict), and that valid documents of a failed file are left
+out of the result.
 """
 
 from __future__ import annotations
@@ -329,6 +330,31 @@ def test_empty_document_between_manifests_is_a_warning(tmp_path: Path) -> None:
     assert len(loaded) == 1
     assert [(d.severity, d.line) for d in diagnostics] == [("warning", 12)]
     assert load_file(path, strict=True)[1][0].severity == "error"
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("", "it is empty"),
+        ("# only a comment\n", "it is empty"),
+        ("---\n", "only empty documents"),
+        ("null\n", "only empty documents"),
+        ("---\n---\n~\n", "only empty documents"),
+        ("---\n" + "".join(f"# {line}\n" for line in GOOD.splitlines()), "only empty documents"),
+    ],
+)
+def test_a_file_without_a_manifest_is_an_error_whatever_its_empty_documents(
+    tmp_path: Path, text: str, what: str
+) -> None:
+    """Defect: a file of empty documents only (a lone '---', `null`, a manifest commented
+    out) was a warning and loaded as no manifest: its recording was taken as removed
+    and stopped, where an empty file is an error that keeps the last known version."""
+    path = write(tmp_path, "a.yaml", text)
+    result = load_manifests([tmp_path])
+    assert [(d.line, d.column, d.message, d.severity) for d in result.diagnostics] == [
+        (1, 1, f"no manifest in this file ({what})", "error")
+    ]
+    assert result.failed_files == {path}
 
 
 def test_literal_secrets_warn_and_fail_under_strict(tmp_path: Path) -> None:
