@@ -354,8 +354,9 @@ class _Builder:
                 continue
             tag = current.tag
             if tag not in known and not tag.endswith(":merge"):  # merge keys are flattened
+                # the tag is not named: an unquoted secret that starts with '!' is one
                 raise YamlProblem.at(
-                    current.start_mark, f"unsupported YAML tag {tag!r}; plain values only"
+                    current.start_mark, "an unsupported YAML tag (!...): plain values only"
                 )
             if not isinstance(current.value, list):
                 continue

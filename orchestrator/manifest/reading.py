@@ -21,6 +21,8 @@ one set of limits and say each problem in the same words:
 It must never block, read past the limit, let a parser build what the bounds
 refuse, or quote a value of a file in a message: any value may be a secret, so a
 message names keys, positions and limits only (`without_values` rewords ruamel's).
+Nor an anchor, an alias or a tag: a secret written unquoted that starts with `&`,
+`*` or `!` is read as one (`accessKey: *S3cr3t`).
 """
 
 from __future__ import annotations
@@ -276,11 +278,11 @@ def _check_events(events: Iterable[Any]) -> None:
         if isinstance(event, AliasEvent):
             anchor = event.anchor
             if anchor not in defined:
-                raise YamlProblem.at(event.start_mark, f"alias *{anchor} names no anchor before it")
+                raise YamlProblem.at(event.start_mark, "an alias (*...) names no anchor before it")
             if anchor not in nodes:
                 raise YamlProblem.at(
                     event.start_mark,
-                    f"alias *{anchor} inside the node it names: a recursive structure",
+                    "an alias (*...) inside the node it names: a recursive structure",
                 )
             size, height = nodes[anchor]
             added += size
@@ -298,7 +300,7 @@ def _check_events(events: Iterable[Any]) -> None:
                 if anchor in defined:
                     raise YamlProblem.at(
                         event.start_mark,
-                        f"anchor &{anchor} is defined twice "
+                        f"an anchor (&...) is defined twice "
                         f"(first at line {defined[anchor] + 1}): use another name",
                     )
                 defined[anchor] = event.start_mark.line

@@ -774,10 +774,13 @@ def test_alias_bomb_is_refused_in_bounded_time(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         (_billion_laughs(), "config.yaml:5:8: aliases expand to more than 10000 nodes"),
-        ("a: &a [1, *a]\n", "config.yaml:1:11: alias *a inside the node it names"),
-        ("a: &a {b: [*a]}\n", "config.yaml:1:12: alias *a inside the node it names"),
-        ("a: 1\nb: *nowhere\n", "config.yaml:2:4: alias *nowhere names no anchor before it"),
-        ("a: &x 1\nb: &x 2\n", "config.yaml:2:4: anchor &x is defined twice (first at line 1)"),
+        ("a: &a [1, *a]\n", "config.yaml:1:11: an alias (*...) inside the node it names"),
+        ("a: &a {b: [*a]}\n", "config.yaml:1:12: an alias (*...) inside the node it names"),
+        ("a: 1\nb: *nowhere\n", "config.yaml:2:4: an alias (*...) names no anchor before it"),
+        (
+            "a: &x 1\nb: &x 2\n",
+            "config.yaml:2:4: an anchor (&...) is defined twice (first at line 1)",
+        ),
         ("a: " + "[" * 5000 + "]" * 5000 + "\n", "config.yaml:1:67: nested more than 64 levels"),
     ],
 )
@@ -983,7 +986,10 @@ apps:
         ),
         ('    customerSecret: "hunter2\\q"\n', ":5:30: found unknown escape character (not shown)"),
         ('    customerSecret: "hunter2\x01x"\n', ":5:29: a non-printable character"),
-        ("    customerSecret: &s hunter2-x\n    rateLimit: &s 5\n", ":6:16: anchor &s is defined"),
+        (
+            "    customerSecret: &s hunter2-x\n    rateLimit: &s 5\n",
+            ":6:16: an anchor (&...) is defined",
+        ),
         ("    customerSecret: 'hunter2-x\n", ":6:1: found unexpected end of stream"),
     ],
 )

@@ -297,11 +297,14 @@ def _config_problem(path: str) -> tuple[int, int, str]:
             "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 70)).replace("*a0", "x"),
             (63, 12, "nested more than 64 levels deep"),
         ),
-        ("a: &a [1, *a]\n", (1, 11, "alias *a inside the node it names: a recursive structure")),
-        ("a: 1\nb: *nowhere\n", (2, 4, "alias *nowhere names no anchor before it")),
+        (
+            "a: &a [1, *a]\n",
+            (1, 11, "an alias (*...) inside the node it names: a recursive structure"),
+        ),
+        ("a: 1\nb: *nowhere\n", (2, 4, "an alias (*...) names no anchor before it")),
         (
             "a: &x 1\nb: &x 2\n",
-            (2, 4, "anchor &x is defined twice (first at line 1): use another name"),
+            (2, 4, "an anchor (&...) is defined twice (first at line 1): use another name"),
         ),
     ],
     ids=["deep-through-aliases", "recursive", "no-anchor", "anchor-twice"],
@@ -316,6 +319,55 @@ def test_manifests_are_bounded_as_the_config_is(
     assert loaded == []
     assert [(d.line, d.column, d.message) for d in diagnostics] == [expected]
     assert _config_problem(path) == expected
+
+
+STORAGE = """\
+recordingFiles: {}
+storage:
+  vendor: aws-s3
+  region: us-east-1
+  bucket: rec
+"""
+
+
+@pytest.mark.parametrize(
+    ("secrets", "expected"),
+    [
+        (
+            "  accessKey: *SUPERSECRET3\n  secretKey: {env: S3_SECRET}\n",
+            (15, 14, "an alias (*...) names no anchor before it"),
+        ),
+        (
+            "  accessKey: &SUPERSECRET7 x\n  secretKey: &SUPERSECRET7 y\n",
+            (16, 14, "an anchor (&...) is defined twice (first at line 15): use another name"),
+        ),
+        (
+            "  accessKey: &SUPERSECRET9 [*SUPERSECRET9]\n  secretKey: {env: S3_SECRET}\n",
+            (15, 29, "an alias (*...) inside the node it names: a recursive structure"),
+        ),
+    ],
+    ids=["alias", "anchor-twice", "recursive"],
+)
+def test_an_anchor_or_alias_is_never_quoted(
+    tmp_path: Path, secrets: str, expected: tuple[int, int, str]
+) -> None:
+    """Defect: an unquoted secret that starts with '*' or '&' is read as an alias or an
+    anchor, and the message quoted its name, in a manifest and in the daemon config."""
+    path = write(tmp_path, "a.yaml", GOOD + STORAGE + secrets)
+    _, diagnostics = load_file(path)
+    assert [(d.line, d.column, d.message) for d in diagnostics] == [expected]
+    assert _config_problem(path) == expected
+
+
+def test_an_unsupported_tag_is_never_quoted(tmp_path: Path) -> None:
+    """Defect: `accessKey: !SUPERSECRET5 x` said "unsupported YAML tag '!SUPERSECRET5'"."""
+    path = write(
+        tmp_path, "a.yaml", GOOD + STORAGE + "  accessKey: !SUPERSECRET5 x\n  secretKey: !<S6> y\n"
+    )
+    _, diagnostics = load_file(path)
+    assert [(d.line, d.column, d.message) for d in diagnostics] == [
+        (15, 14, "an unsupported YAML tag (!...): plain values only")
+    ]
 
 
 def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
