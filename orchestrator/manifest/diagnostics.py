@@ -389,6 +389,11 @@ def position_tree(text: str) -> list[Any]:
 
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = True  # the first is kept, as the fast path keeps it
+    # ruamel's own scanner refuses a tab where libyaml takes it as a blank (before a
+    # comment, after a value), and then no finding of the file had a position. A
+    # space for each tab keeps every line and column; a tab that libyaml refused
+    # (indentation) was reported by the fast path already.
+    text = text.replace("\t", " ")
     docs: list[Any] = []
     try:
         for doc in yaml.load_all(text):

@@ -34,6 +34,14 @@ from orchestrator.manifest.loader import (
 from orchestrator.manifest.reading import MAX_FILE_BYTES, ReadFailure
 
 GOOD = GOOD_TEXT.format(name="standup", channel="room-1")
+STORAGE = """\
+recordingFiles: {}
+storage:
+  vendor: aws-s3
+  region: us-east-1
+  bucket: b
+"""
+"""The start of a storage section (on lines 10 to 14 after GOOD): add its secrets."""
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> str:
@@ -91,6 +99,24 @@ def test_errors_point_at_their_fields(tmp_path: Path) -> None:
     assert "did you mean 'fileNamePrefix'?" in unknown.message
     assert "valid keys here: vendor, region, bucket" in unknown.message
     assert all(d.file == path and d.severity == "error" for d in diagnostics)
+
+
+@pytest.mark.parametrize(
+    "tabbed",
+    [
+        ("  bucket: b", "  bucket: b\t# a comment"),
+        ("  bucket: b", "  bucket: b\t"),
+        ("region: us-east-1", "region:\tus-east-1"),
+    ],
+    ids=["before-a-comment", "after-a-value", "after-a-colon"],
+)
+def test_a_tab_that_yaml_allows_moves_no_error(tmp_path: Path, tabbed: tuple[str, str]) -> None:
+    """Defect: a tab where libyaml takes it as a blank made the round-trip parse that
+    places findings fail, and every error of the file was put at 1:1."""
+    text = GOOD.replace("uid: 527841", "uid: 0") + STORAGE.replace(*tabbed)
+    text += "  accessKey: {env: A}\n  secretKey: {env: B}\n  fileNamePrefx: [a]\n"
+    path = write(tmp_path, "a.yaml", text)
+    assert positions(path) == [(4, 6, "uid", "error"), (17, 3, "storage.fileNamePrefx", "error")]
 
 
 def test_a_missing_key_points_at_its_parent(tmp_path: Path) -> None:
@@ -319,15 +345,6 @@ def test_manifests_are_bounded_as_the_config_is(
     assert loaded == []
     assert [(d.line, d.column, d.message) for d in diagnostics] == [expected]
     assert _config_problem(path) == expected
-
-
-STORAGE = """\
-recordingFiles: {}
-storage:
-  vendor: aws-s3
-  region: us-east-1
-  bucket: rec
-"""
 
 
 @pytest.mark.parametrize(
