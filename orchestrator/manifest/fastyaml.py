@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from orchestrator.manifest.reading import YamlProblem, duplicate_key, without_values
+from orchestrator.manifest.reading import (
+    UNBUILDABLE,
+    YamlProblem,
+    duplicate_key,
+    not_valid,
+    without_values,
+)
 from orchestrator.manifest.rules import Loc
 
 __all__ = [
@@ -219,6 +225,14 @@ def fast_loader() -> Any:
             self.allow_duplicate_keys = False
             resolver.__init__(self, version=None, loadumper=self)
 
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            # A value its tag cannot build escapes SafeConstructor as a bare error
+            # (`2027-02-30T00:00:00Z`, `!!int abc`): placed here, where the node is known.
+            try:
+                return SafeConstructor.construct_object(self, node, deep=deep)
+            except UNBUILDABLE:
+                raise not_valid(node.start_mark, node.tag) from None
+
         def dispose(self) -> None:
             parser.dispose(self)
             # The loader refers to itself (as its own parser, composer and constructor):
@@ -338,7 +352,10 @@ class _Builder:
         data = values.get(text, _NOT_CACHED)
         if data is _NOT_CACHED:
             loader = self.loader
-            data = loader.yaml_constructors[tag](loader, node)
+            try:
+                data = loader.yaml_constructors[tag](loader, node)
+            except UNBUILDABLE:  # as `construct_object` says it
+                raise not_valid(node.start_mark, tag) from None
             if len(values) < _VALUES_KEPT and len(text) < _LONGEST_KEPT:
                 values[text] = data
         return data

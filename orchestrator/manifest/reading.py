@@ -42,6 +42,7 @@ __all__ = [
     "MAX_ALIAS_NODES",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
+    "UNBUILDABLE",
     "ReadError",
     "ReadFailure",
     "YamlProblem",
@@ -49,6 +50,7 @@ __all__ = [
     "decode",
     "duplicate_key",
     "file_kind",
+    "not_valid",
     "read_document",
     "read_file",
     "without_values",
@@ -214,6 +216,20 @@ def duplicate_key(key: object, first_line: int | None) -> str:
     label = f' "{key}"' if isinstance(key, str | int | float | bool) else ""
     where = f" (first at line {first_line})" if first_line else ""
     return f"duplicate key{label}{where}"
+
+
+UNBUILDABLE = (ValueError, OverflowError, TypeError, KeyError)
+"""What ruamel's constructors raise, bare (not a YAMLError, and with the value in its
+words), for a value that its tag cannot build (`2027-02-30`, `!!int abc`, `!!bool
+maybe`): each caller turns it into `not_valid` at the node."""
+
+
+def not_valid(mark: Any, tag: Any) -> YamlProblem:
+    """The one problem for a value that its tag, written or given by YAML's rules,
+    says is a number, a date, ... but that is not one (`2027-02-30T00:00:00Z`,
+    `!!int abc`): at its ruamel mark, with what it was taken for, never the value."""
+    kind = str(tag).rsplit(":", 1)[-1]
+    return YamlProblem.at(mark, f"not a valid {kind}: quote it if it is text")
 
 
 @dataclass(slots=True)
@@ -402,10 +418,7 @@ def _strict_constructor() -> type[Any]:
                 return super().construct_object(node, deep=deep)
             except (YAMLError, YamlProblem):
                 raise
-            except (ValueError, OverflowError, TypeError):
-                kind = str(node.tag).rsplit(":", 1)[-1]
-                raise YamlProblem.at(
-                    node.start_mark, f"not a valid {kind}: quote it if it is text"
-                ) from None
+            except UNBUILDABLE:
+                raise not_valid(node.start_mark, node.tag) from None
 
     return StrictConstructor

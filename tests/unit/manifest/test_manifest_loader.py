@@ -166,7 +166,11 @@ def test_every_document_is_checked(tmp_path: Path) -> None:
         ("just text\n", 1, 1, "not a single value"),
         ("", 1, 1, "empty"),
         ("# only a comment\n", 1, 1, "empty"),
-        ("a: !!int abc\n", 1, 1, "could not be read"),
+        ("a: !!int abc\n", 1, 4, "not a valid int: quote it if it is text"),
+        ("a:\n  b: 2027-02-30T00:00:00Z\n", 2, 6, "not a valid timestamp: quote it if it is text"),
+        ("a:\n  - 1\n  - 2027-02-03T00:00:00+25:00\n", 3, 5, "not a valid timestamp"),
+        ("a: {b: !!float x}\n", 1, 8, "not a valid float: quote it if it is text"),
+        ("a: !!bool maybe\n", 1, 4, "not a valid bool: quote it if it is text"),
         ("w: {start: 2026-03-02T09:00:00Z}\n", 1, 25, "quote values that contain ':'"),
     ],
 )
@@ -372,6 +376,20 @@ def test_an_anchor_or_alias_is_never_quoted(
     anchor, and the message quoted its name, in a manifest and in the daemon config."""
     path = write(tmp_path, "a.yaml", GOOD + STORAGE + secrets)
     _, diagnostics = load_file(path)
+    assert [(d.line, d.column, d.message) for d in diagnostics] == [expected]
+    assert _config_problem(path) == expected
+
+
+@pytest.mark.parametrize("tag", ["int", "bool"])
+def test_a_value_its_tag_cannot_build_is_placed_and_never_quoted(tmp_path: Path, tag: str) -> None:
+    """Defect: `!!int` on a secret, or a date that does not exist, was "invalid YAML: a
+    value could not be read (ValueError)" at 1:1; the config reader said where, and
+    that quoting it makes it text (but let `!!bool`'s KeyError, which quotes the value,
+    escape)."""
+    secrets = f"  accessKey: !!{tag} SUPERSECRET6\n  secretKey: {{env: S3_SECRET}}\n"
+    path = write(tmp_path, "a.yaml", GOOD + STORAGE + secrets)
+    _, diagnostics = load_file(path)
+    expected = (15, 14, f"not a valid {tag}: quote it if it is text")
     assert [(d.line, d.column, d.message) for d in diagnostics] == [expected]
     assert _config_problem(path) == expected
 
