@@ -9,12 +9,12 @@ findings.
 
 A bad document must never hide the others: one that cannot be built is yielded
 with its `failure` (a position and a message that quotes no value), and a key
-written twice is recorded, not raised, so that every other finding of the file
-is still reported; only a syntax error ends the stream (the caller turns it into
-a finding with `yaml_failure`). It must never be given a text that `reading.check_bounds`
-has not passed (with `fast_events` when `may_anchor`): that is what keeps hostile
-input from crashing libyaml's composer, or from making the build hang or exhaust
-memory.
+written twice or a key that is not text is recorded and left out, not raised, so
+that every other finding of the file is still reported; only a syntax error ends
+the stream (the caller turns it into a finding with `yaml_failure`). It must never
+be given a text that `reading.check_bounds` has not passed (with `fast_events`
+when `may_anchor`): that is what keeps hostile input from crashing libyaml's
+composer, or from making the build hang or exhaust memory.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from orchestrator.manifest.rules import Loc
 __all__ = [
     "Document",
     "Duplicate",
+    "NotText",
     "fast_documents",
     "fast_events",
     "fast_loader",
@@ -58,6 +59,14 @@ class Duplicate:
     again: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class NotText:
+    """A key that is not text (`~`, `true`, `1`, `[a, b]`), left out of the data."""
+
+    loc: Loc  # the field path of its mapping
+    at: tuple[int, int]  # the key's line and column, 1-based
+
+
 @dataclass
 class Document:
     """One document as built: its data, its position and those of its top-level keys."""
@@ -67,6 +76,7 @@ class Document:
     column: int
     keys: dict[str, tuple[int, int]]
     duplicates: list[Duplicate] = field(default_factory=list)
+    not_text: list[NotText] = field(default_factory=list)
     failure: YamlProblem | None = None  # the document could not be built: why
 
 
@@ -244,9 +254,10 @@ def fast_loader() -> Any:
     return FastLoader
 
 
-def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
+def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate], list[NotText]]:
     """A document's data: untagged maps, lists, text and the common plain scalars built
-    here, the rest by ruamel, and the keys written twice (the first of them is kept).
+    here, the rest by ruamel; the keys written twice (the first of them is kept), and
+    the keys that are not text (left out).
 
     ruamel's SafeConstructor sends every node through generic machinery (tag
     strings, generators, merge-key flattening). Manifests are almost only maps,
@@ -260,7 +271,9 @@ def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
 
     A duplicate key is not an exception here (ruamel raises one, which hid every
     other finding of the file): it is recorded with both of its positions and
-    the rest of the document is built and validated.
+    the rest of the document is built and validated. So is a key that is not text
+    (every key of a manifest is a name), which the model would report with the key
+    as its field and no position.
     """
     builder = _Builder(loader)
     try:
@@ -269,10 +282,10 @@ def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
         loader.constructed_objects = {}
         loader.recursive_objects = {}
         loader.deep_construct = False
-    if not builder.duplicates:
-        return data, []
+    if not builder.duplicates and not builder.not_text:
+        return data, [], []
     paths = _node_paths(root)
-    return data, [
+    duplicates = [
         Duplicate(
             (*paths.get(id(mapping), ()), key.value),
             str(key.value),
@@ -281,6 +294,11 @@ def _construct(loader: Any, root: Any) -> tuple[Any, list[Duplicate]]:
         )
         for mapping, first, key in builder.duplicates
     ]
+    not_text = [
+        NotText(paths.get(id(mapping), ()), (key.start_mark.line + 1, key.start_mark.column + 1))
+        for mapping, key in builder.not_text
+    ]
+    return data, duplicates, not_text
 
 
 _NOT_CACHED = object()
@@ -291,7 +309,16 @@ class _Builder:
     An object rather than a nested function, which would refer to itself through its
     closure: a cycle per document, left to the cyclic collector."""
 
-    __slots__ = ("duplicates", "loader", "map_tag", "memo", "scalars", "seq_tag", "text_tag")
+    __slots__ = (
+        "duplicates",
+        "loader",
+        "map_tag",
+        "memo",
+        "not_text",
+        "scalars",
+        "seq_tag",
+        "text_tag",
+    )
 
     def __init__(self, loader: Any) -> None:
         resolved = _resolved()
@@ -302,6 +329,7 @@ class _Builder:
         self.scalars = resolved.values
         self.memo: dict[int, Any] = {}
         self.duplicates: list[tuple[Any, Any, Any]] = []  # (mapping, first key, repeated key)
+        self.not_text: list[tuple[Any, Any]] = []  # (mapping, key)
 
     def build(self, node: Any) -> Any:
         tag = node.ctag
@@ -331,8 +359,13 @@ class _Builder:
         for key_node, value_node in node.value:
             key = key_node.value
             if key_node.ctag is not text_tag:
-                del memo[id(node)]  # let ruamel build it
+                if not _usable_key(key_node):
+                    self.not_text.append((node, key_node))
+                    repeated.append(key_node)
+                    continue
+                del memo[id(node)]  # let ruamel build it (a merge key, a tagged text)
                 self.duplicates = [d for d in self.duplicates if d[0] is not node]
+                self.not_text = [d for d in self.not_text if d[0] is not node]
                 return self._by_ruamel(node)
             if key in mapping:
                 first = next(k for k, _ in node.value if k.ctag is text_tag and k.value == key)
@@ -340,7 +373,7 @@ class _Builder:
                 repeated.append(key_node)
                 continue
             mapping[key] = value_node.value if value_node.ctag is text_tag else build(value_node)
-        if repeated:  # as ruamel would see it, should an alias lead there again
+        if repeated:  # as ruamel would see it, should an alias lead there again (left out)
             node.value = [pair for pair in node.value if not any(pair[0] is k for k in repeated)]
         return mapping
 
@@ -386,11 +419,15 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
     def _drop_duplicates(self, node: Any) -> None:
-        """Keys are compared as SafeConstructor compares them (by their values)."""
+        """Keys are compared as SafeConstructor compares them (by their values); a key
+        that is not text is left out too."""
         seen: dict[Any, Any] = {}
         kept = []
         for pair in node.value:
             key_node = pair[0]
+            if not _usable_key(key_node):
+                self.not_text.append((node, key_node))
+                continue
             if key_node.id == "scalar" and not key_node.tag.endswith(":merge"):
                 try:
                     key = (
@@ -409,6 +446,15 @@ class _Builder:
             kept.append(pair)
         if len(kept) != len(node.value):
             node.value = kept
+
+
+def _usable_key(node: Any) -> bool:
+    """Whether a key node is text (plain, quoted or tagged `!!str`) or a merge key (`<<`)."""
+    tag = str(node.tag)
+    return bool(node.id == "scalar" and (tag == _TEXT_TAG or tag.endswith(":merge")))
+
+
+_TEXT_TAG = "tag:yaml.org,2002:str"
 
 
 def _node_paths(root: Any) -> dict[int, Loc]:
@@ -477,11 +523,11 @@ def fast_documents(text: str) -> Iterator[Document]:
                 yield Document(None, line, column, keys)
                 continue
             try:
-                data, duplicates = _construct(loader, node)
+                data, duplicates, not_text = _construct(loader, node)
             except Exception as exc:  # this document cannot be built; the others still can
                 yield Document(None, line, column, keys, failure=yaml_failure(exc, text))
                 continue
-            yield Document(data, line, column, keys, duplicates)
+            yield Document(data, line, column, keys, duplicates, not_text)
     finally:
         dispose = getattr(loader, "dispose", None)
         if dispose is not None:

@@ -107,6 +107,9 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                 pending.append(
                     Finding(index, duplicate.loc, True, message, "error", duplicate.again)
                 )
+            for key in doc.not_text:  # the key is not named: it may be anything
+                message = "a key must be text: quote it"
+                pending.append(Finding(index, key.loc, True, message, "error", key.at))
             if doc.data is None:
                 empty += 1
                 pending.append(
@@ -161,7 +164,7 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                 # warning does not cost the round-trip parse of the whole file
                 placed = doc.keys.get(str(loc[0])) if len(loc) == 1 else None
                 pending.append(Finding(index, loc, True, message, severity, placed, position))
-            if doc.duplicates:
+            if doc.duplicates or doc.not_text:
                 continue  # valid once a key is dropped, but not as written
             loaded.append(LoadedManifest(manifest, path, doc.line, doc.column, index, doc.keys))
     except Exception as exc:  # any parse failure of any kind becomes a diagnostic

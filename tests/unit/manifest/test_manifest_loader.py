@@ -219,13 +219,38 @@ def test_a_duplicate_key_hides_no_other_error(tmp_path: Path) -> None:
 
 
 def test_a_duplicate_key_in_a_mapping_ruamel_builds(tmp_path: Path) -> None:
-    """Keys that are not text (here an integer) send the mapping to ruamel's constructor,
-    which raises on a duplicate; the loader finds it first, with both positions."""
-    text = GOOD + "labels:\n  1: a\n  x: b\n  1: c\n"
+    """A merge key sends the mapping to ruamel's constructor, which raises on a
+    duplicate; the loader finds it first, with both positions."""
+    text = GOOD + "labels:\n  <<: {z: q}\n  a: x\n  b: y\n  a: c\n"
     _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
     duplicate = next(d for d in diagnostics if "duplicate" in d.message)
-    assert (duplicate.line, duplicate.column, duplicate.field) == (13, 3, "labels.1")
-    assert duplicate.message == 'duplicate key "1" (first at line 11)'
+    assert (duplicate.line, duplicate.column, duplicate.field) == (14, 3, "labels.a")
+    assert duplicate.message == 'duplicate key "a" (first at line 12)'
+
+
+@pytest.mark.parametrize(
+    ("written", "line", "column", "field"),
+    [
+        ("~: x\n", 10, 1, ""),
+        ("? [a, b]\n: x\n", 10, 3, ""),
+        ("true: x\n", 10, 1, ""),
+        ("labels:\n  1: x\n", 11, 3, "labels"),
+        ("schedule2:\n  2026-01-01: x\n", 11, 3, "schedule2"),
+    ],
+)
+def test_a_key_that_is_not_text_is_placed_and_hides_nothing(
+    tmp_path: Path, written: str, line: int, column: int, field: str
+) -> None:
+    """Defect: `~: x` was `1:1: None: Keys should be strings`, `? [a, b]` named the
+    key `('a', 'b')` and `true: x` the field `[1]`. It is at the key, in the field
+    path of its mapping, without the key (it may be anything), and the document's
+    other errors are still reported."""
+    text = GOOD.replace("uid: 527841", "uid: 0") + written
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    found = [(d.line, d.column, d.field, d.message) for d in diagnostics]
+    assert (line, column, field, "a key must be text: quote it") in found
+    assert (4, 6, "uid") in [f[:3] for f in found]
+    assert not any("should be strings" in d.message for d in diagnostics)
 
 
 def test_a_document_that_cannot_be_built_hides_no_other_document(tmp_path: Path) -> None:

@@ -55,7 +55,6 @@ CASES = [
     "base: &b {x: 1, y: [1, 2]}\nuse: *b\nlist: &l [a, b]\nagain: *l\n",
     "base: &b {x: 1, y: 2}\nmerged:\n  <<: *b\n  y: 3\n",
     "'quoted': \"text\"\nplain: a:b\nmulti: |\n  line 1\n  line 2\nfold: >\n  a\n  b\n",
-    "7: int key\n2.5: float key\ntrue: bool key\n[a, b]: complex key\n",
     "- 1\n- [2, 3]\n- {a: b}\n",
     "a: 1\n---\n- x\n---\nplain\n---\n",
     "name: x\nlabels: {team: a}\nschedule: always\nuid: auto\n",
@@ -68,6 +67,26 @@ def test_same_data_as_ruamel(text: str) -> None:
     assert len(got) == len(expected)
     for a, b in zip(expected, got, strict=True):
         assert same(a, b), (a, b)
+
+
+def test_keys_that_are_not_text_are_left_out_and_reported() -> None:
+    """Every key of a manifest is a name: one that is not text is left out (the model
+    would report it with the key as its field, and no position) and recorded where it
+    stands, also in a mapping ruamel builds (a merge key)."""
+    text = (
+        "7: int key\n2.5: float key\ntrue: bool key\n[a, b]: complex key\n~: null key\n"
+        "'8': quoted\n!!str 9: tagged\nm:\n  <<: {x: 1}\n  10: y\n"
+    )
+    (doc,) = fast_documents(text)
+    assert doc.data == {"8": "quoted", "9": "tagged", "m": {"x": 1}}
+    assert [(k.loc, k.at) for k in doc.not_text] == [
+        ((), (1, 1)),
+        ((), (2, 1)),
+        ((), (3, 1)),
+        ((), (4, 1)),
+        ((), (5, 1)),
+        (("m",), (10, 3)),
+    ]
 
 
 def test_aliases_share_one_object() -> None:
