@@ -15,6 +15,7 @@ diagnostic whose `kind` says why, for the cache to decide on.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, NamedTuple
 
@@ -131,6 +132,7 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                     )
                 )
                 continue
+            unknown_keys = False
             try:
                 manifest = Manifest.model_validate(doc.data)
             except ValidationError as exc:
@@ -145,7 +147,10 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                     pending.append(
                         Finding(index, e.loc, e.at_key, e.message, "error", None, position, e.field)
                     )
-                continue
+                without = _without_unknown_keys(doc.data, exc)
+                if without is None:
+                    continue
+                manifest, unknown_keys = without, True  # its other findings are reported too
             for secret_path in manifest.literal_secrets():
                 pending.append(
                     Finding(
@@ -164,7 +169,7 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                 # warning does not cost the round-trip parse of the whole file
                 placed = doc.keys.get(str(loc[0])) if len(loc) == 1 else None
                 pending.append(Finding(index, loc, True, message, severity, placed, position))
-            if doc.duplicates or doc.not_text:
+            if doc.duplicates or doc.not_text or unknown_keys:
                 continue  # valid once a key is dropped, but not as written
             loaded.append(LoadedManifest(manifest, path, doc.line, doc.column, index, doc.keys))
     except Exception as exc:  # any parse failure of any kind becomes a diagnostic
@@ -186,6 +191,32 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
     positioned = any(item.position is None for item in pending)
     trees = position_tree(text) if positioned else []
     return Parsed(loaded, place(path, pending, trees), positioned)
+
+
+def _without_unknown_keys(data: dict[str, Any], exc: ValidationError) -> Manifest | None:
+    """The manifest `data` makes without its unknown keys, when they are all that is
+    wrong with it (else None): its other checks, which need a manifest, then run too,
+    so that an unknown key hides no literal secret or ineffective setting. What is
+    present is checked as written, so no finding can come from a key left out."""
+    errors = exc.errors(include_url=False)
+    if any(e["type"] != "extra_forbidden" for e in errors):
+        return None
+    stripped = copy.deepcopy(data)
+    for error in errors:
+        *parents, key = error["loc"]
+        node: Any = stripped
+        for part in parents:  # a path through a union names a member, not a key: give up
+            in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if not in_list and not (isinstance(node, dict) and part in node):
+                return None
+            node = node[part]
+        if not isinstance(node, dict) or key not in node:
+            return None
+        del node[key]
+    try:
+        return Manifest.model_validate(stripped)
+    except ValidationError:
+        return None
 
 
 def _describe_type(value: Any) -> str:

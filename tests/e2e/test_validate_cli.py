@@ -12,11 +12,11 @@ and merge-key bombs, a FIFO named x.yaml (a warning, never opened). A file name 
 is not UTF-8 is an error shown printably (exit 1), and so is a file of empty
 documents only. What cannot be read (a subdirectory, the manifests directory itself)
 is an error, not an empty tree (modes enforced even as root, through `setpriv`). A
-duplicate key hides none of the file's other errors. `always` with
-`startingDeadline` or `updatePolicy: defer`, and explicit windows that have all
-ended by `--at`, are warnings (exit 0; 1 under --strict), and so is a fixed `token`
-with a schedule that outlives a token (not one short window). `rolloverUid`: the
-manifest's own uid is a positioned error, a clash with another manifest's uid is
+duplicate key hides none of the file's other errors, nor does an unknown key.
+`always` with `startingDeadline` or `updatePolicy: defer`, and explicit windows that
+have all ended by `--at`, are warnings (exit 0; 1 under --strict), and so is a fixed
+`token` with a schedule that outlives a token (not one short window). `rolloverUid`:
+the manifest's own uid is a positioned error, a clash with another manifest's uid is
 found from `--at`; `schema` has the key and `show` prints the number. A bulk
 validate (its parse shared with a forked worker) reports as a plain load.
 """
@@ -369,6 +369,21 @@ def test_a_file_of_empty_documents_only_fails_validation(tmp_path: Path) -> None
     assert (
         f"{tmp_path / 'b.yaml'}:1:1: error: no manifest in this file (only empty documents)"
     ) in run.stdout
+
+
+def test_an_unknown_key_hides_no_literal_secret_under_strict(tmp_path: Path) -> None:
+    """Defect: only the unknown key was reported; the literal secrets came to light only
+    once it was removed (docs/cli.md: one run reports every error of every document)."""
+    text = GOOD + (
+        "recording2: 1\nrecordingFiles: {}\nstorage:\n  vendor: aws-s3\n"
+        "  region: us-east-1\n  bucket: b\n  accessKey: AKIA-x\n  secretKey: s3cr3t\n"
+    )
+    (tmp_path / "a.yaml").write_text(text, encoding="utf-8")
+    run = orchestrator("validate", "--strict", "--format", "json", tmp_path)
+    assert run.code == 1
+    found = [(d["line"], d["field"]) for d in json.loads(run.stdout)["diagnostics"]]
+    assert found == [(10, "recording2"), (16, "storage.accessKey"), (17, "storage.secretKey")]
+    assert "s3cr3t" not in run.stdout and "AKIA-x" not in run.stdout
 
 
 # --- what cannot be read ---------------------------------------------------------------

@@ -469,6 +469,45 @@ def test_a_file_without_a_manifest_is_an_error_whatever_its_empty_documents(
     assert result.failed_files == {path}
 
 
+UNKNOWN_KEYS_AND_MORE = (
+    GOOD.replace('schedule:\n  cron: "0 9 * * 1-5"\n  timezone: UTC\n  duration: 30m\n', "")
+    + "schedule: always\n"  # line 6
+    + "startingDeadline: 5m\n"
+    + "token: literal-token\n"
+    + "recording2: 1\n"
+    + STORAGE.replace("  bucket: b\n", "  bucket: b\n  accessKey: AKIA-x\n  secretKey: s3cr3t\n")
+    + "  fileNamePrefx: [a]\n"
+)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_an_unknown_key_hides_no_other_finding(tmp_path: Path, strict: bool) -> None:
+    """Defect: the model's unknown-key errors were all a document showed; the literal
+    secrets and the ineffective settings, which need a manifest, were found only once
+    the keys were removed. The manifest is still not loaded."""
+    path = write(tmp_path, "a.yaml", UNKNOWN_KEYS_AND_MORE)
+    loaded, diagnostics = load_file(path, strict=strict)
+    other = "error" if strict else "warning"
+    assert loaded == []
+    assert [(d.line, d.column, d.field, d.severity) for d in diagnostics] == [
+        (7, 1, "startingDeadline", other),
+        (8, 1, "token", other),  # a fixed token
+        (8, 8, "token", other),  # a literal secret
+        (9, 1, "recording2", "error"),
+        (15, 14, "storage.accessKey", other),
+        (16, 14, "storage.secretKey", other),
+        (17, 3, "storage.fileNamePrefx", "error"),
+    ]
+
+
+def test_an_unknown_key_beside_another_error_shows_what_it_did(tmp_path: Path) -> None:
+    """Only when unknown keys are all that is wrong do the other checks run: a document
+    that is wrong otherwise has no manifest to check."""
+    text = UNKNOWN_KEYS_AND_MORE.replace("uid: 527841", "uid: 0")
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text), strict=True)
+    assert [d.field for d in diagnostics] == ["uid", "recording2", "storage.fileNamePrefx"]
+
+
 def test_literal_secrets_warn_and_fail_under_strict(tmp_path: Path) -> None:
     text = GOOD + 'token: "007eJxTYmBg"\n'
     path = write(tmp_path, "a.yaml", text)
