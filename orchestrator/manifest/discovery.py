@@ -7,9 +7,9 @@ that path (listed in `Found.unreadable`), never an empty tree, so that whatever
 stood there keeps its last known good version. Nor may it hand on a path whose
 name is not UTF-8: nothing could show, log or store it (a manifest's file is kept
 with it), so it is an error under a printable name, and never read or entered. It
-never opens a file: the loader
-checks each one (`reading`). `Discovery(remember=True)` is the cache's: it lists a
-directory again only when it may have changed (`RACY_NS`).
+never opens a file: the loader checks each one (`reading`).
+`Discovery(remember=True)` is the cache's: it lists a directory again only when it
+may have changed (`RACY_NS`).
 """
 
 from __future__ import annotations

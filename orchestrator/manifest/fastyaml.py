@@ -448,13 +448,13 @@ class _Builder:
             node.value = kept
 
 
+_TEXT_TAG = "tag:yaml.org,2002:str"
+
+
 def _usable_key(node: Any) -> bool:
     """Whether a key node is text (plain, quoted or tagged `!!str`) or a merge key (`<<`)."""
     tag = str(node.tag)
     return bool(node.id == "scalar" and (tag == _TEXT_TAG or tag.endswith(":merge")))
-
-
-_TEXT_TAG = "tag:yaml.org,2002:str"
 
 
 def _node_paths(root: Any) -> dict[int, Loc]:

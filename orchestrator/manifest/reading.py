@@ -316,7 +316,7 @@ def _check_events(events: Iterable[Any]) -> None:
                 if anchor in defined:
                     raise YamlProblem.at(
                         event.start_mark,
-                        f"an anchor (&...) is defined twice "
+                        "an anchor (&...) is defined twice "
                         f"(first at line {defined[anchor] + 1}): use another name",
                     )
                 defined[anchor] = event.start_mark.line
