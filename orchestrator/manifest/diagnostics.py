@@ -107,6 +107,9 @@ def printable(path: str) -> str:
 SECRET_FORMS = "{env: NAME}, {file: PATH} or {credential: NAME}"  # noqa: S105 (a hint)
 """How a secret is written, for messages."""
 
+KEY_MARK = "[key]"
+"""What pydantic puts after a mapping's key in the path of an error about the key."""
+
 _PATTERN_HINTS = {
     "name": "1 to 128 letters, digits, '.', '_' or '-', starting and ending with a letter or digit",
     "app": "an App ID profile name: letters, digits, '.', '_' or '-' (at most 64)",
@@ -114,7 +117,7 @@ _PATTERN_HINTS = {
     "regionId": "an Aliyun region id like cn-shanghai",
     "env": "an environment variable name like S3_KEY",
     "credential": "a credential name: letters, digits, '_', '.', '@' or '-'",
-    "labels": "label keys are letters, digits, '.', '_', '/' or '-' (at most 63)",
+    "labels": "letters, digits, '.', '_', '/' or '-' (at most 63)",
 }
 
 
@@ -239,7 +242,8 @@ def _explain(error: ErrorDetails, loc: Loc, raw_loc: Loc) -> str:
         return f"must be text{got}; quote it if YAML reads it as a number or date"
     if kind == "string_pattern_mismatch":
         hint = _PATTERN_HINTS.get(last) or _PATTERN_HINTS.get(str(loc[0]) if loc else "", "")
-        return f"invalid value{got}: use {hint}" if hint else f"invalid value{got}: {error['msg']}"
+        what = "key" if raw_loc and raw_loc[-1] == KEY_MARK else "value"
+        return f"invalid {what}{got}: " + (f"use {hint}" if hint else str(error["msg"]))
     if kind in ("string_too_short", "string_too_long"):
         return f"{error['msg'].replace('String', 'text')}{got}"
     if kind in ("too_short", "too_long"):
@@ -320,7 +324,8 @@ def explain_each(exc: ValidationError, reason: Reason) -> Iterator[Explained]:
             continue
         if kind == "missing" and raw_loc[:-1] in unknown_in_secret:
             continue
-        loc = tuple(p for p in raw_loc if p not in SECRET_TAGS)
+        # A mapping's key that fails its own check: at the key, named by its path.
+        loc = tuple(p for p in raw_loc if p not in SECRET_TAGS and p != KEY_MARK)
         if kind == "manifest_rules":
             for sub_loc, message in (error.get("ctx") or {}).get("violations", []):
                 place = loc + tuple(sub_loc)
@@ -332,7 +337,11 @@ def explain_each(exc: ValidationError, reason: Reason) -> Iterator[Explained]:
             continue
         shown = raw_loc[:tag] if tag is not None and kind == "missing" else loc
         # A key without a value (null) is pointed at by its key: the null has no place.
-        at_key = kind == "extra_forbidden" or error.get("input", "") is None
+        at_key = (
+            kind == "extra_forbidden"
+            or error.get("input", "") is None
+            or (bool(raw_loc) and raw_loc[-1] == KEY_MARK)
+        )
         yield Explained(loc, dotted_path(shown), reason(error, loc, raw_loc), at_key)
 
 

@@ -218,6 +218,22 @@ def test_a_duplicate_key_hides_no_other_error(tmp_path: Path) -> None:
     assert not load_manifests([path]).ok
 
 
+def test_a_label_key_that_breaks_its_pattern_is_placed_at_the_key(tmp_path: Path) -> None:
+    """Defect: `labels.bad key!.[key]: invalid value ...: use label keys are letters...`
+    (pydantic's marker in the field, and a sentence that did not read)."""
+    text = GOOD + 'labels:\n  good: v\n  "bad key!": v\n'
+    _, diagnostics = load_file(write(tmp_path, "a.yaml", text))
+    assert [(d.line, d.column, d.field, d.message) for d in diagnostics] == [
+        (
+            12,
+            3,
+            "labels.bad key!",
+            "invalid key (got 'bad key!'): use letters, digits, '.', '_', '/' or '-' "
+            "(at most 63)",
+        )
+    ]
+
+
 def test_a_duplicate_key_in_a_mapping_ruamel_builds(tmp_path: Path) -> None:
     """A merge key sends the mapping to ruamel's constructor, which raises on a
     duplicate; the loader finds it first, with both positions."""
