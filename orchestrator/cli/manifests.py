@@ -183,7 +183,10 @@ def _show_text(info: dict[str, Any]) -> None:
         f"mode {info['mode']}"
     )
     window = info["nextWindow"]
-    upcoming = f"; next window {window['start']} .. {window['end']}" if window else ""
+    always = info["schedule"] == "always"  # its one window spans every instant
+    upcoming = (
+        f"; next window {window['start']} .. {window['end']}" if window and not always else ""
+    )
     click.echo(f"   schedule: {info['schedule']}{upcoming}")
     deadline = info["startingDeadline"]
     click.echo(

@@ -268,6 +268,9 @@ def test_show_prints_bodies_with_secret_references() -> None:
     assert '"unSubscribeVideoUids"' in run.stdout
     standup = derive_rollover_uid("weekly-standup", 527841)
     assert f"uid 527841, rolloverUid {standup} (auto), mode mix" in run.stdout
+    # `always` has one window over every instant: no "next window 1970-01-01 .. 9000-...".
+    assert "   schedule: always\n" in run.stdout and "1970-01-01" not in run.stdout
+    assert "schedule: cron '30 8 * * 1-5' in Europe/Berlin, 1h30m each; next window" in run.stdout
     report = json.loads(orchestrator("show", "--format", "json", "recordings.d").stdout)
     assert {r["name"] for r in report} >= {"support-lobby", "board-meeting", "monthly-webinar"}
     weekly = next(r for r in report if r["name"] == "weekly-standup")

@@ -228,8 +228,7 @@ def test_a_label_key_that_breaks_its_pattern_is_placed_at_the_key(tmp_path: Path
             12,
             3,
             "labels.bad key!",
-            "invalid key (got 'bad key!'): use letters, digits, '.', '_', '/' or '-' "
-            "(at most 63)",
+            "invalid key (got 'bad key!'): use letters, digits, '.', '_', '/' or '-' (at most 63)",
         )
     ]
 
