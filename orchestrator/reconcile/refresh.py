@@ -38,6 +38,7 @@ from orchestrator.state import (
     EndKind,
     Phase,
     SessionFields,
+    SessionNotFoundError,
     SessionRecord,
     Store,
     StoreConflictError,
@@ -147,14 +148,30 @@ class _Round(NamedTuple):
                 if now() >= session.confirm_until:
                     await confirm_end(store, session, "no answer but 404 within the grace")
                     return None
-            if self.pace is not None and not await self.pace(session):
-                log.info(
-                    "session.query_skipped",
-                    manifest=session.manifest,
-                    session_id=session.id,
-                    reason="its App ID was handed over",
-                )
-                return None
+            if self.pace is not None:
+                if not await self.pace(session):
+                    log.info(
+                        "session.query_skipped",
+                        manifest=session.manifest,
+                        session_id=session.id,
+                        reason="its App ID was handed over",
+                    )
+                    return None
+                # The round waited for this turn: a stop (or an exit a notification
+                # told) may have ended the session meanwhile, and its query would only
+                # spend a query slot on a 404.
+                try:
+                    current = await store.get_session(session.id)
+                except SessionNotFoundError:  # an operator deleted it: nothing to query
+                    return None
+                if current.phase not in QUERIED and not _unconfirmed(current):
+                    log.debug(
+                        "session.query_skipped",
+                        manifest=session.manifest,
+                        session_id=session.id,
+                        reason=f"it is {current.phase.value} now",
+                    )
+                    return None
             # A paced round is the resync's polling: query slots, within the share and
             # behind mutating calls. Unpaced, something waits on the answers (the
             # start-up adoption, `apply`, a rollover's confirmation): ordinary slots, the

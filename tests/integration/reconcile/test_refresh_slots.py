@@ -113,3 +113,30 @@ async def test_a_session_handed_over_while_the_round_waited_is_not_queried(
     handed.set()
     assert await asyncio.wait_for(round_, 30) == []
     assert queried() == 1
+
+
+async def test_a_session_that_ended_while_the_round_waited_is_not_queried(
+    emulator: EmulatorHandle, sqlite_store: SqliteStore
+) -> None:
+    """A stop that ends a session while the round waits for its turn (here m1, stopped
+    at Agora and recorded as ended, as the executor does): its query would spend a query
+    slot on a 404 and log a warning; it is left alone, the others are queried."""
+    client = emulator.client()
+    sessions = await _recording(emulator, client, sqlite_store, 3)
+    stopped = sessions[1]
+
+    async def turn(session: SessionRecord) -> bool:
+        if session.id == stopped.id:
+            assert stopped.resource_id is not None and stopped.sid is not None
+            body = {"cname": stopped.channel, "uid": str(stopped.uid), "clientRequest": {}}
+            await client.stop(emulator.app_id, stopped.resource_id, stopped.sid, "mix", body)
+            await sqlite_store.record_outcome(stopped.id, phase=Phase.ENDED, ended_at=now())
+        return True
+
+    problems = await refresh_sessions(
+        sqlite_store, {"main": client}, sessions, now=now, limit=asyncio.Semaphore(4), pace=turn
+    )
+    assert problems == []
+    paths = [r["path"] for r in emulator.emu.requests("query")]
+    assert sorted(s.manifest for s in sessions if any(s.sid in p for p in paths)) == ["m0", "m2"]
+    assert (await sqlite_store.get_session(stopped.id)).end_reason is None  # as the stop left it
