@@ -58,7 +58,15 @@ Readiness = Callable[[], ReadinessReport]
 
 PHASES: Final = ("acquiring", "starting", "running", "updating", "stopping", "unmanageable")
 TRIGGERS: Final = ("start", "boundary", "resync", "reload", "backoff", "takeover", "notice")
-HELD_REASONS: Final = ("failed", "unmanageable", "backoff", "missed", "deferred", "kept")
+HELD_REASONS: Final = (
+    "failed",
+    "unmanageable",
+    "backoff",
+    "missed",
+    "deferred",
+    "kept",
+    "rollover",
+)
 # Why a wanted recording is not recording (orchestrator.reconcile.overview.Reason).
 NOT_RECORDING_REASONS: Final = ("starting", "failing", "backoff", "held", "unmanageable")
 OUTCOMES: Final = ("ok", "failed")

@@ -23,11 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import __version__
 from orchestrator.daemon.metrics import (
+    HELD_REASONS,
     HealthServer,
     HealthServerBindError,
     Metrics,
     ReadinessReport,
 )
+from orchestrator.reconcile.model import NoteKind
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -374,3 +376,10 @@ async def test_stop_is_idempotent_and_closes_the_port(
     await server.stop()
     with pytest.raises(httpx.ConnectError):
         await http.get(base + "/healthz")
+
+
+def test_every_reason_a_plan_holds_a_manifest_for_is_a_held_reason() -> None:
+    """`orchestrator_manifests_held` starts each reason at 0: none may first appear when a
+    plan holds one (a rollover's failed successor was missing). A rollover that is due is
+    not held: it is upcoming."""
+    assert set(HELD_REASONS) == {k.value for k in NoteKind} - {NoteKind.ROLLOVER_DUE.value}
