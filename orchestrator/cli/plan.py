@@ -98,7 +98,10 @@ def plan_command(
         code, changes = asyncio.run(
             _plan(config_path, manifests_dir, state_url, as_of(at), horizon, fmt, offline)
         )
-    except (Failure, Busy) as exc:
+    except Busy as exc:  # a daemon runs on the store: what `--offline` is for
+        fail(Busy(f"{exc}; `plan --offline` reads it beside the daemon"))
+        return
+    except Failure as exc:
         fail(exc)
         return
     if code == 0 and detailed_exitcode and changes:

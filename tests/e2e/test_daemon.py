@@ -8,8 +8,9 @@ YAML over a live manifest keeps the recording and logs a positioned error, and t
 fix causes no restart; deleting a manifest stops its recording; an idle exit is
 restarted by the next resync pass; SIGHUP reloads (RELOADING/READY) with the watch
 off; SIGTERM exits 0 and a restarted daemon adopts live sessions without an acquire;
-a second `run` and an `apply` are refused with exit 3 while it runs; the notify
-protocol (READY, RELOADING, STOPPING, WATCHDOG, STATUS); /metrics, /healthz and
+a second `run`, an `apply` and a `plan` (which says `--offline` works) are refused
+with exit 3 while it runs; the notify protocol (READY, RELOADING, STOPPING, WATCHDOG,
+STATUS); /metrics, /healthz and
 /readyz; no secret value in any log line or metric; a SIGINT or SIGTERM during
 start-up (held in the store's connect) exits 0.
 
@@ -310,9 +311,14 @@ async def test_second_writer_is_refused_while_the_daemon_runs(daemon_env: Daemon
         apply = await daemon_env.cli.run("apply", "--config", str(daemon_env.cli.config))
         assert apply.code == 3, apply.stderr
         assert f"pid {daemon.pid}" in apply.stderr
+        planned = await daemon_env.cli.run("plan", "--config", str(daemon_env.cli.config))
+        assert planned.code == 3, planned.stderr
+        assert "`plan --offline` reads it beside the daemon" in planned.stderr
         # Readers still work beside it.
         status = await daemon_env.cli.run("status", "--config", str(daemon_env.cli.config))
         assert status.code == 0 and "alpha" in status.stdout
+        offline = ("plan", "--offline", "--config", str(daemon_env.cli.config))
+        assert (await daemon_env.cli.run(*offline)).code == 0
         assert len(calls(daemon_env, "start")) == 1
         assert len(live_recordings(daemon_env.cli)) == 1
     finally:
