@@ -256,7 +256,8 @@ class Reloader:
             parsed=stats.parsed if stats is not None else 0,
             restored=stats.restored if stats is not None else 0,
             helped=stats.helped if stats is not None else 0,
-            failing=few(sorted(desired.invalid_files)),
+            # The files that fail (not the gone paths whose manifests stand in).
+            failing=few(sorted({*loaded.failed_files, *(d.file for d in desired.file_errors)})),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
         return delta

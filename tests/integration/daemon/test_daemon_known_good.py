@@ -157,6 +157,8 @@ async def test_a_manifest_moved_into_a_file_that_does_not_load_is_not_removed(
     assert reloader.by_name["m1"].source_file == str(directory / "m1.yaml")
     problems = [str(e["problem"]) for e in logs if e["event"] == "manifests.problem"]
     assert any("no longer gives 'm1'" in p for p in problems), problems
+    (reloaded,) = [e for e in logs if e["event"] == "manifests.reloaded"]
+    assert reloaded["failing"] == [str(directory / "m1-renamed.yaml")]  # not the gone path
     assert sorted(await idle.store.known_good()) == ["m0", "m1", "m2"]  # none forgotten
     # Fixed: m1 comes from its new file.
     (directory / "m1-renamed.yaml").write_text(manifest("m1", "room-1", later()))
