@@ -254,7 +254,8 @@ def invalid_files(
             invalid.add(item.file)
             known = ", ".join(sorted(app_ids)) or "none configured"
             message = f"unknown app profile {item.manifest.app!r} (known: {known})"
-            errors.append(Diagnostic(item.file, item.line, item.column, "app", message))
+            line, column = item.position_of("app")
+            errors.append(Diagnostic(item.file, line, column, "app", message))
     return frozenset(invalid), tuple(errors)
 
 

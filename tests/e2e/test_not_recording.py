@@ -124,7 +124,7 @@ async def test_status_names_the_file_that_does_not_load(cli_env: CliEnv) -> None
     assert "Failing to load" in status.stdout
     assert "bad.yaml:4:6: error: uid:" in status.stdout
     # A file that names an unknown app profile does not load either, and is counted so.
-    assert "other.yaml:1:1: error: app: unknown app profile 'mian'" in status.stdout
+    assert "other.yaml:2:1: error: app: unknown app profile 'mian'" in status.stdout
     assert "2 file(s) failing to load" in status.stdout
 
 
@@ -155,7 +155,7 @@ async def test_the_daemon_reports_what_is_not_recording(daemon_env: DaemonEnv) -
         assert missing["next_attempt"]
         # The unknown app profile: a file failing to load, as the metric counts it too.
         (other,) = body["files_failing"]
-        assert (other["field"], other["line"]) == ("app", 1) and "'mian'" in other["message"]
+        assert (other["field"], other["line"]) == ("app", 2) and "'mian'" in other["message"]
         assert "orchestrator_manifests_failing 1.0" in metrics
         app_id = daemon_env.cli.emulator.app_id
         assert f'orchestrator_recordings_wanted{{app_id="{app_id}"}} 2.0' in metrics
