@@ -200,7 +200,7 @@ class Overview:
     recordings: tuple[RecordingStatus, ...] = ()
     # Errors of the manifest files that do not load (their last known good stands).
     files_failing: tuple[Diagnostic, ...] = ()
-    # Problems that concern no position in a file (an unknown app profile, ...).
+    # Problems that concern no position in a file (a last known good version in force, ...).
     problems: tuple[str, ...] = ()
     # Sessions we cannot query or stop: an unknown sid, or the API no longer knows them.
     unmanageable: tuple[SessionRecord, ...] = ()
