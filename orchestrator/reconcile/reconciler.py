@@ -301,6 +301,7 @@ def desired_recordings(
         cache.sweep(recordings)
     names = {d.name for d in recordings}
     given = {item.file for item in loaded}
+    hiders = _not_loading(sorted({*failed_files, *unreadable} or failing))
     wanting: list[str] = []
     standing_in = (
         e
@@ -333,9 +334,9 @@ def desired_recordings(
         stored = entry.stored_at.isoformat() if entry.stored_at else "earlier"
         if moved:
             problems.append(
-                f"{entry.source_file}: no longer gives {entry.name!r}, and a file that does "
-                f"not load may hold it now: it follows its last known good version (stored "
-                f"{stored}) until every file loads"
+                f"{entry.source_file}: no longer gives {entry.name!r}, and {hiders} may "
+                f"hold it now: it follows its last known good version (stored {stored}) "
+                "until every file loads"
             )
         else:
             problems.append(
@@ -357,6 +358,13 @@ def desired_recordings(
         tuple(wanting),
         file_errors,
     )
+
+
+def _not_loading(files: Sequence[str]) -> str:
+    """`a.yaml, which does not load,` or `a.yaml and 2 more, which do not load,`."""
+    if len(files) <= 1:
+        return f"{files[0] if files else 'a file'}, which does not load,"
+    return f"{files[0]} and {len(files) - 1} more, which do not load,"
 
 
 def hiding(
