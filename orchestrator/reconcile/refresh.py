@@ -150,12 +150,7 @@ class _Round(NamedTuple):
                     return None
             if self.pace is not None:
                 if not await self.pace(session):
-                    log.info(
-                        "session.query_skipped",
-                        manifest=session.manifest,
-                        session_id=session.id,
-                        reason="its App ID was handed over",
-                    )
+                    _skipped(session, "its App ID was handed over")
                     return None
                 # The round waited for this turn: a stop (or an exit a notification
                 # told) may have ended the session meanwhile, and its query would only
@@ -165,12 +160,7 @@ class _Round(NamedTuple):
                 except SessionNotFoundError:  # an operator deleted it: nothing to query
                     return None
                 if current.phase not in QUERIED and not _unconfirmed(current):
-                    log.debug(
-                        "session.query_skipped",
-                        manifest=session.manifest,
-                        session_id=session.id,
-                        reason=f"it is {current.phase.value} now",
-                    )
+                    _skipped(session, f"it is {current.phase.value} now", quiet=True)
                     return None
             # A paced round is the resync's polling: query slots, within the share and
             # behind mutating calls. Unpaced, something waits on the answers (the
@@ -184,8 +174,14 @@ class _Round(NamedTuple):
                 return await _query_one(store, ask, session, where, now, self.on_exit, self.grace)
         except StoreFencedError:
             # Another replica owns the App ID now: what it learns is its to record.
-            log.info("session.query_skipped", manifest=session.manifest, session_id=session.id)
+            _skipped(session, "another replica owns its App ID now")
             return None
+
+
+def _skipped(session: SessionRecord, reason: str, *, quiet: bool = False) -> None:
+    """Log that a round left `session` unqueried, and why (`quiet`: at debug level)."""
+    emit = log.debug if quiet else log.info
+    emit("session.query_skipped", manifest=session.manifest, session_id=session.id, reason=reason)
 
 
 class _Ask(NamedTuple):
