@@ -150,13 +150,7 @@ def _recording(r: RecordingStatus, owner: str | None) -> dict[str, Any]:
     s = r.session
     doing: dict[str, Any] = {"state": r.doing}
     if s is not None:
-        doing.update(
-            session_id=s.id,
-            sid=_short(s.sid),
-            uid=s.uid,
-            since=_iso(s.started_at or s.created_at),
-            owner=owner,
-        )
+        doing.update(_live(s, owner))
     why = None
     if r.reason is not None:
         why = {
@@ -181,6 +175,18 @@ def _recording(r: RecordingStatus, owner: str | None) -> dict[str, Any]:
     }
 
 
+def _live(s: SessionRecord, owner: str | None) -> dict[str, Any]:
+    """A live session as the document shows it: `session_id`, `sid` (shortened), `uid`,
+    `since`, `owner`."""
+    return {
+        "session_id": s.id,
+        "sid": _short(s.sid),
+        "uid": s.uid,
+        "since": _iso(s.started_at or s.created_at),
+        "owner": owner,
+    }
+
+
 def _orphan(s: SessionRecord, owner: str | None, failing: set[str]) -> dict[str, Any]:
     """A live session that no manifest gives now: its file does not load and no version
     of it is stored (it had literal secrets), so it is left running; or its manifest is
@@ -190,13 +196,9 @@ def _orphan(s: SessionRecord, owner: str | None, failing: set[str]) -> dict[str,
         "manifest": s.manifest,
         "app_id": s.app_id,
         "channel": s.channel,
-        "uid": s.uid,
         "file": s.source_file,
         "state": doing_of(s),
-        "session_id": s.id,
-        "sid": _short(s.sid),
-        "since": _iso(s.started_at or s.created_at),
-        "owner": owner,
+        **_live(s, owner),
         "why": (
             "its file does not load and no version of it is stored (it holds literal "
             "secrets): left running as it is"
@@ -498,8 +500,7 @@ def render_html(doc: Mapping[str, Any]) -> str:
             out.append(
                 f'<tr class=warn data-manifest="{_E(o["manifest"])}"><td><b>{_E(o["manifest"])}'
                 f"</b><br><small>{_E(o['channel'])} · uid {o['uid']} · <code>"
-                f"{_E(str(o['file']))}</code></small></td><td>{_E(o['state'])} (session "
-                f"{o['session_id']}, sid {_E(str(o['sid']))}, since {_t(o['since'])})</td>"
+                f"{_E(str(o['file']))}</code></small></td><td>{_doing_html(o)}</td>"
                 f"<td>{_E(o['why'])}</td></tr>"
             )
         out.append("</table></div>")

@@ -309,12 +309,13 @@ class Discovery:
                 is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:  # vanished since the listing, or cannot be examined
                 is_dir = False
-            if (is_dir or name.endswith(YAML_SUFFIXES)) and not _utf8(name):
+            manifest = not is_dir and name.endswith(YAML_SUFFIXES)
+            if (is_dir or manifest) and not _utf8(name):
                 bad_names.append(prefix + name)
             elif is_dir:
                 entries.append((name, _DIR))
                 subdirs.append(name)
-            elif name.endswith(YAML_SUFFIXES):  # not opened here: the loader checks its type
+            elif manifest:  # not opened here: the loader checks its type
                 entries.append((name, _FILE))
                 files.append(prefix + name)
                 reals.append(real_prefix + name)

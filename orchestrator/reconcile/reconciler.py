@@ -301,7 +301,6 @@ def desired_recordings(
         cache.sweep(recordings)
     names = {d.name for d in recordings}
     given = {item.file for item in loaded}
-    hiders = _not_loading(sorted({*failed_files, *unreadable} or failing))
     wanting: list[str] = []
     standing_in = (
         e
@@ -334,7 +333,8 @@ def desired_recordings(
         stored = entry.stored_at.isoformat() if entry.stored_at else "earlier"
         if moved:
             problems.append(
-                f"{entry.source_file}: no longer gives {entry.name!r}, and {hiders} may "
+                f"{entry.source_file}: no longer gives {entry.name!r}, and "
+                f"{_not_loading(sorted({*failed_files, *unreadable} or failing))} may "
                 f"hold it now: it follows its last known good version (stored {stored}) "
                 "until every file loads"
             )
