@@ -373,6 +373,8 @@ def read_document(path: str | os.PathLike[str]) -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
     from ruamel.yaml.reader import ReaderError
 
+    check_bounds(text, None)  # the nesting, before libyaml's scanner sees the text
+    text = _blank_tabs(text)
     check_bounds(text, YAML(typ="rt").parse(text))
     try:
         yaml = YAML(typ="rt")
@@ -392,6 +394,45 @@ def read_document(path: str | os.PathLike[str]) -> Any:
         raise YamlProblem(line, column, message) from None
     except YAMLError as exc:
         raise YamlProblem(1, 1, f"invalid YAML ({type(exc).__name__})") from None
+
+
+def _blank_tabs(text: str) -> str:
+    """`text` with a space for each tab that separates tokens (after a colon or a
+    value, before a comment), which YAML allows and libyaml (the manifests' reader)
+    takes as a blank, but ruamel's round-trip scanner refuses. A tab inside a scalar
+    is kept (it is part of the value), and so is every tab of a text libyaml cannot
+    scan (the round-trip parse then reports the error). One character for one: every
+    line and column stays where it was."""
+    if "\t" not in text:
+        return text
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.tokens import ScalarToken
+
+    libyaml: Any = YAML(typ="safe", pure=False).Parser
+    if libyaml.__name__ != "CParser":
+        return text  # without ruamel.yaml.clib the manifests' reader refuses it too
+    scalars: list[tuple[int, int]] = []
+    parser = libyaml(io.StringIO(text))
+    try:
+        while (token := parser.get_token()) is not None:
+            if isinstance(token, ScalarToken):
+                scalars.append((token.start_mark.index, token.end_mark.index))
+    except YAMLError:
+        return text
+    finally:
+        parser.dispose()
+    chars = list(text)
+    spans = iter(scalars)
+    span = next(spans, None)
+    for index in (i for i, c in enumerate(chars) if c == "\t"):
+        while span is not None and span[1] <= index:
+            span = next(spans, None)
+        if span is None or index < span[0]:
+            chars[index] = " "
+    return "".join(chars)
 
 
 @functools.cache

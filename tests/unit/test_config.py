@@ -832,6 +832,31 @@ def test_plain_aliases_still_work(tmp_path: Path) -> None:
     assert config.apps["backup"].customer_secret == CredentialSecret(credential="agora-secret")
 
 
+def test_a_tab_that_yaml_allows_is_read_as_a_blank(tmp_path: Path) -> None:
+    """Defect: ruamel's round-trip scanner refused a tab before a comment or after a
+    colon, which YAML allows and the manifests' reader (libyaml) takes as a blank,
+    so a config the manifests' rules accept was refused. A tab in a value stays."""
+    text = (
+        "logging:\t# after a key\n"
+        "  level:\tdebug\t# after a colon and a value\n"
+        "replica: {name: 'a\tb',\tclaimInterval: 7s}\n"
+        "metrics:\n"
+        "  address: 127.0.0.1:9464\t\n"
+    )
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.logging.level == "debug"
+    assert config.replica.name == "a\tb"
+    assert config.replica.claim_interval == timedelta(seconds=7)
+    # An error after such a tab is still placed at its own line and column.
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text.replace("debug", "loud")), environ={})
+    assert str(raised.value).startswith(f"{tmp_path}/config.yaml:2:10: logging.level: ")
+    # A tab YAML refuses (indentation) is still an error, at its place.
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, "logging:\n\tlevel: debug\n"), environ={})
+    assert str(raised.value).startswith(f"{tmp_path}/config.yaml:2:1: ")
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
