@@ -467,6 +467,9 @@ def _why_not(
             return _with(base, error, reason, note.message, until)
         return _with(base, error, reason, _note_text(reason, note.message), note.until)
     if session is not None and session.phase in (Phase.ACQUIRING, Phase.STARTING):
+        if session.error:  # its start went unanswered (5xx, timeouts) after every retry
+            message = "its start has not gone through; resumed at each pass"
+            return _with(base, error, Reason.FAILING, message)
         return _with(base, error, Reason.STARTING, "its start is in flight")
     if starting:
         if last is not None and last.end_kind in _NEVER_RECORDED:

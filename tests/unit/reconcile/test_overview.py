@@ -1,6 +1,7 @@
 """`overview`: what each recording should do, what it does, and why not, table-driven.
 
-Covers: recording as wanted; a start due now; a start in flight; a failed start
+Covers: recording as wanted; a start due now; a start in flight; a start left
+unresolved by its retries (failing); a failed start
 (secret, refusal, conflict) with its last error and next attempt; a restart backoff
 after an exit; held as failed; a missed window (not a fault); unmanageable sessions
 (also those the API no longer recognises) with the command to forget them; a live
@@ -81,6 +82,20 @@ def look(d: DesiredRecording, **actual: Any) -> Any:
             Should.RECORD,
             "starting",
             Reason.STARTING,
+        ),
+        (
+            "a start unresolved after its retries is failing, not in flight",
+            desired(),
+            {
+                "live": [
+                    session(
+                        phase=Phase.STARTING, sid=None, started_at=None, error="start: HTTP 503"
+                    )
+                ]
+            },
+            Should.RECORD,
+            "starting",
+            Reason.FAILING,
         ),
         (
             "a failed start waits its backoff",
