@@ -58,6 +58,10 @@ def uid_problem(uid: str, *, allow_zero: bool = False) -> str | None:
     return None
 
 
+#: The RESTful API's endpoints, as the client and the emulator name them (and the
+#: `endpoint` label of the metrics).
+ENDPOINTS: Final = ("acquire", "start", "update", "updateLayout", "query", "stop")
+
 # ------------------------------------------------------------ modes and ranges
 
 

@@ -36,7 +36,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from orchestrator import __version__
+from orchestrator.contract import ENDPOINTS
 from orchestrator.daemon.listener import Bounds, Listener, Page, Route
+from orchestrator.daemon.receiver import BAD_BODY, BAD_SIGNATURE, TOO_LARGE, UNKNOWN_EVENT
 from orchestrator.errors import OrchestratorError
 
 log = structlog.get_logger("orchestrator.daemon")
@@ -70,6 +72,8 @@ HELD_REASONS: Final = (
 # Why a wanted recording is not recording (orchestrator.reconcile.overview.Reason).
 NOT_RECORDING_REASONS: Final = ("starting", "failing", "backoff", "held", "unmanageable")
 OUTCOMES: Final = ("ok", "failed")
+# What an action does (orchestrator.reconcile.model.ActionKind).
+ACTIONS: Final = ("start", "stop", "update", "updateLayout", "restart", "resume", "rollover")
 # Why the metrics listener closed a connection itself (orchestrator.daemon.listener).
 LISTENER_DROPS: Final = ("limit", "timeout")
 
@@ -319,6 +323,14 @@ class Metrics:
                 self._passes.labels(trigger=trigger, outcome=outcome)
         for outcome in OUTCOMES:
             self._reloads.labels(outcome=outcome)
+            for action in ACTIONS:
+                self._actions.labels(action=action, outcome=outcome)
+        # A counter's series that first appears at 1 shows no increase: the alerts that
+        # fire on the first 429 or refused notification need theirs there at 0 before.
+        for endpoint in ENDPOINTS:
+            self._api_requests.labels(endpoint=endpoint, status="429", code="")
+        for refused in (BAD_SIGNATURE, BAD_BODY, TOO_LARGE):
+            self._notifications.labels(event=UNKNOWN_EVENT, outcome=refused)
         for reason in LISTENER_DROPS:
             self._listener_drops.labels(reason=reason)
 

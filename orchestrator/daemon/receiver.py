@@ -46,6 +46,8 @@ BAD_SIGNATURE = "bad_signature"
 BAD_BODY = "bad_body"
 TOO_LARGE = "too_large"
 STORE_FAILED = "store_failed"
+#: The event of a notification refused before its body was read.
+UNKNOWN_EVENT = "unknown"
 
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 #: Told of every notification received: (event name, outcome).
@@ -89,13 +91,13 @@ class NoticeReceiver:
     def receive(self, headers: Mapping[str, str], body: bytes) -> Page:
         """The POST route: verify, answer; keep it after answering."""
         if not ncs.verify(self._secret, body, headers.get(ncs.SIGNATURE_HEADER.lower())):
-            self._count("unknown", BAD_SIGNATURE)
+            self._count(UNKNOWN_EVENT, BAD_SIGNATURE)
             log.warning("notice.refused", reason="signature missing or wrong", size=len(body))
             return _json(HTTPStatus.UNAUTHORIZED, {"error": "signature missing or wrong"})
         try:
             notification = ncs.parse(body)
         except ncs.NotificationError as exc:
-            self._count("unknown", BAD_BODY)
+            self._count(UNKNOWN_EVENT, BAD_BODY)
             log.warning("notice.refused", reason=f"not a notification: {exc}")
             return _json(HTTPStatus.BAD_REQUEST, {"error": "not a notification"})
         self._spawn(self._keep(notification, self._clock()))
@@ -103,7 +105,7 @@ class NoticeReceiver:
 
     def _refused(self, status: int) -> None:
         if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
-            self._count("unknown", TOO_LARGE)
+            self._count(UNKNOWN_EVENT, TOO_LARGE)
             log.warning("notice.refused", reason="body over notifications.maxBody")
 
     async def _keep(self, notification: ncs.Notification, received_at: datetime) -> None:

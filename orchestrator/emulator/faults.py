@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-ENDPOINTS = ("acquire", "start", "update", "updateLayout", "query", "stop")
+from orchestrator.contract import ENDPOINTS
+
 FAULT_KINDS = ("lost", "error", "code65", "delay", "hold", "answer")
 
 

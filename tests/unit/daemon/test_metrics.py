@@ -23,13 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import __version__
 from orchestrator.daemon.metrics import (
+    ACTIONS,
     HELD_REASONS,
     HealthServer,
     HealthServerBindError,
     Metrics,
     ReadinessReport,
 )
-from orchestrator.reconcile.model import NoteKind
+from orchestrator.reconcile.model import ActionKind, NoteKind
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -43,6 +44,7 @@ ALLOWED_LABELS = {
     "outcome",
     "action",
     "reason",
+    "event",
     "version",
     "le",  # histogram buckets
 }
@@ -83,6 +85,16 @@ def test_initial_series() -> None:
             name = "orchestrator_reconcile_passes_total"
             assert _value(samples, name, trigger=trigger, outcome=outcome) == 0
     assert _value(samples, "orchestrator_reloads_total", outcome="ok") == 0
+    # The alerts that fire on a first increase need the series at 0 before it.
+    for endpoint in ("acquire", "start", "update", "updateLayout", "query", "stop"):
+        name = "orchestrator_api_requests_total"
+        assert _value(samples, name, endpoint=endpoint, status="429", code="") == 0
+    for action in ACTIONS:
+        name = "orchestrator_reconcile_actions_total"
+        assert _value(samples, name, action=action, outcome="failed") == 0
+    for outcome in ("bad_signature", "bad_body", "too_large"):
+        name = "orchestrator_notifications_total"
+        assert _value(samples, name, event="unknown", outcome=outcome) == 0
     assert _value(samples, "orchestrator_build_info", version="1.2.3") == 1
     assert _value(samples, "orchestrator_untracked_sessions") == 0
     assert _value(samples, "orchestrator_manifests_failing") == 0
@@ -239,7 +251,8 @@ def test_instances_have_separate_registries() -> None:
         _value(_scrape(first), "orchestrator_reconcile_actions_total", action="start", outcome="ok")
         == 1
     )
-    assert all(name != "orchestrator_reconcile_actions_total" for name, _ in _scrape(second))
+    name = "orchestrator_reconcile_actions_total"
+    assert _value(_scrape(second), name, action="start", outcome="ok") == 0
 
 
 # ------------------------------------------------------------------ HTTP server
@@ -383,3 +396,9 @@ def test_every_reason_a_plan_holds_a_manifest_for_is_a_held_reason() -> None:
     plan holds one (a rollover's failed successor was missing). A rollover that is due is
     not held: it is upcoming."""
     assert set(HELD_REASONS) == {k.value for k in NoteKind} - {NoteKind.ROLLOVER_DUE.value}
+
+
+def test_every_action_kind_starts_at_zero() -> None:
+    """`orchestrator_reconcile_actions_total{outcome="failed"}` exists for every kind of
+    action before its first failure (OrchestratorActionsFailing rates it)."""
+    assert set(ACTIONS) == {k.value for k in ActionKind}
