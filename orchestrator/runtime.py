@@ -80,6 +80,9 @@ class Runtime:
     policy: PlanPolicy
     # App profiles whose credentials did not resolve (their manifests cannot act).
     problems: tuple[str, ...] = ()
+    # Why the config file did not load at the last SIGHUP (the running config is kept,
+    # a restart would fail); None once one loads.
+    config_error: str | None = None
     clock: Clock = field(default=utc_now)
     # PostgreSQL replicas: which App IDs this process may act on (None: SQLite, whose
     # single writer acts on all of them).

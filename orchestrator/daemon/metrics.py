@@ -237,7 +237,10 @@ class Metrics:
             "orchestrator_manifests_loaded", "Manifests currently loaded."
         )
         self._reloads = counter(
-            "orchestrator_reloads_total", "Manifest reloads, by outcome.", ["outcome"]
+            "orchestrator_reloads_total",
+            "Reloads of the manifests, and SIGHUPs whose config file did not load (failed), "
+            "by outcome.",
+            ["outcome"],
         )
         self._owned_apps = gauge(
             "orchestrator_owned_app_ids",

@@ -331,7 +331,7 @@ class Passes:
             the_plan,
             now,
             files_failing=(*self._reloader.file_errors, *desired.file_errors),
-            problems=desired.problems,
+            problems=(*filter(None, (self._rt.config_error,)), *desired.problems),
             untracked=untracked(actual.latest_ended, actual.live),
             memo=self._overviews,
         )

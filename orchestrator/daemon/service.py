@@ -199,7 +199,13 @@ class Daemon:
             loaded = await asyncio.to_thread(load_config, self._config_path)
         except ConfigError as exc:
             log.error("config.reload_failed", error=str(exc), detail="the running config is kept")
+            # Seen until a SIGHUP loads one: a failed reload, and a problem on the status
+            # page and `/api/v1/status` (the next restart would refuse this file).
+            self._rt.config_error = f"the config file does not load (kept the running one): {exc}"
+            if self._metrics is not None:
+                self._metrics.observe_reload(False)
         else:
+            self._rt.config_error = None
             await self._apply_config(reconfigure(self._rt.config, loaded))
         self._passes.request_reload("SIGHUP")
 

@@ -17,6 +17,7 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import DaemonEnv
@@ -120,5 +121,28 @@ async def test_sighup_reads_the_config_again(daemon_env: DaemonEnv) -> None:
         # The manifests are reloaded all the same, and the daemon goes on.
         await daemon.wait_event("manifests.reloaded", trigger="SIGHUP", within=30, after=2)
         assert daemon.alive
+        # Monitoring sees it (defect: only the log did): a failed reload, and a problem
+        # of the status document until a SIGHUP loads the file again.
+        base = await daemon.metrics_url()
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+
+            async def problems() -> list[str]:
+                answer: list[str] = (await http.get("/api/v1/status")).json()["problems"]
+                return answer
+
+            metrics = (await http.get("/metrics")).text
+            assert 'orchestrator_reloads_total{outcome="failed"} 1.0' in metrics
+            (problem,) = await wait_until(problems, within=30, what="the config's problem")
+            assert problem.startswith("the config file does not load") and "concurency" in problem
+            daemon_env.reconfigure({"logging": {"level": "info"}})
+            daemon.signal(signal.SIGHUP)
+            await daemon.wait_event("config.reloaded", within=30, after=1)
+            await wait_until(
+                lambda: problems_gone(http), within=30, what="no problem once the file loads"
+            )
     finally:
         assert await daemon.stop() == 0
+
+
+async def problems_gone(http: httpx.AsyncClient) -> bool:
+    return (await http.get("/api/v1/status")).json()["problems"] == []
