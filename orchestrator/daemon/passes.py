@@ -362,7 +362,7 @@ class Passes:
             idle = [s for s in live if s.manifest not in busy]
             pace = self._pacer.pace(idle, still=self._still_mine) if self._pacer else None
             problems = await self._rt.executor.refresh(
-                idle, pace=pace, on_exit=lambda _session: self.request(trigger)
+                idle, pace=pace, on_exit=lambda _ended, _seen: self.request(trigger)
             )
             self._query_problems = tuple(problems)
             await store.prune_notices(self._rt.clock() - NOTICES_KEPT)

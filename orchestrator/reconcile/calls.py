@@ -146,16 +146,18 @@ class SessionCalls:
         self._minters = options.get("minters") or {}
         self._on_rollover = options.get("on_rollover")
 
-    def exited(self, session: SessionRecord) -> None:
+    def exited(self, session: SessionRecord, seen: int | None) -> None:
         """A query found `session` ended by itself: say plainly when that was most likely
         a refused token (a minted one, the recorder never seen recording, soon after
-        its start), naming the profile and its certificate's reference, never a value."""
+        its start), naming the profile and its certificate's reference, never a value.
+        `seen`: the status the last query before its end saw (the written session's
+        is the end's own)."""
         minter = self._minters.get(session.app)
         if (
             minter is None
             or session.started_at is None
             or session.ended_at is None
-            or session.last_status == ServiceStatus.RECORDING
+            or seen == ServiceStatus.RECORDING
             or session.ended_at - session.started_at > TOKEN_REFUSAL_WINDOW
         ):
             return

@@ -129,10 +129,10 @@ class Executor:
         unsettled = self.outbox.unsettled  # their rows are stale: nothing to query yet
         calls = self._calls
 
-        def exited(session: SessionRecord) -> None:
-            calls.exited(session)
+        def exited(session: SessionRecord, seen: int | None) -> None:
+            calls.exited(session, seen)
             if on_exit is not None:
-                on_exit(session)
+                on_exit(session, seen)
 
         return await refresh_sessions(
             calls.store,

@@ -236,7 +236,7 @@ async def _exit(
             return "nothing to do: the session moved on meanwhile"
         log.info("session.exited", manifest=session.manifest, session_id=session.id, detail=reason)
         if on_exit is not None:
-            on_exit(ended)
+            on_exit(ended, session.last_status)
         return "ended the session"
     if session.phase in FINAL_PHASES and session.confirm_until is not None:
         await confirm_end(store, session, reason)

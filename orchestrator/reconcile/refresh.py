@@ -50,8 +50,9 @@ log = structlog.get_logger("orchestrator.reconcile")
 # The phases a query's answer may be written in.
 QUERIED = (Phase.RUNNING, Phase.UPDATING)
 
-#: Told of each session a query found ended by itself, as written.
-OnExit = Callable[[SessionRecord], None]
+#: Told of each session found ended by itself: as written, and the status the last
+#: query before its end saw (None: none did; the written one holds the end's own).
+OnExit = Callable[[SessionRecord, int | None], None]
 #: Waits until a session's query may go (a resync's queries spread over its interval),
 #: and says whether it still is to go then (False: a replica handed its App ID over while
 #: the round waited: the next owner queries it).
@@ -219,7 +220,7 @@ async def _query_one(
             return None
         gone = await _gone(store, session, at, grace=None if session.failover_at else grace)
         if gone is not None and on_exit is not None:
-            on_exit(gone)
+            on_exit(gone, session.last_status)
         return None
     except SessionUnknownError as exc:
         await mark_unrecognised(store, session, exc, QUERIED, now=now())
@@ -241,7 +242,7 @@ async def _query_one(
     if exited is not None and written is not None:
         log.info("session.exited", manifest=session.manifest, session_id=session.id, status=status)
         if on_exit is not None:
-            on_exit(written)
+            on_exit(written, session.last_status)
     elif written is not None and status != session.last_status:
         # A query that changes nothing is quiet (its api.call is a debug line).
         log.info(

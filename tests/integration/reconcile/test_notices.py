@@ -83,7 +83,10 @@ async def keep(
 async def act(sqlite_store: SqliteStore) -> tuple[int, set[str], list[SessionRecord]]:
     exits: list[SessionRecord] = []
     acted, waiting = await act_on_notices(
-        sqlite_store, await sqlite_store.pending_notices(), now=lambda: NOW, on_exit=exits.append
+        sqlite_store,
+        await sqlite_store.pending_notices(),
+        now=lambda: NOW,
+        on_exit=lambda ended, _seen: exits.append(ended),
     )
     return acted, waiting, exits
 

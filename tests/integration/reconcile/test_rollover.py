@@ -19,7 +19,7 @@ import pytest
 import structlog
 
 from orchestrator.agora.token import build_rtc_token, parse_token, verify_rtc_token
-from orchestrator.contract import ErrorCode
+from orchestrator.contract import ErrorCode, ServiceStatus
 from orchestrator.reconcile.plan import NoteKind, PlanPolicy
 from orchestrator.reconcile.translate import stop_request
 from orchestrator.state import EndKind, Phase, SessionRecord
@@ -246,6 +246,27 @@ async def test_a_successor_that_cannot_start_leaves_the_predecessor_and_backs_of
     assert [(r.action.kind.value, r.ok) for r in result.results] == [("rollover", True)]
     (second,) = await world.store.live_sessions()
     assert (second.uid, second.predecessor_id, second.restart_count) == (OTHER, first.id, 1)
+
+
+async def test_a_session_seen_recording_that_ends_soon_is_no_refused_token(
+    certified: World,
+) -> None:
+    """Defect: the query that found the end wrote its status (20) over the one an earlier
+    query saw (5, recording), and the exit was said to be a refused token, pointing the
+    operator at a certificate that is fine."""
+    world = certified
+    world.write("a.yaml", minted("alpha", "room-a"))
+    assert [r.ok for r in (await world.apply()).results] == [True]
+    world.advance(timedelta(seconds=5))
+    await world.apply()  # its resync query sees it recording
+    (session,) = await world.store.live_sessions()
+    assert session.last_status == ServiceStatus.RECORDING
+    assert world.emulator.emu.abort(session.sid or "")
+    with structlog.testing.capture_logs() as logs:
+        result = await world.apply()  # the query that finds it ended; restarted at once
+    assert [e["event"] for e in logs if e["event"] == "session.exited"] == ["session.exited"]
+    assert not [e for e in logs if e["event"] == "token.refused"]
+    assert [a.kind.value for a in result.plan.actions] == ["start"]
 
 
 async def test_a_refused_token_is_said_plainly_and_restarted_under_backoff(
