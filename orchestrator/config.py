@@ -67,6 +67,7 @@ from orchestrator.config_sections import (
     ShutdownSection,
     StateSection,
 )
+from orchestrator.contract import is_app_credential
 from orchestrator.errors import OrchestratorError
 from orchestrator.manifest.diagnostics import SECRET_FORMS, locate
 from orchestrator.manifest.reading import (
@@ -174,6 +175,7 @@ class Config(BaseModel):
         rules = Rules()
         self._notifications_signed(rules)
         self._lead_fits_token_lifetimes(rules)
+        self._tokens_name_app_ids(rules)
         self._one_listener_per_port(rules)
         rules.raise_if_any()
         return self
@@ -205,6 +207,17 @@ class Config(BaseModel):
                 f"reconcile.rolloverLead ({show_duration(lead)}) must be less than half of "
                 f"apps.{name}.tokenLifetime ({show_duration(profile.token_lifetime)})",
             )
+
+    def _tokens_name_app_ids(self, rules: Rules) -> None:
+        """A token names its App ID as 32 hexadecimal digits: a profile that mints them
+        needs an App ID of that form (every start would fail to mint one)."""
+        for name, profile in self.apps.items():
+            if profile.app_certificate is not None and not is_app_credential(profile.app_id):
+                rules.add(
+                    ("apps", name, "appId"),
+                    "must be 32 hexadecimal digits, as an App ID is, when appCertificate is "
+                    "set (its tokens name it)",
+                )
 
     def _one_listener_per_port(self, rules: Rules) -> None:
         """The notification receiver and the metrics endpoint are two listeners: they
@@ -289,6 +302,12 @@ def resolve_app_certificate(
     value = _resolve_config_secret("appCertificate", ref, environ, credentials_dir)
     if not value:
         raise SecretError(f"appCertificate ({ref.describe()}): is empty")
+    if not is_app_credential(value):
+        # Every start would fail to mint its token: refused here, once, by reference.
+        raise SecretError(
+            f"appCertificate ({ref.describe()}): is not 32 hexadecimal digits, as an App "
+            "Certificate is"
+        )
     return value
 
 

@@ -34,6 +34,13 @@ CHANNEL_CHARSET: Final = frozenset(
 CHANNEL_PATTERN: Final = r"^[A-Za-z0-9 !#$%&()+\-:;<=.>?@\[\]^_{}|~,]+$"
 
 _DIGITS = re.compile(r"[0-9]+")
+_APP_CREDENTIAL = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def is_app_credential(value: str) -> bool:
+    """An App ID or an App Certificate: 32 hexadecimal digits (Agora's token tools
+    refuse anything else)."""
+    return _APP_CREDENTIAL.fullmatch(value) is not None
 
 
 def channel_name_problem(cname: str) -> str | None:

@@ -46,6 +46,7 @@ import zlib
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 
+from orchestrator.contract import is_app_credential
 from orchestrator.errors import OrchestratorError
 
 VERSION = "007"
@@ -59,7 +60,6 @@ MAX_TOKEN_CHARS = 4096
 #: What the payload may inflate to at most: far above what a real token holds, so that
 #: a small token cannot inflate into a large allocation.
 _MAX_PAYLOAD_BYTES = 64 * 1024
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 class ServiceType(IntEnum):
@@ -465,7 +465,7 @@ def _malformed(message: str) -> MalformedTokenError:
 
 def _check_credential(name: str, value: str) -> None:
     """App IDs and certificates are 32 hex digits; Agora's tools refuse anything else."""
-    if not isinstance(value, str) or len(value) != 32 or not set(value) <= _HEX_DIGITS:
+    if not isinstance(value, str) or not is_app_credential(value):
         raise TokenError(f"{name} must be 32 hexadecimal digits")
 
 

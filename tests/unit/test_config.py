@@ -1109,8 +1109,9 @@ def test_bad_retry_timing_is_a_positioned_error(tmp_path: Path, text: str, messa
 
 def _profile(name: str, tail: str = "") -> str:
     """A profile with references for its credentials, and `tail` (8-space-indented keys)."""
+    app_id = name.encode().hex().ljust(32, "0")[:32]  # 32 hexadecimal digits, as Agora's
     return (
-        f"  {name}:\n    appId: {name}-app-id\n"
+        f"  {name}:\n    appId: {app_id}\n"
         "    customerId: {env: AGORA_CUSTOMER_ID}\n    customerSecret: {env: AGORA_SECRET}\n"
         f"{tail}"
     )
@@ -1173,6 +1174,12 @@ def test_app_certificate_resolves_only_when_asked(
         ),
         ("{env: AGORA_CERT}", {"AGORA_CERT": ""}, "appCertificate (env:AGORA_CERT): is empty"),
         (
+            "{env: AGORA_CERT}",
+            {"AGORA_CERT": "5cfd2fd1755d40ecb72977518be15d3c\n"},  # a second newline
+            "appCertificate (env:AGORA_CERT): is not 32 hexadecimal digits, as an App "
+            "Certificate is",
+        ),
+        (
             "{credential: agora-cert}",
             {},
             "appCertificate (credential:agora-cert): credential agora-cert: "
@@ -1190,8 +1197,25 @@ def test_an_unresolvable_certificate_names_the_reference(
     assert str(raised.value) == expected
 
 
+def test_a_profile_that_mints_tokens_needs_an_app_id_of_32_hexadecimal_digits(
+    tmp_path: Path,
+) -> None:
+    """Defect: every start of such a profile failed to mint its token (a crash each
+    pass); the config says so once, at the key."""
+    text = "apps:\n" + _profile("main", "    appCertificate: {env: AGORA_CERT}\n")
+    text = text.replace("6d61696e", "not-hex!")
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text), environ={})
+    assert str(raised.value).replace(str(tmp_path) + "/", "") == (
+        "config.yaml:3:5: apps.main.appId: must be 32 hexadecimal digits, as an App ID is, "
+        "when appCertificate is set (its tokens name it)"
+    )
+    # Without a certificate no token names it: the App ID is Agora's to judge.
+    load_config(write(tmp_path, text.replace("    appCertificate: {env: AGORA_CERT}\n", "")))
+
+
 def test_a_literal_certificate_is_a_warning_and_never_shown(tmp_path: Path) -> None:
-    text = "apps:\n" + _profile("main", "    appCertificate: hunter2-certificate\n")
+    text = "apps:\n" + _profile("main", "    appCertificate: 41cdef012345678941cdef0123456789\n")
     with capture_logs() as logs:
         config = load_config(write(tmp_path, text), environ={})
     assert config.literal_secrets() == ["apps.main.appCertificate"]
@@ -1199,11 +1223,11 @@ def test_a_literal_certificate_is_a_warning_and_never_shown(tmp_path: Path) -> N
         ("config.literal_secret", "apps.main.appCertificate")
     ]
     for shown in (repr(logs), repr(config), str(config), repr(config.profile_for("main"))):
-        assert "hunter2" not in shown
+        assert "41cdef0123" not in shown
     profile = config.profile_for("main")
-    assert resolve_app_certificate(profile, environ={}) == "hunter2-certificate"
+    assert resolve_app_certificate(profile, environ={}) == "41cdef012345678941cdef0123456789"
     # once read, it is masked wherever it would be written (log lines, echoed errors)
-    assert mask_secrets("signed with hunter2-certificate") == "signed with ***"
+    assert mask_secrets("signed with 41cdef012345678941cdef0123456789") == "signed with ***"
 
 
 def test_a_certificate_from_the_environment(tmp_path: Path) -> None:
