@@ -475,8 +475,8 @@ class AgoraClient(AsyncClosing):
                 if 200 <= status < 300:
                     try:
                         data = answer.json()
-                    except ValueError:  # not JSON: not Agora's answer, mapped below
-                        pass
+                    except (ValueError, RecursionError):  # not JSON, or nested past the
+                        pass  # parser's depth: not Agora's answer, mapped below
                     else:
                         if call.sid is None and isinstance(data, dict):
                             call.sid = _str(data.get("sid"))  # start: log the new sid

@@ -229,7 +229,7 @@ def _read_body(body: bytes | str | None) -> _Body:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         parsed: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
         return _Body(text)
     if not isinstance(parsed, dict):
         return _Body(text)

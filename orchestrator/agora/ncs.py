@@ -117,6 +117,8 @@ def parse(body: bytes) -> Notification:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NotificationError(f"the body is not JSON: {exc}") from None
+    except RecursionError:  # signed, and still nothing NCS sends
+        raise NotificationError("the body nests too deeply to be a notification") from None
     if not isinstance(data, dict):
         raise NotificationError("the body is not a JSON object")
     payload = data.get("payload")

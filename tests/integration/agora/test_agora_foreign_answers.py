@@ -128,6 +128,25 @@ async def test_a_200_that_is_not_json_is_retried_then_answered(emulator: Emulato
     assert not [s for s in emulator.emu.sessions() if s["live"]]
 
 
+@pytest.mark.parametrize("status", [200, 500])
+async def test_json_nested_past_the_parsers_depth_is_a_foreign_answer(
+    emulator: EmulatorHandle, status: int
+) -> None:
+    """Defect: a body nested deeper than Python's JSON reader goes (a RecursionError)
+    escaped the client as a crash of the call; it is an answer that is not Agora's."""
+    client = emulator.client()
+    rid, sid = await _live(emulator, client)
+    deep = "[" * 100_000 + "]" * 100_000
+    emulator.emu.fail_next(
+        "stop", "answer", status=status, body=deep, content_type="application/json"
+    )
+    with capture_logs() as logs:
+        answer = await client.stop(emulator.app_id, rid, sid, "mix", bodies.stop())
+    assert answer.sid == sid  # retried: the second attempt is Agora's
+    first = next(e for e in logs if e["event"] == "api.call" and e["endpoint"] == "stop")
+    assert (first["outcome"], first["status"]) == ("retry", status)
+
+
 async def test_the_control_api_takes_a_raw_answer(emulator: EmulatorHandle) -> None:
     control = emulator.control()
     fault = {

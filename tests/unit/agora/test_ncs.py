@@ -70,6 +70,8 @@ def test_parse_reads_the_documented_fields() -> None:
         (b'{"productId": 3, "eventType": 11}', "noticeId"),
         (b'{"noticeId": "", "productId": 3, "eventType": 11}', "noticeId"),
         (b'{"noticeId": "n", "productId": "x", "eventType": 11}', "productId"),
+        # Deeper than Python's JSON reader goes: a 500 of the receiver, uncounted.
+        (b'{"noticeId": "n", "payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deeply"),
     ],
 )
 def test_parse_refuses_what_is_not_a_notification(raw: bytes, says: str) -> None:
