@@ -240,6 +240,8 @@ async def open_reader(url: str, *, offline: bool = False) -> AsyncIterator[Store
         raise Failure(str(exc)) from None
     try:
         yield store
+    except StoreError as exc:  # a read refused midway (a role's privileges, a lost server)
+        raise Failure(str(exc)) from None
     finally:
         await store.aclose()
 

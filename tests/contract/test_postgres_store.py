@@ -22,6 +22,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
@@ -42,6 +43,7 @@ from orchestrator.state.postgres import (
     PostgresStore,
     open_postgres_store,
 )
+from tests.harness.processes import child_env, run_cli
 from tests.postgres import PostgresCluster, database_name
 
 pytestmark = pytest.mark.postgres
@@ -274,6 +276,37 @@ async def test_a_writer_role_without_a_privilege_it_needs_is_refused_naming_it(
         finally:
             await replica.aclose()
         assert await store.latest_ended() == {"standup": ended}
+    finally:
+        with postgres_cluster.admin(database) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+async def test_a_cli_reader_refused_a_table_says_so_in_one_line(
+    postgres_cluster: PostgresCluster,
+    postgres_url: str,
+    store: PostgresStore,
+    tmp_path: Path,
+) -> None:
+    """Defect: `status` as a role that may not read `last_known_good` printed a
+    traceback (the store's error escaped the read); it is one line, exit 1."""
+    role, password = f"orch_reader_{secrets.token_hex(4)}", "reader-pw"
+    database = database_name(postgres_url)
+    reader_url = postgres_url.replace(
+        postgres_url.split("://", 1)[1].rsplit("@", 1)[0], f"{role}:{password}"
+    )
+    with postgres_cluster.admin(database) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        with postgres_cluster.admin(database) as conn:
+            conn.execute(f"GRANT SELECT ON sessions, manifest_states, schema_version TO {role}")
+        (tmp_path / "manifests").mkdir()
+        args = ("status", "--state", reader_url, "--manifests", str(tmp_path / "manifests"))
+        done = await run_cli(args, env=child_env(), cwd=tmp_path)
+        assert done.code == 1, done
+        assert "Traceback" not in done.stderr and password not in done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("error: ") and "last_known_good" in line
     finally:
         with postgres_cluster.admin(database) as conn:
             conn.execute(f"DROP OWNED BY {role}")
