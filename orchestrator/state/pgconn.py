@@ -46,6 +46,15 @@ class PostgresTarget:
                 "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
             )
         userinfo, at, hosts = parts.netloc.rpartition("@")
+        if "@" in userinfo or "@" in parts.path + parts.query + parts.fragment:
+            # A password holding '@', '/', '?' or '#' as they are: libpq and this split
+            # would read it differently, and a part of it would be shown as a host or a
+            # path. Neither the URL nor a part of it is shown.
+            raise StoreError(
+                "invalid PostgreSQL URL (not shown: it may hold a password): write any "
+                "'@', '/', '?' or '#' of its user or password percent-encoded (%40, %2F, "
+                "%3F, %23), or keep the password out of it (a password file, PGPASSFILE)"
+            )
         user, colon, password = userinfo.partition(":")
         secrets: set[str] = set()
         if colon and password:
