@@ -8,7 +8,7 @@
   is no failure of the pass (`status`, which asks whether all records, says 1).
   `--forget-unmanageable` closes the records of sessions an operator has ended by
   other means.
-- `init` creates the state store (the daemon's first start does too): 0, also when
+- `init` creates the state store (with SQLite the daemon's first start does too): 0, also when
   it exists; 1 when it is damaged or foreign, 3 when another process holds it.
 
 `plan` (plan.py) and `status` (status.py) look without acting. These two must
@@ -164,7 +164,8 @@ def _apply_text(result: PassResult, problems: list[Diagnostic]) -> str:
 @CONFIG
 @STATE
 def init_command(config_path: Path | None, state_url: str | None) -> None:
-    """Create the state store (the daemon's first start does it too); 0 if it exists."""
+    """Create the state store (with SQLite the daemon's first start does it too); 0 if it
+    exists."""
     try:
         asyncio.run(_init(config_path, state_url))
     except (Failure, Busy) as exc:

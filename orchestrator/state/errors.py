@@ -70,8 +70,8 @@ class StoreMissingError(_Described):
                 f"to {path}, check it with `orchestrator status`, then start the daemon"
             )
         return (
-            f"no state store at {path}: create it with `orchestrator init` (the daemon's "
-            "very first start does too); if it existed, restore it from a backup "
+            f"no state store at {path}: create it with `orchestrator init` (with SQLite "
+            "the daemon's very first start does too); if it existed, restore it from a backup "
             "— a new empty store forgets every live recording"
         )
 

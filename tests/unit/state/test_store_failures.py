@@ -57,8 +57,8 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 WAIT = 60.0  # seconds; a bound for a loaded machine, never reached when it works
 
 MISSING = (
-    "no state store at {path}: create it with `orchestrator init` (the daemon's "
-    "very first start does too); if it existed, restore it from a backup "
+    "no state store at {path}: create it with `orchestrator init` (with SQLite "
+    "the daemon's very first start does too); if it existed, restore it from a backup "
     "— a new empty store forgets every live recording"
 )
 RECOVER = (

@@ -288,8 +288,8 @@ def test_reader_never_creates_a_store(tmp_path: Path, where: str) -> None:
     with pytest.raises(StoreMissingError) as refused:
         open_store(f"sqlite:///{path}", writer=False)
     assert str(refused.value) == (
-        f"no state store at {path}: create it with `orchestrator init` (the daemon's "
-        "very first start does too); if it existed, restore it from a backup "
+        f"no state store at {path}: create it with `orchestrator init` (with SQLite "
+        "the daemon's very first start does too); if it existed, restore it from a backup "
         "— a new empty store forgets every live recording"
     )
     assert list(tmp_path.iterdir()) == []
