@@ -51,7 +51,14 @@ from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from orchestrator.state.base import Batch, LiveTargetTaken, SqlStore, check_readable, upgrade
+from orchestrator.state.base import (
+    Batch,
+    LiveTargetTaken,
+    SqlStore,
+    check_readable,
+    known_version,
+    upgrade,
+)
 from orchestrator.state.columns import Codec, Row
 from orchestrator.state.errors import (
     StoreAccessError,
@@ -137,7 +144,7 @@ class _PostgresCodec(Codec):
 _CODEC = _PostgresCodec()
 
 
-async def _stored_version(conn: AsyncConnection[TupleRow]) -> int | None:
+async def _stored_version(conn: AsyncConnection[TupleRow], location: str) -> int | None:
     """The schema version in the database; None when it has no schema_version table."""
     cursor = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
     found = await cursor.fetchone()
@@ -145,7 +152,8 @@ async def _stored_version(conn: AsyncConnection[TupleRow]) -> int | None:
         return None
     cursor = await conn.execute(POSTGRES.stored_version)
     row = await cursor.fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else 0
+    stored = int(row[0]) if row is not None and row[0] is not None else None
+    return known_version(location, stored, stored is None and await _has_our_tables(conn))
 
 
 async def _has_our_tables(conn: AsyncConnection[TupleRow]) -> bool:
@@ -181,14 +189,14 @@ async def _prepare(
     (No lookup happens before the lock, which could leave this session a cached
     "no such table" that outlives another replica's commit.)"""
     if not writer:
-        version = await _stored_version(conn)
+        version = await _stored_version(conn, location)
         if version is None:
             await _check_not_foreign(conn, location)
             raise StoreMissingError(location)
         return check_readable(location, version)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-        version = await _stored_version(conn)
+        version = await _stored_version(conn, location)
         if version is None:
             await _check_not_foreign(conn, location)
             if not create:

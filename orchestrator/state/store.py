@@ -62,7 +62,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from orchestrator.state.base import Batch, LiveTargetTaken, SqlStore, check_readable, upgrade
+from orchestrator.state.base import (
+    Batch,
+    LiveTargetTaken,
+    SqlStore,
+    check_readable,
+    known_version,
+    upgrade,
+)
 from orchestrator.state.columns import Codec, Row, session_summary
 from orchestrator.state.errors import (
     StoreAccessError,
@@ -151,11 +158,13 @@ def _has_schema_table(db: sqlite3.Connection) -> bool:
     return row is not None
 
 
-def _stored_version(db: sqlite3.Connection) -> int:
+def _stored_version(db: sqlite3.Connection, path: Path) -> int:
     if not _has_schema_table(db):
         return 0
     row = db.execute(SQLITE.stored_version).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    stored = int(row[0]) if row and row[0] is not None else None
+    tables = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
+    return known_version(path, stored, tables is not None)
 
 
 @contextlib.contextmanager
@@ -412,13 +421,13 @@ class SqliteStore(SqlStore):
         write."""
         with _immediate(db):
             db.execute(SQLITE.schema_version_table)
-            for statement, params in upgrade(SQLITE, self.path, _stored_version(db)):
+            for statement, params in upgrade(SQLITE, self.path, _stored_version(db, self.path)):
                 db.execute(statement, params or ())
         return latest_version()
 
     def _check_version(self, db: sqlite3.Connection) -> int:
         """A reader's check: the schema must be exactly the one this code knows."""
-        return check_readable(self.path, _stored_version(db))
+        return check_readable(self.path, _stored_version(db, self.path))
 
     async def restore_if_removed(self) -> bool:
         """A writer's guard against its file being deleted or replaced while in use

@@ -30,6 +30,7 @@ from orchestrator.state import (
     ManifestState,
     Phase,
     StoreConflictError,
+    StoreCorruptError,
     StoreError,
     open_store,
     queries,
@@ -388,3 +389,17 @@ async def test_a_newer_schema_is_refused_by_both_stores(place: Place, opened: li
         with pytest.raises(StoreError, match=rf"schema version {newer}, newer than this"):
             await place.open(**options)
     assert place.version() == newer
+
+
+async def test_an_empty_version_table_beside_the_tables_is_a_damaged_store(
+    place: Place, opened: list[Store]
+) -> None:
+    """Defect: an emptied schema_version table read as version 0, and the writer ran
+    every migration again ("relation sessions already exists"); `init` said so with
+    no way out. It is a damaged store, and the message says how to recover."""
+    await (await place.open(create=True)).aclose()
+    place.run("DELETE FROM schema_version")
+    for options in ({"writer": True}, {"writer": True, "create": True}, {"writer": False}):
+        with pytest.raises(StoreCorruptError, match="empty schema_version table") as refused:
+            await place.open(**options)
+        assert "restore it from a backup" in str(refused.value)
