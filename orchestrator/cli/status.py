@@ -119,17 +119,20 @@ async def _status(
         }
         click.echo(json.dumps(data, indent=2))
         return view.ok
-    click.echo(
-        "\n".join(
-            [
-                *_overview_text(view),
-                *_owners_text(owners),
-                *_budget_text(budget),
-                *_status_text(live, history, failures, now, unknown),
-            ]
-        )
-    )
+    lines = [
+        *_overview_text(view),
+        *_owners_text(owners),
+        *_budget_text(budget),
+        *_status_text(live, history, failures, now, unknown),
+    ]
+    click.echo("\n".join(line.translate(_CONTROLS) for line in lines))
     return view.ok
+
+
+# What Agora or a notification told (a file name, an error's reason) may hold control
+# characters: written as `\x1b`, so that none moves the cursor, retitles the terminal or
+# starts a line of its own.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
 
 
 def _overview_text(view: Overview) -> Iterator[str]:

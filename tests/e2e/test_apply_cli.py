@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -541,3 +542,23 @@ async def test_plan_and_status_with_a_store_share_a_bulk_load_with_a_forked_work
     status = await asyncio.to_thread(run, "status", "--config", str(cli_env.config))
     assert status.returncode == 0, status.stderr  # each is "starting": due now
     assert "worker started: [True]" in status.stderr
+
+
+async def test_status_writes_control_characters_agora_gave_as_escapes(cli_env: CliEnv) -> None:
+    """Defect: a file name from a notification (or any text Agora gave) went to the
+    terminal as it was: an OSC sequence retitled it, a line break started a line of
+    its own ("FAKE LINE: all good")."""
+    write_manifest(cli_env, "alpha", "room-a", 101)
+    assert (await cli_env.run("apply", "--config", str(cli_env.config))).code == 0
+    name = "a\x1b]0;pwned\x07b\nFAKE LINE: all good\x9b"
+    db = sqlite3.connect(cli_env.state_db)
+    try:
+        with db:
+            db.execute("UPDATE sessions SET file_list = ?", (json.dumps([{"fileName": name}]),))
+    finally:
+        db.close()
+    text = await cli_env.run("status", "--config", str(cli_env.config))
+    assert text.code == 0, text.stderr
+    assert "files: a\\x1b]0;pwned\\x07b\\x0aFAKE LINE: all good\\x9b" in text.stdout
+    assert not any(c in text.stdout for c in "\x1b\x07\x9b")
+    assert not any(line.startswith("FAKE LINE") for line in text.stdout.splitlines())
