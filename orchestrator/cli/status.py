@@ -164,7 +164,7 @@ def _overview_text(view: Overview) -> Iterator[str]:
         yield ""
     if view.unmanageable:
         yield (
-            "Unmanageable (cannot be queried or stopped: counted as recording; while wanted, a "
+            "Unmanageable (cannot be queried or stopped: it may still record; while wanted, a "
             "fresh start is tried with backoff and a success replaces it):"
         )
         for s in view.unmanageable:

@@ -259,7 +259,7 @@ def _plan_desired(
             # recording is covered), and a success closes the unmanageable record.
             p.notes.append(
                 _unmanageable_note(
-                    current, "counted as recording; a fresh start is tried with backoff"
+                    current, "it may still record; a fresh start is tried with backoff"
                 )
             )
             _plan_start(d, window, p, failure)

@@ -410,7 +410,7 @@ async def mark_unrecognised(
 ) -> None:
     """The API no longer recognises the session's resource ID or sid (1001, 1003):
     nothing can query or stop it, and whether it still records is unknown. It is
-    kept as unmanageable: counted as recording, a fresh start is tried with backoff
+    kept as unmanageable: it may still record, a fresh start is tried with backoff
     while it is wanted (53 means it still records; a success supersedes it), and an
     operator closes the record once it has ended (`apply --forget-unmanageable`).
     Written only while the session is still in one of `phases`."""

@@ -212,7 +212,7 @@ def test_unmanageable_always_on_is_retried_with_backoff_then_started() -> None:
     held = plan([always], ActualState(live=[lost], latest_ended={"standup": conflict}), NOW)
     assert held.actions == ()
     assert [n.kind for n in held.notes] == [NoteKind.UNMANAGEABLE, NoteKind.BACKOFF]
-    assert "counted as recording" in held.notes[0].message
+    assert "it may still record" in held.notes[0].message
     later = NOW + timedelta(seconds=11)
     retried = plan([always], ActualState(live=[lost], latest_ended={"standup": conflict}), later)
     assert kinds(retried) == [("start", "restart #3 after " + str(conflict.end_reason))]
