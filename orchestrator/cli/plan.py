@@ -125,6 +125,7 @@ async def _plan(
 
     ctx = load_context(config_path, manifests_dir, state_url)
     loaded = read_manifests(ctx, now)  # before the store (`read_manifests`)
+    theirs = 0  # manifests of App IDs other replicas own: not planned here
     if offline and _missing_store(ctx.state_url):
         # CI has no store: plan from an empty state, and create nothing.
         desired, problems = desired_from(ctx, loaded, {})
@@ -132,7 +133,7 @@ async def _plan(
         actual = ActualState(invalid_files=desired.invalid_files)
     else:
         try:
-            desired, problems, actual = await _observe_for_plan(ctx, loaded, offline)
+            desired, problems, actual, theirs = await _observe_for_plan(ctx, loaded, offline)
         except Unreachable as exc:  # offline: no store needed, whatever the URL
             desired, problems = desired_from(ctx, loaded, {})
             problems.append(note(f"{exc}: planned from an empty state"))
@@ -146,7 +147,7 @@ async def _plan(
     if fmt == "json":
         click.echo(json.dumps(_plan_json(the_plan, timeline, problems, now), indent=2))
     else:
-        click.echo(_plan_text(the_plan, timeline, problems, now, horizon))
+        click.echo(_plan_text(the_plan, timeline, problems, now, horizon, theirs))
     # Changes: actions now, or a restart that waits its backoff (it will act by itself).
     return (1 if errors(problems) else 0), not the_plan.empty or bool(the_plan.waiting)
 
@@ -171,7 +172,9 @@ def _missing_store(url: str) -> bool:
 
 async def _observe_for_plan(
     ctx: Context, loaded: LoadResult, offline: bool
-) -> tuple[Desired, list[Diagnostic], ActualState]:
+) -> tuple[Desired, list[Diagnostic], ActualState, int]:
+    """What to plan from, and how many manifests were left out: those of App IDs that
+    running replicas own (they are theirs to plan)."""
     from orchestrator.reconcile.reconciler import observe
 
     if offline:
@@ -179,7 +182,7 @@ async def _observe_for_plan(
         async with open_reader(ctx.state_url, offline=True) as store:
             desired, problems = desired_from(ctx, loaded, await store.known_good())
             actual = await observe(store, desired.invalid_files, None, desired.unreadable)
-        return desired, problems, actual
+        return desired, problems, actual, 0
     async with writer(ctx, "plan") as runtime:
         desired, problems = await writer_desired(ctx, runtime, loaded)
         apps, notes = await claim(runtime)  # replicas: query only what we may
@@ -187,10 +190,12 @@ async def _observe_for_plan(
         actual = await observe(
             runtime.store, desired.invalid_files, runtime.executor, desired.unreadable, apps
         )
+        theirs = 0
         if apps is not None:
             recordings = tuple(d for d in desired.recordings if d.app_id in apps)
+            theirs = len(desired.recordings) - len(recordings)
             desired = dataclasses.replace(desired, recordings=recordings)
-    return desired, problems, actual
+    return desired, problems, actual, theirs
 
 
 def _action_json(a: Action) -> dict[str, Any]:
@@ -238,7 +243,12 @@ def _plan_json(the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: d
 
 
 def _plan_text(
-    the_plan: Plan, timeline: Any, problems: list[Diagnostic], now: datetime, horizon: timedelta
+    the_plan: Plan,
+    timeline: Any,
+    problems: list[Diagnostic],
+    now: datetime,
+    horizon: timedelta,
+    theirs: int = 0,
 ) -> str:
     from orchestrator.reconcile.plan import action_session
     from orchestrator.reconcile.timeline import describe_next, render
@@ -275,6 +285,11 @@ def _plan_text(
             "Actions: none, but not everything is as desired (see the problems above and "
             "what is held back below)."
         )
+    elif theirs:
+        out.append(
+            f"Actions: none for the App IDs this plan may act on; {theirs} manifest(s) of App "
+            "IDs that running replicas own are theirs to plan (see the notes above)."
+        )
     else:
         out.append("Actions: none, everything is as desired.")
     for title, listed, when in (
@@ -288,7 +303,11 @@ def _plan_text(
                 out.append(f"  {n.kind.value:<12} {n.manifest}: {n.message}{until}")
     out.append("")
     out.append("Timeline:")
-    out.append(render(timeline, now, horizon))
+    out.append(
+        render(timeline, now, horizon)
+        if timeline or not theirs
+        else "(no manifests of the App IDs this plan may act on)"
+    )
     out.append("")
     for lane in timeline:
         out.append(f"  {lane.manifest}: {describe_next(lane, now)}")

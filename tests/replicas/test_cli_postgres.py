@@ -2,7 +2,7 @@
 
 Covers: `init` lays the schema; `apply` takes the App ID locks a replica would,
 acts only on the App IDs it got and names the ones another replica owns (and
-whom); `status` shows who owns which App ID and since when; `plan --offline`
+whom), and so does `plan`, which says it left their manifests out; `status` shows who owns which App ID and since when; `plan --offline`
 needs no store at all, whatever the URL; no command prints the password.
 """
 
@@ -64,6 +64,21 @@ async def test_apply_acts_only_on_the_app_ids_it_can_lock(rig: Rig) -> None:
         assert owners[app1]["replica"] is None  # apply's lock went with it
         text = await rig.cli("status", "--config", str(rig.config))
         assert f"{app0}: replica-elsewhere since " in text.stdout
+
+        # Defect: a plan that could look at no App ID said "everything is as desired"
+        # and drew "(no manifests)": it says whose manifests it left out.
+        theirs = sum(1 for p in planned if p.desired.app_id == app0)
+        plan = await rig.cli("plan", "--config", str(rig.config))
+        assert plan.code == 0, plan.stdout + plan.stderr
+        assert (
+            f"Actions: none for the App IDs this plan may act on; {theirs} manifest(s) of "
+            "App IDs that running replicas own are theirs to plan" in plan.stdout
+        )
+        assert await other.claim(app1)
+        plan = await rig.cli("plan", "--config", str(rig.config))
+        assert plan.code == 0, plan.stdout + plan.stderr
+        assert "(no manifests of the App IDs this plan may act on)" in plan.stdout
+        assert "everything is as desired" not in plan.stdout
     finally:
         await other.aclose()
         await store.aclose()
