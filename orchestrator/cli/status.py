@@ -243,7 +243,10 @@ def _owners_text(owners: list[AppOwner]) -> Iterator[str]:
             since = o.since.isoformat() if o.since else "-"
             yield f"  {o.app_id}: {o.owner} since {since}"
         else:
-            yield f"  {o.app_id}: nobody now (last: {o.owner or '-'}); a replica claims it soon"
+            yield (
+                f"  {o.app_id}: nobody now (last: {o.owner or '-'}); a running replica claims "
+                "it within replica.claimInterval (none runs, if it stays so)"
+            )
     yield ""
 
 
