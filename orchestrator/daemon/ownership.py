@@ -61,6 +61,7 @@ class Ownership:
         self._releasing: set[str] = set()
         self._free_rounds: Counter[str] = Counter()
         self._handed: dict[str, int] = {}  # App IDs we released, rounds left alone
+        self._twinned = False  # another running replica has our name (said once)
         self._stopping = asyncio.Event()
         # Replicas: each App ID's holder (a replica name, None: nobody) as of the last
         # round, for the status page. Empty with SQLite.
@@ -148,7 +149,13 @@ class Ownership:
                 self._handed[app_id] -= 1
                 if self._handed[app_id] <= 0:
                     del self._handed[app_id]
-            others = Counter(h for h in holders.values() if h is not None and h != own.name)
+            # Whatever a lock not ours holds is another replica's, by lock, not by name:
+            # one that runs under our replica.name counted as us, and the two handed
+            # App IDs back and forth every round.
+            others = Counter(h for a, h in holders.items() if h is not None and a not in mine)
+            self._say_if_twinned(
+                sorted(a for a, h in holders.items() if h == own.name and a not in mine)
+            )
             short = members - 1 > len(others) or min(others.values(), default=low) < low
             # While an App ID is free (one handed over and not yet claimed, say), the
             # replica that is short takes that one: handing over more would churn.
@@ -166,6 +173,19 @@ class Ownership:
             own.lost()
             log.error("ownership.unavailable", error=str(exc))
         await self._changed(before, own.owned)
+
+    def _say_if_twinned(self, theirs: list[str]) -> None:
+        """Another running replica has our replica.name (it holds `theirs` under it):
+        said once, as `status` and the page cannot tell the two apart."""
+        if theirs and not self._twinned:
+            assert self._own is not None
+            log.error(
+                "replica.name_taken",
+                name=self._own.name,
+                app_ids=theirs,
+                detail="another running replica has this replica.name: give each its own",
+            )
+        self._twinned = bool(theirs)
 
     def _quiet(self, app_ids: set[str]) -> list[str]:
         """Those of `app_ids` with no window boundary before a hand-over is done with

@@ -287,9 +287,16 @@ class Rig:
         write_config(self.config, data)
 
     async def start_daemon(
-        self, *, ready: bool = True, within: float = 90, wrapper: tuple[str, ...] = ()
+        self,
+        *,
+        ready: bool = True,
+        within: float = 90,
+        wrapper: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> Daemon:
-        daemon = self.processes.daemon(self.config, wrapper=wrapper)
+        """`env`: variables set beside the rig's own."""
+        extra = None if env is None else {**self.processes.env, **env}
+        daemon = self.processes.daemon(self.config, wrapper=wrapper, env=extra)
         self.daemons.append(daemon)
         if ready:
             await daemon.ready(within=within)

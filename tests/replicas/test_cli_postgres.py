@@ -2,8 +2,9 @@
 
 Covers: `init` lays the schema; `apply` takes the App ID locks a replica would,
 acts only on the App IDs it got and names the ones another replica owns (and
-whom), and so does `plan`, which says it left their manifests out; `status` shows who owns which App ID and since when; `plan --offline`
-needs no store at all, whatever the URL; no command prints the password.
+whom), and so does `plan`, which says it left their manifests out; `status` shows
+who owns which App ID and since when; `plan --offline` needs no store at all,
+whatever the URL; no command prints the password.
 """
 
 from __future__ import annotations

@@ -209,3 +209,33 @@ async def test_a_third_replica_takes_its_share_without_cutting_a_recording(rig: 
     assert report.duplicates == 0
     assert sum(1 for r in evidence.requests if r.get("code") == 53) == 0
     assert_invariants(report, report.figures())
+
+
+async def test_two_replicas_under_one_name_split_the_work_once_and_say_so(rig: Rig) -> None:
+    """Defect: a replica counted what a replica of the same `replica.name` held as its
+    own, thought the other short, and the two handed an App ID back and forth every
+    claim round. They are told apart by their locks now, and the name is said taken."""
+    await rig.start_emulator(apps=3, seed=17)
+    rig.write_config(resync="2s", claim_interval="1s")
+    init = await rig.cli("init", "--config", str(rig.config))
+    assert init.code == 0, init.stderr
+    twin = {"ORCHESTRATOR_REPLICA__NAME": "twin"}
+    first = await rig.start_daemon(within=60, env=twin)
+    await wait_until(lambda: len(owned(first)) == 3, within=30, what="the first owns all")
+    second = await rig.start_daemon(within=60, env=twin)
+    daemons = (first, second)
+
+    def split() -> bool:
+        mine = [owned(d) for d in daemons]
+        return sorted(map(len, mine)) == [1, 2] and set().union(*mine) == set(rig.apps.values())
+
+    await wait_until(split, within=30, what="the App IDs split two and one")
+    # Two resync passes of each (at 2 s) are four claim rounds or more: the flapping
+    # handed one over every other round. The split took one hand-over, the first's.
+    for _ in range(2):
+        await asyncio.gather(*(d.pass_after(time.time()) for d in daemons))
+    assert split(), [owned(d) for d in daemons]
+    released = [e for d in daemons for e in d.log.named("ownership.released")]
+    assert len(released) == 1 and first.log.named("ownership.released"), released
+    taken = [e for d in daemons for e in d.log.named("replica.name_taken")]
+    assert taken and all(e["name"] == "twin" and e["level"] == "error" for e in taken)
