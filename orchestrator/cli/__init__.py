@@ -142,6 +142,10 @@ def main() -> None:
         finally:
             if sys.stdout is not None:
                 sys.stdout.flush()  # what is still buffered fails here, where it is answered
+    except KeyboardInterrupt:  # before a command runs (a command's own: `LazyGroup.invoke`)
+        click.echo(err=True)
+        echo_error("interrupted")
+        sys.exit(INTERRUPTED)
     except OutputError as exc:
         # What is left in the buffers goes nowhere, not into a second error at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

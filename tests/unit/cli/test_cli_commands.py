@@ -76,3 +76,36 @@ def test_validate_imports_no_other_command(tmp_path: Path) -> None:
         "orchestrator.cli.manifests",
         "orchestrator.cli.options",
     ]
+
+
+_INTERRUPT_AT_IMPORT = """
+import sys
+target = sys.argv[1]
+
+class Interrupting:  # a Ctrl-C while `target` loads, however it is imported
+    def find_spec(self, name, path=None, module=None):
+        if name == target:
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupting())
+from orchestrator.__main__ import main
+sys.argv[1:] = ["validate", "--help"]
+main()
+"""
+
+
+@pytest.mark.parametrize("module", ["orchestrator.cli", "orchestrator.cli.manifests"])
+def test_ctrl_c_while_the_cli_loads_is_one_line_and_130(tmp_path: Path, module: str) -> None:
+    """Defect: a Ctrl-C in the tenth of a second that loading the CLI takes was a
+    traceback (and, while click read the arguments, click's "Aborted!" and exit 1)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_AT_IMPORT, module],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "error: interrupted"
