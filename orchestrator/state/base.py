@@ -45,7 +45,6 @@ from orchestrator.state.columns import (
 from orchestrator.state.errors import (
     SessionNotFoundError,
     StoreConflictError,
-    StoreCorruptError,
     StoreError,
     StoreFencedError,
 )
@@ -74,20 +73,6 @@ def too_new(location: Path | str, version: int, current: int) -> StoreError:
         f"state store {location} has schema version {version}, newer than this "
         f"orchestrator understands ({current}); upgrade the orchestrator"
     )
-
-
-def known_version(location: Path | str, stored: int | None, has_tables: bool) -> int:
-    """The schema version of a store whose schema_version table holds `stored` (None:
-    no row): 0 for a store being created; an empty table beside the store's tables
-    is a damaged store (migrating it from 0 would fail on tables that exist)."""
-    if stored is not None:
-        return stored
-    if has_tables:
-        raise StoreCorruptError(
-            location,
-            "has an empty schema_version table beside its tables, so its schema version is unknown",
-        )
-    return 0
 
 
 def check_readable(location: Path | str, version: int) -> int:

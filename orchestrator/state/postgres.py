@@ -51,14 +51,7 @@ from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from orchestrator.state.base import (
-    Batch,
-    LiveTargetTaken,
-    SqlStore,
-    check_readable,
-    known_version,
-    upgrade,
-)
+from orchestrator.state.base import Batch, LiveTargetTaken, SqlStore, check_readable, upgrade
 from orchestrator.state.columns import Codec, Row
 from orchestrator.state.errors import (
     StoreAccessError,
@@ -77,7 +70,7 @@ from orchestrator.state.pgconn import (
     configure_reader,
     store_error,
 )
-from orchestrator.state.queries import LIVE_TARGET_INDEX, POSTGRES, latest_version
+from orchestrator.state.queries import LIVE_TARGET_INDEX, POSTGRES, known_version, latest_version
 
 if TYPE_CHECKING:
     from orchestrator.state.protocol import Store

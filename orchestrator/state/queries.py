@@ -36,6 +36,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 from orchestrator.state.columns import (
@@ -45,6 +46,7 @@ from orchestrator.state.columns import (
     STATE_COLUMNS,
     check_no_secret_columns,
 )
+from orchestrator.state.errors import StoreCorruptError
 from orchestrator.state.model import KnownGood
 
 Dialect = Literal["sqlite", "postgres"]
@@ -373,6 +375,20 @@ check_no_secret_columns(
 def latest_version() -> int:
     """The schema version this code writes (read at call time: tests append to the list)."""
     return len(MIGRATIONS)
+
+
+def known_version(location: Path | str, stored: int | None, has_tables: bool) -> int:
+    """The schema version of a store whose schema_version table holds `stored` (None:
+    no row): 0 for a store being created; an empty table beside the store's tables
+    is a damaged store (migrating it from 0 would fail on tables that exist)."""
+    if stored is not None:
+        return stored
+    if has_tables:
+        raise StoreCorruptError(
+            location,
+            "has an empty schema_version table beside its tables, so its schema version is unknown",
+        )
+    return 0
 
 
 # -- statements --------------------------------------------------------------------------

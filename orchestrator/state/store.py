@@ -62,14 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from orchestrator.state.base import (
-    Batch,
-    LiveTargetTaken,
-    SqlStore,
-    check_readable,
-    known_version,
-    upgrade,
-)
+from orchestrator.state.base import Batch, LiveTargetTaken, SqlStore, check_readable, upgrade
 from orchestrator.state.columns import Codec, Row, session_summary
 from orchestrator.state.errors import (
     StoreAccessError,
@@ -81,7 +74,7 @@ from orchestrator.state.errors import (
 )
 from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import AppOwner
-from orchestrator.state.queries import SQLITE, latest_version
+from orchestrator.state.queries import SQLITE, known_version, latest_version
 from orchestrator.state.sqlite_file import (
     check_file,
     check_writable,

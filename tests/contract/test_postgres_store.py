@@ -18,9 +18,10 @@ late one would put back an older version).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -238,6 +239,28 @@ async def test_foreign_tables_of_our_names_are_not_taken_for_a_store(
     assert scalar(postgres_cluster, postgres_url, "SELECT count(*) FROM sessions") == 0
 
 
+@contextlib.contextmanager
+def login_role(
+    cluster: PostgresCluster, url: str, prefix: str, *grants: str
+) -> Iterator[tuple[str, str, str]]:
+    """A role of its own that logs in with a password, given `grants` (`{role}` in each
+    stands for it): (its name, its password, `url` as it); dropped afterwards."""
+    role, password = f"{prefix}_{secrets.token_hex(4)}", f"{prefix}-pw"
+    database = database_name(url)
+    as_role = url.replace(url.split("://", 1)[1].rsplit("@", 1)[0], f"{role}:{password}")
+    with cluster.admin(database) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        with cluster.admin(database) as conn:
+            for grant in grants:
+                conn.execute(grant.format(role=role))
+        yield role, password, as_role
+    finally:
+        with cluster.admin(database) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
 async def test_a_writer_role_without_a_privilege_it_needs_is_refused_naming_it(
     postgres_cluster: PostgresCluster, postgres_url: str, store: PostgresStore
 ) -> None:
@@ -245,27 +268,23 @@ async def test_a_writer_role_without_a_privilege_it_needs_is_refused_naming_it(
     checked on its own (has_table_privilege with several is true when any one is
     held), the ones missing are named, and once granted the role writes sessions,
     which the triggers keep in `latest_finished` as that role."""
-    role, password = f"orch_replica_{secrets.token_hex(4)}", "replica-pw"
     tables = ", ".join(pg._WRITER_PRIVILEGES)
-    database = database_name(postgres_url)
-    replica_url = postgres_url.replace(
-        postgres_url.split("://", 1)[1].rsplit("@", 1)[0], f"{role}:{password}"
-    )
-    with postgres_cluster.admin(database) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-    try:
-        with postgres_cluster.admin(database) as conn:
-            conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {role}")
-            conn.execute(f"GRANT SELECT ON schema_version TO {role}")
-            conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
-            conn.execute(f"REVOKE INSERT ON latest_finished FROM {role}")
-            conn.execute(f"REVOKE DELETE ON notices FROM {role}")
+    with login_role(
+        postgres_cluster,
+        postgres_url,
+        "orch_replica",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {{role}}",
+        "GRANT SELECT ON schema_version TO {role}",
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        "REVOKE INSERT ON latest_finished FROM {role}",
+        "REVOKE DELETE ON notices FROM {role}",
+    ) as (role, password, replica_url):
         with pytest.raises(StoreError, match="cannot be written by this role") as refused:
             await bounded(open_postgres_store(replica_url))
         message = str(refused.value)
         assert "lacks INSERT on latest_finished, DELETE on notices;" in message
         assert_clean(refused.value, password, password_of(postgres_url))
-        with postgres_cluster.admin(database) as conn:
+        with postgres_cluster.admin(database_name(postgres_url)) as conn:
             conn.execute(f"GRANT INSERT ON latest_finished TO {role}")
             conn.execute(f"GRANT DELETE ON notices TO {role}")
         replica = await bounded(open_postgres_store(replica_url))
@@ -276,10 +295,6 @@ async def test_a_writer_role_without_a_privilege_it_needs_is_refused_naming_it(
         finally:
             await replica.aclose()
         assert await store.latest_ended() == {"standup": ended}
-    finally:
-        with postgres_cluster.admin(database) as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
 
 
 async def test_a_cli_reader_refused_a_table_says_so_in_one_line(
@@ -290,27 +305,19 @@ async def test_a_cli_reader_refused_a_table_says_so_in_one_line(
 ) -> None:
     """Defect: `status` as a role that may not read `last_known_good` printed a
     traceback (the store's error escaped the read); it is one line, exit 1."""
-    role, password = f"orch_reader_{secrets.token_hex(4)}", "reader-pw"
-    database = database_name(postgres_url)
-    reader_url = postgres_url.replace(
-        postgres_url.split("://", 1)[1].rsplit("@", 1)[0], f"{role}:{password}"
-    )
-    with postgres_cluster.admin(database) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-    try:
-        with postgres_cluster.admin(database) as conn:
-            conn.execute(f"GRANT SELECT ON sessions, manifest_states, schema_version TO {role}")
+    with login_role(
+        postgres_cluster,
+        postgres_url,
+        "orch_reader",
+        "GRANT SELECT ON sessions, manifest_states, schema_version TO {role}",
+    ) as (_, password, reader_url):
         (tmp_path / "manifests").mkdir()
         args = ("status", "--state", reader_url, "--manifests", str(tmp_path / "manifests"))
         done = await run_cli(args, env=child_env(), cwd=tmp_path)
-        assert done.code == 1, done
-        assert "Traceback" not in done.stderr and password not in done.stderr
-        (line,) = done.stderr.splitlines()
-        assert line.startswith("error: ") and "last_known_good" in line
-    finally:
-        with postgres_cluster.admin(database) as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
+    assert done.code == 1, done
+    assert "Traceback" not in done.stderr and password not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: ") and "last_known_good" in line
 
 
 def counting_decodes(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
