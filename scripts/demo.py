@@ -32,7 +32,9 @@ the signal whatever its recipe does (the shell then reports 130), so the demo
 takes the terminal's foreground for itself while it runs (see `take_terminal`) and
 gives it back at the end. The daemon runs in a process group of its own, and the
 demo passes a Ctrl-C on to it once it has begun (its first log line), so that one
-pressed as it starts is a clean stop too.
+pressed as it starts is a clean stop too. SIGTERM (a `kill`, `timeout`) and SIGHUP (a
+closed terminal) end the demo the same way: the daemon and the emulator never
+outlive it.
 
 The demo's secrets are placeholder values in .demo/ (never use literal secrets in
 a real deployment: see docs/configuration.md). `--duration SECONDS` ends the demo
@@ -461,14 +463,21 @@ class Demo:
 
 
 class Interrupt:
-    """SIGINT (Ctrl-C) as a flag the main loop reads: nothing is cut in the middle."""
+    """SIGINT (Ctrl-C), SIGTERM (a `kill`, `timeout`) and SIGHUP (a closed terminal) as
+    a flag the main loop reads: nothing is cut in the middle, and the daemon and the
+    emulator, each in a process group of its own, are ended before the demo is (the
+    signals' default would end the demo alone and leave them running)."""
 
     def __init__(self) -> None:
         self.seen = False
-        signal.signal(signal.SIGINT, self._handle)
+        self.name = "Ctrl-C"
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, self._handle)
 
-    def _handle(self, _signum: int, _frame: object) -> None:
-        self.seen = True
+    def _handle(self, signum: int, _frame: object) -> None:
+        if not self.seen:
+            self.seen = True
+            self.name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def run_daemon(
@@ -523,7 +532,7 @@ def run_daemon(
     if unborn:
         banner("done: the Ctrl-C stopped the daemon as it was being started")
     else:
-        banner(f"done: the daemon exited {code}" + (" on Ctrl-C" if ctrl_c.seen else ""))
+        banner(f"done: the daemon exited {code}" + (f" on {ctrl_c.name}" if ctrl_c.seen else ""))
     if (code != 0 and not unborn) or demo.missed:
         return 1
     return 0 if demo.finished or ctrl_c.seen else 1

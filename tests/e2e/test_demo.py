@@ -8,7 +8,7 @@ edit announced when it is made (after the start, before the reload that reads it
 the daemon's log is shown in the console format, without colour off a terminal,
 with no successful query at info level; SIGINT to the script's process group ends
 it with status 0 once the daemon exited 0, leaving no process behind, also when it
-comes as the daemon starts; `make run` in
+comes as the daemon starts, and so does SIGTERM; `make run` in
 a terminal ends with status 0 on Ctrl-C (which the terminal sends to its whole
 foreground process group, make included), without make's "Interrupt" message and
 without colour under NO_COLOR. Every wait is bounded and waits for output.
@@ -212,6 +212,26 @@ def test_a_ctrl_c_as_the_daemon_starts_ends_with_0(tmp_path: Path) -> None:
     ends = ("the daemon exited 0 on Ctrl-C", "the Ctrl-C stopped the daemon as it was being")
     assert any(f"=== done: {end}" in text for end in ends), text
     assert "Traceback" not in text and "Aborted" not in text
+
+
+def test_sigterm_ends_the_demo_and_all_it_started(tmp_path: Path) -> None:
+    """Defect: `timeout 150 make run`, a `kill` or a closed terminal ended the demo by
+    the signal's default, and its daemon and emulator (each in a process group of its
+    own) ran on. It ends them as it does on Ctrl-C (SIGHUP takes the same path)."""
+    number = signal.SIGTERM
+    proc, output = start_demo(tmp_path)
+    assert proc.stdout is not None
+    with proc.stdout, reaped(proc):
+        output.wait_for("=== the daemon is ready", 90)
+        running = descendants(proc.pid)
+        assert len(running) >= 2  # the emulator and the daemon
+        os.killpg(proc.pid, number)
+        code = proc.wait(timeout=60)
+        output.closed(10)
+    text = output.text
+    assert code == 0, text
+    assert alive(running) == []
+    assert f"=== done: the daemon exited 0 on {number.name}" in text
 
 
 def _controlling_terminal() -> None:
