@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 USAGE = 2  # README and docs/cli.md: a command this install cannot run is a usage error
 MISSING_EXTRA = (
-    "error: the emulator needs aiohttp: pip install 'agora-recording-orchestrator[emulator]'"
+    "error: the emulator needs aiohttp: install the package with its extra, from a path "
+    "(pip install '/path/to/checkout[emulator]'; never a bare name, see README)"
 )
 
 

@@ -57,20 +57,31 @@ def sources(command: _Command) -> _Command:
     return CONFIG(MANIFESTS(STATE(command)))
 
 
-class _Instant(click.DateTime):
-    """An instant (ISO 8601, or a date; naive means UTC) within the span schedules are
-    computed over, `FAR_PAST` to `FAR_FUTURE`: a window, a horizon or a clash search
-    around an instant outside it would leave the range of `datetime`."""
+class _Instant(click.ParamType[datetime]):
+    """An instant (ISO 8601, as `datetime.fromisoformat` reads it: fractions of a second,
+    `Z`, minutes alone, or a date; naive means UTC), so that what `plan` and `status`
+    print is taken back, within the span schedules are computed over, `FAR_PAST` to
+    `FAR_FUTURE`: a window, a horizon or a clash search around an instant outside it
+    would leave the range of `datetime`."""
 
-    def __init__(self) -> None:
-        super().__init__(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"])
+    name = "instant"
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> datetime:
         from orchestrator.schedule import FAR_FUTURE, FAR_PAST
 
-        at = super().convert(value, param, ctx)
+        if isinstance(value, datetime):
+            return value
+        try:
+            at = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO 8601 instant: like 2026-12-07T09:00:00+01:00, "
+                "2026-12-07T09:00Z or 2026-12-07",
+                param,
+                ctx,
+            )
         # Compared, not converted: an offset near the ends of `datetime` cannot overflow.
         if not FAR_PAST <= as_of(at) < FAR_FUTURE:
             last = (FAR_FUTURE - timedelta(days=1)).date()

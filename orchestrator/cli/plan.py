@@ -76,7 +76,9 @@ class _PlanCommand(click.Command):
 @HORIZON
 @FORMAT
 @click.option(
-    "--detailed-exitcode", is_flag=True, help="Exit 2 when there are actions to take, 0 when none."
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 on changes (actions now, or a restart waiting for its backoff), 0 on none.",
 )
 @click.option(
     "--offline",

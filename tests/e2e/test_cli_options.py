@@ -103,6 +103,25 @@ def test_the_ends_of_the_span_are_instants(site: Path, at: str) -> None:
     assert "Timeline:" in planned.stdout
 
 
+def test_the_instant_plan_prints_is_taken_back(site: Path) -> None:
+    """Defect: `--at` took whole seconds only, so the instant `plan` prints ("Plan at
+    2026-12-07T15:00:09.302259+00:00") was refused; ISO 8601 as Python reads it is
+    taken (fractions, `Z`, minutes alone), anything else refused naming the forms."""
+    plan = ("plan", "--offline", "--config", "config.yaml")
+    first = orchestrator(site, *plan)
+    assert first.returncode == 0, first.stderr
+    printed = first.stdout.splitlines()[0].removeprefix("Plan at ")
+    assert "." in printed  # the fraction of a second plan prints
+    for at in (printed, "2026-12-06T09:00", "2026-12-06T09:00Z"):
+        again = orchestrator(site, *plan, "--at", at)
+        assert again.returncode == 0, again.stderr
+    line = _usage_error(orchestrator(site, *plan, "--at", "tomorrow"), "--at", 1)
+    assert line.endswith(
+        "'tomorrow' is not an ISO 8601 instant: like 2026-12-07T09:00:00+01:00, "
+        "2026-12-07T09:00Z or 2026-12-07"
+    )
+
+
 def test_a_horizon_longer_than_a_schedule_spans_is_a_usage_error(site: Path) -> None:
     """Defect: `--horizon 3661d` gave ValueError ("range longer than 3660 days for a
     cron schedule") and a traceback; the longest horizon still plans."""

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "recordings.d"
 MISSING_EXTRA = (
-    "error: the emulator needs aiohttp: pip install 'agora-recording-orchestrator[emulator]'"
+    "error: the emulator needs aiohttp: install the package with its extra, from a path "
+    "(pip install '/path/to/checkout[emulator]'; never a bare name, see README)"
 )
 USAGE = 2  # README, "CLI" and "The emulator"
 
