@@ -62,7 +62,12 @@ async def test_a_hand_over_cancels_a_call_past_the_drain_and_writes_nothing_afte
         return any(s["cname"] == "held-room" and s["live"] is live for s in await rig.sessions())
 
     await wait_until(lambda: at_agora(True), within=30, what="the held recording started")
-    await rig.control("POST", "/faults/next", {"endpoint": "stop", "kind": "hold", "seconds": 30})
+    # Held for longer than anything here takes: the stop must still be out when the
+    # hand-over comes, however long the second daemon's start takes on a busy machine
+    # (with 30 s, a start slowed by load let the answer come first, and nothing was
+    # left to cancel).
+    hold = {"endpoint": "stop", "kind": "hold", "seconds": 600}
+    await rig.control("POST", "/faults/next", hold)
     # Its window ends now (an edit, not a clock: however long the start-up took, the
     # stop comes after the fault is armed). The hold acts at once: Agora stops it.
     rig.write_manifest("held.yaml", held_until(time.time() - 1))
@@ -115,6 +120,6 @@ async def test_a_hand_over_cancels_a_call_past_the_drain_and_writes_nothing_afte
     assert Intent.STOP.value in str(resumed.get("reason"))
     assert await rig.stop_daemon(second) == 0
     assert await rig.stop_daemon(first) == 0
-    # The emulator still holds the cancelled stop's answer (30 s from the stop): it would
+    # The emulator still holds the cancelled stop's answer (600 s from the stop): it would
     # exit on SIGTERM only once that answer went out. Nothing of it is needed any more.
     await rig.emulator.child.kill()
