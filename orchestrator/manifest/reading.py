@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import io
 import os
 import re
 import stat
@@ -405,8 +406,6 @@ def _blank_tabs(text: str) -> str:
     line and column stays where it was."""
     if "\t" not in text:
         return text
-    import io
-
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
     from ruamel.yaml.tokens import ScalarToken
