@@ -177,6 +177,13 @@ class WindowSpec(Section):
 def _zone_error(name: str) -> str | None:
     import zoneinfo
 
+    if name in ("localtime", "posixrules") or name.startswith(("posix/", "right/")):
+        # Files of this host's zone database, not IANA names: `localtime` is whatever
+        # zone the machine is set to, so the manifest would mean one thing per host.
+        return (
+            f"{name!r} is a file of this host's zone database, not an IANA time zone "
+            "(like Europe/Berlin or UTC)"
+        )
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):

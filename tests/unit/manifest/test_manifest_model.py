@@ -587,6 +587,16 @@ def test_snapshot_interval_range(interval: Any, ok: bool) -> None:
             "schedule.timezone",
             "did you mean 'Europe/Berlin'?",
         ),
+        # Defect: names of the host's zone files were taken; `localtime` is whatever
+        # zone the machine is set to.
+        *(
+            (
+                {"cron": "0 9 * * *", "timezone": name, "duration": "1h"},
+                "schedule.timezone",
+                "a file of this host's zone database, not an IANA time zone",
+            )
+            for name in ("localtime", "posixrules", "right/UTC", "posix/Europe/Berlin")
+        ),
         ({"cron": "0 9 * * *", "timezone": "UTC", "duration": "0s"}, "schedule.duration", "longer"),
         ({"cron": "0 9 * * *", "timezone": "UTC", "duration": "1x"}, "schedule.duration", "1h30m"),
         ({"always": True, "timezone": "UTC"}, "schedule.timezone", "only used with cron"),
