@@ -120,6 +120,10 @@ def schema() -> None:
     click.echo(json.dumps(manifest_json_schema(), indent=2))
 
 
+SHOWN_AHEAD = timedelta(days=366)
+"""How far `show` looks for a manifest's next window."""
+
+
 def _show_secret(ref: Any) -> str:
     from orchestrator.secrets import LiteralSecret
 
@@ -131,7 +135,7 @@ def _described(item: LoadedManifest, now: datetime) -> dict[str, Any]:
 
     m = item.manifest
     try:
-        upcoming = m.build_schedule().windows_between(now, now + timedelta(days=366))
+        upcoming = m.build_schedule().windows_between(now, now + SHOWN_AHEAD)
     except ValueError:  # shown as "no upcoming window" rather than a traceback
         upcoming = []
     next_window = (
@@ -184,9 +188,12 @@ def _show_text(info: dict[str, Any]) -> None:
     )
     window = info["nextWindow"]
     always = info["schedule"] == "always"  # its one window spans every instant
-    upcoming = (
-        f"; next window {window['start']} .. {window['end']}" if window and not always else ""
-    )
+    if always:
+        upcoming = ""
+    elif window is None:  # said, not left out: `0 12 29 2 *` fires once in four years
+        upcoming = f"; no window within {SHOWN_AHEAD.days} days"
+    else:
+        upcoming = f"; next window {window['start']} .. {window['end']}"
     click.echo(f"   schedule: {info['schedule']}{upcoming}")
     deadline = info["startingDeadline"]
     click.echo(

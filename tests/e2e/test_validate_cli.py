@@ -280,6 +280,17 @@ def test_show_prints_bodies_with_secret_references() -> None:
     assert vod["bodies"]["start"]["clientRequest"]["extensionServiceConfig"]
 
 
+def test_show_says_when_no_window_comes_within_its_year(tmp_path: Path) -> None:
+    """Defect: a schedule with no window within 366 days printed no "next window" and
+    nothing else, as if it were `always`."""
+    leap = GOOD.replace('cron: "0 9 * * 1-5"', 'cron: "0 12 29 2 *"')
+    assert leap != GOOD
+    (tmp_path / "a.yaml").write_text(leap, encoding="utf-8")
+    run = orchestrator("show", "--at", "2029-03-01", tmp_path)
+    assert run.code == 0, run.stderr
+    assert "; no window within 366 days\n" in run.stdout
+
+
 def test_show_masks_literals_and_fails_on_invalid(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD + "token: hunter2\n", encoding="utf-8")
     run = orchestrator("show", tmp_path)
