@@ -57,41 +57,42 @@ def sources(command: _Command) -> _Command:
     return CONFIG(MANIFESTS(STATE(command)))
 
 
-class _Instant(click.ParamType[datetime]):
+def instant(text: str) -> datetime:
     """An instant (ISO 8601, as `datetime.fromisoformat` reads it: fractions of a second,
     `Z`, minutes alone, or a date; naive means UTC), so that what `plan` and `status`
     print is taken back, within the span schedules are computed over, `FAR_PAST` to
     `FAR_FUTURE`: a window, a horizon or a clash search around an instant outside it
-    would leave the range of `datetime`."""
+    would leave the range of `datetime`. ValueError says why not."""
+    from orchestrator.schedule import FAR_FUTURE, FAR_PAST
+
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 instant: like 2026-12-07T09:00:00+01:00, "
+            "2026-12-07T09:00Z or 2026-12-07"
+        ) from None
+    # Compared, not converted: an offset near the ends of `datetime` cannot overflow.
+    if not FAR_PAST <= as_of(at) < FAR_FUTURE:
+        last = (FAR_FUTURE - timedelta(days=1)).date()
+        raise ValueError(
+            f"{text} is out of range: schedules are computed from {FAR_PAST.date()} to {last} (UTC)"
+        )
+    return at
+
+
+class _Instant(click.ParamType[datetime]):
+    """`instant` as an option's type."""
 
     name = "instant"
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> datetime:
-        from orchestrator.schedule import FAR_FUTURE, FAR_PAST
-
-        if isinstance(value, datetime):
-            return value
         try:
-            at = datetime.fromisoformat(str(value))
-        except ValueError:
-            self.fail(
-                f"{value!r} is not an ISO 8601 instant: like 2026-12-07T09:00:00+01:00, "
-                "2026-12-07T09:00Z or 2026-12-07",
-                param,
-                ctx,
-            )
-        # Compared, not converted: an offset near the ends of `datetime` cannot overflow.
-        if not FAR_PAST <= as_of(at) < FAR_FUTURE:
-            last = (FAR_FUTURE - timedelta(days=1)).date()
-            self.fail(
-                f"{value} is out of range: schedules are computed from {FAR_PAST.date()} "
-                f"to {last} (UTC)",
-                param,
-                ctx,
-            )
-        return at
+            return value if isinstance(value, datetime) else instant(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def at_option(what: str) -> Callable[[_Command], _Command]:
