@@ -47,7 +47,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
@@ -90,10 +90,13 @@ _CACHE_DAYS = 4096  # per-schedule memo of day lookups; cleared when full
 
 @dataclass(frozen=True, order=True)
 class Window:
-    """A half-open interval `[start, end)` of instants, stored in UTC."""
+    """A half-open interval `[start, end)` of instants, stored in UTC. `open_start`: a
+    chain of merged cron windows that reaches further back than `MERGE_HORIZON`, whose
+    reported start is only "at least that long ago" (not part of equality)."""
 
     start: datetime
     end: datetime
+    open_start: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         start = _utc(self.start, "window start")
@@ -548,9 +551,10 @@ class _CronSchedule:
             result.append(Window(current[0], current[1]))
         if result:
             first = result[0]
-            start = self._extend_left(first.start, a - MERGE_HORIZON)
+            limit = a - MERGE_HORIZON
+            start = self._extend_left(first.start, limit)
             if start != first.start:
-                result[0] = Window(start, first.end)
+                result[0] = Window(start, first.end, open_start=start < limit)
         return result
 
     def active_at(self, t: datetime) -> Window | None:

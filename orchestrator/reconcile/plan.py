@@ -491,8 +491,10 @@ def _plan_start(
                 return
     joined = same_window and previous is not None and previous.started_at is not None
     late = d.starting_deadline is not None and p.now - window.start > d.starting_deadline
-    # startingDeadline is about a window's start; `always` has none to be late for.
-    if late and not joined and window.end < FAR_FUTURE:
+    # startingDeadline is about a window's start; `always` has none to be late for, nor
+    # has a chain of merged cron windows that began beyond what is looked at (every 10
+    # minutes for an hour: it never began, as far as anyone can tell).
+    if late and not joined and window.end < FAR_FUTURE and not window.open_start:
         p.notes.append(
             Note(
                 NoteKind.MISSED,

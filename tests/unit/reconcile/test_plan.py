@@ -25,7 +25,13 @@ from orchestrator.reconcile.plan import (
     plan,
     restart_backoff,
 )
-from orchestrator.schedule import FAR_FUTURE, FAR_PAST, always_schedule, windows_schedule
+from orchestrator.schedule import (
+    FAR_FUTURE,
+    FAR_PAST,
+    always_schedule,
+    cron_schedule,
+    windows_schedule,
+)
 from orchestrator.state import EndKind, Intent, ManifestState, Phase, SessionRecord
 from tests.unit.reconcile.desired_recordings import MANIFEST, desired_recording, session_record
 
@@ -221,6 +227,21 @@ def test_unmanageable_always_on_is_retried_with_backoff_then_started() -> None:
 def test_starting_deadline_does_not_apply_to_always() -> None:
     always = desired(schedule=always_schedule(), starting_deadline=timedelta(minutes=5))
     assert kinds(plan([always], ActualState(), NOW)) == [("start", "always on")]
+
+
+def test_starting_deadline_does_not_apply_to_a_chain_that_began_beyond_sight() -> None:
+    """Defect: cron windows that merge into one (every 10 minutes for an hour) report a
+    start at least `MERGE_HORIZON` ago, so with a startingDeadline such a recording
+    was "missed" at every instant and never recorded."""
+    chain = cron_schedule("*/10 * * * *", "UTC", timedelta(hours=1))
+    merged = desired(schedule=chain, starting_deadline=timedelta(minutes=10))
+    (action,) = plan([merged], ActualState(), NOW).actions
+    assert action.kind is ActionKind.START
+    # A window that did begin, long ago, is still missed: its start is known.
+    daily = cron_schedule("0 9 * * *", "UTC", timedelta(hours=2))
+    late = desired(schedule=daily, starting_deadline=timedelta(minutes=10))
+    result = plan([late], ActualState(), NOW)
+    assert result.actions == () and [n.kind for n in result.notes] == [NoteKind.MISSED]
 
 
 def test_defer_with_always_says_the_change_is_never_applied() -> None:
