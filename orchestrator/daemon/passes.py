@@ -325,13 +325,16 @@ class Passes:
         recordings = desired.recordings
         if owned is not None:
             recordings = tuple(d for d in recordings if d.app_id in owned)
+        problems = desired.problems
+        if self._rt.config_error is not None:  # the config file a SIGHUP found broken
+            problems = (self._rt.config_error, *problems)
         return overview(
             recordings,
             actual,
             the_plan,
             now,
             files_failing=(*self._reloader.file_errors, *desired.file_errors),
-            problems=(*filter(None, (self._rt.config_error,)), *desired.problems),
+            problems=problems,
             untracked=untracked(actual.latest_ended, actual.live),
             memo=self._overviews,
         )

@@ -26,7 +26,7 @@ from pydantic_core import ErrorDetails
 
 from orchestrator.contract import MAX_SIDE, MIN_UID, UINT32_MAX
 from orchestrator.manifest.model import Manifest
-from orchestrator.manifest.reading import ReadFailure
+from orchestrator.manifest.reading import ReadFailure, blank_tabs
 from orchestrator.manifest.rules import Loc, dotted_path
 from orchestrator.secrets import SECRET_TAGS, is_secret_key
 
@@ -399,10 +399,8 @@ def position_tree(text: str) -> list[Any]:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = True  # the first is kept, as the fast path keeps it
     # ruamel's own scanner refuses a tab where libyaml takes it as a blank (before a
-    # comment, after a value), and then no finding of the file had a position. A
-    # space for each tab keeps every line and column; a tab that libyaml refused
-    # (indentation) was reported by the fast path already.
-    text = text.replace("\t", " ")
+    # comment, after a value), and then no finding of the file had a position.
+    text = blank_tabs(text)
     docs: list[Any] = []
     try:
         for doc in yaml.load_all(text):

@@ -47,6 +47,7 @@ __all__ = [
     "ReadError",
     "ReadFailure",
     "YamlProblem",
+    "blank_tabs",
     "check_bounds",
     "decode",
     "duplicate_key",
@@ -375,7 +376,7 @@ def read_document(path: str | os.PathLike[str]) -> Any:
     from ruamel.yaml.reader import ReaderError
 
     check_bounds(text, None)  # the nesting, before libyaml's scanner sees the text
-    text = _blank_tabs(text)
+    text = blank_tabs(text)
     check_bounds(text, YAML(typ="rt").parse(text))
     try:
         yaml = YAML(typ="rt")
@@ -397,7 +398,7 @@ def read_document(path: str | os.PathLike[str]) -> Any:
         raise YamlProblem(1, 1, f"invalid YAML ({type(exc).__name__})") from None
 
 
-def _blank_tabs(text: str) -> str:
+def blank_tabs(text: str) -> str:
     """`text` with a space for each tab that separates tokens (after a colon or a
     value, before a comment), which YAML allows and libyaml (the manifests' reader)
     takes as a blank, but ruamel's round-trip scanner refuses. A tab inside a scalar

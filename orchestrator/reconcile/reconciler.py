@@ -308,8 +308,6 @@ def desired_recordings(
         if e.name not in names and (e.source_file in invalid or hidden(e.name))
     )
     for entry in sorted(standing_in, key=lambda e: e.name) if invalid or unreadable else ():
-        if entry.name in names:
-            continue
         if not entry.document:  # an index entry: the caller reads it and builds again
             wanting.append(entry.name)
             continue

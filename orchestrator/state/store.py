@@ -156,8 +156,11 @@ def _stored_version(db: sqlite3.Connection, path: Path) -> int:
         return 0
     row = db.execute(SQLITE.stored_version).fetchone()
     stored = int(row[0]) if row and row[0] is not None else None
-    tables = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone()
-    return known_version(path, stored, tables is not None)
+    has_tables = (
+        stored is None
+        and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sessions'").fetchone() is not None
+    )
+    return known_version(path, stored, has_tables)
 
 
 @contextlib.contextmanager
