@@ -280,7 +280,9 @@ def _plan_desired(
                     )
                 )
                 return
-            endless = current.window_end is None or current.window_end >= FAR_FUTURE
+            # The window as the manifest says now: its schedule may have been edited
+            # since the session started for the one it then had.
+            endless = window.end >= FAR_FUTURE
             p.notes.append(
                 Note(
                     NoteKind.DEFERRED,
@@ -290,7 +292,7 @@ def _plan_desired(
                     if endless
                     else "spec changed; the new version starts with the next window",
                     current.id,
-                    until=None if endless else current.window_end,
+                    until=None if endless else window.end,
                 )
             )
         if current.mode != d.mode:

@@ -267,6 +267,22 @@ def test_deferred_change_is_noted_with_the_window_end() -> None:
     assert note.kind is NoteKind.DEFERRED and note.until == W_END
 
 
+def test_deferred_change_names_the_end_of_the_window_as_edited_since_the_start() -> None:
+    """Defect: the note named the end the session was started for, a time already past
+    once the schedule was edited to end later (and a window edited to `always` was
+    said to end)."""
+    later = W_END + timedelta(hours=3)
+    live = [session(window_end=NOW - timedelta(minutes=1))]
+    extended = desired(
+        schedule=windows_schedule([(W_START, later)]), restart_hash="rst2", update_policy="defer"
+    )
+    (note,) = plan([extended], ActualState(live=live), NOW).notes
+    assert note.kind is NoteKind.DEFERRED and note.until == later
+    endless = desired(schedule=always_schedule(), update_policy="defer", restart_hash="rst2")
+    (note,) = plan([endless], ActualState(live=live), NOW).notes
+    assert "never" in note.message and note.until is None
+
+
 def test_permanent_failure_holds_until_the_spec_changes() -> None:
     failed = {
         "standup": ManifestState(name="standup", failed_spec_hash="spec1", failure_reason="code 2")
