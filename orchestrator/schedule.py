@@ -287,7 +287,9 @@ def _weekdays(expr: str) -> list[str]:
             low, high = 0, 6
         else:
             low = _weekday_number(first)
-            high = _weekday_number(last) if last is not None else (6 if step else low)
+            # A step from a day runs to the field's end, 7 (Sunday again), as in
+            # cronie and as APScheduler reads `5/2` in the other fields.
+            high = _weekday_number(last) if last is not None else (7 if step else low)
             if high < low:
                 raise _CronError(
                     f"range {part!r} runs backwards; list the days instead (e.g. SAT,SUN)"

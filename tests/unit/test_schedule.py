@@ -226,6 +226,20 @@ CRON_CASES = [
         id="weekday-range-step",
     ),
     pytest.param(
+        "0 12 * * 5/2",
+        "UTC",
+        H,
+        "2024-01-01T00:00+00:00",
+        "2024-01-08T00:00+00:00",
+        # a step from a weekday runs to the field's end, 7 (Sunday), as in cronie and
+        # as the minute field's `5/2` does: Friday and Sunday (it was Friday only)
+        [
+            ("2024-01-05T12:00+00:00", "2024-01-05T13:00+00:00"),
+            ("2024-01-07T12:00+00:00", "2024-01-07T13:00+00:00"),
+        ],
+        id="weekday-step-runs-to-sunday-7",
+    ),
+    pytest.param(
         "0 12 10 * MON",
         "UTC",
         H,
