@@ -251,6 +251,11 @@ class _Connection(asyncio.Protocol):
             self._reply(_plain(refused.status), keep=False)
             return
         allowed = self._listener._methods(request.path)
+        if not allowed:  # served by no route, whatever the method; its body is not read
+            self._answered += 1
+            keep = request.keep_alive and not request.length
+            self._reply(_plain(HTTPStatus.NOT_FOUND), keep=keep, head_only=request.method == "HEAD")
+            return
         if request.method not in allowed:
             # Its body (if any) is not read: the connection closes after the answer.
             page = _plain(HTTPStatus.METHOD_NOT_ALLOWED)
@@ -375,8 +380,10 @@ class Listener:
     # -- called by the connections ----------------------------------------------------
 
     def _methods(self, path: str) -> tuple[str, ...]:
-        """The methods `path` answers (an unknown path: GET's, answered 404)."""
-        return _POST if path in self._posts else _METHODS
+        """The methods `path` answers (none: no route serves it)."""
+        if path in self._posts:
+            return _POST
+        return _METHODS if path in self._routes else ()
 
     def _page(self, request: _Request, body: bytes) -> Page:
         path = request.path
@@ -384,8 +391,7 @@ class Listener:
             post = self._posts.get(path)
             if post is not None:
                 return post(request.headers, body)
-            route = self._routes.get(path)
-            return _plain(HTTPStatus.NOT_FOUND) if route is None else route()
+            return self._routes[path]()  # `_methods` let through only known paths
         except Exception as exc:
             log.warning("listener.route_failed", path=path, error=type(exc).__name__)
             return _plain(HTTPStatus.INTERNAL_SERVER_ERROR)

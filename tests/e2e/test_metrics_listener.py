@@ -136,6 +136,9 @@ async def test_the_metrics_address_speaks_plain_http(daemon_env: DaemonEnv) -> N
         assert head[0] == 200 and int(head[1]["content-length"]) > 1000 and head[2] == b""
         post = await exchange(url, b"POST /healthz HTTP/1.1\r\n\r\n")
         assert (post[0], post[1]["allow"]) == (405, "GET, HEAD")
+        # A path no route serves is 404 whatever the method; its body is not read.
+        nowhere = await exchange(url, b"POST /nowhere HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+        assert (nowhere[0], nowhere[3]) == (404, True) and "allow" not in nowhere[1]
         body = await exchange(url, b"GET /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
         assert (body[0], body[3]) == (400, True)
         old = await exchange(url, b"GET /healthz HTTP/1.0\r\n\r\n")
