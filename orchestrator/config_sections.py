@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from orchestrator.agora.client import base_url_problem
-from orchestrator.manifest.scalars import MAX_TOKEN_LIFETIME, parse_duration
+from orchestrator.manifest.scalars import MAX_TOKEN_LIFETIME, Whole, parse_duration
 from orchestrator.manifest.section import Section
 from orchestrator.secrets import SECRET_REF_TYPES, SecretField, SecretRef
 
@@ -144,7 +144,7 @@ class AppProfile(_Section):
     # Regional domains, a proxy or the local emulator.
     base_url: str = "https://api.agora.io"
     # Agora allows 10 requests per second per App ID; the client stays under it.
-    rate_limit: Annotated[int, Field(ge=1, le=1000)] = 10
+    rate_limit: Annotated[Whole, Field(ge=1, le=1000)] = 10
 
     @field_validator("base_url")
     @classmethod
@@ -301,7 +301,7 @@ class NotificationsSection(_Listener):
     # checks it with the other rules between keys).
     secret: SecretField | None = None
     # Bytes of a body the receiver reads at most; a longer one is refused unread.
-    max_body: Annotated[int, Field(ge=MIN_NOTIFICATION_BODY, le=MAX_NOTIFICATION_BODY)] = 65536
+    max_body: Annotated[Whole, Field(ge=MIN_NOTIFICATION_BODY, le=MAX_NOTIFICATION_BODY)] = 65536
 
     @field_validator("path")
     @classmethod
@@ -352,7 +352,7 @@ class ReconcileSection(_Section):
     resync_interval: Duration = timedelta(seconds=60)
     # Manifests acted on at once. The per-App-ID rate limit, not this, bounds the
     # request rate; 16 keeps a slow answer from holding up the others.
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    concurrency: Annotated[Whole, Field(ge=1, le=1024)] = 16
     # On SIGTERM leave recordings running (the next start adopts them): a restart
     # or upgrade must not cut recordings. true stops every live session first.
     stop_on_shutdown: bool = False
@@ -404,7 +404,7 @@ class RetrySection(Backoff):
     late by whatever its retries sleep, and the per-App-ID rate limiter, not the
     backoff, keeps the load within what Agora allows."""
 
-    attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    attempts: Annotated[Whole, Field(ge=1, le=20)] = 6
     initial: Duration = timedelta(milliseconds=100)
     max: Duration = timedelta(seconds=4)
     # One call, its attempts and the waits between them, ends within this (a wait for

@@ -32,6 +32,7 @@ from orchestrator.manifest.scalars import (
     Uid,
     UidGroup,
     VideoStreamType,
+    Whole,
     parse_color,
 )
 from orchestrator.manifest.section import Section
@@ -195,10 +196,10 @@ _LARGEST_GROUP = max(contract.UID_GROUP_RANGES, key=lambda word: contract.UID_GR
 class Transcoding(Section):
     """transcodingConfig (mix only): all four are required once the section is written."""
 
-    width: Annotated[int, Field(ge=1, le=contract.MAX_SIDE)]
-    height: Annotated[int, Field(ge=1, le=contract.MAX_SIDE)]
-    fps: Annotated[int, Field(ge=1)]
-    bitrate: Annotated[int, Field(ge=1)]
+    width: Annotated[Whole, Field(ge=1, le=contract.MAX_SIDE)]
+    height: Annotated[Whole, Field(ge=1, le=contract.MAX_SIDE)]
+    fps: Annotated[Whole, Field(ge=1)]
+    bitrate: Annotated[Whole, Field(ge=1)]
 
     @model_validator(mode="after")
     def _area(self) -> Transcoding:

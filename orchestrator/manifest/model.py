@@ -73,6 +73,7 @@ from orchestrator.manifest.scalars import (
     RolloverUid,
     UidOrAuto,
     UpdatePolicy,
+    Whole,
     parse_duration,
     parse_mode,
     show_duration,
@@ -344,7 +345,7 @@ class Manifest(Section):
     aliyun_vod: AliyunVod | None = None
     token: SecretField | None = None
     resource_expired_hour: (
-        Annotated[int, Field(ge=contract.RESOURCE_HOURS.low, le=contract.RESOURCE_HOURS.high)]
+        Annotated[Whole, Field(ge=contract.RESOURCE_HOURS.low, le=contract.RESOURCE_HOURS.high)]
         | None
     ) = None
     # As written: a uid, or None for `auto` (the default). The number: `rollover_uid`.

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    BeforeValidator,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
@@ -171,6 +172,19 @@ PolicyField = Annotated[
     ),
     _AS_TEXT,
 ]
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def _not_a_truth(value: Any) -> Any:
+    """YAML's `true` and `false` are not 1 and 0 (pydantic's lax int takes them)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+# A whole number of a file people write (`Annotated[Whole, Field(ge=...)]` for a range).
+Whole = Annotated[int, BeforeValidator(_not_a_truth)]
 
 # --- uids ----------------------------------------------------------------------------------
 

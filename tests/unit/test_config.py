@@ -421,6 +421,10 @@ DURATIONS = (
             "config.yaml:2:16: reconcile.concurrency: must be a whole number from 1 to 1024",
         ),
         (
+            "reconcile:\n  concurrency: true\n",  # not 1
+            "config.yaml:2:16: reconcile.concurrency: must be a whole number from 1 to 1024",
+        ),
+        (
             "retry:\n  attempts: 2.5\n",
             "config.yaml:2:13: retry.attempts: must be a whole number from 1 to 20",
         ),

@@ -77,6 +77,8 @@ def test_model_is_frozen() -> None:
         ("updatePolicy", "later", "restart or defer"),
         ("resourceExpiredHour", 0, "at least 1"),
         ("resourceExpiredHour", 721, "at most 720"),
+        # true is not 1 (YAML's booleans were read as numbers: resources of an hour)
+        ("resourceExpiredHour", True, "whole number (got true)"),
         ("startingDeadline", "soon", "30m"),
         ("suspend", "perhaps", "true or false"),
     ],
@@ -354,6 +356,11 @@ def test_individual_mode_needs_a_uid_group_it_cannot_derive(recording: dict[str,
         ({"width": 1080, "height": 1920, "fps": 15, "bitrate": 500}, None, ""),
         ({"width": 640, "height": 360, "fps": 15}, "transcoding.bitrate", "required"),
         ({"width": 640, "height": 360, "fps": 0, "bitrate": 1}, "transcoding.fps", "at least 1"),
+        (
+            {"width": 640, "height": 360, "fps": True, "bitrate": 500},
+            "transcoding.fps",
+            "whole number (got true)",
+        ),
     ],
 )
 def test_transcoding(transcoding: dict[str, Any], field: str | None, fragment: str) -> None:
