@@ -1,7 +1,7 @@
 """`validate`, `schema` and `show`: offline commands on manifests (no network, no secrets).
 
 Exit codes: 0 valid, 1 invalid (any error; warnings too under --strict), 2 usage
-(no such path, no manifest file found, bad option). A path that exists but cannot
+(no such path, no manifest file found (only files it skips), bad option). A path that exists but cannot
 be read is not a usage error: the loader reports it as an error at that path.
 Heavy modules (pydantic, ruamel.yaml, the model) are imported inside the commands so
 that `--help` and the other commands stay fast.
@@ -40,9 +40,10 @@ def _load(paths: Sequence[Path], strict: bool, at: datetime | None) -> LoadResul
     # No config here, so no App IDs: two manifests clash when they name the same profile
     # (`plan`, `apply` and the daemon key the check on App IDs).
     result = load_once(list(paths), strict=strict, now=as_of(at), app_ids=None)
-    if not result.files and not result.diagnostics:
+    if not result.files and not result.errors:  # nothing read; at most files skipped
         shown = ", ".join(str(p) for p in paths)
-        raise click.UsageError(f"no manifest files (*.yaml, *.yml) found in {shown}")
+        skipped = "".join(f"\n{d.text()}" for d in result.warnings)
+        raise click.UsageError(f"no manifest files (*.yaml, *.yml) found in {shown}{skipped}")
     return result
 
 

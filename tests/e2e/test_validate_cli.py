@@ -236,6 +236,15 @@ def test_a_directory_without_manifests_is_a_usage_error(tmp_path: Path) -> None:
     assert "no manifest files" in run.stderr
 
 
+def test_nothing_but_a_file_it_skips_is_a_usage_error_that_says_why() -> None:
+    """Defect: `validate /dev/null` said "valid: 0 file(s)" and exited 0 (a directory
+    holding no manifest is a usage error)."""
+    run = orchestrator("validate", "/dev/null")
+    assert run.code == 2
+    assert "no manifest files (*.yaml, *.yml) found in /dev/null" in run.stderr
+    assert "it is a character device, not a regular file" in run.stderr
+
+
 def test_schedule_clashes_from_at(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD, encoding="utf-8")
     (tmp_path / "b.yaml").write_text(
