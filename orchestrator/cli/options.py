@@ -107,8 +107,8 @@ def at_option(what: str) -> Callable[[_Command], _Command]:
 
 
 class _Horizon(click.ParamType[timedelta]):
-    """A duration (the manifests' grammar) no longer than a schedule can be expanded
-    over at once (`MAX_CRON_RANGE`), as a `timedelta`."""
+    """A duration (the manifests' grammar) longer than 0 and no longer than a schedule
+    can be expanded over at once (`MAX_CRON_RANGE`), as a `timedelta`."""
 
     name = "duration"
 
@@ -124,6 +124,8 @@ class _Horizon(click.ParamType[timedelta]):
             span = parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if not span:
+            self.fail(f"{value} shows no time: give a horizon longer than 0, like 24h", param, ctx)
         if span > MAX_CRON_RANGE:
             self.fail(
                 f"{value} is longer than {MAX_CRON_RANGE.days}d, the most a schedule spans",
@@ -138,7 +140,7 @@ HORIZON = click.option(
     type=_Horizon(),
     default="24h",
     show_default=True,
-    help="How far the timeline reaches (at most 3660d).",
+    help="How far the timeline reaches (more than 0, at most 3660d).",
 )
 
 LIMIT = click.option(

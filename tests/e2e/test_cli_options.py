@@ -124,7 +124,8 @@ def test_the_instant_plan_prints_is_taken_back(site: Path) -> None:
 
 def test_a_horizon_longer_than_a_schedule_spans_is_a_usage_error(site: Path) -> None:
     """Defect: `--horizon 3661d` gave ValueError ("range longer than 3660 days for a
-    cron schedule") and a traceback; the longest horizon still plans."""
+    cron schedule") and a traceback; the longest horizon still plans, the shortest
+    is longer than 0."""
     plan = ("plan", "--offline", "--config", "config.yaml", "--horizon")
     site.joinpath("recordings.d", "standup.yaml").write_text(
         GOOD_TEXT.format(name="standup", channel="room-2"), encoding="utf-8"
@@ -132,6 +133,9 @@ def test_a_horizon_longer_than_a_schedule_spans_is_a_usage_error(site: Path) -> 
     line = _usage_error(orchestrator(site, *plan, "3661d"), "--horizon", 1)
     assert line.endswith("3661d is longer than 3660d, the most a schedule spans")
     _usage_error(orchestrator(site, *plan, "1.5h"), "--horizon", 1)
+    # A timeline of no time said every recording had "no window in the horizon".
+    line = _usage_error(orchestrator(site, *plan, "0s"), "--horizon", 1)
+    assert line.endswith("0s shows no time: give a horizon longer than 0, like 24h")
     longest = orchestrator(site, *plan, "3660d")
     assert longest.returncode == 0, longest.stderr
     assert "standup" in longest.stdout
