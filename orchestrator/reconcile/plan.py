@@ -204,11 +204,15 @@ def _wind_down(session: SessionRecord, reason: str) -> Action:
 
 
 def _unmanageable_note(session: SessionRecord, message: str) -> Note:
+    what = (
+        "is recording with an unknown sid"  # a start that took effect, its answer lost
+        if session.sid is None
+        else f"is no longer recognised by the API (sid {_short(session.sid)})"  # 1001, 1003
+    )
     return Note(
         NoteKind.UNMANAGEABLE,
         session.manifest,
-        f"session {session.id} (resource {_short(session.resource_id)}) is recording with an "
-        f"unknown sid: {message}",
+        f"session {session.id} (resource {_short(session.resource_id)}) {what}: {message}",
         session.id,
     )
 
@@ -313,10 +317,12 @@ _RECORDING_PHASES = frozenset({Phase.RUNNING, Phase.UPDATING})
 
 def _records_until_token_expiry(d: DesiredRecording, session: SessionRecord) -> bool:
     """An unmanageable session of `d` that records until its minted token expires (then
-    Agora removes it, and the resync closes its record): on one of `d`'s two uids, so
-    that a successor can take over on the other."""
+    Agora removes it, and the resync closes its record): a start that took effect, its
+    sid unknown (one the API stopped recognising, sid known, may have ended), on one of
+    `d`'s two uids, so that a successor can take over on the other."""
     return (
         session.phase is Phase.UNMANAGEABLE
+        and session.sid is None
         and session.join_expires_at is not None
         and d.rollover_uid is not None
         and session.uid in (d.uid, d.rollover_uid)
@@ -413,7 +419,7 @@ def _plan_chain(
         _plan_desired(d, successor, p)
         return
     if successor.phase is Phase.UNMANAGEABLE:
-        if successor.sid is None and _records_until_token_expiry(d, successor):
+        if _records_until_token_expiry(d, successor):
             # Its start took effect (code 7 on the replay), with a token minted for it:
             # it records, and takes over; only its sid is unknown. (One the API stopped
             # recognising, sid known, may have ended: the predecessor stays and tries

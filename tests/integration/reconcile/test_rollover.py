@@ -269,6 +269,31 @@ async def test_a_session_seen_recording_that_ends_soon_is_no_refused_token(
     assert [a.kind.value for a in result.plan.actions] == ["start"]
 
 
+async def test_a_session_the_api_lost_is_started_afresh_not_waited_out_to_its_token(
+    certified: World,
+) -> None:
+    """Defect: a session whose query answered 1001 (the API no longer recognises it: an
+    emulator restart, Agora losing it) was taken, having a token, to record until that
+    expired: nothing recorded for up to 24 hours. It is started afresh, as without a
+    token; the new session on its target supersedes the lost one."""
+    world = certified
+    first = await recording_alpha(world)
+    world.emulator.emu.fail_next("query", "answer", 1, status=400, code=1001)
+    assert world.emulator.emu.abort(first.sid or "")  # gone from the API indeed
+    world.advance(timedelta(seconds=5))
+    with structlog.testing.capture_logs() as logs:
+        result = await world.apply()  # the resync's query: 1001; then the plan
+    assert [e["session_id"] for e in logs if e["event"] == "session.unrecognised"] == [first.id]
+    assert [(r.action.kind.value, r.ok) for r in result.results] == [("start", True)]
+    (second,) = await world.store.live_sessions()
+    assert second.id != first.id and second.uid == UID
+    lost = await world.store.get_session(first.id)
+    assert lost.end_kind is EndKind.EXITED and f"superseded by session {second.id}" in str(
+        lost.end_reason
+    )
+    assert [s["uid"] for s in world.recording()] == [str(UID)]
+
+
 async def test_a_refused_token_is_said_plainly_and_restarted_under_backoff(
     emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

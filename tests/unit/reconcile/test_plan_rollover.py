@@ -208,6 +208,26 @@ def test_an_unmanageable_member_leaves_the_other_as_the_recording() -> None:
     assert kinds(result) == [("update", 8)]
 
 
+def test_a_session_the_api_no_longer_recognises_is_started_afresh_token_or_not() -> None:
+    """Defect: with a token, a session whose query answered 1001 or 1003 (the API lost
+    it: an emulator restart, a failover gone wrong) was taken to record until its token
+    expired, up to 24 hours with no recording, and the note said its sid was unknown.
+    Whether it records is unknown: a fresh start is tried with the restart backoff (53
+    while it still records), as without a token."""
+    unrecognised = session(phase=Phase.UNMANAGEABLE, sid="SID-7")
+    result = plan([desired()], ActualState(live=[unrecognised]), NOW, POLICY)
+    assert [(a.kind, a.reason) for a in result.actions] == [(ActionKind.START, "always on")]
+    (note,) = result.notes
+    assert note.kind is NoteKind.UNMANAGEABLE
+    assert "no longer recognised by the API" in note.message
+    assert "unknown sid" not in note.message
+    # A start whose answer was lost (code 7 on its replay) does record, with its token.
+    lost = session(phase=Phase.UNMANAGEABLE, sid=None)
+    result = plan([desired()], ActualState(live=[lost]), NOW, POLICY)
+    assert result.actions == () and "records until its token expires" in result.notes[0].message
+    assert "unknown sid" in result.notes[0].message
+
+
 def test_a_failed_successor_is_retried_with_backoff_while_the_predecessor_records() -> None:
     due = NOW + timedelta(minutes=20)
     failed = successor(
