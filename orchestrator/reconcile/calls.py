@@ -263,8 +263,10 @@ class SessionCalls:
                 intent=Intent.START,
                 intent_at=intent_at,
                 join_expires_at=start.join_expires_at,
-                resource_expires_at=intent_at + _resource_lifetime(d),
+                resource_expires_at=intent_at + d.resource_lifetime,
             )
+            if self._draining():  # shutting down: not begun now, lest it go unanswered
+                raise ActionFailed("start not sent: shutting down (the next start sends it)")
             try:
                 return await self._send_start(session, d, client, start, ambiguous=False)
             except ResourceExpiredError:
@@ -371,7 +373,7 @@ class SessionCalls:
             # This start's token (a replayed start's is this one's: it did not arrive
             # before); the resource ID lives `resourceExpiredHour` from the start on.
             join_expires_at=start.join_expires_at,
-            resource_expires_at=started + _resource_lifetime(d),
+            resource_expires_at=started + d.resource_lifetime,
         )
         previous = await self._unmanageable_for_target(session)
         if previous is not None:
@@ -674,11 +676,6 @@ def _same_place(session: SessionRecord, d: DesiredRecording) -> _Place:
     if session.uid in (d.uid, d.rollover_uid):
         return _Place(session.uid, session.predecessor_id)
     return _Place()
-
-
-def _resource_lifetime(d: DesiredRecording) -> timedelta:
-    """How long a resource ID of `d`'s lives from its start (`resourceExpiredHour`)."""
-    return timedelta(hours=d.requests.acquire.clientRequest.resourceExpiredHour)
 
 
 def _window_of(session: SessionRecord) -> Window:

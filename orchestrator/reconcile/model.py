@@ -115,6 +115,11 @@ class DesiredRecording:
         rollover uid)."""
         return self.requests.for_uid(uid)
 
+    @property
+    def resource_lifetime(self) -> timedelta:
+        """How long a resource ID of this recording lives from its start."""
+        return timedelta(hours=self.requests.acquire.clientRequest.resourceExpiredHour)
+
     def other_uid(self, uid: int) -> int:
         """The uid a successor of a session on `uid` records on: the two alternate."""
         if self.rollover_uid is None:

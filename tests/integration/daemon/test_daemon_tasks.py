@@ -100,6 +100,38 @@ async def test_a_shutdown_mid_launch_leaves_no_task_behind(
     assert session.intent is Intent.START and session.phase is Phase.STARTING
 
 
+async def test_a_start_whose_acquire_answers_during_the_drain_is_not_sent(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: an acquire answered after SIGTERM was followed by its start, sent while
+    the daemon drained: with a slow API it went unanswered past the drain, and the next
+    start found an unmanageable session (7 on the replay: it records, its sid unknown).
+    The start is not begun once the drain has; its intent stays, for the next start."""
+    emulator.emu.fail_next("acquire", "hold", seconds=1.0)
+    async with daemon_runtime(
+        emulator,
+        tmp_path,
+        monkeypatch,
+        {"lobby.yaml": MANIFEST},
+        manifests={"watch": False},
+        shutdown={"drainTimeout": "60s"},  # the acquire's answer comes within the drain
+    ) as rt, serving(rt) as (daemon, running):
+
+        async def acquiring() -> bool:
+            live = await rt.store.live_sessions()
+            return any(s.intent is Intent.ACQUIRE for s in live)
+
+        await _wait_for(acquiring)
+        began = time.monotonic()
+        daemon.shutdown("test")
+        assert await asyncio.wait_for(asyncio.shield(running), 60) == 0
+        assert time.monotonic() - began < 30  # the drain ended with the action
+        (session,) = await rt.store.live_sessions()
+    assert [r["endpoint"] for r in emulator.emu.requests()] == ["acquire"]
+    assert session.intent is Intent.START and session.phase is Phase.STARTING
+    assert session.resource_id is not None and session.sid is None
+
+
 async def test_a_plan_that_cannot_be_prepared_starts_nothing(runtime: Runtime) -> None:
     before = set(asyncio.all_tasks())
     with pytest.raises(StoreError):
