@@ -1,8 +1,9 @@
 """`validate`, `schema` and `show`: offline commands on manifests (no network, no secrets).
 
 Exit codes: 0 valid, 1 invalid (any error; warnings too under --strict), 2 usage
-(no such path, no manifest file found (only files it skips), bad option). A path that exists but cannot
-be read is not a usage error: the loader reports it as an error at that path.
+(no such path, no manifest file found (only files it skips), bad option). A path
+that exists but cannot be read is not a usage error: the loader reports it as an
+error at that path.
 Heavy modules (pydantic, ruamel.yaml, the model) are imported inside the commands so
 that `--help` and the other commands stay fast.
 """
