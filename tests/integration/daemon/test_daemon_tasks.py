@@ -108,14 +108,17 @@ async def test_a_start_whose_acquire_answers_during_the_drain_is_not_sent(
     start found an unmanageable session (7 on the replay: it records, its sid unknown).
     The start is not begun once the drain has; its intent stays, for the next start."""
     emulator.emu.fail_next("acquire", "hold", seconds=1.0)
-    async with daemon_runtime(
-        emulator,
-        tmp_path,
-        monkeypatch,
-        {"lobby.yaml": MANIFEST},
-        manifests={"watch": False},
-        shutdown={"drainTimeout": "60s"},  # the acquire's answer comes within the drain
-    ) as rt, serving(rt) as (daemon, running):
+    async with (
+        daemon_runtime(
+            emulator,
+            tmp_path,
+            monkeypatch,
+            {"lobby.yaml": MANIFEST},
+            manifests={"watch": False},
+            shutdown={"drainTimeout": "60s"},  # the acquire's answer comes within the drain
+        ) as rt,
+        serving(rt) as (daemon, running),
+    ):
 
         async def acquiring() -> bool:
             live = await rt.store.live_sessions()
