@@ -72,7 +72,8 @@ class Health:
         if not self.ready:
             return False, "the first reconcile pass has not finished"
         if not self.store_ok:
-            return False, "the state store cannot be read"
+            # A pass's store error (a lock, a damaged or lost file): the log says which.
+            return False, "the state store failed the last pass (see reconcile.pass_failed)"
         if not self._writable():
             # Not ready until a write goes through again (not at the next read that
             # works: reads often work while writes fail), so readiness does not flap.

@@ -99,6 +99,7 @@ class Daemon:
         self._notifier = notifier
         self._metrics = metrics
         self._stop = asyncio.Event()
+        self._exit = 0  # 1 once the stop found an answer the store never took
         self.tasks = TaskRegistry()
         outbox = runtime.executor.outbox
         self._health = Health(
@@ -280,7 +281,7 @@ class Daemon:
             for signum in signals:  # `run` (the CLI) ignores them from its return on
                 loop.remove_signal_handler(signum)
         log.info("daemon.stopped")
-        return 0
+        return self._exit
 
     async def _start_up(self) -> None:
         """The first reload, ownership round and pass (which queries every live session
@@ -424,6 +425,16 @@ class Daemon:
             await self._receiver.stop()
         if self._health_server is not None:
             await self._health_server.stop()
+        # What the API answered and the store refused: a last few tries within the
+        # drain's time, else said (with its sid) and the exit is a failure, not a 0.
+        outbox = self._rt.executor.outbox
+        try:
+            left = await asyncio.wait_for(outbox.settle_all(), max(1.0, deadline - loop.time()))
+        except TimeoutError:
+            left = outbox.left()
+        for line in left:
+            log.error("daemon.outcome_lost", detail=line)
+            self._exit = 1
         await self._reloader.remember()  # what the drain cut short, if the store answers
         await self._reloader.write_snapshot()  # the next start parses only what changes
 

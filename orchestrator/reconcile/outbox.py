@@ -23,6 +23,7 @@ owner settles the call from its intent).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,30 @@ class Outbox:
             if not await self._drain(session_id):
                 return False
         return True
+
+    async def settle_all(self, attempts: int = 5, pause: float = 1.0) -> tuple[str, ...]:
+        """The last word of a run (`apply`'s end, the daemon's stop): everything kept
+        written, with a few tries; what is still left (`left`)."""
+        for attempt in range(attempts):
+            if await self.flush():
+                return ()
+            if attempt < attempts - 1:
+                await asyncio.sleep(pause)
+        return self.left()
+
+    def left(self) -> tuple[str, ...]:
+        """What is kept, one line a session with its sid, for an operator (the log's
+        `store.outcome_kept` said it first)."""
+        return tuple(
+            f"{manifest}: the store did not take the outcome of session {session_id}'s last "
+            f"call (sid {self._sid(session_id) or 'none'}); its intent stays, and the next "
+            "pass replays it"
+            for session_id, manifest in sorted(self._manifests.items())
+        )
+
+    def _sid(self, session_id: int) -> str | None:
+        found = (w.values.get("sid") for w in reversed(self._kept.get(session_id, [])))
+        return next((sid for sid in found if sid), None)
 
     def accepted(self) -> None:
         """A write of the executor's own went through: the store takes writes."""

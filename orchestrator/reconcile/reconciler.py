@@ -485,24 +485,9 @@ async def reconcile_once(
     results = await executor.execute(the_plan, {d.name: d for d in desired.recordings})
     # As observed before this pass's actions: what they changed shows in the next pass.
     found = untracked(actual.latest_ended, actual.live)
-    return PassResult(the_plan, tuple(results), actual.problems + await _settle(executor), found)
-
-
-async def _settle(executor: Executor, attempts: int = 5, pause: float = 1.0) -> tuple[str, ...]:
-    """A one-off pass (`apply`) ends here: what the API answered and the store refused
-    is written now, with a few tries (the daemon would keep trying); what is left is
-    said, one line per session, so that an operator can act on it."""
-    outbox = executor.outbox
-    for attempt in range(attempts):
-        if await outbox.flush():
-            return ()
-        if attempt < attempts - 1:
-            await asyncio.sleep(pause)
-    return tuple(
-        f"{manifest}: the store did not take the outcome of session {session_id}'s last "
-        "call (see the log's store.outcome_kept for its sid); the next pass replays it"
-        for session_id, manifest in sorted(outbox.unsettled.items())
-    )
+    # A one-off pass ends here: what the store refused is written now, or said.
+    left = await executor.outbox.settle_all()
+    return PassResult(the_plan, tuple(results), actual.problems + left, found)
 
 
 async def plan_once(

@@ -104,3 +104,36 @@ def identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+# The files SQLite keeps beside a database in WAL mode while it is open.
+SIDES = ("-wal", "-shm")
+
+
+def sides(path: Path) -> dict[str, tuple[int, int] | None]:
+    """The identity of each of the WAL-mode files beside `path`."""
+    return {side: identity(path.with_name(path.name + side)) for side in SIDES}
+
+
+def lost(
+    path: Path, opened: tuple[int, int], opened_sides: dict[str, tuple[int, int] | None]
+) -> str | None:
+    """Why the file at `path` is not the database a writer opened (`opened`, with
+    `opened_sides` beside it), or None: removed or replaced, overwritten in place (its
+    header is not SQLite's: a `truncate`, a `cp` of something else onto it), or its
+    WAL or shared-memory file removed (what the writer commits goes to a file that no
+    other connection, and no restart, will see)."""
+    if identity(path) != opened:
+        return "was removed or replaced"
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except OSError:
+        return None  # not readable by name now: the writer's own connection still is
+    if head != _SQLITE_HEADER:
+        return "was overwritten in place (it is no SQLite database now)"
+    now = sides(path)
+    gone = [side for side, was in opened_sides.items() if was is not None and now[side] != was]
+    if gone:
+        return f"lost its {' and '.join(f'{path.name}{side}' for side in gone)} file(s)"
+    return None

@@ -76,12 +76,15 @@ from orchestrator.state.lock import WriterLock
 from orchestrator.state.model import AppOwner
 from orchestrator.state.queries import SQLITE, known_version, latest_version
 from orchestrator.state.sqlite_file import (
+    SIDES,
     check_file,
     check_writable,
     detail,
     exists,
     fsync,
     identity,
+    lost,
+    sides,
     sqlite_path_from_url,
 )
 
@@ -273,6 +276,8 @@ class SqliteStore(SqlStore):
         # (device, inode) of the file a writer opened; another one at the path means
         # the store was removed or replaced under it.
         self._identity: tuple[int, int] | None = None
+        # The identity of its -wal and -shm files once seen (another one: removed).
+        self._sides: dict[str, tuple[int, int] | None] = {}
         # (changes, the backup's identity) when `_write_backup` last wrote it.
         self._backup_state: tuple[int, tuple[int, int] | None] | None = None
         # SQLite's count of other connections' commits, when last asked (on the
@@ -360,6 +365,7 @@ class SqliteStore(SqlStore):
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA foreign_keys=ON")
                 version = self._migrate(db)
+                self._sides = sides(self._file)  # the migration's write made them
             else:
                 version = self._check_version(db)
         except StoreError:
@@ -444,27 +450,40 @@ class SqliteStore(SqlStore):
     def _restore_on_worker(self) -> bool:
         """Write the store back in two steps: a complete backup (`_write_backup`), then
         that backup renamed onto the path (`_put_back`). Until the second succeeds, the
-        connection to the removed file stays open and in use: it and the backup are
-        the store."""
+        connection to the lost file stays open and in use: it and the backup are the
+        store. Lost: removed, replaced, overwritten in place, or its -wal or -shm file
+        removed (`sqlite_file.lost`)."""
         file, backup = self._file, self._backup
-        if self._lock is None or self._identity is None or identity(file) == self._identity:
+        if self._lock is None or self._identity is None:
+            return False
+        why = lost(file, self._identity, self._sides)
+        if why is None:
+            for side, now in sides(file).items():  # learnt once SQLite has made them
+                self._sides[side] = self._sides.get(side) or now
             return False
         try:
             self._write_backup()
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise StoreAccessError(
                 self.path,
-                f"state store {file} was removed while in use and its backup {backup} cannot "
+                f"state store {file} {why} while in use and its backup {backup} cannot "
                 f"be written: {detail(exc)}; every record is still in the open store, which "
                 "the daemon tries to write back at each pass: fix that (free space, the "
-                f"owner and mode of {file.parent}) and keep the daemon running until then",
+                f"owner and mode of {file.parent}) while the daemon runs (stopped before, it "
+                "loses them)",
+            ) from None
+        except sqlite3.Error as exc:
+            raise StoreCorruptError(
+                self.path,
+                f"{why} while in use, and the open store cannot be read back whole "
+                f"({detail(exc)}): its pages were in that file; stop the daemon",
             ) from None
         try:
             self._put_back(self._lock)
         except (OSError, sqlite3.Error) as exc:
             raise StoreAccessError(
                 self.path,
-                f"state store {file} was removed while in use and cannot be written back: "
+                f"state store {file} {why} while in use and cannot be written back: "
                 f"{detail(exc)}; every record is in its backup {backup} (kept, and rewritten "
                 f"after every change) and in the open store; remove what is at {file} (the "
                 f"daemon writes the store back at its next pass), or stop the daemon, move "
@@ -517,9 +536,9 @@ class SqliteStore(SqlStore):
         fsync(file.parent)
         with contextlib.suppress(sqlite3.Error):
             self._db.close()  # the removed file's: it deletes its WAL and SHM files
-        for side in ("-wal", "-shm"):
+        for side in SIDES:
             file.with_name(file.name + side).unlink(missing_ok=True)
-        self._identity = moved
+        self._identity, self._sides = moved, {}
         lock.keep_only(moved)
         self._db = self._sqlite_connect(file)
         self._data_version = None  # another connection's count
@@ -529,16 +548,23 @@ class SqliteStore(SqlStore):
         self._db.execute("PRAGMA foreign_keys=ON")
 
     def _close_on_worker(self) -> None:
+        """Close; a store still lost is written back if the path is free now, else one
+        last backup is written, with what was written since the last pass. When even
+        that fails, the error is raised once the file and the lock are let go: the
+        records it had open may be gone, and the caller says so."""
+        failed: StoreError | None = None
         try:
-            # A store still removed: written back if the path is free now, else one
-            # last backup, with what was written since the last pass.
-            with contextlib.suppress(StoreError):
+            try:
                 self._restore_on_worker()
+            except StoreError as exc:
+                failed = exc
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
+        if failed is not None:
+            raise failed
 
     def _call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         """On the worker thread: run `operation`; no sqlite3 exception gets out."""

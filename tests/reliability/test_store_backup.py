@@ -4,12 +4,12 @@ Two always-on recordings, a daemon running. `state.db` is removed and a director
 is made in its place (a bad deploy). The daemon cannot write the store back, so:
 
 - every pass fails and says so: its error names the backup `state.db.restore` and
-  what to do, and `/readyz` answers 503 ("the state store is not writable");
+  what to do, and `/readyz` answers 503 ("the state store failed the last pass");
 - the backup is a complete store with both recordings' sids after a second pass
   (the next resync's, then a reload's) too: the second pass used to truncate the
   first one's backup;
 - the operator does what docs/operations.md says: stops the daemon (one last
-  backup), removes the directory, moves the backup into place, checks it with
+  backup; exit 1 with the error naming it), removes the directory, moves the backup into place, checks it with
   `orchestrator status` and starts the daemon, which **adopts** both recordings
   (no acquire, no start) and the invariants hold.
 """
@@ -121,7 +121,10 @@ async def test_a_store_replaced_by_a_directory_is_brought_back_from_its_backup(
     assert all(str(backup) in str(e.get("error")) for e in failed), failed
     assert "is a directory" in str(second.get("error")).lower()
     assert ready == 503
-    assert code == 0
+    # Exit 1: the store is not back in place, and its last error says where the backup is.
+    assert code == 1
+    (stopped,) = rig.named("daemon.store_error")
+    assert str(backup) in str(stopped.get("error")), stopped
     assert status.code == 0, status.stdout + status.stderr
     assert "backup-a: running" in status.stdout and "backup-b: running" in status.stdout
     assert "acquire" not in sent and "start" not in sent, sent

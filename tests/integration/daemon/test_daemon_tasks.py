@@ -12,6 +12,7 @@ registry tasks and are gone after shutdown.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 
 from orchestrator.reconcile.plan import Plan, Stop
 from orchestrator.runtime import Runtime
@@ -133,6 +135,53 @@ async def test_a_start_whose_acquire_answers_during_the_drain_is_not_sent(
     assert [r["endpoint"] for r in emulator.emu.requests()] == ["acquire"]
     assert session.intent is Intent.START and session.phase is Phase.STARTING
     assert session.resource_id is not None and session.sid is None
+
+
+async def test_an_answer_the_store_never_took_is_said_at_the_stop_and_the_exit_is_1(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: a start's answer kept because the store refused its write (another
+    process held a lock) was dropped at a SIGTERM without a word, and the daemon
+    exited 0; the next start found the recording unmanageable. The stop tries to
+    write it within the drain, then names it with its sid and exits 1."""
+    # Held long enough for the lock to be taken first, however busy the machine.
+    emulator.emu.fail_next("start", "hold", seconds=3.0)
+    async with (
+        daemon_runtime(
+            emulator,
+            tmp_path,
+            monkeypatch,
+            {"lobby.yaml": MANIFEST},
+            manifests={"watch": False},
+            shutdown={"drainTimeout": "1s"},
+        ) as rt,
+        serving(rt) as (daemon, running),
+    ):
+
+        async def start_out() -> bool:
+            live = await rt.store.live_sessions()
+            return any(s.intent is Intent.START for s in live)
+
+        await _wait_for(start_out)
+        other = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, timeout=30)
+        other.execute("BEGIN EXCLUSIVE")  # an operator's sqlite3, say
+        try:
+
+            async def kept() -> bool:
+                return bool(rt.executor.outbox.unsettled)
+
+            with structlog.testing.capture_logs() as logs:
+                await _wait_for(kept, within=60)
+                daemon.shutdown("test")
+                code = await asyncio.wait_for(asyncio.shield(running), 60)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    assert code == 1
+    (sid,) = [s["sid"] for s in emulator.emu.sessions()]
+    (lost,) = [e["detail"] for e in logs if e["event"] == "daemon.outcome_lost"]
+    assert lost.startswith("lobby: the store did not take the outcome of session ")
+    assert f"(sid {sid})" in lost
 
 
 async def test_a_plan_that_cannot_be_prepared_starts_nothing(runtime: Runtime) -> None:

@@ -7,9 +7,11 @@ not rewritten. A directory put where the store was: the store says so (naming it
 backup and what to do) at every attempt and keeps working; its backup is a complete
 store, rewritten (by rename, never truncated) after every change and left alone
 when nothing changed; the store is written back the moment the path is free; or,
-after aclose (which writes one last backup), an operator moves the backup into
-place by hand and nothing written before the close is lost; a later open names the
-backup it finds where the store is missing.
+after aclose (which writes one last backup and raises that the store is not back),
+an operator moves the backup into place by hand and nothing written before the close
+is lost; a later open names the backup it finds where the store is missing. A store
+overwritten in place (`truncate`) or whose -wal and -shm files were removed is written
+back too; one whose pages the open copy never read is said to be lost.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.state import Phase, StoreAccessError, StoreMissingError, open_store
+from orchestrator.state import (
+    Phase,
+    StoreAccessError,
+    StoreCorruptError,
+    StoreMissingError,
+    open_store,
+)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -73,7 +81,7 @@ def _sids(path: Path) -> list[str]:
 def _blocked_message(path: Path) -> str:
     backup = path.with_name("state.db.restore")
     return (
-        f"state store {path} was removed while in use and cannot be written back: "
+        f"state store {path} was removed or replaced while in use and cannot be written back: "
         f"Is a directory; every record is in its backup {backup} (kept, and rewritten "
         f"after every change) and in the open store; remove what is at {path} (the "
         f"daemon writes the store back at its next pass), or stop the daemon, move "
@@ -140,7 +148,11 @@ async def test_an_operator_brings_the_store_back_from_the_backup(tmp_path: Path)
                 await store.restore_if_removed()
         await _session(store, "beta")  # written after the last pass
     finally:
-        await store.aclose()  # the daemon stops: one last backup
+        # The daemon stops: one last backup, and the error that the store is not back
+        # in place (the daemon exits 1 with it).
+        with pytest.raises(StoreAccessError) as stopped:
+            await store.aclose()
+    assert str(stopped.value) == _blocked_message(path)
     path.rmdir()
     with pytest.raises(StoreMissingError) as missing:  # what a start says now
         open_store(url)
@@ -158,4 +170,86 @@ async def test_an_operator_brings_the_store_back_from_the_backup(tmp_path: Path)
         assert sorted(s.sid or "" for s in await daemon.live_sessions()) == [
             "sid-alpha",
             "sid-beta",
+        ]
+
+
+async def test_a_store_overwritten_in_place_is_written_back_from_the_open_copy(
+    tmp_path: Path,
+) -> None:
+    """Defect: `truncate -s 0 state.db` (or a `cp` onto it: the same inode) went
+    unnoticed, the daemon said ready, and its close then checkpointed into the empty
+    file: a store no command could open, and every sid lost."""
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    store = open_store(url, create=True)
+    try:
+        for name in ("alpha", "beta"):
+            await _session(store, name)
+        inode = path.stat().st_ino
+        os.truncate(path, 0)
+        assert path.stat().st_ino == inode  # in place: the identity alone cannot tell
+        assert await store.restore_if_removed() is True
+        assert _sids(path) == ["sid-alpha", "sid-beta"]
+        await _session(store, "gamma")  # lands in the file written back
+    finally:
+        await store.aclose()
+    async with open_store(url, writer=False) as reader:
+        assert sorted(s.manifest for s in await reader.live_sessions()) == [
+            "alpha",
+            "beta",
+            "gamma",
+        ]
+
+
+async def test_a_store_overwritten_before_its_pages_were_read_says_they_are_lost(
+    tmp_path: Path,
+) -> None:
+    """What the open copy never read is gone with the file: said, at every pass and at
+    the close, never taken for a store."""
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    async with open_store(url, create=True) as first:
+        for name in ("alpha", "beta"):
+            await _session(first, name)
+    store = open_store(url)  # a fresh writer: the sessions' pages are not in its cache
+    try:
+        os.truncate(path, 0)
+        with pytest.raises(StoreCorruptError) as damaged:
+            await store.restore_if_removed()
+        assert str(damaged.value).startswith(
+            f"state store {path} was overwritten in place (it is no SQLite database now) "
+            "while in use, and the open store cannot be read back whole"
+        )
+    finally:
+        with pytest.raises(StoreCorruptError):
+            await store.aclose()
+
+
+@pytest.mark.parametrize("removed", [("-wal",), ("-wal", "-shm")])
+async def test_a_store_whose_wal_was_removed_is_written_back(
+    tmp_path: Path, removed: tuple[str, ...]
+) -> None:
+    """Defect: `rm state.db-wal state.db-shm` (a cleanup of what look like temporary
+    files) went unnoticed: what the writer committed since went to a file no restart
+    would see, and a crash lost it (a migration too)."""
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    store = open_store(url, create=True)
+    try:
+        await _session(store, "alpha")
+        assert await store.restore_if_removed() is False  # its -wal and -shm learnt
+        for side in removed:
+            path.with_name(path.name + side).unlink()
+        await _session(store, "beta")  # into the removed WAL
+        assert await store.restore_if_removed() is True
+        assert _sids(path) == ["sid-alpha", "sid-beta"]  # in the file itself now
+        await _session(store, "gamma")
+        assert await store.restore_if_removed() is False  # the new files are its own
+    finally:
+        await store.aclose()
+    async with open_store(url, writer=False) as reader:
+        assert sorted(s.manifest for s in await reader.live_sessions()) == [
+            "alpha",
+            "beta",
+            "gamma",
         ]
