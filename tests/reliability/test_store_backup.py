@@ -8,10 +8,10 @@ is made in its place (a bad deploy). The daemon cannot write the store back, so:
 - the backup is a complete store with both recordings' sids after a second pass
   (the next resync's, then a reload's) too: the second pass used to truncate the
   first one's backup;
-- the operator does what docs/operations.md says: stops the daemon (one last
-  backup; exit 1 with the error naming it), removes the directory, moves the backup into place, checks it with
-  `orchestrator status` and starts the daemon, which **adopts** both recordings
-  (no acquire, no start) and the invariants hold.
+- the operator does what docs/operations.md says: stops the daemon (one last backup;
+  exit 1 with the error naming it), removes the directory, moves the backup into
+  place, checks it with `orchestrator status` and starts the daemon, which
+  **adopts** both recordings (no acquire, no start) and the invariants hold.
 """
 
 from __future__ import annotations
