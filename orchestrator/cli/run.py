@@ -133,7 +133,7 @@ async def _serve(
     from orchestrator.daemon.service import Daemon, ReceiverError
     from orchestrator.logging import configure_logging, log_process_errors
     from orchestrator.runtime import Hooks, never_created, open_runtime
-    from orchestrator.state import StoreBusyError, StoreError
+    from orchestrator.state import StoreBusyError, StoreError, StoreLockedError
 
     fmt = config.logging.format
     configure_logging(config.logging.level, json=None if fmt == "auto" else fmt == "json")
@@ -177,7 +177,9 @@ async def _serve(
     except StoreBusyError as exc:
         log.error("daemon.store_busy", error=str(exc))
         echo_error(exc)
-        return STORE_BUSY
+        # Another orchestrator (its writer lock): 3, which the unit never restarts on.
+        # A lock of some other process (a backup, a `sqlite3` shell) passes: 1, retried.
+        return 1 if isinstance(exc, StoreLockedError) else STORE_BUSY
     except StoreError as exc:
         log.error("daemon.store_error", error=str(exc))
         echo_error(exc)

@@ -27,6 +27,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -323,6 +324,27 @@ async def test_second_writer_is_refused_while_the_daemon_runs(daemon_env: Daemon
         assert len(live_recordings(daemon_env.cli)) == 1
     finally:
         assert await daemon.stop() == 0
+
+
+async def test_a_lock_of_another_kind_of_process_is_exit_1_which_systemd_retries(
+    daemon_env: DaemonEnv,
+) -> None:
+    """Defect: a backup script or a `sqlite3` shell holding a lock on the store as the
+    daemon started made it exit 3, which the unit's `RestartPreventExitStatus=3`
+    (for a second daemon: never fight over it) leaves down for good. It is a
+    transient store problem: exit 1, retried by `Restart=on-failure`."""
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    daemon = await daemon_env.start()
+    assert await daemon.stop() == 0  # the store exists
+    other = sqlite3.connect(str(daemon_env.cli.state_db), isolation_level=None, timeout=30)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        run = await daemon_env.cli.run("run", "--config", str(daemon_env.cli.config))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert run.code == 1, run.stderr
+    assert "is locked by another process (not an orchestrator" in run.stderr
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
