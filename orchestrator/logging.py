@@ -206,6 +206,26 @@ class ConsoleRenderer:
         return f"{color}{text}{_RESET}" if self._colors and color else text
 
 
+class _Unfailing:
+    """A text stream whose failed writes are dropped. A line that cannot be written
+    (the reader of stderr gone: `orchestrator run 2>&1 | head`) must not raise into
+    the code that logged it: a SIGTERM's handler logs before it stops the daemon,
+    which then never stopped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     """Configure structlog once per process. `json=None` picks JSON unless stderr is a TTY."""
     use_json = (not sys.stderr.isatty()) if json is None else json
@@ -227,7 +247,10 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # A TextIO in all that PrintLogger uses of one (write, flush).
+        logger_factory=structlog.PrintLoggerFactory(
+            file=_Unfailing(sys.stderr)  # type: ignore[arg-type]
+        ),
         cache_logger_on_first_use=False,
     )
     route_stdlib_logging(level)

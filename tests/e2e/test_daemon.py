@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,7 @@ import pytest
 
 from tests.e2e.conftest import SECRET_ENV, DaemonEnv
 from tests.e2e.test_apply_cli import assert_no_secrets, live_recordings
-from tests.harness import event_time, wait_until
+from tests.harness import event_time, orchestrator, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -345,6 +346,44 @@ async def test_a_lock_of_another_kind_of_process_is_exit_1_which_systemd_retries
         other.close()
     assert run.code == 1, run.stderr
     assert "is locked by another process (not an orchestrator" in run.stderr
+
+
+async def test_a_sigterm_stops_the_daemon_after_the_reader_of_its_log_went_away(
+    daemon_env: DaemonEnv,
+) -> None:
+    """Defect: `orchestrator run 2>&1 | head` once `head` had exited: the SIGTERM
+    handler's first log line raised (a broken pipe) before it set the stop, and the
+    daemon ran on through every SIGTERM. A line that cannot be written is dropped."""
+    write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
+    command = orchestrator("run", "--config", str(daemon_env.cli.config))
+    child = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=dict(daemon_env.cli.env),
+        cwd=daemon_env.cli.root,
+    )
+    try:
+        assert child.stderr is not None
+        stream = child.stderr
+
+        def read_until_ready() -> None:
+            for line in stream:  # ends with the process, if it never gets ready
+                if b'"daemon.ready"' in line:
+                    return
+            raise AssertionError("the daemon ended before it was ready")
+
+        await asyncio.wait_for(asyncio.to_thread(read_until_ready), 60)
+        stream.close()  # the reader goes away: every later line meets a broken pipe
+        await asyncio.sleep(0.5)  # a line or two written into the void first
+        child.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(child.wait, 30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert code == 0
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
