@@ -28,7 +28,6 @@ import os
 import signal
 import socket
 import sqlite3
-import subprocess
 import textwrap
 import time
 from datetime import UTC, datetime, timedelta
@@ -356,17 +355,20 @@ async def test_a_sigterm_stops_the_daemon_after_the_reader_of_its_log_went_away(
     daemon ran on through every SIGTERM. A line that cannot be written is dropped."""
     write(daemon_env, "a.yaml", manifest("alpha", "room-a", 101))
     command = orchestrator("run", "--config", str(daemon_env.cli.config))
-    child = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=dict(daemon_env.cli.env),
-        cwd=daemon_env.cli.root,
-    )
+    read, written = os.pipe()  # its stderr: ours to read, and to close
     try:
-        assert child.stderr is not None
-        stream = child.stderr
+        child = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=written,
+            env=dict(daemon_env.cli.env),
+            cwd=daemon_env.cli.root,
+        )
+    finally:
+        os.close(written)
+    stream = os.fdopen(read, "rb")
+    try:
 
         def read_until_ready() -> None:
             for line in stream:  # ends with the process, if it never gets ready
@@ -378,11 +380,12 @@ async def test_a_sigterm_stops_the_daemon_after_the_reader_of_its_log_went_away(
         stream.close()  # the reader goes away: every later line meets a broken pipe
         await asyncio.sleep(0.5)  # a line or two written into the void first
         child.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(child.wait, 30)
+        code = await asyncio.wait_for(child.wait(), 30)
     finally:
-        if child.poll() is None:
+        stream.close()
+        if child.returncode is None:
             child.kill()
-            child.wait(10)
+            await asyncio.wait_for(child.wait(), 10)
     assert code == 0
 
 
