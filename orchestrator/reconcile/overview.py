@@ -312,7 +312,11 @@ def overview(
     acting = {a.manifest: a for a in the_plan.actions}
     live: dict[str, SessionRecord] = {}
     for s in sorted(actual.live, key=lambda s: s.id):
-        live[s.manifest] = s  # the newest, as the planner does
+        # The newest, as the planner does, unless it does not record and an older one
+        # does: a rollover's predecessor while its successor starts or cannot be seen.
+        older = live.get(s.manifest)
+        if older is None or s.phase in _RECORDING or older.phase not in _RECORDING:
+            live[s.manifest] = s
     if memo is not None:
         memo.begin()
     names = set()

@@ -231,6 +231,28 @@ def test_unmanageable_sessions_are_listed_with_the_command_to_forget_them() -> N
     assert "1 unmanageable" in view.summary()
 
 
+@pytest.mark.parametrize(
+    "successor",
+    [
+        {"phase": Phase.UNMANAGEABLE, "sid": None},  # its start's answer lost (a kill)
+        {"phase": Phase.STARTING, "sid": None, "started_at": None},  # under way
+    ],
+    ids=["unmanageable", "starting"],
+)
+def test_a_rollover_whose_successor_is_not_seen_recording_counts_its_predecessor(
+    successor: dict[str, Any],
+) -> None:
+    """Defect: the newest session alone was looked at, so while a rollover's successor
+    started (or was unmanageable after a kill), a recording whose predecessor a query
+    saw recording was counted as not recording ("0 recording")."""
+    rolled = desired(rollover_uid=900001)
+    newest = session(id=8, uid=900001, predecessor_id=7, **successor)
+    view = look(rolled, live=[session(), newest])
+    (status,) = view.recordings
+    assert status.recording and status.session is not None and status.session.id == 7
+    assert view.not_recording == ()
+
+
 def test_files_failing_to_load_are_listed_and_not_ok() -> None:
     bad = Diagnostic("recordings.d/bad.yaml", 3, 5, "layout.background", "not a colour")
     warning = Diagnostic("recordings.d/ok.yaml", 1, 1, "schedule", "ended", "warning")
