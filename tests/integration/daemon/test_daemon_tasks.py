@@ -12,6 +12,7 @@ registry tasks and are gone after shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import textwrap
 import time
@@ -44,18 +45,34 @@ MANIFEST = textwrap.dedent(
 DRAIN = 1.0
 
 
+def _lobby(
+    emulator: EmulatorHandle, root: Path, monkeypatch: pytest.MonkeyPatch, drain: str
+) -> contextlib.AbstractAsyncContextManager[Runtime]:
+    """A daemon's runtime on the always-on `lobby` (no watch), its drain timeout `drain`."""
+    return daemon_runtime(
+        emulator,
+        root,
+        monkeypatch,
+        {"lobby.yaml": MANIFEST},
+        manifests={"watch": False},
+        shutdown={"drainTimeout": drain},
+    )
+
+
+def _intent_out(rt: Runtime, intent: Intent) -> Callable[[], Awaitable[bool]]:
+    """Whether a live session's intent is `intent` (its call is out, or about to be)."""
+
+    async def out() -> bool:
+        return any(s.intent is intent for s in await rt.store.live_sessions())
+
+    return out
+
+
 @pytest.fixture
 async def runtime(
     emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Runtime]:
-    async with daemon_runtime(
-        emulator,
-        tmp_path,
-        monkeypatch,
-        {"lobby.yaml": MANIFEST},
-        manifests={"watch": False},
-        shutdown={"drainTimeout": f"{int(DRAIN * 1000)}ms"},
-    ) as rt:
+    async with _lobby(emulator, tmp_path, monkeypatch, f"{int(DRAIN * 1000)}ms") as rt:
         yield rt
 
 
@@ -110,23 +127,12 @@ async def test_a_start_whose_acquire_answers_during_the_drain_is_not_sent(
     start found an unmanageable session (7 on the replay: it records, its sid unknown).
     The start is not begun once the drain has; its intent stays, for the next start."""
     emulator.emu.fail_next("acquire", "hold", seconds=1.0)
+    # The acquire's answer comes within the drain.
     async with (
-        daemon_runtime(
-            emulator,
-            tmp_path,
-            monkeypatch,
-            {"lobby.yaml": MANIFEST},
-            manifests={"watch": False},
-            shutdown={"drainTimeout": "60s"},  # the acquire's answer comes within the drain
-        ) as rt,
+        _lobby(emulator, tmp_path, monkeypatch, "60s") as rt,
         serving(rt) as (daemon, running),
     ):
-
-        async def acquiring() -> bool:
-            live = await rt.store.live_sessions()
-            return any(s.intent is Intent.ACQUIRE for s in live)
-
-        await _wait_for(acquiring)
+        await _wait_for(_intent_out(rt, Intent.ACQUIRE))
         began = time.monotonic()
         daemon.shutdown("test")
         assert await asyncio.wait_for(asyncio.shield(running), 60) == 0
@@ -147,22 +153,10 @@ async def test_an_answer_the_store_never_took_is_said_at_the_stop_and_the_exit_i
     # Held long enough for the lock to be taken first, however busy the machine.
     emulator.emu.fail_next("start", "hold", seconds=3.0)
     async with (
-        daemon_runtime(
-            emulator,
-            tmp_path,
-            monkeypatch,
-            {"lobby.yaml": MANIFEST},
-            manifests={"watch": False},
-            shutdown={"drainTimeout": "1s"},
-        ) as rt,
+        _lobby(emulator, tmp_path, monkeypatch, "1s") as rt,
         serving(rt) as (daemon, running),
     ):
-
-        async def start_out() -> bool:
-            live = await rt.store.live_sessions()
-            return any(s.intent is Intent.START for s in live)
-
-        await _wait_for(start_out)
+        await _wait_for(_intent_out(rt, Intent.START))
         other = sqlite3.connect(str(tmp_path / "state.db"), isolation_level=None, timeout=30)
         other.execute("BEGIN EXCLUSIVE")  # an operator's sqlite3, say
         try:

@@ -68,6 +68,12 @@ async def test_a_removed_store_is_written_back_with_everything(tmp_path: Path) -
         assert sorted(s.manifest for s in await again.live_sessions()) == ["alpha", "beta"]
 
 
+async def _read_back(url: str) -> list[str]:
+    """The live sessions' manifests as a reader (`status`) finds them now."""
+    async with open_store(url, writer=False) as reader:
+        return sorted(s.manifest for s in await reader.live_sessions())
+
+
 def _sids(path: Path) -> list[str]:
     """The sids in the store file at `path`, read without changing it or creating a
     file beside it (immutable: no WAL, no locks)."""
@@ -193,12 +199,7 @@ async def test_a_store_overwritten_in_place_is_written_back_from_the_open_copy(
         await _session(store, "gamma")  # lands in the file written back
     finally:
         await store.aclose()
-    async with open_store(url, writer=False) as reader:
-        assert sorted(s.manifest for s in await reader.live_sessions()) == [
-            "alpha",
-            "beta",
-            "gamma",
-        ]
+    assert await _read_back(url) == ["alpha", "beta", "gamma"]
 
 
 async def test_a_store_overwritten_before_its_pages_were_read_says_they_are_lost(
@@ -247,9 +248,4 @@ async def test_a_store_whose_wal_was_removed_is_written_back(
         assert await store.restore_if_removed() is False  # the new files are its own
     finally:
         await store.aclose()
-    async with open_store(url, writer=False) as reader:
-        assert sorted(s.manifest for s in await reader.live_sessions()) == [
-            "alpha",
-            "beta",
-            "gamma",
-        ]
+    assert await _read_back(url) == ["alpha", "beta", "gamma"]
