@@ -99,6 +99,14 @@ MAX_SUBSCRIBED_UIDS: Final = 17
 #: transcodingConfig: each side at most 1920, the area at most 1920 x 1080.
 MAX_SIDE: Final = 1920
 MAX_PIXELS: Final = 1920 * 1080
+#: transcodingConfig.bitrate: Kbps, at most 6500. The reference names no bound; Agora's
+#: current documentation does ("设置输出视频属性", doc.shengwang.cn, cloud-recording
+#: restful user-guide mix-mode set-output-video-profile): "码率上限为 6500 Kbps。如果
+#: 设置的码率超过上限,会收到报错。" (over it, the start is refused).
+MAX_BITRATE: Final = 6500
+#: transcodingConfig.fps: Agora's standard frame rates; any other is recorded at 15
+#: (the same page: "仅支持声网标准帧率 ... 如果你设置成其他帧率 ... 采用默认帧率 15 fps").
+FRAME_RATES: Final = (1, 7, 10, 15, 24, 30, 60)
 BACKGROUND_PATTERN: Final = r"^#[0-9A-Fa-f]{6}$"
 DEFAULT_BACKGROUND: Final = "#000000"
 #: maxIdleTime: seconds, 5 .. 2^32-1, default 30.

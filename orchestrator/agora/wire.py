@@ -245,7 +245,7 @@ class TranscodingConfig(Request):
     width: int = Field(ge=1, le=c.MAX_SIDE)
     height: int = Field(ge=1, le=c.MAX_SIDE)
     fps: int = Field(ge=1)
-    bitrate: int = Field(ge=1)
+    bitrate: int = Field(ge=1, le=c.MAX_BITRATE)
     maxResolutionUid: LayoutUid | None = None
     mixedVideoLayout: int = Field(0, ge=0, le=c.max_code(c.LAYOUT_TYPES))
     backgroundColor: str = Field(c.DEFAULT_BACKGROUND, pattern=c.BACKGROUND_PATTERN)

@@ -199,7 +199,7 @@ class Transcoding(Section):
     width: Annotated[Whole, Field(ge=1, le=contract.MAX_SIDE)]
     height: Annotated[Whole, Field(ge=1, le=contract.MAX_SIDE)]
     fps: Annotated[Whole, Field(ge=1)]
-    bitrate: Annotated[Whole, Field(ge=1)]
+    bitrate: Annotated[Whole, Field(ge=1, le=contract.MAX_BITRATE)]
 
     @model_validator(mode="after")
     def _area(self) -> Transcoding:

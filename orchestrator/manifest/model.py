@@ -483,7 +483,9 @@ class Manifest(Section):
         return canonical_digest({"manifest": described, "uid": self.recording_uid})
 
     def ineffective_settings(self) -> list[tuple[Loc, str]]:
-        """Settings that can never do what they say with this schedule (warnings).
+        """Settings that can never do what they say (warnings).
+
+        Agora records at its standard frame rates only: another `fps` is 15.
 
         A fixed `token` is valid for 24 hours at most and Cloud Recording cannot renew
         it: it cannot serve a schedule that repeats or never ends (a cron, several
@@ -493,6 +495,15 @@ class Manifest(Section):
         never has.
         """
         found: list[tuple[Loc, str]] = []
+        fps = self.transcoding.fps if self.transcoding is not None else None
+        if fps is not None and fps not in contract.FRAME_RATES:
+            *most, last = (str(r) for r in contract.FRAME_RATES)
+            found.append(
+                (
+                    ("transcoding", "fps"),
+                    f"Agora records at {', '.join(most)} or {last} fps: {fps} is recorded at 15",
+                )
+            )
         if self.token is not None and self._outlives_a_token():
             found.append(
                 (

@@ -483,6 +483,24 @@ def test_always_with_deadline_or_defer_and_ended_windows_are_warnings(tmp_path: 
     assert strict.code == 1
 
 
+def test_a_frame_rate_agora_does_not_record_at_is_a_warning(tmp_path: Path) -> None:
+    """Agora records at its standard frame rates only; another (25) is recorded at 15
+    without a word from Agora (its current documentation): said here instead."""
+    transcoding = "transcoding: {{width: 640, height: 360, fps: {fps}, bitrate: 500}}\n"
+    (tmp_path / "a.yaml").write_text(GOOD + transcoding.format(fps=25), encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(
+        GOOD_TEXT.format(name="other", channel="room-2") + transcoding.format(fps=24),
+        encoding="utf-8",
+    )
+    run = orchestrator("validate", tmp_path)
+    assert run.code == 0, run.stdout
+    assert run.stdout.splitlines() == [
+        f"{tmp_path / 'a.yaml'}:10:40: warning: transcoding.fps: Agora records at 1, 7, 10, "
+        "15, 24, 30 or 60 fps: 25 is recorded at 15",
+        "valid: 2 file(s), 2 valid manifest(s), 0 error(s), 1 warning(s)",
+    ]
+
+
 def test_a_fixed_token_that_cannot_last_is_a_warning_and_fails_strict(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD + "token: {env: STANDUP_TOKEN}\n", encoding="utf-8")
     relaxed = orchestrator("validate", tmp_path)

@@ -356,6 +356,13 @@ def test_individual_mode_needs_a_uid_group_it_cannot_derive(recording: dict[str,
         ({"width": 1080, "height": 1920, "fps": 15, "bitrate": 500}, None, ""),
         ({"width": 640, "height": 360, "fps": 15}, "transcoding.bitrate", "required"),
         ({"width": 640, "height": 360, "fps": 0, "bitrate": 1}, "transcoding.fps", "at least 1"),
+        # Agora's current documentation: over 6500 Kbps the start is refused.
+        ({"width": 640, "height": 360, "fps": 15, "bitrate": 6500}, None, ""),
+        (
+            {"width": 640, "height": 360, "fps": 15, "bitrate": 6501},
+            "transcoding.bitrate",
+            "at most 6500",
+        ),
         (
             {"width": 640, "height": 360, "fps": True, "bitrate": 500},
             "transcoding.fps",
