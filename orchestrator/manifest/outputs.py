@@ -32,6 +32,13 @@ from orchestrator.secrets import SecretField
 __all__ = ["AliyunVod", "RecordingFiles", "Snapshots", "Storage", "VideoData"]
 
 
+def _listed_once(value: tuple[str, ...]) -> None:
+    """`fileTypes` names each type once (Agora refuses a repeated one)."""
+    twice = sorted({kind for kind in value if value.count(kind) > 1})
+    if twice:
+        raise fail("fileTypes", f"{', '.join(twice)} is listed more than once")
+
+
 class RecordingFiles(Section):
     """recordingFileConfig: hls (M3U8 and TS files), in mix mode also mp4 beside it."""
 
@@ -44,9 +51,7 @@ class RecordingFiles(Section):
     def _with_hls_once(
         cls, value: tuple[contract.RecordingFileType, ...]
     ) -> tuple[contract.RecordingFileType, ...]:
-        twice = sorted({kind for kind in value if value.count(kind) > 1})
-        if twice:
-            raise fail("fileTypes", f"{', '.join(twice)} is listed more than once")
+        _listed_once(value)
         if contract.HLS not in value:
             others = ", ".join(value)
             raise fail(
@@ -66,6 +71,14 @@ class Snapshots(Section):
     file_types: Annotated[tuple[contract.SnapshotFileType, ...], Field(min_length=1)] = (
         contract.SNAPSHOT_FILE_TYPES
     )
+
+    @field_validator("file_types", mode="after")
+    @classmethod
+    def _once(
+        cls, value: tuple[contract.SnapshotFileType, ...]
+    ) -> tuple[contract.SnapshotFileType, ...]:
+        _listed_once(value)  # ["jpg", "jpg"] passed, and could never be translated
+        return value
 
 
 class Storage(Section):

@@ -470,6 +470,12 @@ def test_layout_words_and_codes() -> None:
             ["recording.subscribe.video"],
             "needs a subscribe video list",
         ),
+        # a repeated type: valid once, it could never be translated (never recorded)
+        (
+            {"snapshots": {"fileTypes": ["jpg", "jpg"]}},
+            ["snapshots.fileTypes"],
+            "jpg is listed more than once",
+        ),
     ],
 )
 def test_individual_mode_restrictions(
