@@ -103,7 +103,7 @@ class Storage(Section):
                 "region",
                 f"{vendor} has no regions (Agora ignores region for it): remove region",
             )
-        if isinstance(value, int) or value.strip().isdigit():
+        if isinstance(value, int) or (value.strip().isascii() and value.strip().isdigit()):
             code = int(value)
             for name, number in table.items():
                 if number == code:

@@ -207,6 +207,10 @@ def test_storage_regions_by_name_or_number(vendor: Any, region: Any, canonical: 
         ("baidu-bos", "beijing", "not a region of baidu-bos"),
         ("azure-blob", "us-east-1", "azure-blob has no regions (Agora ignores region for it)"),
         ("google-gcs", 0, "remove region"),
+        # digits of another script: not Agora's numbers (one was read as region 1, one
+        # was Python's own "invalid literal for int()")
+        ("aws-s3", "\u0661", "not a region of aws-s3"),
+        ("aws-s3", "\u00b2", "not a region of aws-s3"),
     ],
 )
 def test_storage_region_errors_list_the_vendor_table(
