@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Annotated, Any, Final, NamedTuple
 from urllib.parse import quote, quote_plus
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from orchestrator.errors import OrchestratorError
 
@@ -115,6 +124,12 @@ class LiteralSecret(_Ref):
     @model_validator(mode="before")
     @classmethod
     def _from_scalar(cls, data: Any) -> Any:
+        if data == "":
+            # Nothing takes an empty one (Agora refuses it; a start with it is never
+            # sent): said where it is written, not at every start.
+            raise PydanticCustomError(
+                "secret_empty", "a secret cannot be empty: write its value, or a reference"
+            )
         return {"value": data} if isinstance(data, str) else data
 
     def describe(self) -> str:

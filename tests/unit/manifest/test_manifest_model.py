@@ -89,6 +89,23 @@ def test_identity_and_top_level_errors(field: str, value: Any, fragment: str) ->
     assert fragment in found[0][1]
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"token": ""}, "token"),
+        ({"recording": {"decryption": {"mode": 1, "secret": ""}}}, "recording.decryption.secret"),
+        ({"storage": {**STORAGE, "accessKey": ""}}, "storage.accessKey"),
+    ],
+)
+def test_an_empty_literal_secret_is_an_error_where_it_is_written(
+    changes: dict[str, Any], field: str
+) -> None:
+    """Defect: it was a warning (a literal), `validate` passed, and every start failed
+    ("cannot resolve a secret": Agora refuses an empty one)."""
+    found = errors_of(with_(MIX, **changes))
+    assert found == [(field, "a secret cannot be empty: write its value, or a reference")]
+
+
 def test_channel_allows_the_whole_reference_charset() -> None:
     channel = "aZ09 !#$%&()+-:;<=.>?@[]^_{}|~,"
     assert build(with_(MIX, channel=channel)).channel == channel

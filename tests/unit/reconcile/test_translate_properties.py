@@ -243,7 +243,7 @@ def transcodings(draw: st.DrawFn) -> Doc:
         "width": width,
         "height": height,
         "fps": draw(st.integers(1, 120)),
-        "bitrate": draw(st.integers(1, 100_000)),
+        "bitrate": draw(st.integers(1, c.MAX_BITRATE)),
     }
 
 
