@@ -403,8 +403,31 @@ class Manifest(Section):
                     "with snapshots, a subscribe audio list needs a subscribe video list too",
                 )
         self._rollover_uid_rules(rules)
+        self._own_uid_rules(rules)
         rules.raise_if_any()
         return self
+
+    def _own_uid_rules(self, rules: Rules) -> None:
+        """The recorder joins the channel as a user of its own, and its uid must be no
+        other user's (the reference's `uid`: "不能与当前频道内的任何 UID 重复"): one it
+        subscribes to, or shows in the layout, would be such a user."""
+        named: list[tuple[Loc, object]] = []
+        subscribe = self.recording.subscribe
+        for kind in ("audio", "video"):
+            listed = subscribe.kind(kind) if subscribe is not None else None
+            named += [(("recording", "subscribe", kind, i), u) for i, u in enumerate(listed or ())]
+        if self.layout is not None:
+            named.append((("layout", "maxResolutionUid"), self.layout.max_resolution_uid))
+            regions = self.layout.regions or ()
+            named += [(("layout", "regions", i, "uid"), r.uid) for i, r in enumerate(regions)]
+        own = {uid: key for key, uid, _derived in self.uids()} if named else {}
+        for loc, uid in named:
+            if isinstance(uid, int) and uid in own:
+                rules.add(
+                    loc,
+                    f"{uid} is the recorder's own uid (`{own[uid]}`), never another user's: "
+                    "name the user's uid, or give the recorder another",
+                )
 
     def _rollover_uid_rules(self, rules: Rules) -> None:
         """A successor session records beside its predecessor: it needs a uid of its own."""

@@ -106,6 +106,32 @@ def test_an_empty_literal_secret_is_an_error_where_it_is_written(
     assert found == [(field, "a secret cannot be empty: write its value, or a reference")]
 
 
+def test_the_recorders_own_uid_is_no_user_it_subscribes_to_or_shows() -> None:
+    """Defect: `subscribe: {audio: [<its uid>]}` or `maxResolutionUid: <its uid>` passed:
+    the reference forbids the recorder's uid to be any user's in the channel, so either
+    the user clashed with the recorder or the only subscribed uid could never be there.
+    Both its uids count (a rollover's successor records on the other)."""
+    uid, rollover = MIX["uid"], 900001
+    doc = with_(
+        MIX,
+        rolloverUid=rollover,
+        recording={"subscribe": {"audio": [7, uid], "video": [rollover]}},
+        layout={"type": "vertical", "maxResolutionUid": uid},
+    )
+    found = errors_of(doc)
+    assert [f for f, _ in found] == [
+        "recording.subscribe.audio[1]",
+        "recording.subscribe.video[0]",
+        "layout.maxResolutionUid",
+    ]
+    assert found[0][1].startswith(f"{uid} is the recorder's own uid (`uid`)")
+    assert found[1][1].startswith(f"{rollover} is the recorder's own uid (`rolloverUid`)")
+    custom = {"type": "custom", "regions": [{**REGION, "uid": uid}]}
+    assert [f for f, _ in errors_of(with_(MIX, layout=custom))] == ["layout.regions[0].uid"]
+    # Unsubscribing it is harmless (it is not a user): allowed.
+    assert errors_of(with_(MIX, recording={"unsubscribe": {"audio": [uid]}})) == []
+
+
 def test_channel_allows_the_whole_reference_charset() -> None:
     channel = "aZ09 !#$%&()+-:;<=.>?@[]^_{}|~,"
     assert build(with_(MIX, channel=channel)).channel == channel

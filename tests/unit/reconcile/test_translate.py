@@ -258,7 +258,7 @@ def _recording(**changes: Any) -> dict[str, Any]:
         ({"token": {"env": "OTHER"}}, {"restart"}),
         ({"token": None}, {"restart"}),
         ({"channel": "other"}, {"restart"}),
-        ({"uid": 1}, {"restart"}),
+        ({"uid": 11}, {"restart"}),  # not a uid its lists name (a user's)
         ({"app": "backup"}, {"restart"}),
         ({"resourceExpiredHour": 48}, {"restart"}),
         ({"recording": _recording(maxIdleTime=60)}, {"restart"}),

@@ -391,7 +391,7 @@ def manifest_docs(
         "name": draw(NAMES),
         "app": draw(APPS),
         "channel": draw(CHANNELS),
-        "uid": draw(UID_OR_AUTO),
+        "uid": None,  # drawn last: never one of the users' uids the lists name
         "mode": draw(st.sampled_from([str(mode), str(mode).upper()])),
         "schedule": draw(SCHEDULES),
     }
@@ -428,7 +428,18 @@ def manifest_docs(
         doc["aliyunVod"] = draw(vods())
     elif storage or (storage is None and draw(st.booleans())):
         doc["storage"] = draw(storages())
+    users = users_named(doc)
+    doc["uid"] = draw(UID_OR_AUTO.filter(lambda u: not str(u).isdigit() or int(u) not in users))
     return doc
+
+
+def users_named(doc: Doc) -> set[int]:
+    """The uids of users a document's subscribe lists and layout name (the recorder's
+    own uid is none of them)."""
+    recording, layout = doc.get("recording", {}), doc.get("layout", {})
+    named = [u for kind in ("audio", "video") for u in recording.get("subscribe", {}).get(kind, [])]
+    named += [layout.get("maxResolutionUid"), *(r.get("uid") for r in layout.get("regions", []))]
+    return {int(u) for u in named if isinstance(u, int) or (isinstance(u, str) and u.isdigit())}
 
 
 # --- helpers: what the receiving side checks, and the secrets --------------------------
