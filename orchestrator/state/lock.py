@@ -166,6 +166,14 @@ class WriterLock:
             _HELD[identity] = self._record
         return identity
 
+    def head(self, identity: Identity, size: int) -> bytes:
+        """The first `size` bytes of the held database file `identity`, read through
+        the descriptor that holds it. Never open and close another one: that would
+        drop this process's SQLite locks on the file (see the module docstring), and a
+        reader closing then takes itself for the last connection and deletes the WAL."""
+        with _HELD_LOCK:
+            return os.pread(self._files[identity], size, 0)
+
     def keep_only(self, identity: Identity | None) -> None:
         """Let go of every database file held but the one with `identity` (a store
         written back, or the removed one when writing back failed)."""

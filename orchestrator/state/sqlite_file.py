@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.state.errors import (
@@ -116,21 +117,25 @@ def sides(path: Path) -> dict[str, tuple[int, int] | None]:
 
 
 def lost(
-    path: Path, opened: tuple[int, int], opened_sides: dict[str, tuple[int, int] | None]
+    path: Path,
+    opened: tuple[int, int],
+    opened_sides: dict[str, tuple[int, int] | None],
+    head: Callable[[int], bytes],
 ) -> str | None:
     """Why the file at `path` is not the database a writer opened (`opened`, with
     `opened_sides` beside it), or None: removed or replaced, overwritten in place (its
     header is not SQLite's: a `truncate`, a `cp` of something else onto it), or its
     WAL or shared-memory file removed (what the writer commits goes to a file that no
-    other connection, and no restart, will see)."""
+    other connection, and no restart, will see). `head(n)`: the first n bytes of the
+    opened file, read through a descriptor the writer keeps (opening and closing one
+    here would drop the process's SQLite locks on it)."""
     if identity(path) != opened:
         return "was removed or replaced"
     try:
-        with path.open("rb") as file:
-            head = file.read(len(_SQLITE_HEADER))
+        first = head(len(_SQLITE_HEADER))
     except OSError:
-        return None  # not readable by name now: the writer's own connection still is
-    if head != _SQLITE_HEADER:
+        return None  # not readable now: the writer's own connection still is
+    if first != _SQLITE_HEADER:
         return "was overwritten in place (it is no SQLite database now)"
     now = sides(path)
     gone = [side for side, was in opened_sides.items() if was is not None and now[side] != was]

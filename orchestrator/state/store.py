@@ -453,10 +453,10 @@ class SqliteStore(SqlStore):
         connection to the lost file stays open and in use: it and the backup are the
         store. Lost: removed, replaced, overwritten in place, or its -wal or -shm file
         removed (`sqlite_file.lost`)."""
-        file, backup = self._file, self._backup
-        if self._lock is None or self._identity is None:
+        file, backup, lock, opened = self._file, self._backup, self._lock, self._identity
+        if lock is None or opened is None:
             return False
-        why = lost(file, self._identity, self._sides)
+        why = lost(file, opened, self._sides, lambda size: lock.head(opened, size))
         if why is None:
             for side, now in sides(file).items():  # learnt once SQLite has made them
                 self._sides[side] = self._sides.get(side) or now
@@ -479,7 +479,7 @@ class SqliteStore(SqlStore):
                 f"({detail(exc)}): its pages were in that file; stop the daemon",
             ) from None
         try:
-            self._put_back(self._lock)
+            self._put_back(lock)
         except (OSError, sqlite3.Error) as exc:
             raise StoreAccessError(
                 self.path,

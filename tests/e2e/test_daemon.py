@@ -315,11 +315,20 @@ async def test_second_writer_is_refused_while_the_daemon_runs(daemon_env: Daemon
         planned = await daemon_env.cli.run("plan", "--config", str(daemon_env.cli.config))
         assert planned.code == 3, planned.stderr
         assert "`plan --offline` reads it beside the daemon" in planned.stderr
-        # Readers still work beside it.
+        # Readers still work beside it, and leave its -wal and -shm to it (a reader that
+        # closed once deleted them: the daemon's own check dropped its SQLite locks).
         status = await daemon_env.cli.run("status", "--config", str(daemon_env.cli.config))
         assert status.code == 0 and "alpha" in status.stdout
         offline = ("plan", "--offline", "--config", str(daemon_env.cli.config))
         assert (await daemon_env.cli.run(*offline)).code == 0
+        read = time.time()
+        await daemon.pass_after(read)  # its check of the store's files comes first
+        status = await daemon_env.cli.run("status", "--config", str(daemon_env.cli.config))
+        assert status.code == 0
+        await daemon.pass_after(time.time())
+        assert daemon.named("store.restored") == []
+        wal = daemon_env.cli.state_db.with_name(daemon_env.cli.state_db.name + "-wal")
+        assert wal.exists()
         assert len(calls(daemon_env, "start")) == 1
         assert len(live_recordings(daemon_env.cli)) == 1
     finally:

@@ -16,8 +16,10 @@ back too; one whose pages the open copy never read is said to be lost.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -249,3 +251,35 @@ async def test_a_store_whose_wal_was_removed_is_written_back(
     finally:
         await store.aclose()
     assert await _read_back(url) == ["alpha", "beta", "gamma"]
+
+
+async def test_the_writers_checks_leave_its_wal_to_it_when_a_reader_comes_and_goes(
+    tmp_path: Path,
+) -> None:
+    """Defect: the check of the file's header opened and closed a descriptor of the
+    database in the writer's process, which drops the process's SQLite locks on it: a
+    reader (`status`, in another process) closing next took itself for the last
+    connection and deleted the writer's -wal and -shm (what the writer wrote then was
+    lost to a crash). The header is read through the descriptor the lock keeps."""
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    store = open_store(url, create=True)
+    reader = (
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(f'file:{sys.argv[1]}?mode=rw', uri=True)\n"
+        "db.execute('SELECT count(*) FROM sessions').fetchone()\n"
+        "db.close()\n"
+    )
+    try:
+        await _session(store, "alpha")
+        for _ in range(2):  # the daemon's pass, then `status` beside it
+            assert await store.restore_if_removed() is False
+            done = await asyncio.create_subprocess_exec(sys.executable, "-c", reader, str(path))
+            assert await asyncio.wait_for(done.wait(), 60) == 0
+            assert path.with_name("state.db-wal").exists()
+            assert path.with_name("state.db-shm").exists()
+        assert await store.restore_if_removed() is False  # nothing lost, nothing restored
+        await _session(store, "beta")
+    finally:
+        await store.aclose()
+    assert await _read_back(url) == ["alpha", "beta"]
