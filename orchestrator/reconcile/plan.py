@@ -287,16 +287,18 @@ def _plan_desired(
             # The window as the manifest says now: its schedule may have been edited
             # since the session started for the one it then had.
             endless = window.end >= FAR_FUTURE
+            last = endless or d.schedule.next_boundary(window.end) is None
+            never = "`always` has no next window" if endless else "this is its last window"
             p.notes.append(
                 Note(
                     NoteKind.DEFERRED,
                     d.name,
-                    "spec changed, but `always` has no next window: the change is never "
+                    f"spec changed, but {never}: the change is never "
                     "applied under updatePolicy: defer (use restart)"
-                    if endless
+                    if last
                     else "spec changed; the new version starts with the next window",
                     current.id,
-                    until=None if endless else window.end,
+                    until=None if last else window.end,
                 )
             )
         if current.mode != d.mode:

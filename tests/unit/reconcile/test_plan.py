@@ -38,6 +38,7 @@ from tests.unit.reconcile.desired_recordings import MANIFEST, desired_recording,
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 W_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 W_END = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
 IN_WINDOW = windows_schedule([(W_START, W_END)])
 PAST_WINDOW = windows_schedule([(W_START - timedelta(days=1), W_END - timedelta(days=1))])
 
@@ -259,12 +260,25 @@ def test_unmanageable_orphan_is_reported_not_acted_on() -> None:
 
 
 def test_deferred_change_is_noted_with_the_window_end() -> None:
-    result = plan(
-        [desired(restart_hash="rst2", update_policy="defer")], ActualState(live=[session()]), NOW
-    )
+    twice = windows_schedule([(W_START, W_END), (W_START + DAY, W_END + DAY)])
+    deferred = desired(schedule=twice, restart_hash="rst2", update_policy="defer")
+    result = plan([deferred], ActualState(live=[session()]), NOW)
     assert result.actions == ()
     (note,) = result.notes
     assert note.kind is NoteKind.DEFERRED and note.until == W_END
+    assert note.message == "spec changed; the new version starts with the next window"
+
+
+def test_a_deferred_change_in_the_last_window_is_said_never_to_apply() -> None:
+    """Defect: `plan` promised "the next window" where there is none (a schedule's
+    last window): the change is never applied, as with `always`."""
+    last = desired(restart_hash="rst2", update_policy="defer")  # one window: this one
+    (note,) = plan([last], ActualState(live=[session()]), NOW).notes
+    assert note.kind is NoteKind.DEFERRED and note.until is None
+    assert note.message == (
+        "spec changed, but this is its last window: the change is never applied under "
+        "updatePolicy: defer (use restart)"
+    )
 
 
 def test_deferred_change_names_the_end_of_the_window_as_edited_since_the_start() -> None:
@@ -273,9 +287,8 @@ def test_deferred_change_names_the_end_of_the_window_as_edited_since_the_start()
     said to end)."""
     later = W_END + timedelta(hours=3)
     live = [session(window_end=NOW - timedelta(minutes=1))]
-    extended = desired(
-        schedule=windows_schedule([(W_START, later)]), restart_hash="rst2", update_policy="defer"
-    )
+    edited = windows_schedule([(W_START, later), (later + DAY, later + DAY + timedelta(hours=1))])
+    extended = desired(schedule=edited, restart_hash="rst2", update_policy="defer")
     (note,) = plan([extended], ActualState(live=live), NOW).notes
     assert note.kind is NoteKind.DEFERRED and note.until == later
     endless = desired(schedule=always_schedule(), update_policy="defer", restart_hash="rst2")
