@@ -69,6 +69,9 @@ class Desired:
     # Errors of files that loaded but contribute nothing (an unknown app profile): files
     # failing to load as much as those whose errors the load found.
     file_errors: tuple[Diagnostic, ...] = ()
+    # Manifests whose last known good version would stand in but names an app profile
+    # the config no longer has: their live sessions are kept, wherever they started.
+    held: frozenset[str] = frozenset()
 
     def kept(self) -> Desired:
         """What a long-lived holder keeps of this build: not the versions to store (on
@@ -302,6 +305,7 @@ def desired_recordings(
     names = {d.name for d in recordings}
     given = {item.file for item in loaded}
     wanting: list[str] = []
+    held: set[str] = set()
     standing_in = (
         e
         for e in kept.values()
@@ -317,6 +321,7 @@ def desired_recordings(
         try:
             m = Manifest.model_validate(entry.document)
             if m.app not in app_ids:
+                held.add(entry.name)  # nothing to plan with, nothing to stop either
                 continue
             standing = _recording(
                 m, app_ids[m.app], entry.source_file, m.spec_digest(), m.build_schedule()
@@ -355,6 +360,7 @@ def desired_recordings(
         unreadable,
         tuple(wanting),
         file_errors,
+        frozenset(held),
     )
 
 
@@ -415,12 +421,14 @@ async def observe(
     executor: Executor | None = None,
     unreadable: frozenset[str] = frozenset(),
     apps: frozenset[str] | None = None,
+    held: frozenset[str] = frozenset(),
 ) -> ActualState:
     """The actual state from the store; with an executor, Agora's notifications kept for
     these sessions are acted on, and running sessions (and ended ones whose end is not
     confirmed) are queried first (`query`, one per session: the resync that notices idle
     and abnormal exits, and failovers taken for exits). `apps`: only the sessions of
-    these App IDs (a replica's own; None: all)."""
+    these App IDs (a replica's own; None: all). The sessions of manifests `held`
+    (`Desired.held`) are kept as those of files that do not load."""
 
     def mine(sessions: list[SessionRecord]) -> list[SessionRecord]:
         return sessions if apps is None else [s for s in sessions if s.app_id in apps]
@@ -433,9 +441,11 @@ async def observe(
         if queried:
             problems = await executor.refresh(queried)
             live = mine(await store.live_sessions())
-    if unreadable:  # sessions of files that cannot be read now are kept, not stopped
+    if unreadable or held:  # sessions of files not read now, or of `held`, are kept
         invalid_files = invalid_files | {
-            s.source_file for s in live if s.source_file and under(s.source_file, unreadable)
+            s.source_file
+            for s in live
+            if s.source_file and (under(s.source_file, unreadable) or s.manifest in held)
         }
     latest = await store.latest_ended(apps)
     return ActualState(
@@ -501,7 +511,9 @@ async def plan_once(
 ) -> tuple[Plan, ActualState]:
     """Observe (querying live sessions first when given an executor) and plan at `now`;
     `apps`: for these App IDs only (a replica plans what it owns; None: everything)."""
-    actual = await observe(store, desired.invalid_files, executor, desired.unreadable, apps)
+    actual = await observe(
+        store, desired.invalid_files, executor, desired.unreadable, apps, desired.held
+    )
     recordings = desired.recordings
     if apps is not None:
         recordings = tuple(d for d in recordings if d.app_id in apps)

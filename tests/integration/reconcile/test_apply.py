@@ -24,6 +24,8 @@ import httpx
 
 from orchestrator.agora import ncs
 from orchestrator.daemon.receiver import NoticeReceiver
+from orchestrator.manifest.loader import load_manifests
+from orchestrator.reconcile.reconciler import desired_recordings, reconcile_once
 from orchestrator.state import EndKind, Phase
 from tests.integration.reconcile.conftest import SECRETS, World, manifest
 
@@ -548,4 +550,32 @@ async def test_a_recording_the_store_does_not_know_is_untracked_with_backoff(
     again = await world.apply()
     assert again.results == () and [n.kind.value for n in again.plan.notes] == ["backoff"]
     assert [s.manifest for s in again.untracked] == ["alpha"]  # reported, never ignored
+    assert len(world.recording()) == 1
+
+
+async def test_a_moved_manifest_whose_app_profile_is_gone_keeps_its_recording(
+    world: World,
+) -> None:
+    """Defect: a manifest moved to another file while it recorded, whose app profile
+    was then removed from the config: its file fails (unknown app profile) and its
+    last known good version names the gone profile, so nothing stood in for it, and
+    its session (started from the old file) was stopped as "manifest removed". It is
+    kept, as a failing file's sessions are."""
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    world.remove("a.yaml")
+    world.write("b.yaml", manifest("alpha", "room-a", 101))
+    assert (await world.apply()).results == ()  # a move: nothing to do; b.yaml remembered
+    (session,) = await world.store.live_sessions()
+    assert session.source_file.endswith("a.yaml")
+    loaded = load_manifests([world.manifests], now=world.clock())
+    no_main: dict[str, str] = {}  # the config without profile `main`
+    desired = desired_recordings(
+        loaded.manifests, no_main, loaded.failed_files, await world.store.known_good()
+    )
+    assert desired.held == frozenset({"alpha"})
+    result = await reconcile_once(desired, world.store, world.runtime.executor, world.clock())
+    assert result.plan.actions == ()
+    assert [n.kind.value for n in result.plan.notes] == ["kept"]
+    assert [s.id for s in await world.store.live_sessions()] == [session.id]
     assert len(world.recording()) == 1
