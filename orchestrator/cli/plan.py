@@ -183,15 +183,13 @@ async def _observe_for_plan(
         # A reader: no lock, so it works beside a running daemon; it sends nothing.
         async with open_reader(ctx.state_url, offline=True) as store:
             desired, problems = desired_from(ctx, loaded, await store.known_good())
-            actual = await observe(store, desired.invalid_files, None, desired.unreadable)
+            actual = await observe(store, desired)
         return desired, problems, actual, 0
     async with writer(ctx, "plan") as runtime:
         desired, problems = await writer_desired(ctx, runtime, loaded)
         apps, notes = await claim(runtime)  # replicas: query only what we may
         problems.extend(notes)
-        actual = await observe(
-            runtime.store, desired.invalid_files, runtime.executor, desired.unreadable, apps
-        )
+        actual = await observe(runtime.store, desired, runtime.executor, apps)
         theirs = 0
         if apps is not None:
             recordings = tuple(d for d in desired.recordings if d.app_id in apps)

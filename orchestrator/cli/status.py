@@ -80,7 +80,7 @@ async def _status(
     loaded = read_manifests(ctx, now)  # before the store (`read_manifests`)
     async with open_reader(ctx.state_url) as store:
         desired, problems = desired_from(ctx, loaded, await store.known_good())
-        actual = await observe(store, desired.invalid_files, None, desired.unreadable)
+        actual = await observe(store, desired)
         history = await store.history(limit)
         owners = await store.app_owners()
     the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))

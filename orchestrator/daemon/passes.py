@@ -190,9 +190,9 @@ class Passes:
                 log.error(
                     "store.restored",
                     path=self._rt.store.location,
-                    detail="the state store was removed, replaced or overwritten (or lost "
-                    "its -wal or -shm file) while the daemon ran; it was written back from "
-                    "the daemon's open copy, nothing was lost",
+                    detail="the state store was removed or replaced (or lost its -wal or "
+                    "-shm file) while the daemon ran; it was written back from the "
+                    "daemon's open copy, nothing was lost",
                 )
             await self._act_on_notices(owned)
             if refresh:

@@ -149,6 +149,9 @@ class ActualState:
     invalid_files: frozenset[str] = frozenset()
     # What could not be observed (queries that failed): nothing is concluded from it.
     problems: tuple[str, ...] = ()
+    # Manifests no version of which can be planned now (the stand-in names an app
+    # profile the config no longer has): their live sessions are kept as they are.
+    held: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,10 @@ def plan(
 
     for name in sorted(live_by_manifest):
         for session in live_by_manifest[name]:
-            if session.source_file and session.source_file in actual.invalid_files:
+            if name in actual.held:
+                why = f"app profile {session.app!r} is not configured any more"
+                p.notes.append(Note(NoteKind.KEPT, name, f"{why}; keeping it running", session.id))
+            elif session.source_file and session.source_file in actual.invalid_files:
                 p.notes.append(
                     Note(
                         NoteKind.KEPT,

@@ -349,7 +349,10 @@ def desired_recordings(
     forget = tuple(
         name
         for name, entry in kept.items()
-        if name not in names and entry.source_file not in invalid and name not in wanting
+        if name not in names
+        and entry.source_file not in invalid
+        and name not in wanting
+        and name not in held
     )
     return Desired(
         tuple(recordings),
@@ -417,18 +420,17 @@ async def remember_known_good(store: Store, desired: Desired) -> None:
 
 async def observe(
     store: Store,
-    invalid_files: frozenset[str],
+    desired: Desired,
     executor: Executor | None = None,
-    unreadable: frozenset[str] = frozenset(),
     apps: frozenset[str] | None = None,
-    held: frozenset[str] = frozenset(),
 ) -> ActualState:
     """The actual state from the store; with an executor, Agora's notifications kept for
     these sessions are acted on, and running sessions (and ended ones whose end is not
     confirmed) are queried first (`query`, one per session: the resync that notices idle
     and abnormal exits, and failovers taken for exits). `apps`: only the sessions of
-    these App IDs (a replica's own; None: all). The sessions of manifests `held`
-    (`Desired.held`) are kept as those of files that do not load."""
+    these App IDs (a replica's own; None: all). What `desired` could not read keeps
+    its sessions: its files that do not load (or cannot be read), the manifests it
+    holds (`Desired.held`)."""
 
     def mine(sessions: list[SessionRecord]) -> list[SessionRecord]:
         return sessions if apps is None else [s for s in sessions if s.app_id in apps]
@@ -441,11 +443,10 @@ async def observe(
         if queried:
             problems = await executor.refresh(queried)
             live = mine(await store.live_sessions())
-    if unreadable or held:  # sessions of files not read now, or of `held`, are kept
+    invalid_files, unreadable = desired.invalid_files, desired.unreadable
+    if unreadable:  # sessions of files that cannot be read now are kept, not stopped
         invalid_files = invalid_files | {
-            s.source_file
-            for s in live
-            if s.source_file and (under(s.source_file, unreadable) or s.manifest in held)
+            s.source_file for s in live if s.source_file and under(s.source_file, unreadable)
         }
     latest = await store.latest_ended(apps)
     return ActualState(
@@ -454,6 +455,7 @@ async def observe(
         manifest_states=await store.manifest_states(),
         invalid_files=invalid_files,
         problems=tuple(problems),
+        held=desired.held,
     )
 
 
@@ -511,9 +513,7 @@ async def plan_once(
 ) -> tuple[Plan, ActualState]:
     """Observe (querying live sessions first when given an executor) and plan at `now`;
     `apps`: for these App IDs only (a replica plans what it owns; None: everything)."""
-    actual = await observe(
-        store, desired.invalid_files, executor, desired.unreadable, apps, desired.held
-    )
+    actual = await observe(store, desired, executor, apps)
     recordings = desired.recordings
     if apps is not None:
         recordings = tuple(d for d in recordings if d.app_id in apps)

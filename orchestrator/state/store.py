@@ -506,6 +506,13 @@ class SqliteStore(SqlStore):
             target = sqlite3.connect(str(new), isolation_level=None)
             try:
                 db.backup(target)
+                # The backup copies pages by number: one the open store never read from
+                # a file overwritten in place comes out as zeros, and that copy is no
+                # store to advertise (sqlite3.DatabaseError: the caller says so).
+                checked = target.execute("PRAGMA quick_check").fetchone()[0]
+                if checked != "ok":
+                    found = " ".join(str(checked).split())[:200]
+                    raise sqlite3.DatabaseError(f"its copy does not check clean: {found}")
             finally:
                 target.close()
             fsync(new)

@@ -573,7 +573,7 @@ async def test_a_moved_manifest_whose_app_profile_is_gone_keeps_its_recording(
     desired = desired_recordings(
         loaded.manifests, no_main, loaded.failed_files, await world.store.known_good()
     )
-    assert desired.held == frozenset({"alpha"})
+    assert desired.held == frozenset({"alpha"}) and "alpha" not in desired.forget
     result = await reconcile_once(desired, world.store, world.runtime.executor, world.clock())
     assert result.plan.actions == ()
     assert [n.kind.value for n in result.plan.notes] == ["kept"]

@@ -115,7 +115,7 @@ async def _look(world: World, now: datetime) -> Overview:
     desired = desired_recordings(
         loaded.manifests, app_ids, loaded.failed_files, await world.store.known_good()
     )
-    actual = await observe(world.store, desired.invalid_files)
+    actual = await observe(world.store, desired)
     return overview(
         desired.recordings, actual, plan(desired.recordings, actual, now, world.policy), now
     )

@@ -10,8 +10,9 @@ when nothing changed; the store is written back the moment the path is free; or,
 after aclose (which writes one last backup and raises that the store is not back),
 an operator moves the backup into place by hand and nothing written before the close
 is lost; a later open names the backup it finds where the store is missing. A store
-overwritten in place (`truncate`) or whose -wal and -shm files were removed is written
-back too; one whose pages the open copy never read is said to be lost.
+whose -wal and -shm files were removed is written back too; one overwritten in place
+(`truncate`) is said at once to be lost (its copy does not check clean), never
+offered as a backup.
 """
 
 from __future__ import annotations
@@ -181,48 +182,57 @@ async def test_an_operator_brings_the_store_back_from_the_backup(tmp_path: Path)
         ]
 
 
-async def test_a_store_overwritten_in_place_is_written_back_from_the_open_copy(
+async def test_a_store_overwritten_in_place_is_said_at_once_and_never_taken_for_one(
     tmp_path: Path,
 ) -> None:
     """Defect: `truncate -s 0 state.db` (or a `cp` onto it: the same inode) went
     unnoticed, the daemon said ready, and its close then checkpointed into the empty
-    file: a store no command could open, and every sid lost."""
+    file: a store no command could open, and every sid lost, without a word. The next
+    check says so (the open copy holds only the pages it read: its copy does not
+    check clean), and so does the close."""
     path = tmp_path / "state.db"
     url = f"sqlite:///{path}"
     store = open_store(url, create=True)
     try:
         for name in ("alpha", "beta"):
             await _session(store, name)
+        assert await store.restore_if_removed() is False
         inode = path.stat().st_ino
         os.truncate(path, 0)
         assert path.stat().st_ino == inode  # in place: the identity alone cannot tell
-        assert await store.restore_if_removed() is True
-        assert _sids(path) == ["sid-alpha", "sid-beta"]
-        await _session(store, "gamma")  # lands in the file written back
-    finally:
-        await store.aclose()
-    assert await _read_back(url) == ["alpha", "beta", "gamma"]
-
-
-async def test_a_store_overwritten_before_its_pages_were_read_says_they_are_lost(
-    tmp_path: Path,
-) -> None:
-    """What the open copy never read is gone with the file: said, at every pass and at
-    the close, never taken for a store."""
-    path = tmp_path / "state.db"
-    url = f"sqlite:///{path}"
-    async with open_store(url, create=True) as first:
-        for name in ("alpha", "beta"):
-            await _session(first, name)
-    store = open_store(url)  # a fresh writer: the sessions' pages are not in its cache
-    try:
-        os.truncate(path, 0)
         with pytest.raises(StoreCorruptError) as damaged:
             await store.restore_if_removed()
         assert str(damaged.value).startswith(
             f"state store {path} was overwritten in place (it is no SQLite database now) "
             "while in use, and the open store cannot be read back whole"
         )
+        assert not path.with_name("state.db.restore").exists()  # no copy offered
+    finally:
+        with pytest.raises(StoreCorruptError):
+            await store.aclose()
+
+
+async def test_a_store_overwritten_in_place_with_pages_unread_is_never_advertised(
+    tmp_path: Path,
+) -> None:
+    """Defect: with a frame in the WAL, the copy of a store truncated in place came out
+    whole in size and zeros in the pages the open copy never read; it was renamed into
+    place or offered as "every record is in its backup". A copy that does not check
+    clean is no store: the records are said lost."""
+    path = tmp_path / "state.db"
+    url = f"sqlite:///{path}"
+    async with open_store(url, create=True) as first:
+        for number in range(3000):  # more than the page cache of the writer below
+            await _session(first, f"old-{number}")
+    store = open_store(url)
+    try:
+        await _session(store, "new")  # a frame in the WAL: the page count comes from it
+        os.truncate(path, 0)
+        with pytest.raises(StoreCorruptError) as damaged:
+            await store.restore_if_removed()
+        assert "cannot be read back whole" in str(damaged.value)
+        assert "its copy does not check clean" in str(damaged.value)
+        assert not path.with_name("state.db.restore").exists()
     finally:
         with pytest.raises(StoreCorruptError):
             await store.aclose()
