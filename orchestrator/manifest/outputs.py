@@ -12,9 +12,9 @@ the region and file type tables are `orchestrator.contract`'s.
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from orchestrator import contract
 from orchestrator.manifest.rules import Rules, did_you_mean, fail, norm
@@ -32,26 +32,31 @@ from orchestrator.secrets import SecretField
 __all__ = ["AliyunVod", "RecordingFiles", "Snapshots", "Storage", "VideoData"]
 
 
-def _listed_once(value: tuple[str, ...]) -> None:
+_Kind = TypeVar("_Kind", bound=str)
+
+
+def _listed_once(value: tuple[_Kind, ...]) -> tuple[_Kind, ...]:
     """`fileTypes` names each type once (Agora refuses a repeated one)."""
     twice = sorted({kind for kind in value if value.count(kind) > 1})
     if twice:
         raise fail("fileTypes", f"{', '.join(twice)} is listed more than once")
+    return value
+
+
+# A section's `fileTypes`: one or more, each once.
+FileTypes = Annotated[tuple[_Kind, ...], Field(min_length=1), AfterValidator(_listed_once)]
 
 
 class RecordingFiles(Section):
     """recordingFileConfig: hls (M3U8 and TS files), in mix mode also mp4 beside it."""
 
-    file_types: Annotated[tuple[contract.RecordingFileType, ...], Field(min_length=1)] = (
-        contract.DEFAULT_RECORDING_FILE_TYPES
-    )
+    file_types: FileTypes[contract.RecordingFileType] = contract.DEFAULT_RECORDING_FILE_TYPES
 
     @field_validator("file_types", mode="after")
     @classmethod
-    def _with_hls_once(
+    def _with_hls(
         cls, value: tuple[contract.RecordingFileType, ...]
     ) -> tuple[contract.RecordingFileType, ...]:
-        _listed_once(value)
         if contract.HLS not in value:
             others = ", ".join(value)
             raise fail(
@@ -68,17 +73,8 @@ class Snapshots(Section):
     """snapshotConfig (individual mode with video): a jpg every `interval` seconds."""
 
     interval: SnapshotSeconds | None = None
-    file_types: Annotated[tuple[contract.SnapshotFileType, ...], Field(min_length=1)] = (
-        contract.SNAPSHOT_FILE_TYPES
-    )
-
-    @field_validator("file_types", mode="after")
-    @classmethod
-    def _once(
-        cls, value: tuple[contract.SnapshotFileType, ...]
-    ) -> tuple[contract.SnapshotFileType, ...]:
-        _listed_once(value)  # ["jpg", "jpg"] passed, and could never be translated
-        return value
+    # Each once: ["jpg", "jpg"] passed, and could never be translated.
+    file_types: FileTypes[contract.SnapshotFileType] = contract.SNAPSHOT_FILE_TYPES
 
 
 class Storage(Section):
