@@ -120,15 +120,17 @@ def lost(
     path: Path,
     opened: tuple[int, int],
     opened_sides: dict[str, tuple[int, int] | None],
+    now_sides: dict[str, tuple[int, int] | None],
     head: Callable[[int], bytes],
 ) -> str | None:
     """Why the file at `path` is not the database a writer opened (`opened`, with
-    `opened_sides` beside it), or None: removed or replaced, overwritten in place (its
-    header is not SQLite's: a `truncate`, a `cp` of something else onto it), or its
-    WAL or shared-memory file removed (what the writer commits goes to a file that no
-    other connection, and no restart, will see). `head(n)`: the first n bytes of the
-    opened file, read through a descriptor the writer keeps (opening and closing one
-    here would drop the process's SQLite locks on it)."""
+    `opened_sides` beside it; `now_sides`: `sides(path)` now), or None: removed or
+    replaced, overwritten in place (its header is not SQLite's: a `truncate`, a `cp`
+    of something else onto it), or its WAL or shared-memory file removed (what the
+    writer commits goes to a file that no other connection, and no restart, will
+    see). `head(n)`: the first n bytes of the opened file, read through a descriptor
+    the writer keeps (opening and closing one here would drop the process's SQLite
+    locks on it)."""
     if identity(path) != opened:
         return "was removed or replaced"
     try:
@@ -137,8 +139,7 @@ def lost(
         return None  # not readable now: the writer's own connection still is
     if first != _SQLITE_HEADER:
         return "was overwritten in place (it is no SQLite database now)"
-    now = sides(path)
-    gone = [side for side, was in opened_sides.items() if was is not None and now[side] != was]
+    gone = [side for side, was in opened_sides.items() if was and now_sides[side] != was]
     if gone:
         return f"lost its {' and '.join(f'{path.name}{side}' for side in gone)} file(s)"
     return None

@@ -456,10 +456,11 @@ class SqliteStore(SqlStore):
         file, backup, lock, opened = self._file, self._backup, self._lock, self._identity
         if lock is None or opened is None:
             return False
-        why = lost(file, opened, self._sides, lambda size: lock.head(opened, size))
+        now = sides(file)
+        why = lost(file, opened, self._sides, now, lambda size: lock.head(opened, size))
         if why is None:
-            for side, now in sides(file).items():  # learnt once SQLite has made them
-                self._sides[side] = self._sides.get(side) or now
+            for side, seen in now.items():  # learnt once SQLite has made them
+                self._sides[side] = self._sides.get(side) or seen
             return False
         try:
             self._write_backup()
