@@ -375,26 +375,52 @@ class ServiceStatus(IntEnum):
     EXITED = 8
     EXITED_ABNORMALLY = 20
 
-    @property
-    def exit_description(self) -> str | None:
-        """Why the service is gone when this status says it left, else None."""
-        return _EXITS.get(self)
-
 
 _EXITS: Final[Mapping[ServiceStatus, str]] = MappingProxyType(
     {
-        ServiceStatus.EXITED: "idle exit or stopped (status 8)",
-        ServiceStatus.EXITED_ABNORMALLY: "abnormal exit (status 20)",
+        ServiceStatus.EXITED: "idle exit or stopped",
+        ServiceStatus.EXITED_ABNORMALLY: "abnormal exit",
+    }
+)
+
+# `subServiceStatus.recordingService` (the reference's 服务状态): the query of a recording
+# with an extension service (Aliyun VOD) answers it and no `status` (the reference's
+# example, "阿里视频点播"). Each is read as the status it stands for, so that such a
+# recording is seen recording (a rollover's successor) and seen leaving.
+RECORDING_SERVICE: Final[Mapping[str, ServiceStatus]] = MappingProxyType(
+    {
+        "serviceIdle": ServiceStatus.NOT_STARTED,
+        "serviceStarted": ServiceStatus.STARTING,
+        "serviceReady": ServiceStatus.STARTED,
+        "serviceInProgress": ServiceStatus.RECORDING,
+        "serviceCompleted": ServiceStatus.EXITED,  # all uploaded
+        "servicePartialCompleted": ServiceStatus.EXITED,  # partly uploaded
+        "serviceValidationFailed": ServiceStatus.EXITED_ABNORMALLY,  # e.g. wrong apiData
+        "serviceAbnormal": ServiceStatus.EXITED_ABNORMALLY,
     }
 )
 
 
-def exit_description(status: int | None) -> str | None:
-    """Why the recording left, for a query's status (8, 20), or None if it has not."""
+def service_status(status: int | None, recording_service: str | None) -> int | None:
+    """The status a query answered: its `status`, or where it has none, the one its
+    `recordingService` stands for (None: neither, or a word the reference does not list)."""
+    if status is not None or recording_service is None:
+        return status
+    read = RECORDING_SERVICE.get(recording_service)
+    return None if read is None else int(read)
+
+
+def exit_description(status: int | None, recording_service: str | None = None) -> str | None:
+    """Why the recording left, for a query's status (8, 20) or, where it answers none,
+    its `recordingService`; None if it has not left."""
+    read = service_status(status, recording_service)
     try:
-        return None if status is None else ServiceStatus(status).exit_description
+        left = None if read is None else _EXITS.get(ServiceStatus(read))
     except ValueError:  # a status the reference does not list: nothing is concluded
         return None
+    if left is None:
+        return None
+    return f"{left} (status {read})" if status is not None else f"{left} ({recording_service})"
 
 
 # ------------------------------------------------------------ error codes

@@ -550,6 +550,22 @@ class QueryServerResponse(_Response):
     extensionServiceState: list[ExtensionServiceState] | None = None
     subServiceStatus: SubServiceStatus | None = None
 
+    @property
+    def service_status(self) -> int | None:
+        """`status`; of a recording with an extension service, which answers none, the
+        status its `subServiceStatus.recordingService` stands for."""
+        return c.service_status(self.status, self._recording_service)
+
+    @property
+    def exited(self) -> str | None:
+        """Why the recording left, when this answer says it has (else None)."""
+        return c.exit_description(self.status, self._recording_service)
+
+    @property
+    def _recording_service(self) -> str | None:
+        sub = self.subServiceStatus
+        return None if sub is None else sub.recordingService
+
 
 class QueryResponse(_Response):
     resourceId: str

@@ -21,6 +21,15 @@ from orchestrator import contract
 from orchestrator.contract import ServiceStatus
 from orchestrator.emulator.tokens import TokenVerdict
 
+# What a recording with Aliyun VOD answers instead of a `status` (`recordingService`),
+# for each status the emulator's sessions go through.
+_RECORDING_SERVICE = {
+    ServiceStatus.STARTED: "serviceReady",
+    ServiceStatus.RECORDING: "serviceInProgress",
+    ServiceStatus.EXITED: "serviceCompleted",
+    ServiceStatus.EXITED_ABNORMALLY: "serviceAbnormal",
+}
+
 #: `Session.end_reason` of a recorder the channel removed when its token expired.
 END_TOKEN_EXPIRED = "token expired"  # noqa: S105  # an end reason, not a password
 #: The start of `Session.end_reason` of a recorder whose token the channel refused.
@@ -185,7 +194,7 @@ class Session:
             state = "inProgress" if self.seen and self.idle_since is None else "idle"
             name = f"{self.sid}_{self.cname}.m3u8"
             video_id = hashlib.sha256(self.sid.encode()).hexdigest()[:32]
-            service = "serviceCompleted" if final or self.ended_at else "serviceInProgress"
+            service = _RECORDING_SERVICE[ServiceStatus.EXITED if final else ServiceStatus(int(status))]
             return {
                 "extensionServiceState": [
                     {

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from orchestrator.agora import ncs
 from orchestrator.agora.client import AgoraClient
 from orchestrator.agora.errors import AgoraError, AppError, RetryableError
-from orchestrator.contract import exit_description
+from orchestrator.agora.wire import QueryServerResponse
 from orchestrator.reconcile.refresh import QUERIED, OnExit, confirm_end, exit_values, take_back
 from orchestrator.state import (
     FINAL_PHASES,
@@ -154,12 +154,12 @@ async def _claim(
             return None
         except AgoraError:
             continue  # not this resource ID's sid (1003), or nothing live to take over
-        return await _take_sid(store, candidate, sid, answer.serverResponse.status, now)
+        return await _take_sid(store, candidate, sid, answer.serverResponse, now)
     return "no session of ours has its sid"
 
 
 async def _take_sid(
-    store: Store, session: SessionRecord, sid: str, status: int | None, now: datetime
+    store: Store, session: SessionRecord, sid: str, server: QueryServerResponse, now: datetime
 ) -> SessionRecord | str:
     """Give an unmanageable session the sid the API confirmed as its own."""
     # Its start was sent when the session was created (its answer was lost): the
@@ -168,10 +168,10 @@ async def _take_sid(
         "sid": sid,
         "error": None,
         "last_query_at": now,
-        "last_status": status,
+        "last_status": server.service_status,
         "started_at": session.started_at or session.created_at,
     }
-    exited = exit_description(status)
+    exited = server.exited
     if exited is None:
         values["phase"] = Phase.RUNNING
     else:

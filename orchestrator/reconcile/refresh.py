@@ -32,7 +32,6 @@ import structlog
 from orchestrator.agora import wire
 from orchestrator.agora.client import AgoraClient
 from orchestrator.agora.errors import AgoraError, NotFoundError, SessionUnknownError
-from orchestrator.contract import exit_description
 from orchestrator.state import (
     FINAL_PHASES,
     EndKind,
@@ -228,12 +227,12 @@ async def _query_one(
     except AgoraError as exc:
         return _query_failed(session, str(exc))
     server = answer.serverResponse
-    status = server.status
+    status = server.service_status
     values: SessionFields = {"last_query_at": now(), "last_status": status}
     files = file_list(server.fileList)
     if files is not None:
         values["file_list"] = files
-    exited = exit_description(status)
+    exited = server.exited
     if exited is not None:
         values.update(exit_values(now(), f"exited: {exited}"))
     # Only while nothing else moved the session on meanwhile (a stop sent while the
@@ -309,10 +308,10 @@ async def _query_unconfirmed(
             error=str(exc),
         )
         return
-    status = answer.serverResponse.status
-    exited = exit_description(status)
+    status = answer.serverResponse.service_status
+    exited = answer.serverResponse.exited
     if exited is not None:
-        await confirm_end(store, session, f"query answered status {status}")
+        await confirm_end(store, session, f"query answered: {exited}")
         return
     await take_back(store, session, now(), status=status, why=f"query answered status {status}")
 

@@ -9,6 +9,7 @@ without waiting and every token is verified at the time it was minted for.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -209,6 +210,40 @@ async def test_a_rollover_starts_a_successor_confirms_it_then_stops_the_predeces
     await world.apply()
     (third,) = await world.store.live_sessions()
     assert (third.uid, third.predecessor_id) == (UID, second.id)
+
+
+async def test_a_recording_to_aliyun_vod_rolls_over_though_its_query_has_no_status(
+    certified: World,
+) -> None:
+    """A recording with an extension service is queried for `subServiceStatus` and no
+    `status` (the reference's "阿里视频点播" answer): `serviceInProgress` is recording,
+    so its successor is confirmed and the predecessor stopped, not both left running."""
+    world = certified
+    vod = """\
+        aliyunVod:
+          accessKey: {env: S3_KEY}
+          secretKey: {env: S3_SECRET}
+          regionId: cn-shanghai
+          videoData: {title: Monthly}
+        """
+    text = minted("alpha", "room-a")
+    text = text[: text.index("storage:")] + textwrap.dedent(vod) + f"rolloverUid: {OTHER}\n"
+    world.write("a.yaml", text)
+    await world.apply()
+    (first,) = await world.store.live_sessions()
+    to_rollover(world, first)
+    result = await world.apply()
+    assert [(r.action.kind.value, r.ok) for r in result.results] == [("rollover", True)]
+    (second,) = await world.store.live_sessions()
+    assert (second.uid, second.predecessor_id) == (OTHER, first.id)
+    assert second.last_status == ServiceStatus.RECORDING  # read from `recordingService`
+    assert (await world.store.get_session(first.id)).end_kind is EndKind.STOPPED
+    assert [s["uid"] for s in world.recording()] == [str(OTHER)]
+    # Its abnormal exit (`serviceAbnormal`) is seen as one, with the word that said it.
+    world.emulator.emu.abort(second.sid)
+    await world.apply()
+    ended = await world.store.get_session(second.id)
+    assert ended.end_reason == "exited: abnormal exit (serviceAbnormal)"
 
 
 async def test_a_successor_that_cannot_start_leaves_the_predecessor_and_backs_off(
