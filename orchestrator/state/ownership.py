@@ -43,6 +43,31 @@ OWNERSHIP_LOCK_CLASS = 0x4F524348
 #: The advisory lock class of replica membership ("MEMB"); the object id is the
 #: backend pid of the replica's lock connection, so each live replica holds one.
 MEMBERSHIP_LOCK_CLASS = 0x4D454D42
+# The two-key advisory locks granted in this database (`l`: pg_locks). They are per
+# database: another database's on the same server (another deployment's, whose lock
+# ids are numbered from 1 as well) are neither members nor owners here. Built from
+# these constants only (S608).
+_HELD_HERE = (
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+_MEMBERS = (
+    "SELECT count(*) FROM pg_locks l "  # noqa: S608
+    f"WHERE {_HELD_HERE} AND l.classid = %s::int::oid"
+)
+_OWNER_LOCK = (
+    f"app_owners o LEFT JOIN pg_locks l ON {_HELD_HERE} AND l.classid = %s::int::oid "
+    "AND l.objid = o.lock_id::oid"
+)
+_HOLDERS = (
+    "SELECT o.app_id, o.owner, l.pid IS NOT NULL, l.pid = pg_backend_pid() "  # noqa: S608
+    f"FROM {_OWNER_LOCK}"
+)
+#: Who owns what (`Store.app_owners`): app_id, owner, since, held, epoch.
+OWNERS = (
+    "SELECT o.app_id, o.owner, o.since, l.pid IS NOT NULL, o.epoch "  # noqa: S608
+    f"FROM {_OWNER_LOCK} ORDER BY o.app_id"
+)
 #: TCP keepalive on the lock connection, both ways: the server probes a silent
 #: replica after KEEPALIVE_IDLE s, every KEEPALIVE_INTERVAL s, KEEPALIVE_COUNT times,
 #: and gives up on unacknowledged data after TCP_USER_TIMEOUT_MS: a replica that
@@ -152,16 +177,12 @@ class PostgresOwnership:
 
         async def look(conn: AsyncConnection[TupleRow]) -> tuple[int, dict[str, str | None]]:
             cursor = await conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND classid = %s::int::oid AND objsubid = 2",
+                _MEMBERS,
                 (MEMBERSHIP_LOCK_CLASS,),
             )
             members = await cursor.fetchone()
             cursor = await conn.execute(
-                "SELECT o.app_id, o.owner, l.pid IS NOT NULL, l.pid = pg_backend_pid() "
-                "FROM app_owners o LEFT JOIN pg_locks l ON l.locktype = 'advisory' "
-                "AND l.granted AND l.classid = %s::int::oid AND l.objid = o.lock_id::oid "
-                "AND l.objsubid = 2",
+                _HOLDERS,
                 (OWNERSHIP_LOCK_CLASS,),
             )
             holders: dict[str, str | None] = {}

@@ -61,7 +61,7 @@ from orchestrator.state.errors import (
     StoreUnavailableError,
 )
 from orchestrator.state.model import AppOwner
-from orchestrator.state.ownership import OWNERSHIP_LOCK_CLASS, PostgresOwnership
+from orchestrator.state.ownership import OWNERS, OWNERSHIP_LOCK_CLASS, PostgresOwnership
 from orchestrator.state.pgconn import (
     CONNECT_TIMEOUT,
     STATEMENT_TIMEOUT,
@@ -286,10 +286,7 @@ class PostgresStore(SqlStore):
 
         async def look(conn: AsyncConnection[TupleRow]) -> list[AppOwner]:
             cursor = await conn.execute(
-                "SELECT o.app_id, o.owner, o.since, l.pid IS NOT NULL, o.epoch "
-                "FROM app_owners o LEFT JOIN pg_locks l ON l.locktype = 'advisory' "
-                "AND l.granted AND l.classid = %s::int::oid AND l.objid = o.lock_id::oid "
-                "AND l.objsubid = 2 ORDER BY o.app_id",
+                OWNERS,
                 (OWNERSHIP_LOCK_CLASS,),
             )
             return [AppOwner(*row) for row in await cursor.fetchall()]

@@ -7,7 +7,8 @@ write nothing more about its sessions, neither an intent nor an outcome nor any
 other update (StoreFencedError, nothing written), while its reads go on and the
 new owner writes freely; a hand-over (release, claim) keeps the sessions;
 `owners()` says who holds what; a dropped lock connection leaves the replica owning
-nothing.
+nothing; another database on the same server is another deployment (its locks are
+neither members nor owners here).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from orchestrator.state import (
     StoreUnavailableError,
 )
 from orchestrator.state.postgres import PostgresOwnership, PostgresStore, open_postgres_store
+from tests.postgres import PostgresCluster
 
 pytestmark = [pytest.mark.postgres]
 
@@ -90,6 +92,31 @@ async def test_one_owner_per_app_id_and_membership(
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_another_database_on_the_server_is_another_deployment(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    # Two deployments, one server: their App IDs' lock ids are both numbered from 1.
+    other = postgres_cluster.create_database()
+    here = await open_postgres_store(postgres_url, create=True)
+    there = await open_postgres_store(postgres_cluster.url(other), create=True)
+    a, b = PostgresOwnership(here, "A"), PostgresOwnership(there, "B")
+    try:
+        assert await a.claim("app1")
+        assert await b.claim("app1")  # advisory locks are per database
+        # Each sees one member and itself as the owner, and keeps what it claimed.
+        assert await a.survey() == (1, {"app1": "A"})
+        assert await b.survey() == (1, {"app1": "B"})
+        assert a.owned == {"app1"} and b.owned == {"app1"}
+        assert [(o.owner, o.held) for o in await here.app_owners()] == [("A", True)]
+        assert [(o.owner, o.held) for o in await there.app_owners()] == [("B", True)]
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await here.aclose()
+        await there.aclose()
+        postgres_cluster.drop_database(other)
 
 
 async def test_a_replica_that_lost_its_app_id_can_write_nothing_about_its_sessions(
