@@ -80,6 +80,9 @@ class PostgresTarget:
             self.kwargs["connect_timeout"] = CONNECT_TIMEOUT
         if "application_name" not in params:
             self.kwargs["application_name"] = "orchestrator"
+        # Text as text whatever the database's encoding (SQL_ASCII, `initdb`'s default
+        # under the C locale, would hand every string back as bytes).
+        self.kwargs["client_encoding"] = "UTF8"
 
     def redact(self, text: str) -> str:
         """`text` on one line, without any form of the password."""

@@ -131,6 +131,27 @@ async def test_writers_starting_together_migrate_once(
             await opened.aclose()
 
 
+async def test_a_database_of_any_encoding_reads_back_text(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    # SQL_ASCII is what `initdb` gives a cluster under the C locale without --encoding.
+    name = postgres_cluster.create_database()
+    postgres_cluster.drop_database(name)
+    with postgres_cluster.admin() as conn:
+        conn.execute(
+            f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+            f"TEMPLATE template0 OWNER {postgres_cluster.role}"
+        )
+    store = await open_postgres_store(postgres_cluster.url(name), create=True)
+    try:
+        created = await store.create_session(**target(), intent=Intent.ACQUIRE)
+        (read,) = await store.live_sessions()
+        assert read == created and read.phase is Phase.ACQUIRING
+    finally:
+        await store.aclose()
+        postgres_cluster.drop_database(name)
+
+
 async def test_a_writer_migrates_under_the_advisory_lock(
     postgres_cluster: PostgresCluster, postgres_url: str
 ) -> None:
