@@ -84,7 +84,7 @@ async def _status(
         history = await store.history(limit)
         owners = await store.app_owners()
     the_plan = plan(desired.recordings, actual, now, plan_policy(ctx.config))
-    unknown = untracked(actual.latest_ended, actual.live)
+    unknown = untracked(actual, desired.recordings, now)
     view = overview(
         desired.recordings,
         actual,

@@ -279,7 +279,8 @@ class Passes:
             log.error("reconcile.pass_failed", trigger=trigger, error=str(exc))
             return
         # Without actions the view was made of this pass's own state: its untracked too.
-        found = untracked(actual.latest_ended, actual.live) if groups else view.untracked
+        desired = self._reloader.desired.recordings
+        found = untracked(actual, desired, now) if groups else view.untracked
         result = PassResult(the_plan, results, problems, found)
         self._observe(trigger, started, ok=result.ok)
         owned = self._owned()
@@ -336,7 +337,7 @@ class Passes:
             now,
             files_failing=(*self._reloader.file_errors, *desired.file_errors),
             problems=problems,
-            untracked=untracked(actual.latest_ended, actual.live),
+            untracked=untracked(actual, recordings, now),
             memo=self._overviews,
         )
 

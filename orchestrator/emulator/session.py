@@ -194,7 +194,9 @@ class Session:
             state = "inProgress" if self.seen and self.idle_since is None else "idle"
             name = f"{self.sid}_{self.cname}.m3u8"
             video_id = hashlib.sha256(self.sid.encode()).hexdigest()[:32]
-            service = _RECORDING_SERVICE[ServiceStatus.EXITED if final else ServiceStatus(int(status))]
+            service = _RECORDING_SERVICE[
+                ServiceStatus.EXITED if final else ServiceStatus(int(status))
+            ]
             return {
                 "extensionServiceState": [
                     {

@@ -115,6 +115,10 @@ class DesiredRecording:
         rollover uid)."""
         return self.requests.for_uid(uid)
 
+    def wanted_at(self, now: datetime) -> bool:
+        """Whether it should record at `now`: not suspended, in a window."""
+        return not self.suspend and self.schedule.active_at(now) is not None
+
     @property
     def resource_lifetime(self) -> timedelta:
         """How long a resource ID of this recording lives from its start."""

@@ -12,7 +12,7 @@ load may hold it (`hiding`): a broken file renamed takes its manifests along.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -496,7 +496,7 @@ async def reconcile_once(
     )
     results = await executor.execute(the_plan, {d.name: d for d in desired.recordings})
     # As observed before this pass's actions: what they changed shows in the next pass.
-    found = untracked(actual.latest_ended, actual.live)
+    found = untracked(actual, desired.recordings, now)
     # A one-off pass ends here: what the store refused is written now, or said.
     left = await executor.outbox.settle_all()
     return PassResult(the_plan, tuple(results), actual.problems + left, found)
@@ -521,15 +521,18 @@ async def plan_once(
 
 
 def untracked(
-    latest_ended: Mapping[str, SessionRecord], live: Sequence[SessionRecord]
+    actual: ActualState, recordings: Iterable[DesiredRecording], now: datetime
 ) -> tuple[SessionRecord, ...]:
-    """Manifests whose last start met 53 with no session of ours on the target: a
-    recording the store does not know is live there (never silently ignored). Each
-    is the failed session that met it; a later successful start clears it."""
-    recording = {s.manifest for s in live}
+    """Manifests wanted at `now` whose last start met 53 with no session of ours on the
+    target: a recording the store does not know is live there (never silently
+    ignored). Each is the failed session that met it. A later successful start clears
+    it, and so does no longer wanting it (removed, suspended, its window over): then
+    nothing tries that target again, and what the 53 met is not known to be there."""
+    wanted = {d.name for d in recordings if d.wanted_at(now)}
+    recording = {s.manifest for s in actual.live}
     met = [
         (name, s)
-        for name, s in latest_ended.items()
-        if s.end_kind is EndKind.UNTRACKED and name not in recording
+        for name, s in actual.latest_ended.items()
+        if s.end_kind is EndKind.UNTRACKED and name in wanted and name not in recording
     ]
     return tuple(s for _name, s in sorted(met, key=lambda item: item[0]))

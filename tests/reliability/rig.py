@@ -30,8 +30,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.reconcile.reconciler import untracked
-from orchestrator.state import Phase, SessionRecord, connect_store
+from orchestrator.state import EndKind, Phase, SessionRecord, connect_store
 from tests.harness import (
     Completed,
     Daemon,
@@ -462,10 +461,17 @@ class Rig:
         try:
             live = await store.live_sessions()
             ended = await store.history(limit=1_000_000)
-            found = untracked(await store.latest_ended(), live)
+            latest = await store.latest_ended()
         finally:
             await store.aclose()
-        return sorted([*live, *ended], key=lambda s: s.id), [s.manifest for s in found]
+        # What the store keeps, wanted or not (`untracked` lists only the wanted ones).
+        recording = {s.manifest for s in live}
+        found = sorted(
+            name
+            for name, s in latest.items()
+            if s.end_kind is EndKind.UNTRACKED and name not in recording
+        )
+        return sorted([*live, *ended], key=lambda s: s.id), found
 
     # -- evidence for the checker ------------------------------------------------------
 

@@ -33,6 +33,7 @@ from orchestrator.reconcile.overview import (
     overview,
 )
 from orchestrator.reconcile.plan import ActualState, DesiredRecording, PlanPolicy, plan
+from orchestrator.reconcile.reconciler import untracked
 from orchestrator.schedule import always_schedule, cron_schedule, windows_schedule
 from orchestrator.state import EndKind, ManifestState, Phase, SessionRecord
 from tests.unit.reconcile.desired_recordings import desired_recording, session_record
@@ -229,6 +230,26 @@ def test_unmanageable_sessions_are_listed_with_the_command_to_forget_them() -> N
     data = view.as_dict()
     assert data["unmanageable"][0]["forget"] == ("orchestrator apply --forget-unmanageable standup")
     assert "1 unmanageable" in view.summary()
+
+
+@pytest.mark.parametrize(
+    ("recordings", "listed"),
+    [
+        ([desired()], True),  # wanted: its start is retried, and meets it again
+        ([desired(suspend=True)], False),
+        ([desired(schedule=LATER)], False),  # its window is over
+        ([], False),  # its manifest removed
+    ],
+    ids=["wanted", "suspended", "window-over", "removed"],
+)
+def test_a_53_is_untracked_while_its_manifest_still_wants_the_target(
+    recordings: list[DesiredRecording], listed: bool
+) -> None:
+    met = failed_start("untracked: code 53", kind=EndKind.UNTRACKED)
+    state = ActualState(latest_ended={"standup": met})
+    assert untracked(state, recordings, NOW) == ((met,) if listed else ())
+    # A session of ours recording on it clears it too.
+    assert untracked(replace(state, live=(session(),)), recordings, NOW) == ()
 
 
 @pytest.mark.parametrize(
