@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from orchestrator.daemon.metrics import Metrics, ReadinessReport
 from orchestrator.daemon.notify import Notifier
 from orchestrator.daemon.statuspage import ActionLog
-from orchestrator.reconcile.overview import Overview, counts_by_app
+from orchestrator.reconcile.overview import Overview, counts_by_app, held_by_reason
 from orchestrator.reconcile.plan import Plan
 from orchestrator.reconcile.reconciler import PassResult
 
@@ -92,7 +92,7 @@ class Health:
         self.overview = view
         self.plan = result.plan
         self.actions.record(result.results)
-        held = Counter(n.kind.value for n in result.plan.notes)
+        held = held_by_reason(result.plan, view)
         phases = Counter(s.phase.value for s in view.tally.sessions + view.orphans)
         self.summary = f"{owns}{view.summary()}" + (
             f", {len(result.problems)} not queryable" if result.problems else ""

@@ -556,6 +556,15 @@ def counts_by_app(
     return out
 
 
+def held_by_reason(the_plan: Plan, ov: Overview) -> Counter[str]:
+    """Manifests held back, by reason, each once a reason: the plan's notes, and the
+    manifests that follow their last known good version while their file fails to
+    load (`kept`, as those whose version could not be kept at all)."""
+    held = Counter(kind for _name, kind in {(n.manifest, n.kind.value) for n in the_plan.notes})
+    held[NoteKind.KEPT.value] += sum(1 for r in ov.recordings if r.kept)
+    return held
+
+
 __all__ = [
     "FORGET_COMMAND",
     "Overview",
@@ -565,5 +574,6 @@ __all__ = [
     "Should",
     "Tally",
     "counts_by_app",
+    "held_by_reason",
     "overview",
 ]

@@ -30,9 +30,18 @@ from orchestrator.reconcile.overview import (
     Reason,
     Should,
     counts_by_app,
+    held_by_reason,
     overview,
 )
-from orchestrator.reconcile.plan import ActualState, DesiredRecording, PlanPolicy, plan
+from orchestrator.reconcile.plan import (
+    ActualState,
+    DesiredRecording,
+    Note,
+    NoteKind,
+    Plan,
+    PlanPolicy,
+    plan,
+)
 from orchestrator.reconcile.reconciler import untracked
 from orchestrator.schedule import always_schedule, cron_schedule, windows_schedule
 from orchestrator.state import EndKind, ManifestState, Phase, SessionRecord
@@ -230,6 +239,22 @@ def test_unmanageable_sessions_are_listed_with_the_command_to_forget_them() -> N
     data = view.as_dict()
     assert data["unmanageable"][0]["forget"] == ("orchestrator apply --forget-unmanageable standup")
     assert "1 unmanageable" in view.summary()
+
+
+def test_held_counts_each_manifest_once_a_reason_and_those_on_their_kept_version() -> None:
+    kept = desired(name="kept", source_file="recordings.d/broken.yaml")
+    waiting = desired(name="waiting")
+    state = ActualState(invalid_files=frozenset({"recordings.d/broken.yaml"}))
+    notes = (
+        Note(NoteKind.BACKOFF, "waiting", "its restart waits"),
+        Note(NoteKind.BACKOFF, "waiting", "and another session of it too"),
+        Note(NoteKind.UNMANAGEABLE, "waiting", "an older session cannot be stopped"),
+        Note(NoteKind.KEPT, "gone", "no version could be kept: its session is left"),
+    )
+    the_plan = Plan(notes=notes)
+    view = overview([kept, waiting], state, the_plan, NOW)
+    assert [r.name for r in view.recordings if r.kept] == ["kept"]
+    assert held_by_reason(the_plan, view) == {"backoff": 1, "unmanageable": 1, "kept": 2}
 
 
 @pytest.mark.parametrize(
