@@ -206,7 +206,8 @@ class Metrics:
         )
         self._next_boundary = gauge(
             "orchestrator_next_boundary_timestamp_seconds",
-            "Unix time of the next schedule window boundary (NaN when none).",
+            "Unix time the daemon wakes next by itself: a window boundary, a backoff's "
+            "end or a rollover (NaN when none).",
         )
         self._manifests_failing = gauge(
             "orchestrator_manifests_failing",
