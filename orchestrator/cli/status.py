@@ -263,7 +263,11 @@ def _status_text(
     for s in live:
         since = s.started_at.isoformat() if s.started_at else "-"
         status = f" status {s.last_status}" if s.last_status is not None else ""
-        intent = f" (interrupted {s.intent})" if s.intent else ""
+        intent = ""
+        if s.intent:  # an answer refused it (its error says how), or none came (a kill)
+            intent = (
+                f" ({s.intent} failed, tried again)" if s.error else f" (interrupted {s.intent})"
+            )
         yield (
             f"  #{s.id} {s.manifest}: {s.phase.value}{intent}{status}, channel {s.channel!r} "
             f"uid {s.uid}, {s.mode}, sid {s.sid or '-'}, since {since}{_succeeds(s)}"
