@@ -89,6 +89,13 @@ class Mode(StrEnum):
     INDIVIDUAL = "individual"
 
 
+def mode_problem(mode: str) -> str | None:
+    """Why `mode` is no `<mode>` segment of the URLs, or None."""
+    if mode in tuple(Mode):
+        return None
+    return f"mode must be one of {', '.join(Mode)}, not {mode!r}"
+
+
 #: "#allstream#": subscribe to every stream of a kind.
 ALL_STREAMS: Final = "#allstream#"
 #: Subscribe and unsubscribe lists: at most 32 uids each.

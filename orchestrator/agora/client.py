@@ -47,7 +47,7 @@ from orchestrator.agora.errors import (
 )
 from orchestrator.agora.pacing import CLOCK_MARGIN, DEFAULT_WINDOW, RateLimiter, RetryPolicy
 from orchestrator.aio import AsyncClosing
-from orchestrator.contract import ErrorCode, Mode, channel_name_problem
+from orchestrator.contract import ErrorCode, channel_name_problem, mode_problem
 from orchestrator.logging import shorten
 from orchestrator.secrets import is_secret_key, remember_credentials
 
@@ -391,8 +391,9 @@ class AgoraClient(AsyncClosing):
         checked the way Agora would, and refused before sending; `validate=False`
         sends it unchecked.
         """
-        if mode is not None and mode not in tuple(Mode):
-            raise InvalidRequestError(endpoint, 0, 2, f"mode must be one of {tuple(Mode)}")
+        wrong = None if mode is None else mode_problem(mode)
+        if wrong is not None:
+            raise InvalidRequestError(endpoint, 0, 2, wrong)
         if isinstance(request, wire.Request):
             return _Body(request.to_wire(), tuple(request.secret_values()))
         body = dict(request)

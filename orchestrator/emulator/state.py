@@ -344,8 +344,9 @@ class EmulatorState:
     def start(
         self, app_id: str, resource_id: str, mode: str, body: dict[str, Any], now: float
     ) -> Answer:
-        if mode not in tuple(contract.Mode):
-            return error(ErrorCode.INVALID_PARAMETER, f"mode must be one of {tuple(contract.Mode)}")
+        wrong = contract.mode_problem(mode)
+        if wrong is not None:
+            return error(ErrorCode.INVALID_PARAMETER, wrong)
         resource = self._resource(resource_id)
         cname = _channel(body)
         if resource.app_id != app_id or cname != resource.cname or body.get("uid") != resource.uid:

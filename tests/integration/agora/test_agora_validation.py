@@ -7,6 +7,7 @@ the emulator's rules cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -317,3 +318,21 @@ async def test_client_refuses_bad_channel_and_layout(emulator: EmulatorHandle) -
         await client.update_layout(emulator.app_id, "r", "s", "mix", body)
     assert caught.value.code == 1028
     assert emulator.emu.requests() == []
+
+
+async def test_a_mode_of_neither_kind_is_refused_in_plain_words(
+    emulator: EmulatorHandle,
+) -> None:
+    said = "mode must be one of mix, individual, not 'web'"
+    rid = await emulator.client().acquire(emulator.app_id, bodies.acquire())
+    with pytest.raises(InvalidRequestError, match=said) as refused:
+        await emulator.client().start(emulator.app_id, rid, "web", bodies.start_recording())
+    assert refused.value.code == 2 and emulator.emu.requests("start") == []
+    url = f"{emulator.base_url}/v1/apps/{emulator.app_id}/cloud_recording/resourceid/{rid}"
+    answer = await emulator.control().post(
+        f"{url}/mode/web/start",
+        content=json.dumps(bodies.start_recording()),
+        headers={"Content-Type": "application/json;charset=utf-8"},
+        auth=(emulator.customer_id, emulator.customer_secret),
+    )
+    assert (answer.status_code, answer.json()) == (400, {"code": 2, "reason": said})
