@@ -252,8 +252,8 @@ class AgoraClient(AsyncClosing):
             channel=_str(sent.body.get("cname")),
             uid=_str(sent.body.get("uid")),
         )
-        data, _ = await self._call(call)
-        return self._parse("acquire", wire.AcquireResponse, data).resourceId
+        data, status = await self._call(call)
+        return self._parse("acquire", wire.AcquireResponse, data, status).resourceId
 
     async def start(
         self, app_id: str, resource_id: str, mode: str, request: wire.StartRequest | RawBody
@@ -275,8 +275,8 @@ class AgoraClient(AsyncClosing):
             uid=_str(sent.body.get("uid")),
             resource_id=resource_id,
         )
-        data, _ = await self._call(call)
-        return self._parse("start", wire.StartResponse, data).sid
+        data, status = await self._call(call)
+        return self._parse("start", wire.StartResponse, data, status).sid
 
     async def update(
         self,
@@ -326,8 +326,8 @@ class AgoraClient(AsyncClosing):
         call.query = background
         call.channel = channel
         call.uid = None if uid is None else str(uid)  # as the other endpoints log it
-        data, _ = await self._call(call)
-        return self._parse("query", wire.QueryResponse, data)
+        data, status = await self._call(call)
+        return self._parse("query", wire.QueryResponse, data, status)
 
     async def stop(
         self,
@@ -343,10 +343,11 @@ class AgoraClient(AsyncClosing):
         when it had already ended, NoFilesError (435) when it stopped with nothing.
         """
         sent = self._checked("stop", wire.StopRequest, request, mode=mode)
-        data, _ = await self._call(
+        data, status = await self._call(
             self._sid_call("stop", "POST", app_id, resource_id, sid, mode, sent)
         )
-        return self._parse("stop", wire.StopResponse, data)
+        answer = self._parse("stop", wire.StopResponse, data, status)
+        return answer.model_copy(update={"partial": True}) if status == 206 else answer
 
     # ------------------------------------------------------------ internals
 
@@ -414,12 +415,12 @@ class AgoraClient(AsyncClosing):
             raise InvalidRequestError(endpoint, 0, code, reason) from None
         return _Body(parsed.to_wire(), tuple(parsed.secret_values()))
 
-    def _parse(self, endpoint: str, model: type[_M], data: Any) -> _M:
+    def _parse(self, endpoint: str, model: type[_M], data: Any, status: int) -> _M:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             reason = scrub("unexpected response: " + wire.validation_reason(exc))
-            raise RetryableError(endpoint, 200, None, reason) from None
+            raise RetryableError(endpoint, status, None, reason) from None
 
     async def _call(self, call: _Call) -> tuple[Any, int]:
         """Send `call`, retrying transient failures; returns (parsed JSON, status)."""

@@ -594,6 +594,10 @@ class StopResponse(_Response):
     resourceId: str
     sid: str
     serverResponse: StopServerResponse = Field(default_factory=StopServerResponse)
+    # Not in the body: it came with HTTP 206, which the reference's status table says
+    # means nobody sent streams during the whole recording, or some files were not
+    # uploaded to the storage.
+    partial: bool = Field(default=False, exclude=True)
 
 
 # ---------------------------------------------------------------- errors

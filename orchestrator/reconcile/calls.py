@@ -447,7 +447,8 @@ class SessionCalls:
             raise ActionFailed(f"stop unresolved, will resume: {exc}") from None
         else:
             server = answer.serverResponse
-            values["end_reason"] = reason
+            partial = " (HTTP 206: nobody sent streams, or some files were not uploaded)"
+            values["end_reason"] = reason + (partial if answer.partial else "")
             values["uploading_status"] = server.uploadingStatus
             files = file_list(server.fileList)
             if files is not None:

@@ -18,19 +18,21 @@ holds nothing and ends nothing the way Agora's code would.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
 from orchestrator.reconcile.plan import PlanPolicy
-from orchestrator.state import Intent, Phase
+from orchestrator.state import EndKind, Intent, Phase
 from tests.integration.conftest import FAST_RETRY
 from tests.integration.reconcile.conftest import World, manifest
 
 LAYOUT = "layout: {type: adaptive, background: '#000000'}\n"
 ATTEMPTS = FAST_RETRY.max_attempts
 NGINX_404 = "<html><head><title>404 Not Found</title></head><center>nginx</center></html>"
+JSON = "application/json"
 NGINX_400 = "<html><head><title>400 Bad Request</title></head><center>nginx</center></html>"
 
 
@@ -456,3 +458,30 @@ async def test_live_session_errors(world: World, row: LiveRow) -> None:
         assert all(r.ok for r in following.results), following.results
         assert len(world.recording()) == (0 if row.change == "remove" else 1)
         assert len(await world.store.live_sessions()) == len(world.recording())
+
+
+async def test_a_stop_answered_206_is_stopped_with_what_206_means(world: World) -> None:
+    world.write("a.yaml", manifest("alpha", "room-a", 101))
+    await world.apply()
+    (live,) = await world.store.live_sessions()
+    world.remove("a.yaml")
+    body = {"resourceId": live.resource_id, "sid": live.sid, "serverResponse": {}}
+    world.emulator.emu.fail_next(
+        "stop", "answer", status=206, body=json.dumps(body), content_type=JSON
+    )
+    (outcome,) = (await world.apply()).results
+    assert outcome.ok, outcome.message
+    ended = await world.store.get_session(live.id)
+    assert ended.phase is Phase.ENDED and ended.end_kind is EndKind.STOPPED
+    assert ended.end_reason == (
+        "stopped: manifest removed (HTTP 206: nobody sent streams, or some files were not uploaded)"
+    )
+    # A body that is not a stop's answer names the status it came with.
+    world.write("b.yaml", manifest("beta", "room-b", 102))
+    await world.apply()
+    world.remove("b.yaml")
+    world.emulator.emu.fail_next(
+        "stop", "answer", ATTEMPTS, status=206, body='{"code": 435}', content_type=JSON
+    )
+    (refused,) = (await world.apply()).results
+    assert not refused.ok and "stop: HTTP 206, unexpected response" in refused.message
