@@ -21,12 +21,14 @@ answer that is not Agora's for Agora's (`errors.ForeignAnswerError`).
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
 import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -40,6 +42,7 @@ from orchestrator.agora.errors import (
     AlreadyStartedError,
     AmbiguousStartError,
     InvalidRequestError,
+    RateLimitedError,
     RetryableError,
     StopAlreadyEndedError,
     error_from_response,
@@ -500,6 +503,8 @@ class AgoraClient(AsyncClosing):
                 raise final
             retryable = error if isinstance(error, RetryableError) else None
             pause = self._retry.delay(attempt) if retryable is not None else 0.0
+            if isinstance(error, RateLimitedError) and isinstance(answer, httpx.Response):
+                pause = max(pause, _retry_after(answer))  # what the server asked for
             # Another attempt only if it can begin before the call's total time is up.
             in_time = spent + latency + pause < self._retry.total
             retry = retryable is not None and attempt < self._retry.max_attempts and in_time
@@ -574,6 +579,24 @@ class AgoraClient(AsyncClosing):
 def _seg(value: str) -> str:
     """One URL path segment, percent-encoded."""
     return quote(value, safe="")
+
+
+_SECONDS = re.compile(r"[0-9]{1,9}")
+
+
+def _retry_after(answer: httpx.Response) -> float:
+    """The wait an answer's `Retry-After` asks for (RFC 9110: seconds, or an HTTP
+    date), in seconds; 0 when it has none or none that can be read."""
+    value = answer.headers.get("retry-after", "").strip()
+    if _SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+    if when.tzinfo is None:  # not an HTTP date (those are GMT)
+        return 0.0
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _str(value: Any) -> str | None:

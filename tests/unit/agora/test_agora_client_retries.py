@@ -8,14 +8,21 @@ the exact headers sent; response models tolerate extra fields and string numbers
 
 from __future__ import annotations
 
+import email.utils
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from orchestrator.agora.client import CONTENT_TYPE, AgoraClient, RateLimiter, RetryPolicy
-from orchestrator.agora.errors import AlreadyStartedError, AmbiguousStartError, RetryableError
+from orchestrator.agora.errors import (
+    AlreadyStartedError,
+    AmbiguousStartError,
+    RateLimitedError,
+    RetryableError,
+)
 from orchestrator.agora.wire import QueryResponse
 
 START_BODY = {"cname": "room", "uid": "1", "clientRequest": {"recordingConfig": {}}}
@@ -151,3 +158,31 @@ def test_query_response_tolerates_strings_and_extra_fields() -> None:
     )
     assert parsed.serverResponse.status == 5
     assert parsed.serverResponse.sliceStartTime == 1562724971626
+
+
+def _limited(retry_after: str) -> httpx.Response:
+    return httpx.Response(
+        429, json={"message": "API rate limit exceeded"}, headers={"Retry-After": retry_after}
+    )
+
+
+async def test_a_429_waits_at_least_what_its_retry_after_asks() -> None:
+    sleeps: list[float] = []
+    client = _client([_limited("3"), _limited("junk"), OK_START], sleeps)
+    assert await client.start("app", "rid", "mix", START_BODY) == "sid1"
+    # Its own backoff (1 s, then 2 s) where the header asks less or cannot be read.
+    assert sleeps == [3.0, 2.0]
+    sleeps.clear()
+    soon = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    client = _client([_limited(soon), OK_START], sleeps)
+    assert await client.start("app", "rid", "mix", START_BODY) == "sid1"
+    ((slept,),) = [sleeps]
+    assert 15.0 <= slept <= 20.0
+
+
+async def test_a_retry_after_past_the_calls_deadline_ends_the_call() -> None:
+    sleeps: list[float] = []
+    client = _client([_limited("600")], sleeps)  # the call's 60 s are not enough
+    with pytest.raises(RateLimitedError):
+        await client.start("app", "rid", "mix", START_BODY)
+    assert sleeps == []
