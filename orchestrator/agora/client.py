@@ -27,7 +27,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -522,6 +522,10 @@ class AgoraClient(AsyncClosing):
                         attempts=attempt,
                         seconds=self._retry.total,
                     )
+                    # Its reason speaks of the last attempt: the call's own end too.
+                    spent_all = f"the call's {self._retry.total:g} s are spent"
+                    ended = replace(retryable, reason=f"{retryable.reason}; {spent_all}")
+                    raise ended from error.__cause__
                 raise error
             ambiguous = ambiguous or retryable.ambiguous
             spent += latency + pause

@@ -184,9 +184,11 @@ async def test_one_call_ends_within_its_total_time_across_attempts() -> None:
             timeout=httpx.Timeout(10.0),
             deadline=0.5,
         )
-        with capture_logs() as logs, pytest.raises(RetryableError):
+        with capture_logs() as logs, pytest.raises(RetryableError) as caught:
             await asyncio.wait_for(client.query(APP_ID, "rid", "sid", "mix"), timeout=40)
         await client.aclose()
+    # The error says the call's time is spent, not only the last attempt's deadline.
+    assert str(caught.value).endswith("deadline; the call's 1.2 s are spent"), caught.value
     calls = [e for e in logs if e["event"] == "api.call"]
     assert server.requests == 3 == len(calls)
     assert [e["outcome"] for e in calls] == ["retry", "retry", "error"]
