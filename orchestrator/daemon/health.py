@@ -72,8 +72,12 @@ class Health:
         if not self.ready:
             return False, "the first reconcile pass has not finished"
         if not self.store_ok:
-            # A pass's store error (a lock, a damaged or lost file): the log says which.
-            return False, "the state store failed the last pass (see reconcile.pass_failed)"
+            # A pass's store error (a lock, a damaged or lost file), or the replicas' lock
+            # connection failing a check: the log says which.
+            return False, (
+                "the state store failed the last pass or ownership check "
+                "(see reconcile.pass_failed, ownership.unavailable)"
+            )
         if not self._writable():
             # Not ready until a write goes through again (not at the next read that
             # works: reads often work while writes fail), so readiness does not flap.

@@ -50,8 +50,10 @@ class Ownership:
         *,
         metrics: Metrics | None = None,
         ready: Callable[[], bool],
+        unavailable: Callable[[], None] = lambda: None,
     ) -> None:
         self._rt = runtime
+        self._unavailable = unavailable  # the store's server failed a round or a check
         self._own = runtime.ownership
         self._tasks = tasks
         self._metrics = metrics
@@ -118,6 +120,7 @@ class Ownership:
             except StoreError as exc:
                 own.lost()
                 log.error("ownership.unavailable", error=str(exc))
+                self._unavailable()
             if own.owned != before:
                 await self._changed(before, own.owned)
 
@@ -172,6 +175,7 @@ class Ownership:
         except StoreError as exc:
             own.lost()
             log.error("ownership.unavailable", error=str(exc))
+            self._unavailable()
         await self._changed(before, own.owned)
 
     def _say_if_twinned(self, theirs: list[str]) -> None:

@@ -108,7 +108,11 @@ class Daemon:
         self._timeline = TimelineCache()
         self._reloader = Reloader(runtime, manifests, helper or ParseHelper())
         self._ownership = Ownership(
-            runtime, self.tasks, metrics=metrics, ready=lambda: self._health.ready
+            runtime,
+            self.tasks,
+            metrics=metrics,
+            ready=lambda: self._health.ready,
+            unavailable=self._health.store_failed,
         )
         self._timers = Timers(
             self.tasks,

@@ -85,6 +85,25 @@ LOCK_STATEMENT_TIMEOUT = 4.0
 LISTEN_RETRY = 1.0
 
 
+async def _until(work: Awaitable[_T], conn: AsyncConnection[TupleRow], deadline: float) -> _T:
+    """`work` on `conn` until `deadline` (the loop's time), else TimeoutError. Past it,
+    the connection is closed before the work is cancelled: psycopg would spend up to
+    5 s more asking a server that does not answer to cancel the statement."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=deadline - asyncio.get_running_loop().time())
+    finally:
+        if not task.done():  # past the deadline, or our caller cancelled
+            await conn.close()
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # what the closed connection raised: the timeout says it
+    if task not in done:
+        raise TimeoutError
+    return task.result()
+
+
 class PostgresOwnership:
     """This replica's App IDs: session-level advisory locks on a dedicated connection.
 
@@ -146,18 +165,28 @@ class PostgresOwnership:
 
     async def _do(self, operation: Callable[[AsyncConnection[TupleRow]], Awaitable[_T]]) -> _T:
         """Run `operation` on the lock connection, bounded; a failure means every lock
-        may be gone: the connection is dropped and StoreUnavailableError raised."""
-        async with self._lock:
+        may be gone: the connection is dropped and StoreUnavailableError raised.
+
+        The bound counts from the call, its wait for the connection's turn included (a
+        check behind a round that hangs fails with it, not after it): it is
+        LOCK_STATEMENT_TIMEOUT (+1 s), with CONNECT_TIMEOUT more where it connects."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_STATEMENT_TIMEOUT + 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._lock.acquire()
             try:
-                async with asyncio.timeout(LOCK_STATEMENT_TIMEOUT + CONNECT_TIMEOUT + 1):
+                if self._conn is None or self._conn.closed:
+                    deadline += CONNECT_TIMEOUT
+                async with asyncio.timeout_at(deadline):
                     conn = await self._connection()
-                    return await operation(conn)
-            except (psycopg.Error, TimeoutError) as exc:
-                await self._drop()
-                detail = str(exc) or "no answer in time"
-                raise StoreUnavailableError(
-                    self._target.location, self._target.redact(detail)
-                ) from None
+                return await _until(operation(conn), conn, deadline)
+            finally:
+                self._lock.release()
+        except (psycopg.Error, TimeoutError) as exc:
+            await self._drop()
+            detail = self._target.redact(str(exc) or "no answer in time")
+            raise StoreUnavailableError(self._target.location, detail) from None
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None

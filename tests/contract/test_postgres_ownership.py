@@ -7,17 +7,22 @@ write nothing more about its sessions, neither an intent nor an outcome nor any
 other update (StoreFencedError, nothing written), while its reads go on and the
 new owner writes freely; a hand-over (release, claim) keeps the sessions;
 `owners()` says who holds what; a dropped lock connection leaves the replica owning
-nothing; another database on the same server is another deployment (its locks are
+nothing, and so does a server that stops answering, within the lock connection's
+bound counted from the check (its wait behind a round that hangs included); another
+database on the same server is another deployment (its locks are
 neither members nor owners here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +33,7 @@ from orchestrator.state import (
     SessionNotFoundError,
     StoreFencedError,
     StoreUnavailableError,
+    ownership,
 )
 from orchestrator.state.postgres import PostgresOwnership, PostgresStore, open_postgres_store
 from tests.postgres import PostgresCluster
@@ -287,3 +293,89 @@ async def test_the_lock_connection_has_keepalive_on_both_ends(
         assert params["keepalives"] == "1" and params["keepalives_idle"] == "5"
     finally:
         await a.aclose()
+
+
+class Relay:
+    """A TCP relay to the PostgreSQL server on 127.0.0.1 that can stop passing bytes
+    on (`freeze`): a server that hangs, or a network cut that no reset announces.
+    What it holds back is passed on after `thaw`."""
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._moving = asyncio.Event()
+        self._moving.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def __aenter__(self) -> Relay:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        self._writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._tasks.add(task)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                await self._moving.wait()
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    def freeze(self) -> None:
+        self._moving.clear()
+
+    def thaw(self) -> None:
+        self._moving.set()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.thaw()
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+async def test_a_server_that_stops_answering_is_noticed_within_the_bound_of_the_check(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ownership, "LOCK_STATEMENT_TIMEOUT", 1.0)
+    bound = ownership.LOCK_STATEMENT_TIMEOUT + 1  # a connection open: no connect time
+    port = urlsplit(postgres_url).port
+    async with Relay(port) as relay:
+        url = postgres_url.replace(f":{port}/", f":{relay.port}/")
+        store = await open_postgres_store(url, create=True)
+        own = PostgresOwnership(store, "A")
+        try:
+            assert await own.claim("app1")
+            relay.freeze()
+            # A round holds the lock connection's turn, and hangs on the server.
+            survey = asyncio.create_task(own.survey())
+            await asyncio.sleep(0)  # it runs up to its first statement, the lock taken
+            assert own._lock.locked()
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="no answer in time"):
+                await own.check()
+            waited = time.monotonic() - started
+            assert own.owned == frozenset()
+            with pytest.raises(StoreUnavailableError):
+                await survey
+            # Each within its own bound from its call: not the round's bound and then
+            # the check's, nor psycopg's wait for a cancel the server never answers.
+            assert waited < 2 * bound, waited
+            assert time.monotonic() - started < 2 * bound
+        finally:
+            relay.thaw()
+            await own.aclose()
+            await store.aclose()

@@ -7,7 +7,8 @@ the PostgreSQL server itself goes away for a while.
 - The server stopped: both replicas keep running, own nothing, send no mutating call
   and log `ownership.unavailable` (and go on to plan without acting); once it is back
   every App ID is owned again and the recordings went on throughout (no session
-  ended, none started anew).
+  ended, none started anew). A replica with no pass due answers `/readyz` 503 from
+  its failed check of the lock connection on, and 200 once it owns and adopts again.
 
 Both end with the reliability checker (no duplicate, no 53, no late stop, coverage).
 How long a takeover takes is a figure (`takeover_s`, printed), measured by
@@ -325,3 +326,39 @@ async def test_postgres_down(rig: Rig, postgres_cluster: PostgresCluster) -> Non
         d.target for d in win
     }
     assert_invariants(report, figures)
+
+
+async def test_a_replica_that_loses_its_store_is_not_ready_until_it_is_back(
+    rig: Rig, postgres_cluster: PostgresCluster
+) -> None:
+    # No resync and no window boundary for an hour: no pass would fail to tell it.
+    await rig.start_emulator(apps=1, seed=23)
+    rig.write_config(resync="1h", claim_interval="1s", metrics=True)
+    init = await rig.cli("init", "--config", str(rig.config))
+    assert init.code == 0, init.stderr
+    always, texts = always_on(rig, "pg-ready", 1)
+    await write_recordings(rig, "always.yaml", always, texts)
+    daemon = await rig.start_daemon(within=60)
+    await wait_live(rig, always, 30)
+    assert await rig.health("/readyz") == 200
+    try:
+        await asyncio.to_thread(postgres_cluster.stop)
+        await daemon.wait_event("ownership.unavailable", within=HANG)
+        # Told by the failed check of the lock connection, not by a pass.
+        await wait_until(
+            lambda: _answers(rig, 503),
+            within=HANG,
+            what="/readyz to answer 503 after the failed check",
+            alive=daemon,
+        )
+    finally:
+        await asyncio.to_thread(postgres_cluster.start)
+    # Its App ID claimed again and adopted (a pass that reads and writes): ready again.
+    await wait_until(
+        lambda: _answers(rig, 200), within=HANG, what="/readyz 200 again", alive=daemon
+    )
+    assert await rig.stop_daemon(daemon) == 0
+
+
+async def _answers(rig: Rig, status: int) -> bool:
+    return await rig.health("/readyz") == status
