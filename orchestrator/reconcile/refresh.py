@@ -150,7 +150,7 @@ class _Round(NamedTuple):
                     return None
             if self.pace is not None:
                 if not await self.pace(session):
-                    _skipped(session, "its App ID was handed over")
+                    _skipped(session, "this replica no longer owns its App ID")
                     return None
                 # The round waited for this turn: a stop (or an exit a notification
                 # told) may have ended the session meanwhile, and its query would only
