@@ -98,10 +98,13 @@ class RecordingStatus:
     next_attempt: datetime | None = None
     # Its manifest file does not load: this is its last known good version.
     kept: bool = False
+    # Its session is unmanageable, and a start since met 53 on the target: Agora says
+    # that session still records (DESIGN: count it as recording).
+    by_53: bool = False
 
     @property
     def recording(self) -> bool:
-        return self.session is not None and self.session.phase in _RECORDING
+        return self.by_53 or (self.session is not None and self.session.phase in _RECORDING)
 
     @property
     def wanted(self) -> bool:
@@ -441,6 +444,16 @@ def _status(
     if should is Should.RECORD:
         if base.recording:
             return _with(base, error)
+        if (
+            session is not None
+            and session.phase is Phase.UNMANAGEABLE
+            and last is not None
+            and last.end_kind is EndKind.CONFLICT
+            and last.created_at >= session.created_at
+        ):
+            met = f"{last.ended_at:%H:%M:%S}" if last.ended_at else "-"
+            message = f"its unmanageable session records: a start met 53 at {met}"
+            return dataclasses.replace(_with(base, error, None, message), by_53=True)
         return _why_not(base, session, last, notes, starting, error)
     if session is not None and session.phase is not Phase.UNMANAGEABLE:
         message = "its window is over" if should is not Should.SUSPENDED else "suspended"

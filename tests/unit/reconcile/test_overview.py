@@ -241,6 +241,25 @@ def test_unmanageable_sessions_are_listed_with_the_command_to_forget_them() -> N
     assert "1 unmanageable" in view.summary()
 
 
+@pytest.mark.parametrize("after", [True, False], ids=["53-since", "53-before-it"])
+def test_an_unmanageable_session_a_later_start_met_53_on_counts_as_recording(
+    after: bool,
+) -> None:
+    stuck = session(phase=Phase.UNMANAGEABLE, sid=None, created_at=NOW - timedelta(minutes=9))
+    met = failed_start("failed: conflict (53)", kind=EndKind.CONFLICT, ago=60)
+    met = replace(met, created_at=NOW - timedelta(minutes=1 if after else 20))
+    view = look(desired(), live=[stuck], latest_ended={"standup": met})
+    (status,) = view.recordings
+    assert status.recording is after and status.doing == "unmanageable"
+    assert (view.tally.recording, len(view.not_recording)) == ((1, 0) if after else (0, 1))
+    if after:  # Agora says the target is recorded; the session still needs an operator
+        assert status.reason is None
+        assert status.message == "its unmanageable session records: a start met 53 at 09:59:00"
+        assert view.unmanageable == (stuck,) and not view.ok
+    else:
+        assert status.reason is Reason.UNMANAGEABLE
+
+
 def test_held_counts_each_manifest_once_a_reason_and_those_on_their_kept_version() -> None:
     kept = desired(name="kept", source_file="recordings.d/broken.yaml")
     waiting = desired(name="waiting")
