@@ -512,7 +512,8 @@ class Manifest(Section):
 
         A fixed `token` is valid for 24 hours at most and Cloud Recording cannot renew
         it: it cannot serve a schedule that repeats or never ends (a cron, several
-        windows, `always`) or one window longer than that. `startingDeadline` is about
+        windows, `always`) or one window longer than that; and a window longer than
+        `resourceExpiredHour` rolls over to `rolloverUid` with that same token. `startingDeadline` is about
         joining a finite window late; an always-on recording has no window start (the
         planner ignores it there). `defer` waits for the next window, which `always`
         never has.
@@ -533,6 +534,15 @@ class Manifest(Section):
                     ("token",),
                     "a fixed token expires (24 h at most) and cannot be renewed: give the app "
                     "profile an appCertificate so that each start gets a fresh token",
+                )
+            )
+        elif self.token is not None and self._outlives_a_resource():
+            found.append(
+                (
+                    ("token",),
+                    f"a window outlives resourceExpiredHour: it rolls over to rolloverUid "
+                    f"{self.rollover_uid} with this same token, which must then admit any "
+                    "uid (a token for uid 0); or give the app profile an appCertificate",
                 )
             )
         if self.schedule.always is None:
@@ -562,6 +572,14 @@ class Manifest(Section):
         if windows is None:  # cron or always
             return True
         return len(windows) > 1 or windows[0].end - windows[0].start > MAX_TOKEN_LIFETIME
+
+    def _outlives_a_resource(self) -> bool:
+        """Whether a window is longer than `resourceExpiredHour` (when written): its
+        session rolls over before the resource ID expires."""
+        hours, windows = self.resource_expired_hour, self.schedule.windows
+        if hours is None or windows is None:
+            return False
+        return any(w.end - w.start > timedelta(hours=hours) for w in windows)
 
     def last_window_end(self) -> datetime | None:
         """The end of the last explicit window (None for cron and always schedules)."""

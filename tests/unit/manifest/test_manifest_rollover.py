@@ -312,6 +312,7 @@ def test_a_cache_reload_sees_a_new_rollover_clash(tmp_path: Path) -> None:
 # --- a fixed token ----------------------------------------------------------------------
 
 ONE_HOUR = {"windows": [{"start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"}]}
+NINETY_MINUTES = {"windows": [{"start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:30:00Z"}]}
 TWO_WINDOWS = {
     "windows": [
         {"start": "2026-06-01T10:00:00Z", "end": "2026-06-01T11:00:00Z"},
@@ -341,6 +342,26 @@ def test_a_fixed_token_that_cannot_last_is_a_warning(schedule: object, warned: b
     with_token = with_(MIX, schedule=schedule, token={"env": "TOKEN"})
     assert token_findings(with_token) == ([(("token",), TOKEN_WARNING)] if warned else [])
     assert token_findings(with_(MIX, schedule=schedule)) == []
+
+
+@pytest.mark.parametrize(("hours", "warned"), [(1, True), (2, False), (None, False)])
+def test_a_fixed_token_in_a_window_that_outlives_its_resource_is_a_warning(
+    hours: int | None, warned: bool
+) -> None:
+    doc = with_(MIX, schedule=NINETY_MINUTES, token={"env": "TOKEN"})
+    if hours is not None:
+        doc["resourceExpiredHour"] = hours
+    manifest = build(doc)
+    found = [text for loc, text in manifest.ineffective_settings() if loc == ("token",)]
+    assert found == (
+        [
+            "a window outlives resourceExpiredHour: it rolls over to rolloverUid "
+            f"{manifest.rollover_uid} with this same token, which must then admit any uid "
+            "(a token for uid 0); or give the app profile an appCertificate"
+        ]
+        if warned
+        else []
+    )
 
 
 def test_the_token_warning_is_placed_and_strict(tmp_path: Path) -> None:
