@@ -27,7 +27,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -349,8 +349,7 @@ class AgoraClient(AsyncClosing):
         data, status = await self._call(
             self._sid_call("stop", "POST", app_id, resource_id, sid, mode, sent)
         )
-        answer = self._parse("stop", wire.StopResponse, data, status)
-        return answer.model_copy(update={"partial": True}) if status == 206 else answer
+        return self._parse("stop", wire.StopResponse, data, status).answered(status)
 
     # ------------------------------------------------------------ internals
 
@@ -503,8 +502,10 @@ class AgoraClient(AsyncClosing):
                 raise final
             retryable = error if isinstance(error, RetryableError) else None
             pause = self._retry.delay(attempt) if retryable is not None else 0.0
+            asked = 0.0  # what a 429's Retry-After asks for
             if isinstance(error, RateLimitedError) and isinstance(answer, httpx.Response):
-                pause = max(pause, _retry_after(answer))  # what the server asked for
+                asked = _retry_after(answer)
+                pause = max(pause, asked)
             # Another attempt only if it can begin before the call's total time is up.
             in_time = spent + latency + pause < self._retry.total
             retry = retryable is not None and attempt < self._retry.max_attempts and in_time
@@ -523,9 +524,12 @@ class AgoraClient(AsyncClosing):
                         seconds=self._retry.total,
                     )
                     # Its reason speaks of the last attempt: the call's own end too.
-                    spent_all = f"the call's {self._retry.total:g} s are spent"
-                    ended = replace(retryable, reason=f"{retryable.reason}; {spent_all}")
-                    raise ended from error.__cause__
+                    total = f"{self._retry.total:g} s"
+                    retryable.add_reason(
+                        f"Retry-After asked {asked:g} s, more than the call's {total} had left"
+                        if asked > 0 and asked == pause
+                        else f"the call's {total} are spent"
+                    )
                 raise error
             ambiguous = ambiguous or retryable.ambiguous
             spent += latency + pause

@@ -103,6 +103,11 @@ class AgoraError(OrchestratorError):
     def __post_init__(self) -> None:
         super().__init__(self._message())
 
+    def add_reason(self, more: str) -> None:
+        """Say `more` after the reason (the call's own end after its last attempt's)."""
+        self.reason = f"{self.reason}; {more}" if self.reason else more
+        self.args = (self._message(),)
+
     def _message(self) -> str:
         parts = [f"{self.endpoint}: HTTP {self.status}" if self.status else self.endpoint]
         if self.code is not None:

@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    PrivateAttr,
     SerializationInfo,
     ValidationError,
     ValidationInfo,
@@ -594,10 +595,19 @@ class StopResponse(_Response):
     resourceId: str
     sid: str
     serverResponse: StopServerResponse = Field(default_factory=StopServerResponse)
-    # Not in the body: it came with HTTP 206, which the reference's status table says
-    # means nobody sent streams during the whole recording, or some files were not
-    # uploaded to the storage.
-    partial: bool = Field(default=False, exclude=True)
+    # Not in the body (no answer can set it): it came with HTTP 206, which the
+    # reference's status table says means nobody sent streams during the whole
+    # recording, or some files were not uploaded to the storage.
+    _status: int = PrivateAttr(default=200)
+
+    def answered(self, status: int) -> Self:
+        """This answer, as it came with HTTP `status`."""
+        self._status = status
+        return self
+
+    @property
+    def partial(self) -> bool:
+        return self._status == 206
 
 
 # ---------------------------------------------------------------- errors

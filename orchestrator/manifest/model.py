@@ -513,10 +513,11 @@ class Manifest(Section):
         A fixed `token` is valid for 24 hours at most and Cloud Recording cannot renew
         it: it cannot serve a schedule that repeats or never ends (a cron, several
         windows, `always`) or one window longer than that; and a window longer than
-        `resourceExpiredHour` rolls over to `rolloverUid` with that same token. `startingDeadline` is about
-        joining a finite window late; an always-on recording has no window start (the
-        planner ignores it there). `defer` waits for the next window, which `always`
-        never has.
+        `resourceExpiredHour` rolls over to `rolloverUid` with that same token.
+
+        `startingDeadline` is about joining a finite window late; an always-on recording
+        has no window start (the planner ignores it there). `defer` waits for the next
+        window, which `always` never has.
         """
         found: list[tuple[Loc, str]] = []
         fps = self.transcoding.fps if self.transcoding is not None else None

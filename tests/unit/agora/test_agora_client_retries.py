@@ -20,6 +20,7 @@ from orchestrator.agora.client import CONTENT_TYPE, AgoraClient, RateLimiter, Re
 from orchestrator.agora.errors import (
     AlreadyStartedError,
     AmbiguousStartError,
+    ForeignAnswerError,
     RateLimitedError,
     RetryableError,
 )
@@ -34,6 +35,7 @@ def _client(
     answers: list[Callable[[httpx.Request], httpx.Response] | httpx.Response],
     sleeps: list[float],
     seen: list[httpx.Request] | None = None,
+    total: float = 60.0,
 ) -> AgoraClient:
     queue = list(answers)
 
@@ -53,7 +55,12 @@ def _client(
         http=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
         limiter=RateLimiter(per_second=1000),
         retry=RetryPolicy(
-            max_attempts=4, base_delay=1.0, max_delay=8.0, sleep=sleep, random=lambda: 1.0
+            max_attempts=4,
+            base_delay=1.0,
+            max_delay=8.0,
+            total=total,
+            sleep=sleep,
+            random=lambda: 1.0,
         ),
     )
 
@@ -183,6 +190,27 @@ async def test_a_429_waits_at_least_what_its_retry_after_asks() -> None:
 async def test_a_retry_after_past_the_calls_deadline_ends_the_call() -> None:
     sleeps: list[float] = []
     client = _client([_limited("600")], sleeps)  # the call's 60 s are not enough
-    with pytest.raises(RateLimitedError):
+    with pytest.raises(RateLimitedError) as caught:
         await client.start("app", "rid", "mix", START_BODY)
     assert sleeps == []
+    assert str(caught.value).endswith("Retry-After asked 600 s, more than the call's 60 s had left")
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (httpx.Response(502, text="<html>bad gateway</html>"), ForeignAnswerError),
+        (httpx.Response(500, json={"code": 99, "reason": "busy"}), RetryableError),
+    ],
+    ids=["a-proxy-page", "agora-5xx"],
+)
+async def test_a_call_out_of_time_says_so_whatever_its_last_error(
+    answer: httpx.Response, kind: type[RetryableError]
+) -> None:
+    sleeps: list[float] = []
+    client = _client([answer] * 4, sleeps, total=2.5)
+    with pytest.raises(kind) as caught:
+        await client.start("app", "rid", "mix", START_BODY)
+    assert type(caught.value) is kind
+    assert str(caught.value).endswith("; the call's 2.5 s are spent"), caught.value
+    assert sleeps == [1.0]  # the second backoff would have ended past the 2.5 s
