@@ -38,6 +38,7 @@ class Health:
         self._writable = writable
         self.ready = False
         self.store_ok = True  # the store could be read by the last pass
+        self.lock_ok = True  # replicas: the lock connection answered its last round or check
         self.summary = ""
         self.overview: Overview | None = None
         self.plan: Plan | None = None  # the last pass's, for the status page's timeline
@@ -49,6 +50,10 @@ class Health:
         self.store_ok = False
         if self._metrics is not None:
             self._metrics.set_store_up(False)
+
+    def lock_answered(self, ok: bool) -> None:
+        """Replicas: whether the lock connection answered a round or a check."""
+        self.lock_ok = ok
 
     def store_answered(self) -> None:
         self.store_ok = True
@@ -72,12 +77,12 @@ class Health:
         if not self.ready:
             return False, "the first reconcile pass has not finished"
         if not self.store_ok:
-            # A pass's store error (a lock, a damaged or lost file), or the replicas' lock
-            # connection failing a check: the log says which.
-            return False, (
-                "the state store failed the last pass or ownership check "
-                "(see reconcile.pass_failed, ownership.unavailable)"
-            )
+            # A pass's store error (a lock, a damaged or lost file): the log says which.
+            return False, "the state store failed the last pass (see reconcile.pass_failed)"
+        if not self.lock_ok:
+            # Replicas: owning nothing until the server answers (ownership.unavailable).
+            return False, "the state store's server failed the last ownership check"
+
         if not self._writable():
             # Not ready until a write goes through again (not at the next read that
             # works: reads often work while writes fail), so readiness does not flap.

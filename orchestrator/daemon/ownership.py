@@ -50,10 +50,10 @@ class Ownership:
         *,
         metrics: Metrics | None = None,
         ready: Callable[[], bool],
-        unavailable: Callable[[], None] = lambda: None,
+        answered: Callable[[bool], None] = lambda _ok: None,
     ) -> None:
         self._rt = runtime
-        self._unavailable = unavailable  # the store's server failed a round or a check
+        self._answered = answered  # whether the lock connection answered a round or check
         self._own = runtime.ownership
         self._tasks = tasks
         self._metrics = metrics
@@ -120,7 +120,7 @@ class Ownership:
             except StoreError as exc:
                 own.lost()
                 log.error("ownership.unavailable", error=str(exc))
-                self._unavailable()
+                self._answered(False)
             if own.owned != before:
                 await self._changed(before, own.owned)
 
@@ -175,7 +175,9 @@ class Ownership:
         except StoreError as exc:
             own.lost()
             log.error("ownership.unavailable", error=str(exc))
-            self._unavailable()
+            self._answered(False)
+        else:
+            self._answered(True)
         await self._changed(before, own.owned)
 
     def _say_if_twinned(self, theirs: list[str]) -> None:

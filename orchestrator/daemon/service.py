@@ -112,7 +112,7 @@ class Daemon:
             self.tasks,
             metrics=metrics,
             ready=lambda: self._health.ready,
-            unavailable=self._health.store_failed,
+            answered=self._health.lock_answered,
         )
         self._timers = Timers(
             self.tasks,

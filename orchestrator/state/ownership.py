@@ -88,20 +88,27 @@ LISTEN_RETRY = 1.0
 async def _until(work: Awaitable[_T], conn: AsyncConnection[TupleRow], deadline: float) -> _T:
     """`work` on `conn` until `deadline` (the loop's time), else TimeoutError. Past it,
     the connection is closed before the work is cancelled: psycopg would spend up to
-    5 s more asking a server that does not answer to cancel the statement."""
+    5 s more asking a server that does not answer to cancel the statement. A caller
+    cancelled meanwhile cancels the work as psycopg does, the connection kept."""
     task = asyncio.ensure_future(work)
     try:
         done, _ = await asyncio.wait({task}, timeout=deadline - asyncio.get_running_loop().time())
-    finally:
-        if not task.done():  # past the deadline, or our caller cancelled
-            await conn.close()
-            task.cancel()
-            await asyncio.wait({task})
-            if not task.cancelled():
-                task.exception()  # what the closed connection raised: the timeout says it
-    if task not in done:
-        raise TimeoutError
-    return task.result()
+    except asyncio.CancelledError:
+        await _cancelled(task)
+        raise
+    if task in done:
+        return task.result()
+    await conn.close()
+    await _cancelled(task)
+    raise TimeoutError
+
+
+async def _cancelled(task: asyncio.Future[_T]) -> None:
+    """`task` cancelled and ended, what it raised retrieved (the caller says why)."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()
 
 
 class PostgresOwnership:
@@ -143,43 +150,59 @@ class PostgresOwnership:
         )
         return kwargs
 
-    async def _connection(self) -> AsyncConnection[TupleRow]:
+    async def _connection(self, deadline: float) -> AsyncConnection[TupleRow]:
+        """The lock connection, opened (and its membership lock taken) if need be, by
+        `deadline` (the loop's time)."""
         if self._conn is not None and not self._conn.closed:
             return self._conn
         if self._conn is not None:  # closed under us: its session, and locks, are gone
             self._conn = None
             self.lost()
-        conn = await AsyncConnection.connect(self._target.url, **self._kwargs(""))
-        await conn.execute(
-            f"SET TimeZone = 'UTC'; SET statement_timeout = '{int(LOCK_STATEMENT_TIMEOUT)}s'; "
-            f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE}; "
-            f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL}; "
-            f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}; "
-            f"SET tcp_user_timeout = {TCP_USER_TIMEOUT_MS}"
-        )
-        await conn.execute(
-            "SELECT pg_advisory_lock(%s::int, pg_backend_pid())", (MEMBERSHIP_LOCK_CLASS,)
-        )
+        async with asyncio.timeout_at(deadline):
+            conn = await AsyncConnection.connect(self._target.url, **self._kwargs(""))
+
+        async def set_up() -> None:
+            await conn.execute(
+                f"SET TimeZone = 'UTC'; SET statement_timeout = "
+                f"'{int(LOCK_STATEMENT_TIMEOUT)}s'; "
+                f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE}; "
+                f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL}; "
+                f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}; "
+                f"SET tcp_user_timeout = {TCP_USER_TIMEOUT_MS}"
+            )
+            await conn.execute(
+                "SELECT pg_advisory_lock(%s::int, pg_backend_pid())", (MEMBERSHIP_LOCK_CLASS,)
+            )
+
+        try:
+            await _until(set_up(), conn, deadline)
+        except BaseException:
+            await conn.close()
+            raise
         self._conn = conn
         return conn
 
-    async def _do(self, operation: Callable[[AsyncConnection[TupleRow]], Awaitable[_T]]) -> _T:
-        """Run `operation` on the lock connection, bounded; a failure means every lock
-        may be gone: the connection is dropped and StoreUnavailableError raised.
+    async def _do(
+        self,
+        operation: Callable[[AsyncConnection[TupleRow]], Awaitable[_T]],
+        statements: int = 1,
+    ) -> _T:
+        """Run `operation` (of at most `statements` statements) on the lock connection,
+        bounded; a failure means every lock may be gone: the connection is dropped and
+        StoreUnavailableError raised.
 
-        The bound counts from the call, its wait for the connection's turn included (a
-        check behind a round that hangs fails with it, not after it): it is
-        LOCK_STATEMENT_TIMEOUT (+1 s), with CONNECT_TIMEOUT more where it connects."""
+        The bound counts from the call, its wait for the connection's turn included:
+        LOCK_STATEMENT_TIMEOUT a statement (+1 s), with CONNECT_TIMEOUT and the
+        connection's two statements more where it connects."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + LOCK_STATEMENT_TIMEOUT + 1
+        deadline = loop.time() + LOCK_STATEMENT_TIMEOUT * statements + 1
         try:
             async with asyncio.timeout_at(deadline):
                 await self._lock.acquire()
             try:
                 if self._conn is None or self._conn.closed:
-                    deadline += CONNECT_TIMEOUT
-                async with asyncio.timeout_at(deadline):
-                    conn = await self._connection()
+                    deadline += CONNECT_TIMEOUT + 2 * LOCK_STATEMENT_TIMEOUT
+                conn = await self._connection(deadline)
                 return await _until(operation(conn), conn, deadline)
             finally:
                 self._lock.release()
@@ -221,7 +244,7 @@ class PostgresOwnership:
                     self._owned.pop(app_id)  # not ours any more: stop acting on it
             return (int(members[0]) if members else 1), holders
 
-        count, holders = await self._do(look)
+        count, holders = await self._do(look, statements=2)
         self._store.fence(self._owned)
         return max(count, 1), holders
 
@@ -266,7 +289,7 @@ class PostgresOwnership:
 
         if app_id in self._owned:
             return True
-        epoch = await self._do(take)
+        epoch = await self._do(take, statements=4)
         if epoch is None:
             return False
         self._owned[app_id] = epoch
@@ -327,9 +350,9 @@ class PostgresOwnership:
         async with self._lock:
             conn = self._conn
             if conn is not None and not conn.closed:
+                deadline = asyncio.get_running_loop().time() + LOCK_STATEMENT_TIMEOUT
                 with contextlib.suppress(psycopg.Error, TimeoutError):
-                    async with asyncio.timeout(LOCK_STATEMENT_TIMEOUT):
-                        await conn.execute("SELECT pg_advisory_unlock_all()")
+                    await _until(conn.execute("SELECT pg_advisory_unlock_all()"), conn, deadline)
             await self._drop()
 
 

@@ -4,7 +4,7 @@ Two always-on recordings, a daemon running. `state.db` is removed and a director
 is made in its place (a bad deploy). The daemon cannot write the store back, so:
 
 - every pass fails and says so: its error names the backup `state.db.restore` and
-  what to do, and `/readyz` answers 503 ("the state store failed the last pass or ownership check");
+  what to do, and `/readyz` answers 503 ("the state store failed the last pass");
 - the backup is a complete store with both recordings' sids after a second pass
   (the next resync's, then a reload's) too: the second pass used to truncate the
   first one's backup;
