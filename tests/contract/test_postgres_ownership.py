@@ -68,6 +68,20 @@ async def stores(postgres_url: str) -> AsyncIterator[tuple[PostgresStore, Postgr
         await second.aclose()
 
 
+@pytest.fixture
+async def replicas(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> AsyncIterator[tuple[PostgresOwnership, PostgresOwnership]]:
+    """Replicas A and B, one on each store, A owning app1."""
+    a, b = (PostgresOwnership(store, name) for store, name in zip(stores, "AB", strict=True))
+    try:
+        assert await a.claim("app1")
+        yield a, b
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
 async def test_one_owner_per_app_id_and_membership(
     stores: tuple[PostgresStore, PostgresStore],
 ) -> None:
@@ -217,26 +231,22 @@ async def test_the_fence_is_the_epoch_in_the_database(
 
 async def test_a_hand_over_keeps_the_sessions(
     stores: tuple[PostgresStore, PostgresStore],
+    replicas: tuple[PostgresOwnership, PostgresOwnership],
 ) -> None:
     store_a, store_b = stores
-    a, b = PostgresOwnership(store_a, "A"), PostgresOwnership(store_b, "B")
-    try:
-        assert await a.claim("app1")
-        created = await store_a.create_session(**fields("app1"))
-        await store_a.record_outcome(created.id, phase=Phase.RUNNING, sid="S1", resource_id="R")
-        await a.release("app1")
-        assert a.owned == frozenset()
-        with pytest.raises(StoreFencedError):  # released: A writes no intent for it
-            await store_a.record_intent(created.id, Intent.STOP)
-        with pytest.raises(StoreFencedError):  # nor an outcome
-            await store_a.record_outcome(created.id, phase=Phase.ENDED)
-        assert await b.claim("app1")
-        (live,) = await store_b.live_sessions()
-        assert live.sid == "S1" and live.phase is Phase.RUNNING
-        await store_b.record_intent(live.id, Intent.STOP, phase=Phase.STOPPING)
-    finally:
-        await a.aclose()
-        await b.aclose()
+    a, b = replicas
+    created = await store_a.create_session(**fields("app1"))
+    await store_a.record_outcome(created.id, phase=Phase.RUNNING, sid="S1", resource_id="R")
+    await a.release("app1")
+    assert a.owned == frozenset()
+    with pytest.raises(StoreFencedError):  # released: A writes no intent for it
+        await store_a.record_intent(created.id, Intent.STOP)
+    with pytest.raises(StoreFencedError):  # nor an outcome
+        await store_a.record_outcome(created.id, phase=Phase.ENDED)
+    assert await b.claim("app1")
+    (live,) = await store_b.live_sessions()
+    assert live.sid == "S1" and live.phase is Phase.RUNNING
+    await store_b.record_intent(live.id, Intent.STOP, phase=Phase.STOPPING)
 
 
 async def test_a_failed_lock_connection_leaves_the_replica_owning_nothing(
@@ -375,27 +385,21 @@ async def test_a_server_that_stops_answering_is_noticed_within_the_bound_of_the_
 
 
 async def test_a_caller_cancelled_mid_statement_keeps_the_connection_and_its_locks(
-    stores: tuple[PostgresStore, PostgresStore],
+    replicas: tuple[PostgresOwnership, PostgresOwnership],
 ) -> None:
-    store_a, store_b = stores
-    a, b = PostgresOwnership(store_a, "A"), PostgresOwnership(store_b, "B")
-    try:
-        assert await a.claim("app1")
-        conn = a._conn
-        assert conn is not None
+    a, b = replicas
+    conn = a._conn
+    assert conn is not None
 
-        async def sleeps(c: Any) -> None:
-            await c.execute("SELECT pg_sleep(3)")
+    async def sleeps(c: Any) -> None:
+        await c.execute("SELECT pg_sleep(3)")
 
-        running = asyncio.create_task(a._do(sleeps))
-        await asyncio.sleep(0.2)
-        running.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await running
-        # The statement was cancelled, not the connection closed: A still owns app1.
-        assert a._conn is conn and not conn.closed and a.owned == {"app1"}
-        assert not await b.claim("app1")
-        await a.check()
-    finally:
-        await a.aclose()
-        await b.aclose()
+    running = asyncio.create_task(a._do(sleeps))
+    await asyncio.sleep(0.2)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    # The statement was cancelled, not the connection closed: A still owns app1.
+    assert a._conn is conn and not conn.closed and a.owned == {"app1"}
+    assert not await b.claim("app1")
+    await a.check()

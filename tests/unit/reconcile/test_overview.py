@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.manifest.diagnostics import Diagnostic
+from orchestrator.reconcile.model import Note, NoteKind, Plan
 from orchestrator.reconcile.overview import (
     Overview,
     OverviewMemo,
@@ -33,15 +34,7 @@ from orchestrator.reconcile.overview import (
     held_by_reason,
     overview,
 )
-from orchestrator.reconcile.plan import (
-    ActualState,
-    DesiredRecording,
-    Note,
-    NoteKind,
-    Plan,
-    PlanPolicy,
-    plan,
-)
+from orchestrator.reconcile.plan import ActualState, DesiredRecording, PlanPolicy, plan
 from orchestrator.reconcile.reconciler import untracked
 from orchestrator.schedule import always_schedule, cron_schedule, windows_schedule
 from orchestrator.state import EndKind, ManifestState, Phase, SessionRecord
