@@ -82,7 +82,6 @@ class Health:
         if not self.lock_ok:
             # Replicas: owning nothing until the server answers (ownership.unavailable).
             return False, "the state store's server failed the last ownership check"
-
         if not self._writable():
             # Not ready until a write goes through again (not at the next read that
             # works: reads often work while writes fail), so readiness does not flap.
