@@ -204,9 +204,19 @@ class Timers:
 
     async def _boundary(self, at: datetime) -> None:
         # A timer may fire a hair early: never send a window's start before it opens.
+        # The wait is a task of its own and the job's run ends at once: a run still
+        # waiting made APScheduler skip the job re-armed meanwhile (one instance).
         early = (at - self._now()).total_seconds()
         if early > 0:
-            await asyncio.sleep(early)
+            self._tasks.spawn("timer", self._woken(at, early), key="boundary")
+        else:
+            self._wake(at)
+
+    async def _woken(self, at: datetime, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._wake(at)
+
+    def _wake(self, at: datetime) -> None:
         if self._on_late is not None:
             self._on_late(max(0.0, (self._now() - at).total_seconds()))
         self._on_boundary("backoff" if at == self._backoff_until else "boundary")
