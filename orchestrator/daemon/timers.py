@@ -84,6 +84,8 @@ class Timers:
         self._boundaries: dict[str, tuple[DesiredRecording, datetime | None]] = {}
         self._backoff_until: datetime | None = None
         self._planned_at: datetime | None = None
+        # A wake-up that came early, waiting for its instant (see `_boundary`).
+        self._waiting: tuple[datetime, asyncio.Task[None]] | None = None
 
     # -- the facts --------------------------------------------------------------
 
@@ -205,15 +207,22 @@ class Timers:
     async def _boundary(self, at: datetime) -> None:
         # A timer may fire a hair early: never send a window's start before it opens.
         # The wait is a task of its own and the job's run ends at once: a run still
-        # waiting made APScheduler skip the job re-armed meanwhile (one instance).
-        early = (at - self._now()).total_seconds()
-        if early > 0:
-            self._tasks.spawn("timer", self._woken(at, early), key="boundary")
-        else:
+        # waiting made APScheduler skip the job re-armed meanwhile (one instance). One
+        # wait at a time: the pass it wakes re-arms the job for what comes after.
+        if at <= self._now():
             self._wake(at)
+            return
+        waiting = self._waiting
+        if waiting is not None and not waiting[1].done():
+            if waiting[0] <= at:
+                return
+            waiting[1].cancel()
+        self._waiting = (at, self._tasks.spawn("timer", self._woken(at), key="boundary"))
 
-    async def _woken(self, at: datetime, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def _woken(self, at: datetime) -> None:
+        await asyncio.sleep((at - self._now()).total_seconds())
+        # The wall clock may have been slewed meanwhile: what is left of it, once more.
+        await asyncio.sleep(max(0.0, (at - self._now()).total_seconds()))
         self._wake(at)
 
     def _wake(self, at: datetime) -> None:

@@ -85,28 +85,40 @@ LOCK_STATEMENT_TIMEOUT = 4.0
 LISTEN_RETRY = 1.0
 
 
-async def _until(work: Awaitable[_T], conn: AsyncConnection[TupleRow], deadline: float) -> _T:
+async def _until(
+    work: Awaitable[_T], conn: AsyncConnection[TupleRow], deadline: float, *, keep: bool
+) -> _T:
     """`work` on `conn` until `deadline` (the loop's time), else TimeoutError. Past it,
     the connection is closed before the work is cancelled: psycopg would spend up to
-    5 s more asking a server that does not answer to cancel the statement. A caller
-    cancelled meanwhile cancels the work as psycopg does, the connection kept."""
+    10 s more asking a server that does not answer to cancel the statement.
+
+    A caller cancelled meanwhile: with `keep` (work that changes nothing on the
+    server), the statement is cancelled on the server and the connection kept, up to
+    `deadline`; otherwise, or past it, the connection is closed first (whatever the
+    work did there, a lock taken, goes with the session)."""
     task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
     try:
-        done, _ = await asyncio.wait({task}, timeout=deadline - asyncio.get_running_loop().time())
+        done, _ = await asyncio.wait({task}, timeout=deadline - loop.time())
     except asyncio.CancelledError:
-        await _cancelled(task)
+        if keep:
+            task.cancel()
+            await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        await _ended(task, conn)
         raise
     if task in done:
         return task.result()
-    await conn.close()
-    await _cancelled(task)
+    await _ended(task, conn)
     raise TimeoutError
 
 
-async def _cancelled(task: asyncio.Future[_T]) -> None:
-    """`task` cancelled and ended, what it raised retrieved (the caller says why)."""
-    task.cancel()
-    await asyncio.wait({task})
+async def _ended(task: asyncio.Future[_T], conn: AsyncConnection[TupleRow]) -> None:
+    """`task` ended: at once if it has (what it raised retrieved: the caller says
+    why), else by closing `conn` under it and cancelling it."""
+    if not task.done():
+        await conn.close()
+        task.cancel()
+        await asyncio.wait({task})
     if not task.cancelled():
         task.exception()
 
@@ -175,7 +187,7 @@ class PostgresOwnership:
             )
 
         try:
-            await _until(set_up(), conn, deadline)
+            await _until(set_up(), conn, deadline, keep=False)
         except BaseException:
             await conn.close()
             raise
@@ -186,14 +198,18 @@ class PostgresOwnership:
         self,
         operation: Callable[[AsyncConnection[TupleRow]], Awaitable[_T]],
         statements: int = 1,
+        *,
+        reads: bool = False,
     ) -> _T:
-        """Run `operation` (of at most `statements` statements) on the lock connection,
-        bounded; a failure means every lock may be gone: the connection is dropped and
-        StoreUnavailableError raised.
+        """Run `operation` (of at most `statements` statements; `reads`: it changes
+        nothing on the server) on the lock connection, bounded; a failure means every
+        lock may be gone: the connection is dropped and StoreUnavailableError raised.
 
         The bound counts from the call, its wait for the connection's turn included:
         LOCK_STATEMENT_TIMEOUT a statement (+1 s), with CONNECT_TIMEOUT and the
-        connection's two statements more where it connects."""
+        connection's two statements more where it connects. A caller cancelled keeps
+        the connection after an operation that `reads` (within the bound), else it is
+        closed: its locks go with it, and the replica owns nothing."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCK_STATEMENT_TIMEOUT * statements + 1
         try:
@@ -203,13 +219,18 @@ class PostgresOwnership:
                 if self._conn is None or self._conn.closed:
                     deadline += CONNECT_TIMEOUT + 2 * LOCK_STATEMENT_TIMEOUT
                 conn = await self._connection(deadline)
-                return await _until(operation(conn), conn, deadline)
+                return await _until(operation(conn), conn, deadline, keep=reads)
             finally:
                 self._lock.release()
         except (psycopg.Error, TimeoutError) as exc:
             await self._drop()
             detail = self._target.redact(str(exc) or "no answer in time")
             raise StoreUnavailableError(self._target.location, detail) from None
+        except asyncio.CancelledError:
+            if self._conn is not None and self._conn.closed:  # its locks are gone
+                self._conn = None
+                self.lost()
+            raise
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -244,7 +265,7 @@ class PostgresOwnership:
                     self._owned.pop(app_id)  # not ours any more: stop acting on it
             return (int(members[0]) if members else 1), holders
 
-        count, holders = await self._do(look, statements=2)
+        count, holders = await self._do(look, statements=2, reads=True)
         self._store.fence(self._owned)
         return max(count, 1), holders
 
@@ -257,7 +278,7 @@ class PostgresOwnership:
         async def ping(conn: AsyncConnection[TupleRow]) -> None:
             await conn.execute("SELECT 1")
 
-        await self._do(ping)
+        await self._do(ping, reads=True)
 
     async def claim(self, app_id: str) -> bool:
         """Try to own `app_id` (never waits for another replica); True when owned now."""
@@ -352,7 +373,8 @@ class PostgresOwnership:
             if conn is not None and not conn.closed:
                 deadline = asyncio.get_running_loop().time() + LOCK_STATEMENT_TIMEOUT
                 with contextlib.suppress(psycopg.Error, TimeoutError):
-                    await _until(conn.execute("SELECT pg_advisory_unlock_all()"), conn, deadline)
+                    unlock = conn.execute("SELECT pg_advisory_unlock_all()")
+                    await _until(unlock, conn, deadline, keep=False)
             await self._drop()
 
 

@@ -384,7 +384,7 @@ async def test_a_server_that_stops_answering_is_noticed_within_the_bound_of_the_
             await store.aclose()
 
 
-async def test_a_caller_cancelled_mid_statement_keeps_the_connection_and_its_locks(
+async def test_a_caller_cancelled_mid_read_keeps_the_connection_and_its_locks(
     replicas: tuple[PostgresOwnership, PostgresOwnership],
 ) -> None:
     a, b = replicas
@@ -394,7 +394,7 @@ async def test_a_caller_cancelled_mid_statement_keeps_the_connection_and_its_loc
     async def sleeps(c: Any) -> None:
         await c.execute("SELECT pg_sleep(3)")
 
-    running = asyncio.create_task(a._do(sleeps))
+    running = asyncio.create_task(a._do(sleeps, reads=True))
     await asyncio.sleep(0.2)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -403,3 +403,54 @@ async def test_a_caller_cancelled_mid_statement_keeps_the_connection_and_its_loc
     assert a._conn is conn and not conn.closed and a.owned == {"app1"}
     assert not await b.claim("app1")
     await a.check()
+
+
+async def test_a_caller_cancelled_mid_change_closes_the_connection_and_owns_nothing(
+    replicas: tuple[PostgresOwnership, PostgresOwnership],
+) -> None:
+    """A claim or a release cut short may have taken or kept a lock the replica does
+    not know of: the session goes, and every lock with it."""
+    a, b = replicas
+
+    async def sleeps(c: Any) -> None:
+        await c.execute("SELECT pg_sleep(3)")
+
+    running = asyncio.create_task(a._do(sleeps))
+    await asyncio.sleep(0.2)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert a._conn is None and a.owned == frozenset()
+    deadline = time.monotonic() + 15  # the server ends the closed session on its own time
+    while not await b.claim("app1"):
+        assert time.monotonic() < deadline, "app1 still held by A's closed session"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_caller_cancelled_while_the_server_hangs_is_done_within_the_bound(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ownership, "LOCK_STATEMENT_TIMEOUT", 1.0)
+    bound = ownership.LOCK_STATEMENT_TIMEOUT + 1
+    port = urlsplit(postgres_url).port
+    async with Relay(port) as relay:
+        url = postgres_url.replace(f":{port}/", f":{relay.port}/")
+        store = await open_postgres_store(url, create=True)
+        own = PostgresOwnership(store, "A")
+        try:
+            assert await own.claim("app1")
+            relay.freeze()
+            started = time.monotonic()
+            running = asyncio.create_task(own.check())
+            await asyncio.sleep(0.3)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            # Not psycopg's 10 s of asking a silent server to cancel: the bound, then
+            # the connection closed, and with it every lock: A owns nothing.
+            assert time.monotonic() - started < bound + 2
+            assert own._conn is None and own.owned == frozenset()
+        finally:
+            relay.thaw()
+            await own.aclose()
+            await store.aclose()
