@@ -137,6 +137,24 @@ class _PostgresCodec(Codec):
 _CODEC = _PostgresCodec()
 
 
+async def _check_owner(conn: AsyncConnection[TupleRow], location: str, version: int) -> None:
+    """An upgrade is laid by the role that owns the schema's tables: the tables it
+    makes are that role's, and the role that ran `orchestrator init` is never locked
+    out of them (nor is a role that may create tables but owns none let upgrade)."""
+    cursor = await conn.execute(
+        "SELECT current_user, pg_get_userbyid(relowner) FROM pg_class "
+        "WHERE oid = to_regclass('sessions')"
+    )
+    row = await cursor.fetchone()
+    if row is not None and row[0] != row[1]:
+        raise StoreAccessError(
+            location,
+            f"state store {location} has schema version {version}, older than this "
+            f"orchestrator's ({latest_version()}); the role that owns its tables "
+            f"({row[1]}) must upgrade it (run a writer as that role once), not {row[0]}",
+        )
+
+
 async def _stored_version(conn: AsyncConnection[TupleRow], location: str) -> int | None:
     """The schema version in the database; None when it has no schema_version table."""
     cursor = await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")
@@ -196,6 +214,8 @@ async def _prepare(
                 raise StoreMissingError(location)
             await conn.execute(POSTGRES.schema_version_table)
             version = 0
+        elif version < latest_version():
+            await _check_owner(conn, location, version)
         for statement, params in upgrade(POSTGRES, location, version):
             await conn.execute(statement, params)
     cursor = await conn.execute(

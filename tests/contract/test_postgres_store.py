@@ -493,6 +493,42 @@ async def test_an_older_schema_is_upgraded_by_a_writer_only(
     await reader.aclose()
 
 
+async def test_an_upgrade_is_laid_by_the_role_that_owns_the_tables(
+    postgres_cluster: PostgresCluster, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica's role, even one that may create tables, does not upgrade: the tables
+    it made would be its own, and the role that ran `init` locked out of them."""
+    first = await open_postgres_store(postgres_url, create=True)
+    await first.aclose()
+    latest = queries.latest_version() + 1
+    extra = ("CREATE TABLE test_extra (x integer)",)
+    newer = queries.Migration(latest, "a test's", sqlite=extra, postgres=extra)
+    monkeypatch.setattr(queries, "MIGRATIONS", (*queries.MIGRATIONS, newer))
+    tables = ", ".join(pg._WRITER_PRIVILEGES)
+    with login_role(
+        postgres_cluster,
+        postgres_url,
+        "orch_upgrader",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables}, schema_version TO {{role}}",
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        "GRANT USAGE, CREATE ON SCHEMA public TO {role}",
+    ) as (role, _password, replica_url):
+        with pytest.raises(StoreError) as refused:
+            await bounded(open_postgres_store(replica_url))
+        owner = postgres_cluster.role
+        assert str(refused.value).endswith(
+            f"has schema version {latest - 1}, older than this orchestrator's ({latest}); "
+            f"the role that owns its tables ({owner}) must upgrade it (run a writer as that "
+            f"role once), not {role}"
+        )
+        with postgres_cluster.admin(database_name(postgres_url)) as conn:
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(latest - 1,)]
+            assert conn.execute("SELECT to_regclass('test_extra')").fetchone() == (None,)
+    writer = await bounded(open_postgres_store(postgres_url))
+    assert writer.schema_version == latest
+    await writer.aclose()
+
+
 async def test_a_newer_schema_is_refused(
     postgres_cluster: PostgresCluster, postgres_url: str
 ) -> None:
