@@ -84,8 +84,9 @@ def check_readable(location: Path | str, version: int) -> int:
     if version < current:
         raise StoreError(
             f"state store {location} has schema version {version}, older than this "
-            f"orchestrator's ({current}); a writer (`orchestrator run` or "
-            "`orchestrator apply`) must upgrade it first"
+            f"orchestrator's ({current}); a writer (`orchestrator run`, `apply` or "
+            "`plan` without --offline) must upgrade it first, and then an older "
+            "orchestrator no longer opens it"
         )
     return version
 
