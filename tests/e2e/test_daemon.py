@@ -102,12 +102,13 @@ def arrival(request: dict[str, object]) -> float:
 async def test_window_start_and_stop_reach_the_api_at_their_boundaries(
     daemon_env: DaemonEnv,
 ) -> None:
-    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
-    closes = opens + timedelta(seconds=3)
-    window = f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
-    write(daemon_env, "w.yaml", manifest("win", "room-w", 11, schedule=window))
     daemon = await daemon_env.start()
     try:
+        # Written once the daemon runs, however long a busy machine took to start it.
+        opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+        closes = opens + timedelta(seconds=3)
+        window = f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
+        write(daemon_env, "w.yaml", manifest("win", "room-w", 11, schedule=window))
         await wait_until(lambda: calls(daemon_env, "stop"), within=30, what="the window's stop")
         assert [r["endpoint"] for r in calls(daemon_env, *MUTATING)] == [
             "acquire",
@@ -135,19 +136,24 @@ async def test_a_boundary_never_waits_behind_another_manifests_call(
     resync's query answered 8 s late, delay no other manifest's start: it is sent
     while the held stop still waits for its answer (before the fix, after it)."""
     emu = daemon_env.cli.emulator.emu
-    a_opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
-    a_closes = a_opens + timedelta(seconds=3)
-    b_opens = a_closes + timedelta(seconds=2)
-    b_closes = b_opens + timedelta(seconds=30)
 
     def window(opens: datetime, closes: datetime) -> str:
         return f"{{windows: [{{start: '{opens.isoformat()}', end: '{closes.isoformat()}'}}]}}"
 
-    write(daemon_env, "a.yaml", manifest("early", "room-a", 11, schedule=window(a_opens, a_closes)))
-    write(daemon_env, "b.yaml", manifest("late", "room-b", 12, schedule=window(b_opens, b_closes)))
     write(daemon_env, "c.yaml", manifest("always", "room-c", 13))
     daemon = await daemon_env.start()
     try:
+        # The windows are written once the daemon runs (however long a busy machine
+        # took to start it), and read by its watcher.
+        a_opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+        a_closes = a_opens + timedelta(seconds=5)
+        b_opens = a_closes + timedelta(seconds=2)
+        b_closes = b_opens + timedelta(seconds=30)
+        early = window(a_opens, a_closes)
+        write(daemon_env, "a.yaml", manifest("early", "room-a", 11, schedule=early))
+        write(
+            daemon_env, "b.yaml", manifest("late", "room-b", 12, schedule=window(b_opens, b_closes))
+        )
         await wait_until(
             lambda: start_of(daemon_env, "room-a"), within=30, what="the first window's start"
         )
