@@ -7,10 +7,11 @@ write nothing more about its sessions, neither an intent nor an outcome nor any
 other update (StoreFencedError, nothing written), while its reads go on and the
 new owner writes freely; a hand-over (release, claim) keeps the sessions;
 `owners()` says who holds what; a dropped lock connection leaves the replica owning
-nothing, and so does a server that stops answering, within the lock connection's
-bound counted from the check (its wait behind a round that hangs included); another
-database on the same server is another deployment (its locks are
-neither members nor owners here).
+nothing, and so does a server that stops answering, within the check's bound, its
+caller cancelled or not; a caller cancelled mid-read keeps the connection and its
+locks, one cancelled mid-change (a claim, a release) closes it and owns nothing;
+another database on the same server is another deployment (its locks are neither
+members nor owners here).
 """
 
 from __future__ import annotations
@@ -357,11 +358,13 @@ class Relay:
         await self._server.wait_closed()
 
 
-async def test_a_server_that_stops_answering_is_noticed_within_the_bound_of_the_check(
+@pytest.fixture
+async def behind_a_relay(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> AsyncIterator[tuple[Relay, PostgresOwnership]]:
+    """Replica A, owning app1, whose server is reached through a `Relay`; a statement
+    on its lock connection has 1 s (bound: 2 s)."""
     monkeypatch.setattr(ownership, "LOCK_STATEMENT_TIMEOUT", 1.0)
-    bound = ownership.LOCK_STATEMENT_TIMEOUT + 1  # one statement, a connection open
     port = urlsplit(postgres_url).port
     async with Relay(port) as relay:
         url = postgres_url.replace(f":{port}/", f":{relay.port}/")
@@ -369,19 +372,36 @@ async def test_a_server_that_stops_answering_is_noticed_within_the_bound_of_the_
         own = PostgresOwnership(store, "A")
         try:
             assert await own.claim("app1")
-            relay.freeze()
-            started = time.monotonic()
-            with pytest.raises(StoreUnavailableError, match="no answer in time"):
-                await own.check()
-            waited = time.monotonic() - started
-            assert own.owned == frozenset()
-            # Within its bound: not its bound and then psycopg's wait (5 s) for a
-            # cancel request the server never answers.
-            assert waited < bound + 2, waited
+            yield relay, own
         finally:
             relay.thaw()
             await own.aclose()
             await store.aclose()
+
+
+BOUND = 2.0  # a statement's 1 s, and 1 s more a call (behind_a_relay)
+
+
+@pytest.mark.parametrize("cancelled", [False, True], ids=["answered", "caller-cancelled"])
+async def test_a_check_the_server_never_answers_ends_within_its_bound(
+    behind_a_relay: tuple[Relay, PostgresOwnership], cancelled: bool
+) -> None:
+    """Within its bound: not its bound and then psycopg's 5 to 10 s of asking a silent
+    server to cancel the statement; its connection closed, and with it every lock."""
+    relay, own = behind_a_relay
+    relay.freeze()
+    started = time.monotonic()
+    if cancelled:  # the claim loop at shutdown, say
+        running = asyncio.create_task(own.check())
+        await asyncio.sleep(0.3)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    else:
+        with pytest.raises(StoreUnavailableError, match="no answer in time"):
+            await own.check()
+    assert time.monotonic() - started < BOUND + 2
+    assert own._conn is None and own.owned == frozenset()
 
 
 async def test_a_caller_cancelled_mid_read_keeps_the_connection_and_its_locks(
@@ -425,32 +445,3 @@ async def test_a_caller_cancelled_mid_change_closes_the_connection_and_owns_noth
     while not await b.claim("app1"):
         assert time.monotonic() < deadline, "app1 still held by A's closed session"
         await asyncio.sleep(0.05)
-
-
-async def test_a_caller_cancelled_while_the_server_hangs_is_done_within_the_bound(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ownership, "LOCK_STATEMENT_TIMEOUT", 1.0)
-    bound = ownership.LOCK_STATEMENT_TIMEOUT + 1
-    port = urlsplit(postgres_url).port
-    async with Relay(port) as relay:
-        url = postgres_url.replace(f":{port}/", f":{relay.port}/")
-        store = await open_postgres_store(url, create=True)
-        own = PostgresOwnership(store, "A")
-        try:
-            assert await own.claim("app1")
-            relay.freeze()
-            started = time.monotonic()
-            running = asyncio.create_task(own.check())
-            await asyncio.sleep(0.3)
-            running.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await running
-            # Not psycopg's 10 s of asking a silent server to cancel: the bound, then
-            # the connection closed, and with it every lock: A owns nothing.
-            assert time.monotonic() - started < bound + 2
-            assert own._conn is None and own.owned == frozenset()
-        finally:
-            relay.thaw()
-            await own.aclose()
-            await store.aclose()
