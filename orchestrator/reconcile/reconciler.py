@@ -528,11 +528,9 @@ def untracked(
     ignored). Each is the failed session that met it. A later successful start clears
     it, and so does no longer wanting it (removed, suspended, its window over): then
     nothing tries that target again, and what the 53 met is not known to be there."""
-    wanted = {d.name for d in recordings if d.wanted_at(now)}
+    met = {n: s for n, s in actual.latest_ended.items() if s.end_kind is EndKind.UNTRACKED}
+    if not met:  # as in nearly every pass: no schedule is looked at
+        return ()
     recording = {s.manifest for s in actual.live}
-    met = [
-        (name, s)
-        for name, s in actual.latest_ended.items()
-        if s.end_kind is EndKind.UNTRACKED and name in wanted and name not in recording
-    ]
-    return tuple(s for _name, s in sorted(met, key=lambda item: item[0]))
+    wanted = {d.name for d in recordings if d.name in met and d.wanted_at(now)}
+    return tuple(met[name] for name in sorted(wanted - recording))
