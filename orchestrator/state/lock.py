@@ -10,7 +10,10 @@ is on the file, in two parts, both `flock(LOCK_EX | LOCK_NB)`:
   one lock file). It exists before the database does (a new store is created under
   it), and the holder writes who it is into it (JSON: pid, host, since, command) so
   that a refused writer can name it. It is only read while someone else holds the
-  lock and may then be empty or half-written; that reads as "another process".
+  lock and may then be empty (a lock file its holder has just made): the holder is
+  then named by the pid the kernel reports, as below. The record is written over
+  the last one before the file is cut to its length, so that one holder's record
+  never reads as empty to the next one's refused writer.
 - **The database file itself** (its device and inode), held through a descriptor
   opened read-only as soon as the file exists (store.py: at open, after a
   creation) and kept until the lock is released. A name that resolves elsewhere (a
@@ -109,7 +112,7 @@ class WriterLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             try:
-                holder = _read_holder(fd)
+                holder = _read_holder(fd) or _kernel_holder(_identity_of(os.fstat(fd)))
             finally:
                 os.close(fd)
             if exc.errno in _BUSY:
@@ -119,8 +122,8 @@ class WriterLock:
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
         try:
             data = json.dumps({**record, "since": since.isoformat()}, separators=(",", ":"))
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, data.encode(), 0)
+            written = os.pwrite(fd, data.encode(), 0)
+            os.ftruncate(fd, written)
         except OSError as exc:
             os.close(fd)
             raise StoreError(f"cannot write the lock file {path}: {exc.strerror}") from None
