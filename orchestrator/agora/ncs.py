@@ -20,7 +20,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -55,6 +55,11 @@ class EventType(IntEnum):
     RECORDER_SLICE_START = 42
 
 
+#: A JSON integer as NCS sends one, within what the store's integer columns hold
+#: (64 bits); not a boolean, a string or a float (`true` is no event type).
+Int64 = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
+
+
 def event_name(event_type: int) -> str:
     """A metric label for an event type: its name, or `other` for one not listed."""
     try:
@@ -87,9 +92,9 @@ class Notification(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     noticeId: str = Field(min_length=1, max_length=200)
-    productId: int
-    eventType: int
-    notifyMs: int = 0
+    productId: Int64
+    eventType: Int64
+    notifyMs: Int64 = 0
     payload: Payload = Payload()
 
 
@@ -105,10 +110,12 @@ def sign_sha1(secret: str, body: bytes) -> str:
 
 def verify(secret: str, body: bytes, signature: str | None) -> bool:
     """Whether `signature` (the `Agora-Signature-V2` header) signs `body` with `secret`;
-    compared in constant time, case-insensitively (hex)."""
+    compared in constant time, case-insensitively (hex). A header that is not ASCII
+    (it cannot be one) is compared as bytes, and does not match."""
     if not signature:
         return False
-    return hmac.compare_digest(sign(secret, body), signature.strip().lower())
+    given = signature.strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
 
 
 def parse(body: bytes) -> Notification:

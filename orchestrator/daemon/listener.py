@@ -2,6 +2,12 @@
 notifications (a POST route on its own address), with bounded connections, idle time
 and bodies, so that nothing arriving there can take what the API calls need.
 
+A POST route may answer later: it returns a future of its page (a task of the
+daemon's registry, which owns it), and its connection reads nothing more until that
+page is sent, so a connection has at most one request in work. One that is not
+answered within `ANSWER_TIMEOUT` seconds is answered 503 (its work goes on; a sender
+that retries, as Agora's NCS does, sends it again).
+
 The listener shares the daemon's process, and so its file descriptors, with the API
 client and the store. Issue 17 found 1,100 idle connections to it (aiohttp then)
 holding the daemon at its 1,024-descriptor limit: aiohttp accepts every connection
@@ -28,9 +34,10 @@ Bounds (`Bounds`, derived from the process's descriptor limit by `bounds_for`):
   it is read).
 
 Must never: block the event loop (a route is a cheap synchronous function, answered
-in the callback that read its request), hold more than `limit` connections once a
-callback has run, keep a connection past its deadline, read a body that is too large
-or not for a POST route, or let a route's exception escape (a 500, logged with the
+in the callback that read its request, or a future of its page), hold more than
+`limit` connections once a callback has run, keep a connection past its deadline,
+read a body that is too large or not for a POST route, or let a route's exception
+escape (a 500, logged with the
 exception's type only, since its message could quote anything).
 """
 
@@ -67,6 +74,9 @@ REQUEST_TIMEOUT: Final = 5.0
 BACKLOG: Final = 128
 #: The largest request head: a request line and a few headers.
 MAX_HEAD: Final = 8192
+#: Seconds a POST route answering later has before its request is answered 503:
+#: under the 10 s within which Agora's NCS wants an answer (else it resends).
+ANSWER_TIMEOUT: Final = 8.0
 #: A warning that the limit closed connections is logged at most this often.
 WARN_EVERY: Final = 60.0
 
@@ -86,8 +96,9 @@ class Page:
 
 
 Route = Callable[[], Page]
-#: A POST route: given the request's headers (names in lower case) and its body.
-PostRoute = Callable[[Mapping[str, str], bytes], Page]
+#: A POST route: given the request's headers (names in lower case) and its body, its
+#: page, or a future of it (a page that needs the store: the connection waits for it).
+PostRoute = Callable[[Mapping[str, str], bytes], "Page | asyncio.Future[Page]"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,9 @@ class _Connection(asyncio.Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._answered = 0
         self._awaiting: _Request | None = None  # a POST whose body is still arriving
+        # A request whose route answers later, and that answer: nothing more is read
+        # meanwhile.
+        self._working: tuple[_Request, asyncio.Future[Page]] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -197,12 +211,13 @@ class _Connection(asyncio.Protocol):
             self._deadline.cancel()
             self._deadline = None
         self._transport = None
+        self._working = None  # its work goes on, its answer has nobody to go to
         self._listener._closed(self)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         answered = False
-        while self._open:
+        while self._open and self._working is None:
             waiting = self._awaiting
             if waiting is not None:
                 if len(self._buffer) < waiting.length:
@@ -222,7 +237,7 @@ class _Connection(asyncio.Protocol):
             head, self._buffer = self._buffer[: end.start()], self._buffer[end.end() :]
             self._serve(head)
             answered = True
-        if answered and self._open:
+        if answered and self._open and self._working is None:
             self._arm()
             self._listener._active(self)
 
@@ -235,7 +250,7 @@ class _Connection(asyncio.Protocol):
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self._transport is not None:
+        if self._transport is not None and self._working is None:
             self._transport.resume_reading()
 
     # -- requests --------------------------------------------------------------------
@@ -278,7 +293,54 @@ class _Connection(asyncio.Protocol):
     def _answer(self, request: _Request, body: bytes) -> None:
         self._answered += 1
         page = self._listener._page(request, body)
-        self._reply(page, keep=request.keep_alive, head_only=request.method == "HEAD")
+        if isinstance(page, Page):
+            self._reply(page, keep=request.keep_alive, head_only=request.method == "HEAD")
+            return
+        # Answered when its page is ready (or at ANSWER_TIMEOUT); nothing is read meanwhile.
+        assert self._transport is not None
+        self._working = (request, page)
+        self._transport.pause_reading()
+        if self._deadline is not None:
+            self._deadline.cancel()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(ANSWER_TIMEOUT, self._late)
+        page.add_done_callback(self._worked)
+
+    def _worked(self, future: asyncio.Future[Page]) -> None:
+        working = self._working
+        if working is None or working[1] is not future:
+            return  # answered 503 already, or the connection is gone
+        request, _ = working
+        if future.cancelled():
+            page = _plain(HTTPStatus.SERVICE_UNAVAILABLE)
+        elif (error := future.exception()) is not None:
+            log.warning("listener.route_failed", path=request.path, error=type(error).__name__)
+            page = _plain(HTTPStatus.INTERNAL_SERVER_ERROR)
+        else:
+            page = future.result()
+        self._resume(request, page)
+
+    def _late(self) -> None:
+        self._deadline = None
+        working = self._working
+        if working is not None:
+            self._resume(working[0], _plain(HTTPStatus.SERVICE_UNAVAILABLE))
+
+    def _resume(self, request: _Request, page: Page) -> None:
+        """Send a page that was worked on, then read on (the requests that came
+        meanwhile are in the buffer)."""
+        self._working = None
+        if not self._open:
+            return
+        assert self._transport is not None
+        self._reply(page, keep=request.keep_alive)
+        if not self._open:
+            return
+        self._transport.resume_reading()
+        self._arm()
+        self._listener._active(self)
+        if self._buffer:
+            self.data_received(b"")
 
     def _reply(
         self, page: Page, *, keep: bool, head_only: bool = False, allow: tuple[str, ...] = ()
@@ -385,7 +447,7 @@ class Listener:
             return _POST
         return _METHODS if path in self._routes else ()
 
-    def _page(self, request: _Request, body: bytes) -> Page:
+    def _page(self, request: _Request, body: bytes) -> Page | asyncio.Future[Page]:
         path = request.path
         try:
             post = self._posts.get(path)

@@ -6,10 +6,13 @@ verified: every request's `Agora-Signature-V2` header must be the HMAC-SHA256 of
 raw body under `notifications.secret` (a missing or wrong one is 401 and changes
 nothing), bodies over `notifications.maxBody` are refused before they are read
 (413, by the listener), and a verified body that is not a notification is 400. A
-verified notification is answered 200 at once, with a small JSON body; the work
-(finding the session its sid names, keeping the notice, waking the owner of its
-App ID) is done after answering, as a task of the daemon's registry. A resent
-`noticeId` is kept once, so acted on once; a notice of a session the store does not
+verified notification is answered 200, with a small JSON body, once it is kept in
+the store (NCS never sends again what it had a 200 for): the keeping (finding the
+session its sid names, writing the notice, waking the owner of its App ID) is a task
+of the daemon's registry, and the answer waits for it, so each connection has one
+notice in work at most. A store that fails, or a keeping cut short (a shutdown's
+drain), is answered 503, and NCS sends it again. A resent `noticeId` is kept once,
+so acted on once; a notice of a session the store does not
 know is counted and logged, and settled without acting; one that means nothing for
 its session (a recorder started, an upload's progress) is counted and settled
 without waking anyone. A sid the store does not know, on the channel and uid of a
@@ -18,12 +21,14 @@ lost), is kept with that session for its owner, which confirms it with the API
 (reconcile/notices.py).
 
 Must never: put the secret, a signature or a body in a log line or an answer; block
-the event loop (the route is synchronous and cheap: an HMAC and a JSON parse); act on
-a recording itself (the owner's pass does, reconcile/notices.py).
+the event loop (the route is an HMAC and a JSON parse, the keeping a task); answer
+200 before the notice is in the store; act on a recording itself (the owner's pass
+does, reconcile/notices.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
@@ -49,7 +54,8 @@ STORE_FAILED = "store_failed"
 #: The event of a notification refused before its body was read.
 UNKNOWN_EVENT = "unknown"
 
-Spawn = Callable[[Coroutine[Any, Any, None]], object]
+#: Runs the keeping of a notice as a task of the daemon's registry.
+Spawn = Callable[[Coroutine[Any, Any, Page]], "asyncio.Future[Page]"]
 #: Told of every notification received: (event name, outcome).
 Observe = Callable[[str, str], None]
 
@@ -88,8 +94,8 @@ class NoticeReceiver:
             on_refused=self._refused,
         )
 
-    def receive(self, headers: Mapping[str, str], body: bytes) -> Page:
-        """The POST route: verify, answer; keep it after answering."""
+    def receive(self, headers: Mapping[str, str], body: bytes) -> Page | asyncio.Future[Page]:
+        """The POST route: verify and read it at once; its answer once it is kept."""
         if not ncs.verify(self._secret, body, headers.get(ncs.SIGNATURE_HEADER.lower())):
             self._count(UNKNOWN_EVENT, BAD_SIGNATURE)
             log.warning("notice.refused", reason="signature missing or wrong", size=len(body))
@@ -100,25 +106,27 @@ class NoticeReceiver:
             self._count(UNKNOWN_EVENT, BAD_BODY)
             log.warning("notice.refused", reason=f"not a notification: {exc}")
             return _json(HTTPStatus.BAD_REQUEST, {"error": "not a notification"})
-        self._spawn(self._keep(notification, self._clock()))
-        return _json(HTTPStatus.OK, {"ok": True, "noticeId": notification.noticeId})
+        return self._spawn(self._keep(notification, self._clock()))
 
     def _refused(self, status: int) -> None:
         if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
             self._count(UNKNOWN_EVENT, TOO_LARGE)
             log.warning("notice.refused", reason="body over notifications.maxBody")
 
-    async def _keep(self, notification: ncs.Notification, received_at: datetime) -> None:
+    async def _keep(self, notification: ncs.Notification, received_at: datetime) -> Page:
+        """Keep it, then its answer: 200 once kept (or known: a resend), 503 when the
+        store failed (NCS sends it again)."""
         event = ncs.event_name(notification.eventType)
         try:
             outcome, owner = await self._store_notice(notification, received_at)
         except StoreError as exc:
-            # Answered already: NCS will not resend it. The resync finds what it said.
             log.error("notice.not_kept", notice_id=notification.noticeId, error=str(exc))
-            outcome, owner = STORE_FAILED, None
+            self._count(event, STORE_FAILED)
+            return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not kept: send it again"})
         self._count(event, outcome)
         if owner is not None:
             self._wake(owner)
+        return _json(HTTPStatus.OK, {"ok": True, "noticeId": notification.noticeId})
 
     async def _store_notice(
         self, notification: ncs.Notification, received_at: datetime

@@ -426,7 +426,11 @@ class Daemon:
         if self._rt.config.reconcile.stop_on_shutdown:
             await self._stop_all(max(1.0, deadline - loop.time()))
         if self._receiver is not None:
+            # It took notices until now (those of the stops above among them): each is
+            # kept before its 200, so what is still being kept finishes (or is cut,
+            # unanswered: NCS sends it again) while the store is open.
             await self._receiver.stop()
+            await self.tasks.drain(max(1.0, deadline - loop.time()), keep=(_WATCHDOG,))
         if self._health_server is not None:
             await self._health_server.stop()
         # What the API answered and the store refused: a last few tries within the

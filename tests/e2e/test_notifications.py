@@ -16,7 +16,10 @@ Covers:
   is the one the store tracks;
 - a start whose answer is lost (unmanageable, sid unknown) takes the sid its
   `recorder_started` notification names, confirmed by a query, and is stopped when
-  its manifest is removed: one recording of the channel, stopped by its sid.
+  its manifest is removed: one recording of the channel, stopped by its sid;
+- with `stopOnShutdown`, SIGTERM stops the recordings while notifications of them
+  arrive: every notification the daemon answered 200 is in its store when it has
+  exited (some were answered 200 and then lost to the closed store).
 
 The emulator's clock is the wall clock here; every wait is bounded and waits for an
 event or a state of the emulator or the daemon.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import time
 from typing import Any
 
@@ -320,6 +324,27 @@ async def test_a_lost_starts_sid_comes_back_with_its_notification(daemon_env: Da
         assert ended.phase is Phase.ENDED and (ended.end_reason or "").startswith("stopped")
     finally:
         assert await daemon.stop() == 0
+
+
+async def test_every_notification_answered_200_at_a_shutdown_is_in_the_store(
+    daemon_env: DaemonEnv,
+) -> None:
+    channels = [f"room{n}" for n in range(4)]
+    for channel in channels:
+        write(daemon_env, f"{channel}.yaml", recording(channel, channel))
+    daemon_env.reconfigure({"reconcile": {"stopOnShutdown": True}})
+    daemon = await start_notified(daemon_env, resync="5m")
+    emu = daemon_env.cli.emulator.emu
+    try:
+        sids = [(await one_live(daemon_env, channel, within=30))["sid"] for channel in channels]
+    finally:
+        assert await daemon.stop() == 0
+    assert all(not live(daemon_env, channel) for channel in channels)  # stopped on shutdown
+    answered = {d["noticeId"] for sid in sids for d in emu.notified(sid) if d["status"] == 200}
+    with sqlite3.connect(f"file:{daemon_env.cli.state_db}?mode=ro", uri=True) as db:
+        kept = {row[0] for row in db.execute("SELECT notice_id FROM notices")}
+    assert answered and answered <= kept, answered - kept
+    assert daemon.named("notice.not_kept") == []
 
 
 async def test_a_receiver_that_cannot_start_is_one_clear_error(daemon_env: DaemonEnv) -> None:

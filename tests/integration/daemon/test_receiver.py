@@ -2,23 +2,27 @@
 SQLite store.
 
 Covers: a signed notification of a session the store knows is answered 200 with a
-JSON body, kept, and wakes the owner of its App ID once; a resend of its `noticeId`
-is answered 200 and kept no second time; an unsigned, a wrongly signed or a forged
-(signed with another secret, or a body changed after signing) request is 401 and
-changes nothing; a body over `maxBody` is 413 before it is read; a signed body that is
-not a notification is 400; a notification of a sid the store does not know is kept
-settled, counted, and wakes nobody, unless a session of ours on its channel and uid
-has no sid yet (a lost start's answer): then it is kept for that session and wakes
-its owner, whatever its event, and not when two App IDs have such a session, nor
-taken for an unknown sid when the start's answer is written while it looks; another
-method or path is refused; the secret never appears in an answer.
+JSON body once it is kept (a store that fails is a 503, kept nothing, and the resend
+is kept), and wakes the owner of its App ID once; an answer that outlives the
+listener's bound is a 503 and the connection serves its next request; a resend of
+its `noticeId` is answered 200 and kept no second time; an unsigned, a wrongly
+signed or a forged (signed with another secret, or a body changed after signing, or
+a signature that is not ASCII) request is 401 and changes nothing; a body over
+`maxBody` is 413 before it is read; a signed body that is not a notification (an
+event type that is no 64-bit integer) is 400; a notification of a sid the store does
+not know is kept settled, counted, and wakes nobody, unless a session of ours on its
+channel and uid has no sid yet (a lost start's answer): then it is kept for that
+session and wakes its owner, whatever its event, and not when two App IDs have such
+a session, nor taken for an unknown sid when the start's answer is written while it
+looks; another method or path is refused; the secret never appears in an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,8 @@ import httpx
 import pytest
 
 from orchestrator.agora import ncs
+from orchestrator.daemon import listener
+from orchestrator.daemon.listener import Page
 from orchestrator.daemon.receiver import NoticeReceiver
 from orchestrator.state import Phase, SqliteStore, open_store
 
@@ -42,7 +48,8 @@ class Rig:
         self.url = url
         self.woken: list[str] = []
         self.counted: list[tuple[str, str]] = []
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Future[Page]] = []
+        self.events: list[str] = []
 
     async def settled(self) -> None:
         """Wait for the work done after each answer (bounded)."""
@@ -52,12 +59,14 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    store = open_store(f"sqlite:///{tmp_path}/state.db", create=True)
+    # A short busy timeout: a locked store fails the keeping within the test's time.
+    store = open_store(f"sqlite:///{tmp_path}/state.db", create=True, busy_timeout=0.5)
     holder: list[Rig] = []
 
-    def spawn(work: Awaitable[None]) -> object:
+    def spawn(work: Coroutine[Any, Any, Page]) -> asyncio.Future[Page]:
         task = asyncio.ensure_future(work)
         holder[0].tasks.append(task)
+        holder[0].events.append("work")
         return task
 
     receiver = NoticeReceiver(
@@ -65,7 +74,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         SECRET,
         path=PATH,
         max_body=MAX_BODY,
-        spawn=spawn,  # type: ignore[arg-type]
+        spawn=spawn,
         wake=lambda app_id: holder[0].woken.append(app_id),
         clock=lambda: datetime.now(UTC),
         observe=lambda event, outcome: holder[0].counted.append((event, outcome)),
@@ -184,11 +193,104 @@ async def test_unsigned_forged_and_oversized_requests_change_nothing(rig: Rig) -
 
 
 async def test_a_signed_body_that_is_not_a_notification_is_400(rig: Rig) -> None:
-    for content in (b"not json", b"[1, 2]", b'{"productId": 3}'):
+    # An event type the store's integer column cannot hold, or that is no integer: a
+    # notification no NCS sends (the first was a 200, then a task failing to keep it).
+    odd = [
+        body("n9").replace(b'"eventType": 11', b'"eventType": ' + value)
+        for value in (b"100000000000000000000000", b"-100000000000000000000", b"true", b'"11"')
+    ]
+    for content in (b"not json", b"[1, 2]", b'{"productId": 3}', *odd):
         answer = await post(rig.url, content)
         assert answer.status_code == 400, content
     await rig.settled()
     assert await rig.store.pending_notices() == []
+    assert rig.counted == [("unknown", "bad_body")] * 7
+
+
+async def test_a_signature_that_is_not_ascii_is_401_not_a_failure(rig: Rig) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(
+            rig.url, content=body("n10"), headers={ncs.SIGNATURE_HEADER.encode(): b"\xe9" * 64}
+        )
+    assert answer.status_code == 401  # was a 500 (a str of non-ASCII in compare_digest)
+    assert rig.counted == [("unknown", "bad_signature")]
+
+
+async def test_a_notice_is_answered_200_only_once_kept_and_503_when_the_store_fails(
+    rig: Rig, tmp_path: Path
+) -> None:
+    session_id = await a_session(rig.store)
+    # Another process's write transaction holds the store past its busy timeout.
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        refused = await post(rig.url, body("n11"))
+        assert refused.status_code == 503  # NCS sends it again: it was a 200, then lost
+        assert refused.json() == {"error": "not kept: send it again"}
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await rig.store.pending_notices() == []
+    assert rig.woken == []
+    again = await post(rig.url, body("n11"))  # NCS's resend
+    assert again.status_code == 200
+    # Kept by the time it is answered: no waiting for the work after the answer.
+    assert [(n.notice_id, n.session_id) for n in await rig.store.pending_notices()] == [
+        ("n11", session_id)
+    ]
+    assert rig.woken == ["app1"]
+    assert rig.counted == [("session_exit", "store_failed"), ("session_exit", "kept")]
+
+
+async def test_an_answer_past_the_listeners_bound_is_503_and_the_connection_reads_on(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listener, "ANSWER_TIMEOUT", 0.3)
+    events = rig.events
+    late = listener._Connection._late
+
+    def answered_late(connection: listener._Connection) -> None:
+        events.append("503")
+        monkeypatch.setattr(listener, "ANSWER_TIMEOUT", 8.0)  # the next has the usual bound
+        late(connection)
+
+    monkeypatch.setattr(listener._Connection, "_late", answered_late)
+    await a_session(rig.store)
+    release = asyncio.Event()
+    lookup = rig.store.session_by_sid
+
+    async def slow(sid: str) -> Any:  # a store that answers once released
+        await release.wait()
+        return await lookup(sid)
+
+    monkeypatch.setattr(rig.store, "session_by_sid", slow)
+    port = int(rig.url.split(":")[2].split("/")[0])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        # Two requests at once on one connection: the second waits for the first.
+        for notice_id in ("n12", "n13"):
+            content = body(notice_id)
+            head = (
+                f"POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(content)}\r\n"
+                f"{ncs.SIGNATURE_HEADER}: {ncs.sign(SECRET, content)}\r\n\r\n"
+            )
+            writer.write(head.encode() + content)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            first = await reader.readuntil(b"\r\n\r\n")
+            assert first.startswith(b"HTTP/1.1 503 ")
+            length = int(first.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            release.set()
+            second = await reader.readuntil(b"\r\n\r\n")
+        assert second.startswith(b"HTTP/1.1 200 ")
+    finally:
+        writer.close()
+    await rig.settled()
+    # The second was read only once the first was answered: one notice in work at most.
+    assert events == ["work", "503", "work"]
+    # The first's keeping went on after its 503 (a resend would be a duplicate).
+    assert sorted(n.notice_id for n in await rig.store.pending_notices()) == ["n12", "n13"]
 
 
 async def test_a_notification_of_an_unknown_sid_is_counted_not_acted_on(rig: Rig) -> None:
