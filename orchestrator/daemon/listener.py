@@ -81,6 +81,7 @@ ANSWER_TIMEOUT: Final = 8.0
 WARN_EVERY: Final = 60.0
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSIONS: Final = (b"HTTP/1.1", b"HTTP/1.0")
 _METHODS: Final = ("GET", "HEAD")
 _POST: Final = ("POST",)
@@ -149,7 +150,7 @@ def _parse(head: bytes) -> _Request:
     headers: dict[bytes, bytes] = {}
     for field in fields:
         name, colon, value = field.rstrip(b"\r").partition(b":")
-        if not colon or not name or name != name.strip():
+        if not colon or not _TOKEN.fullmatch(name):  # a field name is a token (RFC 9110)
             raise _Refused(HTTPStatus.BAD_REQUEST)
         key = name.lower()
         value = value.strip()
@@ -162,9 +163,23 @@ def _parse(head: bytes) -> _Request:
     tokens = {token.strip() for token in headers.get(b"connection", b"").lower().split(b",")}
     # HTTP/1.1 keeps the connection unless told not to; HTTP/1.0 only when asked.
     keep_alive = b"close" not in tokens if version == b"HTTP/1.1" else b"keep-alive" in tokens
-    path = urlsplit(target.decode("latin-1")).path
+    path = _path(target.decode("latin-1"))
     named = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
     return _Request(method.decode("latin-1"), path, keep_alive, named, int(length))
+
+
+def _path(target: str) -> str:
+    """The path of a request target: its origin form (`/path?query`: all of it up to
+    `?`, a `//` at its start included) or its absolute form (`http://host/path`);
+    `_Refused` (400) for any other or one that cannot be read."""
+    if target.startswith("/"):
+        return target.partition("?")[0]
+    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
+        try:
+            return urlsplit(target).path or "/"
+        except ValueError:  # e.g. an unclosed IPv6 literal: `http://[/`
+            raise _Refused(HTTPStatus.BAD_REQUEST) from None
+    raise _Refused(HTTPStatus.BAD_REQUEST)
 
 
 def _plain(status: HTTPStatus) -> Page:

@@ -5,7 +5,10 @@ Covers, against `orchestrator run` as a process (raw TCP to its metrics address)
   answered in order; HEAD has the headers (with the length) and no body; another
   method is 405 with `Allow`; a request that announces a body is 400 and the
   connection closed; HTTP/1.0 closes after the answer; an unknown path is 404; an
-  oversized head is 431; a bad version 505.
+  oversized head is 431; a bad version 505; a target that cannot be read
+  (`http://[/`), one in no form HTTP has, or a header name with a space is 400, with
+  no traceback logged; `//host/metrics` is a path (404), not a host and `/metrics`,
+  and the absolute form `http://host/metrics` is `/metrics`.
 - Idle time: a connection that sends nothing, and one that sends a byte every 0.3 s
   without ever finishing its head, are closed by the daemon within
   `REQUEST_TIMEOUT` (a bounded wait for the end of the stream, not a sleep), counted
@@ -147,7 +150,17 @@ async def test_the_metrics_address_speaks_plain_http(daemon_env: DaemonEnv) -> N
         assert (big[0], big[3]) == (431, True)
         version = await exchange(url, b"GET /healthz HTTP/2.0\r\n\r\n")
         assert (version[0], version[3]) == (505, True)
+        for target in (b"http://[/", b"healthz", b"*"):
+            odd = await exchange(url, b"GET " + target + b" HTTP/1.1\r\n\r\n")
+            assert (odd[0], odd[3]) == (400, True), target  # was no answer, and a traceback
+        spaced = await exchange(url, b"GET /healthz HTTP/1.1\r\nBad Header: x\r\n\r\n")
+        assert (spaced[0], spaced[3]) == (400, True)
+        slashes = await exchange(url, b"GET //evil.example/metrics HTTP/1.1\r\n\r\n")
+        assert slashes[0] == 404  # was /metrics: the first segment taken for a host
+        absolute = await exchange(url, b"GET http://x/healthz?a=1 HTTP/1.1\r\n\r\n")
+        assert absolute[0] == 200
         assert daemon.alive
+        assert daemon.named("loop.exception") == []
     finally:
         assert await daemon.stop() == 0
 
