@@ -15,11 +15,19 @@ reports only its own path, and once gone cannot be told from a file). It ignores
 what `discover` ignores (hidden files and directories, `.git` among them) and
 editor scratch files (`4913`, `*~`, `#*#`, `.#*`, `.*.swp`).
 
-What it must never do: crash the daemon or decide anything. The callback only
-asks for a reload; the reload works out what changed (`ManifestCache`). A
-directory that is missing or cannot be watched is logged (`watch.unavailable`)
-and looked at again every `recheck` seconds, and SIGHUP still reloads. A failing
-callback is logged (`watch.callback_failed`) and watching goes on.
+Paths are reported as the configured path spells them (`current/lobby.yaml`, not
+the `releases/v1/lobby.yaml` inotify sees through a symlink, nor a path without the
+`..` the config has), since the reload matches them against the files it loaded.
+
+What it must never do: crash the daemon, decide anything, or lose a change. The
+callback only asks for a reload; the reload works out what changed
+(`ManifestCache`). A directory that is missing or cannot be watched is logged
+(`watch.unavailable`) and looked at again every `recheck` seconds, and SIGHUP still
+reloads. A watch that fails (watchfiles cannot name a path that is not UTF-8, and
+gives up the batch it was in) reports the directory itself once it watches again,
+so that the reload then reads the whole tree: what changed in the failed batch or
+meanwhile is not lost. A failing callback is logged (`watch.callback_failed`) and
+watching goes on.
 
 Limits, by design:
 - Symlinked subdirectories: watchfiles follows them, and so does `discover` (with
@@ -99,6 +107,13 @@ def _identity(path: Path) -> tuple[int, int] | str:
     if not stat.S_ISDIR(st.st_mode):
         return "not a directory"
     return (st.st_dev, st.st_ino)
+
+
+def _why(exc: BaseException) -> str:
+    """What failed, for people: the first error a task group gathered, not the group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def _look(path: Path) -> tuple[int, int] | str:
@@ -223,7 +238,10 @@ class ManifestWatcher:
             try:
                 await self._watch(identity)
             except Exception as exc:  # cannot be watched: no inotify, a limit, permissions
-                self._unavailable(f"{type(exc).__name__}: {exc}")
+                # or a batch lost (a path watchfiles cannot name): what changed meanwhile
+                # is unknown, so the whole tree is read once it is watched again.
+                self._pending.add(str(self.path))
+                self._unavailable(_why(exc))
                 await self._pause()
         log.info("watch.stopped", path=str(self.path))
 
@@ -240,7 +258,12 @@ class ManifestWatcher:
     async def _watch(self, identity: tuple[int, int]) -> None:
         """Watch the directory until stopped, or until it is no longer `identity`."""
         root = await asyncio.to_thread(os.path.realpath, self.path)
+        spelled = str(self.path)
         loop = asyncio.get_running_loop()
+
+        def as_configured(path: str) -> str:
+            relative = os.path.relpath(path, root)
+            return spelled if relative == os.curdir else os.path.join(spelled, relative)
 
         def watching() -> None:
             def announce() -> None:
@@ -275,7 +298,7 @@ class ManifestWatcher:
                 async for batch in batches:  # a batch, or nothing after IDENTITY_EVERY
                     if await _look(self.path) != identity:
                         return  # `_run` reports it and watches what is there now
-                    paths = {path for _, path in batch}
+                    paths = {as_configured(path) for _, path in batch}
                     if self._pending and self.watching:
                         paths |= self._take_pending()
                     if paths:

@@ -3,8 +3,10 @@
 Covers, with the daemon as a process against the emulator: `manifests.dir` named
 through a relative symlink (`current -> releases/v1`) is followed when the link is
 switched to `releases/v2` (by `ln -sfn`, or a new link renamed over the old one):
-with the watch, v2's recording starts, and a manifest added afterwards to the
-retired v1 is never started; with the watch off, a SIGHUP sees the switch at once.
+with the watch, v2's recording starts, a manifest removed from v2 through the link
+is stopped (the watch reported it by its release's path, which the reload did not
+know: it recorded on), and a manifest added afterwards to the retired v1 is never
+started; with the watch off, a SIGHUP sees the switch at once.
 SIGHUP re-reads the config: a changed `logging.level` takes effect (debug lines
 appear), a key that needs a restart is named in a warning and keeps its running
 value, and a config that does not load is one error while the daemon goes on with
@@ -63,6 +65,12 @@ async def test_a_switched_symlink_is_followed_by_the_watch(daemon_env: DaemonEnv
             lambda: _started(daemon_env) == {"room-a", "room-b"},
             within=30,
             what="v2's recording started after the switch",
+        )
+        (current / "b.yaml").unlink()
+        await wait_until(
+            lambda: {str(r["body"]["cname"]) for r in calls(daemon_env, "stop")} == {"room-b"},  # type: ignore[index]
+            within=30,
+            what="beta stopped once its manifest was removed",
         )
         # A manifest added to the retired release is not the daemon's any more: after a
         # SIGHUP (a full look) and the pass that follows it, nothing of it was sent.

@@ -8,7 +8,11 @@ made during a slow callback comes in the next one; `stop()` is prompt, also
 while a callback hangs; a failing callback is logged and watching goes on; a
 missing directory is logged (`watch.unavailable`) without a crash and is watched
 once it appears, also after it was removed; a directory replaced behind a symlink
-(a deploy switching releases) is reported and the new one watched.
+(a deploy switching releases) is reported and the new one watched; paths are spelled
+as the configured path has them (through its symlink, with its `..`), which is how
+the reload knows them; a file name that is not UTF-8 (watchfiles cannot name it and
+drops its batch) loses no change: the directory itself is reported once watched
+again, and the log names the cause, not a task group.
 
 Waits are bounded (`asyncio.wait_for`, 10 s) and no assertion depends on a tight
 timing: "nothing more" is checked over a quiet period longer than two debounces.
@@ -267,9 +271,36 @@ async def test_a_release_switched_behind_a_symlink_is_reported_and_watched(
         assert await next_batch(batches) == {str(current)}  # once the new one is watched
         assert watcher.watching
         (tmp_path / "r2" / "n.yaml").write_text("n", encoding="utf-8")
-        assert await next_batch(batches) == {str(tmp_path / "r2" / "n.yaml")}
+        # As the configured path spells it (the reload's files do): a removal reported
+        # through the release's own path was a file it did not know, and kept recording.
+        assert await next_batch(batches) == {str(current / "n.yaml")}
+        (tmp_path / "r2" / "m.yaml").unlink()
+        assert await next_batch(batches) == {str(current / "m.yaml")}
         shutil.rmtree(tmp_path / "r1")  # the old release: no longer watched
         await quiet(batches, 1.0)
+
+
+@pytest.mark.slow
+async def test_paths_are_spelled_as_the_configured_path(tmp_path: Path) -> None:
+    (tmp_path / "d" / "v1" / "team").mkdir(parents=True)
+    configured = tmp_path / "d" / ".." / "d" / "v1"  # as a config may write it
+    async with watching(configured, debounce=0.3) as (_, batches):
+        (tmp_path / "d" / "v1" / "team" / "a.yaml").write_text("a", encoding="utf-8")
+        assert await next_batch(batches) == {str(configured / "team" / "a.yaml")}
+
+
+@pytest.mark.slow
+async def test_a_file_name_watchfiles_cannot_name_loses_no_change(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("a", encoding="utf-8")
+    with capture_logs() as logs:
+        async with watching(tmp_path, debounce=0.3, recheck=0.3) as (watcher, batches):
+            (tmp_path / "a.yaml").unlink()  # in the batch watchfiles gives up
+            os.close(os.open(os.path.join(os.fsencode(tmp_path), b"notes\xe9.txt"), os.O_CREAT))
+            # The whole tree, once watched again: the reload sees a.yaml gone.
+            assert await next_batch(batches) == {str(tmp_path)}
+            assert watcher.watching
+    (reason,) = {e["reason"] for e in logs if e["event"] == "watch.unavailable"}
+    assert "decode" in reason and "TaskGroup" not in reason, reason
 
 
 @pytest.fixture(autouse=True)
