@@ -41,11 +41,13 @@ from pydantic import (
     Field,
     Tag,
     TypeAdapter,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.files import ReadError, read_regular
 
 SECRET_KEYS: Final = frozenset(
     {
@@ -65,6 +67,11 @@ SECRET_KEYS: Final = frozenset(
 Code that must recognise a secret by its key (the manifest loader hiding an input,
 the log processor masking a value, the API client scrubbing a request body, the
 store refusing a secret-shaped column) uses this list, through `is_secret_key`."""
+
+
+MAX_SECRET_BYTES: Final = 64 * 1024
+"""A secret file (`{file: PATH}`, a systemd credential) larger than this is refused
+unread: keys and certificates are tens of bytes."""
 
 
 def _folded(name: str) -> str:
@@ -102,6 +109,13 @@ class FileSecret(_Ref):
     """The content of a file (one trailing newline is stripped)."""
 
     file: Annotated[str, Field(min_length=1)]
+
+    @field_validator("file")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        if "\0" in value:  # no file has one: said where it is written, not at every start
+            raise PydanticCustomError("secret_path", "a file path cannot hold a NUL byte")
+        return value
 
     def describe(self) -> str:
         return f"file:{self.file}"
@@ -381,9 +395,9 @@ def _resolve(
             )
         path = Path(directory) / ref.credential
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SecretError(f"{ref.describe()}: cannot read {path}: {exc.strerror}") from None
+        data = read_regular(path, MAX_SECRET_BYTES)
+    except ReadError as exc:  # a FIFO would block the daemon, /dev/zero never end
+        raise SecretError(f"{ref.describe()}: cannot read {path}: {exc.reason}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -6,10 +6,8 @@ libyaml path) and the daemon config (through ruamel's round-trip loader, whose
 nodes know their positions: `read_document`) both go through here, so they have
 one set of limits and say each problem in the same words:
 
-- only a regular file is opened, without blocking (a FIFO put in a file's place
-  opens without a writer; a terminal never becomes ours), and its type is checked
-  again on the open descriptor (the path may have been replaced meanwhile);
-- at most `MAX_FILE_BYTES` are read;
+- only a regular file is opened, without blocking, and at most `MAX_FILE_BYTES`
+  are read (`files.read_regular`, which secret files share);
 - the text is UTF-8 (a byte order mark is dropped), or the first bad byte is
   named by line and column;
 - `check_bounds` refuses, before anything is built, nesting deeper than
@@ -27,16 +25,15 @@ Nor an anchor, an alias or a tag: a secret written unquoted that starts with `&`
 
 from __future__ import annotations
 
-import enum
 import functools
 import io
 import os
 import re
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.files import ReadError, ReadFailure, file_kind, read_regular
 from orchestrator.manifest.nesting import nesting_overflow
 
 __all__ = [
@@ -83,27 +80,6 @@ whole document, the config 10,000 added nodes: the smaller bound, counted the
 config's way, which does not hold a big file of plain values against its aliases.)"""
 
 
-class ReadFailure(enum.Enum):
-    """Why a file's bytes were not taken: what a caller decides on, never the message."""
-
-    UNREADABLE = "unreadable"
-    """It could not be examined, opened or read: what it holds is unknown."""
-    NOT_REGULAR = "not-regular"
-    """A directory, FIFO, socket or device: never read."""
-    TOO_BIG = "too-big"
-    """Larger than MAX_FILE_BYTES: not read."""
-
-
-class ReadError(Exception):
-    """A file that was not read: why (`failure`) and the reason in words, which quote
-    nothing of the file (`it is a FIFO (named pipe), not a regular file`)."""
-
-    def __init__(self, failure: ReadFailure, reason: str) -> None:
-        super().__init__(reason)
-        self.failure = failure
-        self.reason = reason
-
-
 class YamlProblem(Exception):
     """Why a text cannot be read as YAML: a 1-based position and a message that quotes
     no value of the text."""
@@ -122,73 +98,11 @@ class YamlProblem(Exception):
 
 # --- the file ---------------------------------------------------------------------------
 
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NONBLOCK", 0)  # a FIFO put in the file's place opens without a writer
-    | getattr(os, "O_NOCTTY", 0)  # ... and a terminal never becomes ours
-    | getattr(os, "O_CLOEXEC", 0)
-)
-
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def file_kind(mode: int) -> str:
-    """What a file that is not a regular one is, in words (`a directory`)."""
-    return next((name for test, name in _KINDS if test(mode)), "something else")
-
 
 def read_file(path: str | os.PathLike[str], st: os.stat_result | None = None) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES, or ReadError.
-
-    `st`: a `stat` of the path just taken by the caller (the manifest cache keys
-    files by it), else it is taken here. Nothing but a regular file is opened, and
-    what was opened is checked again: the path may have been replaced since.
-    """
-    try:
-        st = os.stat(path) if st is None else st
-        _check_regular(st)
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        raise ReadError(ReadFailure.UNREADABLE, _reason(exc)) from None
-    try:
-        _check_regular(os.fstat(fd))
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-        raise _too_big(max(size, os.fstat(fd).st_size))  # it grew since it was measured
-    except OSError as exc:
-        raise ReadError(ReadFailure.UNREADABLE, _reason(exc)) from None
-    finally:
-        os.close(fd)
-
-
-def _check_regular(st: os.stat_result) -> None:
-    if not stat.S_ISREG(st.st_mode):
-        kind = file_kind(st.st_mode)
-        raise ReadError(ReadFailure.NOT_REGULAR, f"it is {kind}, not a regular file")
-    if st.st_size > MAX_FILE_BYTES:
-        raise _too_big(st.st_size)
-
-
-def _too_big(size: int) -> ReadError:
-    return ReadError(
-        ReadFailure.TOO_BIG, f"it is {size} bytes; the limit is {MAX_FILE_BYTES} (1 MiB)"
-    )
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
+    """The bytes of a regular file of at most MAX_FILE_BYTES, or ReadError (the one
+    bounded read of files.py)."""
+    return read_regular(path, MAX_FILE_BYTES, st)
 
 
 # --- the text ---------------------------------------------------------------------------

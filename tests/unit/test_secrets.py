@@ -18,13 +18,16 @@ import base64
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
 import structlog
+from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.logging import configure_logging
 from orchestrator.secrets import (
+    MAX_SECRET_BYTES,
     SECRET_KEYS,
     CredentialSecret,
     EnvSecret,
@@ -170,3 +173,38 @@ def test_a_secret_that_is_not_utf8_names_its_reference_and_no_byte(
         resolve_secret(ref, environ=environ, credentials_dir=str(tmp_path))
     assert str(raised.value) == message.format(dir=tmp_path)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: os.mkfifo(p), "it is a FIFO (named pipe), not a regular file"),
+        (lambda p: p.symlink_to("/dev/zero"), "it is a character device, not a regular file"),
+        (lambda p: p.mkdir(), "it is a directory, not a regular file"),
+        (
+            lambda p: p.write_bytes(b"k" * (MAX_SECRET_BYTES + 1)),
+            f"it is {MAX_SECRET_BYTES + 1} bytes; the limit is {MAX_SECRET_BYTES} (64 KiB)",
+        ),
+    ],
+    ids=["fifo", "dev-zero", "directory", "too-big"],
+)
+def test_a_secret_file_that_is_no_small_regular_file_is_refused_unread(
+    tmp_path: Path, make: Any, message: str
+) -> None:
+    """Defect: a FIFO as `{file: PATH}` blocked the daemon's event loop until someone
+    wrote to it (no pass, no /healthz), and `/dev/zero` was read without end. Each is
+    refused at once, like a manifest file, and the credential form alike."""
+    path = tmp_path / "key"
+    make(path)
+    for ref in (FileSecret(file=str(path)), CredentialSecret(credential="key")):
+        with pytest.raises(SecretError) as raised:
+            resolve_secret(ref, credentials_dir=str(tmp_path))
+        assert str(raised.value) == f"{ref.describe()}: cannot read {path}: {message}"
+
+
+def test_a_secret_file_path_with_a_nul_is_refused_where_it_is_written() -> None:
+    """Defect: `validate` passed it and every start crashed (ValueError: embedded null
+    byte) in a traceback, pass after pass."""
+    with pytest.raises(ValidationError) as raised:
+        TypeAdapter(SecretRef).validate_python({"file": "/run/a\0b"})
+    assert "a file path cannot hold a NUL byte" in str(raised.value)
