@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from orchestrator.agora.client import base_url_problem
 from orchestrator.manifest.scalars import MAX_TOKEN_LIFETIME, Whole, parse_duration
@@ -114,6 +115,12 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
     """An absolute path, made lexically (`..` folded): symlinks are not resolved here,
     so a path through a symlink (`./current -> releases/v1`, a deploy tool's switch)
     keeps following the link, as it is looked at again at every reload."""
+    try:
+        name = os.fsencode(path)
+    except UnicodeEncodeError:  # a lone surrogate from a YAML escape ("\ud800")
+        raise PydanticCustomError("path_text", "a path cannot hold a lone surrogate") from None
+    if b"\0" in name:
+        raise PydanticCustomError("path_nul", "a path cannot hold a NUL byte")
     path = path.expanduser()
     return path if path.is_absolute() else Path(os.path.abspath(_base_dir(info) / path))
 

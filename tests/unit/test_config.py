@@ -302,6 +302,16 @@ def test_only_prefixed_variables_are_read(tmp_path: Path, monkeypatch: pytest.Mo
         ("logging:\n  level: info\n  level: debug\n", "config.yaml:3:3: "),
         ("logging: {level: [info\n", "config.yaml:2:1: "),
         ("- a\n- b\n", "config.yaml:1:1: must be a mapping of keys"),
+        # A path no file can have: a traceback from init, status, plan and run before.
+        ('state:\n  dir: "./st\\0ate"\n', "config.yaml:2:8: state.dir: a path cannot hold a NUL"),
+        (
+            'manifests:\n  dir: "./r\\ud800"\n',
+            "config.yaml:2:8: manifests.dir: a path cannot hold a lone surrogate",
+        ),
+        (
+            'state:\n  url: "sqlite:////tmp/x\\0y.db"\n',
+            "config.yaml:2:8: state.url: a path cannot hold a NUL byte",
+        ),
     ],
 )
 def test_positioned_errors(tmp_path: Path, text: str, expected: str) -> None:
