@@ -57,6 +57,9 @@ HORIZON = timedelta(hours=24)
 ACTIONS_KEPT = 50
 #: The timeline is computed again at most this often (10,000 schedules cost a little).
 TIMELINE_EVERY = timedelta(seconds=10)
+#: Windows a lane of the document lists at most (the page shows 6), so that an
+#: every-minute cron (1,440 windows a day) costs neither the loop nor the reader.
+MAX_WINDOWS = 48
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ def _timeline(lanes_: Sequence[Lane], now: datetime) -> list[dict[str, Any]]:
                     }
                     for w in lane.windows
                 ],
+                "more_windows": lane.more,
                 "next": describe_next(lane, now),
                 "skipped": lane.skipped,
                 "waits_until": _iso(lane.waits_until),
@@ -357,7 +361,7 @@ class TimelineCache:
     ) -> list[Lane]:
         same = desired is self._desired and the_plan is self._plan
         if not same or self._at is None or now - self._at >= TIMELINE_EVERY:
-            self._lanes = lanes(desired, now, HORIZON, the_plan)
+            self._lanes = lanes(desired, now, HORIZON, the_plan, limit=MAX_WINDOWS)
             self._desired, self._plan, self._at = desired, the_plan, now
         return self._lanes
 
@@ -530,7 +534,9 @@ def render_html(doc: Mapping[str, Any]) -> str:
             "always" if w["end"] is None else f"{_t(w['start'])} → {_t(w['end'])}"
             for w in lane["windows"][:6]
         )
-        more = f" (+{len(lane['windows']) - 6})" if len(lane["windows"]) > 6 else ""
+        extra = len(lane["windows"]) - 6
+        plus = "+" if lane["more_windows"] else ""  # more than the document lists
+        more = f" (+{extra}{plus})" if extra > 0 else ""
         out.append(
             f"<tr><td>{_E(lane['manifest'])}</td><td>{_E(lane['next'])}</td>"
             f"<td><small>{windows}{more}</small></td></tr>"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from orchestrator.reconcile.plan import DesiredRecording, NoteKind, Plan
-from orchestrator.schedule import FAR_FUTURE, Window
+from orchestrator.schedule import FAR_FUTURE, Schedule, Window
 
 _ON = "█"
 _OFF = "·"
@@ -41,6 +41,8 @@ class Lane:
     skipped: str | None = None
     # A restart waits its backoff until then (the open window records from then on).
     waits_until: datetime | None = None
+    # More windows than `windows` holds fall in the horizon (`lanes(limit=...)`).
+    more: bool = False
 
     def events(self) -> list[tuple[datetime, str]]:
         """(instant, "start" | "stop") in order, `always` having no stop."""
@@ -57,9 +59,13 @@ def lanes(
     now: datetime,
     horizon: timedelta,
     the_plan: Plan | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[Lane]:
     """One lane per manifest; with `the_plan` (made at `now`), the open window says
-    whether it will be recorded."""
+    whether it will be recorded. `limit`: at most this many windows a lane (its first
+    ones; `more` says there are others), found at a cost of about that many: an
+    every-minute cron has 1,440 windows a day."""
     end = now + horizon
     skipped: dict[str, str] = {}
     waits: dict[str, datetime] = {}
@@ -70,11 +76,30 @@ def lanes(
             waits[note.manifest] = note.until
     result = []
     for d in sorted(desired, key=lambda d: d.name):
-        windows = tuple(
-            w for w in d.schedule.windows_between(now, end) if w.end > now and w.start < end
-        )
-        result.append(Lane(d.name, windows, d.suspend, skipped.get(d.name), waits.get(d.name)))
+        windows, more = _first_windows(d.schedule, now, end, limit)
+        lane = Lane(d.name, windows, d.suspend, skipped.get(d.name), waits.get(d.name), more)
+        result.append(lane)
     return result
+
+
+#: The first span `_first_windows` looks at; each next one is four times longer.
+_FIRST_SPAN = timedelta(hours=1)
+
+
+def _first_windows(
+    schedule: Schedule, now: datetime, end: datetime, limit: int | None
+) -> tuple[tuple[Window, ...], bool]:
+    """The first `limit` windows of `[now, end)` (all: None), and whether there are
+    more. A cron's cost is that of the span looked at, so the span grows from an hour
+    until it holds more than `limit` windows or reaches `end`."""
+    upto = end if limit is None else min(end, now + _FIRST_SPAN)
+    while True:
+        found = [w for w in schedule.windows_between(now, upto) if w.end > now and w.start < upto]
+        if limit is not None and len(found) > limit:
+            return tuple(found[:limit]), True
+        if upto >= end:
+            return tuple(found), False
+        upto = min(end, now + (upto - now) * 4)
 
 
 def render(lanes_: Sequence[Lane], now: datetime, horizon: timedelta, width: int = 48) -> str:

@@ -630,7 +630,8 @@ STATUS_SCHEMA: dict[str, Any] = {
                             {
                                 "manifest": {"type": "string", "minLength": 1},
                                 "suspended": {"type": "boolean"},
-                                "windows": {"type": "array", "items": WINDOW},
+                                "windows": {"type": "array", "items": WINDOW, "maxItems": 48},
+                                "more_windows": {"type": "boolean"},
                                 "next": {"type": "string", "minLength": 1},
                                 "skipped": MAYBE_STRING,
                                 "waits_until": MAYBE_INSTANT,

@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from orchestrator.daemon.statuspage import (
     ACTIONS_KEPT,
     FRESH_FOR,
+    MAX_WINDOWS,
     ActionLog,
     AppView,
     StatusPage,
+    TimelineCache,
     render_html,
     status_document,
 )
@@ -26,7 +28,7 @@ from orchestrator.manifest.diagnostics import Diagnostic
 from orchestrator.reconcile.execute import ActionResult
 from orchestrator.reconcile.overview import Overview, Reason, RecordingStatus, Should
 from orchestrator.reconcile.plan import Start
-from orchestrator.schedule import FAR_FUTURE, Window
+from orchestrator.schedule import FAR_FUTURE, Window, cron_schedule
 from orchestrator.state import Phase, SessionRecord
 from tests.unit.reconcile.desired_recordings import desired_recording
 
@@ -201,3 +203,30 @@ def test_one_document_serves_every_request_for_half_a_refresh() -> None:
     assert len(made) == 1
     now[0] += FRESH_FOR
     assert page.html_page() is not first and len(made) == 2
+
+
+def test_a_lane_lists_at_most_48_windows_and_says_there_are_more() -> None:
+    """Defect: every window of 24 hours was listed: 200 every-minute crons made a 29 MB
+    document, seconds of the event loop for each open page."""
+    minute = desired_recording(
+        name="minute", schedule=cron_schedule("* * * * *", "UTC", timedelta(seconds=20))
+    )
+    daily = desired_recording(
+        name="daily", schedule=cron_schedule("0 9 * * *", "UTC", timedelta(hours=1))
+    )
+    timeline = TimelineCache().lanes([minute, daily], None, NOW)
+    doc = status_document(
+        view(),
+        now=NOW,
+        replica="host:1",
+        ready=True,
+        detail="",
+        timeline=timeline,
+        actions=[],
+        apps=[],
+    )
+    by_name = {lane["manifest"]: lane for lane in doc["timeline"]["lanes"]}  # type: ignore[index]
+    assert len(by_name["minute"]["windows"]) == MAX_WINDOWS and by_name["minute"]["more_windows"]
+    assert len(by_name["daily"]["windows"]) == 1 and not by_name["daily"]["more_windows"]
+    page = render_html(doc)
+    assert f"(+{MAX_WINDOWS - 6}+)" in page  # 6 shown, 42 more listed, and more beyond

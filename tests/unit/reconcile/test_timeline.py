@@ -1,16 +1,20 @@
 """The plan timeline: lanes clipped to the horizon, events, and the text chart.
 
 Covers: a window inside the horizon fills the right columns, a suspended lane is
-drawn differently, `always` has no stop event, the next-step summary.
+drawn differently, `always` has no stop event, the next-step summary; with a limit,
+a lane holds the first windows of the unlimited one and says whether there are
+more, for dense, sparse, late and open-now schedules.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from orchestrator.reconcile.plan import ActualState, DesiredRecording, Note, NoteKind, Plan, plan
 from orchestrator.reconcile.timeline import describe_next, lanes, render
-from orchestrator.schedule import always_schedule, windows_schedule
+from orchestrator.schedule import Schedule, always_schedule, cron_schedule, windows_schedule
 from tests.unit.reconcile.desired_recordings import desired_recording
 
 NOW = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -85,3 +89,27 @@ def test_what_is_wanted_and_what_will_happen_are_drawn_apart() -> None:
     assert describe_next(result["late"], NOW).startswith("wanted until 2026-03-02T02:00:00")
     assert "not recorded: missed" in describe_next(result["late"], NOW)
     assert "recording again from 2026-03-02T01:00:00+00:00" in describe_next(result["fine"], NOW)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        cron_schedule("* * * * *", "UTC", timedelta(seconds=20)),  # 1,440 a day
+        cron_schedule("*/20 * * * *", "UTC", timedelta(minutes=5)),  # 72: past the first hours
+        cron_schedule("0 3,20 * * *", "Europe/Berlin", timedelta(hours=1)),  # late in the day
+        cron_schedule("0 * * * *", "UTC", timedelta(hours=2)),  # overlapping: merged
+        windows_schedule([(NOW - timedelta(hours=1), NOW + timedelta(hours=30))]),  # open now
+        always_schedule(),
+        windows_schedule([]),
+    ],
+    ids=["every-minute", "every-20-min", "twice-a-day", "merged", "open-now", "always", "none"],
+)
+def test_a_limited_lane_is_the_first_windows_of_the_whole_one(schedule: Schedule) -> None:
+    """Defect: the status page listed every window of 24 hours: with 200 every-minute
+    crons its JSON was 29 MB, and making it held the event loop for seconds."""
+    whole = lanes([desired("x", schedule)], NOW, timedelta(hours=24))[0]
+    for limit in (1, 6, 48):
+        (lane,) = lanes([desired("x", schedule)], NOW, timedelta(hours=24), limit=limit)
+        assert lane.windows == whole.windows[:limit]
+        assert lane.more == (len(whole.windows) > limit)
+    assert not whole.more
