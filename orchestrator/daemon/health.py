@@ -37,6 +37,7 @@ class Health:
         self._metrics = metrics
         self._writable = writable
         self.ready = False
+        self.leaving = False  # a shutdown began: no longer ready, whatever else holds
         self.store_ok = True  # the store could be read by the last pass
         self.lock_ok = True  # replicas: the lock connection answered its last round or check
         self.summary = ""
@@ -60,6 +61,11 @@ class Health:
         if self._metrics is not None:
             self._metrics.set_store_up(self._writable())
 
+    def stopping(self) -> None:
+        """A shutdown began: not ready from now on (a load balancer or a probe stops
+        sending work; the drain may last `shutdown.drainTimeout`)."""
+        self.leaving = True
+
     def became_ready(self) -> None:
         self.ready = True
         self._notifier.ready(self.summary)
@@ -74,6 +80,8 @@ class Health:
 
     def verdict(self) -> tuple[bool, str]:
         """(ready, why): what `/readyz` answers, without its facts (cheap)."""
+        if self.leaving:
+            return False, "shutting down: finishing what is in flight"
         if not self.ready:
             return False, "the first reconcile pass has not finished"
         if not self.store_ok:

@@ -243,6 +243,7 @@ class Daemon:
         if not self._stop.is_set():
             log.info("daemon.stopping", reason=reason)
             self._notifier.stopping()
+            self._health.stopping()
             self._rt.executor.drain()
             self._passes.stop()
             self._ownership.stop()

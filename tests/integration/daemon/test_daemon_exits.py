@@ -5,7 +5,8 @@ Covers: the resync's queries are spread over most of `resyncInterval` (here 120 
 the second of two sessions is queried about 48 s after the first); the first one,
 aborted at Agora, is restarted by a pass that runs as soon as its query's answer is
 recorded, while the round still waits to query the second (it did not wait for the
-round's end, which a 60 s resync made up to 48 s later).
+round's end, which a 60 s resync made up to 48 s later). Once a shutdown begins the
+daemon is no longer ready (it said ready through the whole drain).
 """
 
 from __future__ import annotations
@@ -47,3 +48,18 @@ async def test_a_session_a_resync_finds_ended_is_restarted_before_the_round_ends
         queries = emu.requests("query")[queried_before:]
         assert [q["path"] for q in queries if second.sid in q["path"]] == []
         assert any(first.sid in q["path"] for q in queries)
+
+
+async def test_a_shutdown_is_not_ready_from_its_first_moment(
+    emulator: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"lobby.yaml": manifest("lobby", "lobby")}
+    async with daemon_runtime(emulator, tmp_path, monkeypatch, files) as rt, ready(rt) as daemon:
+        assert daemon.readiness().ready
+        daemon.shutdown("SIGTERM")
+        report = daemon.readiness()
+        assert (report.ready, report.detail) == (
+            False,
+            "shutting down: finishing what is in flight",
+        )
+        assert daemon.status_document()["ready"] is False
