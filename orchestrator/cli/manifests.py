@@ -21,7 +21,7 @@ import click
 
 from orchestrator.cli import cli
 from orchestrator.cli.context import load_once
-from orchestrator.cli.options import as_of, at_option
+from orchestrator.cli.options import ExistingPath, as_of, at_option
 
 if TYPE_CHECKING:
     from orchestrator.manifest.diagnostics import Diagnostic
@@ -31,8 +31,8 @@ _PATHS = click.argument(
     "paths",
     nargs=-1,
     required=True,
-    # readable=False: a path that cannot be read is the loader's positioned error (exit 1)
-    type=click.Path(exists=True, readable=False, path_type=Path),
+    # A path that is there but cannot be read is the loader's positioned error (exit 1).
+    type=ExistingPath(),
 )
 _AT = at_option("Search schedule clashes from this instant")
 

@@ -13,6 +13,8 @@ when a value is converted (the command imports that module anyway).
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +25,30 @@ import click
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
+class ExistingPath(click.Path):
+    """A path that is there: only one that is not (no such file, or a file where a
+    directory should be) is refused (exit 2). One that is there but cannot be looked
+    at (under a directory without search permission, a symlink loop) goes on to the
+    loader, which says why at that path (exit 1); `click.Path(exists=True)` called it
+    one that does not exist."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, readable=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        try:
+            os.lstat(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                self.fail(f"Path {click.format_filename(value)!r} does not exist.", param, ctx)
+        except ValueError:  # a NUL byte
+            self.fail(f"Path {click.format_filename(value)!r} holds a NUL byte.", param, ctx)
+        return path
+
+
 def _source(
-    name: str, dest: str, help: str, kind: click.Path[Path] | None = None
+    name: str, dest: str, help: str, kind: click.ParamType[Any] | None = None
 ) -> Callable[[_Command], _Command]:
     """An option saying where something is, passed as `dest`; None when it is not given
     (the config's setting, or its default, applies)."""
@@ -41,7 +65,7 @@ MANIFESTS = _source(
     "--manifests",
     "manifests_dir",
     "Manifests directory or file (default: manifests.dir of the config).",
-    click.Path(exists=True, path_type=Path),
+    ExistingPath(),
 )
 STATE = _source(
     "--state",

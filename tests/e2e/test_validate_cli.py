@@ -422,6 +422,9 @@ def test_an_unreadable_subdirectory_fails_validation(tmp_path: Path) -> None:
     try:
         run = orchestrator("validate", tmp_path, prefix=prefix)
         root = orchestrator("validate", team, prefix=prefix)
+        # A file under it, named: it is there, it cannot be looked at (it was exit 2,
+        # "does not exist", as a usage error).
+        inside = orchestrator("validate", team / "b.yaml", prefix=prefix)
         report = json.loads(
             orchestrator("validate", "--format", "json", tmp_path, prefix=prefix).stdout
         )
@@ -432,6 +435,24 @@ def test_an_unreadable_subdirectory_fails_validation(tmp_path: Path) -> None:
     assert f"{team}:1:1: error: cannot read the directory: Permission denied" in run.stdout
     assert root.code == 1  # the manifests directory itself: an error, not "no manifest files"
     assert f"{team}:1:1: error: cannot read the directory: Permission denied" in root.stdout
+    assert inside.code == 1, inside.stderr
+    assert (
+        f"{team / 'b.yaml'}:1:1: error: cannot read this path: Permission denied" in inside.stdout
+    )
+
+
+def test_a_symlink_loop_named_is_an_error_at_it_and_a_missing_path_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    loop = orchestrator("validate", tmp_path / "a.yaml")
+    assert loop.code == 1  # was exit 2: "does not exist"
+    assert (
+        f"{tmp_path / 'a.yaml'}:1:1: error: cannot read this path: Too many levels" in loop.stdout
+    )
+    missing = orchestrator("validate", tmp_path / "c.yaml")
+    assert missing.code == 2 and "does not exist" in missing.stderr
 
 
 # --- every error of every document ------------------------------------------------------
