@@ -70,6 +70,7 @@ async def _status(
     now: datetime,
 ) -> bool:
     """Print the status; True when everything wanted records and nothing fails."""
+    from orchestrator.manifest.diagnostics import one_line
     from orchestrator.reconcile.overview import overview
     from orchestrator.reconcile.plan import plan
     from orchestrator.reconcile.reconciler import observe, untracked
@@ -125,14 +126,8 @@ async def _status(
         *_budget_text(budget),
         *_status_text(live, history, failures, now, unknown),
     ]
-    click.echo("\n".join(line.translate(_CONTROLS) for line in lines))
+    click.echo("\n".join(one_line(line) for line in lines))
     return view.ok
-
-
-# What Agora or a notification told (a file name, an error's reason) may hold control
-# characters: written as `\x1b`, so that none moves the cursor, retitles the terminal or
-# starts a line of its own.
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
 
 
 def _overview_text(view: Overview) -> Iterator[str]:

@@ -39,6 +39,7 @@ __all__ = [
     "diagnose",
     "explain_each",
     "locate",
+    "one_line",
     "place",
     "position_tree",
     "printable",
@@ -84,13 +85,39 @@ class Diagnostic:
         """One line: `file:line:column: severity: field: message`; without a file,
         `note: ...` / `warning: ...`, and an error as its bare message."""
         if not self.file:
-            return self.message if self.severity == "error" else f"{self.severity}: {self.message}"
+            line = self.message if self.severity == "error" else f"{self.severity}: {self.message}"
+            return one_line(line)
         field = f"{self.field}: " if self.field else ""
-        return f"{self.file}:{self.line}:{self.column}: {self.severity}: {field}{self.message}"
+        return one_line(
+            f"{self.file}:{self.line}:{self.column}: {self.severity}: {field}{self.message}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The finding as JSON output shows it: every field but `kind` (which code reads)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "kind"}
+
+
+#: What a terminal acts on instead of showing (C0 controls but tab, DEL, C1) and the
+#: bidirectional controls that reorder what follows them on screen (U+202A-U+202E,
+#: U+2066-U+2069): a file name, a key or an answer from outside may hold them.
+_CONTROLS = {
+    c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    for c in (
+        *range(0x20),
+        0x7F,
+        *range(0x80, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+    if c != 0x09
+}
+
+
+def one_line(text: str) -> str:
+    """`text` as one line that shows what it says: each control character written as
+    its escape (`\\x1b`, `\\x0a`, `\\u202e`), so that none moves the cursor, recolours
+    or retitles the terminal, reorders the line or starts one of its own."""
+    return text.translate(_CONTROLS)
 
 
 def printable(path: str) -> str:

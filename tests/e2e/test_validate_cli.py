@@ -598,3 +598,19 @@ def test_a_bulk_validate_shared_with_a_forked_worker_reports_as_a_plain_load(
     assert report["manifests"] == len(plain.manifests)
     assert plain.warnings and len(plain.errors) > 5 and len(plain.manifests) > count - 20
     assert any("first at" in d.message for d in plain.errors)  # the clash
+
+
+def test_control_characters_of_names_and_keys_reach_no_terminal(tmp_path: Path) -> None:
+    """Defect: a file name or a key's control characters were printed as they are: an
+    ESC recoloured the terminal, a CR overwrote the line, a newline split a finding
+    in two, U+202E reordered what follows (`status` already wrote them as escapes)."""
+    name = "a\x1b[31mRED\rFAKE\n.yaml"
+    # The key as YAML's escapes write it (a raw ESC is no YAML character).
+    (tmp_path / name).write_text(GOOD + 'labels: {"k\\u202e\\e[31m": x}\n', encoding="utf-8")
+    run = orchestrator("validate", tmp_path)
+    assert run.code == 1
+    finding = [line for line in run.stdout.splitlines() if ": error: " in line]
+    assert len(finding) == 1, run.stdout  # one line, the name's newline escaped
+    assert "\x1b" not in run.stdout and "\r" not in run.stdout and "\u202e" not in run.stdout
+    assert "a\\x1b[31mRED\\x0dFAKE\\x0a.yaml:" in finding[0]
+    assert "labels.k\\u202e\\x1b[31m" in finding[0]
