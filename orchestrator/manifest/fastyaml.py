@@ -31,6 +31,7 @@ from orchestrator.manifest.reading import (
     UNBUILDABLE,
     YamlProblem,
     duplicate_key,
+    not_text,
     not_valid,
     without_values,
 )
@@ -553,11 +554,7 @@ def yaml_failure(exc: Exception, text: str) -> YamlProblem:
     if isinstance(exc, YamlProblem):
         return exc
     if isinstance(exc, ReaderError):
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        return YamlProblem(
-            line, column, f"not a text file: character {exc.character!r} is not allowed in YAML"
-        )
+        return not_text(text, exc.position, exc.character)
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

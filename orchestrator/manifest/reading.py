@@ -49,7 +49,9 @@ __all__ = [
     "decode",
     "duplicate_key",
     "file_kind",
+    "not_text",
     "not_valid",
+    "position",
     "read_document",
     "read_file",
     "without_values",
@@ -117,10 +119,30 @@ def decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = len(raw[line_start : exc.start].decode("utf-8")) + 1  # valid before it
+        before = raw[: exc.start].decode("utf-8")  # valid up to it
+        line, column = position(before, len(before))
         raise YamlProblem(line, column, "not a UTF-8 text file") from None
+
+
+_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def position(text: str, index: int) -> tuple[int, int]:
+    """The 1-based (line, column) of `text[index]`, lines broken as YAML breaks them:
+    LF, CRLF or a lone CR (an old Mac's files; a parser's marks count it so too)."""
+    line, start = 1, 0
+    for found in _BREAK.finditer(text, 0, index):
+        line, start = line + 1, found.end()
+    return line, index - start + 1
+
+
+def not_text(text: str, index: int, character: object) -> YamlProblem:
+    """The one problem for a character YAML does not allow in a file (a control
+    character, a NUL: a binary file), at its place; its code, never its context."""
+    line, column = position(text, min(index, len(text)))
+    return YamlProblem(
+        line, column, f"not a text file: character {character!r} is not allowed in YAML"
+    )
 
 
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
@@ -302,12 +324,7 @@ def read_document(path: str | os.PathLike[str]) -> Any:
         problem = without_values(exc.problem or exc.context or "invalid YAML")
         raise YamlProblem(line, column, problem) from None
     except ReaderError as exc:
-        # Its message would name the character; the position is enough to find it.
-        position = min(exc.position, len(text))
-        line = text.count("\n", 0, position) + 1
-        column = position - (text.rfind("\n", 0, position) + 1) + 1
-        message = "a non-printable character: YAML does not allow it in a file"
-        raise YamlProblem(line, column, message) from None
+        raise not_text(text, exc.position, exc.character) from None
     except YAMLError as exc:
         raise YamlProblem(1, 1, f"invalid YAML ({type(exc).__name__})") from None
 

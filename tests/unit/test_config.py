@@ -880,7 +880,7 @@ def test_a_tab_that_yaml_allows_is_read_as_a_blank(tmp_path: Path) -> None:
         (b"# caf\xc3\xa9 \x80", "config.yaml:1:8: not a UTF-8 text file"),
         (
             "# caf\u00e9 \x80".encode(),
-            "config.yaml:1:8: a non-printable character: YAML does not allow it in a file",
+            "config.yaml:1:8: not a text file: character 128 is not allowed in YAML",
         ),
     ],
 )
@@ -1024,7 +1024,7 @@ apps:
             ":5:21: not a valid timestamp: quote it if it is text",
         ),
         ('    customerSecret: "hunter2\\q"\n', ":5:30: found unknown escape character (not shown)"),
-        ('    customerSecret: "hunter2\x01x"\n', ":5:29: a non-printable character"),
+        ('    customerSecret: "hunter2\x01x"\n', ":5:29: not a text file: character 1 is"),
         (
             "    customerSecret: &s hunter2-x\n    rateLimit: &s 5\n",
             ":6:16: an anchor (&...) is defined",

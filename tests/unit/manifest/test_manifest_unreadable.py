@@ -298,3 +298,25 @@ def test_a_name_that_is_not_utf8_is_an_error_under_a_printable_name(tmp_path: Pa
     given = load_manifests([tmp_path / "caf\udce9.yaml"])
     assert [(d.file, d.message) for d in given.diagnostics] == [expected[0][::3]]
     assert given.failed_files == {expected[0][0]} and not given.files
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\n", "mixed"])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [(b"\xe9", "not a UTF-8 text file"), (b"\x01", "not a text file: character 1 is")],
+)
+def test_a_bad_character_is_placed_whatever_the_line_endings(
+    tmp_path: Path, ending: str, bad: bytes, message: str
+) -> None:
+    """Defect: only LF was counted, so in a file of old-Mac line endings (a lone CR,
+    which YAML and an editor break lines at) the first bad byte was "1:182"."""
+    lines = GOOD_TEXT.format(name="cr", channel="cr").splitlines()
+    assert len(lines) > 7 and len(lines[6]) > 3
+    breaks = [("\r" if i % 2 else "\n") if ending == "mixed" else ending for i in range(len(lines))]
+    raw = b"".join(line.encode() + end.encode() for line, end in zip(lines, breaks, strict=True))
+    line_7 = sum(len(line) + len(end) for line, end in zip(lines[:6], breaks, strict=False))
+    raw = raw[: line_7 + 2] + bad + raw[line_7 + 2 :]  # at 7:3
+    (tmp_path / "cr.yaml").write_bytes(raw)
+    (found,) = load([tmp_path]).errors
+    assert (found.line, found.column) == (7, 3)
+    assert found.message.startswith(message)
