@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -71,6 +72,20 @@ def read_manifest_file(
                 return Diagnostic(path, 1, 1, "", message, "error", exc.failure)
 
 
+_LINES = re.compile(r"\r\n|\r|\n")
+
+
+def _document_start(text: str, line: int) -> tuple[int, int]:
+    """Where the document whose (empty) node is on `line` begins: the nearest `---` at
+    or before it (its node's place is past the marker and any comments after it, on
+    the next line, which may be past the end of the file)."""
+    lines = _LINES.split(text)
+    for number in range(min(line, len(lines)), 0, -1):
+        if lines[number - 1].startswith("---"):
+            return number, 1
+    return line, 1
+
+
 class Parsed(NamedTuple):
     """What `parse_file` found in a file's bytes."""
 
@@ -113,11 +128,9 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                 pending.append(Finding(index, key.loc, True, message, "error", key.at))
             if doc.data is None:
                 empty += 1
-                pending.append(
-                    Finding(
-                        index, (), False, "empty document (a stray '---'?)", "warning", position
-                    )
-                )
+                at = _document_start(text, doc.line)
+                message = "empty document (a stray '---'?)"
+                pending.append(Finding(index, (), False, message, "warning", at))
                 continue
             if not isinstance(doc.data, dict):
                 pending.append(

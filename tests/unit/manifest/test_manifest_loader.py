@@ -452,10 +452,12 @@ def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
 
 
 def test_empty_document_between_manifests_is_a_warning(tmp_path: Path) -> None:
+    assert len(GOOD.splitlines()) == 9
     path = write(tmp_path, "a.yaml", GOOD + "---\n# nothing here\n")
     loaded, diagnostics = load_file(path)
     assert len(loaded) == 1
-    assert [(d.severity, d.line) for d in diagnostics] == [("warning", 12)]
+    # At its `---` (line 10): it was line 12, past the comment and the end of the file.
+    assert [(d.severity, d.line, d.column) for d in diagnostics] == [("warning", 10, 1)]
     assert load_file(path, strict=True)[1][0].severity == "error"
 
 
