@@ -566,14 +566,28 @@ def yaml_failure(exc: Exception, text: str) -> YamlProblem:
             return YamlProblem(line, column, duplicate_key(None, None) + where)
         problem = without_values(str(exc.problem or "invalid YAML"))
         context = f" ({without_values(str(exc.context))})" if exc.context else ""
-        hint = ""
-        if isinstance(exc, ScannerError) and _at(text, mark) == ":":
-            # libyaml refuses `{start: 2026-03-02T09:00:00Z}`: times inside {...} or [...]
-            hint = "; inside {...} or [...], quote values that contain ':' (like times)"
+        hint = _hint(exc, text, mark) if isinstance(exc, ScannerError) else ""
         return YamlProblem(line, column, f"invalid YAML: {problem}{context}{hint}")
     if isinstance(exc, RecursionError):
         return YamlProblem(1, 1, "invalid YAML: nested too deeply")
     return YamlProblem(1, 1, f"invalid YAML: a value could not be read ({type(exc).__name__})")
+
+
+def _hint(exc: Any, text: str, mark: Any) -> str:
+    """What a scanner's error most likely means, where libyaml's words do not say."""
+    here = _at(text, mark)
+    if here == "\t":  # libyaml does not name the character
+        return "; it is a tab: YAML indents with spaces, never tabs"
+    if here == ":" and "unexpected ':'" in str(exc.problem):
+        # libyaml refuses `{start: 2026-03-02T09:00:00Z}`: times inside {...} or [...]
+        return "; inside {...} or [...], quote values that contain ':' (like times)"
+    if "simple key" in str(exc.context) and getattr(mark, "column", 0) >= _LONGEST_KEY:
+        return f"; a key is at most {_LONGEST_KEY} characters on its line (YAML's limit)"
+    return ""
+
+
+#: YAML's limit on a plain (simple) key's length: libyaml stops looking for its ':'.
+_LONGEST_KEY = 1024
 
 
 def _at(text: str, mark: Any) -> str:

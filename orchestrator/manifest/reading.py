@@ -119,9 +119,15 @@ def decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if raw.startswith(_UTF16_BOMS):
+            raise YamlProblem(1, 1, f"not a UTF-8 text file: {_UTF16}") from None
         before = raw[: exc.start].decode("utf-8")  # valid up to it
         line, column = position(before, len(before))
         raise YamlProblem(line, column, "not a UTF-8 text file") from None
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF16 = "it is UTF-16 (as some Windows editors save): save it as UTF-8"
 
 
 _BREAK = re.compile(r"\r\n|\r|\n")
@@ -140,6 +146,9 @@ def not_text(text: str, index: int, character: object) -> YamlProblem:
     """The one problem for a character YAML does not allow in a file (a control
     character, a NUL: a binary file), at its place; its code, never its context."""
     line, column = position(text, min(index, len(text)))
+    start = text[:64]
+    if character == 0 and start.count("\0") * 3 >= len(start):  # every other one a NUL
+        return YamlProblem(line, column, f"not a UTF-8 text file: {_UTF16}")
     return YamlProblem(
         line, column, f"not a text file: character {character!r} is not allowed in YAML"
     )

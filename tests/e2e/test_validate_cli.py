@@ -115,7 +115,8 @@ def test_invalid_files_are_reported_with_positions(tmp_path: Path) -> None:
     assert run.code == 1
     lines = run.stdout.splitlines()
     assert f"{tmp_path / 'a.yaml'}:4:6: error: uid: 0 is not a uid" in lines[0]
-    assert lines[1].startswith(f"{tmp_path / 'c.yaml'}:2:118: error: not a UTF-8 text file")
+    # Bytes 10 (LF) and 13 (CR) break lines, as YAML counts them: 0x80 is at 3:115.
+    assert lines[1].startswith(f"{tmp_path / 'c.yaml'}:3:115: error: not a UTF-8 text file")
     assert lines[-1] == "invalid: 3 file(s), 1 valid manifest(s), 2 error(s), 0 warning(s)"
 
 

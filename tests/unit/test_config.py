@@ -875,7 +875,13 @@ def test_a_tab_that_yaml_allows_is_read_as_a_blank(tmp_path: Path) -> None:
     ("raw", "expected"),
     [
         (b"logging:\n  level: d\xe9bug\n", "config.yaml:2:11: not a UTF-8 text file"),
-        (b"\xff\xfel\x00o\x00g\x00", "config.yaml:1:1: not a UTF-8 text file"),
+        (
+            b"\xff\xfel\x00o\x00g\x00",
+            (
+                "config.yaml:1:1: not a UTF-8 text file: it is UTF-16 "
+                "(as some Windows editors save): save it as UTF-8"
+            ),
+        ),
         ("# caf\u00e9\n".encode() + b"x: \x80\n", "config.yaml:2:4: not a UTF-8 text file"),
         (b"# caf\xc3\xa9 \x80", "config.yaml:1:8: not a UTF-8 text file"),
         (

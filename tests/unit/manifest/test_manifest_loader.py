@@ -710,3 +710,29 @@ def test_discovery_of_a_very_deep_tree(tmp_path: Path) -> None:
     finally:
         sys.setrecursionlimit(limit)
     assert found == ([path], [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "at", "expected"),
+    [
+        (b"name: a\nschedule:\n\tcron: x\n", (3, 1), "; it is a tab: YAML indents with spaces"),
+        (b"name: a\n" + b"k" * 1100 + b": 1\n", (2, 1101), "; a key is at most 1024 characters"),
+        (b"schedule: {start: 2026-03-02T09:00:00Z}\n", (1, 32), "; inside {...} or [...], quote"),
+        ("name: a\n".encode("utf-16-le"), (1, 2), ": it is UTF-16 (as some Windows editors"),
+        ("name: a\n".encode("utf-16-be"), (1, 1), ": it is UTF-16 (as some Windows editors"),
+        ("name: a\n".encode("utf-16"), (1, 1), ": it is UTF-16 (as some Windows editors"),
+    ],
+    ids=["tab", "long-key", "flow-time", "utf-16-le", "utf-16-be", "utf-16-bom"],
+)
+def test_what_a_syntax_error_most_likely_means_is_said(
+    tmp_path: Path, raw: bytes, at: tuple[int, int], expected: str
+) -> None:
+    """Defects: a tab was "found character that cannot start any token" (libyaml does
+    not name it); a key over YAML's 1,024 characters got the hint about times inside
+    {...}; UTF-16 was "character 0 is not allowed" or bare "not a UTF-8 text file"."""
+    path = tmp_path / "a.yaml"
+    path.write_bytes(raw)
+    (found,) = load_file(str(path))[1]
+    assert (found.line, found.column) == at
+    assert expected in found.message, found.message
+    assert "quote values" not in found.message or "{start" in raw.decode("latin-1")
