@@ -146,6 +146,10 @@ class NoticeReceiver:
                 session = await self._store.session_by_sid(payload.sid)
                 claims = session is None
         acts = claims or ncs.meaning(notification).effect is not ncs.Effect.NONE
+        # What no pass needs to act on is kept settled: one write, nothing left pending
+        # should a second one fail (a resend is a duplicate, which changes nothing).
+        settled = None if session is not None and acts else received_at
+        outcome = "no session of ours has its sid" if session is None else "counted"
         notice = Notice(
             notice_id=notification.noticeId,
             event_type=notification.eventType,
@@ -155,6 +159,8 @@ class NoticeReceiver:
             channel=payload.cname or None,
             app_id=None if session is None else session.app_id,
             session_id=None if session is None else session.id,
+            handled_at=settled,
+            outcome=None if settled is None else outcome,
         )
         fields = {"notice_id": notice.notice_id, "notice_event": ncs.event_name(notice.event_type)}
         if not await self._store.record_notice(notice):
@@ -162,13 +168,9 @@ class NoticeReceiver:
             return DUPLICATE, None
         if session is None:
             log.warning("notice.unknown_session", sid=payload.sid, channel=payload.cname, **fields)
-            await self._store.settle_notice(notice.notice_id, "no session of ours has its sid")
             return UNKNOWN_SESSION, None
         log.debug("notice.received", manifest=session.manifest, session_id=session.id, **fields)
-        if not acts:
-            await self._store.settle_notice(notice.notice_id, "counted")
-            return KEPT, None
-        return KEPT, session.app_id
+        return KEPT, session.app_id if acts else None
 
     async def _sidless(self, payload: ncs.Payload) -> SessionRecord | None:
         """The newest session of ours on the payload's channel and uid whose sid is

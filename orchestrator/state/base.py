@@ -448,16 +448,14 @@ class SqlStore(AsyncClosing):
     # -- Agora's notifications ----------------------------------------------------------
 
     async def record_notice(self, notice: Notice) -> bool:
-        """Keep a notification as received; False when its `notice_id` was kept before
-        (a resend, acted on once). A new one wakes the replicas that listen
-        (PostgreSQL's NOTIFY, with its App ID); SQLite's one process is told directly."""
+        """Keep a notification as received (settled already when `handled_at` is set:
+        nothing to act on); False when its `notice_id` was kept before (a resend,
+        acted on once). A new one that waits to be acted on wakes the replicas that
+        listen, in the same statement (PostgreSQL's NOTIFY, with its App ID); SQLite's
+        one process is told directly."""
         self._require_writer()
         params = [self._codec.to_db(c, getattr(notice, c)) for c in NOTICE_COLUMNS]
-        if not await self._fetch(self._queries.insert_notice, params):
-            return False
-        if self._queries.notify_notice is not None and notice.app_id is not None:
-            await self._fetch(self._queries.notify_notice, (notice.app_id,))
-        return True
+        return bool(await self._fetch(self._queries.insert_notice, params))
 
     async def pending_notices(
         self, app_ids: Collection[str] | None = None, limit: int = 500

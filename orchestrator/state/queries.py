@@ -524,11 +524,22 @@ class Queries:
         self.session_by_sid = self._sql(f"{select} WHERE sid = ? ORDER BY id DESC LIMIT 1")
 
         notices = ", ".join(NOTICE_COLUMNS)
-        #: (every column of NOTICE_COLUMNS, in order); a notice_id kept before: no row
-        self.insert_notice = self._sql(
+        #: (every column of NOTICE_COLUMNS, in order); a notice_id kept before: no row.
+        #: PostgreSQL: one statement also wakes the replicas that LISTEN (NOTIFY with
+        #: its App ID, sent as it commits) when it waits to be acted on, so that no
+        #: notice is kept without its wake-up (two statements could fail in between,
+        #: and a resend is a duplicate that wakes nobody).
+        insert = (
             f"INSERT INTO notices ({notices}) VALUES ({', '.join('?' for _ in NOTICE_COLUMNS)}) "
             "ON CONFLICT (notice_id) DO NOTHING RETURNING notice_id"
         )
+        if not sqlite:
+            insert = (
+                f"WITH kept AS ({insert}, app_id, handled_at) SELECT notice_id, "
+                f"CASE WHEN app_id IS NOT NULL AND handled_at IS NULL "
+                f"THEN pg_notify('{NOTICE_CHANNEL}', app_id) END FROM kept"
+            )
+        self.insert_notice = self._sql(insert)
         pending = f"SELECT {notices} FROM notices WHERE handled_at IS NULL"
         #: (limit)
         self.pending_notices = self._sql(f"{pending} ORDER BY received_at, notice_id LIMIT ?")
@@ -545,8 +556,6 @@ class Queries:
         self.prune_notices = self._sql(
             "DELETE FROM notices WHERE handled_at IS NOT NULL AND received_at < ?"
         )
-        #: (App ID): wake the replicas that LISTEN (PostgreSQL only)
-        self.notify_notice = None if sqlite else f"SELECT pg_notify('{NOTICE_CHANNEL}', %s)"
 
         self.manifest_states = f"SELECT {_STATE} FROM manifest_states"
         #: (every column of STATE_COLUMNS, in order)

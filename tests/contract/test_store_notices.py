@@ -69,8 +69,13 @@ async def test_pending_notices_oldest_first_by_app_and_settled(store: Store) -> 
     # A settled notice is still recognised as a resend.
     assert await store.record_notice(notice("early")) is False
 
+    # One kept settled (what no pass needs to act on: one write, no settle after it).
+    done = notice("counted", at=T0, handled_at=T0, outcome="counted")
+    assert await store.record_notice(done) is True
+    assert [n.notice_id for n in await store.pending_notices()] == ["other", "late"]
+
     # Pruning forgets settled notices received before the bound, never pending ones.
-    assert await store.prune_notices(T0 + timedelta(seconds=10)) == 1
+    assert await store.prune_notices(T0 + timedelta(seconds=10)) == 2
     assert await store.record_notice(notice("early")) is True  # forgotten: new again
 
 
@@ -106,6 +111,10 @@ async def test_postgres_notifies_the_app_id_of_a_kept_notice(postgres_url: str) 
             await conn.execute(f"LISTEN {NOTICE_CHANNEL}")
             assert await opened.record_notice(notice("n9", app_id="app7")) is True
             assert await opened.record_notice(notice("n9", app_id="app7")) is False  # no 2nd
+            # Kept settled (nothing to act on), or of no App ID: nobody to wake.
+            settled = notice("n8", app_id="app7", handled_at=T0, outcome="counted")
+            assert await opened.record_notice(settled) is True
+            assert await opened.record_notice(notice("n7", app_id=None)) is True
             payloads = []
             async with asyncio.timeout(10):
                 async for note in conn.notifies(timeout=2):
