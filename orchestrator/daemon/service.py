@@ -304,8 +304,9 @@ class Daemon:
         await self._ownership.start()  # the first pass acts on what it claimed
         if self._stop.is_set():
             return
-        if self._rt.ownership is not None and self._receiver is not None:
-            # Another replica may receive a notification of ours: its NOTIFY wakes us.
+        if self._rt.ownership is not None:
+            # Another replica may receive a notification of ours, whether or not this
+            # one has a receiver of its own: its NOTIFY wakes us.
             self.tasks.spawn("listen", self._rt.ownership.listen(self._on_notice))
         await self._passes.run_pass({"start"}, refresh=True, wait=True)
         if self._stop.is_set():

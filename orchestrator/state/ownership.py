@@ -337,7 +337,10 @@ class PostgresOwnership:
         """Until cancelled: `wake(app_id)` for every notification a replica keeps (its
         NOTIFY on NOTICE_CHANNEL carries the App ID), on a connection of its own.
         `wake("")` each time listening (re)starts: what was kept while nobody listened
-        is acted on then. A failed connection is opened again after LISTEN_RETRY s."""
+        is acted on then. A failed connection is opened again after LISTEN_RETRY s; the
+        first failure is a warning, the tries after it debug lines until it listens
+        again (a server down for a minute is one warning, not sixty)."""
+        failing = False
         while True:
             conn: AsyncConnection[TupleRow] | None = None
             try:
@@ -345,15 +348,19 @@ class PostgresOwnership:
                 # at once, and notifications arrive between statements.
                 conn = await AsyncConnection.connect(self._target.url, **self._kwargs("listen "))
                 await conn.execute(f"LISTEN {NOTICE_CHANNEL}")
+                if failing:
+                    log.info("store.listening_again")
+                    failing = False
                 wake("")
                 async for notify in conn.notifies():
                     wake(notify.payload)
             except Exception as exc:  # any failure: listen again (passes still run)
-                log.warning(
+                (log.debug if failing else log.warning)(
                     "store.listen_failed",
                     error=self._target.redact(str(exc) or type(exc).__name__),
                     retry_s=LISTEN_RETRY,
                 )
+                failing = True
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):

@@ -12,7 +12,10 @@ LISTEN/NOTIFY, ends the session within 1 s of the 200 answer (`session.exited`;
 (`resyncInterval` 10 m) does not do it: no query reached the aborted sid before the
 exit. The same notification posted again, to either replica, is a duplicate and
 changes nothing. The secret appears in no log. How long the owner took after each
-answer is a figure (`acted_s`, printed).
+answer is a figure (`acted_s`, printed). A replica without a receiver of its own
+listens all the same: the exit of a recording of its App ID, posted to the other
+replica, is acted on by it within the same bound (it listened only when it had a
+receiver, and acted at its next pass, tens of seconds later).
 """
 
 from __future__ import annotations
@@ -250,4 +253,46 @@ async def test_a_notice_posted_to_the_non_owner_is_acted_on_by_the_owner(rig: Ri
     for name, text in rig.texts():
         assert SECRET not in text, name
     for r in replicas:
+        assert await rig.stop_daemon(r) == 0
+
+
+async def test_a_replica_without_a_receiver_is_woken_by_one_that_has_it(rig: Rig) -> None:
+    await rig.start_emulator(apps=2, seed=23)
+    secret_file = rig.root / "ncs-secret"
+    secret_file.write_text(f"{SECRET}\n", encoding="utf-8")
+    rig.write_config(
+        resync="10m",
+        claim_interval="1s",
+        changes={
+            "notifications": {
+                "address": "127.0.0.1:0",
+                "path": PATH,
+                "secret": {"file": str(secret_file)},
+            }
+        },
+    )
+    init = await rig.cli("init", "--config", str(rig.config))
+    assert init.code == 0, init.stderr
+    desired, texts = always_on(rig, "quiet", 1)
+    await write_recordings(rig, "always.yaml", desired, texts)
+    receiving = await rig.start_daemon(within=60)
+    # Behind the load balancer only the first: the second's receiver is off.
+    quiet = await rig.start_daemon(within=60, env={"ORCHESTRATOR_NOTIFICATIONS__ADDRESS": "null"})
+    await split(rig, [receiving, quiet], HANG)
+    await wait_live(rig, desired, HANG)
+    url = await receiving.notifications_url(within=HANG)
+    (d,) = [x for x in desired if x.app_id in owned(quiet)]
+    session, session_id = await recording(rig, d)
+    await rig.control("POST", f"/sessions/{session['sid']}/abort")
+    notice_id = f"quiet-exit-{session['sid']}"
+    body = notification(notice_id, ncs.EventType.SESSION_EXIT, session, exitStatus=1)
+    answer, answered = await post(url, body)
+    assert answer.status_code == 200, answer.text
+    exited = await quiet.wait_event("session.exited", within=HANG, session_id=session_id)
+    acted = await quiet.wait_event("notice.acted", within=HANG, notice_id=notice_id)
+    assert acted["outcome"] == "ended the session", acted
+    assert event_time(exited) - answered <= ACT_BOUND, (event_time(exited), answered)
+    assert not receiving.named("notice.acted", notice_id=notice_id)
+    assert not failed_tasks([receiving, quiet]), failed_tasks([receiving, quiet])
+    for r in (receiving, quiet):
         assert await rig.stop_daemon(r) == 0
