@@ -143,7 +143,7 @@ def _apply_text(result: PassResult, problems: list[Diagnostic]) -> str:
     out.extend(f"problem: {query}" for query in result.problems)
     for s in result.untracked:
         out.append(
-            f"untracked {s.manifest}: a recording the store does not know holds channel "
+            f"untracked {s.manifest}: a recording with no live session in the store holds channel "
             f"{s.channel!r} uid {s.uid} (start answered 53 at {when(s.ended_at)})"
         )
     for r in result.results:

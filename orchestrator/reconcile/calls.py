@@ -338,7 +338,9 @@ class SessionCalls:
                     session, d, f"{END_CONFLICT}: {detail}", permanent=False, kind=EndKind.CONFLICT
                 )
             else:
-                detail = "a recording the store does not know holds this channel and uid"
+                # (A session the store holds as ended may be it: an exit it was told of
+                # while the recording went on.)
+                detail = "a recording with no live session in the store holds this channel and uid"
                 await self._fail(
                     session,
                     d,
