@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, TypeVar, Unpack
 
 import structlog
@@ -39,6 +40,7 @@ class ActionResult:
     ok: bool
     message: str
     session_id: int | None = None
+    at: datetime | None = None  # when it ended (the status page's last actions)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Executor:
         self._limit = asyncio.Semaphore(max(1, concurrency))
         self._query_limit = asyncio.Semaphore(max(1, concurrency))
         self._draining = False
+        self._now = options["now"]
         # The answers the store did not take yet (and whether it takes writes now).
         self.outbox = Outbox(store)
         # What one action sends and records; its store, clients, clock and grace are ours.
@@ -225,6 +228,10 @@ class Executor:
         return results
 
     async def _run(self, action: Action) -> ActionResult:
+        result = await self._attempt(action)
+        return replace(result, at=self._now())
+
+    async def _attempt(self, action: Action) -> ActionResult:
         bound = log.bind(manifest=action.manifest, action=action.kind.value, reason=action.reason)
         if self._draining:
             bound.info("reconcile.action", outcome="skipped", detail="shutting down")

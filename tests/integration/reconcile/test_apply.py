@@ -50,8 +50,14 @@ async def test_first_apply_starts_exactly_what_is_desired_and_second_does_nothin
 ) -> None:
     world.write("a.yaml", manifest("alpha", "room-a", 101, extra=LAYOUT))
     world.write("b.yaml", manifest("beta", "room-b", 202))
+    began = world.clock()
     first = await world.apply()
     assert sorted(kinds(first)) == [("start", "alpha", True), ("start", "beta", True)]
+    # Each result says when its action ended (the status page's last actions showed
+    # the pass's end for every one of them).
+    ended = [r.at for r in first.results]
+    assert all(at is not None and began <= at <= world.clock() for at in ended), ended
+    assert len(set(ended)) == 2, ended
     assert len(world.requests("acquire")) == 2 and len(world.requests("start")) == 2
     starts = {r["body"]["cname"]: r["body"] for r in world.requests("start")}
     alpha = starts["room-a"]
