@@ -81,11 +81,11 @@ class ActionLog:
         self._entries: deque[ActionEntry] = deque(maxlen=ACTIONS_KEPT)
 
     def record(self, results: Iterable[ActionResult]) -> None:
-        at = self._clock()
+        now = self._clock()
         for r in results:
             self._entries.append(
                 ActionEntry(
-                    at,
+                    r.at or now,  # when it ended (every one of a pass had the pass's end)
                     r.action.manifest,
                     r.action.kind.value,
                     r.ok,
@@ -226,7 +226,7 @@ def _timeline(lanes_: Sequence[Lane], now: datetime) -> list[dict[str, Any]]:
                     for w in lane.windows
                 ],
                 "more_windows": lane.more,
-                "next": describe_next(lane, now),
+                "next": describe_next(lane, now, _human),  # as the page writes times
                 "skipped": lane.skipped,
                 "waits_until": _iso(lane.waits_until),
             }

@@ -10,7 +10,7 @@ not be recorded (`x`), apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -144,24 +144,27 @@ def _cell(lane: Lane, now: datetime, a: datetime, b: datetime) -> str:
     return _ON
 
 
-def describe_next(lane: Lane, now: datetime) -> str:
-    """A one-line summary: what happens next for this manifest."""
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
+
+
+def describe_next(lane: Lane, now: datetime, show: Callable[[datetime], str] = _iso) -> str:
+    """A one-line summary: what happens next for this manifest (instants written by
+    `show`: ISO 8601 to the second unless the caller writes them its way)."""
     if lane.suspended:
         return "suspended"
     if not lane.windows:
         return "no window in the horizon"
     first = lane.windows[0]
     if first.start <= now:
-        until = "(always)" if first.end >= FAR_FUTURE else f"until {first.end.isoformat()}"
+        until = "(always)" if first.end >= FAR_FUTURE else f"until {show(first.end)}"
         if lane.skipped is not None:
             return f"wanted {until}, not recorded: {lane.skipped}"
         if lane.waits_until is not None:
-            return (
-                f"wanted {until}; recording again from {lane.waits_until.isoformat()} "
-                "(restart backoff)"
-            )
+            # It may never have recorded (a start that failed): no "again".
+            return f"wanted {until}; its next start waits until {show(lane.waits_until)} (backoff)"
         return f"recording {until}"
-    return f"next start {first.start.isoformat()}, stop {first.end.isoformat()}"
+    return f"next start {show(first.start)}, stop {show(first.end)}"
 
 
 def _span(horizon: timedelta) -> str:

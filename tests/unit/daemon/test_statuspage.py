@@ -181,10 +181,14 @@ def test_the_action_log_keeps_the_last_50_newest_first() -> None:
         )
     entries = log.newest_first()
     assert len(entries) == ACTIONS_KEPT
+    assert {e.at for e in entries} == {NOW}  # a result that says no time: the record's
     assert entries[0].manifest == f"m{ACTIONS_KEPT + 4}" and entries[-1].manifest == "m5"
     doc = document(log)
     first = doc["actions"][0]  # type: ignore[index]
     assert first["action"] == "start" and first["outcome"] == "ok"
+    ended = NOW - timedelta(seconds=3)
+    log.record([ActionResult(Start("late", "w", recording, window), True, "ok", 1, at=ended)])
+    assert log.newest_first()[0].at == ended  # when it ended, not when the pass did
 
 
 def test_one_document_serves_every_request_for_half_a_refresh() -> None:

@@ -13,8 +13,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrator.reconcile.plan import ActualState, DesiredRecording, Note, NoteKind, Plan, plan
-from orchestrator.reconcile.timeline import describe_next, lanes, render
-from orchestrator.schedule import Schedule, always_schedule, cron_schedule, windows_schedule
+from orchestrator.reconcile.timeline import Lane, describe_next, lanes, render
+from orchestrator.schedule import (
+    FAR_FUTURE,
+    Schedule,
+    Window,
+    always_schedule,
+    cron_schedule,
+    windows_schedule,
+)
 from tests.unit.reconcile.desired_recordings import desired_recording
 
 NOW = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -88,7 +95,10 @@ def test_what_is_wanted_and_what_will_happen_are_drawn_apart() -> None:
     assert "x wanted, not recorded" in chart[-1]
     assert describe_next(result["late"], NOW).startswith("wanted until 2026-03-02T02:00:00")
     assert "not recorded: missed" in describe_next(result["late"], NOW)
-    assert "recording again from 2026-03-02T01:00:00+00:00" in describe_next(result["fine"], NOW)
+    # It may never have recorded: no "again"; to the second, as every other instant.
+    fine = describe_next(result["fine"], NOW)
+    assert "its next start waits until 2026-03-02T01:00:00+00:00 (backoff)" in fine
+    assert describe_next(result["fine"], NOW, lambda at: f"{at:%H:%M}").endswith("01:00 (backoff)")
 
 
 @pytest.mark.parametrize(
@@ -113,3 +123,17 @@ def test_a_limited_lane_is_the_first_windows_of_the_whole_one(schedule: Schedule
         assert lane.windows == whole.windows[:limit]
         assert lane.more == (len(whole.windows) > limit)
     assert not whole.more
+
+
+def test_instants_are_written_to_the_second() -> None:
+    """Defect: a backoff's end was written with its microseconds (the status page wrote
+    every other instant as `2026-03-02 00:00:07 UTC`)."""
+    lane = Lane(
+        "x",
+        (Window(NOW - timedelta(hours=1), FAR_FUTURE),),
+        suspended=False,
+        waits_until=NOW + timedelta(seconds=7, microseconds=505705),
+    )
+    assert describe_next(lane, NOW) == (
+        "wanted (always); its next start waits until 2026-03-02T00:00:07+00:00 (backoff)"
+    )
