@@ -37,8 +37,8 @@ Must never: block the event loop (a route is a cheap synchronous function, answe
 in the callback that read its request, or a future of its page), hold more than
 `limit` connections once a callback has run, keep a connection past its deadline,
 read a body that is too large or not for a POST route, or let a route's exception
-escape (a 500, logged with the
-exception's type only, since its message could quote anything).
+escape (a 500, logged with the exception's type only, since its message could quote
+anything).
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ session its sid names, writing the notice, waking the owner of its App ID) is a 
 of the daemon's registry, and the answer waits for it, so each connection has one
 notice in work at most. A store that fails, or a keeping cut short (a shutdown's
 drain), is answered 503, and NCS sends it again. A resent `noticeId` is kept once,
-so acted on once; a notice of a session the store does not
-know is counted and logged, and settled without acting; one that means nothing for
-its session (a recorder started, an upload's progress) is counted and settled
-without waking anyone. A sid the store does not know, on the channel and uid of a
+so acted on once; a notice of a session the store does not know is counted and
+logged, and kept settled, without acting; one that means nothing for its session (a
+recorder started, an upload's progress) is counted and kept settled without waking
+anyone. A sid the store does not know, on the channel and uid of a
 session of ours whose sid is unknown (a start under way, or one whose answer was
 lost), is kept with that session for its owner, which confirms it with the API
 (reconcile/notices.py).
