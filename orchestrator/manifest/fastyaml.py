@@ -554,7 +554,11 @@ def yaml_failure(exc: Exception, text: str) -> YamlProblem:
     if isinstance(exc, YamlProblem):
         return exc
     if isinstance(exc, ReaderError):
-        return not_text(text, exc.position, exc.character)
+        if exc.encoding == "unicode":  # ruamel's pure reader: a character's index
+            return not_text(text, exc.position, exc.character)
+        # libyaml's: a byte's offset in the UTF-8 it was given
+        index = len(text.encode("utf-8")[: exc.position].decode("utf-8", "ignore"))
+        return not_text(text, index, exc.character, libyaml=True)
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

@@ -44,6 +44,7 @@ from orchestrator.manifest.reading import (
     decode,
     duplicate_key,
     read_file,
+    split_lines,
 )
 from orchestrator.manifest.rules import dotted_path
 
@@ -72,18 +73,22 @@ def read_manifest_file(
                 return Diagnostic(path, 1, 1, "", message, "error", exc.failure)
 
 
-_LINES = re.compile(r"\r\n|\r|\n")
+_MARKER = re.compile(r"---(?:[ \t]|$)")
 
 
-def _document_start(text: str, line: int) -> tuple[int, int]:
-    """Where the document whose (empty) node is on `line` begins: the nearest `---` at
-    or before it (its node's place is past the marker and any comments after it, on
-    the next line, which may be past the end of the file)."""
-    lines = _LINES.split(text)
-    for number in range(min(line, len(lines)), 0, -1):
-        if lines[number - 1].startswith("---"):
+def _document_start(text: str, line: int, column: int) -> tuple[int, int]:
+    """Where the document whose (empty) node is at (`line`, `column`) begins: its
+    `---`. The node's place is that of the next token: on the marker's own line after
+    it, or past the comments that follow, at the next document's `---` or past the
+    end of the file; so the marker is on that line only when the node is after a
+    marker there, else the nearest one before it."""
+    lines = split_lines(text, libyaml=True)
+    if line <= len(lines) and column > 1 and _MARKER.match(lines[line - 1]):
+        return line, 1
+    for number in range(min(line - 1, len(lines)), 0, -1):
+        if _MARKER.match(lines[number - 1]):
             return number, 1
-    return line, 1
+    return line, column
 
 
 class Parsed(NamedTuple):
@@ -128,7 +133,7 @@ def parse_file(path: str, raw: bytes, *, strict: bool) -> Parsed:
                 pending.append(Finding(index, key.loc, True, message, "error", key.at))
             if doc.data is None:
                 empty += 1
-                at = _document_start(text, doc.line)
+                at = _document_start(text, doc.line, doc.column)
                 message = "empty document (a stray '---'?)"
                 pending.append(Finding(index, (), False, message, "warning", at))
                 continue

@@ -54,6 +54,7 @@ __all__ = [
     "position",
     "read_document",
     "read_file",
+    "split_lines",
     "without_values",
 ]
 
@@ -130,22 +131,35 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF16 = "it is UTF-16 (as some Windows editors save): save it as UTF-8"
 
 
+# Line breaks as YAML 1.2 has them (ruamel's reader: the config): LF, CRLF, a lone CR;
+# libyaml (the manifests) breaks at YAML 1.1's NEL, LS and PS as well.
 _BREAK = re.compile(r"\r\n|\r|\n")
+_BREAK_LIBYAML = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
-def position(text: str, index: int) -> tuple[int, int]:
-    """The 1-based (line, column) of `text[index]`, lines broken as YAML breaks them:
-    LF, CRLF or a lone CR (an old Mac's files; a parser's marks count it so too)."""
+def _breaks(libyaml: bool) -> re.Pattern[str]:
+    return _BREAK_LIBYAML if libyaml else _BREAK
+
+
+def position(text: str, index: int, *, libyaml: bool = False) -> tuple[int, int]:
+    """The 1-based (line, column) of `text[index]`, lines broken as the parser breaks
+    them (a lone CR too: an old Mac's files), so that it agrees with the parser's
+    own marks; `libyaml`: as the manifests' parser, else as the config's."""
     line, start = 1, 0
-    for found in _BREAK.finditer(text, 0, index):
+    for found in _breaks(libyaml).finditer(text, 0, index):
         line, start = line + 1, found.end()
     return line, index - start + 1
 
 
-def not_text(text: str, index: int, character: object) -> YamlProblem:
+def split_lines(text: str, *, libyaml: bool = False) -> list[str]:
+    """The lines of `text`, broken as `position` breaks them."""
+    return _breaks(libyaml).split(text)
+
+
+def not_text(text: str, index: int, character: object, *, libyaml: bool = False) -> YamlProblem:
     """The one problem for a character YAML does not allow in a file (a control
-    character, a NUL: a binary file), at its place; its code, never its context."""
-    line, column = position(text, min(index, len(text)))
+    character, a NUL: a binary file), at `text[index]`; its code, never its context."""
+    line, column = position(text, min(index, len(text)), libyaml=libyaml)
     start = text[:64]
     if character == 0 and start.count("\0") * 3 >= len(start):  # every other one a NUL
         return YamlProblem(line, column, f"not a UTF-8 text file: {_UTF16}")

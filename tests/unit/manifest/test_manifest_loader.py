@@ -458,6 +458,21 @@ def test_empty_document_between_manifests_is_a_warning(tmp_path: Path) -> None:
     assert len(loaded) == 1
     # At its `---` (line 10): it was line 12, past the comment and the end of the file.
     assert [(d.severity, d.line, d.column) for d in diagnostics] == [("warning", 10, 1)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{good}---\n---\n{other}",  # the next document's `---` is where its node is
+        "{good}--- # stray\n# nothing\n---\n{other}",
+        "{good}---",  # its node on the marker's own line, at the end of the file
+        "{good}--- \n",
+    ],
+)
+def test_a_stray_marker_is_pointed_at_wherever_it_stands(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, "a.yaml", text.format(good=GOOD, other=GOOD.replace("standup", "b")))
+    diagnostics = load_file(path)[1]
+    assert [(d.severity, d.line, d.column) for d in diagnostics] == [("warning", 10, 1)]
     assert load_file(path, strict=True)[1][0].severity == "error"
 
 

@@ -320,3 +320,26 @@ def test_a_bad_character_is_placed_whatever_the_line_endings(
     (found,) = load([tmp_path]).errors
     assert (found.line, found.column) == (7, 3)
     assert found.message.startswith(message)
+
+
+
+@pytest.mark.parametrize(
+    ("raw", "at"),
+    [
+        # libyaml counts bytes: four 2-byte characters before it on its line put it 4 on.
+        (b"name: x # \xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\nfoo: \x01\n", (2, 6)),
+        # ... and breaks lines at NEL (and LS, PS), as the parser's own marks do.
+        (b"name: x\xc2\x85foo: \x01\n", (2, 6)),
+        ("name: x\u2028foo: \x01\n".encode(), (2, 6)),
+    ],
+    ids=["multibyte", "nel", "line-separator"],
+)
+def test_a_control_character_is_placed_as_the_parser_places_the_rest(
+    tmp_path: Path, raw: bytes, at: tuple[int, int]
+) -> None:
+    """Defect: libyaml's offset of the character (in bytes) was taken for its index in
+    the text: "3:1", past the end of the file."""
+    (tmp_path / "a.yaml").write_bytes(raw)
+    (found,) = load([tmp_path]).errors
+    assert (found.line, found.column) == at
+    assert found.message == "not a text file: character 1 is not allowed in YAML"
