@@ -4,9 +4,12 @@ and bodies, so that nothing arriving there can take what the API calls need.
 
 A POST route may answer later: it returns a future of its page (a task of the
 daemon's registry, which owns it), and its connection reads nothing more until that
-page is sent, so a connection has at most one request in work. One that is not
-answered within `ANSWER_TIMEOUT` seconds is answered 503 (its work goes on; a sender
-that retries, as Agora's NCS does, sends it again).
+page is sent, so a connection waits for one answer at most. One that is not ready
+within `ANSWER_TIMEOUT` seconds is answered 503 and the connection reads on; its work
+goes on (it may then be kept, and a sender that retries, as Agora's NCS does, sends
+it again: a duplicate). Work outlives its answer only that way: a connection adds at
+most one such task per `ANSWER_TIMEOUT`, and the route's work is bounded by its own
+timeouts (the store's).
 
 The listener shares the daemon's process, and so its file descriptors, with the API
 client and the store. Issue 17 found 1,100 idle connections to it (aiohttp then)
@@ -213,6 +216,7 @@ class _Connection(asyncio.Protocol):
         # A request whose route answers later, and that answer: nothing more is read
         # meanwhile.
         self._working: tuple[_Request, asyncio.Future[Page]] | None = None
+        self._unread = False  # the client does not read its answers (flow control)
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -261,10 +265,12 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # A client that does not read its answers is not given more of them.
+        self._unread = True
         if self._transport is not None:
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self._unread = False
         if self._transport is not None and self._working is None:
             self._transport.resume_reading()
 
@@ -319,6 +325,7 @@ class _Connection(asyncio.Protocol):
             self._deadline.cancel()
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(ANSWER_TIMEOUT, self._late)
+        self._listener._active(self)  # at work: not the least recently active one
         page.add_done_callback(self._worked)
 
     def _worked(self, future: asyncio.Future[Page]) -> None:
@@ -351,7 +358,8 @@ class _Connection(asyncio.Protocol):
         self._reply(page, keep=request.keep_alive)
         if not self._open:
             return
-        self._transport.resume_reading()
+        if not self._unread:  # else `resume_writing` resumes reading
+            self._transport.resume_reading()
         self._arm()
         self._listener._active(self)
         if self._buffer:

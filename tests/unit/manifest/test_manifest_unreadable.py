@@ -322,7 +322,6 @@ def test_a_bad_character_is_placed_whatever_the_line_endings(
     assert found.message.startswith(message)
 
 
-
 @pytest.mark.parametrize(
     ("raw", "at"),
     [
