@@ -60,10 +60,16 @@ def _gh_escape(value: str, *, prop: bool) -> str:
 
 
 def _github_line(d: Diagnostic) -> str:
+    """A workflow command; control characters written as escapes first (`one_line`),
+    as in the text format: GitHub's escaping covers only `%`, CR, LF (and `:`, `,` in
+    properties), and its log shows the rest to whoever reads it."""
+    from orchestrator.manifest.diagnostics import one_line
+
     field = f"{d.field}: " if d.field else ""
+    file = _gh_escape(one_line(d.file), prop=True)
     return (
-        f"::{d.severity} file={_gh_escape(d.file, prop=True)},line={d.line},col={d.column}::"
-        f"{_gh_escape(field + d.message, prop=False)}"
+        f"::{d.severity} file={file},line={d.line},col={d.column}::"
+        f"{_gh_escape(one_line(field + d.message), prop=False)}"
     )
 
 

@@ -26,24 +26,24 @@ _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 class ExistingPath(click.Path):
-    """A path that is there: only one that is not (no such file, or a file where a
-    directory should be) is refused (exit 2). One that is there but cannot be looked
-    at (under a directory without search permission, a symlink loop) goes on to the
-    loader, which says why at that path (exit 1); `click.Path(exists=True)` called it
-    one that does not exist."""
+    """A path that is there: only one that is not (no such file, a dangling symlink,
+    a file where a directory should be, an empty argument) is refused (exit 2). One
+    that is there but cannot be looked at (under a directory without search
+    permission, a symlink loop) goes on to the loader, which says why at that path
+    (exit 1); `click.Path(exists=True)` called it one that does not exist."""
 
     def __init__(self) -> None:
         super().__init__(path_type=Path, readable=False)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":  # click would make it `.`: the working directory
+            self.fail("Path '' does not exist.", param, ctx)
         path = super().convert(value, param, ctx)
         try:
-            os.lstat(path)
+            os.stat(path)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 self.fail(f"Path {click.format_filename(value)!r} does not exist.", param, ctx)
-        except ValueError:  # a NUL byte
-            self.fail(f"Path {click.format_filename(value)!r} holds a NUL byte.", param, ctx)
         return path
 
 

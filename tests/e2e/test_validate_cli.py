@@ -454,6 +454,12 @@ def test_a_symlink_loop_named_is_an_error_at_it_and_a_missing_path_a_usage_error
     )
     missing = orchestrator("validate", tmp_path / "c.yaml")
     assert missing.code == 2 and "does not exist" in missing.stderr
+    # Not there either: a dangling symlink, and an empty argument (an empty "$FILES"
+    # in CI), which click would have made the working directory.
+    (tmp_path / "d.yaml").symlink_to("nowhere.yaml")
+    for gone in (tmp_path / "d.yaml", ""):
+        run = orchestrator("validate", gone, cwd=tmp_path)
+        assert run.code == 2 and "does not exist" in run.stderr, (gone, run)
 
 
 # --- every error of every document ------------------------------------------------------
@@ -615,3 +621,9 @@ def test_control_characters_of_names_and_keys_reach_no_terminal(tmp_path: Path) 
     assert "\x1b" not in run.stdout and "\r" not in run.stdout and "\u202e" not in run.stdout
     assert "a\\x1b[31mRED\\x0dFAKE\\x0a.yaml:" in finding[0]
     assert "labels.k\\u202e\\x1b[31m" in finding[0]
+    # GitHub's annotations alike (its escaping covers %, CR, LF only).
+    github = orchestrator("validate", "--format", "github", tmp_path)
+    assert github.code == 1
+    assert "\x1b" not in github.stdout and "\u202e" not in github.stdout
+    (annotation,) = [line for line in github.stdout.splitlines() if line.startswith("::error")]
+    assert "a\\x1b[31mRED\\x0dFAKE\\x0a.yaml" in annotation
