@@ -294,10 +294,14 @@ async def test_a_file_name_watchfiles_cannot_name_loses_no_change(tmp_path: Path
     (tmp_path / "a.yaml").write_text("a", encoding="utf-8")
     with capture_logs() as logs:
         async with watching(tmp_path, debounce=0.3, recheck=0.3) as (watcher, batches):
-            (tmp_path / "a.yaml").unlink()  # in the batch watchfiles gives up
+            (tmp_path / "a.yaml").unlink()  # in the batch watchfiles gives up, or before
             os.close(os.open(os.path.join(os.fsencode(tmp_path), b"notes\xe9.txt"), os.O_CREAT))
-            # The whole tree, once watched again: the reload sees a.yaml gone.
-            assert await next_batch(batches) == {str(tmp_path)}
+            # The whole tree, once watched again: the reload sees a.yaml gone whether
+            # or not its removal came in a batch of its own first (a busy machine).
+            seen = [await next_batch(batches)]
+            while str(tmp_path) not in seen[-1]:
+                seen.append(await next_batch(batches))
+            assert seen[:-1] in ([], [{str(tmp_path / "a.yaml")}]), seen
             assert watcher.watching
     (reason,) = {e["reason"] for e in logs if e["event"] == "watch.unavailable"}
     assert "decode" in reason and "TaskGroup" not in reason, reason
