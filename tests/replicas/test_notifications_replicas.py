@@ -114,9 +114,12 @@ def ownership_changes(daemon: Daemon) -> int:
 # -- the test -----------------------------------------------------------------------------
 
 
-async def test_a_notice_posted_to_the_non_owner_is_acted_on_by_the_owner(rig: Rig) -> None:
-    await rig.start_emulator(apps=2, seed=19)
-    assert (await rig.control("GET", "/notify"))["enabled"] is False  # ours reach them only
+async def prepared(rig: Rig, seed: int, prefix: str) -> list[Desired]:
+    """The emulator (two App IDs, its own notifications off: ours reach the daemons
+    only), the config with a receiver, the store, and one always-on recording per App
+    ID, for daemons to start."""
+    await rig.start_emulator(apps=2, seed=seed)
+    assert (await rig.control("GET", "/notify"))["enabled"] is False
     secret_file = rig.root / "ncs-secret"
     secret_file.write_text(f"{SECRET}\n", encoding="utf-8")
     secret_file.chmod(0o600)
@@ -133,8 +136,13 @@ async def test_a_notice_posted_to_the_non_owner_is_acted_on_by_the_owner(rig: Ri
     )
     init = await rig.cli("init", "--config", str(rig.config))
     assert init.code == 0, init.stderr
-    desired, texts = always_on(rig, "ncs", 1)  # one always-on recording per App ID
+    desired, texts = always_on(rig, prefix, 1)
     await write_recordings(rig, "always.yaml", desired, texts)
+    return desired
+
+
+async def test_a_notice_posted_to_the_non_owner_is_acted_on_by_the_owner(rig: Rig) -> None:
+    desired = await prepared(rig, 19, "ncs")
     replicas = [await rig.start_daemon(within=60), await rig.start_daemon(within=60)]
     await split(rig, replicas, HANG)
     await wait_live(rig, desired, HANG)
@@ -257,24 +265,7 @@ async def test_a_notice_posted_to_the_non_owner_is_acted_on_by_the_owner(rig: Ri
 
 
 async def test_a_replica_without_a_receiver_is_woken_by_one_that_has_it(rig: Rig) -> None:
-    await rig.start_emulator(apps=2, seed=23)
-    secret_file = rig.root / "ncs-secret"
-    secret_file.write_text(f"{SECRET}\n", encoding="utf-8")
-    rig.write_config(
-        resync="10m",
-        claim_interval="1s",
-        changes={
-            "notifications": {
-                "address": "127.0.0.1:0",
-                "path": PATH,
-                "secret": {"file": str(secret_file)},
-            }
-        },
-    )
-    init = await rig.cli("init", "--config", str(rig.config))
-    assert init.code == 0, init.stderr
-    desired, texts = always_on(rig, "quiet", 1)
-    await write_recordings(rig, "always.yaml", desired, texts)
+    desired = await prepared(rig, 23, "quiet")
     receiving = await rig.start_daemon(within=60)
     # Behind the load balancer only the first: the second's receiver is off.
     quiet = await rig.start_daemon(within=60, env={"ORCHESTRATOR_NOTIFICATIONS__ADDRESS": "null"})
