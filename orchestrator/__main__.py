@@ -5,10 +5,16 @@ of ours runs; a Ctrl-C then is answered as during a command (`error: interrupted
 130), not with a traceback.
 """
 
+import signal
 import sys
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["run"]:
+        # Until `run` reads the config there is nothing a SIGHUP (a reload) could
+        # change: ignored, instead of ending the daemon as it starts. `run` keeps the
+        # ones that come after, until the daemon takes the signal over.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         from orchestrator.cli import main as cli_main
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ import os
 import resource
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,7 +81,12 @@ async def _run(
         terminated.append(True)
         start_up.cancel()
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    # A SIGHUP from now until `Daemon.run` takes it over (a deploy's reload) would end
+    # the process: it is kept, and the daemon reads the config again once it runs.
+    hung_up: list[bool] = []
+    loop.add_signal_handler(signal.SIGHUP, lambda: hung_up.append(True))
     from orchestrator.config import ConfigError, load_config
 
     try:
@@ -92,7 +98,9 @@ async def _run(
     helper = _helper(config, manifests)
     try:
         fixed = manifests_dir is not None
-        return await _serve(config, config_path, manifests, fixed, state_url, helper)
+        return await _serve(
+            config, config_path, manifests, fixed, state_url, helper, lambda: bool(hung_up)
+        )
     finally:
         helper.release()  # unless the first load took it
 
@@ -125,6 +133,7 @@ async def _serve(
     manifests_fixed: bool,
     state_url: str | None,
     helper: ParseHelper,
+    hung_up: Callable[[], bool],
 ) -> int:
     import structlog
 
@@ -166,6 +175,7 @@ async def _serve(
                 config_path=config_path,  # None: $ORCHESTRATOR_CONFIG, as at start
                 manifests_fixed=manifests_fixed,  # from the command line: a SIGHUP keeps it
                 helper=helper,
+                hung_up=hung_up,
             )
             code = await daemon.run()
             # Stopped: a repeated SIGINT or SIGTERM (a terminal's Ctrl-C reaches the

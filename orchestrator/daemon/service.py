@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,20 @@ class Daemon:
         config_path: Path | None = None,
         manifests_fixed: bool = False,
         helper: ParseHelper | None = None,
+        hung_up: Callable[[], bool] = lambda: False,
     ) -> None:
         """`config_path`: the file a SIGHUP reads again (None: only the environment);
         `manifests_fixed`: `manifests` came from the command line, so a reload of the
         config does not move it; `helper`: the bulk loads' worker (`ParseHelper`), which
-        the caller may have started ahead (None: a new one)."""
+        the caller may have started ahead (None: a new one); `hung_up`: whether a SIGHUP
+        came after the config was read and before `run` takes the signal over (it is
+        then read again at once)."""
         self._rt = runtime
+        self._hung_up = hung_up
+        # One config reload at a time (each SIGHUP reads the file again, in turn), and
+        # one watcher: reloads at once started a watcher each and stopped one.
+        self._config_lock = asyncio.Lock()
+        self._watch_lock = asyncio.Lock()
         self._config_path = config_path
         self._manifests_fixed = manifests_fixed
         self._manifests = manifests
@@ -199,7 +208,11 @@ class Daemon:
     async def _reread_config(self) -> None:
         """SIGHUP: the config file again; what can change live does, the rest waits for
         a restart (named in a warning), and a config that does not load changes nothing.
-        Then the manifests are reloaded, whatever the config did."""
+        Then the manifests are reloaded, whatever the config did. One at a time."""
+        async with self._config_lock:
+            await self._reread_config_now()
+
+    async def _reread_config_now(self) -> None:
         try:
             loaded = await asyncio.to_thread(load_config, self._config_path)
         except ConfigError as exc:
@@ -227,10 +240,7 @@ class Daemon:
             if not self._manifests_fixed and after.manifests.dir != self._manifests:
                 self._manifests = after.manifests.dir
                 self._reloader.move(after.manifests.dir)
-            if self._watcher is not None:
-                await self._watcher.stop()
-                self._watcher = None
-            await self._start_watch()
+            await self._start_watch()  # stops the running one first
         if change.restart_needed:
             log.warning(
                 "config.restart_needed",
@@ -259,6 +269,8 @@ class Daemon:
         }
         for signum, handler in signals.items():
             loop.add_signal_handler(signum, handler)
+        if self._hung_up():  # before the handler: read the config again, as it asked
+            self.request_reload("SIGHUP")
         self.tasks.spawn(_WATCHDOG, self._watchdog())
         try:
             await self._start_health()
@@ -354,21 +366,26 @@ class Daemon:
     # -- start and stop ----------------------------------------------------------------
 
     async def _start_watch(self) -> bool:
-        """Watch the manifests directory, if the config says so; whether it does."""
-        if not self._rt.config.manifests.watch:
-            return False
+        """Watch the manifests directory as the config says now, in place of the watcher
+        running (start-up and a reload of the config may both ask); whether it does."""
 
         async def changed(paths: set[str]) -> None:
             log.debug("watch.changed", files=len(paths))
             self.request_reload("watch", paths)
 
-        self._watcher = ManifestWatcher(
-            self._manifests,
-            changed,
-            debounce=self._rt.config.manifests.watch_interval.total_seconds(),
-        )
-        await self._watcher.start()
-        return True
+        async with self._watch_lock:
+            if self._watcher is not None:
+                await self._watcher.stop()
+                self._watcher = None
+            if not self._rt.config.manifests.watch or self._stop.is_set():
+                return False
+            self._watcher = ManifestWatcher(
+                self._manifests,
+                changed,
+                debounce=self._rt.config.manifests.watch_interval.total_seconds(),
+            )
+            await self._watcher.start()
+            return True
 
     async def _start_health(self) -> None:
         metrics_cfg = self._rt.config.metrics
@@ -416,8 +433,9 @@ class Daemon:
         """No new work; what is in flight finishes within the drain timeout or is
         cancelled (its intent stays for the next start); then every task has ended."""
         self.shutdown("closing")
-        if self._watcher is not None:
-            await self._watcher.stop()
+        async with self._watch_lock:  # none starts after this
+            if self._watcher is not None:
+                await self._watcher.stop()
         await self._timers.stop()
         drain = self._rt.config.shutdown.drain_timeout.total_seconds()
         loop = asyncio.get_running_loop()

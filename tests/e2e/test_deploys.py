@@ -10,11 +10,14 @@ started; with the watch off, a SIGHUP sees the switch at once.
 SIGHUP re-reads the config: a changed `logging.level` takes effect (debug lines
 appear), a key that needs a restart is named in a warning and keeps its running
 value, and a config that does not load is one error while the daemon goes on with
-the running config.
+the running config. SIGHUPs from the process's first moment to READY end nothing,
+and a storm of them changing `manifests.*` leaves one watcher (one inotify
+descriptor), none once `watch: false`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -154,3 +157,77 @@ async def test_sighup_reads_the_config_again(daemon_env: DaemonEnv) -> None:
 
 async def problems_gone(http: httpx.AsyncClient) -> bool:
     return (await http.get("/api/v1/status")).json()["problems"] == []
+
+
+def handles_sighup(pid: int) -> bool:
+    """Whether the process ignores or catches SIGHUP (its default ends it)."""
+    fields = dict(
+        line.split(":\t", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":\t" in line
+    )
+    return bool((int(fields["SigIgn"], 16) | int(fields["SigCgt"], 16)) & 1)
+
+
+def inotify_descriptors(pid: int) -> int:
+    """The inotify instances the process holds: one per watcher."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd) == "anon_inode:inotify")
+
+
+async def test_sighups_at_start_up_and_in_a_storm_leave_one_watcher(
+    daemon_env: DaemonEnv,
+) -> None:
+    """Defects: a SIGHUP in the first second ended the daemon, nothing logged (the unit
+    reloads with `kill -HUP`); reloads of the config ran at once, each starting a
+    watcher and stopping one: 40 SIGHUPs left 21 watchers, every change was reloaded
+    21 times, and `watch: false` stopped none of them."""
+    (daemon_env.cli.root / "recordings.d" / "a.yaml").write_text(
+        manifest("alpha", "room-a", 101), encoding="utf-8"
+    )
+    daemon_env.reconfigure({"manifests": {"watchInterval": "300ms"}})
+    daemon = await daemon_env.start(ready=False)
+    try:
+        # From its first line of ours (before it, the interpreter starting, a SIGHUP
+        # ends any Python program), through the config's read, and on.
+        await wait_until(
+            lambda: handles_sighup(daemon.pid), within=30, what="SIGHUP handled", every=0.005
+        )
+        assert daemon.notify is not None
+        for _ in range(30):
+            daemon.signal(signal.SIGHUP)
+            await asyncio.sleep(0.05)
+            daemon.notify.drain()  # as systemd reads them (its queue holds 10 datagrams)
+        await daemon.notify.wait_for("READY", "1", within=60, alive=daemon)
+        for n in range(20):  # a storm, each changing `manifests.*`
+            daemon_env.reconfigure({"manifests": {"watchInterval": f"{300 + 100 * (n % 2)}ms"}})
+            daemon.signal(signal.SIGHUP)
+            await asyncio.sleep(0.02)
+        daemon_env.reconfigure({"reconcile": {"resyncInterval": "61s"}})  # the last file
+        daemon.signal(signal.SIGHUP)
+        # Reloads run one at a time, each reading the file then: once one has seen the
+        # last file, every later one finds nothing to change.
+        await wait_until(
+            lambda: any(
+                "reconcile.resyncInterval" in e["changed"]
+                for e in daemon.log.named("config.reloaded")
+            ),
+            within=60,
+            what="the last file reloaded",
+        )
+        assert inotify_descriptors(daemon.pid) == 1
+        started, stopped = daemon.log.named("watch.started"), daemon.log.named("watch.stopped")
+        assert len(started) == len(stopped) + 1, (len(started), len(stopped))
+        daemon_env.reconfigure({"manifests": {"watch": False}})
+        daemon.signal(signal.SIGHUP)
+        await wait_until(
+            lambda: any(
+                "manifests.watch" in e["changed"] for e in daemon.log.named("config.reloaded")
+            ),
+            within=60,
+            what="the watch turned off",
+        )
+        assert inotify_descriptors(daemon.pid) == 0
+        assert daemon.alive and not daemon.log.named("daemon.task_failed")
+    finally:
+        assert await daemon.stop() == 0
