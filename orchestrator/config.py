@@ -39,10 +39,12 @@ secret reference between profiles is a fair use of them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Self, cast, get_args, get_origin
 
@@ -78,7 +80,7 @@ from orchestrator.manifest.reading import (
     YamlProblem,
     read_document,
 )
-from orchestrator.manifest.rules import Rules
+from orchestrator.manifest.rules import Rules, dotted_path
 from orchestrator.manifest.scalars import show_duration
 from orchestrator.secrets import LiteralSecret, SecretError, SecretRef, resolve_secret
 
@@ -172,13 +174,21 @@ class Config(BaseModel):
         """The rules between keys, every one checked in one go: they do not depend on
         each other, and one reported at a time would show the next only once it is
         fixed. (A key that fails its own check stops them all: they need valid values.)"""
+        self._rules().raise_if_any()
+        return self
+
+    def _rules(self) -> Rules:
         rules = Rules()
         self._notifications_signed(rules)
         self._lead_fits_token_lifetimes(rules)
         self._tokens_name_app_ids(rules)
         self._one_listener_per_port(rules)
-        rules.raise_if_any()
-        return self
+        return rules
+
+    def violations(self) -> list[str]:
+        """The rules between keys this config breaks, as `key: why` (none for one that
+        loaded; a reload puts one together from two: the running and the loaded)."""
+        return [f"{dotted_path(loc)}: {message}" for loc, message in self._rules().items]
 
     def _notifications_signed(self, rules: Rules) -> None:
         """The receiver verifies every notification's signature with the secret:
@@ -331,6 +341,31 @@ def resolve_notifications_secret(
     if not value:
         raise SecretError(f"{key} ({ref.describe()}): is empty")
     return value
+
+
+def secret_fingerprints(config: Config) -> tuple[dict[str, str], list[str]]:
+    """Every secret of the config read now, as a fingerprint (SHA-256 of its value:
+    whether a value changed can be told, the value cannot be), by key as the file spells
+    it; and why those that cannot be read cannot (naming the reference, never a value).
+    A SIGHUP compares them with the running ones: the daemon holds the values it read
+    at its start until it restarts."""
+    found: dict[str, str] = {}
+    problems: list[str] = []
+
+    def read(key: str, resolve: Callable[[], object]) -> None:
+        try:
+            value = resolve()
+        except SecretError as exc:
+            problems.append(str(exc))
+            return
+        if value is not None:
+            found[key] = hashlib.sha256(str(value).encode()).hexdigest()
+
+    for name, profile in config.apps.items():
+        read(f"apps.{name}.customerId/customerSecret", partial(resolve_credentials, profile))
+        read(f"apps.{name}.appCertificate", partial(resolve_app_certificate, profile))
+    read("notifications.secret", partial(resolve_notifications_secret, config))
+    return found, problems
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,9 @@ Every other key (`apps.*`: App IDs, credentials, endpoints, rate limits; `state.
 `metrics.*`; `notifications.*`; `retry.*`; `replica.*`; those three of `reconcile`)
 needs a restart: a change to one is named in
 a warning and the running value is kept. A config that does not load is one error
-in the log, and the running config is kept whole.
+in the log, and the running config is kept whole; so is one whose live keys break a
+rule between keys with the running values of the others (a `rolloverLead` that is
+not less than half the running `tokenLifetime`): `refused` says which.
 
 This module only compares: it is pure, and the daemon applies what it returns.
 """
@@ -37,6 +39,8 @@ class Reconfiguration:
     config: Config  # the config to run with from now on
     changed: tuple[str, ...]  # keys taken on live (dotted, as the file spells them)
     restart_needed: tuple[str, ...]  # keys whose new value waits for a restart
+    # The rules between keys the config put together breaks: nothing is taken on then.
+    refused: tuple[str, ...] = ()
 
 
 def reconfigure(running: Config, loaded: Config) -> Reconfiguration:
@@ -58,7 +62,8 @@ def reconfigure(running: Config, loaded: Config) -> Reconfiguration:
             }
         ),
     }
-    return Reconfiguration(running.model_copy(update=update), tuple(live), tuple(waiting))
+    merged = running.model_copy(update=update)
+    return Reconfiguration(merged, tuple(live), tuple(waiting), tuple(merged.violations()))
 
 
 def _leaves(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -41,7 +41,12 @@ from typing import Any
 
 import structlog
 
-from orchestrator.config import ConfigError, load_config, resolve_notifications_secret
+from orchestrator.config import (
+    ConfigError,
+    load_config,
+    resolve_notifications_secret,
+    secret_fingerprints,
+)
 from orchestrator.daemon.budget import QueryBudget
 from orchestrator.daemon.gcpolicy import GC_POLICY
 from orchestrator.daemon.health import Health
@@ -98,6 +103,8 @@ class Daemon:
         then read again at once)."""
         self._rt = runtime
         self._hung_up = hung_up
+        # The secrets' values as read at the start (fingerprints): held until a restart.
+        self._secrets = secret_fingerprints(runtime.config)[0]
         # One config reload at a time (each SIGHUP reads the file again, in turn), and
         # one watcher: reloads at once started a watcher each and stopped one.
         self._config_lock = asyncio.Lock()
@@ -223,11 +230,41 @@ class Daemon:
             if self._metrics is not None:
                 self._metrics.observe_reload(False)
         else:
-            self._rt.config_error = None
-            await self._apply_config(reconfigure(self._rt.config, loaded))
+            change = reconfigure(self._rt.config, loaded)
+            secrets, unread = await asyncio.to_thread(secret_fingerprints, loaded)
+            if unread:  # the next start would fail on it: said now, nothing taken on
+                log.error(
+                    "config.reload_failed",
+                    error=f"a secret cannot be read: {'; '.join(unread)}",
+                    detail="the running config (and the secrets read at the start) is kept",
+                )
+                self._rt.config_error = f"a secret cannot be read: {'; '.join(unread)}"
+                if self._metrics is not None:
+                    self._metrics.observe_reload(False)
+            elif change.refused:  # its live keys break a rule with the running values
+                refused = "; ".join(change.refused)
+                log.error(
+                    "config.reload_failed",
+                    error=f"with the keys that wait for a restart at their running values: "
+                    f"{refused}",
+                    detail="the running config is kept",
+                )
+                self._rt.config_error = f"the config file cannot be taken on live: {refused}"
+                if self._metrics is not None:
+                    self._metrics.observe_reload(False)
+            else:
+                self._rt.config_error = None
+                rotated = sorted(
+                    f"{key} (its value)"
+                    for key in secrets.keys() | self._secrets.keys()
+                    if secrets.get(key) != self._secrets.get(key)
+                )
+                await self._apply_config(change, rotated)
         self._passes.request_reload("SIGHUP")
 
-    async def _apply_config(self, change: Reconfiguration) -> None:
+    async def _apply_config(self, change: Reconfiguration, rotated: list[str]) -> None:
+        """Take on what changes live; name what waits for a restart: the keys, and the
+        secrets whose values changed (`rotated`: read at the start, held until then)."""
         before, after = self._rt.config, change.config
         self._rt.config = after
         self._rt.policy = plan_policy(after)
@@ -241,10 +278,10 @@ class Daemon:
                 self._manifests = after.manifests.dir
                 self._reloader.move(after.manifests.dir)
             await self._start_watch()  # stops the running one first
-        if change.restart_needed:
+        if change.restart_needed or rotated:
             log.warning(
                 "config.restart_needed",
-                keys=list(change.restart_needed),
+                keys=[*change.restart_needed, *rotated],
                 detail="these keys keep their running values until the daemon restarts",
             )
         log.info("config.reloaded", changed=list(change.changed))

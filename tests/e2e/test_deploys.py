@@ -231,3 +231,32 @@ async def test_sighups_at_start_up_and_in_a_storm_leave_one_watcher(
         assert daemon.alive and not daemon.log.named("daemon.task_failed")
     finally:
         assert await daemon.stop() == 0
+
+
+async def test_a_sighup_reads_the_secrets_again_and_names_what_waits(
+    daemon_env: DaemonEnv,
+) -> None:
+    """Defect: a secret file rotated or removed was `config.reloaded changed=[]`: the
+    daemon went on with the values read at its start, said nothing, and the next start
+    failed on the missing one."""
+    secret = daemon_env.cli.root / "customer-secret"
+    secret.write_text(daemon_env.cli.emulator.customer_secret, encoding="utf-8")
+    daemon_env.cli.data["apps"]["main"]["customerSecret"] = {"file": str(secret)}  # not merged
+    daemon_env.reconfigure({})
+    daemon = await daemon_env.start()
+    try:
+        secret.write_text("rotated-value", encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        waiting = await daemon.wait_event("config.restart_needed", within=30)
+        assert waiting["keys"] == ["apps.main.customerId/customerSecret (its value)"]
+        await daemon.wait_event("config.reloaded", within=30)
+        secret.unlink()
+        daemon.signal(signal.SIGHUP)
+        failed = await daemon.wait_event("config.reload_failed", within=30)
+        assert "a secret cannot be read" in str(failed["error"]) and str(secret) in str(
+            failed["error"]
+        )
+        assert "rotated-value" not in daemon.stdout.read_text()
+        assert daemon.alive
+    finally:
+        assert await daemon.stop() == 0

@@ -63,3 +63,22 @@ def test_live_keys_change_and_the_others_wait() -> None:
 def test_nothing_changed_names_nothing() -> None:
     change = reconfigure(config(), config())
     assert (change.changed, change.restart_needed) == ((), ())
+    assert change.refused == ()
+
+
+def test_live_keys_that_break_a_rule_with_the_running_ones_are_refused() -> None:
+    """Defect: `tokenLifetime` 2m -> 24h (waits for a restart) with `rolloverLead`
+    50s -> 5m (live) was taken: the daemon ran a 5-minute lead on 2-minute tokens, a
+    config its start refuses."""
+    certified = {**APP, "appCertificate": {"env": "C"}}
+    running = config(
+        apps={"main": {**certified, "tokenLifetime": "2m"}}, reconcile={"rolloverLead": "50s"}
+    )
+    loaded = config(
+        apps={"main": {**certified, "tokenLifetime": "24h"}}, reconcile={"rolloverLead": "5m"}
+    )
+    change = reconfigure(running, loaded)
+    assert change.refused == (
+        "reconcile.rolloverLead: reconcile.rolloverLead (5m) must be less than half of "
+        "apps.main.tokenLifetime (2m)",
+    )
