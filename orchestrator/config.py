@@ -343,26 +343,36 @@ def resolve_notifications_secret(
     return value
 
 
-def secret_fingerprints(config: Config) -> tuple[dict[str, str], list[str]]:
-    """Every secret of the config read now, as a fingerprint (SHA-256 of its value:
-    whether a value changed can be told, the value cannot be), by key as the file spells
-    it; and why those that cannot be read cannot (naming the reference, never a value).
-    A SIGHUP compares them with the running ones: the daemon holds the values it read
-    at its start until it restarts."""
+def fingerprint(value: object) -> str:
+    """A secret's value as a fingerprint (SHA-256): whether a value changed can be told,
+    the value cannot be."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()
+
+
+def credentials_key(profile: str) -> str:
+    """The key a profile's credentials' fingerprint goes by."""
+    return f"apps.{profile}.customerId/customerSecret"
+
+
+def secret_fingerprints(config: Config) -> tuple[dict[str, str], dict[str, str]]:
+    """Every secret of the config read now, as a `fingerprint`, by key as the file
+    spells it; and, by key, why those that cannot be read cannot (naming the
+    reference, never a value). A SIGHUP compares them with the fingerprints of what the
+    daemon read at its start, which it holds until it restarts."""
     found: dict[str, str] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}
 
     def read(key: str, resolve: Callable[[], object]) -> None:
         try:
             value = resolve()
         except SecretError as exc:
-            problems.append(str(exc))
+            problems[key] = str(exc)
             return
         if value is not None:
-            found[key] = hashlib.sha256(str(value).encode()).hexdigest()
+            found[key] = fingerprint(value)
 
     for name, profile in config.apps.items():
-        read(f"apps.{name}.customerId/customerSecret", partial(resolve_credentials, profile))
+        read(credentials_key(name), partial(resolve_credentials, profile))
         read(f"apps.{name}.appCertificate", partial(resolve_app_certificate, profile))
     read("notifications.secret", partial(resolve_notifications_secret, config))
     return found, problems

@@ -35,7 +35,13 @@ from orchestrator.agora.client import (
 )
 from orchestrator.agora.minter import TokenMinter
 from orchestrator.agora.pacing import DEFAULT_WINDOW, launched_at, query_cycle_seconds
-from orchestrator.config import Config, resolve_app_certificate, resolve_credentials
+from orchestrator.config import (
+    Config,
+    credentials_key,
+    fingerprint,
+    resolve_app_certificate,
+    resolve_credentials,
+)
 from orchestrator.reconcile.execute import Executor
 from orchestrator.reconcile.plan import PlanPolicy
 from orchestrator.secrets import SecretError, resolve_secret
@@ -80,6 +86,9 @@ class Runtime:
     policy: PlanPolicy
     # App profiles whose credentials did not resolve (their manifests cannot act).
     problems: tuple[str, ...] = ()
+    # The fingerprints of the secrets it read (`config.fingerprint`), held until a
+    # restart; the daemon adds the notifications secret's.
+    secrets: dict[str, str] = field(default_factory=dict)
     # Why the config file did not load at the last SIGHUP (the running config is kept,
     # a restart would fail); None once one loads.
     config_error: str | None = None
@@ -204,6 +213,8 @@ class Clients:
     limiters: Mapping[str, RateLimiter]
     minters: dict[str, TokenMinter]
     problems: list[str]
+    # The fingerprints of the secrets read (`config.fingerprint`), by key.
+    secrets: dict[str, str]
 
 
 @asynccontextmanager
@@ -222,6 +233,7 @@ async def api_clients(
     clients: dict[str, AgoraClient] = {}
     minters: dict[str, TokenMinter] = {}
     problems: list[str] = []
+    secrets: dict[str, str] = {}
     retry = hooks.retry if hooks is not None and hooks.retry is not None else retry_policy(config)
     try:
         for name, profile in sorted(config.apps.items()):
@@ -232,6 +244,9 @@ async def api_clients(
                 # A profile without its certificate would send starts Agora refuses.
                 problems.append(f"app profile {name}: {exc}")
                 continue
+            secrets[credentials_key(name)] = fingerprint((customer_id, customer_secret))
+            if certificate is not None:
+                secrets[f"apps.{name}.appCertificate"] = fingerprint(certificate)
             if certificate is not None and profile.app_certificate is not None:
                 minters[name] = TokenMinter(
                     app=name,
@@ -249,7 +264,7 @@ async def api_clients(
                 on_call=hooks.on_call if hooks else None,
                 retry=retry,
             )
-        yield Clients(clients, limiters, minters, problems)
+        yield Clients(clients, limiters, minters, problems, secrets)
     finally:
         for client in clients.values():
             await client.aclose()
@@ -299,6 +314,7 @@ async def open_runtime(
                 executor=executor,
                 policy=plan_policy(config),
                 problems=tuple(built.problems),
+                secrets=dict(built.secrets),
                 clock=clock,
                 ownership=ownership,
             )

@@ -236,7 +236,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         answered = False
-        while self._open and self._working is None:
+        while self._open and self._working is None and not self._unread:
             waiting = self._awaiting
             if waiting is not None:
                 if len(self._buffer) < waiting.length:
@@ -256,7 +256,7 @@ class _Connection(asyncio.Protocol):
             head, self._buffer = self._buffer[: end.start()], self._buffer[end.end() :]
             self._serve(head)
             answered = True
-        if answered and self._open and self._working is None:
+        if answered and self._open and self._working is None and not self._unread:
             self._arm()
             self._listener._active(self)
 
@@ -273,6 +273,8 @@ class _Connection(asyncio.Protocol):
         self._unread = False
         if self._transport is not None and self._working is None:
             self._transport.resume_reading()
+            if self._buffer:  # what it sent meanwhile, answered now
+                self.data_received(b"")
 
     # -- requests --------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ import structlog
 
 from orchestrator.config import (
     ConfigError,
+    fingerprint,
     load_config,
     resolve_notifications_secret,
     secret_fingerprints,
@@ -103,8 +104,7 @@ class Daemon:
         then read again at once)."""
         self._rt = runtime
         self._hung_up = hung_up
-        # The secrets' values as read at the start (fingerprints): held until a restart.
-        self._secrets = secret_fingerprints(runtime.config)[0]
+        self._reload_when_ready = False  # a SIGHUP came before READY
         # One config reload at a time (each SIGHUP reads the file again, in turn), and
         # one watcher: reloads at once started a watcher each and stopped one.
         self._config_lock = asyncio.Lock()
@@ -208,6 +208,8 @@ class Daemon:
         file again first."""
         if trigger != "SIGHUP":
             self._passes.request_reload(trigger, paths)
+        elif not self._health.ready:  # start-up reads what it reads; then this
+            self._reload_when_ready = True
         elif not self._stop.is_set():
             self._notifier.reloading()
             self.tasks.spawn("config", self._reread_config())
@@ -217,7 +219,8 @@ class Daemon:
         a restart (named in a warning), and a config that does not load changes nothing.
         Then the manifests are reloaded, whatever the config did. One at a time."""
         async with self._config_lock:
-            await self._reread_config_now()
+            if not self._stop.is_set():  # one queued behind others when a stop began
+                await self._reread_config_now()
 
     async def _reread_config_now(self) -> None:
         try:
@@ -232,13 +235,16 @@ class Daemon:
         else:
             change = reconfigure(self._rt.config, loaded)
             secrets, unread = await asyncio.to_thread(secret_fingerprints, loaded)
-            if unread:  # the next start would fail on it: said now, nothing taken on
+            # One read at the start that cannot be now: a restart would go without it
+            # (one that could not be read at the start either was said then).
+            gone = [f"{key}: {why}" for key, why in unread.items() if key in self._rt.secrets]
+            if gone:
                 log.error(
                     "config.reload_failed",
-                    error=f"a secret cannot be read: {'; '.join(unread)}",
+                    error=f"a secret read at the start cannot be read now: {'; '.join(gone)}",
                     detail="the running config (and the secrets read at the start) is kept",
                 )
-                self._rt.config_error = f"a secret cannot be read: {'; '.join(unread)}"
+                self._rt.config_error = f"a secret cannot be read: {'; '.join(gone)}"
                 if self._metrics is not None:
                     self._metrics.observe_reload(False)
             elif change.refused:  # its live keys break a rule with the running values
@@ -254,10 +260,11 @@ class Daemon:
                     self._metrics.observe_reload(False)
             else:
                 self._rt.config_error = None
+                held = self._rt.secrets
                 rotated = sorted(
                     f"{key} (its value)"
-                    for key in secrets.keys() | self._secrets.keys()
-                    if secrets.get(key) != self._secrets.get(key)
+                    for key in held.keys() & secrets.keys()
+                    if secrets[key] != held[key]
                 )
                 await self._apply_config(change, rotated)
         self._passes.request_reload("SIGHUP")
@@ -306,7 +313,7 @@ class Daemon:
         }
         for signum, handler in signals.items():
             loop.add_signal_handler(signum, handler)
-        if self._hung_up():  # before the handler: read the config again, as it asked
+        if self._hung_up():  # before the handler: read once ready, as it asked
             self.request_reload("SIGHUP")
         self.tasks.spawn(_WATCHDOG, self._watchdog())
         try:
@@ -334,6 +341,7 @@ class Daemon:
             await self.tasks.cancel(self.tasks.of(_WATCHDOG))  # it pinged until the end
             for signum in signals:  # `run` (the CLI) ignores them from its return on
                 loop.remove_signal_handler(signum)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # closing: nothing to reload
         log.info("daemon.stopped")
         return self._exit
 
@@ -370,6 +378,8 @@ class Daemon:
         # collector never rescans it.
         GC_POLICY.started()
         self._health.became_ready()
+        if self._reload_when_ready:  # a SIGHUP during start-up: its reload now
+            self.request_reload("SIGHUP")
         log.info("daemon.ready", summary=self._health.summary)
         self._timers.start()
         self._passes.remember_soon()  # what the passes before READY left to store
@@ -445,6 +455,7 @@ class Daemon:
             raise ReceiverError(f"notifications: {exc}") from None
         if secret is None:  # pragma: no cover (a config with an address has a secret)
             return
+        self._rt.secrets["notifications.secret"] = fingerprint(secret)  # held until a restart
         metrics = self._metrics
         self._receiver = NoticeReceiver(
             self._rt.store,

@@ -10,9 +10,11 @@ started; with the watch off, a SIGHUP sees the switch at once.
 SIGHUP re-reads the config: a changed `logging.level` takes effect (debug lines
 appear), a key that needs a restart is named in a warning and keeps its running
 value, and a config that does not load is one error while the daemon goes on with
-the running config. SIGHUPs from the process's first moment to READY end nothing,
-and a storm of them changing `manifests.*` leaves one watcher (one inotify
-descriptor), none once `watch: false`.
+the running config. SIGHUPs from the moment the process handles them (its first
+lines of ours) to READY end nothing, and a storm of them changing `manifests.*`
+leaves one watcher (one inotify descriptor), none once `watch: false`. A secret read
+at the start that cannot be read now fails a reload, one whose value changed is named
+as waiting for a restart, and a profile whose secret never resolved fails none.
 """
 
 from __future__ import annotations
@@ -242,20 +244,40 @@ async def test_a_sighup_reads_the_secrets_again_and_names_what_waits(
     secret = daemon_env.cli.root / "customer-secret"
     secret.write_text(daemon_env.cli.emulator.customer_secret, encoding="utf-8")
     daemon_env.cli.data["apps"]["main"]["customerSecret"] = {"file": str(secret)}  # not merged
-    daemon_env.reconfigure({})
+    # A profile whose secret never resolved (left out at the start, said then): it
+    # fails no reload (it failed every one).
+    daemon_env.reconfigure(
+        {
+            "apps": {
+                "unused": {
+                    "appId": "0123456789abcdef0123456789abcdef",
+                    "customerId": {"env": "NOT_SET_ANYWHERE"},
+                    "customerSecret": {"env": "NOT_SET_ANYWHERE"},
+                }
+            }
+        }
+    )
     daemon = await daemon_env.start()
     try:
+        daemon_env.reconfigure({"logging": {"level": "debug"}})
+        daemon.signal(signal.SIGHUP)
+        first = await daemon.wait_event("config.reloaded", within=30)
+        assert first["changed"] == ["logging.level"]
+        assert not daemon.log.named("config.reload_failed")
         secret.write_text("rotated-value", encoding="utf-8")
         daemon.signal(signal.SIGHUP)
         waiting = await daemon.wait_event("config.restart_needed", within=30)
         assert waiting["keys"] == ["apps.main.customerId/customerSecret (its value)"]
-        await daemon.wait_event("config.reloaded", within=30)
+        await daemon.wait_event("config.reloaded", within=30, after=1)
         secret.unlink()
         daemon.signal(signal.SIGHUP)
         failed = await daemon.wait_event("config.reload_failed", within=30)
-        assert "a secret cannot be read" in str(failed["error"]) and str(secret) in str(
-            failed["error"]
-        )
+        error = str(failed["error"])
+        assert error.startswith(
+            "a secret read at the start cannot be read now: "
+            "apps.main.customerId/customerSecret: customerSecret (file:"
+        ), error
+        assert str(secret) in error and "NOT_SET_ANYWHERE" not in error
         assert "rotated-value" not in daemon.stdout.read_text()
         assert daemon.alive
     finally:
