@@ -365,11 +365,6 @@ def _quiet(stop: Stop) -> None:
     global _STOP
     _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Forked, it has the daemon's handlers and their wake-up descriptor: a SIGHUP or a
-    # SIGTERM sent to it would reach the daemon's loop. Its own, as any process's.
-    signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
     gc.disable()
     threading.Thread(target=_orphaned, name="parent-watch", daemon=True).start()
 
