@@ -177,7 +177,10 @@ async def _serve(
                 helper=helper,
                 hung_up=hung_up,
             )
-            code = await daemon.run()
+            try:
+                code = await daemon.run()
+            finally:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # closing: nothing to reload
             # Stopped: a repeated SIGINT or SIGTERM (a terminal's Ctrl-C reaches the
             # whole process group, and a wrapper may pass it on) changes nothing now;
             # Python's default would end a clean exit as killed by the signal.

@@ -256,7 +256,7 @@ class _Connection(asyncio.Protocol):
             head, self._buffer = self._buffer[: end.start()], self._buffer[end.end() :]
             self._serve(head)
             answered = True
-        if answered and self._open and self._working is None and not self._unread:
+        if answered and self._open and self._working is None:  # a new deadline, read or not
             self._arm()
             self._listener._active(self)
 

@@ -101,7 +101,7 @@ class Daemon:
         config does not move it; `helper`: the bulk loads' worker (`ParseHelper`), which
         the caller may have started ahead (None: a new one); `hung_up`: whether a SIGHUP
         came after the config was read and before `run` takes the signal over (it is
-        then read again at once)."""
+        then read again once the daemon is ready, as one during start-up is)."""
         self._rt = runtime
         self._hung_up = hung_up
         self._reload_when_ready = False  # a SIGHUP came before READY
@@ -244,7 +244,9 @@ class Daemon:
                     error=f"a secret read at the start cannot be read now: {'; '.join(gone)}",
                     detail="the running config (and the secrets read at the start) is kept",
                 )
-                self._rt.config_error = f"a secret cannot be read: {'; '.join(gone)}"
+                self._rt.config_error = (
+                    f"a secret read at the start cannot be read now: {'; '.join(gone)}"
+                )
                 if self._metrics is not None:
                     self._metrics.observe_reload(False)
             elif change.refused:  # its live keys break a rule with the running values
@@ -341,7 +343,6 @@ class Daemon:
             await self.tasks.cancel(self.tasks.of(_WATCHDOG))  # it pinged until the end
             for signum in signals:  # `run` (the CLI) ignores them from its return on
                 loop.remove_signal_handler(signum)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # closing: nothing to reload
         log.info("daemon.stopped")
         return self._exit
 

@@ -223,7 +223,7 @@ async def test_forged_unsigned_oversized_or_replayed_requests_change_nothing(
     assert [s["sid"] for s in live(daemon_env, "lobby")] == [current["sid"]]
     refused = daemon.named("notice.refused")
     assert len(refused) == 3
-    assert SECRET not in daemon.stdout.read_text()
+    assert SECRET not in daemon.stdout.read_text() + daemon.log.text()
 
 
 async def test_a_failover_is_never_an_exit_announced_or_not(daemon_env: DaemonEnv) -> None:
