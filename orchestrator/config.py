@@ -336,7 +336,7 @@ def resolve_notifications_secret(
     ref = config.notifications.secret
     if ref is None:
         return None
-    key = "notifications.secret"
+    key = NOTIFICATIONS_SECRET
     value = _resolve_config_secret(key, ref, environ, credentials_dir)
     if not value:
         raise SecretError(f"{key} ({ref.describe()}): is empty")
@@ -352,6 +352,15 @@ def fingerprint(value: object) -> str:
 def credentials_key(profile: str) -> str:
     """The key a profile's credentials' fingerprint goes by."""
     return f"apps.{profile}.customerId/customerSecret"
+
+
+def certificate_key(profile: str) -> str:
+    """The key a profile's App Certificate's fingerprint goes by."""
+    return f"apps.{profile}.appCertificate"
+
+
+#: The key the notifications secret goes by (its fingerprint, its errors).
+NOTIFICATIONS_SECRET = "notifications.secret"  # noqa: S105 (a key, not a secret)
 
 
 def secret_fingerprints(config: Config) -> tuple[dict[str, str], dict[str, str]]:
@@ -373,8 +382,8 @@ def secret_fingerprints(config: Config) -> tuple[dict[str, str], dict[str, str]]
 
     for name, profile in config.apps.items():
         read(credentials_key(name), partial(resolve_credentials, profile))
-        read(f"apps.{name}.appCertificate", partial(resolve_app_certificate, profile))
-    read("notifications.secret", partial(resolve_notifications_secret, config))
+        read(certificate_key(name), partial(resolve_app_certificate, profile))
+    read(NOTIFICATIONS_SECRET, partial(resolve_notifications_secret, config))
     return found, problems
 
 

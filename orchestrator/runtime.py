@@ -37,6 +37,7 @@ from orchestrator.agora.minter import TokenMinter
 from orchestrator.agora.pacing import DEFAULT_WINDOW, launched_at, query_cycle_seconds
 from orchestrator.config import (
     Config,
+    certificate_key,
     credentials_key,
     fingerprint,
     resolve_app_certificate,
@@ -246,7 +247,7 @@ async def api_clients(
                 continue
             secrets[credentials_key(name)] = fingerprint((customer_id, customer_secret))
             if certificate is not None:
-                secrets[f"apps.{name}.appCertificate"] = fingerprint(certificate)
+                secrets[certificate_key(name)] = fingerprint(certificate)
             if certificate is not None and profile.app_certificate is not None:
                 minters[name] = TokenMinter(
                     app=name,

@@ -42,6 +42,7 @@ from typing import Any
 import structlog
 
 from orchestrator.config import (
+    NOTIFICATIONS_SECRET,
     ConfigError,
     fingerprint,
     load_config,
@@ -226,12 +227,9 @@ class Daemon:
         try:
             loaded = await asyncio.to_thread(load_config, self._config_path)
         except ConfigError as exc:
-            log.error("config.reload_failed", error=str(exc), detail="the running config is kept")
-            # Seen until a SIGHUP loads one: a failed reload, and a problem on the status
-            # page and `/api/v1/status` (the next restart would refuse this file).
-            self._rt.config_error = f"the config file does not load (kept the running one): {exc}"
-            if self._metrics is not None:
-                self._metrics.observe_reload(False)
+            self._reload_failed(
+                str(exc), f"the config file does not load (kept the running one): {exc}"
+            )
         else:
             change = reconfigure(self._rt.config, loaded)
             secrets, unread = await asyncio.to_thread(secret_fingerprints, loaded)
@@ -239,27 +237,14 @@ class Daemon:
             # (one that could not be read at the start either was said then).
             gone = [f"{key}: {why}" for key, why in unread.items() if key in self._rt.secrets]
             if gone:
-                log.error(
-                    "config.reload_failed",
-                    error=f"a secret read at the start cannot be read now: {'; '.join(gone)}",
-                    detail="the running config (and the secrets read at the start) is kept",
-                )
-                self._rt.config_error = (
-                    f"a secret read at the start cannot be read now: {'; '.join(gone)}"
-                )
-                if self._metrics is not None:
-                    self._metrics.observe_reload(False)
+                error = f"a secret read at the start cannot be read now: {'; '.join(gone)}"
+                self._reload_failed(error, error, " (and the secrets read at the start)")
             elif change.refused:  # its live keys break a rule with the running values
                 refused = "; ".join(change.refused)
-                log.error(
-                    "config.reload_failed",
-                    error=f"with the keys that wait for a restart at their running values: "
-                    f"{refused}",
-                    detail="the running config is kept",
+                self._reload_failed(
+                    f"with the keys that wait for a restart at their running values: {refused}",
+                    f"the config file cannot be taken on live: {refused}",
                 )
-                self._rt.config_error = f"the config file cannot be taken on live: {refused}"
-                if self._metrics is not None:
-                    self._metrics.observe_reload(False)
             else:
                 self._rt.config_error = None
                 held = self._rt.secrets
@@ -270,6 +255,15 @@ class Daemon:
                 )
                 await self._apply_config(change, rotated)
         self._passes.request_reload("SIGHUP")
+
+    def _reload_failed(self, error: str, problem: str, kept: str = "") -> None:
+        """A SIGHUP's config is not taken on: said in the log, counted as a failed
+        reload, and a problem on the status page and `/api/v1/status` until a SIGHUP
+        loads one (the next restart would refuse it, or go without what it lacks)."""
+        log.error("config.reload_failed", error=error, detail=f"the running config{kept} is kept")
+        self._rt.config_error = problem
+        if self._metrics is not None:
+            self._metrics.observe_reload(False)
 
     async def _apply_config(self, change: Reconfiguration, rotated: list[str]) -> None:
         """Take on what changes live; name what waits for a restart: the keys, and the
@@ -315,8 +309,8 @@ class Daemon:
         }
         for signum, handler in signals.items():
             loop.add_signal_handler(signum, handler)
-        if self._hung_up():  # before the handler: read once ready, as it asked
-            self.request_reload("SIGHUP")
+        # One before the handler: read once ready, as one during start-up is.
+        self._reload_when_ready = self._reload_when_ready or self._hung_up()
         self.tasks.spawn(_WATCHDOG, self._watchdog())
         try:
             await self._start_health()
@@ -456,7 +450,7 @@ class Daemon:
             raise ReceiverError(f"notifications: {exc}") from None
         if secret is None:  # pragma: no cover (a config with an address has a secret)
             return
-        self._rt.secrets["notifications.secret"] = fingerprint(secret)  # held until a restart
+        self._rt.secrets[NOTIFICATIONS_SECRET] = fingerprint(secret)  # held until a restart
         metrics = self._metrics
         self._receiver = NoticeReceiver(
             self._rt.store,
