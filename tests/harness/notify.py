@@ -5,6 +5,7 @@ Must never: block, or wait without a bound.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -20,6 +21,15 @@ class NotifySocket:
         self.sock.bind(str(path))
         self.sock.setblocking(False)
         self.messages: list[dict[str, str]] = []
+        # Read as they arrive, as systemd reads them: the kernel queues few datagrams
+        # (`net.unix.max_dgram_qlen`, 10 unless raised), and a daemon whose messages
+        # were not read meanwhile finds the queue full (`notify.send_failed`).
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: read when asked
+            self._loop = None
+        if self._loop is not None:
+            self._loop.add_reader(self.sock.fileno(), self.drain)
 
     def drain(self) -> list[dict[str, str]]:
         """Every message so far, the new ones read first."""
@@ -55,5 +65,7 @@ class NotifySocket:
 
     def close(self) -> None:
         if self.sock.fileno() >= 0:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self.sock.fileno())
             self.drain()
             self.sock.close()
